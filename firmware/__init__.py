@@ -1,0 +1,1 @@
+"""The emulated imp (its impOS) and the runtime that runs deployed device code."""

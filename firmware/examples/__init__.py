@@ -1,0 +1,1 @@
+"""Example firmware: factory (fixture + DUT) and application device code."""

@@ -1,0 +1,1 @@
+"""Ways to reach hardware: serial ports by URL, the optical channel, the bench controller."""

@@ -1,0 +1,1 @@
+"""The ``impfactory`` command line and its benchmarks."""
