@@ -1,0 +1,67 @@
+"""The fault plan (seeded, per DUT) and the LED-based failure diagnosis."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from impfactory.firmware.led import LedState as S
+from impfactory.fixture.faults import FAULTS, FaultSpecError, parse_faults, plan_dut
+from impfactory.fixture.observe import REASONS, failure_reason
+
+
+def test_parse_faults() -> None:
+    assert parse_faults(["misplaced=0.1", "link_drop=1", "misplaced=0.2"]) == {
+        "misplaced": 0.2, "link_drop": 1.0}
+    assert parse_faults(None) == {}
+    for bad in ("misplaced", "gremlins=0.1", "test_fail=x", "test_fail=1.5", "wrong_wifi=-0.1"):
+        with pytest.raises(FaultSpecError):
+            parse_faults([bad])
+
+
+def test_plan_is_a_function_of_seed_and_index() -> None:
+    rates = {name: 0.3 for name in FAULTS}
+    first = [plan_dut(7, i, rates, 0.2) for i in range(200)]
+    again = [plan_dut(7, i, rates, 0.2) for i in reversed(range(200))][::-1]
+    other = [plan_dut(8, i, rates, 0.2) for i in range(200)]
+    assert first == again
+    assert first != other
+
+
+def test_rates_are_honoured() -> None:
+    rates = {"misplaced": 0.1, "test_fail": 0.5}
+    plans = [plan_dut(1, i, rates, 0.25) for i in range(4000)]
+    for name, rate in rates.items():
+        share = sum(p.has(name) for p in plans) / len(plans)
+        assert share == pytest.approx(rate, abs=0.03)
+    assert not any(p.has("wrong_wifi") or p.has("link_drop") for p in plans)
+    assert sum(p.outdated_impos for p in plans) / len(plans) == pytest.approx(0.25, abs=0.03)
+    assert all(plan_dut(1, i, {n: 1.0 for n in FAULTS}, 1.0).faults == set(FAULTS)
+               for i in range(20))
+
+
+LIFE = [S.OFF, S.WAITING_BLINKUP, S.BLINKUP_RECEIVING, S.BLINKUP_OK, S.SEARCHING_WIFI,
+        S.JOINING_WIFI, S.GETTING_IP, S.RESOLVING, S.CONNECTING, S.ONLINE]
+
+
+@pytest.mark.parametrize(("states", "reason"), [
+    ([*LIFE, S.BLESSED], None),
+    ([*LIFE, S.BLESSED, S.ONLINE], None),  # application running after the solid green
+    ([*LIFE, S.TEST_FAILED], "test_failed"),
+    ([S.OFF, S.WAITING_BLINKUP], "blinkup_failed"),
+    ([S.OFF, S.WAITING_BLINKUP, S.BLINKUP_RECEIVING, S.BLINKUP_FAILED], "blinkup_failed"),
+    (LIFE[:6], "wifi_join_failed"),
+    (LIFE[:9], "server_unreachable"),
+    ([*LIFE, S.UPDATING], "impos_update_stalled"),
+    ([*LIFE, S.SEARCHING_WIFI], "link_lost"),
+    (LIFE, "no_bless"),
+    ([], "blinkup_failed"),
+])
+def test_failure_reason(states: list[S], reason: str | None) -> None:
+    assert failure_reason(states) == reason
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(list(S)), max_size=30))
+def test_any_led_history_gets_a_known_reason(states: list[S]) -> None:
+    assert failure_reason(states) in (None, *REASONS)
