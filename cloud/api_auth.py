@@ -1,0 +1,359 @@
+"""Accounts, tokens, login keys and collaborator roles of the REST API.
+
+Tables (in the cloud's SQLite database, prefixed ``api_``)::
+
+    api_accounts(id, username, email, pw_salt, pw_hash, role, owner_id,
+                 unbond_key, plan_id, created_at)
+    api_tokens(digest, kind, account_id, expires_at, created_at)   -- sha256 of the token
+    api_login_keys(id, account_id, digest, description, created_at)
+
+An owner account owns products and devices; a collaborator account (role
+``blinkup_device``) belongs to one owner (``owner_id``) and may only add a fixture
+to that owner's account. Tokens are random, stored only as SHA-256 digests, and
+outlive impt's 3-minute refresh margin by far (one hour).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from impfactory.cloud.api import ANY_ROLE, BLINKUP_DEVICE, OWNER, Answer, Call, Router
+from impfactory.cloud.api_jsonapi import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    JsonObj,
+    NotFound,
+    Unauthorized,
+    attributes,
+    data_object,
+    is_name,
+    is_str,
+    iso,
+    paginate,
+    resource,
+)
+
+ACCESS_TTL = 3600.0
+PBKDF2_ROUNDS = 20_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_accounts (
+    id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, email TEXT NOT NULL UNIQUE,
+    pw_salt BLOB NOT NULL, pw_hash BLOB NOT NULL, role TEXT NOT NULL,
+    owner_id TEXT NOT NULL, unbond_key TEXT NOT NULL, plan_id TEXT NOT NULL,
+    created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    digest TEXT PRIMARY KEY, kind TEXT NOT NULL, account_id TEXT NOT NULL,
+    expires_at REAL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS api_login_keys (
+    id TEXT PRIMARY KEY, account_id TEXT NOT NULL, digest TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL, created_at REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account as the API needs it; ``owner_id`` is itself for an owner."""
+
+    id: str
+    username: str
+    email: str
+    role: str
+    owner_id: str
+    unbond_key: str
+    plan_id: str
+    created_at: float
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _hash_password(password: str, salt: bytes) -> bytes:
+    return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PBKDF2_ROUNDS)
+
+
+class AccountBook:
+    """Accounts and their credentials in SQLite."""
+
+    def __init__(self, db: sqlite3.Connection, now: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.now = now
+        db.executescript(SCHEMA)
+
+    # -- accounts ------------------------------------------------------------------
+
+    def create(self, username: str, password: str, *, email: str | None = None,
+               role: str = OWNER, owner_id: str | None = None) -> Account:
+        """A new account; a collaborator needs the ``owner_id`` it serves."""
+        if not is_name(username) or not password:
+            raise BadRequest("an account needs a username (1-80 characters) and a password")
+        if role not in (OWNER, BLINKUP_DEVICE):
+            raise BadRequest(f"unknown role {role!r}; roles: {OWNER}, {BLINKUP_DEVICE}")
+        if role != OWNER and owner_id is None:
+            raise BadRequest("a collaborator account needs the owner it serves")
+        if self.find(username) is not None or (email and self.find(email) is not None):
+            raise Conflict(f"an account named {username!r} already exists", code="DuplicateName")
+        account_id = secrets.token_hex(8)
+        salt = secrets.token_bytes(16)
+        with self.db:
+            self.db.execute(
+                "INSERT INTO api_accounts VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (account_id, username, email or f"{username}@impfactory.invalid", salt,
+                 _hash_password(password, salt), role, owner_id or account_id,
+                 secrets.token_hex(16), secrets.token_hex(8), self.now()),
+            )
+        account = self.get(account_id)
+        assert account is not None
+        return account
+
+    def ensure_owner(self, username: str, password: str) -> Account:
+        """The owner ``username``, created on first start (``cloud serve --owner``)."""
+        found = self.find(username)
+        if found is not None:
+            if not self.check_password(found.id, password):
+                raise BadRequest(f"account {username!r} exists with another password")
+            return found
+        return self.create(username, password)
+
+    def get(self, account_id: str) -> Account | None:
+        """The account with this id, if any."""
+        row = self.db.execute(
+            "SELECT id, username, email, role, owner_id, unbond_key, plan_id, created_at "
+            "FROM api_accounts WHERE id = ?", (account_id,)).fetchone()
+        return Account(*row) if row else None
+
+    def find(self, login: str) -> Account | None:
+        """The account whose username or email is ``login``."""
+        row = self.db.execute(
+            "SELECT id FROM api_accounts WHERE username = ? OR email = ?", (login, login)
+        ).fetchone()
+        return self.get(row[0]) if row else None
+
+    def collaborators(self, owner_id: str) -> list[Account]:
+        """Accounts serving ``owner_id`` (the owner first)."""
+        rows = self.db.execute(
+            "SELECT id FROM api_accounts WHERE owner_id = ? ORDER BY id = owner_id DESC, "
+            "created_at", (owner_id,)).fetchall()
+        return [a for (i,) in rows if (a := self.get(i)) is not None]
+
+    def check_password(self, account_id: str, password: str) -> bool:
+        """Whether ``password`` is this account's, compared in constant time."""
+        row = self.db.execute("SELECT pw_salt, pw_hash FROM api_accounts WHERE id = ?",
+                              (account_id,)).fetchone()
+        return bool(row) and hmac.compare_digest(_hash_password(password, row[0]), row[1])
+
+    def by_plan(self, plan_id: str) -> Account | None:
+        """The owner whose developer plan ID is ``plan_id``."""
+        row = self.db.execute("SELECT id FROM api_accounts WHERE plan_id = ?",
+                              (plan_id,)).fetchone()
+        return self.get(row[0]) if row else None
+
+    # -- tokens --------------------------------------------------------------------
+
+    def issue(self, account: Account, *, refresh: bool) -> JsonObj:
+        """A fresh access token (and a refresh token when ``refresh``)."""
+        now = self.now()
+        access = secrets.token_urlsafe(24)
+        out: JsonObj = {"access_token": access, "expires_in": int(ACCESS_TTL),
+                        "expires_at": iso(now + ACCESS_TTL)}
+        rows = [(_digest(access), "access", account.id, now + ACCESS_TTL, now)]
+        if refresh:
+            token = secrets.token_urlsafe(24)
+            out["refresh_token"] = token
+            rows.append((_digest(token), "refresh", account.id, None, now))
+        with self.db:
+            self.db.execute("DELETE FROM api_tokens WHERE kind = 'access' AND expires_at < ?",
+                            (now,))
+            self.db.executemany("INSERT INTO api_tokens VALUES (?,?,?,?,?)", rows)
+        return out
+
+    def authenticate(self, access_token: str) -> Account:
+        """The account an access token belongs to; 401 when unknown or expired."""
+        row = self.db.execute(
+            "SELECT account_id, expires_at FROM api_tokens WHERE digest = ? AND kind = 'access'",
+            (_digest(access_token),)).fetchone()
+        if row is None or row[1] < self.now():
+            raise Unauthorized("the access token is unknown or expired; refresh it",
+                               code="InvalidToken")
+        account = self.get(row[0])
+        if account is None:
+            raise Unauthorized("the token's account no longer exists", code="InvalidToken")
+        return account
+
+    def by_refresh_token(self, token: str) -> Account | None:
+        """The account a refresh token belongs to."""
+        row = self.db.execute(
+            "SELECT account_id FROM api_tokens WHERE digest = ? AND kind = 'refresh'",
+            (_digest(token),)).fetchone()
+        return self.get(row[0]) if row else None
+
+    # -- login keys ----------------------------------------------------------------
+
+    def create_login_key(self, account: Account, description: str) -> tuple[str, JsonObj]:
+        """A new login key: returns the key (shown once, it is the id) and its resource."""
+        key = secrets.token_hex(16)
+        with self.db:
+            self.db.execute("INSERT INTO api_login_keys VALUES (?,?,?,?,?)",
+                            (key, account.id, _digest(key), description, self.now()))
+        return key, self.login_key(account, key)
+
+    def login_key(self, account: Account, key_id: str) -> JsonObj:
+        """One login key of ``account`` as a resource; 404 when not its own."""
+        row = self.db.execute(
+            "SELECT id, description, created_at FROM api_login_keys "
+            "WHERE id = ? AND account_id = ?", (key_id, account.id)).fetchone()
+        if row is None:
+            raise NotFound(f"no login key {key_id!r}")
+        return resource("login_key", row[0],
+                        {"description": row[1], "created_at": iso(row[2])})
+
+    def login_keys(self, account: Account) -> list[JsonObj]:
+        """All login keys of ``account``."""
+        rows = self.db.execute("SELECT id FROM api_login_keys WHERE account_id = ? "
+                               "ORDER BY created_at", (account.id,)).fetchall()
+        return [self.login_key(account, r[0]) for r in rows]
+
+    def by_login_key(self, key: str) -> Account | None:
+        """The account a login key belongs to."""
+        row = self.db.execute("SELECT account_id FROM api_login_keys WHERE digest = ?",
+                              (_digest(key),)).fetchone()
+        return self.get(row[0]) if row else None
+
+
+def account_resource(account: Account, viewer: Account) -> JsonObj:
+    """An account as ``viewer`` may see it (secrets only for the owner itself)."""
+    attrs: JsonObj = {"username": account.username, "email": account.email,
+                      "role": account.role, "created_at": iso(account.created_at)}
+    if viewer.id == account.id and account.role == OWNER:
+        attrs["unbond_key"] = account.unbond_key
+        attrs["plan_id"] = account.plan_id
+    rels = {"owner": {"type": "account", "id": account.owner_id}}
+    return resource("account", account.id, attrs, rels)
+
+
+def _auth_body(call: Call) -> dict[str, object]:
+    body = call.body()
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object", code="InvalidBody")
+    return body
+
+
+def register(router: Router, book: AccountBook) -> None:
+    """Add the auth and account routes."""
+
+    def login(call: Call) -> Answer:
+        body = _auth_body(call)
+        login_id, password = body.get("id"), body.get("password")
+        if not isinstance(login_id, str) or not isinstance(password, str):
+            raise BadRequest("send {'id': <username or email>, 'password': <password>}")
+        account = book.find(login_id)
+        if account is None or not book.check_password(account.id, password):
+            raise Unauthorized("wrong username or password", code="InvalidCredentials")
+        return Answer(200, book.issue(account, refresh=True))
+
+    def token(call: Call) -> Answer:
+        body = _auth_body(call)
+        if isinstance(body.get("token"), str):
+            account = book.by_refresh_token(str(body["token"]))
+        elif isinstance(body.get("key"), str):
+            account = book.by_login_key(str(body["key"]))
+        else:
+            raise BadRequest("send {'token': <refresh token>} or {'key': <login key>}")
+        if account is None:
+            raise Unauthorized("unknown refresh token or login key", code="InvalidToken")
+        issued = book.issue(account, refresh=False)
+        return Answer(200, issued)
+
+    def me(call: Call) -> Answer:
+        return Answer(200, {"data": account_resource(call.account, call.account)})
+
+    def get_account(call: Call) -> Answer:
+        wanted = call.params["id"]
+        account = call.account if wanted == "me" else book.get(wanted)
+        if account is None or account.owner_id not in (call.account.owner_id, call.account.id):
+            raise NotFound(f"no account {wanted!r}")
+        return Answer(200, {"data": account_resource(account, call.account)})
+
+    def list_accounts(call: Call) -> Answer:
+        accounts = book.collaborators(call.account.owner_id)
+        items = [account_resource(a, call.account) for a in accounts]
+        return Answer(200, paginate(items, call.query, "/v5/accounts"))
+
+    def add_collaborator(call: Call) -> Answer:
+        data = data_object(call.body(), ["account"])
+        attrs = attributes(data, {"username": is_name, "email": is_str(200),
+                                  "password": is_str(200), "role": is_str(40)},
+                           required=("username", "password", "role"))
+        if attrs["role"] != BLINKUP_DEVICE:
+            raise BadRequest(f"collaborators get the {BLINKUP_DEVICE!r} role")
+        account = book.create(attrs["username"], attrs["password"], email=attrs.get("email"),
+                              role=BLINKUP_DEVICE, owner_id=call.account.id)
+        return Answer(201, {"data": account_resource(account, call.account)})
+
+    def _password_checked(call: Call) -> None:
+        password = call.header("X-Electricimp-Password")
+        if password is None or not book.check_password(call.account.id, password):
+            raise Forbidden("login keys need the account password in X-Electricimp-Password",
+                            code="PasswordRequired")
+
+    def list_keys(call: Call) -> Answer:
+        return Answer(200, paginate(book.login_keys(call.account), call.query,
+                                    "/v5/accounts/me/login_keys"))
+
+    def create_key(call: Call) -> Answer:
+        _password_checked(call)
+        body = call.body()
+        data = data_object(body if body is not None else {"data": {"type": "login_key"}},
+                           ["login_key"])
+        attrs = attributes(data, {"description": is_str(200)})
+        _key, res = book.create_login_key(call.account, attrs.get("description", ""))
+        return Answer(201, {"data": res})
+
+    def get_key(call: Call) -> Answer:
+        return Answer(200, {"data": book.login_key(call.account, call.params["id"])})
+
+    def update_key(call: Call) -> Answer:
+        _password_checked(call)
+        book.login_key(call.account, call.params["id"])
+        data = data_object(call.body(), ["login_key"], want_id=call.params["id"])
+        attrs = attributes(data, {"description": is_str(200)})
+        if "description" in attrs:
+            with book.db:
+                book.db.execute("UPDATE api_login_keys SET description = ? WHERE id = ?",
+                                (attrs["description"], call.params["id"]))
+        return Answer(200, {"data": book.login_key(call.account, call.params["id"])})
+
+    def delete_key(call: Call) -> Answer:
+        _password_checked(call)
+        book.login_key(call.account, call.params["id"])
+        with book.db:
+            book.db.execute("DELETE FROM api_login_keys WHERE id = ?", (call.params["id"],))
+        return Answer(204)
+
+    router.add("POST", "/auth", login, "Log in with id and password: access and refresh tokens",
+               auth=False)
+    router.add("POST", "/auth/token", token,
+               "A new access token from a refresh token or a login key", auth=False)
+    router.add("GET", "/accounts/me", me, "The caller's account", roles=ANY_ROLE)
+    router.add("GET", "/accounts/me/login_keys", list_keys, "The caller's login keys")
+    router.add("POST", "/accounts/me/login_keys", create_key,
+               "Create a login key (X-Electricimp-Password)")
+    router.add("GET", "/accounts/me/login_keys/{id}", get_key, "One login key")
+    router.add("PATCH", "/accounts/me/login_keys/{id}", update_key,
+               "Update a login key (X-Electricimp-Password)")
+    router.add("DELETE", "/accounts/me/login_keys/{id}", delete_key,
+               "Delete a login key (X-Electricimp-Password)")
+    router.add("POST", "/accounts/me/collaborators", add_collaborator,
+               "Extension: add a collaborator with the blinkup_device role")
+    router.add("GET", "/accounts", list_accounts, "The owner and its collaborators",
+               roles=ANY_ROLE)
+    router.add("GET", "/accounts/{id}", get_account, "One account of this owner",
+               roles=ANY_ROLE)

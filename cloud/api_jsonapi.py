@@ -1,0 +1,326 @@
+"""JSON:API shapes as impCentral API v5 and its clients use them.
+
+Errors, documents, pagination and request-body checks, shared by every resource
+module. The rules come from the clients (see docs/api.md):
+
+* every error answer is ``{"errors": [{"status", "code", "title", "detail"}]}``:
+  ``imp-central-api`` shows ``title: detail`` of the first entry;
+* a list carries ``links`` always, and ``links.next`` only when another page
+  exists (``impt`` loops while the key is present, even when it is null);
+* an optional relationship is left out, never ``null``.
+
+Body checks raise ``BadRequest`` (a 400 with a pointer to the offending member)
+so a malformed body never reaches the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+from impfactory.errors import ImpFactoryError
+
+JsonObj = dict[str, Any]
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+class ApiError(ImpFactoryError):
+    """An answer with a 4xx status and a JSON:API error body."""
+
+    status = 400
+    code = "BadRequest"
+    title = "Bad Request"
+
+    def __init__(self, detail: str, *, code: str | None = None,
+                 pointer: str | None = None, meta: JsonObj | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.pointer = pointer
+        self.meta = meta
+
+    def as_error(self) -> JsonObj:
+        """The error object for the ``errors`` array."""
+        err: JsonObj = {"status": str(self.status), "code": self.code,
+                        "title": self.title, "detail": self.detail}
+        if self.pointer:
+            err["source"] = {"pointer": self.pointer}
+        if self.meta:
+            err["meta"] = self.meta
+        return err
+
+
+class BadRequest(ApiError, ValueError):
+    """The request is malformed or breaks a rule of the model."""
+
+
+class Unauthorized(ApiError, PermissionError):
+    """No valid credentials: clients refresh their token and retry once."""
+
+    status = 401
+    code = "Unauthorized"
+    title = "Unauthorized"
+
+
+class Forbidden(ApiError, PermissionError):
+    """Valid credentials, but this account's role does not allow the call."""
+
+    status = 403
+    code = "Forbidden"
+    title = "Forbidden"
+
+
+class NotFound(ApiError, LookupError):
+    """No such resource (or not visible to this account); impt then looks up by name."""
+
+    status = 404
+    code = "NotFound"
+    title = "Not Found"
+
+
+class MethodNotAllowed(ApiError):
+    """The path exists but not with this method."""
+
+    status = 405
+    code = "MethodNotAllowed"
+    title = "Method Not Allowed"
+
+
+class Conflict(ApiError):
+    """The request clashes with the current state (a duplicate name, a bound device)."""
+
+    status = 409
+    code = "Conflict"
+    title = "Conflict"
+
+
+class UnsupportedMediaType(ApiError):
+    """The body is not JSON."""
+
+    status = 415
+    code = "UnsupportedMediaType"
+    title = "Unsupported Media Type"
+
+
+def error_body(errors: Sequence[ApiError]) -> bytes:
+    """Serialise one or more errors as a JSON:API error document."""
+    return json.dumps({"errors": [e.as_error() for e in errors]}).encode()
+
+
+def iso(ts: float) -> str:
+    """Seconds since the epoch → ISO 8601 UTC with milliseconds, as impCentral writes."""
+    moment = dt.datetime.fromtimestamp(ts, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def rel(type_: str, id_: str | None) -> JsonObj | None:
+    """A relationship entry, or ``None`` meaning "leave the key out"."""
+    return {"type": type_, "id": id_} if id_ else None
+
+
+def resource(type_: str, id_: str, attributes: JsonObj,
+             relationships: dict[str, JsonObj | None] | None = None) -> JsonObj:
+    """A resource object; relationships that are ``None`` are left out."""
+    out: JsonObj = {"type": type_, "id": id_, "attributes": attributes}
+    if relationships is not None:
+        out["relationships"] = {k: v for k, v in relationships.items() if v is not None}
+    return out
+
+
+def parse_json(body: bytes) -> Any:
+    """The request body as JSON; an empty body is ``None``."""
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise BadRequest(f"the body is not valid JSON: {err}", code="InvalidJson") from err
+
+
+# -- pagination and filters -------------------------------------------------------
+
+
+def page_args(query: dict[str, str]) -> tuple[int, int]:
+    """``page[number]`` (from 1) and ``page[size]`` (1..100) from a flat query."""
+    number = _positive_int(query.get("page[number]", "1"), "page[number]")
+    size = _positive_int(query.get("page[size]", str(DEFAULT_PAGE_SIZE)), "page[size]")
+    if size > MAX_PAGE_SIZE:
+        raise BadRequest(f"page[size] must be at most {MAX_PAGE_SIZE}, got {size}",
+                         code="InvalidPageSize")
+    return number, size
+
+
+def _positive_int(text: str, name: str) -> int:
+    if not text.isdigit() or int(text) < 1 or len(text) > 9:
+        raise BadRequest(f"{name} must be a positive integer, got {text!r}",
+                         code="InvalidPagination")
+    return int(text)
+
+
+def filters(query: dict[str, str], allowed: Iterable[str]) -> dict[str, str]:
+    """The ``filter[x.y]`` entries of a query; an unknown filter is a 400."""
+    allowed = set(allowed)
+    out: dict[str, str] = {}
+    for key, value in query.items():
+        if key.startswith("filter[") and key.endswith("]"):
+            name = key[len("filter["):-1]
+            if name not in allowed:
+                raise BadRequest(f"unknown filter {name!r}; allowed: {sorted(allowed)}",
+                                 code="InvalidFilter")
+            out[name] = value
+        elif not key.startswith("page[") and key not in ("format",):
+            raise BadRequest(f"unknown query parameter {key!r}", code="InvalidQuery")
+    return out
+
+
+def paginate(items: Sequence[JsonObj], query: dict[str, str], base_path: str,
+             allowed_filters: Iterable[str] = ()) -> JsonObj:
+    """A list document for one page of ``items`` with ``links`` as impt expects.
+
+    The query is checked here too, so no list answers a filter it ignored.
+    """
+    filters(query, allowed_filters)
+    number, size = page_args(query)
+    start = (number - 1) * size
+    data = list(items[start:start + size])
+
+    def link(n: int) -> str:
+        q = {k: v for k, v in query.items() if not k.startswith("page[")}
+        q["page[number]"] = str(n)
+        q["page[size]"] = str(size)
+        return f"{base_path}?{urlencode(q)}"
+
+    last = max(1, -(-len(items) // size))
+    links: JsonObj = {"self": link(number), "first": link(1), "last": link(last)}
+    if number > 1:
+        links["prev"] = link(min(number - 1, last))
+    if start + size < len(items):
+        links["next"] = link(number + 1)
+    return {"data": data, "links": links, "meta": {"total": len(items)}}
+
+
+# -- request body checks ----------------------------------------------------------
+
+
+def data_object(body: Any, expected_types: Iterable[str], *, want_id: str | None = None
+                ) -> JsonObj:
+    """``body["data"]`` checked: an object whose ``type`` is one of ``expected_types``.
+
+    With ``want_id`` (PATCH), a given ``data.id`` must match the URL's id.
+    """
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object with a 'data' member",
+                         code="InvalidBody", pointer="")
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise BadRequest("'data' must be an object", code="InvalidBody", pointer="/data")
+    types = list(expected_types)
+    type_ = data.get("type")
+    if type_ not in types:
+        raise BadRequest(f"data.type must be one of {types}, got {type_!r}",
+                         code="InvalidType", pointer="/data/type")
+    if want_id is not None and "id" in data and data["id"] != want_id:
+        raise Conflict(f"data.id {data['id']!r} does not match the URL's {want_id!r}",
+                       pointer="/data/id")
+    for member in ("attributes", "relationships"):
+        if member in data and not isinstance(data[member], dict):
+            raise BadRequest(f"data.{member} must be an object", code="InvalidBody",
+                             pointer=f"/data/{member}")
+    return data
+
+
+def attributes(data: JsonObj, allowed: dict[str, Callable[[Any], bool]],
+               required: Iterable[str] = ()) -> JsonObj:
+    """``data.attributes`` checked against ``allowed`` (name → value predicate)."""
+    attrs = data.get("attributes") or {}
+    for name, value in attrs.items():
+        check = allowed.get(name)
+        if check is None:
+            raise BadRequest(f"unknown attribute {name!r}; allowed: {sorted(allowed)}",
+                             code="InvalidAttribute", pointer=f"/data/attributes/{name}")
+        if not check(value):
+            raise BadRequest(f"attribute {name!r} has an invalid value {value!r:.80}",
+                             code="InvalidAttribute", pointer=f"/data/attributes/{name}")
+    for name in required:
+        if name not in attrs:
+            raise BadRequest(f"attribute {name!r} is required", code="MissingAttribute",
+                             pointer=f"/data/attributes/{name}")
+    return dict(attrs)
+
+
+def relationship(data: JsonObj, name: str, types: Iterable[str], *, required: bool = False
+                 ) -> tuple[str, str] | None:
+    """``data.relationships[name]`` as ``(type, id)``, checked."""
+    rels = data.get("relationships") or {}
+    entry = rels.get(name)
+    if entry is None:
+        if required:
+            raise BadRequest(f"relationship {name!r} is required", code="MissingRelationship",
+                             pointer=f"/data/relationships/{name}")
+        return None
+    if isinstance(entry, dict) and isinstance(entry.get("data"), dict):
+        entry = entry["data"]  # strict JSON:API nests it; impCentral's clients do not
+    allowed = list(types)
+    if (not isinstance(entry, dict) or entry.get("type") not in allowed
+            or not is_id(entry.get("id"))):
+        raise BadRequest(f"relationship {name!r} must be {{type in {allowed}, id}}",
+                         code="InvalidRelationship", pointer=f"/data/relationships/{name}")
+    return str(entry["type"]), str(entry["id"])
+
+
+def id_list(body: Any, type_: str) -> list[str]:
+    """``{"data": [{"type": type_, "id": …}, …]}`` → the ids, checked."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise BadRequest(f"the body must be {{'data': [{{'type': '{type_}', 'id': …}}]}}",
+                         code="InvalidBody", pointer="/data")
+    ids: list[str] = []
+    for i, entry in enumerate(body["data"]):
+        if not isinstance(entry, dict) or entry.get("type") != type_ or not is_id(entry.get("id")):
+            raise BadRequest(f"data[{i}] must be {{'type': '{type_}', 'id': …}}",
+                             code="InvalidBody", pointer=f"/data/{i}")
+        ids.append(entry["id"])
+    return ids
+
+
+def is_id(value: Any) -> bool:
+    """A plausible identifier: a short non-empty string."""
+    return isinstance(value, str) and 0 < len(value) <= 200
+
+
+def is_str(limit: int) -> Callable[[Any], bool]:
+    """A predicate: a string of at most ``limit`` characters."""
+    return lambda v: isinstance(v, str) and len(v) <= limit
+
+
+def is_name(v: Any) -> bool:
+    """A resource name: non-empty after trimming, at most 80 characters."""
+    return isinstance(v, str) and len(v.strip()) > 0 and len(v) <= 80
+
+
+def is_bool(v: Any) -> bool:
+    """Strictly a JSON boolean."""
+    return isinstance(v, bool)
+
+
+def is_opt_str(limit: int) -> Callable[[Any], bool]:
+    """A predicate: ``null`` or a string of at most ``limit`` characters."""
+    return lambda v: v is None or (isinstance(v, str) and len(v) <= limit)
+
+
+def is_tags(v: Any) -> bool:
+    """An array of short strings."""
+    return isinstance(v, list) and len(v) <= 100 and all(
+        isinstance(t, str) and 0 < len(t) <= 100 for t in v)
+
+
+def is_env_vars(v: Any) -> bool:
+    """An object of scalar values (impCentral's ``env_vars``)."""
+    return isinstance(v, dict) and len(json.dumps(v)) <= 16384 and all(
+        isinstance(k, str) and (val is None or isinstance(val, str | int | float | bool))
+        for k, val in v.items())

@@ -1,0 +1,72 @@
+"""``/v5/openapi.json``: an OpenAPI 3.1 description generated from the route table.
+
+Generated, not written by hand, so it lists exactly the routes that are served:
+a route added to the router appears here with its summary, path parameters,
+whether it needs a bearer token, and which roles may call it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from impfactory.cloud.api import BASE, Answer, Call, Router
+from impfactory.cloud.api_jsonapi import JsonObj
+
+from impfactory import __version__
+
+_ERROR_REF = {"$ref": "#/components/responses/Error"}
+
+
+def describe(router: Router) -> JsonObj:
+    """The OpenAPI document for every route in ``router``."""
+    paths: dict[str, JsonObj] = {}
+    for route in router.routes:
+        op: JsonObj = {
+            "summary": route.summary,
+            "operationId": _operation_id(route.method, route.template),
+            "responses": {"2XX": {"description": "success"}, "4XX": _ERROR_REF},
+        }
+        params = re.findall(r"\{(\w+)\}", route.template)
+        if params:
+            op["parameters"] = [{"name": p, "in": "path", "required": True,
+                                 "schema": {"type": "string"}} for p in params]
+        if route.auth:
+            op["x-roles"] = sorted(route.roles)
+        else:
+            op["security"] = []
+        paths.setdefault(route.template, {})[route.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "impfactory emulated impCentral API", "version": __version__,
+                 "description": "A subset of impCentral API v5 (JSON:API) served by the "
+                                "impfactory cloud; extensions are marked 'Extension'."},
+        "servers": [{"url": BASE}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Error": {
+                "description": "JSON:API error document",
+                "content": {"application/vnd.api+json": {"schema": {
+                    "type": "object", "required": ["errors"],
+                    "properties": {"errors": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["status", "code", "title", "detail"],
+                    }}}}}},
+            }},
+        },
+    }
+
+
+def _operation_id(method: str, template: str) -> str:
+    words = [w.strip("{}") for w in template.strip("/").split("/") if w]
+    return method.lower() + "_" + "_".join(words).replace("-", "_")
+
+
+def register(router: Router) -> None:
+    """Serve the description itself (no token needed, so tools can discover it)."""
+
+    def openapi(call: Call) -> Answer:
+        return Answer(200, describe(router), content_type="application/json")
+
+    router.add("GET", "/openapi.json", openapi, "This OpenAPI description", auth=False)
