@@ -1,0 +1,184 @@
+"""The device's link to impCloud: cloud-link messages over MQTT (aiomqtt).
+
+One MQTT connection per device, all on the caller's asyncio loop (no threads).
+The device subscribes to its own ``down`` topics, publishes ``up`` messages with
+QoS 1, and names a ``bye`` as its last will so the cloud learns of a lost link.
+
+Requests (hello, factory token, bless) carry a ``req`` number; ``request`` waits
+for the answer with the same number (or an ``error`` reply, raised as
+``CloudRefused``). Everything else the cloud sends goes to ``on_message`` in
+order of arrival; image chunks go to the ``ImageFetcher`` waiting for them.
+Network waits use the loop's time: they belong to the network, not to the
+emulated device's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+from impfactory.firmware.errors import CloudClientError
+from impfactory.protocol import cloudlink as cl
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = 15.0
+
+
+class CloudRefused(CloudClientError):
+    """The cloud answered a request with an ``error`` reply."""
+
+    def __init__(self, reply: cl.ErrorReply) -> None:
+        super().__init__(f"cloud refused: {reply.code.value}: {reply.message}")
+        self.reply = reply
+        self.code = reply.code
+
+
+class CloudClient:
+    """One device's MQTT session with the cloud."""
+
+    def __init__(self, device_id: str, host: str, port: int,
+                 on_message: Callable[[cl.Message], Any],
+                 on_lost: Callable[[], Any]) -> None:
+        self.device_id = device_id
+        self.host, self.port = host, port
+        self.on_message = on_message
+        self.on_lost = on_lost
+        self.connected = False
+        self.bad_messages = 0
+        self._client: aiomqtt.Client | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[cl.Message]] = {}
+        self._chunk_sinks: dict[str, Callable[[cl.Chunk], Any]] = {}
+        self._req = itertools.count(1)
+        self._closing = False
+
+    async def connect(self) -> None:
+        """Open the MQTT session and subscribe; ``OSError`` when the broker is not there."""
+        will_topic, will_payload = cl.encode(cl.Bye(self.device_id, reason="link lost"))
+        client = aiomqtt.Client(
+            self.host, self.port, identifier=f"imp-{self.device_id}",
+            will=aiomqtt.Will(will_topic, will_payload, qos=cl.QOS),
+            keepalive=30, timeout=REQUEST_TIMEOUT,
+        )
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as err:
+            raise OSError(f"MQTT connect to {self.host}:{self.port} failed: {err}") from err
+        self._client = client
+        self._closing = False
+        try:
+            await client.subscribe(cl.device_filter(self.device_id), qos=cl.QOS)
+        except aiomqtt.MqttError as err:
+            await self._drop_client()
+            raise OSError(f"MQTT subscribe failed: {err}") from err
+        self.connected = True
+        self._reader = asyncio.get_running_loop().create_task(self._read(client))
+
+    async def close(self, reason: str = "disconnect") -> None:
+        """Say goodbye and close the session (quietly if the link is already gone)."""
+        self._closing = True
+        if self.connected:
+            with contextlib.suppress(aiomqtt.MqttError, CloudClientError):
+                await self.send(cl.Bye(self.device_id, reason=reason))
+        self.connected = False
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+            self._reader = None
+        await self._drop_client()
+        self._fail_pending(CloudClientError("link closed"))
+
+    def next_req(self) -> int:
+        return next(self._req)
+
+    async def send(self, msg: cl.Message) -> None:
+        """Publish one message (QoS 1)."""
+        if self._client is None:
+            raise CloudClientError("not connected to the cloud")
+        topic, payload = cl.encode(msg)
+        try:
+            await self._client.publish(topic, payload, qos=cl.QOS)
+        except aiomqtt.MqttError as err:
+            raise CloudClientError(f"publish failed: {err}") from err
+
+    async def request(self, msg: cl.Message, timeout: float = REQUEST_TIMEOUT) -> cl.Message:
+        """Send a request carrying ``req`` and wait for its answer."""
+        req = getattr(msg, "req", None)
+        if not isinstance(req, int):
+            raise CloudClientError(f"{msg.KIND} is not a request")
+        future: asyncio.Future[cl.Message] = asyncio.get_running_loop().create_future()
+        self._pending[req] = future
+        try:
+            await self.send(msg)
+            reply = await asyncio.wait_for(future, timeout)
+        except TimeoutError as err:
+            raise CloudClientError(f"no answer to {msg.KIND} within {timeout} s") from err
+        finally:
+            self._pending.pop(req, None)
+        if isinstance(reply, cl.ErrorReply):
+            raise CloudRefused(reply)
+        return reply
+
+    def sink_chunks(self, sha: str, sink: Callable[[cl.Chunk], Any] | None) -> None:
+        """Route chunks of image ``sha`` to ``sink`` (None stops routing)."""
+        if sink is None:
+            self._chunk_sinks.pop(sha, None)
+        else:
+            self._chunk_sinks[sha] = sink
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        try:
+            async for message in client.messages:
+                payload = message.payload
+                if not isinstance(payload, (bytes, bytearray)):
+                    self.bad_messages += 1
+                    continue
+                try:
+                    msg = cl.decode(str(message.topic), bytes(payload))
+                except cl.CloudLinkError as err:
+                    self.bad_messages += 1
+                    log.warning("device %s dropped a bad message: %s", self.device_id, err)
+                    continue
+                self._dispatch(msg)
+        except aiomqtt.MqttError:
+            pass
+        if not self._closing:
+            self.connected = False
+            self._fail_pending(CloudClientError("link lost"))
+            await self._drop_client()
+            self.on_lost()
+
+    def _dispatch(self, msg: cl.Message) -> None:
+        if isinstance(msg, cl.Chunk):
+            sink = self._chunk_sinks.get(msg.sha)
+            if sink is not None:
+                sink(msg)
+            return
+        req = getattr(msg, "req", None)
+        if isinstance(req, int) and req in self._pending and not isinstance(
+            msg, (cl.Assignment, cl.ConfigParams)
+        ):
+            future = self._pending[req]
+            if not future.done():
+                future.set_result(msg)
+            return
+        self.on_message(msg)
+
+    def _fail_pending(self, err: Exception) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(err)
+        self._pending.clear()
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)

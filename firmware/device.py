@@ -1,0 +1,633 @@
+"""The emulated imp: one device from power-on to production.
+
+``Device`` joins the parts of this package into one impOS::
+
+    light sensor --> BlinkUpReceiver --> Settings (store) --> ConnectionManager
+         |                                                        |  (WiFi model, LED)
+    StatusLed <---------- every stage drives the LED --------------+
+                                                                   v
+    Runtime (device code, imp API) <--- code/impOS images <--- CloudClient (MQTT)
+
+Everything waits on the injected clock except network exchanges (loop time), and
+one device is a handful of asyncio tasks, so thousands share one loop. Stage
+events (``DeviceEvent``) are recorded in ``events`` and sent to subscribers, so a
+line runner observes a DUT without reaching into it. The public surface is listed
+in docs/device.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+from impfactory.firmware import impapi
+from impfactory.firmware.blinkup_rx import BlinkUpReceiver
+from impfactory.firmware.cloudclient import CloudClient, CloudRefused
+from impfactory.firmware.errors import (
+    CloudClientError,
+    ConnectionFailed,
+    DeviceCodeError,
+    FirmwareImageError,
+)
+from impfactory.firmware.events import DeviceEvent, DeviceRecord
+from impfactory.firmware.hardware import Pin, SimHardware
+from impfactory.firmware.identity import DeviceIdentity
+from impfactory.firmware.images import fetch_image
+from impfactory.firmware.led import LedEvent, StatusLed
+from impfactory.firmware.runtime import Runtime
+from impfactory.firmware.settings import MemoryStore, Settings, SettingsStore
+from impfactory.firmware.signals import FixtureFlash, render_fixture_flash
+from impfactory.firmware.wifi import ConnectionManager as _ConnectionManager
+from impfactory.firmware.wifi import Reason, StageTimes, WifiEnvironment
+from impfactory.protocol import cloudlink as cl
+from impfactory.protocol.blinkup import BlinkUpConfig, BlinkUpError
+
+from impfactory.clock import Clock, TimerHandle
+
+log = logging.getLogger(__name__)
+
+DUT_GROUP_TYPES = frozenset({"dut_devicegroup", "pre_dut_devicegroup"})
+FIXTURE_GROUP_TYPES = frozenset({"factoryfixture_devicegroup", "pre_factoryfixture_devicegroup"})
+
+
+@dataclass
+class DeviceConfig:
+    """Tunables of one emulated imp (device-clock seconds unless noted)."""
+
+    blinkup_window_s: float = 60.0
+    sensor_rate: float = 1000.0
+    blinkup_symbol_rate: float = 60.0
+    impos_install_s: float = 2.0
+    boot_s: float = 0.25
+    stage_times: StageTimes = field(default_factory=StageTimes)
+    log_buffer: int = 200
+
+
+class Device:
+    """One emulated imp. Create it, then ``power_on()`` inside a running loop."""
+
+    def __init__(self, identity: DeviceIdentity, clock: Clock, env: WifiEnvironment,
+                 server_url: str, store: SettingsStore | None = None,
+                 hardware: SimHardware | None = None, config: DeviceConfig | None = None,
+                 imp_type: str = "imp005") -> None:
+        self.identity = identity
+        self.device_id = identity.device_id
+        self.mac = identity.mac
+        self.clock = clock
+        self.env = env
+        self.server_url = server_url
+        self.store = store or MemoryStore()
+        self.hardware_board = hardware or SimHardware()
+        self.config = config or DeviceConfig()
+        self.imp_type = imp_type
+        self.led = StatusLed(clock)
+        self.settings: Settings = self.store.load()
+        self.runtime = Runtime(clock, self._runtime_log)
+        self.hardware_board.dispatch = self.runtime.call
+        self.events: list[DeviceRecord] = []
+        self.logs: list[str] = []
+        self.configparams: dict[str, str] = {}
+        self.group_type: str | None = None
+        self.blessed = False
+        self.powered = False
+        self.deployment: str | None = None
+        self._subscribers: list[Callable[[DeviceRecord], Any]] = []
+        self._waiters: list[tuple[DeviceEvent, asyncio.Future[DeviceRecord]]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._life: asyncio.Task[None] | None = None
+        self._cloud: CloudClient | None = None
+        self._lost: asyncio.Event | None = None
+        self._ops: asyncio.Lock | None = None
+        self._window: TimerHandle | None = None
+        self._listening = False
+        self._receiver: BlinkUpReceiver | None = None
+        self._shutdown_handler: Callable[[int], Any] | None = None
+        self._pending_code: tuple[str, str] | None = None
+        self._agent_handlers: dict[str, Callable[[Any], Any]] = {}
+        self._unsent_logs: list[cl.Log] = []
+        self._flashing = False
+        self.net = _ConnectionManager(clock, self.led, env, self.mac, self.config.stage_times)
+
+    # ------------------------------------------------------------ public surface
+
+    def subscribe(self, callback: Callable[[DeviceRecord], Any]) -> None:
+        """Call ``callback(record)`` for every event from now on."""
+        self._subscribers.append(callback)
+
+    async def wait_for(self, kind: DeviceEvent, timeout: float = 30.0,
+                       since: int | None = None) -> DeviceRecord:
+        """The first event of ``kind`` at or after index ``since`` (default: a new one).
+
+        ``timeout`` is in loop (wall) seconds.
+        """
+        if since is not None:
+            for record in self.events[since:]:
+                if record.kind is kind:
+                    return record
+        future: asyncio.Future[DeviceRecord] = asyncio.get_running_loop().create_future()
+        self._waiters.append((kind, future))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._waiters = [(k, f) for k, f in self._waiters if f is not future]
+
+    def power_on(self) -> None:
+        """Boot: load settings, open the BlinkUp window, connect if configured."""
+        if self.powered:
+            return
+        self.powered = True
+        self.settings = self.store.load()
+        self._lost = asyncio.Event()
+        self._ops = asyncio.Lock()
+        self._emit(DeviceEvent.POWERED_ON)
+        self._open_window(self.config.blinkup_window_s)
+        self._start_life(boot=True)
+
+    async def power_off(self) -> None:
+        """Cut the power: code stops, the link drops, the LED goes dark, settings stay."""
+        if not self.powered:
+            return
+        self.powered = False
+        self._close_window()
+        self.runtime.stop()
+        current = asyncio.current_task()
+        tasks = [t for t in (self._life, *self._tasks) if t is not None and t is not current]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._life = None
+        await self._drop_cloud("power off")
+        self.led.handle(LedEvent.POWER_OFF)
+        self._emit(DeviceEvent.POWERED_OFF)
+
+    def feed_light(self, samples: np.ndarray, sample_rate: float | None = None) -> None:
+        """The light sensor sees ``samples`` (fractions of full scale at ``sample_rate``).
+
+        While the BlinkUp window is open they go to the BlinkUp receiver; always,
+        the last sample is what ``hardware.lightlevel()`` reads.
+        """
+        data = np.asarray(samples, dtype=np.float64)
+        if data.size:
+            self.hardware_board.light = float(data[-1])
+        if not (self.powered and self._listening):
+            return
+        rate = float(sample_rate or self.config.sensor_rate)
+        rx = self._receiver
+        if rx is None or rx.sample_rate != rate:
+            rx = self._receiver = BlinkUpReceiver(
+                rate, self.config.blinkup_symbol_rate,
+                self._blinkup_started, self._blinkup_config, self._blinkup_error)
+        rx.feed(data)
+
+    def press(self, pin: str = "pin1", active_low: bool = True) -> None:
+        """Press and release a button (footswitch) wired to ``pin``."""
+        pressed, released = (0.0, 1.0) if active_low else (1.0, 0.0)
+        self.hardware_board.set_input(pin, pressed)
+        self.hardware_board.set_input(pin, released)
+
+    def on_flash(self, callback: Callable[[FixtureFlash], Any]) -> None:
+        """Fixture side: call ``callback(flash)`` whenever ``server.factoryblinkup`` flashes."""
+        self.subscribe(lambda r: callback(r.detail) if r.kind is DeviceEvent.BLINKUP_SENT
+                       else None)
+
+    @property
+    def is_online(self) -> bool:
+        return self._cloud is not None and self._cloud.connected
+
+    @property
+    def listening(self) -> bool:
+        """True while the BlinkUp window is open."""
+        return self._listening and self.powered
+
+    # ------------------------------------------------------------ DeviceHost (imp API)
+
+    def log(self, msg: str, error: bool = False) -> None:
+        line = msg[: cl.MAX_LOG_LENGTH]
+        self.logs.append(("ERROR: " if error and not line.startswith("ERROR") else "") + line)
+        self._emit(DeviceEvent.LOG, line)
+        kind = cl.LogType.SERVER_ERROR if error else cl.LogType.SERVER_LOG
+        entry = cl.Log(self.device_id, msg=line, type=kind)
+        if self.is_online:
+            self._spawn(self._send_quiet(entry))
+        elif len(self._unsent_logs) < self.config.log_buffer:
+            self._unsent_logs.append(entry)
+
+    def is_connected(self) -> bool:
+        return self.is_online
+
+    def bless(self, passed: bool, callback: Callable[[bool], None]) -> None:
+        self._spawn(self._bless(passed, callback))
+
+    def factory_blinkup(self, ssid: str, password: str, pin: Pin, flags: int) -> None:
+        if self._flashing:
+            self.log("factoryblinkup already in progress; ignored")
+            return
+        self._flashing = True
+        self.runtime.suspend(None)
+        self._spawn(self._factory_blinkup(ssid, password, pin, flags))
+
+    def on_shutdown(self, handler: Callable[[int], Any] | None) -> None:
+        self._shutdown_handler = handler
+
+    def restart(self) -> None:
+        if self._pending_code is not None:
+            source, deployment = self._pending_code
+            self._pending_code = None
+            self._spawn(self._apply_code(source, deployment))
+        else:
+            self._spawn(self._reboot("server.restart"))
+
+    def clear_configuration(self, what: int) -> None:
+        s = self.settings
+        if what & impapi.CONFIG_WIFI:
+            s.ssid, s.password = "", ""
+        if what & impapi.CONFIG_STATIC_NETWORK:
+            s.static_network = None
+        if what & impapi.CONFIG_PROXY:
+            s.proxy = None
+        if what & impapi.CONFIG_ENROLMENT:
+            s.plan_id, s.enrol_token = "", ""
+            s.extra.pop("token_sent", None)
+        self.store.save(s)
+
+    def set_wifi(self, ssid: str, key: str) -> None:
+        self.settings.ssid, self.settings.password = ssid, key
+        self.store.save(self.settings)
+
+    def set_enrol_tokens(self, plan_id: str, token: str) -> None:
+        self.settings.plan_id, self.settings.enrol_token = plan_id.lower(), token.lower()
+        self.store.save(self.settings)
+
+    def get_ssid(self) -> str:
+        return self.settings.ssid
+
+    def net_info(self) -> dict[str, Any]:
+        return self.net.info.as_dict()
+
+    def enable_blinkup(self, enable: bool) -> None:
+        if enable:
+            self._open_window(None)
+        else:
+            self._close_window()
+
+    def impos_version(self) -> str:
+        return self.settings.impos_version
+
+    def agent_send(self, name: str, data: Any) -> None:
+        self._emit(DeviceEvent.AGENT_MESSAGE, (name, data))
+
+    def agent_handler(self, name: str, handler: Callable[[Any], Any] | None) -> None:
+        if handler is None:
+            self._agent_handlers.pop(name, None)
+        else:
+            self._agent_handlers[name] = handler
+
+    def agent_deliver(self, name: str, data: Any = None) -> bool:
+        """The agent sends ``name`` to the device; False when no ``agent.on`` handler."""
+        handler = self._agent_handlers.get(name)
+        if handler is None:
+            return False
+        handler(data)
+        return True
+
+    # ------------------------------------------------------------ events
+
+    def _emit(self, kind: DeviceEvent, detail: Any = None) -> None:
+        record = DeviceRecord(self.clock.now(), kind, detail)
+        self.events.append(record)
+        for callback in list(self._subscribers):
+            try:
+                callback(record)
+            except Exception:  # an observer's bug must not break the device
+                log.exception("device %s: subscriber failed", self.device_id)
+        for k, future in self._waiters:
+            if k is kind and not future.done():
+                future.set_result(record)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("device %s: task failed", self.device_id, exc_info=task.exception())
+
+    def _runtime_log(self, msg: str, error: bool) -> None:
+        self.log(msg, error)
+        if error:
+            self._emit(DeviceEvent.CODE_ERROR, msg)
+
+    # ------------------------------------------------------------ BlinkUp window
+
+    def _open_window(self, seconds: float | None) -> None:
+        self._close_window()
+        self._listening = True
+        if seconds is not None:
+            self._window = self.clock.call_later(seconds, self._window_expired)
+
+    def _close_window(self) -> None:
+        if self._window is not None:
+            self._window.cancel()
+            self._window = None
+        self._listening = False
+        self._receiver = None
+
+    def _window_expired(self) -> None:
+        self._window = None
+        if self._receiver is not None and self._receiver.receiving:
+            self._window = self.clock.call_later(1.0, self._window_expired)
+            return
+        self._close_window()
+        self._emit(DeviceEvent.BLINKUP_WINDOW_CLOSED)
+
+    def _blinkup_started(self) -> None:
+        self.led.handle(LedEvent.BLINKUP_START)
+        self._emit(DeviceEvent.BLINKUP_STARTED)
+
+    def _blinkup_error(self, err: BlinkUpError) -> None:
+        self.led.handle(LedEvent.BLINKUP_BAD)
+        self._emit(DeviceEvent.BLINKUP_FAILED, str(err))
+
+    def _blinkup_config(self, cfg: BlinkUpConfig) -> None:
+        s = self.settings
+        if cfg.clear:
+            s.ssid = s.password = s.plan_id = s.enrol_token = ""
+            s.static_network = s.proxy = None
+            s.extra.pop("token_sent", None)
+        if cfg.ssid is not None:
+            s.ssid = cfg.ssid.decode("utf-8", "replace")
+            s.password = (cfg.password or b"").decode("utf-8", "replace")
+        if cfg.enrolment is not None:
+            s.plan_id, s.enrol_token = cfg.enrolment
+            s.extra.pop("token_sent", None)
+        if cfg.static_network is not None:
+            s.static_network = {"ip": cfg.static_network.ip}
+        self.store.save(s)
+        self.led.handle(LedEvent.BLINKUP_GOOD)
+        self._emit(DeviceEvent.BLINKUP_OK, cfg)
+        self._start_life(boot=False)
+
+    # ------------------------------------------------------------ life: connect, session
+
+    def _start_life(self, boot: bool) -> None:
+        old = self._life
+        if old is not None and old is not asyncio.current_task():
+            old.cancel()
+        self._life = asyncio.get_running_loop().create_task(self._live(old, boot))
+
+    async def _live(self, previous: asyncio.Task[None] | None, boot: bool) -> None:
+        if previous is not None and previous is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await previous
+        await self._drop_cloud("restart")
+        self.runtime.stop()
+        if boot:
+            await self.clock.sleep(self.config.boot_s)
+        while self.powered:
+            if not self.settings.has_network:
+                self.led.handle(LedEvent.UNCONFIGURED)
+                return  # waits for BlinkUp (or code that sets WiFi and restarts)
+            assert self._lost is not None
+            self._lost.clear()
+            static = (self.settings.static_network or {}).get("ip")
+            await self.net.connect_with_retries(
+                self.settings.ssid, self.settings.password, static, self._open_cloud,
+                on_failure=lambda err: self._emit(DeviceEvent.CONNECT_FAILED, err.reason),
+            )
+            self._emit(DeviceEvent.ONLINE)
+            await self._after_online()
+            await self._lost.wait()
+            self.runtime.stop()
+            self._emit(DeviceEvent.OFFLINE)
+
+    async def _open_cloud(self) -> None:
+        parts = urlsplit(self.server_url)
+        client = CloudClient(self.device_id, parts.hostname or "127.0.0.1", parts.port or 1883,
+                             self._on_message, self._on_lost)
+        await client.connect()
+        s = self.settings
+        enrol = s.enrolled and s.extra.get("token_sent") != s.enrol_token
+        hello = cl.Hello(
+            self.device_id, req=client.next_req(), mac=self.mac,
+            impos_version=s.impos_version, imp_type=self.imp_type,
+            deployment=s.deployment_id or None,
+            plan_id=s.plan_id if enrol else None, token=s.enrol_token if enrol else None,
+        )
+        try:
+            reply = await client.request(hello)
+        except CloudRefused as err:
+            await client.close("refused")
+            self._emit(DeviceEvent.ENROL_REFUSED, err.code.value)
+            raise ConnectionFailed(int(Reason.NOT_AUTHORISED), str(err)) from err
+        except CloudClientError as err:
+            await client.close("no welcome")
+            raise ConnectionFailed(int(Reason.NO_SERVER), str(err)) from err
+        self._cloud = client
+        if isinstance(reply, cl.Welcome):
+            self.blessed = reply.blessed
+            if enrol:
+                s.extra["token_sent"] = s.enrol_token
+                self.store.save(s)
+                self._emit(DeviceEvent.ENROLLED, reply.plan_id)
+
+    async def _after_online(self) -> None:
+        unsent, self._unsent_logs = self._unsent_logs, []
+        for entry in unsent:
+            await self._send_quiet(entry)
+        await self._report()
+        # Run the code kept in flash unless the cloud offers other code right away.
+        await asyncio.sleep(0)
+        s = self.settings
+        assert self._ops is not None
+        async with self._ops:
+            if not self.runtime.running and s.device_code and self._pending_code is None:
+                await self._apply_code(s.device_code, s.deployment_id, locked=True)
+
+    def _on_lost(self) -> None:
+        self._cloud = None
+        if self._lost is not None:
+            self._lost.set()
+
+    async def _drop_cloud(self, reason: str) -> None:
+        client, self._cloud = self._cloud, None
+        if client is not None:
+            await client.close(reason)
+
+    async def _send_quiet(self, msg: cl.Message) -> None:
+        client = self._cloud
+        if client is None:
+            return
+        with contextlib.suppress(CloudClientError):
+            await client.send(msg)
+
+    async def _report(self) -> None:
+        await self._send_quiet(cl.StateReport(
+            self.device_id, connection=Reason(self.net.reason).name, led=self.led.state.value,
+            impos_version=self.settings.impos_version, deployment=self.deployment,
+        ))
+
+    def _on_message(self, msg: cl.Message) -> None:
+        if isinstance(msg, cl.Assignment):
+            self.group_type = msg.group_type
+            self.blessed = msg.blessed
+            self._emit(DeviceEvent.ASSIGNED, msg.group_type)
+        elif isinstance(msg, cl.ConfigParams):
+            self.configparams = dict(msg.params)
+        elif isinstance(msg, cl.OsOffer):
+            self._spawn(self._update_impos(msg))
+        elif isinstance(msg, cl.CodeOffer):
+            self._spawn(self._load_code(msg))
+        elif isinstance(msg, cl.Restart):
+            self._spawn(self._reboot(msg.reason))
+        elif isinstance(msg, cl.ShutdownNotice):
+            handler = self._shutdown_handler
+            if handler is not None and self.runtime.running:
+                handler(int(msg.reason))
+            else:
+                self._spawn(self._reboot(f"shutdown {msg.reason.name}"))
+
+    async def _reboot(self, why: str) -> None:
+        self.log(f"restarting: {why}")
+        self._pending_code = None
+        self._shutdown_handler = None
+        self.runtime.stop()
+        self._start_life(boot=True)
+
+    # ------------------------------------------------------------ images
+
+    async def _update_impos(self, offer: cl.OsOffer) -> None:
+        assert self._ops is not None
+        async with self._ops:
+            client = self._cloud
+            if client is None or offer.version == self.settings.impos_version:
+                return
+            self.runtime.stop()
+            self.led.handle(LedEvent.UPDATE_START)
+            self._emit(DeviceEvent.IMPOS_UPDATING, offer.version)
+            try:
+                await fetch_image(client, offer.image)
+            except (FirmwareImageError, CloudClientError) as err:
+                self._emit(DeviceEvent.IMAGE_FAILED, str(err))
+                self.led.handle(LedEvent.UPDATE_DONE)
+                self._start_life(boot=True)
+                return
+            await self.clock.sleep(self.config.impos_install_s)
+            self.settings.impos_version = offer.version
+            self.store.save(self.settings)
+            self.led.handle(LedEvent.UPDATE_DONE)
+            self._emit(DeviceEvent.IMPOS_UPDATED, offer.version)
+            self._start_life(boot=True)
+
+    async def _load_code(self, offer: cl.CodeOffer) -> None:
+        assert self._ops is not None
+        async with self._ops:
+            client = self._cloud
+            if client is None:
+                return
+            if offer.deployment == self.deployment and self.runtime.running:
+                return
+            try:
+                image = await fetch_image(client, offer.device)
+                source = image.decode("utf-8")
+            except (FirmwareImageError, CloudClientError, UnicodeDecodeError) as err:
+                self._emit(DeviceEvent.IMAGE_FAILED, str(err))
+                self.log(f"code download failed: {err}", error=True)
+                return
+            s = self.settings
+            s.device_code, s.deployment_id, s.code_sha = source, offer.deployment, offer.sha
+            self.store.save(s)
+            handler = self._shutdown_handler
+            if offer.polite and handler is not None and self.runtime.running:
+                self._pending_code = (source, offer.deployment)
+                self.runtime.call(handler, impapi.SHUTDOWN_NEWSQUIRREL)
+                return
+            await self._apply_code(source, offer.deployment, locked=True)
+
+    async def _apply_code(self, source: str, deployment: str, locked: bool = False) -> None:
+        self._shutdown_handler = None
+        self._agent_handlers.clear()
+        self.deployment = deployment or None
+        self.led.handle(LedEvent.NEW_CODE)
+        self._emit(DeviceEvent.CODE_STARTED, deployment)
+        if self.group_type in DUT_GROUP_TYPES:
+            self._emit(DeviceEvent.TESTING, deployment)
+        try:
+            self.runtime.start(source, impapi.build_api(self, self.runtime))
+        except DeviceCodeError as err:
+            self._emit(DeviceEvent.CODE_ERROR, str(err))
+        await self._report()
+
+    # ------------------------------------------------------------ bless, factory BlinkUp
+
+    async def _bless(self, passed: bool, callback: Callable[[bool], None]) -> None:
+        client = self._cloud
+        if not passed:
+            self.led.handle(LedEvent.TEST_FAILED)
+            self._emit(DeviceEvent.TEST_FAILED)
+            callback(False)
+            if client is not None:
+                req = cl.BlessRequest(self.device_id, req=client.next_req(), passed=False)
+                with contextlib.suppress(CloudClientError):
+                    await client.request(req)
+            return
+        if client is None:
+            self.led.handle(LedEvent.TEST_FAILED)
+            self._emit(DeviceEvent.BLESS_REFUSED, "not connected")
+            callback(False)
+            return
+        try:
+            reply = await client.request(
+                cl.BlessRequest(self.device_id, req=client.next_req(), passed=True))
+            blessed = isinstance(reply, cl.BlessAnswer) and reply.blessed
+            reason = reply.reason if isinstance(reply, cl.BlessAnswer) else ""
+        except CloudRefused as err:
+            blessed, reason = False, err.code.value
+        except CloudClientError as err:
+            blessed, reason = False, str(err)
+        if blessed:
+            self.blessed = True
+            self.led.handle(LedEvent.BLESSED)
+            self._emit(DeviceEvent.BLESSED)
+        else:
+            self.led.handle(LedEvent.TEST_FAILED)
+            self._emit(DeviceEvent.BLESS_REFUSED, reason)
+        callback(blessed)
+
+    async def _factory_blinkup(self, ssid: str, password: str, pin: Pin, flags: int) -> None:
+        try:
+            client = self._cloud
+            if client is None:
+                raise CloudClientError("not connected")
+            reply = await client.request(cl.FactoryTokenRequest(self.device_id,
+                                                                req=client.next_req()))
+            if not isinstance(reply, cl.FactoryToken):
+                raise CloudClientError(f"unexpected answer {reply.KIND}")
+        except CloudClientError as err:
+            self.log(cl.FACTORY_REFUSED_LOG if isinstance(err, CloudRefused)
+                     else f"factoryblinkup failed: {err}", error=True)
+            self._emit(DeviceEvent.FACTORY_REFUSED, str(err))
+            self._flashing = False
+            self.runtime.suspend(0.0)
+            return
+        flash = render_fixture_flash(
+            ssid, password, reply.plan_id, reply.token, pin.name,
+            fast=bool(flags & impapi.BLINKUP_FAST),
+            active_high=bool(flags & impapi.BLINKUP_ACTIVEHIGH),
+            start=self.clock.now(), device_id=self.device_id,
+        )
+        self.runtime.suspend(flash.duration)
+        self._emit(DeviceEvent.BLINKUP_SENT, flash)
+        pin.show_signal(flash)
+        await self.clock.sleep(flash.duration)
+        self._flashing = False

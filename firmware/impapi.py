@@ -1,0 +1,216 @@
+"""The imp API that device code sees: ``server``, ``imp``, ``hardware``, ``agent``, constants.
+
+Names and behaviour follow IMP_FACTS §4 (Squirrel spelling, Python calling). The
+objects here only check arguments and translate calls; the device behind them
+(``DeviceHost``) does the work, so the API is one thin, documented layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from impfactory.firmware.errors import ImpApiError
+from impfactory.firmware.hardware import PIN_NAMES, Pin, PinMode, SimHardware
+from impfactory.firmware.runtime import Runtime
+
+BLINKUP_FAST = 0x01
+BLINKUP_ACTIVEHIGH = 0x02
+CONFIG_WIFI = 0x01
+CONFIG_STATIC_NETWORK = 0x02
+CONFIG_PROXY = 0x04
+CONFIG_ENROLMENT = 0x08  # ours: the default "WiFi and enrolment" set
+CONFIG_ALL = 0xFF
+SHUTDOWN_NEWSQUIRREL = 1
+SHUTDOWN_NEWFIRMWARE = 2
+SHUTDOWN_OTHER = 3
+NOT_CONNECTED = 0
+NO_WIFI = 1
+NO_IP_ADDRESS = 2
+NOT_RESOLVED = 3
+NO_SERVER = 4
+SERVER_CONNECTED = 5
+NO_PROXY = 6
+NOT_AUTHORISED = 7
+
+CONSTANTS: dict[str, Any] = {
+    name: value for name, value in globals().items() if name.isupper() and isinstance(value, int)
+}
+CONSTANTS.update({mode.name: int(mode) for mode in PinMode})
+
+
+class DeviceHost(Protocol):
+    """What the device behind the API must provide (``firmware.device.Device`` does)."""
+
+    device_id: str
+    mac: str
+    hardware_board: SimHardware
+    configparams: dict[str, str]
+
+    def log(self, msg: str, error: bool = False) -> None: ...
+    def is_connected(self) -> bool: ...
+    def bless(self, passed: bool, callback: Callable[[bool], None]) -> None: ...
+    def factory_blinkup(self, ssid: str, password: str, pin: Pin, flags: int) -> None: ...
+    def on_shutdown(self, handler: Callable[[int], Any] | None) -> None: ...
+    def restart(self) -> None: ...
+    def clear_configuration(self, what: int) -> None: ...
+    def set_wifi(self, ssid: str, key: str) -> None: ...
+    def set_enrol_tokens(self, plan_id: str, token: str) -> None: ...
+    def get_ssid(self) -> str: ...
+    def net_info(self) -> dict[str, Any]: ...
+    def enable_blinkup(self, enable: bool) -> None: ...
+    def impos_version(self) -> str: ...
+    def agent_send(self, name: str, data: Any) -> None: ...
+    def agent_handler(self, name: str, handler: Callable[[Any], Any] | None) -> None: ...
+
+
+def _callable(where: str, cb: Any) -> Callable[..., Any]:
+    if not callable(cb):
+        raise ImpApiError(f"{where}: expected a function, got {type(cb).__name__}")
+    return cb  # type: ignore[no-any-return]
+
+
+class Server:
+    """``server``: the link to impCloud."""
+
+    def __init__(self, host: DeviceHost, runtime: Runtime) -> None:
+        self._host, self._rt = host, runtime
+
+    def log(self, msg: Any) -> None:
+        self._host.log(str(msg))
+
+    def error(self, msg: Any) -> None:
+        self._host.log(str(msg), error=True)
+
+    def isconnected(self) -> bool:
+        return self._host.is_connected()
+
+    def bless(self, tests_passed: bool, callback: Callable[[bool], Any] | None = None) -> None:
+        cb = self._rt.bind(_callable("server.bless", callback)) if callback else (lambda _: None)
+        self._host.bless(bool(tests_passed), cb)
+
+    def factoryblinkup(self, ssid: str, password: str, pin: Pin, flags: int = 0) -> None:
+        if not isinstance(pin, Pin):
+            raise ImpApiError("server.factoryblinkup: pin must be a hardware pin")
+        self._host.factory_blinkup(str(ssid), str(password), pin, int(flags))
+
+    def onshutdown(self, callback: Callable[[int], Any] | None) -> None:
+        self._host.on_shutdown(
+            self._rt.bind(_callable("server.onshutdown", callback)) if callback else None
+        )
+
+    def restart(self) -> None:
+        self._host.restart()
+
+
+class _Net:
+    def __init__(self, host: DeviceHost) -> None:
+        self._host = host
+
+    def info(self) -> dict[str, Any]:
+        return self._host.net_info()
+
+
+class Imp:
+    """``imp``: the impOS itself."""
+
+    def __init__(self, host: DeviceHost, runtime: Runtime) -> None:
+        self._host, self._rt = host, runtime
+        self.net = _Net(host)
+        self._idle: int | None = None
+
+    @property
+    def configparams(self) -> dict[str, str]:
+        return dict(self._host.configparams)
+
+    def clearconfiguration(self, what: int | None = None) -> None:
+        self._host.clear_configuration(CONFIG_WIFI | CONFIG_ENROLMENT if what is None else what)
+
+    def setwificonfiguration(self, ssid: str, key: str = "") -> None:
+        self._host.set_wifi(str(ssid), str(key))
+
+    def setenroltokens(self, plan_id: str, token: str) -> None:
+        self._host.set_enrol_tokens(str(plan_id), str(token))
+
+    def getmacaddress(self) -> str:
+        return self._host.mac
+
+    def getssid(self) -> str:
+        return self._host.get_ssid()
+
+    def getsoftwareversion(self) -> str:
+        return self._host.impos_version()
+
+    def onidle(self, callback: Callable[[], Any] | None) -> None:
+        """One slot, one shot: the callback runs once the impOS has nothing else to do."""
+        if self._idle is not None:
+            self._rt.cancel(self._idle)
+            self._idle = None
+        if callback is not None:
+            cb = _callable("imp.onidle", callback)
+
+            def fire() -> None:
+                self._idle = None
+                cb()
+
+            self._idle = self._rt.later(0.0, fire)
+
+    def wakeup(self, seconds: float, callback: Callable[[], Any]) -> int:
+        if not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ImpApiError(f"imp.wakeup: bad interval {seconds!r}")
+        return self._rt.later(float(seconds), _callable("imp.wakeup", callback))
+
+    def cancelwakeup(self, handle: int) -> None:
+        self._rt.cancel(handle)
+
+    def enableblinkup(self, enable: bool) -> None:
+        self._host.enable_blinkup(bool(enable))
+
+
+class Hardware:
+    """``hardware``: pins and on-board sensors; ``hardware.pin1`` ... ``hardware.pinZ``."""
+
+    def __init__(self, host: DeviceHost) -> None:
+        self._host = host
+
+    def __getattr__(self, name: str) -> Pin:
+        if name in PIN_NAMES:
+            return self._host.hardware_board.pin(name)
+        raise AttributeError(f"the index '{name}' does not exist")
+
+    def getdeviceid(self) -> str:
+        return self._host.device_id
+
+    def lightlevel(self) -> int:
+        """Light on the sensor, 0..65535, as the phototransistor reads it."""
+        level = self._host.hardware_board.light
+        return round(min(1.0, max(0.0, level)) * 65535)
+
+    def voltage(self) -> float:
+        return float(self._host.hardware_board.supply_voltage)
+
+
+class Agent:
+    """``agent``: messages to and from this device's agent."""
+
+    def __init__(self, host: DeviceHost, runtime: Runtime) -> None:
+        self._host, self._rt = host, runtime
+
+    def send(self, name: str, data: Any = None) -> int:
+        self._host.agent_send(str(name), data)
+        return 0
+
+    def on(self, name: str, callback: Callable[[Any], Any] | None) -> None:
+        bound = self._rt.bind(_callable("agent.on", callback)) if callback else None
+        self._host.agent_handler(str(name), bound)
+
+
+def build_api(host: DeviceHost, runtime: Runtime) -> dict[str, Any]:
+    """The globals device code starts with."""
+    return {
+        "server": Server(host, runtime),
+        "imp": Imp(host, runtime),
+        "hardware": Hardware(host),
+        "agent": Agent(host, runtime),
+        **CONSTANTS,
+    }

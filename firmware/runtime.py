@@ -1,0 +1,193 @@
+"""The runtime for device code: Python source run event-driven, like Squirrel on an imp.
+
+Device code runs once from top to bottom when deployed, registering callbacks
+(timers through ``imp.wakeup``, ``agent.on``, ``server.onshutdown`` ...) and
+returning. Every later call into it goes through ``Runtime.call``, which:
+
+* drops calls meant for code that has since been replaced (a *generation* check),
+* queues calls while the code is suspended (``server.factoryblinkup`` suspends
+  Squirrel while the LED flashes),
+* catches any exception, logs it as ``ERROR: ...`` with the line in the device
+  code, and lets the impOS carry on, as an imp does.
+
+Timers run on the injected clock, so thousands of devices share one asyncio loop
+and a virtual clock runs a device's day in microseconds. Device code gets a small
+set of builtins and may import only pure modules (``math``, ``json`` ...): there is
+no ``open``, no ``time.sleep`` and no threads. A callback that loops forever
+would still hold the loop: Python cannot pre-empt it, so don't.
+"""
+
+from __future__ import annotations
+
+import builtins
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from impfactory.firmware.errors import DeviceCodeError
+
+from impfactory.clock import Clock, TimerHandle
+
+CODE_FILENAME = "device.nut.py"
+ALLOWED_IMPORTS = frozenset(
+    {"math", "json", "random", "struct", "hashlib", "binascii", "re", "collections",
+     "itertools", "functools", "statistics", "string", "dataclasses", "enum", "typing"}
+)
+_SAFE_BUILTINS = {
+    name: getattr(builtins, name)
+    for name in dir(builtins)
+    if name not in {"open", "exec", "eval", "compile", "input", "breakpoint", "exit", "quit",
+                    "help", "__import__", "globals", "locals", "vars", "memoryview"}
+    and not name.startswith("_")
+}
+_SAFE_BUILTINS["__build_class__"] = builtins.__build_class__
+_SAFE_BUILTINS["__name__"] = "__device__"
+
+
+def _guarded_import(name: str, globals_: Any = None, locals_: Any = None,
+                    fromlist: Any = (), level: int = 0) -> Any:
+    root = name.split(".")[0]
+    if level != 0 or root not in ALLOWED_IMPORTS:
+        raise ImportError(f"device code may not import {name!r}")
+    return builtins.__import__(name, globals_, locals_, fromlist, level)
+
+
+_SAFE_BUILTINS["__import__"] = _guarded_import
+
+LogFn = Callable[[str, bool], None]
+
+
+class Runtime:
+    """One device's code: its globals, its timers, its error log."""
+
+    def __init__(self, clock: Clock, log: LogFn) -> None:
+        self.clock = clock
+        self._log = log
+        self.generation = 0
+        self.running = False
+        self.errors = 0
+        self._timers: dict[int, TimerHandle] = {}
+        self._next_timer = 0
+        self._suspended_until: float | None = None
+        self._queued: list[tuple[int, Callable[..., Any], tuple[Any, ...]]] = []
+        self._resume: TimerHandle | None = None
+        self.globals: dict[str, Any] = {}
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def start(self, source: str, api: dict[str, Any]) -> bool:
+        """Replace any running code with ``source``; return False when it raised at top level.
+
+        A syntax error is a ``DeviceCodeError`` (the impOS refuses the image);
+        an exception at run time is logged and the device keeps running.
+        """
+        self.stop()
+        try:
+            code = compile(source, CODE_FILENAME, "exec")
+        except SyntaxError as err:
+            self._log(f"ERROR: device code does not compile: {err.msg} at line {err.lineno}",
+                      True)
+            raise DeviceCodeError(f"device code does not compile: {err}") from err
+        self.globals = {"__builtins__": dict(_SAFE_BUILTINS), **api}
+        self.running = True
+        return self._guard(lambda: exec(code, self.globals))
+
+    def stop(self) -> None:
+        """Forget the running code: its timers and queued calls never fire."""
+        self.generation += 1
+        self.running = False
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        self._queued.clear()
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        self._suspended_until = None
+
+    # --- calling into device code --------------------------------------------
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a device callback now (or when the code resumes), guarded."""
+        if not self.running:
+            return
+        if self._suspended_until is not None:
+            self._queued.append((self.generation, fn, args))
+            return
+        self._guard(lambda: fn(*args))
+
+    def bind(self, fn: Callable[..., Any]) -> Callable[..., None]:
+        """A callable that calls ``fn`` through the runtime, only while this code runs."""
+        generation = self.generation
+
+        def bound(*args: Any) -> None:
+            if generation == self.generation:
+                self.call(fn, *args)
+
+        return bound
+
+    def later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> int:
+        """Call ``fn(*args)`` after ``seconds`` of clock time; return a handle id."""
+        self._next_timer += 1
+        key = self._next_timer
+        generation = self.generation
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            if generation == self.generation:
+                self.call(fn, *args)
+
+        self._timers[key] = self.clock.call_later(max(0.0, float(seconds)), fire)
+        return key
+
+    def cancel(self, key: int) -> None:
+        handle = self._timers.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def suspend(self, seconds: float | None) -> None:
+        """Hold every callback for ``seconds`` (``None``: until the next ``suspend``).
+
+        Held calls then run in order; ``suspend(0)`` resumes at once.
+        """
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        if seconds is None:
+            self._suspended_until = float("inf")
+            return
+        if seconds <= 0:
+            self._wake()
+            return
+        self._suspended_until = self.clock.now() + seconds
+        self._resume = self.clock.call_later(seconds, self._wake)
+
+    @property
+    def suspended(self) -> bool:
+        return self._suspended_until is not None
+
+    def _wake(self) -> None:
+        self._resume = None
+        self._suspended_until = None
+        queued, self._queued = self._queued, []
+        for generation, fn, args in queued:
+            if generation == self.generation:
+                self.call(fn, *args)
+
+    def _guard(self, thunk: Callable[[], Any]) -> bool:
+        try:
+            thunk()
+        except Exception as err:  # device code may raise anything; the impOS survives
+            self.errors += 1
+            self._log(f"ERROR: {type(err).__name__}: {err}{_where(err)}", True)
+            return False
+        return True
+
+
+def _where(err: BaseException) -> str:
+    """`` at line N`` for the innermost frame inside device code, as an imp reports it."""
+    line = None
+    for frame in traceback.extract_tb(err.__traceback__):
+        if frame.filename == CODE_FILENAME:
+            line = frame.lineno
+    return f" (at line {line})" if line is not None else ""

@@ -1,0 +1,154 @@
+"""Device code runs event-driven on the injected clock, and survives its own errors."""
+
+from __future__ import annotations
+
+import pytest
+from impfactory.firmware import impapi
+from impfactory.firmware.device import Device
+from impfactory.firmware.errors import DeviceCodeError
+from impfactory.firmware.hardware import SimHardware
+from impfactory.firmware.identity import DeviceIdentity
+from impfactory.firmware.wifi import WifiEnvironment
+
+from impfactory.clock import VirtualClock
+
+
+def make(board: SimHardware | None = None) -> tuple[VirtualClock, Device]:
+    clock = VirtualClock()
+    dev = Device(DeviceIdentity.from_serial(7), clock, WifiEnvironment(), "mqtt://127.0.0.1:1",
+                 hardware=board)
+    return clock, dev
+
+
+def run(dev: Device, source: str) -> bool:
+    return dev.runtime.start(source, impapi.build_api(dev, dev.runtime))
+
+
+def test_timers_run_on_the_clock_in_order() -> None:
+    clock, dev = make()
+    run(dev, """
+ticks = []
+def tick():
+    ticks.append(imp.getmacaddress())
+    server.log("tick %d" % len(ticks))
+    if len(ticks) < 3:
+        imp.wakeup(1.0, tick)
+imp.wakeup(1.0, tick)
+""")
+    clock.advance_sync(0.5)
+    assert dev.logs == []
+    clock.advance_sync(10)
+    assert dev.logs == ["tick 1", "tick 2", "tick 3"]
+    assert dev.runtime.globals["ticks"] == [dev.mac] * 3
+
+
+def test_exception_is_logged_with_line_and_device_keeps_running() -> None:
+    clock, dev = make()
+    ok = run(dev, """
+def boom():
+    x = {}
+    return x["missing"]
+def later():
+    server.log("still alive")
+imp.wakeup(1, boom)
+imp.wakeup(2, later)
+""")
+    assert ok
+    clock.advance_sync(3)
+    assert dev.runtime.errors == 1
+    assert dev.logs[0].startswith("ERROR: KeyError") and "(at line 4)" in dev.logs[0]
+    assert dev.logs[1] == "still alive"
+
+
+def test_top_level_error_and_syntax_error() -> None:
+    _, dev = make()
+    assert run(dev, "server.log('a')\n1/0\n") is False
+    assert "ZeroDivisionError" in dev.logs[-1]
+    with pytest.raises(DeviceCodeError):
+        run(dev, "def broken(:\n")
+
+
+def test_replaced_code_timers_never_fire_and_suspend_holds_calls() -> None:
+    clock, dev = make()
+    run(dev, "imp.wakeup(1, lambda: server.log('old'))")
+    run(dev, "imp.wakeup(2, lambda: server.log('new'))")
+    dev.runtime.suspend(5.0)
+    clock.advance_sync(3)
+    assert dev.logs == []
+    clock.advance_sync(3)
+    assert dev.logs == ["new"]
+
+
+def test_imports_and_builtins_are_limited() -> None:
+    _, dev = make()
+    assert run(dev, "import math\nserver.log(str(math.floor(2.5)))")
+    assert dev.logs[-1] == "2"
+    assert not run(dev, "import os")
+    assert "ImportError" in dev.logs[-1]
+    assert not run(dev, "open('/etc/passwd')")
+    assert "NameError" in dev.logs[-1]
+
+
+def test_pins_loopback_voltage_and_button_callback() -> None:
+    board = SimHardware(voltage=3.28)
+    board.wire("pin2", "pin5")
+    _clock, dev = make(board)
+    run(dev, """
+hardware.pin2.configure(DIGITAL_OUT, 0)
+hardware.pin5.configure(DIGITAL_IN)
+hardware.pin2.write(1)
+high = hardware.pin5.read()
+hardware.pin2.write(0)
+low = hardware.pin5.read()
+volts = hardware.voltage()
+presses = []
+def pressed():
+    if hardware.pin1.read() == 0:
+        presses.append(1)
+hardware.pin1.configure(DIGITAL_IN_PULLUP, pressed)
+""")
+    g = dev.runtime.globals
+    assert (g["high"], g["low"], g["volts"]) == (1, 0, 3.28)
+    dev.press("pin1")
+    dev.press("pin1")
+    assert g["presses"] == [1, 1]
+    board.cut("pin2")
+    run(dev, "hardware.pin2.configure(DIGITAL_OUT, 1)\n"
+             "hardware.pin5.configure(DIGITAL_IN)\nv = hardware.pin5.read()")
+    assert dev.runtime.globals["v"] == 0
+
+
+def test_api_misuse_is_a_runtime_error() -> None:
+    _, dev = make()
+    assert not run(dev, "hardware.pin1.read()")
+    assert "ImpApiError" in dev.logs[-1]
+    assert not run(dev, "imp.wakeup(-1, print)")
+    assert not run(dev, "hardware.pinI")
+    assert "does not exist" in dev.logs[-1]
+
+
+def test_configuration_calls_persist_in_settings() -> None:
+    _, dev = make()
+    run(dev, """
+imp.setwificonfiguration("factory", "pw")
+imp.setenroltokens("0123456789abcdef", "fedcba9876543210")
+ssid = imp.getssid()
+""")
+    assert dev.runtime.globals["ssid"] == "factory"
+    assert dev.store.load().enrolled
+    run(dev, "imp.clearconfiguration()")
+    stored = dev.store.load()
+    assert not stored.has_network and not stored.enrolled
+    assert impapi.CONSTANTS["SHUTDOWN_NEWSQUIRREL"] == 1
+    assert impapi.CONSTANTS["NOT_AUTHORISED"] == 7
+
+
+def test_onidle_is_one_shot_and_one_slot() -> None:
+    clock, dev = make()
+    run(dev, """
+imp.onidle(lambda: server.log("first"))
+imp.onidle(lambda: server.log("second"))
+""")
+    clock.advance_sync(1)
+    clock.advance_sync(1)
+    assert dev.logs == ["second"]

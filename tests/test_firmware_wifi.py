@@ -1,0 +1,135 @@
+"""The connection manager walks the documented stages and fails with the right reason."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+
+import pytest
+from impfactory.firmware.errors import ConnectionFailed, IdentityError, SettingsError
+from impfactory.firmware.identity import ELECTRIC_IMP_OUI, DeviceIdentity
+from impfactory.firmware.led import LedState, StatusLed
+from impfactory.firmware.settings import JsonFileStore, MemoryStore, Settings
+from impfactory.firmware.wifi import (
+    AccessPoint,
+    Backoff,
+    ConnectionManager,
+    Reason,
+    WifiEnvironment,
+)
+
+from impfactory.clock import VirtualClock
+
+S = LedState
+
+
+async def ok_server() -> None:
+    return None
+
+
+async def refused_server() -> None:
+    raise ConnectionRefusedError("nobody home")
+
+
+def attempt(ap: AccessPoint | None, password: str = "secret",
+            server=ok_server) -> tuple[ConnectionManager, StatusLed, BaseException | None]:
+    async def go() -> tuple[ConnectionManager, StatusLed, BaseException | None]:
+        clock = VirtualClock()
+        led = StatusLed(clock)
+        env = WifiEnvironment([ap] if ap else [])
+        mgr = ConnectionManager(clock, led, env, "0c2a69000001")
+        task = asyncio.ensure_future(mgr.connect_once("factory", password, None, server))
+        await clock.advance(30)
+        err = task.exception() if task.done() else None
+        return mgr, led, err
+
+    return asyncio.run(go())
+
+
+def test_good_network_goes_through_every_stage_to_online() -> None:
+    mgr, led, err = attempt(AccessPoint("factory", "secret"))
+    assert err is None
+    assert led.states() == [S.SEARCHING_WIFI, S.JOINING_WIFI, S.GETTING_IP, S.RESOLVING,
+                            S.CONNECTING, S.ONLINE]
+    assert mgr.reason is Reason.SERVER_CONNECTED
+    assert mgr.info.as_dict()["interface"][0]["ssid"] == "factory"
+
+
+@pytest.mark.parametrize(
+    ("ap", "password", "server", "reason", "last"),
+    [
+        (None, "secret", ok_server, Reason.NO_WIFI, S.SEARCHING_WIFI),
+        (AccessPoint("factory", "secret", signal_dbm=-95), "secret", ok_server, Reason.NO_WIFI,
+         S.SEARCHING_WIFI),
+        (AccessPoint("factory", "secret"), "wrong", ok_server, Reason.NO_WIFI, S.JOINING_WIFI),
+        (AccessPoint("factory", "secret", dhcp=False), "secret", ok_server,
+         Reason.NO_IP_ADDRESS, S.GETTING_IP),
+        (AccessPoint("factory", "secret", dns=False), "secret", ok_server,
+         Reason.NOT_RESOLVED, S.RESOLVING),
+        (AccessPoint("factory", "secret", reaches_server=False), "secret", ok_server,
+         Reason.NO_SERVER, S.CONNECTING),
+        (AccessPoint("factory", "secret"), "secret", refused_server, Reason.NO_SERVER,
+         S.CONNECTING),
+    ],
+)
+def test_each_fault_gives_its_reason_and_led(ap, password, server, reason, last) -> None:
+    mgr, led, err = attempt(ap, password, server)
+    assert isinstance(err, ConnectionFailed) and isinstance(err, ConnectionError)
+    assert err.reason == reason
+    assert mgr.reason is reason
+    assert led.state is last  # the LED keeps flashing the stage that failed
+
+
+def test_retries_back_off_and_succeed_when_the_ap_appears() -> None:
+    async def go() -> tuple[list[tuple[float, Reason]], float]:
+        clock = VirtualClock()
+        led = StatusLed(clock)
+        env = WifiEnvironment([])
+        mgr = ConnectionManager(clock, led, env, "0c2a69000001",
+                                backoff=Backoff(first=1, factor=2, cap=8))
+        task = asyncio.ensure_future(
+            mgr.connect_with_retries("factory", "secret", None, ok_server))
+        await clock.advance(20)
+        env.access_points.append(AccessPoint("factory", "secret"))
+        for _ in range(60):
+            await clock.advance(1)
+            if task.done():
+                break
+        assert task.done() and task.exception() is None
+        return mgr.failures, clock.now()
+
+    failures, _ = asyncio.run(go())
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(failures)]
+    search = 0.75
+    assert [round(g - search, 6) for g in gaps[:4]] == [1, 2, 4, 8]
+    assert all(r is Reason.NO_WIFI for _, r in failures)
+
+
+def test_identity_from_serial_and_mac() -> None:
+    a = DeviceIdentity.from_serial(0x12345)
+    assert a.mac == ELECTRIC_IMP_OUI + "012345"
+    assert a.device_id.endswith(a.mac) and len(a.device_id) == 16
+    assert DeviceIdentity.from_mac("0C:2A:69:01:23:45") == a
+    assert DeviceIdentity.from_serial(1) != DeviceIdentity.from_serial(2)
+    with pytest.raises(IdentityError):
+        DeviceIdentity.from_mac("not a mac")
+    with pytest.raises(ValueError):
+        DeviceIdentity.from_serial(-1)
+
+
+def test_settings_survive_in_both_stores(tmp_path: Path) -> None:
+    for store in (MemoryStore(), JsonFileStore(tmp_path / "dev" / "settings.json")):
+        s = store.load()
+        assert not s.has_network
+        s.ssid, s.password, s.plan_id, s.enrol_token = "f", "p", "1" * 16, "2" * 16
+        store.save(s)
+        s.ssid = "changed-but-not-saved"
+        again = store.load()
+        assert again.ssid == "f" and again.enrolled
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(SettingsError):
+        JsonFileStore(bad).load()
+    with pytest.raises(SettingsError):
+        Settings.from_dict({"ssid": "x", "bogus": 1})
