@@ -1,0 +1,608 @@
+"""A streaming BlinkUp decoder: light samples in, BlinkUp packets (or typed failures) out.
+
+Feed it sample chunks of any size, from one sample to a whole capture; the result
+does not depend on how the stream was cut. Pipeline, one stage per job::
+
+    samples -> moving average -> slicer -> runs -> line code -> bits -> bytes -> packet
+               (noise)           |         |       (Manchester   (magic,   (decode_frame:
+                                 |         |        or tri-level) LEN)      CRC, TLVs)
+                                 |         +- glitch merge: a run < T/2 is noise
+                                 +- IDLE: threshold = midpoint of a sliding max/min,
+                                    hunting a regular max/min sync run
+                                 +- SYNC/FRAME: thresholds fixed from the sync run's
+                                    averaged peaks and troughs, with hysteresis
+
+States and events (an explicit table, ``TRANSITIONS``)::
+
+    IDLE --sync run found--> SYNC --magic 0x2A--> FRAME --LEN+2 bytes read--> IDLE
+                              |                    |
+                              +------failed--------+----------------------> IDLE
+
+``state`` is ``SYNC`` or ``FRAME`` while a BlinkUp is being received (an imp stops
+flashing its status LED then). The slicing and sync search are vectorised with numpy
+per chunk; Python runs once per transition and once per bit.
+
+Errors: ``feed`` *returns* outcomes: a :class:`DecodeResult` for each frame that
+completed, or a :class:`BlinkUpDecodeError` (lost sync, bad magic, corrupt frame)
+for each reception that failed after a sync run was found. Noise while idle is not
+a failure and returns nothing. ``feed`` *raises* only :class:`BadSamplesError`, when
+the input is not a 1-D run of finite numbers (and then changes no state).
+
+Samples are in sensor full-scale units (0..1 by default, ``full_scale`` otherwise);
+positions in results are sample indices counted from the first sample fed since
+construction or :meth:`BlinkUpDecoder.reset`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from .blinkup import PREAMBLE, BlinkUpConfig, BlinkUpError, decode_frame
+from .linecode import BILEVEL_FAST_RATE, GREY, TRILEVEL_RATE
+
+FloatArray = npt.NDArray[np.float64]
+LineCode = Literal["bilevel", "trilevel"]
+
+SYNC_TRANSITIONS = 16
+"""Regular transitions needed to lock: 8 bits of the 24-bit zero preamble."""
+MAGIC_TAIL = (1, 0, 1, 0, 1, 0)
+"""0x2A after its two leading zeros: the bits that confirm a lock is a BlinkUp."""
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class BlinkUpDecodeError(BlinkUpError):
+    """A reception that started (a sync run was found) and failed.
+
+    ``stats`` holds what the decoder had measured, for plotting; ``data`` the bytes
+    after the magic that were read before the failure.
+    """
+
+    def __init__(
+        self, message: str, field: str = "signal", stats: DecodeStats | None = None
+    ) -> None:
+        super().__init__(message, field)
+        self.stats = stats
+        self.data = b""
+
+
+class SyncLostError(BlinkUpDecodeError):
+    """The signal stopped or broke its line code before the frame was complete."""
+
+
+class BadMagicError(BlinkUpDecodeError):
+    """A sync run was followed by something other than the magic 0x2A."""
+
+
+class CorruptFrameError(BlinkUpDecodeError):
+    """All bytes arrived but the packet is wrong; ``cause`` is the packet error."""
+
+    def __init__(self, cause: BlinkUpError, frame: bytes, stats: DecodeStats) -> None:
+        super().__init__(f"corrupt frame: {cause}", cause.field, stats)
+        self.cause = cause
+        self.frame = frame
+
+
+class BadSamplesError(BlinkUpDecodeError):
+    """What was fed is not a 1-D sequence of finite numbers."""
+
+
+class DecoderStateError(BlinkUpDecodeError):
+    """An event the state table does not allow in the current state (a bug)."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class DecodeStats:
+    """What the decoder measured, in input sample positions, for people and plots."""
+
+    line_code: str
+    sample_rate: float
+    symbol_period: float = 0.0
+    """Samples per symbol measured on the sync run (and tracked after)."""
+    levels: tuple[float, float] = (0.0, 0.0)
+    """Dark and lit (bi-level) or black and grey (tri-level) levels of the sync run."""
+    thresholds: tuple[float, ...] = ()
+    """Slicing thresholds: the midpoint, then (tri-level) the grey/white threshold."""
+    hysteresis: float = 0.0
+    inverted: bool = False
+    sync_start: float = 0.0
+    lock: float = 0.0
+    end: float = 0.0
+    bit_starts: list[float] = field(default_factory=list)
+    """Start of every bit from the first bit of the magic's tail onwards."""
+
+    @property
+    def symbol_rate(self) -> float:
+        """The sender's symbol rate as measured (Hz)."""
+        return self.sample_rate / self.symbol_period if self.symbol_period else 0.0
+
+
+@dataclass
+class DecodeResult:
+    """One decoded BlinkUp: the packet, the frame it came from, and the measurements."""
+
+    config: BlinkUpConfig
+    frame: bytes
+    stats: DecodeStats
+
+
+Outcome = DecodeResult | BlinkUpDecodeError
+
+
+# --------------------------------------------------------------------------- states
+
+
+class DecoderState(enum.Enum):
+    """Where the decoder is in a reception."""
+
+    IDLE = "idle"
+    SYNC = "sync"
+    FRAME = "frame"
+
+
+class DecoderEvent(enum.Enum):
+    """What moves the decoder between states."""
+
+    SYNC_FOUND = "sync found"
+    MAGIC_FOUND = "magic found"
+    FRAME_DONE = "frame done"
+    FAILED = "failed"
+
+
+TRANSITIONS: dict[tuple[DecoderState, DecoderEvent], DecoderState] = {
+    (DecoderState.IDLE, DecoderEvent.SYNC_FOUND): DecoderState.SYNC,
+    (DecoderState.SYNC, DecoderEvent.MAGIC_FOUND): DecoderState.FRAME,
+    (DecoderState.SYNC, DecoderEvent.FAILED): DecoderState.IDLE,
+    (DecoderState.FRAME, DecoderEvent.FRAME_DONE): DecoderState.IDLE,
+    (DecoderState.FRAME, DecoderEvent.FAILED): DecoderState.IDLE,
+}
+
+
+class _Done(Exception):
+    """Internal: the current reception ended (with an outcome) at a transition."""
+
+
+def _hysteresis(
+    y: FloatArray, hi: FloatArray | float, lo: FloatArray | float, prev: int
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.intp]]:
+    """Two-threshold slicer: a sample above ``hi`` sets 1, below ``lo`` sets 0,
+    between keeps the last level. Returns levels and indices where the level flips."""
+    n = y.shape[0]
+    ev = np.full(n, -1, dtype=np.int8)
+    ev[y > hi] = 1
+    ev[y < lo] = 0
+    idx = np.where(ev >= 0, np.arange(n), -1)
+    np.maximum.accumulate(idx, out=idx)
+    levels = np.where(idx >= 0, ev[np.maximum(idx, 0)], np.int8(prev)).astype(np.int8)
+    before = np.empty(n, dtype=np.int8)
+    before[0] = prev
+    before[1:] = levels[:-1]
+    changes = np.flatnonzero((levels != before) & (before >= 0))
+    return levels, changes
+
+
+class BlinkUpDecoder:
+    """Streaming decoder for one light sensor. See the module docstring."""
+
+    def __init__(
+        self,
+        sample_rate: float = 1000.0,
+        line_code: LineCode = "bilevel",
+        symbol_rate: float | None = None,
+        *,
+        full_scale: float = 1.0,
+        min_swing: float = 0.03,
+    ) -> None:
+        """``symbol_rate`` (symbols or frames per second) narrows the sync search to
+        within -20%/+25% of it; ``None`` accepts any rate from 20 Hz to a third of
+        ``sample_rate``. ``min_swing`` (fraction of ``full_scale``) is the smallest
+        swing the sync search considers a signal."""
+        if line_code not in ("bilevel", "trilevel"):
+            raise BadSamplesError(f"unknown line code {line_code!r}", "line_code")
+        if not (sample_rate > 0 and math.isfinite(sample_rate)):
+            raise BadSamplesError(f"sample_rate must be > 0, got {sample_rate}", "sample_rate")
+        if symbol_rate is not None and not 0 < symbol_rate <= sample_rate / 2.5:
+            raise BadSamplesError(
+                f"symbol_rate {symbol_rate} must be > 0 and <= sample_rate / 2.5", "symbol_rate"
+            )
+        self.sample_rate = float(sample_rate)
+        self.line_code: LineCode = line_code
+        self.symbol_rate = symbol_rate
+        fs = self.sample_rate
+        if symbol_rate is not None:
+            nominal = fs / symbol_rate
+            self._t_min, self._t_max = 0.8 * nominal, 1.25 * nominal
+            fastest = symbol_rate
+        else:
+            self._t_min, self._t_max = 3.0, fs / 20.0
+            fastest = BILEVEL_FAST_RATE if line_code == "bilevel" else TRILEVEL_RATE
+        self._taps = max(1, round(0.3 * fs / fastest))
+        self._delay = (self._taps - 1) / 2.0
+        self._window = max(4, math.ceil(3.5 * self._t_max))
+        self._min_swing = min_swing * full_scale
+        self._full_scale = full_scale
+        self._history_len = math.ceil((SYNC_TRANSITIONS + 4) * self._t_max) + self._window
+        self.reset()
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def state(self) -> DecoderState:
+        """IDLE, or SYNC/FRAME while a BlinkUp is being received."""
+        return self._state
+
+    @property
+    def receiving(self) -> bool:
+        """True while a BlinkUp is being received (the status LED pauses)."""
+        return self._state is not DecoderState.IDLE
+
+    def reset(self) -> None:
+        """Forget everything: back to IDLE at sample position 0."""
+        self._state = DecoderState.IDLE
+        self._base = 0  # absolute index of the next sample fed
+        self._raw_tail = np.zeros(0)
+        self._hist = np.zeros(0)
+        self._hist_start = 0
+        self._cw_total = 0  # running count of samples above the white threshold
+        self._reset_idle()
+
+    def feed(self, samples: Sequence[float] | npt.ArrayLike) -> list[Outcome]:
+        """Decode a chunk; return the outcome of every reception that ended in it."""
+        x = self._validate(samples)
+        outcomes: list[Outcome] = []
+        if x.shape[0] == 0:
+            return outcomes
+        y = self._filter(x)
+        self._append_history(y)
+        n = int(y.shape[0])
+        pos = 0
+        while pos < n:
+            if self._state is DecoderState.IDLE:
+                pos = self._scan_idle(y, pos)
+            else:
+                pos = self._receive(y, pos, outcomes)
+        self._base += n
+        if self._state is not DecoderState.IDLE:
+            self._end_of_chunk(outcomes)
+        return outcomes
+
+    # ------------------------------------------------------------------ input
+
+    def _validate(self, samples: Sequence[float] | npt.ArrayLike) -> FloatArray:
+        try:
+            x = np.asarray(samples, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise BadSamplesError(f"samples are not numbers: {err}", "samples") from err
+        if x.ndim == 0:
+            x = x.reshape(1)
+        if x.ndim != 1:
+            raise BadSamplesError(f"samples must be 1-D, got shape {x.shape}", "samples")
+        if not np.all(np.isfinite(x)):
+            raise BadSamplesError("samples must be finite (no NaN or infinity)", "samples")
+        return x
+
+    def _filter(self, x: FloatArray) -> FloatArray:
+        """Moving average over ``taps`` samples, continued across chunks."""
+        if self._taps == 1:
+            return x
+        if self._raw_tail.shape[0] == 0:
+            self._raw_tail = np.full(self._taps - 1, x[0])
+        joined = np.concatenate((self._raw_tail, x))
+        self._raw_tail = joined[-(self._taps - 1) :].copy()
+        csum = np.cumsum(joined)
+        csum = np.concatenate(([0.0], csum))
+        return (csum[self._taps :] - csum[: -self._taps]) / self._taps
+
+    def _append_history(self, y: FloatArray) -> None:
+        self._hist = np.concatenate((self._hist, y))
+        drop = self._hist.shape[0] - self._history_len - y.shape[0]
+        if drop > 0:
+            self._hist = self._hist[drop:]
+            self._hist_start += drop
+
+    def _hist_slice(self, start: int, stop: int) -> FloatArray:
+        lo = max(start - self._hist_start, 0)
+        hi = max(stop - self._hist_start, lo)
+        return self._hist[lo:hi]
+
+    # ------------------------------------------------------------------ idle
+
+    def _reset_idle(self) -> None:
+        self._level = -1
+        self._sync_times: list[int] = []
+        self._sync_sum = 0.0
+
+    def _scan_idle(self, y: FloatArray, pos: int) -> int:
+        """Slice adaptively and hunt a sync run; return where the lock happened or n."""
+        n = int(y.shape[0])
+        a0 = self._base + pos
+        w = self._window
+        seg = self._hist_slice(a0 - w + 1, self._base + n)
+        need = (n - pos) + w - 1
+        if seg.shape[0] < need:
+            seg = np.concatenate((np.full(need - seg.shape[0], seg[0]), seg))
+        view = np.lib.stride_tricks.sliding_window_view(seg, w)
+        top = view.max(axis=1)
+        bottom = view.min(axis=1)
+        mid = (top + bottom) * 0.5
+        band = (top - bottom) * 0.25
+        band[(top - bottom) < self._min_swing] = np.inf
+        levels, changes = _hysteresis(y[pos:], mid + band, mid - band, self._level)
+        for c in changes.tolist():
+            if self._sync_transition(a0 + c, int(levels[c])):
+                self._level = int(levels[c])
+                return int(pos + c + 1)
+        self._level = int(levels[-1])
+        return n
+
+    def _sync_transition(self, t: int, level: int) -> bool:
+        times = self._sync_times
+        if not times:
+            times.append(t)
+            return False
+        d = t - times[-1]
+        if not self._t_min <= d <= self._t_max:
+            times[:] = [t]
+            self._sync_sum = 0.0
+            return False
+        count = len(times) - 1
+        if count and abs(d - self._sync_sum / count) > 0.3 * self._sync_sum / count:
+            times[:] = [times[-1], t]
+            self._sync_sum = float(d)
+            return False
+        times.append(t)
+        self._sync_sum += d
+        if len(times) - 1 < SYNC_TRANSITIONS:
+            return False
+        self._lock(level)
+        return True
+
+    def _lock(self, level: int) -> None:
+        """Measure the sync run: symbol period, lit and dark levels; fix thresholds."""
+        times = self._sync_times
+        period = (times[-1] - times[0]) / (len(times) - 1)
+        sums = [0.0, 0.0]
+        counts = [0, 0]
+        run_level = 1 - level  # the level of the run that ended at the lock transition
+        for j in range(len(times) - 1, 0, -1):
+            start, stop = times[j - 1], times[j]
+            q = (stop - start) / 4.0
+            part = self._hist_slice(math.ceil(start + q), math.floor(stop - q) + 1)
+            sums[run_level] += float(part.sum())
+            counts[run_level] += int(part.shape[0])
+            run_level = 1 - run_level
+        dark = sums[0] / max(counts[0], 1)
+        lit = sums[1] / max(counts[1], 1)
+        swing = lit - dark
+        thresholds: tuple[float, ...] = ((dark + lit) / 2.0,)
+        if self.line_code == "trilevel":
+            # white is where grey predicts it (linear light), unless the sensor clips
+            white = min(dark + swing / GREY, self._full_scale)
+            thresholds = (thresholds[0], (lit + white) / 2.0)
+        self._thr = thresholds
+        self._hyst = 0.2 * abs(swing)
+        self._period = period
+        self.stats = DecodeStats(
+            line_code=self.line_code,
+            sample_rate=self.sample_rate,
+            symbol_period=period,
+            levels=(dark, lit),
+            thresholds=thresholds,
+            hysteresis=self._hyst,
+            sync_start=times[0] - self._delay,
+            lock=times[-1] - self._delay,
+        )
+        # runs: (start, level, white count at start); the last closed run awaits commit
+        self._open_start = float(times[-1])
+        self._open_level = level
+        self._slice_level = level
+        self._cw_total = 0
+        self._cw_chunk: npt.NDArray[np.int64] | None = None
+        self._open_cw = 0
+        self._last: tuple[float, float, int, int, int] | None = None
+        self._aligned = False
+        self._inverted = False
+        self._want_first_half = True
+        self._first_half = 0
+        self._magic: list[int] = []
+        self._cur = 0
+        self._nbits = 0
+        self._bytes = bytearray()
+        self._event(DecoderEvent.SYNC_FOUND)
+
+    # ------------------------------------------------------------------ receive
+
+    def _cw_at(self, t: int) -> int:
+        """White-sample count before absolute sample ``t`` (tri-level grey/white)."""
+        if self.line_code != "trilevel" or self._cw_chunk is None:
+            return 0
+        i = t - self._cw_base
+        return int(self._cw_chunk[i]) if 0 <= i < self._cw_chunk.shape[0] else self._cw_total
+
+    def _receive(self, y: FloatArray, pos: int, outcomes: list[Outcome]) -> int:
+        """Slice with the fixed thresholds; feed runs to the line code until done."""
+        n = int(y.shape[0])
+        a0 = self._base + pos
+        mid = self._thr[0]
+        part = y[pos:]
+        if self.line_code == "trilevel":
+            white = (part > self._thr[1]).astype(np.int64)
+            cw = np.empty(white.shape[0] + 1, dtype=np.int64)
+            cw[0] = self._cw_total
+            np.cumsum(white, out=cw[1:])
+            cw[1:] += self._cw_total
+            self._cw_chunk, self._cw_base = cw, a0
+        levels, changes = _hysteresis(part, mid + self._hyst, mid - self._hyst, self._slice_level)
+        try:
+            for c in changes.tolist():
+                self._transition(a0 + c, int(levels[c]))
+        except _Done as done:
+            outcomes.append(done.args[0])
+            end = int(done.args[1])
+            self._after_done()
+            return int(max(pos + 1, min(n, math.ceil(end) - self._base)))
+        if self.line_code == "trilevel":
+            self._cw_total = int(cw[-1])
+        self._slice_level = int(levels[-1])
+        return n
+
+    def _transition(self, t: int, level: int) -> None:
+        """A flip at absolute sample ``t`` to ``level``: close the open run."""
+        d = t - self._open_start
+        if d < 0.5 * self._period and self._last is not None:
+            # a glitch: the open run is noise; reopen the run before it
+            start, _end, lvl, cw0, _cw1 = self._last
+            self._open_start, self._open_level, self._open_cw = start, lvl, cw0
+            self._last = None
+            return
+        self._check_open_length(d, t)
+        if self._last is not None:
+            self._commit(*self._last)
+        cw = self._cw_at(t)
+        self._last = (self._open_start, float(t), self._open_level, self._open_cw, cw)
+        self._open_start, self._open_level, self._open_cw = float(t), level, cw
+
+    def _check_open_length(self, d: float, t: float) -> None:
+        limit = 2.6 if self.line_code == "bilevel" else 3.6
+        if d > limit * self._period:
+            self._fail(
+                SyncLostError(
+                    f"no transition for {d / self._period:.1f} symbols at sample "
+                    f"{t - self._delay:.0f}: the signal stopped or broke its line code"
+                ),
+                t,
+            )
+
+    def _end_of_chunk(self, outcomes: list[Outcome]) -> None:
+        """At the end of a chunk, commit a run the open run has proven real."""
+        now = self._base
+        try:
+            if self._last is not None and now - self._open_start >= 0.5 * self._period:
+                last = self._last
+                self._last = None
+                self._commit(*last)
+            self._check_open_length(now - self._open_start, now)
+        except _Done as done:
+            outcomes.append(done.args[0])
+            self._after_done()
+
+    def _commit(self, start: float, end: float, level: int, cw0: int, cw1: int) -> None:
+        dur = end - start
+        units = max(1, round(dur / self._period))
+        if self.line_code == "bilevel":
+            if units > 2:
+                self._fail(
+                    SyncLostError(
+                        f"a run of {dur / self._period:.1f} symbols at sample "
+                        f"{start - self._delay:.0f} breaks the Manchester code"
+                    ),
+                    end,
+                )
+            self._period += 0.05 * (dur / units - self._period)
+            self._manchester_run(start, dur, units, level)
+        else:
+            if level == 1:
+                frac = (cw1 - cw0) / max(dur, 1.0)
+                self._bit(1 if frac > 0.5 else 0, start - self._period, end)
+            if units <= 2:
+                self._period += 0.05 * (dur / units - self._period)
+
+    def _manchester_run(self, start: float, dur: float, units: int, level: int) -> None:
+        if not self._aligned:
+            if units == 1:
+                return
+            # the first long run straddles the boundary before the first 1 of 0x2A
+            self._aligned = True
+            self._inverted = level == 1
+            self.stats.inverted = self._inverted
+            self._half(level, start + dur / 2.0, start + dur)
+            return
+        for k in range(units):
+            self._half(level, start + k * dur / units, start + dur)
+
+    def _half(self, level: int, t: float, end: float) -> None:
+        if self._want_first_half:
+            self._first_half = level
+            self._want_first_half = False
+            one_level = 1 if self._inverted else 0
+            self._bit(1 if level == one_level else 0, t, end)
+        else:
+            if level == self._first_half:
+                self._fail(
+                    SyncLostError(
+                        f"no mid-bit transition at sample {t - self._delay:.0f}: "
+                        "the Manchester code broke"
+                    ),
+                    end,
+                )
+            self._want_first_half = True
+
+    def _bit(self, bit: int, t: float, end: float) -> None:
+        if self._state is DecoderState.SYNC:
+            if not self._magic and bit == 0:
+                return
+            self._magic.append(bit)
+            self.stats.bit_starts.append(t - self._delay)
+            k = len(self._magic)
+            if tuple(self._magic) != MAGIC_TAIL[:k]:
+                self._fail(
+                    BadMagicError(
+                        f"expected the magic 0x2A after the sync run at sample "
+                        f"{self.stats.lock:.0f}, got other bits",
+                        "magic",
+                    ),
+                    end,
+                )
+            if k == len(MAGIC_TAIL):
+                self._event(DecoderEvent.MAGIC_FOUND)
+            return
+        self.stats.bit_starts.append(t - self._delay)
+        self._cur = (self._cur << 1) | bit
+        self._nbits += 1
+        if self._nbits < 8:
+            return
+        self._bytes.append(self._cur)
+        self._cur = 0
+        self._nbits = 0
+        if len(self._bytes) == self._bytes[0] + 3:
+            self._complete(end)
+
+    def _complete(self, end: float) -> None:
+        frame = PREAMBLE + bytes(self._bytes)
+        self.stats.end = end - self._delay
+        try:
+            config = decode_frame(frame)
+        except BlinkUpError as err:
+            self._fail(CorruptFrameError(err, frame, self.stats), end)
+        self._event(DecoderEvent.FRAME_DONE)
+        raise _Done(DecodeResult(config, frame, self.stats), end)
+
+    def _fail(self, err: BlinkUpDecodeError, end: float) -> None:
+        err.stats = self.stats
+        err.data = bytes(self._bytes)
+        self.stats.end = end - self._delay
+        self._event(DecoderEvent.FAILED)
+        raise _Done(err, end)
+
+    def _after_done(self) -> None:
+        self._cw_chunk = None
+        self._reset_idle()
+
+    def _event(self, event: DecoderEvent) -> None:
+        try:
+            self._state = TRANSITIONS[(self._state, event)]
+        except KeyError:
+            raise DecoderStateError(
+                f"event {event.value!r} is not allowed in state {self._state.value!r}", "state"
+            ) from None
