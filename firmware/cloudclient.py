@@ -60,9 +60,9 @@ class CloudClient:
 
     async def connect(self) -> None:
         """Open the MQTT session and subscribe; ``OSError`` when the broker is not there."""
-        will_topic, will_payload = cl.encode(cl.Bye(self.device_id, reason="link lost"))
+        will_topic, will_payload = cl.encode(cl.Bye(self.device_id, reason="lost"))
         client = aiomqtt.Client(
-            self.host, self.port, identifier=f"imp-{self.device_id}",
+            self.host, self.port, identifier=self.device_id,
             will=aiomqtt.Will(will_topic, will_payload, qos=cl.QOS),
             keepalive=30, timeout=REQUEST_TIMEOUT,
         )

@@ -108,7 +108,6 @@ class Device:
         self._listening = False
         self._receiver: BlinkUpReceiver | None = None
         self._shutdown_handler: Callable[[int], Any] | None = None
-        self._pending_code: tuple[str, str] | None = None
         self._agent_handlers: dict[str, Callable[[Any], Any]] = {}
         self._unsent_logs: list[cl.Log] = []
         self._flashing = False
@@ -238,12 +237,7 @@ class Device:
         self._shutdown_handler = handler
 
     def restart(self) -> None:
-        if self._pending_code is not None:
-            source, deployment = self._pending_code
-            self._pending_code = None
-            self._spawn(self._apply_code(source, deployment))
-        else:
-            self._spawn(self._reboot("server.restart"))
+        self._spawn(self._reboot("server.restart"))
 
     def clear_configuration(self, what: int) -> None:
         s = self.settings
@@ -451,7 +445,7 @@ class Device:
         s = self.settings
         assert self._ops is not None
         async with self._ops:
-            if not self.runtime.running and s.device_code and self._pending_code is None:
+            if not self.runtime.running and s.device_code:
                 await self._apply_code(s.device_code, s.deployment_id, locked=True)
 
     def _on_lost(self) -> None:
@@ -499,7 +493,6 @@ class Device:
 
     async def _reboot(self, why: str) -> None:
         self.log(f"restarting: {why}")
-        self._pending_code = None
         self._shutdown_handler = None
         self.runtime.stop()
         self._start_life(boot=True)
@@ -547,11 +540,6 @@ class Device:
             s = self.settings
             s.device_code, s.deployment_id, s.code_sha = source, offer.deployment, offer.sha
             self.store.save(s)
-            handler = self._shutdown_handler
-            if offer.polite and handler is not None and self.runtime.running:
-                self._pending_code = (source, offer.deployment)
-                self.runtime.call(handler, impapi.SHUTDOWN_NEWSQUIRREL)
-                return
             await self._apply_code(source, offer.deployment, locked=True)
 
     async def _apply_code(self, source: str, deployment: str, locked: bool = False) -> None:
