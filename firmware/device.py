@@ -47,6 +47,7 @@ from impfactory.firmware.wifi import ConnectionManager as _ConnectionManager
 from impfactory.firmware.wifi import Reason, StageTimes, WifiEnvironment
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol.blinkup import BlinkUpConfig, BlinkUpError
+from impfactory.protocol.linecode import Signal
 
 from impfactory.clock import Clock, TimerHandle
 
@@ -62,7 +63,7 @@ class DeviceConfig:
 
     blinkup_window_s: float = 60.0
     sensor_rate: float = 1000.0
-    blinkup_symbol_rate: float = 60.0
+    blinkup_symbol_rate: float | None = None  # None: lock to any rate (60, 142 ...)
     impos_install_s: float = 2.0
     boot_s: float = 0.25
     stage_times: StageTimes = field(default_factory=StageTimes)
@@ -167,12 +168,17 @@ class Device:
         self.led.handle(LedEvent.POWER_OFF)
         self._emit(DeviceEvent.POWERED_OFF)
 
-    def feed_light(self, samples: np.ndarray, sample_rate: float | None = None) -> None:
+    def feed_light(self, samples: np.ndarray | Signal, sample_rate: float | None = None) -> None:
         """The light sensor sees ``samples`` (fractions of full scale at ``sample_rate``).
 
-        While the BlinkUp window is open they go to the BlinkUp receiver; always,
-        the last sample is what ``hardware.lightlevel()`` reads.
+        A ``protocol.linecode.Signal`` carries its own rate. While the BlinkUp
+        window is open the samples go to the BlinkUp receiver; always, the last
+        sample is what ``hardware.lightlevel()`` reads. Malformed samples raise
+        ``BadSamplesError`` and change nothing.
         """
+        if isinstance(samples, Signal):
+            sample_rate = samples.sample_rate
+            samples = samples.samples
         data = np.asarray(samples, dtype=np.float64)
         if data.size:
             self.hardware_board.light = float(data[-1])
@@ -182,8 +188,8 @@ class Device:
         rx = self._receiver
         if rx is None or rx.sample_rate != rate:
             rx = self._receiver = BlinkUpReceiver(
-                rate, self.config.blinkup_symbol_rate,
-                self._blinkup_started, self._blinkup_config, self._blinkup_error)
+                rate, self._blinkup_started, self._blinkup_config, self._blinkup_error,
+                self.config.blinkup_symbol_rate)
         rx.feed(data)
 
     def press(self, pin: str = "pin1", active_low: bool = True) -> None:

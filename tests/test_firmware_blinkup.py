@@ -1,0 +1,96 @@
+"""A device decodes BlinkUp light into its settings; a bad packet changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from impfactory.firmware.device import Device
+from impfactory.firmware.events import DeviceEvent
+from impfactory.firmware.identity import DeviceIdentity
+from impfactory.firmware.led import LedState
+from impfactory.firmware.settings import MemoryStore, Settings
+from impfactory.firmware.signals import render_fixture_flash
+from impfactory.firmware.wifi import WifiEnvironment
+from impfactory.hw.optical import OpticalChannel, OpticalConfig
+from impfactory.protocol.blinkup import BlinkUpConfig, encode_frame
+from impfactory.protocol.linecode import render_bilevel
+
+from impfactory.clock import VirtualClock
+
+PLAN, TOKEN = "0123456789abcdef", "fedcba9876543210"
+S = LedState
+
+
+def good_frame() -> bytes:
+    return encode_frame(BlinkUpConfig(ssid=b"factory", password=b"secret", plan_id=PLAN,
+                                      token=TOKEN))
+
+
+def run(store: MemoryStore, light: np.ndarray | None, *, at: float = 2.0,
+        chunk: int = 97) -> Device:
+    async def go() -> Device:
+        clock = VirtualClock()
+        dev = Device(DeviceIdentity.from_serial(11), clock, WifiEnvironment(),
+                     "mqtt://127.0.0.1:1", store=store)
+        dev.power_on()
+        await clock.advance(at)
+        if light is not None:
+            for i in range(0, len(light), chunk):  # the sensor delivers ragged chunks
+                dev.feed_light(light[i:i + chunk], 1000.0)
+                await clock.advance(chunk / 1000.0)
+        await clock.advance(10.0)
+        await dev.power_off()
+        return dev
+
+    return asyncio.run(go())
+
+
+def test_good_blinkup_through_the_optical_channel_stores_settings() -> None:
+    store = MemoryStore()
+    channel = OpticalChannel(OpticalConfig(), rng=1)
+    flash = render_fixture_flash("factory", "secret", PLAN, TOKEN, "pin8", fast=False,
+                                 active_high=False, start=0.0, device_id="0" * 16)
+    light = channel.transmit(flash.light_symbols, flash.symbol_rate)
+    dev = run(store, light)
+    saved = store.load()
+    assert (saved.ssid, saved.password, saved.plan_id, saved.enrol_token) == (
+        "factory", "secret", PLAN, TOKEN)
+    kinds = [r.kind for r in dev.events]
+    assert kinds.index(DeviceEvent.BLINKUP_STARTED) < kinds.index(DeviceEvent.BLINKUP_OK)
+    states = dev.led.states()
+    assert states[:5] == [S.OFF, S.WAITING_BLINKUP, S.BLINKUP_RECEIVING, S.BLINKUP_OK,
+                          S.SEARCHING_WIFI]
+    green = [s for s in dev.led.segments() if s.state is S.BLINKUP_OK]
+    assert abs(sum(s.end - s.start for s in green) - 3.0) < 1e-6
+    # No access point: the device keeps flashing its search pattern and reports NO_WIFI.
+    assert any(r.kind is DeviceEvent.CONNECT_FAILED and r.detail == 1 for r in dev.events)
+
+
+def test_fast_blinkup_decodes_too() -> None:
+    store = MemoryStore()
+    light = render_bilevel(good_frame(), symbol_rate=142.0, noise=0.02, seed=3).samples
+    run(store, light)
+    assert store.load().enrolled
+
+
+def test_corrupt_blinkup_leaves_settings_untouched_and_shows_failure() -> None:
+    before = Settings(ssid="old", password="pw")
+    store = MemoryStore(before)
+    frame = bytearray(good_frame())
+    frame[9] ^= 0x01  # a bit flipped inside the SSID: the CRC no longer matches
+    light = render_bilevel(bytes(frame)).samples
+    dev = run(store, light)
+    assert store.load() == before
+    assert DeviceEvent.BLINKUP_FAILED in [r.kind for r in dev.events]
+    assert S.BLINKUP_FAILED in dev.led.states()
+    assert DeviceEvent.BLINKUP_OK not in [r.kind for r in dev.events]
+
+
+def test_window_closes_after_sixty_seconds() -> None:
+    store = MemoryStore()
+    light = render_bilevel(good_frame()).samples
+    dev = run(store, light, at=61.0)
+    assert not store.load().has_network
+    assert DeviceEvent.BLINKUP_WINDOW_CLOSED in [r.kind for r in dev.events]
+    assert dev.led.states() == [S.OFF, S.WAITING_BLINKUP, S.OFF]  # booting, waiting, cut
