@@ -1,0 +1,389 @@
+"""``impfactory blinkup encode|decode|plot``: BlinkUp frames and light captures by hand.
+
+Captures are files a person can open elsewhere, each carrying its sample rate:
+
+* ``.wav``: mono 16-bit PCM at the capture's sample rate; 0..32767 is 0..1 of the
+  sensor's full scale (Audacity, sox, any DAW opens it).
+* ``.csv`` (or anything else): a ``# impfactory capture sample_rate=1000.0 ...``
+  comment line, a ``time_s,level`` header, then one row per sample.
+* ``decode`` also accepts a text file holding a frame as hex.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from impfactory.protocol.blinkup import BlinkUpConfig, BlinkUpError, decode_frame, encode_frame
+from impfactory.protocol.decoder import BlinkUpDecodeError, BlinkUpDecoder, DecodeResult
+from impfactory.protocol.linecode import (
+    BILEVEL_FAST_RATE,
+    BILEVEL_RATE,
+    TRILEVEL_RATE,
+    LightModel,
+    Signal,
+    bilevel_symbols,
+    render_bilevel,
+    render_trilevel,
+)
+
+from impfactory.errors import ImpFactoryError
+
+WAV_FULL_SCALE = 32767
+
+
+class CaptureError(ImpFactoryError, ValueError):
+    """A capture file that cannot be read as light samples."""
+
+
+class NoBlinkUpError(BlinkUpDecodeError):
+    """A capture in which no sync run (and so no BlinkUp) was found."""
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_capture(path: Path, signal: Signal, meta: dict[str, Any] | None = None) -> None:
+    """Write ``signal`` as WAV (by extension) or CSV, with its sample rate inside."""
+    if path.suffix.lower() == ".wav":
+        rate = round(signal.sample_rate)
+        if rate != signal.sample_rate:
+            raise CaptureError(f"WAV needs an integer sample rate, not {signal.sample_rate}")
+        pcm = np.round(np.clip(signal.samples, 0.0, 1.0) * WAV_FULL_SCALE).astype("<i2")
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            out.writeframes(pcm.tobytes())
+        return
+    info = " ".join(f"{k}={v}" for k, v in (meta or {}).items())
+    lines = [f"# impfactory capture sample_rate={signal.sample_rate!r} {info}".rstrip()]
+    lines.append("time_s,level")
+    times = np.arange(len(signal)) / signal.sample_rate
+    pairs = zip(times.tolist(), signal.samples.tolist(), strict=True)
+    lines += [f"{t:.6f},{v:.6f}" for t, v in pairs]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_capture(path: Path) -> tuple[Signal, dict[str, str]]:
+    """Read a capture written by :func:`write_capture` (or any mono WAV / 1-2 column CSV)."""
+    if path.suffix.lower() == ".wav":
+        try:
+            with wave.open(str(path), "rb") as src:
+                if src.getnchannels() != 1 or src.getsampwidth() != 2:
+                    raise CaptureError(f"{path}: need a mono 16-bit WAV")
+                rate = src.getframerate()
+                pcm = np.frombuffer(src.readframes(src.getnframes()), dtype="<i2")
+        except (wave.Error, EOFError) as err:
+            raise CaptureError(f"{path}: not a readable WAV file: {err}") from err
+        return Signal(pcm.astype(np.float64) / WAV_FULL_SCALE, float(rate)), {}
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as err:
+        raise CaptureError(f"{path}: not a text capture (CSV) or a .wav file") from err
+    meta: dict[str, str] = {}
+    values: list[float] = []
+    times: list[float] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            for word in line[1:].split():
+                if "=" in word:
+                    key, _, value = word.partition("=")
+                    meta[key] = value
+            continue
+        cells = [c.strip() for c in line.split(",")]
+        try:
+            numbers = [float(c) for c in cells]
+        except ValueError:
+            if not values:  # a header row
+                continue
+            raise CaptureError(f"{path}:{number}: not a number: {line[:40]!r}") from None
+        values.append(numbers[-1])
+        if len(numbers) > 1:
+            times.append(numbers[0])
+    if not values:
+        raise CaptureError(f"{path}: no samples")
+    if "sample_rate" in meta:
+        try:
+            rate = float(meta["sample_rate"])
+        except ValueError:
+            raise CaptureError(f"{path}: bad sample_rate {meta['sample_rate']!r}") from None
+    elif len(times) > 1 and times[1] > times[0]:
+        rate = 1.0 / (times[1] - times[0])
+    else:
+        raise CaptureError(f"{path}: no sample_rate comment and no time column")
+    if not np.all(np.isfinite(values)) or not rate > 0:
+        raise CaptureError(f"{path}: samples and sample rate must be finite numbers")
+    return Signal(np.asarray(values), rate), meta
+
+
+def _hex_frame(path: Path) -> bytes | None:
+    """The frame in ``path`` if the file is a hex dump (one or more lines of hex)."""
+    try:
+        text = path.read_text().strip()
+    except (UnicodeDecodeError, OSError):
+        return None
+    compact = "".join(text.split())
+    if not compact or len(compact) % 2 or any(c not in "0123456789abcdefABCDEF" for c in compact):
+        return None
+    return bytes.fromhex(compact)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def decode_signal(
+    signal: Signal, line_code: str = "auto", symbol_rate: float | None = None
+) -> DecodeResult | BlinkUpDecodeError:
+    """Decode a whole capture; the first BlinkUp found, else the first failure."""
+    codes = ("bilevel", "trilevel") if line_code == "auto" else (line_code,)
+    failures: list[BlinkUpDecodeError] = []
+    for code in codes:
+        decoder = BlinkUpDecoder(signal.sample_rate, code, symbol_rate)  # type: ignore[arg-type]
+        for outcome in decoder.feed(signal.samples):
+            if isinstance(outcome, DecodeResult):
+                return outcome
+            failures.append(outcome)
+    if failures:
+        return failures[0]
+    return NoBlinkUpError(f"no BlinkUp sync run found in {signal.duration:.2f} s of signal")
+
+
+def _config_from_args(args: argparse.Namespace) -> BlinkUpConfig:
+    return BlinkUpConfig(
+        ssid=args.ssid,
+        password=args.password,
+        plan_id=args.plan_id,
+        token=args.token,
+        clear=args.clear,
+    )
+
+
+def _render(frame: bytes, args: argparse.Namespace) -> tuple[Signal, dict[str, Any]]:
+    light = LightModel(gain=args.gain, ambient=args.ambient)
+    impair: dict[str, Any] = {"noise": args.noise, "seed": args.seed}
+    if args.line_code == "trilevel":
+        rate = args.symbol_rate or TRILEVEL_RATE
+        signal = render_trilevel(
+            frame, frame_rate=rate, sample_rate=args.sample_rate, light=light, **impair
+        )
+    else:
+        rate = args.symbol_rate or (BILEVEL_FAST_RATE if args.fast else BILEVEL_RATE)
+        signal = render_bilevel(
+            frame,
+            symbol_rate=rate,
+            sample_rate=args.sample_rate,
+            active_high=not args.active_low,
+            light=light,
+            **impair,
+        )
+    return signal, {"line_code": args.line_code, "symbol_rate": rate}
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _encode(args: argparse.Namespace) -> int:
+    cfg = _config_from_args(args)
+    frame = encode_frame(cfg)
+    if args.format == "hex":
+        _emit(frame.hex() + "\n", args.output)
+    elif args.format == "json":
+        doc: dict[str, Any] = {"frame": frame.hex(), "length": len(frame), **cfg.to_json()}
+        if args.line_code == "bilevel":
+            doc["symbol_rate"] = BILEVEL_FAST_RATE if args.fast else BILEVEL_RATE
+            doc["symbols"] = "".join(map(str, bilevel_symbols(frame)))
+        _emit(json.dumps(doc, indent=2) + "\n", args.output)
+    else:
+        signal, meta = _render(frame, args)
+        if args.output is None:
+            if sys.stdout.isatty():
+                raise CaptureError("--format samples needs -o FILE (.wav or .csv)")
+            write_capture(Path("/dev/stdout"), signal, meta)
+        else:
+            write_capture(Path(args.output), signal, meta)
+            print(
+                f"wrote {args.output}: {len(signal)} samples at {signal.sample_rate:g} Hz "
+                f"({signal.duration:.2f} s, {meta['line_code']} {meta['symbol_rate']:g} Hz)",
+                file=sys.stderr,
+            )
+    return 0
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text)
+
+
+def _load_and_decode(args: argparse.Namespace) -> tuple[Signal | None, DecodeResult | BlinkUpError]:
+    path = Path(args.file)
+    frame = _hex_frame(path) if path.suffix.lower() != ".wav" else None
+    if frame is not None and len(frame) >= 4 and frame[:4] == b"\x00\x00\x00\x2a":
+        try:
+            return None, DecodeResult(decode_frame(frame), frame, None)  # type: ignore[arg-type]
+        except BlinkUpError as err:
+            return None, err
+    signal, meta = read_capture(path)
+    code = args.line_code if args.line_code != "auto" else meta.get("line_code", "auto")
+    if code not in ("auto", "bilevel", "trilevel"):
+        code = "auto"
+    start = time.perf_counter()
+    outcome = decode_signal(signal, code, args.symbol_rate)
+    args._decode_seconds = time.perf_counter() - start
+    return signal, outcome
+
+
+def _decode(args: argparse.Namespace) -> int:
+    _signal, outcome = _load_and_decode(args)
+    if isinstance(outcome, BlinkUpError):
+        raise outcome
+    doc = outcome.config.to_json()
+    stats = outcome.stats
+    if args.json:
+        if stats is not None:
+            doc["signal"] = {
+                "line_code": stats.line_code,
+                "symbol_rate": round(stats.symbol_rate, 3),
+                "inverted": stats.inverted,
+                "levels": [round(v, 5) for v in stats.levels],
+                "thresholds": [round(v, 5) for v in stats.thresholds],
+                "start_s": round(stats.sync_start / stats.sample_rate, 4),
+                "end_s": round(stats.end / stats.sample_rate, 4),
+            }
+        doc["frame"] = outcome.frame.hex()
+        print(json.dumps(doc, indent=2))
+        return 0
+    width = max(len(k) for k in doc) if doc else 0
+    for key, value in doc.items():
+        print(f"{key:<{width}}  {json.dumps(value) if not isinstance(value, str) else value}")
+    if stats is not None:
+        print(
+            f"({stats.line_code} at {stats.symbol_rate:.1f} Hz measured"
+            f"{', inverted' if stats.inverted else ''}; "
+            f"{stats.sync_start / stats.sample_rate:.3f}-{stats.end / stats.sample_rate:.3f} s; "
+            f"frame {outcome.frame.hex()})"
+        )
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise CaptureError("plotting needs matplotlib: pip install 'impfactory[plot]'") from err
+    signal, outcome = _load_and_decode(args)
+    if signal is None:
+        raise CaptureError("plot needs a capture (.wav or .csv), not a hex frame")
+    stats = outcome.stats if isinstance(outcome, DecodeResult) else getattr(outcome, "stats", None)
+    t = np.arange(len(signal)) / signal.sample_rate
+    fig, (full, zoom) = plt.subplots(2, 1, figsize=(14, 7), constrained_layout=True)
+    for ax in (full, zoom):
+        ax.plot(t, signal.samples, lw=0.7, color="tab:blue", label="light")
+        ax.set_ylabel("light (full scale)")
+        if stats is not None:
+            for i, thr in enumerate(stats.thresholds):
+                ax.axhline(thr, color="tab:red" if i == 0 else "tab:purple", lw=0.8, ls="--")
+            for level in stats.levels:
+                ax.axhline(level, color="grey", lw=0.5, ls=":")
+    full.set_xlabel("time (s)")
+    zoom.set_xlabel("time (s)")
+    if isinstance(outcome, DecodeResult):
+        title = f"BlinkUp decoded: {json.dumps(outcome.config.to_json())[:110]}"
+    else:
+        title = f"decode failed: {outcome}"
+    full.set_title(title, fontsize=9)
+    if stats is not None and stats.bit_starts:
+        fs = stats.sample_rate
+        full.axvspan(stats.sync_start / fs, stats.end / fs, color="tab:green", alpha=0.1)
+        bits = stats.bit_starts
+        frame = outcome.frame if isinstance(outcome, DecodeResult) else b"\x00\x00\x00\x2a"
+        lo = stats.sync_start / fs
+        hi = min(stats.end / fs, bits[min(len(bits) - 1, 6 + 8 * 4)] / fs)
+        zoom.set_xlim(lo, hi)
+        top = float(np.max(signal.samples))
+        for b in bits:
+            if lo <= b / fs <= hi:
+                zoom.axvline(b / fs, color="tab:orange", lw=0.5, alpha=0.7)
+        bit_len = (bits[1] - bits[0]) if len(bits) > 1 else stats.symbol_period
+        labels = [(bits[0] - 2 * bit_len, "2A")] + [
+            (bits[6 + 8 * k], f"{byte:02X}")
+            for k, byte in enumerate(frame[4:])
+            if 6 + 8 * k < len(bits)
+        ]
+        for pos, text in labels:
+            if lo <= pos / fs <= hi:
+                zoom.text(pos / fs, top, text, fontsize=8, va="bottom", family="monospace")
+        zoom.set_title(
+            "sync run, magic and first bytes: bit starts (orange), thresholds (dashed), "
+            "sync levels (dotted)",
+            fontsize=9,
+        )
+    fig.savefig(args.output, dpi=110)
+    plt.close(fig)
+    print(f"wrote {args.output}", file=sys.stderr)
+    if isinstance(outcome, BlinkUpError):
+        print(f"impfactory: error: {outcome}", file=sys.stderr)
+        return outcome.exit_code
+    return 0
+
+
+def _add_decode_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="capture (.wav or .csv) or a hex frame")
+    parser.add_argument(
+        "--line-code", choices=["auto", "bilevel", "trilevel"], default="auto",
+        help="line code of the capture (default: from the file, else try both)",
+    )
+    parser.add_argument(
+        "--symbol-rate", type=float, default=None,
+        help="expected symbol rate in Hz (default: measured from the sync run)",
+    )
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("blinkup", help="encode, decode and plot BlinkUp frames and signals")
+    cmds = parser.add_subparsers(dest="blinkup_command", metavar="ACTION")
+
+    enc = cmds.add_parser("encode", help="build a BlinkUp frame, print it or render its light")
+    enc.add_argument("--ssid", help="WiFi SSID (UTF-8, up to 32 bytes)")
+    enc.add_argument("--password", help="WiFi password (UTF-8, up to 64 bytes)")
+    enc.add_argument("--plan-id", help="enrolment plan ID, 16 hex characters")
+    enc.add_argument("--token", help="enrolment token, 16 hex characters")
+    enc.add_argument("--clear", action="store_true", help="clear the configuration")
+    enc.add_argument("--line-code", choices=["bilevel", "trilevel"], default="bilevel")
+    enc.add_argument("--fast", action="store_true", help="bi-level at 142 Hz (BLINKUP_FAST)")
+    enc.add_argument("--active-low", action="store_true", help="render an active-low pin")
+    enc.add_argument("--symbol-rate", type=float, default=None, help="override the rate (Hz)")
+    enc.add_argument("--sample-rate", type=float, default=1000.0, help="Hz (default 1000)")
+    enc.add_argument("--format", choices=["hex", "json", "samples"], default="hex")
+    enc.add_argument("-o", "--output", help="write to FILE (.wav or .csv for samples)")
+    enc.add_argument("--gain", type=float, default=1.0, help="light model gain (swing)")
+    enc.add_argument("--ambient", type=float, default=0.0, help="ambient light offset")
+    enc.add_argument("--noise", type=float, default=0.0, help="noise std dev (full scale)")
+    enc.add_argument("--seed", type=int, default=None, help="noise seed")
+    enc.set_defaults(func=_encode)
+
+    dec = cmds.add_parser("decode", help="decode a capture or hex frame and print its fields")
+    _add_decode_options(dec)
+    dec.add_argument("--json", action="store_true", help="print a JSON object")
+    dec.set_defaults(func=_decode)
+
+    plot = cmds.add_parser("plot", help="draw a capture with its decoded bits and thresholds")
+    _add_decode_options(plot)
+    plot.add_argument("-o", "--output", default="signal.png", help="image file (signal.png)")
+    plot.set_defaults(func=_plot)
+
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
