@@ -57,6 +57,12 @@ DUT_GROUP_TYPES = frozenset({"dut_devicegroup", "pre_dut_devicegroup"})
 FIXTURE_GROUP_TYPES = frozenset({"factoryfixture_devicegroup", "pre_factoryfixture_devicegroup"})
 
 
+GREETING_TIMEOUT = 5.0
+"""Loop seconds to wait for configparams after welcome before running stored code."""
+OFFER_GRACE = 0.25
+"""Loop seconds an offer may trail configparams before stored code runs."""
+
+
 @dataclass
 class DeviceConfig:
     """Tunables of one emulated imp (device-clock seconds unless noted)."""
@@ -112,6 +118,8 @@ class Device:
         self._agent_handlers: dict[str, Callable[[Any], Any]] = {}
         self._unsent_logs: list[cl.Log] = []
         self._flashing = False
+        self._greeted = asyncio.Event()
+        self._offered = asyncio.Event()
         self.net = _ConnectionManager(clock, self.led, env, self.mac, self.config.stage_times)
 
     # ------------------------------------------------------------ public surface
@@ -400,6 +408,8 @@ class Device:
                 return  # waits for BlinkUp (or code that sets WiFi and restarts)
             assert self._lost is not None
             self._lost.clear()
+            self._greeted.clear()
+            self._offered.clear()
             static = (self.settings.static_network or {}).get("ip")
             await self.net.connect_with_retries(
                 self.settings.ssid, self.settings.password, static, self._open_cloud,
@@ -446,13 +456,18 @@ class Device:
         for entry in unsent:
             await self._send_quiet(entry)
         await self._report()
-        # Run the code kept in flash unless the cloud offers other code right away.
-        await asyncio.sleep(0)
+        # Run the code kept in flash unless the cloud offers other code. The cloud
+        # sends assignment, configparams and any offer right after welcome, in
+        # order; code must not start before its configparams are known.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._greeted.wait(), GREETING_TIMEOUT)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._offered.wait(), OFFER_GRACE)
         s = self.settings
         assert self._ops is not None
         async with self._ops:
-            if not self.runtime.running and s.device_code:
-                await self._apply_code(s.device_code, s.deployment_id, locked=True)
+            if not self.runtime.running and not self._offered.is_set() and s.device_code:
+                await self._apply_code(s.device_code, s.deployment_id)
 
     def _on_lost(self) -> None:
         self._cloud = None
@@ -484,9 +499,12 @@ class Device:
             self._emit(DeviceEvent.ASSIGNED, msg.group_type)
         elif isinstance(msg, cl.ConfigParams):
             self.configparams = dict(msg.params)
+            self._greeted.set()
         elif isinstance(msg, cl.OsOffer):
+            self._offered.set()
             self._spawn(self._update_impos(msg))
         elif isinstance(msg, cl.CodeOffer):
+            self._offered.set()
             self._spawn(self._load_code(msg))
         elif isinstance(msg, cl.Restart):
             self._spawn(self._reboot(msg.reason))
@@ -546,9 +564,9 @@ class Device:
             s = self.settings
             s.device_code, s.deployment_id, s.code_sha = source, offer.deployment, offer.sha
             self.store.save(s)
-            await self._apply_code(source, offer.deployment, locked=True)
+            await self._apply_code(source, offer.deployment)
 
-    async def _apply_code(self, source: str, deployment: str, locked: bool = False) -> None:
+    async def _apply_code(self, source: str, deployment: str) -> None:
         self._shutdown_handler = None
         self._agent_handlers.clear()
         self.deployment = deployment or None

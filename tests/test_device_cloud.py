@@ -1,0 +1,193 @@
+"""The device's cloud client against a scripted cloud over a real MQTT broker.
+
+The script below is the cloud side of docs/cloudlink.md written independently of
+the device: it answers hello with welcome, assigns the device, offers code (and
+optionally an impOS), serves image blocks (corrupting the first delivery of one
+block when asked), and answers bless requests. Each test runs on both brokers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+
+import aiomqtt
+import pytest
+from impfactory.cloud.broker import free_port, parse_url
+from impfactory.firmware.device import Device
+from impfactory.firmware.events import DeviceEvent
+from impfactory.firmware.identity import DeviceIdentity
+from impfactory.firmware.led import LedState
+from impfactory.firmware.settings import MemoryStore, Settings
+from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
+from impfactory.protocol import cloudlink as cl
+
+from impfactory.clock import ScaledClock
+
+DUT_CODE = """
+def done(blessed):
+    server.log("blessed=%s" % blessed)
+server.log("dut up " + imp.configparams.get("factory_imp_device_id", "?"))
+server.bless(hardware.voltage() > 3.0, done)
+"""
+
+
+@pytest.fixture
+def broker_url(any_broker_url: str) -> str:
+    """Every test here runs over Mosquitto (when installed) and the embedded broker."""
+    return any_broker_url
+
+
+@dataclass
+class ScriptedCloud:
+    """A minimal cloud peer: enough protocol to walk one device through its life."""
+
+    url: str
+    code: str = DUT_CODE
+    impos: bytes | None = None
+    corrupt_block: int | None = None
+    bless_answer: bool = True
+    chunk_size: int = 64
+    seen: list[cl.Message] = field(default_factory=list)
+    images: dict[str, bytes] = field(default_factory=dict)
+    _corrupted: bool = False
+
+    def image(self, kind: cl.ImageKind, data: bytes) -> cl.ImageRef:
+        sha = hashlib.sha256(data).hexdigest()
+        self.images[sha] = data
+        return cl.ImageRef(kind, sha, len(data), self.chunk_size)
+
+    async def run(self, ready: asyncio.Event) -> None:
+        host, port = parse_url(self.url)
+        async with aiomqtt.Client(host, port, identifier="scripted-cloud") as client:
+            await client.subscribe(cl.CLOUD_FILTER, qos=1)
+            ready.set()
+            async for message in client.messages:
+                msg = cl.decode(str(message.topic), bytes(message.payload))  # type: ignore[arg-type]
+                self.seen.append(msg)
+                for reply in self.answer(msg):
+                    await client.publish(*cl.encode(reply), qos=1)
+
+    def answer(self, msg: cl.Message) -> list[cl.Message]:
+        d = msg.device_id
+        if isinstance(msg, cl.Hello):
+            out: list[cl.Message] = [
+                cl.Welcome(d, req=msg.req, plan_id=msg.plan_id),
+                cl.Assignment(d, group_type="pre_dut_devicegroup", group_id="g1"),
+                cl.ConfigParams(d, params={"factory_imp_device_id": "f" * 16}),
+            ]
+            if self.impos is not None and msg.impos_version != "99.0":
+                out.append(cl.OsOffer(d, version="99.0",
+                                      image=self.image(cl.ImageKind.IMPOS, self.impos)))
+                return out
+            if msg.deployment != "dep-1":
+                ref = self.image(cl.ImageKind.DEVICE, self.code.encode())
+                out.append(cl.CodeOffer(d, deployment="dep-1", sha=ref.sha, device=ref))
+            return out
+        if isinstance(msg, cl.ChunkRequest):
+            data = self.images[msg.sha]
+            total = -(-len(data) // self.chunk_size)
+            out = []
+            for i in msg.blocks:
+                block = data[i * self.chunk_size:(i + 1) * self.chunk_size]
+                if i == self.corrupt_block and not self._corrupted:
+                    self._corrupted = True
+                    block = bytes([block[0] ^ 0xFF]) + block[1:]
+                out.append(cl.Chunk(d, sha=msg.sha, index=i, total=total, data=block))
+            return out
+        if isinstance(msg, cl.BlessRequest):
+            ok = msg.passed and self.bless_answer
+            return [cl.BlessAnswer(d, req=msg.req, blessed=ok,
+                                   reason="" if ok else "already blessed")]
+        return []
+
+
+def configured_store() -> MemoryStore:
+    return MemoryStore(Settings(ssid="factory", password="secret",
+                                plan_id="0123456789abcdef", enrol_token="fedcba9876543210"))
+
+
+async def run_device(url: str, cloud: ScriptedCloud, until: DeviceEvent,
+                     serial: int = 1) -> Device:
+    ready = asyncio.Event()
+    cloud_task = asyncio.create_task(cloud.run(ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    env = WifiEnvironment([AccessPoint("factory", "secret")])
+    device = Device(DeviceIdentity.from_serial(serial), ScaledClock(200), env, url,
+                    store=configured_store())
+    try:
+        device.power_on()
+        await device.wait_for(until, timeout=20)
+        await asyncio.sleep(0.05)
+    finally:
+        await device.power_off()
+        cloud_task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cloud_task
+    return device
+
+
+def test_enrol_download_run_and_bless(broker_url: str) -> None:
+    cloud = ScriptedCloud(broker_url, corrupt_block=1)
+    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.BLESSED))
+    hello = next(m for m in cloud.seen if isinstance(m, cl.Hello))
+    assert (hello.plan_id, hello.token) == ("0123456789abcdef", "fedcba9876543210")
+    assert hello.mac == device.mac
+    kinds = [r.kind for r in device.events]
+    for expected in (DeviceEvent.ONLINE, DeviceEvent.ENROLLED, DeviceEvent.ASSIGNED,
+                     DeviceEvent.CODE_STARTED, DeviceEvent.TESTING, DeviceEvent.BLESSED):
+        assert expected in kinds
+    assert "dut up " + "f" * 16 in device.logs
+    assert "blessed=True" in device.logs
+    # The corrupt block made the first assembly fail its SHA-256; the code that ran
+    # is exactly the offered code.
+    requests = [m for m in cloud.seen if isinstance(m, cl.ChunkRequest)]
+    assert len(requests) >= 2
+    assert device.settings.device_code == DUT_CODE
+    states = device.led.states()
+    assert states[-1] is LedState.OFF and states[-2] is LedState.BLESSED
+    assert LedState.ONLINE in states and LedState.CONNECTING in states
+    logs = [m for m in cloud.seen if isinstance(m, cl.Log)]
+    assert any(m.msg == "blessed=True" for m in logs)
+
+
+def test_impos_update_then_code(broker_url: str) -> None:
+    cloud = ScriptedCloud(broker_url, impos=bytes(range(256)) * 5)
+    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.BLESSED, serial=2))
+    assert device.settings.impos_version == "99.0"
+    states = device.led.states()
+    i = states.index(LedState.UPDATING)
+    assert LedState.SEARCHING_WIFI in states[i:]  # restarted and reconnected after the update
+    hellos = [m for m in cloud.seen if isinstance(m, cl.Hello)]
+    assert [h.impos_version for h in hellos][-1] == "99.0"
+
+
+def test_bless_refused_shows_red(broker_url: str) -> None:
+    cloud = ScriptedCloud(broker_url, bless_answer=False)
+    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.BLESS_REFUSED, serial=3))
+    assert "blessed=False" in device.logs
+    assert LedState.TEST_FAILED in device.led.states()
+
+
+def test_code_that_raises_keeps_the_device_online(broker_url: str) -> None:
+    cloud = ScriptedCloud(broker_url, code="server.log('before')\n[][1]\n")
+    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.CODE_ERROR, serial=4))
+    assert device.logs[-1].startswith("ERROR: IndexError") and "(at line 2)" in device.logs[-1]
+    errors = [m for m in cloud.seen if isinstance(m, cl.Log) and m.type is cl.LogType.SERVER_ERROR]
+    assert errors and "IndexError" in errors[0].msg
+
+
+def test_no_broker_is_no_server() -> None:
+    async def go() -> Device:
+        env = WifiEnvironment([AccessPoint("factory", "secret")])
+        device = Device(DeviceIdentity.from_serial(5), ScaledClock(500), env,
+                        f"mqtt://127.0.0.1:{free_port()}", store=configured_store())
+        device.power_on()
+        record = await device.wait_for(DeviceEvent.CONNECT_FAILED, timeout=10)
+        await device.power_off()
+        assert record.detail == 4
+        return device
+
+    device = asyncio.run(go())
+    assert LedState.CONNECTING in device.led.states()
