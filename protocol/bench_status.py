@@ -1,0 +1,287 @@
+"""Status-LED decoding: RGB samples of an imp's status LED → the named states.
+
+A colour sensor over a DUT's status LED gives RGB samples at a known rate. The
+states of IMP_FACTS §3 are told apart by the repeating on/off pattern (segments
+in ms, first one lit) and, where two share a pattern, by colour::
+
+    RGB samples → colour per sample → segments (on/off, colour, ms)
+                → match the last few segments against every pattern, longest first
+                → a named state, reported when it changes
+
+Rules, and why:
+
+* A pattern of L segments (either reading of an odd L, see ``Pattern.shapes``)
+  is recognised when the last ``2 L`` (at least 6) segments, two whole periods,
+  fit it in some rotation, each within ``TOLERANCE_MS``. Less is ambiguous:
+  500,500 lives inside 500,500,500,250, joining's five 250 ms segments hold a
+  fast flash, and nine segments of joining fit proxy_auth. Trying longer
+  patterns first does the rest. The first stretch of a recording is cut short
+  by its start and is never matched. The smallest step between patterns is 250 ms, so a tolerance
+  of 90 ms leaves a wide margin for a sensor's sampling and a LED's jitter.
+* A lit stretch longer than ``SOLID_S`` is solid; solid green that ends after
+  about 3 s is the "BlinkUp received" green, longer solid green is an impOS
+  update or a blessed device. Dark for longer than ``DARK_S`` is ``off`` (no
+  power, or a BlinkUp being received: the LED stops flashing then).
+* Where IMP_FACTS gives two states the same look (getting an IP address and
+  resolving the server name; a failed BlinkUp and a power problem) the state is
+  reported with both names, joined by ``/``: no sensor can tell them apart.
+
+State names are those of the emulated imp's ``LedState`` values, so a bench
+report and an emulated run read the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from impfactory.errors import ImpFactoryError
+
+TOLERANCE_MS = 90.0
+MIN_WINDOW = 6
+SOLID_S = 1.0
+DARK_S = 1.5
+BLINKUP_GREEN_S = (2.5, 3.5)
+LIT_THRESHOLD = 40.0
+"""Brightness (max of R, G, B on a 0..255 scale) above which the LED counts as lit."""
+
+
+class StatusDecodeError(ImpFactoryError, ValueError):
+    """Samples that cannot be status-LED readings (wrong shape, bad rate)."""
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One look of the status LED: the states showing it, colours and segments in ms."""
+
+    names: tuple[str, ...]
+    pattern: tuple[int, ...]
+    colours: frozenset[str] = frozenset()
+    """Colours it may show in; empty means any (the pattern alone identifies it)."""
+
+    @property
+    def name(self) -> str:
+        return "/".join(self.names)
+
+    @property
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        """The segment sequences this pattern can show as.
+
+        With an odd number of segments IMP_FACTS does not say whether lit and
+        dark keep alternating across periods (500,250,250 → on 500, off 250,
+        on 250, off 500, ...) or every period starts lit, so the last lit
+        segment runs into the next period's first (on 750, off 250, ...). Both
+        are accepted.
+        """
+        p = self.pattern
+        if len(p) % 2 == 0:
+            return (p,)
+        return (p, (p[-1] + p[0], *p[1:-1]))
+
+
+PATTERNS: tuple[Pattern, ...] = (
+    Pattern(("waiting_blinkup",), (500, 500), frozenset({"amber"})),
+    Pattern(("online",), (500, 500), frozenset({"green"})),
+    Pattern(("searching_wifi",), (500, 500, 500, 250, 250, 250)),
+    Pattern(("joining_wifi",), (500, 500, 500, 250, 250, 250, 250, 250)),
+    Pattern(("getting_ip", "resolving"), (500, 250, 250)),
+    Pattern(("connecting",), (500, 500, 500, 250)),
+    Pattern(("proxy_wrong",), (500, 500, 250, 250, 250, 250)),
+    Pattern(("proxy_auth",), (500, 500, 250, 250, 250, 250, 250)),
+    Pattern(("wps",), (500, 250, 250, 250)),
+    Pattern(("blinkup_failed", "power_problem"), (250, 250), frozenset({"red"})),
+)
+_BY_LENGTH = sorted(PATTERNS, key=lambda p: -len(p.pattern))
+SOLID: dict[str, tuple[str, ...]] = {
+    "green": ("updating", "blessed"),
+    "red": ("test_failed", "power_problem"),
+}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of the LED: lit or dark, its colour, from ``start`` for ``ms``."""
+
+    start: float
+    ms: float
+    on: bool
+    colour: str
+
+
+@dataclass(frozen=True)
+class StatusReading:
+    """A state recognised at ``start`` seconds (sample time of the stream)."""
+
+    start: float
+    state: str
+    colour: str
+    pattern: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "start": round(self.start, 3),
+            "state": self.state,
+            "colour": self.colour,
+            "pattern": list(self.pattern),
+        }
+
+
+def classify(rgb: npt.ArrayLike, threshold: float = LIT_THRESHOLD) -> list[str]:
+    """The colour name of each RGB sample: off, red, amber, green, blue or unknown (NaN)."""
+    x = np.asarray(rgb, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 3:
+        raise StatusDecodeError(f"RGB samples must have shape (n, 3), got {x.shape}")
+    out: list[str] = []
+    for r, g, b in x:
+        if np.isnan(r) or np.isnan(g) or np.isnan(b):
+            out.append("unknown")
+        elif max(r, g, b) < threshold:
+            out.append("off")
+        elif b > max(r, g):
+            out.append("blue")
+        elif g > 1.2 * r:
+            out.append("green")
+        elif g >= 0.35 * r:
+            out.append("amber")
+        else:
+            out.append("red")
+    return out
+
+
+@dataclass
+class StatusDecoder:
+    """Streaming decoder: ``feed`` RGB chunks of any size, get state changes out."""
+
+    sample_rate: float
+    threshold: float = LIT_THRESHOLD
+    segments: list[Segment] = field(default_factory=list)
+    readings: list[StatusReading] = field(default_factory=list)
+    _n: int = 0
+    _run_start: int = 0
+    _run_on: bool | None = None
+    _run_colours: dict[str, int] = field(default_factory=dict)
+    _new: list[StatusReading] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not (self.sample_rate > 0 and np.isfinite(self.sample_rate)):
+            raise StatusDecodeError(f"sample rate must be > 0, got {self.sample_rate}")
+
+    @property
+    def state(self) -> str | None:
+        return self.readings[-1].state if self.readings else None
+
+    def feed(self, rgb: npt.ArrayLike) -> list[StatusReading]:
+        """Decode a chunk; return the states recognised in it, in order.
+
+        A solid green first reads as ``updating/blessed``; when it ends after
+        about three seconds the same stretch is named again, ``blinkup_ok``,
+        which replaces the first reading in ``readings``.
+        """
+        self._new = []
+        solid = round(SOLID_S * self.sample_rate)
+        dark = round(DARK_S * self.sample_rate)
+        for colour in classify(rgb, self.threshold):
+            if colour == "unknown":  # a lost sample: keep the run going
+                self._n += 1
+                continue
+            on = colour != "off"
+            if self._run_on is None:
+                self._run_on, self._run_start = on, self._n
+            elif on != self._run_on:
+                self._close_run()
+                self._run_on, self._run_start = on, self._n
+            if on:
+                self._run_colours[colour] = self._run_colours.get(colour, 0) + 1
+            self._n += 1
+            if self._n - self._run_start == (solid if on else dark):
+                self._check_open_run()
+        return self._new
+
+    def _close_run(self) -> None:
+        seg = self._open_segment()
+        if seg is None:
+            return
+        self._run_colours = {}
+        if seg.start == 0.0:
+            return  # the recording began inside this stretch: its length is unknown
+        if seg.on and seg.ms >= SOLID_S * 1000:
+            green = seg.colour == "green" and BLINKUP_GREEN_S[0] * 1000 <= seg.ms
+            if green and seg.ms <= BLINKUP_GREEN_S[1] * 1000:
+                self._report(StatusReading(seg.start, "blinkup_ok", seg.colour))
+            self.segments.clear()  # a solid stretch breaks any pattern
+            return
+        if not seg.on and seg.ms >= DARK_S * 1000:
+            self.segments.clear()
+            return
+        self.segments.append(seg)
+        del self.segments[:-32]
+        self._match()
+
+    def _open_segment(self) -> Segment | None:
+        if self._run_on is None:
+            return None
+        ms = (self._n - self._run_start) * 1000.0 / self.sample_rate
+        colour = max(self._run_colours, key=self._run_colours.__getitem__) if (
+            self._run_on and self._run_colours
+        ) else "off"
+        return Segment(self._run_start / self.sample_rate, ms, self._run_on, colour)
+
+    def _check_open_run(self) -> None:
+        seg = self._open_segment()
+        if seg is None:
+            return
+        if seg.on and seg.ms >= SOLID_S * 1000:
+            names = SOLID.get(seg.colour, (f"solid_{seg.colour}",))
+            self._report(StatusReading(seg.start, "/".join(names), seg.colour))
+        elif not seg.on and seg.ms >= DARK_S * 1000:
+            self._report(StatusReading(seg.start, "off", "off"))
+
+    def _match(self) -> None:
+        for pat in _BY_LENGTH:
+            length = len(pat.pattern)
+            window = max(MIN_WINDOW, 2 * length)
+            if len(self.segments) < window:
+                continue
+            segs = self.segments[-window:]
+            lit = {s.colour for s in segs if s.on}
+            if pat.colours and not lit <= pat.colours:
+                continue
+            if any(_fits(segs, shape) for shape in pat.shapes):
+                colour = "/".join(sorted(lit))
+                self._report(StatusReading(segs[0].start, pat.name, colour, pat.pattern))
+                return
+
+    def _report(self, reading: StatusReading) -> None:
+        last = self.readings[-1] if self.readings else None
+        if last is not None and last.state == reading.state:
+            return
+        if last is not None and last.start == reading.start and not last.pattern:
+            self.readings[-1] = reading  # the same solid stretch, now named better
+        else:
+            self.readings.append(reading)
+        self._new.append(reading)
+
+
+def _fits(segs: Sequence[Segment], pattern: tuple[int, ...]) -> bool:
+    """Whether ``segs`` is a stretch of ``pattern`` repeating, in some rotation."""
+    n = len(pattern)
+    # segments alternate lit/dark from the pattern's first (lit) one, so with an
+    # odd length the lit one flips each period: rotations run over two periods
+    for rot in range(2 * n):
+        if all(
+            seg.on == ((rot + i) % 2 == 0) and abs(seg.ms - pattern[(rot + i) % n]) <= TOLERANCE_MS
+            for i, seg in enumerate(segs)
+        ):
+            return True
+    return False
+
+
+def decode_status(rgb: npt.ArrayLike, sample_rate: float) -> list[StatusReading]:
+    """Every state change in a whole recording."""
+    decoder = StatusDecoder(sample_rate)
+    decoder.feed(rgb)
+    return decoder.readings

@@ -1,0 +1,126 @@
+"""Status-LED decoding from RGB samples: every state of IMP_FACTS §3.
+
+The patterns below are typed from IMP_FACTS §3 here, not imported, so the test
+checks the decoder's table against the source. The RGB values are a colour
+sensor's view of the emulated imp's colours, with noise and a random phase.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from impfactory.protocol.bench_status import StatusDecodeError, StatusDecoder, decode_status
+
+RATE = 100.0
+RGB = {"amber": (255, 176, 0), "green": (32, 192, 64), "red": (224, 32, 32), "off": (4, 4, 4)}
+
+# state → (colour, pattern in ms) as IMP_FACTS §3 gives them
+FACTS = {
+    "waiting_blinkup": ("amber", (500, 500)),
+    "searching_wifi": ("red", (500, 500, 500, 250, 250, 250)),
+    "joining_wifi": ("red", (500, 500, 500, 250, 250, 250, 250, 250)),
+    "getting_ip/resolving": ("red", (500, 250, 250)),
+    "connecting": ("amber", (500, 500, 500, 250)),
+    "online": ("green", (500, 500)),
+    "proxy_wrong": ("amber", (500, 500, 250, 250, 250, 250)),
+    "proxy_auth": ("amber", (500, 500, 250, 250, 250, 250, 250)),
+    "wps": ("amber", (500, 250, 250, 250)),
+    "blinkup_failed/power_problem": ("red", (250, 250)),
+}
+
+
+def render(parts: list[tuple[str, tuple[int, ...], float]], rng: np.random.Generator,
+           noise: float = 6.0, phase_ms: float = 0.0, restart: bool = True) -> np.ndarray:
+    """RGB samples at RATE for (colour, pattern, seconds) parts; () means solid.
+
+    ``restart``: every period starts lit (an odd pattern merges its last lit
+    segment with the next first); else lit and dark alternate across periods.
+    """
+    out = []
+    for colour, pattern, seconds in parts:
+        n = round(seconds * RATE)
+        t = (np.arange(n) / RATE * 1000.0 + phase_ms)
+        if pattern and not restart and len(pattern) % 2:
+            pattern = pattern + pattern  # alternate across periods: two periods, lit first
+        if pattern:
+            period = sum(pattern)
+            edges = np.cumsum(pattern)
+            idx = np.searchsorted(edges, t % period, side="right")
+            lit = idx % 2 == 0
+        else:
+            lit = np.ones(n, dtype=bool)
+        rgb = np.where(lit[:, None], RGB[colour], RGB["off"]).astype(np.float64)
+        out.append(rgb)
+    samples = np.concatenate(out)
+    return np.clip(samples + rng.normal(0, noise, samples.shape), 0, 255)
+
+
+@pytest.mark.parametrize("state", sorted(FACTS))
+@given(
+    phase=st.floats(0, 4000),
+    chunk=st.integers(1, 200),
+    seed=st.integers(0, 2**16),
+    restart=st.booleans(),
+)
+@settings(max_examples=12, deadline=None)
+def test_each_pattern_is_recognised(
+    state: str, phase: float, chunk: int, seed: int, restart: bool
+) -> None:
+    colour, pattern = FACTS[state]
+    rng = np.random.default_rng(seed)
+    seconds = 3 * sum(pattern) / 1000 + 1.5
+    rgb = render([(colour, pattern, seconds)], rng, phase_ms=phase, restart=restart)
+    decoder = StatusDecoder(RATE)
+    for i in range(0, len(rgb), chunk):
+        decoder.feed(rgb[i : i + chunk])
+    assert [r.state for r in decoder.readings] == [state]
+    assert decoder.readings[0].colour == colour
+    assert decoder.readings[0].pattern == pattern
+
+
+def test_a_blinkup_sequence_reads_in_order() -> None:
+    rng = np.random.default_rng(1)
+    rgb = render(
+        [
+            ("amber", (500, 500), 4.0),
+            ("off", (), 2.0),  # receiving: the LED stops flashing
+            ("green", (), 3.0),
+            ("red", (500, 500, 500, 250, 250, 250), 6.75),
+            ("red", (500, 500, 500, 250, 250, 250, 250, 250), 8.25),
+            ("amber", (500, 500, 500, 250), 5.25),
+            ("green", (500, 500), 4.0),
+            ("green", (), 5.0),
+        ],
+        rng,
+    )
+    states = [r.state for r in decode_status(rgb, RATE)]
+    live = StatusDecoder(RATE)
+    seen = [r.state for i in range(0, len(rgb), 7) for r in live.feed(rgb[i : i + 7])]
+    assert [r.state for r in live.readings] == states
+    assert seen[2:4] == ["updating/blessed", "blinkup_ok"]
+    assert states == [
+        "waiting_blinkup",
+        "off",
+        "blinkup_ok",  # read "updating/blessed" until it ended after three seconds
+        "searching_wifi",
+        "joining_wifi",
+        "connecting",
+        "online",
+        "updating/blessed",
+    ]
+
+
+def test_solid_red_and_lost_samples() -> None:
+    rng = np.random.default_rng(2)
+    rgb = render([("red", (), 2.0)], rng)
+    rgb[50:60] = np.nan  # a lost frame of samples does not split the stretch
+    assert [r.state for r in decode_status(rgb, RATE)] == ["test_failed/power_problem"]
+
+
+def test_bad_input_is_a_typed_error() -> None:
+    with pytest.raises(StatusDecodeError):
+        StatusDecoder(0)
+    with pytest.raises(StatusDecodeError):
+        StatusDecoder(RATE).feed(np.zeros((4, 2)))
