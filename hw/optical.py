@@ -26,7 +26,9 @@ rate (about 1 kHz on an imp). Between the two sits physics, modelled here::
 Every random choice comes from the ``numpy`` generator passed in (or made from a
 seed), so a line run is reproducible from its seed. The channel knows nothing of
 BlinkUp: it carries any symbol stream, which is what lets the same model serve the
-tri-level and bi-level codes and the bench.
+tri-level and bi-level codes and the bench. Sampling a symbol stream at a drifting
+rate is ``protocol.linecode.render_symbols``; this module adds the optics, the
+room's light and the sensor's noise around it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
+from impfactory.protocol.linecode import LightModel, render_symbols
 
 from impfactory.errors import ImpFactoryError
 
@@ -160,19 +163,17 @@ class OpticalChannel:
             raise OpticalError("symbol levels must be within 0..1")
         if not (symbol_rate > 0 and math.isfinite(symbol_rate)):
             raise OpticalError(f"symbol rate must be a positive number, got {symbol_rate}")
-        fs = cfg.sample_rate
-        true_rate = symbol_rate * (1.0 + cfg.drift)
-        flash_s = levels.size / true_rate
-        phase = float(self.rng.uniform(0.0, 1.0 / fs))
-        n = math.ceil((cfg.lead_s + flash_s + cfg.tail_s) * fs)
-        t = phase + np.arange(n, dtype=np.float64) / fs
-        index = np.floor((t - cfg.lead_s) * true_rate).astype(np.int64)
-        in_flash = (index >= 0) & (index < levels.size)
-        led = np.zeros(n, dtype=np.float64)
-        led[in_flash] = levels[index[in_flash]]
-        light = cfg.gain * led + self._ambient(t)
+        signal = render_symbols(
+            levels, symbol_rate=symbol_rate, sample_rate=cfg.sample_rate,
+            light=LightModel(gain=cfg.gain, ambient=0.0, clip=False),
+            lead=cfg.lead_s, tail=cfg.tail_s, clock_error=cfg.drift,
+            phase=float(self.rng.uniform(0.0, 1.0)),
+        )
+        light = signal.samples
+        t = np.arange(light.size, dtype=np.float64) / cfg.sample_rate
+        light = light + self._ambient(t)
         if cfg.noise_rms > 0:
-            light += self.rng.normal(0.0, cfg.noise_rms, n)
+            light += self.rng.normal(0.0, cfg.noise_rms, light.size)
         return np.clip(light, 0.0, 1.0)
 
     def idle(self, seconds: float) -> np.ndarray:

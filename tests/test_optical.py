@@ -19,6 +19,9 @@ from impfactory.hw.optical import (
     OpticalError,
     to_lightlevel,
 )
+from impfactory.protocol.blinkup import BlinkUpConfig, encode_frame
+from impfactory.protocol.decoder import BlinkUpDecoder, DecodeResult
+from impfactory.protocol.linecode import bilevel_symbols
 
 from impfactory.errors import ImpFactoryError
 
@@ -133,3 +136,40 @@ def test_spec_overrides_and_rejects_nonsense() -> None:
     for spec in ("colour=red", "noise_rms", "noise_rms=loud", "present=maybe", "drift=2"):
         with pytest.raises(ImpFactoryError):
             OpticalConfig().with_spec(spec)
+
+
+# ----------------------------------------------------------------- through the decoder
+
+
+_text = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=20)
+_hex16 = st.text("0123456789abcdef", min_size=16, max_size=16)
+
+
+def _decoded(cfg: OpticalConfig, blinkup: BlinkUpConfig, rate: float, seed: int) -> list[object]:
+    samples = OpticalChannel(cfg, rng=seed).transmit(bilevel_symbols(encode_frame(blinkup)), rate)
+    return BlinkUpDecoder(cfg.sample_rate, "bilevel").feed(samples)
+
+
+@settings(max_examples=25, deadline=None)
+@given(ssid=_text, password=_text, plan=_hex16, token=_hex16,
+       rate=st.sampled_from([60.0, 142.0]), drift=st.floats(-0.05, 0.05),
+       ambient=st.floats(0.0, 0.15), offset=st.floats(0.0, 2.0), seed=st.integers(0, 2**31))
+def test_a_dut_in_place_decodes(ssid: str, password: str, plan: str, token: str, rate: float,
+                                drift: float, ambient: float, offset: float, seed: int) -> None:
+    blinkup = BlinkUpConfig(ssid=ssid.encode(), password=password.encode(), plan_id=plan,
+                            token=token)
+    cfg = OpticalConfig(drift=drift, ambient=ambient, offset_mm=offset, noise_rms=0.01)
+    outcomes = _decoded(cfg, blinkup, rate, seed)
+    results = [o for o in outcomes if isinstance(o, DecodeResult)]
+    assert len(results) == 1, outcomes
+    assert results[0].config == blinkup
+
+
+@settings(max_examples=25, deadline=None)
+@given(plan=_hex16, token=_hex16, rate=st.sampled_from([60.0, 142.0]),
+       preset=st.sampled_from(["absent", "misplaced"]), seed=st.integers(0, 2**31))
+def test_an_absent_or_misplaced_dut_never_decodes(plan: str, token: str, rate: float,
+                                                  preset: str, seed: int) -> None:
+    blinkup = BlinkUpConfig(ssid=b"factory", password=b"secret", plan_id=plan, token=token)
+    outcomes = _decoded(PRESETS[preset], blinkup, rate, seed)
+    assert not any(isinstance(o, DecodeResult) for o in outcomes)
