@@ -46,6 +46,8 @@ MIN_WINDOW = 6
 SOLID_S = 1.0
 DARK_S = 1.5
 BLINKUP_GREEN_S = (2.5, 3.5)
+GLITCH_S = 0.05
+"""A change of lit/dark shorter than this is a glitch (sensor noise), not a segment."""
 LIT_THRESHOLD = 40.0
 """Brightness (max of R, G, B on a 0..255 scale) above which the LED counts as lit."""
 
@@ -165,6 +167,8 @@ class StatusDecoder:
     _run_on: bool | None = None
     _run_colours: dict[str, int] = field(default_factory=dict)
     _new: list[StatusReading] = field(default_factory=list)
+    _change_start: int | None = None
+    _change_colours: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not (self.sample_rate > 0 and np.isfinite(self.sample_rate)):
@@ -184,6 +188,7 @@ class StatusDecoder:
         self._new = []
         solid = round(SOLID_S * self.sample_rate)
         dark = round(DARK_S * self.sample_rate)
+        confirm = max(1, round(GLITCH_S * self.sample_rate))
         for colour in classify(rgb, self.threshold):
             if colour == "unknown":  # a lost sample: keep the run going
                 self._n += 1
@@ -192,8 +197,19 @@ class StatusDecoder:
             if self._run_on is None:
                 self._run_on, self._run_start = on, self._n
             elif on != self._run_on:
-                self._close_run()
-                self._run_on, self._run_start = on, self._n
+                # a change counts once it lasts GLITCH_S; it starts where it began
+                if self._change_start is None:
+                    self._change_start, self._change_colours = self._n, {}
+                if on:
+                    self._change_colours[colour] = self._change_colours.get(colour, 0) + 1
+                if self._n + 1 - self._change_start >= confirm:
+                    self._close_run(self._change_start)
+                    self._run_on, self._run_start = on, self._change_start
+                    self._run_colours = self._change_colours
+                    self._change_start = None
+                self._n += 1
+                continue
+            self._change_start = None  # a glitch: it belongs to the run it interrupted
             if on:
                 self._run_colours[colour] = self._run_colours.get(colour, 0) + 1
             self._n += 1
@@ -201,8 +217,8 @@ class StatusDecoder:
                 self._check_open_run()
         return self._new
 
-    def _close_run(self) -> None:
-        seg = self._open_segment()
+    def _close_run(self, end: int) -> None:
+        seg = self._open_segment(end)
         if seg is None:
             return
         self._run_colours = {}
@@ -221,10 +237,10 @@ class StatusDecoder:
         del self.segments[:-32]
         self._match()
 
-    def _open_segment(self) -> Segment | None:
+    def _open_segment(self, end: int | None = None) -> Segment | None:
         if self._run_on is None:
             return None
-        ms = (self._n - self._run_start) * 1000.0 / self.sample_rate
+        ms = ((self._n if end is None else end) - self._run_start) * 1000.0 / self.sample_rate
         colour = max(self._run_colours, key=self._run_colours.__getitem__) if (
             self._run_on and self._run_colours
         ) else "off"
