@@ -300,9 +300,9 @@ class BlinkUpDecoder:
             self._raw_tail = np.full(self._taps - 1, x[0])
         joined = np.concatenate((self._raw_tail, x))
         self._raw_tail = joined[-(self._taps - 1) :].copy()
-        csum = np.cumsum(joined)
-        csum = np.concatenate(([0.0], csum))
-        return (csum[self._taps :] - csum[: -self._taps]) / self._taps
+        # a direct sum (not a running cumsum) gives the same bits however it is chunked
+        out: FloatArray = np.convolve(joined, np.ones(self._taps), "valid") / self._taps
+        return out
 
     def _append_history(self, y: FloatArray) -> None:
         self._hist = np.concatenate((self._hist, y))
@@ -466,9 +466,11 @@ class BlinkUpDecoder:
             self._open_start, self._open_level, self._open_cw = start, lvl, cw0
             self._last = None
             return
-        self._check_open_length(d, t)
         if self._last is not None:
-            self._commit(*self._last)
+            last = self._last
+            self._last = None
+            self._commit(*last)
+        self._check_open_length(d, t)
         cw = self._cw_at(t)
         self._last = (self._open_start, float(t), self._open_level, self._open_cw, cw)
         self._open_start, self._open_level, self._open_cw = float(t), level, cw

@@ -1,0 +1,335 @@
+"""The streaming BlinkUp decoder: every chunking decodes the same, each impairment of
+the issue holds as a property over random payloads, failures are typed outcomes, and
+no stream makes it raise anything but its own error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from impfactory.protocol.blinkup import (
+    PREAMBLE,
+    BadCRCError,
+    BlinkUpConfig,
+    encode_frame,
+)
+from impfactory.protocol.crc16 import crc16
+from impfactory.protocol.decoder import (
+    TRANSITIONS,
+    BadMagicError,
+    BadSamplesError,
+    BlinkUpDecodeError,
+    BlinkUpDecoder,
+    CorruptFrameError,
+    DecodeResult,
+    DecoderEvent,
+    DecoderState,
+    DecoderStateError,
+    SyncLostError,
+)
+from impfactory.protocol.linecode import LightModel, Signal, render_bilevel, render_trilevel
+
+FS = 1000.0
+PROPERTY = settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+def feed_all(
+    decoder: BlinkUpDecoder, samples: np.ndarray, chunks: list[int] | None = None
+) -> list[Any]:
+    out: list[Any] = []
+    if chunks is None:
+        return decoder.feed(samples)
+    pos = 0
+    for size in chunks:
+        out += decoder.feed(samples[pos : pos + size])
+        pos += size
+    out += decoder.feed(samples[pos:])
+    return out
+
+
+def decoded(outcomes: list[Any]) -> list[BlinkUpConfig]:
+    return [o.config for o in outcomes if isinstance(o, DecodeResult)]
+
+
+@st.composite
+def payloads(draw: st.DrawFn) -> BlinkUpConfig:
+    ssid = draw(st.binary(min_size=1, max_size=32))
+    password = draw(st.none() | st.binary(max_size=64))
+    enrol = draw(st.booleans())
+    hex16 = st.binary(min_size=8, max_size=8).map(bytes.hex)
+    return BlinkUpConfig(
+        ssid=ssid,
+        password=password,
+        plan_id=draw(hex16) if enrol else None,
+        token=draw(hex16) if enrol else None,
+    )
+
+
+SMALL = BlinkUpConfig(ssid=b"line-7", password=b"pw", plan_id="00112233aabbccdd", token="1" * 16)
+
+
+# ----------------------------------------------------------------- chunking
+
+
+def test_whole_halved_and_sample_at_a_time_decode_the_same() -> None:
+    sig = render_bilevel(encode_frame(SMALL), symbol_rate=142.0, noise=0.03, seed=5,
+                         light=LightModel(gain=0.4, ambient=0.3))
+    n = len(sig)
+    runs = {
+        "whole": feed_all(BlinkUpDecoder(FS, "bilevel", 142.0), sig.samples),
+        "halved": feed_all(BlinkUpDecoder(FS, "bilevel", 142.0), sig.samples, [n // 2]),
+        "one": feed_all(BlinkUpDecoder(FS, "bilevel", 142.0), sig.samples, [1] * n),
+        "odd": feed_all(BlinkUpDecoder(FS, "bilevel", 142.0), sig.samples, [3, 1000, 7, 333] * 3),
+    }
+    reference = runs["whole"]
+    assert decoded(reference) == [SMALL]
+    for name, outcomes in runs.items():
+        assert len(outcomes) == 1, name
+        assert outcomes[0].frame == reference[0].frame, name
+        assert outcomes[0].stats.bit_starts == reference[0].stats.bit_starts, name
+        assert outcomes[0].stats.thresholds == reference[0].stats.thresholds, name
+
+
+def test_trilevel_chunking_is_invisible_too() -> None:
+    sig = render_trilevel(encode_frame(BlinkUpConfig(ssid=b"t")), noise=0.01, seed=2)
+    whole = feed_all(BlinkUpDecoder(FS, "trilevel"), sig.samples)
+    ones = feed_all(BlinkUpDecoder(FS, "trilevel"), sig.samples, [1] * len(sig))
+    assert decoded(whole) == decoded(ones) == [BlinkUpConfig(ssid=b"t")]
+    assert whole[0].stats.bit_starts == ones[0].stats.bit_starts
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(1, 900), max_size=30))
+def test_any_chunking(chunks: list[int]) -> None:
+    sig = render_bilevel(encode_frame(SMALL), symbol_rate=142.0, noise=0.02, seed=1)
+    assert decoded(feed_all(BlinkUpDecoder(FS, "bilevel"), sig.samples, chunks)) == [SMALL]
+
+
+# ----------------------------------------------------------------- impairments
+
+
+@PROPERTY
+@given(payloads(), st.floats(-0.05, 0.05), st.sampled_from([60.0, 142.0]), st.floats(0, 1))
+def test_clock_mismatch_5_percent(
+    cfg: BlinkUpConfig, err: float, rate: float, phase: float
+) -> None:
+    sig = render_bilevel(encode_frame(cfg), symbol_rate=rate, clock_error=err, phase=phase,
+                         noise=0.01, seed=0)
+    assert decoded(BlinkUpDecoder(FS, "bilevel", rate).feed(sig.samples)) == [cfg]
+
+
+@PROPERTY
+@given(payloads(), st.floats(0.1, 1.0), st.floats(0, 1), st.sampled_from([60.0, 142.0]))
+def test_any_swing_down_to_10_percent_and_any_ambient(
+    cfg: BlinkUpConfig, swing: float, where: float, rate: float
+) -> None:
+    ambient = where * (1.0 - swing)  # anywhere that keeps the swing in range
+    sig = render_bilevel(encode_frame(cfg), symbol_rate=rate, noise=0.005, seed=1,
+                         light=LightModel(gain=swing, ambient=ambient))
+    assert decoded(BlinkUpDecoder(FS, "bilevel", rate).feed(sig.samples)) == [cfg]
+
+
+@PROPERTY
+@given(payloads(), st.integers(0, 3000), st.integers(0, 3000), st.integers(0, 2**32 - 1))
+def test_leading_and_trailing_garbage(cfg: BlinkUpConfig, lead: int, tail: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sig = render_bilevel(encode_frame(cfg), symbol_rate=142.0, noise=0.01, seed=rng,
+                         light=LightModel(gain=0.5, ambient=0.2))
+
+    def garbage(n: int) -> np.ndarray:
+        kind = rng.integers(3)
+        if kind == 0:  # random light
+            return rng.uniform(0, 1, n)
+        if kind == 1:  # a flickering lamp, square wave at a random rate
+            period = rng.uniform(3, 60)
+            return 0.2 + 0.5 * ((np.arange(n) // period) % 2)
+        return np.full(n, rng.uniform(0, 1))  # steady light
+
+    stream = np.concatenate((garbage(lead), sig.samples, garbage(tail)))
+    assert cfg in decoded(BlinkUpDecoder(FS, "bilevel", 142.0).feed(stream))
+
+
+@PROPERTY
+@given(payloads(), st.sampled_from([60.0, 142.0]), st.integers(0, 2**32 - 1))
+def test_noise_with_margin_over_the_measured_limit(
+    cfg: BlinkUpConfig, rate: float, seed: int
+) -> None:
+    # 16 dB: 4-5 dB above the measured 99% limit (docs/blinkup.md)
+    swing = 0.4
+    sigma = swing / 2 / 10 ** (16 / 20)
+    sig = render_bilevel(encode_frame(cfg), symbol_rate=rate, noise=sigma, seed=seed,
+                         light=LightModel(gain=swing, ambient=0.3, clip=False))
+    assert decoded(BlinkUpDecoder(FS, "bilevel", rate).feed(sig.samples)) == [cfg]
+
+
+@PROPERTY
+@given(payloads(), st.sampled_from([60.0, 142.0]), st.floats(0.1, 1.0))
+def test_either_polarity(cfg: BlinkUpConfig, rate: float, swing: float) -> None:
+    sig = render_bilevel(encode_frame(cfg), symbol_rate=rate, active_high=False,
+                         light=LightModel(gain=swing), noise=0.005, seed=3)
+    out = BlinkUpDecoder(FS, "bilevel").feed(sig.samples)
+    assert decoded(out) == [cfg]
+    assert out[0].stats.inverted
+
+
+@PROPERTY
+@given(payloads(), st.floats(-0.05, 0.05), st.floats(0.1, 1.0), st.floats(0, 1),
+       st.sampled_from([30.0, 60.0]))
+def test_trilevel_impairments(
+    cfg: BlinkUpConfig, err: float, swing: float, where: float, rate: float
+) -> None:
+    sig = render_trilevel(encode_frame(cfg), frame_rate=rate, clock_error=err, noise=0.005,
+                          seed=4, light=LightModel(gain=swing, ambient=where * (1 - swing)))
+    assert decoded(BlinkUpDecoder(FS, "trilevel").feed(sig.samples)) == [cfg]
+
+
+def test_symbol_rate_is_measured_not_assumed() -> None:
+    sig = render_bilevel(encode_frame(SMALL), symbol_rate=142.0, clock_error=0.04)
+    (result,) = BlinkUpDecoder(FS, "bilevel").feed(sig.samples)
+    assert result.stats.symbol_rate == pytest.approx(142.0 * 1.04, rel=0.02)
+
+
+def test_two_blinkups_in_one_stream() -> None:
+    other = BlinkUpConfig(clear=True)
+    a = render_bilevel(encode_frame(SMALL), symbol_rate=142.0)
+    b = render_bilevel(encode_frame(other), symbol_rate=142.0)
+    out = BlinkUpDecoder(FS).feed(np.concatenate((a.samples, b.samples)))
+    assert decoded(out) == [SMALL, other]
+
+
+# ----------------------------------------------------------------- states and failures
+
+
+def test_state_is_receiving_during_a_blinkup_only() -> None:
+    sig = render_bilevel(encode_frame(SMALL), symbol_rate=142.0)
+    decoder = BlinkUpDecoder(FS, "bilevel", 142.0)
+    assert decoder.state is DecoderState.IDLE
+    assert decoder.feed(sig.samples[: len(sig) // 2]) == []
+    assert decoder.receiving and decoder.state is DecoderState.FRAME
+    assert decoded(decoder.feed(sig.samples[len(sig) // 2 :])) == [SMALL]
+    assert decoder.state is DecoderState.IDLE and not decoder.receiving
+
+
+def test_signal_that_stops_mid_frame_is_sync_lost() -> None:
+    sig = render_bilevel(encode_frame(SMALL), symbol_rate=142.0, tail=0)
+    cut = np.concatenate((sig.samples[: len(sig) * 2 // 3], np.zeros(500)))
+    decoder = BlinkUpDecoder(FS)
+    (failure,) = decoder.feed(cut)
+    assert isinstance(failure, SyncLostError)
+    assert failure.stats is not None and failure.data
+    assert decoder.state is DecoderState.IDLE
+
+
+def test_corrupt_frame_reports_the_packet_error() -> None:
+    frame = bytearray(encode_frame(SMALL))
+    frame[8] ^= 0x10
+    sig = render_bilevel(bytes(frame), symbol_rate=142.0)
+    (failure,) = BlinkUpDecoder(FS).feed(sig.samples)
+    assert isinstance(failure, CorruptFrameError)
+    assert isinstance(failure.cause, BadCRCError)
+    assert failure.frame == bytes(frame)
+
+
+def test_wrong_magic_is_bad_magic() -> None:
+    body = bytes([3, 1, 1, 0x41])
+    crc = crc16(body)
+    frame = b"\x00\x00\x00\x2b" + body + bytes([crc >> 8, crc & 0xFF])
+    out = BlinkUpDecoder(FS).feed(render_bilevel(frame, symbol_rate=142.0).samples)
+    assert [type(o) for o in out] == [BadMagicError]
+    good = PREAMBLE + body + bytes([crc >> 8, crc & 0xFF])
+    assert decoded(BlinkUpDecoder(FS).feed(render_bilevel(good, symbol_rate=142.0).samples))
+
+
+def test_state_table_rejects_unknown_events() -> None:
+    for state in DecoderState:
+        for event in DecoderEvent:
+            decoder = BlinkUpDecoder(FS)
+            decoder._state = state
+            if (state, event) in TRANSITIONS:
+                decoder._event(event)
+                assert decoder.state is TRANSITIONS[(state, event)]
+            else:
+                with pytest.raises(DecoderStateError):
+                    decoder._event(event)
+
+
+@pytest.mark.parametrize(
+    "bad", [[1.0, float("nan")], [float("inf")], [[0.1, 0.2], [0.3, 0.4]], ["a", "b"], [object()]]
+)
+def test_bad_samples_raise_a_typed_error_and_change_nothing(bad: Any) -> None:
+    sig = render_bilevel(encode_frame(SMALL), symbol_rate=142.0)
+    decoder = BlinkUpDecoder(FS)
+    decoder.feed(sig.samples[:1500])
+    with pytest.raises(BadSamplesError):
+        decoder.feed(bad)
+    assert decoded(decoder.feed(sig.samples[1500:])) == [SMALL]
+
+
+def test_bad_construction_is_typed() -> None:
+    with pytest.raises(BlinkUpDecodeError):
+        BlinkUpDecoder(FS, "morse")  # type: ignore[arg-type]
+    with pytest.raises(BlinkUpDecodeError):
+        BlinkUpDecoder(0.0)
+    with pytest.raises(BlinkUpDecodeError):
+        BlinkUpDecoder(FS, "bilevel", 900.0)
+
+
+def test_reset_forgets_a_reception() -> None:
+    sig = render_bilevel(encode_frame(SMALL), symbol_rate=142.0)
+    decoder = BlinkUpDecoder(FS)
+    decoder.feed(sig.samples[:2000])
+    assert decoder.receiving
+    decoder.reset()
+    assert decoder.state is DecoderState.IDLE
+    assert decoded(decoder.feed(sig.samples)) == [SMALL]
+
+
+# ----------------------------------------------------------------- fuzz
+
+
+def _only_outcomes(outcomes: list[Any]) -> None:
+    for o in outcomes:
+        assert isinstance(o, DecodeResult | BlinkUpDecodeError)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hnp.arrays(np.float64, st.integers(0, 3000),
+               elements=st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)),
+    st.sampled_from(["bilevel", "trilevel"]),
+    st.integers(1, 500),
+)
+def test_fuzz_random_streams(samples: np.ndarray, code: str, chunk: int) -> None:
+    decoder = BlinkUpDecoder(FS, code)  # type: ignore[arg-type]
+    for i in range(0, len(samples), chunk):
+        _only_outcomes(decoder.feed(samples[i : i + chunk]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["bilevel", "trilevel"]))
+def test_fuzz_damaged_signals(seed: int, code: str) -> None:
+    """Real frames with spans overwritten, dropped or repeated: outcomes, never raises."""
+    rng = np.random.default_rng(seed)
+    frame = encode_frame(SMALL)
+    sig: Signal = (render_bilevel(frame, symbol_rate=142.0) if code == "bilevel"
+                   else render_trilevel(frame))
+    x = sig.samples.copy()
+    for _ in range(int(rng.integers(1, 6))):
+        a = int(rng.integers(0, len(x)))
+        b = min(len(x), a + int(rng.integers(1, 200)))
+        action = rng.integers(3)
+        if action == 0:
+            x[a:b] = rng.uniform(-0.5, 1.5, b - a)
+        elif action == 1:
+            x = np.delete(x, slice(a, b))
+        else:
+            x = np.insert(x, a, x[a:b])
+    decoder = BlinkUpDecoder(FS, code)  # type: ignore[arg-type]
+    for i in range(0, len(x), 97):
+        _only_outcomes(decoder.feed(x[i : i + 97]))
