@@ -1,0 +1,86 @@
+"""Firmware images by SHA-256: immutable, so cached once and served block by block.
+
+Device and agent code are UTF-8 text; impOS images are binary blobs. Every image
+is named by the SHA-256 of its bytes, so a cached block can never go stale and a
+device resuming a download asks for the same name again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import OrderedDict
+from collections.abc import Callable
+
+from impfactory.protocol import cloudlink as cl
+
+DEFAULT_IMPOS_SIZE = 1 << 20
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def impos_blob(version: str, size: int = DEFAULT_IMPOS_SIZE) -> bytes:
+    """A reproducible stand-in impOS image: ``size`` pseudo-random bytes seeded by version."""
+    return random.Random(f"impOS {version}").randbytes(size)
+
+
+class ImageCache:
+    """Images by SHA-256, loaded on a miss by ``loader(sha)`` and kept (LRU by bytes)."""
+
+    def __init__(
+        self,
+        loader: Callable[[str], bytes | None],
+        chunk_size: int = cl.DEFAULT_CHUNK_SIZE,
+        max_bytes: int = 256 << 20,
+    ) -> None:
+        self.loader = loader
+        self.chunk_size = chunk_size
+        self.max_bytes = max_bytes
+        self._images: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+
+    def put(self, data: bytes) -> str:
+        """Cache ``data`` and return its SHA-256."""
+        digest = sha256(data)
+        self._store(digest, data)
+        return digest
+
+    def get(self, digest: str) -> bytes | None:
+        """The image with this SHA-256, or None when nobody has it."""
+        data = self._images.get(digest)
+        if data is not None:
+            self._images.move_to_end(digest)
+            return data
+        data = self.loader(digest)
+        if data is None or sha256(data) != digest:
+            return None
+        self._store(digest, data)
+        return data
+
+    def ref(self, kind: cl.ImageKind, data: bytes) -> cl.ImageRef:
+        """Cache ``data`` and describe it for an offer."""
+        return cl.ImageRef(kind, self.put(data), len(data), self.chunk_size)
+
+    def chunk(self, device_id: str, digest: str, index: int) -> cl.Chunk | None:
+        """Block ``index`` of an image as a message, or None (unknown image or block)."""
+        data = self.get(digest)
+        if data is None:
+            return None
+        total = -(-len(data) // self.chunk_size)
+        if index >= total:
+            return None
+        start = index * self.chunk_size
+        return cl.Chunk(device_id=device_id, sha=digest, index=index, total=total,
+                        data=data[start:start + self.chunk_size])
+
+    def _store(self, digest: str, data: bytes) -> None:
+        if digest in self._images:
+            self._images.move_to_end(digest)
+            return
+        self._images[digest] = data
+        self._bytes += len(data)
+        while self._bytes > self.max_bytes and len(self._images) > 1:
+            _, old = self._images.popitem(last=False)
+            self._bytes -= len(old)

@@ -1,0 +1,108 @@
+"""What a device should run, and the messages that tell it so.
+
+One place decides a device's code, so a ``hello``, a blessing, a reassignment and
+a restart all offer the same thing:
+
+* no group, or a production group that loads code at first end-user BlinkUp and
+  has not seen it yet: no code;
+* impOS older than the product's or group's minimum: ``os_offer`` first (the
+  newest release at or above the minimum), code only after the device restarts
+  on the new impOS;
+* otherwise the group's current deployment, offered when the device runs another.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from impfactory.cloud.model import Deployment, Device, ImposRelease, version_key
+from impfactory.protocol import cloudlink as cl
+
+if TYPE_CHECKING:
+    from impfactory.cloud.service import CloudService
+
+
+def required_impos(svc: CloudService, device: Device) -> str | None:
+    """The minimum impOS version the device's product or group asks for, if any."""
+    if device.group_id is None:
+        return None
+    group = svc.get_group(device.group_id)
+    product = svc.get_product(group.product_id)
+    wanted = [v for v in (product.min_impos_version, group.min_impos_version) if v]
+    return max(wanted, key=version_key) if wanted else None
+
+
+def impos_update(svc: CloudService, device: Device) -> ImposRelease | None:
+    """The impOS release the device must install first, or None when it is new enough."""
+    minimum = required_impos(svc, device)
+    if minimum is None or version_key(device.impos_version or "0") >= version_key(minimum):
+        return None
+    releases = [r for r in svc.impos_releases() if version_key(r.version) >= version_key(minimum)]
+    return releases[-1] if releases else None
+
+
+def target_deployment(svc: CloudService, device: Device) -> Deployment | None:
+    """The deployment the device should run now (None: none)."""
+    if device.group_id is None:
+        return None
+    group = svc.get_group(device.group_id)
+    if group.type.is_production and not (group.load_code_after_blessing or device.activated):
+        return None
+    if group.current_deployment is None:
+        return None
+    return svc.get_deployment(group.current_deployment)
+
+
+def code_messages(svc: CloudService, device: Device) -> list[cl.Message]:
+    """``os_offer`` or ``code_offer`` when the device should change what it runs."""
+    update = impos_update(svc, device)
+    if update is not None:
+        ref = cl.ImageRef(cl.ImageKind.IMPOS, update.sha, update.size, svc.images.chunk_size)
+        return [cl.OsOffer(device_id=device.id, version=update.version, image=ref)]
+    minimum = required_impos(svc, device)
+    if minimum is not None and version_key(device.impos_version or "0") < version_key(minimum):
+        svc.append_log(device.id, f"impOS {minimum} required but no such release is available")
+        return []
+    dep = target_deployment(svc, device)
+    if dep is None or dep.id == device.deployment_id:
+        return []
+    size = svc.images.chunk_size
+    device_ref = cl.ImageRef(cl.ImageKind.DEVICE, dep.device_sha, len(dep.device_code.encode()),
+                             size)
+    agent_ref = cl.ImageRef(cl.ImageKind.AGENT, dep.agent_sha, len(dep.agent_code.encode()), size)
+    return [cl.CodeOffer(device_id=device.id, deployment=dep.id, sha=dep.sha, device=device_ref,
+                         agent=agent_ref)]
+
+
+def configparams(svc: CloudService, device: Device) -> dict[str, str]:
+    """``imp.configparams``: on a DUT, the fixture's device ID and agent URL."""
+    if device.group_id is None or device.fixture_id is None:
+        return {}
+    if not svc.get_group(device.group_id).type.is_dut:
+        return {}
+    params = {"factory_imp_device_id": device.fixture_id}
+    fixture = svc.find_device(device.fixture_id)
+    url = svc.agent_url(fixture.agent_id) if fixture else None
+    if url:
+        params["factory_fixture_url"] = url
+    return params
+
+
+def assignment(svc: CloudService, device: Device) -> cl.Assignment:
+    group = svc.get_group(device.group_id) if device.group_id else None
+    return cl.Assignment(
+        device_id=device.id,
+        group_id=group.id if group else None,
+        group_type=group.type.value if group else None,
+        product_id=group.product_id if group else None,
+        blessed=device.blessed,
+    )
+
+
+def assignment_messages(svc: CloudService, device: Device) -> list[cl.Message]:
+    """Everything a device is told when its group changes: group, params, code."""
+    return [
+        assignment(svc, device),
+        cl.ConfigParams(device_id=device.id, params=configparams(svc, device)),
+        *code_messages(svc, device),
+    ]

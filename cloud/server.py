@@ -1,0 +1,68 @@
+"""One impCloud: database, service layer and device link, started and stopped together.
+
+::
+
+    async with Cloud("cloud.db", "mqtt://127.0.0.1:1883") as cloud:
+        product = cloud.service.create_product(owner_id, "Lamp")
+        ...
+
+Everything runs on the caller's asyncio loop and thread, so the service may be
+called directly between awaits (SQLite is touched from one thread only). A
+restarted ``Cloud`` on the same file finds everything as it was.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from impfactory.cloud.link import CloudLink
+from impfactory.cloud.service import AGENT_BASE_URL, AccountDirectory, CloudService
+from impfactory.cloud.store import open_db
+from impfactory.protocol import cloudlink as cl
+
+
+class Cloud:
+    """The device-facing impCloud on one database and one broker."""
+
+    def __init__(
+        self,
+        db: str | Path | sqlite3.Connection,
+        broker_url: str,
+        *,
+        now: Callable[[], float] = time.time,
+        accounts: AccountDirectory | None = None,
+        agent_base_url: str = AGENT_BASE_URL,
+        chunk_size: int = cl.DEFAULT_CHUNK_SIZE,
+        factory_token_ttl: float | None = None,
+    ) -> None:
+        self._owns_db = not isinstance(db, sqlite3.Connection)
+        self.db = db if isinstance(db, sqlite3.Connection) else open_db(db)
+        kwargs: dict[str, Any] = {}
+        if factory_token_ttl is not None:
+            kwargs["factory_token_ttl"] = factory_token_ttl
+        self.service = CloudService(self.db, now=now, accounts=accounts,
+                                    agent_base_url=agent_base_url, chunk_size=chunk_size,
+                                    **kwargs)
+        self.link = CloudLink(self.service, broker_url)
+        self.broker_url = broker_url
+
+    async def start(self) -> None:
+        await self.link.start()
+
+    async def stop(self) -> None:
+        await self.link.stop()
+        if self._owns_db:
+            self.db.close()
+
+    async def __aenter__(self) -> Cloud:
+        await self.start()
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
