@@ -26,6 +26,8 @@ from typing import Any
 from impfactory.cloud.api_http import HttpRequest, HttpResponse
 from impfactory.cloud.api_jsonapi import (
     ApiError,
+    BadRequest,
+    Conflict,
     Forbidden,
     JsonObj,
     MethodNotAllowed,
@@ -34,6 +36,13 @@ from impfactory.cloud.api_jsonapi import (
     UnsupportedMediaType,
     error_body,
     parse_json,
+)
+from impfactory.cloud.errors import (
+    CloudError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    TokenError,
 )
 
 log = logging.getLogger(__name__)
@@ -148,6 +157,9 @@ class ImpCentralApi:
             answer = self.dispatch(request)
         except ApiError as err:
             return HttpResponse(err.status, error_body([err]))
+        except CloudError as err:  # the service's refusals, mapped to their statuses
+            api_err = _from_cloud(err)
+            return HttpResponse(api_err.status, error_body([api_err]))
         except Exception:  # a bug: log it loudly; the suite fails on any 5xx
             log.exception("unhandled error serving %s %s", request.method, request.path)
             body = {"errors": [{"status": "500", "code": "InternalError",
@@ -183,3 +195,20 @@ class ImpCentralApi:
                                 code="RoleForbidden")
         return route.handler(call)
 
+
+
+def _from_cloud(err: CloudError) -> ApiError:
+    """The API error for a refusal raised by the cloud service."""
+    name = type(err).__name__.removesuffix("Error") or "Invalid"
+    kind: type[ApiError]
+    if isinstance(err, NotFoundError):
+        kind = NotFound
+    elif isinstance(err, ForbiddenError):
+        kind = Forbidden
+    elif isinstance(err, ConflictError):
+        kind = Conflict
+    elif isinstance(err, TokenError):
+        kind, name = BadRequest, err.code
+    else:
+        kind = BadRequest
+    return kind(str(err), code=name)

@@ -1,46 +1,54 @@
-"""Assemble the REST API: database, resource modules, HTTP server.
+"""Assemble the REST API: accounts, the cloud service, resource modules, HTTP server.
 
-``ApiService`` is what ``impfactory cloud serve --api-port`` (and the tests) run::
+``ApiService`` is what ``impfactory cloud serve --api-port`` (and the tests) run
+on the cloud's own loop::
 
-    async with ApiService(db, port=0) as api:
-        print(api.endpoint)          # http://127.0.0.1:PORT/v5
+    book = AccountBook(db)
+    svc = CloudService(db, accounts=book)        # the same service the device link uses
+    async with ApiService(svc, book, port=0) as api:
+        print(api.endpoint)                      # http://127.0.0.1:PORT/v5
 
-It serves on the running asyncio loop (the cloud's own), so every call reaches
-SQLite from that loop's thread.
+Serving on that loop means every call reaches SQLite from the loop's thread.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import time
-from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
 
-from impfactory.cloud import api_auth, api_openapi
+from impfactory.cloud import (
+    api_auth,
+    api_deployments,
+    api_devicegroups,
+    api_devices,
+    api_enrol,
+    api_golive,
+    api_openapi,
+    api_products,
+    api_webhooks,
+)
 from impfactory.cloud.api import ImpCentralApi, Router
+from impfactory.cloud.api_auth import AccountBook
+from impfactory.cloud.api_context import ApiContext
 from impfactory.cloud.api_http import HttpServer
-
-
-def open_db(path: str | Path) -> sqlite3.Connection:
-    """A SQLite connection in WAL mode (``":memory:"`` for throwaway runs)."""
-    db = sqlite3.connect(str(path), isolation_level="DEFERRED", check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA foreign_keys=ON")
-    return db
+from impfactory.cloud.service import CloudService
 
 
 class ApiService:
-    """The REST API bound to one database, served on ``host:port``."""
+    """The REST API over one ``CloudService``, served on ``host:port``."""
 
-    def __init__(self, db: sqlite3.Connection, *, host: str = "127.0.0.1", port: int = 0,
-                 now: Callable[[], float] = time.time) -> None:
-        self.db = db
-        self.accounts = api_auth.AccountBook(db, now)
+    def __init__(self, svc: CloudService, accounts: AccountBook, *, host: str = "127.0.0.1",
+                 port: int = 0, backoff: api_webhooks.Backoff | None = None) -> None:
+        self.svc = svc
+        self.accounts = accounts
+        self.ctx = ApiContext(svc, accounts)
+        self.dispatcher = api_webhooks.Dispatcher(svc, backoff)
         self.router = Router()
-        api_auth.register(self.router, self.accounts)
+        api_auth.register(self.router, accounts)
+        for module in (api_products, api_devicegroups, api_deployments, api_devices,
+                       api_webhooks, api_golive, api_enrol):
+            module.register(self.router, self.ctx)
         api_openapi.register(self.router)
-        self.app = ImpCentralApi(self.router, self.accounts.authenticate, lambda a: a.role)
+        self.app = ImpCentralApi(self.router, accounts.authenticate, lambda a: a.role)
         self.http = HttpServer(self.app.handle, host, port)
         self._host = host
 
@@ -50,12 +58,14 @@ class ApiService:
         return f"http://{self._host}:{self.http.port}/v5"
 
     async def start(self) -> None:
-        """Start serving."""
+        """Start serving and delivering webhooks (resuming any left pending)."""
         await self.http.start()
+        self.dispatcher.start()
 
     async def stop(self) -> None:
-        """Stop serving (the database stays open; its owner closes it)."""
+        """Stop serving and delivering (the database stays open; its owner closes it)."""
         await self.http.stop()
+        await self.dispatcher.stop()
 
     async def __aenter__(self) -> ApiService:
         await self.start()

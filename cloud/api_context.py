@@ -1,0 +1,73 @@
+"""What every resource module of the REST API shares: the cloud service and accounts.
+
+The REST API is a view onto ``CloudService`` (cloud/service.py), the one service
+layer both the device link and the API call: this package parses requests,
+scopes them to the caller's owner account, renders JSON:API, and adds what only
+the API has (accounts and tokens, promotion by tag, Go Live, webhook delivery).
+Lookups by id are scoped here: another owner's resource is a 404, exactly like a
+missing one, so ids leak nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from impfactory.cloud.api_auth import Account, AccountBook
+from impfactory.cloud.api_jsonapi import NotFound
+from impfactory.cloud.errors import NotFoundError
+from impfactory.cloud.model import Deployment, Device, DeviceGroup, Product
+from impfactory.cloud.service import CloudService
+
+
+@dataclass
+class ApiContext:
+    """The service, the accounts, and owner-scoped lookups."""
+
+    svc: CloudService
+    accounts: AccountBook
+
+    @staticmethod
+    def owner(account: Account) -> str:
+        """The account whose data a caller works on (a collaborator's owner)."""
+        return account.owner_id
+
+    def product(self, owner: str, product_id: str) -> Product:
+        """This owner's product, or 404."""
+        try:
+            p = self.svc.get_product(product_id)
+        except NotFoundError:
+            p = None
+        if p is None or p.owner_id != owner:
+            raise NotFound(f"no product {product_id!r}")
+        return p
+
+    def group(self, owner: str, group_id: str) -> DeviceGroup:
+        """This owner's device group, or 404."""
+        try:
+            g = self.svc.get_group(group_id)
+        except NotFoundError:
+            g = None
+        if g is None or g.owner_id != owner:
+            raise NotFound(f"no device group {group_id!r}")
+        return g
+
+    def deployment(self, owner: str, deployment_id: str) -> Deployment:
+        """This owner's deployment, or 404."""
+        try:
+            d = self.svc.get_deployment(deployment_id)
+        except NotFoundError:
+            d = None
+        if d is None or d.owner_id != owner:
+            raise NotFound(f"no deployment {deployment_id!r}")
+        return d
+
+    def device(self, owner: str, ident: str) -> Device:
+        """This owner's device by id, MAC address or agent id (as the client allows), or 404."""
+        found = self.svc.find_device(ident)
+        if found is None or found.owner_id != owner:
+            lowered = ident.lower().replace(":", "")
+            found = next((d for d in self.svc.list_devices(owner_id=owner)
+                          if lowered in (d.mac, d.agent_id)), None)
+        if found is None:
+            raise NotFound(f"no device {ident!r}")
+        return found

@@ -1,0 +1,129 @@
+"""``/deployments``: create, list, get, update, delete, and promotion.
+
+Promotion is this emulator's documented extension: the ``promoted`` attribute, or
+equally the tag ``promoted`` (which ``imp-central-api`` and ``impt build deploy
+--tag promoted`` / ``impt build update --tag promoted`` can send, since both
+clients refuse unknown attributes). The cloud service's Production Zone rule
+does the rest: a production, DUT or fixture group accepts a deployment only
+when a promoted deployment of the same product has the same code (sha), so
+``impt build copy`` of a promoted build into a production group is accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from impfactory.cloud import api_render as render
+from impfactory.cloud.api import Answer, Call, Router
+from impfactory.cloud.api_context import ApiContext
+from impfactory.cloud.api_devicegroups import GROUP_TYPES
+from impfactory.cloud.api_jsonapi import (
+    BadRequest,
+    attributes,
+    data_object,
+    filters,
+    is_bool,
+    is_opt_str,
+    is_str,
+    is_tags,
+    paginate,
+    relationship,
+)
+from impfactory.cloud.api_render import PROMOTED_TAG
+from impfactory.cloud.model import Deployment
+
+FILTERS = ("owner.id", "creator.id", "product.id", "devicegroup.id", "sha", "flagged",
+           "flagger.id", "tags")
+MAX_CODE = 4 * 1024 * 1024
+CREATE_ATTRS = {"device_code": is_str(MAX_CODE), "agent_code": is_str(MAX_CODE),
+                "description": is_str(1000), "origin": is_opt_str(1000), "flagged": is_bool,
+                "tags": is_tags, "promoted": is_bool}
+UPDATE_ATTRS = {"description": is_str(1000), "flagged": is_bool, "tags": is_tags,
+                "promoted": is_bool}
+
+
+def promotion(attrs: dict[str, Any], current: Deployment | None = None
+              ) -> tuple[list[str] | None, bool | None]:
+    """(tags to store, promoted) from a body: the tag and the attribute agree."""
+    tags = list(dict.fromkeys(attrs["tags"])) if "tags" in attrs else None
+    promoted: bool | None = None
+    if tags is not None:
+        promoted = PROMOTED_TAG in tags
+    if "promoted" in attrs:
+        promoted = bool(attrs["promoted"])
+        base = tags if tags is not None else (render.tags(current) if current else [])
+        tags = [t for t in base if t != PROMOTED_TAG] + ([PROMOTED_TAG] if promoted else [])
+    return tags, promoted
+
+
+def register(router: Router, ctx: ApiContext) -> None:
+    """Add the deployment routes."""
+    svc = ctx.svc
+
+    def group_type(group_id: str) -> str:
+        return svc.get_group(group_id).type.value
+
+    def list_(call: Call) -> Answer:
+        owner = ctx.owner(call.account)
+        f = filters(call.query, FILTERS)
+        if "flagged" in f and f["flagged"] not in ("true", "false"):
+            raise BadRequest("filter[flagged] is 'true' or 'false'", code="InvalidFilter")
+        people = [f[k] for k in ("owner.id", "creator.id", "flagger.id") if k in f]
+        found = [] if any(p != owner for p in people) else svc.list_deployments(
+            owner_id=owner, product_id=f.get("product.id"), group_id=f.get("devicegroup.id"),
+            sha=f.get("sha"), flagged=(f["flagged"] == "true") if "flagged" in f else
+            (True if "flagger.id" in f else None))
+        if "tags" in f:
+            wanted = {t for t in f["tags"].split(",") if t}
+            found = [d for d in found if wanted <= set(render.tags(d))]
+        types: dict[str, str] = {}
+        items = [render.deployment(d, types.setdefault(d.group_id, group_type(d.group_id)),
+                                   with_code=False) for d in found]
+        return Answer(200, paginate(items, call.query, "/v5/deployments", FILTERS))
+
+    def create(call: Call) -> Answer:
+        owner = ctx.owner(call.account)
+        data = data_object(call.body(), ["deployment"])
+        attrs = attributes(data, CREATE_ATTRS, required=("device_code", "agent_code"))
+        grp = relationship(data, "devicegroup", GROUP_TYPES, required=True)
+        assert grp is not None
+        group = ctx.group(owner, grp[1])
+        tags, promoted = promotion(attrs)
+        dep = svc.create_deployment(
+            group.id, attrs["device_code"], attrs["agent_code"],
+            description=attrs.get("description", ""), origin=attrs.get("origin"),
+            tags=tags or [], flagged=attrs.get("flagged", False), promoted=bool(promoted))
+        return Answer(201, {"data": render.deployment(dep, group.type.value, with_code=True)})
+
+    def get(call: Call) -> Answer:
+        dep = ctx.deployment(ctx.owner(call.account), call.params["id"])
+        return Answer(200, {"data": render.deployment(dep, group_type(dep.group_id),
+                                                      with_code=True)})
+
+    def update(call: Call) -> Answer:
+        dep = ctx.deployment(ctx.owner(call.account), call.params["id"])
+        data = data_object(call.body(), ["deployment"], want_id=dep.id)
+        attrs = attributes(data, UPDATE_ATTRS)
+        tags, promoted = promotion(attrs, dep)
+        group = svc.get_group(dep.group_id)
+        if promoted is False and group.type.zone == "production":
+            raise BadRequest("a Production Zone deployment stays promoted",
+                             code="InvalidAttribute")
+        updated = svc.update_deployment(dep.id, description=attrs.get("description"),
+                                        flagged=attrs.get("flagged"), tags=tags,
+                                        promoted=promoted)
+        return Answer(200, {"data": render.deployment(updated, group.type.value,
+                                                      with_code=True)})
+
+    def delete(call: Call) -> Answer:
+        svc.delete_deployment(ctx.deployment(ctx.owner(call.account), call.params["id"]).id)
+        return Answer(204)
+
+    router.add("GET", "/deployments", list_, "List deployments (newest first), with filters")
+    router.add("POST", "/deployments", create,
+               "Create a deployment; Production Zone groups take promoted code only")
+    router.add("GET", "/deployments/{id}", get, "One deployment with its code")
+    router.add("PATCH", "/deployments/{id}", update,
+               "Update description, flagged, tags; Extension: promoted (or the tag 'promoted')")
+    router.add("DELETE", "/deployments/{id}", delete,
+               "Delete a deployment that is not flagged and older than min-supported")

@@ -1,0 +1,88 @@
+"""``/devices``: list (filters incl. group type), get, rename, remove, restart, logs."""
+
+from __future__ import annotations
+
+from impfactory.cloud import api_render as render
+from impfactory.cloud.api import Answer, Call, Router
+from impfactory.cloud.api_context import ApiContext
+from impfactory.cloud.api_devicegroups import GROUP_TYPES
+from impfactory.cloud.api_jsonapi import (
+    BadRequest,
+    attributes,
+    data_object,
+    filters,
+    is_str,
+    iso,
+    page_args,
+    paginate,
+)
+
+FILTERS = ("owner.id", "product.id", "devicegroup.id", "devicegroup.owner.id",
+           "devicegroup.type")
+
+
+def register(router: Router, ctx: ApiContext) -> None:
+    """Add the device routes."""
+    svc = ctx.svc
+
+    def list_(call: Call) -> Answer:
+        owner = ctx.owner(call.account)
+        f = filters(call.query, FILTERS)
+        if "devicegroup.type" in f and f["devicegroup.type"] not in GROUP_TYPES:
+            raise BadRequest(f"filter[devicegroup.type] must be one of {GROUP_TYPES}",
+                             code="InvalidFilter")
+        foreign = any(f.get(k, owner) != owner for k in ("owner.id", "devicegroup.owner.id"))
+        devices = [] if foreign else svc.list_devices(
+            owner_id=owner, group_id=f.get("devicegroup.id"), product_id=f.get("product.id"),
+            group_type=f.get("devicegroup.type"))
+        return Answer(200, paginate([render.device(d, svc) for d in devices], call.query,
+                                    "/v5/devices", FILTERS))
+
+    def get(call: Call) -> Answer:
+        dev = ctx.device(ctx.owner(call.account), call.params["id"])
+        return Answer(200, {"data": render.device(dev, svc)})
+
+    def update(call: Call) -> Answer:
+        dev = ctx.device(ctx.owner(call.account), call.params["id"])
+        data = data_object(call.body(), ["device"])
+        attrs = attributes(data, {"name": is_str(80)}, required=("name",))
+        return Answer(200, {"data": render.device(svc.rename_device(dev.id, attrs["name"]),
+                                                  svc)})
+
+    def delete(call: Call) -> Answer:
+        svc.delete_device(ctx.device(ctx.owner(call.account), call.params["id"]).id)
+        return Answer(204)
+
+    def restart(call: Call) -> Answer:
+        svc.restart_device(ctx.device(ctx.owner(call.account), call.params["id"]).id)
+        return Answer(204)
+
+    def conditional_restart(call: Call) -> Answer:
+        dev = ctx.device(ctx.owner(call.account), call.params["id"])
+        svc.restart_device(dev.id, conditional=True)
+        return Answer(204)
+
+    def logs(call: Call) -> Answer:
+        dev = ctx.device(ctx.owner(call.account), call.params["id"])
+        filters(call.query, ())
+        number, size = page_args(call.query)
+        # one extra entry tells whether another page exists
+        entries = svc.device_logs(dev.id, page=1, size=number * size + 1, newest_first=True)
+        page = entries[(number - 1) * size:number * size]
+        base = f"/v5/devices/{dev.id}/logs?page%5Bsize%5D={size}&page%5Bnumber%5D="
+        links = {"self": f"{base}{number}", "first": f"{base}1"}
+        if len(entries) > number * size:
+            links["next"] = f"{base}{number + 1}"
+        if number > 1:
+            links["prev"] = f"{base}{number - 1}"
+        data = [{"ts": iso(e.ts), "type": e.type, "msg": e.msg} for e in page]
+        return Answer(200, {"data": data, "links": links})
+
+    router.add("GET", "/devices", list_, "List devices (filters incl. devicegroup.type)")
+    router.add("GET", "/devices/{id}", get, "One device (by id, MAC or agent id)")
+    router.add("PATCH", "/devices/{id}", update, "Rename a device")
+    router.add("DELETE", "/devices/{id}", delete, "Remove an unassigned device from the account")
+    router.add("POST", "/devices/{id}/restart", restart, "Restart a device")
+    router.add("POST", "/devices/{id}/conditional_restart", conditional_restart,
+               "Conditional restart of a device")
+    router.add("GET", "/devices/{id}/logs", logs, "A device's logs, newest first")

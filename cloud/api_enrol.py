@@ -1,0 +1,30 @@
+"""``/enrolment_tokens`` (an extension): what a BlinkUp adding a device to an account needs.
+
+impCentral's mobile app asks the cloud for the owner's plan ID and a fresh
+enrolment token, then flashes both into the device; a factory operator does the
+same with targeted BlinkUp to add a fixture to the owner's account. This is the
+one call a ``blinkup_device`` collaborator may make besides reading its own
+account; ``impfactory floor`` uses it for new imps.
+"""
+
+from __future__ import annotations
+
+from impfactory.cloud.api import ANY_ROLE, Answer, Call, Router
+from impfactory.cloud.api_context import ApiContext
+from impfactory.cloud.api_jsonapi import iso, rel, resource
+
+
+def register(router: Router, ctx: ApiContext) -> None:
+    """Add the enrolment token route."""
+
+    def create(call: Call) -> Answer:
+        owner = ctx.owner(call.account)
+        token = ctx.svc.create_development_token(owner)
+        return Answer(201, {"data": resource("enrolment_token", token.token, {
+            "plan_id": token.plan_id, "token": token.token,
+            "expires_at": iso(token.expires_at) if token.expires_at else None,
+        }, {"owner": rel("account", owner), "creator": rel("account", call.account.id)})})
+
+    router.add("POST", "/enrolment_tokens", create,
+               "Extension: the owner's plan ID and a single-use token to BlinkUp a device "
+               "into the account (owner and blinkup_device collaborators)", roles=ANY_ROLE)

@@ -1,0 +1,230 @@
+"""Webhooks for real: ``/webhooks`` CRUD and delivery of the cloud's durable outbox.
+
+The cloud service queues one outbox row per (event, webhook) in the same
+transaction as the change that caused it (a blessing, an end-user BlinkUp, a
+deployment), so the event is on disk before anything is sent and a cloud that
+stops at any moment loses none. ``Dispatcher`` delivers that outbox:
+
+* each POST carries the event id (``event_id`` in the body and the
+  ``X-Impfactory-Event-Id`` header; stable across retries) so a receiver can drop
+  duplicates: delivery is at least once;
+* a failing receiver (connection error or non-2xx) is retried after
+  ``base * 2**(attempts-1)`` seconds, capped at ``cap``; the schedule is kept in
+  ``api_webhook_retry(delivery_id, next_at, dead)``, so a restart keeps it too;
+* after ``max_attempts`` a delivery is marked dead (kept, never deleted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from impfactory.cloud import api_render as render
+from impfactory.cloud.api import Answer, Call, Router
+from impfactory.cloud.api_context import ApiContext
+from impfactory.cloud.api_devicegroups import GROUP_TYPES
+from impfactory.cloud.api_jsonapi import (
+    JsonObj,
+    NotFound,
+    attributes,
+    data_object,
+    filters,
+    paginate,
+    relationship,
+)
+from impfactory.cloud.errors import NotFoundError
+from impfactory.cloud.model import WEBHOOK_CONTENT_TYPES, WEBHOOK_EVENTS, Webhook, WebhookDelivery
+from impfactory.cloud.service import CloudService
+
+log = logging.getLogger(__name__)
+
+FILTERS = ("devicegroup.id",)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_webhook_retry (
+    delivery_id INTEGER PRIMARY KEY, next_at REAL NOT NULL, dead INTEGER NOT NULL DEFAULT 0);
+"""
+
+
+def is_url(v: Any) -> bool:
+    """An absolute http(s) URL of sane length."""
+    if not isinstance(v, str) or len(v) > 2000:
+        return False
+    parts = urlsplit(v)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retry schedule: ``base * 2**(attempts-1)`` seconds, at most ``cap``."""
+
+    base: float = 1.0
+    cap: float = 300.0
+    max_attempts: int = 50
+
+    def delay(self, attempts: int) -> float:
+        return float(min(self.cap, self.base * 2 ** min(max(attempts - 1, 0), 30)))
+
+
+def encode(payload: JsonObj, content_type: str) -> bytes:
+    """The POST body: JSON, or form fields with lists joined by commas."""
+    if content_type == "application/json":
+        return json.dumps(payload).encode()
+    flat = {k: ",".join(map(str, v)) if isinstance(v, list) else
+            ("" if v is None else str(v).lower() if isinstance(v, bool) else str(v))
+            for k, v in payload.items()}
+    return urlencode(flat).encode()
+
+
+def _post(url: str, body: bytes, content_type: str, event_id: str, timeout: float
+          ) -> tuple[int | None, str | None]:
+    req = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": content_type, "X-Impfactory-Event-Id": event_id,
+        "User-Agent": "impfactory-webhooks/1"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return int(resp.status), None
+    except urllib.error.HTTPError as err:
+        return int(err.code), f"HTTP {err.code}"
+    except (OSError, ValueError) as err:
+        return None, f"{type(err).__name__}: {err}"
+
+
+class Dispatcher:
+    """Delivers the cloud's webhook outbox on its loop; each POST runs in a worker thread."""
+
+    def __init__(self, svc: CloudService, backoff: Backoff | None = None,
+                 timeout: float = 10.0, poll: float = 0.2) -> None:
+        self.svc = svc
+        self.backoff = backoff or Backoff()
+        self.timeout = timeout
+        self.poll = poll
+        svc.db.executescript(SCHEMA)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self.svc.db
+
+    def start(self) -> None:
+        """Start delivering (resuming whatever a previous run left pending)."""
+        self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                            name="impfactory-webhooks")
+
+    async def stop(self) -> None:
+        """Stop delivering; undelivered rows stay in the outbox for the next start."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def due(self) -> list[WebhookDelivery]:
+        """Undelivered rows whose retry time has come and that are not dead."""
+        now = self.svc.now()
+        rows = self.db.execute("SELECT delivery_id, next_at, dead FROM api_webhook_retry")
+        sched = {r[0]: (r[1], r[2]) for r in rows}
+        out = []
+        for d in self.svc.pending_webhooks(limit=1000):
+            next_at, dead = sched.get(d.id, (0.0, 0))
+            if not dead and next_at <= now:
+                out.append(d)
+        return out
+
+    async def _run(self) -> None:
+        while True:
+            batch = self.due()
+            if batch:
+                await asyncio.gather(*(self._deliver(d) for d in batch))
+            else:
+                await asyncio.sleep(self.poll)
+
+    async def _deliver(self, d: WebhookDelivery) -> None:
+        event_id = f"evt-{d.id}"
+        payload = {"event_id": event_id, "event": d.event, **d.payload}
+        body = encode(payload, d.content_type)
+        status, error = await asyncio.to_thread(_post, d.url, body, d.content_type, event_id,
+                                                self.timeout)
+        ok = status is not None and 200 <= status < 300
+        self.svc.mark_webhook(d.id, ok=ok, error=error)
+        if ok:
+            with self.db:
+                self.db.execute("DELETE FROM api_webhook_retry WHERE delivery_id = ?", (d.id,))
+            return
+        attempts = d.attempts + 1
+        dead = attempts >= self.backoff.max_attempts
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO api_webhook_retry VALUES (?,?,?)",
+                            (d.id, self.svc.now() + self.backoff.delay(attempts), int(dead)))
+        log.info("webhook %s to %s failed (%s), attempt %d%s", event_id, d.url, error, attempts,
+                 "; giving up" if dead else "")
+
+
+def register(router: Router, ctx: ApiContext) -> None:
+    """Add the webhook routes."""
+    svc = ctx.svc
+
+    def hook(owner: str, hook_id: str) -> Webhook:
+        try:
+            found = svc.get_webhook(hook_id)
+            ctx.group(owner, found.group_id)
+        except (NotFoundError, NotFound):
+            raise NotFound(f"no webhook {hook_id!r}") from None
+        return found
+
+    def list_(call: Call) -> Answer:
+        owner = ctx.owner(call.account)
+        f = filters(call.query, FILTERS)
+        if "devicegroup.id" in f:
+            ctx.group(owner, f["devicegroup.id"])
+            hooks = svc.list_webhooks(f["devicegroup.id"])
+        else:
+            mine = {g.id for g in svc.list_groups(owner_id=owner)}
+            hooks = [h for h in svc.list_webhooks() if h.group_id in mine]
+        return Answer(200, paginate([render.webhook(h, svc) for h in hooks], call.query,
+                                    "/v5/webhooks", FILTERS))
+
+    def create(call: Call) -> Answer:
+        owner = ctx.owner(call.account)
+        data = data_object(call.body(), ["webhook"])
+        attrs = attributes(data, {"event": lambda v: v in WEBHOOK_EVENTS, "url": is_url,
+                                  "content_type": lambda v: v in WEBHOOK_CONTENT_TYPES},
+                           required=("event", "url"))
+        grp = relationship(data, "devicegroup", GROUP_TYPES, required=True)
+        assert grp is not None
+        group = ctx.group(owner, grp[1])
+        made = svc.create_webhook(group.id, attrs["event"], attrs["url"],
+                                  attrs.get("content_type", WEBHOOK_CONTENT_TYPES[0]))
+        return Answer(201, {"data": render.webhook(made, svc)})
+
+    def get(call: Call) -> Answer:
+        return Answer(200, {"data": render.webhook(
+            hook(ctx.owner(call.account), call.params["id"]), svc)})
+
+    def update(call: Call) -> Answer:
+        found = hook(ctx.owner(call.account), call.params["id"])
+        data = data_object(call.body(), ["webhook"], want_id=found.id)
+        attrs = attributes(data, {"url": is_url,
+                                  "content_type": lambda v: v in WEBHOOK_CONTENT_TYPES})
+        updated = svc.update_webhook(found.id, url=attrs.get("url"),
+                                     content_type=attrs.get("content_type"))
+        return Answer(200, {"data": render.webhook(updated, svc)})
+
+    def delete(call: Call) -> Answer:
+        svc.delete_webhook(hook(ctx.owner(call.account), call.params["id"]).id)
+        return Answer(204)
+
+    router.add("GET", "/webhooks", list_, "List webhooks")
+    router.add("POST", "/webhooks", create,
+               "Create a webhook (blessing, blinkup, deployment) on a (pre-)production group")
+    router.add("GET", "/webhooks/{id}", get, "One webhook")
+    router.add("PATCH", "/webhooks/{id}", update, "Change a webhook's url or content type")
+    router.add("DELETE", "/webhooks/{id}", delete, "Delete a webhook")
