@@ -418,7 +418,7 @@ class Device:
             self._emit(DeviceEvent.ONLINE)
             await self._after_online()
             await self._lost.wait()
-            self.runtime.stop()
+            # Code keeps running offline (logs are buffered); the impOS reconnects.
             self._emit(DeviceEvent.OFFLINE)
 
     async def _open_cloud(self) -> None:
