@@ -1,0 +1,244 @@
+"""REST rules over plain HTTP: 404s for unknown ids, deployment and group rules,
+Go Live refusals that leave nothing behind, webhooks that survive a cloud restart,
+and a fuzzed body on every write route that must never produce a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from impfactory.cloud.api_client import ApiClient, ApiClientError
+from impfactory.cloud.api_thread import ApiThread
+from impfactory.cloud.api_webhooks import Backoff
+
+
+def status_of(client: ApiClient, method: str, path: str, body: Any = None) -> int:
+    try:
+        client.call(method, path, body)
+    except ApiClientError as err:
+        return err.status
+    return 200
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[ApiThread]:
+    with ApiThread(tmp_path / "c.db", backoff=Backoff(base=0.05, cap=0.2)) as running:
+        running.call(running.service.accounts.create, "owner", "pw")
+        running.call(running.service.accounts.create, "other", "pw")
+        yield running
+
+
+@pytest.fixture
+def owner(api: ApiThread) -> ApiClient:
+    return ApiClient(api.endpoint).login("owner", "pw")
+
+
+def group(client: ApiClient, product: str, type_: str, name: str,
+          **targets: dict[str, str]) -> dict[str, Any]:
+    rels: dict[str, Any] = {"product": {"type": "product", "id": product}, **targets}
+    return dict(client.call("POST", "/devicegroups", {"data": {
+        "type": type_, "attributes": {"name": name}, "relationships": rels}})["data"])
+
+
+def deploy(client: ApiClient, grp: dict[str, Any], code: str, **attrs: Any) -> dict[str, Any]:
+    return dict(client.call("POST", "/deployments", {"data": {
+        "type": "deployment", "attributes": {"device_code": code, "agent_code": "", **attrs},
+        "relationships": {"devicegroup": {"type": grp["type"], "id": grp["id"]}}}})["data"])
+
+
+def build_test_zone(owner: ApiClient) -> dict[str, Any]:
+    """A promoted Test Zone (a test fixture group and its two targets) and its parts."""
+    product = owner.call("POST", "/products", {"data": {"type": "product",
+                                                        "attributes": {"name": "P"}}})["data"]
+    pp = group(owner, product["id"], "pre_production_devicegroup", "PP")
+    pd = group(owner, product["id"], "pre_dut_devicegroup", "PD")
+    pf = group(owner, product["id"], "pre_factoryfixture_devicegroup", "PF",
+               production_target={"type": pp["type"], "id": pp["id"]},
+               dut_target={"type": pd["type"], "id": pd["id"]})
+    deps = {name: deploy(owner, g, f"code {name}", tags=["promoted"])
+            for name, g in (("production", pp), ("dut", pd), ("fixture", pf))}
+    assert all(d["attributes"]["promoted"] for d in deps.values())
+    return {"product": product, "pp": pp, "pd": pd, "pf": pf, "deps": deps}
+
+
+def test_a_test_zone_is_built_and_promoted_by_tag(owner: ApiClient) -> None:
+    zone = build_test_zone(owner)
+    listed = owner.call("GET", "/deployments", query={"filter[tags]": "promoted"})["data"]
+    assert {d["id"] for d in listed} == {d["id"] for d in zone["deps"].values()}
+
+
+def test_every_collection_answers_404_for_unknown_and_foreign_ids(
+        api: ApiThread, owner: ApiClient) -> None:
+    zone = build_test_zone(owner)
+    for path in ("/products/nope", "/devicegroups/nope", "/deployments/nope",
+                 "/devices/nope", "/webhooks/nope", "/accounts/nope"):
+        assert status_of(owner, "GET", path) == 404, path
+    other = ApiClient(api.endpoint).login("other", "pw")
+    for path in (f"/products/{zone['product']['id']}", f"/devicegroups/{zone['pp']['id']}",
+                 f"/deployments/{zone['deps']['dut']['id']}"):
+        assert status_of(other, "GET", path) == 404, path
+    assert other.call("GET", "/devicegroups")["data"] == []
+
+
+def test_deployment_rules(owner: ApiClient) -> None:
+    zone = build_test_zone(owner)
+    pp = zone["pp"]
+    old = zone["deps"]["production"]
+    newer = deploy(owner, pp, "v2")
+    newest = deploy(owner, pp, "v3")
+    assert [d["id"] for d in owner.call("GET", "/deployments", query={
+        "filter[devicegroup.id]": pp["id"]})["data"]] == [newest["id"], newer["id"], old["id"]]
+    owner.call("PUT", f"/devicegroups/{pp['id']}/relationships/min_supported_deployment",
+               {"data": {"type": "deployment", "id": newer["id"]}})
+    assert status_of(owner, "PUT",
+                     f"/devicegroups/{pp['id']}/relationships/min_supported_deployment",
+                     {"data": {"type": "deployment", "id": old["id"]}}) == 400  # backwards
+    assert status_of(owner, "DELETE", f"/deployments/{newer['id']}") == 409  # min-supported
+    assert status_of(owner, "DELETE", f"/deployments/{old['id']}") == 200  # older: allowed
+    owner.call("PATCH", f"/deployments/{newest['id']}", {"data": {
+        "type": "deployment", "id": newest["id"], "attributes": {"flagged": True}}})
+    assert owner.call("GET", "/deployments", query={"filter[flagged]": "true"})["data"][0][
+        "id"] == newest["id"]
+    got = owner.call("GET", f"/deployments/{newest['id']}")["data"]["attributes"]
+    assert got["device_code"] == "v3" and got["flagged"] is True and got["promoted"] is False
+    # the promoted extension attribute and the tag are one thing
+    owner.call("PATCH", f"/deployments/{newest['id']}", {"data": {
+        "type": "deployment", "attributes": {"promoted": True}}})
+    got = owner.call("GET", f"/deployments/{newest['id']}")["data"]["attributes"]
+    assert got["promoted"] is True and "promoted" in got["tags"]
+
+
+def test_group_rules(owner: ApiClient) -> None:
+    zone = build_test_zone(owner)
+    pid = zone["product"]["id"]
+    pd = zone["pd"]
+    for type_, extra in (("development_devicegroup", {"load_code_after_blessing": False}),
+                         ("pre_dut_devicegroup", {"region": "eu"})):
+        body = {"data": {"type": type_, "attributes": {"name": f"X{type_}", **extra},
+                         "relationships": {"product": {"type": "product", "id": pid}}}}
+        assert status_of(owner, "POST", "/devicegroups", body) == 400
+    assert status_of(owner, "POST", "/devicegroups", {"data": {  # fixture without targets
+        "type": "factoryfixture_devicegroup", "attributes": {"name": "F"},
+        "relationships": {"product": {"type": "product", "id": pid}}}}) == 400
+    assert status_of(owner, "POST", "/devicegroups", {"data": {  # duplicate name
+        "type": "development_devicegroup", "attributes": {"name": "PD"},
+        "relationships": {"product": {"type": "product", "id": pid}}}}) == 409
+    assert status_of(owner, "DELETE", f"/devicegroups/{pd['id']}") == 409  # a target
+    assert status_of(owner, "PATCH", f"/devicegroups/{pd['id']}", {"data": {  # wrong type
+        "type": "production_devicegroup", "id": pd["id"], "attributes": {}}}) == 400
+    owner.call("PATCH", f"/devicegroups/{pd['id']}", {"data": {
+        "type": pd["type"], "id": pd["id"], "attributes": {}}})  # impt's empty PATCH
+
+
+def test_go_live_refusals_leave_nothing_behind(owner: ApiClient) -> None:
+    zone = build_test_zone(owner)
+    before = len(owner.call("GET", "/devicegroups")["data"])
+    body = {"data": {"type": "go_live", "attributes": {
+        "production": {"name": "Prod"}, "dut": {"name": "DUT"}, "fixture": {"name": "PD"}}}}
+    assert status_of(owner, "POST", f"/devicegroups/{zone['pf']['id']}/go_live", body) == 409
+    assert len(owner.call("GET", "/devicegroups")["data"]) == before
+    assert status_of(owner, "POST", f"/devicegroups/{zone['pp']['id']}/go_live", body) == 400
+    # a test group without a promoted deployment refuses Go Live too
+    owner.call("PATCH", f"/deployments/{zone['deps']['dut']['id']}", {"data": {
+        "type": "deployment", "attributes": {"tags": []}}})
+    body["data"]["attributes"]["fixture"] = {"name": "Fix"}
+    assert status_of(owner, "POST", f"/devicegroups/{zone['pf']['id']}/go_live", body) == 400
+    assert len(owner.call("GET", "/devicegroups")["data"]) == before
+
+
+class Sink:
+    """An HTTP receiver that answers ``status`` (changeable) and records bodies."""
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.bodies: list[dict[str, Any]] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if sink.status == 200:
+                    sink.bodies.append(json.loads(raw))
+                self.send_response(sink.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_webhook_events_survive_a_cloud_restart(tmp_path: Path) -> None:
+    sink = Sink()
+    db = tmp_path / "cloud.db"
+    try:
+        with ApiThread(db, backoff=Backoff(base=0.05, cap=0.1)) as first:
+            first.call(first.service.accounts.create, "owner", "pw")
+            owner = ApiClient(first.endpoint).login("owner", "pw")
+            zone = build_test_zone(owner)
+            live = owner.call("POST", f"/devicegroups/{zone['pf']['id']}/go_live", {"data": {
+                "type": "go_live", "attributes": {
+                    "production": {"name": "Prod"}, "dut": {"name": "DUT"},
+                    "fixture": {"name": "Fix"},
+                    "webhooks": [{"event": "deployment", "url": sink.url}]}}})
+            prod_id = live["data"]["relationships"]["production_devicegroup"]["id"]
+            prod = owner.call("GET", f"/devicegroups/{prod_id}")["data"]
+            made = deploy(owner, prod, "code production")  # the receiver is failing now
+            import time
+
+            time.sleep(0.3)
+            assert sink.bodies == []
+        sink.status = 200
+        with ApiThread(db, backoff=Backoff(base=0.05, cap=0.1)):
+            deadline = time.monotonic() + 15
+            while not sink.bodies and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert [b["deployment_id"] for b in sink.bodies] == [made["id"]]
+        assert sink.bodies[0]["event"] == "deployment" and sink.bodies[0]["event_id"]
+    finally:
+        sink.server.shutdown()
+        sink.server.server_close()
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(
+        st.sampled_from(["data", "type", "id", "attributes", "relationships", "name", "product",
+                         "devicegroup", "production_target", "device_code", "agent_code",
+                         "tags", "event", "url", "content_type", "production", "dut",
+                         "fixture", "webhooks", "flagged", "promoted"]), kids, max_size=5),
+    max_leaves=14)
+
+
+@pytest.fixture
+def fuzz_target(owner: ApiClient) -> tuple[ApiClient, dict[str, Any]]:
+    return owner, build_test_zone(owner)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=JSONISH)
+def test_no_body_on_any_write_route_gets_a_5xx(
+        fuzz_target: tuple[ApiClient, dict[str, Any]], body: Any) -> None:
+    client, zone = fuzz_target
+    pp, pf, dep = zone["pp"]["id"], zone["pf"]["id"], zone["deps"]["production"]["id"]
+    for method, path in (("POST", "/products"), ("PATCH", f"/products/{zone['product']['id']}"),
+                         ("POST", "/devicegroups"), ("PATCH", f"/devicegroups/{pp}"),
+                         ("POST", f"/devicegroups/{pp}/relationships/devices"),
+                         ("DELETE", f"/devicegroups/{pp}/relationships/devices"),
+                         ("PUT", f"/devicegroups/{pp}/relationships/min_supported_deployment"),
+                         ("POST", "/deployments"), ("PATCH", f"/deployments/{dep}"),
+                         ("POST", "/webhooks"), ("POST", f"/devicegroups/{pf}/go_live")):
+        status = status_of(client, method, path, body)
+        assert status < 500, (method, path, body)
