@@ -164,11 +164,10 @@ class StatusDecoder:
     readings: list[StatusReading] = field(default_factory=list)
     _n: int = 0
     _run_start: int = 0
-    _run_on: bool | None = None
-    _run_colours: dict[str, int] = field(default_factory=dict)
+    _run_key: str | None = None
+    """The current run's colour name, ``off`` when dark."""
     _new: list[StatusReading] = field(default_factory=list)
     _change_start: int | None = None
-    _change_colours: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not (self.sample_rate > 0 and np.isfinite(self.sample_rate)):
@@ -193,27 +192,22 @@ class StatusDecoder:
             if colour == "unknown":  # a lost sample: keep the run going
                 self._n += 1
                 continue
-            on = colour != "off"
-            if self._run_on is None:
-                self._run_on, self._run_start = on, self._n
-            elif on != self._run_on:
-                # a change counts once it lasts GLITCH_S; it starts where it began
+            if self._run_key is None:
+                self._run_key, self._run_start = colour, self._n
+            elif colour != self._run_key:
+                # lit/dark or a colour changed: it counts once it lasts GLITCH_S,
+                # and then starts where it began
                 if self._change_start is None:
-                    self._change_start, self._change_colours = self._n, {}
-                if on:
-                    self._change_colours[colour] = self._change_colours.get(colour, 0) + 1
+                    self._change_start = self._n
                 if self._n + 1 - self._change_start >= confirm:
                     self._close_run(self._change_start)
-                    self._run_on, self._run_start = on, self._change_start
-                    self._run_colours = self._change_colours
+                    self._run_key, self._run_start = colour, self._change_start
                     self._change_start = None
                 self._n += 1
                 continue
             self._change_start = None  # a glitch: it belongs to the run it interrupted
-            if on:
-                self._run_colours[colour] = self._run_colours.get(colour, 0) + 1
             self._n += 1
-            if self._n - self._run_start == (solid if on else dark):
+            if self._n - self._run_start == (dark if colour == "off" else solid):
                 self._check_open_run()
         return self._new
 
@@ -221,7 +215,6 @@ class StatusDecoder:
         seg = self._open_segment(end)
         if seg is None:
             return
-        self._run_colours = {}
         if seg.start == 0.0:
             return  # the recording began inside this stretch: its length is unknown
         if seg.on and seg.ms >= SOLID_S * 1000:
@@ -238,13 +231,11 @@ class StatusDecoder:
         self._match()
 
     def _open_segment(self, end: int | None = None) -> Segment | None:
-        if self._run_on is None:
+        if self._run_key is None:
             return None
         ms = ((self._n if end is None else end) - self._run_start) * 1000.0 / self.sample_rate
-        colour = max(self._run_colours, key=self._run_colours.__getitem__) if (
-            self._run_on and self._run_colours
-        ) else "off"
-        return Segment(self._run_start / self.sample_rate, ms, self._run_on, colour)
+        on = self._run_key != "off"
+        return Segment(self._run_start / self.sample_rate, ms, on, self._run_key)
 
     def _check_open_run(self) -> None:
         seg = self._open_segment()

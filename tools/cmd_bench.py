@@ -1,0 +1,425 @@
+"""``impfactory bench``: drive a bench controller over USB serial, or emulate one.
+
+Every subcommand but ``emulate`` opens a controller by ``--port`` (a device path
+such as ``/dev/ttyUSB0``, the pty ``emulate`` prints, or any pyserial URL) and
+speaks the bench protocol (docs/bench.md) through ``hw.bench.BenchDriver``, so
+the same commands drive a real bench and the emulated one::
+
+    impfactory bench emulate --scale 10 &        # prints "port: /dev/pts/N"
+    impfactory bench probe --port /dev/pts/N --json
+    impfactory bench blinkup --port /dev/pts/N --ssid factory --password secret
+    impfactory bench capture --port /dev/pts/N --press -o fixture.csv
+    impfactory bench watch --port /dev/pts/N
+
+``emulate`` puts an emulated imp (firmware.device.Device) on the emulated bench
+as the DUT: the bench LED feeds its light sensor, the colour sensor reads its
+status LED, the power switch powers it, its UART carries its log lines. The
+fixture on the emulated bench is a stand-in: pressing its button flashes one
+factory BlinkUp of the ``--fixture-*`` settings on its LED (an emulated fixture
+imp would need a cloud for its enrolment token; that is the line's job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from impfactory.firmware.device import Device, DeviceConfig
+from impfactory.firmware.identity import DeviceIdentity
+from impfactory.firmware.led import COLOURS_RGB
+from impfactory.firmware.signals import FixtureFlash, render_fixture_flash
+from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
+from impfactory.hw.bench import BenchDriver, BenchError
+from impfactory.hw.bench_emulated import EmulatedBenchController
+from impfactory.protocol import bench as bp
+from impfactory.protocol.bench_status import StatusDecoder, StatusReading
+from impfactory.protocol.blinkup import BlinkUpConfig, encode_frame
+from impfactory.protocol.linecode import BILEVEL_FAST_RATE, BILEVEL_RATE, Signal, bilevel_symbols
+
+from impfactory.clock import Clock, RealClock, ScaledClock
+from impfactory.errors import ImpFactoryError
+
+STATUS_RATE = 100.0
+LIGHT_IN_RATE = 1000.0
+BENCH_AMBIENT = 0.05
+BENCH_GAIN = 0.8
+
+
+class BenchCommandError(BenchError, ValueError):
+    """A bench command was asked for something it cannot do."""
+
+
+# ---------------------------------------------------------------- the emulated bench
+
+
+def _hex_rgb(name: str) -> np.ndarray:
+    value = COLOURS_RGB[name].lstrip("#")
+    return np.array([int(value[i : i + 2], 16) for i in (0, 2, 4)], dtype=np.float64)
+
+
+class EmulatedImpBench:
+    """The ``BenchTarget`` of ``bench emulate``: an emulated imp DUT and a stand-in fixture.
+
+    The bench LED sits against the DUT's light sensor (``ambient + gain x level``);
+    the colour sensor reads the DUT's status LED with the emulated imp's
+    colours; the DUT's UART TX carries its log lines.
+    """
+
+    def __init__(self, device: Device, clock: Clock, fixture: dict[str, Any]) -> None:
+        self.device = device
+        self.clock = clock
+        self.fixture = fixture
+        self._flash: FixtureFlash | None = None
+        self._power: asyncio.Task[None] | None = None
+        self._logs_sent = 0
+        self.uart_received = bytearray()
+        self._colours = {name: _hex_rgb(name) for name in COLOURS_RGB}
+        self._colours["off"] = np.zeros(3)
+
+    def set_power(self, on: bool) -> None:
+        previous = self._power
+
+        async def apply() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            if on:
+                self.device.power_on()
+            else:
+                await self.device.power_off()
+
+        self._power = asyncio.get_running_loop().create_task(apply())
+
+    def light_to_dut(self, t0: float, levels: np.ndarray, rate_hz: float) -> None:
+        self.device.feed_light(BENCH_AMBIENT + BENCH_GAIN * levels, rate_hz)
+
+    def dut_status_rgb(self, times: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(times), 3))
+        if not len(times):
+            return out
+        for seg in self.device.led.segments(float(times[0]), float(times[-1]) + 1e-9):
+            if seg.on:
+                out[(times >= seg.start) & (times < seg.end)] = self._colours[seg.colour]
+        return out
+
+    def press_button(self, seconds: float) -> None:
+        f = self.fixture
+        self._flash = render_fixture_flash(
+            f["ssid"], f["password"], f["plan_id"], f["token"], "pin1",
+            fast=f["fast"], active_high=True, start=self.clock.now(), device_id="stand-in",
+        )
+
+    def fixture_light(self, times: np.ndarray) -> np.ndarray:
+        flash = self._flash
+        lit = np.zeros(len(times))
+        if flash is not None:
+            idx = np.floor((times - flash.start) * flash.symbol_rate).astype(np.int64)
+            inside = (idx >= 0) & (idx < len(flash.light_symbols))
+            lit[inside] = flash.light_symbols[idx[inside]]
+        return BENCH_AMBIENT + BENCH_GAIN * lit
+
+    def uart_to_dut(self, data: bytes) -> None:
+        self.uart_received += data
+
+    def uart_from_dut(self) -> bytes:
+        lines = self.device.logs[self._logs_sent :]
+        self._logs_sent = len(self.device.logs)
+        return "".join(f"{line}\r\n" for line in lines).encode()
+
+
+async def _emulate(args: argparse.Namespace) -> int:
+    clock: Clock = ScaledClock(args.scale) if args.scale != 1 else RealClock()
+    env = WifiEnvironment([AccessPoint(args.wifi_ssid, args.wifi_password)])
+    config = DeviceConfig(
+        blinkup_symbol_rate=BILEVEL_FAST_RATE if args.fast else BILEVEL_RATE
+    )
+    device = Device(
+        DeviceIdentity.from_serial(args.serial), clock, env, args.server, config=config
+    )
+    fixture = {
+        "ssid": args.fixture_ssid if args.fixture_ssid is not None else args.wifi_ssid,
+        "password": (
+            args.fixture_password if args.fixture_password is not None else args.wifi_password
+        ),
+        "plan_id": args.plan_id,
+        "token": args.token,
+        "fast": args.fast,
+    }
+    target = EmulatedImpBench(device, clock, fixture)
+    controller = EmulatedBenchController(target, clock, serial=f"EMU-{device.device_id}")
+    path = await controller.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if not args.unpowered:
+        device.power_on()
+    print(f"port: {path}", flush=True)
+    print(
+        f"serving the bench protocol v{bp.PROTOCOL_VERSION} for DUT {device.device_id} "
+        f"(clock x{args.scale:g}); stop with Ctrl-C",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await controller.stop()
+        await device.power_off()
+    print(f"served {controller.requests} requests", file=sys.stderr)
+    return 0
+
+
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    if not (args.scale > 0 and math.isfinite(args.scale)):
+        raise BenchCommandError(f"--scale must be a positive number, got {args.scale}")
+    return asyncio.run(_emulate(args))
+
+
+# ---------------------------------------------------------------- host commands
+
+
+def _open(args: argparse.Namespace) -> BenchDriver:
+    return BenchDriver.open(args.port, timeout=args.timeout, retries=args.retries)
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    with _open(args) as bench:
+        ident = bench.identify()
+    caps = [c.name for c in bp.Capability if c is not bp.Capability.ALL and ident.capabilities & c]
+    doc = {
+        "port": args.port,
+        "protocol_version": ident.protocol_version,
+        "name": ident.name,
+        "serial": ident.serial,
+        "capabilities": [str(c).lower() for c in caps],
+        "max_payload": ident.max_payload,
+    }
+    if args.json:
+        print(json.dumps(doc))
+    else:
+        for key, value in doc.items():
+            shown = ", ".join(value) if isinstance(value, list) else value
+            print(f"{key:<17} {shown}")
+    return 0
+
+
+def _stream_seconds(buffer: Any) -> float:
+    return float(buffer.count() / buffer.rate_hz) if buffer.rate_hz else 0.0
+
+
+def _wait_stream(buffer: Any, seconds: float, wall_limit: float) -> None:
+    """Wait until ``seconds`` of stream time arrived (bench time, so a scaled bench is quick)."""
+    deadline = time.monotonic() + wall_limit
+    while _stream_seconds(buffer) < seconds:
+        if time.monotonic() > deadline:
+            raise BenchCommandError(
+                f"the controller sent {_stream_seconds(buffer):.1f} s of samples in "
+                f"{wall_limit:.0f} s; expected {seconds:.1f} s"
+            )
+        time.sleep(0.02)
+
+
+def _cmd_blinkup(args: argparse.Namespace) -> int:
+    config = BlinkUpConfig(
+        ssid=args.ssid.encode() if args.ssid else None,
+        password=args.password.encode() if args.ssid and args.password else None,
+        plan_id=args.plan_id,
+        token=args.token,
+    )
+    frame = encode_frame(config)
+    symbols = bytes(255 if s else 0 for s in bilevel_symbols(frame))
+    rate = BILEVEL_FAST_RATE if args.fast else BILEVEL_RATE
+    with _open(args) as bench:
+        bench.identify()
+        if args.power_cycle:
+            bench.power(False)
+            bench.power(True)
+        status = bench.start_status(STATUS_RATE)
+        _wait_stream(status, args.settle, args.settle + 30)
+        started = _stream_seconds(status)
+        duration = bench.light_out(symbols, rate, active_high=args.active_high)
+        _wait_stream(status, started + duration + args.watch, duration + args.watch + 30)
+        bench.stop(bp.Stream.STATUS)
+        rgb = status.all()
+    readings = StatusDecoder(STATUS_RATE)
+    readings.feed(rgb)
+    states = [r.state for r in readings.readings]
+    ok = "blinkup_ok" in states
+    if args.json:
+        doc = {
+            "frame": frame.hex(),
+            "symbols": len(symbols),
+            "symbol_rate": rate,
+            "seconds": round(duration, 3),
+            "blinkup_ok": ok,
+            "status": [r.to_json() for r in readings.readings],
+            "lost_samples": status.lost,
+        }
+        print(json.dumps(doc))
+    else:
+        print(f"flashed {len(frame)}-byte frame: {len(symbols)} symbols at {rate:g} Hz "
+              f"({duration:.1f} s)")
+        for r in readings.readings:
+            print(_reading_line(r))
+        print("DUT acknowledged the BlinkUp" if ok else "DUT did not show the BlinkUp green")
+    return 0 if ok else 1
+
+
+def _cmd_capture(args: argparse.Namespace) -> int:
+    from impfactory.tools.cmd_blinkup import write_capture
+
+    with _open(args) as bench:
+        light = bench.start_light_in(args.rate)
+        if args.press:
+            bench.press_button(args.press_seconds)
+        _wait_stream(light, args.seconds, args.seconds + 30)
+        bench.stop(bp.Stream.LIGHT_IN)
+        data = light.all()[:, 0]
+    if light.lost and not args.allow_gaps:
+        raise BenchCommandError(
+            f"{light.lost} samples were lost on the wire; nothing written "
+            "(--allow-gaps keeps the capture, holding the last level across gaps)"
+        )
+    if light.lost:
+        for i in np.flatnonzero(np.isnan(data)):
+            data[i] = data[i - 1] if i else 0.0
+    levels = data / 65535.0
+    meta = {"source": "bench", "port": args.port, "lost": light.lost}
+    write_capture(Path(args.output), Signal(levels, args.rate), meta)
+    print(f"captured {len(levels)} samples ({len(levels) / args.rate:.2f} s at "
+          f"{args.rate:g} Hz) to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _reading_line(r: StatusReading) -> str:
+    pattern = ",".join(map(str, r.pattern)) if r.pattern else "solid" if r.colour != "off" else ""
+    return f"{r.start:9.2f} s  {r.state:<28} {r.colour:<7} {pattern}".rstrip()
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    decoder = StatusDecoder(args.rate)
+    stop = {"now": False}
+
+    def interrupted(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    old = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        with _open(args) as bench:
+            status = bench.start_status(args.rate)
+            try:
+                while not stop["now"]:
+                    time.sleep(0.05)
+                    for r in decoder.feed(status.take()):
+                        print(json.dumps(r.to_json()) if args.json else _reading_line(r),
+                              flush=True)
+                    if args.seconds and _stream_seconds(status) >= args.seconds:
+                        break
+            except KeyboardInterrupt:
+                pass
+            bench.stop(bp.Stream.STATUS)
+            for r in decoder.feed(status.take()):
+                print(json.dumps(r.to_json()) if args.json else _reading_line(r), flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    raise BenchCommandError(
+        "bench run needs the factory line runner (fixture/), which does not drive a "
+        "bench DUT yet; use bench blinkup and bench watch"
+    )
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _port_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", required=True,
+                        help="controller: /dev/ttyUSB0, a pty path, or a pyserial URL")
+    parser.add_argument("--timeout", type=float, default=0.5,
+                        help="seconds to wait for each answer (default 0.5)")
+    parser.add_argument("--retries", type=int, default=3,
+                        help="resends before the controller counts as gone (default 3)")
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("bench", help="drive a bench controller over serial, or emulate one",
+                            description=__doc__.split("\n\n")[0])
+    cmds = parser.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", required=True)
+
+    emu = cmds.add_parser("emulate", help="serve an emulated bench (imp DUT) on a pty")
+    emu.add_argument("--scale", type=float, default=1.0,
+                     help="bench clock speed-up (10 runs the bench ten times faster)")
+    emu.add_argument("--wifi-ssid", default="factory", help="the network the DUT can join")
+    emu.add_argument("--wifi-password", default="factory-pass")
+    emu.add_argument("--server", default="mqtt://127.0.0.1:1",
+                     help="the DUT's impCloud MQTT URL (default: nowhere, so it keeps connecting)")
+    emu.add_argument("--serial", type=int, default=1, help="the DUT's serial number (identity)")
+    emu.add_argument("--fast", action="store_true",
+                     help="the DUT and stand-in fixture use BLINKUP_FAST (142 Hz)")
+    emu.add_argument("--unpowered", action="store_true", help="start with the DUT switched off")
+    emu.add_argument("--fixture-ssid", help="what the stand-in fixture flashes (default: wifi)")
+    emu.add_argument("--fixture-password")
+    emu.add_argument("--plan-id", default="0123456789abcdef")
+    emu.add_argument("--token", default="fedcba9876543210")
+    emu.set_defaults(func=_cmd_emulate)
+
+    probe = cmds.add_parser("probe", help="identify the controller")
+    _port_options(probe)
+    probe.add_argument("--json", action="store_true")
+    probe.set_defaults(func=_cmd_probe)
+
+    blink = cmds.add_parser("blinkup", help="BlinkUp the DUT through the bench LED")
+    _port_options(blink)
+    blink.add_argument("--ssid", required=True)
+    blink.add_argument("--password", default="")
+    blink.add_argument("--plan-id")
+    blink.add_argument("--token")
+    blink.add_argument("--fast", action="store_true", help="142 symbols/s (BLINKUP_FAST)")
+    blink.add_argument("--active-high", action="store_true", help="bench LED lit on a high pin")
+    blink.add_argument("--power-cycle", action="store_true",
+                       help="switch the DUT off and on first (opens its BlinkUp window)")
+    blink.add_argument("--settle", type=float, default=1.0,
+                       help="bench seconds of status LED to read before flashing")
+    blink.add_argument("--watch", type=float, default=8.0,
+                       help="bench seconds of status LED to read after flashing")
+    blink.add_argument("--json", action="store_true")
+    blink.set_defaults(func=_cmd_blinkup)
+
+    cap = cmds.add_parser("capture", help="record the fixture's LED into a capture file")
+    _port_options(cap)
+    cap.add_argument("-o", "--output", required=True, help="capture file (.csv or .wav)")
+    cap.add_argument("--seconds", type=float, default=15.0, help="bench seconds to record")
+    cap.add_argument("--rate", type=float, default=LIGHT_IN_RATE, help="samples per second")
+    cap.add_argument("--press", action="store_true", help="press the fixture button first")
+    cap.add_argument("--press-seconds", type=float, default=0.2)
+    cap.add_argument("--allow-gaps", action="store_true",
+                     help="write the capture even when samples were lost on the wire")
+    cap.set_defaults(func=_cmd_capture)
+
+    watch = cmds.add_parser("watch", help="name the DUT's status-LED states as they show")
+    _port_options(watch)
+    watch.add_argument("--rate", type=float, default=STATUS_RATE, help="RGB samples per second")
+    watch.add_argument("--seconds", type=float, default=0.0,
+                       help="stop after this many bench seconds (default: until Ctrl-C)")
+    watch.add_argument("--json", action="store_true", help="one JSON object per state")
+    watch.set_defaults(func=_cmd_watch)
+
+    run = cmds.add_parser("run", help="a line run with a real DUT behind the bench")
+    _port_options(run)
+    run.set_defaults(func=_cmd_run)
+
+
+__all__ = ["BenchCommandError", "EmulatedImpBench", "ImpFactoryError", "register"]
