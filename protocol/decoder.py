@@ -52,6 +52,8 @@ LineCode = Literal["bilevel", "trilevel"]
 
 SYNC_TRANSITIONS = 16
 """Regular transitions needed to lock: 8 bits of the 24-bit zero preamble."""
+MEASURED_RUNS = 12
+"""Sync runs (the latest) whose period and levels set the thresholds."""
 MAGIC_TAIL = (1, 0, 1, 0, 1, 0)
 """0x2A after its two leading zeros: the bits that confirm a lock is a BlinkUp."""
 
@@ -370,20 +372,22 @@ class BlinkUpDecoder:
 
     def _lock(self, level: int) -> None:
         """Measure the sync run: symbol period, lit and dark levels; fix thresholds."""
-        times = self._sync_times
+        # Only the latest MEASURED_RUNS runs: the first transitions of a lock may be
+        # noise that happened to fall in step just before the real sync run.
+        times = self._sync_times[-(MEASURED_RUNS + 1) :]
         period = (times[-1] - times[0]) / (len(times) - 1)
-        sums = [0.0, 0.0]
-        counts = [0, 0]
+        means: tuple[list[float], list[float]] = ([], [])
         run_level = 1 - level  # the level of the run that ended at the lock transition
         for j in range(len(times) - 1, 0, -1):
             start, stop = times[j - 1], times[j]
             q = (stop - start) / 4.0
             part = self._hist_slice(math.ceil(start + q), math.floor(stop - q) + 1)
-            sums[run_level] += float(part.sum())
-            counts[run_level] += int(part.shape[0])
+            if part.shape[0]:
+                means[run_level].append(float(part.mean()))
             run_level = 1 - run_level
-        dark = sums[0] / max(counts[0], 1)
-        lit = sums[1] / max(counts[1], 1)
+        # the median of the run means: one odd run cannot move a threshold
+        dark = float(np.median(means[0])) if means[0] else 0.0
+        lit = float(np.median(means[1])) if means[1] else 0.0
         swing = lit - dark
         thresholds: tuple[float, ...] = ((dark + lit) / 2.0,)
         if self.line_code == "trilevel":
@@ -400,7 +404,7 @@ class BlinkUpDecoder:
             levels=(dark, lit),
             thresholds=thresholds,
             hysteresis=self._hyst,
-            sync_start=times[0] - self._delay,
+            sync_start=self._sync_times[0] - self._delay,
             lock=times[-1] - self._delay,
         )
         # runs: (start, level, white count at start); the last closed run awaits commit
