@@ -1,0 +1,138 @@
+"""``impfactory bench`` end to end, through subprocesses, as a user runs it.
+
+``bench emulate`` runs in the background (its first line is ``port: PATH``, a
+pty); ``probe``, ``blinkup``, ``capture`` and ``watch`` are separate processes
+that open that pty, exactly as they would open ``/dev/ttyUSB0`` on a real bench.
+The emulated bench runs ten times faster than the wall (``--scale 10``), so a
+12.8 s BlinkUp at 60 symbols/s costs about 1.3 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "impfactory.tools.cli"]
+SSID, PASSWORD = "bench-net", "bench-pass"
+PLAN, TOKEN = "00112233445566ff", "a1b2c3d4e5f60718"
+
+
+def bench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "bench", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    proc = subprocess.Popen(
+        [*CLI, "bench", "emulate", "--scale", "10", "--wifi-ssid", SSID,
+         "--wifi-password", PASSWORD, "--plan-id", PLAN, "--token", TOKEN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("port: "), first + (proc.stderr.read() if proc.stderr else "")
+        yield first.split(" ", 1)[1].strip(), proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_probe_json_names_the_protocol_version(emulator: tuple[str, subprocess.Popen[str]]) -> None:
+    port, _ = emulator
+    assert os.path.exists(port)
+    result = bench("probe", "--port", port, "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["protocol_version"] == 1
+    assert "status_sense" in doc["capabilities"]
+
+
+def test_watch_names_the_waiting_state(emulator: tuple[str, subprocess.Popen[str]]) -> None:
+    """A fresh DUT waits for BlinkUp: amber 500/500 (runs before any BlinkUp here)."""
+    port, _ = emulator
+    result = bench("watch", "--port", port, "--seconds", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    readings = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["state"] for r in readings] == ["waiting_blinkup"], result.stdout
+    assert readings[0]["colour"] == "amber" and readings[0]["pattern"] == [500, 500]
+
+
+def test_blinkup_through_the_bench_led_turns_the_dut_green(
+    emulator: tuple[str, subprocess.Popen[str]],
+) -> None:
+    port, _ = emulator
+    result = bench(
+        "blinkup", "--port", port, "--ssid", SSID, "--password", PASSWORD,
+        "--plan-id", PLAN, "--token", TOKEN, "--power-cycle", "--watch", "5", "--json",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = json.loads(result.stdout)
+    states = [s["state"] for s in doc["status"]]
+    # the LED goes dark while the BlinkUp is received, then three seconds of green
+    assert "off" in states and "blinkup_ok" in states
+    assert states.index("off") < states.index("blinkup_ok")
+    assert doc["lost_samples"] == 0
+
+
+def test_blinkup_with_the_wrong_rate_is_not_acknowledged(
+    emulator: tuple[str, subprocess.Popen[str]],
+) -> None:
+    port, _ = emulator
+    result = bench(
+        "blinkup", "--port", port, "--ssid", SSID, "--password", PASSWORD,
+        "--power-cycle", "--fast", "--watch", "4",
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "did not show the BlinkUp green" in result.stdout
+
+
+def test_capture_of_the_fixture_led_decodes(
+    emulator: tuple[str, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    port, _ = emulator
+    out = tmp_path / "fixture.csv"
+    result = bench("capture", "--port", port, "--press", "--seconds", "14", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    decoded = subprocess.run(
+        [*CLI, "blinkup", "decode", str(out), "--json"], capture_output=True, text=True,
+        timeout=60,
+    )
+    assert decoded.returncode == 0, decoded.stderr
+    doc = json.loads(decoded.stdout)
+    assert (doc["ssid"], doc["password"]) == (SSID, PASSWORD)
+    assert (doc["plan_id"], doc["token"]) == (PLAN, TOKEN)
+
+
+def test_emulator_stops_cleanly_on_sigterm(emulator: tuple[str, subprocess.Popen[str]]) -> None:
+    _, proc = emulator
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+
+
+def test_bad_port_and_silent_port_are_one_line_errors(tmp_path: Path) -> None:
+    missing = bench("probe", "--port", str(tmp_path / "no-such-tty"))
+    assert missing.returncode != 0
+    assert missing.stderr.startswith("impfactory: error:")
+    assert "Traceback" not in missing.stderr
+    silent = bench("probe", "--port", "loop://", "--timeout", "0.1", "--retries", "1")
+    assert silent.returncode == 2
+    assert "stopped answering" in silent.stderr
+    assert "Traceback" not in silent.stderr
