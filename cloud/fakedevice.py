@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import itertools
 import secrets
+import socket
 from types import TracebackType
 from typing import TypeVar
 
@@ -95,19 +96,17 @@ class FakeDevice:
             with contextlib.suppress(aiomqtt.MqttError):
                 topic, payload = cl.encode(cl.Bye(device_id=self.device_id))
                 await client.publish(topic, payload, qos=cl.QOS)
+        else:
+            sock = client._client.socket()  # an abrupt loss, on purpose: no DISCONNECT
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
-        if clean:
-            with contextlib.suppress(Exception):
-                await client.__aexit__(None, None, None)
-        else:
-            sock = client._client.socket()  # an abrupt loss, on purpose
-            if sock is not None:
-                sock.close()
-            with contextlib.suppress(Exception):
-                await client.__aexit__(None, None, None)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.__aexit__(None, None, None), 5)
 
     async def __aenter__(self) -> FakeDevice:
         await self.connect()

@@ -124,7 +124,9 @@ class CloudLink:
             return
         req = None
         with contextlib.suppress(Exception):
-            value = json.loads(payload[:cl.MAX_PAYLOAD]).get("req")
+            if isinstance(err, cl.PayloadTooLargeError):
+                raise ValueError("oversized payloads are never parsed")
+            value = json.loads(payload).get("req")
             if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
                 req = value
         with contextlib.suppress(Exception):

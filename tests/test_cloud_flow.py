@@ -8,8 +8,7 @@ wire protocol. The cloud under test and the devices share the test's event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -72,15 +71,6 @@ def run(test: Callable[[World], Awaitable[None]], url: str, db: Path, **setup: o
             await asyncio.wait_for(test(world), 60)
 
     asyncio.run(main())
-
-
-@asynccontextmanager
-async def closing(*devices: FakeDevice) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        for dev in devices:
-            await dev.close()
 
 
 # ---------------------------------------------------------------- factory token
@@ -312,5 +302,201 @@ def test_dut_firmware_is_the_dut_groups_deployment(any_broker_url: str, tmp_path
         assert await dut.run(await dut.expect(cl.CodeOffer)) == DUT_CODE
         await fx.close()
         await dut.close()
+
+    run(test, any_broker_url, tmp_path / "cloud.db")
+
+
+# ---------------------------------------------------------------- restarts
+
+
+def test_restart_and_conditional_restart(any_broker_url: str, tmp_path: Path) -> None:
+    async def test(w: World) -> None:
+        fx = await w.fixture()
+        old_build = w.f.dut_build
+        old_dut = await w.running_dut(fx)  # runs the older build
+        new_build = w.svc.create_deployment(w.f.dut_group.id, "// DUT firmware v2")
+        new_dut = await w.running_dut(fx)  # enrolled after the new deployment: runs it
+        assert old_dut.deployment == old_build.id and new_dut.deployment == new_build.id
+        offline = await w.running_dut(fx)
+        await offline.close()
+        await asyncio.sleep(0.2)
+        assert not w.svc.get_device(offline.device_id).online
+
+        assert w.svc.restart_group(w.f.dut_group.id) == 2
+        for dut in (old_dut, new_dut):
+            assert (await dut.expect(cl.Restart)).reason == "restart"
+
+        w.svc.set_min_supported_deployment(w.f.dut_group.id, new_build.id)
+        assert w.svc.restart_group(w.f.dut_group.id, conditional=True) == 2
+        notice = await new_dut.expect(cl.ShutdownNotice)
+        assert notice.reason is cl.ShutdownReason.NEWSQUIRREL
+        assert (await old_dut.expect(cl.Restart)).reason == "conditional"
+        await new_dut.expect_nothing(cl.Restart)
+        await old_dut.expect_nothing(cl.ShutdownNotice)
+
+        # the restarted old device says hello again and gets the new code
+        await old_dut.hello()
+        offer = await old_dut.expect(cl.CodeOffer)
+        assert offer.deployment == new_build.id
+        # the offline device gets it when it next connects
+        back = FakeDevice(w.url, offline.device_id, mac=offline.mac)
+        back.deployment = old_build.id
+        await back.connect()
+        await back.hello()
+        assert (await back.expect(cl.CodeOffer)).deployment == new_build.id
+        assert w.svc.restart_device(offline.device_id) == 1
+        assert (await back.expect(cl.Restart)).reason == "restart"
+        for d in (fx, old_dut, new_dut, back):
+            await d.close()
+
+    run(test, any_broker_url, tmp_path / "cloud.db")
+
+
+# ---------------------------------------------------------------- impOS and delivery
+
+
+def test_old_impos_is_updated_before_the_dut_firmware(any_broker_url: str,
+                                                      tmp_path: Path) -> None:
+    async def test(w: World) -> None:
+        release = w.svc.add_impos_release("43.1")  # 1 MiB by default
+        w.svc.add_impos_release("41.0", size=4096)
+        fx = await w.fixture()  # set up before the product asked for a newer impOS
+        w.svc.update_product(w.f.product.id, min_impos_version="43.0")
+        dut, _ = await w.dut(fx, impos_version="42.9")
+        await dut.expect(cl.Assignment)
+        await dut.expect(cl.ConfigParams)
+        offer = await dut.expect(cl.OsOffer)
+        assert offer.version == "43.1" and offer.image.size == release.size == 1 << 20
+        assert offer.image.total == (1 << 20) // cl.DEFAULT_CHUNK_SIZE > 1
+        await dut.expect_nothing(cl.CodeOffer)
+
+        # resumable: fetch part, lose the link, reconnect, fetch only the rest
+        half = frozenset(range(offer.image.total // 2, offer.image.total))
+        assert await dut.fetch(offer.image, skip=half) == b""
+        await dut.close(clean=False)
+        await dut.connect()
+        asked_before = len([m for m in dut.history if isinstance(m, cl.Chunk)])
+        await dut.install(offer)
+        assert asked_before == 0  # chunks are not kept in history
+        assert len(dut.images[offer.image.sha]) == 1 << 20
+        welcome = await dut.hello()  # restarted on the new impOS
+        assert not welcome.blessed
+        code = await dut.expect(cl.CodeOffer)
+        assert await dut.run(code) == DUT_CODE
+        await asyncio.sleep(0.2)
+        assert w.svc.get_device(dut.device_id).impos_version == "43.1"
+        await dut.close()
+        await fx.close()
+
+    run(test, any_broker_url, tmp_path / "cloud.db")
+
+
+def test_chunks_for_unknown_images_or_blocks_are_refused(any_broker_url: str,
+                                                          tmp_path: Path) -> None:
+    async def test(w: World) -> None:
+        dev = await w.device()
+        await dev.hello()
+        ghost = cl.ImageRef(cl.ImageKind.DEVICE, "ab" * 32, 10, 16)
+        with pytest.raises(FakeDeviceRefused) as unknown:
+            await dev.fetch(ghost)
+        assert unknown.value.reply.code is cl.ErrorCode.UNKNOWN_IMAGE
+        real = w.svc.images.ref(cl.ImageKind.DEVICE, w.f.dut_build.device_code.encode())
+        assert real.total == 1
+        await dev.send(cl.ChunkRequest(device_id=dev.device_id, sha=real.sha, blocks=(0, 1)))
+        refused = await dev.expect(cl.ErrorReply)
+        assert refused.code is cl.ErrorCode.BAD_REQUEST and "block 1" in refused.message
+        assert dev.images == {}
+        assert await dev.fetch(real) == w.f.dut_build.device_code.encode()
+        await dev.close()
+
+    run(test, any_broker_url, tmp_path / "cloud.db")
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_input_never_stops_the_cloud(any_broker_url: str, tmp_path: Path) -> None:
+    async def test(w: World) -> None:
+        fx = await w.fixture()
+        vandal = await w.device()
+        base = f"{cl.PREFIX}/{vandal.device_id}/up/"
+        await vandal.send_raw(base + "hello", b'{"v":1,"req":77,"mac":"not hex"}')
+        reply = await vandal.expect(cl.ErrorReply)
+        assert (reply.req, reply.code, reply.kind) == (77, cl.ErrorCode.BAD_REQUEST, "hello")
+        await vandal.send_raw(base + "bless_request", b"\xff\x00 garbage")
+        reply = await vandal.expect(cl.ErrorReply)
+        assert reply.req is None and reply.kind == "bless_request"
+        await vandal.send_raw(base + "factory_token_request",  # oversized: never parsed
+                              b'{"v":1,"req":5,"pad":"' + b"x" * (cl.MAX_PAYLOAD + 10) + b'"}')
+        reply = await vandal.expect(cl.ErrorReply)
+        assert reply.req is None and "exceeds" in reply.message
+        await vandal.send_raw(base + "hello", b'{"v":9,"req":6}')
+        assert (await vandal.expect(cl.ErrorReply)).req == 6
+        await vandal.send_raw(base + "teleport", b"{}")
+        await vandal.send_raw(base + "log", b"[]")
+        await vandal.send_raw(f"{cl.PREFIX}/NOTADEVICE/up/hello", b"{}")
+        await vandal.send_raw(f"{cl.PREFIX}/{vandal.device_id}/up/state", b"\x00" * 70000)
+        await vandal.expect_nothing(cl.ErrorReply)
+        # everyone else carries on
+        dut = await w.running_dut(fx)
+        assert (await dut.bless(True)).blessed
+        assert w.cloud.link.stats.bad >= 7 and w.cloud.link.stats.failed == 0
+        assert any("Bad hello message" in e.msg for e in w.svc.device_logs(vandal.device_id))
+        for d in (fx, vandal, dut):
+            await d.close()
+
+    run(test, any_broker_url, tmp_path / "cloud.db")
+
+
+# ---------------------------------------------------------------- persistence and presence
+
+
+def test_a_restarted_cloud_loses_nothing(any_broker_url: str, tmp_path: Path) -> None:
+    db = tmp_path / "cloud.db"
+    state: dict[str, str] = {}
+
+    async def first(w: World) -> None:
+        fx = await w.fixture()
+        dut = await w.running_dut(fx)
+        assert (await dut.bless(True)).blessed
+        state.update(fixture=fx.device_id, dut=dut.device_id, group=w.f.production_group.id,
+                     token=(await fx.factory_token()).token)
+        await dut.close()
+        await fx.close()
+
+    run(first, any_broker_url, db)
+
+    async def second() -> None:
+        async with Cloud(db, any_broker_url) as cloud:
+            svc = cloud.service
+            record = svc.get_device(state["dut"])
+            assert record.blessed and record.group_id == state["group"]
+            assert svc.get_token(state["token"]) is not None
+            fx = FakeDevice(any_broker_url, state["fixture"], mac=state["fixture"][4:])
+            await fx.connect()
+            await fx.hello()
+            assert (await fx.expect(cl.Assignment)).group_id == record.factory_group_id
+            assert (await fx.factory_token()).plan_id == svc.owner(OWNER).plan_id
+            await fx.close()
+
+    asyncio.run(asyncio.wait_for(second(), 60))
+
+
+def test_a_lost_connection_marks_the_device_offline(any_broker_url: str,
+                                                     tmp_path: Path) -> None:
+    async def test(w: World) -> None:
+        dev = await w.device()
+        await dev.hello()
+        await dev.report(led="connected")
+        await asyncio.sleep(0.2)
+        record = w.svc.get_device(dev.device_id)
+        assert record.online and record.led == "connected"
+        await dev.close(clean=False)  # no bye: the broker publishes the will
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if not w.svc.get_device(dev.device_id).online:
+                break
+        record = w.svc.get_device(dev.device_id)
+        assert not record.online and record.connection == "offline:lost"
 
     run(test, any_broker_url, tmp_path / "cloud.db")
