@@ -1,0 +1,84 @@
+"""``impfactory cloud serve`` as a user runs it: a process that serves, stops on a
+signal with status 0, keeps its state across restarts, and refuses bad options in
+one line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from impfactory.cloud.fakedevice import FakeDevice
+from impfactory.cloud.service import CloudService
+from impfactory.cloud.store import open_db
+from impfactory.protocol import cloudlink as cl
+
+CLI = [sys.executable, "-m", "impfactory.tools.cli", "cloud", "serve"]
+
+
+def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        raise AssertionError(proc.stderr.read() if proc.stderr else "no output")
+    return proc, json.loads(line)
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    return err
+
+
+def test_serve_stop_and_restart_keep_state(broker_url: str, tmp_path: Path) -> None:
+    db = tmp_path / "cloud.db"
+    proc, ready = _start("--broker", broker_url, "--db", str(db), "--owner", "alice:pw1",
+                         "--api-port", "0")
+    assert ready["broker"] == broker_url and ready["db"] == str(db)
+
+    async def device_says_hello() -> cl.Welcome:
+        async with FakeDevice(broker_url, "0c2a00000000beef", mac="00000000beef") as dev:
+            welcome = await dev.hello()
+            await dev.log("hello from a device")
+            await dev.report(led="connected")
+            await asyncio.sleep(0.3)
+            return welcome
+
+    try:
+        welcome = asyncio.run(asyncio.wait_for(device_says_hello(), 30))
+    finally:
+        err = _stop(proc)
+    assert welcome.device_id == "0c2a00000000beef"
+    assert "stopping" in err and "Traceback" not in err
+
+    proc, _ = _start("--broker", broker_url, "--db", str(db), "--owner", "alice:pw1")
+    _stop(proc)
+    svc = CloudService(open_db(db))
+    device = svc.get_device("0c2a00000000beef")
+    assert device.mac == "00000000beef" and device.led == "connected"
+    assert "hello from a device" in [e.msg for e in svc.device_logs(device.id)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--owner", "nocolon"], "--owner must be USER:PASSWORD"),
+        (["--broker", "rabbit"], "unknown broker"),
+        (["--broker", "mqtt://127.0.0.1:1"], "no broker answers"),
+        (["--api-port", "70000"], "--api-port"),
+    ],
+)
+def test_bad_options_are_one_line_errors(args: list[str], message: str, tmp_path: Path) -> None:
+    result = subprocess.run([*CLI, "--db", str(tmp_path / "x.db"), *args],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""

@@ -1,0 +1,120 @@
+"""``impfactory cloud serve``: run the impCloud (device link, and the REST API if asked).
+
+::
+
+    impfactory cloud serve --broker auto --db impcloud.db --api-port 8080 --owner me:secret
+
+Starts (or joins) the broker, opens the database (WAL; a restart loses nothing),
+serves devices over MQTT and, with ``--api-port``, the impCentral-compatible REST
+API. Logs go to stderr; once ready it prints one JSON line to stdout with the
+broker URL, the API endpoint and the database path, so scripts can wait for it.
+SIGINT or SIGTERM stop it cleanly (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import logging
+import signal
+import sys
+from typing import Any
+
+from impfactory.cloud.broker import BrokerServer
+from impfactory.cloud.errors import InvalidError
+from impfactory.cloud.server import Cloud
+from impfactory.cloud.store import open_db
+
+log = logging.getLogger("impfactory.cloud.serve")
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("cloud", help="run the impCloud")
+    cloud_sub = parser.add_subparsers(dest="cloud_command", metavar="COMMAND")
+    serve = cloud_sub.add_parser("serve", help="serve devices over MQTT (and the REST API)")
+    serve.add_argument("--broker", default="auto",
+                       help="auto | mosquitto | embedded | mqtt://HOST:PORT (default auto)")
+    serve.add_argument("--db", default="impcloud.db", help="SQLite database file")
+    serve.add_argument("--api-port", type=int, default=None,
+                       help="serve the REST API (/v5) on this loopback port (0: any free one)")
+    serve.add_argument("--owner", default=None, metavar="USER:PASSWORD",
+                       help="create this owner account on first start")
+    serve.add_argument("--agent-url", default=None,
+                       help="base URL of agents (default https://agent.electricimp.com)")
+    serve.add_argument("--log-level", default="INFO",
+                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.set_defaults(func=serve_command)
+    parser.set_defaults(func=lambda args: (parser.print_help(sys.stderr), 2)[1])
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    owner = None
+    if args.owner is not None:
+        user, sep, password = args.owner.partition(":")
+        if not sep or not user or not password:
+            raise InvalidError("--owner must be USER:PASSWORD")
+        owner = (user, password)
+    if args.api_port is not None and not 0 <= args.api_port <= 65535:
+        raise InvalidError("--api-port must be 0-65535")
+    asyncio.run(serve(args.broker, args.db, args.api_port, owner, args.agent_url))
+    return 0
+
+
+def _api_available() -> bool:
+    return importlib.util.find_spec("impfactory.cloud.api_server") is not None
+
+
+async def serve(broker: str, db_path: str, api_port: int | None,
+                owner: tuple[str, str] | None, agent_url: str | None) -> None:
+    """Run until SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server = BrokerServer(broker)
+    url = await asyncio.to_thread(server.start)
+    db = open_db(db_path)
+    api: Any = None
+    try:
+        accounts: Any = None
+        if _api_available():
+            from impfactory.cloud.api_auth import AccountBook
+
+            accounts = AccountBook(db)
+        kwargs: dict[str, Any] = {"accounts": accounts}
+        if agent_url:
+            kwargs["agent_base_url"] = agent_url
+        async with Cloud(db, url, **kwargs) as cloud:
+            if owner is not None:
+                if accounts is not None:
+                    account = accounts.ensure_owner(*owner)
+                    log.info("owner account %s (%s)", owner[0], account.id)
+                else:
+                    cloud.service.ensure_owner(owner[0])
+                    log.info("owner %s registered (no REST API module: no login)", owner[0])
+            if api_port is not None:
+                if not _api_available():
+                    log.warning("the REST API (cloud/api_server.py) is not there yet; "
+                                "serving devices only")
+                else:
+                    from impfactory.cloud.api_server import ApiService
+
+                    api = ApiService(cloud.service, accounts, port=api_port)
+                    await api.start()
+                    log.info("REST API at %s", api.endpoint)
+            print(json.dumps({"broker": url, "api": api.endpoint if api else None,
+                              "db": db_path}), flush=True)
+            log.info("impCloud serving devices on %s (db %s)", url, db_path)
+            await stop.wait()
+            log.info("stopping")
+            if api is not None:
+                await api.stop()
+    finally:
+        with contextlib.suppress(Exception):
+            db.close()
+        await asyncio.to_thread(server.stop)
