@@ -19,6 +19,7 @@ from impfactory.cloud.api_context import ApiContext
 from impfactory.cloud.api_devicegroups import GROUP_TYPES
 from impfactory.cloud.api_jsonapi import (
     BadRequest,
+    JsonObj,
     attributes,
     data_object,
     filters,
@@ -77,9 +78,13 @@ def register(router: Router, ctx: ApiContext) -> None:
             wanted = {t for t in f["tags"].split(",") if t}
             found = [d for d in found if wanted <= set(render.tags(d))]
         types: dict[str, str] = {}
-        items = [render.deployment(d, types.setdefault(d.group_id, group_type(d.group_id)),
-                                   with_code=False) for d in found]
-        return Answer(200, paginate(items, call.query, "/v5/deployments", FILTERS))
+
+        def one(d: Deployment) -> JsonObj:
+            if d.group_id not in types:
+                types[d.group_id] = group_type(d.group_id)
+            return render.deployment(d, types[d.group_id], with_code=False)
+
+        return Answer(200, paginate(found, call.query, "/v5/deployments", FILTERS, one))
 
     def create(call: Call) -> Answer:
         owner = ctx.owner(call.account)

@@ -56,8 +56,8 @@ def register(router: Router, ctx: ApiContext) -> None:
             raise BadRequest(f"filter[type] must be one of {GROUP_TYPES}", code="InvalidFilter")
         groups = [] if f.get("owner.id", owner) != owner else svc.list_groups(
             owner_id=owner, product_id=f.get("product.id"), type=f.get("type"))
-        return Answer(200, paginate([render.group(g, svc) for g in groups], call.query,
-                                    "/v5/devicegroups", FILTERS))
+        return Answer(200, paginate(groups, call.query, "/v5/devicegroups", FILTERS,
+                                    lambda g: render.group(g, svc)))
 
     def create(call: Call) -> Answer:
         owner = ctx.owner(call.account)

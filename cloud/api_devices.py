@@ -35,8 +35,8 @@ def register(router: Router, ctx: ApiContext) -> None:
         devices = [] if foreign else svc.list_devices(
             owner_id=owner, group_id=f.get("devicegroup.id"), product_id=f.get("product.id"),
             group_type=f.get("devicegroup.type"))
-        return Answer(200, paginate([render.device(d, svc) for d in devices], call.query,
-                                    "/v5/devices", FILTERS))
+        return Answer(200, paginate(devices, call.query, "/v5/devices", FILTERS,
+                                    lambda d: render.device(d, svc)))
 
     def get(call: Call) -> Answer:
         dev = ctx.device(ctx.owner(call.account), call.params["id"])

@@ -83,7 +83,7 @@ class HttpServer:
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
-        self._conns: set[asyncio.Task[None]] = set()
+        self._conns: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     @property
     def port(self) -> int:
@@ -102,24 +102,27 @@ class HttpServer:
         """Stop accepting and close every open connection."""
         if self._server is not None:
             self._server.close()
+            for writer in list(self._conns.values()):
+                writer.close()  # an idle keep-alive connection ends its task normally
+            if self._conns:
+                await asyncio.wait(list(self._conns), timeout=5)
             for task in list(self._conns):
                 task.cancel()
-            for task in list(self._conns):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
             await self._server.wait_closed()
             self._server = None
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._conns.add(task)
+        self._conns[task] = writer
         try:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass
+        except asyncio.CancelledError:
+            pass  # the server is stopping; asyncio's stream callback must not see it raise
         finally:
-            self._conns.discard(task)
+            self._conns.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

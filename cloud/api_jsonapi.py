@@ -179,16 +179,18 @@ def filters(query: dict[str, str], allowed: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def paginate(items: Sequence[JsonObj], query: dict[str, str], base_path: str,
-             allowed_filters: Iterable[str] = ()) -> JsonObj:
+def paginate(items: Sequence[Any], query: dict[str, str], base_path: str,
+             allowed_filters: Iterable[str] = (),
+             render: Callable[[Any], JsonObj] | None = None) -> JsonObj:
     """A list document for one page of ``items`` with ``links`` as impt expects.
 
-    The query is checked here too, so no list answers a filter it ignored.
+    The query is checked here too, so no list answers a filter it ignored; only
+    the page's items are passed through ``render``.
     """
     filters(query, allowed_filters)
     number, size = page_args(query)
     start = (number - 1) * size
-    data = list(items[start:start + size])
+    data = [render(i) if render else i for i in items[start:start + size]]
 
     def link(n: int) -> str:
         q = {k: v for k, v in query.items() if not k.startswith("page[")}

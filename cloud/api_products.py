@@ -28,8 +28,8 @@ def register(router: Router, ctx: ApiContext) -> None:
         owner = ctx.owner(call.account)
         f = filters(call.query, FILTERS)
         items = [] if f.get("owner.id", owner) != owner else svc.list_products(owner)
-        return Answer(200, paginate([render.product(p) for p in items], call.query,
-                                    "/v5/products", FILTERS))
+        return Answer(200, paginate(items, call.query, "/v5/products", FILTERS,
+                                    render.product))
 
     def create(call: Call) -> Answer:
         data = data_object(call.body(), ["product"])

@@ -189,8 +189,8 @@ def register(router: Router, ctx: ApiContext) -> None:
         else:
             mine = {g.id for g in svc.list_groups(owner_id=owner)}
             hooks = [h for h in svc.list_webhooks() if h.group_id in mine]
-        return Answer(200, paginate([render.webhook(h, svc) for h in hooks], call.query,
-                                    "/v5/webhooks", FILTERS))
+        return Answer(200, paginate(hooks, call.query, "/v5/webhooks", FILTERS,
+                                    lambda h: render.webhook(h, svc)))
 
     def create(call: Call) -> Answer:
         owner = ctx.owner(call.account)
