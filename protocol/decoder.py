@@ -338,7 +338,7 @@ class BlinkUpDecoder:
         top = view.max(axis=1)
         bottom = view.min(axis=1)
         mid = (top + bottom) * 0.5
-        band = (top - bottom) * 0.25
+        band = (top - bottom) * 0.15
         band[(top - bottom) < self._min_swing] = np.inf
         levels, changes = _hysteresis(y[pos:], mid + band, mid - band, self._level)
         for c in changes.tolist():
