@@ -162,7 +162,10 @@ class CloudService:
         return row
 
     def owner(self, owner_id: str) -> OwnerInfo:
-        found = self.accounts.get(owner_id)
+        """An owner's plan ID and unbond key: from the account directory, else ``owners``."""
+        found: OwnerInfo | None = self.accounts.get(owner_id)
+        if found is None and self.accounts is not self.owners:
+            found = self.owners.get(owner_id)
         if found is None:
             raise NotFoundError(f"no account {owner_id}")
         return found
