@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +90,7 @@ class Answer:
     status: int
     document: JsonObj | None = None
     content_type: str = "application/vnd.api+json"
+    stream: AsyncIterator[bytes] | None = None
 
 
 Handler = Callable[[Call], Answer]
@@ -167,7 +168,7 @@ class ImpCentralApi:
                                 "detail": "the emulated cloud hit a bug; see its log"}]}
             return HttpResponse(500, json.dumps(body).encode())
         payload = b"" if answer.document is None else json.dumps(answer.document).encode()
-        return HttpResponse(answer.status, payload, answer.content_type)
+        return HttpResponse(answer.status, payload, answer.content_type, stream=answer.stream)
 
     def dispatch(self, request: HttpRequest) -> Answer:
         """Route, authenticate, authorise and run one request."""

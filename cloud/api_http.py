@@ -23,7 +23,7 @@ import contextlib
 import http.client
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -48,12 +48,17 @@ class HttpRequest:
 
 @dataclass
 class HttpResponse:
-    """What a handler answers; ``headers`` are added to Content-Length/Type."""
+    """What a handler answers; ``headers`` are added to Content-Length/Type.
+
+    With ``stream`` the body is those chunks as they come (server-sent events),
+    with no Content-Length, and the connection closes when the stream ends.
+    """
 
     status: int
     body: bytes = b""
     content_type: str = "application/vnd.api+json"
     headers: dict[str, str] = field(default_factory=dict)
+    stream: AsyncIterator[bytes] | None = None
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
@@ -145,6 +150,9 @@ class HttpServer:
                 await self._write(writer, _error(bad.status, str(bad)), close=True)
                 return
             response = await self._handler(request)
+            if response.stream is not None:
+                await _write_stream_impl(reader, writer, response)
+                return
             await self._write(writer, response, close=not keep_alive)
             if not keep_alive:
                 return
@@ -203,6 +211,40 @@ class HttpServer:
         lines += [f"{k}: {v}" for k, v in headers.items()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("iso-8859-1") + response.body)
         await writer.drain()
+
+
+async def _write_stream_impl(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                             response: HttpResponse) -> None:
+    """Send ``response.stream`` until it ends or the client goes away (EOF on its side)."""
+    head = [f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}",
+            f"Content-Type: {response.content_type}", "Cache-Control: no-cache",
+            "Connection: close", *(f"{k}: {v}" for k, v in response.headers.items())]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("iso-8859-1"))
+    await writer.drain()
+    stream = response.stream
+    assert stream is not None
+    gone = asyncio.ensure_future(reader.read(1))  # a streaming client sends nothing more
+    try:
+        while True:
+            chunk = asyncio.ensure_future(anext(stream))
+            done, _ = await asyncio.wait({chunk, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if chunk not in done:
+                chunk.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await chunk
+                return
+            try:
+                data = chunk.result()
+            except StopAsyncIteration:
+                return
+            writer.write(data)
+            await writer.drain()
+    finally:
+        gone.cancel()
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(RuntimeError):
+                await aclose()
 
 
 class _Lines:

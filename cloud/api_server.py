@@ -22,6 +22,7 @@ from impfactory.cloud import (
     api_devices,
     api_enrol,
     api_golive,
+    api_logstream,
     api_openapi,
     api_products,
     api_webhooks,
@@ -45,7 +46,7 @@ class ApiService:
         self.router = Router()
         api_auth.register(self.router, accounts)
         for module in (api_products, api_devicegroups, api_deployments, api_devices,
-                       api_webhooks, api_golive, api_enrol):
+                       api_webhooks, api_golive, api_enrol, api_logstream):
             module.register(self.router, self.ctx)
         api_openapi.register(self.router)
         self.app = ImpCentralApi(self.router, accounts.authenticate, lambda a: a.role)

@@ -301,3 +301,39 @@ async def _expect_restart(dev: FakeDevice) -> cl.Message:
     for task in pending:
         task.cancel()
     return next(iter(done)).result()
+
+
+def test_log_stream_carries_a_device_log_line_to_the_real_client(cloud: ApiThread) -> None:
+    """``impt log stream``: a line a device logs over MQTT reaches the npm client's
+    EventSource; another device's line does not."""
+    assert cloud.cloud is not None
+    owner = ApiClient(cloud.endpoint).login("owner", "s3cret")
+    watched, other = FakeDevice(cloud.cloud.broker_url), FakeDevice(cloud.cloud.broker_url)
+    with NodeClient(cloud.endpoint) as imp:
+        try:
+            for dev in (watched, other):
+                enrol = owner.call("POST", "/enrolment_tokens")["data"]["attributes"]
+                cloud.run(dev.connect())
+                cloud.run(dev.hello(enrol["plan_id"], enrol["token"]))
+            imp("auth.login", "owner", "s3cret")
+            sid = imp("logStreams.open", "json")["data"]["id"]
+            imp("logStreams.addDevice", sid, watched.mac)  # by MAC, as impt allows
+            with pytest.raises(NodeCallError) as foreign:
+                imp("logStreams.addDevice", sid, "0" * 16)
+            assert foreign.value.status == 404
+            cloud.run(other.log("not streamed"))
+            cloud.run(watched.log("hello from the line"))
+
+            def arrived() -> list[dict[str, Any]]:
+                got = [json.loads(m["message"]) for m in imp("logStreams.drain")
+                       if "message" in m]
+                seen.extend(got)
+                return [m for m in seen if m["msg"] == "hello from the line"]
+
+            seen: list[dict[str, Any]] = []
+            wait_for(lambda: bool(arrived()))
+            assert {m["device_id"] for m in seen} == {watched.device_id}
+            imp("logStreams.removeDevice", sid, watched.device_id)
+        finally:
+            for dev in (watched, other):
+                cloud.run(dev.close())

@@ -21,11 +21,31 @@ if (!endpoint) {
 }
 const api = new ImpCentralApi(endpoint);
 
+// Log streams take callbacks, which JSON cannot carry: these two calls stand in.
+// "logStreams.open" [format] creates a stream whose messages and state changes are kept;
+// "logStreams.drain" returns (and forgets) what arrived since the last drain.
+const streamed = [];
+const special = {
+    'logStreams.open': (format) => api.logStreams.create(
+        (message) => streamed.push({ message }), (state) => streamed.push({ state }),
+        (error) => streamed.push({ error: String(error.message || error) }), format || 'json'),
+    'logStreams.drain': () => Promise.resolve(streamed.splice(0)),
+};
+
 function reply(obj) {
     process.stdout.write(JSON.stringify(obj) + '\n');
 }
 
 async function run(msg) {
+    if (special[msg.call]) {
+        try {
+            const result = await special[msg.call](...(msg.args || []));
+            return { id: msg.id, ok: true, result: result === undefined ? null : result };
+        } catch (err) {
+            return { id: msg.id, ok: false, status: err.statusCode || 0,
+                     message: String(err.message || err), body: null };
+        }
+    }
     const [member, method] = String(msg.call).split('.');
     const target = api[member];
     if (!target || typeof target[method] !== 'function') {
