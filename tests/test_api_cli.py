@@ -1,0 +1,49 @@
+"""``impfactory golive`` and ``impfactory floor`` refuse bad input with one line and exit 2."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from impfactory.tools.cli import main as impfactory
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+GOLIVE = ["golive", "--user", "u", "--password", "p", "--from", "F", "--production", "P",
+          "--dut", "D", "--fixture", "X"]
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--webhook", "blessing"], "EVENT=URL"),
+    (["--webhook", "blessing=http://h/x,xml"], "json or form"),
+    (["--production", ":descr only"], "needs a name"),
+])
+def test_golive_bad_arguments(extra: list[str], needle: str,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    code = impfactory([*GOLIVE, "--endpoint", "http://127.0.0.1:1/v5", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_golive_without_a_cloud_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code = impfactory([*GOLIVE, "--endpoint", f"http://127.0.0.1:{_closed_port()}/v5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot reach" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--duts", "-1"], "negative"), (["--scale", "0"], "positive"), ([], "--user"),
+])
+def test_floor_bad_arguments(extra: list[str], needle: str,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    creds = [] if not extra else ["--user", "u", "--password", "p"]
+    code = impfactory(["floor", "--cloud", "http://127.0.0.1:1/v5", "--broker",
+                       "mqtt://127.0.0.1:1", *creds, *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err
