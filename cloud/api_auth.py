@@ -195,6 +195,23 @@ class AccountBook:
             (_digest(token),)).fetchone()
         return self.get(row[0]) if row else None
 
+    def refresh_tokens(self, account: Account) -> list[JsonObj]:
+        """The account's refresh tokens, each named by a prefix of its digest."""
+        rows = self.db.execute("SELECT digest, created_at FROM api_tokens WHERE account_id = ? "
+                               "AND kind = 'refresh' ORDER BY created_at", (account.id,))
+        return [resource("refresh_token", d[:16], {"created_at": iso(c)}) for d, c in rows]
+
+    def revoke_refresh_token(self, account: Account, token_id: str) -> None:
+        """Forget one refresh token; 404 when the account has none by that id."""
+        if len(token_id) != 16 or not all(c in "0123456789abcdef" for c in token_id):
+            raise NotFound(f"no refresh token {token_id!r}")
+        with self.db:
+            cur = self.db.execute("DELETE FROM api_tokens WHERE account_id = ? AND "
+                                  "kind = 'refresh' AND substr(digest, 1, 16) = ?",
+                                  (account.id, token_id))
+        if cur.rowcount == 0:
+            raise NotFound(f"no refresh token {token_id!r}")
+
     # -- login keys ----------------------------------------------------------------
 
     def create_login_key(self, account: Account, description: str) -> tuple[str, JsonObj]:
@@ -343,6 +360,18 @@ def register(router: Router, book: AccountBook) -> None:
     router.add("POST", "/auth/token", token,
                "A new access token from a refresh token or a login key", auth=False)
     router.add("GET", "/accounts/me", me, "The caller's account", roles=ANY_ROLE)
+    def list_refresh(call: Call) -> Answer:
+        return Answer(200, paginate(book.refresh_tokens(call.account), call.query,
+                                    "/v5/accounts/me/refresh_tokens"))
+
+    def delete_refresh(call: Call) -> Answer:
+        book.revoke_refresh_token(call.account, call.params["id"])
+        return Answer(204)
+
+    router.add("GET", "/accounts/me/refresh_tokens", list_refresh,
+               "The caller's refresh tokens", roles=ANY_ROLE)
+    router.add("DELETE", "/accounts/me/refresh_tokens/{id}", delete_refresh,
+               "Revoke a refresh token", roles=ANY_ROLE)
     router.add("GET", "/accounts/me/login_keys", list_keys, "The caller's login keys")
     router.add("POST", "/accounts/me/login_keys", create_key,
                "Create a login key (X-Electricimp-Password)")

@@ -202,3 +202,32 @@ def test_no_body_makes_the_server_answer_5xx(client: Client, body: Any) -> None:
                          ("POST", "/accounts/me/collaborators")):
         status, answer = client(method, path, body)
         assert status < 500, (method, path, body, answer)
+
+
+def test_blinkup_device_collaborator_is_refused_every_owner_route(
+        api: ApiThread, client: Client) -> None:
+    """The role allows reading its account and minting an enrolment token: nothing else."""
+    import re
+
+    client("POST", "/accounts/me/collaborators", {"data": {"type": "account", "attributes": {
+        "username": "op", "password": "op", "role": "blinkup_device"}}})
+    op = Client(api.endpoint)
+    op.login("op", "op")
+    allowed = {("GET", "/accounts/me"), ("GET", "/accounts"), ("GET", "/accounts/{id}"),
+               ("POST", "/enrolment_tokens"), ("GET", "/accounts/me/refresh_tokens"),
+               ("DELETE", "/accounts/me/refresh_tokens/{id}")}
+    checked = 0
+    for route in api.service.router.routes:
+        if not route.auth:
+            continue
+        path = re.sub(r"\{\w+\}", "x", route.template)
+        status, body = op(route.method, path, {"data": {"type": "product"}})
+        if (route.method, route.template) in allowed:
+            assert status != 403, route.template
+        else:
+            assert status == 403, (route.method, route.template, status)
+            assert _is_error_doc(body, 403)
+            checked += 1
+    assert checked > 30
+    status, token = op("POST", "/enrolment_tokens")
+    assert status == 201 and len(token["data"]["attributes"]["plan_id"]) == 16

@@ -58,3 +58,15 @@ def test_login_keys_through_the_real_client(imp: NodeClient) -> None:
     with pytest.raises(NodeCallError) as gone:
         imp("accounts.getLoginKey", made["data"]["id"])
     assert gone.value.status == 404
+
+
+def test_refresh_tokens_are_listed_and_revoked_through_the_real_client(imp: NodeClient) -> None:
+    second = imp("auth.login", "owner", "s3cret")["refresh_token"]
+    listed = imp("auth.getRefreshTokens")["data"]
+    assert len(listed) == 2
+    for entry in listed:
+        imp("auth.deleteRefreshToken", entry["id"])
+    assert imp("auth.getRefreshTokens")["data"] == []
+    with pytest.raises(NodeCallError) as revoked:
+        imp("auth.refreshAccessToken", second)
+    assert revoked.value.status == 401
