@@ -52,6 +52,8 @@ LineCode = Literal["bilevel", "trilevel"]
 
 SYNC_TRANSITIONS = 16
 """Regular transitions needed to lock: 8 bits of the 24-bit zero preamble."""
+IDLE_BLOCK = 2048
+"""Samples sliced per step while hunting a sync run."""
 MEASURED_RUNS = 12
 """Sync runs (the latest) whose period and levels set the thresholds."""
 MAGIC_TAIL = (1, 0, 1, 0, 1, 0)
@@ -326,8 +328,9 @@ class BlinkUpDecoder:
         self._sync_sum = 0.0
 
     def _scan_idle(self, y: FloatArray, pos: int) -> int:
-        """Slice adaptively and hunt a sync run; return where the lock happened or n."""
-        n = int(y.shape[0])
+        """Slice adaptively and hunt a sync run; return where the lock happened or where
+        this block ended (blocks bound the sliding max/min work done past a lock)."""
+        n = min(int(y.shape[0]), pos + IDLE_BLOCK)
         a0 = self._base + pos
         w = self._window
         seg = self._hist_slice(a0 - w + 1, self._base + n)
@@ -340,7 +343,7 @@ class BlinkUpDecoder:
         mid = (top + bottom) * 0.5
         band = (top - bottom) * 0.15
         band[(top - bottom) < self._min_swing] = np.inf
-        levels, changes = _hysteresis(y[pos:], mid + band, mid - band, self._level)
+        levels, changes = _hysteresis(y[pos:n], mid + band, mid - band, self._level)
         for c in changes.tolist():
             if self._sync_transition(a0 + c, int(levels[c])):
                 self._level = int(levels[c])

@@ -14,14 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import wave
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from impfactory.protocol.blinkup import BlinkUpConfig, BlinkUpError, decode_frame, encode_frame
-from impfactory.protocol.decoder import BlinkUpDecodeError, BlinkUpDecoder, DecodeResult
+from impfactory.protocol.decoder import (
+    BlinkUpDecodeError,
+    BlinkUpDecoder,
+    DecodeResult,
+    DecodeStats,
+)
 from impfactory.protocol.linecode import (
     BILEVEL_FAST_RATE,
     BILEVEL_RATE,
@@ -78,11 +82,11 @@ def read_capture(path: Path) -> tuple[Signal, dict[str, str]]:
             with wave.open(str(path), "rb") as src:
                 if src.getnchannels() != 1 or src.getsampwidth() != 2:
                     raise CaptureError(f"{path}: need a mono 16-bit WAV")
-                rate = src.getframerate()
+                wav_rate = src.getframerate()
                 pcm = np.frombuffer(src.readframes(src.getnframes()), dtype="<i2")
         except (wave.Error, EOFError) as err:
             raise CaptureError(f"{path}: not a readable WAV file: {err}") from err
-        return Signal(pcm.astype(np.float64) / WAV_FULL_SCALE, float(rate)), {}
+        return Signal(pcm.astype(np.float64) / WAV_FULL_SCALE, float(wav_rate)), {}
     try:
         text = path.read_text()
     except UnicodeDecodeError as err:
@@ -112,6 +116,7 @@ def read_capture(path: Path) -> tuple[Signal, dict[str, str]]:
             times.append(numbers[0])
     if not values:
         raise CaptureError(f"{path}: no samples")
+    rate: float
     if "sample_rate" in meta:
         try:
             rate = float(meta["sample_rate"])
@@ -226,30 +231,33 @@ def _emit(text: str, output: str | None) -> None:
         Path(output).write_text(text)
 
 
-def _load_and_decode(args: argparse.Namespace) -> tuple[Signal | None, DecodeResult | BlinkUpError]:
-    path = Path(args.file)
-    frame = _hex_frame(path) if path.suffix.lower() != ".wav" else None
-    if frame is not None and len(frame) >= 4 and frame[:4] == b"\x00\x00\x00\x2a":
-        try:
-            return None, DecodeResult(decode_frame(frame), frame, None)  # type: ignore[arg-type]
-        except BlinkUpError as err:
-            return None, err
-    signal, meta = read_capture(path)
+def _load_and_decode(args: argparse.Namespace) -> tuple[Signal, DecodeResult | BlinkUpError]:
+    signal, meta = read_capture(Path(args.file))
     code = args.line_code if args.line_code != "auto" else meta.get("line_code", "auto")
     if code not in ("auto", "bilevel", "trilevel"):
         code = "auto"
-    start = time.perf_counter()
-    outcome = decode_signal(signal, code, args.symbol_rate)
-    args._decode_seconds = time.perf_counter() - start
-    return signal, outcome
+    return signal, decode_signal(signal, code, args.symbol_rate)
+
+
+def _hex_file_config(path: Path) -> tuple[BlinkUpConfig, bytes] | None:
+    """The decoded frame if ``path`` is a hex dump of one (raises if it is a bad one)."""
+    frame = _hex_frame(path) if path.suffix.lower() != ".wav" else None
+    if frame is None or frame[:4] != b"\x00\x00\x00\x2a":
+        return None
+    return decode_frame(frame), frame
 
 
 def _decode(args: argparse.Namespace) -> int:
-    _signal, outcome = _load_and_decode(args)
-    if isinstance(outcome, BlinkUpError):
-        raise outcome
-    doc = outcome.config.to_json()
-    stats = outcome.stats
+    from_hex = _hex_file_config(Path(args.file))
+    stats: DecodeStats | None = None
+    if from_hex is not None:
+        config, frame = from_hex
+    else:
+        _signal, outcome = _load_and_decode(args)
+        if isinstance(outcome, BlinkUpError):
+            raise outcome
+        config, frame, stats = outcome.config, outcome.frame, outcome.stats
+    doc = config.to_json()
     if args.json:
         if stats is not None:
             doc["signal"] = {
@@ -261,7 +269,7 @@ def _decode(args: argparse.Namespace) -> int:
                 "start_s": round(stats.sync_start / stats.sample_rate, 4),
                 "end_s": round(stats.end / stats.sample_rate, 4),
             }
-        doc["frame"] = outcome.frame.hex()
+        doc["frame"] = frame.hex()
         print(json.dumps(doc, indent=2))
         return 0
     width = max(len(k) for k in doc) if doc else 0
@@ -272,7 +280,7 @@ def _decode(args: argparse.Namespace) -> int:
             f"({stats.line_code} at {stats.symbol_rate:.1f} Hz measured"
             f"{', inverted' if stats.inverted else ''}; "
             f"{stats.sync_start / stats.sample_rate:.3f}-{stats.end / stats.sample_rate:.3f} s; "
-            f"frame {outcome.frame.hex()})"
+            f"frame {frame.hex()})"
         )
     return 0
 
@@ -285,9 +293,9 @@ def _plot(args: argparse.Namespace) -> int:
         import matplotlib.pyplot as plt
     except ImportError as err:
         raise CaptureError("plotting needs matplotlib: pip install 'impfactory[plot]'") from err
-    signal, outcome = _load_and_decode(args)
-    if signal is None:
+    if _hex_frame(Path(args.file)) is not None:
         raise CaptureError("plot needs a capture (.wav or .csv), not a hex frame")
+    signal, outcome = _load_and_decode(args)
     stats = outcome.stats if isinstance(outcome, DecodeResult) else getattr(outcome, "stats", None)
     t = np.arange(len(signal)) / signal.sample_rate
     fig, (full, zoom) = plt.subplots(2, 1, figsize=(14, 7), constrained_layout=True)
