@@ -1,0 +1,173 @@
+"""The service layer's own rules, without a broker: fast, one in-memory database each."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from impfactory.cloud.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
+from impfactory.cloud.images import ImageCache, impos_blob, sha256
+from impfactory.cloud.model import GroupType, version_key
+from impfactory.cloud.rules import DeviceRules
+from impfactory.cloud.scenario import make_factory
+from impfactory.cloud.service import CloudService
+from impfactory.cloud.store import open_db
+from impfactory.protocol import cloudlink as cl
+
+from impfactory.errors import ImpFactoryError
+
+OWNER = "o1"
+
+
+@pytest.fixture
+def svc() -> CloudService:
+    service = CloudService(open_db(":memory:"))
+    service.ensure_owner(OWNER)
+    return service
+
+
+def test_fixture_groups_need_both_targets_of_their_zone(svc: CloudService) -> None:
+    p = svc.create_product(OWNER, "P")
+    prod = svc.create_group(p.id, GroupType.PRE_PRODUCTION, "prod")
+    dut = svc.create_group(p.id, GroupType.PRE_DUT, "dut")
+    live_dut = svc.create_group(p.id, GroupType.DUT, "live dut")
+    with pytest.raises(InvalidError, match="dut_target"):
+        svc.create_group(p.id, GroupType.PRE_FACTORYFIXTURE, "f", production_target=prod.id)
+    with pytest.raises(InvalidError, match="must be a pre_dut"):
+        svc.create_group(p.id, GroupType.PRE_FACTORYFIXTURE, "f", production_target=prod.id,
+                         dut_target=live_dut.id)
+    other = svc.create_product(OWNER, "Q")
+    other_dut = svc.create_group(other.id, GroupType.PRE_DUT, "q dut")
+    with pytest.raises(InvalidError, match="same product"):
+        svc.create_group(p.id, GroupType.PRE_FACTORYFIXTURE, "f", production_target=prod.id,
+                         dut_target=other_dut.id)
+    fixture = svc.create_group(p.id, GroupType.PRE_FACTORYFIXTURE, "f",
+                               production_target=prod.id, dut_target=dut.id)
+    assert (fixture.production_target, fixture.dut_target) == (prod.id, dut.id)
+    with pytest.raises(InvalidError):
+        svc.create_group(p.id, GroupType.PRE_DUT, "x", production_target=prod.id)
+    with pytest.raises(InvalidError):
+        svc.create_group(p.id, GroupType.PRE_DUT, "y", load_code_after_blessing=False)
+    with pytest.raises(InvalidError):
+        svc.update_group(dut.id, load_code_after_blessing=False)
+    with pytest.raises(InvalidError):
+        svc.create_group(p.id, "nonsense_devicegroup", "z")
+    with pytest.raises(ConflictError):
+        svc.create_group(p.id, GroupType.DEVELOPMENT, "prod")
+    with pytest.raises(ConflictError):
+        svc.delete_group(prod.id)  # a target of the fixture group
+    updated = svc.update_group(prod.id, load_code_after_blessing=False)
+    assert updated.load_code_after_blessing is False
+
+
+def test_every_group_type_has_a_zone_and_role() -> None:
+    roles = {(t.zone, t.role) for t in GroupType}
+    assert len(GroupType) == 7 and len(roles) == 7
+    assert GroupType.FACTORYFIXTURE.target_types() == (GroupType.PRODUCTION, GroupType.DUT)
+
+
+def test_deployments_are_immutable_and_ordered(svc: CloudService) -> None:
+    f = make_factory(svc, OWNER)
+    newer = svc.create_deployment(f.dut_group.id, "// v2", tags=["b", "a", "a"])
+    assert newer.seq > f.dut_build.seq and newer.tags == ("a", "b")
+    assert svc.get_group(f.dut_group.id).current_deployment == newer.id
+    changed = svc.update_deployment(f.dut_build.id, description="old", flagged=True, tags=["x"])
+    assert changed.device_code == f.dut_build.device_code and changed.sha == f.dut_build.sha
+    with pytest.raises(ConflictError, match="flagged"):
+        svc.delete_deployment(f.dut_build.id)
+    with pytest.raises(ConflictError, match="current"):
+        svc.delete_deployment(newer.id)
+    svc.set_min_supported_deployment(f.dut_group.id, newer.id)
+    with pytest.raises(InvalidError, match="older"):
+        svc.set_min_supported_deployment(f.dut_group.id, f.dut_build.id)
+    with pytest.raises(InvalidError, match="another device group"):
+        svc.set_min_supported_deployment(f.dut_group.id, f.app_build.id)
+    svc.update_deployment(f.dut_build.id, flagged=False)
+    with pytest.raises(ConflictError, match="min-supported"):
+        svc.delete_deployment(newer.id)
+    svc.delete_deployment(f.dut_build.id)
+    with pytest.raises(NotFoundError):
+        svc.get_deployment(f.dut_build.id)
+    assert [d.id for d in svc.list_deployments(group_id=f.dut_group.id)] == [newer.id]
+    assert svc.list_deployments(tag="a")[0].id == newer.id
+
+
+def test_production_zone_takes_only_promoted_code(svc: CloudService) -> None:
+    live = make_factory(svc, OWNER, zone="production")
+    assert all(d.promoted for d in (live.fixture_build, live.dut_build, live.app_build))
+    assert live.production_group.type is GroupType.PRODUCTION
+    with pytest.raises(ForbiddenError):
+        svc.create_deployment(live.dut_group.id, "// not promoted anywhere")
+    with pytest.raises(ValueError):
+        make_factory(svc, OWNER, name="Other", zone="moon")
+
+
+def test_webhooks_are_validated_and_queued(svc: CloudService) -> None:
+    f = make_factory(svc, OWNER)
+    with pytest.raises(InvalidError):
+        svc.create_webhook(f.dut_group.id, "blessing", "http://x/")
+    with pytest.raises(InvalidError):
+        svc.create_webhook(f.production_group.id, "exploded", "http://x/")
+    with pytest.raises(InvalidError):
+        svc.create_webhook(f.production_group.id, "blessing", "ftp://x/")
+    hook = svc.create_webhook(f.production_group.id, "deployment", "http://127.0.0.1:1/h",
+                              "application/x-www-form-urlencoded")
+    build = svc.create_deployment(f.production_group.id, "// app 2")
+    [delivery] = svc.pending_webhooks()
+    assert delivery.webhook_id == hook.id and delivery.payload["deployment_id"] == build.id
+    svc.mark_webhook(delivery.id, ok=False, error="refused")
+    assert svc.pending_webhooks()[0].attempts == 1
+    svc.mark_webhook(delivery.id, ok=True)
+    assert svc.pending_webhooks() == []
+
+
+def test_names_and_lookups_are_typed_errors(svc: CloudService) -> None:
+    for call in (lambda: svc.get_product("nope"), lambda: svc.get_group("nope"),
+                 lambda: svc.get_device("nope"), lambda: svc.owner("nobody")):
+        with pytest.raises(NotFoundError) as caught:
+            call()
+        assert isinstance(caught.value, ImpFactoryError) and isinstance(caught.value, LookupError)
+    with pytest.raises(InvalidError):
+        svc.create_product(OWNER, "  ")
+    svc.create_product(OWNER, "P")
+    with pytest.raises(ConflictError):
+        svc.create_product(OWNER, "P")
+
+
+def test_rules_refuse_what_is_not_a_request(svc: CloudService) -> None:
+    rules = DeviceRules(svc)
+    [reply] = rules.handle(cl.Welcome(device_id="0123456789abcdef"))
+    assert isinstance(reply, cl.ErrorReply) and reply.code is cl.ErrorCode.BAD_REQUEST
+    [reply] = rules.handle(cl.Hello(device_id="0123456789abcdef", req=4, plan_id="0" * 16))
+    assert isinstance(reply, cl.ErrorReply) and reply.req == 4
+    assert reply.code is cl.ErrorCode.TOKEN_INVALID
+    [answer] = rules.handle(cl.BlessRequest(device_id="0123456789abcdef", req=1))
+    assert isinstance(answer, cl.BlessAnswer) and not answer.blessed
+
+
+def test_impos_versions_order_numerically() -> None:
+    assert version_key("43.1.10") > version_key("43.1.9") > version_key("43") > version_key("9")
+    assert impos_blob("43.1") == impos_blob("43.1") != impos_blob("43.2")
+    assert len(impos_blob("1", 1000)) == 1000
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=5000), st.integers(1, 700))
+def test_blocks_reassemble_to_the_image(data: bytes, chunk_size: int) -> None:
+    cache = ImageCache(lambda sha: None, chunk_size=chunk_size)
+    ref = cache.ref(cl.ImageKind.DEVICE, data)
+    assert ref.sha == sha256(data) and ref.total == -(-len(data) // chunk_size)
+    blocks = [cache.chunk("0123456789abcdef", ref.sha, i) for i in range(ref.total)]
+    assert all(b is not None and len(b.data) <= chunk_size for b in blocks)
+    assert b"".join(b.data for b in blocks if b is not None) == data
+    assert cache.chunk("0123456789abcdef", ref.sha, ref.total) is None
+    assert cache.get("0" * 64) is None
+
+
+def test_image_cache_evicts_and_reloads(svc: CloudService) -> None:
+    store = {sha256(b"a" * 100): b"a" * 100}
+    cache = ImageCache(store.get, chunk_size=10, max_bytes=150)
+    cache.put(b"b" * 100)
+    assert cache.get(sha256(b"a" * 100)) == b"a" * 100  # loaded, evicting b
+    store[sha256(b"forged")] = b"not forged"
+    assert cache.get(sha256(b"forged")) is None  # a loader returning other bytes is refused
