@@ -1,0 +1,82 @@
+"""The line end to end: real broker, real cloud, emulated fixtures and DUTs.
+
+Kept small (a few DUTs each) so the whole file runs in seconds, except the
+link-drop case, which waits for the DUT's own MQTT client to notice the dead link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from impfactory.cloud.broker import BrokerServer
+from impfactory.fixture.faults import plan_dut
+from impfactory.fixture.line import LineConfig, LineResult, run_line
+from impfactory.fixture.report import write_reports
+from impfactory.tools.line_setup import factory_cloud
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[str]:
+    with BrokerServer("auto") as url:
+        yield url
+
+
+def line(broker: str, observer: object | None = None, **kwargs: object) -> LineResult:
+    async def go() -> LineResult:
+        async with factory_cloud(broker, impos_size=64 * 1024) as cloud:
+            return await run_line(LineConfig(**kwargs), cloud, observer)  # type: ignore[arg-type]
+    return asyncio.run(go())
+
+
+def test_fault_free_line_blesses_every_dut(broker: str, tmp_path: Path) -> None:
+    result = line(broker, fixtures=2, duts=6, seed=3, outdated_impos=0.5)
+    s = result.summary
+    assert (s.duts, s.blessed, s.failed, s.failures) == (6, 6, 0, {})
+    assert len({r.fixture_id for r in result.records}) == 2
+    assert len({r.dut_id for r in result.records}) == 6
+    for r in result.records:
+        names = [st.name for st in r.stages]
+        for stage in ("blinkup", "connect", "download", "test", "application"):
+            assert stage in names, (r.index, names)
+        assert ("impos_update" in names) == plan_dut(3, r.index, {}, 0.5).outdated_impos
+        assert [m.name for m in r.measurements] == ["supply_voltage", "pin_loopback",
+                                                    "temperature"]
+        assert all(m.passed for m in r.measurements)
+        states = [e.state for e in r.led_timeline]
+        assert states.index("blinkup_ok") < states.index("online") < states.index("blessed")
+    assert any("outdated_impos" in r.faults for r in result.records)
+    paths = write_reports(tmp_path, result.records, s)
+    root = ET.parse(paths["junit"]).getroot()
+    assert root.get("tests") == "6" and root.get("failures") == "0"
+
+
+@pytest.mark.parametrize(("fault", "reason"), [
+    ("misplaced", "blinkup_failed"),
+    ("wrong_wifi", "wifi_join_failed"),
+    ("test_fail", "test_failed"),
+    ("link_drop", "link_lost"),
+])
+def test_each_fault_has_its_own_reason(broker: str, fault: str, reason: str) -> None:
+    result = line(broker, fixtures=1, duts=2, seed=1, faults={fault: 1.0},
+                  dut_timeout_wall=45.0)
+    assert result.summary.failures == {reason: 2}
+    for r in result.records:
+        assert r.faults == [fault] and r.failure_reason == reason
+        if fault == "test_fail":
+            assert any(not m.passed for m in r.measurements)
+
+
+def test_same_seed_same_outcomes(broker: str) -> None:
+    faults = {"misplaced": 0.3, "wrong_wifi": 0.3, "test_fail": 0.3}
+
+    def outcomes(seed: int) -> list[tuple[int, str, str | None, list[str]]]:
+        result = line(broker, fixtures=2, duts=6, seed=seed, faults=faults)
+        return [(r.index, r.final_state, r.failure_reason, r.faults) for r in result.records]
+
+    first = outcomes(11)
+    assert first == outcomes(11)
+    assert any(reason for _, _, reason, _ in first) and any(not f for *_, f in first)
