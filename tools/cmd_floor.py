@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import secrets
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ ENROL_WAIT = 30.0
 """Wall seconds for a new imp to come online and enrol."""
 DUT_WAIT = 60.0
 """Wall seconds for a DUT's whole life (BlinkUp, impOS, tests, blessing)."""
+SERIALS = 1 << 24
+"""Emulated imps' serial numbers (their MACs) are below this."""
 PRESSES = 5
 HEAR_S = 15.0
 """Floor-clock seconds a DUT may take to start hearing a BlinkUp before another press."""
@@ -193,7 +196,7 @@ async def run_floor(args: argparse.Namespace, say: Any = print) -> dict[str, Any
     """Bring the floor up, run it until done, and return the summary."""
     client = ApiClient(args.cloud)
     await asyncio.to_thread(client.login, args.user, args.password)
-    fleet = Fleet(args.broker, ScaledClock(args.scale))
+    fleet = Fleet(args.broker, ScaledClock(args.scale), first_serial=args.first_serial)
     floor = Floor(fleet, OpticalChannel(OpticalConfig(noise_rms=0.01), rng=1), [], [],
                   args.duts, say)
     try:
@@ -238,6 +241,10 @@ def run(args: argparse.Namespace) -> int:
             raise FloorError(f"--{name} cannot be negative")
     if args.scale <= 0:
         raise FloorError("--scale must be positive")
+    if args.first_serial is None:
+        args.first_serial = secrets.randbelow(SERIALS - 100_000)
+    elif not 0 <= args.first_serial <= SERIALS - 1 - args.devices - args.fixtures - args.duts:
+        raise FloorError(f"--first-serial must leave room below {SERIALS} for every imp")
     say = (lambda *_: None) if args.json else (lambda text: print(text, flush=True))
     try:
         summary = asyncio.run(run_floor(args, say))
@@ -270,5 +277,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--timeout", type=float, default=600.0, help="wall seconds at most")
     p.add_argument("--no-commands", dest="commands", action="store_false",
                    help="do not read press/quit commands from stdin")
+    p.add_argument("--first-serial", type=int, default=None,
+                   help="serial number (hence MAC and device ID) of the first imp; random by "
+                        "default, so floors run one after another never reuse a device")
     p.add_argument("--json", action="store_true", help="print only the summary, as JSON")
     p.set_defaults(func=run)
