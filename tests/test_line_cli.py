@@ -1,0 +1,67 @@
+"""``impfactory line run``, ``demo`` and ``perf line`` through the real entry point."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from impfactory.tools.cli import main
+
+
+def test_line_run_json_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "rep"
+    code = main(["line", "run", "--fixtures", "2", "--duts", "4", "--seed", "2",
+                 "--fault", "test_fail=0.5", "--outdated-impos", "0.25", "--json",
+                 "--report", str(report)])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    for key in ("duts", "blessed", "failed", "yield", "wall_s", "duts_per_s", "failures"):
+        assert key in doc
+    assert doc["duts"] == 4 == doc["blessed"] + doc["failed"]
+    assert sum(doc["failures"].values()) == doc["failed"]
+    assert set(doc["failures"]) <= {"test_failed"}
+    duts = json.loads((report / "duts.json").read_text())["duts"]
+    assert [d["index"] for d in duts] == [0, 1, 2, 3]
+    root = ET.parse(report / "junit.xml").getroot()
+    assert root.get("tests") == "4" and root.get("failures") == str(doc["failed"])
+    assert "<svg" in (report / "report.html").read_text()
+
+
+def test_min_yield_sets_the_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["line", "run", "--duts", "2", "--fixtures", "1", "--fault", "misplaced=1",
+                 "--min-yield", "0.5", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["failures"] == {"blinkup_failed": 2}
+
+
+@pytest.mark.parametrize("argv", [
+    ["--fault", "gremlins=0.1"],
+    ["--fault", "misplaced=2"],
+    ["--fault", "misplaced"],
+    ["--outdated-impos", "lots"],
+    ["--optical", "colour=blue"],
+    ["--firmware", "/nonexistent/factory.py"],
+    ["--duts", "0"],
+    ["--min-yield", "3"],
+])
+def test_bad_input_is_one_line_and_exit_2(argv: list[str],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["line", "run", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("impfactory: error:") and "\n" not in err
+
+
+def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--duts", "6", "--json", "--report", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["duts"] == 6 and doc["blessed"] + doc["failed"] == 6
+    assert Path(doc["report"]["html"]).is_file()
+
+
+def test_perf_line_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["perf", "line", "--duts", "4", "--fixtures", "2", "--broker", "auto",
+                 "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["duts"] == 4 and doc["failed"] == 0 and doc["duts_per_s"] > 0
+    assert doc["peak_rss_mib"] > 0

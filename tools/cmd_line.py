@@ -1,0 +1,147 @@
+"""``impfactory line run``: a whole production line, emulated, with faults and a report.
+
+Starts (or reaches) a broker, starts a cloud on a fresh database, builds a product
+with its fixture, DUT and production groups and a deployment in each (the example
+factory and application firmware unless ``--firmware``/``--app`` name your own),
+then runs F fixtures × N DUTs (``fixture.line``) with a live progress bar, prints
+the summary and, with ``--report DIR``, writes ``duts.json``, ``junit.xml`` and
+``report.html``.
+
+Exit status: 0 when the run completed and its yield is at least ``--min-yield``
+(default 0: failed DUTs are results, not errors), 1 below it, 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from impfactory.fixture.faults import parse_faults, parse_rate
+from impfactory.fixture.line import LineConfig, LineResult, run_line
+from impfactory.fixture.record import LineSummary
+from impfactory.fixture.report import write_reports
+from impfactory.hw.optical import PRESETS, OpticalConfig
+from impfactory.tools.line_setup import factory_cloud
+from impfactory.tools.line_ui import LineProgress
+
+from impfactory.errors import ImpFactoryError
+
+
+class LineInputError(ImpFactoryError, ValueError):
+    """A ``line run`` option is unusable (unreadable firmware file, bad number)."""
+
+
+def add_line_options(parser: argparse.ArgumentParser, *, fixtures: int, duts: int) -> None:
+    """The options ``line run``, ``demo`` and ``perf line`` share."""
+    parser.add_argument("--fixtures", type=int, default=fixtures, metavar="F",
+                        help=f"BlinkUp fixtures on the line (default {fixtures})")
+    parser.add_argument("--duts", type=int, default=duts, metavar="N",
+                        help=f"devices under test (default {duts})")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="seed: the same seed gives the same per-DUT outcomes (default 0)")
+    parser.add_argument("--broker", default="auto", metavar="auto|embedded|mqtt://HOST:PORT",
+                        help="broker to run on (default auto: Mosquitto if installed)")
+    parser.add_argument("--scale", type=float, default=200.0,
+                        help="line clock speed-up over the wall (default 200)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("line", help="run an emulated factory line")
+    line_sub = parser.add_subparsers(dest="line_command", metavar="COMMAND")
+    run = line_sub.add_parser("run", help="run F fixtures x N DUTs and report",
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_line_options(run, fixtures=2, duts=20)
+    run.add_argument("--fault", action="append", default=[], metavar="NAME=RATE",
+                     help="inject a fault into that share of DUTs (repeatable): misplaced, "
+                          "wrong_wifi, test_fail, link_drop")
+    run.add_argument("--outdated-impos", default="0", metavar="RATE",
+                     help="share of DUTs shipped with an old impOS that must update first")
+    run.add_argument("--optical", default="", metavar="NAME=VALUE,...",
+                     help="optical set-up overrides, e.g. distance_mm=6,noise_rms=0.02 "
+                          "(see hw/optical.py OpticalConfig)")
+    run.add_argument("--firmware", type=Path, metavar="FILE",
+                     help="your factory firmware (fixture + DUT) instead of the example")
+    run.add_argument("--app", type=Path, metavar="FILE",
+                     help="your application firmware instead of the example")
+    run.add_argument("--db", type=Path, metavar="PATH",
+                     help="cloud database to use or reuse (default: a fresh temporary one)")
+    run.add_argument("--report", type=Path, metavar="DIR",
+                     help="write duts.json, junit.xml and report.html into DIR")
+    run.add_argument("--min-yield", type=float, default=0.0, metavar="Y",
+                     help="exit 1 when the yield is below Y (0..1; default 0)")
+    run.set_defaults(func=_run)
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+
+def _read(path: Path | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise LineInputError(f"{what} {path}: {err}") from err
+
+
+def quiet_network_logs() -> None:
+    """Devices dropping links on purpose make paho log errors; the report says it better."""
+    for name in ("mqtt", "paho", "aiomqtt", "amqtt", "transitions", "impfactory"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    logging.getLogger().setLevel(logging.CRITICAL)
+
+
+def config_from_args(args: argparse.Namespace, faults: dict[str, float] | None = None,
+                     outdated: float = 0.0, optical: OpticalConfig | None = None) -> LineConfig:
+    return LineConfig(fixtures=args.fixtures, duts=args.duts, seed=args.seed,
+                      faults=faults or {}, outdated_impos=outdated,
+                      optical=optical or PRESETS["typical"], clock_scale=args.scale)
+
+
+async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
+                            db: Path | None = None, factory_code: str | None = None,
+                            app_code: str | None = None) -> LineResult:
+    """Start the cloud, run the line under a progress bar, stop everything."""
+    async with factory_cloud(broker, db, factory_code=factory_code, app_code=app_code) as cloud:
+        with LineProgress(config.duts, quiet=quiet) as progress:
+            return await run_line(config, cloud, progress)
+
+
+def print_summary(summary: LineSummary, report: dict[str, Path] | None = None) -> None:
+    d = summary.to_dict()
+    print(f"line: {d['duts']} DUTs on {d['fixtures']} fixtures (seed {d['seed']}): "
+          f"{d['blessed']} blessed, {d['failed']} failed, yield {100 * summary.yield_:.1f}%")
+    print(f"      {d['wall_s']:.2f} s wall, {d['duts_per_s']:.1f} DUTs/s")
+    for reason, count in summary.failures.items():
+        print(f"      {count:4d} x {reason}")
+    if report:
+        print(f"report: {report['html']}  (also {report['json'].name}, {report['junit'].name})")
+
+
+def _run(args: argparse.Namespace) -> int:
+    faults = parse_faults(args.fault)
+    outdated = parse_rate(args.outdated_impos, "--outdated-impos")
+    optical = PRESETS["typical"].with_spec(args.optical)
+    if not 0.0 <= args.min_yield <= 1.0:
+        raise LineInputError(f"--min-yield {args.min_yield} is not within 0..1")
+    config = config_from_args(args, faults, outdated, optical)
+    factory_code = _read(args.firmware, "--firmware")
+    app_code = _read(args.app, "--app")
+    quiet_network_logs()
+    result = asyncio.run(run_with_progress(config, args.broker, args.json, db=args.db,
+                                           factory_code=factory_code, app_code=app_code))
+    report = write_reports(args.report, result.records, result.summary) if args.report else None
+    if args.json:
+        doc = result.summary.to_dict()
+        if report:
+            doc["report"] = {k: str(v) for k, v in report.items()}
+        json.dump(doc, sys.stdout)
+        print()
+    else:
+        print_summary(result.summary, report)
+    return 0 if result.summary.yield_ >= args.min_yield else 1

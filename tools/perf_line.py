@@ -1,0 +1,76 @@
+"""``impfactory perf line``: how many DUTs per second a fault-free line gets through.
+
+Runs ``--duts N`` DUTs on ``--fixtures F`` fixtures over Mosquitto (the real broker
+CI installs; ``--broker`` to choose another), no faults, and prints the DUTs per
+second from the first fixture's power-on to the last DUT's record (the cloud and
+broker start-up are not counted), and the peak resident memory of this process
+and of the broker. ``--json`` prints ``duts_per_s`` and the rest as one object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+from impfactory.hw.optical import PRESETS
+from impfactory.tools.cmd_line import config_from_args, quiet_network_logs, run_with_progress
+
+from impfactory.errors import ImpFactoryError
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.duts < 1 or args.fixtures < 1:
+        raise ImpFactoryError("--duts and --fixtures must be at least 1")
+    config = config_from_args(args, {}, 0.0, PRESETS["typical"])
+    quiet_network_logs()
+    started = time.perf_counter()
+    result = asyncio.run(run_with_progress(config, args.broker, args.json))
+    total = time.perf_counter() - started
+    s = result.summary
+    doc: dict[str, Any] = {
+        "duts": s.duts,
+        "fixtures": config.fixtures,
+        "blessed": s.blessed,
+        "failed": s.failed,
+        "failures": s.failures,
+        "broker": args.broker,
+        "clock_scale": config.clock_scale,
+        "wall_s": round(s.wall_s, 3),
+        "total_s": round(total, 3),
+        "duts_per_s": round(s.duts_per_s, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "broker_peak_rss_mib": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+    }
+    if args.json:
+        json.dump(doc, sys.stdout)
+        print()
+    else:
+        print(f"perf line: {s.duts} DUTs on {config.fixtures} fixtures over {args.broker}: "
+              f"{doc['duts_per_s']} DUTs/s ({s.wall_s:.1f} s line, {total:.1f} s with set-up), "
+              f"{s.blessed} blessed, {s.failed} failed")
+        print(f"           peak memory {doc['peak_rss_mib']} MiB (this process), "
+              f"{doc['broker_peak_rss_mib']} MiB (broker)")
+    return 0 if s.failed == 0 else 1
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("line", help="DUTs per second through a fault-free line",
+                            description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duts", type=int, default=2000, metavar="N",
+                        help="devices under test (default 2000)")
+    parser.add_argument("--fixtures", type=int, default=16, metavar="F",
+                        help="BlinkUp fixtures (default 16)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--broker", default="mosquitto", metavar="mosquitto|auto|embedded|URL",
+                        help="broker (default mosquitto)")
+    parser.add_argument("--scale", type=float, default=200.0,
+                        help="line clock speed-up over the wall (default 200)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.set_defaults(func=_run)
