@@ -1,4 +1,4 @@
-"""``impfactory blinkup``, ``perf decoder`` and ``demo`` through the real entry point:
+"""``impfactory blinkup`` and ``perf decoder`` through the real entry point:
 exit status 0 only on success, one line (never a traceback) on bad input."""
 
 from __future__ import annotations
@@ -120,12 +120,6 @@ def test_perf_decoder_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["perf", "decoder", "--json", "--repeat", "1"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["x_realtime"] > 0 and doc["samples"] > 14000
-
-
-def test_demo(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--seed", "1", "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["ok"] and doc["received"] == doc["sent"]
 
 
 def test_subprocess_entry_point() -> None:
