@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -54,7 +55,7 @@ class CloudClient:
         self._client: aiomqtt.Client | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[cl.Message]] = {}
-        self._chunk_sinks: dict[str, Callable[[cl.Chunk], Any]] = {}
+        self._chunk_sinks: dict[str, Callable[[cl.Chunk | None], Any]] = {}
         self._req = itertools.count(1)
         self._closing = False
 
@@ -126,8 +127,19 @@ class CloudClient:
             raise CloudRefused(reply)
         return reply
 
-    def sink_chunks(self, sha: str, sink: Callable[[cl.Chunk], Any] | None) -> None:
-        """Route chunks of image ``sha`` to ``sink`` (None stops routing)."""
+    def sever(self) -> None:
+        """Cut the connection as a network failure would: no DISCONNECT, so the will fires."""
+        client = self._client
+        sock = client._client.socket() if client is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def sink_chunks(self, sha: str, sink: Callable[[cl.Chunk | None], Any] | None) -> None:
+        """Route chunks of image ``sha`` to ``sink`` (None stops routing).
+
+        When the link is lost every sink is called with ``None``.
+        """
         if sink is None:
             self._chunk_sinks.pop(sha, None)
         else:
@@ -152,6 +164,8 @@ class CloudClient:
         if not self._closing:
             self.connected = False
             self._fail_pending(CloudClientError("link lost"))
+            for sink in list(self._chunk_sinks.values()):
+                sink(None)
             await self._drop_client()
             self.on_lost()
 

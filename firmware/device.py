@@ -118,6 +118,7 @@ class Device:
         self._agent_handlers: dict[str, Callable[[Any], Any]] = {}
         self._unsent_logs: list[cl.Log] = []
         self._flashing = False
+        self._partials: dict[str, dict[int, bytes]] = {}
         self._greeted = asyncio.Event()
         self._offered = asyncio.Event()
         self.net = _ConnectionManager(clock, self.led, env, self.mac, self.config.stage_times)
@@ -533,7 +534,7 @@ class Device:
             self.led.handle(LedEvent.UPDATE_START)
             self._emit(DeviceEvent.IMPOS_UPDATING, offer.version)
             try:
-                await fetch_image(client, offer.image)
+                await fetch_image(client, offer.image, blocks=self._partial(offer.image.sha))
             except (FirmwareImageError, CloudClientError) as err:
                 self._emit(DeviceEvent.IMAGE_FAILED, str(err))
                 self.led.handle(LedEvent.UPDATE_DONE)
@@ -546,6 +547,19 @@ class Device:
             self._emit(DeviceEvent.IMPOS_UPDATED, offer.version)
             self._start_life(boot=True)
 
+    def _partial(self, sha: str) -> dict[int, bytes]:
+        """Blocks of image ``sha`` kept across a lost link (one image at a time)."""
+        if sha not in self._partials:
+            self._partials = {sha: {}}
+        return self._partials[sha]
+
+    def sever_link(self) -> bool:
+        """Test hook: the network drops the cloud connection under the device."""
+        if self._cloud is None:
+            return False
+        self._cloud.sever()
+        return True
+
     async def _load_code(self, offer: cl.CodeOffer) -> None:
         assert self._ops is not None
         async with self._ops:
@@ -555,7 +569,8 @@ class Device:
             if offer.deployment == self.deployment and self.runtime.running:
                 return
             try:
-                image = await fetch_image(client, offer.device)
+                image = await fetch_image(client, offer.device,
+                                          blocks=self._partial(offer.device.sha))
                 source = image.decode("utf-8")
             except (FirmwareImageError, CloudClientError, UnicodeDecodeError) as err:
                 self._emit(DeviceEvent.IMAGE_FAILED, str(err))

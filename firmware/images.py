@@ -14,24 +14,36 @@ import asyncio
 import hashlib
 
 from impfactory.firmware.cloudclient import CloudClient
-from impfactory.firmware.errors import FirmwareImageError
+from impfactory.firmware.errors import CloudClientError, FirmwareImageError
 from impfactory.protocol import cloudlink as cl
 
 ROUND_TIMEOUT = 10.0
 
 
 async def fetch_image(client: CloudClient, ref: cl.ImageRef, max_rounds: int = 4,
-                      round_timeout: float = ROUND_TIMEOUT) -> bytes:
-    """Download the image ``ref`` names; return its bytes once its SHA-256 matches."""
+                      round_timeout: float = ROUND_TIMEOUT,
+                      blocks: dict[int, bytes] | None = None) -> bytes:
+    """Download the image ``ref`` names; return its bytes once its SHA-256 matches.
+
+    ``blocks`` keeps what has arrived; pass the same dict after a lost link and
+    only the missing blocks are asked for (the image is named by its SHA-256).
+    A lost link raises ``CloudClientError`` at once.
+    """
     total = ref.total
-    blocks: dict[int, bytes] = {}
+    blocks = {} if blocks is None else blocks
     arrived = asyncio.Event()
     problems: list[str] = []
+    lost = False
 
     def expected_len(index: int) -> int:
         return ref.chunk_size if index < total - 1 else ref.size - ref.chunk_size * (total - 1)
 
-    def sink(chunk: cl.Chunk) -> None:
+    def sink(chunk: cl.Chunk | None) -> None:
+        nonlocal lost
+        if chunk is None:
+            lost = True
+            arrived.set()
+            return
         if chunk.total != total or chunk.index >= total:
             problems.append(f"block {chunk.index}/{chunk.total} does not fit {total} blocks")
             return
@@ -59,6 +71,9 @@ async def fetch_image(client: CloudClient, ref: cl.ImageRef, max_rounds: int = 4
                     await asyncio.wait_for(arrived.wait(), left)
                 except TimeoutError:
                     break
+                if lost:
+                    raise CloudClientError(
+                        f"link lost with {len(blocks)} of {total} blocks of {ref.sha[:12]}")
             if len(blocks) < total:
                 problems.append(f"{total - len(blocks)} of {total} blocks missing")
                 continue

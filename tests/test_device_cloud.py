@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -50,6 +52,7 @@ class ScriptedCloud:
     bless_answer: bool = True
     chunk_size: int = 64
     seen: list[cl.Message] = field(default_factory=list)
+    on_block: Callable[[int], Any] | None = None
     images: dict[str, bytes] = field(default_factory=dict)
     _corrupted: bool = False
 
@@ -95,6 +98,8 @@ class ScriptedCloud:
                     self._corrupted = True
                     block = bytes([block[0] ^ 0xFF]) + block[1:]
                 out.append(cl.Chunk(d, sha=msg.sha, index=i, total=total, data=block))
+                if self.on_block is not None:
+                    self.on_block(i)
             return out
         if isinstance(msg, cl.BlessRequest):
             ok = msg.passed and self.bless_answer
@@ -109,7 +114,7 @@ def configured_store() -> MemoryStore:
 
 
 async def run_device(url: str, cloud: ScriptedCloud, until: DeviceEvent,
-                     serial: int = 1) -> Device:
+                     serial: int = 1, during: Callable[[Device], Any] | None = None) -> Device:
     ready = asyncio.Event()
     cloud_task = asyncio.create_task(cloud.run(ready))
     await asyncio.wait_for(ready.wait(), 10)
@@ -117,6 +122,8 @@ async def run_device(url: str, cloud: ScriptedCloud, until: DeviceEvent,
     device = Device(DeviceIdentity.from_serial(serial), ScaledClock(200), env, url,
                     store=configured_store())
     try:
+        if during is not None:
+            during(device)
         device.power_on()
         await device.wait_for(until, timeout=20)
         await asyncio.sleep(0.05)
@@ -191,3 +198,28 @@ def test_no_broker_is_no_server() -> None:
 
     device = asyncio.run(go())
     assert LedState.CONNECTING in device.led.states()
+
+
+def test_download_resumes_after_a_lost_link(broker_url: str) -> None:
+    code = DUT_CODE + "\n# padding so the image has many blocks\n" + "#" * 2000 + "\n"
+    cloud = ScriptedCloud(broker_url, code=code)
+
+    def arm(device: Device) -> None:
+        def block_sent(index: int) -> None:
+            if index == 10 and cloud.on_block is not None:
+                cloud.on_block = None
+                # The link drops while blocks are in flight; those sent so far arrive.
+                asyncio.get_running_loop().call_later(0.05, device.sever_link)
+
+        cloud.on_block = block_sent
+
+    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.BLESSED, serial=6,
+                                    during=arm))
+    kinds = [r.kind for r in device.events]
+    assert DeviceEvent.OFFLINE in kinds
+    assert kinds.count(DeviceEvent.ONLINE) == 2
+    requests = [m for m in cloud.seen if isinstance(m, cl.ChunkRequest)]
+    first, later = set(requests[0].blocks), {b for r in requests[1:] for b in r.blocks}
+    assert 0 in first and 0 not in later  # blocks already held are not asked for again
+    assert later and later < first
+    assert device.settings.device_code == code

@@ -21,7 +21,7 @@ from impfactory.cloud.server import Cloud
 from impfactory.firmware import examples
 from impfactory.firmware.device import Device
 from impfactory.firmware.events import DeviceEvent
-from impfactory.firmware.fleet import FACTORY_SSID, Fleet
+from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID, Fleet
 from impfactory.firmware.led import LedState
 from impfactory.firmware.lightpath import shine
 from impfactory.firmware.signals import FixtureFlash
@@ -238,3 +238,64 @@ def test_dut_code_that_raises_is_logged_and_device_stays_online(any_broker_url: 
                                          dut_code=bad))
     assert "dut starting" in logs
     assert any("ZeroDivisionError" in m and "(at line 3)" in m for m in logs)
+
+
+async def blessed_dut(line: Line) -> Device:
+    """A DUT taken through the factory until its application runs."""
+    dut = line.fleet.add(hardware=examples.dut_board())
+    dut.power_on()
+    connect_light(line, dut)
+    line.fixture.press("pin1")
+    await dut.wait_for(E.BLESSED, WAIT, since=0)
+    await until(lambda: any(m.startswith("application started") for m in dut.logs))
+    # Blessing cleared WiFi and enrolment (shipped units start unconfigured); an end
+    # user's BlinkUp to the same network gives it WiFi again for the tests below.
+    assert not dut.settings.has_network
+    dut.set_wifi(FACTORY_SSID, FACTORY_PASSWORD)
+    return dut
+
+
+def test_polite_deployment_lets_the_application_finish_then_runs_new_code(
+        any_broker_url: str, tmp_path: Path) -> None:
+    new_app = examples.application_source().replace("application started",
+                                                    "application v2 started")
+
+    async def body(line: Line) -> Device:
+        dut = await blessed_dut(line)
+        svc = line.cloud.service
+        svc.create_deployment(line.zone.production_group, new_app)
+        assert svc.restart_group(line.zone.production_group, conditional=True) == 1
+        await until(lambda: any(m.startswith("application v2 started") for m in dut.logs))
+        return dut
+
+    dut = asyncio.run(run_scenario(any_broker_url, tmp_path / "cloud.db", body))
+    asked = dut.logs.index("shutdown requested (1): finishing up")
+    restarted = next(i for i, m in enumerate(dut.logs) if m.startswith("restarting"))
+    started = next(i for i, m in enumerate(dut.logs) if m.startswith("application v2"))
+    assert asked < restarted < started
+    t_asked = next(r.time for r in dut.events
+                   if r.kind is E.LOG and r.detail.startswith("shutdown requested"))
+    t_restart = next(r.time for r in dut.events
+                     if r.kind is E.LOG and r.detail.startswith("restarting"))
+    assert t_restart - t_asked >= 1.0  # the handler deferred the restart by 1 s
+
+
+def test_lost_link_reconnects_and_code_keeps_running(any_broker_url: str,
+                                                    tmp_path: Path) -> None:
+    async def body(line: Line) -> tuple[Device, bool]:
+        dut = await blessed_dut(line)
+        mark = len(dut.events)
+        assert dut.sever_link()
+        await dut.wait_for(E.OFFLINE, WAIT, since=mark)
+        dut.runtime.call(dut.runtime.globals["server"].log, "logged while offline")
+        await dut.wait_for(E.ONLINE, WAIT, since=mark)
+        await until(lambda: any(e.msg == "logged while offline" for e in
+                                line.cloud.service.device_logs(dut.device_id)))
+        online = line.cloud.service.get_device(dut.device_id).online
+        return dut, online
+
+    dut, online = asyncio.run(run_scenario(any_broker_url, tmp_path / "cloud.db", body))
+    assert online
+    assert sum(m.startswith("application started") for m in dut.logs) == 1  # not restarted
+    states = dut.led.states()
+    assert is_subsequence([S.ONLINE, S.SEARCHING_WIFI, S.CONNECTING, S.ONLINE], states)
