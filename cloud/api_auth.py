@@ -164,7 +164,8 @@ class AccountBook:
         access = secrets.token_urlsafe(24)
         out: JsonObj = {"access_token": access, "expires_in": int(ACCESS_TTL),
                         "expires_at": iso(now + ACCESS_TTL)}
-        rows = [(_digest(access), "access", account.id, now + ACCESS_TTL, now)]
+        rows: list[tuple[str, str, str, float | None, float]] = [
+            (_digest(access), "access", account.id, now + ACCESS_TTL, now)]
         if refresh:
             token = secrets.token_urlsafe(24)
             out["refresh_token"] = token

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import io
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -170,7 +171,7 @@ class HttpServer:
             raise _BadHttp(400, "malformed request line")
         method, target, version = parts
         try:
-            msg = http.client.parse_headers(_Lines(rest.encode("iso-8859-1")))  # type: ignore[arg-type]
+            msg = http.client.parse_headers(io.BytesIO(rest.encode("iso-8859-1") + b"\r\n"))
         except http.client.HTTPException as err:
             raise _BadHttp(400, "malformed headers") from err
         headers = {k.lower(): v for k, v in msg.items()}
@@ -245,17 +246,6 @@ async def _write_stream_impl(reader: asyncio.StreamReader, writer: asyncio.Strea
         if aclose is not None:
             with contextlib.suppress(RuntimeError):
                 await aclose()
-
-
-class _Lines:
-    """Feed ``http.client.parse_headers`` from bytes (it wants ``readline``)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._lines = data.splitlines(keepends=True)
-        self._lines.append(b"\r\n")
-
-    def readline(self, limit: int = -1) -> bytes:
-        return self._lines.pop(0) if self._lines else b""
 
 
 def _error(status: int, detail: str) -> HttpResponse:
