@@ -19,7 +19,8 @@ Rules, and why:
   by its start and is never matched. The smallest step between patterns is 250 ms, so a tolerance
   of 90 ms leaves a wide margin for a sensor's sampling and a LED's jitter.
 * A lit stretch longer than ``SOLID_S`` is solid; solid green that ends after
-  about 3 s is the "BlinkUp received" green, longer solid green is an impOS
+  about 3 s right after a dark stretch (the LED stops flashing while a BlinkUp
+  is received) is the "BlinkUp received" green, longer solid green is an impOS
   update or a blessed device. Dark for longer than ``DARK_S`` is ``off`` (no
   power, or a BlinkUp being received: the LED stops flashing then).
 * Where IMP_FACTS gives two states the same look (getting an IP address and
@@ -46,6 +47,8 @@ MIN_WINDOW = 6
 SOLID_S = 1.0
 DARK_S = 1.5
 BLINKUP_GREEN_S = (2.5, 3.5)
+RECEIVE_DARK_MS = 750.0
+"""The BlinkUp green follows the dark of a reception: longer than any pattern's dark."""
 GLITCH_S = 0.05
 """A change of lit/dark shorter than this is a glitch (sensor noise), not a segment."""
 LIT_THRESHOLD = 40.0
@@ -168,6 +171,7 @@ class StatusDecoder:
     """The current run's colour name, ``off`` when dark."""
     _new: list[StatusReading] = field(default_factory=list)
     _change_start: int | None = None
+    _last: Segment | None = None
 
     def __post_init__(self) -> None:
         if not (self.sample_rate > 0 and np.isfinite(self.sample_rate)):
@@ -215,11 +219,13 @@ class StatusDecoder:
         seg = self._open_segment(end)
         if seg is None:
             return
+        before, self._last = self._last, seg
         if seg.start == 0.0:
             return  # the recording began inside this stretch: its length is unknown
         if seg.on and seg.ms >= SOLID_S * 1000:
             green = seg.colour == "green" and BLINKUP_GREEN_S[0] * 1000 <= seg.ms
-            if green and seg.ms <= BLINKUP_GREEN_S[1] * 1000:
+            received = before is not None and not before.on and before.ms >= RECEIVE_DARK_MS
+            if green and received and seg.ms <= BLINKUP_GREEN_S[1] * 1000:
                 self._report(StatusReading(seg.start, "blinkup_ok", seg.colour))
             self.segments.clear()  # a solid stretch breaks any pattern
             return

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from impfactory.firmware.identity import DeviceIdentity
 
 CLI = [sys.executable, "-m", "impfactory.tools.cli"]
 SSID, PASSWORD = "bench-net", "bench-pass"
@@ -30,20 +31,29 @@ def bench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     )
 
 
+def start_emulator(log: Path, *args: str) -> tuple[str, subprocess.Popen[str]]:
+    """``bench emulate`` in the background; its log goes to a file (a pipe nobody
+    reads could fill up and stall it)."""
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [*CLI, "bench", "emulate", "--scale", "10", *args],
+            stdout=subprocess.PIPE, stderr=err, text=True,
+        )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("port: "), first + log.read_text()
+    return first.split(" ", 1)[1].strip(), proc
+
+
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    proc = subprocess.Popen(
-        [*CLI, "bench", "emulate", "--scale", "10", "--wifi-ssid", SSID,
-         "--wifi-password", PASSWORD, "--plan-id", PLAN, "--token", TOKEN],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def emulator(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    log = tmp_path_factory.mktemp("bench") / "emulate.log"
+    port, proc = start_emulator(log, "--wifi-ssid", SSID, "--wifi-password", PASSWORD,
+                                "--plan-id", PLAN, "--token", TOKEN)
     try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith("port: "), first + (proc.stderr.read() if proc.stderr else "")
-        yield first.split(" ", 1)[1].strip(), proc
+        yield port, proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -91,16 +101,28 @@ def test_blinkup_through_the_bench_led_turns_the_dut_green(
     assert doc["lost_samples"] == 0
 
 
-def test_blinkup_with_the_wrong_rate_is_not_acknowledged(
+def test_an_unpowered_dut_does_not_acknowledge(
     emulator: tuple[str, subprocess.Popen[str]],
 ) -> None:
     port, _ = emulator
+    assert bench("power", "--port", port, "off").returncode == 0
     result = bench(
-        "blinkup", "--port", port, "--ssid", SSID, "--password", PASSWORD,
-        "--power-cycle", "--fast", "--watch", "4",
+        "blinkup", "--port", port, "--ssid", SSID, "--password", PASSWORD, "--fast",
+        "--watch", "2", "--json",
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "did not show the BlinkUp green" in result.stdout
+    assert [s["state"] for s in json.loads(result.stdout)["status"]] == ["off"]
+    assert bench("power", "--port", port, "on").returncode == 0
+
+
+def test_blinkup_fast_is_acknowledged_too(emulator: tuple[str, subprocess.Popen[str]]) -> None:
+    port, _ = emulator
+    result = bench(
+        "blinkup", "--port", port, "--ssid", SSID, "--password", PASSWORD, "--fast",
+        "--power-cycle", "--watch", "4",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "at 142 Hz" in result.stdout and "blinkup_ok" in result.stdout
 
 
 def test_capture_of_the_fixture_led_decodes(
@@ -136,3 +158,20 @@ def test_bad_port_and_silent_port_are_one_line_errors(tmp_path: Path) -> None:
     assert silent.returncode == 2
     assert "stopped answering" in silent.stderr
     assert "Traceback" not in silent.stderr
+
+
+def test_run_blesses_the_dut_behind_the_bench(broker_url: str, tmp_path: Path) -> None:
+    """``bench run``: emulated cloud and fixture; the DUT is the one on the bench."""
+    port, proc = start_emulator(tmp_path / "emulate.log", "--server", broker_url)
+    try:
+        result = bench("run", "--port", port, "--broker", broker_url, "--wait", "60",
+                       "--json", timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        doc = json.loads(result.stdout)
+        assert doc["blessed"] is True and doc["reason"] is None
+        # the cloud learnt the DUT's ID from its enrolment, not from us
+        assert doc["dut"] == DeviceIdentity.from_serial(1).device_id
+        assert "blinkup_ok" in [s["state"] for s in doc["status"]]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 from impfactory.firmware.device import Device, DeviceConfig
+from impfactory.firmware.examples import dut_board
+from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.led import COLOURS_RGB
 from impfactory.firmware.signals import FixtureFlash, render_fixture_flash
@@ -139,11 +141,11 @@ class EmulatedImpBench:
 async def _emulate(args: argparse.Namespace) -> int:
     clock: Clock = ScaledClock(args.scale) if args.scale != 1 else RealClock()
     env = WifiEnvironment([AccessPoint(args.wifi_ssid, args.wifi_password)])
-    config = DeviceConfig(
-        blinkup_symbol_rate=BILEVEL_FAST_RATE if args.fast else BILEVEL_RATE
-    )
+    # like a real imp, the DUT locks to any symbol rate (60 Hz, 142 Hz ...); its board
+    # is the one the example factory firmware tests (loopback wired, sane supply)
     device = Device(
-        DeviceIdentity.from_serial(args.serial), clock, env, args.server, config=config
+        DeviceIdentity.from_serial(args.serial), clock, env, args.server,
+        hardware=dut_board(), config=DeviceConfig(),
     )
     fixture = {
         "ssid": args.fixture_ssid if args.fixture_ssid is not None else args.wifi_ssid,
@@ -335,11 +337,112 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_power(args: argparse.Namespace) -> int:
+    with _open(args) as bench:
+        if args.state == "cycle":
+            bench.power(False)
+            bench.power(True)
+        else:
+            bench.power(args.state == "on")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    raise BenchCommandError(
-        "bench run needs the factory line runner (fixture/), which does not drive a "
-        "bench DUT yet; use bench blinkup and bench watch"
-    )
+    if args.wait <= 0:
+        raise BenchCommandError(f"--wait must be positive, got {args.wait}")
+    return asyncio.run(_run(args))
+
+
+async def _run(args: argparse.Namespace) -> int:
+    """One DUT through the line: emulated cloud and fixture, the DUT behind the bench.
+
+    The fixture is an emulated imp running the example factory firmware against
+    an emulated cloud (tools/line_setup.py); its flash goes to the bench LED
+    (fixture.blinkup_fixture.SerialEmitter). The DUT is whatever the bench holds;
+    it must reach the same broker (``--broker``): an emulated bench DUT does with
+    ``bench emulate --server URL``. The verdict is the cloud's (blessed or a bless
+    failure, as a blessing webhook would say) or, failing that, the DUT's LED.
+    """
+    from impfactory.fixture.blinkup_fixture import SerialEmitter
+    from impfactory.fixture.line import Line, LineConfig
+    from impfactory.tools.line_setup import factory_cloud
+
+    driver = _open(args)
+    started = time.monotonic()
+    decoder = StatusDecoder(STATUS_RATE)
+    result: dict[str, Any] = {"port": args.port}
+    try:
+        ident = await asyncio.to_thread(driver.identify)
+        result["controller"] = ident.name
+        async with factory_cloud(broker=args.broker) as fc:
+            print(f"cloud ready, broker {fc.broker_url}", file=sys.stderr, flush=True)
+            line = Line(LineConfig(fixtures=1, duts=1, clock_scale=args.scale), fc)
+            try:
+                fixture = (await line.start_fixtures())[0]
+                result["fixture"] = fixture.device_id
+                await asyncio.to_thread(driver.power, False)
+                await asyncio.to_thread(driver.power, True)
+                status = await asyncio.to_thread(driver.start_status, STATUS_RATE)
+                flash = await fixture.blinkup(SerialEmitter(driver))
+                result["flash_seconds"] = round(flash.duration, 3)
+                result.update(await _follow(fc, flash.config.token, status, decoder, args))
+                await asyncio.to_thread(driver.stop, bp.Stream.STATUS)
+                _show(decoder.feed(status.take()), args)
+            finally:
+                for f in line.fixtures:
+                    await f.device.power_off()
+    finally:
+        driver.close()
+    states = [r.state for r in decoder.readings]
+    if result.get("reason") is None and not result.get("blessed"):
+        result["reason"] = _led_reason(states, result.get("dut"))
+    result["status"] = [r.to_json() for r in decoder.readings]
+    result["wall_s"] = round(time.monotonic() - started, 2)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        verdict = "BLESSED" if result.get("blessed") else f"FAILED ({result['reason']})"
+        print(f"DUT {result.get('dut') or '(never enrolled)'}: {verdict} "
+              f"in {result['wall_s']:.1f} s")
+    return 0 if result.get("blessed") else 1
+
+
+async def _follow(fc: Any, token: str | None, status: Any, decoder: StatusDecoder,
+                  args: argparse.Namespace) -> dict[str, Any]:
+    """Watch the cloud and the DUT's LED until the DUT is blessed, fails, or time is up."""
+    svc = fc.cloud.service
+    deadline = time.monotonic() + args.wait
+    dut: str | None = None
+    while time.monotonic() < deadline:
+        _show(decoder.feed(status.take()), args)
+        if dut is None and token is not None:
+            record = svc.get_token(token)
+            dut = record.used_by if record is not None else None
+        if dut is not None:
+            device = svc.find_device(dut)
+            if device is not None and device.blessed:
+                return {"dut": dut, "blessed": True, "reason": None}
+            if device is not None and device.bless_failures:
+                return {"dut": dut, "blessed": False, "reason": "test_failed"}
+        if decoder.state == "test_failed/power_problem":
+            return {"dut": dut, "blessed": False, "reason": "test_failed"}
+        await asyncio.sleep(0.1)
+    return {"dut": dut, "blessed": False, "reason": None}
+
+
+def _led_reason(states: list[str], dut: str | None) -> str:
+    """Why a DUT that was not blessed failed, read as an operator reads its LED."""
+    if "blinkup_ok" not in states:
+        return "blinkup_failed"
+    if dut is None:
+        return "server_unreachable"  # BlinkUp taken, but the token never reached the cloud
+    return "no_bless"
+
+
+def _show(readings: list[StatusReading], args: argparse.Namespace) -> None:
+    if not args.json:
+        for r in readings:
+            print(_reading_line(r), flush=True)
 
 
 # ---------------------------------------------------------------- parser
@@ -362,13 +465,13 @@ def register(sub: Any) -> None:
     emu = cmds.add_parser("emulate", help="serve an emulated bench (imp DUT) on a pty")
     emu.add_argument("--scale", type=float, default=1.0,
                      help="bench clock speed-up (10 runs the bench ten times faster)")
-    emu.add_argument("--wifi-ssid", default="factory", help="the network the DUT can join")
-    emu.add_argument("--wifi-password", default="factory-pass")
+    emu.add_argument("--wifi-ssid", default=FACTORY_SSID, help="the network the DUT can join")
+    emu.add_argument("--wifi-password", default=FACTORY_PASSWORD)
     emu.add_argument("--server", default="mqtt://127.0.0.1:1",
                      help="the DUT's impCloud MQTT URL (default: nowhere, so it keeps connecting)")
     emu.add_argument("--serial", type=int, default=1, help="the DUT's serial number (identity)")
     emu.add_argument("--fast", action="store_true",
-                     help="the DUT and stand-in fixture use BLINKUP_FAST (142 Hz)")
+                     help="the stand-in fixture flashes with BLINKUP_FAST (142 Hz)")
     emu.add_argument("--unpowered", action="store_true", help="start with the DUT switched off")
     emu.add_argument("--fixture-ssid", help="what the stand-in fixture flashes (default: wifi)")
     emu.add_argument("--fixture-password")
@@ -417,8 +520,20 @@ def register(sub: Any) -> None:
     watch.add_argument("--json", action="store_true", help="one JSON object per state")
     watch.set_defaults(func=_cmd_watch)
 
-    run = cmds.add_parser("run", help="a line run with a real DUT behind the bench")
+    power = cmds.add_parser("power", help="switch the DUT's power")
+    _port_options(power)
+    power.add_argument("state", choices=["on", "off", "cycle"])
+    power.set_defaults(func=_cmd_power)
+
+    run = cmds.add_parser("run", help="one DUT behind the bench through an emulated line")
     _port_options(run)
+    run.add_argument("--broker", default="auto",
+                     help="MQTT broker the cloud and the DUT share: auto, or mqtt://HOST:PORT")
+    run.add_argument("--scale", type=float, default=10.0,
+                     help="clock speed-up of the emulated fixture (default 10)")
+    run.add_argument("--wait", type=float, default=120.0,
+                     help="wall seconds to wait for the DUT's verdict after the flash")
+    run.add_argument("--json", action="store_true")
     run.set_defaults(func=_cmd_run)
 
 
