@@ -10,13 +10,17 @@ missing one, so ids leak nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from impfactory.cloud.api_auth import Account, AccountBook
 from impfactory.cloud.api_jsonapi import NotFound
 from impfactory.cloud.errors import NotFoundError
 from impfactory.cloud.model import Deployment, Device, DeviceGroup, Product
 from impfactory.cloud.service import CloudService
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -31,35 +35,28 @@ class ApiContext:
         """The account whose data a caller works on (a collaborator's owner)."""
         return account.owner_id
 
+    @staticmethod
+    def _scoped(get: Callable[[str], T], ident: str, owner: str, what: str) -> T:
+        """``get(ident)`` when it exists and belongs to ``owner``; else a 404 naming it."""
+        try:
+            found = get(ident)
+        except NotFoundError:
+            raise NotFound(f"no {what} {ident!r}") from None
+        if getattr(found, "owner_id", None) != owner:
+            raise NotFound(f"no {what} {ident!r}")
+        return found
+
     def product(self, owner: str, product_id: str) -> Product:
         """This owner's product, or 404."""
-        try:
-            p = self.svc.get_product(product_id)
-        except NotFoundError:
-            p = None
-        if p is None or p.owner_id != owner:
-            raise NotFound(f"no product {product_id!r}")
-        return p
+        return self._scoped(self.svc.get_product, product_id, owner, "product")
 
     def group(self, owner: str, group_id: str) -> DeviceGroup:
         """This owner's device group, or 404."""
-        try:
-            g = self.svc.get_group(group_id)
-        except NotFoundError:
-            g = None
-        if g is None or g.owner_id != owner:
-            raise NotFound(f"no device group {group_id!r}")
-        return g
+        return self._scoped(self.svc.get_group, group_id, owner, "device group")
 
     def deployment(self, owner: str, deployment_id: str) -> Deployment:
         """This owner's deployment, or 404."""
-        try:
-            d = self.svc.get_deployment(deployment_id)
-        except NotFoundError:
-            d = None
-        if d is None or d.owner_id != owner:
-            raise NotFound(f"no deployment {deployment_id!r}")
-        return d
+        return self._scoped(self.svc.get_deployment, deployment_id, owner, "deployment")
 
     def device(self, owner: str, ident: str) -> Device:
         """This owner's device by id, MAC address or agent id (as the client allows), or 404."""
