@@ -1,0 +1,123 @@
+"""``impfactory perf bench``: the bench protocol's speed, over a real pty.
+
+* ``codec``: frames/s and MB/s through ``encode`` + ``FrameDecoder.feed`` of
+  full light-in sample frames (510 samples, 1 kB payload) on one core.
+* ``round trip``: IDENTIFY request → IDENTITY reply through the emulated
+  controller on a pty (driver thread, controller loop thread): median and p99.
+* ``stream``: light-in at the highest rate the emulated controller accepts
+  (20 kHz) for ``--seconds``: samples received per second and samples lost.
+* ``silent``: how long the driver takes to report a controller that stopped
+  answering, against its configured bound ``timeout x (retries + 1)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+from impfactory.hw.bench import BenchDriver, BenchTimeoutError
+from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
+from impfactory.protocol import bench as bp
+
+
+class _QuietBench:
+    """A bench with nothing on it but a fixture LED showing a ramp."""
+
+    def set_power(self, on: bool) -> None:
+        pass
+
+    def light_to_dut(self, t0: float, levels: np.ndarray, rate_hz: float) -> None:
+        pass
+
+    def dut_status_rgb(self, times: np.ndarray) -> np.ndarray:
+        return np.zeros((len(times), 3))
+
+    def press_button(self, seconds: float) -> None:
+        pass
+
+    def fixture_light(self, times: np.ndarray) -> np.ndarray:
+        return np.asarray(times % 1.0)
+
+    def uart_to_dut(self, data: bytes) -> None:
+        pass
+
+    def uart_from_dut(self) -> bytes:
+        return b""
+
+
+def measure_codec(frames: int = 2000) -> dict[str, Any]:
+    msg = bp.LightInSamples(0, tuple(range(510)))
+    started = time.perf_counter()
+    wire = b"".join(bp.encode(i % 255 + 1, msg) for i in range(frames))
+    encoded = time.perf_counter() - started
+    decoder = bp.FrameDecoder()
+    started = time.perf_counter()
+    got = decoder.feed(wire)
+    decoded = time.perf_counter() - started
+    assert len(got) == frames and decoder.faults == 0
+    return {
+        "frames": frames,
+        "frame_bytes": len(wire) // frames,
+        "encode_frames_per_s": round(frames / encoded),
+        "decode_frames_per_s": round(frames / decoded),
+        "decode_mb_per_s": round(len(wire) / decoded / 1e6, 2),
+    }
+
+
+def measure_bench(requests: int = 500, seconds: float = 2.0) -> dict[str, Any]:
+    controller = EmulatedBenchController(_QuietBench())
+    with ControllerThread(controller) as path, BenchDriver.open(path, timeout=0.5) as driver:
+        times = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            driver.identify()
+            times.append(time.perf_counter() - started)
+        light = driver.start_light_in(20_000.0)
+        started = time.perf_counter()
+        time.sleep(seconds)
+        driver.stop()
+        wall = time.perf_counter() - started
+        count, lost = light.count(), light.lost
+        driver.timeout, driver.retries = 0.2, 2
+        controller.faults.muted = True
+        started = time.perf_counter()
+        try:
+            driver.identify()
+        except BenchTimeoutError:
+            silent = time.perf_counter() - started
+        else:  # pragma: no cover - a muted controller cannot answer
+            raise AssertionError("a muted controller answered")
+    times.sort()
+    return {
+        "round_trip_median_ms": round(statistics.median(times) * 1000, 3),
+        "round_trip_p99_ms": round(times[int(0.99 * (len(times) - 1))] * 1000, 3),
+        "stream_rate_hz": 20_000,
+        "stream_samples_per_s": round(count / wall),
+        "stream_lost": lost,
+        "silent_detect_s": round(silent, 3),
+        "silent_bound_s": round(0.2 * 3, 3),
+    }
+
+
+def _run(args: argparse.Namespace) -> int:
+    doc = {"codec": measure_codec(args.frames), "pty": measure_bench(args.requests, args.seconds)}
+    if args.json:
+        print(json.dumps(doc))
+    else:
+        for group, figures in doc.items():
+            for key, value in figures.items():
+                print(f"{group:<6} {key:<24} {value}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("bench", help="bench protocol: codec speed, pty round trip, streams")
+    parser.add_argument("--frames", type=int, default=2000, help="frames through the codec")
+    parser.add_argument("--requests", type=int, default=500, help="IDENTIFY round trips")
+    parser.add_argument("--seconds", type=float, default=2.0, help="seconds of 20 kHz stream")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(func=_run)
