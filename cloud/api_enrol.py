@@ -5,13 +5,21 @@ enrolment token, then flashes both into the device; a factory operator does the
 same with targeted BlinkUp to add a fixture to the owner's account. This is the
 one call a ``blinkup_device`` collaborator may make besides reading its own
 account; ``impfactory floor`` uses it for new imps.
+
+With ``{"data": {"type": "enrolment_token", "attributes": {"kind": "production"}}}``
+the owner gets instead what an end user's BlinkUp of a blessed production device
+carries (a production plan ID and token): the device's next connection with it is
+its activation, which fires the ``blinkup`` webhook and, where the production
+group waits for it, loads the application.
 """
 
 from __future__ import annotations
 
-from impfactory.cloud.api import ANY_ROLE, Answer, Call, Router
+from impfactory.cloud.api import ANY_ROLE, OWNER, Answer, Call, Router
 from impfactory.cloud.api_context import ApiContext
-from impfactory.cloud.api_jsonapi import iso, rel, resource
+from impfactory.cloud.api_jsonapi import Forbidden, attributes, data_object, iso, rel, resource
+
+KINDS = ("development", "production")
 
 
 def register(router: Router, ctx: ApiContext) -> None:
@@ -19,9 +27,20 @@ def register(router: Router, ctx: ApiContext) -> None:
 
     def create(call: Call) -> Answer:
         owner = ctx.owner(call.account)
-        token = ctx.svc.create_development_token(owner)
+        body = call.body()
+        kind = "development"
+        if body is not None:
+            data = data_object(body, ["enrolment_token"])
+            kind = attributes(data, {"kind": lambda v: v in KINDS}).get("kind", kind)
+        if kind == "production":
+            if call.account.role != OWNER:
+                raise Forbidden("only the owner mints production (end-user) tokens",
+                                code="RoleForbidden")
+            token = ctx.svc.create_production_token(owner)
+        else:
+            token = ctx.svc.create_development_token(owner)
         return Answer(201, {"data": resource("enrolment_token", token.token, {
-            "plan_id": token.plan_id, "token": token.token,
+            "kind": kind, "plan_id": token.plan_id, "token": token.token,
             "expires_at": iso(token.expires_at) if token.expires_at else None,
         }, {"owner": rel("account", owner), "creator": rel("account", call.account.id)})})
 

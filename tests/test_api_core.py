@@ -231,3 +231,6 @@ def test_blinkup_device_collaborator_is_refused_every_owner_route(
     assert checked > 30
     status, token = op("POST", "/enrolment_tokens")
     assert status == 201 and len(token["data"]["attributes"]["plan_id"]) == 16
+    status, _ = op("POST", "/enrolment_tokens", {"data": {"type": "enrolment_token",
+                                                          "attributes": {"kind": "production"}}})
+    assert status == 403  # end-user (production) tokens are the owner's alone

@@ -257,6 +257,18 @@ def _story(cloud: ApiThread, imp: NodeClient, receiver: Receiver, devices: list[
     retried_id = receiver.seen[0][2]["event_id"]
     assert any(b["event_id"] == retried_id for b in receiver.accepted)
 
+    # -- an end user activates a production device: the blinkup webhook ----------------
+    imp("webhooks.create", prod["id"], prod["type"], {
+        "event": "blinkup", "url": f"{receiver.url}/blinkup", "content_type": "application/json"})
+    end_user = operator.login("owner", "s3cret").call("POST", "/enrolment_tokens", {"data": {
+        "type": "enrolment_token", "attributes": {"kind": "production"}}})["data"]["attributes"]
+    activated = next(d for d in devices if d.device_id == blessed_ids[1])
+    cloud.run(activated.hello(end_user["plan_id"], end_user["token"]))
+    wait_for(lambda: any(b.get("event") == "blinkup" for b in receiver.accepted))
+    blinkup = next(b for b in receiver.accepted if b.get("event") == "blinkup")
+    assert blinkup["device_id"] == activated.device_id
+    assert blinkup["plan_id"] == end_user["plan_id"]
+
     # -- move one production device to a second production group of the product --------
     imp("deviceGroups.addDevices", prod_b["id"], blessed_ids[0])
     assert [d["id"] for d in imp("devices.list", {"filter[devicegroup.id]": prod_b["id"]})
