@@ -74,6 +74,7 @@ class DeviceConfig:
     boot_s: float = 0.25
     stage_times: StageTimes = field(default_factory=StageTimes)
     log_buffer: int = 200
+    brownout_v: float = 2.7  # ours: below this supply the imp shows a power problem
 
 
 class Device:
@@ -155,6 +156,11 @@ class Device:
         self._lost = asyncio.Event()
         self._ops = asyncio.Lock()
         self._emit(DeviceEvent.POWERED_ON)
+        if self.hardware_board.supply_voltage < self.config.brownout_v:
+            # Too little supply to run the radio: the LED says so and nothing boots.
+            self.led.handle(LedEvent.POWER_PROBLEM)
+            self._emit(DeviceEvent.POWER_PROBLEM, self.hardware_board.supply_voltage)
+            return
         self._open_window(self.config.blinkup_window_s)
         self._start_life(boot=True)
 

@@ -17,6 +17,7 @@ class DeviceEvent(enum.StrEnum):
 
     POWERED_ON = "powered_on"
     POWERED_OFF = "powered_off"
+    POWER_PROBLEM = "power_problem"  # detail: supply voltage
     BLINKUP_STARTED = "blinkup_started"
     BLINKUP_OK = "blinkup_ok"  # detail: the decoded BlinkUpConfig
     BLINKUP_FAILED = "blinkup_failed"  # detail: the error text

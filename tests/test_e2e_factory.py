@@ -299,3 +299,22 @@ def test_lost_link_reconnects_and_code_keeps_running(any_broker_url: str,
     assert sum(m.startswith("application started") for m in dut.logs) == 1  # not restarted
     states = dut.led.states()
     assert is_subsequence([S.ONLINE, S.SEARCHING_WIFI, S.CONNECTING, S.ONLINE], states)
+
+
+def test_factoryblinkup_on_a_dut_is_refused_and_code_resumes(any_broker_url: str,
+                                                            tmp_path: Path) -> None:
+    code = ("server.factoryblinkup('x', 'y', hardware.pin8, 0)\n"
+            "imp.wakeup(0.5, lambda: server.log('resumed'))\n")
+
+    async def body(line: Line) -> Device:
+        dut = line.fleet.add(hardware=examples.dut_board())
+        dut.power_on()
+        connect_light(line, dut)
+        line.fixture.press("pin1")
+        await dut.wait_for(E.FACTORY_REFUSED, WAIT, since=0)
+        await until(lambda: "resumed" in dut.logs)
+        return dut
+
+    dut = asyncio.run(run_scenario(any_broker_url, tmp_path / "cloud.db", body, dut_code=code))
+    assert "ERROR: Factory BlinkUp request failed. This is not a factory imp." in dut.logs
+    assert E.BLINKUP_SENT not in [r.kind for r in dut.events]

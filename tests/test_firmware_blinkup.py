@@ -7,6 +7,7 @@ import asyncio
 import numpy as np
 from impfactory.firmware.device import Device
 from impfactory.firmware.events import DeviceEvent
+from impfactory.firmware.hardware import SimHardware
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.led import LedState
 from impfactory.firmware.settings import MemoryStore, Settings
@@ -94,3 +95,35 @@ def test_window_closes_after_sixty_seconds() -> None:
     assert not store.load().has_network
     assert DeviceEvent.BLINKUP_WINDOW_CLOSED in [r.kind for r in dev.events]
     assert dev.led.states() == [S.OFF, S.WAITING_BLINKUP, S.OFF]  # booting, waiting, cut
+
+
+def test_low_supply_shows_power_problem_and_does_not_boot() -> None:
+    async def go() -> Device:
+        clock = VirtualClock()
+        dev = Device(DeviceIdentity.from_serial(12), clock, WifiEnvironment(),
+                     "mqtt://127.0.0.1:1", hardware=SimHardware(voltage=2.2))
+        dev.power_on()
+        await clock.advance(5.0)
+        assert dev.led.state is S.POWER_PROBLEM
+        assert dev.led.colour_at(clock.now() + 0.1) == "red"
+        assert not dev.listening
+        await dev.power_off()
+        return dev
+
+    dev = asyncio.run(go())
+    assert [r.kind for r in dev.events] == [DeviceEvent.POWERED_ON, DeviceEvent.POWER_PROBLEM,
+                                            DeviceEvent.POWERED_OFF]
+
+
+def test_settings_in_a_json_file_survive_a_power_cycle(tmp_path) -> None:
+    from impfactory.firmware.settings import JsonFileStore
+
+    path = tmp_path / "imp.json"
+    light = render_bilevel(good_frame()).samples
+    run(JsonFileStore(path), light)
+    # A new device object on the same file: it is configured without any BlinkUp.
+    dev = run(JsonFileStore(path), None)
+    assert dev.settings.ssid == "factory" and dev.settings.enrolled
+    assert DeviceEvent.BLINKUP_OK not in [r.kind for r in dev.events]
+    assert S.WAITING_BLINKUP not in dev.led.states()
+    assert S.SEARCHING_WIFI in dev.led.states()

@@ -6,6 +6,8 @@ import itertools
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from impfactory.firmware.errors import LedEventError
 from impfactory.firmware.led import (
     LOOKS,
@@ -154,3 +156,26 @@ def test_render_png(tmp_path: Path) -> None:
     clock.advance_sync(2.0)
     out = led.render_png(tmp_path / "led.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(list(LedEvent)), st.floats(0, 5)), max_size=40))
+def test_any_event_sequence_either_follows_the_table_or_is_refused(steps) -> None:
+    clock, led = make()
+    for event, gap in steps:
+        before = led.state
+        row = TABLE.get((before, event))
+        if row is None:
+            with pytest.raises(LedEventError):
+                led.handle(event)
+            assert led.state is before  # a refused event changes nothing
+        else:
+            led.handle(event)
+        clock.advance_sync(gap)
+    times = [t for t, _ in led.timeline]
+    assert times == sorted(times)
+    segs = led.segments()
+    assert all(a.end == pytest.approx(b.start) for a, b in itertools.pairwise(segs))
+    for seg in segs:
+        look = LOOKS[seg.state]
+        assert seg.colour == look.colour
