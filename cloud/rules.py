@@ -101,12 +101,12 @@ class DeviceRules:
             TokenKind.PRODUCTION: self._enrol_production,
             TokenKind.DEVELOPMENT: self._enrol_development,
         }[token.kind]
-        enrol(device, token.owner_id, plan_id, token.fixture_id)
+        enrol(device, token.owner_id, plan_id, token.fixture_id, token_text)
         svc.db.execute("UPDATE tokens SET used_at=?, used_by=? WHERE token=?",
                        (svc.now(), device.id, token_text))
 
     def _enrol_factory(self, device: Device, owner_id: str, plan_id: str,
-                       fixture_id: str | None) -> None:
+                       fixture_id: str | None, token: str) -> None:
         svc = self.svc
         fixture = svc.find_device(fixture_id) if fixture_id else None
         group = svc.get_group(fixture.group_id) if fixture and fixture.group_id else None
@@ -127,7 +127,7 @@ class DeviceRules:
                                   f"group {dut_group.name}")
 
     def _enrol_production(self, device: Device, owner_id: str, plan_id: str,
-                          fixture_id: str | None) -> None:
+                          fixture_id: str | None, token: str) -> None:
         svc = self.svc
         if not device.blessed or device.owner_id != owner_id:
             raise TokenError("production BlinkUp is for this account's blessed devices")
@@ -137,11 +137,11 @@ class DeviceRules:
         if device.group_id:
             svc._queue_webhooks(device.group_id, "blinkup",
                                 {"device_id": device.id, "plan_id": plan_id,
-                                 "token": "", "timestamp": svc.now()})
+                                 "token": token, "timestamp": svc.now()})
         svc.append_log(device.id, f"End-user BlinkUp: plan {plan_id}")
 
     def _enrol_development(self, device: Device, owner_id: str, plan_id: str,
-                           fixture_id: str | None) -> None:
+                           fixture_id: str | None, token: str) -> None:
         svc = self.svc
         if device.owner_id not in (None, owner_id):
             raise TokenError("the device belongs to another account")

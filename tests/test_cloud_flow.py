@@ -244,7 +244,8 @@ def test_application_code_waits_for_the_first_end_user_blinkup(any_broker_url: s
         events = [(d.webhook_id, d.event, d.payload["device_id"])
                   for d in w.svc.pending_webhooks()]
         assert (hook.id, "blessing", dut.device_id) in events
-        assert any(e == "blinkup" for _, e, _ in events)
+        [blinkup] = [d.payload for d in w.svc.pending_webhooks() if d.event == "blinkup"]
+        assert blinkup["plan_id"] == end_user.plan_id and blinkup["token"] == end_user.token
         await shipped.close()
         await fx.close()
 
