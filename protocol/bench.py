@@ -34,23 +34,24 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import crcmod.predefined
 from construct import (
+    Adapter,
     Byte,
-    Bytes,
     ConstructError,
     GreedyBytes,
-    GreedyRange,
     Int8ub,
     Int16ub,
     Int32ub,
     PascalString,
     Struct,
     Terminated,
+    ValidationError,
 )
 
 from impfactory.errors import ImpFactoryError
@@ -172,6 +173,35 @@ class Message:
 _EMPTY = Struct(Terminated)
 
 
+class _U16Array(Adapter):  # type: ignore[misc]
+    """Big-endian u16 samples filling the rest of the frame (struct-fast, unlike GreedyRange)."""
+
+    def _decode(self, obj: bytes, context: Any, path: Any) -> tuple[int, ...]:
+        if len(obj) % 2:
+            raise ValidationError(f"{len(obj)} bytes is not a whole number of u16", path=path)
+        return struct.unpack(f">{len(obj) // 2}H", obj)
+
+    def _encode(self, obj: Any, context: Any, path: Any) -> bytes:
+        try:
+            return struct.pack(f">{len(obj)}H", *obj)
+        except struct.error as err:
+            raise ValidationError(f"samples must be 0..65535: {err}", path=path) from err
+
+
+class _Triples(Adapter):  # type: ignore[misc]
+    """Three-byte (R, G, B) samples filling the rest of the frame."""
+
+    def _decode(self, obj: bytes, context: Any, path: Any) -> tuple[bytes, ...]:
+        if len(obj) % 3:
+            raise ValidationError(f"{len(obj)} bytes is not a whole number of RGB", path=path)
+        return tuple(obj[i : i + 3] for i in range(0, len(obj), 3))
+
+    def _encode(self, obj: Any, context: Any, path: Any) -> bytes:
+        if not all(isinstance(x, bytes | bytearray) and len(x) == 3 for x in obj):
+            raise ValidationError("each RGB sample must be 3 bytes", path=path)
+        return b"".join(obj)
+
+
 @dataclass(frozen=True)
 class Identify(Message):
     """Host asks the controller who it is; answered by :class:`Identity`."""
@@ -249,7 +279,7 @@ class LightInSamples(Message):
     """
 
     TYPE = FrameType.LIGHT_IN_SAMPLES
-    FORMAT = Struct("offset" / Int32ub, "samples" / GreedyRange(Int16ub), Terminated)
+    FORMAT = Struct("offset" / Int32ub, "samples" / _U16Array(GreedyBytes))
     offset: int
     samples: tuple[int, ...]
 
@@ -268,7 +298,7 @@ class StatusSamples(Message):
     """Event: RGB samples of the status LED, three bytes (R, G, B) per sample."""
 
     TYPE = FrameType.STATUS_SAMPLES
-    FORMAT = Struct("offset" / Int32ub, "rgb" / GreedyRange(Bytes(3)), Terminated)
+    FORMAT = Struct("offset" / Int32ub, "rgb" / _Triples(GreedyBytes))
     offset: int
     rgb: tuple[bytes, ...]
 
@@ -382,26 +412,24 @@ class Packet:
 
 
 def cobs_encode(data: bytes) -> bytes:
-    """Consistent Overhead Byte Stuffing: ``data`` without any ``00`` byte."""
+    """Consistent Overhead Byte Stuffing: ``data`` without any ``00`` byte.
+
+    Works on the zero-free pieces between zeros (bytes.split is C-fast): each
+    piece goes out in blocks of at most 254 bytes, each block after a code byte
+    that says how far the next (implied) zero is.
+    """
     out = bytearray()
-    block = bytearray()
-    full_block_last = False
-    for byte in data:
-        full_block_last = False
-        if byte == 0:
-            out.append(len(block) + 1)
-            out += block
-            block.clear()
-        else:
-            block.append(byte)
-            if len(block) == 254:
-                out.append(255)
-                out += block
-                block.clear()
-                full_block_last = True
-    if not full_block_last:  # a run ending on a full 254-byte block needs no final code
-        out.append(len(block) + 1)
-        out += block
+    parts = data.split(b"\x00")
+    for k, part in enumerate(parts):
+        i = 0
+        while len(part) - i >= 254:
+            out.append(255)
+            out += part[i : i + 254]
+            i += 254
+        if k == len(parts) - 1 and i and i == len(part):
+            break  # a run ending on a full 254-byte block needs no final code
+        out.append(len(part) - i + 1)
+        out += part[i:]
     return bytes(out)
 
 
