@@ -264,3 +264,21 @@ def test_closed_pty_is_a_link_error_or_timeout() -> None:
         runner.stop()
         with pytest.raises((hb.BenchLinkError, hb.BenchTimeoutError)):
             driver.identify()
+
+
+def test_the_bench_port_fixture_shows_a_dut_waiting_for_blinkup(bench_port: str) -> None:
+    """Runs on a real bench too: IMPFACTORY_BENCH_PORT=/dev/ttyACM0 pytest -k bench_port."""
+    from impfactory.protocol.bench_status import StatusDecoder
+
+    with hb.BenchDriver.open(bench_port) as driver:
+        assert driver.identify().protocol_version == bp.PROTOCOL_VERSION
+        driver.power(False)
+        driver.power(True)
+        status = driver.start_status(100.0)
+        deadline = time.monotonic() + 30
+        while status.count() < 500 and time.monotonic() < deadline:  # 5 bench seconds
+            time.sleep(0.05)
+        driver.stop()
+    readings = StatusDecoder(100.0)
+    readings.feed(status.all())
+    assert readings.state == "waiting_blinkup"
