@@ -48,7 +48,6 @@ from impfactory.protocol.blinkup import BlinkUpConfig, encode_frame
 from impfactory.protocol.linecode import BILEVEL_FAST_RATE, BILEVEL_RATE, Signal, bilevel_symbols
 
 from impfactory.clock import Clock, RealClock, ScaledClock
-from impfactory.errors import ImpFactoryError
 
 STATUS_RATE = 100.0
 LIGHT_IN_RATE = 1000.0
@@ -536,5 +535,3 @@ def register(sub: Any) -> None:
     run.add_argument("--json", action="store_true")
     run.set_defaults(func=_cmd_run)
 
-
-__all__ = ["BenchCommandError", "EmulatedImpBench", "ImpFactoryError", "register"]
