@@ -13,15 +13,19 @@ returning. Every later call into it goes through ``Runtime.call``, which:
 Timers run on the injected clock, so thousands of devices share one asyncio loop
 and a virtual clock runs a device's day in microseconds. Device code gets a small
 set of builtins and may import only pure modules (``math``, ``json`` ...): there is
-no ``open``, no ``time.sleep`` and no threads. A callback that loops forever
-would still hold the loop: Python cannot pre-empt it, so don't.
+no ``open``, no ``time.sleep`` and no threads. A callback that holds the loop longer
+than ``BLOCKED_WARN_S`` is reported in the device log; one that loops forever
+would still hold it: Python cannot pre-empt it, so don't.
 """
 
 from __future__ import annotations
 
 import builtins
+import functools
+import time
 import traceback
 from collections.abc import Callable
+from types import CodeType
 from typing import Any
 
 from impfactory.firmware.errors import DeviceCodeError
@@ -55,6 +59,8 @@ def _guarded_import(name: str, globals_: Any = None, locals_: Any = None,
 _SAFE_BUILTINS["__import__"] = _guarded_import
 
 LogFn = Callable[[str, bool], None]
+BLOCKED_WARN_S = 0.25
+"""Wall seconds one callback may hold the shared loop before it is reported."""
 
 
 class Runtime:
@@ -83,7 +89,7 @@ class Runtime:
         """
         self.stop()
         try:
-            code = compile(source, CODE_FILENAME, "exec")
+            code = _compile(source)
         except SyntaxError as err:
             self._log(f"ERROR: device code does not compile: {err.msg} at line {err.lineno}",
                       True)
@@ -175,13 +181,25 @@ class Runtime:
                 self.call(fn, *args)
 
     def _guard(self, thunk: Callable[[], Any]) -> bool:
+        started = time.perf_counter()
         try:
             thunk()
         except Exception as err:  # device code may raise anything; the impOS survives
             self.errors += 1
             self._log(f"ERROR: {type(err).__name__}: {err}{_where(err)}", True)
             return False
+        finally:
+            held = time.perf_counter() - started
+            if held > BLOCKED_WARN_S:
+                self._log(f"WARNING: device code held the loop for {held * 1000:.0f} ms "
+                          "(every device on this loop waited)", False)
         return True
+
+
+@functools.lru_cache(maxsize=64)
+def _compile(source: str) -> CodeType:
+    """Compile once per distinct source: a line of DUTs runs the same firmware."""
+    return compile(source, CODE_FILENAME, "exec")
 
 
 def _where(err: BaseException) -> str:

@@ -152,3 +152,22 @@ imp.onidle(lambda: server.log("second"))
     clock.advance_sync(1)
     clock.advance_sync(1)
     assert dev.logs == ["second"]
+
+
+def test_a_callback_that_hogs_the_loop_is_reported() -> None:
+    clock, dev = make()
+    run(dev, """
+def hog():
+    x = 0
+    for i in range(10_000):
+        x += i
+imp.wakeup(1, hog)
+""")
+    import impfactory.firmware.runtime as rt
+
+    old, rt.BLOCKED_WARN_S = rt.BLOCKED_WARN_S, 0.0
+    try:
+        clock.advance_sync(2)
+    finally:
+        rt.BLOCKED_WARN_S = old
+    assert any(m.startswith("WARNING: device code held the loop") for m in dev.logs)
