@@ -140,6 +140,10 @@ class BenchDriver:
         timeout: float = 0.5,
         retries: int = 3,
     ) -> None:
+        if not timeout > 0 or retries < 0:
+            with contextlib.suppress(Exception):
+                port.close()
+            raise BenchError(f"need timeout > 0 and retries >= 0, got {timeout} and {retries}")
         self.port = port
         self.url = url or str(getattr(port, "port", "") or "serial port")
         self.timeout = timeout
