@@ -153,6 +153,8 @@ class BenchDriver:
         self.status = SampleBuffer(width=3)
         self.resends = 0
         self.stale = 0
+        self.lost_events = 0
+        self._playing: tuple[int, int, float] | None = None
         self._seq = random.randrange(255)  # unlikely to match a previous host's streams
         self._request_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -372,24 +374,56 @@ class BenchDriver:
             self.request(bp.LightOut(rate, flags, start, data[start : start + LIGHT_OUT_CHUNK]))
             last_seq = self._seq
         duration = len(data) / rate_hz
+        self._playing = (last_seq, rate, duration)
         if wait:
-            self.wait_light_out(last_seq, duration + self.timeout * (self.retries + 1))
+            self.wait_light_out()
         return duration
 
-    def wait_light_out(self, seq: int, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
+    def wait_light_out(self) -> None:
+        """Block until the last ``light_out`` has played.
+
+        The controller says so with ``LIGHT_OUT_DONE``. Should that frame be
+        lost, the driver asks once the stream's length (plus ``timeout``) has
+        passed: an empty ``LIGHT_OUT`` chunk is refused ``BUSY`` while one is
+        playing and accepted once none is. A controller still busy after twice
+        the stream's length, or silent, is a :class:`BenchTimeoutError`.
+        """
+        if self._playing is None:
+            return
+        seq, rate, duration = self._playing
+        started = time.monotonic()
+        limit = 2 * duration + self.timeout * (self.retries + 1)
+        wait = duration + self.timeout
+        while True:
+            if self._wait_done(seq, started + wait):
+                break
+            try:
+                self.request(bp.LightOut(rate, int(bp.LightOutFlag.START), 0, b""))
+            except BenchRefusedError as err:
+                if err.code != bp.ErrorCode.BUSY:
+                    raise
+                if time.monotonic() - started > limit:
+                    raise BenchTimeoutError(
+                        f"bench controller on {self.url} is still playing a "
+                        f"{duration:.1f} s light-out after {limit:.1f} s"
+                    ) from err
+                wait = time.monotonic() - started + self.timeout
+                continue
+            self.lost_events += 1  # it finished; its LIGHT_OUT_DONE was lost
+            break
+        self._playing = None
+
+    def _wait_done(self, seq: int, deadline: float) -> bool:
         with self._cond:
             while seq not in self._done:
-                left = deadline - time.monotonic()
                 if self._link_error is not None:
                     raise BenchLinkError(f"serial link to {self.url} failed: {self._link_error}")
+                left = deadline - time.monotonic()
                 if left <= 0:
-                    raise BenchTimeoutError(
-                        f"bench controller on {self.url} did not report the light-out "
-                        f"done within {timeout:.1f} s"
-                    )
+                    return False
                 self._cond.wait(left)
-            return self._done.pop(seq)
+            del self._done[seq]
+            return True
 
     def start_light_in(self, rate_hz: float = 1000.0) -> SampleBuffer:
         """Start sampling the light sensor over the fixture's LED into ``light_in``."""

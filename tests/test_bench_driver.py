@@ -177,6 +177,19 @@ def test_a_dropped_request_byte_is_reported_and_resent(
     assert driver.resends == 1
 
 
+def test_a_lost_light_out_done_is_recovered_by_asking(bench: Bench) -> None:
+    controller, target, driver = bench
+    driver.light_out(bytes([255, 0] * 150), rate_hz=500.0, wait=False)  # 0.6 s
+    controller.faults.corrupt_reply = 1  # the next frame out: LIGHT_OUT_DONE
+    started = time.monotonic()
+    driver.wait_light_out()
+    assert driver.lost_events == 1
+    assert 0.3 < time.monotonic() - started < 0.6 + 3 * driver.timeout
+    assert len(target.lit_levels()) == pytest.approx(300, abs=3)
+    driver.light_out(bytes([255]), rate_hz=100.0)  # and the next one plays as usual
+    assert driver.lost_events == 1
+
+
 def test_a_lost_sample_frame_shows_as_a_gap_not_a_shift(
     bench: Bench,
 ) -> None:
