@@ -91,8 +91,10 @@ def _port_open(host: str, port: int) -> bool:
 class BrokerServer:
     """One broker: started by ``start()``, stopped by ``stop()``; ``url`` says where."""
 
-    def __init__(self, spec: str = "auto") -> None:
+    def __init__(self, spec: str = "auto", port: int | None = None) -> None:
+        """``port``: listen there instead of a free port (to restart a broker in place)."""
         self.spec = spec
+        self.port = port
         self.kind = self._resolve(spec)
         self.url = spec if self.kind == "external" else ""
         self._proc: subprocess.Popen[bytes] | None = None
@@ -167,8 +169,8 @@ class BrokerServer:
         assert binary is not None
         self._tmp = tempfile.TemporaryDirectory(prefix="impfactory-mosquitto-")
         last = ""
-        for _attempt in range(5):
-            port = free_port()
+        for _attempt in range(5 if self.port is None else 1):
+            port = self.port or free_port()
             conf = Path(self._tmp.name) / "mosquitto.conf"
             conf.write_text(MOSQUITTO_CONF.format(port=port))
             errlog = open(Path(self._tmp.name) / "mosquitto.log", "wb")  # noqa: SIM115
@@ -199,7 +201,7 @@ class BrokerServer:
     def _start_embedded(self) -> None:
         from amqtt.broker import Broker  # imported here: slow, and only this path needs it
 
-        port = free_port()
+        port = self.port or free_port()
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
             "plugins": {
@@ -224,7 +226,18 @@ class BrokerServer:
             boot_task = loop.create_task(boot())
             loop.run_forever()
             boot_task.cancel()
+            # amqtt's shutdown leaves client sessions open: end them, so clients see
+            # the broker go away at once rather than at their next keep-alive
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
             with contextlib.suppress(Exception):
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            for transport in _transports(loop):
+                if isinstance(transport, asyncio.WriteTransport):
+                    transport.abort()
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(asyncio.sleep(0))
                 loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
@@ -238,6 +251,12 @@ class BrokerServer:
             cause = failure[0] if failure else None
             raise BrokerError(f"embedded broker did not start: {cause}") from cause
         self.url = f"mqtt://127.0.0.1:{port}"
+
+
+def _transports(loop: asyncio.AbstractEventLoop) -> list[asyncio.BaseTransport]:
+    """The socket transports still open on a selector loop (private, best effort)."""
+    found = getattr(loop, "_transports", None)
+    return [t for t in (found or {}).values() if t is not None and not t.is_closing()]
 
 
 @contextlib.asynccontextmanager

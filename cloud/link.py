@@ -33,6 +33,7 @@ class LinkStats:
     sent: int = 0
     bad: int = 0
     failed: int = 0
+    reconnects: int = 0
 
 
 class CloudLink:
@@ -53,6 +54,10 @@ class CloudLink:
         self.service.send = self.send
         self._watch = asyncio.get_running_loop().create_task(self._reconnect_forever())
         log.info("device link up on %s", self.url)
+
+    @property
+    def connected(self) -> bool:
+        return self._mqtt is not None and self._mqtt.connected.is_set()
 
     async def stop(self) -> None:
         self.service.send = lambda msg: None
@@ -85,6 +90,7 @@ class CloudLink:
             while True:
                 try:
                     await self._mqtt.connect()
+                    self.stats.reconnects += 1
                     log.info("device link reconnected")
                     break
                 except BrokerError as err:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from impfactory.cloud.broker import BrokerServer, find_mosquitto, parse_url
 from impfactory.cloud.errors import ForbiddenError
 from impfactory.cloud.fakedevice import FakeDevice, FakeDeviceRefused
 from impfactory.cloud.model import GroupType
@@ -21,6 +22,7 @@ from impfactory.cloud.service import CloudService
 from impfactory.protocol import cloudlink as cl
 
 OWNER = "owner-1"
+BROKER_KINDS = [*(["mosquitto"] if find_mosquitto() else []), "embedded"]
 
 
 class World:
@@ -61,6 +63,13 @@ class World:
         await dut.run(await dut.expect(cl.CodeOffer))
         assert not dut.unread, dut.unread
         return dut
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
 
 
 def run(test: Callable[[World], Awaitable[None]], url: str, db: Path, **setup: object) -> None:
@@ -493,11 +502,58 @@ def test_a_lost_connection_marks_the_device_offline(any_broker_url: str,
         record = w.svc.get_device(dev.device_id)
         assert record.online and record.led == "connected"
         await dev.close(clean=False)  # no bye: the broker publishes the will
-        for _ in range(100):
-            await asyncio.sleep(0.05)
-            if not w.svc.get_device(dev.device_id).online:
-                break
+        await until(lambda: not w.svc.get_device(dev.device_id).online)
         record = w.svc.get_device(dev.device_id)
         assert not record.online and record.connection == "offline:lost"
+
+    run(test, any_broker_url, tmp_path / "cloud.db")
+
+
+# ---------------------------------------------------------------- outages and bugs
+
+
+@pytest.mark.parametrize("kind", BROKER_KINDS)
+def test_the_link_comes_back_after_a_broker_outage(kind: str, tmp_path: Path) -> None:
+    first = BrokerServer(kind)
+    url = first.start()
+    port = parse_url(url)[1]
+
+    async def main() -> None:
+        async with Cloud(tmp_path / "cloud.db", url) as cloud:
+            await asyncio.to_thread(first.stop)
+            await until(lambda: not cloud.link.connected)
+            second = BrokerServer(kind, port=port)
+            await asyncio.to_thread(second.start)
+            try:
+                await until(lambda: cloud.link.connected and cloud.link.stats.reconnects >= 1)
+                async with FakeDevice(url) as dev:
+                    welcome = await dev.hello()
+                    assert welcome.device_id == dev.device_id
+                assert cloud.service.get_device(dev.device_id).mac == dev.mac
+            finally:
+                await asyncio.to_thread(second.stop)
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        first.stop()
+
+
+def test_a_rules_bug_is_answered_and_the_link_carries_on(any_broker_url: str,
+                                                          tmp_path: Path) -> None:
+    async def test(w: World) -> None:
+        def broken(msg: cl.Message) -> list[cl.Message]:
+            raise ZeroDivisionError("a bug")
+
+        w.cloud.link.rules._handlers[cl.FactoryTokenRequest] = broken
+        fx = await w.fixture()
+        with pytest.raises(FakeDeviceRefused) as refused:
+            await fx.factory_token()
+        assert refused.value.reply.code is cl.ErrorCode.INTERNAL
+        assert w.cloud.link.stats.failed == 1
+        other = await w.device()
+        assert (await other.hello()).device_id == other.device_id
+        await fx.close()
+        await other.close()
 
     run(test, any_broker_url, tmp_path / "cloud.db")
