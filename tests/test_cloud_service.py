@@ -171,3 +171,39 @@ def test_image_cache_evicts_and_reloads(svc: CloudService) -> None:
     assert cache.get(sha256(b"a" * 100)) == b"a" * 100  # loaded, evicting b
     store[sha256(b"forged")] = b"not forged"
     assert cache.get(sha256(b"forged")) is None  # a loader returning other bytes is refused
+
+
+def _enrolled_dut(svc: CloudService, rules: DeviceRules, impos: str) -> list[cl.Message]:
+    """Fixture and DUT walked through hello/enrolment by the rules alone (no broker)."""
+    f = make_factory(svc, OWNER) if not svc.list_products() else None
+    fixture_group = f.fixture_group if f else svc.list_groups(type=GroupType.PRE_FACTORYFIXTURE)[0]
+    fx_id = "0c2a00000000f1c7"
+    if svc.find_device(fx_id) is None:
+        dev = svc.create_development_token(OWNER)
+        rules.handle(cl.Hello(device_id=fx_id, plan_id=dev.plan_id, token=dev.token))
+        svc.assign_devices(fixture_group.id, [fx_id])
+    [token] = rules.handle(cl.FactoryTokenRequest(device_id=fx_id, req=1))
+    assert isinstance(token, cl.FactoryToken)
+    dut_id = "0c2a" + token.token[:12]
+    return rules.handle(cl.Hello(device_id=dut_id, req=2, impos_version=impos,
+                                 plan_id=token.plan_id, token=token.token))
+
+
+def test_group_minimum_impos_picks_the_newest_release(svc: CloudService) -> None:
+    rules = DeviceRules(svc)
+    replies = _enrolled_dut(svc, rules, "40.0")
+    assert isinstance(replies[-1], cl.CodeOffer)  # no minimum yet: code at once
+    dut_group = svc.list_groups(type=GroupType.PRE_DUT)[0]
+    svc.update_group(dut_group.id, min_impos_version="41.2")
+    svc.add_impos_release("41.1", size=1000)
+    replies = _enrolled_dut(svc, rules, "40.0")
+    assert [type(m) for m in replies] == [cl.Welcome, cl.Assignment, cl.ConfigParams]
+    assert "impOS 41.2 required" in svc.device_logs(replies[0].device_id)[-1].msg
+    svc.add_impos_release("41.10", size=1000)
+    svc.add_impos_release("41.3", size=1000)
+    replies = _enrolled_dut(svc, rules, "40.0")
+    offer = replies[-1]
+    assert isinstance(offer, cl.OsOffer) and offer.version == "41.10"
+    assert offer.image.size == 1000
+    replies = _enrolled_dut(svc, rules, "41.2")  # at the minimum already
+    assert isinstance(replies[-1], cl.CodeOffer)
