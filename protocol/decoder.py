@@ -54,6 +54,8 @@ SYNC_TRANSITIONS = 16
 """Regular transitions needed to lock: 8 bits of the 24-bit zero preamble."""
 IDLE_BLOCK = 2048
 """Samples sliced per step while hunting a sync run."""
+SILENCE_SYMBOLS = 6.0
+"""Symbols without a transition after which a bi-level reception is lost."""
 MEASURED_RUNS = 12
 """Sync runs (the latest) whose period and levels set the thresholds."""
 MAGIC_TAIL = (1, 0, 1, 0, 1, 0)
@@ -398,7 +400,8 @@ class BlinkUpDecoder:
             white = min(dark + swing / GREY, self._full_scale)
             thresholds = (thresholds[0], (lit + white) / 2.0)
         self._thr = thresholds
-        self._hyst = 0.2 * abs(swing)
+        self._swing = abs(swing)
+        self._hyst = 0.2 * self._swing
         self._period = period
         self.stats = DecodeStats(
             line_code=self.line_code,
@@ -419,6 +422,14 @@ class BlinkUpDecoder:
         self._open_cw = 0
         self._last: tuple[float, float, int, int, int] | None = None
         self._aligned = False
+        self._soft = False  # bi-level: soft decisions once the bit phase is known
+        self._next_bit = 0.0
+        self._edge_time = 0.0
+        self._edges: list[tuple[float, int]] = []
+        self._weak_bits = 0
+        self._cs: list[float] = []
+        self._cs_stale = True
+        self._cs_from = 0
         self._inverted = False
         self._want_first_half = True
         self._first_half = 0
@@ -451,9 +462,29 @@ class BlinkUpDecoder:
             cw[1:] += self._cw_total
             self._cw_chunk, self._cw_base = cw, a0
         levels, changes = _hysteresis(part, mid + self._hyst, mid - self._hyst, self._slice_level)
+        self._cs_stale = True
+        precise: list[float] = []
+        if self.line_code == "bilevel" and changes.shape[0]:
+            # where the signal crossed the midpoint, between the samples either side
+            at = changes + (a0 - self._hist_start)
+            before = self._hist[np.maximum(at - 1, 0)]
+            step = self._hist[at] - before
+            step[step == 0.0] = np.inf
+            frac = np.clip((mid - before) / step, 0.0, 1.0)
+            precise = (changes + a0 - 1 + frac).tolist()
         try:
-            for c in changes.tolist():
+            for k, c in enumerate(changes.tolist()):
+                if self._soft:
+                    t = precise[k]
+                    if self._next_bit + 2.0 * self._period + 1.0 <= t:
+                        self._soft_bits(t)
+                    self._check_silence(t)
+                    self._edges.append((t, int(levels[c])))
+                    self._edge_time = t
+                    continue
                 self._transition(a0 + c, int(levels[c]))
+                if self._soft:  # this edge closed the run after the first long one
+                    self._soft_edge(precise[k], int(levels[c]))
         except _Done as done:
             outcomes.append(done.args[0])
             end = int(done.args[1])
@@ -497,6 +528,10 @@ class BlinkUpDecoder:
         """At the end of a chunk, commit a run the open run has proven real."""
         now = self._base
         try:
+            if self._soft:
+                self._soft_bits(now - 1.0)
+                self._check_silence(now)
+                return
             if self._last is not None and now - self._open_start >= 0.5 * self._period:
                 last = self._last
                 self._last = None
@@ -535,10 +570,85 @@ class BlinkUpDecoder:
             self._aligned = True
             self._inverted = level == 1
             self.stats.inverted = self._inverted
-            self._half(level, start + dur / 2.0, start + dur)
+            self._soft = True
+            self._next_bit = start + dur / 2.0
+            self._edge_time = end_time = start + dur
+            self._edges.append((end_time, 1 - level))
+            self._weak_bits = 0
             return
         for k in range(units):
             self._half(level, start + k * dur / units, start + dur)
+
+    # Manchester, soft decisions: once the bit phase is known, each bit is decided by
+    # comparing the mean light of its two halves (integrate and dump), and the bit
+    # clock is steered by the mid-bit edge nearest where it is expected.
+
+    def _soft_edge(self, t: float, level: int) -> None:
+        self._soft_bits(t)
+        self._check_silence(t)
+        self._edges.append((t, level))
+        self._edge_time = t
+
+    def _check_silence(self, t: float) -> None:
+        if t - self._edge_time > SILENCE_SYMBOLS * self._period:
+            self._fail(
+                SyncLostError(
+                    f"no transition for {(t - self._edge_time) / self._period:.1f} symbols "
+                    f"at sample {t - self._delay:.0f}: the signal stopped"
+                ),
+                t,
+            )
+
+    def _soft_bits(self, until: float) -> None:
+        """Decide every bit whose two halves have been sampled by ``until``."""
+        if self._next_bit + 2.0 * self._period + 1.0 > until:
+            return
+        weak = 0.3 * self._swing  # a bit this faint is barely there
+        if self._cs_stale:  # prefix sums of the history from the pending bit on
+            self._cs_from = max(math.floor(self._next_bit) - self._hist_start, 0)
+            self._cs = [0.0, *np.cumsum(self._hist[self._cs_from :]).tolist()]
+            self._cs_stale = False
+        cs: list[float] = self._cs
+        origin = self._hist_start + self._cs_from
+        ceil, floor = math.ceil, math.floor
+        edges = self._edges
+        while self._next_bit + 2.0 * self._period + 1.0 <= until:
+            period = self._period
+            start = self._next_bit
+            guard = 0.15 * period
+            # integrate and dump: mean light of each half (inner 70%), from prefix sums
+            # (the history always reaches back past ``start``; period >= 2.4 samples)
+            a = ceil(start + guard) - origin
+            b = floor(start + period - guard) + 1 - origin
+            c = ceil(start + period + guard) - origin
+            d = floor(start + 2.0 * period - guard) + 1 - origin
+            rise = (cs[d] - cs[c]) / (d - c) - (cs[b] - cs[a]) / (b - a)
+            bit = int((rise > 0) != self._inverted)
+            self._weak_bits = self._weak_bits + 1 if abs(rise) < weak else 0
+            # steer on the mid-bit edge of the decided direction nearest its slot
+            mid = start + period
+            want = bit if not self._inverted else 1 - bit
+            while edges and edges[0][0] < start:
+                edges.pop(0)
+            error = None
+            for t, level in edges:
+                off = t - mid
+                near = level == want and abs(off) <= 0.5 * period
+                if near and (error is None or abs(off) < abs(error)):
+                    error = off
+            step = 2.0 * period
+            if error is not None:
+                step += 0.5 * error
+                self._period += 0.02 * error
+            self._next_bit = start + step
+            if self._weak_bits >= 4:
+                self._fail(
+                    SyncLostError(
+                        f"the light stopped carrying bits at sample {start - self._delay:.0f}"
+                    ),
+                    start,
+                )
+            self._bit(bit, start, start + 2.0 * period)
 
     def _half(self, level: int, t: float, end: float) -> None:
         if self._want_first_half:

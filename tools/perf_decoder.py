@@ -143,8 +143,8 @@ def _run(args: argparse.Namespace) -> int:
         )
     if args.noise:
         sweeps = {
-            "bilevel_142": ("bilevel", BILEVEL_FAST_RATE, [14, 12, 11, 10, 9, 8]),
-            "bilevel_60": ("bilevel", BILEVEL_RATE, [11, 9, 8, 7, 6, 5]),
+            "bilevel_142": ("bilevel", BILEVEL_FAST_RATE, [12, 10, 9, 8, 7, 6]),
+            "bilevel_60": ("bilevel", BILEVEL_RATE, [8, 6, 5, 4, 3, 2]),
             "trilevel_60": ("trilevel", TRILEVEL_RATE, [22, 20, 19, 18, 17, 16]),
         }
         noise: dict[str, Any] = {}
