@@ -127,8 +127,11 @@ def perf_cloud(args: argparse.Namespace) -> int:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
-        svc = CloudService(open_db(db_path))
-        blessed = sum(1 for d in svc.list_devices() if d.blessed)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        db = open_db(db_path)
+        blessed = sum(1 for d in CloudService(db).list_devices() if d.blessed)
+        db.close()
     latencies.sort()
     figures = {
         "broker": args.broker, "duts": args.duts, "fixtures": args.fixtures,
