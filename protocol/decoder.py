@@ -12,6 +12,12 @@ does not depend on how the stream was cut. Pipeline, one stage per job::
                                  +- SYNC/FRAME: thresholds fixed from the sync run's
                                     averaged peaks and troughs, with hysteresis
 
+Bi-level switches to soft decisions once the first two-symbol run (the first 0->1
+of 0x2A) has fixed the bit phase and polarity: each bit is the sign of the mean
+light of its second half minus that of its first (integrate and dump, from prefix
+sums), and the bit clock is steered by the mid-bit edge nearest its slot. Soft
+decisions need about 2 dB less signal than run lengths do (docs/blinkup.md).
+
 States and events (an explicit table, ``TRANSITIONS``)::
 
     IDLE --sync run found--> SYNC --magic 0x2A--> FRAME --LEN+2 bytes read--> IDLE
