@@ -58,6 +58,8 @@ LineCode = Literal["bilevel", "trilevel"]
 
 SYNC_TRANSITIONS = 16
 """Regular transitions needed to lock: 8 bits of the 24-bit zero preamble."""
+MIN_SAMPLES_PER_SYMBOL = 3.5
+"""Fewer samples per symbol than this leave too little to average (142 Hz needs >= 500 Hz)."""
 IDLE_BLOCK = 2048
 """Samples sliced per step while hunting a sync run."""
 SILENCE_SYMBOLS = 6.0
@@ -217,16 +219,19 @@ class BlinkUpDecoder:
         min_swing: float = 0.03,
     ) -> None:
         """``symbol_rate`` (symbols or frames per second) narrows the sync search to
-        within -20%/+25% of it; ``None`` accepts any rate from 20 Hz to a third of
-        ``sample_rate``. ``min_swing`` (fraction of ``full_scale``) is the smallest
+        within -20%/+25% of it; ``None`` accepts any rate from 20 Hz to
+        ``sample_rate / 3.5``. ``min_swing`` (fraction of ``full_scale``) is the smallest
         swing the sync search considers a signal."""
         if line_code not in ("bilevel", "trilevel"):
             raise BadSamplesError(f"unknown line code {line_code!r}", "line_code")
         if not (sample_rate > 0 and math.isfinite(sample_rate)):
             raise BadSamplesError(f"sample_rate must be > 0, got {sample_rate}", "sample_rate")
-        if symbol_rate is not None and not 0 < symbol_rate <= sample_rate / 2.5:
+        fastest_allowed = sample_rate / MIN_SAMPLES_PER_SYMBOL
+        if symbol_rate is not None and not 0 < symbol_rate <= fastest_allowed:
             raise BadSamplesError(
-                f"symbol_rate {symbol_rate} must be > 0 and <= sample_rate / 2.5", "symbol_rate"
+                f"symbol_rate {symbol_rate} must be > 0 and <= {fastest_allowed:g} "
+                f"(sample_rate / {MIN_SAMPLES_PER_SYMBOL})",
+                "symbol_rate",
             )
         self.sample_rate = float(sample_rate)
         self.line_code: LineCode = line_code
@@ -237,7 +242,7 @@ class BlinkUpDecoder:
             self._t_min, self._t_max = 0.8 * nominal, 1.25 * nominal
             fastest = symbol_rate
         else:
-            self._t_min, self._t_max = 3.0, fs / 20.0
+            self._t_min, self._t_max = MIN_SAMPLES_PER_SYMBOL, fs / 20.0
             fastest = BILEVEL_FAST_RATE if line_code == "bilevel" else TRILEVEL_RATE
         self._taps = max(1, round(0.3 * fs / fastest))
         self._delay = (self._taps - 1) / 2.0

@@ -333,3 +333,17 @@ def test_fuzz_damaged_signals(seed: int, code: str) -> None:
     decoder = BlinkUpDecoder(FS, code)  # type: ignore[arg-type]
     for i in range(0, len(x), 97):
         _only_outcomes(decoder.feed(x[i : i + 97]))
+
+
+@pytest.mark.parametrize(("fs", "rate"), [(500.0, 142.0), (2000.0, 142.0), (8000.0, 60.0)])
+def test_other_sample_rates(fs: float, rate: float) -> None:
+    sig = render_bilevel(encode_frame(SMALL), symbol_rate=rate, sample_rate=fs, noise=0.02,
+                         seed=9, clock_error=-0.03, light=LightModel(gain=0.4, ambient=0.3))
+    assert decoded(BlinkUpDecoder(fs, "bilevel").feed(sig.samples)) == [SMALL]
+    tri = render_trilevel(encode_frame(SMALL), sample_rate=fs, noise=0.01, seed=9)
+    assert decoded(BlinkUpDecoder(fs, "trilevel").feed(tri.samples)) == [SMALL]
+
+
+def test_too_few_samples_per_symbol_is_refused() -> None:
+    with pytest.raises(BadSamplesError, match="symbol_rate"):
+        BlinkUpDecoder(400.0, "bilevel", 142.0)
