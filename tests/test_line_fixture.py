@@ -1,0 +1,94 @@
+"""The fixture's trigger table, and its serial emitter driving an emulated bench controller."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from impfactory.firmware.signals import render_fixture_flash
+from impfactory.fixture.blinkup_fixture import (
+    TRIGGER_TABLE,
+    SerialEmitter,
+    Trigger,
+    TriggerAction,
+    TriggerError,
+    TriggerEvent,
+    TriggerState,
+)
+from impfactory.hw import bench as hb
+from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
+from impfactory.protocol.decoder import BlinkUpDecoder, DecodeResult
+
+from impfactory.clock import ScaledClock, VirtualClock
+
+
+def test_trigger_guard_ignores_presses_until_it_ends() -> None:
+    clock = VirtualClock()
+    trig = Trigger(clock, guard_s=10.0)
+    assert trig.handle(TriggerEvent.PRESS) is TriggerAction.REQUEST
+    assert trig.handle(TriggerEvent.PRESS) is TriggerAction.IGNORE  # asking for a token
+    trig.handle(TriggerEvent.FLASH_STARTED)
+    assert trig.handle(TriggerEvent.PRESS) is TriggerAction.IGNORE  # flashing
+    clock.advance_sync(6.0)
+    trig.handle(TriggerEvent.FLASH_DONE)
+    assert trig.state is TriggerState.GUARD and trig.guard_left() == pytest.approx(4.0)
+    trig.tick()
+    assert trig.handle(TriggerEvent.PRESS) is TriggerAction.IGNORE  # guard still running
+    clock.advance_sync(4.0)
+    trig.tick()
+    assert trig.state is TriggerState.IDLE and trig.ignored == 3
+    assert trig.handle(TriggerEvent.PRESS) is TriggerAction.REQUEST
+
+
+def test_trigger_unknown_event_is_an_error() -> None:
+    trig = Trigger(VirtualClock())
+    missing = [(s, e) for s in TriggerState for e in TriggerEvent if (s, e) not in TRIGGER_TABLE]
+    assert (TriggerState.IDLE, TriggerEvent.FLASH_DONE) in missing
+    with pytest.raises(TriggerError):
+        trig.handle(TriggerEvent.FLASH_DONE)
+
+
+class LightTarget:
+    """A bench whose DUT sensor is a BlinkUp decoder: keeps what it decodes."""
+
+    def __init__(self) -> None:
+        self.decoder = BlinkUpDecoder(1000.0, "bilevel")
+        self.results: list[DecodeResult] = []
+
+    def light_to_dut(self, t0: float, levels: np.ndarray, rate_hz: float) -> None:
+        self.results += [o for o in self.decoder.feed(0.1 + 0.6 * levels)
+                         if isinstance(o, DecodeResult)]
+
+    def set_power(self, on: bool) -> None: ...
+
+    def dut_status_rgb(self, times: np.ndarray) -> np.ndarray:
+        return np.zeros((len(times), 3))
+
+    def press_button(self, seconds: float) -> None: ...
+
+    def fixture_light(self, times: np.ndarray) -> np.ndarray:
+        return np.zeros(len(times))
+
+    def uart_to_dut(self, data: bytes) -> None: ...
+
+    def uart_from_dut(self) -> bytes:
+        return b""
+
+
+def test_serial_emitter_flashes_through_a_bench_controller() -> None:
+    flash = render_fixture_flash("factory-wifi", "secret-key", "0123456789abcdef",
+                                 "fedcba9876543210", "pin8", fast=True, active_high=False,
+                                 start=0.0, device_id="0000" + "0c2a69000001")
+    target = LightTarget()
+    with (
+        ControllerThread(EmulatedBenchController(target, ScaledClock(20.0))) as path,
+        hb.BenchDriver.open(path, timeout=0.5) as driver,
+    ):
+        asyncio.run(SerialEmitter(driver).emit(flash))
+        deadline = time.monotonic() + 5.0  # the controller's sensor ticks may trail the stream
+        while not target.results and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert target.results, "the bench DUT decoded nothing"
+    assert target.results[0].config == flash.config
