@@ -242,7 +242,7 @@ class BlinkUpDecoder:
             self._t_min, self._t_max = 0.8 * nominal, 1.25 * nominal
             fastest = symbol_rate
         else:
-            self._t_min, self._t_max = MIN_SAMPLES_PER_SYMBOL, fs / 20.0
+            self._t_min, self._t_max = 0.8 * MIN_SAMPLES_PER_SYMBOL, fs / 20.0
             fastest = BILEVEL_FAST_RATE if line_code == "bilevel" else TRILEVEL_RATE
         self._taps = max(1, round(0.3 * fs / fastest))
         self._delay = (self._taps - 1) / 2.0
