@@ -9,6 +9,9 @@ a controller that stops answering (a timeout, never a hang).
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -295,3 +298,50 @@ def test_the_bench_port_fixture_shows_a_dut_waiting_for_blinkup(bench_port: str)
     readings = StatusDecoder(100.0)
     readings.feed(status.all())
     assert readings.state == "waiting_blinkup"
+
+
+def _tcp_bridge(pty_path: str) -> tuple[int, threading.Event]:
+    """A one-connection TCP server on loopback relaying to the pty (like ser2net)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    done = threading.Event()
+
+    def relay() -> None:
+        conn, _ = server.accept()
+        tty = open_port(pty_path, timeout=0.02)
+        conn.settimeout(0.02)
+        try:
+            while not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    data = conn.recv(4096)
+                    if not data:
+                        break
+                    tty.write(data)
+                waiting = tty.read(tty.in_waiting or 1)
+                if waiting:
+                    conn.sendall(waiting)
+        finally:
+            tty.close()
+            conn.close()
+            server.close()
+
+    threading.Thread(target=relay, daemon=True).start()
+    return port, done
+
+
+def test_the_driver_over_a_socket_url() -> None:
+    """socket://: the same driver through a TCP serial bridge (ser2net, ESP-Link ...)."""
+    target = ScriptedTarget()
+    with ControllerThread(EmulatedBenchController(target)) as path:
+        port, done = _tcp_bridge(path)
+        try:
+            with hb.BenchDriver.open(f"socket://127.0.0.1:{port}", timeout=0.5) as driver:
+                assert driver.identify().protocol_version == bp.PROTOCOL_VERSION
+                driver.power(True)
+                light = driver.start_light_in(1000.0)
+                time.sleep(0.3)
+                driver.stop()
+            assert target.powered == [True]
+            assert light.lost == 0 and 250 <= light.count() <= 500
+        finally:
+            done.set()
