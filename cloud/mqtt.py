@@ -40,6 +40,7 @@ class AsyncMqtt:
         self._loop = asyncio.get_running_loop()
         self._misc: asyncio.Task[None] | None = None
         self._closing = False
+        self._unacked: set[int] = set()
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=mqtt.MQTTv311, clean_session=True)
         c.max_inflight_messages_set(0)
@@ -47,6 +48,7 @@ class AsyncMqtt:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         c.on_socket_open = self._on_socket_open
         c.on_socket_close = self._on_socket_close
         c.on_socket_register_write = self._on_register_write
@@ -100,9 +102,21 @@ class AsyncMqtt:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
             return
+        # "connected" only once the broker has acknowledged every subscription, so
+        # nothing a device publishes afterwards can miss us
+        self._unacked = set()
         for topic_filter, qos in self.subscriptions:
-            client.subscribe(topic_filter, qos)
-        self.connected.set()
+            _, mid = client.subscribe(topic_filter, qos)
+            if mid is not None:
+                self._unacked.add(mid)
+        if not self._unacked:
+            self.connected.set()
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
+                      properties: Any) -> None:
+        self._unacked.discard(mid)
+        if not self._unacked:
+            self.connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
