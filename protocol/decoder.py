@@ -51,7 +51,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .blinkup import PREAMBLE, BlinkUpConfig, BlinkUpError, decode_frame
-from .linecode import BILEVEL_FAST_RATE, GREY, TRILEVEL_RATE
+from .linecode import BILEVEL_FAST_RATE, GREY, TRILEVEL_RATE, bilevel_symbols
 
 FloatArray = npt.NDArray[np.float64]
 LineCode = Literal["bilevel", "trilevel"]
@@ -64,6 +64,10 @@ IDLE_BLOCK = 2048
 """Samples sliced per step while hunting a sync run."""
 SILENCE_SYMBOLS = 6.0
 """Symbols without a transition after which a bi-level reception is lost."""
+SYNC_WORD = tuple(bilevel_symbols(b"\x00\x2a"))
+"""Bi-level symbols of the last preamble byte and the magic: what the receiver hunts."""
+HUNT_SYMBOLS = 96
+"""Symbols after a bi-level lock within which the sync word must appear."""
 MEASURED_RUNS = 12
 """Sync runs (the latest) whose period and levels set the thresholds."""
 MAGIC_TAIL = (1, 0, 1, 0, 1, 0)
@@ -432,18 +436,24 @@ class BlinkUpDecoder:
         self._cw_chunk: npt.NDArray[np.int64] | None = None
         self._open_cw = 0
         self._last: tuple[float, float, int, int, int] | None = None
-        self._aligned = False
-        self._soft = False  # bi-level: soft decisions once the bit phase is known
-        self._next_bit = 0.0
-        self._edge_time = 0.0
-        self._edges: list[tuple[float, int]] = []
+        # bi-level: soft decisions on a symbol grid that starts at the lock edge
+        self._soft = self.line_code == "bilevel"
+        self._hunting = self._soft
+        # the grid starts back at the sync run's first edge (its samples are still in
+        # the history), so the 32-symbol sync word fits however late the lock came
+        self._next_bit = float(self._sync_times[0])  # next symbol (hunting) or bit
+        self._edge_time = float(times[-1])
+        self._slots: list[tuple[float, float]] = []
+        self._hunted = 0
+        self._edges: list[tuple[float, int]] = [
+            (float(t), (level + len(self._sync_times) - 1 - i) % 2)
+            for i, t in enumerate(self._sync_times)
+        ]
         self._weak_bits = 0
         self._cs: list[float] = []
         self._cs_stale = True
         self._cs_from = 0
         self._inverted = False
-        self._want_first_half = True
-        self._first_half = 0
         self._magic: list[int] = []
         self._cur = 0
         self._nbits = 0
@@ -487,15 +497,13 @@ class BlinkUpDecoder:
             for k, c in enumerate(changes.tolist()):
                 if self._soft:
                     t = precise[k]
-                    if self._next_bit + 2.0 * self._period + 1.0 <= t:
+                    if self._next_bit + self._period + 1.0 <= t:
                         self._soft_bits(t)
                     self._check_silence(t)
                     self._edges.append((t, int(levels[c])))
                     self._edge_time = t
                     continue
                 self._transition(a0 + c, int(levels[c]))
-                if self._soft:  # this edge closed the run after the first long one
-                    self._soft_edge(precise[k], int(levels[c]))
         except _Done as done:
             outcomes.append(done.args[0])
             end = int(done.args[1])
@@ -525,8 +533,7 @@ class BlinkUpDecoder:
         self._open_start, self._open_level, self._open_cw = float(t), level, cw
 
     def _check_open_length(self, d: float, t: float) -> None:
-        limit = 2.6 if self.line_code == "bilevel" else 3.6
-        if d > limit * self._period:
+        if d > 3.6 * self._period:
             self._fail(
                 SyncLostError(
                     f"no transition for {d / self._period:.1f} symbols at sample "
@@ -553,52 +560,18 @@ class BlinkUpDecoder:
             self._after_done()
 
     def _commit(self, start: float, end: float, level: int, cw0: int, cw1: int) -> None:
+        """A tri-level run is over: a lit run is one bit, grey or white."""
         dur = end - start
         units = max(1, round(dur / self._period))
-        if self.line_code == "bilevel":
-            if units > 2:
-                self._fail(
-                    SyncLostError(
-                        f"a run of {dur / self._period:.1f} symbols at sample "
-                        f"{start - self._delay:.0f} breaks the Manchester code"
-                    ),
-                    end,
-                )
+        if level == 1:
+            frac = (cw1 - cw0) / max(dur, 1.0)
+            self._bit(1 if frac > 0.5 else 0, start - self._period, end)
+        if units <= 2:
             self._period += 0.05 * (dur / units - self._period)
-            self._manchester_run(start, dur, units, level)
-        else:
-            if level == 1:
-                frac = (cw1 - cw0) / max(dur, 1.0)
-                self._bit(1 if frac > 0.5 else 0, start - self._period, end)
-            if units <= 2:
-                self._period += 0.05 * (dur / units - self._period)
-
-    def _manchester_run(self, start: float, dur: float, units: int, level: int) -> None:
-        if not self._aligned:
-            if units == 1:
-                return
-            # the first long run straddles the boundary before the first 1 of 0x2A
-            self._aligned = True
-            self._inverted = level == 1
-            self.stats.inverted = self._inverted
-            self._soft = True
-            self._next_bit = start + dur / 2.0
-            self._edge_time = end_time = start + dur
-            self._edges.append((end_time, 1 - level))
-            self._weak_bits = 0
-            return
-        for k in range(units):
-            self._half(level, start + k * dur / units, start + dur)
 
     # Manchester, soft decisions: once the bit phase is known, each bit is decided by
     # comparing the mean light of its two halves (integrate and dump), and the bit
     # clock is steered by the mid-bit edge nearest where it is expected.
-
-    def _soft_edge(self, t: float, level: int) -> None:
-        self._soft_bits(t)
-        self._check_silence(t)
-        self._edges.append((t, level))
-        self._edge_time = t
 
     def _check_silence(self, t: float) -> None:
         if t - self._edge_time > SILENCE_SYMBOLS * self._period:
@@ -610,17 +583,80 @@ class BlinkUpDecoder:
                 t,
             )
 
+    def _prefix_sums(self) -> tuple[list[float], int]:
+        """Prefix sums of the history from a symbol before the pending one (per chunk)."""
+        if self._cs_stale:
+            self._cs_from = max(math.floor(self._next_bit - self._period) - self._hist_start, 0)
+            self._cs = [0.0, *np.cumsum(self._hist[self._cs_from :]).tolist()]
+            self._cs_stale = False
+        return self._cs, self._hist_start + self._cs_from
+
+    def _hunt(self, until: float) -> None:
+        """Slice the symbol grid after a lock softly until the last 32 symbols are the
+        sync word (``00 2A``, either polarity, one symbol wrong at most)."""
+        cs, origin = self._prefix_sums()
+        mid = self._thr[0]
+        edges = self._edges
+        slots = self._slots
+        while self._hunting and self._next_bit + self._period + 1.0 <= until:
+            start, period = self._next_bit, self._period
+            # steer on the edge (every symbol boundary of the preamble has one)
+            error = None
+            for t, _level in edges:
+                off = t - start
+                if abs(off) <= 0.5 * period and (error is None or abs(off) < abs(error)):
+                    error = off
+            if error is not None:
+                start += 0.5 * error
+                period += 0.02 * error
+            guard = 0.15 * period
+            a = math.ceil(start + guard) - origin
+            b = math.floor(start + period - guard) + 1 - origin
+            if b >= len(cs):
+                return  # its samples have not all arrived
+            self._next_bit, self._period = start + period, period
+            while edges and edges[0][0] < start - period:
+                edges.pop(0)
+            slots.append((start, (cs[b] - cs[a]) / (b - a) - mid))
+            del slots[: -len(SYNC_WORD)]
+            self._hunted += 1
+            if len(slots) == len(SYNC_WORD):
+                agree = sum(
+                    (v > 0) == bool(w) for (_t, v), w in zip(slots, SYNC_WORD, strict=True)
+                )
+                if agree >= len(SYNC_WORD) - 1 or agree <= 1:
+                    self._found_magic(inverted=agree <= 1)
+                    return
+            if self._hunted > HUNT_SYMBOLS:
+                self._fail(
+                    BadMagicError(
+                        f"no 00 2A sync word within {HUNT_SYMBOLS} symbols of the sync run "
+                        f"locked at sample {self.stats.lock:.0f}",
+                        "magic",
+                    ),
+                    self._next_bit,
+                )
+
+    def _found_magic(self, inverted: bool) -> None:
+        self._hunting = False
+        self._inverted = inverted
+        self.stats.inverted = inverted
+        # bits 2..7 of 0x2A (the magic's tail) start at these symbols of the sync word
+        for j in range(2, 8):
+            self.stats.bit_starts.append(self._slots[16 + 2 * j][0] - self._delay)
+        self._magic = list(MAGIC_TAIL)
+        self._event(DecoderEvent.MAGIC_FOUND)
+
     def _soft_bits(self, until: float) -> None:
         """Decide every bit whose two halves have been sampled by ``until``."""
+        if self._hunting:
+            self._hunt(until)
+            if self._hunting:
+                return
         if self._next_bit + 2.0 * self._period + 1.0 > until:
             return
         weak = 0.3 * self._swing  # a bit this faint is barely there
-        if self._cs_stale:  # prefix sums of the history from the pending bit on
-            self._cs_from = max(math.floor(self._next_bit) - self._hist_start, 0)
-            self._cs = [0.0, *np.cumsum(self._hist[self._cs_from :]).tolist()]
-            self._cs_stale = False
-        cs: list[float] = self._cs
-        origin = self._hist_start + self._cs_from
+        cs, origin = self._prefix_sums()
         ceil, floor = math.ceil, math.floor
         edges = self._edges
         while self._next_bit + 2.0 * self._period + 1.0 <= until:
@@ -660,23 +696,6 @@ class BlinkUpDecoder:
                     start,
                 )
             self._bit(bit, start, start + 2.0 * period)
-
-    def _half(self, level: int, t: float, end: float) -> None:
-        if self._want_first_half:
-            self._first_half = level
-            self._want_first_half = False
-            one_level = 1 if self._inverted else 0
-            self._bit(1 if level == one_level else 0, t, end)
-        else:
-            if level == self._first_half:
-                self._fail(
-                    SyncLostError(
-                        f"no mid-bit transition at sample {t - self._delay:.0f}: "
-                        "the Manchester code broke"
-                    ),
-                    end,
-                )
-            self._want_first_half = True
 
     def _bit(self, bit: int, t: float, end: float) -> None:
         if self._state is DecoderState.SYNC:
