@@ -37,10 +37,11 @@ def open_port(url: str, baudrate: int = DEFAULT_BAUD, timeout: float = 0.05) -> 
     """
     if not url:
         raise SerialPortError("no serial port given (a path or a URL such as loop://)")
+    options: dict[str, Any] = {"baudrate": baudrate, "timeout": timeout}
+    if not url.startswith("rfc2217://"):  # pyserial's RFC 2217 client has no write timeout
+        options["write_timeout"] = max(1.0, timeout * 20)
     try:
-        port = serial.serial_for_url(
-            url, baudrate=baudrate, timeout=timeout, write_timeout=max(1.0, timeout * 20)
-        )
-    except (serial.SerialException, ValueError, OSError) as err:
+        port = serial.serial_for_url(url, **options)
+    except (serial.SerialException, ValueError, OSError, NotImplementedError) as err:
         raise SerialPortError(f"cannot open serial port {url}: {err}") from err
     return port

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -300,8 +301,29 @@ def test_the_bench_port_fixture_shows_a_dut_waiting_for_blinkup(bench_port: str)
     assert readings.state == "waiting_blinkup"
 
 
-def _tcp_bridge(pty_path: str) -> tuple[int, threading.Event]:
-    """A one-connection TCP server on loopback relaying to the pty (like ser2net)."""
+class _NoModemLines:
+    """The pty, seen by the RFC 2217 server as a port with modem lines that are
+    kept here (a pty has none to query or set)."""
+
+    cts = dsr = ri = cd = False
+    LINES = ("dtr", "rts", "break_condition")
+
+    def __init__(self, tty: Any) -> None:
+        object.__setattr__(self, "_tty", tty)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tty, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.LINES:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._tty, name, value)
+
+
+def _tcp_bridge(pty_path: str, rfc2217: bool = False) -> tuple[int, threading.Event]:
+    """A one-connection TCP server on loopback relaying to the pty (like ser2net);
+    with ``rfc2217`` it speaks Telnet COM-port control through pyserial's PortManager."""
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
     done = threading.Event()
@@ -310,16 +332,25 @@ def _tcp_bridge(pty_path: str) -> tuple[int, threading.Event]:
         conn, _ = server.accept()
         tty = open_port(pty_path, timeout=0.02)
         conn.settimeout(0.02)
+        manager = None
+        if rfc2217:
+            import serial.rfc2217
+
+            class Writer:
+                def write(self, data: bytes) -> None:
+                    conn.sendall(data)
+
+            manager = serial.rfc2217.PortManager(_NoModemLines(tty), Writer())
         try:
             while not done.is_set():
                 with contextlib.suppress(TimeoutError):
                     data = conn.recv(4096)
                     if not data:
                         break
-                    tty.write(data)
+                    tty.write(b"".join(manager.filter(data)) if manager else data)
                 waiting = tty.read(tty.in_waiting or 1)
                 if waiting:
-                    conn.sendall(waiting)
+                    conn.sendall(b"".join(manager.escape(waiting)) if manager else waiting)
         finally:
             tty.close()
             conn.close()
@@ -329,13 +360,15 @@ def _tcp_bridge(pty_path: str) -> tuple[int, threading.Event]:
     return port, done
 
 
-def test_the_driver_over_a_socket_url() -> None:
-    """socket://: the same driver through a TCP serial bridge (ser2net, ESP-Link ...)."""
+@pytest.mark.filterwarnings("ignore:set(Daemon|Name).. is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("scheme", ["socket", "rfc2217"])
+def test_the_driver_over_a_network_url(scheme: str) -> None:
+    """socket:// and rfc2217://: the same driver through a TCP serial bridge."""
     target = ScriptedTarget()
     with ControllerThread(EmulatedBenchController(target)) as path:
-        port, done = _tcp_bridge(path)
+        port, done = _tcp_bridge(path, rfc2217=scheme == "rfc2217")
         try:
-            with hb.BenchDriver.open(f"socket://127.0.0.1:{port}", timeout=0.5) as driver:
+            with hb.BenchDriver.open(f"{scheme}://127.0.0.1:{port}", timeout=0.5) as driver:
                 assert driver.identify().protocol_version == bp.PROTOCOL_VERSION
                 driver.power(True)
                 light = driver.start_light_in(1000.0)
