@@ -29,6 +29,20 @@ def test_line_run_json_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "<svg" in (report / "report.html").read_text()
 
 
+def test_workers_give_the_same_outcomes(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    outcomes = []
+    for workers in ("1", "2"):
+        report = tmp_path / workers
+        assert main(["line", "run", "--fixtures", "2", "--duts", "6", "--seed", "4",
+                     "--fault", "test_fail=0.4", "--fault", "misplaced=0.3",
+                     "--workers", workers, "--json", "--report", str(report)]) == 0
+        duts = json.loads((report / "duts.json").read_text())["duts"]
+        outcomes.append([(d["dut_id"], d["fixture_id"], d["final_state"], d["failure_reason"])
+                         for d in duts])
+    assert outcomes[0] == outcomes[1] and len(outcomes[0]) == 6
+
+
 def test_min_yield_sets_the_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["line", "run", "--duts", "2", "--fixtures", "1", "--fault", "misplaced=1",
                  "--min-yield", "0.5", "--json"]) == 1
@@ -44,6 +58,7 @@ def test_min_yield_sets_the_exit_status(capsys: pytest.CaptureFixture[str]) -> N
     ["--firmware", "/nonexistent/factory.py"],
     ["--duts", "0"],
     ["--min-yield", "3"],
+    ["--workers", "0"],
 ])
 def test_bad_input_is_one_line_and_exit_2(argv: list[str],
                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,7 +76,7 @@ def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_perf_line_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["perf", "line", "--duts", "4", "--fixtures", "2", "--broker", "auto",
-                 "--json"]) == 0
+                 "--workers", "1", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["duts"] == 4 and doc["failed"] == 0 and doc["duts_per_s"] > 0
     assert doc["peak_rss_mib"] > 0

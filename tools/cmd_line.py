@@ -27,6 +27,7 @@ from impfactory.fixture.record import LineSummary
 from impfactory.fixture.report import write_reports
 from impfactory.hw.optical import PRESETS, OpticalConfig
 from impfactory.tools.line_setup import factory_cloud
+from impfactory.tools.line_shards import run_sharded
 from impfactory.tools.line_ui import LineProgress
 
 from impfactory.errors import ImpFactoryError
@@ -48,6 +49,8 @@ def add_line_options(parser: argparse.ArgumentParser, *, fixtures: int, duts: in
                         help="broker to run on (default auto: Mosquitto if installed)")
     parser.add_argument("--scale", type=float, default=200.0,
                         help="line clock speed-up over the wall (default 200)")
+    parser.add_argument("--workers", type=int, default=1, metavar="W",
+                        help="run the line in W processes sharing the broker (default 1)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -105,10 +108,16 @@ def config_from_args(args: argparse.Namespace, faults: dict[str, float] | None =
 
 async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
                             db: Path | None = None, factory_code: str | None = None,
-                            app_code: str | None = None) -> LineResult:
-    """Start the cloud, run the line under a progress bar, stop everything."""
+                            app_code: str | None = None, workers: int = 1) -> LineResult:
+    """Start the cloud, run the line under a progress bar, stop everything.
+
+    ``workers > 1`` runs the fixtures and DUTs in that many processes sharing the
+    broker, with the cloud in this one (see tools/line_shards.py).
+    """
     async with factory_cloud(broker, db, factory_code=factory_code, app_code=app_code) as cloud:
         with LineProgress(config.duts, quiet=quiet) as progress:
+            if workers > 1:
+                return await run_sharded(config, cloud, progress, workers)
             return await run_line(config, cloud, progress)
 
 
@@ -133,8 +142,11 @@ def _run(args: argparse.Namespace) -> int:
     factory_code = _read(args.firmware, "--firmware")
     app_code = _read(args.app, "--app")
     quiet_network_logs()
+    if args.workers < 1:
+        raise LineInputError(f"--workers must be at least 1, got {args.workers}")
     result = asyncio.run(run_with_progress(config, args.broker, args.json, db=args.db,
-                                           factory_code=factory_code, app_code=app_code))
+                                           factory_code=factory_code, app_code=app_code,
+                                           workers=args.workers))
     report = write_reports(args.report, result.records, result.summary) if args.report else None
     if args.json:
         doc = result.summary.to_dict()

@@ -1,0 +1,108 @@
+"""Run one line as W worker processes sharing the broker, with the cloud in this process.
+
+The coordinator side of ``fixture/shard.py``: spawn the workers, wait until each
+has imported everything (start-up is not line time), give each its shard, its
+fixtures' developer enrolments and the broker, adopt their fixtures into the
+fixture group when they ask, and gather progress and records. The line's wall
+time runs from the ``start`` messages to the last record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from impfactory.fixture.line import LineConfig, LineError, LineObserver, LineResult
+from impfactory.fixture.record import DutRecord, LineSummary
+from impfactory.fixture.shard import CloudInfo, worker_main
+from impfactory.tools.line_setup import FactoryCloud
+
+READY_TIMEOUT = 60.0
+
+
+async def run_sharded(config: LineConfig, cloud: FactoryCloud, observer: LineObserver,
+                      workers: int) -> LineResult:
+    """Run ``config`` on ``workers`` processes (at most one per fixture)."""
+    workers = max(1, min(workers, config.fixtures))
+    loop = asyncio.get_running_loop()
+    ctx = multiprocessing.get_context("spawn")
+    conns: list[Connection] = []
+    procs: list[Any] = []
+    try:
+        for _ in range(workers):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker_main, args=(child,), daemon=True)
+            proc.start()
+            child.close()
+            conns.append(parent)
+            procs.append(proc)
+        for conn in conns:
+            ready = await asyncio.wait_for(loop.run_in_executor(None, conn.recv), READY_TIMEOUT)
+            if ready != ("ready",):
+                raise LineError(f"line worker did not start: {ready!r}")
+        return await _coordinate(config, cloud, observer, conns)
+    finally:
+        for conn in conns:
+            conn.close()
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+
+
+async def _coordinate(config: LineConfig, cloud: FactoryCloud, observer: LineObserver,
+                      conns: list[Connection]) -> LineResult:
+    loop = asyncio.get_running_loop()
+    records: list[DutRecord] = []
+    finished = [loop.create_future() for _ in conns]
+    adoptions: set[asyncio.Task[None]] = set()
+
+    async def adopt(conn: Connection, device_id: str) -> None:
+        await cloud.adopt_fixture(device_id)
+        conn.send(("adopted", device_id))
+
+    def on_readable(w: int) -> None:
+        conn = conns[w]
+        try:
+            while conn.poll():
+                msg = conn.recv()
+                kind = msg[0]
+                if kind == "stage":
+                    observer.stage(msg[1], msg[2])
+                elif kind == "done":
+                    records.append(msg[1])
+                    observer.done(msg[1])
+                elif kind == "adopt":
+                    task = loop.create_task(adopt(conn, msg[1]))
+                    adoptions.add(task)
+                    task.add_done_callback(adoptions.discard)
+                elif kind == "finished" and not finished[w].done():
+                    finished[w].set_result(None)
+                elif kind == "error" and not finished[w].done():
+                    finished[w].set_exception(LineError(f"line worker {w}: {msg[1]}"))
+        except (EOFError, OSError):
+            if not finished[w].done():
+                finished[w].set_exception(LineError(f"line worker {w} died"))
+            loop.remove_reader(conn.fileno())
+
+    ways = len(conns)
+    started = time.perf_counter()
+    for w, conn in enumerate(conns):
+        mine = [k for k in range(config.fixtures) if k % ways == w]
+        info = CloudInfo(cloud.broker_url, cloud.wifi_ssid, cloud.wifi_password,
+                         cloud.impos_current, cloud.impos_outdated,
+                         tuple(cloud.fixture_enrolment() for _ in mine))
+        conn.send(("start", config, info, (w, ways)))
+        loop.add_reader(conn.fileno(), on_readable, w)
+    try:
+        await asyncio.gather(*finished)
+    finally:
+        for conn in conns:
+            loop.remove_reader(conn.fileno())
+    wall = time.perf_counter() - started
+    records.sort(key=lambda r: r.index)
+    return LineResult(records, LineSummary.of(records, wall, fixtures=config.fixtures,
+                                              seed=config.seed))
