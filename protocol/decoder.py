@@ -342,7 +342,6 @@ class BlinkUpDecoder:
     def _reset_idle(self) -> None:
         self._level = -1
         self._sync_times: list[int] = []
-        self._sync_sum = 0.0
 
     def _scan_idle(self, y: FloatArray, pos: int) -> int:
         """Slice adaptively and hunt a sync run; return where the lock happened or where
@@ -369,23 +368,33 @@ class BlinkUpDecoder:
         return n
 
     def _sync_transition(self, t: int, level: int) -> bool:
+        """Another idle edge: lock once SYNC_TRANSITIONS regular intervals line up."""
         times = self._sync_times
         if not times:
             times.append(t)
             return False
         d = t - times[-1]
-        if not self._t_min <= d <= self._t_max:
+        if d < 0.5 * self._t_min:
+            # a glitch: this edge and the one before it are noise, not the sync run
+            times.pop()
+            return False
+        # single intervals get a wide berth (noise moves edges); the grid and the
+        # period over the whole run are what must be right
+        if not 0.7 * self._t_min <= d <= 1.3 * self._t_max:
             times[:] = [t]
-            self._sync_sum = 0.0
             return False
-        count = len(times) - 1
-        if count and abs(d - self._sync_sum / count) > 0.3 * self._sync_sum / count:
-            times[:] = [times[-1], t]
-            self._sync_sum = float(d)
-            return False
+        if len(times) >= 2:
+            # on the grid the run so far defines? (noise moves single edges, not the grid)
+            period = (times[-1] - times[0]) / (len(times) - 1)
+            if abs(t - times[0] - len(times) * period) > 0.4 * period:
+                times[:] = [times[-1], t]
+                return False
         times.append(t)
-        self._sync_sum += d
         if len(times) - 1 < SYNC_TRANSITIONS:
+            return False
+        period = (times[-1] - times[0]) / (len(times) - 1)
+        if not self._t_min <= period <= self._t_max:
+            del times[0]
             return False
         self._lock(level)
         return True
