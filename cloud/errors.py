@@ -39,3 +39,7 @@ class TokenError(CloudError, ValueError):
 
 class BrokerError(CloudError, OSError):
     """The MQTT broker could not be started or reached."""
+
+
+class StoreError(CloudError, OSError):
+    """The database file cannot be opened or is not a cloud database."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from impfactory.cloud.errors import StoreError
+
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -83,13 +85,20 @@ def open_db(path: str | Path) -> sqlite3.Connection:
 
     Autocommit mode: each ``with tx(db):`` block is one explicit transaction.
     """
-    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA foreign_keys=ON")
-    db.execute("PRAGMA busy_timeout=5000")
-    ensure_schema(db)
+    try:
+        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as err:
+        raise StoreError(f"cannot open the cloud database {path}: {err}") from err
+    try:
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=5000")
+        ensure_schema(db)
+    except sqlite3.Error as err:
+        db.close()
+        raise StoreError(f"{path} is not a usable cloud database: {err}") from err
     return db
 
 

@@ -74,11 +74,38 @@ def test_serve_stop_and_restart_keep_state(broker_url: str, tmp_path: Path) -> N
         (["--broker", "rabbit"], "unknown broker"),
         (["--broker", "mqtt://127.0.0.1:1"], "no broker answers"),
         (["--api-port", "70000"], "--api-port"),
+        (["--db", "/nonexistent/dir/x.db"], "cannot open the cloud database"),
+        (["--db", "NOT_A_DB"], "not a usable cloud database"),
     ],
 )
 def test_bad_options_are_one_line_errors(args: list[str], message: str, tmp_path: Path) -> None:
+    (tmp_path / "NOT_A_DB").write_bytes(b"this is not sqlite" * 100)
+    args = [str(tmp_path / a) if a == "NOT_A_DB" else a for a in args]
     result = subprocess.run([*CLI, "--db", str(tmp_path / "x.db"), *args],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_devices_and_logs_commands_read_a_database(tmp_path: Path) -> None:
+    from impfactory.cloud.rules import DeviceRules
+
+    db_path = tmp_path / "cloud.db"
+    svc = CloudService(open_db(db_path))
+    DeviceRules(svc).handle(cl.Hello(device_id="0c2a0000000000aa", mac="0000000000aa"))
+    svc.append_log("0c2a0000000000aa", "first line")
+    svc.db.close()
+    cli = [sys.executable, "-m", "impfactory.tools.cli", "cloud"]
+    out = subprocess.run([*cli, "devices", "--db", str(db_path), "--json"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    [row] = [json.loads(line) for line in out.stdout.splitlines()]
+    assert row["device_id"] == "0c2a0000000000aa" and row["online"] and not row["blessed"]
+    out = subprocess.run([*cli, "logs", "0c2a0000000000aa", "--db", str(db_path)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "[status] first line" in out.stdout
+    for args in (["logs", "0c2a0000000000bb", "--db", str(db_path)],
+                 ["devices", "--db", str(tmp_path / "missing.db")]):
+        bad = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=30)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1

@@ -3,6 +3,8 @@
 ::
 
     impfactory cloud serve --broker auto --db impcloud.db --api-port 8080 --owner me:secret
+    impfactory cloud devices --db impcloud.db [--json]
+    impfactory cloud logs DEVICE_ID --db impcloud.db [--json]
 
 Starts (or joins) the broker, opens the database (WAL; a restart loses nothing),
 serves devices over MQTT and, with ``--api-port``, the impCentral-compatible REST
@@ -21,11 +23,14 @@ import json
 import logging
 import signal
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from impfactory.cloud.broker import BrokerServer
-from impfactory.cloud.errors import InvalidError
+from impfactory.cloud.errors import InvalidError, NotFoundError
 from impfactory.cloud.server import Cloud
+from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import open_db
 
 log = logging.getLogger("impfactory.cloud.serve")
@@ -47,6 +52,17 @@ def register(sub: Any) -> None:
     serve.add_argument("--log-level", default="INFO",
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.set_defaults(func=serve_command)
+
+    devices = cloud_sub.add_parser("devices", help="list the devices a cloud database knows")
+    devices.add_argument("--db", default="impcloud.db", help="SQLite database file")
+    devices.add_argument("--json", action="store_true", help="one JSON object per device")
+    devices.set_defaults(func=devices_command)
+
+    logs = cloud_sub.add_parser("logs", help="print one device's log")
+    logs.add_argument("device_id")
+    logs.add_argument("--db", default="impcloud.db", help="SQLite database file")
+    logs.add_argument("--json", action="store_true", help="one JSON object per line")
+    logs.set_defaults(func=logs_command)
     parser.set_defaults(func=lambda args: (parser.print_help(sys.stderr), 2)[1])
 
 
@@ -65,6 +81,45 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_existing(path: str) -> CloudService:
+    if not Path(path).is_file():
+        raise NotFoundError(f"no cloud database at {path}")
+    return CloudService(open_db(path))
+
+
+def devices_command(args: argparse.Namespace) -> int:
+    svc = _open_existing(args.db)
+    groups = {g.id: g for g in svc.list_groups()}
+    for d in svc.list_devices():
+        group = groups.get(d.group_id) if d.group_id else None
+        row = {"device_id": d.id, "mac": d.mac, "group": group.name if group else None,
+               "group_type": group.type.value if group else None, "blessed": d.blessed,
+               "online": d.online, "impos_version": d.impos_version,
+               "deployment": d.deployment_id, "led": d.led}
+        if args.json:
+            print(json.dumps(row))
+        else:
+            print(f"{d.id}  {'blessed' if d.blessed else '       '}  "
+                  f"{'online ' if d.online else 'offline'}  {row['group_type'] or '-':<32} "
+                  f"{row['group'] or '-'}")
+    return 0
+
+
+def logs_command(args: argparse.Namespace) -> int:
+    svc = _open_existing(args.db)
+    svc.get_device(args.device_id)
+    page = 1
+    while entries := svc.device_logs(args.device_id, page=page, size=500):
+        for e in entries:
+            if args.json:
+                print(json.dumps({"ts": e.ts, "type": e.type, "msg": e.msg}))
+            else:
+                print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(e.ts))} "
+                      f"[{e.type}] {e.msg}")
+        page += 1
+    return 0
+
+
 def _api_available() -> bool:
     return importlib.util.find_spec("impfactory.cloud.api_server") is not None
 
@@ -76,9 +131,13 @@ async def serve(broker: str, db_path: str, api_port: int | None,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    server = BrokerServer(broker)
-    url = await asyncio.to_thread(server.start)
     db = open_db(db_path)
+    server = BrokerServer(broker)
+    try:
+        url = await asyncio.to_thread(server.start)
+    except BaseException:
+        db.close()
+        raise
     api: Any = None
     try:
         accounts: Any = None
