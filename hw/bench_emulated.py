@@ -30,10 +30,11 @@ import os
 import threading
 import tty
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import numpy as np
+from impfactory.hw.bench_lightout import LightOutPlayer
 from impfactory.protocol import bench as bp
 
 from impfactory.clock import Clock, RealClock
@@ -107,15 +108,6 @@ class _Stream:
     sent: int = 0
 
 
-@dataclass
-class _Playback:
-    rate_mhz: int
-    flags: int
-    symbols: bytearray = field(default_factory=bytearray)
-    seq: int = 0
-    t0: float | None = None
-
-
 class EmulatedBenchController:
     """Serves the bench protocol on a pty for one :class:`BenchTarget`."""
 
@@ -141,8 +133,7 @@ class EmulatedBenchController:
         self._last: tuple[bytes, list[bytes]] | None = None
         self._light_in: _Stream | None = None
         self._status: _Stream | None = None
-        self._loading: _Playback | None = None
-        self._playing: _Playback | None = None
+        self.player = LightOutPlayer()
         self._fed_until: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._baud = 115200
@@ -282,23 +273,21 @@ class EmulatedBenchController:
         return [_error(bp.ErrorCode.UNKNOWN_TYPE, f"{msg.TYPE.name} is not a request")]
 
     def _light_out(self, seq: int, msg: bp.LightOut, now: float) -> bp.Message:
-        if self._playing is not None:
-            return _error(bp.ErrorCode.BUSY, "a light-out is still playing")
         if msg.rate_mhz == 0 or msg.rate_mhz > MAX_STREAM_RATE * 1000:
             return _error(bp.ErrorCode.RATE, f"{msg.rate_mhz / 1000:g} Hz symbol rate")
-        if msg.flags & bp.LightOutFlag.START:
-            self._loading = _Playback(msg.rate_mhz, msg.flags)
-        loading = self._loading
-        if loading is None or msg.offset != len(loading.symbols):
-            expected = 0 if loading is None else len(loading.symbols)
-            return _error(bp.ErrorCode.BAD_SEQUENCE, f"offset {msg.offset}, expected {expected}")
-        if msg.rate_mhz != loading.rate_mhz:
-            return _error(bp.ErrorCode.BAD_SEQUENCE, "rate changed within one light-out")
-        loading.symbols += msg.symbols
-        if msg.flags & bp.LightOutFlag.END:
-            loading.seq, loading.t0 = seq, now
-            self._playing, self._loading = loading, None
-        return bp.Ack(msg.TYPE)
+        before = self.player.state
+        refused = self.player.chunk(seq, msg, now)
+        if refused is None:
+            return bp.Ack(msg.TYPE)
+        why = {
+            bp.ErrorCode.BUSY: "a light-out is still playing",
+            bp.ErrorCode.BAD_SEQUENCE: (
+                f"chunk at offset {msg.offset} ({msg.rate_mhz} mHz) does not continue "
+                f"the {before.value} stream ({len(self.player.symbols)} symbols, "
+                f"{self.player.rate_mhz} mHz)"
+            ),
+        }
+        return _error(refused, why.get(refused, refused.name))
 
     # ------------------------------------------------------------ time passes
 
@@ -327,17 +316,10 @@ class EmulatedBenchController:
         if index_now <= start:
             return
         times = np.arange(start, index_now) / DUT_SENSOR_RATE
-        levels = np.zeros(len(times))
-        play = self._playing
-        if play is not None and play.t0 is not None:
-            rate = play.rate_mhz / 1000.0
-            idx = np.floor((times - play.t0) * rate).astype(np.int64)
-            inside = (idx >= 0) & (idx < len(play.symbols))
-            symbols = np.frombuffer(bytes(play.symbols), dtype=np.uint8)
-            levels[inside] = symbols[idx[inside]] / 255.0
-            if times[-1] >= play.t0 + len(play.symbols) / rate:
-                self._playing = None
-                self._send(play.seq, bp.LightOutDone(len(play.symbols)))
+        levels = self.player.levels(times)
+        done = self.player.finish(float(times[-1]))
+        if done is not None:
+            self._send(self.player.seq, done)
         self.target.light_to_dut(float(times[0]), levels, DUT_SENSOR_RATE)
         self._fed_until = index_now
 
