@@ -43,6 +43,15 @@ def test_workers_give_the_same_outcomes(tmp_path: Path,
     assert outcomes[0] == outcomes[1] and len(outcomes[0]) == 6
 
 
+def test_a_reused_database_gets_new_duts(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "cloud.db"
+    for _ in range(2):
+        assert main(["line", "run", "--duts", "2", "--db", str(db), "--wifi", "Floor 2:pass word",
+                     "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["blessed"] == 2
+
+
 def test_min_yield_sets_the_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["line", "run", "--duts", "2", "--fixtures", "1", "--fault", "misplaced=1",
                  "--min-yield", "0.5", "--json"]) == 1
@@ -59,6 +68,7 @@ def test_min_yield_sets_the_exit_status(capsys: pytest.CaptureFixture[str]) -> N
     ["--duts", "0"],
     ["--min-yield", "3"],
     ["--workers", "0"],
+    ["--wifi", "no-colon"],
 ])
 def test_bad_input_is_one_line_and_exit_2(argv: list[str],
                                           capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.fixture.faults import parse_faults, parse_rate
 from impfactory.fixture.line import LineConfig, LineResult, run_line
 from impfactory.fixture.record import LineSummary
@@ -73,6 +74,9 @@ def register(sub: Any) -> None:
                      help="your factory firmware (fixture + DUT) instead of the example")
     run.add_argument("--app", type=Path, metavar="FILE",
                      help="your application firmware instead of the example")
+    run.add_argument("--wifi", default=None, metavar="SSID:PASSWORD",
+                     help="the factory WiFi the DUTs join and the example firmware flashes "
+                          "(default factory-wifi:factory-password)")
     run.add_argument("--db", type=Path, metavar="PATH",
                      help="cloud database to use or reuse (default: a fresh temporary one)")
     run.add_argument("--report", type=Path, metavar="DIR",
@@ -108,13 +112,16 @@ def config_from_args(args: argparse.Namespace, faults: dict[str, float] | None =
 
 async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
                             db: Path | None = None, factory_code: str | None = None,
-                            app_code: str | None = None, workers: int = 1) -> LineResult:
+                            app_code: str | None = None, workers: int = 1,
+                            wifi: tuple[str, str] | None = None) -> LineResult:
     """Start the cloud, run the line under a progress bar, stop everything.
 
     ``workers > 1`` runs the fixtures and DUTs in that many processes sharing the
     broker, with the cloud in this one (see tools/line_shards.py).
     """
-    async with factory_cloud(broker, db, factory_code=factory_code, app_code=app_code) as cloud:
+    ssid, password = wifi or (FACTORY_SSID, FACTORY_PASSWORD)
+    async with factory_cloud(broker, db, factory_code=factory_code, app_code=app_code,
+                             wifi_ssid=ssid, wifi_password=password) as cloud:
         with LineProgress(config.duts, quiet=quiet) as progress:
             if workers > 1:
                 return await run_sharded(config, cloud, progress, workers)
@@ -142,11 +149,18 @@ def _run(args: argparse.Namespace) -> int:
     factory_code = _read(args.firmware, "--firmware")
     app_code = _read(args.app, "--app")
     quiet_network_logs()
+    wifi = None
+    if args.wifi is not None:
+        ssid, sep, password = args.wifi.partition(":")
+        if not sep or not ssid or len(ssid.encode()) > 32 or len(password.encode()) > 64:
+            raise LineInputError("--wifi: expected SSID:PASSWORD (SSID 1-32 bytes, password "
+                                 "up to 64)")
+        wifi = (ssid, password)
     if args.workers < 1:
         raise LineInputError(f"--workers must be at least 1, got {args.workers}")
     result = asyncio.run(run_with_progress(config, args.broker, args.json, db=args.db,
                                            factory_code=factory_code, app_code=app_code,
-                                           workers=args.workers))
+                                           workers=args.workers, wifi=wifi))
     report = write_reports(args.report, result.records, result.summary) if args.report else None
     if args.json:
         doc = result.summary.to_dict()

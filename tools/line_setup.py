@@ -5,12 +5,16 @@ import everything) builds what it needs and hands it over as a ``LineCloud``:
 
 * a broker (``auto``: Mosquitto if installed, else the embedded one; or a URL),
 * a cloud on a fresh SQLite file (or ``db``), with an owner account,
-* a product with a test-zone fixture group aimed at a DUT group and a production
-  group, and a deployment in each: the example factory firmware (or the user's
-  own file) for fixture and DUT, the example application firmware (or the user's),
+* a product ("Line") with a test-zone fixture group aimed at a DUT group and a
+  production group, and a deployment in each (reused from an earlier run when
+  ``db`` already holds them; changed code becomes a new deployment): the example
+  factory firmware (or the user's own file) for fixture and DUT, the example
+  application firmware (or the user's),
 * an impOS release that the product requires, so DUTs shipped with an older impOS
   update first,
-* developer enrolments for the fixtures and their adoption into the fixture group.
+* developer enrolments for the fixtures and their adoption into the fixture group;
+* DUT serials after every device the database already knows, so a reused
+  database never meets an already-blessed DUT again.
 """
 
 from __future__ import annotations
@@ -22,16 +26,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from impfactory.cloud.broker import BrokerServer
+from impfactory.cloud.model import GroupType
 from impfactory.cloud.scenario import FactorySetup, make_factory
 from impfactory.cloud.server import Cloud
+from impfactory.cloud.service import CloudService
 from impfactory.firmware.examples import application_source, factory_source
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.firmware.settings import DEFAULT_IMPOS_VERSION
+from impfactory.fixture.line import FIXTURE_SERIAL_BASE
+
+from impfactory.errors import ImpFactoryError
 
 OWNER = "factory-owner"
+PRODUCT = "Line"
+OUI = "0c2a69"
 #: The impOS the product requires; DUTs flagged outdated ship with the default (older) one.
 REQUIRED_IMPOS = "43.1.0"
 AGENT_CODE = "# the example firmware's agent is not emulated: results reach the line by LED\n"
+
+
+class LineSetupError(ImpFactoryError, ValueError):
+    """The database holds something the line cannot reuse."""
 
 
 @dataclass
@@ -46,6 +61,7 @@ class FactoryCloud:
     wifi_password: str = FACTORY_PASSWORD
     impos_current: str = REQUIRED_IMPOS
     impos_outdated: str = DEFAULT_IMPOS_VERSION
+    first_dut_serial: int | None = None
 
     def fixture_enrolment(self) -> tuple[str, str]:
         token = self.cloud.service.create_development_token(self.owner_id)
@@ -58,7 +74,8 @@ class FactoryCloud:
 @contextlib.asynccontextmanager
 async def factory_cloud(broker: str = "auto", db: Path | None = None, *,
                         factory_code: str | None = None, app_code: str | None = None,
-                        impos_size: int = 1 << 20) -> AsyncIterator[FactoryCloud]:
+                        impos_size: int = 1 << 20, wifi_ssid: str = FACTORY_SSID,
+                        wifi_password: str = FACTORY_PASSWORD) -> AsyncIterator[FactoryCloud]:
     """Start broker and cloud, build the factory, yield it; stop everything after."""
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(BrokerServer(broker))
@@ -70,12 +87,49 @@ async def factory_cloud(broker: str = "auto", db: Path | None = None, *,
             svc = cloud.service
             owner = svc.ensure_owner(OWNER)
             code = factory_code if factory_code is not None else factory_source(
-                FACTORY_SSID, FACTORY_PASSWORD)
-            setup = make_factory(svc, owner.id, name="Line", fixture_code=code, dut_code=code,
-                                 app_code=app_code if app_code is not None
-                                 else application_source(), agent_code=AGENT_CODE)
-            svc.add_impos_release(REQUIRED_IMPOS, size=impos_size)
+                wifi_ssid, wifi_password)
+            app = app_code if app_code is not None else application_source()
+            setup = _reuse(svc, owner.id, code, app) or make_factory(
+                svc, owner.id, name=PRODUCT, fixture_code=code, dut_code=code, app_code=app,
+                agent_code=AGENT_CODE)
+            if not any(r.version == REQUIRED_IMPOS for r in svc.impos_releases()):
+                svc.add_impos_release(REQUIRED_IMPOS, size=impos_size)
             svc.update_product(setup.product.id, min_impos_version=REQUIRED_IMPOS)
-            yield FactoryCloud(cloud, setup, owner.id, url)
+            serials = [int(d.mac[6:], 16) for d in svc.list_devices(owner_id=owner.id)
+                       if d.mac.startswith(OUI)]
+            duts = [n for n in serials if n < FIXTURE_SERIAL_BASE]
+            first = max(duts) + 1 if duts else None
+            yield FactoryCloud(cloud, setup, owner.id, url, wifi_ssid, wifi_password,
+                               first_dut_serial=first)
         finally:
             await cloud.stop()
+
+
+def _reuse(svc: CloudService, owner_id: str, code: str, app: str) -> FactorySetup | None:
+    """The product an earlier run left in this database, with the given code current.
+
+    Deployments are immutable, so code that differs from a group's current
+    deployment becomes a new deployment (and the group's current one).
+    """
+    product = next((p for p in svc.list_products(owner_id) if p.name == PRODUCT), None)
+    if product is None:
+        return None
+    groups = {g.type: g for g in svc.list_groups(product_id=product.id)}
+    try:
+        fixture = groups[GroupType.PRE_FACTORYFIXTURE]
+        dut = groups[GroupType.PRE_DUT]
+        production = groups[GroupType.PRE_PRODUCTION]
+    except KeyError as err:
+        raise LineSetupError(f"product {PRODUCT!r} in this database lacks a group: {err}") from err
+    builds = []
+    for group, source, what in ((fixture, code, "fixture"), (dut, code, "dut"),
+                                (production, app, "app")):
+        current = svc.get_deployment(group.current_deployment) if group.current_deployment \
+            else None
+        if current is None or current.device_code != source:
+            current = svc.create_deployment(group.id, source, AGENT_CODE,
+                                            description=f"{PRODUCT} {what}",
+                                            origin=f"{PRODUCT}-{what}")
+        builds.append(current)
+    return FactorySetup(product, svc.get_group(fixture.id), svc.get_group(dut.id),
+                        svc.get_group(production.id), *builds)

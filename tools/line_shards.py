@@ -94,7 +94,8 @@ async def _coordinate(config: LineConfig, cloud: FactoryCloud, observer: LineObs
         mine = [k for k in range(config.fixtures) if k % ways == w]
         info = CloudInfo(cloud.broker_url, cloud.wifi_ssid, cloud.wifi_password,
                          cloud.impos_current, cloud.impos_outdated,
-                         tuple(cloud.fixture_enrolment() for _ in mine))
+                         tuple(cloud.fixture_enrolment() for _ in mine),
+                         cloud.first_dut_serial)
         conn.send(("start", config, info, (w, ways)))
         loop.add_reader(conn.fileno(), on_readable, w)
     try:
