@@ -66,7 +66,9 @@ SILENCE_SYMBOLS = 6.0
 """Symbols without a transition after which a bi-level reception is lost."""
 SYNC_WORD = tuple(bilevel_symbols(b"\x00\x2a"))
 """Bi-level symbols of the last preamble byte and the magic: what the receiver hunts."""
-HUNT_SYMBOLS = 96
+BACKFILL_SYMBOLS = 8
+"""Symbols before the sync run's first edge where the bi-level grid starts (a late lock)."""
+HUNT_SYMBOLS = 112
 """Symbols after a bi-level lock within which the sync word must appear."""
 MEASURED_RUNS = 12
 """Sync runs (the latest) whose period and levels set the thresholds."""
@@ -253,7 +255,9 @@ class BlinkUpDecoder:
         self._window = max(4, math.ceil(3.5 * self._t_max))
         self._min_swing = min_swing * full_scale
         self._full_scale = full_scale
-        self._history_len = math.ceil((SYNC_TRANSITIONS + 4) * self._t_max) + self._window
+        self._history_len = (
+            math.ceil((SYNC_TRANSITIONS + BACKFILL_SYMBOLS + 8) * self._t_max) + self._window
+        )
         self.reset()
 
     # ------------------------------------------------------------------ public
@@ -404,7 +408,9 @@ class BlinkUpDecoder:
         # Only the latest MEASURED_RUNS runs: the first transitions of a lock may be
         # noise that happened to fall in step just before the real sync run.
         times = self._sync_times[-(MEASURED_RUNS + 1) :]
-        period = (times[-1] - times[0]) / (len(times) - 1)
+        # the period: a least-squares line through all the sync run's edges
+        index = np.arange(len(self._sync_times), dtype=np.float64)
+        period = float(np.polyfit(index, np.asarray(self._sync_times, dtype=np.float64), 1)[0])
         means: tuple[list[float], list[float]] = ([], [])
         run_level = 1 - level  # the level of the run that ended at the lock transition
         for j in range(len(times) - 1, 0, -1):
@@ -448,9 +454,10 @@ class BlinkUpDecoder:
         # bi-level: soft decisions on a symbol grid that starts at the lock edge
         self._soft = self.line_code == "bilevel"
         self._hunting = self._soft
-        # the grid starts back at the sync run's first edge (its samples are still in
-        # the history), so the 32-symbol sync word fits however late the lock came
-        self._next_bit = float(self._sync_times[0])  # next symbol (hunting) or bit
+        # the grid starts BACKFILL_SYMBOLS before the sync run's first edge (those
+        # samples are still in the history), so the 32-symbol sync word fits even when
+        # noise delayed the lock
+        self._next_bit = self._sync_times[0] - BACKFILL_SYMBOLS * period  # next symbol or bit
         self._edge_time = float(times[-1])
         self._slots: list[tuple[float, float]] = []
         self._hunted = 0
