@@ -154,6 +154,7 @@ class BenchDriver:
         self.resends = 0
         self.stale = 0
         self.lost_events = 0
+        self._greeted = False
         self._playing: tuple[int, int, float] | None = None
         self._seq = random.randrange(255)  # unlikely to match a previous host's streams
         self._request_lock = threading.Lock()
@@ -202,6 +203,11 @@ class BenchDriver:
         :class:`BenchTimeoutError` when no answer came after all retries and
         :class:`BenchLinkError` when the port failed.
         """
+        if not self._greeted and not isinstance(message, bp.Identify):
+            # a session begins with IDENTIFY: it checks the version and replaces the
+            # controller's replay cache, so a request of an earlier session that
+            # happens to carry the same bytes is never taken for a retry
+            self.identify()
         with self._request_lock:
             seq = self._seq = self._next_seq()
             frame = bp.encode(seq, message)
@@ -326,6 +332,7 @@ class BenchDriver:
         reply = self.request(bp.Identify())
         if not isinstance(reply, bp.Identity):
             raise BenchError(f"controller answered IDENTIFY with {reply.TYPE.name}")
+        self._greeted = True
         if reply.protocol_version != bp.PROTOCOL_VERSION:
             raise BenchError(
                 f"controller speaks bench protocol {reply.protocol_version}, "
@@ -427,12 +434,16 @@ class BenchDriver:
 
     def start_light_in(self, rate_hz: float = 1000.0) -> SampleBuffer:
         """Start sampling the light sensor over the fixture's LED into ``light_in``."""
+        if not self._greeted:
+            self.identify()
         self.light_in.reset(rate_hz, self._next_seq())
         self.request(bp.LightInStart(bp.rate_to_mhz(rate_hz)))
         return self.light_in
 
     def start_status(self, rate_hz: float = 100.0) -> SampleBuffer:
         """Start sampling the colour sensor over the DUT's status LED into ``status``."""
+        if not self._greeted:
+            self.identify()
         self.status.reset(rate_hz, self._next_seq())
         self.request(bp.StatusStart(bp.rate_to_mhz(rate_hz)))
         return self.status

@@ -158,6 +158,17 @@ def test_a_dropped_reply_byte_is_retried_and_the_button_pressed_once(
     assert driver.identify().protocol_version == bp.PROTOCOL_VERSION
 
 
+def test_a_new_session_is_never_taken_for_a_retry(bench: Bench) -> None:
+    """Two sessions that press the button with the same sequence number press it twice."""
+    controller, target, driver = bench
+    driver.press_button(0.1)
+    seq = driver._seq
+    with hb.BenchDriver.open(controller.path, timeout=0.3) as second:
+        second._seq = seq - 1  # its next request would carry the same bytes as the last one
+        second.press_button(0.1)
+    assert target.presses == [0.1, 0.1]
+
+
 def test_a_corrupted_reply_is_retried(
     bench: Bench,
 ) -> None:
