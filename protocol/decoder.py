@@ -12,11 +12,11 @@ does not depend on how the stream was cut. Pipeline, one stage per job::
                                  +- SYNC/FRAME: thresholds fixed from the sync run's
                                     averaged peaks and troughs, with hysteresis
 
-Bi-level switches to soft decisions once the first two-symbol run (the first 0->1
-of 0x2A) has fixed the bit phase and polarity: each bit is the sign of the mean
-light of its second half minus that of its first (integrate and dump, from prefix
-sums), and the bit clock is steered by the mid-bit edge nearest its slot. Soft
-decisions need about 2 dB less signal than run lengths do (docs/blinkup.md).
+Bi-level decides softly once locked: on a symbol grid steered by the edges it
+hunts the 32-symbol sync word ``00 2A`` (either polarity), which fixes the bit
+phase; then each bit is the sign of the mean light of its second half minus that
+of its first (integrate and dump, from prefix sums), the bit clock steered by the
+mid-bit edge nearest its slot. Tri-level keeps run lengths (a lit run is a bit).
 
 States and events (an explicit table, ``TRANSITIONS``)::
 
