@@ -163,6 +163,7 @@ def test_a_new_session_is_never_taken_for_a_retry(bench: Bench) -> None:
     controller, target, driver = bench
     driver.press_button(0.1)
     seq = driver._seq
+    driver.close()  # one host at a time on a port
     with hb.BenchDriver.open(controller.path, timeout=0.3) as second:
         second._seq = seq - 1  # its next request would carry the same bytes as the last one
         second.press_button(0.1)
