@@ -580,8 +580,15 @@ class BlinkUpDecoder:
         dur = end - start
         units = max(1, round(dur / self._period))
         if level == 1:
-            frac = (cw1 - cw0) / max(dur, 1.0)
-            self._bit(1 if frac > 0.5 else 0, start - self._period, end)
+            # white or grey: the mean light of the run's inner 60% against the threshold
+            # (the share of samples above it decides a run too short to have an inside)
+            q = 0.2 * dur
+            inner = self._hist_slice(math.ceil(start + q), math.floor(end - q) + 1)
+            if inner.shape[0]:
+                white = float(inner.mean()) > self._thr[1]
+            else:
+                white = (cw1 - cw0) / max(dur, 1.0) > 0.5
+            self._bit(int(white), start - self._period, end)
         if units <= 2:
             self._period += 0.05 * (dur / units - self._period)
 

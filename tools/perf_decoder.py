@@ -143,9 +143,9 @@ def _run(args: argparse.Namespace) -> int:
         )
     if args.noise:
         sweeps = {
-            "bilevel_142": ("bilevel", BILEVEL_FAST_RATE, [12, 10, 9, 8, 7, 6]),
-            "bilevel_60": ("bilevel", BILEVEL_RATE, [8, 6, 5, 4, 3, 2]),
-            "trilevel_60": ("trilevel", TRILEVEL_RATE, [22, 20, 19, 18, 17, 16]),
+            "bilevel_142": ("bilevel", BILEVEL_FAST_RATE, [9, 8, 7, 6, 5, 4]),
+            "bilevel_60": ("bilevel", BILEVEL_RATE, [5, 4, 3, 2, 1, 0]),
+            "trilevel_60": ("trilevel", TRILEVEL_RATE, [18, 16, 15, 14, 13, 12]),
         }
         noise: dict[str, Any] = {}
         for name, (code, rate, snrs) in sweeps.items():
