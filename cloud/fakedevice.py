@@ -107,6 +107,9 @@ class FakeDevice:
                 await self._reader
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.__aexit__(None, None, None), 5)
+        lost = getattr(client, "_disconnected", None)  # read it, so asyncio does not complain
+        if isinstance(lost, asyncio.Future) and lost.done() and not lost.cancelled():
+            lost.exception()
 
     async def __aenter__(self) -> FakeDevice:
         await self.connect()

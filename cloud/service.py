@@ -138,8 +138,8 @@ class CloudService:
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One transaction; nested calls join the outer one."""
-        if self._depth:
+        """One transaction; nested calls (or a caller's open transaction) join the outer one."""
+        if self._depth or self.db.in_transaction:
             self._depth += 1
             try:
                 yield self.db
