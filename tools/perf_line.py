@@ -16,8 +16,10 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+from impfactory.fixture.report import write_reports
 from impfactory.hw.optical import PRESETS
 from impfactory.tools.cmd_line import config_from_args, quiet_network_logs, run_with_progress
 
@@ -51,6 +53,8 @@ def _run(args: argparse.Namespace) -> int:
         "child_peak_rss_mib": round(
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
     }
+    if args.report:
+        write_reports(args.report, result.records, s)
     if args.json:
         json.dump(doc, sys.stdout)
         print()
@@ -79,5 +83,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--workers", type=int, default=2, metavar="W",
                         help="processes running the fixtures and DUTs (default 2, one per "
                              "core here; the cloud stays in this one)")
+    parser.add_argument("--report", type=Path, metavar="DIR",
+                        help="also write the line report (after the figures are taken)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.set_defaults(func=_run)
