@@ -2,10 +2,11 @@
 
 The cloud runs as ``impfactory cloud serve`` in its own process (as in production),
 on a broker this command starts (Mosquitto when installed). Fixtures and DUTs are
-scripted fake devices on this process's event loop, ``--concurrency`` DUTs in
-flight at once. Each DUT: factory token from its fixture, hello with the token,
-assignment + configparams + DUT firmware download, bless(true), move to
-production, application download, goodbye. Prints DUTs/s and latency figures.
+scripted fake devices on this process's event loop (or shared among ``--workers``
+processes on the same broker), ``--concurrency`` DUTs in flight. Each DUT: factory
+token from its fixture, hello with the token, assignment + configparams + DUT
+firmware download, bless(true), move to production, application download, goodbye.
+Prints DUTs/s, latency and the cloud process's CPU time per DUT.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import signal
 import statistics
@@ -20,10 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from impfactory.cloud.broker import BrokerServer
+from impfactory.cloud.errors import InvalidError
 from impfactory.cloud.fakedevice import FakeDevice
 from impfactory.cloud.rules import DeviceRules
 from impfactory.cloud.scenario import make_factory
@@ -38,7 +42,10 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("cloud", help="DUTs per second through one cloud process")
     parser.add_argument("--duts", type=int, default=2000)
     parser.add_argument("--fixtures", type=int, default=8)
-    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=100,
+                        help="DUTs in flight at once (shared among workers)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="device processes sharing the broker (the cloud is always one)")
     parser.add_argument("--broker", default="auto", help="auto | mosquitto | embedded | mqtt://")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.set_defaults(func=perf_cloud)
@@ -70,8 +77,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _run(url: str, fixture_ids: list[tuple[str, str]], duts: int,
-               concurrency: int) -> tuple[float, list[float]]:
+async def _run(url: str, fixture_ids: list[tuple[str, str]], indices: range,
+               concurrency: int) -> tuple[float, float, list[float]]:
+    """Run DUTs ``indices`` through the flow; (wall start, wall end, latencies)."""
     fixtures = []
     for device_id, mac in fixture_ids:
         fx = FakeDevice(url, device_id, mac=mac, timeout=60)
@@ -101,15 +109,38 @@ async def _run(url: str, fixture_ids: list[tuple[str, str]], duts: int,
             await dut.close()
             latencies.append(time.perf_counter() - t0)
 
-    start = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(duts)))
-    elapsed = time.perf_counter() - start
+    start = time.time()
+    await asyncio.gather(*(one(i) for i in indices))
+    end = time.time()
     for fx in fixtures:
         await fx.close()
-    return elapsed, latencies
+    return start, end, latencies
+
+
+def _worker(url: str, fixture_ids: list[tuple[str, str]], indices: range,
+            concurrency: int) -> tuple[float, float, list[float]]:
+    """One device process of a sharded run (its own event loop and connections)."""
+    return asyncio.run(_run(url, fixture_ids, indices, concurrency))
+
+
+def _sharded(url: str, fixture_ids: list[tuple[str, str]], duts: int, concurrency: int,
+             workers: int) -> tuple[float, list[float]]:
+    if workers == 1:
+        start, end, latencies = _worker(url, fixture_ids, range(duts), concurrency)
+        return end - start, latencies
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        futures = [pool.submit(_worker, url, fixture_ids[w::workers], range(w, duts, workers),
+                               max(1, concurrency // workers)) for w in range(workers)]
+        results = [f.result() for f in futures]
+    start = min(r[0] for r in results)
+    end = max(r[1] for r in results)
+    return end - start, [lat for r in results for lat in r[2]]
 
 
 def perf_cloud(args: argparse.Namespace) -> int:
+    if args.duts < 1 or args.concurrency < 1 or not 1 <= args.workers <= args.fixtures:
+        raise InvalidError("need --duts >= 1, --concurrency >= 1, 1 <= --workers <= --fixtures")
     with tempfile.TemporaryDirectory(prefix="impfactory-perf-cloud-") as tmp, \
             BrokerServer(args.broker) as url:
         db_path = Path(tmp) / "cloud.db"
@@ -122,7 +153,8 @@ def perf_cloud(args: argparse.Namespace) -> int:
             assert proc.stdout is not None
             json.loads(proc.stdout.readline())
             cpu0 = _cpu_seconds(proc.pid)
-            elapsed, latencies = asyncio.run(_run(url, fixture_ids, args.duts, args.concurrency))
+            elapsed, latencies = _sharded(url, fixture_ids, args.duts, args.concurrency,
+                                          args.workers)
             cpu = _cpu_seconds(proc.pid) - cpu0
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -135,7 +167,7 @@ def perf_cloud(args: argparse.Namespace) -> int:
     latencies.sort()
     figures = {
         "broker": args.broker, "duts": args.duts, "fixtures": args.fixtures,
-        "concurrency": args.concurrency, "seconds": round(elapsed, 2),
+        "concurrency": args.concurrency, "workers": args.workers, "seconds": round(elapsed, 2),
         "duts_per_second": round(args.duts / elapsed, 1), "blessed_in_db": blessed,
         "latency_p50_ms": round(statistics.median(latencies) * 1000, 1),
         "latency_p95_ms": round(latencies[int(len(latencies) * 0.95) - 1] * 1000, 1),
