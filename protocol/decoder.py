@@ -51,13 +51,16 @@ import numpy as np
 import numpy.typing as npt
 
 from .blinkup import PREAMBLE, BlinkUpConfig, BlinkUpError, decode_frame
-from .linecode import BILEVEL_FAST_RATE, GREY, TRILEVEL_RATE, bilevel_symbols
+from .linecode import BILEVEL_FAST_RATE, BILEVEL_RATE, GREY, bilevel_symbols
 
 FloatArray = npt.NDArray[np.float64]
 LineCode = Literal["bilevel", "trilevel"]
 
 SYNC_TRANSITIONS = 16
 """Regular transitions needed to lock: 8 bits of the 24-bit zero preamble."""
+TRILEVEL_MIN_FPS = 10.0
+TRILEVEL_MAX_FPS = 75.0
+"""Frame rates a tri-level sync run may have when none is given (old phones, desktops)."""
 MIN_SAMPLES_PER_SYMBOL = 3.5
 """Fewer samples per symbol than this leave too little to average (142 Hz needs >= 500 Hz)."""
 IDLE_BLOCK = 2048
@@ -225,9 +228,10 @@ class BlinkUpDecoder:
         min_swing: float = 0.03,
     ) -> None:
         """``symbol_rate`` (symbols or frames per second) narrows the sync search to
-        within -20%/+25% of it; ``None`` accepts any rate from 20 Hz to
-        ``sample_rate / 3.5``. ``min_swing`` (fraction of ``full_scale``) is the smallest
-        swing the sync search considers a signal."""
+        within -20%/+25% of it; ``None`` accepts the standard rates: bi-level 60 or
+        142 Hz (each -20%/+25%), tri-level 10 to 75 frames per second. Lamp flicker
+        (100 or 120 Hz light) is outside every band. ``min_swing`` (fraction of
+        ``full_scale``) is the smallest swing the sync search considers a signal."""
         if line_code not in ("bilevel", "trilevel"):
             raise BadSamplesError(f"unknown line code {line_code!r}", "line_code")
         if not (sample_rate > 0 and math.isfinite(sample_rate)):
@@ -243,13 +247,19 @@ class BlinkUpDecoder:
         self.line_code: LineCode = line_code
         self.symbol_rate = symbol_rate
         fs = self.sample_rate
+        # symbol periods (in samples) a sync run may have: -20%/+25% around a rate
         if symbol_rate is not None:
-            nominal = fs / symbol_rate
-            self._t_min, self._t_max = 0.8 * nominal, 1.25 * nominal
-            fastest = symbol_rate
+            rates = [symbol_rate]
+        elif line_code == "bilevel":
+            rates = [BILEVEL_RATE, BILEVEL_FAST_RATE]
         else:
-            self._t_min, self._t_max = 0.8 * MIN_SAMPLES_PER_SYMBOL, fs / 20.0
-            fastest = BILEVEL_FAST_RATE if line_code == "bilevel" else TRILEVEL_RATE
+            rates = []
+        self._bands = [(fs / (1.25 * r), fs / (0.8 * r)) for r in rates]
+        if not rates:  # screens draw as fast as they can: 10 to 75 frames per second
+            self._bands = [(fs / TRILEVEL_MAX_FPS, fs / TRILEVEL_MIN_FPS)]
+        self._t_min = min(lo for lo, _hi in self._bands)
+        self._t_max = max(hi for _lo, hi in self._bands)
+        fastest = fs / self._t_min / 1.25
         self._taps = max(1, round(0.3 * fs / fastest))
         self._delay = (self._taps - 1) / 2.0
         self._window = max(4, math.ceil(3.5 * self._t_max))
@@ -397,7 +407,7 @@ class BlinkUpDecoder:
         if len(times) - 1 < SYNC_TRANSITIONS:
             return False
         period = (times[-1] - times[0]) / (len(times) - 1)
-        if not self._t_min <= period <= self._t_max:
+        if not any(lo <= period <= hi for lo, hi in self._bands):
             del times[0]
             return False
         self._lock(level)

@@ -358,3 +358,21 @@ def test_other_sample_rates(fs: float, rate: float) -> None:
 def test_too_few_samples_per_symbol_is_refused() -> None:
     with pytest.raises(BadSamplesError, match="symbol_rate"):
         BlinkUpDecoder(400.0, "bilevel", 142.0)
+
+
+@pytest.mark.parametrize("code", ["bilevel", "trilevel"])
+def test_lamp_flicker_and_noise_are_not_blinkups(code: str) -> None:
+    """Mains lamps flicker at 100/120 Hz: outside every auto-rate band, so an idle
+    receiver stays silent (no lock, no failure) however long it watches."""
+    rng = np.random.default_rng(3)
+    t = np.arange(30_000) / FS
+    streams = [
+        0.3 + 0.1 * np.sin(2 * np.pi * 100 * t) + rng.normal(0, 0.01, t.size),
+        0.3 + 0.1 * np.sign(np.sin(2 * np.pi * 120 * t)) + rng.normal(0, 0.01, t.size),
+        rng.uniform(0, 1, t.size),
+        0.4 + rng.normal(0, 0.05, t.size),
+    ]
+    for x in streams:
+        decoder = BlinkUpDecoder(FS, code)  # type: ignore[arg-type]
+        assert decoder.feed(x) == []
+        assert decoder.state is DecoderState.IDLE
