@@ -174,7 +174,8 @@ class OpticalChannel:
         light = light + self._ambient(t)
         if cfg.noise_rms > 0:
             light += self.rng.normal(0.0, cfg.noise_rms, light.size)
-        return np.clip(light, 0.0, 1.0)
+        clipped: np.ndarray = np.clip(light, 0.0, 1.0)
+        return clipped
 
     def idle(self, seconds: float) -> np.ndarray:
         """What the sensor reads with the LED dark for ``seconds`` (ambient + noise)."""
@@ -191,4 +192,5 @@ class OpticalChannel:
 
 def to_lightlevel(samples: np.ndarray) -> np.ndarray:
     """Full-scale fractions → the 16-bit integers ``hardware.lightlevel()`` returns."""
-    return np.rint(np.clip(samples, 0.0, 1.0) * LIGHTLEVEL_FULL_SCALE).astype(np.uint16)
+    levels: np.ndarray = np.rint(np.clip(samples, 0.0, 1.0) * LIGHTLEVEL_FULL_SCALE)
+    return levels.astype(np.uint16)
