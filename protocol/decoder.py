@@ -523,9 +523,11 @@ class BlinkUpDecoder:
             for k, c in enumerate(changes.tolist()):
                 if self._soft:
                     t = precise[k]
-                    if self._next_bit + self._period + 1.0 <= t:
+                    span = self._period if self._hunting else 2.0 * self._period
+                    if self._next_bit + span + 1.0 <= t:
                         self._soft_bits(t)
-                    self._check_silence(t)
+                    if t - self._edge_time > SILENCE_SYMBOLS * self._period:
+                        self._check_silence(t)
                     self._edges.append((t, int(levels[c])))
                     self._edge_time = t
                     continue
