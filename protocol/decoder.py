@@ -461,13 +461,15 @@ class BlinkUpDecoder:
         self._cw_chunk: npt.NDArray[np.int64] | None = None
         self._open_cw = 0
         self._last: tuple[float, float, int, int, int] | None = None
-        # bi-level: soft decisions on a symbol grid that starts at the lock edge
+        # bi-level: soft decisions on a symbol grid that starts BACKFILL_SYMBOLS before
+        # the sync run's first edge (those samples are still in the history, unless the
+        # stream began later), so the 32-symbol sync word fits even when noise delayed
+        # the lock
         self._soft = self.line_code == "bilevel"
         self._hunting = self._soft
-        # the grid starts BACKFILL_SYMBOLS before the sync run's first edge (those
-        # samples are still in the history), so the 32-symbol sync word fits even when
-        # noise delayed the lock
-        self._next_bit = self._sync_times[0] - BACKFILL_SYMBOLS * period  # next symbol or bit
+        self._next_bit = max(  # the next symbol (hunting) or bit (frame) to decide
+            self._sync_times[0] - BACKFILL_SYMBOLS * period, self._hist_start + period
+        )
         self._edge_time = float(times[-1])
         self._slots: list[tuple[float, float]] = []
         self._hunted = 0
