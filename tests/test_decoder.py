@@ -376,3 +376,11 @@ def test_lamp_flicker_and_noise_are_not_blinkups(code: str) -> None:
         decoder = BlinkUpDecoder(FS, code)  # type: ignore[arg-type]
         assert decoder.feed(x) == []
         assert decoder.state is DecoderState.IDLE
+
+
+@pytest.mark.parametrize("code", ["bilevel", "trilevel"])
+def test_a_frame_at_the_very_first_sample(code: str) -> None:
+    frame = encode_frame(SMALL)
+    sig = (render_bilevel(frame, symbol_rate=142.0, lead=0.0) if code == "bilevel"
+           else render_trilevel(frame, lead=0.0))
+    assert decoded(BlinkUpDecoder(FS, code).feed(sig.samples)) == [SMALL]  # type: ignore[arg-type]
