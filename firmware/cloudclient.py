@@ -29,6 +29,7 @@ from impfactory.protocol import cloudlink as cl
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 15.0
+CLOSE_TIMEOUT = 5.0
 
 
 class CloudRefused(CloudClientError):
@@ -85,13 +86,14 @@ class CloudClient:
         """Say goodbye and close the session (quietly if the link is already gone)."""
         self._closing = True
         if self.connected:
-            with contextlib.suppress(aiomqtt.MqttError, CloudClientError):
-                await self.send(cl.Bye(self.device_id, reason=reason))
+            with contextlib.suppress(aiomqtt.MqttError, CloudClientError, TimeoutError):
+                await asyncio.wait_for(self.send(cl.Bye(self.device_id, reason=reason)),
+                                       CLOSE_TIMEOUT)
         self.connected = False
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+            # asyncio.wait: our own cancellation still propagates; the reader's doesn't.
+            await asyncio.wait({self._reader})
             self._reader = None
         await self._drop_client()
         self._fail_pending(CloudClientError("link closed"))
@@ -195,4 +197,4 @@ class CloudClient:
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
-                await client.__aexit__(None, None, None)
+                await asyncio.wait_for(client.__aexit__(None, None, None), CLOSE_TIMEOUT)

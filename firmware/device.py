@@ -173,11 +173,9 @@ class Device:
         self.runtime.stop()
         current = asyncio.current_task()
         tasks = [t for t in (self._life, *self._tasks) if t is not None and t is not current]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._lost is not None:
+            self._lost.set()  # a life waiting on its link wakes and sees the power is off
+        await _cancel_and_wait(tasks)
         self._life = None
         await self._drop_cloud("power off")
         self.led.handle(LedEvent.POWER_OFF)
@@ -403,8 +401,7 @@ class Device:
 
     async def _live(self, previous: asyncio.Task[None] | None, boot: bool) -> None:
         if previous is not None and previous is not asyncio.current_task():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await previous
+            await _cancel_and_wait([previous])
         await self._drop_cloud("restart")
         self.runtime.stop()
         if boot:
@@ -664,3 +661,17 @@ class Device:
         pin.show_signal(flash)
         await self.clock.sleep(flash.duration)
         self._flashing = False
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until they have finished.
+
+    ``asyncio.wait`` (not ``await task``) so a cancellation of the *caller* is never
+    swallowed; cancelled again each second because ``asyncio.wait_for`` in Python
+    3.11 can swallow a cancel that races with its own completion (gh-86296).
+    """
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
