@@ -6,34 +6,20 @@ link-drop case, which waits for the DUT's own MQTT client to notice the dead lin
 
 from __future__ import annotations
 
-import asyncio
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from impfactory.cloud.broker import BrokerServer
 from impfactory.fixture.faults import plan_dut
-from impfactory.fixture.line import LineConfig, LineResult, run_line
+from impfactory.fixture.line import LineResult
 from impfactory.fixture.report import write_reports
-from impfactory.tools.line_setup import factory_cloud
+
+Line = Callable[..., LineResult]
 
 
-@pytest.fixture(scope="module")
-def broker() -> Iterator[str]:
-    with BrokerServer("auto") as url:
-        yield url
-
-
-def line(broker: str, observer: object | None = None, **kwargs: object) -> LineResult:
-    async def go() -> LineResult:
-        async with factory_cloud(broker, impos_size=64 * 1024) as cloud:
-            return await run_line(LineConfig(**kwargs), cloud, observer)  # type: ignore[arg-type]
-    return asyncio.run(go())
-
-
-def test_fault_free_line_blesses_every_dut(broker: str, tmp_path: Path) -> None:
-    result = line(broker, fixtures=2, duts=6, seed=3, outdated_impos=0.5)
+def test_fault_free_line_blesses_every_dut(factory_line: Line, tmp_path: Path) -> None:
+    result = factory_line(fixtures=2, duts=6, seed=3, outdated_impos=0.5)
     s = result.summary
     assert (s.duts, s.blessed, s.failed, s.failures) == (6, 6, 0, {})
     assert len({r.fixture_id for r in result.records}) == 2
@@ -60,8 +46,8 @@ def test_fault_free_line_blesses_every_dut(broker: str, tmp_path: Path) -> None:
     ("test_fail", "test_failed"),
     ("link_drop", "link_lost"),
 ])
-def test_each_fault_has_its_own_reason(broker: str, fault: str, reason: str) -> None:
-    result = line(broker, fixtures=1, duts=2, seed=1, faults={fault: 1.0},
+def test_each_fault_has_its_own_reason(factory_line: Line, fault: str, reason: str) -> None:
+    result = factory_line(fixtures=1, duts=2, seed=1, faults={fault: 1.0},
                   dut_timeout_wall=45.0)
     assert result.summary.failures == {reason: 2}
     for r in result.records:
@@ -70,13 +56,24 @@ def test_each_fault_has_its_own_reason(broker: str, fault: str, reason: str) -> 
             assert any(not m.passed for m in r.measurements)
 
 
-def test_same_seed_same_outcomes(broker: str) -> None:
+def test_same_seed_same_outcomes(factory_line: Line) -> None:
     faults = {"misplaced": 0.3, "wrong_wifi": 0.3, "test_fail": 0.3}
 
     def outcomes(seed: int) -> list[tuple[int, str, str | None, list[str]]]:
-        result = line(broker, fixtures=2, duts=6, seed=seed, faults=faults)
+        result = factory_line(fixtures=2, duts=6, seed=seed, faults=faults)
         return [(r.index, r.final_state, r.failure_reason, r.faults) for r in result.records]
 
     first = outcomes(11)
     assert first == outcomes(11)
     assert any(reason for _, _, reason, _ in first) and any(not f for *_, f in first)
+
+
+def test_own_firmware_that_never_blesses(factory_line: Line) -> None:
+    """A user's firmware whose DUT part forgets ``server.bless``: the line says so."""
+    from impfactory.firmware.examples import factory_source
+
+    good = factory_source("factory-wifi", "factory-password")
+    broken = good.replace("    server.bless(passed, blessed)", "    pass  # forgot to bless")
+    assert broken != good
+    result = factory_line(fixtures=1, duts=1, firmware=broken, dut_timeout_wall=3.0)
+    assert result.summary.failures == {"no_bless": 1}
