@@ -335,17 +335,18 @@ class StatusLed:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        if t1 is None and self.state is LedState.OFF and len(self.timeline) > 1:
+            t1 = min(self.clock.now(), self.timeline[-1][0] + 2.0)  # no long dark tail
         segs = self.segments(t0, t1)
-        fig, ax = plt.subplots(figsize=(12, 1.8))
+        fig, ax = plt.subplots(figsize=(12, 2.2))
         try:
             for seg in segs:
                 colour = COLOURS_RGB[seg.colour] if seg.on else COLOURS_RGB["off"]
                 ax.broken_barh([(seg.start, seg.end - seg.start)], (0, 1), facecolors=colour)
-            last = None
-            for start, state in self.timeline:
-                if state is not last and (t0 is None or start >= t0):
-                    ax.text(start, 1.08, state.value, fontsize=6, rotation=30)
-                last = state
+            shown = [(start, state) for start, state in self.timeline
+                     if (t0 is None or start >= t0) and (t1 is None or start <= t1)]
+            for i, (start, state) in enumerate(shown):
+                ax.text(start, 1.05 + 0.22 * (i % 3), state.value, fontsize=6)
             ax.set_yticks([])
             ax.set_xlabel("time (s)")
             ax.set_title(title, fontsize=9, loc="left")

@@ -1,0 +1,43 @@
+"""``impfactory device life`` tells one DUT's life, with faults, as text, JSON and PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from impfactory.tools import cli
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    assert cli.main(["device", "life", "--json", "--impos", "", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_good_life_ends_in_the_application(capsys, tmp_path: Path, broker_url: str) -> None:
+    png = tmp_path / "led.png"
+    out = run_json(capsys, "--broker", broker_url, "--png", str(png))
+    events = [e["event"] for e in out["events"]]
+    assert events.index("blinkup_ok") < events.index("blessed") < len(events) - 1
+    assert out["blessed"]
+    assert any(m.startswith("application started") for m in out["logs"])
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(("fault", "event", "led"), [
+    ("bad-blinkup", "blinkup_failed", "blinkup_failed"),
+    ("wrong-password", "connect_failed", "joining_wifi"),
+    ("no-dhcp", "connect_failed", "getting_ip"),
+    ("test-fail", "test_failed", "test_failed"),
+])
+def test_faults_show_in_events_and_led(capsys, broker_url: str, fault: str, event: str,
+                                       led: str) -> None:
+    out = run_json(capsys, "--broker", broker_url, "--fault", fault)
+    assert event in [e["event"] for e in out["events"]]
+    assert led in [s["state"] for s in out["led"]]
+    assert not out["blessed"]
+
+
+def test_bad_arguments_are_one_line_errors(capsys) -> None:
+    assert cli.main(["device", "life", "--scale", "0"]) == 2
+    assert "scale" in capsys.readouterr().err

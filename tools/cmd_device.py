@@ -1,0 +1,139 @@
+"""``impfactory device life``: one DUT's whole life, told by its events and status LED.
+
+Starts a broker and the cloud on loopback (or uses ``--broker mqtt://H:P``), a
+Test Zone running the example factory and application firmware, one emulated
+fixture and one DUT; presses the fixture's footswitch, shines the BlinkUp through
+the optical channel into the DUT, and follows the DUT until it runs the
+application (or until its failure shows). ``--fault`` injects one failure;
+``--png`` draws the DUT's LED timeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from impfactory.cloud.broker import BrokerServer
+from impfactory.cloud.server import Cloud
+from impfactory.firmware import examples
+from impfactory.firmware.device import Device
+from impfactory.firmware.errors import DeviceError
+from impfactory.firmware.events import DeviceEvent
+from impfactory.firmware.fleet import FACTORY_SSID, Fleet
+from impfactory.firmware.lightpath import shine
+from impfactory.firmware.signals import FixtureFlash
+from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
+from impfactory.hw.optical import OpticalChannel, OpticalConfig
+from impfactory.tools.plugin_device import build_test_zone, start_fixture
+
+from impfactory.clock import ScaledClock
+
+FAULTS = ("none", "bad-blinkup", "wrong-password", "test-fail", "no-dhcp")
+# What ends the life for each fault (the DUT would otherwise keep retrying).
+END = {"none": DeviceEvent.CODE_STARTED, "bad-blinkup": DeviceEvent.BLINKUP_FAILED,
+       "wrong-password": DeviceEvent.CONNECT_FAILED, "test-fail": DeviceEvent.TEST_FAILED,
+       "no-dhcp": DeviceEvent.CONNECT_FAILED}
+
+
+class DeviceCommandError(DeviceError):
+    """The DUT's life did not reach the expected end in time."""
+
+
+async def life(url: str, fault: str, scale: float, impos: str | None,
+               timeout: float) -> Device:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with Cloud(Path(tmp) / "cloud.db", url) as cloud:
+            zone = build_test_zone(cloud.service, min_impos=impos)
+            async with Fleet(url, ScaledClock(scale)) as fleet:
+                fixture = await start_fixture(cloud.service, zone, fleet, timeout)
+                env = None
+                if fault in ("wrong-password", "no-dhcp"):
+                    ap = AccessPoint(FACTORY_SSID, "other-password" if fault ==
+                                     "wrong-password" else "factory-password",
+                                     dhcp=fault != "no-dhcp")
+                    env = WifiEnvironment([ap])
+                dut = fleet.add(hardware=examples.dut_board(loopback=fault != "test-fail"))
+                if env is not None:
+                    dut.env = dut.net.env = env
+                dut.power_on()
+                channel = OpticalChannel(OpticalConfig(), rng=1)
+
+                def flashed(flash: FixtureFlash) -> None:
+                    if fault == "bad-blinkup":
+                        symbols = flash.light_symbols.copy()
+                        symbols[400:404] = 1.0 - symbols[400:404]
+                        flash = FixtureFlash(**{**flash.__dict__, "light_symbols": symbols})
+                    asyncio.get_running_loop().create_task(
+                        shine(flash, dut, channel, fleet.clock))
+
+                fixture.on_flash(flashed)
+                await fleet.clock.sleep(1.0)
+                fixture.press("pin1")
+                want = END[fault]
+                try:
+                    await dut.wait_for(want, timeout, since=0)
+                    while want is DeviceEvent.CODE_STARTED and not dut.blessed:
+                        await dut.wait_for(want, timeout)  # the DUT firmware; then the app
+                except TimeoutError as err:
+                    raise DeviceCommandError(f"the DUT never reached {want.value}") from err
+                await fleet.clock.sleep(2.0)
+                return dut
+
+
+def summary(dut: Device) -> dict[str, Any]:
+    return {
+        "device_id": dut.device_id,
+        "events": [{"t": round(r.time, 3), "event": r.kind.value,
+                    **({"detail": _plain(r.detail)} if r.detail is not None else {})}
+                   for r in dut.events if r.kind is not DeviceEvent.LOG],
+        "led": [{"t": round(t, 3), "state": s.value} for t, s in dut.led.timeline],
+        "logs": dut.logs,
+        "blessed": dut.blessed,
+    }
+
+
+def _plain(detail: Any) -> Any:
+    if isinstance(detail, (str, int, float, bool)):
+        return detail
+    if isinstance(detail, tuple) and len(detail) == 2 and isinstance(detail[0], str):
+        return {"name": detail[0], "data": detail[1]}
+    return str(detail)[:200]
+
+
+def _cmd_life(args: argparse.Namespace) -> int:
+    if args.scale <= 0:
+        raise DeviceCommandError("--scale must be positive")
+    with BrokerServer(args.broker) as url:
+        dut = asyncio.run(life(url, args.fault, args.scale, args.impos, args.timeout))
+    if args.png:
+        dut.led.render_png(args.png, title=f"DUT {dut.device_id} ({args.fault})")
+    out = summary(dut)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for e in out["events"]:
+            detail = f"  {e['detail']}" if "detail" in e else ""
+            print(f"{e['t']:9.3f}  {e['event']}{detail}"[:160])
+        print("LED: " + " > ".join(s.value for s in dut.led.states()))
+        if args.png:
+            print(f"LED timeline drawn in {args.png}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("device", help="emulated imp: follow one DUT's life")
+    dsub = parser.add_subparsers(dest="device_command", metavar="ACTION")
+    p = dsub.add_parser("life", help="one fixture + one DUT through the real cloud")
+    p.add_argument("--fault", choices=FAULTS, default="none")
+    p.add_argument("--broker", default="auto", help="auto, mosquitto, embedded or mqtt://H:P")
+    p.add_argument("--scale", type=float, default=100.0, help="device clock scale")
+    p.add_argument("--impos", default="44.0.1", help="impOS the DUT group requires ('': none)")
+    p.add_argument("--timeout", type=float, default=60.0, help="wall seconds per stage")
+    p.add_argument("--png", help="draw the DUT's LED timeline to this PNG")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_life)
+    parser.set_defaults(func=lambda a: (parser.print_help(), 2)[1])
