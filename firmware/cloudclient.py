@@ -133,9 +133,10 @@ class CloudClient:
         """Cut the connection as a network failure would: no DISCONNECT, so the will fires."""
         client = self._client
         sock = client._client.socket() if client is not None else None
-        if sock is not None:
+        shutdown = getattr(sock, "shutdown", None)
+        if shutdown is not None:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                shutdown(socket.SHUT_RDWR)
 
     def sink_chunks(self, sha: str, sink: Callable[[cl.Chunk | None], Any] | None) -> None:
         """Route chunks of image ``sha`` to ``sink`` (None stops routing).

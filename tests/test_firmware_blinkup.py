@@ -127,3 +127,25 @@ def test_settings_in_a_json_file_survive_a_power_cycle(tmp_path) -> None:
     assert DeviceEvent.BLINKUP_OK not in [r.kind for r in dev.events]
     assert S.WAITING_BLINKUP not in dev.led.states()
     assert S.SEARCHING_WIFI in dev.led.states()
+
+
+def test_enableblinkup_keeps_or_closes_the_window() -> None:
+    from impfactory.firmware import impapi
+
+    async def go(enable: bool) -> Device:
+        clock = VirtualClock()
+        store = MemoryStore()
+        dev = Device(DeviceIdentity.from_serial(13), clock, WifiEnvironment(),
+                     "mqtt://127.0.0.1:1", store=store)
+        dev.power_on()
+        await clock.advance(1.0)
+        dev.runtime.start(f"imp.enableblinkup({enable})", impapi.build_api(dev, dev.runtime))
+        await clock.advance(100.0)
+        assert dev.listening is enable
+        dev.feed_light(render_bilevel(good_frame()).samples, 1000.0)
+        await clock.advance(5.0)
+        await dev.power_off()
+        return dev
+
+    assert asyncio.run(go(True)).store.load().enrolled
+    assert not asyncio.run(go(False)).store.load().enrolled
