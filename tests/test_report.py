@@ -145,3 +145,14 @@ def test_html_without_failures_and_sample_choice() -> None:
     picks = sample_records(synthetic(60))
     reasons = [r.failure_reason for r in picks]
     assert len(reasons) == len(set(reasons)) == 5  # one blessed + one per reason
+
+
+def test_led_spans_follow_the_blink_patterns() -> None:
+    from impfactory.fixture.report_html import lit_spans
+
+    assert lit_spans("waiting_blinkup", 0.0, 2.2) == [(0.0, 0.5), (1.0, 0.5),
+                                                      pytest.approx((2.0, 0.2))]
+    assert lit_spans("blessed", 1.0, 3.0) == [(1.0, 2.0)]  # solid
+    assert lit_spans("not-a-state", 0.0, 1.0) == [(0.0, 1.0)]
+    # 500,250,250 repeats lit first: lit 0-0.5, dark, lit 0.75-1.0, then lit 1.0-1.5
+    assert lit_spans("getting_ip", 0.0, 1.5) == [(0.0, 0.5), (0.75, 0.25), (1.0, 0.5)]
