@@ -59,9 +59,11 @@ def test_each_fault_has_its_own_reason(factory_line: Line, fault: str, reason: s
 def test_same_seed_same_outcomes(factory_line: Line) -> None:
     faults = {"misplaced": 0.3, "wrong_wifi": 0.3, "test_fail": 0.3}
 
-    def outcomes(seed: int) -> list[tuple[int, str, str | None, list[str]]]:
+    def outcomes(seed: int) -> list[tuple[int, bool, str | None, list[str]]]:
+        # the LED state a failed DUT was left in depends on when the operator gave up;
+        # the verdict and its reason do not
         result = factory_line(fixtures=2, duts=6, seed=seed, faults=faults)
-        return [(r.index, r.final_state, r.failure_reason, r.faults) for r in result.records]
+        return [(r.index, r.blessed, r.failure_reason, r.faults) for r in result.records]
 
     first = outcomes(11)
     assert first == outcomes(11)
@@ -75,5 +77,5 @@ def test_own_firmware_that_never_blesses(factory_line: Line) -> None:
     good = factory_source("factory-wifi", "factory-password")
     broken = good.replace("    server.bless(passed, blessed)", "    pass  # forgot to bless")
     assert broken != good
-    result = factory_line(fixtures=1, duts=1, firmware=broken, dut_timeout_wall=3.0)
+    result = factory_line(fixtures=1, duts=1, firmware=broken, dut_timeout_wall=8.0)
     assert result.summary.failures == {"no_bless": 1}

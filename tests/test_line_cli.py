@@ -38,7 +38,7 @@ def test_workers_give_the_same_outcomes(tmp_path: Path,
                      "--fault", "test_fail=0.4", "--fault", "misplaced=0.3",
                      "--workers", workers, "--json", "--report", str(report)]) == 0
         duts = json.loads((report / "duts.json").read_text())["duts"]
-        outcomes.append([(d["dut_id"], d["fixture_id"], d["final_state"], d["failure_reason"])
+        outcomes.append([(d["dut_id"], d["fixture_id"], d["blessed"], d["failure_reason"])
                          for d in duts])
     assert outcomes[0] == outcomes[1] and len(outcomes[0]) == 6
 
