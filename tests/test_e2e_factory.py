@@ -160,8 +160,7 @@ def test_wrong_wifi_password_keeps_flashing_and_retrying(any_broker_url: str,
     async def body(line: Line) -> Device:
         # The DUT sits on a different radio world where the factory AP wants another key.
         dut_env = WifiEnvironment([AccessPoint(FACTORY_SSID, "changed-password")])
-        dut = Device(line.fleet.add().identity, line.fleet.clock, dut_env, any_broker_url)
-        line.fleet.devices.append(dut)
+        dut = line.fleet.add(env=dut_env)
         dut.power_on()
         connect_light(line, dut)
         line.fixture.press("pin1")

@@ -56,9 +56,8 @@ async def life(url: str, fault: str, scale: float, impos: str | None,
                                      "wrong-password" else "factory-password",
                                      dhcp=fault != "no-dhcp")
                     env = WifiEnvironment([ap])
-                dut = fleet.add(hardware=examples.dut_board(loopback=fault != "test-fail"))
-                if env is not None:
-                    dut.env = dut.net.env = env
+                dut = fleet.add(hardware=examples.dut_board(loopback=fault != "test-fail"),
+                                env=env)
                 dut.power_on()
                 channel = OpticalChannel(OpticalConfig(), rng=1)
 
