@@ -13,6 +13,8 @@ from typing import Any, Protocol
 from impfactory.firmware.errors import ImpApiError
 from impfactory.firmware.hardware import PIN_NAMES, Pin, PinMode, SimHardware
 from impfactory.firmware.runtime import Runtime
+from impfactory.firmware.wifi import Reason
+from impfactory.protocol import cloudlink as cl
 
 BLINKUP_FAST = 0x01
 BLINKUP_ACTIVEHIGH = 0x02
@@ -21,21 +23,14 @@ CONFIG_STATIC_NETWORK = 0x02
 CONFIG_PROXY = 0x04
 CONFIG_ENROLMENT = 0x08  # ours: the default "WiFi and enrolment" set
 CONFIG_ALL = 0xFF
-SHUTDOWN_NEWSQUIRREL = 1
-SHUTDOWN_NEWFIRMWARE = 2
-SHUTDOWN_OTHER = 3
-NOT_CONNECTED = 0
-NO_WIFI = 1
-NO_IP_ADDRESS = 2
-NOT_RESOLVED = 3
-NO_SERVER = 4
-SERVER_CONNECTED = 5
-NO_PROXY = 6
-NOT_AUTHORISED = 7
 
 CONSTANTS: dict[str, Any] = {
     name: value for name, value in globals().items() if name.isupper() and isinstance(value, int)
 }
+# One source each: connection reasons (NOT_CONNECTED ... NOT_AUTHORISED), shutdown
+# reasons as the cloud link numbers them, and the pin modes.
+CONSTANTS.update({reason.name: int(reason) for reason in Reason})
+CONSTANTS.update({f"SHUTDOWN_{r.name}": int(r) for r in cl.ShutdownReason})
 CONSTANTS.update({mode.name: int(mode) for mode in PinMode})
 
 

@@ -81,6 +81,13 @@ def connect_light(line: Line, dut: Device, corrupt: bool = False) -> None:
     line.fixture.on_flash(flashed)
 
 
+def blink_dut(line: Line, dut: Device, corrupt: bool = False) -> None:
+    """Power the DUT in front of the fixture's LED and press the footswitch."""
+    dut.power_on()
+    connect_light(line, dut, corrupt=corrupt)
+    line.fixture.press("pin1")
+
+
 async def run_scenario(url: str, db: Path, body: Callable[[Line], Awaitable[Any]],
                        **kw: Any) -> Any:
     line = await build_line(url, db, **kw)
@@ -100,10 +107,7 @@ def test_fixture_configures_dut_which_is_tested_blessed_and_runs_the_application
         any_broker_url: str, tmp_path: Path) -> None:
     async def body(line: Line) -> dict[str, Any]:
         dut = line.fleet.add(hardware=examples.dut_board(temperature=24.0))
-        dut.power_on()
-        connect_light(line, dut)
-        await line.fleet.clock.sleep(1.0)
-        line.fixture.press("pin1")
+        blink_dut(line, dut)
         await dut.wait_for(E.BLESSED, WAIT, since=0)
         await until(lambda: any(m.startswith("application started") for m in dut.logs))
         record = line.cloud.service.get_device(dut.device_id)
@@ -142,9 +146,7 @@ def test_fixture_configures_dut_which_is_tested_blessed_and_runs_the_application
 def test_bad_blinkup_leaves_the_dut_unconfigured(any_broker_url: str, tmp_path: Path) -> None:
     async def body(line: Line) -> Device:
         dut = line.fleet.add(hardware=examples.dut_board())
-        dut.power_on()
-        connect_light(line, dut, corrupt=True)
-        line.fixture.press("pin1")
+        blink_dut(line, dut, corrupt=True)
         await dut.wait_for(E.BLINKUP_FAILED, WAIT, since=0)
         await line.fleet.clock.sleep(5.0)
         assert dut.led.state is S.BLINKUP_FAILED
@@ -161,9 +163,7 @@ def test_wrong_wifi_password_keeps_flashing_and_retrying(any_broker_url: str,
         # The DUT sits on a different radio world where the factory AP wants another key.
         dut_env = WifiEnvironment([AccessPoint(FACTORY_SSID, "changed-password")])
         dut = line.fleet.add(env=dut_env)
-        dut.power_on()
-        connect_light(line, dut)
-        line.fixture.press("pin1")
+        blink_dut(line, dut)
         await dut.wait_for(E.BLINKUP_OK, WAIT, since=0)
         for _ in range(2):
             await dut.wait_for(E.CONNECT_FAILED, WAIT)
@@ -180,9 +180,7 @@ def test_failed_hardware_test_shows_solid_red_and_is_not_blessed(any_broker_url:
                                                                  tmp_path: Path) -> None:
     async def body(line: Line) -> tuple[Device, Any]:
         dut = line.fleet.add(hardware=examples.dut_board(loopback=False))
-        dut.power_on()
-        connect_light(line, dut)
-        line.fixture.press("pin1")
+        blink_dut(line, dut)
         await dut.wait_for(E.TEST_FAILED, WAIT, since=0)
         await until(lambda: any(r.kind is E.AGENT_MESSAGE for r in dut.events))
         assert dut.led.state is S.TEST_FAILED and dut.led.colour_at(dut.clock.now()) == "red"
@@ -198,9 +196,7 @@ def test_failed_hardware_test_shows_solid_red_and_is_not_blessed(any_broker_url:
 def test_blessed_device_cannot_be_blessed_again(any_broker_url: str, tmp_path: Path) -> None:
     async def body(line: Line) -> Device:
         dut = line.fleet.add(hardware=examples.dut_board())
-        dut.power_on()
-        connect_light(line, dut)
-        line.fixture.press("pin1")
+        blink_dut(line, dut)
         await dut.wait_for(E.BLESSED, WAIT, since=0)
         await until(lambda: any(m.startswith("application started") for m in dut.logs))
         # The application code tries to bless again: the server refuses.
@@ -222,9 +218,7 @@ def test_dut_code_that_raises_is_logged_and_device_stays_online(any_broker_url: 
 
     async def body(line: Line) -> tuple[Device, list[str]]:
         dut = line.fleet.add(hardware=examples.dut_board())
-        dut.power_on()
-        connect_light(line, dut)
-        line.fixture.press("pin1")
+        blink_dut(line, dut)
         await dut.wait_for(E.CODE_ERROR, WAIT, since=0)
         await until(lambda: any("ZeroDivisionError" in e.msg for e in
                                 line.cloud.service.device_logs(dut.device_id)))
@@ -242,9 +236,7 @@ def test_dut_code_that_raises_is_logged_and_device_stays_online(any_broker_url: 
 async def blessed_dut(line: Line) -> Device:
     """A DUT taken through the factory until its application runs."""
     dut = line.fleet.add(hardware=examples.dut_board())
-    dut.power_on()
-    connect_light(line, dut)
-    line.fixture.press("pin1")
+    blink_dut(line, dut)
     await dut.wait_for(E.BLESSED, WAIT, since=0)
     await until(lambda: any(m.startswith("application started") for m in dut.logs))
     # Blessing cleared WiFi and enrolment (shipped units start unconfigured); an end
@@ -307,9 +299,7 @@ def test_factoryblinkup_on_a_dut_is_refused_and_code_resumes(any_broker_url: str
 
     async def body(line: Line) -> Device:
         dut = line.fleet.add(hardware=examples.dut_board())
-        dut.power_on()
-        connect_light(line, dut)
-        line.fixture.press("pin1")
+        blink_dut(line, dut)
         await dut.wait_for(E.FACTORY_REFUSED, WAIT, since=0)
         await until(lambda: "resumed" in dut.logs)
         return dut
