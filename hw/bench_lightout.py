@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import numpy as np
 from impfactory.protocol import bench as bp
@@ -60,7 +61,7 @@ class PlayAction(enum.Enum):
 
 
 S, E, A = PlayState, PlayEvent, PlayAction
-Row = tuple[PlayState, PlayAction] | bp.ErrorCode
+Row: TypeAlias = tuple[PlayState, PlayAction] | bp.ErrorCode
 TABLE: dict[tuple[PlayState, PlayEvent], Row] = {
     (S.IDLE, E.FIRST): (S.LOADING, A.BEGIN),
     (S.IDLE, E.ONLY): (S.PLAYING, A.BEGIN_AND_PLAY),
