@@ -172,6 +172,8 @@ def test_run_blesses_the_dut_behind_the_bench(broker_url: str, tmp_path: Path) -
         # the cloud learnt the DUT's ID from its enrolment, not from us
         assert doc["dut"] == DeviceIdentity.from_serial(1).device_id
         assert "blinkup_ok" in [s["state"] for s in doc["status"]]
+        # the DUT firmware's log lines came through the bench's UART pass-through
+        assert any(line.startswith("factory tests ") for line in doc["uart"]), doc["uart"]
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

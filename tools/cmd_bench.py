@@ -387,6 +387,8 @@ async def _run(args: argparse.Namespace) -> int:
                 result.update(await _follow(fc, flash.config.token, status, decoder, args))
                 await asyncio.to_thread(driver.stop, bp.Stream.STATUS)
                 _show(decoder.feed(status.take()), args)
+                uart = await asyncio.to_thread(driver.uart_read, 0.2)
+                result["uart"] = uart.decode("utf-8", "replace").splitlines()
             finally:
                 for f in line.fixtures:
                     await f.device.power_off()
@@ -400,6 +402,8 @@ async def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
+        for line in result.get("uart", []):
+            print(f"uart: {line}")
         verdict = "BLESSED" if result.get("blessed") else f"FAILED ({result['reason']})"
         print(f"DUT {result.get('dut') or '(never enrolled)'}: {verdict} "
               f"in {result['wall_s']:.1f} s")
