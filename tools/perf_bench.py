@@ -8,6 +8,9 @@
   (20 kHz) for ``--seconds``: samples received per second and samples lost.
 * ``silent``: how long the driver takes to report a controller that stopped
   answering, against its configured bound ``timeout x (retries + 1)``.
+* ``--status N``: the fraction of status-LED looks (IMP_FACTS §3) named right
+  from 100 Hz RGB samples with gaussian sensor noise of 2..14 % of full scale
+  per channel, N random phases each.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 from impfactory.hw.bench import BenchDriver, BenchTimeoutError
 from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
 from impfactory.protocol import bench as bp
+from impfactory.protocol.bench_status import PATTERNS, decode_status
 
 
 class _QuietBench:
@@ -103,8 +107,42 @@ def measure_bench(requests: int = 500, seconds: float = 2.0) -> dict[str, Any]:
     }
 
 
+RGB = {"amber": (255, 176, 0), "green": (32, 192, 64), "red": (224, 32, 32)}
+
+
+def _render_look(pattern: tuple[int, ...], colour: str, seconds: float, rate: float,
+                 phase_ms: float, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """RGB samples of a LED showing ``pattern`` (lit first, each period starting lit)."""
+    t = np.arange(round(seconds * rate)) / rate * 1000.0 + phase_ms
+    edges = np.cumsum(pattern)
+    lit = np.searchsorted(edges, t % edges[-1], side="right") % 2 == 0
+    rgb = np.where(lit[:, None], RGB[colour], (4, 4, 4)).astype(np.float64)
+    return np.clip(rgb + rng.normal(0.0, noise * 255, rgb.shape), 0, 255)
+
+
+def measure_status(trials: int = 50, rate: float = 100.0) -> dict[str, Any]:
+    """Fraction of status-LED looks named right at each sensor noise level."""
+    rng = np.random.default_rng(1)
+    out: dict[str, Any] = {}
+    for noise in (0.02, 0.06, 0.10, 0.14):
+        right = total = 0
+        for look in PATTERNS:
+            colour = min(look.colours) if look.colours else "red"
+            for _ in range(trials):
+                seconds = 3 * sum(look.pattern) / 1000 + 1.5
+                rgb = _render_look(look.pattern, colour, seconds, rate,
+                                   float(rng.uniform(0, 4000)), noise, rng)
+                states = [r.state for r in decode_status(rgb, rate)]
+                right += states == [look.name]
+                total += 1
+        out[f"named_at_noise_{noise:.2f}"] = round(right / total, 3)
+    return out
+
+
 def _run(args: argparse.Namespace) -> int:
     doc = {"codec": measure_codec(args.frames), "pty": measure_bench(args.requests, args.seconds)}
+    if args.status:
+        doc["status"] = measure_status(args.status)
     if args.json:
         print(json.dumps(doc))
     else:
@@ -119,5 +157,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--frames", type=int, default=2000, help="frames through the codec")
     parser.add_argument("--requests", type=int, default=500, help="IDENTIFY round trips")
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds of 20 kHz stream")
+    parser.add_argument("--status", type=int, default=0, metavar="TRIALS",
+                        help="also: status-LED looks named right per noise level (TRIALS each)")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=_run)
