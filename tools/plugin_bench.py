@@ -14,14 +14,6 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from impfactory.firmware.device import Device, DeviceConfig
-from impfactory.firmware.examples import dut_board
-from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
-from impfactory.firmware.identity import DeviceIdentity
-from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
-from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
-
-from impfactory.clock import ScaledClock
 
 BENCH_PORT_ENV = "IMPFACTORY_BENCH_PORT"
 #: How much faster than the wall an emulated bench runs in tests.
@@ -35,7 +27,16 @@ def bench_port() -> Iterator[str]:
     if real:
         yield real
         return
+    # imported here so that loading the plugin costs other test runs nothing
+    from impfactory.firmware.device import Device, DeviceConfig
+    from impfactory.firmware.examples import dut_board
+    from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
+    from impfactory.firmware.identity import DeviceIdentity
+    from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
+    from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
     from impfactory.tools.cmd_bench import EmulatedImpBench
+
+    from impfactory.clock import ScaledClock
 
     clock = ScaledClock(EMULATED_BENCH_SCALE)
     device = Device(
