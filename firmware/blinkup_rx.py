@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from impfactory.protocol.blinkup import BlinkUpConfig, BlinkUpError
-from impfactory.protocol.decoder import BlinkUpDecoder, DecodeResult
+from impfactory.protocol.decoder import BlinkUpDecoder, DecodeResult, LineCode
 
 
 class BlinkUpReceiver:
@@ -26,9 +26,13 @@ class BlinkUpReceiver:
                  on_start: Callable[[], Any],
                  on_config: Callable[[BlinkUpConfig], Any],
                  on_error: Callable[[BlinkUpError], Any],
-                 symbol_rate: float | None = None) -> None:
+                 symbol_rate: float | None = None,
+                 line_codes: tuple[LineCode, ...] = ("bilevel",)) -> None:
+        """``line_codes``: ``("bilevel",)`` for a factory fixture's LED; add
+        ``"trilevel"`` to also accept a phone's screen (an end user's BlinkUp)."""
         self.sample_rate = float(sample_rate)
-        self._decoder = BlinkUpDecoder(self.sample_rate, "bilevel", symbol_rate)
+        self._decoders = [BlinkUpDecoder(self.sample_rate, code, symbol_rate)
+                          for code in line_codes]
         self._on_start, self._on_config, self._on_error = on_start, on_config, on_error
         self.receiving = False
         self.results: list[DecodeResult] = []
@@ -39,16 +43,28 @@ class BlinkUpReceiver:
         Samples that are not a 1-D run of finite numbers raise ``BadSamplesError``
         (a ``BlinkUpError``) and change nothing.
         """
-        outcomes = self._decoder.feed(samples)
-        for outcome in outcomes:
+        data = np.asarray(samples, dtype=np.float64)
+        per_decoder = [decoder.feed(data) for decoder in self._decoders]
+        decoded = [o for outcomes in per_decoder for o in outcomes
+                   if isinstance(o, DecodeResult)]
+        failed = [o for outcomes in per_decoder for o in outcomes
+                  if not isinstance(o, DecodeResult)]
+        if decoded or failed:
             if not self.receiving:
                 self._on_start()
             self.receiving = False
-            if isinstance(outcome, DecodeResult):
-                self.results.append(outcome)
-                self._on_config(outcome.config)
-            else:
-                self._on_error(outcome)
-        if self._decoder.receiving and not self.receiving:
+        if decoded:
+            # One packet, whichever line code carried it; the other decoders' view
+            # of the same light (a failure to lock to a foreign code) is moot.
+            for decoder in self._decoders:
+                if decoder.receiving:
+                    decoder.reset()
+            for result in decoded:
+                self.results.append(result)
+                self._on_config(result.config)
+            return
+        if failed and not any(d.receiving for d in self._decoders):
+            self._on_error(failed[-1])
+        if any(d.receiving for d in self._decoders) and not self.receiving:
             self.receiving = True
             self._on_start()

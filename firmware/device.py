@@ -47,6 +47,7 @@ from impfactory.firmware.wifi import ConnectionManager as _ConnectionManager
 from impfactory.firmware.wifi import Reason, StageTimes, WifiEnvironment
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol.blinkup import BlinkUpConfig, BlinkUpError
+from impfactory.protocol.decoder import LineCode
 from impfactory.protocol.linecode import Signal
 
 from impfactory.clock import Clock, TimerHandle
@@ -70,6 +71,8 @@ class DeviceConfig:
     blinkup_window_s: float = 60.0
     sensor_rate: float = 1000.0
     blinkup_symbol_rate: float | None = None  # None: lock to any rate (60, 142 ...)
+    # ("bilevel",): a fixture's LED; add "trilevel" for a phone screen (end-user BlinkUp).
+    blinkup_line_codes: tuple[LineCode, ...] = ("bilevel",)
     impos_install_s: float = 2.0
     boot_s: float = 0.25
     stage_times: StageTimes = field(default_factory=StageTimes)
@@ -202,7 +205,7 @@ class Device:
         if rx is None or rx.sample_rate != rate:
             rx = self._receiver = BlinkUpReceiver(
                 rate, self._blinkup_started, self._blinkup_config, self._blinkup_error,
-                self.config.blinkup_symbol_rate)
+                self.config.blinkup_symbol_rate, self.config.blinkup_line_codes)
         rx.feed(data)
 
     def press(self, pin: str = "pin1", active_low: bool = True) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from impfactory.firmware.device import Device
+from impfactory.firmware.device import Device, DeviceConfig
 from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.hardware import SimHardware
 from impfactory.firmware.identity import DeviceIdentity
@@ -15,7 +15,7 @@ from impfactory.firmware.signals import render_fixture_flash
 from impfactory.firmware.wifi import WifiEnvironment
 from impfactory.hw.optical import OpticalChannel, OpticalConfig
 from impfactory.protocol.blinkup import BlinkUpConfig, encode_frame
-from impfactory.protocol.linecode import render_bilevel
+from impfactory.protocol.linecode import render_bilevel, render_trilevel
 
 from impfactory.clock import VirtualClock
 
@@ -29,11 +29,11 @@ def good_frame() -> bytes:
 
 
 def run(store: MemoryStore, light: np.ndarray | None, *, at: float = 2.0,
-        chunk: int = 97) -> Device:
+        chunk: int = 97, config: DeviceConfig | None = None) -> Device:
     async def go() -> Device:
         clock = VirtualClock()
         dev = Device(DeviceIdentity.from_serial(11), clock, WifiEnvironment(),
-                     "mqtt://127.0.0.1:1", store=store)
+                     "mqtt://127.0.0.1:1", store=store, config=config)
         dev.power_on()
         await clock.advance(at)
         if light is not None:
@@ -149,3 +149,16 @@ def test_enableblinkup_keeps_or_closes_the_window() -> None:
 
     assert asyncio.run(go(True)).store.load().enrolled
     assert not asyncio.run(go(False)).store.load().enrolled
+
+
+def test_a_phone_screen_blinkup_needs_the_trilevel_code() -> None:
+    screen = render_trilevel(good_frame(), noise=0.01, seed=5).samples
+    factory_only = MemoryStore()
+    run(factory_only, screen)
+    assert not factory_only.load().enrolled  # a fixture-only receiver ignores screens
+    both = DeviceConfig(blinkup_line_codes=("bilevel", "trilevel"))
+    for light in (screen, render_bilevel(good_frame(), symbol_rate=142.0).samples):
+        store = MemoryStore()
+        dev = run(store, light, config=both)
+        assert store.load().enrolled
+        assert [r.kind for r in dev.events].count(DeviceEvent.BLINKUP_OK) == 1
