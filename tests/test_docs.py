@@ -42,10 +42,19 @@ def _code_lines(text: str) -> list[str]:
     return lines
 
 
+INLINE = re.compile(r"`(impfactory [^`]+)`")
+
+
 def _commands(path: Path) -> list[str]:
-    """The ``impfactory`` invocations a document shows (each part of a ``&&`` chain)."""
+    """The ``impfactory`` invocations a document shows (each part of a ``&&`` chain).
+
+    Fenced blocks everywhere; in the README also inline code spans (its performance
+    table names whole commands there, while docs/ mention partial ones in prose).
+    """
     found = []
-    for line in _code_lines(path.read_text(encoding="utf-8")):
+    text = path.read_text(encoding="utf-8")
+    inline = [m.group(1) for m in INLINE.finditer(text)] if path.name == "README.md" else []
+    for line in _code_lines(text) + inline:
         line = line.removeprefix("$ ")
         for part in re.split(r"&&|;|\|", line):
             part = part.split(" #", 1)[0].strip().rstrip("&").strip()
