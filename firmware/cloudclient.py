@@ -10,6 +10,12 @@ for the answer with the same number (or an ``error`` reply, raised as
 order of arrival; image chunks go to the ``ImageFetcher`` waiting for them.
 Network waits use the loop's time: they belong to the network, not to the
 emulated device's clock.
+
+A lost link is noticed at once by everything in flight: aiomqtt wakes the
+message reader on a disconnect but leaves a QoS 1 publish waiting for its
+PUBACK until its own timeout. So each session has a ``gone`` future, set by the
+reader when the link dies, and every publish races it: a request in flight when
+the network drops fails within milliseconds, not after ``REQUEST_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class CloudClient:
         self._chunk_sinks: dict[str, Callable[[cl.Chunk | None], Any]] = {}
         self._req = itertools.count(1)
         self._closing = False
+        self._gone: asyncio.Future[None] | None = None
 
     async def connect(self) -> None:
         """Open the MQTT session and subscribe; ``OSError`` when the broker is not there."""
@@ -76,6 +83,7 @@ class CloudClient:
             raise OSError(f"MQTT connect to {self.host}:{self.port} failed: {err}") from err
         self._client = client
         self._closing = False
+        self._gone = asyncio.get_running_loop().create_future()
         try:
             await client.subscribe(cl.device_filter(self.device_id), qos=cl.QOS)
         except aiomqtt.MqttError as err:
@@ -104,14 +112,26 @@ class CloudClient:
         return next(self._req)
 
     async def send(self, msg: cl.Message) -> None:
-        """Publish one message (QoS 1)."""
-        if self._client is None:
+        """Publish one message (QoS 1); ``CloudClientError`` as soon as the link is lost."""
+        client, gone = self._client, self._gone
+        if client is None or gone is None or gone.done():
             raise CloudClientError("not connected to the cloud")
         topic, payload = cl.encode(msg)
+        publish = asyncio.ensure_future(client.publish(topic, payload, qos=cl.QOS))
         try:
-            await self._client.publish(topic, payload, qos=cl.QOS)
-        except aiomqtt.MqttError as err:
+            # asyncio.wait: our own cancellation propagates (and cancels the publish below)
+            await asyncio.wait({publish, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not publish.done():
+                publish.cancel()
+                await asyncio.wait({publish})
+        if publish.cancelled():
+            raise CloudClientError(f"link lost while sending {msg.KIND}")
+        err = publish.exception()
+        if isinstance(err, aiomqtt.MqttError):
             raise CloudClientError(f"publish failed: {err}") from err
+        if err is not None:
+            raise err
 
     async def request(self, msg: cl.Message, timeout: float = REQUEST_TIMEOUT) -> cl.Message:
         """Send a request carrying ``req`` and wait for its answer."""
@@ -127,6 +147,9 @@ class CloudClient:
             raise CloudClientError(f"no answer to {msg.KIND} within {timeout} s") from err
         finally:
             self._pending.pop(req, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: a send that failed first already said why
+            future.cancel()
         if isinstance(reply, cl.ErrorReply):
             raise CloudRefused(reply)
         return reply
@@ -166,6 +189,7 @@ class CloudClient:
                 self._dispatch(msg)
         except aiomqtt.MqttError:
             pass
+        self._mark_gone()
         if not self._closing:
             self.connected = False
             self._fail_pending(CloudClientError("link lost"))
@@ -190,6 +214,11 @@ class CloudClient:
             return
         self.on_message(msg)
 
+    def _mark_gone(self) -> None:
+        """Wake every publish still waiting for its PUBACK: this session is over."""
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
+
     def _fail_pending(self, err: Exception) -> None:
         for future in self._pending.values():
             if not future.done():
@@ -197,6 +226,7 @@ class CloudClient:
         self._pending.clear()
 
     async def _drop_client(self) -> None:
+        self._mark_gone()
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):

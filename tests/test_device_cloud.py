@@ -223,3 +223,36 @@ def test_download_resumes_after_a_lost_link(broker_url: str) -> None:
     assert 0 in first and 0 not in later  # blocks already held are not asked for again
     assert later and later < first
     assert device.settings.device_code == code
+
+
+def test_a_publish_in_flight_fails_at_once_when_the_link_resets(broker_url: str) -> None:
+    """The network resets the connection before the PUBACK arrives: the request fails
+    within a fraction of a second instead of waiting out ``REQUEST_TIMEOUT``."""
+    from impfactory.firmware.cloudclient import REQUEST_TIMEOUT, CloudClient
+    from impfactory.firmware.errors import CloudClientError
+    from impfactory.fixture.relay import LinkRelay
+
+    async def go() -> tuple[float, list[str]]:
+        host, port = parse_url(broker_url)
+        relay = LinkRelay(host, port)
+        _, relay_port = parse_url(await relay.start())
+        lost: list[str] = []
+        client = CloudClient("30000c2a69f00ff0", host, relay_port,
+                             on_message=lambda m: None, on_lost=lambda: lost.append("lost"))
+        try:
+            await client.connect()
+            hello = cl.Hello(client.device_id, req=client.next_req(), mac="0c2a69f00ff0")
+            task = asyncio.get_running_loop().create_task(client.request(hello))
+            await asyncio.sleep(0)  # the PUBLISH is written; its PUBACK cannot come back
+            relay.cut()
+            t0 = asyncio.get_running_loop().time()
+            with pytest.raises(CloudClientError):
+                await asyncio.wait_for(task, REQUEST_TIMEOUT)
+            return asyncio.get_running_loop().time() - t0, lost
+        finally:
+            await client.close()
+            await relay.close()
+
+    took, lost = asyncio.run(go())
+    assert took < 2.0, took
+    assert lost == ["lost"]
