@@ -81,7 +81,9 @@ class FakeDevice:
         will_topic, will_payload = cl.encode(cl.Bye(device_id=self.device_id, reason="lost"))
         client = aiomqtt.Client(host, port, identifier=self.device_id,
                                 will=aiomqtt.Will(will_topic, will_payload, qos=cl.QOS),
-                                max_inflight_messages=0, timeout=self.timeout)
+                                max_inflight_messages=0, timeout=self.timeout,
+                                # small request/answer packets: no Nagle wait
+                                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
         await client.__aenter__()
         self._client = client
         await client.subscribe(cl.device_filter(self.device_id), qos=cl.QOS)

@@ -64,6 +64,8 @@ class AsyncMqtt:
             sock = self.client.socket()
             if isinstance(sock, socket.socket):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+                # answers are small packets: Nagle + delayed ACK would hold each ~40 ms
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             await asyncio.wait_for(self.connected.wait(), CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as err:
             raise BrokerError(f"cannot connect to mqtt://{self.host}:{self.port}: {err}") from err

@@ -68,3 +68,27 @@ def test_nothing_listening_is_a_typed_error() -> None:
         port = s.getsockname()[1]
     with pytest.raises(BrokerError, match="no broker answers"):
         BrokerServer(f"mqtt://127.0.0.1:{port}").start()
+
+
+def test_mosquitto_config_turns_nagle_off() -> None:
+    """Without ``set_tcp_nodelay`` each small answer waits ~40 ms (Nagle + delayed ACK);
+    the broker fixtures starting at all prove this Mosquitto accepts the option."""
+    from impfactory.cloud.broker import MOSQUITTO_CONF
+
+    assert "set_tcp_nodelay true" in MOSQUITTO_CONF.splitlines()
+
+
+def test_cloud_mqtt_socket_has_nagle_off(any_broker_url: str) -> None:
+    from impfactory.cloud.mqtt import AsyncMqtt
+
+    async def main() -> int:
+        conn = AsyncMqtt(any_broker_url, "nodelay-probe", lambda topic, payload: None)
+        await conn.connect()
+        try:
+            sock = conn.client.socket()
+            assert isinstance(sock, socket.socket)
+            return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        finally:
+            await conn.disconnect()
+
+    assert asyncio.run(asyncio.wait_for(main(), 10)) != 0
