@@ -106,6 +106,8 @@ class Route:
     summary: str
     auth: bool = True
     roles: frozenset[str] = OWNER_ONLY
+    query: tuple[str, ...] = ()
+    """The query parameters the route reads (``filter[x]``, ``page[number]``, …), for OpenAPI."""
     pattern: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -120,9 +122,10 @@ class Router:
         self.routes: list[Route] = []
 
     def add(self, method: str, template: str, handler: Handler, summary: str, *,
-            auth: bool = True, roles: frozenset[str] = OWNER_ONLY) -> None:
-        """Serve ``method template`` with ``handler``; ``summary`` goes to OpenAPI."""
-        self.routes.append(Route(method, template, handler, summary, auth, roles))
+            auth: bool = True, roles: frozenset[str] = OWNER_ONLY,
+            query: tuple[str, ...] = ()) -> None:
+        """Serve ``method template`` with ``handler``; ``summary`` and ``query`` go to OpenAPI."""
+        self.routes.append(Route(method, template, handler, summary, auth, roles, query))
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """The route for ``method path``: 404 for an unknown path, 405 for a wrong method."""

@@ -36,6 +36,7 @@ from impfactory.cloud.api_jsonapi import (
     is_name,
     is_str,
     iso,
+    list_query,
     paginate,
     resource,
 )
@@ -384,6 +385,6 @@ def register(router: Router, book: AccountBook) -> None:
     router.add("POST", "/accounts/me/collaborators", add_collaborator,
                "Extension: add a collaborator with the blinkup_device role")
     router.add("GET", "/accounts", list_accounts, "The owner and its collaborators",
-               roles=ANY_ROLE)
+               roles=ANY_ROLE, query=list_query())
     router.add("GET", "/accounts/{id}", get_account, "One account of this owner",
                roles=ANY_ROLE)

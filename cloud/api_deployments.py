@@ -27,6 +27,7 @@ from impfactory.cloud.api_jsonapi import (
     is_opt_str,
     is_str,
     is_tags,
+    list_query,
     paginate,
     relationship,
 )
@@ -124,7 +125,8 @@ def register(router: Router, ctx: ApiContext) -> None:
         svc.delete_deployment(ctx.deployment(ctx.owner(call.account), call.params["id"]).id)
         return Answer(204)
 
-    router.add("GET", "/deployments", list_, "List deployments (newest first), with filters")
+    router.add("GET", "/deployments", list_, "List deployments (newest first), with filters",
+               query=list_query(FILTERS))
     router.add("POST", "/deployments", create,
                "Create a deployment; Production Zone groups take promoted code only")
     router.add("GET", "/deployments/{id}", get, "One deployment with its code")

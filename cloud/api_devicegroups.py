@@ -22,6 +22,7 @@ from impfactory.cloud.api_jsonapi import (
     is_env_vars,
     is_name,
     is_str,
+    list_query,
     paginate,
     relationship,
 )
@@ -130,7 +131,7 @@ def register(router: Router, ctx: ApiContext) -> None:
         svc.set_min_supported_deployment(group.id, ctx.deployment(owner, data["id"]).id)
         return Answer(204)
 
-    router.add("GET", "/devicegroups", list_, "List device groups")
+    router.add("GET", "/devicegroups", list_, "List device groups", query=list_query(FILTERS))
     router.add("POST", "/devicegroups", create, "Create a device group of any of the seven types")
     router.add("GET", "/devicegroups/{id}", get, "One device group")
     router.add("PATCH", "/devicegroups/{id}", update, "Update attributes and targets")

@@ -13,6 +13,7 @@ from impfactory.cloud.api_jsonapi import (
     filters,
     is_str,
     iso,
+    list_query,
     page_args,
     paginate,
 )
@@ -78,11 +79,13 @@ def register(router: Router, ctx: ApiContext) -> None:
         data = [{"ts": iso(e.ts), "type": e.type, "msg": e.msg} for e in page]
         return Answer(200, {"data": data, "links": links})
 
-    router.add("GET", "/devices", list_, "List devices (filters incl. devicegroup.type)")
+    router.add("GET", "/devices", list_, "List devices (filters incl. devicegroup.type)",
+               query=list_query(FILTERS))
     router.add("GET", "/devices/{id}", get, "One device (by id, MAC or agent id)")
     router.add("PATCH", "/devices/{id}", update, "Rename a device")
     router.add("DELETE", "/devices/{id}", delete, "Remove an unassigned device from the account")
     router.add("POST", "/devices/{id}/restart", restart, "Restart a device")
     router.add("POST", "/devices/{id}/conditional_restart", conditional_restart,
                "Conditional restart of a device")
-    router.add("GET", "/devices/{id}/logs", logs, "A device's logs, newest first")
+    router.add("GET", "/devices/{id}/logs", logs, "A device's logs, newest first",
+               query=list_query())

@@ -146,6 +146,14 @@ def parse_json(body: bytes) -> Any:
 # -- pagination and filters -------------------------------------------------------
 
 
+PAGE_QUERY = ("page[number]", "page[size]")
+
+
+def list_query(allowed_filters: Iterable[str] = ()) -> tuple[str, ...]:
+    """The query parameters a paginated, filtered list reads (for ``Router.add(query=...)``)."""
+    return (*(f"filter[{name}]" for name in allowed_filters), *PAGE_QUERY)
+
+
 def page_args(query: dict[str, str]) -> tuple[int, int]:
     """``page[number]`` (from 1) and ``page[size]`` (1..100) from a flat query."""
     number = _positive_int(query.get("page[number]", "1"), "page[number]")

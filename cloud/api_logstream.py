@@ -87,7 +87,7 @@ def register(router: Router, ctx: ApiContext) -> None:
     router.add("POST", "/logstream", create, "Create a log stream")
     router.add("GET", "/logstream/{sid}", open_,
                "The stream's server-sent events (no token: the id is the capability)",
-               auth=False)
+               auth=False, query=("format",))
     router.add("PUT", "/logstream/{sid}/{device}", add, "Add a device to a log stream")
     router.add("DELETE", "/logstream/{sid}/{device}", remove,
                "Remove a device from a log stream")

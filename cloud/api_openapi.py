@@ -10,11 +10,17 @@ from __future__ import annotations
 import re
 
 from impfactory.cloud.api import BASE, Answer, Call, Router
-from impfactory.cloud.api_jsonapi import JsonObj
+from impfactory.cloud.api_jsonapi import MAX_PAGE_SIZE, JsonObj
 
 from impfactory import __version__
 
 _ERROR_REF = {"$ref": "#/components/responses/Error"}
+_QUERY_SCHEMA: dict[str, JsonObj] = {
+    "page[number]": {"type": "integer", "minimum": 1},
+    "page[size]": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+    "filter[flagged]": {"type": "string", "enum": ["true", "false"]},
+    "format": {"type": "string", "enum": ["json", "text"]},
+}
 
 
 def describe(router: Router) -> JsonObj:
@@ -26,10 +32,13 @@ def describe(router: Router) -> JsonObj:
             "operationId": _operation_id(route.method, route.template),
             "responses": {"2XX": {"description": "success"}, "4XX": _ERROR_REF},
         }
-        params = re.findall(r"\{(\w+)\}", route.template)
+        params: list[JsonObj] = [{"name": p, "in": "path", "required": True,
+                                  "schema": {"type": "string"}}
+                                 for p in re.findall(r"\{(\w+)\}", route.template)]
+        params += [{"name": q, "in": "query", "required": False, "schema": _QUERY_SCHEMA.get(
+            q, {"type": "string"})} for q in route.query]
         if params:
-            op["parameters"] = [{"name": p, "in": "path", "required": True,
-                                 "schema": {"type": "string"}} for p in params]
+            op["parameters"] = params
         if route.auth:
             op["x-roles"] = sorted(route.roles)
         else:

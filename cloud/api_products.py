@@ -12,6 +12,7 @@ from impfactory.cloud.api_jsonapi import (
     filters,
     is_name,
     is_str,
+    list_query,
     paginate,
     relationship,
 )
@@ -57,7 +58,7 @@ def register(router: Router, ctx: ApiContext) -> None:
         svc.delete_product(ctx.product(ctx.owner(call.account), call.params["id"]).id)
         return Answer(204)
 
-    router.add("GET", "/products", list_, "List products")
+    router.add("GET", "/products", list_, "List products", query=list_query(FILTERS))
     router.add("POST", "/products", create, "Create a product")
     router.add("GET", "/products/{id}", get, "One product")
     router.add("PATCH", "/products/{id}", update, "Rename or redescribe a product")

@@ -37,6 +37,7 @@ from impfactory.cloud.api_jsonapi import (
     attributes,
     data_object,
     filters,
+    list_query,
     paginate,
     relationship,
 )
@@ -222,7 +223,7 @@ def register(router: Router, ctx: ApiContext) -> None:
         svc.delete_webhook(hook(ctx.owner(call.account), call.params["id"]).id)
         return Answer(204)
 
-    router.add("GET", "/webhooks", list_, "List webhooks")
+    router.add("GET", "/webhooks", list_, "List webhooks", query=list_query(FILTERS))
     router.add("POST", "/webhooks", create,
                "Create a webhook (blessing, blinkup, deployment) on a (pre-)production group")
     router.add("GET", "/webhooks/{id}", get, "One webhook")

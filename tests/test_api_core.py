@@ -11,7 +11,7 @@ import json
 import socket
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -159,6 +159,33 @@ def test_openapi_lists_the_served_routes(api: ApiThread) -> None:
     described = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert described == served
     assert "post" in doc["paths"]["/auth"]
+
+
+def test_openapi_is_a_valid_description_whose_query_parameters_are_served(
+        api: ApiThread, client: Client) -> None:
+    """The document validates as OpenAPI 3.1, and every query parameter it lists for a
+    route is one the route reads (accepted, not refused as unknown)."""
+    from openapi_spec_validator import validate
+
+    status, doc = Client(api.endpoint)("GET", "/openapi.json")
+    validate(doc)
+    values = {"page[number]": "1", "page[size]": "5", "filter[flagged]": "true",
+              "filter[type]": "production_devicegroup",
+              "filter[devicegroup.type]": "production_devicegroup"}
+    checked = 0
+    for path, ops in doc["paths"].items():
+        query = [p["name"] for p in ops.get("get", {}).get("parameters", []) if p["in"] == "query"]
+        if not query or "{" in path:
+            continue
+        for name in query:
+            status, body = client("GET", f"{path}?{quote(name)}={quote(values.get(name, 'x'))}")
+            assert status == 200 or (status == 404 and name.endswith(".id]")), (path, name, body)
+            checked += 1
+        status, body = client("GET", f"{path}?filter%5Bundescribed%5D=1")
+        assert status == 400 and _is_error_doc(body, 400), path
+    assert checked >= 20
+    logs = doc["paths"]["/devices/{id}/logs"]["get"]["parameters"]
+    assert {p["name"] for p in logs if p["in"] == "query"} == {"page[number]", "page[size]"}
 
 
 def test_collaborator_with_blinkup_device_role_is_refused_beyond_its_role(
