@@ -198,21 +198,41 @@ class _Done(Exception):
 
 def _hysteresis(
     y: FloatArray, hi: FloatArray | float, lo: FloatArray | float, prev: int
-) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.intp]]:
+) -> tuple[list[int], list[int], int]:
     """Two-threshold slicer: a sample above ``hi`` sets 1, below ``lo`` sets 0,
-    between keeps the last level. Returns levels and indices where the level flips."""
-    n = y.shape[0]
-    ev = np.full(n, -1, dtype=np.int8)
-    ev[y > hi] = 1
-    ev[y < lo] = 0
-    idx = np.where(ev >= 0, np.arange(n), -1)
-    np.maximum.accumulate(idx, out=idx)
-    levels = np.where(idx >= 0, ev[np.maximum(idx, 0)], np.int8(prev)).astype(np.int8)
-    before = np.empty(n, dtype=np.int8)
-    before[0] = prev
-    before[1:] = levels[:-1]
-    changes = np.flatnonzero((levels != before) & (before >= 0))
-    return levels, changes
+    between keeps the last level. Returns the indices where the level flips, the
+    level after each flip, and the level after the last sample (``prev``, -1 for
+    "not yet decided", before the first). Only the decided samples are looked at,
+    so a chunk costs a handful of numpy calls, not one per sample."""
+    above = y > hi
+    decided = (above | (y < lo)).nonzero()[0]
+    if decided.shape[0] == 0:
+        return [], [], prev
+    vals = above[decided]
+    flips = (vals[1:] != vals[:-1]).nonzero()[0] + 1
+    changes = decided[flips].tolist()
+    levels = vals[flips].astype(np.int8).tolist()
+    first = int(vals[0])
+    if 0 <= prev != first:
+        changes.insert(0, int(decided[0]))
+        levels.insert(0, first)
+    return changes, levels, int(vals[-1])
+
+
+def _sliding_extreme(a: FloatArray, w: int, largest: bool) -> FloatArray:
+    """Max (or min) of every ``w`` consecutive samples of ``a`` (``len(a) - w + 1`` of
+    them), exact, in O(len(a)) by van Herk / Gil-Werman: the prefix extreme within
+    blocks of ``w`` and the suffix extreme, one of each per window."""
+    n = a.shape[0] - w + 1
+    blocks = -(-a.shape[0] // w)
+    ufunc = np.maximum if largest else np.minimum
+    padded = np.full(blocks * w, -np.inf if largest else np.inf)
+    padded[: a.shape[0]] = a
+    grid = padded.reshape(blocks, w)
+    prefix = ufunc.accumulate(grid, axis=1).ravel()
+    suffix = ufunc.accumulate(grid[:, ::-1], axis=1)[:, ::-1].ravel()
+    out: FloatArray = ufunc(suffix[:n], prefix[w - 1 : w - 1 + n])
+    return out
 
 
 class BlinkUpDecoder:
@@ -268,6 +288,11 @@ class BlinkUpDecoder:
         self._history_len = (
             math.ceil((SYNC_TRANSITIONS + BACKFILL_SYMBOLS + 8) * self._t_max) + self._window
         )
+        # Chunks shorter than the shortest symbol the decoder accepts are gathered
+        # first: every feed costs a fixed few dozen numpy calls, and a symbol is
+        # the finest grain ``state`` needs (it then lags the input by less than one).
+        self._min_step = max(1, math.floor(self._t_min))
+        self._ones = np.ones(self._taps)
         self.reset()
 
     # ------------------------------------------------------------------ public
@@ -287,17 +312,46 @@ class BlinkUpDecoder:
         self._state = DecoderState.IDLE
         self._base = 0  # absolute index of the next sample fed
         self._raw_tail = np.zeros(0)
-        self._hist = np.zeros(0)
+        self._pending: list[FloatArray] = []
+        self._pending_n = 0
+        # the history is a view of a buffer that grows in place (amortised appends)
+        self._buf = np.zeros(4 * self._history_len + 4096)
+        self._buf_lo = self._buf_hi = 0
+        self._hist = self._buf[0:0]
         self._hist_start = 0
         self._cw_total = 0  # running count of samples above the white threshold
         self._reset_idle()
 
     def feed(self, samples: Sequence[float] | npt.ArrayLike) -> list[Outcome]:
-        """Decode a chunk; return the outcome of every reception that ended in it."""
+        """Decode a chunk; return the outcome of every reception that ended in it.
+
+        Samples that do not yet make up the shortest symbol period the decoder
+        accepts wait for the next feed (or :meth:`flush`), so ``state`` lags the input
+        by less than one symbol; outcomes and positions do not depend on it."""
         x = self._validate(samples)
-        outcomes: list[Outcome] = []
         if x.shape[0] == 0:
-            return outcomes
+            return []
+        if self._pending_n + x.shape[0] < self._min_step:
+            self._pending.append(x.copy())
+            self._pending_n += x.shape[0]
+            return []
+        if self._pending:
+            x = np.concatenate((*self._pending, x))
+            self._pending.clear()
+            self._pending_n = 0
+        return self._process(x)
+
+    def flush(self) -> list[Outcome]:
+        """Decode the samples still gathered (fewer than a symbol): the end of a capture."""
+        if not self._pending:
+            return []
+        x = np.concatenate(self._pending)
+        self._pending.clear()
+        self._pending_n = 0
+        return self._process(x)
+
+    def _process(self, x: FloatArray) -> list[Outcome]:
+        outcomes: list[Outcome] = []
         y = self._filter(x)
         self._append_history(y)
         n = int(y.shape[0])
@@ -323,7 +377,9 @@ class BlinkUpDecoder:
             x = x.reshape(1)
         if x.ndim != 1:
             raise BadSamplesError(f"samples must be 1-D, got shape {x.shape}", "samples")
-        if not np.all(np.isfinite(x)):
+        # a finite sum proves every sample finite in one pass; only an infinite or NaN
+        # sum (a bad sample, or finite ones that overflow) needs the full check
+        if not math.isfinite(float(x.sum())) and not np.all(np.isfinite(x)):
             raise BadSamplesError("samples must be finite (no NaN or infinity)", "samples")
         return x
 
@@ -336,15 +392,24 @@ class BlinkUpDecoder:
         joined = np.concatenate((self._raw_tail, x))
         self._raw_tail = joined[-(self._taps - 1) :].copy()
         # a direct sum (not a running cumsum) gives the same bits however it is chunked
-        out: FloatArray = np.convolve(joined, np.ones(self._taps), "valid") / self._taps
+        out: FloatArray = np.convolve(joined, self._ones, "valid") / self._taps
         return out
 
     def _append_history(self, y: FloatArray) -> None:
-        self._hist = np.concatenate((self._hist, y))
-        drop = self._hist.shape[0] - self._history_len - y.shape[0]
-        if drop > 0:
-            self._hist = self._hist[drop:]
-            self._hist_start += drop
+        """Keep the last ``history_len`` samples before this chunk, and the chunk."""
+        n = y.shape[0]
+        lo = max(self._buf_lo, self._buf_hi - self._history_len)
+        self._hist_start += lo - self._buf_lo
+        self._buf_lo = lo
+        if self._buf_hi + n > self._buf.shape[0]:
+            keep = self._buf[self._buf_lo : self._buf_hi].copy()
+            if keep.shape[0] + n > self._buf.shape[0]:
+                self._buf = np.zeros(2 * (keep.shape[0] + n))
+            self._buf[: keep.shape[0]] = keep
+            self._buf_lo, self._buf_hi = 0, keep.shape[0]
+        self._buf[self._buf_hi : self._buf_hi + n] = y
+        self._buf_hi += n
+        self._hist = self._buf[self._buf_lo : self._buf_hi]
 
     def _hist_slice(self, start: int, stop: int) -> FloatArray:
         lo = max(start - self._hist_start, 0)
@@ -367,18 +432,25 @@ class BlinkUpDecoder:
         need = (n - pos) + w - 1
         if seg.shape[0] < need:
             seg = np.concatenate((np.full(need - seg.shape[0], seg[0]), seg))
-        view = np.lib.stride_tricks.sliding_window_view(seg, w)
-        top = view.max(axis=1)
-        bottom = view.min(axis=1)
+        if float(seg.max() - seg.min()) < self._min_swing:
+            return n  # no window holds a swing: nothing is sliced, the level stays
+        if w <= 8 or n - pos <= 2 * w:
+            stride = seg.strides[0]  # a windowed view (sliding_window_view, minus its checks)
+            view = np.lib.stride_tricks.as_strided(
+                seg, (seg.shape[0] - w + 1, w), (stride, stride), writeable=False
+            )
+            top, bottom = view.max(axis=1), view.min(axis=1)
+        else:
+            top, bottom = _sliding_extreme(seg, w, True), _sliding_extreme(seg, w, False)
         mid = (top + bottom) * 0.5
         band = (top - bottom) * 0.15
         band[(top - bottom) < self._min_swing] = np.inf
-        levels, changes = _hysteresis(y[pos:n], mid + band, mid - band, self._level)
-        for c in changes.tolist():
-            if self._sync_transition(a0 + c, int(levels[c])):
-                self._level = int(levels[c])
+        changes, levels, last = _hysteresis(y[pos:n], mid + band, mid - band, self._level)
+        for c, level in zip(changes, levels, strict=True):
+            if self._sync_transition(a0 + c, level):
+                self._level = level
                 return int(pos + c + 1)
-        self._level = int(levels[-1])
+        self._level = last
         return n
 
     def _sync_transition(self, t: int, level: int) -> bool:
@@ -510,19 +582,23 @@ class BlinkUpDecoder:
             np.cumsum(white, out=cw[1:])
             cw[1:] += self._cw_total
             self._cw_chunk, self._cw_base = cw, a0
-        levels, changes = _hysteresis(part, mid + self._hyst, mid - self._hyst, self._slice_level)
+        changes, levels, last = _hysteresis(
+            part, mid + self._hyst, mid - self._hyst, self._slice_level
+        )
         self._cs_stale = True
         precise: list[float] = []
-        if self.line_code == "bilevel" and changes.shape[0]:
+        if self.line_code == "bilevel" and changes:
             # where the signal crossed the midpoint, between the samples either side
-            at = changes + (a0 - self._hist_start)
-            before = self._hist[np.maximum(at - 1, 0)]
-            step = self._hist[at] - before
-            step[step == 0.0] = np.inf
-            frac = np.clip((mid - before) / step, 0.0, 1.0)
-            precise = (changes + a0 - 1 + frac).tolist()
+            # (a few edges per chunk: plain floats beat a dozen numpy calls)
+            hist, off = self._hist, a0 - self._hist_start
+            for c in changes:
+                i = c + off
+                before = float(hist[i - 1]) if i > 0 else float(hist[0])
+                step = float(hist[i]) - before
+                frac = min(max((mid - before) / step, 0.0), 1.0) if step != 0.0 else 0.0
+                precise.append(a0 + c - 1 + frac)
         try:
-            for k, c in enumerate(changes.tolist()):
+            for k, c in enumerate(changes):
                 if self._soft:
                     t = precise[k]
                     span = self._period if self._hunting else 2.0 * self._period
@@ -530,10 +606,10 @@ class BlinkUpDecoder:
                         self._soft_bits(t)
                     if t - self._edge_time > SILENCE_SYMBOLS * self._period:
                         self._check_silence(t)
-                    self._edges.append((t, int(levels[c])))
+                    self._edges.append((t, levels[k]))
                     self._edge_time = t
                     continue
-                self._transition(a0 + c, int(levels[c]))
+                self._transition(a0 + c, levels[k])
         except _Done as done:
             outcomes.append(done.args[0])
             end = int(done.args[1])
@@ -541,7 +617,7 @@ class BlinkUpDecoder:
             return int(max(pos + 1, min(n, math.ceil(end) - self._base)))
         if self.line_code == "trilevel":
             self._cw_total = int(cw[-1])
-        self._slice_level = int(levels[-1])
+        self._slice_level = last
         return n
 
     def _transition(self, t: int, level: int) -> None:

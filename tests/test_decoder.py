@@ -111,6 +111,36 @@ def test_any_chunking(chunks: list[int]) -> None:
     assert decoded(feed_all(BlinkUpDecoder(FS, "bilevel"), sig.samples, chunks)) == [SMALL]
 
 
+def test_tiny_chunks_lag_less_than_a_symbol_and_flush_ends_a_capture() -> None:
+    # Chunks shorter than a symbol are gathered before they are decoded: ``receiving``
+    # may lag the light by less than one symbol, and ``flush`` decodes the rest.
+    bare = render_bilevel(encode_frame(SMALL), symbol_rate=142.0, noise=0.02, seed=3, tail=0)
+    # the capture ends within a sample or two of the frame's end
+    for extra in range(12):
+        samples = np.concatenate((bare.samples, np.zeros(extra)))
+        whole_out = BlinkUpDecoder(FS, "bilevel", 142.0).feed(samples)
+        if whole_out:
+            break
+    (whole,) = whole_out
+    period = whole.stats.symbol_period
+    for size in (1, 2, 5):
+        decoder = BlinkUpDecoder(FS, "bilevel", 142.0)
+        outcomes: list[Any] = []
+        started = None
+        for pos in range(0, len(samples), size):
+            outcomes += decoder.feed(samples[pos : pos + size])
+            if started is None and decoder.receiving:
+                started = pos + size  # samples fed when the decoder first said so
+        outcomes += decoder.flush()
+        assert decoder.flush() == []
+        assert started is not None, size
+        lag = started - (whole.stats.lock + 1)
+        assert 0 <= lag < period + size, (size, lag)
+        assert [o.frame for o in outcomes] == [whole.frame], size
+        assert outcomes[0].stats.bit_starts == whole.stats.bit_starts
+        assert outcomes[0].stats.end == whole.stats.end
+
+
 # ----------------------------------------------------------------- impairments
 
 
