@@ -246,6 +246,21 @@ class WebhookDelivery:
 
 
 @dataclass(frozen=True)
+class AbandonedDelivery:
+    """An outbox event whose webhook was deleted before it was delivered: never sent,
+    but kept (with the deleted hook's URL in ``reason``) so it does not vanish."""
+
+    id: int
+    webhook_id: str
+    event: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: float
+    abandoned_at: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class ImposRelease:
     version: str
     sha: str

@@ -36,6 +36,7 @@ from impfactory.cloud.images import ImageCache, impos_blob, sha256
 from impfactory.cloud.model import (
     WEBHOOK_CONTENT_TYPES,
     WEBHOOK_EVENTS,
+    AbandonedDelivery,
     Deployment,
     Device,
     DeviceGroup,
@@ -359,6 +360,9 @@ class CloudService:
             if self._one("SELECT 1 FROM devicegroups WHERE production_target=? OR dut_target=?",
                          (group_id, group_id)):
                 raise ConflictError("the device group is a fixture group's target")
+            for (hook_id,) in db.execute("SELECT id FROM webhooks WHERE group_id=?",
+                                         (group_id,)).fetchall():
+                self._abandon_outbox(hook_id, "its device group was deleted")
             db.execute("DELETE FROM webhooks WHERE group_id=?", (group_id,))
             db.execute("DELETE FROM deployments WHERE group_id=?", (group_id,))
             db.execute("DELETE FROM devicegroups WHERE id=?", (group_id,))
@@ -761,9 +765,29 @@ class CloudService:
         return self.get_webhook(webhook_id)
 
     def delete_webhook(self, webhook_id: str) -> None:
+        """Delete a webhook. As in impCentral nothing more is sent to it; events still
+        queued for it are kept, marked abandoned (``abandoned_webhooks``) and logged."""
         self.get_webhook(webhook_id)
         with self.tx() as db:
+            self._abandon_outbox(webhook_id, "the webhook was deleted")
             db.execute("DELETE FROM webhooks WHERE id=?", (webhook_id,))
+
+    def _abandon_outbox(self, webhook_id: str, why: str) -> None:
+        """Mark ``webhook_id``'s undelivered events abandoned (inside the caller's tx)."""
+        hook = self.get_webhook(webhook_id)
+        rows = self.db.execute(
+            "SELECT id, event FROM webhook_outbox WHERE webhook_id=? AND delivered_at IS NULL"
+            " AND abandoned_at IS NULL ORDER BY id", (webhook_id,)).fetchall()
+        if not rows:
+            return
+        reason = f"not delivered: {why} (it posted to {hook.url})"
+        self.db.execute(
+            "UPDATE webhook_outbox SET abandoned_at=?, last_error=? WHERE webhook_id=?"
+            " AND delivered_at IS NULL AND abandoned_at IS NULL",
+            (self.now(), reason, webhook_id))
+        for row in rows:
+            log.warning("webhook event evt-%d (%s) for webhook %s %s", row[0], row[1],
+                        webhook_id, reason)
 
     def _queue_webhooks(self, group_id: str, event: str, payload: dict[str, Any]) -> None:
         rows = self.db.execute("SELECT id FROM webhooks WHERE group_id=? AND event=?",
@@ -778,9 +802,19 @@ class CloudService:
         rows = self.db.execute(
             "SELECT o.id, o.webhook_id, w.url, w.content_type, o.event, o.payload, o.attempts,"
             " o.created_at FROM webhook_outbox o JOIN webhooks w ON o.webhook_id = w.id"
-            " WHERE o.delivered_at IS NULL ORDER BY o.id LIMIT ?", (limit,))
+            " WHERE o.delivered_at IS NULL AND o.abandoned_at IS NULL ORDER BY o.id LIMIT ?",
+            (limit,))
         return [WebhookDelivery(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7])
                 for r in rows]
+
+    def abandoned_webhooks(self, limit: int = 100) -> list[AbandonedDelivery]:
+        """Events never delivered because their webhook (or its group) was deleted."""
+        rows = self.db.execute(
+            "SELECT id, webhook_id, event, payload, attempts, created_at, abandoned_at,"
+            " last_error FROM webhook_outbox WHERE abandoned_at IS NOT NULL ORDER BY id"
+            " LIMIT ?", (limit,))
+        return [AbandonedDelivery(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6],
+                                  r[7] or "") for r in rows]
 
     def mark_webhook(self, delivery_id: int, *, ok: bool, error: str | None = None) -> None:
         with self.tx() as db:

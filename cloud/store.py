@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS webhooks (
 CREATE TABLE IF NOT EXISTS webhook_outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, webhook_id TEXT NOT NULL, event TEXT NOT NULL,
     payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, delivered_at REAL,
-    last_error TEXT, created_at REAL NOT NULL);
+    last_error TEXT, created_at REAL NOT NULL, abandoned_at REAL);
 CREATE INDEX IF NOT EXISTS webhook_outbox_pending ON webhook_outbox(delivered_at, id);
 CREATE TABLE IF NOT EXISTS impos_releases (
     version TEXT PRIMARY KEY, sha TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,
@@ -105,7 +105,22 @@ def open_db(path: str | Path) -> sqlite3.Connection:
 def ensure_schema(db: sqlite3.Connection) -> None:
     """Create the cloud's tables when missing (idempotent)."""
     db.executescript(SCHEMA)
+    _add_missing_columns(db)
     db.execute(
         "INSERT OR IGNORE INTO cloud_meta (key, value) VALUES ('schema_version', ?)",
         (str(SCHEMA_VERSION),),
     )
+
+
+# columns added after a table's first release: (table, column, declaration)
+LATER_COLUMNS = (
+    ("webhook_outbox", "abandoned_at", "REAL"),
+)
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a database made by an earlier release up to date, keeping its rows."""
+    for table, column, decl in LATER_COLUMNS:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")

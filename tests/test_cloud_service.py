@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,7 +14,7 @@ from impfactory.cloud.model import GroupType, version_key
 from impfactory.cloud.rules import DeviceRules
 from impfactory.cloud.scenario import make_factory
 from impfactory.cloud.service import CloudService
-from impfactory.cloud.store import open_db
+from impfactory.cloud.store import SCHEMA, open_db
 from impfactory.protocol import cloudlink as cl
 
 from impfactory.errors import ImpFactoryError
@@ -120,6 +123,53 @@ def test_webhooks_are_validated_and_queued(svc: CloudService) -> None:
     svc.mark_webhook(delivery.id, ok=True)
     assert svc.pending_webhooks() == []
 
+
+
+def test_deleting_a_webhook_keeps_its_queued_events_marked_abandoned(
+        svc: CloudService, caplog: pytest.LogCaptureFixture) -> None:
+    """impCentral sends nothing to a deleted hook, but a queued event must not vanish:
+    it stays in the outbox, marked abandoned, and the cloud's log names it."""
+    f = make_factory(svc, OWNER)
+    doomed = svc.create_webhook(f.production_group.id, "deployment", "http://127.0.0.1:1/a")
+    kept = svc.create_webhook(f.production_group.id, "deployment", "http://127.0.0.1:1/b")
+    svc.create_deployment(f.production_group.id, "// app 2")
+    delivered, _other = sorted(svc.pending_webhooks(), key=lambda d: d.webhook_id != doomed.id)
+    svc.mark_webhook(delivered.id, ok=True)  # one of the doomed hook's events got through
+    svc.create_deployment(f.production_group.id, "// app 3")
+    waiting = [d for d in svc.pending_webhooks() if d.webhook_id == doomed.id]
+    assert len(waiting) == 1
+    with caplog.at_level("WARNING", logger="impfactory.cloud.service"):
+        svc.delete_webhook(doomed.id)
+    assert all(d.webhook_id == kept.id for d in svc.pending_webhooks())
+    assert len(svc.pending_webhooks()) == 2  # the surviving hook's events are untouched
+    [lost] = svc.abandoned_webhooks()
+    assert (lost.id, lost.webhook_id, lost.event) == (waiting[0].id, doomed.id, "deployment")
+    assert lost.payload == waiting[0].payload and "http://127.0.0.1:1/a" in lost.reason
+    assert f"evt-{lost.id}" in caplog.text and "deleted" in caplog.text
+
+
+def test_deleting_a_group_abandons_its_webhooks_events(svc: CloudService) -> None:
+    p = svc.create_product(OWNER, "Gone")
+    prod = svc.create_group(p.id, GroupType.PRE_PRODUCTION, "short-lived")
+    svc.create_webhook(prod.id, "deployment", "http://127.0.0.1:1/h")
+    svc.create_deployment(prod.id, "// never shipped")
+    svc.delete_group(prod.id)
+    assert svc.pending_webhooks() == []
+    [lost] = svc.abandoned_webhooks()
+    assert "device group was deleted" in lost.reason
+
+
+def test_an_older_database_gains_the_abandoned_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA.replace(", abandoned_at REAL);", ");"))
+    old.execute("INSERT INTO webhook_outbox (webhook_id, event, payload, created_at)"
+                " VALUES ('w', 'blessing', '{}', 1.0)")
+    old.commit()
+    old.close()
+    db = open_db(path)
+    row = db.execute("SELECT webhook_id, abandoned_at FROM webhook_outbox").fetchone()
+    assert tuple(row) == ("w", None)
 
 def test_names_and_lookups_are_typed_errors(svc: CloudService) -> None:
     for call in (lambda: svc.get_product("nope"), lambda: svc.get_group("nope"),
