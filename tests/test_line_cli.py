@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -69,12 +71,40 @@ def test_min_yield_sets_the_exit_status(capsys: pytest.CaptureFixture[str]) -> N
     ["--min-yield", "3"],
     ["--workers", "0"],
     ["--wifi", "no-colon"],
+    ["--broker", "http://example.com"],
+    ["--broker", "mqtt://127.0.0.1:99999"],
+    ["--broker", "mqtt://"],
+    ["--scale", "0"],
 ])
 def test_bad_input_is_one_line_and_exit_2(argv: list[str],
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["line", "run", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("impfactory: error:") and "\n" not in err
+
+
+def test_no_broker_at_the_url_is_one_line_and_exit_2(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert main(["line", "run", "--duts", "1", "--broker", f"mqtt://127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("impfactory: error:") and "\n" not in err
+
+
+@pytest.mark.parametrize("command", [["line", "run"], ["demo"], ["perf", "line"]])
+def test_an_unusable_report_dir_stops_the_run_before_it_starts(
+        command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    for where in (blocker, blocker / "below"):
+        started = time.perf_counter()
+        assert main([*command, "--duts", "1", "--report", str(where)]) == 2
+        assert time.perf_counter() - started < 5.0  # no broker, cloud or line was started
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("impfactory: error: report directory") and "\n" not in err
+    assert blocker.read_text() == "not a directory"
 
 
 def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

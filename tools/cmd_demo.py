@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from impfactory.fixture.report import write_reports
+from impfactory.fixture.report import prepare_report_dir, write_reports
 from impfactory.hw.optical import PRESETS
 from impfactory.tools.cmd_line import (
     add_line_options,
@@ -36,7 +36,8 @@ DEMO_OUTDATED_IMPOS = 0.1
 
 def _run(args: argparse.Namespace) -> int:
     config = config_from_args(args, DEMO_FAULTS, DEMO_OUTDATED_IMPOS, PRESETS["typical"])
-    report_dir = args.report or Path(tempfile.mkdtemp(prefix="impfactory-demo-"))
+    report_dir = prepare_report_dir(args.report) if args.report else Path(
+        tempfile.mkdtemp(prefix="impfactory-demo-"))
     if not args.json:
         faults = ", ".join(f"{name} {rate:.0%}" for name, rate in DEMO_FAULTS.items())
         print(f"impfactory demo: {config.fixtures} BlinkUp fixtures x {config.duts} DUTs over "

@@ -25,7 +25,7 @@ from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.fixture.faults import parse_faults, parse_rate
 from impfactory.fixture.line import LineConfig, LineResult, run_line
 from impfactory.fixture.record import LineSummary
-from impfactory.fixture.report import write_reports
+from impfactory.fixture.report import prepare_report_dir, write_reports
 from impfactory.hw.optical import PRESETS, OpticalConfig
 from impfactory.tools.line_setup import factory_cloud
 from impfactory.tools.line_shards import run_sharded
@@ -158,6 +158,8 @@ def _run(args: argparse.Namespace) -> int:
         wifi = (ssid, password)
     if args.workers < 1:
         raise LineInputError(f"--workers must be at least 1, got {args.workers}")
+    if args.report:
+        prepare_report_dir(args.report)
     result = asyncio.run(run_with_progress(config, args.broker, args.json, db=args.db,
                                            factory_code=factory_code, app_code=app_code,
                                            workers=args.workers, wifi=wifi))

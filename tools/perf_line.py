@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from impfactory.fixture.report import write_reports
+from impfactory.fixture.report import prepare_report_dir, write_reports
 from impfactory.hw.optical import PRESETS
 from impfactory.tools.cmd_line import config_from_args, quiet_network_logs, run_with_progress
 
@@ -30,6 +30,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.duts < 1 or args.fixtures < 1 or args.workers < 1:
         raise ImpFactoryError("--duts, --fixtures and --workers must be at least 1")
     config = config_from_args(args, {}, 0.0, PRESETS["typical"])
+    if args.report:
+        prepare_report_dir(args.report)
     quiet_network_logs()
     started = time.perf_counter()
     result = asyncio.run(run_with_progress(config, args.broker, args.json,
