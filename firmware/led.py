@@ -1,8 +1,10 @@
 """The status LED: an explicit state machine with a recorded timeline.
 
 Every state of IMP_FACTS §3 has a colour and a repeating on/off pattern in ms
-(first segment lit). Events from the rest of the impOS (connection stages,
-BlinkUp, impOS update, bless) move the machine through one table,
+(first segment lit, every period starting lit); the table of looks lives in
+``protocol/statusled.py``, shared with the bench's status decoder. Events from
+the rest of the impOS (connection stages, BlinkUp, impOS update, bless) move the
+machine through one table,
 ``(state, event) -> (next state, action)``; an event with no row is a
 ``LedEventError``, never silence.
 
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from impfactory.firmware.errors import LedEventError
+from impfactory.protocol.statusled import COLOURS_RGB, LOOKS, LedState, Look
 
 from impfactory.clock import Clock, TimerHandle
 
@@ -36,28 +39,7 @@ if TYPE_CHECKING:
 
 BLINKUP_GREEN_S = 3.0
 
-
-class LedState(enum.Enum):
-    """Every status the LED can show (IMP_FACTS §3)."""
-
-    OFF = "off"
-    WAITING_BLINKUP = "waiting_blinkup"
-    BLINKUP_RECEIVING = "blinkup_receiving"
-    BLINKUP_OK = "blinkup_ok"
-    BLINKUP_FAILED = "blinkup_failed"
-    SEARCHING_WIFI = "searching_wifi"
-    JOINING_WIFI = "joining_wifi"
-    GETTING_IP = "getting_ip"
-    RESOLVING = "resolving"
-    CONNECTING = "connecting"
-    ONLINE = "online"
-    PROXY_WRONG = "proxy_wrong"
-    PROXY_AUTH = "proxy_auth"
-    WPS = "wps"
-    UPDATING = "updating"
-    BLESSED = "blessed"
-    TEST_FAILED = "test_failed"
-    POWER_PROBLEM = "power_problem"
+__all__ = ["COLOURS_RGB", "LOOKS", "TABLE", "Action", "LedEvent", "LedState", "Look", "StatusLed"]
 
 
 class LedEvent(enum.Enum):
@@ -95,46 +77,6 @@ class Action(enum.Enum):
     START_GREEN = "start_green"  # show, and end the green after BLINKUP_GREEN_S
     KEEP = "keep"  # nothing visible changes
 
-
-@dataclass(frozen=True)
-class Look:
-    """How a state looks: colour name and on/off segment lengths in ms (``()`` = solid)."""
-
-    colour: str
-    pattern: tuple[int, ...] = ()
-
-    @property
-    def lit(self) -> bool:
-        return self.colour != "off"
-
-
-LOOKS: dict[LedState, Look] = {
-    LedState.OFF: Look("off"),
-    LedState.WAITING_BLINKUP: Look("amber", (500, 500)),
-    LedState.BLINKUP_RECEIVING: Look("off"),
-    LedState.BLINKUP_OK: Look("green"),
-    LedState.BLINKUP_FAILED: Look("red", (250, 250)),
-    LedState.SEARCHING_WIFI: Look("red", (500, 500, 500, 250, 250, 250)),
-    LedState.JOINING_WIFI: Look("red", (500, 500, 500, 250, 250, 250, 250, 250)),
-    LedState.GETTING_IP: Look("red", (500, 250, 250)),
-    LedState.RESOLVING: Look("red", (500, 250, 250)),
-    LedState.CONNECTING: Look("amber", (500, 500, 500, 250)),
-    LedState.ONLINE: Look("green", (500, 500)),
-    LedState.PROXY_WRONG: Look("amber", (500, 500, 250, 250, 250, 250)),
-    LedState.PROXY_AUTH: Look("amber", (500, 500, 250, 250, 250, 250, 250)),
-    LedState.WPS: Look("amber", (500, 250, 250, 250)),
-    LedState.UPDATING: Look("green"),
-    LedState.BLESSED: Look("green"),
-    LedState.TEST_FAILED: Look("red"),
-    LedState.POWER_PROBLEM: Look("red", (250, 250)),
-}
-
-COLOURS_RGB: dict[str, str] = {
-    "off": "#202020",
-    "amber": "#ffb000",
-    "green": "#20c040",
-    "red": "#e02020",
-}
 
 # Connection-stage events and the state each shows.
 _NET: dict[LedEvent, LedState] = {

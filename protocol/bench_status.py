@@ -16,7 +16,7 @@ Rules, and why:
   still named (tests/test_bench_status.py); at 10 % about one in a hundred is
   missed.
 
-* A pattern of L segments (either reading of an odd L, see ``Pattern.shapes``)
+* A pattern of L segments (shown as ``Pattern.shape``: every period starts lit)
   is recognised when the last ``2 L`` (at least 6) segments, two whole periods,
   fit it in some rotation, each within ``TOLERANCE_MS``. Less is ambiguous:
   500,500 lives inside 500,500,500,250, joining's five 250 ms segments hold a
@@ -33,8 +33,9 @@ Rules, and why:
   resolving the server name; a failed BlinkUp and a power problem) the state is
   reported with both names, joined by ``/``: no sensor can tell them apart.
 
-State names are those of the emulated imp's ``LedState`` values, so a bench
-report and an emulated run read the same.
+The looks (patterns, colours, state names) come from ``protocol/statusled.py``,
+the one table the emulated imp shows too, so a bench report and an emulated run
+read the same.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ import numpy as np
 import numpy.typing as npt
 
 from impfactory.errors import ImpFactoryError
+
+from .statusled import ALSO_SOLID, LOOKS, LedState, shown_cycle
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -83,38 +86,49 @@ class Pattern:
         return "/".join(self.names)
 
     @property
-    def shapes(self) -> tuple[tuple[int, ...], ...]:
-        """The segment sequences this pattern can show as.
+    def shape(self) -> tuple[int, ...]:
+        """The steady lit/dark cycle this pattern shows as (``statusled.shown_cycle``).
 
-        With an odd number of segments IMP_FACTS does not say whether lit and
-        dark keep alternating across periods (500,250,250 → on 500, off 250,
-        on 250, off 500, ...) or every period starts lit, so the last lit
-        segment runs into the next period's first (on 750, off 250, ...). Both
-        are accepted.
+        Every period starts lit, so an odd pattern's last lit segment runs into
+        the next period's first: 500,250,250 shows as on 750, off 250.
         """
-        p = self.pattern
-        if len(p) % 2 == 0:
-            return (p,)
-        return (p, (p[-1] + p[0], *p[1:-1]))
+        return shown_cycle(self.pattern)
 
 
-PATTERNS: tuple[Pattern, ...] = (
-    Pattern(("waiting_blinkup",), (500, 500), frozenset({"amber"})),
-    Pattern(("online",), (500, 500), frozenset({"green"})),
-    Pattern(("searching_wifi",), (500, 500, 500, 250, 250, 250)),
-    Pattern(("joining_wifi",), (500, 500, 500, 250, 250, 250, 250, 250)),
-    Pattern(("getting_ip", "resolving"), (500, 250, 250)),
-    Pattern(("connecting",), (500, 500, 500, 250)),
-    Pattern(("proxy_wrong",), (500, 500, 250, 250, 250, 250)),
-    Pattern(("proxy_auth",), (500, 500, 250, 250, 250, 250, 250)),
-    Pattern(("wps",), (500, 250, 250, 250)),
-    Pattern(("blinkup_failed", "power_problem"), (250, 250), frozenset({"red"})),
-)
+def _patterns() -> tuple[Pattern, ...]:
+    """The blinking looks of ``statusled.LOOKS``, grouped as a sensor can tell them apart.
+
+    States sharing a pattern are split by colour where IMP_FACTS states their
+    colours and those differ (amber waiting for BlinkUp, green online);
+    otherwise they are one look named by all of them (getting_ip/resolving).
+    A stated colour constrains the look; an unstated one (the emulator's
+    choice) does not.
+    """
+    groups: dict[tuple[tuple[int, ...], str], list[LedState]] = {}
+    for state, look in LOOKS.items():
+        if look.pattern:
+            groups.setdefault((look.pattern, look.colour if look.stated else ""), []).append(state)
+    return tuple(
+        Pattern(tuple(s.value for s in states), pattern,
+                frozenset({colour}) if colour else frozenset())
+        for (pattern, colour), states in groups.items()
+    )
+
+
+def _solid() -> dict[str, tuple[str, ...]]:
+    """Solid colour -> the states it may be (the 3 s BlinkUp green is told apart by length)."""
+    out: dict[str, list[str]] = {}
+    for state, look in LOOKS.items():
+        if look.lit and not look.pattern and state is not LedState.BLINKUP_OK:
+            out.setdefault(look.colour, []).append(state.value)
+    for state, colour in ALSO_SOLID.items():
+        out.setdefault(colour, []).append(state.value)
+    return {colour: tuple(names) for colour, names in out.items()}
+
+
+PATTERNS: tuple[Pattern, ...] = _patterns()
 _BY_LENGTH = sorted(PATTERNS, key=lambda p: -len(p.pattern))
-SOLID: dict[str, tuple[str, ...]] = {
-    "green": ("updating", "blessed"),
-    "red": ("test_failed", "power_problem"),
-}
+SOLID: dict[str, tuple[str, ...]] = _solid()
 
 
 @dataclass(frozen=True)
@@ -328,7 +342,7 @@ class StatusDecoder:
             lit = {s.colour for s in segs if s.on}
             if pat.colours and not lit <= pat.colours:
                 continue
-            if any(_fits(segs, shape) for shape in pat.shapes):
+            if _fits(segs, pat.shape):
                 colour = "/".join(sorted(lit))
                 self._report(StatusReading(segs[0].start, pat.name, colour, pat.pattern))
                 return
