@@ -63,8 +63,9 @@ class ApiContext:
         found = self.svc.find_device(ident)
         if found is None or found.owner_id != owner:
             lowered = ident.lower().replace(":", "")
-            found = next((d for d in self.svc.list_devices(owner_id=owner)
-                          if lowered in (d.mac, d.agent_id)), None)
+            matches = (self.svc.list_devices(owner_id=owner, mac=lowered, limit=1)
+                       or self.svc.list_devices(owner_id=owner, agent_id=lowered, limit=1))
+            found = matches[0] if matches else None
         if found is None:
             raise NotFound(f"no device {ident!r}")
         return found

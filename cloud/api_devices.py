@@ -33,7 +33,7 @@ def register(router: Router, ctx: ApiContext) -> None:
             raise BadRequest(f"filter[devicegroup.type] must be one of {GROUP_TYPES}",
                              code="InvalidFilter")
         foreign = any(f.get(k, owner) != owner for k in ("owner.id", "devicegroup.owner.id"))
-        devices = [] if foreign else svc.list_devices(
+        devices = [] if foreign else svc.device_view(
             owner_id=owner, group_id=f.get("devicegroup.id"), product_id=f.get("product.id"),
             group_type=f.get("devicegroup.type"))
         return Answer(200, paginate(devices, call.query, "/v5/devices", FILTERS,

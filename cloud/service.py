@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from impfactory.cloud import offers
 from impfactory.cloud.errors import (
@@ -530,20 +530,34 @@ class CloudService:
 
     def list_devices(self, *, owner_id: str | None = None, product_id: str | None = None,
                      group_id: str | None = None, group_type: GroupType | str | None = None,
-                     online: bool | None = None) -> list[Device]:
-        clauses, args = [], []
-        for column, value in (("d.owner_id", owner_id), ("d.product_id", product_id),
-                              ("d.group_id", group_id),
-                              ("g.type", str(group_type) if group_type is not None else None),
-                              ("d.online", None if online is None else int(online))):
-            if value is not None:
-                clauses.append(f"{column}=?")
-                args.append(value)
-        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+                     online: bool | None = None, mac: str | None = None,
+                     agent_id: str | None = None, limit: int | None = None,
+                     offset: int = 0) -> list[Device]:
+        """Devices matching every filter given, oldest first; ``limit``/``offset`` page in
+        SQL, so one page of a large fleet never loads the rest of it."""
+        if (limit is not None and limit < 0) or offset < 0:
+            raise InvalidError("limit and offset must not be negative")
+        where, args = _device_filters(owner_id=owner_id, product_id=product_id,
+                                      group_id=group_id, group_type=group_type, online=online,
+                                      mac=mac, agent_id=agent_id)
         rows = self.db.execute(
             "SELECT d.* FROM devices d LEFT JOIN devicegroups g ON d.group_id = g.id"
-            f"{where} ORDER BY d.created_at, d.id", args)
+            f"{where} ORDER BY d.created_at, d.id LIMIT ? OFFSET ?",
+            [*args, -1 if limit is None else limit, offset])
         return [Device.from_row(r) for r in rows]
+
+    def count_devices(self, **filters: Any) -> int:
+        """How many devices ``list_devices(**filters)`` would list (without paging)."""
+        where, args = _device_filters(**filters)
+        row = self.db.execute("SELECT COUNT(*) FROM devices d LEFT JOIN devicegroups g"
+                              f" ON d.group_id = g.id{where}", args).fetchone()
+        return int(row[0])
+
+    def device_view(self, **filters: Any) -> DeviceView:
+        """A lazy, sliceable view of ``list_devices(**filters)`` for paginating: its length
+        is one COUNT and each slice one LIMIT/OFFSET query."""
+        _device_filters(**filters)  # unknown filter names fail here, not at first use
+        return DeviceView(self, filters)
 
     def rename_device(self, device_id: str, name: str) -> Device:
         self.get_device(device_id)
@@ -821,6 +835,59 @@ class CloudService:
             db.execute(
                 "UPDATE webhook_outbox SET attempts=attempts+1, delivered_at=?, last_error=?"
                 " WHERE id=?", (self.now() if ok else None, error, delivery_id))
+
+
+def _device_filters(*, owner_id: str | None = None, product_id: str | None = None,
+                    group_id: str | None = None, group_type: GroupType | str | None = None,
+                    online: bool | None = None, mac: str | None = None,
+                    agent_id: str | None = None) -> tuple[str, list[Any]]:
+    """The WHERE clause (over ``devices d`` joined to ``devicegroups g``) for the filters."""
+    clauses, args = [], []
+    for column, value in (("d.owner_id", owner_id), ("d.product_id", product_id),
+                          ("d.group_id", group_id),
+                          ("g.type", str(group_type) if group_type is not None else None),
+                          ("d.online", None if online is None else int(online)),
+                          ("d.mac", mac), ("d.agent_id", agent_id)):
+        if value is not None:
+            clauses.append(f"{column}=?")
+            args.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+class DeviceView(Sequence[Device]):
+    """``list_devices`` as a read-only sequence that queries only what is asked of it."""
+
+    def __init__(self, svc: CloudService, filters: dict[str, Any]) -> None:
+        self._svc = svc
+        self._filters = filters
+        self._len: int | None = None
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = self._svc.count_devices(**self._filters)
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> Device: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Device]: ...
+
+    def __getitem__(self, index: int | slice) -> Device | list[Device]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return self._svc.list_devices(**self._filters)[index]
+            return self._svc.list_devices(**self._filters, limit=max(0, stop - start),
+                                          offset=start)
+        position = index + len(self) if index < 0 else index
+        found = self._svc.list_devices(**self._filters, limit=1, offset=max(0, position))
+        if position < 0 or not found:
+            raise IndexError("device index out of range")
+        return found[0]
+
+    def __iter__(self) -> Iterator[Device]:
+        return iter(self._svc.list_devices(**self._filters))
 
 
 def _group_type(value: GroupType | str) -> GroupType:

@@ -56,7 +56,9 @@ CREATE TABLE IF NOT EXISTS devices (
     bless_failures INTEGER NOT NULL DEFAULT 0, last_enrolled_at REAL, blessed_at REAL,
     last_seen REAL, created_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS devices_group ON devices(group_id);
-CREATE INDEX IF NOT EXISTS devices_owner ON devices(owner_id);
+CREATE INDEX IF NOT EXISTS devices_owner ON devices(owner_id, created_at, id);
+CREATE INDEX IF NOT EXISTS devices_mac ON devices(mac);
+CREATE INDEX IF NOT EXISTS devices_agent ON devices(agent_id);
 CREATE TABLE IF NOT EXISTS tokens (
     token TEXT PRIMARY KEY, kind TEXT NOT NULL, plan_id TEXT NOT NULL,
     owner_id TEXT NOT NULL, fixture_id TEXT, expires_at REAL, used_at REAL,

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from impfactory.cloud.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
 from impfactory.cloud.images import ImageCache, impos_blob, sha256
-from impfactory.cloud.model import GroupType, version_key
+from impfactory.cloud.model import Device, GroupType, version_key
 from impfactory.cloud.rules import DeviceRules
 from impfactory.cloud.scenario import make_factory
 from impfactory.cloud.service import CloudService
@@ -257,3 +257,45 @@ def test_group_minimum_impos_picks_the_newest_release(svc: CloudService) -> None
     assert offer.image.size == 1000
     replies = _enrolled_dut(svc, rules, "41.2")  # at the minimum already
     assert isinstance(replies[-1], cl.CodeOffer)
+
+
+def _fleet(svc: CloudService, n: int) -> list[str]:
+    """``n`` devices that said hello; the even ones claimed by ``OWNER``."""
+    rules = DeviceRules(svc)
+    ids = []
+    for i in range(n):
+        device_id = f"{i:016x}"
+        rules.handle(cl.Hello(device_id=device_id, mac=f"{0x0c2a69000000 + i:012x}"))
+        if i % 2 == 0:
+            svc.claim_device(device_id, OWNER)
+        ids.append(device_id)
+    return ids
+
+
+def test_device_lists_page_and_filter_in_sql(svc: CloudService,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    _fleet(svc, 23)
+    everyone = svc.list_devices()
+    mine = svc.list_devices(owner_id=OWNER)
+    assert len(everyone) == 23 and len(mine) == 12 and svc.count_devices(owner_id=OWNER) == 12
+    for limit, offset in [(5, 0), (5, 10), (5, 20), (100, 3), (0, 0), (None, 7)]:
+        page = svc.list_devices(owner_id=OWNER, limit=limit, offset=offset)
+        end = None if limit is None else offset + limit
+        assert [d.id for d in page] == [d.id for d in mine[offset:end]]
+    third = mine[2]
+    assert svc.list_devices(mac=third.mac) == [third]
+    assert svc.list_devices(owner_id=OWNER, agent_id=third.agent_id) == [third]
+    assert svc.list_devices(owner_id="someone else", mac=third.mac) == []
+    with pytest.raises(InvalidError):
+        svc.list_devices(limit=-1)
+
+    view = svc.device_view(owner_id=OWNER)
+    assert len(view) == 12 and view[-1] == mine[-1] and list(view) == mine
+    with pytest.raises(IndexError):
+        view[12]
+    built: list[object] = []
+    from_row = Device.from_row
+    monkeypatch.setattr(Device, "from_row", lambda row: built.append(row) or from_row(row))
+    assert view[4:6] == mine[4:6] and len(built) == 2  # a page builds only its own rows
+    with pytest.raises(TypeError):
+        svc.device_view(colour="red")
