@@ -15,7 +15,7 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from impfactory.errors import ImpFactoryError
 
@@ -32,7 +32,7 @@ class ApiClient:
     """Bearer-token calls to ``endpoint`` (``http://HOST:PORT/v5``)."""
 
     def __init__(self, endpoint: str, timeout: float = 30.0) -> None:
-        self.endpoint = endpoint.rstrip("/")
+        self.endpoint = check_endpoint(endpoint)
         self.timeout = timeout
         self.token: str | None = None
 
@@ -89,6 +89,18 @@ class ApiClient:
             raise ApiClientError(f"{'no' if not found else 'more than one'} device group "
                                  f"named {ident!r}", 404)
         return dict(found[0])
+
+
+def check_endpoint(endpoint: str) -> str:
+    """``endpoint`` without a trailing slash, or a typed error when it is no http(s) URL."""
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as err:
+        raise ApiClientError(f"bad endpoint {endpoint!r}: {err}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApiClientError(f"the endpoint is http://HOST:PORT/v5, got {endpoint!r}")
+    return endpoint.rstrip("/")
 
 
 def _describe(err: urllib.error.HTTPError) -> str:

@@ -22,10 +22,15 @@ GOLIVE = ["golive", "--user", "u", "--password", "p", "--from", "F", "--producti
     (["--webhook", "blessing"], "EVENT=URL"),
     (["--webhook", "blessing=http://h/x,xml"], "json or form"),
     (["--production", ":descr only"], "needs a name"),
+    (["--endpoint", "notaurl"], "http://HOST:PORT/v5"),
+    (["--endpoint", "ftp://h/v5"], "http://HOST:PORT/v5"),
+    (["--endpoint", "http://[::1/v5"], "bad endpoint"),
+    (["--endpoint", "http://h:port/v5"], "bad endpoint"),
 ])
 def test_golive_bad_arguments(extra: list[str], needle: str,
                               capsys: pytest.CaptureFixture[str]) -> None:
-    code = impfactory([*GOLIVE, "--endpoint", "http://127.0.0.1:1/v5", *extra])
+    endpoint = [] if "--endpoint" in extra else ["--endpoint", "http://127.0.0.1:1/v5"]
+    code = impfactory([*GOLIVE, *endpoint, *extra])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
@@ -39,11 +44,24 @@ def test_golive_without_a_cloud_is_one_line(capsys: pytest.CaptureFixture[str]) 
 
 @pytest.mark.parametrize("extra, needle", [
     (["--duts", "-1"], "negative"), (["--scale", "0"], "positive"), ([], "--user"),
+    (["--press-every", "-1"], "negative"), (["--timeout", "0"], "positive"),
+    (["--cloud", "notaurl"], "http://HOST:PORT/v5"),
+    (["--broker", "notaurl"], "mqtt://HOST:PORT"),
+    (["--broker", "mqtt://127.0.0.1"], "mqtt://HOST:PORT"),
+    (["--broker", "mqtt://h:abc"], "bad --broker"),
 ])
 def test_floor_bad_arguments(extra: list[str], needle: str,
                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused before any connection: the cloud given here is on a closed port."""
     creds = [] if not extra else ["--user", "u", "--password", "p"]
-    code = impfactory(["floor", "--cloud", "http://127.0.0.1:1/v5", "--broker",
-                       "mqtt://127.0.0.1:1", *creds, *extra])
+    where = {"--cloud": f"http://127.0.0.1:{_closed_port()}/v5", "--broker": "mqtt://127.0.0.1:1"}
+    for i, word in enumerate(extra):
+        if word in where:
+            where[word] = extra[i + 1]
+    rest = [w for i, w in enumerate(extra)
+            if w not in where and (i == 0 or extra[i - 1] not in where)]
+    code = impfactory(["floor", "--cloud", where["--cloud"], "--broker", where["--broker"],
+                       *creds, *rest])
     err = capsys.readouterr().err
-    assert code == 2 and needle in err and "Traceback" not in err
+    assert code == 2 and needle in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1

@@ -34,8 +34,9 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-from impfactory.cloud.api_client import ApiClient
+from impfactory.cloud.api_client import ApiClient, check_endpoint
 from impfactory.firmware import examples
 from impfactory.firmware.device import FIXTURE_GROUP_TYPES, Device
 from impfactory.firmware.events import DeviceEvent
@@ -231,6 +232,17 @@ async def run_floor(args: argparse.Namespace, say: Any = print) -> dict[str, Any
             "blessed": sum(r["outcome"] == "blessed" for r in results)}
 
 
+def _check_broker(url: str) -> None:
+    """The broker is ``mqtt://HOST:PORT``; anything else is refused before any connection."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as err:
+        raise FloorError(f"bad --broker {url!r}: {err}") from None
+    if parts.scheme != "mqtt" or not parts.hostname or port is None:
+        raise FloorError(f"--broker is mqtt://HOST:PORT, got {url!r}")
+
+
 def run(args: argparse.Namespace) -> int:
     """The command: run the floor, print the summary."""
     if not args.user or not args.password:
@@ -241,6 +253,12 @@ def run(args: argparse.Namespace) -> int:
             raise FloorError(f"--{name} cannot be negative")
     if args.scale <= 0:
         raise FloorError("--scale must be positive")
+    if args.press_every < 0:
+        raise FloorError("--press-every cannot be negative (0: press only on command)")
+    if args.timeout <= 0:
+        raise FloorError("--timeout must be positive")
+    check_endpoint(args.cloud)
+    _check_broker(args.broker)
     if args.first_serial is None:
         args.first_serial = secrets.randbelow(SERIALS - 100_000)
     elif not 0 <= args.first_serial <= SERIALS - 1 - args.devices - args.fixtures - args.duts:
