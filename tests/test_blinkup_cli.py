@@ -120,6 +120,15 @@ def test_perf_decoder_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["perf", "decoder", "--json", "--repeat", "1"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["x_realtime"] > 0 and doc["samples"] > 14000
+    assert doc["chunk"] == 1000 and doc["symbol_rate_hz"] == 142.0
+    assert doc["small_chunks"]["chunk"] == 64 and doc["small_chunks"]["x_realtime"] > 0
+
+
+@pytest.mark.parametrize("bad", [["--repeat", "0"], ["--chunk", "0"], ["--frames", "0"],
+                                 ["--corruption", "-1"], ["--small-chunk", "0"]])
+def test_perf_decoder_bad_arguments(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["perf", "decoder", "--noise", *bad]) == 2
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_subprocess_entry_point() -> None:

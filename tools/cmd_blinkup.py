@@ -154,7 +154,7 @@ def decode_signal(
     failures: list[BlinkUpDecodeError] = []
     for code in codes:
         decoder = BlinkUpDecoder(signal.sample_rate, code, symbol_rate)  # type: ignore[arg-type]
-        for outcome in decoder.feed(signal.samples):
+        for outcome in decoder.feed(signal.samples) + decoder.flush():
             if isinstance(outcome, DecodeResult):
                 return outcome
             failures.append(outcome)
