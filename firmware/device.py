@@ -389,6 +389,10 @@ class Device:
             s.extra.pop("token_sent", None)
         if cfg.static_network is not None:
             s.static_network = {"ip": cfg.static_network.ip}
+        if cfg.proxy is not None:
+            px = cfg.proxy
+            s.proxy = {"server": px.server, "port": px.port, "username": px.username,
+                       "password": px.password}
         self.store.save(s)
         self.led.handle(LedEvent.BLINKUP_GOOD)
         self._emit(DeviceEvent.BLINKUP_OK, cfg)
@@ -421,6 +425,7 @@ class Device:
             await self.net.connect_with_retries(
                 self.settings.ssid, self.settings.password, static, self._open_cloud,
                 on_failure=lambda err: self._emit(DeviceEvent.CONNECT_FAILED, err.reason),
+                proxy=self.settings.proxy,
             )
             self._emit(DeviceEvent.ONLINE)
             await self._after_online()

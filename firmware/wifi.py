@@ -5,6 +5,14 @@ reason code (IMP_FACTS §3, §4)::
 
     search WiFi -> join -> get IP (DHCP) -> resolve server name -> connect -> online
     NO_WIFI       NO_WIFI  NO_IP_ADDRESS    NOT_RESOLVED           NO_SERVER
+                                                  (through a proxy: NO_PROXY, NOT_AUTHORISED)
+
+A network may only let traffic out through an HTTP proxy (``AccessPoint.proxy``).
+A device given proxy settings by BlinkUp (TLV 13) connects through them: a
+proxy that is not there (wrong address or port) shows the "proxy address or
+port wrong" LED and fails with ``NO_PROXY``; rejected credentials show "proxy
+credentials rejected" and fail with ``NOT_AUTHORISED``. A device without proxy
+settings on a proxy-only network cannot reach the server (``NO_SERVER``).
 
 ``WifiEnvironment`` says what the world offers (access points with SSID,
 password, signal, DHCP, DNS, a route to the server); ``ConnectionManager`` runs
@@ -44,6 +52,16 @@ class Reason(enum.IntEnum):
 MIN_SIGNAL_DBM = -90.0
 
 
+@dataclass(frozen=True)
+class WebProxy:
+    """An HTTP proxy on the modelled network; ``username`` None means it asks for none."""
+
+    server: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+
 @dataclass
 class AccessPoint:
     """One WiFi network as the device's radio would find it."""
@@ -55,6 +73,8 @@ class AccessPoint:
     dns: bool = True
     reaches_server: bool = True
     ip_prefix: str = "192.168.1."
+    proxy: WebProxy | None = None
+    """When set, the server is reachable only through this proxy."""
 
 
 @dataclass
@@ -130,8 +150,13 @@ class ConnectionManager:
         self.reason = Reason.NOT_CONNECTED
 
     async def connect_once(self, ssid: str, password: str, static_ip: str | None,
-                           open_server: Callable[[], Awaitable[None]]) -> None:
-        """One attempt through every stage; ``ConnectionFailed`` names the stage that failed."""
+                           open_server: Callable[[], Awaitable[None]],
+                           proxy: dict[str, Any] | None = None) -> None:
+        """One attempt through every stage; ``ConnectionFailed`` names the stage that failed.
+
+        ``proxy``: the device's proxy settings (``server``, ``port``, optional
+        ``username``/``password``), as BlinkUp stored them.
+        """
         self.info = NetInfo(mac=self.mac)
         self.led.handle(LedEvent.SEARCH)
         await self.clock.sleep(self.times.search)
@@ -154,6 +179,7 @@ class ConnectionManager:
             raise self._fail(Reason.NOT_RESOLVED, "server name did not resolve")
         self.led.handle(LedEvent.CONNECT)
         await self.clock.sleep(self.times.connect)
+        self._through_proxy(ap, proxy)
         if not ap.reaches_server:
             raise self._fail(Reason.NO_SERVER, "no route to the server")
         try:
@@ -166,12 +192,13 @@ class ConnectionManager:
     async def connect_with_retries(self, ssid: str, password: str, static_ip: str | None,
                                    open_server: Callable[[], Awaitable[None]],
                                    on_failure: Callable[[ConnectionFailed], Any] | None = None,
-                                   max_attempts: int | None = None) -> None:
+                                   max_attempts: int | None = None,
+                                   proxy: dict[str, Any] | None = None) -> None:
         """Try until online; back off between failures (the LED keeps the failed stage)."""
         failures = 0
         while True:
             try:
-                await self.connect_once(ssid, password, static_ip, open_server)
+                await self.connect_once(ssid, password, static_ip, open_server, proxy)
                 return
             except ConnectionFailed as err:
                 failures += 1
@@ -180,6 +207,24 @@ class ConnectionManager:
                 if max_attempts is not None and failures >= max_attempts:
                     raise
                 await self.clock.sleep(self.backoff.delay(failures))
+
+    def _through_proxy(self, ap: AccessPoint, proxy: dict[str, Any] | None) -> None:
+        """The proxy part of connecting: raise ``ConnectionFailed`` unless the way out is open."""
+        there = ap.proxy
+        if proxy is None:
+            if there is not None:
+                raise self._fail(Reason.NO_SERVER,
+                                 "the network lets traffic out only through its proxy")
+            return
+        if there is None or (proxy.get("server"), proxy.get("port")) != (there.server,
+                                                                        there.port):
+            self.led.handle(LedEvent.PROXY_WRONG)
+            raise self._fail(Reason.NO_PROXY, f"no proxy at {proxy.get('server')}:"
+                                              f"{proxy.get('port')}")
+        if there.username is not None and (proxy.get("username"), proxy.get("password")) != (
+                there.username, there.password):
+            self.led.handle(LedEvent.PROXY_AUTH)
+            raise self._fail(Reason.NOT_AUTHORISED, "the proxy rejected the credentials")
 
     def _fail(self, reason: Reason, detail: str) -> ConnectionFailed:
         self.reason = reason

@@ -29,10 +29,11 @@ def good_frame() -> bytes:
 
 
 def run(store: MemoryStore, light: np.ndarray | None, *, at: float = 2.0,
-        chunk: int = 97, config: DeviceConfig | None = None) -> Device:
+        chunk: int = 97, config: DeviceConfig | None = None,
+        env: WifiEnvironment | None = None) -> Device:
     async def go() -> Device:
         clock = VirtualClock()
-        dev = Device(DeviceIdentity.from_serial(11), clock, WifiEnvironment(),
+        dev = Device(DeviceIdentity.from_serial(11), clock, env or WifiEnvironment(),
                      "mqtt://127.0.0.1:1", store=store, config=config)
         dev.power_on()
         await clock.advance(at)
@@ -162,3 +163,20 @@ def test_a_phone_screen_blinkup_needs_the_trilevel_code() -> None:
         dev = run(store, light, config=both)
         assert store.load().enrolled
         assert [r.kind for r in dev.events].count(DeviceEvent.BLINKUP_OK) == 1
+
+
+def test_proxy_settings_from_blinkup_are_kept_and_used() -> None:
+    """TLV 13 is stored with the WiFi settings; on a network without that proxy the
+    device shows the "proxy address or port wrong" LED and reports NO_PROXY (6)."""
+    from impfactory.firmware.wifi import AccessPoint
+    from impfactory.protocol.blinkup import ProxyConfig
+
+    cfg = BlinkUpConfig(ssid=b"factory", password=b"secret", plan_id=PLAN, token=TOKEN,
+                        proxy=ProxyConfig("proxy.lan", 3128, "line", "pw"))
+    store = MemoryStore()
+    light = render_bilevel(encode_frame(cfg), symbol_rate=142.0, noise=0.02, seed=3).samples
+    dev = run(store, light, env=WifiEnvironment([AccessPoint("factory", "secret")]))
+    assert store.load().proxy == {"server": "proxy.lan", "port": 3128, "username": "line",
+                                  "password": "pw"}
+    assert S.PROXY_WRONG in dev.led.states()
+    assert any(r.kind is DeviceEvent.CONNECT_FAILED and r.detail == 6 for r in dev.events)

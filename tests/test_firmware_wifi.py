@@ -16,6 +16,7 @@ from impfactory.firmware.wifi import (
     Backoff,
     ConnectionManager,
     Reason,
+    WebProxy,
     WifiEnvironment,
 )
 
@@ -32,14 +33,16 @@ async def refused_server() -> None:
     raise ConnectionRefusedError("nobody home")
 
 
-def attempt(ap: AccessPoint | None, password: str = "secret",
-            server=ok_server) -> tuple[ConnectionManager, StatusLed, BaseException | None]:
+def attempt(ap: AccessPoint | None, password: str = "secret", server=ok_server,
+            proxy: dict | None = None
+            ) -> tuple[ConnectionManager, StatusLed, BaseException | None]:
     async def go() -> tuple[ConnectionManager, StatusLed, BaseException | None]:
         clock = VirtualClock()
         led = StatusLed(clock)
         env = WifiEnvironment([ap] if ap else [])
         mgr = ConnectionManager(clock, led, env, "0c2a69000001")
-        task = asyncio.ensure_future(mgr.connect_once("factory", password, None, server))
+        task = asyncio.ensure_future(mgr.connect_once("factory", password, None, server,
+                                                      proxy))
         await clock.advance(30)
         err = task.exception() if task.done() else None
         return mgr, led, err
@@ -133,3 +136,32 @@ def test_settings_survive_in_both_stores(tmp_path: Path) -> None:
         JsonFileStore(bad).load()
     with pytest.raises(SettingsError):
         Settings.from_dict({"ssid": "x", "bogus": 1})
+
+
+GATE = WebProxy("proxy.factory.lan", 3128, "line", "s3cret")
+SETTINGS = {"server": "proxy.factory.lan", "port": 3128, "username": "line",
+            "password": "s3cret"}
+
+
+@pytest.mark.parametrize(("proxy_there", "settings", "reason", "last"), [
+    (GATE, {**SETTINGS, "port": 8080}, Reason.NO_PROXY, S.PROXY_WRONG),
+    (GATE, {**SETTINGS, "server": "10.0.0.9"}, Reason.NO_PROXY, S.PROXY_WRONG),
+    (None, SETTINGS, Reason.NO_PROXY, S.PROXY_WRONG),
+    (GATE, {**SETTINGS, "password": "guess"}, Reason.NOT_AUTHORISED, S.PROXY_AUTH),
+    (GATE, {**SETTINGS, "username": None, "password": None}, Reason.NOT_AUTHORISED,
+     S.PROXY_AUTH),
+    (GATE, None, Reason.NO_SERVER, S.CONNECTING),
+])
+def test_proxy_faults_give_their_reason_and_led(proxy_there, settings, reason, last) -> None:
+    mgr, led, err = attempt(AccessPoint("factory", "secret", proxy=proxy_there),
+                            proxy=settings)
+    assert isinstance(err, ConnectionFailed) and err.reason == reason
+    assert led.state is last and mgr.reason is reason
+    assert led.states()[-2:] == ([S.CONNECTING, last] if last is not S.CONNECTING
+                                 else [S.RESOLVING, S.CONNECTING])
+
+
+def test_the_right_proxy_gets_through() -> None:
+    for gate in (GATE, WebProxy("proxy.factory.lan", 3128)):  # with and without credentials
+        mgr, led, err = attempt(AccessPoint("factory", "secret", proxy=gate), proxy=SETTINGS)
+        assert err is None and led.state is S.ONLINE and mgr.reason is Reason.SERVER_CONNECTED
