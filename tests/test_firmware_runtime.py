@@ -171,3 +171,32 @@ imp.wakeup(1, hog)
     finally:
         rt.BLOCKED_WARN_S = old
     assert any(m.startswith("WARNING: device code held the loop") for m in dev.logs)
+
+
+def test_agent_messages_are_local_events_and_deliveries() -> None:
+    """What docs/device.md says is modelled of agents: send -> event, on <- agent_deliver."""
+    from impfactory.firmware.events import DeviceEvent
+
+    clock, dev = make()
+    run(dev, """
+got = []
+def on_cfg(data):
+    got.append(data)
+    agent.send("ack", {"n": len(got)})
+def on_bad(data):
+    raise ValueError(data)
+agent.on("cfg", on_cfg)
+agent.on("bad", on_bad)
+agent.on("gone", on_cfg)
+agent.on("gone", None)
+agent.send("hello", [1, 2])
+""")
+    assert dev.agent_deliver("cfg", {"rate": 5}) is True
+    assert dev.agent_deliver("gone", 1) is False  # handler removed
+    assert dev.agent_deliver("nobody", 1) is False
+    assert dev.agent_deliver("bad", "oops") is True  # its error is the code's, not ours
+    clock.advance_sync(1)
+    sent = [r.detail for r in dev.events if r.kind is DeviceEvent.AGENT_MESSAGE]
+    assert sent == [("hello", [1, 2]), ("ack", {"n": 1})]
+    assert dev.runtime.globals["got"] == [{"rate": 5}]
+    assert dev.runtime.errors == 1 and "ValueError: oops" in dev.logs[-1]
