@@ -191,6 +191,8 @@ def _read_commands(loop: asyncio.AbstractEventLoop, floor: Floor) -> None:
         elif word in ("quit", "exit"):
             loop.call_soon_threadsafe(floor.done.set)
             return
+        elif word:
+            print(f"unknown command {word!r}: type press or quit", file=sys.stderr, flush=True)
 
 
 async def run_floor(args: argparse.Namespace, say: Any = print) -> dict[str, Any]:
