@@ -456,6 +456,8 @@ def decode(topic_name: str, payload: bytes) -> Message:
         obj = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SchemaError(f"{cls.KIND}: payload is not JSON: {err}") from err
+    except RecursionError:  # "[[[[...": well-formed, small, and too deep for the parser
+        raise SchemaError(f"{cls.KIND}: payload nests too deeply") from None
     if not isinstance(obj, dict):
         raise SchemaError(f"{cls.KIND}: payload is not a JSON object")
     version = obj.pop("v", None)

@@ -149,6 +149,7 @@ UP = f"imp/1/d/{DEV}/up/"
         (UP + "chunk_request", b'{"v":1,"sha":"abc","blocks":[1]}', cl.SchemaError),
         (UP + "log", b'{"v":1,"msg":"' + b"x" * 5000 + b'"}', cl.SchemaError),
         (UP + "log", b'{"v":1,"msg":"hi","type":"shout"}', cl.SchemaError),
+        (UP + "log", b'{"v":1,"msg":' + b"[" * 5000 + b"]" * 5000 + b"}", cl.SchemaError),
         (UP + "log", b'{"v":1,"msg":"' + b"x" * cl.MAX_PAYLOAD + b'"}', cl.PayloadTooLargeError),
         (f"imp/1/d/{DEV}/down/chunk", b'{"v":1,"sha":"' + b"0" * 64 + b'"}', cl.SchemaError),
         (
