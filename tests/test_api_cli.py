@@ -65,3 +65,25 @@ def test_floor_bad_arguments(extra: list[str], needle: str,
     err = capsys.readouterr().err
     assert code == 2 and needle in err and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--clients", "0"], "--clients"), (["--seconds", "0"], "--seconds"),
+    (["--devices", "-5"], "--devices"),
+])
+def test_perf_api_bad_arguments(extra: list[str], needle: str,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    code = impfactory(["perf", "api", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_perf_api_short_run_reports_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    """A short run (the figures themselves are the lead's, on a quiet machine)."""
+    import json
+
+    code = impfactory(["perf", "api", "--devices", "20", "--clients", "2", "--seconds", "0.3",
+                       "--json"])
+    figures = json.loads(capsys.readouterr().out)
+    assert code == 0 and figures["non_2xx"] == 0 and figures["requests"] > 10
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import statistics
 import tempfile
 import threading
@@ -23,6 +24,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from impfactory.cloud.api_thread import ApiThread
+
+from impfactory.errors import ImpFactoryError
+
+
+class PerfApiUsageError(ImpFactoryError, ValueError):
+    """A ``perf api`` option out of range."""
 
 
 def _fill(api: ApiThread, devices: int) -> dict[str, str]:
@@ -51,17 +58,22 @@ def _client(endpoint: str, token: str, ids: dict[str, str], seconds: float,
              ("GET", f"/devicegroups/{ids['group']}", None)]
     end = time.perf_counter() + seconds
     n = 0
-    while time.perf_counter() < end:
-        method, path, body = ("POST", "/deployments", deploy) if n % 10 == 9 else calls[n % 3]
-        t0 = time.perf_counter()
-        conn.request(method, base + path, body=body, headers=headers)
-        resp = conn.getresponse()
-        resp.read()
-        lat.append(time.perf_counter() - t0)
-        if not 200 <= resp.status < 300:
-            errors.append(resp.status)
-        n += 1
-    conn.close()
+    try:
+        while time.perf_counter() < end:
+            method, path, body = (("POST", "/deployments", deploy) if n % 10 == 9
+                                  else calls[n % 3])
+            t0 = time.perf_counter()
+            conn.request(method, base + path, body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            lat.append(time.perf_counter() - t0)
+            if not 200 <= resp.status < 300:
+                errors.append(resp.status)
+            n += 1
+    except (OSError, http.client.HTTPException):
+        errors.append(0)  # a broken connection counts against the run, never vanishes
+    finally:
+        conn.close()
 
 
 def run(devices: int, clients: int, seconds: float) -> dict[str, Any]:
@@ -83,12 +95,19 @@ def run(devices: int, clients: int, seconds: float) -> dict[str, Any]:
         wall = time.perf_counter() - t0
     lat.sort()
     return {"requests": len(lat), "requests_per_s": round(len(lat) / wall, 1),
-            "p50_ms": round(statistics.median(lat) * 1000, 2),
-            "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 2) if lat else None,
+            "p50_ms": round(statistics.median(lat) * 1000, 2) if lat else None,
+            "p99_ms": round(lat[max(0, math.ceil(len(lat) * 0.99) - 1)] * 1000, 2)
+            if lat else None,
             "non_2xx": len(errors), "devices": devices, "clients": clients}
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.devices < 0:
+        raise PerfApiUsageError("--devices cannot be negative")
+    if args.clients < 1:
+        raise PerfApiUsageError("--clients must be at least 1")
+    if not 0 < args.seconds <= 3600:
+        raise PerfApiUsageError("--seconds must be in (0, 3600]")
     figures = run(args.devices, args.clients, args.seconds)
     if args.json:
         print(json.dumps(figures))
@@ -97,14 +116,15 @@ def _main(args: argparse.Namespace) -> int:
               f"({figures['requests']} requests, {args.devices} devices); "
               f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms; "
               f"non-2xx: {figures['non_2xx']}")
-    return 0 if figures["non_2xx"] == 0 else 1
+    return 0 if figures["non_2xx"] == 0 and figures["requests"] else 1
 
 
 def register(perf_sub: Any) -> None:
     """Add ``impfactory perf api``."""
     p = perf_sub.add_parser("api", help="REST API requests/s and latency")
-    p.add_argument("--devices", type=int, default=1000)
-    p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--seconds", type=float, default=5.0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--devices", type=int, default=1000, help="enrolled devices (default 1000)")
+    p.add_argument("--clients", type=int, default=4,
+                   help="keep-alive HTTP clients, one thread each (default 4)")
+    p.add_argument("--seconds", type=float, default=5.0, help="run time (default 5)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_main)
