@@ -38,6 +38,19 @@ def test_faults_show_in_events_and_led(capsys, broker_url: str, fault: str, even
     assert not out["blessed"]
 
 
-def test_bad_arguments_are_one_line_errors(capsys) -> None:
-    assert cli.main(["device", "life", "--scale", "0"]) == 2
-    assert "scale" in capsys.readouterr().err
+@pytest.mark.parametrize(("args", "word"), [
+    (["--scale", "0"], "scale"),
+    (["--scale", "nan"], "scale"),
+    (["--timeout", "-1"], "timeout"),
+    (["--png", "/nonexistent-dir/led.png"], "png"),
+    (["--broker", "nope"], "broker"),
+])
+def test_bad_arguments_are_one_line_errors(capsys, args: list[str], word: str) -> None:
+    assert cli.main(["device", "life", *args]) == 2
+    err = capsys.readouterr().err
+    assert word in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_fixture_that_cannot_start_in_time_is_a_named_error(capsys, broker_url: str) -> None:
+    assert cli.main(["device", "life", "--broker", broker_url, "--timeout", "0.001"]) == 2
+    assert "fixture did not enrol" in capsys.readouterr().err

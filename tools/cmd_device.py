@@ -49,7 +49,12 @@ async def life(url: str, fault: str, scale: float, impos: str | None,
         async with Cloud(Path(tmp) / "cloud.db", url) as cloud:
             zone = build_test_zone(cloud.service, min_impos=impos)
             async with Fleet(url, ScaledClock(scale)) as fleet:
-                fixture = await start_fixture(cloud.service, zone, fleet, timeout)
+                try:
+                    fixture = await start_fixture(cloud.service, zone, fleet, timeout)
+                except TimeoutError as err:
+                    raise DeviceCommandError(
+                        f"the fixture did not enrol and start its firmware within {timeout} s"
+                    ) from err
                 env = None
                 if fault in ("wrong-password", "no-dhcp"):
                     ap = AccessPoint(FACTORY_SSID, "other-password" if fault ==
@@ -104,8 +109,12 @@ def _plain(detail: Any) -> Any:
 
 
 def _cmd_life(args: argparse.Namespace) -> int:
-    if args.scale <= 0:
+    if not args.scale > 0:
         raise DeviceCommandError("--scale must be positive")
+    if not args.timeout > 0:
+        raise DeviceCommandError("--timeout must be positive")
+    if args.png and not Path(args.png).resolve().parent.is_dir():
+        raise DeviceCommandError(f"--png: no directory for {args.png}")
     with BrokerServer(args.broker) as url:
         dut = asyncio.run(life(url, args.fault, args.scale, args.impos, args.timeout))
     if args.png:
@@ -124,15 +133,19 @@ def _cmd_life(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("device", help="emulated imp: follow one DUT's life")
+    parser = sub.add_parser("device", help="emulated imp: follow one DUT's life",
+                            description="The emulated imp (docs/device.md).")
     dsub = parser.add_subparsers(dest="device_command", metavar="ACTION")
-    p = dsub.add_parser("life", help="one fixture + one DUT through the real cloud")
-    p.add_argument("--fault", choices=FAULTS, default="none")
+    p = dsub.add_parser("life", help="one fixture + one DUT through the real cloud",
+                        description=__doc__.split("\n\n")[1].replace("``", ""))
+    p.add_argument("--fault", choices=FAULTS, default="none",
+                   help="inject one failure (default: none, the DUT is blessed)")
     p.add_argument("--broker", default="auto", help="auto, mosquitto, embedded or mqtt://H:P")
     p.add_argument("--scale", type=float, default=100.0, help="device clock scale")
     p.add_argument("--impos", default="44.0.1", help="impOS the DUT group requires ('': none)")
     p.add_argument("--timeout", type=float, default=60.0, help="wall seconds per stage")
     p.add_argument("--png", help="draw the DUT's LED timeline to this PNG")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print events, LED timeline and logs as one JSON object")
     p.set_defaults(func=_cmd_life)
     parser.set_defaults(func=lambda a: (parser.print_help(), 2)[1])
