@@ -27,6 +27,8 @@ class LineProgress:
         self.total = total
         self.quiet = quiet
         self.where: dict[int, str] = {}
+        #: DUTs per stage, kept as they move (not recounted at every event).
+        self.active: Counter[str] = Counter()
         self.finished: Counter[str] = Counter()
         self._progress: Progress | None = None
         self._task: int | None = None
@@ -51,18 +53,26 @@ class LineProgress:
 
     def stage(self, index: int, stage: str) -> None:
         """DUT ``index`` entered ``stage``."""
+        self._leave(index)
         self.where[index] = stage
+        self.active[stage] += 1
         self._refresh()
 
     def done(self, record: DutRecord) -> None:
         """DUT ``record.index`` is finished, blessed or failed."""
-        self.where.pop(record.index, None)
+        self._leave(record.index)
         self.finished["blessed" if record.blessed else "failed"] += 1
         self._refresh(advance=1)
 
+    def _leave(self, index: int) -> None:
+        old = self.where.pop(index, None)
+        if old is not None:
+            self.active[old] -= 1
+            if not self.active[old]:
+                del self.active[old]
+
     def description(self) -> str:
-        active = Counter(self.where.values())
-        parts = [f"{name} {count}" for name, count in sorted(active.items())]
+        parts = [f"{name} {count}" for name, count in sorted(self.active.items())]
         parts += [f"{name} {self.finished[name]}" for name in ("blessed", "failed")]
         return " · ".join(parts)
 
