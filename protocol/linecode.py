@@ -77,6 +77,9 @@ BLACK = 0.0
 GREY = 0xBF / 0xFF
 WHITE = 1.0
 TRILEVEL_END_FRAMES = 6
+MAX_SAMPLES = 50_000_000
+"""The most samples one rendered signal may hold (400 MB of floats): a bad sample
+rate is an error, not an exhausted memory."""
 
 
 @dataclass(frozen=True)
@@ -153,16 +156,27 @@ def render_symbols(
     ``noise`` is the standard deviation of additive gaussian noise, added before
     clipping, drawn from ``seed`` (an int or a numpy Generator).
     """
-    if symbol_rate <= 0 or sample_rate <= 0:
-        raise LineCodeError("symbol_rate and sample_rate must be > 0", "symbol_rate")
+    if not (0 < symbol_rate < math.inf and 0 < sample_rate < math.inf):
+        raise LineCodeError("symbol_rate and sample_rate must be finite and > 0", "symbol_rate")
     if not -0.5 < clock_error < 0.5:
         raise LineCodeError(f"clock_error {clock_error} is outside (-0.5, 0.5)", "clock_error")
+    for name, value in (("lead", lead), ("tail", tail), ("noise", noise), ("phase", phase)):
+        if not 0 <= value < math.inf:
+            raise LineCodeError(f"{name} must be finite and >= 0, got {value}", name)
     model = light or LightModel()
+    if not (math.isfinite(model.gain) and math.isfinite(model.ambient)):
+        raise LineCodeError("light gain and ambient must be finite", "light")
     table = np.append(np.asarray(levels, dtype=np.float64).reshape(-1), idle_level)
     nsym = table.shape[0] - 1
     rate = symbol_rate * (1.0 + clock_error)
     total = lead + nsym / rate + tail
     count = max(0, math.ceil(total * sample_rate))
+    if count > MAX_SAMPLES:
+        raise LineCodeError(
+            f"{count} samples ({total:.1f} s at {sample_rate:g} Hz) is more than "
+            f"{MAX_SAMPLES:,} in one signal",
+            "sample_rate",
+        )
     t = (np.arange(count, dtype=np.float64) + phase) / sample_rate - lead
     index = np.floor(t * rate).astype(np.int64)
     index[(index < 0) | (index >= nsym)] = nsym

@@ -138,3 +138,24 @@ def test_subprocess_entry_point() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0000002a0207001d41"
+
+
+def test_decode_a_hex_frame_given_on_the_command_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["blinkup", "decode", "0000002a0207001d41", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"clear": True, "frame": "0000002a0207001d41"}
+    assert main(["blinkup", "decode", "0000002a0207001d42"]) == 2
+    assert "CRC" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [["--sample-rate", "nan"], ["--noise", "-1"],
+                                 ["--sample-rate", "1e12"], ["-o", "/nonexistent/dir/c.wav"]])
+def test_encode_bad_rendering_is_one_line(
+    bad: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["blinkup", "encode", "--ssid", "x", "--format", "samples", "-o",
+            str(tmp_path / "c.wav"), *bad]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

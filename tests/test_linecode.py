@@ -105,3 +105,25 @@ def test_bad_rates_are_typed_errors() -> None:
         render_symbols([1], symbol_rate=10.0, clock_error=0.9)
     with pytest.raises(LineCodeError):
         Signal(np.zeros(3), 0.0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"sample_rate": math.nan},
+        {"symbol_rate": math.inf},
+        {"noise": -0.1},
+        {"noise": math.nan},
+        {"lead": -1.0},
+        {"tail": math.inf},
+        {"phase": math.nan},
+        {"light": LightModel(gain=math.inf)},
+        {"sample_rate": 1e12},  # would need terabytes: refused, not attempted
+    ],
+)
+def test_render_refuses_nonsense_with_a_typed_error(bad: dict[str, object]) -> None:
+    kwargs: dict[str, object] = {"symbol_rate": 60.0, **bad}
+    with pytest.raises(LineCodeError) as err:
+        render_symbols([1.0, 0.0], **kwargs)  # type: ignore[arg-type]
+    assert err.value.field in {"symbol_rate", "sample_rate", "noise", "lead", "tail", "phase",
+                               "light"}

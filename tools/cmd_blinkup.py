@@ -60,7 +60,8 @@ def write_capture(path: Path, signal: Signal, meta: dict[str, Any] | None = None
         if rate != signal.sample_rate:
             raise CaptureError(f"WAV needs an integer sample rate, not {signal.sample_rate}")
         pcm = np.round(np.clip(signal.samples, 0.0, 1.0) * WAV_FULL_SCALE).astype("<i2")
-        with wave.open(str(path), "wb") as out:
+        # the file first: a bad path fails before ``wave`` holds a half-made writer
+        with path.open("wb") as raw, wave.open(raw, "wb") as out:
             out.setnchannels(1)
             out.setsampwidth(2)
             out.setframerate(rate)
@@ -247,8 +248,20 @@ def _hex_file_config(path: Path) -> tuple[BlinkUpConfig, bytes] | None:
     return decode_frame(frame), frame
 
 
+def _hex_argument(text: str) -> tuple[BlinkUpConfig, bytes] | None:
+    """The decoded frame if ``text`` (no such file) is itself a frame in hex."""
+    compact = text.replace(" ", "").lower()
+    if Path(text).exists() or not compact.startswith("0000002a") or len(compact) % 2:
+        return None
+    try:
+        frame = bytes.fromhex(compact)
+    except ValueError:
+        return None
+    return decode_frame(frame), frame
+
+
 def _decode(args: argparse.Namespace) -> int:
-    from_hex = _hex_file_config(Path(args.file))
+    from_hex = _hex_argument(args.file) or _hex_file_config(Path(args.file))
     stats: DecodeStats | None = None
     if from_hex is not None:
         config, frame = from_hex
@@ -350,7 +363,9 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _add_decode_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="capture (.wav or .csv) or a hex frame")
+    parser.add_argument(
+        "file", help="capture (.wav or .csv), a file holding a hex frame, or the hex itself"
+    )
     parser.add_argument(
         "--line-code", choices=["auto", "bilevel", "trilevel"], default="auto",
         help="line code of the capture (default: from the file, else try both)",
