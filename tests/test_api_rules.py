@@ -242,3 +242,32 @@ def test_no_body_on_any_write_route_gets_a_5xx(
                          ("POST", "/webhooks"), ("POST", f"/devicegroups/{pf}/go_live")):
         status = status_of(client, method, path, body)
         assert status < 500, (method, path, body)
+
+
+def test_a_deleted_webhook_gets_none_of_its_queued_events(api: ApiThread, owner: ApiClient
+                                                          ) -> None:
+    """Events queued while the receiver fails: the deleted webhook's are abandoned, the
+    kept webhook's (same group, same backoff) are delivered once the receiver recovers."""
+    import time
+
+    sink = Sink()
+    try:
+        zone = build_test_zone(owner)
+        pp = zone["pp"]
+        made = [owner.call("POST", "/webhooks", {"data": {"type": "webhook", "attributes": {
+            "event": "deployment", "url": f"{sink.url}?{name}",
+            "content_type": "application/json"}, "relationships": {
+            "devicegroup": {"type": pp["type"], "id": pp["id"]}}}})["data"]
+            for name in ("kept", "deleted")]
+        dep = deploy(owner, pp, "code while failing")
+        time.sleep(0.3)  # both deliveries are failing and being retried
+        owner.call("DELETE", f"/webhooks/{made[1]['id']}")
+        sink.status = 200
+        deadline = time.monotonic() + 15
+        while not sink.bodies and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # several backoff periods: a second delivery would be in by now
+        assert [b["deployment_id"] for b in sink.bodies] == [dep["id"]]
+    finally:
+        sink.server.shutdown()
+        sink.server.server_close()
