@@ -38,6 +38,10 @@ def test_fault_free_line_blesses_every_dut(factory_line: Line, tmp_path: Path) -
     paths = write_reports(tmp_path, result.records, s)
     root = ET.parse(paths["junit"]).getroot()
     assert root.get("tests") == "6" and root.get("failures") == "0"
+    for path in paths.values():  # reports travel: no WiFi key or enrolment token in them
+        text = path.read_text()
+        assert "factory-password" not in text and "token" not in text
+        assert "blinkup_ok" in text or path.suffix == ".html"
 
 
 @pytest.mark.parametrize(("fault", "reason"), [
