@@ -70,3 +70,87 @@ def test_refresh_tokens_are_listed_and_revoked_through_the_real_client(imp: Node
     with pytest.raises(NodeCallError) as revoked:
         imp("auth.refreshAccessToken", second)
     assert revoked.value.status == 401
+
+
+def test_the_rest_of_the_library_surface(broker_url: str, tmp_path: Path) -> None:
+    """The library calls no other test makes, each with the answer it must give: products
+    get/update/delete, account list, login-key update, webhook update/delete, group and
+    device restarts reaching the device, device delete, log stream close."""
+    from impfactory.cloud.api_client import ApiClient
+    from impfactory.cloud.fakedevice import FakeDevice
+    from impfactory.protocol import cloudlink as cl
+
+    missing = library_missing()
+    if missing:
+        pytest.fail(missing)
+    with ApiThread(tmp_path / "c.db", broker_url=broker_url) as api, \
+            NodeClient(api.endpoint) as imp:
+        api.call(api.service.accounts.create, "owner", "s3cret")
+        imp("auth.login", "owner", "s3cret")
+        me = imp("accounts.get", "me")["data"]
+        assert [a["id"] for a in imp("accounts.list")["data"]] == [me["id"]]
+        key = imp("accounts.createLoginKey", "s3cret", {"description": "old"})["data"]["id"]
+        imp("accounts.updateLoginKey", key, "s3cret", {"description": "new"})
+        assert imp("accounts.getLoginKey", key)["data"]["attributes"]["description"] == "new"
+        with pytest.raises(NodeCallError) as bad_pwd:
+            imp("accounts.updateLoginKey", key, "wrong", {"description": "x"})
+        assert bad_pwd.value.status in (401, 403)
+
+        product = imp("products.create", {"name": "Lamp"})["data"]
+        imp("products.update", product["id"], {"name": "Lamp2", "description": "d"})
+        got = imp("products.get", product["id"])["data"]["attributes"]
+        assert (got["name"], got["description"]) == ("Lamp2", "d")
+        dev_group = imp("deviceGroups.create", product["id"], "development_devicegroup",
+                        {"name": "Dev"})["data"]
+        with pytest.raises(NodeCallError) as not_empty:
+            imp("products.delete", product["id"])
+        assert not_empty.value.status == 409
+        pre_prod = imp("deviceGroups.create", product["id"], "pre_production_devicegroup",
+                       {"name": "PP"})["data"]
+        hook = imp("webhooks.create", pre_prod["id"], pre_prod["type"], {
+            "event": "blessing", "url": "http://127.0.0.1:9/a",
+            "content_type": "application/json"})["data"]
+        imp("webhooks.update", hook["id"], {"url": "http://127.0.0.1:9/b",
+                                             "content_type": "application/x-www-form-urlencoded"})
+        attrs = imp("webhooks.get", hook["id"])["data"]["attributes"]
+        assert attrs["url"].endswith("/b") and attrs["content_type"].startswith("application/x")
+        imp("webhooks.delete", hook["id"])
+        with pytest.raises(NodeCallError) as gone:
+            imp("webhooks.get", hook["id"])
+        assert gone.value.status == 404
+
+        assert api.cloud is not None
+        dev = FakeDevice(api.cloud.broker_url)
+        try:
+            enrol = ApiClient(api.endpoint).login("owner", "s3cret").call(
+                "POST", "/enrolment_tokens")["data"]["attributes"]
+            api.run(dev.connect())
+            api.run(dev.hello(enrol["plan_id"], enrol["token"]))
+            imp("deviceGroups.addDevices", dev_group["id"], dev.device_id)
+            for call, arg, reason in (("devices.restart", dev.device_id, "restart"),
+                                      ("devices.conditionalRestart", dev.device_id,
+                                       "conditional"),  # no code yet: a plain restart
+                                      ("deviceGroups.restartDevices", dev_group["id"],
+                                       "restart")):
+                imp(call, arg)
+                got = api.run(dev.expect(cl.Restart, 10))
+                assert got.reason == reason, (call, got)
+            with pytest.raises(NodeCallError) as assigned:
+                imp("devices.delete", dev.device_id)
+            assert assigned.value.status in (400, 409)
+            imp("deviceGroups.removeDevices", dev_group["id"], None, dev.device_id)
+            imp("devices.delete", dev.device_id)
+            assert imp("devices.list")["data"] == []
+        finally:
+            api.run(dev.close())
+
+        imp("deviceGroups.delete", dev_group["id"])
+        imp("deviceGroups.delete", pre_prod["id"])
+        imp("products.delete", product["id"])
+        assert imp("products.list")["data"] == []
+
+        sid = imp("logStreams.open", "json")["data"]["id"]
+        imp("logStreams.close", sid)
+        with pytest.raises(NodeCallError):
+            imp("logStreams.close", sid)
+
