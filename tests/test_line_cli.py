@@ -14,20 +14,33 @@ from impfactory.tools.cli import main
 
 def test_line_run_json_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "rep"
-    code = main(["line", "run", "--fixtures", "2", "--duts", "4", "--seed", "2",
-                 "--fault", "test_fail=0.5", "--outdated-impos", "0.25", "--json",
+    code = main(["line", "run", "--fixtures", "2", "--duts", "8", "--seed", "2",
+                 "--fault", "test_fail=0.3", "--fault", "misplaced=0.3",
+                 "--fault", "wrong_wifi=0.3", "--outdated-impos", "0.25", "--json",
                  "--report", str(report)])
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     for key in ("duts", "blessed", "failed", "yield", "wall_s", "duts_per_s", "failures"):
         assert key in doc
-    assert doc["duts"] == 4 == doc["blessed"] + doc["failed"]
+    assert doc["duts"] == 8 == doc["blessed"] + doc["failed"]
+    assert doc["yield"] == round(doc["blessed"] / 8, 4)
+    assert doc["duts_per_s"] == pytest.approx(8 / doc["wall_s"], rel=0.01)
     assert sum(doc["failures"].values()) == doc["failed"]
-    assert set(doc["failures"]) <= {"test_failed"}
+    assert len(doc["failures"]) >= 2  # this seed meets more than one reason
+    assert set(doc["failures"]) <= {"test_failed", "blinkup_failed", "wifi_join_failed"}
     duts = json.loads((report / "duts.json").read_text())["duts"]
-    assert [d["index"] for d in duts] == [0, 1, 2, 3]
+    assert [d["index"] for d in duts] == list(range(8))
+    reasons = [d["failure_reason"] for d in duts if not d["blessed"]]
+    assert {r: reasons.count(r) for r in reasons} == doc["failures"]
+    for d in duts:
+        for key in ("dut_id", "fixture_id", "stages", "measurements", "final_state",
+                    "failure_reason", "led_timeline"):
+            assert key in d
+        for m in d["measurements"]:
+            assert {"low", "high", "outcome"} <= set(m)
     root = ET.parse(report / "junit.xml").getroot()
-    assert root.get("tests") == "4" and root.get("failures") == str(doc["failed"])
+    assert root.get("tests") == "8" and root.get("failures") == str(doc["failed"])
+    assert len(root.findall(".//testcase")) == 8
     assert "<svg" in (report / "report.html").read_text()
 
 
@@ -112,6 +125,26 @@ def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     doc = json.loads(capsys.readouterr().out)
     assert doc["duts"] == 6 and doc["blessed"] + doc["failed"] == 6
     assert Path(doc["report"]["html"]).is_file()
+
+
+def test_demo_without_mosquitto_prints_summary_and_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A fresh machine: no Mosquitto anywhere, nothing configured, only the defaults."""
+    from impfactory.cloud import broker
+
+    monkeypatch.setattr(broker, "find_mosquitto", lambda: None)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the default report goes to a new temp dir
+    monkeypatch.setattr("tempfile.tempdir", None)
+    assert main(["demo", "--duts", "6"]) == 0
+    out = capsys.readouterr().out
+    summary = next(line for line in out.splitlines() if line.startswith("line: "))
+    assert "6 DUTs on 2 fixtures" in summary and "yield" in summary
+    report = Path(next(line for line in out.splitlines()
+                       if line.startswith("report: ")).split()[1])
+    assert report.is_file() and report.parent.parent == tmp_path
+    assert {p.name for p in report.parent.iterdir()} == {"duts.json", "junit.xml",
+                                                         "report.html"}
 
 
 def test_perf_line_json(capsys: pytest.CaptureFixture[str]) -> None:
