@@ -271,3 +271,29 @@ def test_a_deleted_webhook_gets_none_of_its_queued_events(api: ApiThread, owner:
     finally:
         sink.server.shutdown()
         sink.server.server_close()
+
+
+def test_webhook_rules(owner: ApiClient) -> None:
+    """Webhooks live on (pre-)production groups only, with a known event, an http(s) URL
+    and one of the two content types."""
+    zone = build_test_zone(owner)
+    dev = group(owner, zone["product"]["id"], "development_devicegroup", "D")
+
+    def make(grp: dict[str, Any], **attrs: str) -> int:
+        body = {"data": {"type": "webhook", "attributes": {
+            "event": "blessing", "url": "http://127.0.0.1:9/h",
+            "content_type": "application/json", **attrs}, "relationships": {
+            "devicegroup": {"type": grp["type"], "id": grp["id"]}}}}
+        return status_of(owner, "POST", "/webhooks", body)
+
+    for grp in (zone["pd"], zone["pf"], dev):
+        assert make(grp) == 400, grp["type"]
+    for bad in ({"event": "bogus"}, {"url": "ftp://h/x"}, {"url": "not a url"},
+                {"content_type": "text/xml"}):
+        assert make(zone["pp"], **bad) == 400, bad
+    for event in ("blessing", "blinkup", "deployment"):
+        assert make(zone["pp"], event=event,
+                    content_type="application/x-www-form-urlencoded") == 200
+    hooks = owner.call("GET", "/webhooks", query={"filter[devicegroup.id]": zone["pp"]["id"]})
+    assert sorted(h["attributes"]["event"] for h in hooks["data"]) == [
+        "blessing", "blinkup", "deployment"]
