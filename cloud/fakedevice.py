@@ -204,6 +204,10 @@ class FakeDevice:
     async def log(self, text: str) -> None:
         await self.send(cl.Log(device_id=self.device_id, msg=text))
 
+    async def agent_send(self, name: str, value: object = None) -> None:
+        """``agent.send(name, value)``: a message for this device's agent."""
+        await self.send(cl.AgentMessage(device_id=self.device_id, name=name, value=value))
+
     async def report(self, led: str = "online") -> None:
         await self.send(cl.StateReport(device_id=self.device_id, led=led,
                                        impos_version=self.impos_version,

@@ -41,6 +41,7 @@ class DeviceRules:
             cl.ChunkRequest: self.chunks,
             cl.BlessRequest: self.bless,
             cl.Bye: self.bye,
+            cl.AgentMessage: self.agent_message,
         }
 
     def handle(self, msg: cl.Message) -> list[cl.Message]:
@@ -163,6 +164,10 @@ class DeviceRules:
 
     def log(self, m: cl.Log) -> list[cl.Message]:
         self.svc.append_log(m.device_id, m.msg, m.type.value)
+        return []
+
+    def agent_message(self, m: cl.AgentMessage) -> list[cl.Message]:
+        self.svc.agent_message(m.device_id, m.name, m.value)
         return []
 
     def bye(self, m: cl.Bye) -> list[cl.Message]:

@@ -54,6 +54,9 @@ from impfactory.protocol import cloudlink as cl
 
 log = logging.getLogger(__name__)
 
+AgentListener = Callable[[str, str, Any], None]
+"""``(device_id, name, value)`` for each ``agent.send`` a device makes."""
+
 FACTORY_TOKEN_TTL = 600.0
 PRODUCTION_TOKEN_TTL = 7 * 86400.0
 AGENT_BASE_URL = "https://agent.electricimp.com"
@@ -133,6 +136,7 @@ class CloudService:
         self.factory_token_ttl = factory_token_ttl
         self.images = ImageCache(self._load_image, chunk_size=chunk_size)
         self.send: Callable[[cl.Message], None] = lambda msg: None
+        self._agent_listeners: list[AgentListener] = []
         self._depth = 0
 
     # ------------------------------------------------------------ plumbing
@@ -738,6 +742,41 @@ class CloudService:
     def get_token(self, token: str) -> Token | None:
         row = self._one("SELECT * FROM tokens WHERE token=?", (token,))
         return Token.from_row(row) if row else None
+
+    # ------------------------------------------------------------ agents
+
+    def add_agent_listener(self, listener: AgentListener) -> Callable[[], None]:
+        """Play the agents (no agent code runs here): ``listener(device_id, name, value)``
+        hears every device's ``agent.send``. Returns the function that removes it."""
+        self._agent_listeners.append(listener)
+        return lambda: self._agent_listeners.remove(listener)
+
+    def agent_message(self, device_id: str, name: str, value: Any) -> bool:
+        """A device's ``agent.send``: handed to every listener; False (and a line in the
+        device log) when the device has no agent yet, i.e. was never enrolled."""
+        device = self.find_device(device_id)
+        if device is None or device.agent_id is None:
+            self.append_log(device_id, f"agent.send({name!r}) dropped: the device has no agent")
+            return False
+        for listener in list(self._agent_listeners):
+            try:
+                listener(device_id, name, value)
+            except Exception:  # one listener's bug must not cost the others the message
+                log.exception("agent listener failed on %r from %s", name, device_id)
+        return True
+
+    def send_to_device(self, device_id: str, name: str, value: Any = None) -> bool:
+        """An agent's ``device.send(name, value)``: True when handed to the online device,
+        False when it is offline (the message is dropped, as impCloud drops it)."""
+        device = self.get_device(device_id)
+        try:
+            msg = cl.validate(cl.DeviceMessage(device_id=device.id, name=name, value=value))
+        except cl.CloudLinkError as err:
+            raise InvalidError(f"device.send: {err}") from err
+        if not device.online:
+            return False
+        self.send(msg)
+        return True
 
     # ------------------------------------------------------------ webhooks
 

@@ -21,8 +21,9 @@ answer echoes it, and a request the cloud cannot honour is answered with
 ``error`` carrying the same ``req``. Everything is sent with QoS 1.
 
 Device -> cloud: hello, state, log, factory_token_request, chunk_request,
-bless_request, bye.  Cloud -> device: welcome, error, assignment, configparams,
-code_offer, os_offer, chunk, factory_token, bless_answer, restart, shutdown.
+bless_request, bye, agent_message.  Cloud -> device: welcome, error, assignment,
+configparams, code_offer, os_offer, chunk, factory_token, bless_answer, restart,
+shutdown, device_message.
 See docs/cloudlink.md for the sequence of one DUT's whole life.
 """
 
@@ -235,6 +236,19 @@ class Bye(Message):
     reason: str = _meta(maxlen=64, default="disconnect")
 
 
+@dataclass(frozen=True)
+class AgentMessage(Message):
+    """``agent.send(name, value)`` on the device: a message for the device's agent.
+
+    ``value`` is any JSON value (what impOS would serialise from a Squirrel table,
+    array, string or number); the whole payload is bounded by ``MAX_PAYLOAD``.
+    """
+
+    KIND: ClassVar[str] = "agent_message"
+    name: str = _meta(pattern=_NAME, default="message")
+    value: object = _meta(json=True, default=None)
+
+
 # ---------------------------------------------------------------- cloud -> device
 
 
@@ -367,9 +381,20 @@ class ShutdownNotice(Message):
     reason: ShutdownReason = ShutdownReason.NEWSQUIRREL
 
 
+@dataclass(frozen=True)
+class DeviceMessage(Message):
+    """The agent's ``device.send(name, value)``: for the device's ``agent.on(name, cb)``."""
+
+    KIND: ClassVar[str] = "device_message"
+    DIRECTION: ClassVar[Direction] = Direction.DOWN
+    name: str = _meta(pattern=_NAME, default="message")
+    value: object = _meta(json=True, default=None)
+
+
 UP_KINDS: Final[dict[str, type[Message]]] = {
     c.KIND: c
-    for c in (Hello, StateReport, Log, FactoryTokenRequest, ChunkRequest, BlessRequest, Bye)
+    for c in (Hello, StateReport, Log, FactoryTokenRequest, ChunkRequest, BlessRequest, Bye,
+              AgentMessage)
 }
 DOWN_KINDS: Final[dict[str, type[Message]]] = {
     c.KIND: c
@@ -385,6 +410,7 @@ DOWN_KINDS: Final[dict[str, type[Message]]] = {
         BlessAnswer,
         Restart,
         ShutdownNotice,
+        DeviceMessage,
     )
 }
 _KINDS: Final = {Direction.UP: UP_KINDS, Direction.DOWN: DOWN_KINDS}
@@ -433,7 +459,10 @@ def encode(msg: Message) -> tuple[str, bytes]:
         if f.name in ("device_id", "data"):
             continue
         obj[f.name] = _to_json(getattr(msg, f.name))
-    body = json.dumps(obj, separators=(",", ":")).encode()
+    try:
+        body = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as err:  # a value (agent messages) that is not JSON
+        raise SchemaError(f"{msg.KIND}: not representable as JSON: {err}") from err
     if isinstance(msg, Chunk):
         body = body + b"\n" + msg.data
     return topic(msg.device_id, msg.DIRECTION, msg.KIND), body
@@ -453,7 +482,7 @@ def decode(topic_name: str, payload: bytes) -> Message:
     if len(payload) > MAX_PAYLOAD:
         raise PayloadTooLargeError(f"{cls.KIND} payload of {len(payload)} bytes exceeds limit")
     try:
-        obj = json.loads(payload)
+        obj = json.loads(payload, parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SchemaError(f"{cls.KIND}: payload is not JSON: {err}") from err
     except RecursionError:  # "[[[[...": well-formed, small, and too deep for the parser
@@ -470,6 +499,10 @@ def decode(topic_name: str, payload: bytes) -> Message:
         if values["index"] >= values["total"]:
             raise SchemaError(f"chunk index {values['index']} >= total {values['total']}")
     return cls(**values)
+
+
+def _no_constant(name: str) -> Any:
+    raise SchemaError(f"{name} is not JSON")
 
 
 def describe_error(err: CloudLinkError) -> str:
@@ -543,6 +576,8 @@ def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
             return tp(value)
         except ValueError:
             raise SchemaError(f"{where}: {value!r} is not one of the allowed values") from None
+    if tp is object and meta.get("json"):
+        return value  # anything json.loads made is a JSON value; size was checked before
     if tp is ImageRef:
         if not isinstance(value, dict):
             raise SchemaError(f"{where}: expected an image object")

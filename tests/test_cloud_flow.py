@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from impfactory.cloud.broker import BrokerServer, find_mosquitto, parse_url
-from impfactory.cloud.errors import ForbiddenError
+from impfactory.cloud.errors import ForbiddenError, InvalidError
 from impfactory.cloud.fakedevice import FakeDevice, FakeDeviceRefused
 from impfactory.cloud.model import GroupType
 from impfactory.cloud.scenario import AGENT_CODE, APP_CODE, DUT_CODE, FactorySetup, make_factory
@@ -475,6 +475,47 @@ def test_chunks_for_unknown_images_or_blocks_are_refused(any_broker_url: str,
         assert dev.images == {}
         assert await dev.fetch(real) == w.f.dut_build.device_code.encode()
         await dev.close()
+
+    run(test, any_broker_url, tmp_path / "cloud.db")
+
+
+# ---------------------------------------------------------------- agents
+
+
+def test_agent_messages_both_ways(any_broker_url: str, tmp_path: Path) -> None:
+    async def test(w: World) -> None:
+        heard: list[tuple[str, str, object]] = []
+        remove = w.svc.add_agent_listener(lambda *m: heard.append(m))
+        w.svc.add_agent_listener(lambda *m: 1 / 0)  # a broken listener costs nobody else
+        fx = await w.fixture()
+        await fx.agent_send("reading", {"t": [21.5, None], "ok": True})
+        await until(lambda: len(heard) == 1)
+        assert heard == [(fx.device_id, "reading", {"t": [21.5, None], "ok": True})]
+
+        assert w.svc.send_to_device(fx.device_id, "config", {"rate": 5})
+        got = await fx.expect(cl.DeviceMessage)
+        assert (got.name, got.value) == ("config", {"rate": 5})
+        with pytest.raises(InvalidError):
+            w.svc.send_to_device(fx.device_id, "bad name!", 1)
+        with pytest.raises(InvalidError):
+            w.svc.send_to_device(fx.device_id, "big", "x" * cl.MAX_PAYLOAD)
+
+        stranger = await w.device()  # never enrolled: it has no agent
+        await stranger.hello()
+        await stranger.agent_send("hi", 1)
+        await until(lambda: any("no agent" in e.msg
+                                for e in w.svc.device_logs(stranger.device_id)))
+        await stranger.close()
+        await until(lambda: not w.svc.get_device(stranger.device_id).online)
+        assert not w.svc.send_to_device(stranger.device_id, "hello", None)  # offline: dropped
+
+        remove()
+        await fx.agent_send("late", 2)
+        await fx.log("after the message")  # the link keeps order: logged after it was seen
+        await until(lambda: any("after the message" in e.msg
+                                for e in w.svc.device_logs(fx.device_id)))
+        assert len(heard) == 1
+        await fx.close()
 
     run(test, any_broker_url, tmp_path / "cloud.db")
 

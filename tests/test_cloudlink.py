@@ -26,6 +26,14 @@ image = st.builds(
     chunk_size=st.integers(1, cl.MAX_CHUNK),
 )
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)
+
 MESSAGES = st.one_of(
     st.builds(
         cl.Hello,
@@ -86,6 +94,8 @@ MESSAGES = st.one_of(
     st.builds(cl.BlessAnswer, device_id=hex16, req=req, blessed=st.booleans(), reason=short),
     st.builds(cl.Restart, device_id=hex16, reason=short),
     st.builds(cl.ShutdownNotice, device_id=hex16, reason=st.sampled_from(cl.ShutdownReason)),
+    st.builds(cl.AgentMessage, device_id=hex16, name=name, value=json_values),
+    st.builds(cl.DeviceMessage, device_id=hex16, name=name, value=json_values),
 )
 
 
@@ -100,7 +110,7 @@ def test_every_message_round_trips(msg: cl.Message) -> None:
 
 
 def test_every_kind_is_covered_by_the_strategy() -> None:
-    assert len(cl.UP_KINDS) + len(cl.DOWN_KINDS) == 18
+    assert len(cl.UP_KINDS) + len(cl.DOWN_KINDS) == 20
     assert set(cl.UP_KINDS).isdisjoint(cl.DOWN_KINDS)
 
 
@@ -113,6 +123,22 @@ def test_wire_layout_is_what_the_docs_say() -> None:
     assert payload == b'{"v":1,"sha":"' + b"a" * 64 + b'","index":0,"total":1}\nxy'
     assert cl.device_filter(DEV) == "imp/1/d/0123456789abcdef/down/#"
     assert cl.CLOUD_FILTER == "imp/1/d/+/up/#"
+
+
+def test_agent_messages_carry_json_values_and_nothing_else() -> None:
+    msg = cl.AgentMessage(device_id=DEV, name="reading", value={"t": [21.5, None], "ok": True})
+    topic, payload = cl.encode(msg)
+    assert topic == f"imp/1/d/{DEV}/up/agent_message"
+    assert json.loads(payload) == {"v": 1, "name": "reading", "value": {"t": [21.5, None],
+                                                                        "ok": True}}
+    for value in (float("nan"), b"blob", {1, 2}, "x" * cl.MAX_PAYLOAD):
+        with pytest.raises(cl.SchemaError if value != "x" * cl.MAX_PAYLOAD
+                           else cl.PayloadTooLargeError):
+            cl.validate(cl.DeviceMessage(device_id=DEV, name="n", value=value))
+    with pytest.raises(cl.SchemaError):
+        cl.decode(topic, b'{"v":1,"name":"n","value":NaN}')
+    with pytest.raises(cl.SchemaError):
+        cl.decode(topic, b'{"v":1,"name":"not a name!","value":1}')
 
 
 def test_image_block_count() -> None:
