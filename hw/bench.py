@@ -434,19 +434,22 @@ class BenchDriver:
 
     def start_light_in(self, rate_hz: float = 1000.0) -> SampleBuffer:
         """Start sampling the light sensor over the fixture's LED into ``light_in``."""
-        if not self._greeted:
-            self.identify()
-        self.light_in.reset(rate_hz, self._next_seq())
-        self.request(bp.LightInStart(bp.rate_to_mhz(rate_hz)))
-        return self.light_in
+        return self._start(self.light_in, bp.LightInStart, rate_hz)
 
     def start_status(self, rate_hz: float = 100.0) -> SampleBuffer:
         """Start sampling the colour sensor over the DUT's status LED into ``status``."""
+        return self._start(self.status, bp.StatusStart, rate_hz)
+
+    def _start(
+        self, buffer: SampleBuffer, start: type[bp.LightInStart | bp.StatusStart], rate_hz: float
+    ) -> SampleBuffer:
+        """Empty ``buffer`` for the new stream (its samples carry this request's SEQ), start it."""
+        mhz = bp.rate_to_mhz(rate_hz)
         if not self._greeted:
             self.identify()
-        self.status.reset(rate_hz, self._next_seq())
-        self.request(bp.StatusStart(bp.rate_to_mhz(rate_hz)))
-        return self.status
+        buffer.reset(rate_hz, self._next_seq())
+        self.request(start(mhz))
+        return buffer
 
     def stop(self, stream: bp.Stream = bp.Stream.ALL) -> None:
         """Stop a stream; when this returns, all its samples are in its buffer."""

@@ -304,6 +304,8 @@ class EmulatedBenchController:
         if self._status is not None:
             self._emit_status(self._status, now)
         data = self.target.uart_from_dut()
+        if not self._baud:
+            return  # pass-through off: the DUT's bytes fall on the floor, as on a real UART
         for start in range(0, len(data), bp.MAX_PAYLOAD):
             self._send(0, bp.UartRx(data[start : start + bp.MAX_PAYLOAD]))
 

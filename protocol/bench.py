@@ -262,12 +262,26 @@ class LightOutDone(Message):
 
 
 @dataclass(frozen=True)
-class LightInStart(Message):
+class _StreamStart(Message):
+    """A request to start a sample stream: its payload is the rate alone."""
+
+    FORMAT = Struct("rate_mhz" / Int32ub, Terminated)
+    rate_mhz: int
+
+
+@dataclass(frozen=True)
+class _Bytes(Message):
+    """A frame whose payload is raw bytes (the UART pass-through, either way)."""
+
+    FORMAT = Struct("data" / GreedyBytes)
+    data: bytes
+
+
+@dataclass(frozen=True)
+class LightInStart(_StreamStart):
     """Start sampling the light sensor over a fixture's LED at ``rate_mhz``."""
 
     TYPE = FrameType.LIGHT_IN_START
-    FORMAT = Struct("rate_mhz" / Int32ub, Terminated)
-    rate_mhz: int
 
 
 @dataclass(frozen=True)
@@ -285,12 +299,10 @@ class LightInSamples(Message):
 
 
 @dataclass(frozen=True)
-class StatusStart(Message):
-    """Start sampling the RGB colour sensor over a DUT's status LED."""
+class StatusStart(_StreamStart):
+    """Start sampling the RGB colour sensor over a DUT's status LED at ``rate_mhz``."""
 
     TYPE = FrameType.STATUS_START
-    FORMAT = Struct("rate_mhz" / Int32ub, Terminated)
-    rate_mhz: int
 
 
 @dataclass(frozen=True)
@@ -340,21 +352,17 @@ class UartConfig(Message):
 
 
 @dataclass(frozen=True)
-class UartTx(Message):
+class UartTx(_Bytes):
     """Bytes for the controller to send to the DUT's UART."""
 
     TYPE = FrameType.UART_TX
-    FORMAT = Struct("data" / GreedyBytes)
-    data: bytes
 
 
 @dataclass(frozen=True)
-class UartRx(Message):
+class UartRx(_Bytes):
     """Event: bytes the DUT sent on its UART."""
 
     TYPE = FrameType.UART_RX
-    FORMAT = Struct("data" / GreedyBytes)
-    data: bytes
 
 
 @dataclass(frozen=True)

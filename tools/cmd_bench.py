@@ -10,6 +10,7 @@ the same commands drive a real bench and the emulated one::
     impfactory bench blinkup --port /dev/pts/N --ssid factory --password secret
     impfactory bench capture --port /dev/pts/N --press -o fixture.csv
     impfactory bench watch --port /dev/pts/N
+    impfactory bench uart --port /dev/pts/N --send "hello imp"
 
 ``emulate`` puts an emulated imp (firmware.device.Device) on the emulated bench
 as the DUT: the bench LED feeds its light sensor, the colour sensor reads its
@@ -28,7 +29,9 @@ import json
 import math
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,43 @@ class BenchCommandError(BenchError, ValueError):
     """A bench command was asked for something it cannot do."""
 
 
+def _positive(text: str) -> float:
+    """argparse type: a finite number above zero (a rate, a speed-up, a wait)."""
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above zero, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a finite duration of zero or more seconds."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more seconds, got {text}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _baud(text: str) -> int:
+    """argparse type: a UART baud rate that fits the protocol's u32 (0 turns the UART off)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"baud rate {value} is outside 0..4294967295")
+    return value
+
+
 # ---------------------------------------------------------------- the emulated bench
 
 
@@ -83,6 +123,7 @@ class EmulatedImpBench:
         self._power: asyncio.Task[None] | None = None
         self._logs_sent = 0
         self.uart_received = bytearray()
+        self.on_uart: Callable[[bytes], None] | None = None
         self._colours = {name: _hex_rgb(name) for name in COLOURS_RGB}
         self._colours["off"] = np.zeros(3)
 
@@ -129,7 +170,11 @@ class EmulatedImpBench:
         return BENCH_AMBIENT + BENCH_GAIN * lit
 
     def uart_to_dut(self, data: bytes) -> None:
+        """The emulated imp has no UART RX: what the host sends is kept (and, from
+        ``bench emulate``, shown on its stderr) so a user sees it arrived."""
         self.uart_received += data
+        if self.on_uart is not None:
+            self.on_uart(data)
 
     def uart_from_dut(self) -> bytes:
         lines = self.device.logs[self._logs_sent :]
@@ -156,6 +201,13 @@ async def _emulate(args: argparse.Namespace) -> int:
         "fast": args.fast,
     }
     target = EmulatedImpBench(device, clock, fixture)
+    uart_lines = _Lines()
+
+    def show_uart(data: bytes) -> None:
+        for line in uart_lines.feed(data):
+            print(f"uart to DUT: {line}", file=sys.stderr, flush=True)
+
+    target.on_uart = show_uart
     controller = EmulatedBenchController(target, clock, serial=f"EMU-{device.device_id}")
     path = await controller.start()
     stop = asyncio.Event()
@@ -181,8 +233,6 @@ async def _emulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
-    if not (args.scale > 0 and math.isfinite(args.scale)):
-        raise BenchCommandError(f"--scale must be a positive number, got {args.scale}")
     return asyncio.run(_emulate(args))
 
 
@@ -279,6 +329,12 @@ def _cmd_blinkup(args: argparse.Namespace) -> int:
 def _cmd_capture(args: argparse.Namespace) -> int:
     from impfactory.tools.cmd_blinkup import write_capture
 
+    output = Path(args.output)
+    # checked before recording, so a long capture is never recorded only to be lost
+    if not output.parent.is_dir():
+        raise BenchCommandError(f"cannot write {output}: {output.parent} is not a directory")
+    if output.suffix.lower() == ".wav" and args.rate != round(args.rate):
+        raise BenchCommandError(f"a .wav capture needs a whole --rate, not {args.rate:g}")
     with _open(args) as bench:
         light = bench.start_light_in(args.rate)
         if args.press:
@@ -296,7 +352,7 @@ def _cmd_capture(args: argparse.Namespace) -> int:
             data[i] = data[i - 1] if i else 0.0
     levels = data / 65535.0
     meta = {"source": "bench", "port": args.port, "lost": light.lost}
-    write_capture(Path(args.output), Signal(levels, args.rate), meta)
+    write_capture(output, Signal(levels, args.rate), meta)
     print(f"captured {len(levels)} samples ({len(levels) / args.rate:.2f} s at "
           f"{args.rate:g} Hz) to {args.output}", file=sys.stderr)
     return 0
@@ -307,32 +363,70 @@ def _reading_line(r: StatusReading) -> str:
     return f"{r.start:9.2f} s  {r.state:<28} {r.colour:<7} {pattern}".rstrip()
 
 
-def _cmd_watch(args: argparse.Namespace) -> int:
-    decoder = StatusDecoder(args.rate)
-    stop = {"now": False}
-
-    def interrupted(signum: int, frame: Any) -> None:
-        stop["now"] = True
-
-    old = signal.signal(signal.SIGTERM, interrupted)
+@contextlib.contextmanager
+def _until_stopped() -> Iterator[threading.Event]:
+    """An event set by SIGTERM; Ctrl-C ends the block quietly. For live commands
+    (watch, uart) that stop on a signal and still finish what they started."""
+    stop = threading.Event()
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
-        with _open(args) as bench:
-            status = bench.start_status(args.rate)
-            try:
-                while not stop["now"]:
-                    time.sleep(0.05)
-                    for r in decoder.feed(status.take()):
-                        print(json.dumps(r.to_json()) if args.json else _reading_line(r),
-                              flush=True)
-                    if args.seconds and _stream_seconds(status) >= args.seconds:
-                        break
-            except KeyboardInterrupt:
-                pass
-            bench.stop(bp.Stream.STATUS)
-            for r in decoder.feed(status.take()):
-                print(json.dumps(r.to_json()) if args.json else _reading_line(r), flush=True)
+        yield stop
+    except KeyboardInterrupt:
+        pass
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    decoder = StatusDecoder(args.rate)
+
+    def show(samples: np.ndarray) -> None:
+        for r in decoder.feed(samples):
+            print(json.dumps(r.to_json()) if args.json else _reading_line(r), flush=True)
+
+    with _open(args) as bench:
+        status = bench.start_status(args.rate)
+        with _until_stopped() as stop:
+            while not stop.wait(0.05):
+                show(status.take())
+                if args.seconds and _stream_seconds(status) >= args.seconds:
+                    break
+        bench.stop(bp.Stream.STATUS)
+        show(status.take())
+    return 0
+
+
+class _Lines:
+    """UART bytes in, whole text lines out (CR LF or LF); a partial line waits."""
+
+    def __init__(self) -> None:
+        self._held = b""
+
+    def feed(self, data: bytes) -> list[str]:
+        *whole, self._held = (self._held + data).split(b"\n")
+        return [line.rstrip(b"\r").decode("utf-8", "replace") for line in whole]
+
+    def rest(self) -> list[str]:
+        held, self._held = self._held, b""
+        return [held.rstrip(b"\r").decode("utf-8", "replace")] if held.strip() else []
+
+
+def _cmd_uart(args: argparse.Namespace) -> int:
+    """The DUT's UART as a console: optional lines out first, then its lines live."""
+    lines = _Lines()
+    with _open(args) as bench:
+        bench.identify()
+        if args.baud is not None:
+            bench.uart_config(args.baud)
+        for text in args.send or []:
+            bench.uart_write(text.encode() + b"\r\n")
+        deadline = time.monotonic() + args.seconds if args.seconds else math.inf
+        with _until_stopped() as stop:
+            while not stop.is_set() and time.monotonic() < deadline:
+                for line in lines.feed(bench.uart_read(0.05)):
+                    print(line, flush=True)
+        for line in lines.feed(bench.uart_read(0.0)) + lines.rest():
+            print(line, flush=True)
     return 0
 
 
@@ -347,8 +441,6 @@ def _cmd_power(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    if args.wait <= 0:
-        raise BenchCommandError(f"--wait must be positive, got {args.wait}")
     return asyncio.run(_run(args))
 
 
@@ -454,10 +546,18 @@ def _show(readings: list[StatusReading], args: argparse.Namespace) -> None:
 def _port_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", required=True,
                         help="controller: /dev/ttyUSB0, a pty path, or a pyserial URL")
-    parser.add_argument("--timeout", type=float, default=0.5,
+    parser.add_argument("--timeout", type=_positive, default=0.5,
                         help="seconds to wait for each answer (default 0.5)")
     parser.add_argument("--retries", type=int, default=3,
                         help="resends before the controller counts as gone (default 3)")
+
+
+def _host_command(cmds: Any, name: str, help: str, func: Any) -> argparse.ArgumentParser:
+    """A subcommand that opens a controller by ``--port``."""
+    parser: argparse.ArgumentParser = cmds.add_parser(name, help=help)
+    _port_options(parser)
+    parser.set_defaults(func=func)
+    return parser
 
 
 def register(sub: Any) -> None:
@@ -466,7 +566,7 @@ def register(sub: Any) -> None:
     cmds = parser.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", required=True)
 
     emu = cmds.add_parser("emulate", help="serve an emulated bench (imp DUT) on a pty")
-    emu.add_argument("--scale", type=float, default=1.0,
+    emu.add_argument("--scale", type=_positive, default=1.0,
                      help="bench clock speed-up (10 runs the bench ten times faster)")
     emu.add_argument("--wifi-ssid", default=FACTORY_SSID, help="the network the DUT can join")
     emu.add_argument("--wifi-password", default=FACTORY_PASSWORD)
@@ -482,13 +582,10 @@ def register(sub: Any) -> None:
     emu.add_argument("--token", default="fedcba9876543210")
     emu.set_defaults(func=_cmd_emulate)
 
-    probe = cmds.add_parser("probe", help="identify the controller")
-    _port_options(probe)
+    probe = _host_command(cmds, "probe", "identify the controller", _cmd_probe)
     probe.add_argument("--json", action="store_true")
-    probe.set_defaults(func=_cmd_probe)
 
-    blink = cmds.add_parser("blinkup", help="BlinkUp the DUT through the bench LED")
-    _port_options(blink)
+    blink = _host_command(cmds, "blinkup", "BlinkUp the DUT through the bench LED", _cmd_blinkup)
     blink.add_argument("--ssid", required=True)
     blink.add_argument("--password", default="")
     blink.add_argument("--plan-id")
@@ -497,45 +594,48 @@ def register(sub: Any) -> None:
     blink.add_argument("--active-high", action="store_true", help="bench LED lit on a high pin")
     blink.add_argument("--power-cycle", action="store_true",
                        help="switch the DUT off and on first (opens its BlinkUp window)")
-    blink.add_argument("--settle", type=float, default=1.0,
-                       help="bench seconds of status LED to read before flashing")
-    blink.add_argument("--watch", type=float, default=8.0,
-                       help="bench seconds of status LED to read after flashing")
+    for name, default, when in (("--settle", 1.0, "before"), ("--watch", 8.0, "after")):
+        blink.add_argument(name, type=_seconds, default=default,
+                           help=f"bench seconds of status LED to read {when} flashing")
     blink.add_argument("--json", action="store_true")
-    blink.set_defaults(func=_cmd_blinkup)
 
-    cap = cmds.add_parser("capture", help="record the fixture's LED into a capture file")
-    _port_options(cap)
+    cap = _host_command(cmds, "capture", "record the fixture's LED into a capture file",
+                        _cmd_capture)
     cap.add_argument("-o", "--output", required=True, help="capture file (.csv or .wav)")
-    cap.add_argument("--seconds", type=float, default=15.0, help="bench seconds to record")
-    cap.add_argument("--rate", type=float, default=LIGHT_IN_RATE, help="samples per second")
+    cap.add_argument("--seconds", type=_positive, default=20.0,
+                     help="bench seconds to record (default 20; longer than the flash)")
+    cap.add_argument("--rate", type=_positive, default=LIGHT_IN_RATE, help="samples per second")
     cap.add_argument("--press", action="store_true", help="press the fixture button first")
-    cap.add_argument("--press-seconds", type=float, default=0.2)
+    cap.add_argument("--press-seconds", type=_positive, default=0.2)
     cap.add_argument("--allow-gaps", action="store_true",
                      help="write the capture even when samples were lost on the wire")
-    cap.set_defaults(func=_cmd_capture)
 
-    watch = cmds.add_parser("watch", help="name the DUT's status-LED states as they show")
-    _port_options(watch)
-    watch.add_argument("--rate", type=float, default=STATUS_RATE, help="RGB samples per second")
-    watch.add_argument("--seconds", type=float, default=0.0,
+    watch = _host_command(cmds, "watch", "name the DUT's status-LED states as they show",
+                          _cmd_watch)
+    watch.add_argument("--rate", type=_positive, default=STATUS_RATE,
+                       help="RGB samples per second")
+    watch.add_argument("--seconds", type=_seconds, default=0.0,
                        help="stop after this many bench seconds (default: until Ctrl-C)")
     watch.add_argument("--json", action="store_true", help="one JSON object per state")
-    watch.set_defaults(func=_cmd_watch)
 
-    power = cmds.add_parser("power", help="switch the DUT's power")
-    _port_options(power)
+    uart = _host_command(cmds, "uart", "the DUT's UART through the bench: print its lines live",
+                         _cmd_uart)
+    uart.add_argument("--send", action="append", metavar="TEXT",
+                      help="send TEXT and a CR LF to the DUT first (repeatable)")
+    uart.add_argument("--baud", type=_baud,
+                      help="set the pass-through's baud rate first (0 turns it off)")
+    uart.add_argument("--seconds", type=_seconds, default=0.0,
+                      help="stop after this many wall seconds (default: until Ctrl-C)")
+
+    power = _host_command(cmds, "power", "switch the DUT's power", _cmd_power)
     power.add_argument("state", choices=["on", "off", "cycle"])
-    power.set_defaults(func=_cmd_power)
 
-    run = cmds.add_parser("run", help="one DUT behind the bench through an emulated line")
-    _port_options(run)
+    run = _host_command(cmds, "run", "one DUT behind the bench through an emulated line",
+                        _cmd_run)
     run.add_argument("--broker", default="auto",
                      help="MQTT broker the cloud and the DUT share: auto, or mqtt://HOST:PORT")
-    run.add_argument("--scale", type=float, default=10.0,
+    run.add_argument("--scale", type=_positive, default=10.0,
                      help="clock speed-up of the emulated fixture (default 10)")
-    run.add_argument("--wait", type=float, default=120.0,
+    run.add_argument("--wait", type=_positive, default=120.0,
                      help="wall seconds to wait for the DUT's verdict after the flash")
     run.add_argument("--json", action="store_true")
-    run.set_defaults(func=_cmd_run)
-

@@ -1,0 +1,92 @@
+"""docs/bench.md runs: every shell command it shows, as a user would type it.
+
+The ``sh`` blocks are read from the page itself, so a changed option, a renamed
+subcommand or a wrong example there fails here. ``bench emulate ... &`` lines
+start a background emulator whose pty stands in for ``/dev/pts/N`` in the lines
+after it; the ``mosquitto -p 18830 &`` line is served by the test session's
+broker (nothing on a fixed port); commands run in a temporary directory, so
+``fixture.csv`` lands there. Each foreground command must exit 0: for
+``blinkup`` that means the DUT showed the BlinkUp green, for ``run`` that the DUT
+was blessed, for ``blinkup decode`` that the capture decoded.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from impfactory.tools.cli import build_parser
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "bench.md"
+CLI = [sys.executable, "-m", "impfactory.tools.cli"]
+DOC_BROKER = "mqtt://127.0.0.1:18830"
+
+
+def doc_commands() -> list[list[str]]:
+    """The commands of the page's ``sh`` blocks, continuation lines joined, comments gone."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", DOC.read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words:
+                commands.append(words)
+    return commands
+
+
+def bench_subcommands() -> set[str]:
+    parser = build_parser()
+    bench = parser._subparsers._group_actions[0].choices["bench"]  # type: ignore[union-attr]
+    return set(bench._subparsers._group_actions[0].choices)
+
+
+def test_every_bench_subcommand_is_shown_in_the_docs() -> None:
+    shown = {words[2] for words in doc_commands() if words[:2] == ["impfactory", "bench"]}
+    assert shown == bench_subcommands()
+
+
+def test_the_docs_commands_run(broker_url: str, tmp_path: Path) -> None:
+    emulators: list[subprocess.Popen[str]] = []
+    port = ""
+    ran: list[str] = []
+    try:
+        for words in doc_commands():
+            background = words[-1] == "&"
+            words = [w.replace(DOC_BROKER, broker_url) for w in words if w != "&"]
+            if words[0] == "mosquitto":
+                assert words == ["mosquitto", "-p", "18830"] and background
+                continue  # the session's broker stands in for it
+            assert words[0] == "impfactory", words
+            argv = [*CLI, *(port if w == "/dev/pts/N" else w for w in words[1:])]
+            if background:
+                assert words[1:3] == ["bench", "emulate"], words
+                log = (tmp_path / f"emulate{len(emulators)}.log").open("w")
+                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True,
+                                        cwd=tmp_path)
+                emulators.append(proc)
+                assert proc.stdout is not None
+                first = proc.stdout.readline()
+                assert first.startswith("port: "), first
+                port = first.split(" ", 1)[1].strip()
+                continue
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                                    cwd=tmp_path)
+            assert result.returncode == 0, (words, result.stdout, result.stderr)
+            assert "Traceback" not in result.stderr
+            ran.append(" ".join(words[1:3]))
+    finally:
+        for proc in emulators:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+            assert code == 0
+    assert "blinkup decode" in ran and "bench run" in ran
+    # what `bench uart --send` sent reached the emulated DUT (bench emulate's stderr)
+    assert "uart to DUT: hello imp" in (tmp_path / "emulate0.log").read_text()
