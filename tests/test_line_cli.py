@@ -138,6 +138,7 @@ def test_demo_without_mosquitto_prints_summary_and_report(
     monkeypatch.setattr("tempfile.tempdir", None)
     assert main(["demo", "--duts", "6"]) == 0
     out = capsys.readouterr().out
+    assert "(embedded; Mosquitto is not installed)" in out.splitlines()[0]
     summary = next(line for line in out.splitlines() if line.startswith("line: "))
     assert "6 DUTs on 2 fixtures" in summary and "yield" in summary
     report = Path(next(line for line in out.splitlines()

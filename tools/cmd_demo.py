@@ -4,7 +4,8 @@ Starts a broker (Mosquitto when installed, else the embedded one) and a cloud on
 fresh database, builds a product with its fixture, DUT and production groups and
 the example firmware, then runs a small line (2 fixtures, 20 DUTs each) with a few
 faults a factory meets: DUTs misplaced in front of the fixture, a changed WiFi key,
-boards out of test limits, and some DUTs that must update impOS first. It shows
+boards out of test limits, DUTs whose network link drops mid-test, and some DUTs
+that must update impOS first. It shows
 progress, prints the summary and writes the report (JSON, JUnit XML, HTML).
 
 The BlinkUp path alone (encode, light, decode) is ``impfactory blinkup``.
@@ -20,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from impfactory.cloud.broker import find_mosquitto
 from impfactory.fixture.report import prepare_report_dir, write_reports
 from impfactory.hw.optical import PRESETS
 from impfactory.tools.cmd_line import (
@@ -30,8 +32,16 @@ from impfactory.tools.cmd_line import (
     run_with_progress,
 )
 
-DEMO_FAULTS = {"misplaced": 0.05, "wrong_wifi": 0.05, "test_fail": 0.05}
+DEMO_FAULTS = {"misplaced": 0.05, "wrong_wifi": 0.05, "test_fail": 0.05, "link_drop": 0.05}
 DEMO_OUTDATED_IMPOS = 0.1
+
+
+def _broker_name(spec: str) -> str:
+    """Which broker ``spec`` means here, so a fresh machine's user sees what was chosen."""
+    if spec == "auto":
+        found = find_mosquitto()
+        return f"Mosquitto, {found}" if found else "embedded; Mosquitto is not installed"
+    return spec
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -41,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.json:
         faults = ", ".join(f"{name} {rate:.0%}" for name, rate in DEMO_FAULTS.items())
         print(f"impfactory demo: {config.fixtures} BlinkUp fixtures x {config.duts} DUTs over "
-              f"a real MQTT broker and an emulated impCloud ({args.broker} broker)")
+              f"a real MQTT broker ({_broker_name(args.broker)}) and an emulated impCloud")
         print(f"  faults injected: {faults}; {DEMO_OUTDATED_IMPOS:.0%} of DUTs need an "
               "impOS update first")
     quiet_network_logs()
