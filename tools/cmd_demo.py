@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from impfactory.cloud.broker import find_mosquitto
+from impfactory.cloud import broker as mqtt_broker
 from impfactory.fixture.report import prepare_report_dir, write_reports
 from impfactory.hw.optical import PRESETS
 from impfactory.tools.cmd_line import (
@@ -39,7 +39,7 @@ DEMO_OUTDATED_IMPOS = 0.1
 def _broker_name(spec: str) -> str:
     """Which broker ``spec`` means here, so a fresh machine's user sees what was chosen."""
     if spec == "auto":
-        found = find_mosquitto()
+        found = mqtt_broker.find_mosquitto()
         return f"Mosquitto, {found}" if found else "embedded; Mosquitto is not installed"
     return spec
 
