@@ -154,3 +154,24 @@ def test_the_rest_of_the_library_surface(broker_url: str, tmp_path: Path) -> Non
         with pytest.raises(NodeCallError):
             imp("logStreams.close", sid)
 
+
+
+def test_an_expired_token_is_a_401_that_a_refresh_cures(api: ApiThread) -> None:
+    """What impt does on a 401: refresh with the refresh token and retry (the library
+    keeps the new access token). The book's clock is moved past the token's life."""
+    import time
+
+    from impfactory.cloud.api_auth import ACCESS_TTL
+
+    with NodeClient(api.endpoint) as imp:
+        tokens = imp("auth.login", "owner", "s3cret")
+        assert imp("accounts.get", "me")["data"]["attributes"]["username"] == "owner"
+        book = api.service.accounts
+        api.call(setattr, book, "now", lambda: time.time() + ACCESS_TTL + 60)
+        with pytest.raises(NodeCallError) as expired:
+            imp("accounts.get", "me")
+        assert expired.value.status == 401
+        assert expired.value.body["errors"][0]["code"] == "InvalidToken"
+        fresh = imp("auth.refreshAccessToken", tokens["refresh_token"])
+        assert fresh["access_token"] != tokens["access_token"]
+        assert imp("accounts.get", "me")["data"]["attributes"]["username"] == "owner"

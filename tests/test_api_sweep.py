@@ -204,3 +204,27 @@ def test_an_over_limit_body_is_a_json_413_and_the_server_lives_on(
     assert head.startswith(b"HTTP/1.1 413")
     assert json.loads(body)["errors"][0]["status"] == "413"
     assert Raw(api.endpoint, token).send("GET", "/products")[0] == 200
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer", "Bearer forged", "Basic b3duZXI6cHc=",
+                                           "bearer  "])
+def test_every_token_route_without_a_good_token_is_a_json_401(
+        world: tuple[ApiThread, dict[str, Any], str], authorization: str | None) -> None:
+    api, zone, _ = world
+    parts = urlsplit(api.endpoint)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=10)
+    try:
+        for route in api.service.router.routes:
+            if not route.auth:
+                continue
+            path = parts.path + re.sub(r"\{\w+\}", zone["pp"]["id"], route.template)
+            headers = {"Content-type": "application/vnd.api+json"}
+            if authorization is not None:
+                headers["Authorization"] = authorization
+            conn.request(route.method, path, body=b'{"data": {}}', headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            assert resp.status == 401, (route.method, route.template, authorization)
+            assert_sane(resp.status, resp.getheader("Content-Type", ""), data, route.template)
+    finally:
+        conn.close()
