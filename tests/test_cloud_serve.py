@@ -109,3 +109,15 @@ def test_devices_and_logs_commands_read_a_database(tmp_path: Path) -> None:
                  ["devices", "--db", str(tmp_path / "missing.db")]):
         bad = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=30)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_devices_command_pages_through_the_whole_fleet() -> None:
+    from impfactory.cloud.rules import DeviceRules
+    from impfactory.tools.cmd_cloud import _all_devices
+
+    svc = CloudService(open_db(":memory:"))
+    rules = DeviceRules(svc)
+    for i in range(7):
+        rules.handle(cl.Hello(device_id=f"0c2a0000000000{i:02x}", mac=f"0000000000{i:02x}"))
+    assert [d.id for d in _all_devices(svc, page=3)] == [d.id for d in svc.list_devices()]
+    assert len(list(_all_devices(svc, page=3))) == 7

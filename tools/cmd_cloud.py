@@ -24,11 +24,13 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from impfactory.cloud.broker import BrokerServer
 from impfactory.cloud.errors import InvalidError, NotFoundError
+from impfactory.cloud.model import Device
 from impfactory.cloud.server import Cloud
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import open_db
@@ -90,7 +92,7 @@ def _open_existing(path: str) -> CloudService:
 def devices_command(args: argparse.Namespace) -> int:
     svc = _open_existing(args.db)
     groups = {g.id: g for g in svc.list_groups()}
-    for d in svc.list_devices():
+    for d in _all_devices(svc):
         group = groups.get(d.group_id) if d.group_id else None
         row = {"device_id": d.id, "mac": d.mac, "group": group.name if group else None,
                "group_type": group.type.value if group else None, "blessed": d.blessed,
@@ -103,6 +105,14 @@ def devices_command(args: argparse.Namespace) -> int:
                   f"{'online ' if d.online else 'offline'}  {row['group_type'] or '-':<32} "
                   f"{row['group'] or '-'}")
     return 0
+
+
+def _all_devices(svc: CloudService, page: int = 1000) -> Iterator[Device]:
+    """Every device, a page at a time: a fleet of any size prints in constant memory."""
+    offset = 0
+    while batch := svc.list_devices(limit=page, offset=offset):
+        yield from batch
+        offset += len(batch)
 
 
 def logs_command(args: argparse.Namespace) -> int:
