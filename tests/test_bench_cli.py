@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from impfactory.firmware.identity import DeviceIdentity
+from impfactory.tools import cli
 
 CLI = [sys.executable, "-m", "impfactory.tools.cli"]
 SSID, PASSWORD = "bench-net", "bench-pass"
@@ -180,3 +181,34 @@ def test_run_blesses_the_dut_behind_the_bench(broker_url: str, tmp_path: Path) -
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["watch", "--port", "loop://", "--seconds", "-1"],
+        ["watch", "--port", "loop://", "--rate", "0"],
+        ["capture", "--port", "loop://", "-o", "x.csv", "--seconds", "nan"],
+        ["blinkup", "--port", "loop://", "--ssid", "s", "--settle", "-5"],
+        ["probe", "--port", "loop://", "--timeout", "0"],
+        ["emulate", "--scale", "inf"],
+        ["run", "--port", "loop://", "--wait", "0"],
+    ],
+)
+def test_bad_numbers_are_usage_errors_before_the_bench_is_touched(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: argument" in err and "Traceback" not in err
+
+
+def test_capture_to_a_missing_directory_is_refused_before_recording(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # loop:// has no controller behind it: reaching it would cost the whole timeout
+    code = cli.main(["bench", "capture", "--port", "loop://", "-o", str(tmp_path / "no" / "x.csv")])
+    assert code == 2
+    assert "is not a directory" in capsys.readouterr().err

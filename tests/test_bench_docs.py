@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from impfactory.protocol import bench as bp
 from impfactory.tools.cli import build_parser
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bench.md"
@@ -90,3 +91,41 @@ def test_the_docs_commands_run(broker_url: str, tmp_path: Path) -> None:
     assert "blinkup decode" in ran and "bench run" in ran
     # what `bench uart --send` sent reached the emulated DUT (bench emulate's stderr)
     assert "uart to DUT: hello imp" in (tmp_path / "emulate0.log").read_text()
+
+
+def doc_section(title: str) -> str:
+    text = DOC.read_text()
+    start = text.index(f"\n{title}\n")
+    end = text.find("\n#", start + len(title) + 2)
+    return text[start : end if end > 0 else len(text)]
+
+
+def _hex_after(word: str, line: str) -> bytes:
+    """The run of two-digit hex bytes after ``word`` in ``line``."""
+    found = re.search(rf"\b{word}((?: [0-9A-F]{{2}})+)\b", line)
+    assert found, (word, line)
+    return bytes.fromhex(found.group(1))
+
+
+def test_the_worked_examples_are_real_frames() -> None:
+    """Each example's wire bytes decode to the frame its label names, and re-encode the same."""
+    lines = doc_section("### Worked examples").split("```")[1].splitlines()
+    examples = 0
+    for i, line in enumerate(lines):
+        if " body " not in line:
+            continue
+        name, seq = re.match(r"(\w+)\D*SEQ (\d+)", line).groups()  # type: ignore[union-attr]
+        wire = _hex_after("wire", line if " wire " in line else lines[i + 1])
+        packet = bp.decode(wire)
+        assert (packet.message.TYPE.name, packet.seq) == (name, int(seq))
+        assert bp.cobs_decode(wire[:-1]) == _hex_after("body", line)
+        assert bp.encode(packet.seq, packet.message) == wire
+        examples += 1
+    assert examples == 5
+
+
+def test_the_frame_and_error_tables_name_every_code() -> None:
+    frames = dict(re.findall(r"^\| ([0-9a-f]{2}) \| (\w+) \|", doc_section("### Frames"), re.M))
+    assert frames == {f"{t.value:02x}": t.name for t in bp.FrameType}
+    errors = dict(re.findall(r"(\d+) `(\w+)`", doc_section("### Frames")))
+    assert errors == {str(c.value): c.name for c in bp.ErrorCode}
