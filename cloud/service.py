@@ -861,10 +861,12 @@ class CloudService:
                 for r in rows]
 
     def abandoned_webhooks(self, limit: int = 100) -> list[AbandonedDelivery]:
-        """Events never delivered because their webhook (or its group) was deleted."""
+        """Events never delivered because their webhook (or its group) was deleted (one
+        whose POST was already under way when the hook went, and succeeded, is not)."""
         rows = self.db.execute(
             "SELECT id, webhook_id, event, payload, attempts, created_at, abandoned_at,"
-            " last_error FROM webhook_outbox WHERE abandoned_at IS NOT NULL ORDER BY id"
+            " last_error FROM webhook_outbox WHERE abandoned_at IS NOT NULL"
+            " AND delivered_at IS NULL ORDER BY id"
             " LIMIT ?", (limit,))
         return [AbandonedDelivery(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6],
                                   r[7] or "") for r in rows]
