@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from impfactory.protocol import bench as bp
+from impfactory.protocol.bench_status import classify
 from impfactory.tools.cli import build_parser
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bench.md"
@@ -129,3 +130,12 @@ def test_the_frame_and_error_tables_name_every_code() -> None:
     assert frames == {f"{t.value:02x}": t.name for t in bp.FrameType}
     errors = dict(re.findall(r"(\d+) `(\w+)`", doc_section("### Frames")))
     assert errors == {str(c.value): c.name for c in bp.ErrorCode}
+
+
+def test_the_documented_colour_rules_are_the_decoders() -> None:
+    """docs/bench.md tells a firmware writer how the host names colours; so does classify."""
+    text = " ".join(doc_section("## Building a controller").split())
+    assert "above 40" in text and "G > 1.2 R" in text and "G ≥ 0.35 R" in text
+    samples = [(39, 39, 39), (0, 0, 41), (100, 121, 0), (100, 119, 0), (100, 35, 0),
+               (100, 34, 0), (255, 255, 0)]
+    assert classify(samples) == ["off", "blue", "green", "amber", "amber", "red", "amber"]
