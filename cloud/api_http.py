@@ -154,7 +154,8 @@ class HttpServer:
             if response.stream is not None:
                 await _write_stream_impl(reader, writer, response)
                 return
-            await self._write(writer, response, close=not keep_alive)
+            await self._write(writer, response, close=not keep_alive,
+                              head_only=request.method == "HEAD")
             if not keep_alive:
                 return
 
@@ -197,7 +198,10 @@ class HttpServer:
         return request, keep_alive
 
     @staticmethod
-    async def _write(writer: asyncio.StreamWriter, response: HttpResponse, close: bool) -> None:
+    async def _write(writer: asyncio.StreamWriter, response: HttpResponse, close: bool,
+                     head_only: bool = False) -> None:
+        """Send ``response``; ``head_only`` (a HEAD request) sends no body, per RFC 9110, so
+        a keep-alive client is not left reading a body it never asked for."""
         try:
             reason = HTTPStatus(response.status).phrase
         except ValueError:
@@ -210,7 +214,8 @@ class HttpServer:
             headers["Connection"] = "close"
         headers.update(response.headers)
         lines += [f"{k}: {v}" for k, v in headers.items()]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("iso-8859-1") + response.body)
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("iso-8859-1")
+                     + (b"" if head_only else response.body))
         await writer.drain()
 
 

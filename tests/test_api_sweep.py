@@ -228,3 +228,24 @@ def test_every_token_route_without_a_good_token_is_a_json_401(
             assert_sane(resp.status, resp.getheader("Content-Type", ""), data, route.template)
     finally:
         conn.close()
+
+
+def test_other_methods_are_json_405_and_head_leaves_a_keep_alive_connection_usable(
+        world: tuple[ApiThread, dict[str, Any], str]) -> None:
+    api, _, token = world
+    raw = Raw(api.endpoint, token)
+    for method in ("OPTIONS", "TRACE", "PROPFIND", "CONNECT"):
+        status, ctype, data = raw.send(method, "/products")
+        assert status == 405, method
+        assert_sane(status, ctype, data, method)
+    # HEAD: headers only, so the next answer on the same connection starts right after
+    parts = urlsplit(api.endpoint)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(b"HEAD /v5/products HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /v5/openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        stream = b""
+        while chunk := sock.recv(65536):
+            stream += chunk
+    head, _, rest = stream.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405") and b"Content-Length: " in head
+    assert rest.startswith(b"HTTP/1.1 200"), rest[:80]
