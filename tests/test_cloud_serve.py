@@ -31,8 +31,8 @@ def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
     return proc, json.loads(line)
 
 
-def _stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
+def _stop(proc: subprocess.Popen[str], sig: signal.Signals = signal.SIGTERM) -> str:
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     return err
@@ -60,7 +60,7 @@ def test_serve_stop_and_restart_keep_state(broker_url: str, tmp_path: Path) -> N
     assert "stopping" in err and "Traceback" not in err
 
     proc, _ = _start("--broker", broker_url, "--db", str(db), "--owner", "alice:pw1")
-    _stop(proc)
+    assert "Traceback" not in _stop(proc, signal.SIGINT)  # Ctrl-C stops it just as cleanly
     svc = CloudService(open_db(db))
     device = svc.get_device("0c2a00000000beef")
     assert device.mac == "00000000beef" and device.led == "connected"
