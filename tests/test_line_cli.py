@@ -153,4 +153,4 @@ def test_perf_line_json(capsys: pytest.CaptureFixture[str]) -> None:
                  "--workers", "1", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["duts"] == 4 and doc["failed"] == 0 and doc["duts_per_s"] > 0
-    assert doc["peak_rss_mib"] > 0
+    assert doc["peak_rss_mib"] > 0 and doc["cpu_ms_per_dut"] > 0

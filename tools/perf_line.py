@@ -6,6 +6,10 @@ second from the first fixture's power-on to the last DUT's record (the cloud and
 broker start-up are not counted), and the peak resident memory of this process
 and of its largest child (the broker, or a line worker with ``--workers``).
 ``--json`` prints ``duts_per_s`` and the rest as one object.
+
+DUTs/s depends on what else the machine is doing; ``cpu_ms_per_dut`` (CPU time of
+this process, its workers and the broker, set-up included, over the DUTs) barely
+does, so it is the figure to compare changes with on a shared machine.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ from impfactory.tools.cmd_line import config_from_args, quiet_network_logs, run_
 from impfactory.errors import ImpFactoryError
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its children that have ended (workers, broker)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.duts < 1 or args.fixtures < 1 or args.workers < 1:
         raise ImpFactoryError("--duts, --fixtures and --workers must be at least 1")
@@ -33,10 +44,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.report:
         prepare_report_dir(args.report)
     quiet_network_logs()
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), _cpu_s()
     result = asyncio.run(run_with_progress(config, args.broker, args.json,
                                            workers=args.workers))
     total = time.perf_counter() - started
+    cpu = _cpu_s() - cpu_before
     s = result.summary
     doc: dict[str, Any] = {
         "duts": s.duts,
@@ -50,6 +62,8 @@ def _run(args: argparse.Namespace) -> int:
         "wall_s": round(s.wall_s, 3),
         "total_s": round(total, 3),
         "duts_per_s": round(s.duts_per_s, 1),
+        "cpu_s": round(cpu, 2),
+        "cpu_ms_per_dut": round(1000 * cpu / max(1, s.duts), 2),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         # the largest finished child: the broker, or a line worker with --workers
         "child_peak_rss_mib": round(
@@ -64,6 +78,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"perf line: {s.duts} DUTs on {config.fixtures} fixtures over {args.broker}: "
               f"{doc['duts_per_s']} DUTs/s ({s.wall_s:.1f} s line, {total:.1f} s with set-up), "
               f"{s.blessed} blessed, {s.failed} failed")
+        print(f"           {doc['cpu_ms_per_dut']} ms CPU per DUT (all processes, set-up "
+              f"included: {doc['cpu_s']} s)")
         print(f"           peak memory {doc['peak_rss_mib']} MiB (this process), "
               f"{doc['child_peak_rss_mib']} MiB (largest child: broker or worker)")
     return 0 if s.failed == 0 else 1
