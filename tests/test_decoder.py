@@ -198,6 +198,28 @@ def test_noise_with_margin_over_the_measured_limit(
     assert decoded(BlinkUpDecoder(FS, "bilevel", rate).feed(sig.samples)) == [cfg]
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payloads(), st.sampled_from([60.0, 142.0]), st.floats(-0.05, 0.05), st.floats(0.1, 0.5),
+       st.floats(0, 1), st.booleans(), st.integers(0, 2**32 - 1))
+def test_all_impairments_at_once_rate_not_told(
+    cfg: BlinkUpConfig, rate: float, err: float, swing: float, where: float, high: bool,
+    seed: int,
+) -> None:
+    # As a DUT runs it: the decoder is not told 60 or 142 Hz. Clock error, swing,
+    # ambient, polarity, garbage either side, and noise 4 dB above the limit, together
+    # (swings up to half of full scale, so the noise around them stays in range too).
+    rng = np.random.default_rng(seed)
+    sigma = swing / 2 / 10 ** (10 / 20)
+    ambient = 3 * sigma + where * (1.0 - swing - 6 * sigma)  # the noisy swing stays in range
+    sig = render_bilevel(encode_frame(cfg), symbol_rate=rate, clock_error=err,
+                         active_high=high, noise=sigma, seed=rng, phase=float(rng.random()),
+                         light=LightModel(gain=swing, ambient=ambient))
+    stream = np.concatenate((rng.uniform(0, 1, int(rng.integers(0, 2000))), sig.samples,
+                             rng.uniform(0, 1, int(rng.integers(0, 2000)))))
+    decoder = BlinkUpDecoder(FS, "bilevel")
+    assert cfg in decoded(feed_all(decoder, stream, [int(rng.integers(1, 500))] * 60))
+
+
 @PROPERTY
 @given(payloads(), st.integers(0, 2**32 - 1))
 def test_trilevel_noise_with_margin(cfg: BlinkUpConfig, seed: int) -> None:

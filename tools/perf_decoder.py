@@ -10,7 +10,8 @@
   of the decoding thread; ``x_realtime_wall`` uses the wall clock (the same on a
   quiet machine, lower when other jobs share the core).
 * ``--noise``: the fraction of frames decoded at each signal-to-noise ratio, with
-  random sampling phase and a random sender clock error within ±5%. SNR is
+  random sampling phase and a random sender clock error within ±5%, by a decoder
+  not told the rate (as a DUT runs it). SNR is
   ``20 log10(swing / (2 sigma))``: the power of the (balanced) two-level signal
   around its mean over the noise power.
 * ``--corruption N``: flip k random bits (k = 1, 2, 3, 4, 8) in the packet part of
@@ -120,8 +121,10 @@ def success_rate(
     symbol_rate: float = BILEVEL_FAST_RATE,
     seed: int = 1,
     swing: float = 0.5,
+    tell_rate: bool = False,
 ) -> float:
-    """Fraction of ``frames`` full factory payloads decoded correctly at ``snr_db``."""
+    """Fraction of ``frames`` full factory payloads decoded correctly at ``snr_db``, by
+    a decoder that is not told the rate (as a DUT runs it) unless ``tell_rate``."""
     rng = np.random.default_rng(seed)
     frame = encode_frame(FACTORY_PAYLOAD)
     sigma = swing / 2.0 / 10 ** (snr_db / 20.0)
@@ -138,7 +141,8 @@ def success_rate(
             signal = render_bilevel(frame, symbol_rate=symbol_rate, **impair)
         else:
             signal = render_trilevel(frame, frame_rate=symbol_rate, **impair)
-        outcomes = BlinkUpDecoder(1000.0, line_code, symbol_rate).feed(signal.samples)  # type: ignore[arg-type]
+        decoder = BlinkUpDecoder(1000.0, line_code, symbol_rate if tell_rate else None)  # type: ignore[arg-type]
+        outcomes = decoder.feed(signal.samples) + decoder.flush()
         ok += any(isinstance(o, DecodeResult) and o.config == FACTORY_PAYLOAD for o in outcomes)
     return ok / frames
 
