@@ -56,36 +56,34 @@ STATUS_RATE = 100.0
 LIGHT_IN_RATE = 1000.0
 BENCH_AMBIENT = 0.05
 BENCH_GAIN = 0.8
+#: The emulated DUT's default cloud: a port nothing listens on, so it keeps connecting.
+NOWHERE = "mqtt://127.0.0.1:1"
+EXAMPLE_PLAN_ID = "0123456789abcdef"
+EXAMPLE_TOKEN = "fedcba9876543210"
 
 
 class BenchCommandError(BenchError, ValueError):
     """A bench command was asked for something it cannot do."""
 
 
-def _positive(text: str) -> float:
-    """argparse type: a finite number above zero (a rate, a speed-up, a wait)."""
-    value = _number(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above zero, got {text}")
-    return value
+def _number_type(*, zero_ok: bool) -> Callable[[str], float]:
+    """An argparse type for a finite number above zero (or from zero, for durations)."""
+    bound = "of zero or more" if zero_ok else "above zero"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (math.isfinite(value) and (value > 0 or (zero_ok and value == 0))):
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
+        return value
+
+    return parse
 
 
-def _seconds(text: str) -> float:
-    """argparse type: a finite duration of zero or more seconds."""
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more seconds, got {text}")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
+_positive = _number_type(zero_ok=False)  # rates, speed-ups, timeouts, waits
+_seconds = _number_type(zero_ok=True)  # durations where 0 means "none" or "until stopped"
 
 
 def _baud(text: str) -> int:
@@ -126,6 +124,30 @@ class EmulatedImpBench:
         self.on_uart: Callable[[bytes], None] | None = None
         self._colours = {name: _hex_rgb(name) for name in COLOURS_RGB}
         self._colours["off"] = np.zeros(3)
+
+    @classmethod
+    def build(
+        cls,
+        clock: Clock,
+        *,
+        serial: int = 1,
+        wifi: tuple[str, str] = (FACTORY_SSID, FACTORY_PASSWORD),
+        server: str = NOWHERE,
+        fixture: dict[str, Any] | None = None,
+    ) -> EmulatedImpBench:
+        """A fresh emulated imp (serial ``serial``) that can join ``wifi`` and reaches its
+        cloud at ``server``; the stand-in fixture flashes ``fixture`` (default: that
+        network, the example plan ID and token, at 60 Hz)."""
+        # like a real imp, the DUT locks to any symbol rate (60 Hz, 142 Hz ...); its board
+        # is the one the example factory firmware tests (loopback wired, sane supply)
+        device = Device(
+            DeviceIdentity.from_serial(serial), clock,
+            WifiEnvironment([AccessPoint(*wifi)]), server,
+            hardware=dut_board(), config=DeviceConfig(),
+        )
+        flash = {"ssid": wifi[0], "password": wifi[1], "plan_id": EXAMPLE_PLAN_ID,
+                 "token": EXAMPLE_TOKEN, "fast": False}
+        return cls(device, clock, {**flash, **(fixture or {})})
 
     def set_power(self, on: bool) -> None:
         previous = self._power
@@ -184,23 +206,16 @@ class EmulatedImpBench:
 
 async def _emulate(args: argparse.Namespace) -> int:
     clock: Clock = ScaledClock(args.scale) if args.scale != 1 else RealClock()
-    env = WifiEnvironment([AccessPoint(args.wifi_ssid, args.wifi_password)])
-    # like a real imp, the DUT locks to any symbol rate (60 Hz, 142 Hz ...); its board
-    # is the one the example factory firmware tests (loopback wired, sane supply)
-    device = Device(
-        DeviceIdentity.from_serial(args.serial), clock, env, args.server,
-        hardware=dut_board(), config=DeviceConfig(),
+    fixture = {"plan_id": args.plan_id, "token": args.token, "fast": args.fast}
+    if args.fixture_ssid is not None:
+        fixture["ssid"] = args.fixture_ssid
+    if args.fixture_password is not None:
+        fixture["password"] = args.fixture_password
+    target = EmulatedImpBench.build(
+        clock, serial=args.serial, wifi=(args.wifi_ssid, args.wifi_password),
+        server=args.server, fixture=fixture,
     )
-    fixture = {
-        "ssid": args.fixture_ssid if args.fixture_ssid is not None else args.wifi_ssid,
-        "password": (
-            args.fixture_password if args.fixture_password is not None else args.wifi_password
-        ),
-        "plan_id": args.plan_id,
-        "token": args.token,
-        "fast": args.fast,
-    }
-    target = EmulatedImpBench(device, clock, fixture)
+    device = target.device
     uart_lines = _Lines()
 
     def show_uart(data: bytes) -> None:
@@ -570,7 +585,7 @@ def register(sub: Any) -> None:
                      help="bench clock speed-up (10 runs the bench ten times faster)")
     emu.add_argument("--wifi-ssid", default=FACTORY_SSID, help="the network the DUT can join")
     emu.add_argument("--wifi-password", default=FACTORY_PASSWORD)
-    emu.add_argument("--server", default="mqtt://127.0.0.1:1",
+    emu.add_argument("--server", default=NOWHERE,
                      help="the DUT's impCloud MQTT URL (default: nowhere, so it keeps connecting)")
     emu.add_argument("--serial", type=int, default=1, help="the DUT's serial number (identity)")
     emu.add_argument("--fast", action="store_true",
@@ -578,8 +593,8 @@ def register(sub: Any) -> None:
     emu.add_argument("--unpowered", action="store_true", help="start with the DUT switched off")
     emu.add_argument("--fixture-ssid", help="what the stand-in fixture flashes (default: wifi)")
     emu.add_argument("--fixture-password")
-    emu.add_argument("--plan-id", default="0123456789abcdef")
-    emu.add_argument("--token", default="fedcba9876543210")
+    emu.add_argument("--plan-id", default=EXAMPLE_PLAN_ID)
+    emu.add_argument("--token", default=EXAMPLE_TOKEN)
     emu.set_defaults(func=_cmd_emulate)
 
     probe = _host_command(cmds, "probe", "identify the controller", _cmd_probe)

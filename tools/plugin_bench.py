@@ -28,27 +28,15 @@ def bench_port() -> Iterator[str]:
         yield real
         return
     # imported here so that loading the plugin costs other test runs nothing
-    from impfactory.firmware.device import Device, DeviceConfig
-    from impfactory.firmware.examples import dut_board
-    from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
-    from impfactory.firmware.identity import DeviceIdentity
-    from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
     from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
     from impfactory.tools.cmd_bench import EmulatedImpBench
 
     from impfactory.clock import ScaledClock
 
     clock = ScaledClock(EMULATED_BENCH_SCALE)
-    device = Device(
-        DeviceIdentity.from_serial(1), clock,
-        WifiEnvironment([AccessPoint(FACTORY_SSID, FACTORY_PASSWORD)]),
-        "mqtt://127.0.0.1:1", hardware=dut_board(), config=DeviceConfig(),
-    )
-    fixture = {"ssid": FACTORY_SSID, "password": FACTORY_PASSWORD,
-               "plan_id": "0123456789abcdef", "token": "fedcba9876543210", "fast": False}
-    runner = ControllerThread(
-        EmulatedBenchController(EmulatedImpBench(device, clock, fixture), clock)
-    )
+    target = EmulatedImpBench.build(clock)
+    device = target.device
+    runner = ControllerThread(EmulatedBenchController(target, clock))
     path = runner.start()
     runner.call(device.power_on)
     try:
