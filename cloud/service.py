@@ -797,15 +797,13 @@ class CloudService:
         row = self._one("SELECT * FROM webhooks WHERE id=?", (webhook_id,))
         if row is None:
             raise NotFoundError(f"no webhook {webhook_id}")
-        return Webhook(row["id"], row["group_id"], row["event"], row["url"],
-                       row["content_type"], row["created_at"])
+        return _webhook(row)
 
     def list_webhooks(self, group_id: str | None = None) -> list[Webhook]:
-        sql, args = "SELECT id FROM webhooks", []
+        sql, args = "SELECT * FROM webhooks", []
         if group_id is not None:
             sql, args = sql + " WHERE group_id=?", [group_id]
-        return [self.get_webhook(r[0]) for r in self.db.execute(sql + " ORDER BY created_at",
-                                                                  args)]
+        return [_webhook(r) for r in self.db.execute(sql + " ORDER BY created_at", args)]
 
     def update_webhook(self, webhook_id: str, *, url: str | None = None,
                        content_type: str | None = None) -> Webhook:
@@ -876,6 +874,11 @@ class CloudService:
             db.execute(
                 "UPDATE webhook_outbox SET attempts=attempts+1, delivered_at=?, last_error=?"
                 " WHERE id=?", (self.now() if ok else None, error, delivery_id))
+
+
+def _webhook(row: sqlite3.Row) -> Webhook:
+    return Webhook(row["id"], row["group_id"], row["event"], row["url"], row["content_type"],
+                   row["created_at"])
 
 
 def _device_filters(*, owner_id: str | None = None, product_id: str | None = None,

@@ -141,6 +141,7 @@ def test_deleting_a_webhook_keeps_its_queued_events_marked_abandoned(
     with caplog.at_level("WARNING", logger="impfactory.cloud.service"):
         svc.delete_webhook(doomed.id)
     assert all(d.webhook_id == kept.id for d in svc.pending_webhooks())
+    assert svc.list_webhooks(f.production_group.id) == svc.list_webhooks() == [kept]
     assert len(svc.pending_webhooks()) == 2  # the surviving hook's events are untouched
     [lost] = svc.abandoned_webhooks()
     assert (lost.id, lost.webhook_id, lost.event) == (waiting[0].id, doomed.id, "deployment")
