@@ -108,6 +108,8 @@ class Route:
     roles: frozenset[str] = OWNER_ONLY
     query: tuple[str, ...] = ()
     """The query parameters the route reads (``filter[x]``, ``page[number]``, …), for OpenAPI."""
+    body: JsonObj | None = None
+    """The request body it reads (``api_jsonapi.resource_body`` / ``plain_body``), for OpenAPI."""
     pattern: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -123,9 +125,10 @@ class Router:
 
     def add(self, method: str, template: str, handler: Handler, summary: str, *,
             auth: bool = True, roles: frozenset[str] = OWNER_ONLY,
-            query: tuple[str, ...] = ()) -> None:
-        """Serve ``method template`` with ``handler``; ``summary`` and ``query`` go to OpenAPI."""
-        self.routes.append(Route(method, template, handler, summary, auth, roles, query))
+            query: tuple[str, ...] = (), body: JsonObj | None = None) -> None:
+        """Serve ``method template`` with ``handler``; ``summary``, ``query`` and ``body``
+        (what the handler reads) go to OpenAPI."""
+        self.routes.append(Route(method, template, handler, summary, auth, roles, query, body))
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """The route for ``method path``: 404 for an unknown path, 405 for a wrong method."""

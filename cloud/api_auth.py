@@ -38,7 +38,9 @@ from impfactory.cloud.api_jsonapi import (
     iso,
     list_query,
     paginate,
+    plain_body,
     resource,
+    resource_body,
 )
 
 ACCESS_TTL = 3600.0
@@ -358,9 +360,10 @@ def register(router: Router, book: AccountBook) -> None:
         return Answer(204)
 
     router.add("POST", "/auth", login, "Log in with id and password: access and refresh tokens",
-               auth=False)
+               auth=False, body=plain_body("id", "password"))
     router.add("POST", "/auth/token", token,
-               "A new access token from a refresh token or a login key", auth=False)
+               "A new access token from a refresh token or a login key", auth=False,
+               body=plain_body("token", "key", one_of=True))
     router.add("GET", "/accounts/me", me, "The caller's account", roles=ANY_ROLE)
     def list_refresh(call: Call) -> Answer:
         return Answer(200, paginate(book.refresh_tokens(call.account), call.query,
@@ -376,14 +379,16 @@ def register(router: Router, book: AccountBook) -> None:
                "Revoke a refresh token", roles=ANY_ROLE)
     router.add("GET", "/accounts/me/login_keys", list_keys, "The caller's login keys")
     router.add("POST", "/accounts/me/login_keys", create_key,
-               "Create a login key (X-Electricimp-Password)")
+               "Create a login key (X-Electricimp-Password)",
+               body=resource_body("login_key", required=False))
     router.add("GET", "/accounts/me/login_keys/{id}", get_key, "One login key")
     router.add("PATCH", "/accounts/me/login_keys/{id}", update_key,
-               "Update a login key (X-Electricimp-Password)")
+               "Update a login key (X-Electricimp-Password)", body=resource_body("login_key"))
     router.add("DELETE", "/accounts/me/login_keys/{id}", delete_key,
                "Delete a login key (X-Electricimp-Password)")
     router.add("POST", "/accounts/me/collaborators", add_collaborator,
-               "Extension: add a collaborator with the blinkup_device role")
+               "Extension: add a collaborator with the blinkup_device role",
+               body=resource_body("account"))
     router.add("GET", "/accounts", list_accounts, "The owner and its collaborators",
                roles=ANY_ROLE, query=list_query())
     router.add("GET", "/accounts/{id}", get_account, "One account of this owner",

@@ -30,6 +30,7 @@ from impfactory.cloud.api_jsonapi import (
     list_query,
     paginate,
     relationship,
+    resource_body,
 )
 from impfactory.cloud.api_render import PROMOTED_TAG
 from impfactory.cloud.model import Deployment
@@ -128,9 +129,11 @@ def register(router: Router, ctx: ApiContext) -> None:
     router.add("GET", "/deployments", list_, "List deployments (newest first), with filters",
                query=list_query(FILTERS))
     router.add("POST", "/deployments", create,
-               "Create a deployment; Production Zone groups take promoted code only")
+               "Create a deployment; Production Zone groups take promoted code only",
+               body=resource_body("deployment"))
     router.add("GET", "/deployments/{id}", get, "One deployment with its code")
     router.add("PATCH", "/deployments/{id}", update,
-               "Update description, flagged, tags; Extension: promoted (or the tag 'promoted')")
+               "Update description, flagged, tags; Extension: promoted (or the tag 'promoted')",
+               body=resource_body("deployment"))
     router.add("DELETE", "/deployments/{id}", delete,
                "Delete a deployment that is not flagged and older than min-supported")

@@ -25,6 +25,7 @@ from impfactory.cloud.api_jsonapi import (
     list_query,
     paginate,
     relationship,
+    resource_body,
 )
 from impfactory.cloud.model import GroupType
 
@@ -132,16 +133,20 @@ def register(router: Router, ctx: ApiContext) -> None:
         return Answer(204)
 
     router.add("GET", "/devicegroups", list_, "List device groups", query=list_query(FILTERS))
-    router.add("POST", "/devicegroups", create, "Create a device group of any of the seven types")
+    router.add("POST", "/devicegroups", create, "Create a device group of any of the seven types",
+               body=resource_body(*GROUP_TYPES))
     router.add("GET", "/devicegroups/{id}", get, "One device group")
-    router.add("PATCH", "/devicegroups/{id}", update, "Update attributes and targets")
+    router.add("PATCH", "/devicegroups/{id}", update, "Update attributes and targets",
+               body=resource_body(*GROUP_TYPES))
     router.add("DELETE", "/devicegroups/{id}", delete, "Delete an empty, untargeted group")
     router.add("POST", "/devicegroups/{id}/restart", restart, "Restart the group's devices")
     router.add("POST", "/devicegroups/{id}/conditional_restart", conditional_restart,
                "Conditional restart: polite notice at/after min-supported, restart older")
     router.add("POST", "/devicegroups/{id}/relationships/devices", add_devices,
-               "Assign or reassign devices to the group")
+               "Assign or reassign devices to the group", body=resource_body("device", many=True))
     router.add("DELETE", "/devicegroups/{id}/relationships/devices", remove_devices,
-               "Unassign devices (production groups need X-Electricimp-Key)")
+               "Unassign devices (production groups need X-Electricimp-Key)",
+               body=resource_body("device", many=True))
     router.add("PUT", "/devicegroups/{id}/relationships/min_supported_deployment",
-               min_supported, "Set the group's min-supported deployment")
+               min_supported, "Set the group's min-supported deployment",
+               body=resource_body("deployment"))

@@ -16,6 +16,7 @@ from impfactory.cloud.api_jsonapi import (
     list_query,
     page_args,
     paginate,
+    resource_body,
 )
 
 FILTERS = ("owner.id", "product.id", "devicegroup.id", "devicegroup.owner.id",
@@ -82,7 +83,7 @@ def register(router: Router, ctx: ApiContext) -> None:
     router.add("GET", "/devices", list_, "List devices (filters incl. devicegroup.type)",
                query=list_query(FILTERS))
     router.add("GET", "/devices/{id}", get, "One device (by id, MAC or agent id)")
-    router.add("PATCH", "/devices/{id}", update, "Rename a device")
+    router.add("PATCH", "/devices/{id}", update, "Rename a device", body=resource_body("device"))
     router.add("DELETE", "/devices/{id}", delete, "Remove an unassigned device from the account")
     router.add("POST", "/devices/{id}/restart", restart, "Restart a device")
     router.add("POST", "/devices/{id}/conditional_restart", conditional_restart,

@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from impfactory.cloud.api import ANY_ROLE, OWNER, Answer, Call, Router
 from impfactory.cloud.api_context import ApiContext
-from impfactory.cloud.api_jsonapi import Forbidden, attributes, data_object, iso, rel, resource
+from impfactory.cloud.api_jsonapi import (
+    Forbidden,
+    attributes,
+    data_object,
+    iso,
+    rel,
+    resource,
+    resource_body,
+)
 
 KINDS = ("development", "production")
 
@@ -46,4 +54,5 @@ def register(router: Router, ctx: ApiContext) -> None:
 
     router.add("POST", "/enrolment_tokens", create,
                "Extension: the owner's plan ID and a single-use token to BlinkUp a device "
-               "into the account (owner and blinkup_device collaborators)", roles=ANY_ROLE)
+               "into the account (owner and blinkup_device collaborators)", roles=ANY_ROLE,
+               body=resource_body("enrolment_token", required=False))

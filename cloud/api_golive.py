@@ -37,6 +37,7 @@ from impfactory.cloud.api_jsonapi import (
     is_id,
     is_name,
     resource,
+    resource_body,
 )
 from impfactory.cloud.api_webhooks import is_url
 from impfactory.cloud.model import (
@@ -150,4 +151,5 @@ def register(router: Router, ctx: ApiContext) -> None:
         return Answer(201, go_live(ctx, owner, call.params["id"], attrs))
 
     router.add("POST", "/devicegroups/{id}/go_live", handler,
-               "Extension: Go Live: build the Production Zone from a test fixture group")
+               "Extension: Go Live: build the Production Zone from a test fixture group",
+               body=resource_body("go_live"))

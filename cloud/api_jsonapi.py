@@ -148,6 +148,30 @@ def parse_json(body: bytes) -> Any:
 
 PAGE_QUERY = ("page[number]", "page[size]")
 
+JSONAPI = "application/vnd.api+json"
+
+
+def resource_body(*types: str, many: bool = False, required: bool = True) -> JsonObj:
+    """A route's JSON:API request body for OpenAPI: ``{"data": {type, id?, attributes?,
+    relationships?}}`` (a list when ``many``) with ``type`` one of ``types``."""
+    item: JsonObj = {"type": "object", "required": ["type"], "properties": {
+        "type": {"type": "string", "enum": list(types)}, "id": {"type": "string"},
+        "attributes": {"type": "object"}, "relationships": {"type": "object"}}}
+    data = {"type": "array", "items": item} if many else item
+    return {"required": required, "content_type": JSONAPI, "schema": {
+        "type": "object", "required": ["data"], "properties": {"data": data}}}
+
+
+def plain_body(*fields: str, one_of: bool = False) -> JsonObj:
+    """A plain JSON request body (``/auth``): all ``fields`` required, or exactly one."""
+    props = {f: {"type": "string"} for f in fields}
+    schema: JsonObj = {"type": "object", "properties": props}
+    if one_of:
+        schema["oneOf"] = [{"required": [f]} for f in fields]
+    else:
+        schema["required"] = list(fields)
+    return {"required": True, "content_type": "application/json", "schema": schema}
+
 
 def list_query(allowed_filters: Iterable[str] = ()) -> tuple[str, ...]:
     """The query parameters a paginated, filtered list reads (for ``Router.add(query=...)``)."""

@@ -39,6 +39,9 @@ def describe(router: Router) -> JsonObj:
             q, {"type": "string"})} for q in route.query]
         if params:
             op["parameters"] = params
+        if route.body is not None:
+            op["requestBody"] = {"required": route.body["required"], "content": {
+                route.body["content_type"]: {"schema": route.body["schema"]}}}
         if route.auth:
             op["x-roles"] = sorted(route.roles)
         else:

@@ -15,6 +15,7 @@ from impfactory.cloud.api_jsonapi import (
     list_query,
     paginate,
     relationship,
+    resource_body,
 )
 
 FILTERS = ("owner.id",)
@@ -59,7 +60,8 @@ def register(router: Router, ctx: ApiContext) -> None:
         return Answer(204)
 
     router.add("GET", "/products", list_, "List products", query=list_query(FILTERS))
-    router.add("POST", "/products", create, "Create a product")
+    router.add("POST", "/products", create, "Create a product", body=resource_body("product"))
     router.add("GET", "/products/{id}", get, "One product")
-    router.add("PATCH", "/products/{id}", update, "Rename or redescribe a product")
+    router.add("PATCH", "/products/{id}", update, "Rename or redescribe a product",
+               body=resource_body("product"))
     router.add("DELETE", "/products/{id}", delete, "Delete a product with no device groups")

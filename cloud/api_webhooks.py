@@ -40,6 +40,7 @@ from impfactory.cloud.api_jsonapi import (
     list_query,
     paginate,
     relationship,
+    resource_body,
 )
 from impfactory.cloud.errors import NotFoundError
 from impfactory.cloud.model import WEBHOOK_CONTENT_TYPES, WEBHOOK_EVENTS, Webhook, WebhookDelivery
@@ -225,7 +226,9 @@ def register(router: Router, ctx: ApiContext) -> None:
 
     router.add("GET", "/webhooks", list_, "List webhooks", query=list_query(FILTERS))
     router.add("POST", "/webhooks", create,
-               "Create a webhook (blessing, blinkup, deployment) on a (pre-)production group")
+               "Create a webhook (blessing, blinkup, deployment) on a (pre-)production group",
+               body=resource_body("webhook"))
     router.add("GET", "/webhooks/{id}", get, "One webhook")
-    router.add("PATCH", "/webhooks/{id}", update, "Change a webhook's url or content type")
+    router.add("PATCH", "/webhooks/{id}", update, "Change a webhook's url or content type",
+               body=resource_body("webhook"))
     router.add("DELETE", "/webhooks/{id}", delete, "Delete a webhook")
