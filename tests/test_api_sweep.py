@@ -301,3 +301,19 @@ def test_the_routes_that_read_a_body_are_the_ones_openapi_gives_a_request_body(
     declared.discard(("PATCH", "/devices/{id}"))
     assert reads_body == declared
     assert len(declared) >= 15
+
+
+def test_auth_never_answers_403(world: tuple[ApiThread, dict[str, Any], str]) -> None:
+    """impt reads a 403 from ``POST /auth`` as the two-factor flow (§1): a bad login
+    must be a 400, 401 or 415, whatever the body."""
+    api, _, token = world
+    raw = Raw(api.endpoint, token)
+    plain = [b'{"id": "owner", "password": "wrong"}', b'{"id": "nobody", "password": "pw"}',
+             b'{"id": "owner"}', b'{"token": "forged"}', b'{"key": "forged"}',
+             b'{"id": 5, "password": []}']
+    bodies = [*BODIES[1:], *((b, "application/json") for b in plain)]
+    for path in ("/auth", "/auth/token"):
+        for body, ctype in bodies:
+            status, got_type, data = raw.send("POST", path, body, ctype)
+            assert status in (400, 401, 415), (path, body[:40] if body else body, status)
+            assert_sane(status, got_type, data, path)
