@@ -212,3 +212,16 @@ def test_capture_to_a_missing_directory_is_refused_before_recording(
     code = cli.main(["bench", "capture", "--port", "loop://", "-o", str(tmp_path / "no" / "x.csv")])
     assert code == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_perf_bench_measures_over_a_real_pty(capsys: pytest.CaptureFixture[str]) -> None:
+    """A short ``impfactory perf bench``: figures are measured, not printed from constants."""
+    assert cli.main(["perf", "bench", "--frames", "40", "--requests", "20", "--seconds", "0.3",
+                     "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["codec"]["frames"] == 40 and doc["codec"]["decode_frames_per_s"] > 0
+    pty = doc["pty"]
+    assert 0 < pty["round_trip_median_ms"] <= pty["round_trip_p99_ms"]
+    # a silent controller is reported no sooner than its bound, and not much later
+    assert pty["silent_bound_s"] <= pty["silent_detect_s"] < pty["silent_bound_s"] + 2
+    assert pty["stream_samples_per_s"] > 0.5 * pty["stream_rate_hz"]

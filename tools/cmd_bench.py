@@ -66,7 +66,7 @@ class BenchCommandError(BenchError, ValueError):
     """A bench command was asked for something it cannot do."""
 
 
-def _number_type(*, zero_ok: bool) -> Callable[[str], float]:
+def number_type(*, zero_ok: bool) -> Callable[[str], float]:
     """An argparse type for a finite number above zero (or from zero, for durations)."""
     bound = "of zero or more" if zero_ok else "above zero"
 
@@ -82,8 +82,8 @@ def _number_type(*, zero_ok: bool) -> Callable[[str], float]:
     return parse
 
 
-_positive = _number_type(zero_ok=False)  # rates, speed-ups, timeouts, waits
-_seconds = _number_type(zero_ok=True)  # durations where 0 means "none" or "until stopped"
+_positive = number_type(zero_ok=False)  # rates, speed-ups, timeouts, waits
+_seconds = number_type(zero_ok=True)  # durations where 0 means "none" or "until stopped"
 
 
 def _baud(text: str) -> int:

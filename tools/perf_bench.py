@@ -26,6 +26,7 @@ from impfactory.hw.bench import BenchDriver, BenchTimeoutError
 from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
 from impfactory.protocol import bench as bp
 from impfactory.protocol.bench_status import PATTERNS, decode_status
+from impfactory.tools.cmd_bench import number_type
 
 
 class _QuietBench:
@@ -152,12 +153,29 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(minimum: int) -> Any:
+    """An argparse type for a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+
+    return parse
+
+
 def register(sub: Any) -> None:
-    parser = sub.add_parser("bench", help="bench protocol: codec speed, pty round trip, streams")
-    parser.add_argument("--frames", type=int, default=2000, help="frames through the codec")
-    parser.add_argument("--requests", type=int, default=500, help="IDENTIFY round trips")
-    parser.add_argument("--seconds", type=float, default=2.0, help="seconds of 20 kHz stream")
-    parser.add_argument("--status", type=int, default=0, metavar="TRIALS",
+    parser = sub.add_parser("bench", help="bench protocol: codec speed, pty round trip, streams",
+                            description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=_count(1), default=2000, help="frames through the codec")
+    parser.add_argument("--requests", type=_count(1), default=500, help="IDENTIFY round trips")
+    parser.add_argument("--seconds", type=number_type(zero_ok=False), default=2.0,
+                        help="seconds of 20 kHz stream")
+    parser.add_argument("--status", type=_count(0), default=0, metavar="TRIALS",
                         help="also: status-LED looks named right per noise level (TRIALS each)")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=_run)
