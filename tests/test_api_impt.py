@@ -17,6 +17,7 @@ import http.client
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -234,6 +235,8 @@ def _section_8(cloud: ApiThread, impt: Impt, devices: list[FakeDevice]) -> None:
     assert 0 < len(logs) <= 20 and all({"ts", "type", "msg"} <= set(e) for e in logs)
     assert any("Blessed" in e["msg"] for e in logs)
 
+    _assert_section_3_shapes(impt)
+
     # impt log stream: the SSE GET carries no Authorization header and is answered
     sid = imp("logStreams.open", "json")["data"]["id"]
     parts = urlsplit(cloud.endpoint)
@@ -246,6 +249,48 @@ def _section_8(cloud: ApiThread, impt: Impt, devices: list[FakeDevice]) -> None:
         assert resp.getheader("Content-Type", "").startswith("text/event-stream")
     finally:
         conn.close()
+
+
+PRODUCTION_TYPES = {"pre_production_devicegroup", "production_devicegroup"}
+
+
+def _assert_section_3_shapes(impt: Impt) -> None:
+    """Every listed and fetched resource as §3 says: ``relationships`` present on groups,
+    deployments and devices, an optional relationship left out (never null), ``tags`` an
+    array, ``load_code_after_blessing`` only on (pre-)production groups."""
+    def no_nulls(rels: dict[str, Any], what: str) -> None:
+        for name, entry in rels.items():
+            assert entry is not None, (what, name)
+            entries = entry if isinstance(entry, list) else [entry]
+            for e in entries:
+                assert isinstance(e, dict) and e.get("type") and e.get("id"), (what, name, e)
+
+    for member in ("products", "deviceGroups", "deployments", "devices", "webhooks"):
+        for item in impt.list_all(member):
+            full = impt.imp(f"{member}.get", item["id"])["data"]
+            for res in (item, full):
+                what = (member, res["id"])
+                assert res["type"] and isinstance(res["attributes"], dict), what
+                if member in ("deviceGroups", "deployments", "devices"):
+                    assert isinstance(res["relationships"], dict), what
+                no_nulls(res.get("relationships", {}), str(what))
+                attrs = res["attributes"]
+                if member == "deviceGroups":
+                    assert set(attrs) >= {"name", "description", "env_vars"}, what
+                    assert isinstance(attrs["env_vars"], dict), what
+                    production = res["type"] in PRODUCTION_TYPES
+                    assert ("load_code_after_blessing" in attrs) == production, what
+                    assert ("region" in attrs) == production, what
+                    assert "product" in res["relationships"], what
+                if member == "deployments":
+                    assert isinstance(attrs["tags"], list) and isinstance(attrs["flagged"], bool)
+                    assert {"sha", "origin", "description", "created_at"} <= set(attrs), what
+                    assert res["relationships"]["devicegroup"]["type"].endswith("_devicegroup")
+                if member == "devices":
+                    assert {"mac_address", "agent_id", "device_online"} <= set(attrs), what
+                    assert isinstance(attrs["device_online"], bool), what
+            if member == "deployments":
+                assert {"device_code", "agent_code"} <= set(full["attributes"])
 
 
 async def _restarted(dev: FakeDevice) -> bool:
