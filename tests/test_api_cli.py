@@ -87,3 +87,28 @@ def test_perf_api_short_run_reports_figures(capsys: pytest.CaptureFixture[str]) 
     figures = json.loads(capsys.readouterr().out)
     assert code == 0 and figures["non_2xx"] == 0 and figures["requests"] > 10
     assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+
+
+def test_golive_against_a_running_cloud_refuses_in_one_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A wrong password, an unknown --from group and a non-fixture --from group."""
+    from impfactory.cloud.api_client import ApiClient
+    from impfactory.cloud.api_thread import ApiThread
+
+    with ApiThread(":memory:") as api:
+        api.call(api.service.accounts.create, "u", "p")
+        owner = ApiClient(api.endpoint).login("u", "p")
+        product = owner.call("POST", "/products", {"data": {"type": "product",
+                                                            "attributes": {"name": "P"}}})
+        owner.call("POST", "/devicegroups", {"data": {
+            "type": "development_devicegroup", "attributes": {"name": "Dev"},
+            "relationships": {"product": {"type": "product", "id": product["data"]["id"]}}}})
+        base = ["golive", "--endpoint", api.endpoint, "--production", "P", "--dut", "D",
+                "--fixture", "X"]
+        for creds, source, needle in ((["--user", "u", "--password", "bad"], "Dev", "401"),
+                                      (["--user", "u", "--password", "p"], "Nope", "no device"),
+                                      (["--user", "u", "--password", "p"], "Dev", "400")):
+            code = impfactory([*base, *creds, "--from", source])
+            err = capsys.readouterr().err
+            assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+        assert len(owner.call("GET", "/devicegroups")["data"]) == 1
