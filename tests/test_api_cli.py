@@ -87,6 +87,8 @@ def test_perf_api_short_run_reports_figures(capsys: pytest.CaptureFixture[str]) 
     figures = json.loads(capsys.readouterr().out)
     assert code == 0 and figures["non_2xx"] == 0 and figures["requests"] > 10
     assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    assert set(figures["p50_ms_by_call"]) == {"GET /accounts/me", "GET /devices",
+                                              "GET /devicegroups/{id}", "POST /deployments"}
 
 
 def test_golive_against_a_running_cloud_refuses_in_one_line(

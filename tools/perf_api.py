@@ -6,7 +6,8 @@ then runs ``--clients`` keep-alive HTTP clients (threads, like separate tools) f
 ``--seconds`` each against a mix of what impt does most: ``GET /accounts/me``,
 ``GET /devices`` (page 1 of 100), ``GET /devicegroups/{id}``, and a
 ``POST /deployments`` every tenth call. Printed: requests/s, p50 and p99 latency
-in ms, and the count of non-2xx answers (which must be 0).
+in ms, the count of non-2xx answers (which must be 0), and each call's p50 (so a
+slow route shows itself).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _fill(api: ApiThread, devices: int) -> dict[str, str]:
 
 
 def _client(endpoint: str, token: str, ids: dict[str, str], seconds: float,
-            lat: list[float], errors: list[int]) -> None:
+            lat: list[float], errors: list[int], by_call: dict[str, list[float]]) -> None:
     parts = urlsplit(endpoint)
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=30)
     base = parts.path
@@ -66,7 +67,9 @@ def _client(endpoint: str, token: str, ids: dict[str, str], seconds: float,
             conn.request(method, base + path, body=body, headers=headers)
             resp = conn.getresponse()
             resp.read()
-            lat.append(time.perf_counter() - t0)
+            took = time.perf_counter() - t0
+            lat.append(took)
+            by_call.setdefault(f"{method} {path.split('?')[0]}", []).append(took)
             if not 200 <= resp.status < 300:
                 errors.append(resp.status)
             n += 1
@@ -85,8 +88,10 @@ def run(devices: int, clients: int, seconds: float) -> dict[str, Any]:
         token = api.call(api.service.accounts.issue, status_token, refresh=False)["access_token"]
         lat: list[float] = []
         errors: list[int] = []
+        by_call: dict[str, list[float]] = {}
         threads = [threading.Thread(target=_client, args=(api.endpoint, token, ids, seconds,
-                                                           lat, errors)) for _ in range(clients)]
+                                                           lat, errors, by_call))
+                   for _ in range(clients)]
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -98,7 +103,9 @@ def run(devices: int, clients: int, seconds: float) -> dict[str, Any]:
             "p50_ms": round(statistics.median(lat) * 1000, 2) if lat else None,
             "p99_ms": round(lat[max(0, math.ceil(len(lat) * 0.99) - 1)] * 1000, 2)
             if lat else None,
-            "non_2xx": len(errors), "devices": devices, "clients": clients}
+            "non_2xx": len(errors), "devices": devices, "clients": clients,
+            "p50_ms_by_call": {name.replace(ids["group"], "{id}"): round(
+                statistics.median(times) * 1000, 2) for name, times in sorted(by_call.items())}}
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -116,6 +123,8 @@ def _main(args: argparse.Namespace) -> int:
               f"({figures['requests']} requests, {args.devices} devices); "
               f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms; "
               f"non-2xx: {figures['non_2xx']}")
+        for name, p50 in figures["p50_ms_by_call"].items():
+            print(f"  p50 {p50:8.2f} ms  {name}")
     return 0 if figures["non_2xx"] == 0 and figures["requests"] else 1
 
 
