@@ -79,13 +79,13 @@ def test_perf_api_bad_arguments(extra: list[str], needle: str,
 
 
 def test_perf_api_short_run_reports_figures(capsys: pytest.CaptureFixture[str]) -> None:
-    """A short run (the figures themselves are the lead's, on a quiet machine)."""
+    """A one-second run (the figures themselves are the lead's, on a quiet machine)."""
     import json
 
-    code = impfactory(["perf", "api", "--devices", "20", "--clients", "2", "--seconds", "0.3",
+    code = impfactory(["perf", "api", "--devices", "20", "--clients", "2", "--seconds", "1",
                        "--json"])
     figures = json.loads(capsys.readouterr().out)
-    assert code == 0 and figures["non_2xx"] == 0 and figures["requests"] > 10
+    assert code == 0 and figures["non_2xx"] == 0 and figures["requests"] >= 20
     assert 0 < figures["p50_ms"] <= figures["p99_ms"]
     assert set(figures["p50_ms_by_call"]) == {"GET /accounts/me", "GET /devices",
                                               "GET /devicegroups/{id}", "POST /deployments"}
