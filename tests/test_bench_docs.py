@@ -89,7 +89,8 @@ def test_the_docs_commands_run(broker_url: str, tmp_path: Path) -> None:
                 proc.kill()
                 raise
             assert code == 0
-    assert "blinkup decode" in ran and "bench run" in ran
+    assert {"blinkup decode", "blinkup plot", "bench run"} <= set(ran)
+    assert (tmp_path / "fixture.png").read_bytes().startswith(b"\x89PNG")
     # what `bench uart --send` sent reached the emulated DUT (bench emulate's stderr)
     assert "uart to DUT: hello imp" in (tmp_path / "emulate0.log").read_text()
 
