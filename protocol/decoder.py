@@ -389,6 +389,14 @@ class BlinkUpDecoder:
             return x
         if self._raw_tail.shape[0] == 0:
             self._raw_tail = np.full(self._taps - 1, x[0])
+        if self._taps == 2:
+            # the common case (142 Hz possible): the same sums as below, fewer calls
+            pairs = np.empty(x.shape[0])
+            pairs[0] = self._raw_tail[0] + x[0]
+            np.add(x[1:], x[:-1], out=pairs[1:])
+            self._raw_tail = x[-1:].copy()
+            pairs *= 0.5
+            return pairs
         joined = np.concatenate((self._raw_tail, x))
         self._raw_tail = joined[-(self._taps - 1) :].copy()
         # a direct sum (not a running cumsum) gives the same bits however it is chunked
