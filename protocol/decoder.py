@@ -26,7 +26,11 @@ States and events (an explicit table, ``TRANSITIONS``)::
 
 ``state`` is ``SYNC`` or ``FRAME`` while a BlinkUp is being received (an imp stops
 flashing its status LED then). The slicing and sync search are vectorised with numpy
-per chunk; Python runs once per transition and once per bit.
+per chunk; Python runs once per transition and once per bit. A chunk costs a fixed
+two dozen numpy calls on top of its samples, so chunks shorter than the shortest
+symbol period accepted are gathered first: ``state`` then lags the light by less
+than one symbol, and :meth:`BlinkUpDecoder.flush` decodes what waits at the end of
+a capture.
 
 Errors: ``feed`` *returns* outcomes: a :class:`DecodeResult` for each frame that
 completed, or a :class:`BlinkUpDecodeError` (lost sync, bad magic, corrupt frame)
