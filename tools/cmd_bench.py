@@ -43,7 +43,7 @@ from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.led import COLOURS_RGB
 from impfactory.firmware.signals import FixtureFlash, render_fixture_flash
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
-from impfactory.hw.bench import BenchDriver, BenchError
+from impfactory.hw.bench import BenchDriver, BenchError, SampleBuffer
 from impfactory.hw.bench_emulated import EmulatedBenchController
 from impfactory.protocol import bench as bp
 from impfactory.protocol.bench_status import StatusDecoder, StatusReading
@@ -56,6 +56,8 @@ STATUS_RATE = 100.0
 LIGHT_IN_RATE = 1000.0
 BENCH_AMBIENT = 0.05
 BENCH_GAIN = 0.8
+#: Wall seconds without a sample before a streaming command checks on the controller.
+STALL_S = 1.0
 #: The emulated DUT's default cloud: a port nothing listens on, so it keeps connecting.
 NOWHERE = "mqtt://127.0.0.1:1"
 EXAMPLE_PLAN_ID = "0123456789abcdef"
@@ -279,14 +281,50 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stream_seconds(buffer: Any) -> float:
+def _stream_seconds(buffer: SampleBuffer) -> float:
     return float(buffer.count() / buffer.rate_hz) if buffer.rate_hz else 0.0
 
 
-def _wait_stream(buffer: Any, seconds: float, wall_limit: float) -> None:
-    """Wait until ``seconds`` of stream time arrived (bench time, so a scaled bench is quick)."""
+class _Stall:
+    """Notices a sample stream that stopped flowing, so a dead controller is an error.
+
+    A controller sends its samples at least every few tens of milliseconds
+    (docs/bench.md); after ``STALL_S`` wall seconds (or four answer timeouts)
+    without one, the controller is asked who it is: a silent one is then a
+    :class:`BenchTimeoutError` naming the port, one that answers but sends no
+    samples a :class:`BenchCommandError`. Either way, never a hang.
+    """
+
+    def __init__(self, bench: BenchDriver, buffer: SampleBuffer) -> None:
+        self.bench = bench
+        self.buffer = buffer
+        self.limit = max(STALL_S, 4 * bench.timeout)
+        self._count = buffer.count()
+        self._since = time.monotonic()
+
+    def check(self) -> None:
+        count, now = self.buffer.count(), time.monotonic()
+        if count != self._count:
+            self._count, self._since = count, now
+        elif now - self._since > self.limit:
+            self.bench.identify()
+            raise BenchCommandError(
+                f"the controller on {self.bench.url} answers but sent no samples "
+                f"for {now - self._since:.1f} s"
+            )
+
+
+def _wait_stream(bench: BenchDriver, buffer: SampleBuffer, seconds: float) -> None:
+    """Wait until ``seconds`` of stream time arrived (bench time, so a scaled bench is quick).
+
+    A stream that stops is caught by :class:`_Stall`; one that trickles (a controller
+    slower than the rate it accepted) by a wall limit of the stream's length plus 30 s.
+    """
+    stall = _Stall(bench, buffer)
+    wall_limit = seconds - _stream_seconds(buffer) + 30
     deadline = time.monotonic() + wall_limit
     while _stream_seconds(buffer) < seconds:
+        stall.check()
         if time.monotonic() > deadline:
             raise BenchCommandError(
                 f"the controller sent {_stream_seconds(buffer):.1f} s of samples in "
@@ -311,10 +349,10 @@ def _cmd_blinkup(args: argparse.Namespace) -> int:
             bench.power(False)
             bench.power(True)
         status = bench.start_status(STATUS_RATE)
-        _wait_stream(status, args.settle, args.settle + 30)
+        _wait_stream(bench, status, args.settle)
         started = _stream_seconds(status)
         duration = bench.light_out(symbols, rate, active_high=args.active_high)
-        _wait_stream(status, started + duration + args.watch, duration + args.watch + 30)
+        _wait_stream(bench, status, started + duration + args.watch)
         bench.stop(bp.Stream.STATUS)
         rgb = status.all()
     readings = StatusDecoder(STATUS_RATE)
@@ -354,7 +392,7 @@ def _cmd_capture(args: argparse.Namespace) -> int:
         light = bench.start_light_in(args.rate)
         if args.press:
             bench.press_button(args.press_seconds)
-        _wait_stream(light, args.seconds, args.seconds + 30)
+        _wait_stream(bench, light, args.seconds)
         bench.stop(bp.Stream.LIGHT_IN)
         data = light.all()[:, 0]
     if light.lost and not args.allow_gaps:
@@ -401,9 +439,11 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
     with _open(args) as bench:
         status = bench.start_status(args.rate)
+        stall = _Stall(bench, status)
         with _until_stopped() as stop:
             while not stop.wait(0.05):
                 show(status.take())
+                stall.check()
                 if args.seconds and _stream_seconds(status) >= args.seconds:
                     break
         bench.stop(bp.Stream.STATUS)
