@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import numpy as np
 import pytest
 from impfactory.firmware.signals import render_fixture_flash
 from impfactory.fixture.blinkup_fixture import (
     TRIGGER_TABLE,
+    BlinkUpFixture,
+    FixtureError,
     SerialEmitter,
     Trigger,
     TriggerAction,
@@ -92,3 +95,57 @@ def test_serial_emitter_flashes_through_a_bench_controller() -> None:
             time.sleep(0.05)
     assert target.results, "the bench DUT decoded nothing"
     assert target.results[0].config == flash.config
+
+
+class ForgetfulFixtureImp:
+    """A fixture imp whose firmware ignores its first ``ignore`` presses (as it does a
+    press that lands while it still flashes), then flashes for each press."""
+
+    def __init__(self, ignore: int) -> None:
+        self.device_id = "f00d0c2a69f00000"
+        self.ignore = ignore
+        self.presses = 0
+        self._flash_cbs: list[Any] = []
+
+    def on_flash(self, callback: Any) -> None:
+        self._flash_cbs.append(callback)
+
+    def subscribe(self, callback: Any) -> None: ...
+
+    def press(self, pin: str) -> None:
+        self.presses += 1
+        if self.presses > self.ignore:
+            flash = render_fixture_flash("w", "k", "0123456789abcdef", "fedcba9876543210",
+                                         pin, fast=False, active_high=True, start=0.0,
+                                         device_id=self.device_id)
+            for cb in self._flash_cbs:
+                asyncio.get_running_loop().call_soon(cb, flash)
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.flashes: list[Any] = []
+
+    async def emit(self, flash: Any) -> None:
+        self.flashes.append(flash)
+
+
+@pytest.mark.parametrize(("ignored", "flashed"), [(0, True), (1, True), (2, False)])
+def test_an_ignored_press_is_pressed_again_after_the_guard(ignored: int, flashed: bool) -> None:
+    imp = ForgetfulFixtureImp(ignore=ignored)
+    fixture = BlinkUpFixture(imp, ScaledClock(1000.0), token_timeout=0.2,  # type: ignore[arg-type]
+                             presses=2)
+    out = Collect()
+
+    async def go() -> None:
+        await fixture.blinkup(out)
+
+    if flashed:
+        asyncio.run(go())
+        assert len(out.flashes) == 1 and fixture.flashes == 1
+    else:
+        with pytest.raises(FixtureError, match="2 presses"):
+            asyncio.run(go())
+        assert not out.flashes
+    assert imp.presses == min(ignored + 1, 2) and fixture.lost_presses == min(ignored, 2)
+    assert fixture.trigger.state in (TriggerState.GUARD, TriggerState.IDLE)
