@@ -531,7 +531,8 @@ async def _run(args: argparse.Namespace) -> int:
                 status = await asyncio.to_thread(driver.start_status, STATUS_RATE)
                 flash = await fixture.blinkup(SerialEmitter(driver))
                 result["flash_seconds"] = round(flash.duration, 3)
-                result.update(await _follow(fc, flash.config.token, status, decoder, args))
+                stall = _Stall(driver, status)
+                result.update(await _follow(fc, flash.config.token, stall, decoder, args))
                 await asyncio.to_thread(driver.stop, bp.Stream.STATUS)
                 _show(decoder.feed(status.take()), args)
                 uart = await asyncio.to_thread(driver.uart_read, 0.2)
@@ -557,14 +558,15 @@ async def _run(args: argparse.Namespace) -> int:
     return 0 if result.get("blessed") else 1
 
 
-async def _follow(fc: Any, token: str | None, status: Any, decoder: StatusDecoder,
+async def _follow(fc: Any, token: str | None, stall: _Stall, decoder: StatusDecoder,
                   args: argparse.Namespace) -> dict[str, Any]:
     """Watch the cloud and the DUT's LED until the DUT is blessed, fails, or time is up."""
     svc = fc.cloud.service
     deadline = time.monotonic() + args.wait
     dut: str | None = None
     while time.monotonic() < deadline:
-        _show(decoder.feed(status.take()), args)
+        _show(decoder.feed(stall.buffer.take()), args)
+        await asyncio.to_thread(stall.check)  # the LED is the verdict's witness: it must flow
         if dut is None and token is not None:
             record = svc.get_token(token)
             dut = record.used_by if record is not None else None
