@@ -54,3 +54,16 @@ def test_bad_arguments_are_one_line_errors(capsys, args: list[str], word: str) -
 def test_a_fixture_that_cannot_start_in_time_is_a_named_error(capsys, broker_url: str) -> None:
     assert cli.main(["device", "life", "--broker", broker_url, "--timeout", "0.001"]) == 2
     assert "fixture did not enrol" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--duts", "0"], ["--concurrency", "0"], ["--scale", "-1"]])
+def test_perf_device_refuses_arguments_it_cannot_run(capsys, args: list[str]) -> None:
+    assert cli.main(["perf", "device", *args]) == 2  # --concurrency 0 used to hang
+    assert "must be" in capsys.readouterr().err
+
+
+def test_perf_device_small_run_blesses_every_dut(capsys, broker_url: str) -> None:
+    assert cli.main(["perf", "device", "--duts", "6", "--concurrency", "3", "--json",
+                     "--broker", broker_url]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["blessed"] == figures["duts"] == 6 and figures["duts_per_s"] > 0

@@ -25,6 +25,7 @@ from typing import Any
 from impfactory.cloud.broker import BrokerServer
 from impfactory.cloud.server import Cloud
 from impfactory.firmware import examples
+from impfactory.firmware.errors import DeviceError
 from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.fleet import Fleet
 from impfactory.firmware.settings import MemoryStore
@@ -68,7 +69,15 @@ async def run(url: str, duts: int, concurrency: int, scale: float,
             "impos_update": impos, "failures": failures[:3]}
 
 
+class PerfDeviceError(DeviceError):
+    """Arguments a run cannot use (no DUTs, nothing allowed at a time, a stopped clock)."""
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.duts < 1 or args.concurrency < 1:
+        raise PerfDeviceError("--duts and --concurrency must be at least 1")
+    if not args.scale > 0:
+        raise PerfDeviceError("--scale must be positive")
     with BrokerServer(args.broker) as url:
         figures = asyncio.run(run(url, args.duts, args.concurrency, args.scale, args.impos))
     figures["broker"] = args.broker
@@ -82,10 +91,10 @@ def main(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("device", help="DUT lives per second (devices + cloud + broker)")
-    parser.add_argument("--duts", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--duts", type=int, default=200, help="DUT lives in all")
+    parser.add_argument("--concurrency", type=int, default=100, help="DUTs alive at a time")
     parser.add_argument("--scale", type=float, default=200.0, help="device clock scale")
     parser.add_argument("--broker", default="auto", help="auto, mosquitto, embedded or mqtt://")
     parser.add_argument("--impos", action="store_true", help="DUTs update their impOS first")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="one JSON object of figures")
     parser.set_defaults(func=main)
