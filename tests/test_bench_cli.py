@@ -205,6 +205,13 @@ def test_bad_numbers_are_usage_errors_before_the_bench_is_touched(
     assert "error: argument" in err and "Traceback" not in err
 
 
+def test_emulate_refuses_a_server_that_is_not_an_mqtt_url(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["bench", "emulate", "--server", "nonsense"]) == 2
+    assert "mqtt://HOST:PORT" in capsys.readouterr().err
+
+
 def test_capture_to_a_missing_directory_is_refused_before_recording(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
