@@ -67,3 +67,50 @@ def test_perf_device_small_run_blesses_every_dut(capsys, broker_url: str) -> Non
                      "--broker", broker_url]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["blessed"] == figures["duts"] == 6 and figures["duts_per_s"] > 0
+
+
+def _capture(path: Path, **config) -> Path:
+    from impfactory.protocol.blinkup import BlinkUpConfig, encode_frame
+    from impfactory.protocol.linecode import render_bilevel
+    from impfactory.tools.cmd_blinkup import write_capture
+
+    frame = encode_frame(BlinkUpConfig(**config))
+    write_capture(path, render_bilevel(frame, symbol_rate=142.0, noise=0.02, seed=5))
+    return path
+
+
+def test_device_blinkup_reads_a_capture_into_settings(capsys, tmp_path: Path) -> None:
+    from impfactory.protocol.blinkup import ProxyConfig
+
+    wav = _capture(tmp_path / "good.wav", ssid=b"line-7", password=b"pw",
+                   plan_id="0123456789abcdef", token="fedcba9876543210",
+                   proxy=ProxyConfig("proxy.lan", 3128, "u", "secret-pw"))
+    assert cli.main(["device", "blinkup", str(wav), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["accepted"] and out["stored"]["ssid"] == "line-7"
+    assert out["stored"]["plan_id"] == "0123456789abcdef" and out["stored"]["enrol_token_set"]
+    assert out["stored"]["proxy"] == {"server": "proxy.lan", "port": 3128, "username": "u"}
+    assert out["led"][:4] == ["off", "waiting_blinkup", "blinkup_receiving", "blinkup_ok"]
+
+
+def test_device_blinkup_rejects_a_corrupt_capture(capsys, tmp_path: Path) -> None:
+    from impfactory.tools.cmd_blinkup import read_capture, write_capture
+
+    good = _capture(tmp_path / "good.csv", ssid=b"line-7", password=b"pw")
+    signal, _ = read_capture(good)
+    samples = signal.samples.copy()
+    mid = len(samples) // 2
+    samples[mid:mid + 40] = 1.0 - samples[mid:mid + 40]  # a few symbols flipped mid-frame
+    write_capture(tmp_path / "bad.csv", type(signal)(samples, signal.sample_rate))
+    assert cli.main(["device", "blinkup", str(tmp_path / "bad.csv"), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert not out["accepted"] and out["heard"] and out["errors"]
+    assert out["stored"]["ssid"] == "" and "blinkup_failed" in out["led"]
+
+
+def test_device_blinkup_bad_files_are_one_line_errors(capsys, tmp_path: Path) -> None:
+    assert cli.main(["device", "blinkup", str(tmp_path / "missing.wav")]) == 2
+    (tmp_path / "junk.csv").write_text("not,a,capture\n")
+    assert cli.main(["device", "blinkup", str(tmp_path / "junk.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "Traceback" not in err

@@ -6,6 +6,11 @@ fixture and one DUT; presses the fixture's footswitch, shines the BlinkUp throug
 the optical channel into the DUT, and follows the DUT until it runs the
 application (or until its failure shows). ``--fault`` injects one failure;
 ``--png`` draws the DUT's LED timeline.
+
+``impfactory device blinkup CAPTURE``: power on one emulated imp (no network, a
+virtual clock), let its light sensor see a capture file (``.wav`` or ``.csv``, as
+``impfactory blinkup encode -o`` writes them or a real sensor recorded), and print
+what it stored and what its LED showed. Exit 1 when the device rejected it.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
 from impfactory.hw.optical import OpticalChannel, OpticalConfig
 from impfactory.tools.plugin_device import build_test_zone, start_fixture
 
-from impfactory.clock import ScaledClock
+from impfactory.clock import ScaledClock, VirtualClock
 
 FAULTS = ("none", "bad-blinkup", "wrong-password", "test-fail", "no-dhcp")
 # What ends the life for each fault (the DUT would otherwise keep retrying).
@@ -132,6 +137,61 @@ def _cmd_life(args: argparse.Namespace) -> int:
     return 0
 
 
+async def blinkup_capture(path: Path, trilevel: bool) -> Device:
+    """One unconfigured imp sees the capture 1 s after power-on, in sensor-sized chunks."""
+    from impfactory.firmware.device import DeviceConfig
+    from impfactory.firmware.identity import DeviceIdentity
+    from impfactory.firmware.settings import MemoryStore
+    from impfactory.tools.cmd_blinkup import read_capture
+
+    signal, _ = read_capture(path)
+    clock = VirtualClock()
+    # the receiver locks to any symbol rate (60 Hz, BLINKUP_FAST's 142 Hz, ...)
+    config = DeviceConfig(blinkup_line_codes=("bilevel", "trilevel") if trilevel
+                          else ("bilevel",))
+    dut = Device(DeviceIdentity.from_serial(1), clock, WifiEnvironment(), "mqtt://127.0.0.1:1",
+                 store=MemoryStore(), config=config)
+    dut.power_on()
+    await clock.advance(1.0)
+    step = max(1, round(signal.sample_rate / 100))  # 10 ms of samples at a time
+    for i in range(0, len(signal.samples), step):
+        dut.feed_light(signal.samples[i:i + step], signal.sample_rate)
+        await clock.advance(step / signal.sample_rate)
+    await clock.advance(5.0)  # the 3 s green and the first connection stage
+    await dut.power_off()
+    return dut
+
+
+def _cmd_blinkup(args: argparse.Namespace) -> int:
+    path = Path(args.capture)
+    if not path.is_file():
+        raise DeviceCommandError(f"no capture file {path}")
+    dut = asyncio.run(blinkup_capture(path, args.trilevel))
+    kinds = [r.kind for r in dut.events]
+    s = dut.settings
+    errors = [str(r.detail) for r in dut.events if r.kind is DeviceEvent.BLINKUP_FAILED]
+    out = {
+        "accepted": DeviceEvent.BLINKUP_OK in kinds,
+        "heard": DeviceEvent.BLINKUP_STARTED in kinds,
+        "errors": errors,
+        "stored": {"ssid": s.ssid, "password_set": bool(s.password), "plan_id": s.plan_id,
+                   "enrol_token_set": bool(s.enrol_token), "static_network": s.static_network,
+                   "proxy": None if s.proxy is None else {
+                       k: v for k, v in s.proxy.items() if k != "password"}},
+        "led": [s.value for s in dut.led.states()],
+    }
+    if args.json:
+        print(json.dumps(out))
+    else:
+        verdict = ("accepted" if out["accepted"] else
+                   "rejected: " + "; ".join(errors) if errors else "no BlinkUp heard")
+        print(f"BlinkUp {verdict}")
+        for key, value in out["stored"].items():
+            print(f"  {key:>16}: {value}")
+        print("LED: " + " > ".join(out["led"]))
+    return 0 if out["accepted"] else 1
+
+
 def register(sub: Any) -> None:
     parser = sub.add_parser("device", help="emulated imp: follow one DUT's life",
                             description="The emulated imp (docs/device.md).")
@@ -148,4 +208,11 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true",
                    help="print events, LED timeline and logs as one JSON object")
     p.set_defaults(func=_cmd_life)
+    b = dsub.add_parser("blinkup", help="an emulated imp sees a BlinkUp capture file",
+                        description=__doc__.split("\n\n")[2].replace("``", ""))
+    b.add_argument("capture", help=".wav or .csv light samples with their sample rate")
+    b.add_argument("--trilevel", action="store_true",
+                   help="also decode a phone screen's tri-level code")
+    b.add_argument("--json", action="store_true", help="one JSON object")
+    b.set_defaults(func=_cmd_blinkup)
     parser.set_defaults(func=lambda a: (parser.print_help(), 2)[1])
