@@ -115,6 +115,15 @@ def test_junit_parses_with_right_counts(tmp_path: Path) -> None:
     assert test_failed and all("supply" in (f.get("message") or "") for f in test_failed)
     names = {c.get("name") for c in cases}
     assert names == {r.dut_id for r in records}
+    # every time is line-clock seconds, and each total sums what it holds
+    suites = root.findall("testsuite")
+    for suite in suites:
+        inner = sum(float(c.get("time", "nan")) for c in suite.findall("testcase"))
+        assert float(suite.get("time", "nan")) == pytest.approx(inner, abs=0.01)
+        props = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
+        assert props["wall_s"] == "3.000"
+    assert float(root.get("time", "nan")) == pytest.approx(
+        sum(float(s.get("time", "nan")) for s in suites), abs=0.01)
 
 
 def test_junit_all_pass_has_no_failures() -> None:
