@@ -32,6 +32,8 @@ def test_fault_free_line_blesses_every_dut(factory_line: Line, tmp_path: Path) -
         assert [m.name for m in r.measurements] == ["supply_voltage", "pin_loopback",
                                                     "temperature"]
         assert all(m.passed for m in r.measurements)
+        times = [e.t_s for e in r.led_timeline]
+        assert times == sorted(times) and times[0] >= 0.0
         states = [e.state for e in r.led_timeline]
         assert states.index("blinkup_ok") < states.index("online") < states.index("blessed")
     assert any("outdated_impos" in r.faults for r in result.records)
