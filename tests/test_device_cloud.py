@@ -53,6 +53,8 @@ class ScriptedCloud:
     chunk_size: int = 64
     seen: list[cl.Message] = field(default_factory=list)
     on_block: Callable[[int], Any] | None = None
+    on_log: dict[str, list[cl.Message]] = field(default_factory=dict)
+    """Log text from the device -> messages the cloud sends when it first sees it."""
     images: dict[str, bytes] = field(default_factory=dict)
     _corrupted: bool = False
 
@@ -101,6 +103,9 @@ class ScriptedCloud:
                 if self.on_block is not None:
                     self.on_block(i)
             return out
+        if isinstance(msg, cl.Log) and msg.msg in self.on_log:
+            return [type(m)(d, **{k: v for k, v in vars(m).items() if k != "device_id"})
+                    for m in self.on_log.pop(msg.msg)]
         if isinstance(msg, cl.BlessRequest):
             ok = msg.passed and self.bless_answer
             return [cl.BlessAnswer(d, req=msg.req, blessed=ok,
@@ -114,7 +119,8 @@ def configured_store() -> MemoryStore:
 
 
 async def run_device(url: str, cloud: ScriptedCloud, until: DeviceEvent,
-                     serial: int = 1, during: Callable[[Device], Any] | None = None) -> Device:
+                     serial: int = 1, during: Callable[[Device], Any] | None = None,
+                     then: Callable[[Device], Any] | None = None) -> Device:
     ready = asyncio.Event()
     cloud_task = asyncio.create_task(cloud.run(ready))
     await asyncio.wait_for(ready.wait(), 10)
@@ -126,6 +132,8 @@ async def run_device(url: str, cloud: ScriptedCloud, until: DeviceEvent,
             during(device)
         device.power_on()
         await device.wait_for(until, timeout=20)
+        if then is not None:
+            await then(device)
         await asyncio.sleep(0.05)
     finally:
         await device.power_off()
@@ -256,3 +264,39 @@ def test_a_publish_in_flight_fails_at_once_when_the_link_resets(broker_url: str)
     took, lost = asyncio.run(go())
     assert took < 2.0, took
     assert lost == ["lost"]
+
+
+SHUTDOWN_CODE = """
+def on_shutdown(reason):
+    server.log("asked %d" % reason)
+    imp.wakeup(2.0, lambda: server.restart())
+server.onshutdown(on_shutdown)
+server.log("ready %d" % imp.getmacaddress().count("0"))
+"""
+
+
+@pytest.mark.parametrize(("notice", "asked"), [
+    (cl.ShutdownNotice("0" * 16, reason=cl.ShutdownReason.NEWFIRMWARE), "asked 2"),
+    (cl.ShutdownNotice("0" * 16, reason=cl.ShutdownReason.OTHER), "asked 3"),
+    (cl.Restart("0" * 16, reason="forced"), None),
+])
+def test_polite_shutdown_asks_and_may_defer_a_forced_restart_does_not(
+        broker_url: str, notice: cl.Message, asked: str | None) -> None:
+    cloud = ScriptedCloud(broker_url, code=SHUTDOWN_CODE)
+
+    def arm(device: Device) -> None:
+        cloud.on_log[f"ready {device.mac.count('0')}"] = [notice]
+
+    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.CODE_STARTED, serial=8,
+                                    during=arm, then=lambda d: d.wait_for(
+                                        DeviceEvent.ONLINE, timeout=20, since=None)))
+    logs = device.logs
+    restart = next(i for i, m in enumerate(logs) if m.startswith("restarting"))
+    if asked is None:
+        assert not any(m.startswith("asked") for m in logs)
+        assert "forced" in logs[restart]
+    else:
+        ask = logs.index(asked)
+        assert ask < restart
+        t = {r.detail: r.time for r in device.events if r.kind is DeviceEvent.LOG}
+        assert t[logs[restart]] - t[asked] >= 2.0  # the handler deferred the restart
