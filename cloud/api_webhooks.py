@@ -12,6 +12,10 @@ stops at any moment loses none. ``Dispatcher`` delivers that outbox:
   ``base * 2**(attempts-1)`` seconds, capped at ``cap``; the schedule is kept in
   ``api_webhook_retry(delivery_id, next_at, dead)``, so a restart keeps it too;
 * after ``max_attempts`` a delivery is marked dead (kept, never deleted).
+
+A delivery's life is the table ``TRANSITIONS``: (state, outcome of a POST) → next
+state; the state is read from ``api_webhook_retry`` (no row: pending; a row:
+retrying, or dead) and a delivered one leaves the outbox's pending set.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import sqlite3
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -46,6 +51,8 @@ from impfactory.cloud.errors import NotFoundError
 from impfactory.cloud.model import WEBHOOK_CONTENT_TYPES, WEBHOOK_EVENTS, Webhook, WebhookDelivery
 from impfactory.cloud.service import CloudService
 
+from impfactory.errors import ImpFactoryError
+
 log = logging.getLogger(__name__)
 
 FILTERS = ("devicegroup.id",)
@@ -54,6 +61,46 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_webhook_retry (
     delivery_id INTEGER PRIMARY KEY, next_at REAL NOT NULL, dead INTEGER NOT NULL DEFAULT 0);
 """
+
+
+class Delivery(Enum):
+    """Where one outbox entry stands."""
+
+    PENDING = "pending"  # never tried
+    RETRYING = "retrying"  # failed, next try scheduled
+    DELIVERED = "delivered"  # a 2xx answer
+    DEAD = "dead"  # failed max_attempts times: kept, never tried again
+
+
+class Outcome(Enum):
+    """What one POST attempt gave."""
+
+    OK = "ok"  # a 2xx answer
+    FAILED = "failed"  # no answer or a non-2xx one, attempts left
+    LAST_FAILED = "last_failed"  # failed, and that was the last attempt allowed
+
+
+TRANSITIONS: dict[tuple[Delivery, Outcome], Delivery] = {
+    (Delivery.PENDING, Outcome.OK): Delivery.DELIVERED,
+    (Delivery.PENDING, Outcome.FAILED): Delivery.RETRYING,
+    (Delivery.PENDING, Outcome.LAST_FAILED): Delivery.DEAD,
+    (Delivery.RETRYING, Outcome.OK): Delivery.DELIVERED,
+    (Delivery.RETRYING, Outcome.FAILED): Delivery.RETRYING,
+    (Delivery.RETRYING, Outcome.LAST_FAILED): Delivery.DEAD,
+}
+
+
+class DeliveryStateError(ImpFactoryError, RuntimeError):
+    """An outcome for a delivery in a state that cannot have one (delivered, dead)."""
+
+
+def next_state(state: Delivery, outcome: Outcome) -> Delivery:
+    """The table's answer; a pair it does not list is an error, never ignored."""
+    try:
+        return TRANSITIONS[(state, outcome)]
+    except KeyError:
+        raise DeliveryStateError(f"no transition from {state.value} on {outcome.value}"
+                                 ) from None
 
 
 def is_url(v: Any) -> bool:
@@ -156,18 +203,29 @@ class Dispatcher:
         status, error = await asyncio.to_thread(_post, d.url, body, d.content_type, event_id,
                                                 self.timeout)
         ok = status is not None and 200 <= status < 300
-        self.svc.mark_webhook(d.id, ok=ok, error=error)
-        if ok:
-            with self.db:
-                self.db.execute("DELETE FROM api_webhook_retry WHERE delivery_id = ?", (d.id,))
-            return
         attempts = d.attempts + 1
-        dead = attempts >= self.backoff.max_attempts
+        outcome = (Outcome.OK if ok else Outcome.LAST_FAILED
+                   if attempts >= self.backoff.max_attempts else Outcome.FAILED)
+        state = next_state(self.state_of(d.id), outcome)
+        self.svc.mark_webhook(d.id, ok=ok, error=error)
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO api_webhook_retry VALUES (?,?,?)",
-                            (d.id, self.svc.now() + self.backoff.delay(attempts), int(dead)))
-        log.info("webhook %s to %s failed (%s), attempt %d%s", event_id, d.url, error, attempts,
-                 "; giving up" if dead else "")
+            if state is Delivery.DELIVERED:
+                self.db.execute("DELETE FROM api_webhook_retry WHERE delivery_id = ?", (d.id,))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO api_webhook_retry VALUES (?,?,?)",
+                                (d.id, self.svc.now() + self.backoff.delay(attempts),
+                                 int(state is Delivery.DEAD)))
+        if state is not Delivery.DELIVERED:
+            log.info("webhook %s to %s failed (%s), attempt %d%s", event_id, d.url, error,
+                     attempts, "; giving up" if state is Delivery.DEAD else "")
+
+    def state_of(self, delivery_id: int) -> Delivery:
+        """An undelivered entry's state, from the retry schedule."""
+        row = self.db.execute("SELECT dead FROM api_webhook_retry WHERE delivery_id = ?",
+                              (delivery_id,)).fetchone()
+        if row is None:
+            return Delivery.PENDING
+        return Delivery.DEAD if row[0] else Delivery.RETRYING
 
 
 def register(router: Router, ctx: ApiContext) -> None:

@@ -160,11 +160,13 @@ class Sink:
     def __init__(self) -> None:
         self.status = 500
         self.bodies: list[dict[str, Any]] = []
+        self.hits = 0
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                sink.hits += 1
                 if sink.status == 200:
                     sink.bodies.append(json.loads(raw))
                 self.send_response(sink.status)
@@ -297,3 +299,49 @@ def test_webhook_rules(owner: ApiClient) -> None:
     hooks = owner.call("GET", "/webhooks", query={"filter[devicegroup.id]": zone["pp"]["id"]})
     assert sorted(h["attributes"]["event"] for h in hooks["data"]) == [
         "blessing", "blinkup", "deployment"]
+
+
+def test_a_delivery_dies_after_its_last_attempt_and_stays_dead(tmp_path: Path) -> None:
+    """Backoff(max_attempts=3): three POSTs to a failing receiver, then none, even once
+    the receiver answers again."""
+    import time
+
+    sink = Sink()
+    try:
+        with ApiThread(tmp_path / "c.db", backoff=Backoff(base=0.02, cap=0.05, max_attempts=3)
+                       ) as api:
+            api.call(api.service.accounts.create, "owner", "pw")
+            owner = ApiClient(api.endpoint).login("owner", "pw")
+            zone = build_test_zone(owner)
+            pp = zone["pp"]
+            owner.call("POST", "/webhooks", {"data": {"type": "webhook", "attributes": {
+                "event": "deployment", "url": sink.url, "content_type": "application/json"},
+                "relationships": {"devicegroup": {"type": pp["type"], "id": pp["id"]}}}})
+            deploy(owner, pp, "code for a dead receiver")
+            deadline = time.monotonic() + 15
+            while sink.hits < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            sink.status = 200
+            time.sleep(0.5)  # ten cap periods: a fourth attempt would have come
+            assert sink.hits == 3 and sink.bodies == []
+    finally:
+        sink.server.shutdown()
+        sink.server.server_close()
+
+
+def test_the_delivery_table_refuses_what_it_does_not_list() -> None:
+    from impfactory.cloud.api_webhooks import (
+        TRANSITIONS,
+        Delivery,
+        DeliveryStateError,
+        Outcome,
+        next_state,
+    )
+
+    for state in (Delivery.DELIVERED, Delivery.DEAD):
+        for outcome in Outcome:
+            with pytest.raises(DeliveryStateError):
+                next_state(state, outcome)
+    assert {next_state(s, Outcome.OK) for s in (Delivery.PENDING, Delivery.RETRYING)} == {
+        Delivery.DELIVERED}
+    assert len(TRANSITIONS) == 6
