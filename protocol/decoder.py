@@ -366,8 +366,6 @@ class BlinkUpDecoder:
             else:
                 pos = self._receive(y, pos, outcomes)
         self._base += n
-        if self._state is not DecoderState.IDLE:
-            self._end_of_chunk(outcomes)
         return outcomes
 
     # ------------------------------------------------------------------ input
@@ -555,6 +553,7 @@ class BlinkUpDecoder:
             self._sync_times[0] - BACKFILL_SYMBOLS * period, self._hist_start + period
         )
         self._edge_time = float(times[-1])
+        self._silence_at = self._edge_time + SILENCE_SYMBOLS * period
         self._slots: list[tuple[float, float]] = []
         self._hunted = 0
         self._edges: list[tuple[float, int]] = [
@@ -613,20 +612,24 @@ class BlinkUpDecoder:
             for k, c in enumerate(changes):
                 if self._soft:
                     t = precise[k]
+                    if t > self._silence_at:
+                        self._silence()
                     span = self._period if self._hunting else 2.0 * self._period
                     if self._next_bit + span + 1.0 <= t:
                         self._soft_bits(t)
-                    if t - self._edge_time > SILENCE_SYMBOLS * self._period:
-                        self._check_silence(t)
                     self._edges.append((t, levels[k]))
                     self._edge_time = t
+                    self._silence_at = t + SILENCE_SYMBOLS * self._period
                     continue
                 self._transition(a0 + c, levels[k])
+            self._end_of_chunk(self._base + n)
         except _Done as done:
+            # a failure ends where it became certain, whichever feed noticed it; the
+            # hunt for the next sync run resumes there (the decoder is IDLE now)
             outcomes.append(done.args[0])
-            end = int(done.args[1])
+            end = float(done.args[1])
             self._after_done()
-            return int(max(pos + 1, min(n, math.ceil(end) - self._base)))
+            return int(max(pos, min(n, math.ceil(end) - self._base)))
         if self.line_code == "trilevel":
             self._cw_total = int(cw[-1])
         self._slice_level = last
@@ -645,37 +648,38 @@ class BlinkUpDecoder:
             last = self._last
             self._last = None
             self._commit(*last)
-        self._check_open_length(d, t)
+        self._check_open_length(t)
         cw = self._cw_at(t)
         self._last = (self._open_start, float(t), self._open_level, self._open_cw, cw)
         self._open_start, self._open_level, self._open_cw = float(t), level, cw
 
-    def _check_open_length(self, d: float, t: float) -> None:
-        if d > 3.6 * self._period:
+    def _check_open_length(self, t: float) -> None:
+        """Tri-level: no transition until ``t`` (or before it): lost once the open run
+        outlasts 3.6 symbols, at that moment (not when the news arrived)."""
+        deadline = self._open_start + 3.6 * self._period
+        if t > deadline:
             self._fail(
                 SyncLostError(
-                    f"no transition for {d / self._period:.1f} symbols at sample "
-                    f"{t - self._delay:.0f}: the signal stopped or broke its line code"
+                    f"no transition for 3.6 symbols after sample "
+                    f"{self._open_start - self._delay:.0f}: the signal stopped or broke "
+                    f"its line code"
                 ),
-                t,
+                deadline,
             )
 
-    def _end_of_chunk(self, outcomes: list[Outcome]) -> None:
-        """At the end of a chunk, commit a run the open run has proven real."""
-        now = self._base
-        try:
-            if self._soft:
-                self._soft_bits(now - 1.0)
-                self._check_silence(now)
-                return
-            if self._last is not None and now - self._open_start >= 0.5 * self._period:
-                last = self._last
-                self._last = None
-                self._commit(*last)
-            self._check_open_length(now - self._open_start, now)
-        except _Done as done:
-            outcomes.append(done.args[0])
-            self._after_done()
+    def _end_of_chunk(self, now: int) -> None:
+        """All samples before ``now`` are in: decide what they settle."""
+        if self._soft:
+            if now - 1.0 > self._silence_at:
+                self._silence()
+            self._soft_bits(now - 1.0)
+            return
+        if self._last is not None and now - self._open_start >= 0.5 * self._period:
+            # the open run has proven real: commit the one before it
+            last = self._last
+            self._last = None
+            self._commit(*last)
+        self._check_open_length(now)
 
     def _commit(self, start: float, end: float, level: int, cw0: int, cw1: int) -> None:
         """A tri-level run is over: a lit run is one bit, grey or white."""
@@ -698,15 +702,17 @@ class BlinkUpDecoder:
     # comparing the mean light of its two halves (integrate and dump), and the bit
     # clock is steered by the mid-bit edge nearest where it is expected.
 
-    def _check_silence(self, t: float) -> None:
-        if t - self._edge_time > SILENCE_SYMBOLS * self._period:
-            self._fail(
-                SyncLostError(
-                    f"no transition for {(t - self._edge_time) / self._period:.1f} symbols "
-                    f"at sample {t - self._delay:.0f}: the signal stopped"
-                ),
-                t,
-            )
+    def _silence(self) -> None:
+        """Bi-level: no edge for SILENCE_SYMBOLS after the last one. Bits due by then
+        are decided, then the reception fails there, however the stream was cut."""
+        self._soft_bits(self._silence_at)
+        self._fail(
+            SyncLostError(
+                f"no transition for {SILENCE_SYMBOLS:g} symbols after sample "
+                f"{self._edge_time - self._delay:.0f}: the signal stopped"
+            ),
+            self._silence_at,
+        )
 
     def _prefix_sums(self) -> tuple[list[float], int]:
         """Prefix sums of the history from a symbol before the pending one (per chunk)."""

@@ -141,6 +141,32 @@ def test_tiny_chunks_lag_less_than_a_symbol_and_flush_ends_a_capture() -> None:
         assert outcomes[0].stats.end == whole.stats.end
 
 
+def _outcome_key(o: Any) -> tuple[Any, ...]:
+    return (type(o).__name__, str(o), o.stats.end, o.frame if isinstance(o, DecodeResult)
+            else o.data)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.sampled_from(["bilevel", "trilevel"]), st.lists(st.integers(1, 700), min_size=1,
+                                                          max_size=40))
+def test_failures_too_do_not_depend_on_the_chunking(code: str, chunks: list[int]) -> None:
+    # A reception that breaks off, light that stops, then a good one: the same
+    # outcomes, in the same words, ending at the same sample, however it is cut
+    # (a failure ends where it became certain, not where a feed happened to notice).
+    render = render_bilevel if code == "bilevel" else render_trilevel
+    frame = encode_frame(SMALL)
+    one = render(frame, noise=0.02, seed=4).samples  # type: ignore[operator]
+    two = render(frame, noise=0.02, seed=5).samples  # type: ignore[operator]
+    stream = np.concatenate((one[: len(one) // 2], np.full(700, 0.5), one[len(one) // 2 :],
+                             two[: len(two) // 3], np.zeros(600), two))
+    whole = [_outcome_key(o) for o in BlinkUpDecoder(FS, code).feed(stream)]  # type: ignore[arg-type]
+    assert [k[0] for k in whole].count("DecodeResult") == 1
+    assert "SyncLostError" in [k[0] for k in whole]
+    decoder = BlinkUpDecoder(FS, code)  # type: ignore[arg-type]
+    cut = feed_all(decoder, stream, chunks * (1 + len(stream) // sum(chunks)))
+    assert [_outcome_key(o) for o in cut + decoder.flush()] == whole
+
+
 # ----------------------------------------------------------------- impairments
 
 
