@@ -156,6 +156,8 @@ class Dispatcher:
         self.backoff = backoff or Backoff()
         self.timeout = timeout
         self.poll = poll
+        self.batch = 1000
+        """Deliveries considered per round (besides the dead ones, which are skipped)."""
         svc.db.executescript(SCHEMA)
         self._task: asyncio.Task[None] | None = None
 
@@ -181,8 +183,10 @@ class Dispatcher:
         now = self.svc.now()
         rows = self.db.execute("SELECT delivery_id, next_at, dead FROM api_webhook_retry")
         sched = {r[0]: (r[1], r[2]) for r in rows}
+        dead = sum(1 for _, is_dead in sched.values() if is_dead)
         out = []
-        for d in self.svc.pending_webhooks(limit=1000):
+        # dead entries stay pending in the outbox: look past them, or they starve the rest
+        for d in self.svc.pending_webhooks(limit=self.batch + dead):
             next_at, dead = sched.get(d.id, (0.0, 0))
             if not dead and next_at <= now:
                 out.append(d)

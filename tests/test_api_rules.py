@@ -345,3 +345,34 @@ def test_the_delivery_table_refuses_what_it_does_not_list() -> None:
     assert {next_state(s, Outcome.OK) for s in (Delivery.PENDING, Delivery.RETRYING)} == {
         Delivery.DELIVERED}
     assert len(TRANSITIONS) == 6
+
+
+def test_dead_deliveries_do_not_starve_later_ones(tmp_path: Path) -> None:
+    """One delivery per round (``batch = 1``): the first event dies on a failing receiver,
+    the second, made after, is still delivered once the receiver answers."""
+    import time
+
+    sink = Sink()
+    try:
+        with ApiThread(tmp_path / "c.db", backoff=Backoff(base=0.02, cap=0.05, max_attempts=1)
+                       ) as api:
+            api.call(setattr, api.service.dispatcher, "batch", 1)
+            api.call(api.service.accounts.create, "owner", "pw")
+            owner = ApiClient(api.endpoint).login("owner", "pw")
+            zone = build_test_zone(owner)
+            pp = zone["pp"]
+            owner.call("POST", "/webhooks", {"data": {"type": "webhook", "attributes": {
+                "event": "deployment", "url": sink.url, "content_type": "application/json"},
+                "relationships": {"devicegroup": {"type": pp["type"], "id": pp["id"]}}}})
+            deploy(owner, pp, "first, to a failing receiver")
+            deadline = time.monotonic() + 15
+            while sink.hits < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            sink.status = 200
+            second = deploy(owner, pp, "second, to a working receiver")
+            while not sink.bodies and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert [b["deployment_id"] for b in sink.bodies] == [second["id"]]
+    finally:
+        sink.server.shutdown()
+        sink.server.server_close()
