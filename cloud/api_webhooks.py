@@ -133,13 +133,24 @@ def encode(payload: JsonObj, content_type: str) -> bytes:
     return urlencode(flat).encode()
 
 
-def _post(url: str, body: bytes, content_type: str, event_id: str, timeout: float
-          ) -> tuple[int | None, str | None]:
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failed delivery: urllib would replay a POST as a bodiless GET."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect())
+
+
+def post_event(url: str, body: bytes, content_type: str, event_id: str, timeout: float
+               ) -> tuple[int | None, str | None]:
+    """One delivery attempt: the receiver's status (``None`` when unreachable) and an error."""
     req = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": content_type, "X-Impfactory-Event-Id": event_id,
         "User-Agent": "impfactory-webhooks/1"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _OPENER.open(req, timeout=timeout) as resp:
             return int(resp.status), None
     except urllib.error.HTTPError as err:
         return int(err.code), f"HTTP {err.code}"
@@ -204,7 +215,7 @@ class Dispatcher:
         event_id = f"evt-{d.id}"
         payload = {"event_id": event_id, "event": d.event, **d.payload}
         body = encode(payload, d.content_type)
-        status, error = await asyncio.to_thread(_post, d.url, body, d.content_type, event_id,
+        status, error = await asyncio.to_thread(post_event, d.url, body, d.content_type, event_id,
                                                 self.timeout)
         ok = status is not None and 200 <= status < 300
         attempts = d.attempts + 1

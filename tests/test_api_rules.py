@@ -376,3 +376,39 @@ def test_dead_deliveries_do_not_starve_later_ones(tmp_path: Path) -> None:
     finally:
         sink.server.shutdown()
         sink.server.server_close()
+
+
+def test_a_redirecting_receiver_is_a_failed_delivery_not_a_get() -> None:
+    """urllib would replay the POST as a bodiless GET to the new place; a 3xx is a failure
+    (retried later), and nothing but the POST reaches the receiver."""
+    from impfactory.cloud.api_webhooks import post_event
+
+    seen: list[str] = []
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            seen.append("POST " + self.path)
+            self.send_response(302)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            seen.append("GET " + self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        assert post_event(url, b"{}", "application/json", "evt-1", 5) == (302, "HTTP 302")
+        assert seen == ["POST /hook"]
+    finally:
+        server.shutdown()
+        server.server_close()
