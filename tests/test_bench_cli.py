@@ -126,6 +126,17 @@ def test_blinkup_fast_is_acknowledged_too(emulator: tuple[str, subprocess.Popen[
     assert "at 142 Hz" in result.stdout and "blinkup_ok" in result.stdout
 
 
+def test_a_trilevel_blinkup_is_acknowledged(emulator: tuple[str, subprocess.Popen[str]]) -> None:
+    """Grey symbols: a phone screen's black/grey/white as bench LED brightness."""
+    port, _ = emulator
+    result = bench(
+        "blinkup", "--port", port, "--ssid", SSID, "--password", PASSWORD,
+        "--line-code", "trilevel", "--power-cycle", "--watch", "4",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "blinkup_ok" in result.stdout
+
+
 def test_capture_of_the_fixture_led_decodes(
     emulator: tuple[str, subprocess.Popen[str]], tmp_path: Path
 ) -> None:
@@ -232,3 +243,27 @@ def test_perf_bench_measures_over_a_real_pty(capsys: pytest.CaptureFixture[str])
     # a silent controller is reported no sooner than its bound, and not much later
     assert pty["silent_bound_s"] <= pty["silent_detect_s"] < pty["silent_bound_s"] + 2
     assert pty["stream_samples_per_s"] > 0.5 * pty["stream_rate_hz"]
+
+
+def test_a_bilevel_only_dut_ignores_the_trilevel_flash(capsys: pytest.CaptureFixture[str]) -> None:
+    """The control for the test above: the grey levels, not a bi-level reading, did it."""
+    import asyncio
+
+    from impfactory.firmware.device import DeviceConfig
+    from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
+    from impfactory.tools.cmd_bench import EmulatedImpBench
+
+    from impfactory.clock import ScaledClock
+
+    clock = ScaledClock(10)
+    target = EmulatedImpBench.build(clock, config=DeviceConfig(blinkup_line_codes=("bilevel",)))
+    runner = ControllerThread(EmulatedBenchController(target, clock))
+    path = runner.start()
+    try:
+        code = cli.main(["bench", "blinkup", "--port", path, "--ssid", "s", "--password", "p",
+                         "--line-code", "trilevel", "--power-cycle", "--watch", "4"])
+        assert code == 1
+        assert "did not show the BlinkUp green" in capsys.readouterr().out
+    finally:
+        asyncio.run_coroutine_threadsafe(target.device.power_off(), runner.loop).result(10)
+        runner.stop()

@@ -48,7 +48,14 @@ from impfactory.hw.bench_emulated import EmulatedBenchController
 from impfactory.protocol import bench as bp
 from impfactory.protocol.bench_status import StatusDecoder, StatusReading
 from impfactory.protocol.blinkup import BlinkUpConfig, encode_frame
-from impfactory.protocol.linecode import BILEVEL_FAST_RATE, BILEVEL_RATE, Signal, bilevel_symbols
+from impfactory.protocol.linecode import (
+    BILEVEL_FAST_RATE,
+    BILEVEL_RATE,
+    TRILEVEL_RATE,
+    Signal,
+    bilevel_symbols,
+    trilevel_levels,
+)
 
 from impfactory.clock import Clock, RealClock, ScaledClock
 
@@ -136,16 +143,19 @@ class EmulatedImpBench:
         wifi: tuple[str, str] = (FACTORY_SSID, FACTORY_PASSWORD),
         server: str = NOWHERE,
         fixture: dict[str, Any] | None = None,
+        config: DeviceConfig | None = None,
     ) -> EmulatedImpBench:
         """A fresh emulated imp (serial ``serial``) that can join ``wifi`` and reaches its
         cloud at ``server``; the stand-in fixture flashes ``fixture`` (default: that
-        network, the example plan ID and token, at 60 Hz)."""
+        network, the example plan ID and token, at 60 Hz). The DUT takes bi-level and
+        tri-level BlinkUp, as a real imp does, unless ``config`` says otherwise."""
         # like a real imp, the DUT locks to any symbol rate (60 Hz, 142 Hz ...); its board
         # is the one the example factory firmware tests (loopback wired, sane supply)
         device = Device(
             DeviceIdentity.from_serial(serial), clock,
             WifiEnvironment([AccessPoint(*wifi)]), server,
-            hardware=dut_board(), config=DeviceConfig(),
+            hardware=dut_board(),
+            config=config or DeviceConfig(blinkup_line_codes=("bilevel", "trilevel")),
         )
         flash = {"ssid": wifi[0], "password": wifi[1], "plan_id": EXAMPLE_PLAN_ID,
                  "token": EXAMPLE_TOKEN, "fast": False}
@@ -344,8 +354,15 @@ def _cmd_blinkup(args: argparse.Namespace) -> int:
         token=args.token,
     )
     frame = encode_frame(config)
-    symbols = bytes(255 if s else 0 for s in bilevel_symbols(frame))
-    rate = BILEVEL_FAST_RATE if args.fast else BILEVEL_RATE
+    if args.line_code == "trilevel":
+        if args.fast:
+            raise BenchCommandError("--fast is a bi-level rate; a tri-level screen runs at 60 Hz")
+        # a phone screen's black/grey/white, as LED brightness (the protocol's 0..255)
+        symbols = bytes(round(level * 255) for level in trilevel_levels(frame))
+        rate = TRILEVEL_RATE
+    else:
+        symbols = bytes(255 if s else 0 for s in bilevel_symbols(frame))
+        rate = BILEVEL_FAST_RATE if args.fast else BILEVEL_RATE
     with _open(args) as bench:
         bench.identify()
         if args.power_cycle:
@@ -651,6 +668,9 @@ def register(sub: Any) -> None:
     blink.add_argument("--plan-id")
     blink.add_argument("--token")
     blink.add_argument("--fast", action="store_true", help="142 symbols/s (BLINKUP_FAST)")
+    blink.add_argument("--line-code", choices=["bilevel", "trilevel"], default="bilevel",
+                       help="bilevel: a fixture's LED (default); trilevel: a phone screen's "
+                            "black, grey and white at 60 frames/s, as LED brightness")
     blink.add_argument("--active-high", action="store_true", help="bench LED lit on a high pin")
     blink.add_argument("--power-cycle", action="store_true",
                        help="switch the DUT off and on first (opens its BlinkUp window)")
