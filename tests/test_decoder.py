@@ -349,7 +349,8 @@ def test_state_table_rejects_unknown_events() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [[1.0, float("nan")], [float("inf")], [[0.1, 0.2], [0.3, 0.4]], ["a", "b"], [object()]]
+    "bad", [[1.0, float("nan")], [float("inf")], [[0.1, 0.2], [0.3, 0.4]], ["a", "b"], [object()],
+            [1e308, -1e308], [0.5, 2e6]]
 )
 def test_bad_samples_raise_a_typed_error_and_change_nothing(bad: Any) -> None:
     sig = render_bilevel(encode_frame(SMALL), symbol_rate=142.0)
@@ -367,6 +368,8 @@ def test_bad_construction_is_typed() -> None:
         BlinkUpDecoder(0.0)
     with pytest.raises(BlinkUpDecodeError):
         BlinkUpDecoder(FS, "bilevel", 900.0)
+    with pytest.raises(BlinkUpDecodeError):
+        BlinkUpDecoder(FS, full_scale=0.0)
 
 
 def test_reset_forgets_a_reception() -> None:

@@ -161,7 +161,7 @@ def decode_signal(
             failures.append(outcome)
     if failures:
         return failures[0]
-    return NoBlinkUpError(f"no BlinkUp sync run found in {signal.duration:.2f} s of signal")
+    return NoBlinkUpError(f"no BlinkUp sync run found in {signal.duration:.4g} s of signal")
 
 
 def _config_from_args(args: argparse.Namespace) -> BlinkUpConfig:
