@@ -36,7 +36,8 @@ Errors: ``feed`` *returns* outcomes: a :class:`DecodeResult` for each frame that
 completed, or a :class:`BlinkUpDecodeError` (lost sync, bad magic, corrupt frame)
 for each reception that failed after a sync run was found. Noise while idle is not
 a failure and returns nothing. ``feed`` *raises* only :class:`BadSamplesError`, when
-the input is not a 1-D run of finite numbers (and then changes no state).
+the input is not a 1-D run of finite numbers within ±1e6 x full scale (and then
+changes no state).
 
 Samples are in sensor full-scale units (0..1 by default, ``full_scale`` otherwise);
 positions in results are sample indices counted from the first sample fed since
