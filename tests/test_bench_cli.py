@@ -106,14 +106,15 @@ def test_an_unpowered_dut_does_not_acknowledge(
     emulator: tuple[str, subprocess.Popen[str]],
 ) -> None:
     port, _ = emulator
-    assert bench("power", "--port", port, "off").returncode == 0
+    # power in-process (the same CLI entry point), the blinkup as its own process
+    assert cli.main(["bench", "power", "--port", port, "off"]) == 0
     result = bench(
         "blinkup", "--port", port, "--ssid", SSID, "--password", PASSWORD, "--fast",
         "--watch", "2", "--json",
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert [s["state"] for s in json.loads(result.stdout)["status"]] == ["off"]
-    assert bench("power", "--port", port, "on").returncode == 0
+    assert cli.main(["bench", "power", "--port", port, "on"]) == 0
 
 
 def test_blinkup_fast_is_acknowledged_too(emulator: tuple[str, subprocess.Popen[str]]) -> None:
