@@ -154,3 +154,4 @@ def test_perf_line_json(capsys: pytest.CaptureFixture[str]) -> None:
     doc = json.loads(capsys.readouterr().out)
     assert doc["duts"] == 4 and doc["failed"] == 0 and doc["duts_per_s"] > 0
     assert doc["peak_rss_mib"] > 0 and doc["cpu_ms_per_dut"] > 0
+    assert doc["lost_presses"] == 0  # a footswitch press the fixture firmware ignored

@@ -58,6 +58,7 @@ async def _coordinate(config: LineConfig, cloud: FactoryCloud, observer: LineObs
     loop = asyncio.get_running_loop()
     records: list[DutRecord] = []
     finished = [loop.create_future() for _ in conns]
+    lost_presses = [0] * len(conns)
     adoptions: set[asyncio.Task[None]] = set()
 
     async def adopt(conn: Connection, device_id: str) -> None:
@@ -80,6 +81,7 @@ async def _coordinate(config: LineConfig, cloud: FactoryCloud, observer: LineObs
                     adoptions.add(task)
                     task.add_done_callback(adoptions.discard)
                 elif kind == "finished" and not finished[w].done():
+                    lost_presses[w] = int(msg[1])
                     finished[w].set_result(None)
                 elif kind == "error" and not finished[w].done():
                     finished[w].set_exception(LineError(f"line worker {w}: {msg[1]}"))
@@ -106,4 +108,4 @@ async def _coordinate(config: LineConfig, cloud: FactoryCloud, observer: LineObs
     wall = time.perf_counter() - started
     records.sort(key=lambda r: r.index)
     return LineResult(records, LineSummary.of(records, wall, fixtures=config.fixtures,
-                                              seed=config.seed))
+                                              seed=config.seed), sum(lost_presses))

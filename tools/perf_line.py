@@ -63,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         "total_s": round(total, 3),
         "duts_per_s": round(s.duts_per_s, 1),
         "cpu_s": round(cpu, 2),
+        "lost_presses": result.lost_presses,
         "cpu_ms_per_dut": round(1000 * cpu / max(1, s.duts), 2),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         # the largest finished child: the broker, or a line worker with --workers
