@@ -302,8 +302,9 @@ class _Stall:
     """Notices a sample stream that stopped flowing, so a dead controller is an error.
 
     A controller sends its samples at least every few tens of milliseconds
-    (docs/bench.md); after ``STALL_S`` wall seconds (or four answer timeouts)
-    without one, the controller is asked who it is: a silent one is then a
+    (docs/bench.md); after ``STALL_S`` wall seconds (or four answer timeouts, or
+    three sample periods, whichever is longest) without one, the controller is
+    asked who it is: a silent one is then a
     :class:`BenchTimeoutError` naming the port, one that answers but sends no
     samples a :class:`BenchCommandError`. Either way, never a hang.
     """
@@ -311,7 +312,9 @@ class _Stall:
     def __init__(self, bench: BenchDriver, buffer: SampleBuffer) -> None:
         self.bench = bench
         self.buffer = buffer
-        self.limit = max(STALL_S, 4 * bench.timeout)
+        # a slow stream (watch --rate 1) may be silent for a few sample periods
+        period = 1.0 / buffer.rate_hz if buffer.rate_hz > 0 else 0.0
+        self.limit = max(STALL_S, 4 * bench.timeout, 3 * period)
         self._count = buffer.count()
         self._since = time.monotonic()
 
