@@ -14,14 +14,23 @@ Timers run on the injected clock, so thousands of devices share one asyncio loop
 and a virtual clock runs a device's day in microseconds. Device code gets a small
 set of builtins and may import only pure modules (``math``, ``json`` ...): there is
 no ``open``, no ``time.sleep`` and no threads. A callback that holds the loop longer
-than ``BLOCKED_WARN_S`` is reported in the device log; one that loops forever
-would still hold it: Python cannot pre-empt it, so don't.
+than ``BLOCKED_WARN_S`` is reported in the device log.
+
+One device never stalls another: a real imp has its own CPU, here every device
+shares one loop, so a callback (or top-level code) still running after
+``CALLBACK_LIMIT_S`` wall seconds is stopped with ``DeviceCodeTimeout`` raised at
+its next line, logged as a runtime error like any other; the impOS carries on.
+This costs a line trace only while device code runs, and only in device-code
+frames (``sys.settrace``, restored afterwards, so a debugger or coverage keeps
+working between callbacks). A real imp would not stop such a loop; it would
+just go quiet.
 """
 
 from __future__ import annotations
 
 import builtins
 import functools
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -61,6 +70,16 @@ _SAFE_BUILTINS["__import__"] = _guarded_import
 LogFn = Callable[[str, bool], None]
 BLOCKED_WARN_S = 0.25
 """Wall seconds one callback may hold the shared loop before it is reported."""
+CALLBACK_LIMIT_S = 2.0
+"""Wall seconds after which a callback that has not returned is stopped."""
+
+
+class DeviceCodeTimeout(BaseException):
+    """Raised inside device code that ran past ``CALLBACK_LIMIT_S``.
+
+    A ``BaseException``, so ``except Exception`` in device code does not swallow
+    it; and it is raised again at every later line until the callback returns.
+    """
 
 
 class Runtime:
@@ -182,18 +201,37 @@ class Runtime:
 
     def _guard(self, thunk: Callable[[], Any]) -> bool:
         started = time.perf_counter()
+        previous = sys.gettrace()
+        sys.settrace(_watchdog(started + CALLBACK_LIMIT_S))
         try:
             thunk()
-        except Exception as err:  # device code may raise anything; the impOS survives
+        except (Exception, DeviceCodeTimeout) as err:  # the impOS survives its code
             self.errors += 1
             self._log(f"ERROR: {type(err).__name__}: {err}{_where(err)}", True)
             return False
         finally:
+            sys.settrace(previous)
             held = time.perf_counter() - started
             if held > BLOCKED_WARN_S:
                 self._log(f"WARNING: device code held the loop for {held * 1000:.0f} ms "
                           "(every device on this loop waited)", False)
         return True
+
+
+def _watchdog(deadline: float) -> Any:
+    """A trace function that stops device code (only) once ``deadline`` has passed."""
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line" and time.perf_counter() > deadline:
+            raise DeviceCodeTimeout(
+                f"device code ran over {CALLBACK_LIMIT_S:g} s without returning "
+                "(stopped: every device on this loop was waiting)")
+        return local
+
+    def on_call(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code.co_filename == CODE_FILENAME else None
+
+    return on_call
 
 
 @functools.lru_cache(maxsize=64)

@@ -200,3 +200,51 @@ agent.send("hello", [1, 2])
     assert sent == [("hello", [1, 2]), ("ack", {"n": 1})]
     assert dev.runtime.globals["got"] == [{"rate": 5}]
     assert dev.runtime.errors == 1 and "ValueError: oops" in dev.logs[-1]
+
+
+def test_a_callback_that_never_returns_is_stopped_and_others_run() -> None:
+    """One device never stalls another: a runaway loop (even one that catches
+    Exception) is stopped after CALLBACK_LIMIT_S and logged; the device carries on."""
+    import time
+
+    from impfactory.firmware import runtime
+
+    clock, dev = make()
+    run(dev, """
+def spin():
+    n = 0
+    while True:
+        try:
+            n += 1
+        except Exception:
+            pass
+def later():
+    server.log("still alive")
+imp.wakeup(1, spin)
+imp.wakeup(2, later)
+""")
+    t0 = time.perf_counter()
+    clock.advance_sync(3)
+    took = time.perf_counter() - t0
+    assert runtime.CALLBACK_LIMIT_S <= took < runtime.CALLBACK_LIMIT_S + 3.0
+    assert dev.runtime.errors == 1
+    assert dev.logs[0].startswith("ERROR: DeviceCodeTimeout")
+    assert any(f"(at line {n})" in dev.logs[0] for n in range(4, 9))  # inside spin's loop
+    assert dev.logs[-1] == "still alive"
+
+
+def test_the_watchdog_leaves_an_outer_tracer_in_place() -> None:
+    import sys
+
+    def outer(frame, event, arg):  # a debugger or coverage tool
+        return None
+
+    _, dev = make()
+    previous = sys.gettrace()
+    sys.settrace(outer)
+    try:
+        run(dev, "server.log('hi')\n")
+        assert sys.gettrace() is outer
+    finally:
+        sys.settrace(previous)
+    assert dev.logs == ["hi"]
