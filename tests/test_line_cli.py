@@ -106,6 +106,11 @@ def test_no_broker_at_the_url_is_one_line_and_exit_2(
     assert err.startswith("impfactory: error:") and "\n" not in err
 
 
+def test_demo_bad_workers_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--workers", "0"]) == 2
+    assert capsys.readouterr().err.startswith("impfactory: error: --workers")
+
+
 @pytest.mark.parametrize("command", [["line", "run"], ["demo"], ["perf", "line"]])
 def test_an_unusable_report_dir_stops_the_run_before_it_starts(
         command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,7 +126,8 @@ def test_an_unusable_report_dir_stops_the_run_before_it_starts(
 
 
 def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--duts", "6", "--json", "--report", str(tmp_path)]) == 0
+    assert main(["demo", "--duts", "6", "--workers", "2", "--json",
+                 "--report", str(tmp_path)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["duts"] == 6 and doc["blessed"] + doc["failed"] == 6
     assert Path(doc["report"]["html"]).is_file()

@@ -25,6 +25,7 @@ from impfactory.cloud import broker as mqtt_broker
 from impfactory.fixture.report import prepare_report_dir, write_reports
 from impfactory.hw.optical import PRESETS
 from impfactory.tools.cmd_line import (
+    LineInputError,
     add_line_options,
     config_from_args,
     print_summary,
@@ -45,6 +46,8 @@ def _broker_name(spec: str) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise LineInputError(f"--workers must be at least 1, got {args.workers}")
     config = config_from_args(args, DEMO_FAULTS, DEMO_OUTDATED_IMPOS, PRESETS["typical"])
     report_dir = prepare_report_dir(args.report) if args.report else Path(
         tempfile.mkdtemp(prefix="impfactory-demo-"))
@@ -55,7 +58,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  faults injected: {faults}; {DEMO_OUTDATED_IMPOS:.0%} of DUTs need an "
               "impOS update first")
     quiet_network_logs()
-    result = asyncio.run(run_with_progress(config, args.broker, args.json))
+    result = asyncio.run(run_with_progress(config, args.broker, args.json,
+                                           workers=args.workers))
     report = write_reports(report_dir, result.records, result.summary)
     if args.json:
         doc = result.summary.to_dict() | {"report": {k: str(v) for k, v in report.items()}}
