@@ -45,6 +45,11 @@ from impfactory.errors import ImpFactoryError
 
 #: Full scale of ``hardware.lightlevel()`` on an imp (16-bit reading).
 LIGHTLEVEL_FULL_SCALE = 65535
+#: Highest sensor sample rate (Hz) and longest idle lead-in or tail (s) a channel
+#: accepts: beyond them one flash's samples would not fit in memory, and no light
+#: sensor or BlinkUp needs them (an imp samples about 1 kHz, a bench stream 20 kHz).
+MAX_SAMPLE_RATE = 100_000.0
+MAX_IDLE_S = 600.0
 
 
 class OpticalError(ImpFactoryError, ValueError):
@@ -85,8 +90,10 @@ class OpticalConfig:
             (self.flicker_hz > 0, "flicker_hz must be > 0"),
             (self.noise_rms >= 0, "noise_rms must be >= 0"),
             (-0.5 < self.drift < 0.5, "drift must be within -0.5..0.5"),
-            (self.sample_rate > 0, "sample_rate must be > 0"),
-            (self.lead_s >= 0 and self.tail_s >= 0, "lead_s and tail_s must be >= 0"),
+            (0 < self.sample_rate <= MAX_SAMPLE_RATE,
+             f"sample_rate must be within 0..{MAX_SAMPLE_RATE:g} Hz"),
+            (0 <= self.lead_s <= MAX_IDLE_S and 0 <= self.tail_s <= MAX_IDLE_S,
+             f"lead_s and tail_s must be within 0..{MAX_IDLE_S:g} s"),
         ]
         for f in fields(self):
             value = getattr(self, f.name)

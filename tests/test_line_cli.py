@@ -88,6 +88,8 @@ def test_min_yield_sets_the_exit_status(capsys: pytest.CaptureFixture[str]) -> N
     ["--broker", "mqtt://127.0.0.1:99999"],
     ["--broker", "mqtt://"],
     ["--scale", "0"],
+    ["--scale", "nan"],
+    ["--scale", "inf"],
 ])
 def test_bad_input_is_one_line_and_exit_2(argv: list[str],
                                           capsys: pytest.CaptureFixture[str]) -> None:

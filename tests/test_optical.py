@@ -116,7 +116,8 @@ def test_output_is_always_a_valid_sensor_reading(
 @pytest.mark.parametrize(
     "kwargs",
     [{"distance_mm": 0}, {"offset_mm": -1}, {"ambient": 1.5}, {"drift": 0.7},
-     {"noise_rms": float("nan")}, {"sample_rate": 0}],
+     {"noise_rms": float("nan")}, {"sample_rate": 0}, {"sample_rate": 1e9},
+     {"tail_s": 1e9}, {"lead_s": -1}],
 )
 def test_bad_config_is_a_typed_error(kwargs: dict[str, float]) -> None:
     with pytest.raises(OpticalError):
