@@ -114,3 +114,12 @@ def test_device_blinkup_bad_files_are_one_line_errors(capsys, tmp_path: Path) ->
     assert cli.main(["device", "blinkup", str(tmp_path / "junk.csv")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "Traceback" not in err
+
+
+def test_code_that_raises_is_logged_and_the_dut_carries_on(capsys, broker_url: str) -> None:
+    out = run_json(capsys, "--broker", broker_url, "--fault", "code-error")
+    events = [e["event"] for e in out["events"]]
+    error = next(e for e in out["events"] if e["event"] == "code_error")
+    assert "KeyError" in error["detail"] and "(at line" in error["detail"]
+    assert any(m.startswith("ERROR: KeyError") for m in out["logs"])
+    assert "blessed" in events and "powered_off" not in events[:events.index("code_error")]

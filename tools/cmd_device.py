@@ -28,7 +28,7 @@ from impfactory.firmware import examples
 from impfactory.firmware.device import Device
 from impfactory.firmware.errors import DeviceError
 from impfactory.firmware.events import DeviceEvent
-from impfactory.firmware.fleet import FACTORY_SSID, Fleet
+from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID, Fleet
 from impfactory.firmware.lightpath import shine
 from impfactory.firmware.signals import FixtureFlash
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
@@ -37,11 +37,13 @@ from impfactory.tools.plugin_device import build_test_zone, start_fixture
 
 from impfactory.clock import ScaledClock, VirtualClock
 
-FAULTS = ("none", "bad-blinkup", "wrong-password", "test-fail", "no-dhcp")
+FAULTS = ("none", "bad-blinkup", "wrong-password", "test-fail", "no-dhcp", "code-error")
 # What ends the life for each fault (the DUT would otherwise keep retrying).
 END = {"none": DeviceEvent.CODE_STARTED, "bad-blinkup": DeviceEvent.BLINKUP_FAILED,
        "wrong-password": DeviceEvent.CONNECT_FAILED, "test-fail": DeviceEvent.TEST_FAILED,
-       "no-dhcp": DeviceEvent.CONNECT_FAILED}
+       "no-dhcp": DeviceEvent.CONNECT_FAILED, "code-error": DeviceEvent.CODE_ERROR}
+# code-error: the DUT firmware as deployed, plus a timer whose callback raises.
+RAISING_TIMER = "\nimp.wakeup(0.5, lambda: {}['no such key'])\n"
 
 
 class DeviceCommandError(DeviceError):
@@ -52,7 +54,10 @@ async def life(url: str, fault: str, scale: float, impos: str | None,
                timeout: float) -> Device:
     with tempfile.TemporaryDirectory() as tmp:
         async with Cloud(Path(tmp) / "cloud.db", url) as cloud:
-            zone = build_test_zone(cloud.service, min_impos=impos)
+            dut_code = None
+            if fault == "code-error":
+                dut_code = examples.factory_source(FACTORY_SSID, FACTORY_PASSWORD) + RAISING_TIMER
+            zone = build_test_zone(cloud.service, min_impos=impos, dut_code=dut_code)
             async with Fleet(url, ScaledClock(scale)) as fleet:
                 try:
                     fixture = await start_fixture(cloud.service, zone, fleet, timeout)
