@@ -98,6 +98,18 @@ def test_bad_input_is_one_line_and_exit_2(argv: list[str],
     assert err.startswith("impfactory: error:") and "\n" not in err
 
 
+@pytest.mark.parametrize("option", ["--firmware", "--app"])
+def test_firmware_that_is_not_python_is_refused_before_the_run(
+        option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "factory.py"
+    bad.write_text("def changed(self:\n    pass\n")
+    started = time.perf_counter()
+    assert main(["line", "run", "--duts", "1", option, str(bad)]) == 2
+    assert time.perf_counter() - started < 5.0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"impfactory: error: {option} {bad}: line 1") and "\n" not in err
+
+
 def test_no_broker_at_the_url_is_one_line_and_exit_2(
         capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as sock:  # a loopback port nothing listens on

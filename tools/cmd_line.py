@@ -88,12 +88,21 @@ def register(sub: Any) -> None:
 
 
 def _read(path: Path | None, what: str) -> str | None:
+    """The firmware file's text, refused up front when it is not even valid Python:
+    otherwise the fixtures would only fail to flash, after two token timeouts."""
     if path is None:
         return None
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise LineInputError(f"{what} {path}: {err}") from err
+    try:
+        compile(text, str(path), "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as err:
+        where = f"line {err.lineno}: " if isinstance(err, SyntaxError) and err.lineno else ""
+        message = err.msg if isinstance(err, SyntaxError) else str(err)
+        raise LineInputError(f"{what} {path}: {where}{message}") from err
+    return text
 
 
 def quiet_network_logs() -> None:
