@@ -207,7 +207,12 @@ def _run(args: argparse.Namespace) -> int:
         noise: dict[str, Any] = {}
         for name, (code, rate, snrs) in sweeps.items():
             rates = {str(s): success_rate(s, args.frames, code, rate) for s in snrs}
-            limit = min((s for s in snrs if rates[str(s)] >= 0.99), default=None)
+            # the lowest SNR from which every step up (down the sweep's list) holds 99%
+            limit = None
+            for snr in snrs:  # highest first
+                if rates[str(snr)] < 0.99:
+                    break
+                limit = snr
             noise[name] = {"success": rates, "snr_db_99": limit}
             if not args.json:
                 table = "  ".join(f"{s} dB {r:.0%}" for s, r in rates.items())
