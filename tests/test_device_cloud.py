@@ -262,7 +262,7 @@ def test_a_publish_in_flight_fails_at_once_when_the_link_resets(broker_url: str)
             await relay.close()
 
     took, lost = asyncio.run(go())
-    assert took < 2.0, took
+    assert took < 5.0, took  # was REQUEST_TIMEOUT (15 s); margin for a loaded machine
     assert lost == ["lost"]
 
 
