@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -155,19 +156,24 @@ def test_go_live_refusals_leave_nothing_behind(owner: ApiClient) -> None:
 
 
 class Sink:
-    """An HTTP receiver that answers ``status`` (changeable) and records bodies."""
+    """An HTTP receiver that answers ``status`` (changeable) and records bodies (of the
+    requests it answered 200, with their paths) and the paths of every request."""
 
     def __init__(self) -> None:
         self.status = 500
         self.bodies: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        self.answered: list[str] = []
         self.hits = 0
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                sink.paths.append(self.path)
                 sink.hits += 1
                 if sink.status == 200:
+                    sink.answered.append(self.path)
                     sink.bodies.append(json.loads(raw))
                 self.send_response(sink.status)
                 self.send_header("Content-Length", "0")
@@ -179,6 +185,13 @@ class Sink:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float = 15.0) -> None:
+        """Poll ``ready`` until it holds; fail with what arrived if it never does."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert time.monotonic() < deadline, (self.hits, self.paths, self.bodies)
+            time.sleep(0.02)
 
 
 def test_webhook_events_survive_a_cloud_restart(tmp_path: Path) -> None:
@@ -197,15 +210,11 @@ def test_webhook_events_survive_a_cloud_restart(tmp_path: Path) -> None:
             prod_id = live["data"]["relationships"]["production_devicegroup"]["id"]
             prod = owner.call("GET", f"/devicegroups/{prod_id}")["data"]
             made = deploy(owner, prod, "code production")  # the receiver is failing now
-            import time
-
-            time.sleep(0.3)
+            sink.wait_until(lambda: sink.hits >= 2)  # tried, failed, retried: still queued
             assert sink.bodies == []
         sink.status = 200
         with ApiThread(db, backoff=Backoff(base=0.05, cap=0.1)):
-            deadline = time.monotonic() + 15
-            while not sink.bodies and time.monotonic() < deadline:
-                time.sleep(0.05)
+            sink.wait_until(lambda: bool(sink.bodies))
         assert [b["deployment_id"] for b in sink.bodies] == [made["id"]]
         assert sink.bodies[0]["event"] == "deployment" and sink.bodies[0]["event_id"]
     finally:
@@ -250,8 +259,6 @@ def test_a_deleted_webhook_gets_none_of_its_queued_events(api: ApiThread, owner:
                                                           ) -> None:
     """Events queued while the receiver fails: the deleted webhook's are abandoned, the
     kept webhook's (same group, same backoff) are delivered once the receiver recovers."""
-    import time
-
     sink = Sink()
     try:
         zone = build_test_zone(owner)
@@ -262,14 +269,14 @@ def test_a_deleted_webhook_gets_none_of_its_queued_events(api: ApiThread, owner:
             "devicegroup": {"type": pp["type"], "id": pp["id"]}}}})["data"]
             for name in ("kept", "deleted")]
         dep = deploy(owner, pp, "code while failing")
-        time.sleep(0.3)  # both deliveries are failing and being retried
+        # both deliveries have failed at least once and are being retried
+        sink.wait_until(lambda: {"/hook?kept", "/hook?deleted"} <= set(sink.paths))
         owner.call("DELETE", f"/webhooks/{made[1]['id']}")
         sink.status = 200
-        deadline = time.monotonic() + 15
-        while not sink.bodies and time.monotonic() < deadline:
-            time.sleep(0.05)
+        sink.wait_until(lambda: bool(sink.bodies))
         time.sleep(0.5)  # several backoff periods: a second delivery would be in by now
         assert [b["deployment_id"] for b in sink.bodies] == [dep["id"]]
+        assert sink.answered == ["/hook?kept"]
     finally:
         sink.server.shutdown()
         sink.server.server_close()
@@ -304,8 +311,6 @@ def test_webhook_rules(owner: ApiClient) -> None:
 def test_a_delivery_dies_after_its_last_attempt_and_stays_dead(tmp_path: Path) -> None:
     """Backoff(max_attempts=3): three POSTs to a failing receiver, then none, even once
     the receiver answers again."""
-    import time
-
     sink = Sink()
     try:
         with ApiThread(tmp_path / "c.db", backoff=Backoff(base=0.02, cap=0.05, max_attempts=3)
@@ -350,8 +355,6 @@ def test_the_delivery_table_refuses_what_it_does_not_list() -> None:
 def test_dead_deliveries_do_not_starve_later_ones(tmp_path: Path) -> None:
     """One delivery per round (``batch = 1``): the first event dies on a failing receiver,
     the second, made after, is still delivered once the receiver answers."""
-    import time
-
     sink = Sink()
     try:
         with ApiThread(tmp_path / "c.db", backoff=Backoff(base=0.02, cap=0.05, max_attempts=1)
