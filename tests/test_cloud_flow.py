@@ -138,7 +138,7 @@ def test_dut_enrols_into_the_dut_target_of_that_moment(any_broker_url: str,
         offer = await dut.expect(cl.CodeOffer)
         assert offer.deployment == other_build.id
         assert await dut.run(offer) == "// second DUT firmware"
-        await asyncio.sleep(0.2)
+        await until(lambda: w.svc.get_device(dut.device_id).deployment_id == other_build.id)
         record = w.svc.get_device(dut.device_id)
         assert record.group_id == other_dut.id and record.deployment_id == other_build.id
         assert record.fixture_id == fx.device_id and record.owner_id == OWNER
@@ -378,8 +378,7 @@ def test_restart_and_conditional_restart(any_broker_url: str, tmp_path: Path) ->
         assert old_dut.deployment == old_build.id and new_dut.deployment == new_build.id
         offline = await w.running_dut(fx)
         await offline.close()
-        await asyncio.sleep(0.2)
-        assert not w.svc.get_device(offline.device_id).online
+        await until(lambda: not w.svc.get_device(offline.device_id).online)
 
         assert w.svc.restart_group(w.f.dut_group.id) == 2
         for dut in (old_dut, new_dut):
@@ -450,8 +449,7 @@ def test_old_impos_is_updated_before_the_dut_firmware(any_broker_url: str,
         assert not welcome.blessed
         code = await dut.expect(cl.CodeOffer)
         assert await dut.run(code) == DUT_CODE
-        await asyncio.sleep(0.2)
-        assert w.svc.get_device(dut.device_id).impos_version == "43.1"
+        await until(lambda: w.svc.get_device(dut.device_id).impos_version == "43.1")
         await dut.close()
         await fx.close()
 
@@ -596,7 +594,7 @@ def test_a_lost_connection_marks_the_device_offline(any_broker_url: str,
         dev = await w.device()
         await dev.hello()
         await dev.report(led="connected")
-        await asyncio.sleep(0.2)
+        await until(lambda: w.svc.get_device(dev.device_id).led == "connected")
         record = w.svc.get_device(dev.device_id)
         assert record.online and record.led == "connected"
         await dev.close(clean=False)  # no bye: the broker publishes the will
