@@ -34,6 +34,7 @@ from impfactory.firmware.errors import (
     ConnectionFailed,
     DeviceCodeError,
     FirmwareImageError,
+    ImpApiError,
 )
 from impfactory.firmware.events import DeviceEvent, DeviceRecord
 from impfactory.firmware.hardware import Pin, SimHardware
@@ -297,8 +298,24 @@ class Device:
     def impos_version(self) -> str:
         return self.settings.impos_version
 
-    def agent_send(self, name: str, data: Any) -> None:
+    def agent_send(self, name: str, data: Any) -> int:
+        """Publish an ``agent_message``: 0 when handed to the link, else an error code.
+
+        Offline the message is dropped and ``SEND_ERROR_NOT_CONNECTED`` returned, as
+        a real imp does under its ``RETURN_ON_ERROR`` send policy (the default policy
+        would block Squirrel while it reconnects, which one shared loop cannot do).
+        A name or value the link cannot carry raises ``ImpApiError`` in device code.
+        The ``agent_message`` event records every call, sent or not.
+        """
+        try:
+            msg = cl.validate(cl.AgentMessage(self.device_id, name=name, value=data))
+        except cl.CloudLinkError as err:
+            raise ImpApiError(f"agent.send: {err}") from err
         self._emit(DeviceEvent.AGENT_MESSAGE, (name, data))
+        if not self.is_online:
+            return impapi.SEND_ERROR_NOT_CONNECTED
+        self._spawn(self._send_quiet(msg))
+        return 0
 
     def agent_handler(self, name: str, handler: Callable[[Any], Any] | None) -> None:
         if handler is None:
@@ -520,6 +537,9 @@ class Device:
             self._spawn(self._load_code(msg))
         elif isinstance(msg, cl.Restart):
             self._spawn(self._reboot(msg.reason))
+        elif isinstance(msg, cl.DeviceMessage):
+            # The agent's device.send: no agent.on handler means dropped, as on an imp.
+            self.agent_deliver(msg.name, msg.value)
         elif isinstance(msg, cl.ShutdownNotice):
             handler = self._shutdown_handler
             if handler is not None and self.runtime.running:

@@ -23,6 +23,7 @@ CONFIG_STATIC_NETWORK = 0x02
 CONFIG_PROXY = 0x04
 CONFIG_ENROLMENT = 0x08  # ours: the default "WiFi and enrolment" set
 CONFIG_ALL = 0xFF
+SEND_ERROR_NOT_CONNECTED = 1  # agent.send while offline (RETURN_ON_ERROR policy)
 
 CONSTANTS: dict[str, Any] = {
     name: value for name, value in globals().items() if name.isupper() and isinstance(value, int)
@@ -55,7 +56,7 @@ class DeviceHost(Protocol):
     def net_info(self) -> dict[str, Any]: ...
     def enable_blinkup(self, enable: bool) -> None: ...
     def impos_version(self) -> str: ...
-    def agent_send(self, name: str, data: Any) -> None: ...
+    def agent_send(self, name: str, data: Any) -> int: ...
     def agent_handler(self, name: str, handler: Callable[[Any], Any] | None) -> None: ...
 
 
@@ -192,8 +193,8 @@ class Agent:
         self._host, self._rt = host, runtime
 
     def send(self, name: str, data: Any = None) -> int:
-        self._host.agent_send(str(name), data)
-        return 0
+        """0 when sent; ``SEND_ERROR_NOT_CONNECTED`` (message dropped) while offline."""
+        return self._host.agent_send(str(name), data)
 
     def on(self, name: str, callback: Callable[[Any], Any] | None) -> None:
         bound = self._rt.bind(_callable("agent.on", callback)) if callback else None

@@ -106,13 +106,16 @@ def is_subsequence(wanted: list[LedState], seen: list[LedState]) -> bool:
 def test_fixture_configures_dut_which_is_tested_blessed_and_runs_the_application(
         any_broker_url: str, tmp_path: Path) -> None:
     async def body(line: Line) -> dict[str, Any]:
+        heard: list[tuple[str, str, Any]] = []
+        line.cloud.service.add_agent_listener(lambda *m: heard.append(m))
         dut = line.fleet.add(hardware=examples.dut_board(temperature=24.0))
         blink_dut(line, dut)
         await dut.wait_for(E.BLESSED, WAIT, since=0)
         await until(lambda: any(m.startswith("application started") for m in dut.logs))
+        await until(lambda: any(m[1] == "testresult" for m in heard))
         record = line.cloud.service.get_device(dut.device_id)
         results = [r.detail for r in dut.events if r.kind is E.AGENT_MESSAGE]
-        return {"dut": dut, "record": record, "results": results}
+        return {"dut": dut, "record": record, "results": results, "heard": heard}
 
     out = asyncio.run(run_scenario(any_broker_url, tmp_path / "cloud.db", body))
     dut: Device = out["dut"]
@@ -131,6 +134,8 @@ def test_fixture_configures_dut_which_is_tested_blessed_and_runs_the_application
     assert name == "testresult" and result["passed"] and result["blessed"]
     assert {m["name"] for m in result["measurements"]} == {"supply_voltage", "pin_loopback",
                                                           "temperature"}
+    # The result crossed the cloud link: the DUT's agent (a cloud listener) heard it.
+    assert (dut.device_id, "testresult", result) in out["heard"]
     # The stages reached during the 3 s green are not shown; the green hands over
     # to the stage current when it ends (connecting, here). After the impOS
     # restart every stage shows.
@@ -307,3 +312,31 @@ def test_factoryblinkup_on_a_dut_is_refused_and_code_resumes(any_broker_url: str
     dut = asyncio.run(run_scenario(any_broker_url, tmp_path / "cloud.db", body, dut_code=code))
     assert "ERROR: Factory BlinkUp request failed. This is not a factory imp." in dut.logs
     assert E.BLINKUP_SENT not in [r.kind for r in dut.events]
+
+
+AGENT_CODE = """
+def on_ping(value):
+    agent.send("pong", {"got": value})
+agent.on("ping", on_ping)
+server.log("agent ready")
+"""
+
+
+def test_agent_messages_cross_the_cloud_both_ways(any_broker_url: str, tmp_path: Path) -> None:
+    """agent.send reaches the cloud's agent listeners; send_to_device reaches agent.on."""
+
+    async def body(line: Line) -> tuple[Device, list[tuple[str, str, Any]], bool]:
+        svc = line.cloud.service
+        heard: list[tuple[str, str, Any]] = []
+        svc.add_agent_listener(lambda *m: heard.append(m))
+        dut = line.fleet.add(hardware=examples.dut_board())
+        blink_dut(line, dut)
+        await until(lambda: "agent ready" in dut.logs)
+        handed = svc.send_to_device(dut.device_id, "ping", {"n": 1, "tags": ["a", None]})
+        await until(lambda: any(m[1] == "pong" for m in heard))
+        return dut, heard, handed
+
+    dut, heard, handed = asyncio.run(
+        run_scenario(any_broker_url, tmp_path / "cloud.db", body, dut_code=AGENT_CODE))
+    assert handed
+    assert heard == [(dut.device_id, "pong", {"got": {"n": 1, "tags": ["a", None]}})]

@@ -202,6 +202,22 @@ agent.send("hello", [1, 2])
     assert dev.runtime.errors == 1 and "ValueError: oops" in dev.logs[-1]
 
 
+def test_agent_send_offline_is_dropped_with_an_error_code_and_bad_values_raise() -> None:
+    """Offline: SEND_ERROR_NOT_CONNECTED (RETURN_ON_ERROR policy); not JSON: an error."""
+    from impfactory.firmware.events import DeviceEvent
+
+    _, dev = make()
+    run(dev, """
+codes = [agent.send("hello", 1), SEND_ERROR_NOT_CONNECTED]
+agent.send("bad", float("nan"))
+""")
+    codes = dev.runtime.globals["codes"]
+    assert codes[0] == codes[1] != 0
+    assert dev.runtime.errors == 1 and "ImpApiError: agent.send" in dev.logs[-1]
+    sent = [r.detail for r in dev.events if r.kind is DeviceEvent.AGENT_MESSAGE]
+    assert sent == [("hello", 1)]
+
+
 def test_a_callback_that_never_returns_is_stopped_and_others_run() -> None:
     """One device never stalls another: a runaway loop (even one that catches
     Exception) is stopped after CALLBACK_LIMIT_S and logged; the device carries on."""
