@@ -5,8 +5,10 @@ one line."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from impfactory.cloud.store import open_db
 from impfactory.protocol import cloudlink as cl
 
 CLI = [sys.executable, "-m", "impfactory.tools.cli", "cloud", "serve"]
+DEV = "0c2a00000000beef"
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
@@ -44,12 +47,22 @@ def test_serve_stop_and_restart_keep_state(broker_url: str, tmp_path: Path) -> N
                          "--api-port", "0")
     assert ready["broker"] == broker_url and ready["db"] == str(db)
 
+    def cloud_saw_both() -> bool:
+        """The serving cloud has stored the device's LED report and its log line (read
+        from its database as another process would; SELECTs only)."""
+        with contextlib.closing(sqlite3.connect(db, timeout=5)) as peek:
+            led = peek.execute("SELECT led FROM devices WHERE id = ?", (DEV,)).fetchone()
+            logs = peek.execute("SELECT msg FROM logs WHERE device_id = ?", (DEV,)).fetchall()
+        return led == ("connected",) and ("hello from a device",) in logs
+
     async def device_says_hello() -> cl.Welcome:
-        async with FakeDevice(broker_url, "0c2a00000000beef", mac="00000000beef") as dev:
+        async with FakeDevice(broker_url, DEV, mac="00000000beef") as dev:
             welcome = await dev.hello()
             await dev.log("hello from a device")
             await dev.report(led="connected")
-            await asyncio.sleep(0.3)
+            # the serving cloud has handled both before the device goes and the cloud stops
+            while not await asyncio.to_thread(cloud_saw_both):
+                await asyncio.sleep(0.05)
             return welcome
 
     try:
