@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from impfactory.cloud.model import Deployment, Device, ImposRelease, version_key
+from impfactory.cloud.model import Deployment, Device, DeviceGroup, ImposRelease, version_key
 from impfactory.protocol import cloudlink as cl
 
 if TYPE_CHECKING:
@@ -24,28 +24,70 @@ if TYPE_CHECKING:
 
 def required_impos(svc: CloudService, device: Device) -> str | None:
     """The minimum impOS version the device's product or group asks for, if any."""
-    if device.group_id is None:
+    return _required_impos(svc, _group(svc, device))
+
+
+def impos_update(svc: CloudService, device: Device) -> ImposRelease | None:
+    """The impOS release the device must install first, or None when it is new enough."""
+    return _impos_update(svc, device, required_impos(svc, device))
+
+
+def target_deployment(svc: CloudService, device: Device) -> Deployment | None:
+    """The deployment the device should run now (None: none)."""
+    return _target_deployment(svc, device, _group(svc, device))
+
+
+def code_messages(svc: CloudService, device: Device) -> list[cl.Message]:
+    """``os_offer`` or ``code_offer`` when the device should change what it runs."""
+    return _code_messages(svc, device, _group(svc, device))
+
+
+def configparams(svc: CloudService, device: Device) -> dict[str, str]:
+    """``imp.configparams``: on a DUT, the fixture's device ID and agent URL."""
+    return _configparams(svc, device, _group(svc, device))
+
+
+def assignment(svc: CloudService, device: Device) -> cl.Assignment:
+    return _assignment(device, _group(svc, device))
+
+
+def assignment_messages(svc: CloudService, device: Device) -> list[cl.Message]:
+    """Everything a device is told when its group changes: group, params, code."""
+    # this runs for every hello and blessing on the line: the group is read once
+    group = _group(svc, device)
+    return [
+        _assignment(device, group),
+        cl.ConfigParams(device_id=device.id, params=_configparams(svc, device, group)),
+        *_code_messages(svc, device, group),
+    ]
+
+
+# ---------------------------------------------------------------- given the device's group
+
+
+def _group(svc: CloudService, device: Device) -> DeviceGroup | None:
+    return svc.get_group(device.group_id) if device.group_id else None
+
+
+def _required_impos(svc: CloudService, group: DeviceGroup | None) -> str | None:
+    if group is None:
         return None
-    group = svc.get_group(device.group_id)
     product = svc.get_product(group.product_id)
     wanted = [v for v in (product.min_impos_version, group.min_impos_version) if v]
     return max(wanted, key=version_key) if wanted else None
 
 
-def impos_update(svc: CloudService, device: Device) -> ImposRelease | None:
-    """The impOS release the device must install first, or None when it is new enough."""
-    minimum = required_impos(svc, device)
+def _impos_update(svc: CloudService, device: Device, minimum: str | None) -> ImposRelease | None:
     if minimum is None or version_key(device.impos_version or "0") >= version_key(minimum):
         return None
     releases = [r for r in svc.impos_releases() if version_key(r.version) >= version_key(minimum)]
     return releases[-1] if releases else None
 
 
-def target_deployment(svc: CloudService, device: Device) -> Deployment | None:
-    """The deployment the device should run now (None: none)."""
-    if device.group_id is None:
+def _target_deployment(svc: CloudService, device: Device,
+                       group: DeviceGroup | None) -> Deployment | None:
+    if group is None:
         return None
-    group = svc.get_group(device.group_id)
     if group.type.is_production and not (group.load_code_after_blessing or device.activated):
         return None
     if group.current_deployment is None:
@@ -53,17 +95,17 @@ def target_deployment(svc: CloudService, device: Device) -> Deployment | None:
     return svc.get_deployment(group.current_deployment)
 
 
-def code_messages(svc: CloudService, device: Device) -> list[cl.Message]:
-    """``os_offer`` or ``code_offer`` when the device should change what it runs."""
-    update = impos_update(svc, device)
+def _code_messages(svc: CloudService, device: Device,
+                   group: DeviceGroup | None) -> list[cl.Message]:
+    minimum = _required_impos(svc, group)
+    update = _impos_update(svc, device, minimum)
     if update is not None:
         ref = cl.ImageRef(cl.ImageKind.IMPOS, update.sha, update.size, svc.images.chunk_size)
         return [cl.OsOffer(device_id=device.id, version=update.version, image=ref)]
-    minimum = required_impos(svc, device)
     if minimum is not None and version_key(device.impos_version or "0") < version_key(minimum):
         svc.append_log(device.id, f"impOS {minimum} required but no such release is available")
         return []
-    dep = target_deployment(svc, device)
+    dep = _target_deployment(svc, device, group)
     if dep is None or dep.id == device.deployment_id:
         return []
     size = svc.images.chunk_size
@@ -74,11 +116,9 @@ def code_messages(svc: CloudService, device: Device) -> list[cl.Message]:
                          agent=agent_ref)]
 
 
-def configparams(svc: CloudService, device: Device) -> dict[str, str]:
-    """``imp.configparams``: on a DUT, the fixture's device ID and agent URL."""
-    if device.group_id is None or device.fixture_id is None:
-        return {}
-    if not svc.get_group(device.group_id).type.is_dut:
+def _configparams(svc: CloudService, device: Device,
+                  group: DeviceGroup | None) -> dict[str, str]:
+    if group is None or device.fixture_id is None or not group.type.is_dut:
         return {}
     params = {"factory_imp_device_id": device.fixture_id}
     fixture = svc.find_device(device.fixture_id)
@@ -88,8 +128,7 @@ def configparams(svc: CloudService, device: Device) -> dict[str, str]:
     return params
 
 
-def assignment(svc: CloudService, device: Device) -> cl.Assignment:
-    group = svc.get_group(device.group_id) if device.group_id else None
+def _assignment(device: Device, group: DeviceGroup | None) -> cl.Assignment:
     return cl.Assignment(
         device_id=device.id,
         group_id=group.id if group else None,
@@ -97,12 +136,3 @@ def assignment(svc: CloudService, device: Device) -> cl.Assignment:
         product_id=group.product_id if group else None,
         blessed=device.blessed,
     )
-
-
-def assignment_messages(svc: CloudService, device: Device) -> list[cl.Message]:
-    """Everything a device is told when its group changes: group, params, code."""
-    return [
-        assignment(svc, device),
-        cl.ConfigParams(device_id=device.id, params=configparams(svc, device)),
-        *code_messages(svc, device),
-    ]
