@@ -115,12 +115,14 @@ def test_fixture_configures_dut_which_is_tested_blessed_and_runs_the_application
         await until(lambda: any(m[1] == "testresult" for m in heard))
         record = line.cloud.service.get_device(dut.device_id)
         results = [r.detail for r in dut.events if r.kind is E.AGENT_MESSAGE]
-        return {"dut": dut, "record": record, "results": results, "heard": heard}
+        return {"dut": dut, "record": record, "results": results, "heard": heard,
+                "zone": line.zone}
 
     out = asyncio.run(run_scenario(any_broker_url, tmp_path / "cloud.db", body))
     dut: Device = out["dut"]
     assert out["record"].blessed
-    assert out["record"].group_id is not None
+    # blessing moves the DUT from the DUT group into the fixture's production target
+    assert out["record"].group_id == out["zone"].production_group
     kinds = [r.kind for r in dut.events]
     order = [E.BLINKUP_OK, E.ENROLLED, E.ONLINE, E.IMPOS_UPDATING, E.IMPOS_UPDATED,
              E.TESTING, E.BLESSED, E.CODE_STARTED]
