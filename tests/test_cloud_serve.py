@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def test_serve_stop_and_restart_keep_state(broker_url: str, tmp_path: Path) -> N
     [
         (["--owner", "nocolon"], "--owner must be USER:PASSWORD"),
         (["--broker", "rabbit"], "unknown broker"),
-        (["--broker", "mqtt://127.0.0.1:1"], "no broker answers"),
+        (["--broker", "CLOSED_PORT"], "no broker answers"),
         (["--api-port", "70000"], "--api-port"),
         (["--db", "/nonexistent/dir/x.db"], "cannot open the cloud database"),
         (["--db", "NOT_A_DB"], "not a usable cloud database"),
@@ -94,6 +95,11 @@ def test_serve_stop_and_restart_keep_state(broker_url: str, tmp_path: Path) -> N
 def test_bad_options_are_one_line_errors(args: list[str], message: str, tmp_path: Path) -> None:
     (tmp_path / "NOT_A_DB").write_bytes(b"this is not sqlite" * 100)
     args = [str(tmp_path / a) if a == "NOT_A_DB" else a for a in args]
+    if "CLOSED_PORT" in args:  # a loopback port just freed, so nothing listens on it
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        args = [f"mqtt://127.0.0.1:{port}" if a == "CLOSED_PORT" else a for a in args]
     result = subprocess.run([*CLI, "--db", str(tmp_path / "x.db"), *args],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
