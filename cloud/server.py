@@ -13,21 +13,18 @@ restarted ``Cloud`` on the same file finds everything as it was.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from impfactory.cloud.link import CloudLink
+from impfactory.cloud.loopthread import LoopThread
 from impfactory.cloud.service import AGENT_BASE_URL, AccountDirectory, CloudService
 from impfactory.cloud.store import open_db
 from impfactory.protocol import cloudlink as cl
-
-T = TypeVar("T")
 
 
 class Cloud:
@@ -72,7 +69,7 @@ class Cloud:
         await self.stop()
 
 
-class CloudThread:
+class CloudThread(LoopThread):
     """A ``Cloud`` on its own event loop in a daemon thread, for synchronous callers.
 
     ``call(fn, *args)`` runs ``fn`` on the cloud's loop thread (the only thread that
@@ -83,12 +80,10 @@ class CloudThread:
     """
 
     def __init__(self, db: str | Path, broker_url: str, **kwargs: Any) -> None:
+        super().__init__("impfactory-cloud")
         self._db = db
         self._url = broker_url
         self._kwargs = kwargs
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="impfactory-cloud",
-                                        daemon=True)
         self.cloud: Cloud | None = None
 
     @property
@@ -101,32 +96,21 @@ class CloudThread:
         return self._url
 
     def start(self) -> CloudThread:
-        self._thread.start()
+        self.start_loop()
 
         async def boot() -> Cloud:
             cloud = Cloud(self._db, self._url, **self._kwargs)
             await cloud.start()
             return cloud
 
-        self.cloud = asyncio.run_coroutine_threadsafe(boot(), self.loop).result(30)
+        self.cloud = self.run(boot(), 30)
         return self
-
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(*args, **kwargs)`` on the cloud's thread and return its result."""
-        async def invoke() -> T:
-            return fn(*args, **kwargs)
-
-        return asyncio.run_coroutine_threadsafe(invoke(), self.loop).result(30)
 
     def stop(self) -> None:
         if self.cloud is not None:
-            asyncio.run_coroutine_threadsafe(self.cloud.stop(), self.loop).result(30)
+            self.run(self.cloud.stop(), 30)
             self.cloud = None
-        if self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
-        if not self.loop.is_closed() and not self.loop.is_running():
-            self.loop.close()
+        self.stop_loop()
 
     def __enter__(self) -> CloudThread:
         return self.start()
