@@ -209,6 +209,12 @@ class Device:
                 self.config.blinkup_symbol_rate, self.config.blinkup_line_codes)
         rx.feed(data)
 
+    def end_light(self) -> None:
+        """The light stream is over (a flash ended, a capture ran out): the BlinkUp
+        receiver decodes what it still holds (``BlinkUpReceiver.end``)."""
+        if self.powered and self._listening and self._receiver is not None:
+            self._receiver.end()
+
     def press(self, pin: str = "pin1", active_low: bool = True) -> None:
         """Press and release a button (footswitch) wired to ``pin``."""
         pressed, released = (0.0, 1.0) if active_low else (1.0, 0.0)

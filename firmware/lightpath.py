@@ -3,7 +3,9 @@
 ``shine`` sends one ``FixtureFlash`` through an ``hw.optical.OpticalChannel`` and
 feeds the DUT's light sensor chunk by chunk on the shared clock, so the DUT sees
 the BlinkUp last as long as the fixture flashes it (its LED timeline shows the
-reception honestly) while each chunk is one numpy array, not a Python loop.
+reception honestly) while each chunk is one numpy array, not a Python loop. When
+the flash is over the DUT is told (``Device.end_light``), so the decoder's last
+bits never wait for light that will not come.
 """
 
 from __future__ import annotations
@@ -24,4 +26,5 @@ async def shine(flash: FixtureFlash, dut: Device, channel: OpticalChannel, clock
     for start in range(0, len(samples), step):
         dut.feed_light(samples[start:start + step], rate)
         await clock.sleep(step / rate)
+    dut.end_light()
     return len(samples)

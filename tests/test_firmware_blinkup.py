@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 from impfactory.firmware.device import Device, DeviceConfig
 from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.hardware import SimHardware
@@ -30,7 +31,7 @@ def good_frame() -> bytes:
 
 def run(store: MemoryStore, light: np.ndarray | None, *, at: float = 2.0,
         chunk: int = 97, config: DeviceConfig | None = None,
-        env: WifiEnvironment | None = None) -> Device:
+        env: WifiEnvironment | None = None, end: bool = False) -> Device:
     async def go() -> Device:
         clock = VirtualClock()
         dev = Device(DeviceIdentity.from_serial(11), clock, env or WifiEnvironment(),
@@ -41,6 +42,8 @@ def run(store: MemoryStore, light: np.ndarray | None, *, at: float = 2.0,
             for i in range(0, len(light), chunk):  # the sensor delivers ragged chunks
                 dev.feed_light(light[i:i + chunk], 1000.0)
                 await clock.advance(chunk / 1000.0)
+            if end:
+                dev.end_light()
         await clock.advance(10.0)
         await dev.power_off()
         return dev
@@ -74,6 +77,34 @@ def test_fast_blinkup_decodes_too() -> None:
     light = render_bilevel(good_frame(), symbol_rate=142.0, noise=0.02, seed=3).samples
     run(store, light)
     assert store.load().enrolled
+
+
+@pytest.mark.parametrize("active_high", [True, False])
+def test_a_capture_that_ends_right_after_the_crc_decodes_once_the_light_ends(
+        active_high: bool) -> None:
+    """No idle tail: the last bits are decided only when the receiver hears the end."""
+    light = render_bilevel(good_frame(), lead=0.1, tail=0.0, active_high=active_high).samples
+    cut_short = MemoryStore()
+    run(cut_short, light)  # the last few samples wait for a next symbol that never comes
+    assert not cut_short.load().enrolled
+    store = MemoryStore()
+    dev = run(store, light, end=True)
+    assert store.load().enrolled and store.load().ssid == "factory"
+    assert [r.kind for r in dev.events].count(DeviceEvent.BLINKUP_OK) == 1
+
+
+def test_light_that_ends_mid_frame_fails_instead_of_receiving_forever() -> None:
+    before = Settings(ssid="old", password="pw")
+    light = render_bilevel(good_frame(), lead=0.1, tail=0.0).samples
+    half = light[: len(light) // 2]
+    stuck = run(MemoryStore(before), half)
+    assert stuck.led.states()[-2] is S.BLINKUP_RECEIVING  # then the power cut
+    store = MemoryStore(before)
+    dev = run(store, half, end=True)
+    assert store.load() == before
+    failed = [r.detail for r in dev.events if r.kind is DeviceEvent.BLINKUP_FAILED]
+    assert len(failed) == 1 and "transition" in failed[0]  # the decoder's own verdict
+    assert S.BLINKUP_FAILED in dev.led.states()
 
 
 def test_corrupt_blinkup_leaves_settings_untouched_and_shows_failure() -> None:

@@ -162,6 +162,7 @@ async def blinkup_capture(path: Path, trilevel: bool) -> Device:
     for i in range(0, len(signal.samples), step):
         dut.feed_light(signal.samples[i:i + step], signal.sample_rate)
         await clock.advance(step / signal.sample_rate)
+    dut.end_light()  # the capture's last sample: decode what the receiver still holds
     await clock.advance(5.0)  # the 3 s green and the first connection stage
     await dut.power_off()
     return dut
