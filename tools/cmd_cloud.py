@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import logging
 import signal
@@ -130,13 +129,13 @@ def logs_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _api_available() -> bool:
-    return importlib.util.find_spec("impfactory.cloud.api_server") is not None
-
-
 async def serve(broker: str, db_path: str, api_port: int | None,
                 owner: tuple[str, str] | None, agent_url: str | None) -> None:
     """Run until SIGINT/SIGTERM."""
+    # imported here: every CLI command loads this module, only serve needs the API
+    from impfactory.cloud.api_auth import AccountBook
+    from impfactory.cloud.api_server import ApiService
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -148,34 +147,20 @@ async def serve(broker: str, db_path: str, api_port: int | None,
     except BaseException:
         db.close()
         raise
-    api: Any = None
+    api: ApiService | None = None
     try:
-        accounts: Any = None
-        if _api_available():
-            from impfactory.cloud.api_auth import AccountBook
-
-            accounts = AccountBook(db)
+        accounts = AccountBook(db)
         kwargs: dict[str, Any] = {"accounts": accounts}
         if agent_url:
             kwargs["agent_base_url"] = agent_url
         async with Cloud(db, url, **kwargs) as cloud:
             if owner is not None:
-                if accounts is not None:
-                    account = accounts.ensure_owner(*owner)
-                    log.info("owner account %s (%s)", owner[0], account.id)
-                else:
-                    cloud.service.ensure_owner(owner[0])
-                    log.info("owner %s registered (no REST API module: no login)", owner[0])
+                account = accounts.ensure_owner(*owner)
+                log.info("owner account %s (%s)", owner[0], account.id)
             if api_port is not None:
-                if not _api_available():
-                    log.warning("the REST API (cloud/api_server.py) is not there yet; "
-                                "serving devices only")
-                else:
-                    from impfactory.cloud.api_server import ApiService
-
-                    api = ApiService(cloud.service, accounts, port=api_port)
-                    await api.start()
-                    log.info("REST API at %s", api.endpoint)
+                api = ApiService(cloud.service, accounts, port=api_port)
+                await api.start()
+                log.info("REST API at %s", api.endpoint)
             print(json.dumps({"broker": url, "api": api.endpoint if api else None,
                               "db": db_path}), flush=True)
             log.info("impCloud serving devices on %s (db %s)", url, db_path)
