@@ -29,6 +29,7 @@ from impfactory.cloud.api_jsonapi import (
     BadRequest,
     Conflict,
     Forbidden,
+    InternalError,
     JsonObj,
     MethodNotAllowed,
     NotFound,
@@ -169,10 +170,8 @@ class ImpCentralApi:
             return HttpResponse(api_err.status, error_body([api_err]))
         except Exception:  # a bug: log it loudly; the suite fails on any 5xx
             log.exception("unhandled error serving %s %s", request.method, request.path)
-            body = {"errors": [{"status": "500", "code": "InternalError",
-                                "title": "Internal Server Error",
-                                "detail": "the emulated cloud hit a bug; see its log"}]}
-            return HttpResponse(500, json.dumps(body).encode())
+            bug = InternalError("the emulated cloud hit a bug; see its log")
+            return HttpResponse(bug.status, error_body([bug]))
         payload = b"" if answer.document is None else json.dumps(answer.document).encode()
         return HttpResponse(answer.status, payload, answer.content_type, stream=answer.stream)
 

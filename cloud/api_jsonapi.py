@@ -30,7 +30,7 @@ MAX_PAGE_SIZE = 100
 
 
 class ApiError(ImpFactoryError):
-    """An answer with a 4xx status and a JSON:API error body."""
+    """An answer with a 4xx (or 5xx) status and a JSON:API error body."""
 
     status = 400
     code = "BadRequest"
@@ -106,6 +106,14 @@ class UnsupportedMediaType(ApiError):
     status = 415
     code = "UnsupportedMediaType"
     title = "Unsupported Media Type"
+
+
+class InternalError(ApiError):
+    """A bug in the emulated cloud: never raised, only rendered (the suite fails on any 5xx)."""
+
+    status = 500
+    code = "InternalError"
+    title = "Internal Server Error"
 
 
 def error_body(errors: Sequence[ApiError]) -> bytes:
