@@ -120,7 +120,10 @@ def configured_store() -> MemoryStore:
 
 async def run_device(url: str, cloud: ScriptedCloud, until: DeviceEvent,
                      serial: int = 1, during: Callable[[Device], Any] | None = None,
-                     then: Callable[[Device], Any] | None = None) -> Device:
+                     then: Callable[[Device], Any] | None = None,
+                     cloud_sees: Callable[[list[cl.Message]], bool] | None = None) -> Device:
+    """Run one device against ``cloud`` until ``until`` (then ``then``), and, before the
+    device is powered off, until ``cloud_sees`` holds for what the cloud has received."""
     ready = asyncio.Event()
     cloud_task = asyncio.create_task(cloud.run(ready))
     await asyncio.wait_for(ready.wait(), 10)
@@ -134,7 +137,11 @@ async def run_device(url: str, cloud: ScriptedCloud, until: DeviceEvent,
         await device.wait_for(until, timeout=20)
         if then is not None:
             await then(device)
-        await asyncio.sleep(0.05)
+        if cloud_sees is not None:
+            deadline = asyncio.get_running_loop().time() + 10
+            while not cloud_sees(cloud.seen):
+                assert asyncio.get_running_loop().time() < deadline, cloud.seen
+                await asyncio.sleep(0.01)
     finally:
         await device.power_off()
         cloud_task.cancel()
@@ -145,7 +152,8 @@ async def run_device(url: str, cloud: ScriptedCloud, until: DeviceEvent,
 
 def test_enrol_download_run_and_bless(broker_url: str) -> None:
     cloud = ScriptedCloud(broker_url, corrupt_block=1)
-    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.BLESSED))
+    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.BLESSED, cloud_sees=lambda seen:
+                                    any(getattr(m, "msg", None) == "blessed=True" for m in seen)))
     hello = next(m for m in cloud.seen if isinstance(m, cl.Hello))
     assert (hello.plan_id, hello.token) == ("0123456789abcdef", "fedcba9876543210")
     assert hello.mac == device.mac
@@ -187,7 +195,9 @@ def test_bless_refused_shows_red(broker_url: str) -> None:
 
 def test_code_that_raises_keeps_the_device_online(broker_url: str) -> None:
     cloud = ScriptedCloud(broker_url, code="server.log('before')\n[][1]\n")
-    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.CODE_ERROR, serial=4))
+    device = asyncio.run(run_device(
+        broker_url, cloud, DeviceEvent.CODE_ERROR, serial=4, cloud_sees=lambda seen: any(
+            isinstance(m, cl.Log) and m.type is cl.LogType.SERVER_ERROR for m in seen)))
     assert device.logs[-1].startswith("ERROR: IndexError") and "(at line 2)" in device.logs[-1]
     errors = [m for m in cloud.seen if isinstance(m, cl.Log) and m.type is cl.LogType.SERVER_ERROR]
     assert errors and "IndexError" in errors[0].msg
