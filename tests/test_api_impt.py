@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,7 +130,10 @@ def _section_8(cloud: ApiThread, impt: Impt, devices: list[FakeDevice]) -> None:
     assert server_too.value.status == 400
 
     # impt webhook create --dg MyPreProductionDG --url http://.../hook --event blessing --mime json
-    hook = impt.webhook_create("MyPreProductionDG", "http://127.0.0.1:9/hook", "blessing", "json")
+    with socket.socket() as sock:  # blessings below are posted here: a port nothing serves
+        sock.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+    hook = impt.webhook_create("MyPreProductionDG", nobody, "blessing", "json")
     assert imp("webhooks.get", hook["id"])["data"]["attributes"]["content_type"] == \
         "application/json"
 
