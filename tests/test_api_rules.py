@@ -349,7 +349,11 @@ def test_the_delivery_table_refuses_what_it_does_not_list() -> None:
                 next_state(state, outcome)
     assert {next_state(s, Outcome.OK) for s in (Delivery.PENDING, Delivery.RETRYING)} == {
         Delivery.DELIVERED}
-    assert len(TRANSITIONS) == 6
+    # every outcome is listed for the two live states, and nothing else is
+    assert set(TRANSITIONS) == {(s, o) for s in (Delivery.PENDING, Delivery.RETRYING)
+                                for o in Outcome}
+    assert set(Delivery) == {Delivery.PENDING, Delivery.RETRYING, Delivery.DELIVERED,
+                             Delivery.DEAD}
 
 
 def test_dead_deliveries_do_not_starve_later_ones(tmp_path: Path) -> None:
