@@ -123,6 +123,7 @@ class Device:
         self._agent_handlers: dict[str, Callable[[Any], Any]] = {}
         self._unsent_logs: list[cl.Log] = []
         self._flashing = False
+        self._flash_end: TimerHandle | None = None
         self._partials: dict[str, dict[int, bytes]] = {}
         self._greeted = asyncio.Event()
         self._offered = asyncio.Event()
@@ -175,6 +176,10 @@ class Device:
         self.powered = False
         self._close_window()
         self.runtime.stop()
+        if self._flash_end is not None:  # the LED goes dark: no flash is in progress
+            self._flash_end.cancel()
+            self._flash_end = None
+        self._flashing = False
         current = asyncio.current_task()
         tasks = [t for t in (self._life, *self._tasks) if t is not None and t is not current]
         if self._lost is not None:
@@ -255,6 +260,14 @@ class Device:
         self._spawn(self._bless(passed, callback))
 
     def factory_blinkup(self, ssid: str, password: str, pin: Pin, flags: int) -> None:
+        """Flash a factory BlinkUp; ignored (with a log line) while one is in progress.
+
+        In progress means from this call until the flash's light has ended: the token
+        request, then ``flash.duration`` on the device clock. Device code is held for
+        all of it and resumes only after the flash is over (``_end_flash``), so a call
+        queued behind the flash (a press, a timer due while the LED flashed) starts
+        the next one; only a second call from the same callback is ignored.
+        """
         if self._flashing:
             self.log("factoryblinkup already in progress; ignored")
             return
@@ -681,8 +694,7 @@ class Device:
             self.log(cl.FACTORY_REFUSED_LOG if isinstance(err, CloudRefused)
                      else f"factoryblinkup failed: {err}", error=True)
             self._emit(DeviceEvent.FACTORY_REFUSED, str(err))
-            self._flashing = False
-            self.runtime.suspend(0.0)
+            self._end_flash()
             return
         flash = render_fixture_flash(
             ssid, password, reply.plan_id, reply.token, pin.name,
@@ -690,11 +702,17 @@ class Device:
             active_high=bool(flags & impapi.BLINKUP_ACTIVEHIGH),
             start=self.clock.now(), device_id=self.device_id,
         )
-        self.runtime.suspend(flash.duration)
         self._emit(DeviceEvent.BLINKUP_SENT, flash)
         pin.show_signal(flash)
-        await self.clock.sleep(flash.duration)
+        # One timer ends the flash: two (a runtime resume and this task's sleep) let
+        # held code run, and call factoryblinkup, before the flag cleared.
+        self._flash_end = self.clock.call_later(flash.duration, self._end_flash)
+
+    def _end_flash(self) -> None:
+        """The flash is over: clear the flag first, then let held device code run."""
+        self._flash_end = None
         self._flashing = False
+        self.runtime.suspend(0.0)
 
 
 async def _cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:

@@ -11,6 +11,7 @@ WiFi password, a failed test, bless refused for a blessed device, code that rais
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +48,13 @@ class Line:
 
 
 async def build_line(url: str, db: Path, *, dut_code: str | None = None,
+                     fixture_code: str | None = None,
                      env: WifiEnvironment | None = None) -> Line:
     """A cloud with a Test Zone and a fixture in its fixture group, online and ready."""
     cloud = Cloud(db, url)
     await cloud.start()
-    zone = build_test_zone(cloud.service, dut_code=dut_code, min_impos=IMPOS)
+    zone = build_test_zone(cloud.service, dut_code=dut_code, fixture_code=fixture_code,
+                           min_impos=IMPOS)
     fleet = Fleet(url, ScaledClock(100.0), env)
     fixture = await start_fixture(cloud.service, zone, fleet, WAIT)
     return Line(cloud, fleet, fixture, zone, [])
@@ -342,3 +345,65 @@ def test_agent_messages_cross_the_cloud_both_ways(any_broker_url: str, tmp_path:
         run_scenario(any_broker_url, tmp_path / "cloud.db", body, dut_code=AGENT_CODE))
     assert handed
     assert heard == [(dut.device_id, "pong", {"got": {"n": 1, "tags": ["a", None]}})]
+
+
+BACK_TO_BACK = """
+def flash():
+    server.factoryblinkup("w", "p", hardware.pin8, BLINKUP_FAST)
+def pressed():
+    if hardware.pin1.read() == 0:
+        flash()
+        flash()  # the same callback again: the first flash is still going
+        imp.wakeup(0.01, flash)  # due during the flash: runs as soon as its light ends
+hardware.pin1.configure(DIGITAL_IN_PULLUP, pressed)
+server.log("fixture ready")
+"""
+
+
+def test_a_flash_is_over_when_its_light_ends(any_broker_url: str, tmp_path: Path) -> None:
+    """A call made while a flash is going is ignored; one queued behind it (a timer, a
+    press) runs after the light and flashes: the flash ends before the code resumes."""
+
+    async def body(line: Line) -> list[FixtureFlash]:
+        line.fixture.on_flash(line.flashes.append)
+        line.fixture.press("pin1")
+        with contextlib.suppress(AssertionError):  # the count is asserted below
+            await until(lambda: len(line.flashes) == 2, 10.0)
+        await asyncio.sleep(0.05)  # a third flash would have been asked for by now
+        return line.flashes
+
+    line_logs: list[str] = []
+
+    async def run(line: Line) -> list[FixtureFlash]:
+        try:
+            return await body(line)
+        finally:
+            line_logs.extend(line.fixture.logs)
+
+    flashes = asyncio.run(run_scenario(any_broker_url, tmp_path / "cloud.db", run,
+                                       fixture_code=BACK_TO_BACK))
+    assert line_logs.count("factoryblinkup already in progress; ignored") == 1, line_logs
+    assert len(flashes) == 2
+    assert flashes[1].start >= flashes[0].start + flashes[0].duration
+
+
+def test_power_cut_mid_flash_does_not_leave_a_flash_in_progress(any_broker_url: str,
+                                                                 tmp_path: Path) -> None:
+    async def body(line: Line) -> Device:
+        fixture = line.fixture
+        cut: list[asyncio.Task[None]] = []
+        fixture.on_flash(lambda f: cut.append(asyncio.create_task(fixture.power_off()))
+                         if not cut else None)
+        fixture.press("pin1")
+        await until(lambda: bool(cut))
+        await cut[0]
+        seen = len(fixture.logs)
+        fixture.power_on()
+        await until(lambda: "fixture ready" in fixture.logs[seen:])
+        fixture.press("pin1")
+        await until(lambda: len([r for r in fixture.events if r.kind is E.BLINKUP_SENT]) == 2,
+                    10.0)
+        return fixture
+
+    fixture = asyncio.run(run_scenario(any_broker_url, tmp_path / "cloud.db", body))
+    assert "factoryblinkup already in progress; ignored" not in fixture.logs
