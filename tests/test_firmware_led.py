@@ -131,7 +131,7 @@ def test_unknown_event_is_a_typed_error() -> None:
     _, led = make()
     with pytest.raises(LedEventError):
         led.handle(E.BLINKUP_GOOD)  # no BlinkUp was being received
-    with pytest.raises(ValueError):
+    with pytest.raises(LedEventError):  # (a ValueError too)
         led.handle(E.UPDATE_DONE)
 
 

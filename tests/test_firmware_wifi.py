@@ -117,7 +117,7 @@ def test_identity_from_serial_and_mac() -> None:
     assert DeviceIdentity.from_serial(1) != DeviceIdentity.from_serial(2)
     with pytest.raises(IdentityError):
         DeviceIdentity.from_mac("not a mac")
-    with pytest.raises(ValueError):
+    with pytest.raises(IdentityError):
         DeviceIdentity.from_serial(-1)
 
 
