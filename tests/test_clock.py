@@ -58,3 +58,15 @@ def test_scaled_clock_is_faster_than_the_wall() -> None:
 def test_scaled_clock_rejects_nonsense_scale() -> None:
     with pytest.raises(ValueError):
         ScaledClock(0)
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+    "source bug: impfactory/clock.py raises a bare ValueError for a scale <= 0 (errors.py "
+    "makes ImpFactoryError the root of every deliberate error; a plugin user's "
+    "imp_fleet_factory(url, scale=0) meets it) and accepts a NaN scale"))
+def test_a_nonsense_scale_is_a_typed_error() -> None:
+    from impfactory.errors import ImpFactoryError
+
+    for scale in (0, -1.0, float("nan")):
+        with pytest.raises(ImpFactoryError):
+            ScaledClock(scale)
