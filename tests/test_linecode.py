@@ -110,7 +110,9 @@ def test_bad_rates_are_typed_errors() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"sample_rate": math.nan},
+        pytest.param({"sample_rate": math.nan}, marks=pytest.mark.xfail(strict=True, reason=(
+            "source bug: protocol/linecode.py render_symbols checks both rates in one test "
+            "and names symbol_rate as the bad field when sample_rate is"))),
         {"symbol_rate": math.inf},
         {"noise": -0.1},
         {"noise": math.nan},
@@ -125,5 +127,5 @@ def test_render_refuses_nonsense_with_a_typed_error(bad: dict[str, object]) -> N
     kwargs: dict[str, object] = {"symbol_rate": 60.0, **bad}
     with pytest.raises(LineCodeError) as err:
         render_symbols([1.0, 0.0], **kwargs)  # type: ignore[arg-type]
-    assert err.value.field in {"symbol_rate", "sample_rate", "noise", "lead", "tail", "phase",
-                               "light"}
+    [field] = bad  # the error names the one argument that is wrong
+    assert err.value.field == field
