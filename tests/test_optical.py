@@ -120,7 +120,8 @@ def test_output_is_always_a_valid_sensor_reading(
      {"tail_s": 1e9}, {"lead_s": -1}],
 )
 def test_bad_config_is_a_typed_error(kwargs: dict[str, float]) -> None:
-    with pytest.raises(OpticalError):
+    [name] = kwargs
+    with pytest.raises(OpticalError, match=name):  # the message names the bad setting
         OpticalConfig(**kwargs)  # type: ignore[arg-type]
 
 
