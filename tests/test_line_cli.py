@@ -73,29 +73,30 @@ def test_min_yield_sets_the_exit_status(capsys: pytest.CaptureFixture[str]) -> N
     assert json.loads(capsys.readouterr().out)["failures"] == {"blinkup_failed": 2}
 
 
-@pytest.mark.parametrize("argv", [
-    ["--fault", "gremlins=0.1"],
-    ["--fault", "misplaced=2"],
-    ["--fault", "misplaced"],
-    ["--outdated-impos", "lots"],
-    ["--optical", "colour=blue"],
-    ["--firmware", "/nonexistent/factory.py"],
-    ["--duts", "0"],
-    ["--min-yield", "3"],
-    ["--workers", "0"],
-    ["--wifi", "no-colon"],
-    ["--broker", "http://example.com"],
-    ["--broker", "mqtt://127.0.0.1:99999"],
-    ["--broker", "mqtt://"],
-    ["--scale", "0"],
-    ["--scale", "nan"],
-    ["--scale", "inf"],
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--fault", "gremlins=0.1"], "gremlins"),
+    (["--fault", "misplaced=2"], "rate 2.0"),
+    (["--fault", "misplaced"], "NAME=RATE"),
+    (["--outdated-impos", "lots"], "lots"),
+    (["--optical", "colour=blue"], "colour"),
+    (["--firmware", "/nonexistent/factory.py"], "/nonexistent/factory.py"),
+    (["--duts", "0"], "duts"),
+    (["--min-yield", "3"], "--min-yield"),
+    (["--workers", "0"], "--workers"),
+    (["--wifi", "no-colon"], "--wifi"),
+    (["--broker", "http://example.com"], "http://example.com"),
+    (["--broker", "mqtt://127.0.0.1:99999"], "port"),
+    (["--broker", "mqtt://"], "mqtt://HOST:PORT"),
+    (["--scale", "0"], "scale"),
+    (["--scale", "nan"], "scale"),
+    (["--scale", "inf"], "scale"),
 ])
-def test_bad_input_is_one_line_and_exit_2(argv: list[str],
+def test_bad_input_is_one_line_and_exit_2(argv: list[str], named: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["line", "run", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("impfactory: error:") and "\n" not in err
+    assert named in err  # refused for what was wrong, not for something else on the way
 
 
 @pytest.mark.parametrize("option", ["--firmware", "--app"])
