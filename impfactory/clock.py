@@ -20,10 +20,17 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from impfactory.errors import ImpFactoryError
+
+
+class ClockError(ImpFactoryError, ValueError):
+    """A clock asked for something impossible (a zero, negative or NaN scale)."""
 
 
 class TimerHandle(Protocol):
@@ -69,8 +76,8 @@ class ScaledClock:
     """
 
     def __init__(self, scale: float = 100.0) -> None:
-        if scale <= 0:
-            raise ValueError(f"clock scale must be positive, got {scale}")
+        if not 0 < scale < math.inf:
+            raise ClockError(f"clock scale must be finite and positive, got {scale}")
         self.scale = float(scale)
         self._t0 = time.monotonic()
 

@@ -156,8 +156,9 @@ def render_symbols(
     ``noise`` is the standard deviation of additive gaussian noise, added before
     clipping, drawn from ``seed`` (an int or a numpy Generator).
     """
-    if not (0 < symbol_rate < math.inf and 0 < sample_rate < math.inf):
-        raise LineCodeError("symbol_rate and sample_rate must be finite and > 0", "symbol_rate")
+    for name, rate in (("symbol_rate", symbol_rate), ("sample_rate", sample_rate)):
+        if not 0 < rate < math.inf:
+            raise LineCodeError(f"{name} must be finite and > 0, got {rate}", name)
     if not -0.5 < clock_error < 0.5:
         raise LineCodeError(f"clock_error {clock_error} is outside (-0.5, 0.5)", "clock_error")
     for name, value in (("lead", lead), ("tail", tail), ("noise", noise), ("phase", phase)):

@@ -60,10 +60,6 @@ def test_scaled_clock_rejects_nonsense_scale() -> None:
         ScaledClock(0)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "source bug: impfactory/clock.py raises a bare ValueError for a scale <= 0 (errors.py "
-    "makes ImpFactoryError the root of every deliberate error; a plugin user's "
-    "imp_fleet_factory(url, scale=0) meets it) and accepts a NaN scale"))
 def test_a_nonsense_scale_is_a_typed_error() -> None:
     from impfactory.errors import ImpFactoryError
 
