@@ -24,10 +24,11 @@ from typing import Any
 
 from impfactory.cloud.api_auth import AccountBook
 from impfactory.cloud.api_server import ApiService
-from impfactory.cloud.loopthread import LoopThread
 from impfactory.cloud.server import Cloud
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import open_db
+
+from impfactory.loopthread import LoopThread
 
 
 class ApiThread(LoopThread):

@@ -21,10 +21,11 @@ from types import TracebackType
 from typing import Any
 
 from impfactory.cloud.link import CloudLink
-from impfactory.cloud.loopthread import LoopThread
 from impfactory.cloud.service import AGENT_BASE_URL, AccountDirectory, CloudService
 from impfactory.cloud.store import open_db
 from impfactory.protocol import cloudlink as cl
+
+from impfactory.loopthread import LoopThread
 
 
 class Cloud:

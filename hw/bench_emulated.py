@@ -24,20 +24,19 @@ corrupted frame, a controller that stops answering.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import os
-import threading
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from impfactory.hw.bench_lightout import LightOutPlayer
 from impfactory.protocol import bench as bp
 
 from impfactory.clock import Clock, RealClock
+from impfactory.loopthread import LoopThread
 
 #: How often the DUT's light sensor is fed (an imp samples its sensor at ~1 kHz).
 DUT_SENSOR_RATE = 1000.0
@@ -409,7 +408,7 @@ def _error(code: bp.ErrorCode, message: str) -> bp.Error:
     return bp.Error(int(code), message[:200])
 
 
-class ControllerThread:
+class ControllerThread(LoopThread):
     """Run an :class:`EmulatedBenchController` on its own loop in a daemon thread.
 
     For tests and tools that drive the bench from synchronous code: ``with
@@ -417,42 +416,27 @@ class ControllerThread:
     """
 
     def __init__(self, controller: EmulatedBenchController) -> None:
+        super().__init__("bench-emulator")
         self.controller = controller
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="bench-emulator", daemon=True)
-        self._ready = threading.Event()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self.controller.start())
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.controller.stop())
-        self.loop.close()
 
     def start(self) -> str:
-        self._thread.start()
-        if not self._ready.wait(5.0):
-            raise RuntimeError("emulated bench controller did not start")
+        self.start_loop()
+        try:
+            self.run(self.controller.start(), timeout=5.0)
+        except TimeoutError as err:
+            raise RuntimeError("emulated bench controller did not start") from err
         return self.controller.path
 
-    def call(self, func: Callable[[], T]) -> T:
+    def call(self, func: Callable[..., T], *args: Any, timeout: float = 5.0,
+             **kwargs: Any) -> T:
         """Run ``func`` on the controller's loop and return its result."""
-        result: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                result.set_result(func())
-            except BaseException as err:  # handed to the caller
-                result.set_exception(err)
-
-        self.loop.call_soon_threadsafe(run)
-        return result.result(timeout=5.0)
+        return super().call(func, *args, timeout=timeout, **kwargs)
 
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=5.0)
+        """Stop serving, close the pty and end the thread; safe to call twice."""
+        if self.loop_alive:
+            self.run(self.controller.stop(), timeout=5.0)
+        self.stop_loop()
 
     def __enter__(self) -> str:
         return self.start()

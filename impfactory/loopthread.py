@@ -1,9 +1,11 @@
-"""An asyncio loop in a daemon thread, for synchronous callers of the cloud.
+"""An asyncio loop in a daemon thread, for synchronous callers of async services.
 
-``CloudThread`` and ``ApiThread`` both run their services on a loop of their own
-so that tests, scripts and the node harness can stay synchronous. The database
-may only be touched on that loop's thread, so everything goes through ``run``
-(a coroutine) or ``call`` (a plain function); this class is that shared part.
+``CloudThread``, ``ApiThread`` (cloud/) and the emulated bench's
+``ControllerThread`` (hw/) each run a service on a loop of their own so that
+tests, scripts and the node harness can stay synchronous. A service's state may
+only be touched on that loop's thread, so everything goes through ``run`` (a
+coroutine) or ``call`` (a plain function); this class is that shared part, in the
+root package because layers that may not import each other all need it.
 """
 
 from __future__ import annotations
@@ -30,11 +32,17 @@ class LoopThread:
     def start_loop(self) -> None:
         self._thread.start()
 
+    @property
+    def loop_alive(self) -> bool:
+        """True from ``start_loop`` until ``stop_loop``."""
+        return self._thread.is_alive()
+
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
         """Run a coroutine on the loop and return its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def call(self, fn: Callable[..., T], *args: Any, timeout: float = CALL_TIMEOUT,
+             **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` on the loop's thread and return its result."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
@@ -45,7 +53,7 @@ class LoopThread:
                 future.set_exception(err)
 
         self.loop.call_soon_threadsafe(go)
-        return future.result(CALL_TIMEOUT)
+        return future.result(timeout)
 
     def stop_loop(self) -> None:
         """Stop the loop, end the thread and close the loop; safe to call twice."""
