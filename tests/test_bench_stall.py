@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
+from bench_targets import DarkBench
 from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
 from impfactory.tools import cli
 from impfactory.tools.cmd_bench import STALL_S
@@ -28,27 +28,6 @@ COMMANDS = {
     "watch": ["watch"],
     "blinkup": ["blinkup", "--ssid", "s", "--settle", "20"],
 }
-
-
-class DarkBench:
-    """Nothing lit anywhere; the DUT ignores everything."""
-
-    def set_power(self, on: bool) -> None: ...
-
-    def light_to_dut(self, t0: float, levels: np.ndarray, rate_hz: float) -> None: ...
-
-    def dut_status_rgb(self, times: np.ndarray) -> np.ndarray:
-        return np.zeros((len(times), 3))
-
-    def press_button(self, seconds: float) -> None: ...
-
-    def fixture_light(self, times: np.ndarray) -> np.ndarray:
-        return np.zeros(len(times))
-
-    def uart_to_dut(self, data: bytes) -> None: ...
-
-    def uart_from_dut(self) -> bytes:
-        return b""
 
 
 class NoStreams(EmulatedBenchController):

@@ -12,8 +12,8 @@ import threading
 import time
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
+from bench_targets import DarkBench
 from impfactory.hw.bench import BenchDriver
 from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
 from impfactory.tools import cli
@@ -25,7 +25,7 @@ from impfactory.clock import RealClock
 BYTES_PER_TICK = 5
 
 
-class ConsoleDut:
+class ConsoleDut(DarkBench):
     """A bench whose DUT only has a (slow) UART: one answer per line received."""
 
     def __init__(self) -> None:
@@ -50,17 +50,6 @@ class ConsoleDut:
             del self.out[:BYTES_PER_TICK]
         return piece
 
-    def set_power(self, on: bool) -> None: ...
-
-    def light_to_dut(self, t0: float, levels: np.ndarray, rate_hz: float) -> None: ...
-
-    def dut_status_rgb(self, times: np.ndarray) -> np.ndarray:
-        return np.zeros((len(times), 3))
-
-    def press_button(self, seconds: float) -> None: ...
-
-    def fixture_light(self, times: np.ndarray) -> np.ndarray:
-        return np.zeros(len(times))
 
 
 @pytest.fixture

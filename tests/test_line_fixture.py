@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bench_targets import DarkBench
 from impfactory.firmware.signals import render_fixture_flash
 from impfactory.fixture.blinkup_fixture import (
     TRIGGER_TABLE,
@@ -53,7 +54,7 @@ def test_trigger_unknown_event_is_an_error() -> None:
         trig.handle(TriggerEvent.FLASH_DONE)
 
 
-class LightTarget:
+class LightTarget(DarkBench):
     """A bench whose DUT sensor is a BlinkUp decoder: keeps what it decodes."""
 
     def __init__(self) -> None:
@@ -64,20 +65,6 @@ class LightTarget:
         self.results += [o for o in self.decoder.feed(0.1 + 0.6 * levels)
                          if isinstance(o, DecodeResult)]
 
-    def set_power(self, on: bool) -> None: ...
-
-    def dut_status_rgb(self, times: np.ndarray) -> np.ndarray:
-        return np.zeros((len(times), 3))
-
-    def press_button(self, seconds: float) -> None: ...
-
-    def fixture_light(self, times: np.ndarray) -> np.ndarray:
-        return np.zeros(len(times))
-
-    def uart_to_dut(self, data: bytes) -> None: ...
-
-    def uart_from_dut(self) -> bytes:
-        return b""
 
 
 def test_serial_emitter_flashes_through_a_bench_controller() -> None:
