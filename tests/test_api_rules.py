@@ -308,6 +308,18 @@ def test_webhook_rules(owner: ApiClient) -> None:
         "blessing", "blinkup", "deployment"]
 
 
+def _zone_with_deployment_hook(api: ApiThread, url: str) -> tuple[ApiClient, dict[str, Any]]:
+    """An owner with a test zone whose production group posts ``deployment`` events to
+    ``url``; answers the logged-in client and that group."""
+    api.call(api.service.accounts.create, "owner", "pw")
+    owner = ApiClient(api.endpoint).login("owner", "pw")
+    pp = build_test_zone(owner)["pp"]
+    owner.call("POST", "/webhooks", {"data": {"type": "webhook", "attributes": {
+        "event": "deployment", "url": url, "content_type": "application/json"},
+        "relationships": {"devicegroup": {"type": pp["type"], "id": pp["id"]}}}})
+    return owner, pp
+
+
 def test_a_delivery_dies_after_its_last_attempt_and_stays_dead(tmp_path: Path) -> None:
     """Backoff(max_attempts=3): three POSTs to a failing receiver, then none, even once
     the receiver answers again."""
@@ -315,13 +327,7 @@ def test_a_delivery_dies_after_its_last_attempt_and_stays_dead(tmp_path: Path) -
     try:
         with ApiThread(tmp_path / "c.db", backoff=Backoff(base=0.02, cap=0.05, max_attempts=3)
                        ) as api:
-            api.call(api.service.accounts.create, "owner", "pw")
-            owner = ApiClient(api.endpoint).login("owner", "pw")
-            zone = build_test_zone(owner)
-            pp = zone["pp"]
-            owner.call("POST", "/webhooks", {"data": {"type": "webhook", "attributes": {
-                "event": "deployment", "url": sink.url, "content_type": "application/json"},
-                "relationships": {"devicegroup": {"type": pp["type"], "id": pp["id"]}}}})
+            owner, pp = _zone_with_deployment_hook(api, sink.url)
             deploy(owner, pp, "code for a dead receiver")
             deadline = time.monotonic() + 15
             while sink.hits < 3 and time.monotonic() < deadline:
@@ -364,13 +370,7 @@ def test_dead_deliveries_do_not_starve_later_ones(tmp_path: Path) -> None:
         with ApiThread(tmp_path / "c.db", backoff=Backoff(base=0.02, cap=0.05, max_attempts=1)
                        ) as api:
             api.call(setattr, api.service.dispatcher, "batch", 1)
-            api.call(api.service.accounts.create, "owner", "pw")
-            owner = ApiClient(api.endpoint).login("owner", "pw")
-            zone = build_test_zone(owner)
-            pp = zone["pp"]
-            owner.call("POST", "/webhooks", {"data": {"type": "webhook", "attributes": {
-                "event": "deployment", "url": sink.url, "content_type": "application/json"},
-                "relationships": {"devicegroup": {"type": pp["type"], "id": pp["id"]}}}})
+            owner, pp = _zone_with_deployment_hook(api, sink.url)
             deploy(owner, pp, "first, to a failing receiver")
             deadline = time.monotonic() + 15
             while sink.hits < 1 and time.monotonic() < deadline:
