@@ -7,36 +7,20 @@ SIGTERM; a second start on the same database keeps the account and its data.
 
 from __future__ import annotations
 
-import json
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from impfactory.cloud.api_client import ApiClient
+from served_cloud import start_cloud, stop_cloud
 
 
 def _serve(db: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "impfactory.tools.cli", "cloud", "serve", "--broker", "embedded",
-         "--db", str(db), "--api-port", "0", "--owner", "owner:s3cret"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        raise AssertionError(proc.stderr.read() if proc.stderr else "no output")
-    return proc, json.loads(line)
+    return start_cloud("--broker", "embedded", "--db", str(db), "--api-port", "0",
+                       "--owner", "owner:s3cret")
 
 
 def _stop(proc: subprocess.Popen[str]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(30)
-    finally:
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+    return stop_cloud(proc)[0]
 
 
 def test_cloud_serve_api_port_serves_the_owner_across_restarts(tmp_path: Path) -> None:

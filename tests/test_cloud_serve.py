@@ -19,26 +19,17 @@ from impfactory.cloud.fakedevice import FakeDevice
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import open_db
 from impfactory.protocol import cloudlink as cl
+from served_cloud import CLOUD_SERVE, start_cloud, stop_cloud
 
-CLI = [sys.executable, "-m", "impfactory.tools.cli", "cloud", "serve"]
 DEV = "0c2a00000000beef"
 
 
-def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        raise AssertionError(proc.stderr.read() if proc.stderr else "no output")
-    return proc, json.loads(line)
+_start = start_cloud
 
 
 def _stop(proc: subprocess.Popen[str], sig: signal.Signals = signal.SIGTERM) -> str:
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
+    returncode, err = stop_cloud(proc, sig, timeout=20)
+    assert returncode == 0, err
     return err
 
 
@@ -100,7 +91,7 @@ def test_bad_options_are_one_line_errors(args: list[str], message: str, tmp_path
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         args = [f"mqtt://127.0.0.1:{port}" if a == "CLOSED_PORT" else a for a in args]
-    result = subprocess.run([*CLI, "--db", str(tmp_path / "x.db"), *args],
+    result = subprocess.run([*CLOUD_SERVE, "--db", str(tmp_path / "x.db"), *args],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
