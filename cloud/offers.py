@@ -42,7 +42,7 @@ def code_messages(svc: CloudService, device: Device) -> list[cl.Message]:
     return _code_messages(svc, device, _group(svc, device))
 
 
-def configparams(svc: CloudService, device: Device) -> dict[str, str]:
+def configparams(svc: CloudService, device: Device) -> dict[str, str | bool]:
     """``imp.configparams``: on a DUT, the fixture's device ID and agent URL."""
     return _configparams(svc, device, _group(svc, device))
 
@@ -117,14 +117,27 @@ def _code_messages(svc: CloudService, device: Device,
 
 
 def _configparams(svc: CloudService, device: Device,
-                  group: DeviceGroup | None) -> dict[str, str]:
-    if group is None or device.fixture_id is None or not group.type.is_dut:
+                  group: DeviceGroup | None) -> dict[str, str | bool]:
+    """What ``imp.configparams`` holds on a device running factory firmware.
+
+    As Electric Imp's FactoryTools reads them (IMP_FACTS §4): ``factoryfirmware``
+    is true on fixtures and DUTs, and ``factory_imp`` is the fixture's MAC, so a
+    fixture finds its own MAC there and a DUT another. ``factory_imp_device_id``
+    (the fixture's device ID) is ours, kept as an extra. The fixture's agent URL
+    (``factory_fixture_url``) belongs to the DUT's *agent*, not to the device.
+    """
+    if group is None:
         return {}
-    params = {"factory_imp_device_id": device.fixture_id}
+    if group.type.is_fixture:
+        return {"factoryfirmware": True, "factory_imp": device.mac,
+                "factory_imp_device_id": device.id}
+    if not group.type.is_dut or device.fixture_id is None:
+        return {}
     fixture = svc.find_device(device.fixture_id)
-    url = svc.agent_url(fixture.agent_id) if fixture else None
-    if url:
-        params["factory_fixture_url"] = url
+    params: dict[str, str | bool] = {"factoryfirmware": True,
+                                     "factory_imp_device_id": device.fixture_id}
+    if fixture is not None:
+        params["factory_imp"] = fixture.mac
     return params
 
 

@@ -295,7 +295,7 @@ class ConfigParams(Message):
 
     KIND: ClassVar[str] = "configparams"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    params: dict[str, str] = field(default_factory=dict, metadata={"maxitems": 64})
+    params: dict[str, str | bool] = field(default_factory=dict, metadata={"maxitems": 64})
 
 
 @dataclass(frozen=True)
@@ -567,8 +567,12 @@ def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
     if origin is dict:
         if not isinstance(value, dict) or len(value) > meta.get("maxitems", 1 << 30):
             raise SchemaError(f"{where}: expected an object of at most {meta.get('maxitems')}")
+        value_type = get_args(tp)[1]
+        allowed = (get_args(value_type) if get_origin(value_type) in (Union, types.UnionType)
+                   else (value_type,))
         for k, v in value.items():
-            if not isinstance(v, str) or len(k) > 64 or len(v) > 1024:
+            if (not isinstance(v, allowed) or len(k) > 64
+                    or (isinstance(v, str) and len(v) > 1024)):
                 raise SchemaError(f"{where}: entries must be short strings")
         return dict(value)
     if isinstance(tp, type) and issubclass(tp, Enum):

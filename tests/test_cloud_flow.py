@@ -40,11 +40,20 @@ class World:
         return dev
 
     async def fixture(self, group_id: str | None = None) -> FakeDevice:
-        """A fixture: developer BlinkUp, assigned to the fixture group, running its code."""
+        """A fixture: developer BlinkUp, assigned to the fixture group, running its code.
+
+        Its ``imp.configparams`` are those FactoryTools reads to know it is the
+        fixture: factory firmware, and ``factory_imp`` its own MAC.
+        """
         fx = await self.device()
         token = self.svc.create_development_token(OWNER)
         await fx.hello(token.plan_id, token.token)
         self.svc.assign_devices(group_id or self.f.fixture_group.id, [fx.device_id])
+        params = await fx.expect(cl.ConfigParams)
+        if not params.params:  # the unassigned device's, from its hello
+            params = await fx.expect(cl.ConfigParams)
+        assert params.params["factoryfirmware"] is True
+        assert params.params["factory_imp"] == self.svc.get_device(fx.device_id).mac
         await fx.run(await fx.expect(cl.CodeOffer))
         return fx
 
@@ -131,9 +140,11 @@ def test_dut_enrols_into_the_dut_target_of_that_moment(any_broker_url: str,
         assert assignment.group_type == "pre_dut_devicegroup"
         params = await dut.expect(cl.ConfigParams)
         fixture_record = w.svc.get_device(fx.device_id)
+        # as FactoryTools reads them: factory firmware, and the fixture's MAC
         assert params.params == {
+            "factoryfirmware": True,
+            "factory_imp": fixture_record.mac,
             "factory_imp_device_id": fx.device_id,
-            "factory_fixture_url": w.svc.agent_url(fixture_record.agent_id),
         }
         offer = await dut.expect(cl.CodeOffer)
         assert offer.deployment == other_build.id
