@@ -1,0 +1,22 @@
+"""Virtual peripherals: the imp's pins and buses, and models of the parts wired to them.
+
+Like Wokwi and Renode: a bus owns its transactions and the injected clock, a model
+owns only its registers, and which model sits on which pin or bus is configuration.
+Nothing here runs device code or knows Squirrel: the emulated imp binds these
+objects to ``hardware.*`` and passes a ``Host`` (its clock, and how to run a device
+callback).
+"""
+
+from __future__ import annotations
+
+from .errors import PeripheralConfigError, PeripheralError, PeripheralUsageError
+from .faults import Faultable, FaultSpec
+from .fixture_io import BlinkUpLed, Bounce, Button, Led, Level, Probe
+from .host import Host
+from .pins import LEGACY_PIN_NAMES, Pin, PinBank, PinMode
+
+__all__ = [
+    "LEGACY_PIN_NAMES", "BlinkUpLed", "Bounce", "Button", "FaultSpec", "Faultable", "Host",
+    "Led", "Level", "PeripheralConfigError", "PeripheralError", "PeripheralUsageError", "Pin",
+    "PinBank", "PinMode", "Probe",
+]
