@@ -41,7 +41,7 @@ from impfactory.firmware.hardware import Pin, SimHardware
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.images import fetch_image
 from impfactory.firmware.led import LedEvent, StatusLed
-from impfactory.firmware.runtime import Runtime
+from impfactory.firmware.runtime import Engine, PythonEngine, Runtime, is_python_code
 from impfactory.firmware.settings import MemoryStore, Settings, SettingsStore
 from impfactory.firmware.signals import FixtureFlash, render_fixture_flash
 from impfactory.firmware.wifi import ConnectionManager as _ConnectionManager
@@ -79,6 +79,9 @@ class DeviceConfig:
     stage_times: StageTimes = field(default_factory=StageTimes)
     log_buffer: int = 200
     brownout_v: float = 2.7  # ours: below this supply the imp shows a power problem
+    lib_dirs: tuple[str, ...] = ()  # ``#require`` folders, before the environment and built-in
+    memory_free: dict[str, int] = field(default_factory=lambda: {"imp001": 81_920,
+                                                                  "imp005": 196_608})
 
 
 class Device:
@@ -125,6 +128,13 @@ class Device:
         self._flashing = False
         self._flash_end: TimerHandle | None = None
         self._partials: dict[str, dict[int, bytes]] = {}
+        self._busy_until = 0.0
+        self.nv: dict[str, Any] | None = None  # the Squirrel ``nv`` table across warm boots
+        self._manual_offline = False
+        self._connect_wanted = asyncio.Event()
+        self._connect_callbacks: list[Callable[[int], Any]] = []
+        self._unexpected_handler: Callable[[int], Any] | None = None
+        self._send_policy = impapi.SUSPEND_ON_ERROR
         self._greeted = asyncio.Event()
         self._offered = asyncio.Event()
         self.net = _ConnectionManager(clock, self.led, env, self.mac, self.config.stage_times)
@@ -176,6 +186,7 @@ class Device:
         self.powered = False
         self._close_window()
         self.runtime.stop()
+        self.nv = None  # nv survives warm boots and deep sleep, not a power cut
         if self._flash_end is not None:  # the LED goes dark: no flash is in progress
             self._flash_end.cancel()
             self._flash_end = None
@@ -336,6 +347,74 @@ class Device:
         self._spawn(self._send_quiet(msg))
         return 0
 
+    def device_now(self) -> float:
+        """The device's own time: the shared clock, ahead by any ``imp.sleep`` still owed."""
+        return max(self.clock.now(), self._busy_until)
+
+    def busy(self, seconds: float) -> None:
+        self._busy_until = self.device_now() + seconds
+        self.runtime.hold(self._busy_until - self.clock.now())
+
+    def deep_sleep(self, seconds: float) -> None:
+        self.log(f"deep sleep for {seconds:g} s")
+        self._spawn(self._deep_sleep(seconds))
+
+    async def _deep_sleep(self, seconds: float) -> None:
+        self.runtime.stop()
+        old = self._life
+        if old is not None:
+            await _cancel_and_wait([old])
+            self._life = None
+        await self._drop_cloud("deep sleep")
+        self.led.handle(LedEvent.POWER_OFF)
+        await self.clock.sleep(seconds)
+        if self.powered:
+            self._start_life(boot=True)
+
+    def server_connect(self, callback: Callable[[int], Any] | None, timeout: float) -> None:
+        if self.is_online:
+            if callback is not None:
+                self.clock.call_later(0.0, lambda: callback(int(Reason.SERVER_CONNECTED)))
+            return
+        if callback is not None:
+            self._connect_callbacks.append(callback)
+            self.clock.call_later(timeout, lambda: self._connect_done(int(self.net.reason)
+                                                                      or int(Reason.NO_SERVER),
+                                                                      only=callback))
+        self._manual_offline = False
+        self._connect_wanted.set()
+
+    def _connect_done(self, reason: int, only: Callable[[int], Any] | None = None) -> None:
+        if only is not None:
+            if only not in self._connect_callbacks:
+                return
+            self._connect_callbacks.remove(only)
+            only(reason)
+            return
+        callbacks, self._connect_callbacks = self._connect_callbacks, []
+        for callback in callbacks:
+            callback(reason)
+
+    def server_disconnect(self) -> None:
+        self._manual_offline = True
+        self._connect_wanted.clear()
+        self._spawn(self._drop_cloud("server.disconnect"))
+        if self._lost is not None:
+            self._lost.set()
+
+    def on_unexpected_disconnect(self, handler: Callable[[int], Any] | None) -> None:
+        self._unexpected_handler = handler
+
+    def set_send_policy(self, policy: int) -> None:
+        self._send_policy = policy
+
+    def rssi(self) -> int:
+        return int(self.net.info.rssi) if self.is_online else 0
+
+    def memory_free(self) -> int:
+        """A fixed budget per imp type (ours: the emulator does not count the VM's use)."""
+        return self.config.memory_free.get(self.imp_type, 81_920)
+
     def agent_handler(self, name: str, handler: Callable[[Any], Any] | None) -> None:
         if handler is None:
             self._agent_handlers.pop(name, None)
@@ -464,10 +543,20 @@ class Device:
                 proxy=self.settings.proxy,
             )
             self._emit(DeviceEvent.ONLINE)
+            self._connect_done(int(Reason.SERVER_CONNECTED))
             await self._after_online()
             await self._lost.wait()
-            # Code keeps running offline (logs are buffered); the impOS reconnects.
+            # Code keeps running offline (logs are buffered); the impOS reconnects,
+            # unless the code took the link down itself or asked to handle a drop.
             self._emit(DeviceEvent.OFFLINE)
+            if (not self._manual_offline and self._unexpected_handler is not None
+                    and self._send_policy != impapi.SUSPEND_ON_ERROR):
+                self._manual_offline = True
+                self._connect_wanted.clear()
+                handler = self._unexpected_handler
+                handler(int(Reason.NO_SERVER))
+            if self._manual_offline:
+                await self._connect_wanted.wait()
 
     async def _open_cloud(self) -> None:
         parts = urlsplit(self.server_url)
@@ -640,10 +729,18 @@ class Device:
         if self.group_type in DUT_GROUP_TYPES:
             self._emit(DeviceEvent.TESTING, deployment)
         try:
-            self.runtime.start(source, impapi.build_api(self, self.runtime))
+            self.runtime.start(source, self.engine_for(source))
         except DeviceCodeError as err:
             self._emit(DeviceEvent.CODE_ERROR, str(err))
         await self._report()
+
+    def engine_for(self, source: str) -> Engine:
+        """The engine that runs ``source``: Squirrel, unless it is marked as Python."""
+        if is_python_code(source):
+            return PythonEngine(impapi.build_api(self, self.runtime))
+        from impfactory.firmware.sq_engine import SquirrelEngine  # the VM loads on first use
+
+        return SquirrelEngine(self, self.runtime)
 
     # ------------------------------------------------------------ bless, factory BlinkUp
 

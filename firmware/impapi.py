@@ -24,6 +24,16 @@ CONFIG_PROXY = 0x04
 CONFIG_ENROLMENT = 0x08  # ours: the default "WiFi and enrolment" set
 CONFIG_ALL = 0xFF
 SEND_ERROR_NOT_CONNECTED = 1  # agent.send while offline (RETURN_ON_ERROR policy)
+# server.setsendtimeoutpolicy: the imp's names; the values are ours (code uses names).
+SUSPEND_ON_ERROR = 0
+RETURN_ON_ERROR = 1
+RETURN_ON_ERROR_NO_DISCONNECT = 2
+WAIT_TIL_SENT = 0
+WAIT_FOR_ACK = 1
+# imp.environment()
+ENVIRONMENT_CARD = 0
+ENVIRONMENT_MODULE = 1
+ENVIRONMENT_AGENT = 2
 
 CONSTANTS: dict[str, Any] = {
     name: value for name, value in globals().items() if name.isupper() and isinstance(value, int)
@@ -40,8 +50,9 @@ class DeviceHost(Protocol):
 
     device_id: str
     mac: str
+    imp_type: str
     hardware_board: SimHardware
-    configparams: dict[str, str]
+    configparams: dict[str, Any]
 
     def log(self, msg: str, error: bool = False) -> None: ...
     def is_connected(self) -> bool: ...
@@ -58,6 +69,15 @@ class DeviceHost(Protocol):
     def impos_version(self) -> str: ...
     def agent_send(self, name: str, data: Any) -> int: ...
     def agent_handler(self, name: str, handler: Callable[[Any], Any] | None) -> None: ...
+    def device_now(self) -> float: ...
+    def busy(self, seconds: float) -> None: ...
+    def deep_sleep(self, seconds: float) -> None: ...
+    def server_connect(self, callback: Callable[[int], Any] | None, timeout: float) -> None: ...
+    def server_disconnect(self) -> None: ...
+    def on_unexpected_disconnect(self, handler: Callable[[int], Any] | None) -> None: ...
+    def set_send_policy(self, policy: int) -> None: ...
+    def rssi(self) -> int: ...
+    def memory_free(self) -> int: ...
 
 
 def _callable(where: str, cb: Any) -> Callable[..., Any]:
@@ -98,6 +118,36 @@ class Server:
     def restart(self) -> None:
         self._host.restart()
 
+    def connect(self, callback: Callable[[int], Any] | None = None,
+                timeout: float = 60.0) -> None:
+        """Connect if not connected; ``callback(reason)`` with ``SERVER_CONNECTED`` or why not."""
+        cb = self._rt.bind(_callable("server.connect", callback)) if callback else None
+        self._host.server_connect(cb, _seconds("server.connect", timeout))
+
+    def disconnect(self) -> None:
+        """Drop the link on purpose; the impOS stays offline until ``server.connect``."""
+        self._host.server_disconnect()
+
+    def onunexpecteddisconnect(self, callback: Callable[[int], Any] | None) -> None:
+        cb = self._rt.bind(_callable("server.onunexpecteddisconnect", callback)) if callback \
+            else None
+        self._host.on_unexpected_disconnect(cb)
+
+    def setsendtimeoutpolicy(self, policy: int, wait_for: int = WAIT_TIL_SENT,
+                             timeout: float = 30.0) -> None:
+        if policy not in (SUSPEND_ON_ERROR, RETURN_ON_ERROR, RETURN_ON_ERROR_NO_DISCONNECT):
+            raise ImpApiError(f"server.setsendtimeoutpolicy: unknown policy {policy!r}")
+        if wait_for not in (WAIT_TIL_SENT, WAIT_FOR_ACK):
+            raise ImpApiError(f"server.setsendtimeoutpolicy: unknown wait mode {wait_for!r}")
+        _seconds("server.setsendtimeoutpolicy", timeout)
+        self._host.set_send_policy(int(policy))
+
+
+def _seconds(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ImpApiError(f"{where}: bad interval {value!r}")
+    return float(value)
+
 
 class _Net:
     def __init__(self, host: DeviceHost) -> None:
@@ -114,10 +164,37 @@ class Imp:
         self._host, self._rt = host, runtime
         self.net = _Net(host)
         self._idle: int | None = None
+        self.powersave = False
 
     @property
-    def configparams(self) -> dict[str, str]:
+    def configparams(self) -> dict[str, Any]:
         return dict(self._host.configparams)
+
+    def info(self) -> dict[str, Any]:
+        """``imp.info()``: the imp's type (what FactoryTools checks) and the impOS."""
+        return {"type": self._host.imp_type, "version": self._host.impos_version()}
+
+    def environment(self) -> int:
+        """A card (imp001) or a module (everything else); agents answer ENVIRONMENT_AGENT."""
+        return ENVIRONMENT_CARD if self._host.imp_type == "imp001" else ENVIRONMENT_MODULE
+
+    def rssi(self) -> int:
+        return self._host.rssi()
+
+    def getmemoryfree(self) -> int:
+        return self._host.memory_free()
+
+    def setpowersave(self, enable: bool) -> None:
+        """Accepted and remembered; the emulated radio has no power to save."""
+        self.powersave = bool(enable)
+
+    def sleep(self, seconds: float) -> None:
+        """Busy-wait: the device's own time moves on, nothing else of its code runs."""
+        self._host.busy(_seconds("imp.sleep", seconds))
+
+    def deepsleepfor(self, seconds: float) -> None:
+        """Go offline and off for ``seconds``, then boot warm (``nv`` survives)."""
+        self._host.deep_sleep(_seconds("imp.deepsleepfor", seconds))
 
     def clearconfiguration(self, what: int | None = None) -> None:
         self._host.clear_configuration(CONFIG_WIFI | CONFIG_ENROLMENT if what is None else what)
@@ -152,9 +229,7 @@ class Imp:
             self._idle = self._rt.later(0.0, fire)
 
     def wakeup(self, seconds: float, callback: Callable[[], Any]) -> int:
-        if not isinstance(seconds, (int, float)) or seconds < 0:
-            raise ImpApiError(f"imp.wakeup: bad interval {seconds!r}")
-        return self._rt.later(float(seconds), _callable("imp.wakeup", callback))
+        return self._rt.later(_seconds("imp.wakeup", seconds), _callable("imp.wakeup", callback))
 
     def cancelwakeup(self, handle: int) -> None:
         self._rt.cancel(handle)
@@ -176,6 +251,13 @@ class Hardware:
 
     def getdeviceid(self) -> str:
         return self._host.device_id
+
+    def millis(self) -> int:
+        """Milliseconds of device time, wrapping as the imp's 31-bit counter does."""
+        return int(self._host.device_now() * 1000) & 0x7FFFFFFF
+
+    def micros(self) -> int:
+        return int(self._host.device_now() * 1_000_000) & 0x7FFFFFFF
 
     def lightlevel(self) -> int:
         """Light on the sensor, 0..65535, as the phototransistor reads it."""

@@ -1,4 +1,12 @@
-"""The runtime for device code: Python source run event-driven, like Squirrel on an imp.
+"""The runtime for device code: event-driven, like Squirrel on an imp, in either language.
+
+``Runtime`` owns what every language shares: timers on the injected clock, the
+generation check, suspension while a factory BlinkUp flashes, and logging errors
+the way impOS does. An ``Engine`` owns one language: ``SquirrelEngine``
+(firmware/sq_engine.py, the real Squirrel 3.0.5 VM, what an imp runs) or
+``PythonEngine`` below (Python source, for tests and quick experiments; chosen
+when the code's first line is ``PYTHON_MARKER``). The rest of this docstring is
+about the Python engine.
 
 Device code runs once from top to bottom when deployed, registering callbacks
 (timers through ``imp.wakeup``, ``agent.on``, ``server.onshutdown`` ...) and
@@ -29,19 +37,22 @@ just go quiet.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import CodeType
-from typing import Any
+from typing import Any, Protocol
 
 from impfactory.firmware.errors import DeviceCodeError
 
 from impfactory.clock import Clock, TimerHandle
 
 CODE_FILENAME = "device.nut.py"
+PYTHON_MARKER = "# impfactory: python"
+"""First line of device code written in Python (``line run --firmware x.py`` adds it)."""
 ALLOWED_IMPORTS = frozenset(
     {"math", "json", "random", "struct", "hashlib", "binascii", "re", "collections",
      "itertools", "functools", "statistics", "string", "dataclasses", "enum", "typing"}
@@ -74,6 +85,41 @@ CALLBACK_LIMIT_S = 2.0
 """Wall seconds after which a callback that has not returned is stopped."""
 
 
+def is_python_code(source: str) -> bool:
+    """Device code is Squirrel unless its first line is ``PYTHON_MARKER``."""
+    return source.startswith(PYTHON_MARKER)
+
+
+def mark_python(source: str) -> str:
+    """``source`` marked as Python device code (unchanged when already marked).
+
+    The marker is a comment in both languages, so the line numbers a user sees in
+    errors are those of their file plus one only when the marker was added here.
+    """
+    return source if is_python_code(source) else f"{PYTHON_MARKER}\n{source}"
+
+
+class Engine(Protocol):
+    """One language's way to run device code for a ``Runtime``."""
+
+    def load(self, source: str) -> Callable[[], Any]:
+        """Compile ``source``; the thunk runs its top level. A compile error is
+        logged by the engine and raised as ``DeviceCodeError``."""
+        ...
+
+    def error_lines(self, err: BaseException) -> list[str]:
+        """The device-log lines (``ERROR: ...``) for an error raised by its code."""
+        ...
+
+    def watch(self) -> contextlib.AbstractContextManager[None]:
+        """Held around every call into device code (a watchdog, if the language needs one)."""
+        ...
+
+    def close(self) -> None:
+        """The code is gone: free what it held (never called while its code runs)."""
+        ...
+
+
 class DeviceCodeTimeout(BaseException):
     """Raised inside device code that ran past ``CALLBACK_LIMIT_S``.
 
@@ -87,6 +133,9 @@ class Runtime:
 
     def __init__(self, clock: Clock, log: LogFn) -> None:
         self.clock = clock
+        self.engine: Engine | None = None
+        self._depth = 0  # calls into device code in progress (a stop inside one defers close)
+        self._closing: list[Engine] = []
         self._log = log
         self.generation = 0
         self.running = False
@@ -96,26 +145,26 @@ class Runtime:
         self._suspended_until: float | None = None
         self._queued: list[tuple[int, Callable[..., Any], tuple[Any, ...]]] = []
         self._resume: TimerHandle | None = None
-        self.globals: dict[str, Any] = {}
 
     # --- lifecycle ------------------------------------------------------------
 
-    def start(self, source: str, api: dict[str, Any]) -> bool:
-        """Replace any running code with ``source``; return False when it raised at top level.
+    def start(self, source: str, engine: Engine) -> bool:
+        """Replace any running code with ``source`` run by ``engine``; return False
+        when its top level raised.
 
-        A syntax error is a ``DeviceCodeError`` (the impOS refuses the image);
-        an exception at run time is logged and the device keeps running.
+        A compile error is a ``DeviceCodeError`` (the impOS refuses the image); an
+        error at run time is logged and the device keeps running.
         """
         self.stop()
         try:
-            code = _compile(source)
-        except SyntaxError as err:
-            self._log(f"ERROR: device code does not compile: {err.msg} at line {err.lineno}",
-                      True)
-            raise DeviceCodeError(f"device code does not compile: {err}") from err
-        self.globals = {"__builtins__": dict(_SAFE_BUILTINS), **api}
+            top = engine.load(source)
+        except DeviceCodeError as err:
+            self._log(f"ERROR: {err}", True)
+            engine.close()
+            raise
+        self.engine = engine
         self.running = True
-        return self._guard(lambda: exec(code, self.globals))
+        return self._guard(top)
 
     def stop(self) -> None:
         """Forget the running code: its timers and queued calls never fire."""
@@ -129,6 +178,23 @@ class Runtime:
             self._resume.cancel()
             self._resume = None
         self._suspended_until = None
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            self._closing.append(engine)
+        self._close_idle()
+
+    def _close_idle(self) -> None:
+        """Close engines whose code is gone, once no call into device code is running."""
+        if self._depth == 0:
+            closing, self._closing = self._closing, []
+            for engine in closing:
+                engine.close()
+
+    @property
+    def globals(self) -> dict[str, Any]:
+        """The running Python code's globals (empty for Squirrel code)."""
+        engine = self.engine
+        return engine.globals if isinstance(engine, PythonEngine) else {}
 
     # --- calling into device code --------------------------------------------
 
@@ -187,6 +253,17 @@ class Runtime:
         self._suspended_until = self.clock.now() + seconds
         self._resume = self.clock.call_later(seconds, self._wake)
 
+    def hold(self, seconds: float) -> None:
+        """Device code busy-waits (``imp.sleep``): nothing else of it runs for ``seconds``.
+
+        A hold never shortens a suspension already in force (a factory BlinkUp).
+        """
+        now = self.clock.now()
+        until = self._suspended_until
+        if until is not None and until >= now + seconds:
+            return
+        self.suspend(seconds)
+
     @property
     def suspended(self) -> bool:
         return self._suspended_until is not None
@@ -200,22 +277,64 @@ class Runtime:
                 self.call(fn, *args)
 
     def _guard(self, thunk: Callable[[], Any]) -> bool:
+        engine = self.engine
+        if engine is None:
+            return False
         started = time.perf_counter()
-        previous = sys.gettrace()
-        sys.settrace(_watchdog(started + CALLBACK_LIMIT_S))
+        self._depth += 1
         try:
-            thunk()
+            with engine.watch():
+                thunk()
         except (Exception, DeviceCodeTimeout) as err:  # the impOS survives its code
             self.errors += 1
-            self._log(f"ERROR: {type(err).__name__}: {err}{_where(err)}", True)
+            for line in engine.error_lines(err):
+                self._log(line, True)
             return False
         finally:
-            sys.settrace(previous)
+            self._depth -= 1
             held = time.perf_counter() - started
             if held > BLOCKED_WARN_S:
                 self._log(f"WARNING: device code held the loop for {held * 1000:.0f} ms "
                           "(every device on this loop waited)", False)
+            self._close_idle()
         return True
+
+
+class PythonEngine:
+    """Python device code: its globals are the imp API, its builtins a small safe set.
+
+    This is trusted code: the restricted builtins and imports keep honest code on
+    the imp API, they are not a sandbox (Python offers no way to make one in
+    process). Run code you did not write as Squirrel, whose VM is one.
+    """
+
+    def __init__(self, api: dict[str, Any]) -> None:
+        self.api = api
+        self.globals: dict[str, Any] = {}
+
+    def load(self, source: str) -> Callable[[], Any]:
+        try:
+            code = _compile(source)
+        except SyntaxError as err:
+            raise DeviceCodeError(f"device code does not compile: {err.msg} "
+                                  f"at line {err.lineno}") from err
+        self.globals = {"__builtins__": dict(_SAFE_BUILTINS), **self.api}
+        return lambda: exec(code, self.globals)
+
+    def error_lines(self, err: BaseException) -> list[str]:
+        return [f"ERROR: {type(err).__name__}: {err}{_where(err)}"]
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[None]:
+        previous = sys.gettrace()
+        sys.settrace(_watchdog(time.perf_counter() + CALLBACK_LIMIT_S))
+        try:
+            yield
+        finally:
+            sys.settrace(previous)
+
+    def close(self) -> None:
+        self.globals = {}
 
 
 def _watchdog(deadline: float) -> Any:

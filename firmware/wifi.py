@@ -123,15 +123,14 @@ class NetInfo:
     mac: str = ""
 
     def as_dict(self) -> dict[str, Any]:
+        """``imp.net.info()``: the WiFi interface is always listed with its MAC
+        (FactoryTools reads an imp001's MAC from it before the device is online);
+        address, SSID and signal only while connected, ``active`` its index then."""
+        wifi: dict[str, Any] = {"type": "wifi", "macaddress": self.mac}
         if not self.ip:
-            return {"active": None, "interface": []}
-        return {
-            "active": 0,
-            "interface": [
-                {"type": "wifi", "macaddress": self.mac, "ipv4": {"address": self.ip},
-                 "ssid": self.ssid, "rssi": self.rssi}
-            ],
-        }
+            return {"active": None, "interface": [wifi]}
+        wifi.update({"ipv4": {"address": self.ip}, "ssid": self.ssid, "rssi": self.rssi})
+        return {"active": 0, "interface": [wifi]}
 
 
 class ConnectionManager:

@@ -27,7 +27,7 @@ from impfactory.protocol import cloudlink as cl
 
 from impfactory.clock import ScaledClock
 
-DUT_CODE = """
+DUT_CODE = """# impfactory: python
 def done(blessed):
     server.log("blessed=%s" % blessed)
 server.log("dut up " + imp.configparams.get("factory_imp_device_id", "?"))
@@ -194,11 +194,11 @@ def test_bless_refused_shows_red(broker_url: str) -> None:
 
 
 def test_code_that_raises_keeps_the_device_online(broker_url: str) -> None:
-    cloud = ScriptedCloud(broker_url, code="server.log('before')\n[][1]\n")
+    cloud = ScriptedCloud(broker_url, code="# impfactory: python\nserver.log('before')\n[][1]\n")
     device = asyncio.run(run_device(
         broker_url, cloud, DeviceEvent.CODE_ERROR, serial=4, cloud_sees=lambda seen: any(
             isinstance(m, cl.Log) and m.type is cl.LogType.SERVER_ERROR for m in seen)))
-    assert device.logs[-1].startswith("ERROR: IndexError") and "(at line 2)" in device.logs[-1]
+    assert device.logs[-1].startswith("ERROR: IndexError") and "(at line 3)" in device.logs[-1]
     errors = [m for m in cloud.seen if isinstance(m, cl.Log) and m.type is cl.LogType.SERVER_ERROR]
     assert errors and "IndexError" in errors[0].msg
 
@@ -276,7 +276,7 @@ def test_a_publish_in_flight_fails_at_once_when_the_link_resets(broker_url: str)
     assert lost == ["lost"]
 
 
-SHUTDOWN_CODE = """
+SHUTDOWN_CODE = """# impfactory: python
 def on_shutdown(reason):
     server.log("asked %d" % reason)
     imp.wakeup(2.0, lambda: server.restart())

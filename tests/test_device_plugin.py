@@ -12,7 +12,7 @@ from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.settings import MemoryStore
 from impfactory.tools.plugin_device import build_test_zone, dut_settings, start_fixture
 
-OWN_DUT = """
+OWN_DUT = """# impfactory: python
 def done(blessed):
     server.log("my dut blessed=%s" % blessed)
 v = hardware.voltage()

@@ -224,7 +224,7 @@ def test_blessed_device_cannot_be_blessed_again(any_broker_url: str, tmp_path: P
 
 def test_dut_code_that_raises_is_logged_and_device_stays_online(any_broker_url: str,
                                                                tmp_path: Path) -> None:
-    bad = "server.log('dut starting')\nhardware.pin9.configure(ANALOG_IN)\nvalue = 1 / 0\n"
+    bad = "# impfactory: python\nserver.log('dut starting')\nhardware.pin9.configure(ANALOG_IN)\nvalue = 1 / 0\n"
 
     async def body(line: Line) -> tuple[Device, list[str]]:
         dut = line.fleet.add(hardware=examples.dut_board())
@@ -240,7 +240,7 @@ def test_dut_code_that_raises_is_logged_and_device_stays_online(any_broker_url: 
     _dut, logs = asyncio.run(run_scenario(any_broker_url, tmp_path / "cloud.db", body,
                                          dut_code=bad))
     assert "dut starting" in logs
-    assert any("ZeroDivisionError" in m and "(at line 3)" in m for m in logs)
+    assert any("ZeroDivisionError" in m and "(at line 4)" in m for m in logs)
 
 
 async def blessed_dut(line: Line) -> Device:
@@ -304,7 +304,7 @@ def test_lost_link_reconnects_and_code_keeps_running(any_broker_url: str,
 
 def test_factoryblinkup_on_a_dut_is_refused_and_code_resumes(any_broker_url: str,
                                                             tmp_path: Path) -> None:
-    code = ("server.factoryblinkup('x', 'y', hardware.pin8, 0)\n"
+    code = ("# impfactory: python\nserver.factoryblinkup('x', 'y', hardware.pin8, 0)\n"
             "imp.wakeup(0.5, lambda: server.log('resumed'))\n")
 
     async def body(line: Line) -> Device:
@@ -319,7 +319,7 @@ def test_factoryblinkup_on_a_dut_is_refused_and_code_resumes(any_broker_url: str
     assert E.BLINKUP_SENT not in [r.kind for r in dut.events]
 
 
-AGENT_CODE = """
+AGENT_CODE = """# impfactory: python
 def on_ping(value):
     agent.send("pong", {"got": value})
 agent.on("ping", on_ping)
@@ -347,7 +347,7 @@ def test_agent_messages_cross_the_cloud_both_ways(any_broker_url: str, tmp_path:
     assert heard == [(dut.device_id, "pong", {"got": {"n": 1, "tags": ["a", None]}})]
 
 
-BACK_TO_BACK = """
+BACK_TO_BACK = """# impfactory: python
 def flash():
     server.factoryblinkup("w", "p", hardware.pin8, BLINKUP_FAST)
 def pressed():

@@ -163,6 +163,7 @@ def test_settings_in_a_json_file_survive_a_power_cycle(tmp_path) -> None:
 
 def test_enableblinkup_keeps_or_closes_the_window() -> None:
     from impfactory.firmware import impapi
+    from impfactory.firmware.runtime import PythonEngine
 
     async def go(enable: bool) -> Device:
         clock = VirtualClock()
@@ -171,7 +172,8 @@ def test_enableblinkup_keeps_or_closes_the_window() -> None:
                      "mqtt://127.0.0.1:1", store=store)
         dev.power_on()
         await clock.advance(1.0)
-        dev.runtime.start(f"imp.enableblinkup({enable})", impapi.build_api(dev, dev.runtime))
+        dev.runtime.start(f"imp.enableblinkup({enable})",
+                          PythonEngine(impapi.build_api(dev, dev.runtime)))
         await clock.advance(100.0)
         assert dev.listening is enable
         dev.feed_light(render_bilevel(good_frame()).samples, 1000.0)

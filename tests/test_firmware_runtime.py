@@ -8,6 +8,7 @@ from impfactory.firmware.device import Device
 from impfactory.firmware.errors import DeviceCodeError
 from impfactory.firmware.hardware import SimHardware
 from impfactory.firmware.identity import DeviceIdentity
+from impfactory.firmware.runtime import PythonEngine
 from impfactory.firmware.wifi import WifiEnvironment
 
 from impfactory.clock import VirtualClock
@@ -21,7 +22,7 @@ def make(board: SimHardware | None = None) -> tuple[VirtualClock, Device]:
 
 
 def run(dev: Device, source: str) -> bool:
-    return dev.runtime.start(source, impapi.build_api(dev, dev.runtime))
+    return dev.runtime.start(source, PythonEngine(impapi.build_api(dev, dev.runtime)))
 
 
 def test_timers_run_on_the_clock_in_order() -> None:

@@ -1,3 +1,4 @@
+# impfactory: python
 # Application firmware: what a blessed production device runs. It samples its
 # temperature sensor every 60 s, logs it and sends it to its agent, and takes
 # new code politely: on a shutdown notice it finishes the reading in hand, then

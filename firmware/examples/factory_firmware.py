@@ -1,3 +1,4 @@
+# impfactory: python
 # Factory firmware: one file for the BlinkUp fixture and the devices under test,
 # shaped like Electric Imp's factory template. It runs as device code on an
 # emulated imp (Python with the imp API as globals), never imported as a module.
