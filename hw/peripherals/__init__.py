@@ -13,10 +13,14 @@ from .errors import PeripheralConfigError, PeripheralError, PeripheralUsageError
 from .faults import Faultable, FaultSpec
 from .fixture_io import BlinkUpLed, Bounce, Button, Led, Level, Probe
 from .host import Host
+from .hts221 import Calibration, Hts221
+from .i2c import I2C, I2CError, I2CTarget
 from .pins import LEGACY_PIN_NAMES, Pin, PinBank, PinMode
+from .regfile import StRegisterDevice
 
 __all__ = [
-    "LEGACY_PIN_NAMES", "BlinkUpLed", "Bounce", "Button", "FaultSpec", "Faultable", "Host",
-    "Led", "Level", "PeripheralConfigError", "PeripheralError", "PeripheralUsageError", "Pin",
-    "PinBank", "PinMode", "Probe",
+    "I2C", "LEGACY_PIN_NAMES", "BlinkUpLed", "Bounce", "Button", "Calibration", "FaultSpec",
+    "Faultable", "Host", "Hts221", "I2CError", "I2CTarget", "Led", "Level",
+    "PeripheralConfigError", "PeripheralError", "PeripheralUsageError", "Pin", "PinBank",
+    "PinMode", "Probe", "StRegisterDevice",
 ]
