@@ -9,6 +9,7 @@ callback).
 
 from __future__ import annotations
 
+from .cfax33kl import CfaX33Kl, Packet, PacketDecoder, PacketType, crc16
 from .errors import PeripheralConfigError, PeripheralError, PeripheralUsageError
 from .faults import Faultable, FaultSpec
 from .fixture_io import BlinkUpLed, Bounce, Button, Led, Level, Probe
@@ -17,10 +18,12 @@ from .hts221 import Calibration, Hts221
 from .i2c import I2C, I2CError, I2CTarget
 from .pins import LEGACY_PIN_NAMES, Pin, PinBank, PinMode
 from .regfile import StRegisterDevice
+from .uart import UART, LineSettings, UartLoopback, UartPeer
 
 __all__ = [
-    "I2C", "LEGACY_PIN_NAMES", "BlinkUpLed", "Bounce", "Button", "Calibration", "FaultSpec",
-    "Faultable", "Host", "Hts221", "I2CError", "I2CTarget", "Led", "Level",
-    "PeripheralConfigError", "PeripheralError", "PeripheralUsageError", "Pin", "PinBank",
-    "PinMode", "Probe", "StRegisterDevice",
+    "I2C", "LEGACY_PIN_NAMES", "UART", "BlinkUpLed", "Bounce", "Button", "Calibration",
+    "CfaX33Kl", "FaultSpec", "Faultable", "Host", "Hts221", "I2CError", "I2CTarget", "Led",
+    "Level", "LineSettings", "Packet", "PacketDecoder", "PacketType", "PeripheralConfigError",
+    "PeripheralError", "PeripheralUsageError", "Pin", "PinBank", "PinMode", "Probe",
+    "StRegisterDevice", "UartLoopback", "UartPeer", "crc16",
 ]
