@@ -32,10 +32,13 @@ taking the context and the attachment's ``params``. ``register_model`` adds one.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from .errors import PeripheralConfigError, PeripheralUsageError
@@ -184,7 +187,8 @@ def _attachment(data: Any, where: str) -> Attachment:
     address = data.get("address")
     return Attachment(name=data["name"], model=data["model"], bus=data.get("bus"),
                       address=None if address is None else _int(address, f"{where}.address"),
-                      pin=data.get("pin"), cs=data.get("cs"), params=dict(params))
+                      pin=data.get("pin"), cs=data.get("cs"),
+                      params=MappingProxyType(copy.deepcopy(params)))
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> BoardSpec:
@@ -215,24 +219,35 @@ def spec_from_dict(data: Mapping[str, Any]) -> BoardSpec:
     return BoardSpec(
         name=name, imp=data["imp"], description=str(data.get("description", "")),
         pins=_strings(data.get("pins", []), f"{where}.pins"),
-        buses={n: _bus_spec(b, f"{where}.buses.{n}") for n, b in buses_data.items()},
-        capabilities={m: _strings(p, f"{where}.capabilities.{m}")
-                      for m, p in capabilities_data.items()},
-        aliases=dict(aliases),
+        buses=MappingProxyType({n: _bus_spec(b, f"{where}.buses.{n}")
+                                for n, b in buses_data.items()}),
+        capabilities=MappingProxyType({m: _strings(p, f"{where}.capabilities.{m}")
+                                       for m, p in capabilities_data.items()}),
+        aliases=MappingProxyType(dict(aliases)),
         attach=tuple(_attachment(a, f"{where}.attach[{i}]") for i, a in enumerate(attach_data)),
     )
 
 
 def load_spec(name_or_path: str | Path) -> BoardSpec:
     """A built-in board by name (``imp005-fixture``, ``imp001-explorer``) or a JSON file."""
-    builtin = BUILTIN_BOARDS.get(str(name_or_path))
-    path = Path(__file__).with_name(builtin) if builtin else Path(name_or_path)
+    if str(name_or_path) in BUILTIN_BOARDS:
+        return _builtin_spec(str(name_or_path))
+    return _read_spec(Path(name_or_path))
+
+
+@functools.cache
+def _builtin_spec(name: str) -> BoardSpec:
+    """A built-in board, read once: a line builds one per device."""
+    return _read_spec(Path(__file__).with_name(BUILTIN_BOARDS[name]), name)
+
+
+def _read_spec(path: Path, label: str | None = None) -> BoardSpec:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         known = ", ".join(BUILTIN_BOARDS)
         raise PeripheralConfigError(
-            f"board {name_or_path}: cannot read it ({err.strerror}); built-in boards: {known}"
+            f"board {label or path}: cannot read it ({err.strerror}); built-in boards: {known}"
         ) from err
     try:
         data = json.loads(text)
