@@ -260,3 +260,14 @@ def test_a_real_part_in_place_of_a_model_and_a_new_model_type() -> None:
     board = Board(spec, Host(VirtualClock()))
     board.i2c("i2c89").configure(CLOCK_SPEED_400_KHZ)
     assert board.i2c("i2c89").read(0xA0, "", 2) == b"\xee\xee"
+
+
+def test_the_board_file_in_the_docs_builds() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "peripherals.md").read_text("utf-8")
+    example = doc.split("```json\n", 1)[1].split("```", 1)[0]
+    clock = VirtualClock()
+    board = Board(spec_from_dict(json.loads(example)), Host(clock))
+    assert board.lookup("sensors") is board.lookup("i2c89")
+    assert board.model("sensor").temperature == 25.0
+    assert board.model("start").bounce.edges == 4
+    assert isinstance(board.model("lcd"), CfaX33Kl)
