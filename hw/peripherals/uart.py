@@ -303,7 +303,11 @@ class UART:
 
 
 class UartLoopback:
-    """A plug joining TX to RX: whatever the imp sends comes straight back."""
+    """A plug joining TX to RX: whatever the imp sends comes back.
+
+    A peer hears a burst once it has fully arrived, so the echo starts then and
+    takes its own line time: one burst later than a wire would bring it (ours).
+    """
 
     def __init__(self, baud: float = 115200, word_size: int = 8, parity: int = PARITY_NONE,
                  stop_bits: int = 1) -> None:
