@@ -115,6 +115,10 @@ def test_misuse_is_refused_with_the_pin_named() -> None:
         pins.pin("pinZ")
     with pytest.raises(PeripheralUsageError, match="unknown mode"):
         pins.pin("pin1").configure(99)
+    with pytest.raises(PeripheralUsageError, match="expected a number, got 'high'"):
+        pins.pin("pin1").configure(PinMode.DIGITAL_OUT, "high")
+    pins.pin("pin1").write(True)  # a Squirrel bool is a level
+    assert pins.pin("pin1").read() == 1
     pins.pin("pin2").configure(PinMode.PWM_OUT, 0.001, 0.5)
     with pytest.raises(PeripheralUsageError, match=r"outside 0\.0\.\.1\.0"):
         pins.pin("pin2").write(1.5)

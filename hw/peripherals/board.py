@@ -41,6 +41,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from . import cfax33kl, fixture_io, hts221, regfile, uart, ws2812
 from .errors import PeripheralConfigError, PeripheralUsageError
 from .faults import Faultable, parse_fault
 from .host import Host
@@ -291,9 +292,7 @@ def register_model(name: str, attaches_to: str, factory: ModelFactory,
     MODELS[name] = ModelType(attaches_to, factory, description)
 
 
-def _builtin_models() -> None:
-    from . import cfax33kl, fixture_io, hts221, regfile, uart, ws2812
-
+def _register_builtin_models() -> None:
     def bounce(params: dict[str, Any]) -> fixture_io.Bounce | None:
         spec = params.pop("bounce", None)
         if spec is None or spec is False:
@@ -333,6 +332,9 @@ def _pin_of(context: ModelContext) -> str:
     return context.attachment.pin
 
 
+_register_builtin_models()
+
+
 # --- the board -----------------------------------------------------------------------------
 
 
@@ -340,8 +342,6 @@ class Board:
     """Pins, buses and models of one imp's board, built from a ``BoardSpec``."""
 
     def __init__(self, spec: BoardSpec, host: Host | None = None, unit: str = "") -> None:
-        if not MODELS:
-            _builtin_models()
         self.spec = spec
         self.host = host or Host()
         self.unit = unit

@@ -92,7 +92,7 @@ class Pin:
         self.mode = new
         self.callback = None
         if new in DIGITAL_OUT_MODES:
-            self._drive(float(args[0]) if args else 0.0)
+            self._drive(_number(args[0], f"{self.name}.configure") if args else 0.0)
         elif new is PinMode.PWM_OUT:
             if len(args) < 2:
                 raise PeripheralUsageError(f"{self.name}.configure: PWM_OUT needs a period "
@@ -116,7 +116,7 @@ class Pin:
             raise PeripheralUsageError(f"{self.name}.write: pin is not configured as an output")
         watched = self.board.snapshot(self.board.peer(self))
         if self.mode in DIGITAL_OUT_MODES:
-            self._drive(float(_number(value, f"{self.name}.write")))
+            self._drive(_number(value, f"{self.name}.write"))
         else:
             self._drive(_duty(value, self.name))
         self.board.settle(watched)
@@ -153,7 +153,7 @@ class Pin:
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not isinstance(value, (int, float)):  # a bool is a number here, as in Squirrel
         raise PeripheralUsageError(f"{where}: expected a number, got {value!r}")
     return float(value)
 
