@@ -224,7 +224,8 @@ def test_blessed_device_cannot_be_blessed_again(any_broker_url: str, tmp_path: P
 
 def test_dut_code_that_raises_is_logged_and_device_stays_online(any_broker_url: str,
                                                                tmp_path: Path) -> None:
-    bad = "# impfactory: python\nserver.log('dut starting')\nhardware.pin9.configure(ANALOG_IN)\nvalue = 1 / 0\n"
+    bad = ("# impfactory: python\nserver.log('dut starting')\n"
+           "hardware.pin9.configure(ANALOG_IN)\nvalue = 1 / 0\n")
 
     async def body(line: Line) -> tuple[Device, list[str]]:
         dut = line.fleet.add(hardware=examples.dut_board())
