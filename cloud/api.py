@@ -217,4 +217,8 @@ def _from_cloud(err: CloudError) -> ApiError:
         kind, name = BadRequest, err.code
     else:
         kind = BadRequest
-    return kind(str(err), code=name)
+    if err.title is None:
+        return kind(str(err), code=name)
+    known = kind(str(err), code="".join(err.title.split()))  # impCentral's title and detail
+    known.title = err.title
+    return known

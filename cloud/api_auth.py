@@ -44,6 +44,9 @@ from impfactory.cloud.api_jsonapi import (
 )
 
 ACCESS_TTL = 3600.0
+LOGIN_KEY_BYTES = 8
+"""A login key (and its id) is 16 hex characters, as impCentral's; impt's tests read
+the first 16 of ``[0-9a-z]`` in its output as the key."""
 PBKDF2_ROUNDS = 20_000
 
 SCHEMA = """
@@ -219,8 +222,9 @@ class AccountBook:
     # -- login keys ----------------------------------------------------------------
 
     def create_login_key(self, account: Account, description: str) -> tuple[str, JsonObj]:
-        """A new login key: returns the key (shown once, it is the id) and its resource."""
-        key = secrets.token_hex(16)
+        """A new login key: returns the key (it is the id, 16 hex characters as
+        impCentral's, e.g. ``7d8e6670aa285e9d``) and its resource."""
+        key = secrets.token_hex(LOGIN_KEY_BYTES)
         with self.db:
             self.db.execute("INSERT INTO api_login_keys VALUES (?,?,?,?,?)",
                             (key, account.id, _digest(key), description, self.now()))

@@ -59,12 +59,14 @@ class ApiContext:
         return self._scoped(self.svc.get_deployment, deployment_id, owner, "deployment")
 
     def device(self, owner: str, ident: str) -> Device:
-        """This owner's device by id, MAC address or agent id (as the client allows), or 404."""
+        """This owner's device by id, MAC address or agent id (as the client allows), or 404;
+        an unassigned device has no agent, so no agent id finds it."""
         found = self.svc.find_device(ident)
         if found is None or found.owner_id != owner:
             lowered = ident.lower().replace(":", "")
             matches = (self.svc.list_devices(owner_id=owner, mac=lowered, limit=1)
-                       or self.svc.list_devices(owner_id=owner, agent_id=lowered, limit=1))
+                       or [d for d in self.svc.list_devices(owner_id=owner, agent_id=lowered,
+                                                            limit=1) if d.group_id])
             found = matches[0] if matches else None
         if found is None:
             raise NotFound(f"no device {ident!r}")

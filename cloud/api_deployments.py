@@ -1,12 +1,13 @@
 """``/deployments``: create, list, get, update, delete, and promotion.
 
-Promotion is this emulator's documented extension: the ``promoted`` attribute, or
-equally the tag ``promoted`` (which ``imp-central-api`` and ``impt build deploy
---tag promoted`` / ``impt build update --tag promoted`` can send, since both
-clients refuse unknown attributes). The cloud service's Production Zone rule
-does the rest: a production, DUT or fixture group accepts a deployment only
-when a promoted deployment of the same product has the same code (sha), so
-``impt build copy`` of a promoted build into a production group is accepted.
+Any group takes a deployment, Production Zone groups too: ``impt build deploy``
+and ``impt build copy`` into production, DUT and fixture groups work as Electric
+Imp's ProductionGuide writes them. Promotion is a mark on a deployment, as in
+impCentral (which enforces no workflow with it): this emulator's documented
+extension shows it as the ``promoted`` attribute, or equally the tag ``promoted``
+(which ``imp-central-api`` and ``impt build update --tag promoted`` can send,
+since both clients refuse unknown attributes); Go Live copies the promoted Test
+Zone deployments.
 """
 
 from __future__ import annotations
@@ -113,9 +114,6 @@ def register(router: Router, ctx: ApiContext) -> None:
         attrs = attributes(data, UPDATE_ATTRS)
         tags, promoted = promotion(attrs, dep)
         group = svc.get_group(dep.group_id)
-        if promoted is False and group.type.zone == "production":
-            raise BadRequest("a Production Zone deployment stays promoted",
-                             code="InvalidAttribute")
         updated = svc.update_deployment(dep.id, description=attrs.get("description"),
                                         flagged=attrs.get("flagged"), tags=tags,
                                         promoted=promoted)
@@ -129,7 +127,7 @@ def register(router: Router, ctx: ApiContext) -> None:
     router.add("GET", "/deployments", list_, "List deployments (newest first), with filters",
                query=list_query(FILTERS))
     router.add("POST", "/deployments", create,
-               "Create a deployment; Production Zone groups take promoted code only",
+               "Create a deployment in any group (the group's first is its min-supported)",
                body=resource_body("deployment"))
     router.add("GET", "/deployments/{id}", get, "One deployment with its code")
     router.add("PATCH", "/deployments/{id}", update,

@@ -14,6 +14,8 @@ from impfactory.cloud.api import Answer, Call, Router
 from impfactory.cloud.api_context import ApiContext
 from impfactory.cloud.api_jsonapi import (
     BadRequest,
+    NotFound,
+    Several,
     attributes,
     data_object,
     filters,
@@ -37,11 +39,13 @@ PRODUCTION_TARGETS = [GroupType.PRE_PRODUCTION.value, GroupType.PRODUCTION.value
 DUT_TARGETS = [GroupType.PRE_DUT.value, GroupType.DUT.value]
 
 
-def _targets(data: dict[str, Any]) -> dict[str, str]:
+def _targets(data: dict[str, Any], *, required: bool = False) -> dict[str, str]:
+    """The target relationships given; ``required`` (creating a (pre-)factory fixture
+    group): both must be there, or it is a 400 naming the missing one."""
     out = {}
     for name, types in (("production_target", PRODUCTION_TARGETS),
                         ("dut_target", DUT_TARGETS)):
-        found = relationship(data, name, types)
+        found = relationship(data, name, types, required=required)
         if found is not None:
             out[name] = found[1]
     return out
@@ -68,7 +72,7 @@ def register(router: Router, ctx: ApiContext) -> None:
         product = relationship(data, "product", ["product"], required=True)
         assert product is not None
         ctx.product(owner, product[1])
-        targets = _targets(data)
+        targets = _targets(data, required=GroupType(data["type"]).is_fixture)
         for target_id in targets.values():
             ctx.group(owner, target_id)
         made = svc.create_group(
@@ -119,8 +123,13 @@ def register(router: Router, ctx: ApiContext) -> None:
     def remove_devices(call: Call) -> Answer:
         owner = ctx.owner(call.account)
         group = ctx.group(owner, call.params["id"])
-        ids = [ctx.device(owner, i).id for i in id_list(call.body(), "device")]
-        svc.unassign_devices(ids, call.header("X-Electricimp-Key"), group_id=group.id)
+        devices = [ctx.device(owner, i) for i in id_list(call.body(), "device")]
+        absent = [NotFound(f"device {d.id} is not assigned to device group {group.id}")
+                  for d in devices if d.group_id != group.id]
+        if absent:
+            raise Several("some devices are not in this device group", absent)
+        svc.unassign_devices([d.id for d in devices], call.header("X-Electricimp-Key"),
+                             group_id=group.id)
         return Answer(204)
 
     def min_supported(call: Call) -> Answer:

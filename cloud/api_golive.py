@@ -17,7 +17,9 @@ creates, in this order: a production group from the fixture's test production
 target, a DUT group from its test DUT target, a fixture group targeting both,
 then copies into each the newest promoted deployment of its Test Zone twin (or
 the promoted deployment named in ``deployments``), sets the load-code setting
-and the webhooks, and answers a summary of everything made. Everything is
+and the webhooks, and answers a summary of everything made. As in impCentral, a
+copy is a new deployment of the new group with the same code (same ``sha``), not
+itself promoted. Everything is
 checked before anything is made, so a refused Go Live leaves nothing behind.
 """
 
@@ -39,7 +41,6 @@ from impfactory.cloud.api_jsonapi import (
     resource,
     resource_body,
 )
-from impfactory.cloud.api_webhooks import is_url
 from impfactory.cloud.model import (
     WEBHOOK_CONTENT_TYPES,
     WEBHOOK_EVENTS,
@@ -47,6 +48,7 @@ from impfactory.cloud.model import (
     DeviceGroup,
     GroupType,
 )
+from impfactory.cloud.service import is_webhook_url
 
 ROLES = ("production", "dut", "fixture")
 NEW_TYPE = {"production": GroupType.PRODUCTION, "dut": GroupType.DUT,
@@ -61,7 +63,7 @@ def _is_group_spec(v: Any) -> bool:
 def _is_hooks(v: Any) -> bool:
     return isinstance(v, list) and len(v) <= 20 and all(
         isinstance(h, dict) and set(h) <= {"event", "url", "content_type"}
-        and h.get("event") in WEBHOOK_EVENTS and is_url(h.get("url"))
+        and h.get("event") in WEBHOOK_EVENTS and is_webhook_url(h.get("url"))
         and h.get("content_type", WEBHOOK_CONTENT_TYPES[0]) in WEBHOOK_CONTENT_TYPES for h in v)
 
 
@@ -119,9 +121,9 @@ def go_live(ctx: ApiContext, owner: str, fixture_id: str, attrs: JsonObj) -> Jso
                                           spec["name"].strip(),
                                           description=spec.get("description", ""), **extra)
             src = sources[role]
-            deps[role] = svc.create_deployment(
+            deps[role] = svc.create_deployment(  # a copy: same code and sha, not promoted
                 made[role].id, src.device_code, src.agent_code, description=src.description,
-                origin=src.origin, tags=render.tags(src), promoted=True)
+                origin=src.origin, tags=[t for t in src.tags if t != render.PROMOTED_TAG])
         hooks = [svc.create_webhook(made["production"].id, h["event"], h["url"],
                                     h.get("content_type", WEBHOOK_CONTENT_TYPES[0]))
                  for h in attrs.get("webhooks", [])]

@@ -45,6 +45,10 @@ class ApiError(ImpFactoryError):
         self.pointer = pointer
         self.meta = meta
 
+    def as_errors(self) -> list[JsonObj]:
+        """The entries this error adds to the ``errors`` array (one, but see ``Several``)."""
+        return [self.as_error()]
+
     def as_error(self) -> JsonObj:
         """The error object for the ``errors`` array."""
         err: JsonObj = {"status": str(self.status), "code": self.code,
@@ -58,6 +62,19 @@ class ApiError(ImpFactoryError):
 
 class BadRequest(ApiError, ValueError):
     """The request is malformed or breaks a rule of the model."""
+
+
+class Several(BadRequest):
+    """A 400 listing one entry per item of a request that failed, each with its own
+    status: impCentral answers a list of devices that are not there this way, and
+    ``impt`` tells "already unassigned" by every entry's status being 404."""
+
+    def __init__(self, detail: str, errors: Sequence[ApiError]) -> None:
+        super().__init__(detail, code="MultipleErrors")
+        self.errors = list(errors)
+
+    def as_errors(self) -> list[JsonObj]:
+        return [e.as_error() for e in self.errors]
 
 
 class Unauthorized(ApiError, PermissionError):
@@ -118,7 +135,7 @@ class InternalError(ApiError):
 
 def error_body(errors: Sequence[ApiError]) -> bytes:
     """Serialise one or more errors as a JSON:API error document."""
-    return json.dumps({"errors": [e.as_error() for e in errors]}).encode()
+    return json.dumps({"errors": [entry for e in errors for entry in e.as_errors()]}).encode()
 
 
 def iso(ts: float) -> str:

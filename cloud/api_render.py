@@ -60,7 +60,7 @@ def deployment(d: Deployment, group_type: str, *, with_code: bool) -> JsonObj:
     """
     attrs: JsonObj = {"sha": d.sha, "tags": tags(d), "origin": d.origin, "flagged": d.flagged,
                       "description": d.description, "promoted": d.promoted,
-                      "created_at": iso(d.created_at), "updated_at": iso(d.created_at)}
+                      "created_at": iso(d.created_at), "updated_at": iso(d.updated_at)}
     if with_code:
         attrs["device_code"] = d.device_code
         attrs["agent_code"] = d.agent_code
@@ -73,11 +73,14 @@ def deployment(d: Deployment, group_type: str, *, with_code: bool) -> JsonObj:
 
 
 def device(d: Device, svc: CloudService) -> JsonObj:
-    """A ``device``; ``devicegroup`` only when assigned."""
+    """A ``device``; ``devicegroup`` only when assigned. An unassigned device runs no
+    agent: ``agent_id`` is empty and ``agent_running`` false, as impCentral shows it."""
+    agent = d.agent_id if d.group_id else None
     attrs: JsonObj = {
-        "name": d.name, "mac_address": d.mac, "agent_id": d.agent_id,
-        "agent_url": svc.agent_url(d.agent_id),
-        "device_online": d.online, "agent_running": d.online, "imp_type": d.imp_type,
+        "name": d.name, "mac_address": d.mac, "agent_id": agent or "",
+        "agent_url": svc.agent_url(agent),
+        "device_online": d.online, "agent_running": d.online and agent is not None,
+        "imp_type": d.imp_type,
         "swversion": d.impos_version, "plan_id": d.plan_id, "ip_address": None,
         "blessed": d.blessed, "activated": d.activated, "device_state": d.connection,
         "led": d.led, "created_at": iso(d.created_at),

@@ -30,7 +30,7 @@ import urllib.request
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from impfactory.cloud import api_render as render
 from impfactory.cloud.api import Answer, Call, Router
@@ -42,6 +42,7 @@ from impfactory.cloud.api_jsonapi import (
     attributes,
     data_object,
     filters,
+    is_str,
     list_query,
     paginate,
     relationship,
@@ -101,14 +102,6 @@ def next_state(state: Delivery, outcome: Outcome) -> Delivery:
     except KeyError:
         raise DeliveryStateError(f"no transition from {state.value} on {outcome.value}"
                                  ) from None
-
-
-def is_url(v: Any) -> bool:
-    """An absolute http(s) URL of sane length."""
-    if not isinstance(v, str) or len(v) > 2000:
-        return False
-    parts = urlsplit(v)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 @dataclass(frozen=True)
@@ -270,7 +263,7 @@ def register(router: Router, ctx: ApiContext) -> None:
     def create(call: Call) -> Answer:
         owner = ctx.owner(call.account)
         data = data_object(call.body(), ["webhook"])
-        attrs = attributes(data, {"event": lambda v: v in WEBHOOK_EVENTS, "url": is_url,
+        attrs = attributes(data, {"event": lambda v: v in WEBHOOK_EVENTS, "url": is_str(2000),
                                   "content_type": lambda v: v in WEBHOOK_CONTENT_TYPES},
                            required=("event", "url"))
         grp = relationship(data, "devicegroup", GROUP_TYPES, required=True)
@@ -287,7 +280,7 @@ def register(router: Router, ctx: ApiContext) -> None:
     def update(call: Call) -> Answer:
         found = hook(ctx.owner(call.account), call.params["id"])
         data = data_object(call.body(), ["webhook"], want_id=found.id)
-        attrs = attributes(data, {"url": is_url,
+        attrs = attributes(data, {"url": is_str(2000),
                                   "content_type": lambda v: v in WEBHOOK_CONTENT_TYPES})
         updated = svc.update_webhook(found.id, url=attrs.get("url"),
                                      content_type=attrs.get("content_type"))
@@ -299,7 +292,8 @@ def register(router: Router, ctx: ApiContext) -> None:
 
     router.add("GET", "/webhooks", list_, "List webhooks", query=list_query(FILTERS))
     router.add("POST", "/webhooks", create,
-               "Create a webhook (blessing, blinkup, deployment) on a (pre-)production group",
+               "Create a webhook: deployment on any group; blessing, blinkup on "
+               "(pre-)production groups",
                body=resource_body("webhook"))
     router.add("GET", "/webhooks/{id}", get, "One webhook")
     router.add("PATCH", "/webhooks/{id}", update, "Change a webhook's url or content type",

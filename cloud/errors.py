@@ -2,6 +2,12 @@
 
 The REST layer maps them to HTTP statuses (NotFound 404, Forbidden 403, Conflict
 409, Invalid 400); the device link maps them to ``error`` replies.
+
+Where impCentral answers a refusal with a title and detail that Electric Imp's own
+clients show or match on (``impt`` prints ``title: detail``; its test suite expects
+``Duplicate Resource: Products must have unique names.`` and the like), the error
+carries that ``title`` and its message is impCentral's detail, word for word; the
+REST layer puts both into the JSON:API error.
 """
 
 from __future__ import annotations
@@ -10,7 +16,13 @@ from impfactory.errors import ImpFactoryError
 
 
 class CloudError(ImpFactoryError):
-    """Base of everything the cloud refuses on purpose."""
+    """Base of everything the cloud refuses on purpose.
+
+    ``title`` (``None``: the status's generic one) is impCentral's error title where
+    it is known, and the message is then impCentral's detail.
+    """
+
+    title: str | None = None
 
 
 class InvalidError(CloudError, ValueError):
@@ -43,3 +55,50 @@ class BrokerError(CloudError, OSError):
 
 class StoreError(CloudError, OSError):
     """The database file cannot be opened or is not a cloud database."""
+
+
+class DuplicateNameError(ConflictError):
+    """A product name taken in the account, or a device group name in the product."""
+
+    title = "Duplicate Resource"
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"{kind}s must have unique names.")
+
+
+class DependentGroupsError(ConflictError):
+    """A product still has device groups."""
+
+    title = "Dependent Devicegroups Exist"
+
+    def __init__(self) -> None:
+        super().__init__("Cannot delete a product with associated devicegroups.")
+
+
+class FlaggedDeploymentsError(ConflictError):
+    """A device group still has flagged deployments."""
+
+    title = "Flagged Deployments Exist"
+
+    def __init__(self) -> None:
+        super().__init__("Cannot delete a devicegroup with flagged deployments; "
+                         "delete those first.")
+
+
+class ResourceFlaggedError(ConflictError):
+    """A flagged deployment cannot be deleted."""
+
+    title = "Resource Flagged"
+
+    def __init__(self) -> None:
+        super().__init__("You cannot delete flagged deployments; set the flagged attribute "
+                         "to false and try again.")
+
+
+class InvalidUrlError(InvalidError):
+    """A webhook URL that is not an absolute http(s) URL."""
+
+    title = "Invalid URL"
+
+    def __init__(self) -> None:
+        super().__init__("The provided URL is invalid.")

@@ -142,6 +142,8 @@ class Deployment:
     flagged: bool
     promoted: bool
     created_at: float
+    updated_at: float
+    """When its description, tags or flag last changed (its code never does)."""
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> Deployment:
@@ -149,7 +151,7 @@ class Deployment:
             r["id"], r["seq"], r["group_id"], r["product_id"], r["owner_id"], r["sha"],
             r["device_code"], r["agent_code"], r["device_sha"], r["agent_sha"],
             r["description"], r["origin"], tuple(_json(r["tags"], [])), bool(r["flagged"]),
-            bool(r["promoted"]), r["created_at"],
+            bool(r["promoted"]), r["created_at"], r["updated_at"] or r["created_at"],
         )
 
 

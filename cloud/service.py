@@ -24,13 +24,19 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, overload
+from urllib.parse import urlsplit
 
 from impfactory.cloud import offers
 from impfactory.cloud.errors import (
     ConflictError,
+    DependentGroupsError,
+    DuplicateNameError,
+    FlaggedDeploymentsError,
     ForbiddenError,
     InvalidError,
+    InvalidUrlError,
     NotFoundError,
+    ResourceFlaggedError,
 )
 from impfactory.cloud.images import ImageCache, impos_blob, sha256
 from impfactory.cloud.model import (
@@ -60,6 +66,8 @@ AgentListener = Callable[[str, str, Any], None]
 FACTORY_TOKEN_TTL = 600.0
 PRODUCTION_TOKEN_TTL = 7 * 86400.0
 AGENT_BASE_URL = "https://agent.electricimp.com"
+PRODUCTION_EVENTS = ("blessing", "blinkup")
+"""Webhook events of (pre-)production groups; ``deployment`` webhooks fit any group."""
 
 
 class OwnerInfo(Protocol):
@@ -198,7 +206,7 @@ class CloudService:
                     (pid, owner_id, name, description, now, now),
                 )
             except sqlite3.IntegrityError as err:
-                raise ConflictError(f"a product named {name!r} exists") from err
+                raise DuplicateNameError("Product") from err
         return self.get_product(pid)
 
     def get_product(self, product_id: str) -> Product:
@@ -231,14 +239,14 @@ class CloudService:
                      self.now(), product_id),
                 )
             except sqlite3.IntegrityError as err:
-                raise ConflictError(f"a product named {name!r} exists") from err
+                raise DuplicateNameError("Product") from err
         return self.get_product(product_id)
 
     def delete_product(self, product_id: str) -> None:
         self.get_product(product_id)
         with self.tx() as db:
             if self._one("SELECT 1 FROM devicegroups WHERE product_id=?", (product_id,)):
-                raise ConflictError("the product still has device groups")
+                raise DependentGroupsError()
             db.execute("DELETE FROM products WHERE id=?", (product_id,))
 
     # ------------------------------------------------------------ device groups
@@ -282,7 +290,7 @@ class CloudService:
                      min_impos_version, now, now),
                 )
             except sqlite3.IntegrityError as err:
-                raise ConflictError(f"a device group named {name!r} exists") from err
+                raise DuplicateNameError("Devicegroup") from err
         return self.get_group(gid)
 
     def _check_targets(self, gtype: GroupType, product_id: str, production_target: str | None,
@@ -353,7 +361,7 @@ class CloudService:
                      values["min_impos_version"], self.now(), group_id),
                 )
             except sqlite3.IntegrityError as err:
-                raise ConflictError(f"a device group named {values['name']!r} exists") from err
+                raise DuplicateNameError("Devicegroup") from err
         return self.get_group(group_id)
 
     def delete_group(self, group_id: str) -> None:
@@ -364,6 +372,9 @@ class CloudService:
             if self._one("SELECT 1 FROM devicegroups WHERE production_target=? OR dut_target=?",
                          (group_id, group_id)):
                 raise ConflictError("the device group is a fixture group's target")
+            if self._one("SELECT 1 FROM deployments WHERE group_id=? AND flagged=1",
+                         (group_id,)):
+                raise FlaggedDeploymentsError()
             for (hook_id,) in db.execute("SELECT id FROM webhooks WHERE group_id=?",
                                          (group_id,)).fetchall():
                 self._abandon_outbox(hook_id, "its device group was deleted")
@@ -399,23 +410,18 @@ class CloudService:
         flagged: bool = False,
         promoted: bool = False,
     ) -> Deployment:
-        """A new immutable deployment, now the group's current one.
+        """A new immutable deployment, now the group's current one; a group's first
+        deployment is also its min-supported one, as in impCentral.
 
-        Production Zone groups take only code that a promoted deployment of the same
-        product already carries (a copy of it, as Go Live makes); the copy is itself
-        promoted. Devices pick it up at restart or next connection.
+        Any group takes a deployment, a Production Zone one too (``impt build deploy``
+        and ``impt build copy`` into production, DUT and fixture groups, as Electric
+        Imp's ProductionGuide does); ``promoted`` is only a mark on a deployment. Devices
+        pick it up at restart or next connection; the group's ``deployment`` webhooks
+        fire.
         """
         group = self.get_group(group_id)
         device_bytes, agent_bytes = device_code.encode(), agent_code.encode()
         code_sha = sha256(b"device\0" + device_bytes + b"\0agent\0" + agent_bytes)
-        if group.type.zone == "production":
-            if not self._one(
-                "SELECT 1 FROM deployments WHERE product_id=? AND sha=? AND promoted=1",
-                (group.product_id, code_sha),
-            ):
-                raise ForbiddenError(
-                    "only promoted deployments can be used in the Production Zone")
-            promoted = True
         tag_list = sorted(set(tags))
         did = new_id()
         with self.tx() as db:
@@ -423,17 +429,18 @@ class CloudService:
             db.execute(
                 "INSERT INTO deployments (id, seq, group_id, product_id, owner_id, sha,"
                 " device_code, agent_code, device_sha, agent_sha, description, origin, tags,"
-                " flagged, promoted, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " flagged, promoted, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (did, seq, group_id, group.product_id, group.owner_id, code_sha, device_code,
                  agent_code, sha256(device_bytes), sha256(agent_bytes), description, origin,
-                 json.dumps(tag_list), int(flagged), int(promoted), self.now()),
+                 json.dumps(tag_list), int(flagged), int(promoted), self.now(), self.now()),
             )
-            db.execute("UPDATE devicegroups SET current_deployment=?, updated_at=? WHERE id=?",
-                       (did, self.now(), group_id))
-            if group.type.is_production:
-                self._queue_webhooks(group_id, "deployment",
-                                     {"deployment_id": did, "devicegroup_id": group_id,
-                                      "sha": code_sha})
+            db.execute("UPDATE devicegroups SET current_deployment=?,"
+                       " min_supported_deployment=COALESCE(min_supported_deployment, ?),"
+                       " updated_at=? WHERE id=?", (did, did, self.now(), group_id))
+            self._queue_webhooks(group_id, "deployment",
+                                 {"deployment_id": did, "devicegroup_id": group_id,
+                                  "sha": code_sha})
         self.images.put(device_bytes)
         self.images.put(agent_bytes)
         return self.get_deployment(did)
@@ -466,25 +473,27 @@ class CloudService:
         dep = self.get_deployment(deployment_id)
         with self.tx() as db:
             db.execute(
-                "UPDATE deployments SET description=?, flagged=?, tags=?, promoted=? WHERE id=?",
+                "UPDATE deployments SET description=?, flagged=?, tags=?, promoted=?,"
+                " updated_at=? WHERE id=?",
                 (dep.description if description is None else description,
                  int(dep.flagged if flagged is None else flagged),
                  json.dumps(sorted(set(dep.tags if tags is None else tags))),
-                 int(dep.promoted if promoted is None else promoted), deployment_id),
+                 int(dep.promoted if promoted is None else promoted), self.now(),
+                 deployment_id),
             )
         return self.get_deployment(deployment_id)
 
     def delete_deployment(self, deployment_id: str) -> None:
         dep = self.get_deployment(deployment_id)
         if dep.flagged:
-            raise ConflictError("a flagged deployment cannot be deleted")
+            raise ResourceFlaggedError()
         group = self.get_group(dep.group_id)
         if group.min_supported_deployment:
             floor = self.get_deployment(group.min_supported_deployment)
             if dep.seq >= floor.seq:
                 raise ConflictError("the deployment is its group's min-supported one or newer")
-        if group.current_deployment == deployment_id:
-            raise ConflictError("the deployment is its group's current one")
+        if group.current_deployment == deployment_id:  # a group from before min-supported
+            raise ConflictError("the deployment is its group's current one")  # was always set
         with self.tx() as db:
             db.execute("DELETE FROM deployments WHERE id=?", (deployment_id,))
 
@@ -634,7 +643,7 @@ class CloudService:
                         raise ForbiddenError("removing a production device needs the unbond key")
                 db.execute(
                     "UPDATE devices SET group_id=NULL, product_id=NULL, blessed=0, activated=0,"
-                    " factory_group_id=NULL WHERE id=?", (device_id,))
+                    " blessed_at=NULL, factory_group_id=NULL WHERE id=?", (device_id,))
                 done.append(self.get_device(device_id))
         for device in done:
             if device.online:
@@ -783,9 +792,10 @@ class CloudService:
     def create_webhook(self, group_id: str, event: str, url: str,
                        content_type: str = "application/json") -> Webhook:
         group = self.get_group(group_id)
-        if not group.type.is_production:
-            raise InvalidError("webhooks belong to (pre-)production device groups")
         _check_webhook(event, url, content_type)
+        if event in PRODUCTION_EVENTS and not group.type.is_production:
+            raise InvalidError(f"{event} webhooks belong to (pre-)production device groups; "
+                               "deployment webhooks to any group")
         hook = Webhook(new_id(), group_id, event, url, content_type, self.now())
         with self.tx() as db:
             db.execute("INSERT INTO webhooks (id, group_id, event, url, content_type, created_at)"
@@ -876,6 +886,17 @@ class CloudService:
                 " WHERE id=?", (self.now() if ok else None, error, delivery_id))
 
 
+def is_webhook_url(url: object) -> bool:
+    """An absolute http(s) URL with a host, of sane length."""
+    if not isinstance(url, str) or len(url) > 2000:
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _webhook(row: sqlite3.Row) -> Webhook:
     return Webhook(row["id"], row["group_id"], row["event"], row["url"], row["content_type"],
                    row["created_at"])
@@ -949,7 +970,7 @@ def _check_name(name: object) -> None:
 def _check_webhook(event: str, url: str, content_type: str) -> None:
     if event not in WEBHOOK_EVENTS:
         raise InvalidError(f"webhook event must be one of {', '.join(WEBHOOK_EVENTS)}")
-    if not url.startswith(("http://", "https://")):
-        raise InvalidError("webhook url must be http(s)")
+    if not is_webhook_url(url):
+        raise InvalidUrlError()
     if content_type not in WEBHOOK_CONTENT_TYPES:
         raise InvalidError(f"content_type must be one of {', '.join(WEBHOOK_CONTENT_TYPES)}")

@@ -13,17 +13,10 @@ from pathlib import Path
 
 from impfactory.cloud.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first release; 2: device group names unique per product (were per account)."""
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS cloud_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS owners (
-    id TEXT PRIMARY KEY, plan_id TEXT NOT NULL UNIQUE, unbond_key TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS products (
-    id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, name TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '', min_impos_version TEXT,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL,
-    UNIQUE (owner_id, name));
+DEVICEGROUPS = """
 CREATE TABLE IF NOT EXISTS devicegroups (
     id TEXT PRIMARY KEY, product_id TEXT NOT NULL REFERENCES products(id),
     owner_id TEXT NOT NULL, type TEXT NOT NULL, name TEXT NOT NULL,
@@ -33,6 +26,18 @@ CREATE TABLE IF NOT EXISTS devicegroups (
     load_code_after_blessing INTEGER NOT NULL DEFAULT 1,
     current_deployment TEXT, min_supported_deployment TEXT, min_impos_version TEXT,
     created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    UNIQUE (product_id, name));
+"""
+"""Device group names are unique within their product, as in impCentral."""
+
+SCHEMA = DEVICEGROUPS + """
+CREATE TABLE IF NOT EXISTS cloud_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS owners (
+    id TEXT PRIMARY KEY, plan_id TEXT NOT NULL UNIQUE, unbond_key TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS products (
+    id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '', min_impos_version TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL,
     UNIQUE (owner_id, name));
 CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE,
@@ -41,7 +46,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     agent_code TEXT NOT NULL, device_sha TEXT NOT NULL, agent_sha TEXT NOT NULL,
     description TEXT NOT NULL DEFAULT '', origin TEXT, tags TEXT NOT NULL DEFAULT '[]',
     flagged INTEGER NOT NULL DEFAULT 0, promoted INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL);
+    created_at REAL NOT NULL, updated_at REAL);
 CREATE INDEX IF NOT EXISTS deployments_group ON deployments(group_id, seq);
 CREATE INDEX IF NOT EXISTS deployments_device_sha ON deployments(device_sha);
 CREATE INDEX IF NOT EXISTS deployments_agent_sha ON deployments(agent_sha);
@@ -105,18 +110,43 @@ def open_db(path: str | Path) -> sqlite3.Connection:
 
 
 def ensure_schema(db: sqlite3.Connection) -> None:
-    """Create the cloud's tables when missing (idempotent)."""
+    """Create the cloud's tables when missing (idempotent); bring older ones up to date."""
     db.executescript(SCHEMA)
     _add_missing_columns(db)
+    _group_names_per_product(db)
     db.execute(
-        "INSERT OR IGNORE INTO cloud_meta (key, value) VALUES ('schema_version', ?)",
+        "INSERT OR REPLACE INTO cloud_meta (key, value) VALUES ('schema_version', ?)",
         (str(SCHEMA_VERSION),),
     )
+
+
+def _group_names_per_product(db: sqlite3.Connection) -> None:
+    """A release-1 database made group names unique per account: rebuild the table with
+    its rows (SQLite cannot drop a constraint in place; foreign keys are off meanwhile)."""
+    row = db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='devicegroups'"
+                     ).fetchone()
+    if row is None or "UNIQUE (owner_id, name)" not in row[0]:
+        return
+    db.execute("PRAGMA foreign_keys=OFF")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(DEVICEGROUPS.replace("IF NOT EXISTS devicegroups", "devicegroups_new"))
+            db.execute("INSERT INTO devicegroups_new SELECT * FROM devicegroups")
+            db.execute("DROP TABLE devicegroups")
+            db.execute("ALTER TABLE devicegroups_new RENAME TO devicegroups")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    finally:
+        db.execute("PRAGMA foreign_keys=ON")
 
 
 # columns added after a table's first release: (table, column, declaration)
 LATER_COLUMNS = (
     ("webhook_outbox", "abandoned_at", "REAL"),
+    ("deployments", "updated_at", "REAL"),
 )
 
 

@@ -3,12 +3,14 @@
 The cloud (SQLite, device link over the session broker, REST API) runs in its own
 thread; the floor runs as the command line in another; the test plays the user
 over HTTP: it builds a Test Zone with the example factory firmware, waits for the
-floor's new imp to show up unassigned, assigns it to the test fixture group, and
-watches the fed DUTs get blessed into the test production group.
+floor's two new imps to show up unassigned, assigns both to the test fixture group,
+and watches every fed DUT get blessed into the test production group: the floor
+ends only when all of them have an outcome, whichever fixture finishes first.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -34,6 +36,10 @@ def _deploy(c: ApiClient, group: dict[str, Any], code: str) -> None:
         "devicegroup": {"type": group["type"], "id": group["id"]}}}})
 
 
+def _unassigned(c: ApiClient) -> list[dict[str, Any]]:
+    return [d for d in c.list_all("/devices") if "devicegroup" not in d["relationships"]]
+
+
 def _until(cond: Any, timeout: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -44,7 +50,7 @@ def _until(cond: Any, timeout: float = 60.0) -> Any:
     raise AssertionError("condition not met in time")
 
 
-def test_floor_feeds_duts_that_get_blessed_into_the_production_group(
+def test_two_fixtures_share_the_duts_and_the_floor_reports_every_one(
         broker_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with ApiThread(tmp_path / "cloud.db", broker_url=broker_url) as cloud:
         cloud.call(cloud.service.accounts.create, "owner", "pw")
@@ -65,17 +71,19 @@ def test_floor_feeds_duts_that_get_blessed_into_the_production_group(
         exit_code: list[int] = []
         floor = threading.Thread(target=lambda: exit_code.append(impfactory([
             "floor", "--cloud", cloud.endpoint, "--broker", broker_url, "--user", "owner",
-            "--password", "pw", "--fixtures", "1", "--duts", "2", "--press-every", "1",
+            "--password", "pw", "--fixtures", "2", "--duts", "3", "--press-every", "1",
             "--scale", "100", "--timeout", "90", "--no-commands", "--json"])), daemon=True)
         floor.start()
-        fixture = _until(lambda: [d for d in c.list_all("/devices")
-                                  if "devicegroup" not in d["relationships"]])[0]
+        fixtures = _until(lambda: len(_unassigned(c)) == 2 and _unassigned(c))
         c.call("POST", f"/devicegroups/{fix['id']}/relationships/devices",
-               {"data": [{"type": "device", "id": fixture["id"]}]})
+               {"data": [{"type": "device", "id": f["id"]} for f in fixtures]})
         floor.join(120)
         assert not floor.is_alive()
         blessed = c.list_all("/devices", {"devicegroup.id": prod["id"]})
     out = capsys.readouterr().out
     assert exit_code == [0], out
-    assert len(blessed) == 2 and all(d["attributes"]["blessed"] for d in blessed)
-    assert '"blessed": 2' in out
+    summary = json.loads(out)
+    assert len(summary["fixtures"]) == 2 and summary["placed"] == 3
+    assert [r["outcome"] for r in summary["duts"]] == ["blessed"] * 3, summary
+    assert {r["fixture"] for r in summary["duts"]} == set(summary["fixtures"])
+    assert len(blessed) == 3 and all(d["attributes"]["blessed"] for d in blessed)

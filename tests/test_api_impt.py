@@ -98,7 +98,7 @@ def _section_8(cloud: ApiThread, impt: Impt, devices: list[FakeDevice]) -> None:
     pre_dut = impt.dg_create("MyPreDUTDG", "pre-dut", "MyProduct")
     # impt dg create --name MyPreFactoryDG --dg-type pre-factory --product MyProduct
     #     --target MyPreProductionDG --dut MyPreDUTDG
-    pre_fix = impt.dg_create("MyPreFactoryDG", "pre-factoryfixture", "MyProduct",
+    pre_fix = impt.dg_create("MyPreFactoryDG", "pre-factory", "MyProduct",
                              "MyPreProductionDG", "MyPreDUTDG")
     assert pre_fix["relationships"]["production_target"]["id"] == pre_prod["id"]
     assert pre_fix["relationships"]["dut_target"]["id"] == pre_dut["id"]
@@ -177,13 +177,10 @@ def _section_8(cloud: ApiThread, impt: Impt, devices: list[FakeDevice]) -> None:
     assert len(builds) == 120 and len({b["id"] for b in builds}) == 120
     assert impt.pages == [("deployments", 1, 100), ("deployments", 2, 20)]
 
-    # the promoted builds, then a Production Zone as impt users build it
-    for origin in ("MyAppRC1", "MyDUTFirmwareRC1", "MyFixtureFirmwareRC1"):
-        dep = impt.resolve("deployments", origin)
-        imp("deployments.update", dep["id"], {"tags": [*dep["attributes"]["tags"], "promoted"]})
+    # a Production Zone as impt users build it
     for name, kind in (("MyProductionDG", "production"), ("MyDUTDG", "dut")):
         impt.dg_create(name, kind, "MyProduct")
-    impt.dg_create("MyFixtureDG", "factoryfixture", "MyProduct", "MyProductionDG", "MyDUTDG")
+    impt.dg_create("MyFixtureDG", "factory", "MyProduct", "MyProductionDG", "MyDUTDG")
 
     # impt build copy --build MyAppRC1 --dg MyProductionDG
     copy = impt.build_copy("MyAppRC1", "MyProductionDG")
@@ -192,20 +189,20 @@ def _section_8(cloud: ApiThread, impt: Impt, devices: list[FakeDevice]) -> None:
         impt.resolve("deployments", app["attributes"]["sha"])
     impt.build_copy("MyDUTFirmwareRC1", "MyDUTDG")
     impt.build_copy("MyFixtureFirmwareRC1", "MyFixtureDG")
-    unpromoted = impt.build_deploy("MyPreProductionDG", APP2, origin="MyAppRC2")
-    with pytest.raises(NodeCallError) as refused:
-        impt.build_copy("MyAppRC2", "MyProductionDG")
-    assert refused.value.status == 403
+    rc2 = impt.build_deploy("MyPreProductionDG", APP2, origin="MyAppRC2")
+    assert impt.build_copy("MyAppRC2", "MyProductionDG")["attributes"]["sha"] == \
+        rc2["attributes"]["sha"]  # promoted or not: the Production Zone takes it
 
     # impt dg update --dg MyPreProductionDG --min-supported-deployment MyAppRC2: PUT, empty PATCH
-    impt.dg_set_min_supported("MyPreProductionDG", "MyAppRC2")
     assert impt.resolve("deviceGroups", "MyPreProductionDG")["relationships"][
-        "min_supported_deployment"]["id"] == unpromoted["id"]
-    with pytest.raises(NodeCallError) as backwards:
-        impt.dg_set_min_supported("MyPreProductionDG", "MyAppRC1")
-    assert backwards.value.status == 400
+        "min_supported_deployment"]["id"] == app["id"]  # its first build
+    impt.dg_update("MyPreProductionDG", min_supported="MyAppRC2")
+    assert impt.resolve("deviceGroups", "MyPreProductionDG")["relationships"][
+        "min_supported_deployment"]["id"] == rc2["id"]
+    with pytest.raises(ImptError, match="earlier"):  # impt checks it before calling
+        impt.dg_update("MyPreProductionDG", min_supported="MyAppRC1")
     with pytest.raises(NodeCallError) as kept:  # impt build delete of the min-supported one
-        imp("deployments.delete", unpromoted["id"])
+        imp("deployments.delete", rc2["id"])
     assert kept.value.status == 409
 
     # the fixture moves to the production fixture group and blesses two DUTs

@@ -279,19 +279,18 @@ def test_production_zone_rules(any_broker_url: str, tmp_path: Path) -> None:
     async def test(w: World) -> None:
         f = w.f
         assert f.production_group.type is GroupType.PRODUCTION
-        with pytest.raises(ForbiddenError):
-            w.svc.create_deployment(f.production_group.id, "// never promoted")
         fx = await w.fixture()
         dut = await w.running_dut(fx)
         with pytest.raises(ForbiddenError):  # nobody assigns to a production group by hand
             w.svc.assign_devices(f.production_group.id, [dut.device_id])
         assert (await dut.bless(True)).blessed
+        assert w.svc.get_device(dut.device_id).blessed_at is not None
         assert (await dut.expect(cl.Assignment)).group_id == f.production_group.id
         await dut.expect(cl.ConfigParams)
         await dut.run(await dut.expect(cl.CodeOffer))
 
         other = w.svc.create_group(f.product.id, GroupType.PRODUCTION, "second production")
-        w.svc.create_deployment(other.id, APP_CODE, AGENT_CODE)  # promoted code: accepted
+        w.svc.create_deployment(other.id, APP_CODE, AGENT_CODE)  # any code: accepted
         w.svc.assign_devices(other.id, [dut.device_id])  # production -> production: allowed
         moved = await dut.expect(cl.Assignment)
         assert moved.group_id == other.id and moved.blessed
@@ -307,8 +306,8 @@ def test_production_zone_rules(any_broker_url: str, tmp_path: Path) -> None:
         with pytest.raises(ForbiddenError):
             w.svc.unassign_devices([dut.device_id], unbond_key="wrong")
         w.svc.unassign_devices([dut.device_id], unbond_key=w.svc.owner(OWNER).unbond_key)
-        record = w.svc.get_device(dut.device_id)
-        assert record.group_id is None and not record.blessed
+        record = w.svc.get_device(dut.device_id)  # unbonded: no longer blessed, nor when
+        assert record.group_id is None and not record.blessed and record.blessed_at is None
         assert (await dut.expect(cl.Assignment)).group_id is None
         await dut.close()
         await fx.close()

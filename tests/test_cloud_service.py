@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from impfactory.cloud.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
+from impfactory.cloud.errors import (
+    ConflictError,
+    DependentGroupsError,
+    DuplicateNameError,
+    FlaggedDeploymentsError,
+    InvalidError,
+    InvalidUrlError,
+    NotFoundError,
+    ResourceFlaggedError,
+)
 from impfactory.cloud.images import ImageCache, impos_blob, sha256
 from impfactory.cloud.model import Device, GroupType, version_key
 from impfactory.cloud.rules import DeviceRules
@@ -22,9 +32,20 @@ from impfactory.errors import ImpFactoryError
 OWNER = "o1"
 
 
+def exactly(text: str) -> str:
+    """A ``match=`` pattern for exactly ``text`` (impCentral's details, word for word)."""
+    return "^" + re.escape(text) + "$"
+
+
 @pytest.fixture
-def svc() -> CloudService:
-    service = CloudService(open_db(":memory:"))
+def clock() -> list[float]:
+    """The service's clock: ``clock[0]`` seconds, moved by the test."""
+    return [1_700_000_000.0]
+
+
+@pytest.fixture
+def svc(clock: list[float]) -> CloudService:
+    service = CloudService(open_db(":memory:"), now=lambda: clock[0])
     service.ensure_owner(OWNER)
     return service
 
@@ -69,16 +90,24 @@ def test_every_group_type_has_a_zone_and_role() -> None:
     assert GroupType.FACTORYFIXTURE.target_types() == (GroupType.PRODUCTION, GroupType.DUT)
 
 
-def test_deployments_are_immutable_and_ordered(svc: CloudService) -> None:
+def test_deployments_are_immutable_and_ordered(svc: CloudService, clock: list[float]) -> None:
     f = make_factory(svc, OWNER)
+    # a group's first deployment is its min-supported one (impt's dg update needs one)
+    assert svc.get_group(f.dut_group.id).min_supported_deployment == f.dut_build.id
     newer = svc.create_deployment(f.dut_group.id, "// v2", tags=["b", "a", "a"])
     assert newer.seq > f.dut_build.seq and newer.tags == ("a", "b")
-    assert svc.get_group(f.dut_group.id).current_deployment == newer.id
+    group = svc.get_group(f.dut_group.id)
+    assert (group.current_deployment, group.min_supported_deployment) == (newer.id,
+                                                                           f.dut_build.id)
+    clock[0] += 5
     changed = svc.update_deployment(f.dut_build.id, description="old", flagged=True, tags=["x"])
     assert changed.device_code == f.dut_build.device_code and changed.sha == f.dut_build.sha
-    with pytest.raises(ConflictError, match="flagged"):
+    assert changed.updated_at == f.dut_build.created_at + 5 == changed.created_at + 5
+    with pytest.raises(ResourceFlaggedError, match=exactly(
+            "You cannot delete flagged deployments; set the flagged attribute to false and "
+            "try again.")):
         svc.delete_deployment(f.dut_build.id)
-    with pytest.raises(ConflictError, match="current"):
+    with pytest.raises(ConflictError, match="min-supported"):
         svc.delete_deployment(newer.id)
     svc.set_min_supported_deployment(f.dut_group.id, newer.id)
     with pytest.raises(InvalidError, match="older"):
@@ -95,12 +124,20 @@ def test_deployments_are_immutable_and_ordered(svc: CloudService) -> None:
     assert svc.list_deployments(tag="a")[0].id == newer.id
 
 
-def test_production_zone_takes_only_promoted_code(svc: CloudService) -> None:
+def test_production_zone_groups_take_deployments_and_promotion_is_a_mark(
+        svc: CloudService) -> None:
+    """As Electric Imp's ProductionGuide does it (``impt build copy --build B --dg
+    MyProductionDG``): a Production Zone group takes any deployment; ``promoted`` is
+    only a mark, and a copy of a promoted build is not promoted itself."""
     live = make_factory(svc, OWNER, zone="production")
-    assert all(d.promoted for d in (live.fixture_build, live.dut_build, live.app_build))
     assert live.production_group.type is GroupType.PRODUCTION
-    with pytest.raises(ForbiddenError):
-        svc.create_deployment(live.dut_group.id, "// not promoted anywhere")
+    assert not any(d.promoted for d in (live.fixture_build, live.dut_build, live.app_build))
+    assert all(d.promoted for d in svc.list_deployments(product_id=live.product.id)
+               if svc.get_group(d.group_id).type.zone == "test")
+    fresh = svc.create_deployment(live.dut_group.id, "// not promoted anywhere")
+    group = svc.get_group(live.dut_group.id)
+    assert group.current_deployment == fresh.id and not fresh.promoted
+    assert group.min_supported_deployment == live.dut_build.id
     with pytest.raises(ValueError):
         make_factory(svc, OWNER, name="Other", zone="moon")
 
@@ -111,13 +148,22 @@ def test_webhooks_are_validated_and_queued(svc: CloudService) -> None:
         svc.create_webhook(f.dut_group.id, "blessing", "http://x/")
     with pytest.raises(InvalidError):
         svc.create_webhook(f.production_group.id, "exploded", "http://x/")
-    with pytest.raises(InvalidError):
-        svc.create_webhook(f.production_group.id, "blessing", "ftp://x/")
+    for bad in ("ftp://x/", "http://", "not a url", "http://[::1"):
+        with pytest.raises(InvalidUrlError, match=exactly("The provided URL is invalid.")):
+            svc.create_webhook(f.production_group.id, "blessing", bad)
     hook = svc.create_webhook(f.production_group.id, "deployment", "http://127.0.0.1:1/h",
                               "application/x-www-form-urlencoded")
     build = svc.create_deployment(f.production_group.id, "// app 2")
     [delivery] = svc.pending_webhooks()
     assert delivery.webhook_id == hook.id and delivery.payload["deployment_id"] == build.id
+    svc.mark_webhook(delivery.id, ok=True)
+    # deployment webhooks fit any group: a development group's fire too
+    dev = svc.create_group(f.product.id, GroupType.DEVELOPMENT, "dev")
+    dev_hook = svc.create_webhook(dev.id, "deployment", "http://127.0.0.1:1/dev")
+    dev_build = svc.create_deployment(dev.id, "// dev 1")
+    [delivery] = svc.pending_webhooks()
+    assert (delivery.webhook_id, delivery.payload["deployment_id"]) == (dev_hook.id,
+                                                                         dev_build.id)
     svc.mark_webhook(delivery.id, ok=False, error="refused")
     assert svc.pending_webhooks()[0].attempts == 1
     svc.mark_webhook(delivery.id, ok=True)
@@ -183,8 +229,63 @@ def test_names_and_lookups_are_typed_errors(svc: CloudService) -> None:
     with pytest.raises(InvalidError):
         svc.create_product(OWNER, "  ")
     svc.create_product(OWNER, "P")
-    with pytest.raises(ConflictError):
+    with pytest.raises(DuplicateNameError, match=exactly("Products must have unique names.")):
         svc.create_product(OWNER, "P")
+
+
+def test_group_names_are_unique_per_product_not_per_account(svc: CloudService) -> None:
+    one, two = svc.create_product(OWNER, "One"), svc.create_product(OWNER, "Two")
+    svc.create_group(one.id, GroupType.DEVELOPMENT, "Lab")
+    twin = svc.create_group(two.id, GroupType.DEVELOPMENT, "Lab")  # another product: fine
+    other = svc.create_group(two.id, GroupType.DEVELOPMENT, "Other")
+    for make in (lambda: svc.create_group(one.id, GroupType.PRE_DUT, "Lab"),
+                 lambda: svc.update_group(other.id, name="Lab")):
+        with pytest.raises(DuplicateNameError,
+                           match=exactly("Devicegroups must have unique names.")):
+            make()
+    assert svc.get_group(twin.id).name == "Lab"
+
+
+def test_what_blocks_deleting_a_product_or_a_group(svc: CloudService) -> None:
+    p = svc.create_product(OWNER, "P")
+    dev = svc.create_group(p.id, GroupType.DEVELOPMENT, "dev")
+    with pytest.raises(DependentGroupsError,
+                       match=exactly("Cannot delete a product with associated devicegroups.")):
+        svc.delete_product(p.id)
+    build = svc.create_deployment(dev.id, "// kept", flagged=True)
+    with pytest.raises(FlaggedDeploymentsError, match=exactly(
+            "Cannot delete a devicegroup with flagged deployments; delete those first.")):
+        svc.delete_group(dev.id)
+    svc.update_deployment(build.id, flagged=False)
+    svc.delete_group(dev.id)
+    svc.delete_product(p.id)
+
+
+def test_a_release_1_database_gets_group_names_per_product(tmp_path: Path) -> None:
+    """Release 1 made group names unique per account: opening such a file rebuilds the
+    table, keeping its rows and what refers to them."""
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA.replace("UNIQUE (product_id, name)", "UNIQUE (owner_id, name)"))
+    for pid in ("p1", "p2"):
+        old.execute("INSERT INTO products (id, owner_id, name, created_at, updated_at)"
+                    " VALUES (?, 'o', ?, 1, 1)", (pid, pid))
+    old.execute("INSERT INTO devicegroups (id, product_id, owner_id, type, name, created_at,"
+                " updated_at) VALUES ('g1', 'p1', 'o', 'development_devicegroup', 'Lab', 1, 1)")
+    old.execute("INSERT INTO webhooks VALUES ('w', 'g1', 'deployment', 'http://h/', 'x', 1)")
+    old.commit()
+    with pytest.raises(sqlite3.IntegrityError):  # what release 1 refused
+        old.execute("INSERT INTO devicegroups (id, product_id, owner_id, type, name,"
+                    " created_at, updated_at) VALUES ('g2', 'p2', 'o', 'x', 'Lab', 1, 1)")
+    old.close()
+    svc = CloudService(open_db(path))
+    svc.ensure_owner("o")
+    assert svc.get_group("g1").name == "Lab" and svc.get_webhook("w").group_id == "g1"
+    assert svc.create_group("p2", GroupType.DEVELOPMENT, "Lab").name == "Lab"
+    with pytest.raises(DuplicateNameError):
+        svc.create_group("p1", GroupType.DEVELOPMENT, "Lab")
+    assert svc.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert svc.db.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
 def test_rules_refuse_what_is_not_a_request(svc: CloudService) -> None:

@@ -18,8 +18,10 @@ looks from impCentral:
   is typed on stdin; ``0`` means only then), and its light reaches the DUT through
   the optical channel; each DUT's outcome is printed as it happens.
 
-It ends after ``--duts`` DUTs, after ``--timeout`` wall seconds, on ``quit`` or on
-Ctrl-C, with a summary (exit 0 when every DUT that reached a fixture was blessed).
+It ends when every one of the ``--duts`` DUTs has an outcome (however many fixtures
+share them), after ``--timeout`` wall seconds, on ``quit`` or on Ctrl-C, with a
+summary: one entry per DUT placed, a DUT still under test when the floor stops
+being ``unfinished`` (exit 0 only when every placed DUT was blessed).
 Only the HTTP API and the MQTT broker connect it to the cloud.
 """
 
@@ -85,6 +87,8 @@ class Floor:
     stations: list[Station]
     duts_left: int
     say: Any
+    target: int = 0
+    """How many DUT outcomes end the floor (``--duts``)."""
     press_now: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -138,7 +142,23 @@ async def _station(floor: Floor, st: Station, press_every: float) -> None:
         st.results.append(result)
         floor.say(f"DUT {dut.device_id}: {result['outcome']}")
         st.dut = None
-    floor.done.set()
+        if _reported(floor) >= floor.target:
+            floor.done.set()
+
+
+def _reported(floor: Floor) -> int:
+    """DUT outcomes so far, over every station."""
+    return sum(len(st.results) for st in floor.stations)
+
+
+def _close_unfinished(floor: Floor) -> None:
+    """A DUT still before its fixture when the floor stops is reported, not dropped."""
+    for st in floor.stations:
+        if st.dut is not None:
+            st.results.append({"dut": st.dut.device_id, "fixture": st.fixture.device_id,
+                               "outcome": "unfinished"})
+            floor.say(f"DUT {st.dut.device_id}: unfinished (the floor stopped)")
+            st.dut = None
 
 
 def _runs_code_since_assignment(fixture: Device) -> bool:
@@ -201,7 +221,7 @@ async def run_floor(args: argparse.Namespace, say: Any = print) -> dict[str, Any
     await asyncio.to_thread(client.login, args.user, args.password)
     fleet = Fleet(args.broker, ScaledClock(args.scale), first_serial=args.first_serial)
     floor = Floor(fleet, OpticalChannel(OpticalConfig(noise_rms=0.01), rng=1), [], [],
-                  args.duts, say)
+                  args.duts, say, target=args.duts)
     try:
         for i in range(args.devices + args.fixtures):
             dev = await _enrol_new_imp(fleet, client)
@@ -217,11 +237,14 @@ async def run_floor(args: argparse.Namespace, say: Any = print) -> dict[str, Any
         tasks = [asyncio.ensure_future(_station(floor, st, args.press_every))
                  for st in floor.stations]
         if tasks:
+            if floor.target == 0:
+                floor.done.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(floor.done.wait(), args.timeout)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            _close_unfinished(floor)
         else:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(floor.done.wait(), args.timeout)
@@ -230,7 +253,7 @@ async def run_floor(args: argparse.Namespace, say: Any = print) -> dict[str, Any
     results = [r for st in floor.stations for r in st.results]
     return {"imps": [d.device_id for d in floor.imps],
             "fixtures": [st.fixture.device_id for st in floor.stations],
-            "duts": results,
+            "duts": results, "placed": args.duts - floor.duts_left,
             "blessed": sum(r["outcome"] == "blessed" for r in results)}
 
 
