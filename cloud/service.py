@@ -39,6 +39,7 @@ from impfactory.cloud.errors import (
     ResourceFlaggedError,
 )
 from impfactory.cloud.images import ImageCache, impos_blob, sha256
+from impfactory.cloud.libraries import check_requires
 from impfactory.cloud.model import (
     WEBHOOK_CONTENT_TYPES,
     WEBHOOK_EVENTS,
@@ -420,6 +421,8 @@ class CloudService:
         fire.
         """
         group = self.get_group(group_id)
+        check_requires(device_code, "device code")
+        check_requires(agent_code, "agent code")
         device_bytes, agent_bytes = device_code.encode(), agent_code.encode()
         code_sha = sha256(b"device\0" + device_bytes + b"\0agent\0" + agent_bytes)
         tag_list = sorted(set(tags))

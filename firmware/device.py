@@ -41,7 +41,7 @@ from impfactory.firmware.hardware import Pin, SimHardware
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.images import fetch_image
 from impfactory.firmware.led import LedEvent, StatusLed
-from impfactory.firmware.runtime import Engine, PythonEngine, Runtime, is_python_code
+from impfactory.firmware.runtime import Engine, PythonEngine, Runtime
 from impfactory.firmware.settings import MemoryStore, Settings, SettingsStore
 from impfactory.firmware.signals import FixtureFlash, render_fixture_flash
 from impfactory.firmware.wifi import ConnectionManager as _ConnectionManager
@@ -52,6 +52,7 @@ from impfactory.protocol.decoder import LineCode
 from impfactory.protocol.linecode import Signal
 
 from impfactory.clock import Clock, TimerHandle
+from impfactory.devicecode import is_python_code
 
 log = logging.getLogger(__name__)
 

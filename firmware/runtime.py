@@ -49,10 +49,12 @@ from typing import Any, Protocol
 from impfactory.firmware.errors import DeviceCodeError
 
 from impfactory.clock import Clock, TimerHandle
+from impfactory.devicecode import PYTHON_MARKER, is_python_code, mark_python
+
+__all__ = ["PYTHON_MARKER", "Engine", "PythonEngine", "Runtime", "is_python_code",
+           "mark_python"]
 
 CODE_FILENAME = "device.nut.py"
-PYTHON_MARKER = "# impfactory: python"
-"""First line of device code written in Python (``line run --firmware x.py`` adds it)."""
 ALLOWED_IMPORTS = frozenset(
     {"math", "json", "random", "struct", "hashlib", "binascii", "re", "collections",
      "itertools", "functools", "statistics", "string", "dataclasses", "enum", "typing"}
@@ -83,20 +85,6 @@ BLOCKED_WARN_S = 0.25
 """Wall seconds one callback may hold the shared loop before it is reported."""
 CALLBACK_LIMIT_S = 2.0
 """Wall seconds after which a callback that has not returned is stopped."""
-
-
-def is_python_code(source: str) -> bool:
-    """Device code is Squirrel unless its first line is ``PYTHON_MARKER``."""
-    return source.startswith(PYTHON_MARKER)
-
-
-def mark_python(source: str) -> str:
-    """``source`` marked as Python device code (unchanged when already marked).
-
-    The marker is a comment in both languages, so the line numbers a user sees in
-    errors are those of their file plus one only when the marker was added here.
-    """
-    return source if is_python_code(source) else f"{PYTHON_MARKER}\n{source}"
 
 
 class Engine(Protocol):
