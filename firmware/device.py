@@ -106,6 +106,7 @@ class Device:
         self.settings: Settings = self.store.load()
         self.runtime = Runtime(clock, self._runtime_log)
         self.hardware_board.dispatch = self.runtime.call
+        self.hardware_board.use_clock(DeviceClock(self))
         self.events: list[DeviceRecord] = []
         self.logs: list[str] = []
         self.configparams: dict[str, str] = {}
@@ -811,6 +812,28 @@ class Device:
         self._flash_end = None
         self._flashing = False
         self.runtime.suspend(0.0)
+
+
+class DeviceClock:
+    """The device's own time for its board's models: the shared clock, plus any
+    ``imp.sleep`` the device still owes (a busy-wait moves only this device on)."""
+
+    def __init__(self, device: Device) -> None:
+        self._device = device
+        self._clock = device.clock
+
+    def now(self) -> float:
+        return self._device.device_now()
+
+    async def sleep(self, seconds: float) -> None:
+        await self._clock.sleep(self._shared(seconds))
+
+    def call_later(self, seconds: float, callback: Callable[[], Any]) -> TimerHandle:
+        return self._clock.call_later(self._shared(seconds), callback)
+
+    def _shared(self, seconds: float) -> float:
+        """Shared-clock seconds until ``seconds`` from the device's now."""
+        return max(0.0, self.now() + seconds - self._clock.now())
 
 
 async def _cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:

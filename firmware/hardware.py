@@ -1,145 +1,121 @@
-"""Simulated hardware around an emulated imp: pins, wiring, sensors, supply.
+"""The hardware around one emulated imp: a peripherals board, its supply and its light.
 
-Device code reaches it through ``hardware.pinX`` and friends (see ``impapi``);
-tests and fixtures shape it from outside, like an OpenHTF plug swapped for a
-simulated one: wire two pins together (a loopback), set an analog input, set the
-supply voltage, or listen to a pin that drives an LED (the fixture's BlinkUp LED).
-Faults are injected here, never with ``if simulate:`` in device code.
+The pins, buses and the models wired to them are ``impfactory.hw.peripherals``
+(a ``Board`` described as data: the imp005 Factory BlinkUp Box, the imp001 Explorer
+Kit, or a file of the user's). ``SimHardware`` adds what belongs to the imp rather
+than to its board: the supply voltage, the light on its sensor, and the binding to
+the device's runtime (callbacks) and clock (models run on the device's own time,
+which ``imp.sleep`` moves on). Tests and fixtures shape it from outside, like an
+OpenHTF plug swapped for a simulated one: wire two pins together, set an input,
+press a button model, set a fault; never ``if simulate:`` in device code.
+
+Without a board it offers every pin name of the imp001 and imp005 and no buses:
+enough for code that only uses pins.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from impfactory.firmware.errors import ImpApiError
+from impfactory.hw.peripherals import (
+    Board,
+    Host,
+    PeripheralUsageError,
+    Pin,
+    PinBank,
+    PinMode,
+)
+from impfactory.hw.peripherals.pins import LEGACY_PIN_NAMES
 
+from impfactory.clock import Clock
 
-class PinMode(enum.IntEnum):
-    """``pin.configure`` modes (values are ours; code uses the names)."""
-
-    DISABLED = 0
-    DIGITAL_IN = 1
-    DIGITAL_IN_PULLUP = 2
-    DIGITAL_IN_PULLDOWN = 3
-    DIGITAL_OUT = 4
-    DIGITAL_OUT_OD = 5
-    ANALOG_IN = 6
-    ANALOG_OUT = 7
-    DIGITAL_IN_WAKEUP = 8
-    PWM_OUT = 9
-
-
-PIN_NAMES = tuple(f"pin{c}" for c in "123456789ABCDEFGHJKLMNPQRSTUVWXYZ")
+PIN_NAMES = LEGACY_PIN_NAMES
 ANALOG_FULL_SCALE = 65535
 
-
-@dataclass
-class Pin:
-    """One pin: its mode, the level it drives, and who listens to it."""
-
-    name: str
-    board: SimHardware
-    mode: PinMode = PinMode.DISABLED
-    level: float = 0.0
-    listeners: list[Callable[[Pin, float], Any]] = field(default_factory=list)
-    signal_listeners: list[Callable[[Any], Any]] = field(default_factory=list)
-    callback: Callable[[], Any] | None = None
-
-    def configure(self, mode: int, *args: Any) -> None:
-        """Set the mode; an output may take an initial level, an input a change callback."""
-        try:
-            self.mode = PinMode(int(mode))
-        except ValueError as err:
-            raise ImpApiError(f"{self.name}.configure: unknown mode {mode!r}") from err
-        self.callback = None
-        if self.mode in (PinMode.DIGITAL_OUT, PinMode.DIGITAL_OUT_OD) and args:
-            self._drive(float(args[0]))
-        elif args and callable(args[0]):
-            self.callback = args[0]
-
-    def write(self, value: float) -> None:
-        if self.mode not in (PinMode.DIGITAL_OUT, PinMode.DIGITAL_OUT_OD,
-                             PinMode.ANALOG_OUT, PinMode.PWM_OUT):
-            raise ImpApiError(f"{self.name}.write: pin is not configured as an output")
-        self._drive(float(value))
-
-    def read(self) -> float:
-        mode = self.mode
-        if mode is PinMode.DISABLED:
-            raise ImpApiError(f"{self.name}.read: pin is not configured")
-        if mode in (PinMode.DIGITAL_OUT, PinMode.DIGITAL_OUT_OD):
-            return int(self.level > 0.5)
-        if mode is PinMode.ANALOG_IN:
-            fraction = self.board.input_level(self.name, default=0.0)
-            return round(min(1.0, max(0.0, fraction)) * ANALOG_FULL_SCALE)
-        default = 1.0 if mode is PinMode.DIGITAL_IN_PULLUP else 0.0
-        return int(self.board.input_level(self.name, default=default) > 0.5)
-
-    def show_signal(self, signal: Any) -> None:
-        """The pin plays a whole waveform (a BlinkUp flash): tell its signal listeners."""
-        for listener in list(self.signal_listeners):
-            listener(signal)
-
-    def _drive(self, value: float) -> None:
-        self.level = value
-        for listener in list(self.listeners):
-            listener(self, value)
+__all__ = ["ANALOG_FULL_SCALE", "PIN_NAMES", "Pin", "PinMode", "SimHardware"]
 
 
 class SimHardware:
-    """The board one emulated imp sits on."""
+    """The board one emulated imp sits on, with its supply and its light sensor."""
 
-    def __init__(self, voltage: float = 3.3) -> None:
+    def __init__(self, voltage: float = 3.3, board: Board | None = None) -> None:
         self.supply_voltage = voltage
-        self.pins: dict[str, Pin] = {}
-        self.inputs: dict[str, float] = {}
-        self.wires: dict[str, str] = {}
         self.light: float = 0.0
-        self.dispatch: Callable[..., Any] = lambda fn, *args: fn(*args)
+        self.board = board
+        self.bank: PinBank = board.pins if board is not None else PinBank(PIN_NAMES, Host())
+
+    # --- the device binds its runtime and its clock -----------------------------------
+
+    @property
+    def host(self) -> Host:
+        return self.bank.host
+
+    @property
+    def dispatch(self) -> Callable[..., Any]:
+        return self.bank.host.dispatch
+
+    @dispatch.setter
+    def dispatch(self, fn: Callable[..., Any]) -> None:
+        self.bank.host.dispatch = fn
+
+    def use_clock(self, clock: Clock) -> None:
+        """Models run on ``clock`` (the device's own time) from now on."""
+        self.bank.host.clock = clock
+
+    # --- what device code reaches -----------------------------------------------------
+
+    @property
+    def pins(self) -> dict[str, Pin]:
+        return self.bank.pins
 
     def pin(self, name: str) -> Pin:
-        if name not in PIN_NAMES:
-            raise ImpApiError(f"no such pin: {name}")
-        pin = self.pins.get(name)
-        if pin is None:
-            pin = self.pins[name] = Pin(name, self)
-        return pin
+        return self.bank.pin(name)
+
+    def lookup(self, name: str) -> Any:
+        """``hardware.<name>``: a pin or a bus of this board (``KeyError``: no such thing)."""
+        if self.board is not None:
+            try:
+                return self.board.lookup(name)
+            except (KeyError, PeripheralUsageError) as err:
+                raise KeyError(name) from err
+        if name in PIN_NAMES:
+            return self.pin(name)
+        raise KeyError(name)
+
+    def model(self, name: str) -> Any:
+        """An attached model by its name on the board (``board.model``)."""
+        if self.board is None:
+            raise KeyError(name)
+        return self.board.model(name)
+
+    # --- the world side ---------------------------------------------------------------
+
+    @property
+    def inputs(self) -> dict[str, float]:
+        return self.bank.inputs
+
+    @property
+    def wires(self) -> dict[str, str]:
+        return self.bank.wires
 
     def wire(self, a: str, b: str) -> None:
         """Connect two pins (a loopback): each reads what the other drives."""
-        self.pin(a)
-        self.pin(b)
-        self.wires[a] = b
-        self.wires[b] = a
+        self.bank.wire(a, b)
 
     def cut(self, a: str) -> None:
         """Break the wire at ``a`` (a fault for a loopback test to find)."""
-        other = self.wires.pop(a, None)
-        if other is not None:
-            self.wires.pop(other, None)
+        self.bank.cut(a)
 
     def set_input(self, name: str, level: float) -> None:
         """What an unwired input pin sees: 0..1 (digital threshold 0.5; analog fraction)."""
-        pin = self.pin(name)
-        before = self._digital(pin)
-        self.inputs[name] = float(level)
-        if pin.callback is not None and self._digital(pin) != before:
-            self.dispatch(pin.callback)
-
-    def _digital(self, pin: Pin) -> int | None:
-        if pin.mode in (PinMode.DIGITAL_IN, PinMode.DIGITAL_IN_PULLUP,
-                        PinMode.DIGITAL_IN_PULLDOWN, PinMode.DIGITAL_IN_WAKEUP):
-            return int(pin.read())
-        return None
+        self.bank.set_input(name, level)
 
     def input_level(self, name: str, default: float) -> float:
-        peer = self.wires.get(name)
-        if peer is not None:
-            driver = self.pins[peer]
-            if driver.mode in (PinMode.DIGITAL_OUT, PinMode.DIGITAL_OUT_OD,
-                               PinMode.ANALOG_OUT, PinMode.PWM_OUT):
-                return driver.level
-        return self.inputs.get(name, default)
+        return self.bank.input_level(name, default)
+
+    def set_fault(self, text: str) -> None:
+        """A fault on one of the board's models by name (``sensor.missing`` ...)."""
+        if self.board is None:
+            raise KeyError(text)
+        self.board.set_fault(text)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from impfactory.firmware.errors import ImpApiError
-from impfactory.firmware.hardware import PIN_NAMES, Pin, PinMode, SimHardware
+from impfactory.firmware.hardware import Pin, PinMode, SimHardware
 from impfactory.firmware.runtime import Runtime
 from impfactory.firmware.wifi import Reason
 from impfactory.protocol import cloudlink as cl
@@ -244,10 +244,14 @@ class Hardware:
     def __init__(self, host: DeviceHost) -> None:
         self._host = host
 
-    def __getattr__(self, name: str) -> Pin:
-        if name in PIN_NAMES:
-            return self._host.hardware_board.pin(name)
-        raise AttributeError(f"the index '{name}' does not exist")
+    def __getattr__(self, name: str) -> Any:
+        """``hardware.pinM``, ``hardware.i2c89``: what the device's board offers."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._host.hardware_board.lookup(name)
+        except KeyError:
+            raise AttributeError(f"the index '{name}' does not exist") from None
 
     def getdeviceid(self) -> str:
         return self._host.device_id

@@ -122,7 +122,7 @@ hardware.pin1.configure(DIGITAL_IN_PULLUP, pressed)
 def test_api_misuse_is_a_runtime_error() -> None:
     _, dev = make()
     assert not run(dev, "hardware.pin1.read()")
-    assert "ImpApiError" in dev.logs[-1]
+    assert "PeripheralUsageError: pin1.read: pin is not configured" in dev.logs[-1]
     assert not run(dev, "imp.wakeup(-1, print)")
     assert not run(dev, "hardware.pinI")
     assert "does not exist" in dev.logs[-1]
