@@ -46,6 +46,7 @@ from impfactory.firmware.settings import MemoryStore, Settings, SettingsStore
 from impfactory.firmware.signals import FixtureFlash, render_fixture_flash
 from impfactory.firmware.wifi import ConnectionManager as _ConnectionManager
 from impfactory.firmware.wifi import Reason, StageTimes, WifiEnvironment
+from impfactory.hw.peripherals import PeripheralError
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol.blinkup import BlinkUpConfig, BlinkUpError
 from impfactory.protocol.decoder import LineCode
@@ -91,7 +92,7 @@ class Device:
     def __init__(self, identity: DeviceIdentity, clock: Clock, env: WifiEnvironment,
                  server_url: str, store: SettingsStore | None = None,
                  hardware: SimHardware | None = None, config: DeviceConfig | None = None,
-                 imp_type: str = "imp005") -> None:
+                 imp_type: str | None = None) -> None:
         self.identity = identity
         self.device_id = identity.device_id
         self.mac = identity.mac
@@ -101,7 +102,7 @@ class Device:
         self.store = store or MemoryStore()
         self.hardware_board = hardware or SimHardware()
         self.config = config or DeviceConfig()
-        self.imp_type = imp_type
+        self.imp_type = imp_type or self.hardware_board.imp_type
         self.led = StatusLed(clock)
         self.settings: Settings = self.store.load()
         self.runtime = Runtime(clock, self._runtime_log)
@@ -233,11 +234,20 @@ class Device:
         if self.powered and self._listening and self._receiver is not None:
             self._receiver.end()
 
-    def press(self, pin: str = "pin1", active_low: bool = True) -> None:
-        """Press and release a button (footswitch) wired to ``pin``."""
+    def press(self, button: str = "footswitch", active_low: bool = True) -> None:
+        """Press and release a button: a button model of the board by name (the
+        fixture's ``footswitch``, ``green_btn``), else a bare pin by name, pulled to
+        its active level and back."""
+        try:
+            model = self.hardware_board.model(button)
+        except (KeyError, LookupError, PeripheralError):
+            model = None
+        if model is not None and hasattr(model, "tap"):
+            model.tap(0.0)
+            return
         pressed, released = (0.0, 1.0) if active_low else (1.0, 0.0)
-        self.hardware_board.set_input(pin, pressed)
-        self.hardware_board.set_input(pin, released)
+        self.hardware_board.set_input(button, pressed)
+        self.hardware_board.set_input(button, released)
 
     def on_flash(self, callback: Callable[[FixtureFlash], Any]) -> None:
         """Fixture side: call ``callback(flash)`` whenever ``server.factoryblinkup`` flashes."""

@@ -44,14 +44,14 @@ class Fleet:
 
     def add(self, serial: int | None = None, store: SettingsStore | None = None,
             hardware: SimHardware | None = None, config: DeviceConfig | None = None,
-            env: WifiEnvironment | None = None) -> Device:
+            env: WifiEnvironment | None = None, imp_type: str | None = None) -> Device:
         """A new (powered-off) device; ``serial`` defaults to the next free one.
 
         ``env`` gives this device its own radio world (a fault for one DUT only).
         """
         identity = DeviceIdentity.from_serial(next(self._serials) if serial is None else serial)
         device = Device(identity, self.clock, env or self.env, self.server_url, store=store,
-                        hardware=hardware, config=config or self.config)
+                        hardware=hardware, config=config or self.config, imp_type=imp_type)
         self.devices.append(device)
         return device
 

@@ -45,6 +45,11 @@ class SimHardware:
         self.board = board
         self.bank: PinBank = board.pins if board is not None else PinBank(PIN_NAMES, Host())
 
+    @property
+    def imp_type(self) -> str:
+        """The imp this board carries (``imp005`` when no board says otherwise)."""
+        return self.board.spec.imp if self.board is not None else "imp005"
+
     # --- the device binds its runtime and its clock -----------------------------------
 
     @property

@@ -88,7 +88,7 @@ def blink_dut(line: Line, dut: Device, corrupt: bool = False) -> None:
     """Power the DUT in front of the fixture's LED and press the footswitch."""
     dut.power_on()
     connect_light(line, dut, corrupt=corrupt)
-    line.fixture.press("pin1")
+    line.fixture.press("footswitch")
 
 
 async def run_scenario(url: str, db: Path, body: Callable[[Line], Awaitable[Any]],
@@ -350,13 +350,13 @@ def test_agent_messages_cross_the_cloud_both_ways(any_broker_url: str, tmp_path:
 
 BACK_TO_BACK = """# impfactory: python
 def flash():
-    server.factoryblinkup("w", "p", hardware.pin8, BLINKUP_FAST)
+    server.factoryblinkup("w", "p", hardware.pinM, BLINKUP_FAST)
 def pressed():
-    if hardware.pin1.read() == 0:
+    if hardware.pinH.read() == 0:
         flash()
         flash()  # the same callback again: the first flash is still going
         imp.wakeup(0.01, flash)  # due during the flash: runs as soon as its light ends
-hardware.pin1.configure(DIGITAL_IN_PULLUP, pressed)
+hardware.pinH.configure(DIGITAL_IN_PULLUP, pressed)
 server.log("fixture ready")
 """
 
@@ -367,7 +367,7 @@ def test_a_flash_is_over_when_its_light_ends(any_broker_url: str, tmp_path: Path
 
     async def body(line: Line) -> list[FixtureFlash]:
         line.fixture.on_flash(line.flashes.append)
-        line.fixture.press("pin1")
+        line.fixture.press("footswitch")
         with contextlib.suppress(AssertionError):  # the count is asserted below
             await until(lambda: len(line.flashes) == 2, 10.0)
         await asyncio.sleep(0.05)  # a third flash would have been asked for by now
@@ -395,13 +395,13 @@ def test_power_cut_mid_flash_does_not_leave_a_flash_in_progress(any_broker_url: 
         cut: list[asyncio.Task[None]] = []
         fixture.on_flash(lambda f: cut.append(asyncio.create_task(fixture.power_off()))
                          if not cut else None)
-        fixture.press("pin1")
+        fixture.press("footswitch")
         await until(lambda: bool(cut))
         await cut[0]
         seen = len(fixture.logs)
         fixture.power_on()
         await until(lambda: "fixture ready" in fixture.logs[seen:])
-        fixture.press("pin1")
+        fixture.press("footswitch")
         await until(lambda: len([r for r in fixture.events if r.kind is E.BLINKUP_SENT]) == 2,
                     10.0)
         return fixture

@@ -72,7 +72,7 @@ async def life(url: str, fault: str, scale: float, impos: str | None,
                                      dhcp=fault != "no-dhcp")
                     env = WifiEnvironment([ap])
                 dut = fleet.add(hardware=examples.dut_board(loopback=fault != "test-fail"),
-                                env=env)
+                                env=env, imp_type=examples.DUT_IMP)
                 dut.power_on()
                 channel = OpticalChannel(OpticalConfig(), rng=1)
 
@@ -86,7 +86,7 @@ async def life(url: str, fault: str, scale: float, impos: str | None,
 
                 fixture.on_flash(flashed)
                 await fleet.clock.sleep(1.0)
-                fixture.press("pin1")
+                fixture.press("footswitch")
                 want = END[fault]
                 try:
                     await dut.wait_for(want, timeout, since=0)

@@ -98,7 +98,8 @@ async def _enrol_new_imp(floor_fleet: Fleet, client: ApiClient) -> Device:
     attrs = token["attributes"]
     dev = floor_fleet.add(store=MemoryStore(Settings(
         ssid=FACTORY_SSID, password=FACTORY_PASSWORD, plan_id=attrs["plan_id"],
-        enrol_token=attrs["token"])))
+        enrol_token=attrs["token"])),
+        hardware=examples.fixture_board(), imp_type=examples.FIXTURE_IMP)
     dev.power_on()
     try:
         await dev.wait_for(DeviceEvent.ENROLLED, ENROL_WAIT, since=0)
@@ -128,7 +129,7 @@ async def _station(floor: Floor, st: Station, press_every: float) -> None:
             floor.say(f"fixture {st.fixture.device_id} runs its fixture firmware: feeding DUTs")
             announced = True
         floor.duts_left -= 1
-        dut = floor.fleet.add(hardware=examples.dut_board())
+        dut = floor.fleet.add(hardware=examples.dut_board(), imp_type=examples.DUT_IMP)
         st.dut = dut
         dut.power_on()
         floor.say(f"DUT {dut.device_id} placed before fixture {st.fixture.device_id}")
@@ -175,7 +176,7 @@ async def _press_until_heard(fixture: Device, dut: Device, clock: Any) -> None:
     DUT hears no BlinkUp, as an operator would."""
     scale = float(getattr(clock, "scale", 1.0))
     for _ in range(PRESSES):
-        fixture.press("pin1")
+        fixture.press("footswitch")
         with contextlib.suppress(TimeoutError):
             await dut.wait_for(DeviceEvent.BLINKUP_STARTED, max(2.0, HEAR_S / scale), since=0)
             return

@@ -49,7 +49,8 @@ async def run(url: str, duts: int, concurrency: int, scale: float,
                     nonlocal blessed
                     async with gate:
                         dut = fleet.add(store=MemoryStore(dut_settings(svc, fixture)),
-                                        hardware=examples.dut_board())
+                                        hardware=examples.dut_board(),
+                                        imp_type=examples.DUT_IMP)
                         dut.power_on()
                         try:
                             await dut.wait_for(DeviceEvent.BLESSED, 120.0, since=0)

@@ -75,7 +75,8 @@ async def start_fixture(service: Any, zone: TestZone, fleet: Fleet,
     token = service.create_development_token(zone.owner_id)
     fixture = fleet.add(store=MemoryStore(Settings(
         ssid=FACTORY_SSID, password=FACTORY_PASSWORD,
-        plan_id=token.plan_id, enrol_token=token.token)))
+        plan_id=token.plan_id, enrol_token=token.token)),
+        hardware=examples.fixture_board(), imp_type=examples.FIXTURE_IMP)
     fixture.power_on()
     await fixture.wait_for(DeviceEvent.ENROLLED, timeout, since=0)
     service.assign_devices(zone.fixture_group, [fixture.device_id])

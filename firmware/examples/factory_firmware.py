@@ -15,8 +15,8 @@ import json
 SSID = "factory-wifi"
 PASSWORD = "factory-password"
 BLINKUP_FLAGS = BLINKUP_FAST
-FIXTURE_BUTTON = "pin1"
-FIXTURE_LED = "pin8"
+FIXTURE_BUTTON = "pinH"
+FIXTURE_LED = "pinM"
 RETRIGGER_GUARD_S = 10.0
 
 # (name, unit, low limit, high limit): the DUT's declared measurements.
