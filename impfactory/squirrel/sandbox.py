@@ -1,0 +1,90 @@
+"""What the root table of a device's (or agent's) VM holds: impOS's standard library
+and nothing that reaches the machine.
+
+The binding's VM starts with the whole Squirrel standard library, I/O and system
+calls included. ``build_root`` builds a *new* root table from an allow-list,
+copying only these entries from the old one, and makes it the VM's root; the old
+table (with ``system``, ``file``, ``dofile`` …) is then unreachable and freed::
+
+    base      array assert callee getroottable type
+              _version_ _versionnumber_ _charsize_ _intsize_ _floatsize_
+    string    format split strip lstrip rstrip regexp
+    blob      blob
+    system    time date clock      (the caller may replace them: injected clock)
+    math      math = { abs acos asin atan atan2 ceil cos exp fabs floor log log10
+                       pow rand sin sqrt srand tan PI RAND_MAX }
+
+plus ``print`` and ``error``, which the VM routes to its output callback. As on
+the imp, ``math`` is a table (there is no global ``sqrt``), and there is no
+``compilestring``, ``newthread``/``suspend`` (threads), ``collectgarbage``,
+``getstackinfos`` (whose frame tables would reach the host's entry frame), nor any
+way to change the root, the const table, the debug hook or the error handler.
+Squirrel 3.0.5's string library has no ``escape``, ``startswith`` or
+``endswith``; ``FORBIDDEN`` lists what a test checks is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from impfactory.squirrel import capi
+from impfactory.squirrel.capi import SQObj
+
+BASE = ("array", "assert", "callee", "getroottable", "type", "_version_", "_versionnumber_",
+        "_charsize_", "_intsize_", "_floatsize_")
+STRING = ("format", "split", "strip", "lstrip", "rstrip", "regexp")
+BLOB = ("blob",)
+SYSTEM = ("time", "date", "clock")
+MATH = ("abs", "acos", "asin", "atan", "atan2", "ceil", "cos", "exp", "fabs", "floor", "log",
+        "log10", "pow", "rand", "sin", "sqrt", "srand", "tan", "PI", "RAND_MAX")
+HOST = ("print", "error")
+
+#: Globals of standard Squirrel that a device or agent must not have.
+FORBIDDEN = ("system", "file", "dofile", "loadfile", "remove", "rename", "getenv",
+             "writeclosuretofile", "stdin", "stdout", "stderr", "stream", "setroottable",
+             "getconsttable", "setconsttable", "setdebughook", "seterrorhandler",
+             "enabledebuginfo", "compilestring", "newthread", "suspend",
+             "resurrectunreachable", "collectgarbage", "getstackinfos", "dummy", "casti2f",
+             "castf2i", "swap2", "swap4", "swapfloat", *(m for m in MATH if m.islower()))
+
+ENVIRONMENTS = ("device", "agent")
+
+
+def allowed_globals(environment: str) -> tuple[str, ...]:
+    """The names ``build_root`` puts in the root table for ``environment``."""
+    if environment not in ENVIRONMENTS:
+        raise ValueError(f"unknown environment {environment!r}; choose from {ENVIRONMENTS}")
+    return (*BASE, *STRING, *BLOB, *SYSTEM, "math", *HOST)
+
+
+def build_root(v: int, environment: str, host: Mapping[str, SQObj]) -> None:
+    """Replace ``v``'s root table with the allow-listed one; ``host`` supplies the
+    entries the VM makes itself (``print``, ``error``)."""
+    allowed_globals(environment)
+    old = capi.sq_gettop(v) + 1
+    capi.sq_pushroottable(v)
+    capi.sq_newtable(v)
+    new = capi.absolute(v, -1)
+    for name in (*BASE, *STRING, *BLOB, *SYSTEM):
+        _copy(v, old, new, name, name)
+    capi.sq_pushstring(v, b"math", -1)
+    capi.sq_newtable(v)
+    math = capi.absolute(v, -1)
+    for name in MATH:
+        _copy(v, old, math, name, name)
+    capi.sq_rawset(v, new)
+    for name, obj in host.items():
+        capi.sq_pushstring(v, name.encode(), -1)
+        capi.sq_pushobject(v, obj)
+        capi.sq_rawset(v, new)
+    capi.sq_push(v, new)
+    capi.sq_setroottable(v)
+    capi.sq_settop(v, old - 1)
+
+
+def _copy(v: int, src: int, dst: int, name: str, as_name: str) -> None:
+    capi.sq_pushstring(v, as_name.encode(), -1)
+    capi.sq_pushstring(v, name.encode(), -1)
+    if capi.sq_rawget(v, src) < 0:
+        raise RuntimeError(f"the binding's root table has no {name!r}")  # pragma: no cover
+    capi.sq_rawset(v, dst)

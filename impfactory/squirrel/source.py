@@ -1,0 +1,269 @@
+"""Line maps, and the loop instrumentation that lets the watchdog see every loop.
+
+The watchdog (``watchdog``) runs on the VM's debug hook, whose line events come
+from ``OP_LINE`` instructions. The compiler emits one only where a *statement
+starts on a new source line*, so ``while(true){}`` or ``local i=0; while(i<9) i++;``
+written on one line loops without a single event and could never be stopped.
+``instrument`` therefore breaks the line right after every loop header::
+
+    while (x) {}                    while (x)
+    for (;;) i++;          ->       {}              (each body now starts a line:
+    do { } while (y);               for (;;)         one event per iteration)
+                                    i++;
+                                    do {null;
+                                    { } }while (y)
+                                    ;
+
+``do`` needs more: the compiler drops an ``OP_LINE`` that directly follows
+another, and a ``do`` loop jumps back to just after its own statement's
+``OP_LINE`` — so a body's first line event would be merged away and skipped.
+The body is wrapped in a block that starts with ``null;`` (one no-op
+instruction, on the ``do``'s line) so the body's line event survives and is the
+loop's target; finding the ``while`` that ends a ``do`` parses just enough of
+the statement grammar.
+
+It scans tokens so that strings (``"..."``, verbatim ``@"..."``), character
+literals and comments (``//``, ``#``, ``/* */``) are left alone, and it records
+where every output line came from so errors still name the user's lines and
+columns. Recursion needs nothing: every call is an event.
+
+A ``LineMap`` says, for each line of the text handed to the compiler, which file
+and line it came from; ``#require`` (``require``) builds one when it splices
+libraries in, and ``instrument`` composes its own on top.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class LineMap:
+    """Compiled line ``n`` (from 1) -> ``(file, line)`` in the text the user wrote."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: Sequence[tuple[str, int]]) -> None:
+        self._entries = tuple(entries)
+
+    @classmethod
+    def identity(cls, file: str, text: str) -> LineMap:
+        return cls([(file, n) for n in range(1, count_lines(text) + 1)])
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LineMap) and other._entries == self._entries
+
+    def __hash__(self) -> int:
+        return hash(self._entries)
+
+    def __repr__(self) -> str:
+        return f"LineMap({len(self._entries)} lines)"
+
+    def lookup(self, line: int) -> tuple[str, int]:
+        """Where compiled ``line`` came from (past the end: the last line's file,
+        counting on; before the start: the first line)."""
+        if not self._entries:
+            return ("", line)
+        if line < 1:
+            return self._entries[0]
+        if line > len(self._entries):
+            file, last = self._entries[-1]
+            return (file, last + line - len(self._entries))
+        return self._entries[line - 1]
+
+
+def count_lines(text: str) -> int:
+    """Lines as the Squirrel lexer counts them (each ``\\n`` starts one; a final
+    line without a break still counts)."""
+    return text.count("\n") + 1
+
+
+@dataclass(frozen=True)
+class Instrumented:
+    """Source with loop bodies on their own lines, and where each line came from:
+    ``origin[n-1] = (input line, columns to add)`` for output line ``n``."""
+
+    source: str
+    origin: tuple[tuple[int, int], ...]
+
+    def position(self, line: int, column: int, base: LineMap | None,
+                 file: str) -> tuple[str, int, int]:
+        """``(file, line, column)`` the user wrote, for a compiled position."""
+        if 1 <= line <= len(self.origin):
+            in_line, shift = self.origin[line - 1]
+        else:
+            in_line, shift = line, 0
+        if base is None:
+            return (file, in_line, column + shift)
+        out_file, out_line = base.lookup(in_line)
+        return (out_file, out_line, column + shift)
+
+    def line_map(self, base: LineMap | None, file: str) -> LineMap:
+        """The map from compiled lines straight to the user's files and lines."""
+        if base is None:
+            return LineMap([(file, in_line) for in_line, _ in self.origin])
+        return LineMap([base.lookup(in_line) for in_line, _ in self.origin])
+
+
+_TOKEN = re.compile(
+    r"""
+      (?P<comment> //[^\n]* | \#[^\n]* | /\*(?:.|\n)*?(?:\*/|\Z) )
+    | (?P<string> @"(?:[^"]|"")*(?:"|\Z) | "(?:[^"\\\n]|\\.)*(?:"|$) | '(?:[^'\\\n]|\\.)*(?:'|$) )
+    | (?P<word> [A-Za-z_][A-Za-z0-9_]* )
+    | (?P<punct> [(){}\[\];] )
+    """,
+    re.VERBOSE | re.MULTILINE,
+)
+
+_HEADED_LOOPS = frozenset({"while", "for", "foreach"})
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+_CLOSE = frozenset(_OPEN.values())
+
+#: What goes after ``do`` and before its ``while``: the body becomes a block whose
+#: first, never-merged instruction is the loop's target (see ``instrument``).
+DO_OPEN = " {null;\n"
+DO_CLOSE = "\n}"
+
+Token = tuple[str, int, int]  # text, start, end
+
+
+def _tokens(source: str) -> list[Token]:
+    """Words and brackets outside strings and comments."""
+    return [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(source)
+            if m.lastgroup in ("word", "punct")]
+
+
+def _match(tokens: list[Token], i: int) -> int | None:
+    """Index of the bracket closing the one at ``i``."""
+    depth = 0
+    for j in range(i, len(tokens)):
+        text = tokens[j][0]
+        if text in _OPEN:
+            depth += 1
+        elif text in _CLOSE:
+            depth -= 1
+            if depth == 0:
+                return j
+    return None
+
+
+def _after_parens(tokens: list[Token], i: int) -> int | None:
+    """Index just past the ``( … )`` starting at ``i``."""
+    if i >= len(tokens) or tokens[i][0] != "(":
+        return None
+    j = _match(tokens, i)
+    return None if j is None else j + 1
+
+
+def _statement_end(tokens: list[Token], i: int | None, depth: int = 0) -> int | None:
+    """Index just past the statement starting at token ``i``, parsed as far as needed
+    to find the ``while`` that ends a ``do``; ``None`` if it cannot tell."""
+    n = len(tokens)
+    if i is None or i >= n or depth > 200:
+        return None
+    text = tokens[i][0]
+    if text == "{":
+        j = _match(tokens, i)
+        return None if j is None else j + 1
+    if text == "do":
+        w = _do_while(tokens, i, depth)
+        return None if w is None else _after_parens(tokens, w + 1)
+    if text in _HEADED_LOOPS:
+        return _statement_end(tokens, _after_parens(tokens, i + 1), depth + 1)
+    if text == "if":
+        j = _statement_end(tokens, _after_parens(tokens, i + 1), depth + 1)
+        if j is not None and j < n and tokens[j][0] == "else":
+            return _statement_end(tokens, j + 1, depth + 1)
+        return j
+    if text == "switch":
+        k = _after_parens(tokens, i + 1)
+        if k is None or k >= n or tokens[k][0] != "{":
+            return None
+        j = _match(tokens, k)
+        return None if j is None else j + 1
+    if text == "try":
+        j = _statement_end(tokens, i + 1, depth + 1)
+        if j is None or j >= n or tokens[j][0] != "catch":
+            return None
+        return _statement_end(tokens, _after_parens(tokens, j + 1), depth + 1)
+    level = 0  # a simple statement: up to ';' or a keyword no expression contains
+    for j in range(i, n):
+        text = tokens[j][0]
+        if text in _OPEN:
+            level += 1
+        elif text in _CLOSE:
+            if level == 0:
+                return j
+            level -= 1
+        elif level == 0:
+            if text == ";":
+                return j + 1
+            if j > i and text in ("while", "else", "catch"):
+                return j
+    return None
+
+
+def _do_while(tokens: list[Token], i: int, depth: int = 0) -> int | None:
+    """Index of the ``while`` that ends the ``do`` at token ``i``."""
+    j = _statement_end(tokens, i + 1, depth + 1)
+    if j is None or j >= len(tokens) or tokens[j][0] != "while":
+        return None
+    return j
+
+
+def _insertions(source: str) -> list[tuple[int, str]]:
+    """``(offset, text)`` to insert: a line break after each loop header, and the
+    block around each ``do`` body."""
+    tokens = _tokens(source)
+    out: list[tuple[int, str]] = []
+    for i, (text, _start, end) in enumerate(tokens):
+        if text in _HEADED_LOOPS:
+            k = _after_parens(tokens, i + 1)
+            if k is not None:
+                out.append((tokens[k - 1][2], "\n"))
+        elif text == "do":
+            w = _do_while(tokens, i)
+            if w is not None:
+                out.append((end, DO_OPEN))
+                out.append((tokens[w][1], DO_CLOSE))
+    out.sort(key=lambda item: item[0])
+    return out
+
+
+def instrument(source: str) -> Instrumented:
+    """``source`` with every loop body starting a line of its own (see the module
+    doc), and where each output line came from."""
+    line_starts = [0] + [m.end() for m in re.finditer("\n", source)]
+    pieces: list[str] = []
+    origin: list[tuple[int, int]] = []
+    last = 0
+    line = 0  # 0-based input line of the text at ``last``
+    delta = 0  # input column = output column + delta, on the current output line
+    for offset, text in _insertions(source):
+        segment = source[last:offset]
+        for _ in range(segment.count("\n")):
+            origin.append((line + 1, delta))
+            line += 1
+            delta = 0
+        pieces.append(segment)
+        pieces.append(text)
+        breaks = text.count("\n")
+        for _ in range(breaks):
+            origin.append((line + 1, delta))
+        column = offset - line_starts[line]
+        if breaks:
+            delta = column - (len(text) - text.rindex("\n") - 1)
+        else:
+            delta -= len(text)
+        last = offset
+    tail = source[last:]
+    pieces.append(tail)
+    for _ in range(tail.count("\n") + 1):
+        origin.append((line + 1, delta))
+        line += 1
+        delta = 0
+    return Instrumented("".join(pieces), tuple(origin))

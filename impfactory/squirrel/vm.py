@@ -1,0 +1,606 @@
+"""One sandboxed Squirrel VM: compile, run and call under the watchdog.
+
+::
+
+    Vm(time_limit_s=2.0)                    a fresh VM, root table from the allow-list
+      .compile(src, "device.nut", line_map) -> SqFunction (the top level, not run yet)
+      .run(src, ...)                        compile and run the top level
+      .call(fn, *args)                      run a Squirrel function (a callback)
+      .native(fn, "name")                   a Python function Squirrel can call
+      .host_class(name, methods, getter)    a class whose methods are natives
+      .wrap(obj, cls)                       an instance standing for a Python object
+      .set_global / .get_global             root-table slots, values converted
+      .close()
+
+**Entering Squirrel.** Every run and call goes through one entry (``_enter``):
+it puts the function and its arguments in the entry closure's private job array,
+arms the watchdog with ``time_limit_s`` wall seconds, and calls the entry closure
+through pybind (``binding``), the C++ ``try`` that a stopped VM unwinds to. The
+entry is not re-entrant: a native that Squirrel is calling may not call Squirrel
+back (``SquirrelReentryError``); it schedules the callback instead.
+
+**Errors.** A compile error names file, line and column (the compiler's error
+handler, mapped through the line maps). An uncaught runtime error carries the
+stack captured by the VM's error handler *before* the stack unwinds, innermost
+frame first; the handler runs again at every level the error passes (once per
+native boundary), so a repeat of the same error at a shallower, matching stack
+is ignored. A timeout or a recursion past ``max_depth`` stops the VM for good
+(``dead``): it must be replaced, as impOS restarts Squirrel.
+
+**Threads.** One VM is used by one thread at a time; different VMs may be used
+by different threads. While Squirrel runs, the GIL is held (pybind keeps it).
+
+**Output.** ``print`` and ``error`` call ``output(kind, text)`` (``kind`` is
+``"print"`` or ``"error"``); nothing is ever written to the process's streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from ctypes import byref, c_int, c_void_p
+from dataclasses import dataclass
+from typing import Any
+
+from impfactory.squirrel import capi, sandbox
+from impfactory.squirrel.binding import ENTRY_SOURCE_NAME, AbortVm, PybindVm
+from impfactory.squirrel.capi import SQObj
+from impfactory.squirrel.convert import _NOT_HOST, Marshal
+from impfactory.squirrel.errors import (
+    ConversionError,
+    Frame,
+    SquirrelCompileError,
+    SquirrelError,
+    SquirrelReentryError,
+    SquirrelRuntimeError,
+    SquirrelStackOverflow,
+    SquirrelThrow,
+    SquirrelTimeout,
+    SquirrelVmStopped,
+)
+from impfactory.squirrel.handles import SqFunction, SqObject
+from impfactory.squirrel.natives import (
+    GETTER,
+    HOSTS,
+    METHOD,
+    PLAIN,
+    RELEASE_HOST,
+    RENDER,
+    HostClass,
+    NativeSpec,
+    arity,
+    error_message,
+    new_host_key,
+    new_tag,
+)
+from impfactory.squirrel.source import LineMap, instrument
+from impfactory.squirrel.watchdog import DEBUG_HOOK, GUARDS, Guard, RawFrame, capture_stack
+
+#: Deepest Squirrel call nesting before the VM is stopped with a stack overflow.
+MAX_DEPTH = 1000
+#: Frames kept for an uncaught error's stack.
+MAX_ERROR_FRAMES = 100
+
+_MISSING: Any = object()
+
+
+def _no_fn(*_args: Any) -> None:
+    """The function of natives the VM answers itself (``print``, ``error``)."""
+
+
+@dataclass
+class VmStats:
+    """Counters of one VM's work."""
+
+    entries: int = 0  # runs and calls into Squirrel
+    native_calls: int = 0  # calls of Python natives from Squirrel
+    natives: int = 0  # natives made
+    compiled: int = 0  # sources compiled
+
+
+_LIVE: dict[int, weakref.ref[Vm]] = {}
+
+
+def _vm_of(v: int) -> Vm | None:
+    ref = _LIVE.get(v)
+    return ref() if ref is not None else None
+
+
+def _trampoline(v: int) -> int:
+    vm = _vm_of(v)
+    if vm is None:
+        return capi.sq_throwerror(v, b"the VM is closed")
+    try:
+        return vm._dispatch(v)
+    except BaseException:  # never through a ctypes frame
+        return capi.sq_throwerror(v, b"internal error in a native")
+
+
+def _on_error(v: int) -> int:
+    vm = _vm_of(v)
+    if vm is not None:
+        with contextlib.suppress(BaseException):  # never through a ctypes frame
+            vm._note_error(v)
+    return 0
+
+
+def _on_compile_error(v: int, desc: bytes | None, _src: bytes | None, line: int,
+                      column: int) -> None:
+    vm = _vm_of(v)
+    if vm is not None:
+        text = (desc or b"does not compile").decode("utf-8", "replace")
+        vm._compile_error = (text, line, column)
+
+
+TRAMPOLINE = capi.SQFUNCTION(_trampoline)
+ERROR_HANDLER = capi.SQFUNCTION(_on_error)
+COMPILE_ERROR = capi.SQCOMPILERERROR(_on_compile_error)
+
+
+def _teardown(pybind_vm: PybindVm, v: int) -> None:
+    GUARDS.pop(v, None)
+    _LIVE.pop(v, None)
+    pybind_vm.close([])
+
+
+class Vm:
+    """A fresh, sandboxed Squirrel VM (see the module doc).
+
+    ``time_limit_s``: wall seconds each entry (the top level, one callback) may
+    run. ``environment``: ``"device"`` or ``"agent"`` (``sandbox``). ``output``:
+    receives ``print``/``error`` text. ``max_depth``: Squirrel call nesting
+    allowed. ``timer``: the watchdog's clock (wall time; a test may inject one).
+    """
+
+    def __init__(self, *, time_limit_s: float = 2.0, environment: str = "device",
+                 output: Callable[[str, str], None] | None = None,
+                 max_depth: int = MAX_DEPTH, timer: Callable[[], float] = time.monotonic,
+                 stack_size: int = 256) -> None:
+        if not time_limit_s > 0:
+            raise ValueError(f"time_limit_s must be positive, not {time_limit_s!r}")
+        sandbox.allowed_globals(environment)
+        self.time_limit_s = float(time_limit_s)
+        self.environment = environment
+        self.stats = VmStats()
+        self._output = output
+        self._natives: list[NativeSpec] = []
+        self._host_classes: dict[int, HostClass] = {}
+        self._units: dict[str, tuple[LineMap, str]] = {}  # compiled name -> (map, source)
+        self._pending: list[SQObj] = []
+        self._depth = 0
+        self._closed = False
+        self._dead: str | None = None
+        self._err: tuple[tuple[int, int], list[RawFrame]] | None = None
+        self._host_failure: BaseException | None = None
+        self._compile_error: tuple[str, int, int] | None = None
+        self._idx = c_int()
+        self._ptr = c_void_p()
+        self._pybind = PybindVm(stack_size)
+        v = self._v = self._pybind.v
+        self._marshal = Marshal(self)
+        _LIVE[v] = weakref.ref(self)
+        self._finalizer = weakref.finalize(self, _teardown, self._pybind, v)
+        capi.sq_setcompilererrorhandler(v, COMPILE_ERROR)
+        capi.sq_enabledebuginfo(v, 1)
+        capi.sq_newclosure(v, ERROR_HANDLER, 0)
+        capi.sq_seterrorhandler(v)
+        host = {}
+        for name in sandbox.HOST:
+            self._push_native(v, NativeSpec(_no_fn, name, RENDER, 0, 1, 1))
+            host[name] = capi.stack_object(v, -1)
+            capi.sq_pop(v, 1)
+        sandbox.build_root(v, environment, host)
+        for obj in host.values():
+            capi.sq_release(v, byref(obj))
+        capi.sq_pushregistrytable(v)
+        capi.sq_pushstring(v, b"std_blob", -1)
+        capi.sq_rawget(v, -2)
+        self._blob_class = capi.stack_object(v, -1)
+        capi.sq_pushstring(v, b"constructor", -1)
+        capi.sq_rawget(v, -2)
+        self._blob_ctor = capi.stack_object(v, -1)
+        capi.sq_settop(v, 0)
+        self._guard = Guard(timer, max_depth, self._pybind.arm_raiser)
+        GUARDS[v] = self._guard
+        capi.sq_setnativedebughook(v, DEBUG_HOOK)
+
+    # --- state ----------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def dead(self) -> bool:
+        """True once the watchdog stopped this VM (timeout, stack overflow): it takes
+        no more calls and must be replaced."""
+        return self._dead is not None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SquirrelVmStopped("the Squirrel VM is closed")
+        if self._dead is not None:
+            raise SquirrelVmStopped(f"the Squirrel VM was stopped ({self._dead}) and must be "
+                                    "replaced")
+
+    # --- compiling and running ------------------------------------------------------------
+
+    def compile(self, source: str, filename: str = "device.nut",
+                line_map: LineMap | None = None) -> SqFunction:
+        """Compile ``source`` (with debug info, loops instrumented) into its top-level
+        function, without running it. ``line_map`` maps ``source``'s lines to the
+        files and lines the user wrote (``require.resolve`` gives one)."""
+        self._check_open()
+        v = self._v
+        inst = instrument(source)
+        name = self._unit_name(filename)
+        data = inst.source.encode("utf-8", "surrogateescape")
+        self._compile_error = None
+        top = capi.sq_gettop(v)
+        if capi.sq_compilebuffer(v, data, len(data), name.encode("utf-8", "surrogateescape"),
+                                 1) < 0:
+            capi.sq_settop(v, top)
+            message, line, column = self._compile_error or ("does not compile", 0, 0)
+            file, line, column = inst.position(line, column, line_map, filename)
+            raise SquirrelCompileError(file, line, column, message)
+        self._units[name] = (inst.line_map(line_map, filename), source)
+        self.stats.compiled += 1
+        fn = self._handle(capi.stack_object(v, -1))
+        capi.sq_settop(v, top)
+        assert isinstance(fn, SqFunction)
+        return fn
+
+    def _unit_name(self, filename: str) -> str:
+        if filename not in self._units and filename != ENTRY_SOURCE_NAME:
+            return filename
+        n = 2
+        while f"{filename}#{n}" in self._units:
+            n += 1
+        return f"{filename}#{n}"
+
+    def run(self, source: str, filename: str = "device.nut",
+            line_map: LineMap | None = None) -> Any:
+        """Compile ``source`` and run its top level under the watchdog; its result."""
+        return self.call(self.compile(source, filename, line_map))
+
+    def call(self, fn: SqObject, *args: Any) -> Any:
+        """Call a Squirrel function with ``this`` the root table, under the watchdog."""
+        if not isinstance(fn, SqObject) or fn._vm is not self:
+            raise SquirrelError("call() takes a function of this VM")
+        if fn._obj.type not in (capi.OT_CLOSURE, capi.OT_NATIVECLOSURE):
+            raise SquirrelError(f"a Squirrel {fn.type_name} cannot be called")
+        return self._enter(fn._obj, args)
+
+    def _enter(self, fn: SQObj, args: tuple[Any, ...]) -> Any:
+        self._check_open()
+        if self._depth:
+            raise SquirrelReentryError("a native may not call Squirrel while Squirrel is "
+                                       "calling it; schedule the callback instead")
+        v = self._v
+        if self._pending:
+            self._flush()
+        job = self._pybind.job
+        top = capi.sq_gettop(v)
+        capi.sq_pushobject(v, job)
+        capi.sq_pushinteger(v, 0)
+        capi.sq_pushobject(v, fn)
+        capi.sq_rawset(v, top + 1)
+        if args:
+            try:
+                capi.sq_pushinteger(v, 1)
+                capi.sq_newarray(v, 0)
+                capi.sq_pushroottable(v)
+                capi.sq_arrayappend(v, top + 3)
+                push = self._marshal.push
+                for arg in args:
+                    push(v, arg)
+                    capi.sq_arrayappend(v, top + 3)
+                capi.sq_rawset(v, top + 1)
+            except BaseException:
+                capi.sq_settop(v, top)
+                self._clear_job()
+                raise
+        self._err = None
+        self._host_failure = None
+        self.stats.entries += 1
+        self._depth = 1
+        self._guard.arm(self.time_limit_s)
+        try:
+            self._pybind.enter()
+        except AbortVm:
+            capi.sq_settop(v, top)
+            raise self._stopped() from None
+        except RuntimeError as exc:
+            failure: BaseException = self._uncaught(exc)
+            capi.sq_settop(v, top)
+            if self._host_failure is not None:
+                raise self._host_failure from failure
+            raise failure from None
+        finally:
+            self._guard.disarm()
+            self._depth = 0
+        capi.sq_pushinteger(v, 2)
+        capi.sq_rawget(v, top + 1)
+        try:
+            result = self._marshal.read(v, top + 2)
+        finally:
+            capi.sq_settop(v, top)
+        if self._host_failure is not None:
+            raise self._host_failure
+        return result
+
+    def _clear_job(self) -> None:
+        v = self._v
+        capi.sq_pushobject(v, self._pybind.job)
+        for i in range(3):
+            capi.sq_pushinteger(v, i)
+            capi.sq_pushnull(v)
+            capi.sq_rawset(v, -3)
+        capi.sq_pop(v, 1)
+
+    def _stopped(self) -> BaseException:
+        guard = self._guard
+        reason = self._dead = guard.stopped or "stopped"
+        stack = self._frames(guard.stack)
+        if reason == "interrupt" and guard.interrupt is not None:
+            return guard.interrupt
+        if reason == "overflow":
+            return SquirrelStackOverflow("stack overflow", stack)
+        return SquirrelTimeout(self.time_limit_s, stack)
+
+    def _uncaught(self, exc: RuntimeError) -> SquirrelRuntimeError:
+        v = self._v
+        capi.sq_getlasterror(v)
+        if capi.sq_gettype(v, -1) == capi.OT_STRING:
+            message = self._marshal.read_string(v, -1)
+        else:
+            message = str(exc)
+        capi.sq_pop(v, 1)
+        stack = self._frames(self._err[1]) if self._err is not None else []
+        return SquirrelRuntimeError(message, stack)
+
+    # --- what Squirrel calls back ----------------------------------------------------
+
+    def _note_error(self, v: int) -> None:
+        obj = SQObj()
+        capi.sq_getstackobj(v, 2, byref(obj))
+        key = (int(obj.type), int(obj.raw))
+        frames = capture_stack(v, 1, MAX_ERROR_FRAMES)
+        prev = self._err
+        if (prev is not None and prev[0] == key and len(frames) < len(prev[1])
+                and prev[1][len(prev[1]) - len(frames):] == frames):
+            return  # the same error passing a native boundary on its way out
+        self._err = (key, frames)
+
+    def _dispatch(self, v: int) -> int:
+        top = capi.sq_gettop(v)
+        capi.sq_getinteger(v, top, byref(self._idx))
+        spec = self._natives[self._idx.value]
+        self.stats.native_calls += 1
+        nargs = top - 2
+        if nargs < spec.min_args or (spec.max_args is not None and nargs > spec.max_args):
+            return capi.sq_throwerror(v, b"wrong number of parameters")
+        try:
+            if spec.kind == RENDER:
+                if self._output is not None:
+                    self._output(spec.name, self._marshal.render(v, 2))
+                return 0
+            read = self._marshal.read
+            args = [read(v, i) for i in range(2, top)]
+            if spec.kind == PLAIN:
+                result = spec.fn(*args)
+            else:
+                this = self._this(v, spec)
+                if spec.kind == GETTER:
+                    try:
+                        result = spec.fn(this, *args)
+                    except (KeyError, AttributeError):
+                        capi.sq_pushnull(v)  # a "clean" failure: the index does not exist
+                        return capi.sq_throwobject(v)
+                else:
+                    result = spec.fn(this, *args)
+            if result is None:
+                return 0
+            self._marshal.push(v, result)
+            return 1
+        except SquirrelThrow as exc:
+            try:
+                self._marshal.push(v, exc.value)
+            except ConversionError:
+                self._marshal.push(v, str(exc.value))
+            return capi.sq_throwobject(v)
+        except BaseException as exc:
+            message, expected = error_message(exc, spec.name)
+            if not expected:
+                self._host_failure = exc
+            return capi.sq_throwerror(v, message.encode("utf-8", "surrogateescape"))
+
+    def _this(self, v: int, spec: NativeSpec) -> Any:
+        if capi.sq_getinstanceup(v, 1, byref(self._ptr), spec.tag) < 0:
+            cls = self._host_classes[spec.tag].name
+            raise SquirrelError(f"{spec.name} must be called on a {cls} instance")
+        obj = HOSTS.get(self._ptr.value or 0, _NOT_HOST)
+        if obj is _NOT_HOST:
+            raise SquirrelError(f"{spec.name}: the object is gone")
+        return obj
+
+    # --- natives, host classes, handles -------------------------------------------------
+
+    def native(self, fn: Callable[..., Any], name: str) -> SqFunction:
+        """A Squirrel native closure that calls ``fn`` with the converted arguments
+        (see ``natives`` for what its exceptions become)."""
+        self._check_open()
+        v = self._v
+        low, high = arity(fn, 0)
+        self._push_native(v, NativeSpec(fn, name, PLAIN, 0, low, high))
+        handle = self._handle(capi.stack_object(v, -1))
+        capi.sq_pop(v, 1)
+        assert isinstance(handle, SqFunction)
+        return handle
+
+    def _push_native(self, v: int, spec: NativeSpec) -> None:
+        self._natives.append(spec)
+        self.stats.natives += 1
+        capi.sq_pushinteger(v, len(self._natives) - 1)
+        capi.sq_newclosure(v, TRAMPOLINE, 1)
+        capi.sq_setnativeclosurename(v, -1, spec.name.encode("utf-8", "surrogateescape"))
+
+    def host_class(self, name: str, methods: Mapping[str, Callable[..., Any]],
+                   getter: Callable[[Any, str], Any] | None = None) -> HostClass:
+        """A Squirrel class whose methods are natives called as ``fn(obj, *args)`` with
+        the Python object an instance stands for; ``getter(obj, key)`` answers
+        members the class does not have (raise ``KeyError``/``AttributeError`` for
+        Squirrel's own "does not exist", or an error with a message)."""
+        self._check_open()
+        v = self._v
+        tag = new_tag()
+        top = capi.sq_gettop(v)
+        capi.sq_newclass(v, 0)
+        cls = capi.sq_gettop(v)
+        capi.sq_settypetag(v, cls, tag)
+        for mname, fn in methods.items():
+            capi.sq_pushstring(v, mname.encode(), -1)
+            low, high = arity(fn, 1)
+            self._push_native(v, NativeSpec(fn, f"{name}.{mname}", METHOD, tag, low, high))
+            capi.sq_newslot(v, cls, 0)
+        if getter is not None:
+            capi.sq_pushstring(v, b"_get", -1)
+            self._push_native(v, NativeSpec(getter, f"{name}._get", GETTER, tag, 1, 1))
+            capi.sq_newslot(v, cls, 0)
+        host = HostClass(name, tag, capi.stack_object(v, cls))
+        capi.sq_settop(v, top)
+        self._host_classes[tag] = host
+        return host
+
+    def wrap(self, obj: Any, cls: HostClass) -> SqObject:
+        """A new instance of ``cls`` standing for ``obj`` (which Squirrel cannot reach:
+        only the class's natives receive it)."""
+        self._check_open()
+        if self._host_classes.get(cls.tag) is not cls:
+            raise SquirrelError(f"host class {cls.name} belongs to another VM")
+        v = self._v
+        top = capi.sq_gettop(v)
+        capi.sq_pushobject(v, cls.obj)
+        capi.sq_createinstance(v, -1)
+        capi.sq_setinstanceup(v, -1, new_host_key(obj))
+        capi.sq_setreleasehook(v, -1, RELEASE_HOST)
+        handle = self._handle(capi.stack_object(v, -1))
+        capi.sq_settop(v, top)
+        return handle
+
+    def _host_object(self, v: int, idx: int, tag: int) -> Any:
+        if tag not in self._host_classes:
+            return _NOT_HOST
+        capi.sq_getinstanceup(v, idx, byref(self._ptr), 0)
+        return HOSTS.get(self._ptr.value or 0, _NOT_HOST)
+
+    def _handle(self, obj: SQObj) -> SqObject:
+        if len(self._pending) > 256 and not self._depth:
+            self._flush()
+        if obj.type in (capi.OT_CLOSURE, capi.OT_NATIVECLOSURE):
+            return SqFunction(self, obj)
+        return SqObject(self, obj)
+
+    def _push_handle(self, v: int, handle: Any) -> None:
+        if not isinstance(handle, SqObject) or handle._vm is not self:
+            raise ConversionError("a Squirrel object of another VM cannot be used here")
+        capi.sq_pushobject(v, handle._obj)
+
+    def _push_blob(self, v: int, data: bytes) -> None:
+        capi.sq_pushobject(v, self._blob_class)
+        capi.sq_createinstance(v, -1)
+        capi.sq_remove(v, -2)
+        blob = capi.sq_gettop(v)
+        capi.sq_pushobject(v, self._blob_ctor)
+        capi.sq_push(v, blob)
+        capi.sq_pushinteger(v, len(data))
+        if capi.sq_call(v, 2, 0, 0) < 0:
+            raise ConversionError(f"a blob of {len(data)} bytes cannot be made")
+        capi.sq_pop(v, 1)
+        if data:
+            capi.sqstd_getblob(v, blob, byref(self._ptr))
+            ctypes.memmove(self._ptr.value or 0, data, len(data))
+
+    def _release_later(self, obj: SQObj) -> None:
+        if not self._closed:
+            self._pending.append(obj)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for obj in pending:
+            capi.sq_release(self._v, byref(obj))
+
+    # --- globals ---------------------------------------------------------------------------
+
+    def set_global(self, name: str, value: Any) -> None:
+        """Set root-table slot ``name`` to ``value`` converted (natives and wrapped
+        host objects as they are)."""
+        self._check_open()
+        v = self._v
+        top = capi.sq_gettop(v)
+        try:
+            capi.sq_pushroottable(v)
+            capi.sq_pushstring(v, name.encode("utf-8", "surrogateescape"), -1)
+            self._marshal.push(v, value)
+            capi.sq_rawset(v, top + 1)
+        finally:
+            capi.sq_settop(v, top)
+
+    def get_global(self, name: str, default: Any = _MISSING) -> Any:
+        """Root-table slot ``name`` converted; ``default`` (or ``KeyError``) if absent."""
+        self._check_open()
+        v = self._v
+        top = capi.sq_gettop(v)
+        try:
+            capi.sq_pushroottable(v)
+            capi.sq_pushstring(v, name.encode("utf-8", "surrogateescape"), -1)
+            if capi.sq_rawget(v, top + 1) < 0:
+                if default is _MISSING:
+                    raise KeyError(name)
+                return default
+            return self._marshal.read(v, -1)
+        finally:
+            capi.sq_settop(v, top)
+
+    # --- errors ----------------------------------------------------------------------------
+
+    def _frames(self, raw: list[RawFrame]) -> list[Frame]:
+        frames = []
+        for fname, src, line in raw:
+            if src is None or line < 0 or src == b"NATIVE":
+                continue
+            name = src.decode("utf-8", "surrogateescape")
+            if name == ENTRY_SOURCE_NAME:
+                continue
+            unit = self._units.get(name)
+            file, where = unit[0].lookup(line) if unit is not None else (name, line)
+            function = fname.decode("utf-8", "surrogateescape") if fname else "unknown"
+            frames.append(Frame(function, file, where))
+        return frames
+
+    # --- housekeeping -----------------------------------------------------------------------
+
+    def collect(self) -> int:
+        """Release dropped handles and run Squirrel's cycle collector; objects freed."""
+        self._check_open()
+        self._flush()
+        return capi.sq_collectgarbage(self._v)
+
+    def close(self) -> None:
+        """Free the VM (silently: nothing reaches standard output). Idempotent."""
+        if self._closed:
+            return
+        if self._depth:
+            raise SquirrelReentryError("a native may not close the VM that is calling it")
+        self._closed = True
+        self._pending.clear()
+        self._finalizer()
+
+    def __enter__(self) -> Vm:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

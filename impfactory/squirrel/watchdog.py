@@ -1,0 +1,135 @@
+"""The watchdog: stop Squirrel code that runs too long or recurses too deep.
+
+Every VM has the same native debug hook (``DEBUG_HOOK``, a ctypes callback), on
+from the start. The VM calls it at every new source line (``OP_LINE``, present
+because code is compiled with debug info and loop bodies start lines, see
+``source``), every Squirrel call and every return. The hook keeps the call depth
+(counting calls and returns; when the count passes ``max_depth`` it is checked
+against the real call stack, since tail calls reuse frames) and, every
+``CHECK_EVERY`` events, compares the injected timer with the entry's
+deadline::
+
+    event --> depth > max_depth ?  --yes--> stop("overflow")
+          \\-> every 32nd: timer() > deadline ?  --yes--> stop("timeout")
+
+A native hook cannot stop the VM (the VM ignores its result), so ``stop`` records
+the stack and installs the binding's *raising* closure as the VM's debug hook
+(``binding``): at the very next line or call it throws a C++ exception that no
+Squirrel ``try`` can catch, which unwinds to the entry (``Vm._enter``). A VM
+stopped this way is dead: its frames were unwound by C++, not by Squirrel, so it
+takes no more calls and must be replaced. Other VMs are not affected.
+
+A ``KeyboardInterrupt`` (or any exception) that Python delivers while the hook
+runs stops the VM the same way and is re-raised by the entry.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from collections.abc import Callable
+
+from impfactory.squirrel import capi
+
+CHECK_EVERY = 32
+MAX_FRAMES = 50  # frames kept for the report of a stopped VM, innermost first
+
+RawFrame = tuple[bytes | None, bytes | None, int]
+
+
+class Guard:
+    """One VM's watchdog state; ``arm`` before each entry, ``disarm`` after."""
+
+    __slots__ = ("arm_raiser", "countdown", "deadline", "depth", "interrupt", "max_depth",
+                 "stack", "stopped", "timer")
+
+    def __init__(self, timer: Callable[[], float], max_depth: int,
+                 arm_raiser: Callable[[], None]) -> None:
+        self.timer = timer
+        self.max_depth = max_depth
+        self.arm_raiser = arm_raiser
+        self.deadline = math.inf
+        self.countdown = CHECK_EVERY
+        self.depth = 0
+        self.stopped: str | None = None
+        self.stack: list[RawFrame] = []
+        self.interrupt: BaseException | None = None
+
+    def arm(self, limit_s: float) -> None:
+        self.deadline = self.timer() + limit_s
+        self.countdown = CHECK_EVERY
+        self.depth = 0
+
+    def disarm(self) -> None:
+        self.deadline = math.inf
+
+    def stop(self, v: int, reason: str) -> None:
+        if self.stopped is not None:
+            return
+        self.stopped = reason
+        self.stack = capture_stack(v, 0, MAX_FRAMES)
+        self.arm_raiser()
+
+
+def capture_stack(v: int, first_level: int, limit: int) -> list[RawFrame]:
+    """Raw ``(function, source, line)`` of the VM's frames from ``first_level`` out."""
+    info = capi.SQStackInfos()
+    frames: list[RawFrame] = []
+    level = first_level
+    while len(frames) < limit and capi.sq_stackinfos(v, level, ctypes.byref(info)) >= 0:
+        frames.append((_cstr(info.funcname), _cstr(info.source), info.line))
+        level += 1
+    return frames
+
+
+def call_depth(v: int, limit: int) -> int:
+    """Frames on the VM's call stack, counted up to ``limit`` (O(log limit) probes)."""
+    info = capi.SQStackInfos()
+    low, high = 0, limit + 1  # frames >= low; frames < high
+    while low + 1 < high:
+        mid = (low + high) // 2
+        if capi.sq_stackinfos(v, mid - 1, ctypes.byref(info)) >= 0:
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+def _cstr(ptr: int | None) -> bytes | None:
+    return ctypes.string_at(ptr) if ptr else None
+
+
+GUARDS: dict[int, Guard] = {}
+
+
+def _hook(v: int, kind: int, _guards: dict[int, Guard] = GUARDS, _call: int = capi.HOOK_CALL,
+          _return: int = capi.HOOK_RETURN) -> None:
+    g = _guards.get(v)
+    if g is None:
+        return
+    try:
+        if kind == _call:
+            g.depth += 1
+            if g.depth > g.max_depth:
+                g.depth = call_depth(v, g.max_depth + 1)  # tail calls reuse frames
+                if g.depth > g.max_depth:
+                    g.stop(v, "overflow")
+                    return
+        elif kind == _return:
+            g.depth -= 1
+            return
+        g.countdown -= 1
+        if g.countdown <= 0:
+            g.countdown = CHECK_EVERY
+            if g.timer() > g.deadline:
+                g.stop(v, "timeout")
+    except BaseException as exc:  # a signal (KeyboardInterrupt) delivered in the hook
+        g.interrupt = exc
+        g.stop(v, "interrupt")
+
+
+#: Declared with the hook's first two parameters only (the VM, the event): the C
+#: caller passes five in registers and the callee may ignore the rest (SysV
+#: x86-64 and AArch64 calling conventions); converting the three unused ones
+#: would cost a third of the hook's time.
+DEBUG_HOOK = capi.SQDEBUGHOOK_SHORT(_hook)
