@@ -14,11 +14,19 @@
    it returns). It is never reachable from Squirrel: it lives only in the
    registry of references and in the hook slot.
 
-The nuisance: each VM the binding destroys writes ``Time difference = 0[ms]`` to
-C++'s ``std::cout``, which shares the process's standard output. ``silence_cout``
-sets ``std::cout``'s badbit once, so every later write to it is dropped;
-impfactory writes nothing there itself (Python's output does not go through
-``std::cout``), and the VM's own ``print`` goes to a callback, not to a stream.
+**Closing.** The binding closes a VM when the last pybind object holding it dies
+(a shared ``Holder``), writing ``Time difference = 0[ms]`` to C++'s ``std::cout``
+(the process's standard output) as it does. Worse, every userdata the binding
+puts in the VM holds the ``Holder`` too; after the watchdog has unwound a VM with
+a C++ exception, stale frames still reference the raising hook's userdata, so
+the VM would keep itself alive forever. ``PybindVm`` therefore takes closing
+over: it clears the ``Holder``'s ``should_close`` flag (found through the pybind
+instance and checked against ``vm_addr()`` before anything is written: the
+binding is pinned to one version) and calls ``sq_close`` itself once its pybind
+objects are gone, so nothing is printed and a stopped VM is freed like any other.
+Should the check ever fail, it falls back to the binding's own closing with
+``std::cout`` silenced (``silence_cout``: its badbit set once, so writes to it are
+dropped; impfactory writes nothing there itself), and a stopped VM is leaked.
 
 The pybind VM starts with Squirrel's whole standard library in its root table;
 ``vm.Vm`` replaces that table with an allow-listed one (``sandbox``) before any
@@ -33,7 +41,6 @@ from typing import Any
 import squirrel as _pybind
 
 from impfactory.squirrel import capi
-from impfactory.squirrel.capi import SQObj
 
 _ENTRY_SOURCE = b"""
 local job = [null, null, null];
@@ -85,10 +92,12 @@ class PybindVm:
     """
 
     def __init__(self, stack_size: int) -> None:
-        silence_cout()
         self._vm: Any = _pybind.SQVM(stack_size)
         self.v: int = int(self._vm.vm_addr())
         v = self.v
+        self._close_flag = _holder_close_flag(self._vm, v)
+        if self._close_flag is None:
+            silence_cout()  # pragma: no cover - only with another build of the binding
         capi.sq_setprintfunc(v, None, None)
         # The raising hook: a pybind-made userdata whose delegate's _call raises.
         setter = self._vm.execute("return function(f) { ::__impfactory_raiser <- f; }")
@@ -134,11 +143,36 @@ class PybindVm:
         capi.sq_pushobject(self.v, self.raiser)
         capi.sq_setdebughook(self.v)
 
-    def close(self, refs: list[SQObj]) -> None:
-        """Release ``refs`` and our own references, then let the binding close the VM."""
+    def close(self) -> None:
+        """Free the VM (see the module doc); nothing may use ``v`` afterwards."""
         v = self.v
         capi.sq_setnativedebughook(v, None)
-        for obj in [*refs, self.job, self.raiser, self.raiser_data]:
+        for obj in (self.job, self.raiser, self.raiser_data):
             capi.sq_release(v, ctypes.byref(obj))
-        self._entry = None
+        self._entry = None  # releases the entry closure while the VM is open
+        if self._close_flag is not None:
+            ctypes.c_uint8.from_address(self._close_flag).value = 0
         self._vm = None
+        if self._close_flag is not None:
+            capi.sq_close(v)
+
+
+def _holder_close_flag(pybind_vm: Any, v: int) -> int | None:
+    """Address of the ``should_close`` flag of the binding's ``Holder`` for ``v``.
+
+    pybind11 keeps a bound object's pointer right after the ``PyObject`` header;
+    the ``GenericVM`` it points to starts with ``detail::VM``, a
+    ``shared_ptr<Holder>``; ``Holder`` is ``{HSQUIRRELVM vm; bool should_close;}``.
+    Every step is checked (the ``vm`` read back must be ``v`` and the flag set);
+    ``None`` if anything does not match.
+    """
+    pointer = ctypes.sizeof(ctypes.c_void_p)
+    try:
+        obj = ctypes.c_void_p.from_address(id(pybind_vm) + 2 * pointer).value
+        holder = ctypes.c_void_p.from_address(obj).value if obj else None
+        if not holder or ctypes.c_void_p.from_address(holder).value != v:
+            return None
+        flag = holder + pointer
+        return flag if ctypes.c_uint8.from_address(flag).value == 1 else None
+    except (ValueError, OSError):  # pragma: no cover
+        return None

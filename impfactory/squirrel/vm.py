@@ -143,7 +143,7 @@ COMPILE_ERROR = capi.SQCOMPILERERROR(_on_compile_error)
 def _teardown(pybind_vm: PybindVm, v: int) -> None:
     GUARDS.pop(v, None)
     _LIVE.pop(v, None)
-    pybind_vm.close([])
+    pybind_vm.close()
 
 
 class Vm:
@@ -244,6 +244,8 @@ class Vm:
                                  1) < 0:
             capi.sq_settop(v, top)
             message, line, column = self._compile_error or ("does not compile", 0, 0)
+            if line > 1:  # the lexer counts columns from 0 on the first line only
+                column -= 1
             file, line, column = inst.position(line, column, line_map, filename)
             raise SquirrelCompileError(file, line, column, message)
         self._units[name] = (inst.line_map(line_map, filename), source)
@@ -308,11 +310,15 @@ class Vm:
         self.stats.entries += 1
         self._depth = 1
         self._guard.arm(self.time_limit_s)
+        stopped: BaseException | None = None
         try:
             self._pybind.enter()
-        except AbortVm:
+        except AbortVm as abort:
+            # Its traceback holds the hook's arguments, pybind objects that would keep
+            # the VM from ever being freed: drop it, and raise outside this handler.
+            abort.__traceback__ = None
             capi.sq_settop(v, top)
-            raise self._stopped() from None
+            stopped = self._stopped()
         except RuntimeError as exc:
             failure: BaseException = self._uncaught(exc)
             capi.sq_settop(v, top)
@@ -322,6 +328,8 @@ class Vm:
         finally:
             self._guard.disarm()
             self._depth = 0
+        if stopped is not None:
+            raise stopped
         capi.sq_pushinteger(v, 2)
         capi.sq_rawget(v, top + 1)
         try:
