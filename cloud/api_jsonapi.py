@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import re
 from collections.abc import Callable, Iterable, Sequence
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
+
+from impfactory.cloud.errors import CloudError
 
 from impfactory.errors import ImpFactoryError
 
@@ -30,24 +35,38 @@ MAX_PAGE_SIZE = 100
 
 
 class ApiError(ImpFactoryError):
-    """An answer with a 4xx (or 5xx) status and a JSON:API error body."""
+    """An answer with a 4xx (or 5xx) status and a JSON:API error body.
+
+    Each subclass carries its ``status`` and default ``code``; the title is the
+    status's reason phrase, as impCentral writes it, unless a refusal has its own
+    (``Duplicate Resource``).
+    """
 
     status = 400
     code = "BadRequest"
-    title = "Bad Request"
 
-    def __init__(self, detail: str, *, code: str | None = None,
-                 pointer: str | None = None, meta: JsonObj | None = None) -> None:
+    def __init__(self, detail: str, *, code: str | None = None, status: int | None = None,
+                 title: str | None = None, pointer: str | None = None,
+                 meta: JsonObj | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         if code is not None:
             self.code = code
+        if status is not None:
+            self.status = status
+        self.title = title or HTTPStatus(self.status).phrase
         self.pointer = pointer
         self.meta = meta
 
     def as_errors(self) -> list[JsonObj]:
         """The entries this error adds to the ``errors`` array (one, but see ``Several``)."""
         return [self.as_error()]
+
+    @classmethod
+    def refusal(cls, err: CloudError) -> ApiError:
+        """The API error for a refusal of the cloud service: status, code and title are
+        the error class's own (``CloudError.http_status``, ``.code``, ``.title``)."""
+        return cls(str(err), code=err.code, status=err.http_status, title=err.title)
 
     def as_error(self) -> JsonObj:
         """The error object for the ``errors`` array."""
@@ -82,7 +101,6 @@ class Unauthorized(ApiError, PermissionError):
 
     status = 401
     code = "Unauthorized"
-    title = "Unauthorized"
 
 
 class Forbidden(ApiError, PermissionError):
@@ -90,7 +108,6 @@ class Forbidden(ApiError, PermissionError):
 
     status = 403
     code = "Forbidden"
-    title = "Forbidden"
 
 
 class NotFound(ApiError, LookupError):
@@ -98,15 +115,20 @@ class NotFound(ApiError, LookupError):
 
     status = 404
     code = "NotFound"
-    title = "Not Found"
 
 
 class MethodNotAllowed(ApiError):
-    """The path exists but not with this method."""
+    """The path exists but not with this method (the answer names those in ``Allow``)."""
 
     status = 405
     code = "MethodNotAllowed"
-    title = "Method Not Allowed"
+
+
+class RequestTimeout(ApiError, TimeoutError):
+    """The request body did not arrive in time."""
+
+    status = 408
+    code = "RequestTimeout"
 
 
 class Conflict(ApiError):
@@ -114,7 +136,13 @@ class Conflict(ApiError):
 
     status = 409
     code = "Conflict"
-    title = "Conflict"
+
+
+class PayloadTooLarge(ApiError):
+    """The request body is over the server's limit."""
+
+    status = 413
+    code = "PayloadTooLarge"
 
 
 class UnsupportedMediaType(ApiError):
@@ -122,7 +150,6 @@ class UnsupportedMediaType(ApiError):
 
     status = 415
     code = "UnsupportedMediaType"
-    title = "Unsupported Media Type"
 
 
 class InternalError(ApiError):
@@ -130,7 +157,6 @@ class InternalError(ApiError):
 
     status = 500
     code = "InternalError"
-    title = "Internal Server Error"
 
 
 def error_body(errors: Sequence[ApiError]) -> bytes:
@@ -158,14 +184,62 @@ def resource(type_: str, id_: str, attributes: JsonObj,
     return out
 
 
+MAX_DEPTH = 64
+"""Arrays and objects nested deeper than this are refused (clients nest a few levels)."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def parse_json(body: bytes) -> Any:
-    """The request body as JSON; an empty body is ``None``."""
+    """The request body as JSON; an empty body is ``None``.
+
+    Refused with a 400 (``InvalidJson``), besides what is not JSON: ``NaN`` and
+    ``Infinity`` (which Python's reader takes), numbers beyond a double (``1e999``),
+    nesting deeper than ``MAX_DEPTH``, and strings holding a lone surrogate
+    (``"\\ud800"`` is valid JSON, but no UTF-8 store or answer can carry it).
+    """
     if not body.strip():
         return None
     try:
-        return json.loads(body)
+        value = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite)
+    except RecursionError:
+        raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels",
+                         code="InvalidJson") from None
     except (UnicodeDecodeError, ValueError) as err:
         raise BadRequest(f"the body is not valid JSON: {err}", code="InvalidJson") from err
+    _check_tree(value)
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:20]} is beyond a double")
+    return number
+
+
+def _check_tree(value: Any) -> None:
+    """Walk a parsed body (without recursion): depth and strings, keys included."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise BadRequest("the body holds a lone UTF-16 surrogate (\\ud800-\\udfff)",
+                                 code="InvalidJson")
+        elif isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels",
+                                 code="InvalidJson")
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
 
 
 # -- pagination and filters -------------------------------------------------------
