@@ -80,7 +80,6 @@ def register(router: Router, ctx: ApiContext) -> None:
         fmt = call.query.get("format", "text")
         if fmt not in ("text", "json"):
             raise BadRequest("format is text or json", code="InvalidQuery")
-        st.open = True
         return Answer(200, content_type="text/event-stream",
                       stream=_events(ctx, streams, sid, st, fmt == "json"))
 
@@ -95,7 +94,9 @@ def register(router: Router, ctx: ApiContext) -> None:
 
 async def _events(ctx: ApiContext, streams: dict[str, Stream], sid: str, st: Stream,
                   as_json: bool) -> AsyncIterator[bytes]:
-    """Yield SSE frames for new log lines of the stream's devices until it goes away."""
+    """Yield SSE frames for new log lines of the stream's devices until it goes away
+    (from the first frame asked for: a HEAD leaves the stream unopened)."""
+    st.open = True
     last = ctx.svc.db.execute("SELECT COALESCE(MAX(id), 0) FROM logs").fetchone()[0]
     yield b": impfactory log stream\n\n"
     try:

@@ -1,4 +1,4 @@
-"""Assemble the REST API: accounts, the cloud service, resource modules, HTTP server.
+"""Assemble the REST API: accounts, the cloud service, resource modules, HTTP stack.
 
 ``ApiService`` is what ``impfactory cloud serve --api-port`` (and the tests) run
 on the cloud's own loop::
@@ -8,7 +8,10 @@ on the cloud's own loop::
     async with ApiService(svc, book, port=0) as api:
         print(api.endpoint)                      # http://127.0.0.1:PORT/v5
 
-Serving on that loop means every call reaches SQLite from the loop's thread.
+It owns the cloud's HTTP stack: the aiohttp server (``cloud.web``: the API under
+``/v5``, agent URLs beside it later) and the one HTTP client every outbound request
+uses (``cloud.outbound``: webhook deliveries, agents' requests later). Serving on
+the cloud's loop means every call reaches SQLite from the loop's thread.
 """
 
 from __future__ import annotations
@@ -27,22 +30,30 @@ from impfactory.cloud import (
     api_products,
     api_webhooks,
 )
-from impfactory.cloud.api import ImpCentralApi, Router
+from impfactory.cloud.api import BASE, ImpCentralApi, Router
 from impfactory.cloud.api_auth import AccountBook
 from impfactory.cloud.api_context import ApiContext
-from impfactory.cloud.api_http import HttpServer
+from impfactory.cloud.outbound import Outbound
 from impfactory.cloud.service import CloudService
+from impfactory.cloud.web import Limits, WebServer, build_app
 
 
 class ApiService:
-    """The REST API over one ``CloudService``, served on ``host:port``."""
+    """The REST API over one ``CloudService``, served on ``host:port``.
+
+    ``access_log`` writes one line per request (``cloud.web.ACCESS_LOG``); ``limits``
+    bound each request; ``http_timeout`` bounds each outbound request.
+    """
 
     def __init__(self, svc: CloudService, accounts: AccountBook, *, host: str = "127.0.0.1",
-                 port: int = 0, backoff: api_webhooks.Backoff | None = None) -> None:
+                 port: int = 0, backoff: api_webhooks.Backoff | None = None,
+                 access_log: bool = False, limits: Limits | None = None,
+                 http_timeout: float = 10.0) -> None:
         self.svc = svc
         self.accounts = accounts
         self.ctx = ApiContext(svc, accounts)
-        self.dispatcher = api_webhooks.Dispatcher(svc, backoff)
+        self.outbound = Outbound(timeout=http_timeout)
+        self.dispatcher = api_webhooks.Dispatcher(svc, self.outbound, backoff)
         self.router = Router()
         api_auth.register(self.router, accounts)
         for module in (api_products, api_devicegroups, api_deployments, api_devices,
@@ -50,23 +61,30 @@ class ApiService:
             module.register(self.router, self.ctx)
         api_openapi.register(self.router)
         self.app = ImpCentralApi(self.router, accounts.authenticate, lambda a: a.role)
-        self.http = HttpServer(self.app.handle, host, port)
+        self.web = WebServer(build_app({BASE: self.app.subapp()}, limits or Limits()), host, port,
+                             access_log=access_log)
         self._host = host
 
     @property
     def endpoint(self) -> str:
         """The base URL clients are given: ``http://HOST:PORT/v5``."""
-        return f"http://{self._host}:{self.http.port}/v5"
+        return f"http://{self._host}:{self.web.port}{BASE}"
 
     async def start(self) -> None:
         """Start serving and delivering webhooks (resuming any left pending)."""
-        await self.http.start()
+        await self.outbound.start()
+        try:
+            await self.web.start()
+        except BaseException:
+            await self.outbound.stop()
+            raise
         self.dispatcher.start()
 
     async def stop(self) -> None:
         """Stop serving and delivering (the database stays open; its owner closes it)."""
-        await self.http.stop()
+        await self.web.stop()
         await self.dispatcher.stop()
+        await self.outbound.stop()
 
     async def __aenter__(self) -> ApiService:
         await self.start()

@@ -5,7 +5,7 @@ API on a free loopback port and a plain way to stop it::
 
     with ApiThread(":memory:") as api:                      # management plane only
         api.call(api.service.accounts.create, "owner", "secret")   # on the loop's thread
-        urllib.request.urlopen(api.endpoint + "/openapi.json")
+        ApiClient(api.endpoint).call("GET", "/openapi.json", auth=False)
 
     with ApiThread("cloud.db", broker_url="mqtt://127.0.0.1:1883") as api:
         ...                                                 # plus the device link (MQTT)

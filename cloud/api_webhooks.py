@@ -25,11 +25,8 @@ import contextlib
 import json
 import logging
 import sqlite3
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 from urllib.parse import urlencode
 
 from impfactory.cloud import api_render as render
@@ -50,6 +47,7 @@ from impfactory.cloud.api_jsonapi import (
 )
 from impfactory.cloud.errors import NotFoundError
 from impfactory.cloud.model import WEBHOOK_CONTENT_TYPES, WEBHOOK_EVENTS, Webhook, WebhookDelivery
+from impfactory.cloud.outbound import Outbound, Reply
 from impfactory.cloud.service import CloudService
 
 from impfactory.errors import ImpFactoryError
@@ -126,39 +124,22 @@ def encode(payload: JsonObj, content_type: str) -> bytes:
     return urlencode(flat).encode()
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is a failed delivery: urllib would replay a POST as a bodiless GET."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect())
-
-
-def post_event(url: str, body: bytes, content_type: str, event_id: str, timeout: float
-               ) -> tuple[int | None, str | None]:
-    """One delivery attempt: the receiver's status (``None`` when unreachable) and an error."""
-    req = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": content_type, "X-Impfactory-Event-Id": event_id,
-        "User-Agent": "impfactory-webhooks/1"})
-    try:
-        with _OPENER.open(req, timeout=timeout) as resp:
-            return int(resp.status), None
-    except urllib.error.HTTPError as err:
-        return int(err.code), f"HTTP {err.code}"
-    except (OSError, ValueError) as err:
-        return None, f"{type(err).__name__}: {err}"
+async def post_event(http: Outbound, url: str, body: bytes, content_type: str, event_id: str
+                     ) -> Reply:
+    """One delivery attempt (a redirect is an answer, so a failure, never followed)."""
+    return await http.post(url, body, {"Content-Type": content_type,
+                                       "X-Impfactory-Event-Id": event_id})
 
 
 class Dispatcher:
-    """Delivers the cloud's webhook outbox on its loop; each POST runs in a worker thread."""
+    """Delivers the cloud's webhook outbox on its loop through the cloud's HTTP client
+    (``http``, whose timeout bounds each POST), all due deliveries at once."""
 
-    def __init__(self, svc: CloudService, backoff: Backoff | None = None,
-                 timeout: float = 10.0, poll: float = 0.2) -> None:
+    def __init__(self, svc: CloudService, http: Outbound, backoff: Backoff | None = None,
+                 poll: float = 0.2) -> None:
         self.svc = svc
+        self.http = http
         self.backoff = backoff or Backoff()
-        self.timeout = timeout
         self.poll = poll
         self.batch = 1000
         """Deliveries considered per round (besides the dead ones, which are skipped)."""
@@ -207,10 +188,9 @@ class Dispatcher:
     async def _deliver(self, d: WebhookDelivery) -> None:
         event_id = f"evt-{d.id}"
         payload = {"event_id": event_id, "event": d.event, **d.payload}
-        body = encode(payload, d.content_type)
-        status, error = await asyncio.to_thread(post_event, d.url, body, d.content_type, event_id,
-                                                self.timeout)
-        ok = status is not None and 200 <= status < 300
+        reply = await post_event(self.http, d.url, encode(payload, d.content_type),
+                                 d.content_type, event_id)
+        ok, error = reply.ok, reply.error
         attempts = d.attempts + 1
         outcome = (Outcome.OK if ok else Outcome.LAST_FAILED
                    if attempts >= self.backoff.max_attempts else Outcome.FAILED)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -206,12 +207,12 @@ def test_collaborator_with_blinkup_device_role_is_refused_beyond_its_role(
 def test_oversized_and_garbage_requests_get_4xx_and_the_server_lives_on(api: ApiThread) -> None:
     host, port = urlsplit(api.endpoint).hostname, urlsplit(api.endpoint).port
     for garbage in (b"NONSENSE\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
-                    b"POST /v5/auth HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n",
-                    b"POST /v5/auth HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"):
+                    b"POST /v5/auth HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n",
+                    b"GET /v5/" + b"x" * 10000 + b" HTTP/1.1\r\n\r\n"):
         with socket.create_connection((host, port), timeout=5) as s:
             s.sendall(garbage)
             answer = s.recv(4096)
-        assert answer.startswith(b"HTTP/1.1 4"), (garbage, answer)
+        assert re.match(rb"HTTP/1\.[01] 4\d\d ", answer), (garbage, answer)
     assert Client(api.endpoint)("GET", "/openapi.json")[0] == 200
 
 
@@ -234,7 +235,6 @@ def test_no_body_makes_the_server_answer_5xx(client: Client, body: Any) -> None:
 def test_blinkup_device_collaborator_is_refused_every_owner_route(
         api: ApiThread, client: Client) -> None:
     """The role allows reading its account and minting an enrolment token: nothing else."""
-    import re
 
     client("POST", "/accounts/me/collaborators", {"data": {"type": "account", "attributes": {
         "username": "op", "password": "op", "role": "blinkup_device"}}})

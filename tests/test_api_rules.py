@@ -5,6 +5,7 @@ and a fuzzed body on every write route that must never produce a 5xx.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -386,9 +387,16 @@ def test_dead_deliveries_do_not_starve_later_ones(tmp_path: Path) -> None:
 
 
 def test_a_redirecting_receiver_is_a_failed_delivery_not_a_get() -> None:
-    """urllib would replay the POST as a bodiless GET to the new place; a 3xx is a failure
-    (retried later), and nothing but the POST reaches the receiver."""
+    """A client following the redirect would replay the POST as a bodiless GET to the new
+    place; a 3xx is a failure (retried later), and nothing but the POST reaches the
+    receiver."""
     from impfactory.cloud.api_webhooks import post_event
+    from impfactory.cloud.outbound import Outbound
+
+    async def deliver(url: str) -> tuple[int | None, str | None]:
+        async with Outbound(timeout=5) as http:
+            reply = await post_event(http, url, b"{}", "application/json", "evt-1")
+        return reply.status, reply.error
 
     seen: list[str] = []
 
@@ -414,7 +422,7 @@ def test_a_redirecting_receiver_is_a_failed_delivery_not_a_get() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        assert post_event(url, b"{}", "application/json", "evt-1", 5) == (302, "HTTP 302")
+        assert asyncio.run(deliver(url)) == (302, "HTTP 302")
         assert seen == ["POST /hook"]
     finally:
         server.shutdown()

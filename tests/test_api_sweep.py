@@ -192,7 +192,7 @@ def test_an_over_limit_body_is_a_json_413_and_the_server_lives_on(
     api, _, token = world
     parts = urlsplit(api.endpoint)
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as s:
-        s.sendall(b"POST /v5/products HTTP/1.1\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v5/products HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Content-Length: 20000000\r\n\r\n")
         answer = b""
         while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
@@ -230,24 +230,29 @@ def test_every_token_route_without_a_good_token_is_a_json_401(
         conn.close()
 
 
-def test_other_methods_are_json_405_and_head_leaves_a_keep_alive_connection_usable(
+def test_other_methods_are_json_405_with_allow_and_head_leaves_a_keep_alive_connection_usable(
         world: tuple[ApiThread, dict[str, Any], str]) -> None:
     api, _, token = world
     raw = Raw(api.endpoint, token)
-    for method in ("OPTIONS", "TRACE", "PROPFIND", "CONNECT"):
+    for method in ("OPTIONS", "TRACE", "PROPFIND", "PATCH"):
         status, ctype, data = raw.send(method, "/products")
         assert status == 405, method
         assert_sane(status, ctype, data, method)
-    # HEAD: headers only, so the next answer on the same connection starts right after
+    status, ctype, data = raw.send("CONNECT", "/products")  # a path is no CONNECT target
+    assert 400 <= status < 500
+    assert_sane(status, ctype, data, "CONNECT")
+    # HEAD: the GET's head alone, so the next answer on the same connection starts right after
     parts = urlsplit(api.endpoint)
+    get = Raw(api.endpoint, token).send("GET", "/products")[2]
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
-        sock.sendall(b"HEAD /v5/products HTTP/1.1\r\nHost: x\r\n\r\n"
-                     b"GET /v5/openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        sock.sendall(f"HEAD /v5/products HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}"
+                     "\r\n\r\nGET /v5/openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close"
+                     "\r\n\r\n".encode())
         stream = b""
         while chunk := sock.recv(65536):
             stream += chunk
     head, _, rest = stream.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 405") and b"Content-Length: " in head
+    assert head.startswith(b"HTTP/1.1 200") and f"Content-Length: {len(get)}".encode() in head
     assert rest.startswith(b"HTTP/1.1 200"), rest[:80]
 
 
