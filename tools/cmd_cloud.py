@@ -8,8 +8,10 @@
 
 Starts (or joins) the broker, opens the database (WAL; a restart loses nothing),
 serves devices over MQTT and, with ``--api-port``, the impCentral-compatible REST
-API. Logs go to stderr; once ready it prints one JSON line to stdout with the
-broker URL, the API endpoint and the database path, so scripts can wait for it.
+API. Logs go to stderr, with one access-log line per REST request (method, path,
+status, milliseconds) unless ``--quiet``; once ready it prints one JSON line to
+stdout with the broker URL, the API endpoint and the database path, so scripts can
+wait for it.
 SIGINT or SIGTERM stop it cleanly (exit 0).
 """
 
@@ -52,6 +54,8 @@ def register(sub: Any) -> None:
                        help="base URL of agents (default https://agent.electricimp.com)")
     serve.add_argument("--log-level", default="INFO",
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--quiet", action="store_true",
+                       help="no access-log line per REST request")
     serve.set_defaults(func=serve_command)
 
     devices = cloud_sub.add_parser("devices", help="list the devices a cloud database knows")
@@ -78,7 +82,8 @@ def serve_command(args: argparse.Namespace) -> int:
         owner = (user, password)
     if args.api_port is not None and not 0 <= args.api_port <= 65535:
         raise InvalidError("--api-port must be 0-65535")
-    asyncio.run(serve(args.broker, args.db, args.api_port, owner, args.agent_url))
+    asyncio.run(serve(args.broker, args.db, args.api_port, owner, args.agent_url,
+                      access_log=not args.quiet))
     return 0
 
 
@@ -130,7 +135,8 @@ def logs_command(args: argparse.Namespace) -> int:
 
 
 async def serve(broker: str, db_path: str, api_port: int | None,
-                owner: tuple[str, str] | None, agent_url: str | None) -> None:
+                owner: tuple[str, str] | None, agent_url: str | None, *,
+                access_log: bool = True) -> None:
     """Run until SIGINT/SIGTERM."""
     # imported here: every CLI command loads this module, only serve needs the API
     from impfactory.cloud.api_auth import AccountBook
@@ -158,7 +164,8 @@ async def serve(broker: str, db_path: str, api_port: int | None,
                 account = accounts.ensure_owner(*owner)
                 log.info("owner account %s (%s)", owner[0], account.id)
             if api_port is not None:
-                api = ApiService(cloud.service, accounts, port=api_port)
+                api = ApiService(cloud.service, accounts, port=api_port,
+                                 access_log=access_log)
                 await api.start()
                 log.info("REST API at %s", api.endpoint)
             print(json.dumps({"broker": url, "api": api.endpoint if api else None,
