@@ -38,12 +38,12 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 
 from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from impfactory.cloud.api_jsonapi import (
+    JSONAPI,
     ApiError,
     InternalError,
     MethodNotAllowed,
@@ -66,8 +66,6 @@ BODY_TIMEOUT = 30.0
 IDLE_TIMEOUT = 75.0
 SHUTDOWN_TIMEOUT = 5.0
 """Seconds ``stop`` waits for requests in flight before cancelling them."""
-
-JSONAPI = "application/vnd.api+json"
 
 
 @dataclass(frozen=True)
@@ -294,14 +292,6 @@ class WebServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> WebServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.stop()
 
 
 def json_response(status: int, document: object | None, content_type: str = JSONAPI

@@ -4,29 +4,33 @@
 never arrives (408) and a head that never ends (dropped), size limits (413),
 bodies that are JSON only to Python (NaN, ``1e999``, deep nesting, lone
 surrogates: 400), a malformed request logged in one line, and the outbound client's
-deadline. Raw sockets where the bytes matter, ``http.client`` elsewhere.
+deadline; log streams that end when their client goes or the server stops. Raw
+sockets where the bytes matter, ``http.client`` elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import logging
 import re
 import select
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from impfactory.cloud.api_client import ApiClient
+from aiohttp import web
+from impfactory.cloud.api_client import ApiClient, ApiClientError
 from impfactory.cloud.api_jsonapi import ApiError, BadRequest, parse_json
 from impfactory.cloud.api_thread import ApiThread
 from impfactory.cloud.errors import InvalidError, NotFoundError
-from impfactory.cloud.outbound import Outbound
-from impfactory.cloud.web import Limits
+from impfactory.cloud.outbound import Outbound, Reply
+from impfactory.cloud.web import SHUTDOWN_TIMEOUT, Limits
 
 TWO_MB = 2 * 1024 * 1024
 
@@ -264,27 +268,97 @@ def test_a_malformed_request_is_one_log_line_and_a_400(
     assert "Content-Length" in records[0].getMessage()
 
 
+def _open_stream(api: ApiThread, token: str) -> tuple[str, socket.socket]:
+    """A log stream, opened as EventSource does; answers its id and the socket, once the
+    stream's first frame has arrived."""
+    owner = ApiClient(api.endpoint)
+    owner.token = token
+    sid = owner.call("POST", "/logstream")["data"]["id"]
+    sock = _sock(api)
+    sock.sendall(f"GET /v5/logstream/{sid}?format=json HTTP/1.1\r\nHost: x\r\n"
+                 "Accept: text/event-stream\r\n\r\n".encode())
+    seen = b""
+    while b"impfactory log stream" not in seen:
+        chunk = sock.recv(4096)
+        assert chunk, seen
+        seen += chunk
+    assert seen.startswith(b"HTTP/1.1 200") and b"text/event-stream" in seen
+    return sid, sock
+
+
+def test_a_log_stream_ends_when_its_client_goes(api: tuple[ApiThread, str]) -> None:
+    running, token = api
+    sid, sock = _open_stream(running, token)
+    owner = ApiClient(running.endpoint)
+    owner.token = token
+
+    def stream_known() -> bool:
+        try:
+            owner.call("PUT", f"/logstream/{sid}/nodevice")
+        except ApiClientError as err:
+            return "no log stream" not in str(err)
+        return True
+
+    assert stream_known()
+    sock.close()
+    deadline = time.monotonic() + 10
+    while stream_known():
+        assert time.monotonic() < deadline, "the stream outlived its client"
+        time.sleep(0.02)
+
+
+def test_stopping_the_server_ends_open_log_streams_cleanly() -> None:
+    """The stream's last chunk arrives and the connection closes; ``stop`` does not wait
+    out the shutdown timeout for a stream that would never end by itself."""
+    running, token = next(served := _serve(Limits()))
+    _, sock = _open_stream(running, token)
+    with sock:
+        started = time.monotonic()
+        with contextlib.suppress(StopIteration):
+            next(served)  # leaves the ApiThread: stops the server
+        took = time.monotonic() - started
+        rest = b""
+        while chunk := sock.recv(4096):
+            rest += chunk
+    assert rest.endswith(b"0\r\n\r\n"), rest[-80:]  # the chunked stream's proper end
+    assert took < SHUTDOWN_TIMEOUT
+
+
 def test_the_outbound_client_gives_up_at_its_deadline_and_names_why() -> None:
-    """A receiver that takes the connection and never answers: the reply is a failure
-    with a reason once the client's timeout has passed; so is a port nobody serves."""
+    """A receiver's answer is its status and body; one that takes the connection and never
+    answers is a failure with a reason once the client's timeout has passed; so is a port
+    nobody serves, and a URL that is none."""
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen()
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
 
-    async def attempt() -> list[tuple[int | None, str | None]]:
-        async with Outbound(timeout=0.3) as http:
-            replies = [await http.post(f"http://127.0.0.1:{s.getsockname()[1]}/hook", b"{}")
-                       for s in (silent, closed)]
-            replies.append(await http.post("http://[::1/hook", b"{}"))
-        return [(r.status, r.error) for r in replies]
+    async def thanks(request: web.Request) -> web.Response:
+        return web.Response(status=202, body=b"thanks " + await request.read())
+
+    async def attempt() -> list[Reply]:
+        app = web.Application()
+        app.router.add_post("/hook", thanks)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            async with Outbound(timeout=0.3) as http:
+                replies = [await http.post(f"http://127.0.0.1:{port}/hook", b"{}") for port in (
+                    runner.addresses[0][1], silent.getsockname()[1], closed.getsockname()[1])]
+                replies.append(await http.post("http://[::1/hook", b"{}"))
+        finally:
+            await runner.cleanup()
+        return replies
 
     try:
-        timed_out, refused, bad_url = asyncio.run(attempt())
+        answered, *failed = asyncio.run(attempt())
     finally:
         silent.close()
         closed.close()
+    assert (answered.ok, answered.status, answered.body) == (True, 202, b"thanks {}")
+    timed_out, refused, bad_url = [(r.status, r.error) for r in failed]
     assert timed_out[0] is None and "Timeout" in (timed_out[1] or "")
     assert refused[0] is None and "Connect" in (refused[1] or "")
     assert bad_url[0] is None and bad_url[1]
