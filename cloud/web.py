@@ -17,10 +17,10 @@ One application, built by ``build_app``::
 
 Every error is answered in one place, ``json_errors``: ``ApiError`` and
 ``CloudError`` carry their status as a class attribute, aiohttp's own refusals
-(unknown path 404, wrong method 405 with ``Allow``, over-size body 413) become the
-same JSON:API error document, and anything else is a bug, logged with its
-traceback and answered as a JSON:API 500. (An agent's handler answers with its
-own response, so an agent URL's answer is never rewritten.)
+(unknown path 404, wrong method 405 with ``Allow``) become the same JSON:API
+error document, and anything else is a bug, logged with its traceback and
+answered as a JSON:API 500. (An agent URL's handler returns the response the
+agent's code made, which the middleware passes through untouched.)
 
 Limits (``Limits``): a body may be at most ``MAX_BODY`` bytes (413, sent before
 ``100 Continue`` when the length is announced) and must arrive within
@@ -120,30 +120,16 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return answer
     except CloudError as err:
         return error_response(ApiError.refusal(err))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _aiohttp_refusal(request, exc)
-    except Exception:  # a bug: log it loudly; the suite fails on any 5xx
-        log.exception("unhandled error serving %s %s", request.method, request.path)
-        return error_response(InternalError("the emulated cloud hit a bug; see its log"))
-
-
-def _aiohttp_refusal(request: web.Request, exc: web.HTTPException) -> web.Response:
-    """aiohttp's own refusals in the same JSON:API shape as the API's."""
-    if isinstance(exc, web.HTTPNotFound):
+    except web.HTTPNotFound:  # aiohttp's router found no route
         return error_response(NotFound(f"no such path: {request.path}", code="UnknownPath"))
-    if isinstance(exc, web.HTTPMethodNotAllowed):
+    except web.HTTPMethodNotAllowed as exc:  # a route, not with this method
         allowed = ", ".join(sorted(exc.allowed_methods))
         return error_response(MethodNotAllowed(
             f"{request.method} is not allowed on {request.path}; allowed: {allowed}"),
             headers={"Allow": allowed})
-    if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        answer = error_response(_too_large(request.config_dict[LIMITS]))
-        answer.force_close()
-        return answer
-    return error_response(ApiError(exc.text or exc.reason, code=exc.reason.replace(" ", ""),
-                                   status=exc.status))
+    except Exception:  # a bug: log it loudly; the suite fails on any 5xx
+        log.exception("unhandled error serving %s %s", request.method, request.path)
+        return error_response(InternalError("the emulated cloud hit a bug; see its log"))
 
 
 def _too_large(limits: Limits) -> PayloadTooLarge:

@@ -116,6 +116,15 @@ def test_a_2mb_post_with_expect_100_continue_is_told_to_go_on_before_it_sends(
     assert len(json.loads(answer)["data"]["id"]) > 0
 
 
+def test_an_expectation_other_than_100_continue_is_a_417(api: tuple[ApiThread, str]) -> None:
+    running, _ = api
+    with _sock(running) as sock:
+        sock.sendall(b"POST /v5/auth HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 2\r\nExpect: tea\r\n\r\n")
+        head, body = _answer(sock)
+    assert head.startswith(b"HTTP/1.1 417") and _error_code(body) == "ExpectationFailed"
+
+
 def test_an_announced_over_limit_body_is_refused_before_100_continue(
         small: tuple[ApiThread, str]) -> None:
     running, token = small
