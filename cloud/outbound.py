@@ -47,7 +47,8 @@ class Outbound:
         self.timeout = aiohttp.ClientTimeout(total=timeout,
                                              connect=min(timeout, CONNECT_TIMEOUT))
         self.max_body = max_body
-        """Bytes of an answer's body kept; the rest is not read."""
+        """Bytes of an answer's body kept; the rest is not read (the connection is then
+        not reused)."""
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -71,11 +72,15 @@ class Outbound:
         try:
             async with self.session.request(method, url, data=body, headers=headers,
                                             allow_redirects=False) as resp:
-                data = await resp.content.read(self.max_body)
+                data = bytearray()
+                while len(data) < self.max_body and (
+                        chunk := await resp.content.read(self.max_body - len(data))):
+                    data += chunk
                 error = None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
-                return Reply(resp.status, error, data)
+                return Reply(resp.status, error, bytes(data))
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as err:
-            return Reply(None, f"{type(err).__name__}: {err}".rstrip(": "))
+            why = type(err).__name__
+            return Reply(None, f"{why}: {err}" if str(err) else why)
 
     async def post(self, url: str, body: bytes, headers: dict[str, str] | None = None
                    ) -> Reply:

@@ -353,20 +353,24 @@ def test_the_outbound_client_gives_up_at_its_deadline_and_names_why() -> None:
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         try:
-            async with Outbound(timeout=0.3) as http:
-                replies = [await http.post(f"http://127.0.0.1:{port}/hook", b"{}") for port in (
-                    runner.addresses[0][1], silent.getsockname()[1], closed.getsockname()[1])]
+            async with Outbound(timeout=0.3, max_body=100_000) as http:
+                served = runner.addresses[0][1]
+                replies = [await http.post(f"http://127.0.0.1:{port}/hook", body)
+                           for port, body in ((served, b"{}"), (served, b"x" * 150_000),
+                                              (silent.getsockname()[1], b"{}"),
+                                              (closed.getsockname()[1], b"{}"))]
                 replies.append(await http.post("http://[::1/hook", b"{}"))
         finally:
             await runner.cleanup()
         return replies
 
     try:
-        answered, *failed = asyncio.run(attempt())
+        answered, cut, *failed = asyncio.run(attempt())
     finally:
         silent.close()
         closed.close()
     assert (answered.ok, answered.status, answered.body) == (True, 202, b"thanks {}")
+    assert cut.body == (b"thanks " + b"x" * 150_000)[:100_000]  # up to max_body, whole
     timed_out, refused, bad_url = [(r.status, r.error) for r in failed]
     assert timed_out[0] is None and "Timeout" in (timed_out[1] or "")
     assert refused[0] is None and "Connect" in (refused[1] or "")
