@@ -89,9 +89,9 @@ INT_MAX = 2**31 - 1
 # --- callback types ---------------------------------------------------------------
 SQFUNCTION = ctypes.CFUNCTYPE(c_int, c_void_p)
 SQDEBUGHOOK = ctypes.CFUNCTYPE(None, c_void_p, c_int, c_void_p, c_int, c_void_p)
-#: The debug hook as ``watchdog`` declares it: (vm, event) of the five arguments.
-SQDEBUGHOOK_SHORT = ctypes.CFUNCTYPE(None, c_void_p, c_int)
-SQCOMPILERERROR = ctypes.CFUNCTYPE(None, c_void_p, c_char_p, c_char_p, c_int, c_int)
+#: The debug hook as ``watchdog`` declares it: (vm, event, source, line) of the five.
+SQDEBUGHOOK_SHORT = ctypes.CFUNCTYPE(None, c_void_p, c_int, c_void_p, c_int)
+SQCOMPILERERROR = ctypes.CFUNCTYPE(None, c_void_p, c_void_p, c_void_p, c_int, c_int)
 SQRELEASEHOOK = ctypes.CFUNCTYPE(c_int, c_void_p, c_int)
 
 

@@ -24,8 +24,10 @@ the statement grammar.
 
 It scans tokens so that strings (``"..."``, verbatim ``@"..."``), character
 literals and comments (``//``, ``#``, ``/* */``) are left alone, and it records
-where every output line came from so errors still name the user's lines and
-columns. Recursion needs nothing: every call is an event.
+where every output line came from (``origin``: input line and column shift), so
+runtime errors and the watchdog still name the user's lines. Only code that
+compiles as written is instrumented (``Vm.compile``), so compile errors are
+always Squirrel's own. Recursion needs nothing: every call is an event.
 
 A ``LineMap`` says, for each line of the text handed to the compiler, which file
 and line it came from; ``#require`` (``require``) builds one when it splices
@@ -89,18 +91,6 @@ class Instrumented:
 
     source: str
     origin: tuple[tuple[int, int], ...]
-
-    def position(self, line: int, column: int, base: LineMap | None,
-                 file: str) -> tuple[str, int, int]:
-        """``(file, line, column)`` the user wrote, for a compiled position."""
-        if 1 <= line <= len(self.origin):
-            in_line, shift = self.origin[line - 1]
-        else:
-            in_line, shift = line, 0
-        if base is None:
-            return (file, in_line, column + shift)
-        out_file, out_line = base.lookup(in_line)
-        return (out_file, out_line, column + shift)
 
     def line_map(self, base: LineMap | None, file: str) -> LineMap:
         """The map from compiled lines straight to the user's files and lines."""
@@ -174,10 +164,10 @@ def _statement_end(tokens: list[Token], i: int | None, depth: int = 0) -> int | 
         return None if w is None else _after_parens(tokens, w + 1)
     if text in _HEADED_LOOPS:
         return _statement_end(tokens, _after_parens(tokens, i + 1), depth + 1)
-    if text == "if":
-        j = _statement_end(tokens, _after_parens(tokens, i + 1), depth + 1)
+    if text == "if":  # IfStatement takes an optional ';' after each branch
+        j = _semicolon(tokens, _statement_end(tokens, _after_parens(tokens, i + 1), depth + 1))
         if j is not None and j < n and tokens[j][0] == "else":
-            return _statement_end(tokens, j + 1, depth + 1)
+            return _semicolon(tokens, _statement_end(tokens, j + 1, depth + 1))
         return j
     if text == "switch":
         k = _after_parens(tokens, i + 1)
@@ -190,8 +180,8 @@ def _statement_end(tokens: list[Token], i: int | None, depth: int = 0) -> int | 
         if j is None or j >= n or tokens[j][0] != "catch":
             return None
         return _statement_end(tokens, _after_parens(tokens, j + 1), depth + 1)
-    level = 0  # a simple statement: up to ';' or a keyword no expression contains
-    for j in range(i, n):
+    level = 0  # a simple statement: up to (not including) ';', or a keyword no
+    for j in range(i, n):  # expression contains
         text = tokens[j][0]
         if text in _OPEN:
             level += 1
@@ -201,10 +191,17 @@ def _statement_end(tokens: list[Token], i: int | None, depth: int = 0) -> int | 
             level -= 1
         elif level == 0:
             if text == ";":
-                return j + 1
+                return j
             if j > i and text in ("while", "else", "catch"):
                 return j
     return None
+
+
+def _semicolon(tokens: list[Token], j: int | None) -> int | None:
+    """Past an optional ';' at ``j``."""
+    if j is not None and j < len(tokens) and tokens[j][0] == ";" and tokens[j - 1][0] != "}":
+        return j + 1
+    return j
 
 
 def _do_while(tokens: list[Token], i: int, depth: int = 0) -> int | None:
@@ -217,19 +214,22 @@ def _do_while(tokens: list[Token], i: int, depth: int = 0) -> int | None:
 
 def _insertions(source: str) -> list[tuple[int, str]]:
     """``(offset, text)`` to insert: a line break after each loop header, and the
-    block around each ``do`` body."""
+    block around each ``do`` body (whose ``while`` ends the statement: nothing is
+    added after it, so code the compiler refuses is still refused)."""
     tokens = _tokens(source)
     out: list[tuple[int, str]] = []
+    ends_of_do: set[int] = set()  # a do's own while: no body follows, no break added
     for i, (text, _start, end) in enumerate(tokens):
-        if text in _HEADED_LOOPS:
+        if text == "do":
+            w = _do_while(tokens, i)
+            if w is not None:
+                ends_of_do.add(w)
+                out.append((end, DO_OPEN))
+                out.append((tokens[w][1], DO_CLOSE))
+        elif text in _HEADED_LOOPS and i not in ends_of_do:
             k = _after_parens(tokens, i + 1)
             if k is not None:
                 out.append((tokens[k - 1][2], "\n"))
-        elif text == "do":
-            w = _do_while(tokens, i)
-            if w is not None:
-                out.append((end, DO_OPEN))
-                out.append((tokens[w][1], DO_CLOSE))
     out.sort(key=lambda item: item[0])
     return out
 

@@ -45,7 +45,7 @@ from ctypes import byref, c_int, c_void_p
 from dataclasses import dataclass
 from typing import Any
 
-from impfactory.squirrel import capi, sandbox
+from impfactory.squirrel import bytecode, capi, sandbox
 from impfactory.squirrel.binding import ENTRY_SOURCE_NAME, AbortVm, PybindVm
 from impfactory.squirrel.capi import SQObj
 from impfactory.squirrel.convert import _NOT_HOST, Marshal
@@ -127,12 +127,11 @@ def _on_error(v: int) -> int:
     return 0
 
 
-def _on_compile_error(v: int, desc: bytes | None, _src: bytes | None, line: int,
+def _on_compile_error(v: int, _desc: int | None, _src: int | None, line: int,
                       column: int) -> None:
     vm = _vm_of(v)
     if vm is not None:
-        text = (desc or b"does not compile").decode("utf-8", "replace")
-        vm._compile_error = (text, line, column)
+        vm._compile_error = (line, column)
 
 
 TRAMPOLINE = capi.SQFUNCTION(_trampoline)
@@ -175,7 +174,7 @@ class Vm:
         self._dead: str | None = None
         self._err: tuple[tuple[int, int], list[RawFrame]] | None = None
         self._host_failure: BaseException | None = None
-        self._compile_error: tuple[str, int, int] | None = None
+        self._compile_error: tuple[int, int] | None = None
         self._idx = c_int()
         self._ptr = c_void_p()
         self._pybind = PybindVm(stack_size)
@@ -232,23 +231,42 @@ class Vm:
                 line_map: LineMap | None = None) -> SqFunction:
         """Compile ``source`` (with debug info, loops instrumented) into its top-level
         function, without running it. ``line_map`` maps ``source``'s lines to the
-        files and lines the user wrote (``require.resolve`` gives one)."""
+        files and lines the user wrote (``require.resolve`` gives one).
+
+        The source is compiled as written first, so a compile error is exactly
+        Squirrel's (``SquirrelCompileError``, at the user's line and column); only
+        code that compiles is then compiled again instrumented (``source``).
+        """
         self._check_open()
         v = self._v
-        inst = instrument(source)
         name = self._unit_name(filename)
-        data = inst.source.encode("utf-8", "surrogateescape")
-        self._compile_error = None
+        encoded_name = name.encode("utf-8", "surrogateescape")
         top = capi.sq_gettop(v)
-        if capi.sq_compilebuffer(v, data, len(data), name.encode("utf-8", "surrogateescape"),
-                                 1) < 0:
+        self._compile_error = None
+        data = source.encode("utf-8", "surrogateescape")
+        if capi.sq_compilebuffer(v, data, len(data), encoded_name, 0) < 0:
+            # The message from the error itself; the position from the error handler,
+            # on a second try (the handler's message points at a dead stack buffer).
+            capi.sq_getlasterror(v)
+            message = self._marshal.read_string(v, -1) or "does not compile"
             capi.sq_settop(v, top)
-            message, line, column = self._compile_error or ("does not compile", 0, 0)
+            capi.sq_compilebuffer(v, data, len(data), encoded_name, 1)
+            capi.sq_settop(v, top)
+            line, column = self._compile_error or (0, 0)
             if line > 1:  # the lexer counts columns from 0 on the first line only
                 column -= 1
-            file, line, column = inst.position(line, column, line_map, filename)
+            file, line = line_map.lookup(line) if line_map is not None else (filename, line)
             raise SquirrelCompileError(file, line, column, message)
-        self._units[name] = (inst.line_map(line_map, filename), source)
+        capi.sq_settop(v, top)
+        inst = instrument(source)
+        data = inst.source.encode("utf-8", "surrogateescape")
+        units_map = inst.line_map(line_map, filename)
+        if capi.sq_compilebuffer(v, data, len(data), encoded_name, 0) < 0:  # pragma: no cover
+            data = source.encode("utf-8", "surrogateescape")  # never expected: run it as is
+            capi.sq_compilebuffer(v, data, len(data), encoded_name, 0)
+            units_map = line_map or LineMap.identity(filename, source)
+        bytecode.reshape(v)
+        self._units[name] = (units_map, source)
         self.stats.compiled += 1
         fn = self._handle(capi.stack_object(v, -1))
         capi.sq_settop(v, top)

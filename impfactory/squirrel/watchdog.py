@@ -63,11 +63,18 @@ class Guard:
     def disarm(self) -> None:
         self.deadline = math.inf
 
-    def stop(self, v: int, reason: str) -> None:
+    def stop(self, v: int, reason: str, line: int = 0) -> None:
+        """Record the stack (``line``: the current line, when the event gave it) and
+        arm the raising hook."""
         if self.stopped is not None:
             return
         self.stopped = reason
         self.stack = capture_stack(v, 0, MAX_FRAMES)
+        if line > 0 and self.stack:
+            # At a line event the frame's own position is ambiguous to GetLine
+            # (bytecode): the event's line is exact.
+            function, source, _ = self.stack[0]
+            self.stack[0] = (function, source, line)
         self.arm_raiser()
 
 
@@ -102,8 +109,8 @@ def _cstr(ptr: int | None) -> bytes | None:
 GUARDS: dict[int, Guard] = {}
 
 
-def _hook(v: int, kind: int, _guards: dict[int, Guard] = GUARDS, _call: int = capi.HOOK_CALL,
-          _return: int = capi.HOOK_RETURN) -> None:
+def _hook(v: int, kind: int, _src: int | None, line: int, _guards: dict[int, Guard] = GUARDS,
+          _call: int = capi.HOOK_CALL, _return: int = capi.HOOK_RETURN) -> None:
     g = _guards.get(v)
     if g is None:
         return
@@ -122,14 +129,14 @@ def _hook(v: int, kind: int, _guards: dict[int, Guard] = GUARDS, _call: int = ca
         if g.countdown <= 0:
             g.countdown = CHECK_EVERY
             if g.timer() > g.deadline:
-                g.stop(v, "timeout")
+                g.stop(v, "timeout", line if kind != _call else 0)
     except BaseException as exc:  # a signal (KeyboardInterrupt) delivered in the hook
         g.interrupt = exc
-        g.stop(v, "interrupt")
+        g.stop(v, "interrupt", line if kind != _call else 0)
 
 
-#: Declared with the hook's first two parameters only (the VM, the event): the C
-#: caller passes five in registers and the callee may ignore the rest (SysV
-#: x86-64 and AArch64 calling conventions); converting the three unused ones
-#: would cost a third of the hook's time.
+#: Declared with the hook's first four parameters only (VM, event, source, line):
+#: the C caller passes five in registers and the callee may ignore the last
+#: (SysV x86-64 and AArch64 calling conventions), whose conversion would only
+#: cost time.
 DEBUG_HOOK = capi.SQDEBUGHOOK_SHORT(_hook)
