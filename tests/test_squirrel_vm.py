@@ -467,3 +467,28 @@ def test_nothing_reaches_standard_output_but_what_python_prints() -> None:
     assert json.loads(result.stdout) == {"vms": 20, "ok": True}
     assert result.stdout == b'{"vms": 20, "ok": true}\n'
     assert b"Time difference" not in result.stderr
+
+
+# --- impOS's Squirrel -------------------------------------------------------------------
+
+def test_bindenv_keeps_its_object_as_impos_does(vm: Vm) -> None:
+    callbacks: list[SqFunction] = []
+    vm.set_global("later", vm.native(callbacks.append, "later"))
+    source = textwrap.dedent("""\
+        class Fixture {
+            _presses = 0;
+            constructor() {
+                later(function(n = 1) { _presses += n; return _presses; }.bindenv(this));
+                later(function() { return missing; }.bindenv(this));
+            }
+        }
+        Fixture();  // kept by nothing but its callbacks, like Electric Imp's example
+    """)
+    vm.run(source, "fixture.nut")
+    vm.collect()
+    press, broken = callbacks
+    assert press() == 1
+    assert press(5) == 6
+    with pytest.raises(SquirrelRuntimeError) as info:
+        broken()
+    assert info.value.stack == [Frame("unknown", "fixture.nut", 5)]

@@ -143,6 +143,7 @@ sq_gettypetag: Callable[[int, int, Any], int] = _fn(
 sq_setreleasehook: Callable[[int, int, Any], None] = _fn(
     "sq_setreleasehook", None, V, c_int, SQRELEASEHOOK)
 sq_getdelegate: Callable[[int, int], int] = _fn("sq_getdelegate", c_int, V, c_int)
+sq_getdefaultdelegate: Callable[[int, int], int] = _fn("sq_getdefaultdelegate", c_int, V, c_int)
 
 sq_pushstring: Callable[[int, bytes, int], None] = _fn(
     "sq_pushstring", None, V, c_char_p, c_int)

@@ -45,7 +45,7 @@ from ctypes import byref, c_int, c_void_p
 from dataclasses import dataclass
 from typing import Any
 
-from impfactory.squirrel import bytecode, capi, sandbox
+from impfactory.squirrel import bytecode, capi, impos, sandbox
 from impfactory.squirrel.binding import ENTRY_SOURCE_NAME, AbortVm, PybindVm
 from impfactory.squirrel.capi import SQObj
 from impfactory.squirrel.convert import _NOT_HOST, Marshal
@@ -182,6 +182,7 @@ class Vm:
         self._marshal = Marshal(self)
         _LIVE[v] = weakref.ref(self)
         self._finalizer = weakref.finalize(self, _teardown, self._pybind, v)
+        impos.install(v)  # compiled before debug info is on: no line events
         capi.sq_setcompilererrorhandler(v, COMPILE_ERROR)
         capi.sq_enabledebuginfo(v, 1)
         capi.sq_newclosure(v, ERROR_HANDLER, 0)
