@@ -120,6 +120,15 @@ def test_constants_do_not_leak_between_vms() -> None:
         assert one.run("return LIMIT") == 5
 
 
+def test_a_unit_compiled_before_still_declares_its_constants() -> None:
+    source = "const A = 40; enum E { X = 2 }"
+    with Vm() as first:
+        first.run(source)
+    with Vm() as second:  # compiled from the cache: the constants come along
+        second.run(source)
+        assert second.run("return A + E.X") == 42
+
+
 def test_unknown_environment_is_refused() -> None:
     with pytest.raises(ValueError, match="environment"):
         Vm(environment="desktop")

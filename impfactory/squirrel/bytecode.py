@@ -36,6 +36,7 @@ import ctypes
 import itertools
 import struct
 from ctypes import c_int, c_void_p
+from typing import Any
 
 from impfactory.squirrel import capi
 
@@ -140,16 +141,89 @@ def _fix(buf: bytearray, lines_at: int, nlines: int, code_at: int, n: int) -> No
 
 
 # --- reading and writing closures through the C API --------------------------------
+#
+# The VM writes and reads a closure a few bytes at a time through a callback. The
+# fast path hands it the standard library's own ``file_write``/``file_read``
+# (exported by the binding) with an in-memory ``FILE*`` (``open_memstream``,
+# ``fmemopen``), so no Python runs per field; ctypes callbacks are the fallback.
 
 SQWRITEFUNC = ctypes.CFUNCTYPE(c_int, c_void_p, c_void_p, c_int)
-_sq_writeclosure = capi._fn("sq_writeclosure", c_int, c_void_p, SQWRITEFUNC, c_void_p)
-_sq_readclosure = capi._fn("sq_readclosure", c_int, c_void_p, SQWRITEFUNC, c_void_p)
+_sq_writeclosure = capi._fn("sq_writeclosure", c_int, c_void_p, c_void_p, c_void_p)
+_sq_readclosure = capi._fn("sq_readclosure", c_int, c_void_p, c_void_p, c_void_p)
 
-_streams: dict[int, list[bytes | int]] = {}  # token -> [data, read position]
+
+def _native_io() -> tuple[int, int, Any, Any, Any, Any] | None:
+    try:
+        lib = ctypes.CDLL(capi.LIBRARY_PATH)
+        libc = ctypes.CDLL(None)
+        read = ctypes.cast(lib._Z9file_readPvS_i, c_void_p).value
+        write = ctypes.cast(lib._Z10file_writePvS_i, c_void_p).value
+        memstream = libc.open_memstream
+        fmemopen = libc.fmemopen
+        fclose = libc.fclose
+        free = libc.free
+    except (OSError, AttributeError):  # pragma: no cover - another platform
+        return None
+    memstream.restype = c_void_p
+    memstream.argtypes = [ctypes.POINTER(c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+    fmemopen.restype = c_void_p
+    fmemopen.argtypes = [c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    fclose.argtypes = [c_void_p]
+    free.argtypes = [c_void_p]
+    if not read or not write:  # pragma: no cover
+        return None
+    return read, write, memstream, fmemopen, fclose, free
+
+
+_NATIVE = _native_io()
+
+
+def dump(v: int) -> bytes | None:
+    """The closure on top of ``v``'s stack as a stream (``None`` if it cannot be)."""
+    if _NATIVE is not None:
+        _read_fn, write_fn, memstream, _fmemopen, fclose, free = _NATIVE
+        ptr, size = c_void_p(), ctypes.c_size_t()
+        stream = memstream(ctypes.byref(ptr), ctypes.byref(size))
+        if stream:
+            ok = _sq_writeclosure(v, write_fn, stream) >= 0
+            fclose(stream)
+            data = ctypes.string_at(ptr.value, size.value) if ok and ptr.value else None
+            free(ptr)
+            return data
+    token = next(_tokens)  # pragma: no cover - the fallback
+    _streams[token] = []
+    try:
+        if _sq_writeclosure(v, ctypes.cast(_WRITE, c_void_p), token) < 0:
+            return None
+        return b"".join(c for c in _streams[token] if isinstance(c, bytes))
+    finally:
+        del _streams[token]
+
+
+def load(v: int, data: bytes) -> bool:
+    """Push the closure ``data`` holds; ``False`` (nothing pushed) if it is refused."""
+    if _NATIVE is not None:
+        read_fn, _write_fn, _memstream, fmemopen, fclose, _free = _NATIVE
+        buffer = ctypes.create_string_buffer(data, len(data))
+        stream = fmemopen(buffer, len(data), b"rb")
+        if stream:
+            try:
+                return bool(_sq_readclosure(v, read_fn, stream) >= 0)
+            finally:
+                fclose(stream)
+    token = next(_tokens)  # pragma: no cover - the fallback
+    _streams[token] = [data, 0]
+    try:
+        return bool(_sq_readclosure(v, ctypes.cast(_READ, c_void_p), token) >= 0)
+    finally:
+        del _streams[token]
+
+
+_streams: dict[int, list[bytes | int]] = {}  # token -> chunks, or [data, read position]
 _tokens = itertools.count(1)
 
 
-def _write(up: int | None, data: int | None, size: int) -> int:
+def _write(up: int | None, data: int | None, size: int) -> int:  # pragma: no cover
     stream = _streams.get(up or 0)
     if stream is None or not data:
         return -1
@@ -157,7 +231,7 @@ def _write(up: int | None, data: int | None, size: int) -> int:
     return size
 
 
-def _read(up: int | None, dest: int | None, size: int) -> int:
+def _read(up: int | None, dest: int | None, size: int) -> int:  # pragma: no cover
     stream = _streams.get(up or 0)
     if stream is None or not dest:
         return -1
@@ -174,24 +248,18 @@ _WRITE = SQWRITEFUNC(_write)
 _READ = SQWRITEFUNC(_read)
 
 
-def reshape(v: int) -> bool:
-    """Replace the closure on top of ``v``'s stack with its patched twin; ``False``
-    (closure untouched) if it cannot be written, patched or read back."""
-    token = next(_tokens)
-    _streams[token] = []
+def reshape(v: int) -> bytes | None:
+    """Replace the closure on top of ``v``'s stack with its patched twin and return
+    the patched stream (for ``load`` into other VMs); ``None``, closure untouched,
+    if it cannot be written, patched or read back."""
+    data = dump(v)
+    if data is None:
+        return None
     try:
-        if _sq_writeclosure(v, _WRITE, token) < 0:
-            return False
-        chunks = _streams[token]
-        data = b"".join(c for c in chunks if isinstance(c, bytes))
-        try:
-            patched = patch(data)
-        except (BytecodeError, struct.error):
-            return False
-        _streams[token] = [patched, 0]
-        if _sq_readclosure(v, _READ, token) < 0:
-            return False
-        capi.sq_remove(v, -2)
-        return True
-    finally:
-        del _streams[token]
+        patched = patch(data)
+    except (BytecodeError, struct.error):
+        return None
+    if not load(v, patched):
+        return None
+    capi.sq_remove(v, -2)
+    return patched

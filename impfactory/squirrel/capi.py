@@ -153,6 +153,7 @@ sq_pushbool: Callable[[int, int], None] = _fn("sq_pushbool", None, V, c_uint)
 sq_pushnull: Callable[[int], None] = _fn("sq_pushnull", None, V)
 sq_pushroottable: Callable[[int], None] = _fn("sq_pushroottable", None, V)
 sq_pushregistrytable: Callable[[int], None] = _fn("sq_pushregistrytable", None, V)
+sq_pushconsttable: Callable[[int], None] = _fn("sq_pushconsttable", None, V)
 sq_setroottable: Callable[[int], int] = _fn("sq_setroottable", c_int, V)
 
 sq_gettype: Callable[[int, int], int] = _fn("sq_gettype", c_int, V, c_int)

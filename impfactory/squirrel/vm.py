@@ -40,6 +40,7 @@ import contextlib
 import ctypes
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from ctypes import byref, c_int, c_void_p
 from dataclasses import dataclass
@@ -76,13 +77,27 @@ from impfactory.squirrel.natives import (
     new_host_key,
     new_tag,
 )
-from impfactory.squirrel.source import LineMap, instrument
+from impfactory.squirrel.source import Instrumented, LineMap, instrument
 from impfactory.squirrel.watchdog import DEBUG_HOOK, GUARDS, Guard, RawFrame, capture_stack
 
 #: Deepest Squirrel call nesting before the VM is stopped with a stack overflow.
 MAX_DEPTH = 1000
 #: Frames kept for an uncaught error's stack.
 MAX_ERROR_FRAMES = 100
+#: Compiled units kept (patched bytecode) for VMs that compile the same source.
+COMPILE_CACHE_SIZE = 32
+
+_COMPILED: OrderedDict[tuple[str, str, Any], tuple[Instrumented, bytes, dict[Any, Any]]] = (
+    OrderedDict())
+
+
+def _frozen(value: Any) -> Any:
+    """``value`` (plain data) as something hashable, equal for equal data."""
+    if isinstance(value, dict):
+        return tuple(sorted(((repr(k), _frozen(v)) for k, v in value.items())))
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return (type(value).__name__, value)
 
 _MISSING: Any = object()
 
@@ -241,6 +256,30 @@ class Vm:
         self._check_open()
         v = self._v
         name = self._unit_name(filename)
+        top = capi.sq_gettop(v)
+        consts = self._consts()
+        key = (name, source, _frozen(consts))
+        cached = _COMPILED.get(key)
+        if cached is not None and bytecode.load(v, cached[1]):
+            _COMPILED.move_to_end(key)
+            inst = cached[0]
+            self._define_consts(cached[2])
+        else:
+            inst = self._compile_fresh(source, name, filename, line_map, key, consts)
+        self._units[name] = (inst.line_map(line_map, filename), source)
+        self.stats.compiled += 1
+        fn = self._handle(capi.stack_object(v, -1))
+        capi.sq_settop(v, top)
+        assert isinstance(fn, SqFunction)
+        return fn
+
+    def _compile_fresh(self, source: str, name: str, filename: str, line_map: LineMap | None,
+                       key: tuple[str, str, Any], consts: dict[Any, Any]) -> Instrumented:
+        """Compile ``source`` as written (for its errors), then instrumented and
+        patched (``bytecode``), leaving the closure on the stack; remember the result
+        (and the constants it declared) for the next VM that compiles the same unit
+        with the same constants in force."""
+        v = self._v
         encoded_name = name.encode("utf-8", "surrogateescape")
         top = capi.sq_gettop(v)
         self._compile_error = None
@@ -261,18 +300,41 @@ class Vm:
         capi.sq_settop(v, top)
         inst = instrument(source)
         data = inst.source.encode("utf-8", "surrogateescape")
-        units_map = inst.line_map(line_map, filename)
         if capi.sq_compilebuffer(v, data, len(data), encoded_name, 0) < 0:  # pragma: no cover
             data = source.encode("utf-8", "surrogateescape")  # never expected: run it as is
             capi.sq_compilebuffer(v, data, len(data), encoded_name, 0)
-            units_map = line_map or LineMap.identity(filename, source)
-        bytecode.reshape(v)
-        self._units[name] = (units_map, source)
-        self.stats.compiled += 1
-        fn = self._handle(capi.stack_object(v, -1))
-        capi.sq_settop(v, top)
-        assert isinstance(fn, SqFunction)
-        return fn
+            return Instrumented(source, tuple((n, 0) for n in range(1, source.count("\n") + 2)))
+        patched = bytecode.reshape(v)
+        if patched is not None:
+            after = self._consts()
+            declared = {k: value for k, value in after.items()
+                        if k not in consts or consts[k] != value}
+            _COMPILED[key] = (inst, patched, declared)
+            while len(_COMPILED) > COMPILE_CACHE_SIZE:
+                _COMPILED.popitem(last=False)
+        return inst
+
+    def _consts(self) -> dict[Any, Any]:
+        """The VM's constant table (``const`` and ``enum``, filled in by the compiler)."""
+        v = self._v
+        capi.sq_pushconsttable(v)
+        try:
+            table = self._marshal.read(v, -1)
+        finally:
+            capi.sq_pop(v, 1)
+        return table if isinstance(table, dict) else {}
+
+    def _define_consts(self, declared: Mapping[Any, Any]) -> None:
+        v = self._v
+        top = capi.sq_gettop(v)
+        try:
+            capi.sq_pushconsttable(v)
+            for k, value in declared.items():
+                self._marshal.push(v, k)
+                self._marshal.push(v, value)
+                capi.sq_rawset(v, top + 1)
+        finally:
+            capi.sq_settop(v, top)
 
     def _unit_name(self, filename: str) -> str:
         if filename not in self._units and filename != ENTRY_SOURCE_NAME:
