@@ -36,46 +36,65 @@ libraries in, and ``instrument`` composes its own on top.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class LineMap:
-    """Compiled line ``n`` (from 1) -> ``(file, line)`` in the text the user wrote."""
+    """Compiled line ``n`` (from 1) -> ``(file, line)`` in the text the user wrote.
 
-    __slots__ = ("_entries",)
+    Kept as runs of consecutive lines (a ``#require``d library is one run), so a
+    map costs a few entries however long the source is.
+    """
+
+    __slots__ = ("_files", "_firsts", "_length", "_starts")
 
     def __init__(self, entries: Sequence[tuple[str, int]]) -> None:
-        self._entries = tuple(entries)
+        starts: list[int] = []
+        files: list[str] = []
+        firsts: list[int] = []
+        previous: tuple[str, int] | None = None
+        for n, (file, line) in enumerate(entries, start=1):
+            if previous is None or previous[0] != file or previous[1] + 1 != line:
+                starts.append(n)
+                files.append(file)
+                firsts.append(line)
+            previous = (file, line)
+        self._starts = tuple(starts)
+        self._files = tuple(files)
+        self._firsts = tuple(firsts)
+        self._length = len(entries)
 
     @classmethod
     def identity(cls, file: str, text: str) -> LineMap:
         return cls([(file, n) for n in range(1, count_lines(text) + 1)])
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._length
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self._starts, self._files, self._firsts, self._length)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, LineMap) and other._entries == self._entries
+        return isinstance(other, LineMap) and other._key() == self._key()
 
     def __hash__(self) -> int:
-        return hash(self._entries)
+        return hash(self._key())
 
     def __repr__(self) -> str:
-        return f"LineMap({len(self._entries)} lines)"
+        return f"LineMap({self._length} lines in {len(self._starts)} runs)"
 
     def lookup(self, line: int) -> tuple[str, int]:
-        """Where compiled ``line`` came from (past the end: the last line's file,
-        counting on; before the start: the first line)."""
-        if not self._entries:
+        """Where compiled ``line`` came from (past the end: the last run, counting
+        on; before the start: the first line)."""
+        if not self._starts:
             return ("", line)
-        if line < 1:
-            return self._entries[0]
-        if line > len(self._entries):
-            file, last = self._entries[-1]
-            return (file, last + line - len(self._entries))
-        return self._entries[line - 1]
+        line = max(line, 1)
+        i = bisect.bisect_right(self._starts, line) - 1
+        return (self._files[i], self._firsts[i] + line - self._starts[i])
 
 
 def count_lines(text: str) -> int:
@@ -92,11 +111,11 @@ class Instrumented:
     source: str
     origin: tuple[tuple[int, int], ...]
 
-    def line_map(self, base: LineMap | None, file: str) -> LineMap:
-        """The map from compiled lines straight to the user's files and lines."""
-        if base is None:
-            return LineMap([(file, in_line) for in_line, _ in self.origin])
-        return LineMap([base.lookup(in_line) for in_line, _ in self.origin])
+    def lookup(self, line: int, base: LineMap | None, file: str) -> tuple[str, int]:
+        """``(file, line)`` the user wrote, for compiled ``line`` (``base``: the map
+        of the text that was instrumented, or ``None`` for ``file`` itself)."""
+        in_line = self.origin[line - 1][0] if 1 <= line <= len(self.origin) else line
+        return base.lookup(in_line) if base is not None else (file, in_line)
 
 
 _TOKEN = re.compile(

@@ -19,8 +19,14 @@ through pybind (``binding``), the C++ ``try`` that a stopped VM unwinds to. The
 entry is not re-entrant: a native that Squirrel is calling may not call Squirrel
 back (``SquirrelReentryError``); it schedules the callback instead.
 
-**Errors.** A compile error names file, line and column (the compiler's error
-handler, mapped through the line maps). An uncaught runtime error carries the
+**Compiling.** The source is compiled as written (a compile error is Squirrel's
+own message at the user's file, line and column, through the ``#require`` line
+map), then instrumented (``source``) and compiled again, and its bytecode patched
+(``bytecode``). The patched unit is kept, with the constants it declares, for
+the next VM that compiles the same unit with the same constants in force: a
+line of DUTs compiles its firmware once.
+
+**Errors.** An uncaught runtime error carries the
 stack captured by the VM's error handler *before* the stack unwinds, innermost
 frame first; the handler runs again at every level the error passes (once per
 native boundary), so a repeat of the same error at a shallower, matching stack
@@ -98,6 +104,7 @@ def _frozen(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_frozen(v) for v in value)
     return (type(value).__name__, value)
+
 
 _MISSING: Any = object()
 
@@ -182,7 +189,8 @@ class Vm:
         self._output = output
         self._natives: list[NativeSpec] = []
         self._host_classes: dict[int, HostClass] = {}
-        self._units: dict[str, tuple[LineMap, str]] = {}  # compiled name -> (map, source)
+        # compiled name -> how its lines map back (shared with the compile cache)
+        self._units: dict[str, tuple[Instrumented, LineMap | None, str]] = {}
         self._pending: list[SQObj] = []
         self._depth = 0
         self._closed = False
@@ -266,7 +274,7 @@ class Vm:
             self._define_consts(cached[2])
         else:
             inst = self._compile_fresh(source, name, filename, line_map, key, consts)
-        self._units[name] = (inst.line_map(line_map, filename), source)
+        self._units[name] = (inst, line_map, filename)
         self.stats.compiled += 1
         fn = self._handle(capi.stack_object(v, -1))
         capi.sq_settop(v, top)
@@ -665,7 +673,10 @@ class Vm:
             if name == ENTRY_SOURCE_NAME:
                 continue
             unit = self._units.get(name)
-            file, where = unit[0].lookup(line) if unit is not None else (name, line)
+            if unit is not None:
+                file, where = unit[0].lookup(line, unit[1], unit[2])
+            else:
+                file, where = name, line
             function = fname.decode("utf-8", "surrogateescape") if fname else "unknown"
             frames.append(Frame(function, file, where))
         return frames
