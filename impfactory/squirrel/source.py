@@ -7,12 +7,12 @@ written on one line loops without a single event and could never be stopped.
 ``instrument`` therefore breaks the line right after every loop header::
 
     while (x) {}                    while (x)
-    for (;;) i++;          ->       {}              (each body now starts a line:
+    for (;;) i++;          ->        {}             (each body now starts a line:
     do { } while (y);               for (;;)         one event per iteration)
-                                    i++;
+                                     i++;
                                     do {null;
-                                    { } }while (y)
-                                    ;
+                                     { }
+                                    }while (y);
 
 ``do`` needs more: the compiler drops an ``OP_LINE`` that directly follows
 another, and a ``do`` loop jumps back to just after its own statement's
@@ -31,7 +31,8 @@ always Squirrel's own. Recursion needs nothing: every call is an event.
 
 A ``LineMap`` says, for each line of the text handed to the compiler, which file
 and line it came from; ``#require`` (``require``) builds one when it splices
-libraries in, and ``instrument`` composes its own on top.
+libraries in, and ``Instrumented.lookup`` goes through the instrumentation's
+``origin`` first.
 """
 
 from __future__ import annotations
