@@ -356,7 +356,7 @@ class Device:
         self._emit(DeviceEvent.AGENT_MESSAGE, (name, data))
         if not self.is_online:
             return impapi.SEND_ERROR_NOT_CONNECTED
-        self._spawn(self._send_quiet(msg))
+        self._spawn(self._send_after_busy(msg))
         return 0
 
     def device_now(self) -> float:
@@ -756,7 +756,25 @@ class Device:
 
     # ------------------------------------------------------------ bless, factory BlinkUp
 
+    async def _caught_up(self) -> None:
+        """Wait until the shared clock reaches the device's own time.
+
+        ``imp.sleep`` moves the device on at once (its code is held meanwhile): what
+        its code then asks of the world (a bless, a token, a message) leaves when the
+        world's time has caught up, as on an imp that was busy all along. Without
+        this a bless answer could arrive, and new code be offered, while the code
+        that asked was still asleep.
+        """
+        delay = self._busy_until - self.clock.now()
+        if delay > 0:
+            await self.clock.sleep(delay)
+
+    async def _send_after_busy(self, msg: cl.Message) -> None:
+        await self._caught_up()
+        await self._send_quiet(msg)
+
     async def _bless(self, passed: bool, callback: Callable[[bool], None]) -> None:
+        await self._caught_up()
         client = self._cloud
         if not passed:
             self.led.handle(LedEvent.TEST_FAILED)
@@ -791,6 +809,7 @@ class Device:
         callback(blessed)
 
     async def _factory_blinkup(self, ssid: str, password: str, pin: Pin, flags: int) -> None:
+        await self._caught_up()
         try:
             client = self._cloud
             if client is None:

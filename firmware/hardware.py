@@ -16,6 +16,7 @@ enough for code that only uses pins.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from impfactory.hw.peripherals import (
@@ -28,12 +29,35 @@ from impfactory.hw.peripherals import (
 )
 from impfactory.hw.peripherals.pins import LEGACY_PIN_NAMES
 
-from impfactory.clock import Clock
+from impfactory.clock import Clock, TimerHandle, VirtualClock
 
 PIN_NAMES = LEGACY_PIN_NAMES
 ANALOG_FULL_SCALE = 65535
 
-__all__ = ["ANALOG_FULL_SCALE", "PIN_NAMES", "Pin", "PinMode", "SimHardware"]
+__all__ = ["ANALOG_FULL_SCALE", "PIN_NAMES", "ClockSlot", "Pin", "PinMode", "SimHardware",
+           "load_board"]
+
+
+class ClockSlot:
+    """A clock that stands for another, set later: models keep the clock they were
+    built with, and a board is built before the device whose time it runs on."""
+
+    def __init__(self, target: Clock | None = None) -> None:
+        self.target: Clock = target or VirtualClock()
+
+    def now(self) -> float:
+        return self.target.now()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.target.sleep(seconds)
+
+    def call_later(self, seconds: float, callback: Callable[[], Any]) -> TimerHandle:
+        return self.target.call_later(seconds, callback)
+
+
+def load_board(name_or_path: str | Path, unit: str = "") -> Board:
+    """A board (built-in name or JSON file) whose models will run on its device's time."""
+    return Board.load(name_or_path, Host(clock=ClockSlot()), unit=unit)
 
 
 class SimHardware:
@@ -43,7 +67,8 @@ class SimHardware:
         self.supply_voltage = voltage
         self.light: float = 0.0
         self.board = board
-        self.bank: PinBank = board.pins if board is not None else PinBank(PIN_NAMES, Host())
+        self.bank: PinBank = (board.pins if board is not None
+                              else PinBank(PIN_NAMES, Host(clock=ClockSlot())))
 
     @property
     def imp_type(self) -> str:
@@ -65,8 +90,14 @@ class SimHardware:
         self.bank.host.dispatch = fn
 
     def use_clock(self, clock: Clock) -> None:
-        """Models run on ``clock`` (the device's own time) from now on."""
-        self.bank.host.clock = clock
+        """Models run on ``clock`` (the device's own time) from now on (boards made
+        by ``load_board``, and pin-only hardware; a model built on another clock
+        keeps it)."""
+        host = self.bank.host
+        if isinstance(host.clock, ClockSlot):
+            host.clock.target = clock
+        else:
+            host.clock = clock
 
     # --- what device code reaches -----------------------------------------------------
 

@@ -107,6 +107,11 @@ class Engine(Protocol):
         """The code is gone: free what it held (never called while its code runs)."""
         ...
 
+    @property
+    def imp_api(self) -> dict[str, Any]:
+        """The Python objects behind the imp API this code sees (``server``, ``imp`` ...)."""
+        ...
+
 
 class DeviceCodeTimeout(BaseException):
     """Raised inside device code that ran past ``CALLBACK_LIMIT_S``.
@@ -277,6 +282,8 @@ class Runtime:
             self.errors += 1
             for line in engine.error_lines(err):
                 self._log(line, True)
+            if getattr(engine, "dead", False):  # its VM was stopped: no more of this code
+                self.stop()
             return False
         finally:
             self._depth -= 1
@@ -299,6 +306,10 @@ class PythonEngine:
     def __init__(self, api: dict[str, Any]) -> None:
         self.api = api
         self.globals: dict[str, Any] = {}
+
+    @property
+    def imp_api(self) -> dict[str, Any]:
+        return self.api
 
     def load(self, source: str) -> Callable[[], Any]:
         try:

@@ -137,8 +137,11 @@ def test_fixture_configures_dut_which_is_tested_blessed_and_runs_the_application
     assert not dut.store.load().has_network and not dut.store.load().enrolled
     name, result = out["results"][0]
     assert name == "testresult" and result["passed"] and result["blessed"]
-    assert {m["name"] for m in result["measurements"]} == {"supply_voltage", "pin_loopback",
-                                                          "temperature"}
+    assert {m["name"] for m in result["measurements"]} == {
+        "supply_voltage", "sensor_id", "temperature", "humidity", "pin_loopback"}
+    # the temperature came from the board's HTS221 through Electric Imp's library
+    temperature = next(m for m in result["measurements"] if m["name"] == "temperature")
+    assert abs(temperature["value"] - 24.0) < 0.05
     # The result crossed the cloud link: the DUT's agent (a cloud listener) heard it.
     assert (dut.device_id, "testresult", result) in out["heard"]
     # The stages reached during the 3 s green are not shown; the green hands over
@@ -210,7 +213,8 @@ def test_blessed_device_cannot_be_blessed_again(any_broker_url: str, tmp_path: P
         await dut.wait_for(E.BLESSED, WAIT, since=0)
         await until(lambda: any(m.startswith("application started") for m in dut.logs))
         # The application code tries to bless again: the server refuses.
-        dut.runtime.call(dut.runtime.globals["server"].bless, True,
+        assert dut.runtime.engine is not None
+        dut.runtime.call(dut.runtime.engine.imp_api["server"].bless, True,
                          lambda ok: dut.log(f"second bless {ok}"))
         await dut.wait_for(E.BLESS_REFUSED, WAIT)
         await until(lambda: "second bless False" in dut.logs)
@@ -289,7 +293,8 @@ def test_lost_link_reconnects_and_code_keeps_running(any_broker_url: str,
         mark = len(dut.events)
         assert dut.sever_link()
         await dut.wait_for(E.OFFLINE, WAIT, since=mark)
-        dut.runtime.call(dut.runtime.globals["server"].log, "logged while offline")
+        assert dut.runtime.engine is not None
+        dut.runtime.call(dut.runtime.engine.imp_api["server"].log, "logged while offline")
         await dut.wait_for(E.ONLINE, WAIT, since=mark)
         await until(lambda: any(e.msg == "logged while offline" for e in
                                 line.cloud.service.device_logs(dut.device_id)))

@@ -29,8 +29,8 @@ def test_fault_free_line_blesses_every_dut(factory_line: Line, tmp_path: Path) -
         for stage in ("blinkup", "connect", "download", "test", "application"):
             assert stage in names, (r.index, names)
         assert ("impos_update" in names) == plan_dut(3, r.index, {}, 0.5).outdated_impos
-        assert [m.name for m in r.measurements] == ["supply_voltage", "pin_loopback",
-                                                    "temperature"]
+        assert [m.name for m in r.measurements] == ["supply_voltage", "sensor_id",
+                                                    "temperature", "humidity", "pin_loopback"]
         assert all(m.passed for m in r.measurements)
         times = [e.t_s for e in r.led_timeline]
         assert times == sorted(times) and times[0] >= 0.0
@@ -81,7 +81,8 @@ def test_own_firmware_that_never_blesses(factory_line: Line) -> None:
     from impfactory.firmware.examples import factory_source
 
     good = factory_source("factory-wifi", "factory-password")
-    broken = good.replace("    server.bless(passed, blessed)", "    pass  # forgot to bless")
+    broken = good.replace("        server.bless(passed, function(blessed) {",
+                          "        if (false) server.bless(passed, function(blessed) {")
     assert broken != good
     result = factory_line(fixtures=1, duts=1, firmware=broken, dut_timeout_wall=8.0)
     assert result.summary.failures == {"no_bless": 1}

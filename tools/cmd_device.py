@@ -43,7 +43,7 @@ END = {"none": DeviceEvent.CODE_STARTED, "bad-blinkup": DeviceEvent.BLINKUP_FAIL
        "wrong-password": DeviceEvent.CONNECT_FAILED, "test-fail": DeviceEvent.TEST_FAILED,
        "no-dhcp": DeviceEvent.CONNECT_FAILED, "code-error": DeviceEvent.CODE_ERROR}
 # code-error: the DUT firmware as deployed, plus a timer whose callback raises.
-RAISING_TIMER = "\nimp.wakeup(0, lambda: {}['no such key'])\n"
+RAISING_TIMER = ('\nimp.wakeup(0, function() { local t = {}; return t["no such key"]; });\n')
 
 
 class DeviceCommandError(DeviceError):

@@ -27,6 +27,7 @@ from impfactory.fixture.line import LineConfig, LineResult, run_line
 from impfactory.fixture.record import LineSummary
 from impfactory.fixture.report import prepare_report_dir, write_reports
 from impfactory.hw.optical import PRESETS, OpticalConfig
+from impfactory.tools.firmware_input import add_lib_option, apply_lib_dirs, read_firmware
 from impfactory.tools.line_setup import factory_cloud
 from impfactory.tools.line_shards import run_sharded
 from impfactory.tools.line_ui import LineProgress
@@ -71,9 +72,11 @@ def register(sub: Any) -> None:
                      help="optical set-up overrides, e.g. distance_mm=6,noise_rms=0.02 "
                           "(see hw/optical.py OpticalConfig)")
     run.add_argument("--firmware", type=Path, metavar="FILE",
-                     help="your factory firmware (fixture + DUT) instead of the example")
+                     help="your factory firmware (fixture + DUT) instead of the example: "
+                          "Squirrel (.nut), or Python (.py)")
     run.add_argument("--app", type=Path, metavar="FILE",
-                     help="your application firmware instead of the example")
+                     help="your application firmware instead of the example (.nut or .py)")
+    add_lib_option(run)
     run.add_argument("--wifi", default=None, metavar="SSID:PASSWORD",
                      help="the factory WiFi the DUTs join and the example firmware flashes "
                           "(default factory-wifi:factory-password)")
@@ -85,24 +88,6 @@ def register(sub: Any) -> None:
                      help="exit 1 when the yield is below Y (0..1; default 0)")
     run.set_defaults(func=_run)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
-
-
-def _read(path: Path | None, what: str) -> str | None:
-    """The firmware file's text, refused up front when it is not even valid Python:
-    otherwise the fixtures would only fail to flash, after two token timeouts."""
-    if path is None:
-        return None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise LineInputError(f"{what} {path}: {err}") from err
-    try:
-        compile(text, str(path), "exec", dont_inherit=True)
-    except (SyntaxError, ValueError) as err:
-        where = f"line {err.lineno}: " if isinstance(err, SyntaxError) and err.lineno else ""
-        message = err.msg if isinstance(err, SyntaxError) else str(err)
-        raise LineInputError(f"{what} {path}: {where}{message}") from err
-    return text
 
 
 def quiet_network_logs() -> None:
@@ -155,8 +140,9 @@ def _run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.min_yield <= 1.0:
         raise LineInputError(f"--min-yield {args.min_yield} is not within 0..1")
     config = config_from_args(args, faults, outdated, optical)
-    factory_code = _read(args.firmware, "--firmware")
-    app_code = _read(args.app, "--app")
+    apply_lib_dirs(args.lib)
+    factory_code = read_firmware(args.firmware, "--firmware")
+    app_code = read_firmware(args.app, "--app")
     quiet_network_logs()
     wifi = None
     if args.wifi is not None:

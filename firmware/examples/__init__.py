@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from impfactory.firmware.hardware import SimHardware
-from impfactory.hw.peripherals import Board, Host
+from impfactory.firmware.hardware import SimHardware, load_board
 
 FACTORY = "factory_firmware.nut"
 APPLICATION = "application_firmware.nut"
@@ -41,7 +40,7 @@ def squirrel_string(text: str) -> str:
     return f'"{escaped}"'
 
 
-def factory_source(ssid: str, password: str, fast: bool = True, python: bool = True) -> str:
+def factory_source(ssid: str, password: str, fast: bool = True, python: bool = False) -> str:
     """The factory firmware with the factory's WiFi network filled in."""
     if python:
         text = source(FACTORY_PY)
@@ -59,7 +58,7 @@ def factory_source(ssid: str, password: str, fast: bool = True, python: bool = T
     return text
 
 
-def application_source(python: bool = True) -> str:
+def application_source(python: bool = False) -> str:
     return source(APPLICATION_PY if python else APPLICATION)
 
 
@@ -72,7 +71,7 @@ def dut_board(temperature: float = 22.5, voltage: float = 3.3, loopback: bool = 
     ``loopback=False``), the supply is at ``voltage``. For the Python example, pin9
     also carries a TMP36-style voltage for ``temperature``.
     """
-    board = Board.load(DUT_BOARD, Host(), unit=unit)
+    board = load_board(DUT_BOARD, unit=unit)
     hardware = SimHardware(voltage=voltage, board=board)
     hts = board.model("sensor")
     hts.temperature, hts.humidity = float(temperature), float(humidity)
@@ -86,4 +85,4 @@ def dut_board(temperature: float = 22.5, voltage: float = 3.3, loopback: bool = 
 
 def fixture_board(unit: str = "") -> SimHardware:
     """A fixture as the example factory firmware expects it: the Factory BlinkUp Box."""
-    return SimHardware(board=Board.load(FIXTURE_BOARD, Host(), unit=unit))
+    return SimHardware(board=load_board(FIXTURE_BOARD, unit=unit))
