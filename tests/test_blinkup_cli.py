@@ -149,6 +149,14 @@ def test_decode_a_hex_frame_given_on_the_command_line(
     assert "CRC" in capsys.readouterr().err
 
 
+def test_the_empty_packet_is_refused_both_ways(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["blinkup", "decode", "0000002a000000"]) == 2
+    assert capsys.readouterr().err.strip().endswith("LEN is 0: the packet carries no field")
+    assert main(["blinkup", "encode", "--format", "hex"]) == 2
+    err = capsys.readouterr().err
+    assert "at least one field" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("bad", [["--sample-rate", "nan"], ["--noise", "-1"],
                                  ["--sample-rate", "1e12"], ["-o", "/nonexistent/dir/c.wav"]])
 def test_encode_bad_rendering_is_one_line(
