@@ -56,7 +56,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .blinkup import PREAMBLE, BlinkUpConfig, BlinkUpError, decode_frame
-from .linecode import BILEVEL_FAST_RATE, BILEVEL_RATE, GREY, bilevel_symbols
+from .linecode import BILEVEL_FAST_RATE, BILEVEL_RATE, bilevel_symbols
 
 FloatArray = npt.NDArray[np.float64]
 LineCode = Literal["bilevel", "trilevel"]
@@ -84,6 +84,38 @@ MAX_SAMPLE = 1e6
 """Samples beyond ± this many times full scale are not light: a BadSamplesError."""
 MAGIC_TAIL = (1, 0, 1, 0, 1, 0)
 """0x2A after its two leading zeros: the bits that confirm a lock is a BlinkUp."""
+TRILEVEL_MIN_FRAME_S = 0.0049
+"""The shortest frame a screen shows: one refresh of a 144 Hz display (6.9 ms) less
+two milliseconds of refresh jitter. The SDK's pacing (protocol/screen.py) makes frames
+whole refreshes, irregular, 1 to 3 refreshes long and shorter than the mean after a
+dropped refresh, so the tri-level receiver never times a frame: each lit run is a bit."""
+TRILEVEL_GLITCH = 0.2
+"""Tri-level runs shorter than this fraction of the mean frame are noise. A paced frame
+is at least one refresh, and shorter than the mean only by the lateness of the frame
+before it (a refresh or two): 60 fps on 144 Hz after a dropped refresh, 6.9 ms less
+jitter, 0.29 of the mean, is the shortest of the common schedules."""
+TRILEVEL_SPREAD = (0.3, 3.5)
+"""A tri-level sync run's intervals may each be this fraction or multiple of their mean."""
+TRILEVEL_SILENCE = 5.0
+"""Mean frames without a transition after which a tri-level reception is lost."""
+CROSSING_LOOKBACK = 4
+"""Samples an edge's midpoint crossing is looked for before the slicer's flip."""
+MAGIC_BITS = tuple((0x2A >> (7 - i)) & 1 for i in range(8))
+"""The magic's bits, MSB first: the tri-level receiver hunts them in its lit runs."""
+MAGIC_GAP = 0.15
+"""Tri-level: the magic's white runs must all stand this fraction of the black-to-grey
+swing above all its grey runs. White is 0.33 of it above grey on a linear screen and
+0.92 on an sRGB one (grey 0.75 or 0.52 of white): the screen's gamma is measured on
+the magic, not assumed."""
+TRILEVEL_HUNT_BITS = 48
+"""Lit runs after a tri-level lock within which the magic must appear (the preamble
+has 24 bits; the lock takes 8 of them)."""
+TWO_LEVELS = 6.0
+"""A tri-level sync run's black and grey levels must lie this many times the spread of
+the light within its runs apart: a real one at noise 0.05 of the swing, about 20
+times; sliced noise, hardly ever over 5."""
+LEVEL_TRACKING = 0.125
+"""Weight of each new grey or white run in the tri-level level estimates."""
 
 
 # --------------------------------------------------------------------------- errors
@@ -242,6 +274,22 @@ def _sliding_extreme(a: FloatArray, w: int, largest: bool) -> FloatArray:
     return out
 
 
+def _crossing(hist: FloatArray, i: int, mid: float, level: int, origin: int) -> float:
+    """Where the light crossed ``mid`` on its way to ``level`` (1: up), given that
+    sample ``i`` of ``hist`` is the first past the hysteresis: the crossing lies a
+    sample or so earlier; interpolated between the samples either side of it. In
+    absolute positions (``hist[0]`` is sample ``origin``), the same bits however the
+    stream was cut."""
+    rising = level == 1
+    j = i
+    while j > 0 and i - j < CROSSING_LOOKBACK and (float(hist[j - 1]) > mid) == rising:
+        j -= 1
+    before = float(hist[j - 1]) if j > 0 else float(hist[0])
+    step = float(hist[j]) - before
+    frac = min(max((mid - before) / step, 0.0), 1.0) if step != 0.0 else 0.0
+    return (origin + j - 1) + frac
+
+
 class BlinkUpDecoder:
     """Streaming decoder for one light sensor. See the module docstring."""
 
@@ -293,6 +341,11 @@ class BlinkUpDecoder:
         self._t_max = max(hi for _lo, hi in self._bands)
         fastest = fs / self._t_min / 1.25
         self._taps = max(1, round(0.3 * fs / fastest))
+        self._glitch = 0.5  # runs shorter than this many symbol periods are noise
+        if line_code == "trilevel":
+            # a paced frame may be as short as one refresh of a fast display
+            self._glitch = TRILEVEL_GLITCH
+            self._taps = max(1, min(self._taps, round(0.6 * TRILEVEL_MIN_FRAME_S * fs)))
         self._delay = (self._taps - 1) / 2.0
         self._window = max(4, math.ceil(3.5 * self._t_max))
         self._min_swing = min_swing * full_scale
@@ -331,7 +384,6 @@ class BlinkUpDecoder:
         self._buf_lo = self._buf_hi = 0
         self._hist = self._buf[0:0]
         self._hist_start = 0
-        self._cw_total = 0  # running count of samples above the white threshold
         self._reset_idle()
 
     def feed(self, samples: Sequence[float] | npt.ArrayLike) -> list[Outcome]:
@@ -486,6 +538,8 @@ class BlinkUpDecoder:
             times.append(t)
             return False
         d = t - times[-1]
+        if self.line_code == "trilevel":
+            return self._screen_sync_transition(t, level, d)
         if d < 0.5 * self._t_min:
             # a glitch: this edge and the one before it are noise, not the sync run
             times.pop()
@@ -511,6 +565,65 @@ class BlinkUpDecoder:
         self._lock(level)
         return True
 
+    def _screen_sync_transition(self, t: int, level: int, d: int) -> bool:
+        """Tri-level idle edge: a screen's frames last whole refreshes, unevenly (the
+        SDK's pacing), so no grid: lock on SYNC_TRANSITIONS intervals that each stay
+        within TRILEVEL_SPREAD of their mean, when the mean is a frame rate's."""
+        times = self._sync_times
+        if d < self._glitch * self._t_min:
+            times.pop()  # a glitch: this edge and the one before it are noise
+            return False
+        if d > TRILEVEL_SPREAD[1] * self._t_max:
+            times[:] = [t]
+            return False
+        if len(times) >= 3:
+            mean = (times[-1] - times[0]) / (len(times) - 1)
+            if not TRILEVEL_SPREAD[0] * mean <= d <= TRILEVEL_SPREAD[1] * mean:
+                times[:] = [times[-1], t]
+                return False
+        times.append(t)
+        if len(times) - 1 < SYNC_TRANSITIONS:
+            return False
+        period = (times[-1] - times[0]) / (len(times) - 1)
+        if not any(lo <= period <= hi for lo, hi in self._bands) or not self._two_levels(level):
+            del times[0]
+            return False
+        self._lock(level)
+        return True
+
+    def _run_means(self, level: int) -> tuple[list[float], list[float], float]:
+        """Mean light of the inner half of the latest MEASURED_RUNS sync runs, dark
+        runs and lit runs apart (``level``: the level after the last edge), and the
+        pooled spread (standard deviation) of the light within those runs."""
+        times = self._sync_times[-(MEASURED_RUNS + 1) :]
+        means: tuple[list[float], list[float]] = ([], [])
+        spread, count = 0.0, 0
+        run_level = 1 - level  # the level of the run that ended at the last edge
+        for j in range(len(times) - 1, 0, -1):
+            start, stop = times[j - 1], times[j]
+            q = (stop - start) / 4.0
+            part = self._hist_slice(math.ceil(start + q), math.floor(stop - q) + 1)
+            if part.shape[0]:
+                mean = float(part.mean())
+                means[run_level].append(mean)
+                spread += float(np.square(part - mean).sum())
+                count += part.shape[0]
+            run_level = 1 - run_level
+        return means[0], means[1], math.sqrt(spread / max(count, 1))
+
+    def _two_levels(self, level: int) -> bool:
+        """Tri-level: do the sync runs show two steady levels (black and grey)? An
+        irregular run's timing is weak evidence, so sliced noise must not pass: the
+        light within the runs must be steady (spread under a TWO_LEVELS-th of the
+        levels' distance) and every lit run brighter than every dark one by half
+        that distance."""
+        dark, lit, spread = self._run_means(level)
+        if len(dark) < 3 or len(lit) < 3:
+            return False
+        gap = float(np.median(lit) - np.median(dark))
+        return (gap > self._min_swing and gap > TWO_LEVELS * spread
+                and min(lit) - max(dark) > 0.5 * gap)
+
     def _lock(self, level: int) -> None:
         """Measure the sync run: symbol period, lit and dark levels; fix thresholds."""
         # Only the latest MEASURED_RUNS runs: the first transitions of a lock may be
@@ -519,27 +632,18 @@ class BlinkUpDecoder:
         # the period: a least-squares line through all the sync run's edges
         index = np.arange(len(self._sync_times), dtype=np.float64)
         period = float(np.polyfit(index, np.asarray(self._sync_times, dtype=np.float64), 1)[0])
-        means: tuple[list[float], list[float]] = ([], [])
-        run_level = 1 - level  # the level of the run that ended at the lock transition
-        for j in range(len(times) - 1, 0, -1):
-            start, stop = times[j - 1], times[j]
-            q = (stop - start) / 4.0
-            part = self._hist_slice(math.ceil(start + q), math.floor(stop - q) + 1)
-            if part.shape[0]:
-                means[run_level].append(float(part.mean()))
-            run_level = 1 - run_level
+        *means, _spread = self._run_means(level)
         # the median of the run means: one odd run cannot move a threshold
         dark = float(np.median(means[0])) if means[0] else 0.0
         lit = float(np.median(means[1])) if means[1] else 0.0
         swing = lit - dark
         thresholds: tuple[float, ...] = ((dark + lit) / 2.0,)
-        if self.line_code == "trilevel":
-            # white is where grey predicts it (linear light), unless the sensor clips
-            white = min(dark + swing / GREY, self._full_scale)
-            thresholds = (thresholds[0], (lit + white) / 2.0)
+        self._magic_runs: list[tuple[float, float]] = []
+        self._grey_level = lit
+        self._white_level = math.nan  # tri-level: measured on the magic
         self._thr = thresholds
         self._swing = abs(swing)
-        self._hyst = 0.2 * self._swing
+        self._hyst = (0.1 if self.line_code == "trilevel" else 0.2) * self._swing
         self._period = period
         self.stats = DecodeStats(
             line_code=self.line_code,
@@ -551,14 +655,13 @@ class BlinkUpDecoder:
             sync_start=self._sync_times[0] - self._delay,
             lock=times[-1] - self._delay,
         )
-        # runs: (start, level, white count at start); the last closed run awaits commit
+        # runs: the open one (start, level) and the last closed one, awaiting commit
         self._open_start = float(times[-1])
         self._open_level = level
         self._slice_level = level
-        self._cw_total = 0
-        self._cw_chunk: npt.NDArray[np.int64] | None = None
-        self._open_cw = 0
-        self._last: tuple[float, float, int, int, int] | None = None
+        self._last: tuple[float, float, int] | None = None
+        self._light: list[float] = []  # tri-level: light since the oldest open run
+        self._light_origin = 0
         # bi-level: soft decisions on a symbol grid that starts BACKFILL_SYMBOLS before
         # the sync run's first edge (those samples are still in the history, unless the
         # stream began later), so the 32-symbol sync word fits even when noise delayed
@@ -589,45 +692,30 @@ class BlinkUpDecoder:
 
     # ------------------------------------------------------------------ receive
 
-    def _cw_at(self, t: int) -> int:
-        """White-sample count before absolute sample ``t`` (tri-level grey/white)."""
-        if self.line_code != "trilevel" or self._cw_chunk is None:
-            return 0
-        i = t - self._cw_base
-        return int(self._cw_chunk[i]) if 0 <= i < self._cw_chunk.shape[0] else self._cw_total
-
     def _receive(self, y: FloatArray, pos: int, outcomes: list[Outcome]) -> int:
         """Slice with the fixed thresholds; feed runs to the line code until done."""
         n = int(y.shape[0])
         a0 = self._base + pos
         mid = self._thr[0]
         part = y[pos:]
-        if self.line_code == "trilevel":
-            white = (part > self._thr[1]).astype(np.int64)
-            cw = np.empty(white.shape[0] + 1, dtype=np.int64)
-            cw[0] = self._cw_total
-            np.cumsum(white, out=cw[1:])
-            cw[1:] += self._cw_total
-            self._cw_chunk, self._cw_base = cw, a0
         changes, levels, last = _hysteresis(
             part, mid + self._hyst, mid - self._hyst, self._slice_level
         )
         self._cs_stale = True
-        precise: list[float] = []
-        if self.line_code == "bilevel" and changes:
-            # where the signal crossed the midpoint, between the samples either side
-            # (a few edges per chunk: plain floats beat a dozen numpy calls)
-            hist, off = self._hist, a0 - self._hist_start
-            for c in changes:
-                i = c + off
-                before = float(hist[i - 1]) if i > 0 else float(hist[0])
-                step = float(hist[i]) - before
-                frac = min(max((mid - before) / step, 0.0), 1.0) if step != 0.0 else 0.0
-                precise.append(a0 + c - 1 + frac)
+        # where the signal crossed the midpoint (the slicer flips a little later,
+        # past the hysteresis): a few edges per chunk, plain floats beat numpy calls
+        hist, off = self._hist, a0 - self._hist_start
+        precise = [_crossing(hist, c + off, mid, lvl, self._hist_start)
+                   for c, lvl in zip(changes, levels, strict=True)]
+        if not self._soft:
+            # tri-level runs are averaged from plain floats: a list from the oldest
+            # run still open (summing a slice gives the same bits however cut)
+            first = self._last[0] if self._last is not None else self._open_start
+            lo = max(math.floor(first) - 1 - self._hist_start, 0)
+            self._light, self._light_origin = hist[lo:].tolist(), self._hist_start + lo
         try:
-            for k, c in enumerate(changes):
+            for k, t in enumerate(precise):
                 if self._soft:
-                    t = precise[k]
                     if t > self._silence_at:
                         self._silence()
                     span = self._period if self._hunting else 2.0 * self._period
@@ -637,7 +725,7 @@ class BlinkUpDecoder:
                     self._edge_time = t
                     self._silence_at = t + SILENCE_SYMBOLS * self._period
                     continue
-                self._transition(a0 + c, levels[k])
+                self._transition(t, levels[k])
             self._end_of_chunk(self._base + n)
         except _Done as done:
             # a failure ends where it became certain, whichever feed noticed it; the
@@ -646,18 +734,16 @@ class BlinkUpDecoder:
             end = float(done.args[1])
             self._after_done()
             return int(max(pos, min(n, math.ceil(end) - self._base)))
-        if self.line_code == "trilevel":
-            self._cw_total = int(cw[-1])
         self._slice_level = last
         return n
 
-    def _transition(self, t: int, level: int) -> None:
+    def _transition(self, t: float, level: int) -> None:
         """A flip at absolute sample ``t`` to ``level``: close the open run."""
         d = t - self._open_start
-        if d < 0.5 * self._period and self._last is not None:
+        if d < self._glitch * self._period and self._last is not None:
             # a glitch: the open run is noise; reopen the run before it
-            start, _end, lvl, cw0, _cw1 = self._last
-            self._open_start, self._open_level, self._open_cw = start, lvl, cw0
+            start, _end, lvl = self._last
+            self._open_start, self._open_level = start, lvl
             self._last = None
             return
         if self._last is not None:
@@ -665,18 +751,18 @@ class BlinkUpDecoder:
             self._last = None
             self._commit(*last)
         self._check_open_length(t)
-        cw = self._cw_at(t)
-        self._last = (self._open_start, float(t), self._open_level, self._open_cw, cw)
-        self._open_start, self._open_level, self._open_cw = float(t), level, cw
+        self._last = (self._open_start, float(t), self._open_level)
+        self._open_start, self._open_level = float(t), level
 
     def _check_open_length(self, t: float) -> None:
         """Tri-level: no transition until ``t`` (or before it): lost once the open run
-        outlasts 3.6 symbols, at that moment (not when the news arrived)."""
-        deadline = self._open_start + 3.6 * self._period
+        outlasts TRILEVEL_SILENCE mean frames, at that moment (not when the news
+        arrived)."""
+        deadline = self._open_start + TRILEVEL_SILENCE * self._period
         if t > deadline:
             self._fail(
                 SyncLostError(
-                    f"no transition for 3.6 symbols after sample "
+                    f"no transition for {TRILEVEL_SILENCE:g} frames after sample "
                     f"{self._open_start - self._delay:.0f}: the signal stopped or broke "
                     f"its line code"
                 ),
@@ -690,29 +776,71 @@ class BlinkUpDecoder:
                 self._silence()
             self._soft_bits(now - 1.0)
             return
-        if self._last is not None and now - self._open_start >= 0.5 * self._period:
+        if self._last is not None and now - self._open_start >= self._glitch * self._period:
             # the open run has proven real: commit the one before it
             last = self._last
             self._last = None
             self._commit(*last)
         self._check_open_length(now)
 
-    def _commit(self, start: float, end: float, level: int, cw0: int, cw1: int) -> None:
-        """A tri-level run is over: a lit run is one bit, grey or white."""
+    def _commit(self, start: float, end: float, level: int) -> None:
+        """A tri-level run is over: a lit run is one bit, grey or white, whatever its
+        length (a paced frame lasts one to a few refreshes)."""
         dur = end - start
-        units = max(1, round(dur / self._period))
         if level == 1:
             # white or grey: the mean light of the run's inner 60% against the threshold
-            # (the share of samples above it decides a run too short to have an inside)
             q = 0.2 * dur
-            inner = self._hist_slice(math.ceil(start + q), math.floor(end - q) + 1)
-            if inner.shape[0]:
-                white = float(inner.mean()) > self._thr[1]
+            lo = max(math.ceil(start + q) - self._light_origin, 0)
+            inner = self._light[lo : max(math.floor(end - q) + 1 - self._light_origin, lo + 1)]
+            light = sum(inner) / len(inner) if inner else self._grey_level
+            if self._state is DecoderState.SYNC:
+                self._screen_magic(light, start - self._period, end)
             else:
-                white = (cw1 - cw0) / max(dur, 1.0) > 0.5
-            self._bit(int(white), start - self._period, end)
-        if units <= 2:
-            self._period += 0.05 * (dur / units - self._period)
+                white = light > self._thr[1]
+                self._track_levels(light, white)
+                self._bit(int(white), start - self._period, end)
+        mean = self._period
+        self._period += 0.05 * (min(max(dur, 0.5 * mean), 2.0 * mean) - mean)
+
+    def _screen_magic(self, light: float, t: float, end: float) -> None:
+        """Tri-level, after the lock: hunt the magic 0x2A in the light of the last 8
+        lit runs, jointly: the dimmest of its three white runs brighter than the
+        brightest of its five grey ones by MAGIC_GAP of the swing. A noisy grey before
+        it is no white bit that breaks the hunt, and the white level, hence the
+        screen's gamma, is measured there."""
+        runs = self._magic_runs
+        runs.append((light, t))
+        del runs[: -len(MAGIC_BITS)]
+        if len(runs) == len(MAGIC_BITS):
+            whites = [v for (v, _t), bit in zip(runs, MAGIC_BITS, strict=True) if bit]
+            greys = [v for (v, _t), bit in zip(runs, MAGIC_BITS, strict=True) if not bit]
+            white, grey = sum(whites) / len(whites), sum(greys) / len(greys)
+            if min(whites) - max(greys) > MAGIC_GAP * self._swing:
+                self._grey_level, self._white_level = grey, white
+                self._thr = (self._thr[0], 0.5 * (grey + white))
+                self.stats.thresholds = self._thr
+                self.stats.bit_starts += [t0 - self._delay for _v, t0 in runs[2:]]
+                self._event(DecoderEvent.MAGIC_FOUND)
+                return
+        self._hunted += 1
+        if self._hunted > TRILEVEL_HUNT_BITS:
+            self._fail(
+                BadMagicError(
+                    f"no magic 0x2A within {TRILEVEL_HUNT_BITS} frames of the sync run "
+                    f"locked at sample {self.stats.lock:.0f}",
+                    "magic",
+                ),
+                end,
+            )
+
+    def _track_levels(self, light: float, white: bool) -> None:
+        """Follow the grey and white levels from the decided runs; grey/white is
+        decided at their midpoint, whatever the screen's gamma."""
+        if white:
+            self._white_level += LEVEL_TRACKING * (light - self._white_level)
+        else:
+            self._grey_level += LEVEL_TRACKING * (light - self._grey_level)
+        self._thr = (self._thr[0], 0.5 * (self._grey_level + self._white_level))
 
     # Manchester, soft decisions: once the bit phase is known, each bit is decided by
     # comparing the mean light of its two halves (integrate and dump), and the bit
@@ -892,7 +1020,6 @@ class BlinkUpDecoder:
         raise _Done(err, end)
 
     def _after_done(self) -> None:
-        self._cw_chunk = None
         self._reset_idle()
 
     def _event(self, event: DecoderEvent) -> None:

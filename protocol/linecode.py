@@ -57,6 +57,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .blinkup import BlinkUpError
+from .screen import Screen, emitted_light, sdk_frame_times
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -134,6 +135,49 @@ def trilevel_levels(frame: bytes) -> list[float]:
     return out
 
 
+def _check_common(
+    sample_rate: float, lead: float, tail: float, noise: float, phase: float,
+    light: LightModel | None,
+) -> LightModel:
+    if not 0 < sample_rate < math.inf:
+        raise LineCodeError(f"sample_rate must be finite and > 0, got {sample_rate}",
+                            "sample_rate")
+    for name, value in (("lead", lead), ("tail", tail), ("noise", noise), ("phase", phase)):
+        if not 0 <= value < math.inf:
+            raise LineCodeError(f"{name} must be finite and >= 0, got {value}", name)
+    model = light or LightModel()
+    if not (math.isfinite(model.gain) and math.isfinite(model.ambient)):
+        raise LineCodeError("light gain and ambient must be finite", "light")
+    return model
+
+
+def _sample_count(total: float, sample_rate: float) -> int:
+    count = max(0, math.ceil(total * sample_rate))
+    if count > MAX_SAMPLES:
+        raise LineCodeError(
+            f"{count} samples ({total:.1f} s at {sample_rate:g} Hz) is more than "
+            f"{MAX_SAMPLES:,} in one signal",
+            "sample_rate",
+        )
+    return count
+
+
+def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def _finish(
+    table: FloatArray, index: npt.NDArray[np.int64], model: LightModel, noise: float,
+    seed: int | np.random.Generator | None, sample_rate: float,
+) -> Signal:
+    samples = model.ambient + model.gain * table[index]
+    if noise > 0:
+        samples = samples + _rng(seed).normal(0.0, noise, index.shape[0])
+    if model.clip:
+        samples = np.clip(samples, 0.0, 1.0)
+    return Signal(samples, sample_rate)
+
+
 def render_symbols(
     levels: Sequence[float] | npt.ArrayLike,
     *,
@@ -156,38 +200,52 @@ def render_symbols(
     ``noise`` is the standard deviation of additive gaussian noise, added before
     clipping, drawn from ``seed`` (an int or a numpy Generator).
     """
-    for name, rate in (("symbol_rate", symbol_rate), ("sample_rate", sample_rate)):
-        if not 0 < rate < math.inf:
-            raise LineCodeError(f"{name} must be finite and > 0, got {rate}", name)
+    if not 0 < symbol_rate < math.inf:
+        raise LineCodeError(f"symbol_rate must be finite and > 0, got {symbol_rate}",
+                            "symbol_rate")
+    model = _check_common(sample_rate, lead, tail, noise, phase, light)
     if not -0.5 < clock_error < 0.5:
         raise LineCodeError(f"clock_error {clock_error} is outside (-0.5, 0.5)", "clock_error")
-    for name, value in (("lead", lead), ("tail", tail), ("noise", noise), ("phase", phase)):
-        if not 0 <= value < math.inf:
-            raise LineCodeError(f"{name} must be finite and >= 0, got {value}", name)
-    model = light or LightModel()
-    if not (math.isfinite(model.gain) and math.isfinite(model.ambient)):
-        raise LineCodeError("light gain and ambient must be finite", "light")
     table = np.append(np.asarray(levels, dtype=np.float64).reshape(-1), idle_level)
     nsym = table.shape[0] - 1
     rate = symbol_rate * (1.0 + clock_error)
-    total = lead + nsym / rate + tail
-    count = max(0, math.ceil(total * sample_rate))
-    if count > MAX_SAMPLES:
-        raise LineCodeError(
-            f"{count} samples ({total:.1f} s at {sample_rate:g} Hz) is more than "
-            f"{MAX_SAMPLES:,} in one signal",
-            "sample_rate",
-        )
+    count = _sample_count(lead + nsym / rate + tail, sample_rate)
     t = (np.arange(count, dtype=np.float64) + phase) / sample_rate - lead
     index = np.floor(t * rate).astype(np.int64)
     index[(index < 0) | (index >= nsym)] = nsym
-    samples = model.ambient + model.gain * table[index]
-    if noise > 0:
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        samples = samples + rng.normal(0.0, noise, count)
-    if model.clip:
-        samples = np.clip(samples, 0.0, 1.0)
-    return Signal(samples, sample_rate)
+    return _finish(table, index, model, noise, seed, sample_rate)
+
+
+def render_timed(
+    levels: Sequence[float] | npt.ArrayLike,
+    times: Sequence[float] | npt.ArrayLike,
+    *,
+    sample_rate: float = DEFAULT_SAMPLE_RATE,
+    light: LightModel | None = None,
+    idle_level: float = 0.0,
+    lead: float = 0.1,
+    tail: float = 0.1,
+    phase: float = 0.0,
+    noise: float = 0.0,
+    seed: int | np.random.Generator | None = None,
+) -> Signal:
+    """Like :func:`render_symbols`, but level ``i`` shows from ``times[i]`` to
+    ``times[i + 1]`` (seconds from the first; ``len(levels) + 1`` increasing
+    instants): symbols of irregular length, such as a screen's paced frames."""
+    model = _check_common(sample_rate, lead, tail, noise, phase, light)
+    table = np.append(np.asarray(levels, dtype=np.float64).reshape(-1), idle_level)
+    nsym = table.shape[0] - 1
+    edges = np.asarray(times, dtype=np.float64).reshape(-1)
+    if edges.shape[0] != nsym + 1 or (nsym and not np.all(np.diff(edges) > 0)):
+        raise LineCodeError(f"times must be {nsym + 1} increasing instants", "times")
+    if not np.all(np.isfinite(edges)):
+        raise LineCodeError("times must be finite", "times")
+    span = float(edges[-1] - edges[0]) if nsym else 0.0
+    count = _sample_count(lead + span + tail, sample_rate)
+    t = (np.arange(count, dtype=np.float64) + phase) / sample_rate - lead + edges[0]
+    index = np.searchsorted(edges, t, side="right") - 1
+    index[(index < 0) | (index >= nsym)] = nsym
+    return _finish(table, index, model, noise, seed, sample_rate)
 
 
 def render_bilevel(
@@ -226,14 +284,48 @@ def render_trilevel(
     frame_rate: float = TRILEVEL_RATE,
     sample_rate: float = DEFAULT_SAMPLE_RATE,
     light: LightModel | None = None,
-    **impairments: float | int | np.random.Generator | None,
+    screen: Screen | None = None,
+    seed: int | np.random.Generator | None = None,
+    **impairments: float,
 ) -> Signal:
-    """Render ``frame`` as the tri-level screen signal of IMP_FACTS §2."""
-    return render_symbols(
-        trilevel_levels(frame),
-        symbol_rate=frame_rate,
-        sample_rate=sample_rate,
-        light=light,
-        idle_level=BLACK,
-        **impairments,  # type: ignore[arg-type]
+    """Render ``frame`` as the tri-level screen signal of IMP_FACTS §2.
+
+    ``screen=None``: an ideal screen, every frame exactly ``1 / frame_rate`` long
+    (``clock_error`` stretches them all) and light linear in the level (grey 0.75).
+    With a :class:`~.screen.Screen`, frames are paced as the SDK paces them on that
+    display (whole refreshes, jitter, dropped refreshes) and the levels go through
+    its gamma (sRGB grey is 0.52 of white); the pacing and the noise are drawn from
+    ``seed``.
+    """
+    levels = np.asarray(trilevel_levels(frame), dtype=np.float64)
+    if screen is None:
+        return render_symbols(
+            levels, symbol_rate=frame_rate, sample_rate=sample_rate, light=light,
+            idle_level=BLACK, seed=seed, **impairments,
+        )
+    if "clock_error" in impairments:
+        raise LineCodeError("a paced screen takes no clock_error (its refresh rate is "
+                            "the clock)", "clock_error")
+    rng = _rng(seed)
+    times = sdk_frame_times(levels.shape[0], frame_rate, screen, rng)
+    return render_timed(
+        emitted_light(levels, screen.gamma), times, sample_rate=sample_rate, light=light,
+        idle_level=BLACK, seed=rng, **impairments,
     )
+
+
+def drop_and_repeat(
+    samples: FloatArray, drop: float, repeat: float, seed: int | np.random.Generator | None
+) -> FloatArray:
+    """A sampler that slips: each sample is lost with probability ``drop`` or read
+    twice with probability ``repeat`` (a late or an early tick of the sample clock),
+    so the signal's timing jumps by one sample at random instants."""
+    for name, value in (("drop", drop), ("repeat", repeat)):
+        if not 0.0 <= value <= 0.5:
+            raise LineCodeError(f"{name} must be within 0..0.5, got {value}", name)
+    rng = _rng(seed)
+    x = np.asarray(samples, dtype=np.float64)
+    u = rng.random(x.shape[0])
+    copies = np.where(u < drop, 0, np.where(u < drop + repeat, 2, 1))
+    out: FloatArray = np.repeat(x, copies)
+    return out

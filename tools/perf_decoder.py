@@ -16,6 +16,11 @@
   around its mean over the noise power.
 * ``--corruption N``: flip k random bits (k = 1, 2, 3, 4, 8) in the packet part of
   N random frames each and count how many ``decode_frame`` still accepts.
+* ``--screen``: the tri-level code as Electric Imp's SDK really paces it
+  (``protocol/screen.py``): for every schedule of 20, 30 and 60 frames/s on 60, 90,
+  120 and 144 Hz displays, with ±1 ms refresh jitter, an sRGB screen and noise 0.05
+  of the black-to-white swing, the fraction of random full payloads decoded
+  (``--payloads`` each; ``--drop`` adds dropped refreshes).
 """
 
 from __future__ import annotations
@@ -41,12 +46,57 @@ from impfactory.protocol.linecode import (
     render_bilevel,
     render_trilevel,
 )
+from impfactory.protocol.screen import DISPLAY_RATES, SDK_FRAME_RATES, Screen
 
 FACTORY_PAYLOAD = BlinkUpConfig(
     ssid="F" * 32, password="p" * 63, plan_id="0123456789abcdef", token="fedcba9876543210"
 )
 SMALL_CHUNK = 64
 """Samples per feed for the small-chunk figure (64 ms of light at 1 kHz)."""
+PRINTABLE = np.frombuffer(bytes(range(0x20, 0x7F)), dtype=np.uint8)
+SCREEN_JITTER = 0.001
+"""Refresh jitter of the screen sweep (s): ±1 ms."""
+SCREEN_NOISE = 0.05
+"""Noise sigma of the screen sweep, as a fraction of the black-to-white swing."""
+
+
+def random_full_payload(rng: np.random.Generator) -> BlinkUpConfig:
+    """A full payload: 32-character SSID, 63-character password (printable ASCII,
+    as WPA passphrases are) and a random enrolment."""
+    return BlinkUpConfig(
+        ssid=bytes(rng.choice(PRINTABLE, 32)),
+        password=bytes(rng.choice(PRINTABLE, 63)),
+        plan_id=rng.bytes(8).hex(),
+        token=rng.bytes(8).hex(),
+    )
+
+
+def screen_decodes(
+    fps: float, refresh_hz: float, payloads: int, seed: int = 0, *,
+    jitter: float = SCREEN_JITTER, drop: float = 0.0, noise: float = SCREEN_NOISE,
+    gamma: str | float = "srgb",
+) -> int:
+    """How many of ``payloads`` random full payloads a tri-level decoder (not told the
+    frame rate) decodes from a screen pacing them as the SDK does at ``fps`` on a
+    ``refresh_hz`` display. Each payload has its own random light swing (10-80% of
+    full scale) and ambient offset, sampling phase, pacing draws, and noise
+    ``noise`` times its swing; all drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    screen = Screen(refresh_hz, jitter, drop, gamma)
+    ok = 0
+    for _ in range(payloads):
+        cfg = random_full_payload(rng)
+        swing = float(rng.uniform(0.1, 0.8))
+        ambient = float(rng.uniform(0.0, 1.0 - swing))
+        signal = render_trilevel(
+            encode_frame(cfg), frame_rate=fps, screen=screen, seed=rng,
+            light=LightModel(gain=swing, ambient=ambient), noise=noise * swing,
+            phase=float(rng.random()),
+        )
+        decoder = BlinkUpDecoder(signal.sample_rate, "trilevel")
+        outcomes = decoder.feed(signal.samples) + decoder.flush()
+        ok += any(isinstance(o, DecodeResult) and o.config == cfg for o in outcomes)
+    return ok
 
 
 def factory_signal(sample_rate: float = 1000.0) -> Signal:
@@ -173,8 +223,12 @@ def crc_misses(frames: int, flips: int, seed: int = 0) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.frames < 1 or args.corruption < 0 or args.small_chunk < 1:
-        raise BlinkUpError("--frames and --small-chunk must be >= 1, --corruption >= 0", "perf")
+    if args.frames < 1 or args.corruption < 0 or args.small_chunk < 1 or args.payloads < 1:
+        raise BlinkUpError(
+            "--frames, --payloads and --small-chunk must be >= 1, --corruption >= 0", "perf"
+        )
+    if not 0.0 <= args.drop <= 0.5:
+        raise BlinkUpError("--drop must be within 0..0.5", "perf")
     signal = factory_signal()
     result: dict[str, Any] = {
         "signal_s": round(signal.duration, 3),
@@ -230,9 +284,35 @@ def _run(args: argparse.Namespace) -> int:
                     f"{missed} accepted ({missed / args.corruption:.4%})"
                 )
         result["corruption"] = {"frames": args.corruption, "flips": crc}
+    if args.screen:
+        result["screen"] = _screen_sweep(args)
     if args.json:
         print(json.dumps(result, indent=2))
     return 0
+
+
+def _screen_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    if not args.json:
+        print(
+            f"screen: SDK pacing, ±{SCREEN_JITTER * 1e3:g} ms jitter, "
+            f"{args.drop:.1%} dropped refreshes, sRGB, noise {SCREEN_NOISE:g} of the "
+            f"swing, {args.payloads} full payloads per schedule:"
+        )
+    for fps in SDK_FRAME_RATES:
+        for hz in DISPLAY_RATES:
+            start = time.perf_counter()
+            ok = screen_decodes(fps, hz, args.payloads, seed=int(fps * 1000 + hz),
+                                drop=args.drop)
+            rows[f"{fps:g}fps_{hz:g}hz"] = {
+                "decoded": ok, "payloads": args.payloads, "rate": ok / args.payloads,
+                "seconds": round(time.perf_counter() - start, 2),
+            }
+            if not args.json:
+                print(f"  {fps:>2g} fps on {hz:>3g} Hz: {ok}/{args.payloads} "
+                      f"({ok / args.payloads:.1%})")
+    return {"jitter_s": SCREEN_JITTER, "drop": args.drop, "noise": SCREEN_NOISE,
+            "gamma": "srgb", "schedules": rows}
 
 
 def register(sub: Any) -> None:
@@ -250,4 +330,12 @@ def register(sub: Any) -> None:
         "--corruption", type=int, default=0, metavar="N",
         help="also count CRC misses over N corrupted frames per flip count",
     )
+    parser.add_argument(
+        "--screen", action="store_true",
+        help="also decode tri-level payloads paced as the SDK paces them, per schedule",
+    )
+    parser.add_argument("--payloads", type=int, default=100,
+                        help="full payloads per screen schedule (100)")
+    parser.add_argument("--drop", type=float, default=0.0,
+                        help="fraction of dropped display refreshes in the screen sweep (0)")
     parser.set_defaults(func=_run)
