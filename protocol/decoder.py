@@ -56,7 +56,17 @@ import numpy as np
 import numpy.typing as npt
 
 from .blinkup import PREAMBLE, BlinkUpConfig, BlinkUpError, decode_frame
-from .linecode import BILEVEL_FAST_RATE, BILEVEL_RATE, bilevel_symbols
+from .linecode import (
+    BILEVEL_FAST_RATE,
+    BILEVEL_RATE,
+    BILEVEL_RUN_LIMIT,
+    BILEVEL_START_WORD,
+    BILEVEL_SYNC_RUN,
+    BILEVEL_WHITENING,
+    LineCheckError,
+    bilevel_check,
+)
+from .repair import CHECK_BYTES, Reception, repair
 
 FloatArray = npt.NDArray[np.float64]
 LineCode = Literal["bilevel", "trilevel"]
@@ -70,20 +80,45 @@ MIN_SAMPLES_PER_SYMBOL = 3.5
 """Fewer samples per symbol than this leave too little to average (142 Hz needs >= 500 Hz)."""
 IDLE_BLOCK = 2048
 """Samples sliced per step while hunting a sync run."""
-SILENCE_SYMBOLS = 6.0
-"""Symbols without a transition after which a bi-level reception is lost."""
-SYNC_WORD = tuple(bilevel_symbols(b"\x00\x2a"))
-"""Bi-level symbols of the last preamble byte and the magic: what the receiver hunts."""
+SILENCE_SYMBOLS = BILEVEL_RUN_LIMIT + 2.0
+"""Symbols without a transition after which a bi-level reception is lost (the line
+never holds a level longer than BILEVEL_RUN_LIMIT symbols)."""
+SYNC_WORD = BILEVEL_SYNC_RUN[-8:] + BILEVEL_START_WORD
+"""Bi-level symbols the receiver hunts: the sync run's end and the start word."""
+SLIPPED_SYNC_WORDS = (SYNC_WORD[:8] + SYNC_WORD[9:], (*SYNC_WORD[:8], 0, *SYNC_WORD[8:]))
+"""The sync word with its longest run (the sync run's last dark symbol and the start
+word's first two) one symbol shorter or longer, as slips of the sampler may make it
+look: hunted too, but only exactly (the sync word itself: one symbol wrong at most)."""
+SYMBOL_GUARD = 0.15
+"""Bi-level: each end of a symbol left out of its mean light (the inner 70% count)."""
+WEAK_SYMBOL = 0.15
+"""Bi-level: a symbol whose light is within this fraction of the sync swing of the
+threshold is faint (a clean one is half the swing away); four in a row end it."""
+STEER_PHASE = 0.75
+"""Bi-level: share of an edge's offset from the symbol grid corrected at once."""
+STEER_REACH = 0.7
+"""Bi-level: how far (in periods) from a symbol's expected start the edge that marks a
+change may lie: past half a period, a sampler that slipped a few samples has made the
+run before it ambiguous, and re-anchoring on the edge keeps the grid."""
+SQUEEZED = 0.35
+"""Bi-level: light that changes and changes back this many periods later (or more, up
+to one) is a symbol, squeezed by a sampler that dropped samples."""
+DECIDE_AFTER = 1.5
+"""Bi-level: a symbol is decided once this many periods after its start are sampled
+(its start may move half a period to the edge that marks it)."""
+STEER_PERIOD = 0.02
+"""Bi-level: share of an edge's offset that goes into the symbol period."""
+OVERTIME_SYMBOLS = 4
+"""Bi-level: symbols still decided after a frame fails its CRC, for the repair (an edit
+that drops a symbol needs the one after the frame)."""
 BACKFILL_SYMBOLS = 8
 """Symbols before the sync run's first edge where the bi-level grid starts (a late lock)."""
 HUNT_SYMBOLS = 112
-"""Symbols after a bi-level lock within which the sync word must appear."""
+"""Symbols after a bi-level lock within which the start word must appear."""
 MEASURED_RUNS = 12
 """Sync runs (the latest) whose period and levels set the thresholds."""
 MAX_SAMPLE = 1e6
 """Samples beyond ± this many times full scale are not light: a BadSamplesError."""
-MAGIC_TAIL = (1, 0, 1, 0, 1, 0)
-"""0x2A after its two leading zeros: the bits that confirm a lock is a BlinkUp."""
 TRILEVEL_MIN_FRAME_S = 0.0049
 """The shortest frame a screen shows: one refresh of a 144 Hz display (6.9 ms) less
 two milliseconds of refresh jitter. The SDK's pacing (protocol/screen.py) makes frames
@@ -182,7 +217,12 @@ class DecodeStats:
     lock: float = 0.0
     end: float = 0.0
     bit_starts: list[float] = field(default_factory=list)
-    """Start of every bit from the first bit of the magic's tail onwards."""
+    """Start of every bit from the magic on: bi-level, each symbol of the start word
+    then every data bit; tri-level, each bit of the magic from its first 1, then
+    every data bit."""
+    repaired: int = 0
+    """Bi-level: edits the CRC-aided repair (protocol/repair.py) made to the symbols
+    decided; 0 when the frame decoded as received."""
 
     @property
     def symbol_rate(self) -> float:
@@ -664,27 +704,37 @@ class BlinkUpDecoder:
         self._light_origin = 0
         # bi-level: soft decisions on a symbol grid that starts BACKFILL_SYMBOLS before
         # the sync run's first edge (those samples are still in the history, unless the
-        # stream began later), so the 32-symbol sync word fits even when noise delayed
+        # stream began later), so the 16-symbol sync word fits even when noise delayed
         # the lock
         self._soft = self.line_code == "bilevel"
         self._hunting = self._soft
-        self._next_bit = max(  # the next symbol (hunting) or bit (frame) to decide
+        self._next_bit = max(  # the next symbol to decide
             self._sync_times[0] - BACKFILL_SYMBOLS * period, self._hist_start + period
         )
         self._edge_time = float(times[-1])
         self._silence_at = self._edge_time + SILENCE_SYMBOLS * period
         self._slots: list[tuple[float, float]] = []
         self._hunted = 0
-        self._edges: list[tuple[float, int]] = [
-            (float(t), (level + len(self._sync_times) - 1 - i) % 2)
-            for i, t in enumerate(self._sync_times)
+        # bi-level edges (time, level after it), oldest first; those before
+        # ``_edge_first`` are spent
+        self._edge_t = [float(t) for t in self._sync_times]
+        self._edge_level = [
+            (level + len(self._sync_times) - 1 - i) % 2 for i in range(len(self._sync_times))
         ]
+        self._edge_first = 0
         self._weak_bits = 0
+        self._raw = -1  # the last symbol's light (1 lit), -1 before the first
+        self._run = (0, 0)  # data: the line's current run (symbol, length), for stuffing
+        # every symbol decided (raw level, and where it began: the edge when one marked
+        # it), kept for the repair
+        self._trail: tuple[list[int], list[float]] = ([], [])
+        self._overtime = -1  # symbols still to decide after a failed check (-1: none)
+        self._data_bits = 0  # bi-level: data bits so far (the whitening's position)
+        self._corrupt: CorruptFrameError | None = None
         self._cs: list[float] = []
         self._cs_stale = True
         self._cs_from = 0
         self._inverted = False
-        self._magic: list[int] = []
         self._cur = 0
         self._nbits = 0
         self._bytes = bytearray()
@@ -716,14 +766,14 @@ class BlinkUpDecoder:
         try:
             for k, t in enumerate(precise):
                 if self._soft:
+                    # edges are gathered; the symbols are decided once per chunk (each
+                    # looks only at edges within DECIDE_AFTER periods of its start)
                     if t > self._silence_at:
                         self._silence()
-                    span = self._period if self._hunting else 2.0 * self._period
-                    if self._next_bit + span + 1.0 <= t:
-                        self._soft_bits(t)
-                    self._edges.append((t, levels[k]))
+                    self._edge_t.append(t)
+                    self._edge_level.append(levels[k])
                     self._edge_time = t
-                    self._silence_at = t + SILENCE_SYMBOLS * self._period
+                    self._silence_at = t + SILENCE_SYMBOLS * self.stats.symbol_period
                     continue
                 self._transition(t, levels[k])
             self._end_of_chunk(self._base + n)
@@ -774,7 +824,7 @@ class BlinkUpDecoder:
         if self._soft:
             if now - 1.0 > self._silence_at:
                 self._silence()
-            self._soft_bits(now - 1.0)
+            self._symbols(now - 1.0)
             return
         if self._last is not None and now - self._open_start >= self._glitch * self._period:
             # the open run has proven real: commit the one before it
@@ -842,14 +892,15 @@ class BlinkUpDecoder:
             self._grey_level += LEVEL_TRACKING * (light - self._grey_level)
         self._thr = (self._thr[0], 0.5 * (self._grey_level + self._white_level))
 
-    # Manchester, soft decisions: once the bit phase is known, each bit is decided by
-    # comparing the mean light of its two halves (integrate and dump), and the bit
-    # clock is steered by the mid-bit edge nearest where it is expected.
+    # Bi-level, soft decisions: each symbol is the mean light of its inner 70% against
+    # the threshold (integrate and dump, from prefix sums), on a symbol grid steered by
+    # the edge where the light changed. The start word fixes where data begins and the
+    # polarity; then every data bit is a symbol, less the stuffed ones.
 
     def _silence(self) -> None:
-        """Bi-level: no edge for SILENCE_SYMBOLS after the last one. Bits due by then
-        are decided, then the reception fails there, however the stream was cut."""
-        self._soft_bits(self._silence_at)
+        """Bi-level: no edge for SILENCE_SYMBOLS after the last one. Symbols due by
+        then are decided, then the reception fails there, however the stream was cut."""
+        self._symbols(self._silence_at)
         self._fail(
             SyncLostError(
                 f"no transition for {SILENCE_SYMBOLS:g} symbols after sample "
@@ -866,131 +917,172 @@ class BlinkUpDecoder:
             self._cs_stale = False
         return self._cs, self._hist_start + self._cs_from
 
-    def _hunt(self, until: float) -> None:
-        """Slice the symbol grid after a lock softly until the last 32 symbols are the
-        sync word (``00 2A``, either polarity, one symbol wrong at most)."""
+    def _symbols(self, until: float) -> None:
+        """Decide every symbol sampled by ``until``: hunt the sync word, then data.
+
+        The hot loop of the bi-level receiver (one pass per symbol): state lives in
+        locals and goes back to ``self`` before anything that may read it."""
+        period = self._period
+        start = self._next_bit
+        if start + DECIDE_AFTER * period + 1.0 > until:
+            return
         cs, origin = self._prefix_sums()
         mid = self._thr[0]
-        edges = self._edges
-        slots = self._slots
-        while self._hunting and self._next_bit + self._period + 1.0 <= until:
-            start, period = self._next_bit, self._period
-            # steer on the edge (every symbol boundary of the preamble has one)
+        edge_t, edge_level = self._edge_t, self._edge_level
+        levels, marks = self._trail
+        weak = WEAK_SYMBOL * self._swing
+        ceil, floor = math.ceil, math.floor
+        first = self._edge_first
+        previous = self._raw
+        while start + DECIDE_AFTER * period + 1.0 <= until:
+            guard = SYMBOL_GUARD * period
+            light = (cs[floor(start + period - guard) + 1 - origin]
+                     - cs[ceil(start + guard) - origin]) / (
+                floor(start + period - guard) + 1 - ceil(start + guard)) - mid
+            raw = 1 if light > 0 else 0
+            count = len(edge_t)
+            while first < count and edge_t[first] < start - period:
+                first += 1
+            # where the light changed near here, this symbol starts at that edge (a
+            # sampler that slipped moved it): measured again from there, and if the
+            # change holds, the grid follows
+            change = 1 - previous if previous >= 0 else raw
+            # an edge past half a period is this symbol's start only if it looks changed
+            reach = (STEER_REACH if raw == change else 0.5) * period
             error = None
-            for t, _level in edges:
-                off = t - start
-                if abs(off) <= 0.5 * period and (error is None or abs(off) < abs(error)):
-                    error = off
+            at = k = first
+            while k < count and edge_t[k] <= start + reach:
+                off = edge_t[k] - start
+                if edge_level[k] == change and off >= -reach and (
+                    error is None or abs(off) < abs(error)
+                ):
+                    error, at = off, k
+                k += 1
+            mark = start
+            following = start + period
             if error is not None:
-                start += 0.5 * error
-                period += 0.02 * error
-            guard = 0.15 * period
-            a = math.ceil(start + guard) - origin
-            b = math.floor(start + period - guard) + 1 - origin
-            if b >= len(cs):
-                return  # its samples have not all arrived
-            self._next_bit, self._period = start + period, period
-            while edges and edges[0][0] < start - period:
-                edges.pop(0)
-            slots.append((start, (cs[b] - cs[a]) / (b - a) - mid))
-            del slots[: -len(SYNC_WORD)]
-            self._hunted += 1
-            if len(slots) == len(SYNC_WORD):
-                agree = sum(
-                    (v > 0) == bool(w) for (_t, v), w in zip(slots, SYNC_WORD, strict=True)
-                )
-                if agree >= len(SYNC_WORD) - 1 or agree <= 1:
-                    self._found_magic(inverted=agree <= 1)
-                    return
-            if self._hunted > HUNT_SYMBOLS:
-                self._fail(
-                    BadMagicError(
-                        f"no 00 2A sync word within {HUNT_SYMBOLS} symbols of the sync run "
-                        f"locked at sample {self.stats.lock:.0f}",
-                        "magic",
-                    ),
-                    self._next_bit,
-                )
+                moved = start + STEER_PHASE * error
+                longer = period + STEER_PERIOD * error
+                a = ceil(moved + guard) - origin
+                b = floor(moved + longer - guard) + 1 - origin
+                steered = (cs[b] - cs[a]) / (b - a) - mid
+                if (steered > 0) == (change == 1):
+                    mark, light, raw = start + error, steered, change
+                    period = longer
+                    following = moved + period
+                else:
+                    # the light changed and changed back within less than a symbol:
+                    # a symbol that slips squeezed, if it lasted long enough
+                    edge = start + error
+                    seen = start + DECIDE_AFTER * period  # edges past it may not be in yet
+                    k = at + 1
+                    while k < count and edge_t[k] <= seen and edge_level[k] == change:
+                        k += 1
+                    if k < count and edge_t[k] <= seen:
+                        back = edge_t[k]
+                        if SQUEEZED * period <= back - edge < period:
+                            mark, raw, following = edge, change, back
+            levels.append(raw)
+            marks.append(mark)
+            previous = raw
+            # back to self: what follows may read it, or end the reception
+            self._raw, self._period, self._next_bit = raw, period, following
+            if first > 512:  # spent edges: drop them now and then
+                del edge_t[:first], edge_level[:first]
+                first = 0
+            self._edge_first = first
+            if -weak < light < weak:
+                self._weak_bits += 1
+                if self._weak_bits >= 4:
+                    self._fail(
+                        SyncLostError(
+                            f"the light stopped carrying bits at sample "
+                            f"{start - self._delay:.0f}"
+                        ),
+                        start,
+                    )
+            else:
+                self._weak_bits = 0
+            if self._hunting:
+                self._hunt(start, light)
+            elif self._overtime > 0:
+                self._overtime -= 1
+                if self._overtime == 0 and self._corrupt is not None:
+                    self._fail(self._corrupt, start + period)
+            else:
+                self._data_symbol(raw ^ self._inverted, start, start + period)
+            start = following
 
-    def _found_magic(self, inverted: bool) -> None:
+    def _found_start(self, inverted: bool, start_word: int) -> None:
+        """The sync word ends here; its last ``start_word`` symbols (8, or 7 or 9 when
+        slips squeezed or stretched its longest run) are the start word."""
         self._hunting = False
         self._inverted = inverted
         self.stats.inverted = inverted
-        # bits 2..7 of 0x2A (the magic's tail) start at these symbols of the sync word
-        for j in range(2, 8):
-            self.stats.bit_starts.append(self._slots[16 + 2 * j][0] - self._delay)
-        self._magic = list(MAGIC_TAIL)
+        # the start word (the magic 2A) starts at these symbols
+        self.stats.bit_starts += [t - self._delay for t, _v in self._slots[-start_word:]]
+        # the start word as sent begins what the repair sees (the longest run set right)
+        levels, marks = self._trail
+        del marks[:-start_word]
+        while len(marks) < len(BILEVEL_START_WORD):
+            marks.insert(0, marks[0])
+        del marks[: len(marks) - len(BILEVEL_START_WORD)]
+        levels[:] = [bit ^ inverted for bit in BILEVEL_START_WORD]
+        self._run = (BILEVEL_START_WORD[-1], 2)  # it ends with two dark symbols
         self._event(DecoderEvent.MAGIC_FOUND)
 
-    def _soft_bits(self, until: float) -> None:
-        """Decide every bit whose two halves have been sampled by ``until``."""
-        if self._hunting:
-            self._hunt(until)
-            if self._hunting:
+    def _hunt(self, start: float, light: float) -> None:
+        """After a lock: wait until the last 16 symbols are the sync word (the sync
+        run's end and the start word), either polarity, one symbol wrong at most; or,
+        exactly, one of the SLIPPED_SYNC_WORDS."""
+        slots = self._slots
+        slots.append((start, light))
+        keep = len(SYNC_WORD) + 1
+        del slots[:-keep]
+        for kept in self._trail:
+            del kept[:-keep]
+        self._hunted += 1
+        for word, wrong in ((SYNC_WORD, 1), *((w, 0) for w in SLIPPED_SYNC_WORDS)):
+            if len(slots) < len(word):
+                continue
+            agree = sum(
+                (v > 0) == bool(w) for (_t, v), w in zip(slots[-len(word) :], word, strict=True)
+            )
+            if agree >= len(word) - wrong or agree <= wrong:
+                self._found_start(inverted=agree <= wrong, start_word=len(word) - 8)
                 return
-        if self._next_bit + 2.0 * self._period + 1.0 > until:
+        if self._hunted > HUNT_SYMBOLS:
+            self._fail(
+                BadMagicError(
+                    f"no start word within {HUNT_SYMBOLS} symbols of the sync run "
+                    f"locked at sample {self.stats.lock:.0f}",
+                    "magic",
+                ),
+                self._next_bit,
+            )
+
+    def _data_symbol(self, symbol: int, start: float, end: float) -> None:
+        """A data symbol (polarity corrected): drop it if stuffed, else it is a bit."""
+        run_symbol, run = self._run
+        if run >= BILEVEL_RUN_LIMIT:
+            # stuffed: dropped (one that does not differ breaks the line code: the CRC
+            # fails and the repair may find which run was misjudged)
+            self._run = (symbol, 1)
             return
-        weak = 0.3 * self._swing  # a bit this faint is barely there
-        cs, origin = self._prefix_sums()
-        ceil, floor = math.ceil, math.floor
-        edges = self._edges
-        while self._next_bit + 2.0 * self._period + 1.0 <= until:
-            period = self._period
-            start = self._next_bit
-            guard = 0.15 * period
-            # integrate and dump: mean light of each half (inner 70%), from prefix sums
-            # (the history always reaches back past ``start``; period >= 2.4 samples)
-            a = ceil(start + guard) - origin
-            b = floor(start + period - guard) + 1 - origin
-            c = ceil(start + period + guard) - origin
-            d = floor(start + 2.0 * period - guard) + 1 - origin
-            rise = (cs[d] - cs[c]) / (d - c) - (cs[b] - cs[a]) / (b - a)
-            bit = int((rise > 0) != self._inverted)
-            self._weak_bits = self._weak_bits + 1 if abs(rise) < weak else 0
-            # steer on the mid-bit edge of the decided direction nearest its slot
-            mid = start + period
-            want = bit if not self._inverted else 1 - bit
-            while edges and edges[0][0] < start:
-                edges.pop(0)
-            error = None
-            for t, level in edges:
-                off = t - mid
-                near = level == want and abs(off) <= 0.5 * period
-                if near and (error is None or abs(off) < abs(error)):
-                    error = off
-            step = 2.0 * period
-            if error is not None:
-                step += 0.5 * error
-                self._period += 0.02 * error
-            self._next_bit = start + step
-            if self._weak_bits >= 4:
-                self._fail(
-                    SyncLostError(
-                        f"the light stopped carrying bits at sample {start - self._delay:.0f}"
-                    ),
-                    start,
-                )
-            self._bit(bit, start, start + 2.0 * period)
+        self._run = (symbol, run + 1) if symbol == run_symbol else (symbol, 1)
+        # the bit, unwhitened (as _bit, inlined: this runs once per symbol)
+        self.stats.bit_starts.append(start - self._delay)
+        self._cur = (self._cur << 1) | (symbol ^ BILEVEL_WHITENING[self._data_bits])
+        self._data_bits += 1
+        self._nbits += 1
+        if self._nbits == 8:
+            self._bytes.append(self._cur)
+            self._cur = self._nbits = 0
+            if len(self._bytes) == self._bytes[0] + 3 + CHECK_BYTES:
+                self._complete(end)
 
     def _bit(self, bit: int, t: float, end: float) -> None:
-        if self._state is DecoderState.SYNC:
-            if not self._magic and bit == 0:
-                return
-            self._magic.append(bit)
-            self.stats.bit_starts.append(t - self._delay)
-            k = len(self._magic)
-            if tuple(self._magic) != MAGIC_TAIL[:k]:
-                self._fail(
-                    BadMagicError(
-                        f"expected the magic 0x2A after the sync run at sample "
-                        f"{self.stats.lock:.0f}, got other bits",
-                        "magic",
-                    ),
-                    end,
-                )
-            if k == len(MAGIC_TAIL):
-                self._event(DecoderEvent.MAGIC_FOUND)
-            return
+        """A data bit (after the magic): bytes, and the frame once LEN says it is done."""
         self.stats.bit_starts.append(t - self._delay)
         self._cur = (self._cur << 1) | bit
         self._nbits += 1
@@ -999,20 +1091,57 @@ class BlinkUpDecoder:
         self._bytes.append(self._cur)
         self._cur = 0
         self._nbits = 0
-        if len(self._bytes) == self._bytes[0] + 3:
+        if len(self._bytes) == self._bytes[0] + 3 + (CHECK_BYTES if self._soft else 0):
             self._complete(end)
 
     def _complete(self, end: float) -> None:
-        frame = PREAMBLE + bytes(self._bytes)
+        data = bytes(self._bytes)
+        if self._soft:  # bi-level: the packet, then its line check
+            data, check = data[:-CHECK_BYTES], data[-CHECK_BYTES:]
+        frame = PREAMBLE + data
         self.stats.end = end - self._delay
         try:
+            if self._soft and bilevel_check(data) != check:
+                raise LineCheckError(
+                    int.from_bytes(bilevel_check(data), "big"), int.from_bytes(check, "big")
+                )
             config = decode_frame(frame)
         except BlinkUpError as err:
-            self._fail(CorruptFrameError(err, frame, self.stats), end)
+            corrupt = CorruptFrameError(err, frame, self.stats)
+            if not self._soft:
+                self._fail(corrupt, end)
+            # bi-level: decide a few more symbols, then try the repair
+            self._corrupt, self._overtime = corrupt, OVERTIME_SYMBOLS
+            return
         self._event(DecoderEvent.FRAME_DONE)
         raise _Done(DecodeResult(config, frame, self.stats), end)
 
+    def _repaired(self, end: float) -> None:
+        """Bi-level, a reception that failed: try the CRC-aided repair of the symbols
+        decided; a frame it makes whole ends the reception as decoded, here."""
+        levels, marks = self._trail
+        if len(levels) <= len(BILEVEL_START_WORD):
+            return
+        reception = Reception([level ^ self._inverted for level in levels], marks, self._period)
+
+        def accept(frame: bytes) -> BlinkUpConfig | None:
+            try:
+                return decode_frame(frame)
+            except BlinkUpError:
+                return None
+
+        found = repair(reception, accept)
+        if found is None:
+            return
+        frame, config, edits = found
+        self.stats.repaired = len(edits)
+        self.stats.end = end - self._delay
+        self._event(DecoderEvent.FRAME_DONE)
+        raise _Done(DecodeResult(config, frame, self.stats), end)  # type: ignore[arg-type]
+
     def _fail(self, err: BlinkUpDecodeError, end: float) -> None:
+        if self._state is DecoderState.FRAME and self._soft:
+            self._repaired(end)
         err.stats = self.stats
         err.data = bytes(self._bytes)
         self.stats.end = end - self._delay

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from impfactory.protocol.linecode import Signal
+from impfactory.protocol.linecode import Signal, bilevel_symbols
 from impfactory.tools.cli import main
 from impfactory.tools.cmd_blinkup import read_capture, write_capture
 
@@ -28,7 +28,7 @@ def test_encode_json(capsys: pytest.CaptureFixture[str]) -> None:
     doc = json.loads(capsys.readouterr().out)
     assert doc["ssid"] == "Café floor" and doc["plan_id"] == "0123456789abcdef"
     assert doc["frame"].startswith("0000002a")
-    assert len(doc["symbols"]) == 16 * doc["length"]
+    assert doc["symbols"] == "".join(map(str, bilevel_symbols(bytes.fromhex(doc["frame"]))))
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ def test_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_perf_decoder_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["perf", "decoder", "--json", "--repeat", "1"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["x_realtime"] > 0 and doc["samples"] > 14000
+    assert doc["x_realtime"] > 0 and 7000 < doc["samples"] < 8500  # well under 10 s
     assert doc["chunk"] == 1000 and doc["symbol_rate_hz"] == 142.0
     assert doc["small_chunks"]["chunk"] == 64 and doc["small_chunks"]["x_realtime"] > 0
 

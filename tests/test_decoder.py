@@ -4,6 +4,7 @@ no stream makes it raise anything but its own error."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,15 @@ from impfactory.protocol.decoder import (
     DecoderStateError,
     SyncLostError,
 )
-from impfactory.protocol.linecode import LightModel, Signal, render_bilevel, render_trilevel
+from impfactory.protocol.linecode import (
+    LightModel,
+    Signal,
+    bilevel_symbols,
+    render_bilevel,
+    render_symbols,
+    render_trilevel,
+)
+from impfactory.tools.perf_decoder import slip_decodes
 
 FS = 1000.0
 PROPERTY = settings(
@@ -278,6 +287,46 @@ def test_trilevel_impairments(
     assert decoded(BlinkUpDecoder(FS, "trilevel").feed(sig.samples)) == [cfg]
 
 
+SLIP_PAYLOADS = 1000
+SLIP_FAILURES = 4
+
+
+def test_a_slipping_sampler_decodes_99_percent() -> None:
+    """1 % of samples dropped and 1 % read twice, at 142 Hz (issue 15, item 11).
+
+    The claim is >= 99 % of full payloads decoded. Statistically: with a true success
+    rate of 99 %, 1,000 independent payloads would show 4 or fewer failures with
+    probability 2.9 % (Poisson, mean 10), so passing shows >= 99 % with 97 %
+    confidence. The decoder's rate is about 99.9 % (``impfactory perf decoder
+    --slips``), so the expected failures (about 1) sit well inside the allowance;
+    the draws are seeded and the test is deterministic. About 4 s.
+    """
+    ok = slip_decodes(142.0, SLIP_PAYLOADS, seed=1511)
+    assert SLIP_PAYLOADS - ok <= SLIP_FAILURES
+
+
+def test_slips_at_60_hz_are_harmless() -> None:
+    # 17 samples a symbol: a run would need 8 slips the same way to look a symbol off
+    assert slip_decodes(60.0, 100, seed=1512) == 100
+
+
+def test_a_run_the_slips_made_ambiguous_is_repaired() -> None:
+    # Drop samples inside one run of four symbols until it measures three and a half:
+    # the decoder counts it wrong, the line check fails, the repair counts it again.
+    frame = encode_frame(SMALL)
+    sig = render_bilevel(frame, symbol_rate=142.0, lead=0.05, tail=0.1, phase=0.3)
+    runs, i = [], 0
+    for _level, group in itertools.groupby(bilevel_symbols(frame)):
+        runs.append((i, len(list(group))))
+        i += runs[-1][1]
+    start = next(i for i, n in runs if n == 4 and i > 60)  # a run of four, in the data
+    middle = int((0.05 + (start + 2) / 142.0) * 1000)
+    slipped = np.delete(sig.samples, range(middle - 2, middle + 2))
+    (result,) = BlinkUpDecoder(FS, "bilevel").feed(slipped)
+    assert isinstance(result, DecodeResult) and result.config == SMALL
+    assert result.stats.repaired == 1
+
+
 def test_symbol_rate_is_measured_not_assumed() -> None:
     sig = render_bilevel(encode_frame(SMALL), symbol_rate=142.0, clock_error=0.04)
     (result,) = BlinkUpDecoder(FS, "bilevel").feed(sig.samples)
@@ -326,13 +375,26 @@ def test_corrupt_frame_reports_the_packet_error() -> None:
 
 
 def test_wrong_magic_is_bad_magic() -> None:
-    body = bytes([3, 1, 1, 0x41])
+    # tri-level: the magic is bits on the screen and can be wrong
+    body = bytes([4, 1, 2, 0x41, 0x42])
     crc = crc16(body)
     frame = b"\x00\x00\x00\x2b" + body + bytes([crc >> 8, crc & 0xFF])
-    out = BlinkUpDecoder(FS).feed(render_bilevel(frame, symbol_rate=142.0).samples)
-    assert [type(o) for o in out] == [BadMagicError]
+    out = BlinkUpDecoder(FS, "trilevel").feed(render_trilevel(frame).samples)
+    assert isinstance(out[0], BadMagicError) and not decoded(out)
     good = PREAMBLE + body + bytes([crc >> 8, crc & 0xFF])
-    assert decoded(BlinkUpDecoder(FS).feed(render_bilevel(good, symbol_rate=142.0).samples))
+    assert decoded(BlinkUpDecoder(FS, "trilevel").feed(render_trilevel(good).samples))
+
+
+def test_a_blink_that_never_shows_the_start_word_is_bad_magic() -> None:
+    # bi-level: the magic is the start word; a bare square wave at the symbol rate
+    # locks like a sync run and then never shows it
+    blink = render_symbols([1, 0] * 400, symbol_rate=142.0, light=LightModel(0.5, 0.2))
+    out = BlinkUpDecoder(FS, "bilevel").feed(blink.samples)
+    kinds = [type(o) for o in out]
+    # a BadMagicError every HUNT_SYMBOLS while it blinks; its end stops a last hunt
+    assert kinds[:-1] == [BadMagicError] * (len(kinds) - 1) and len(kinds) >= 4
+    assert kinds[-1] in (BadMagicError, SyncLostError)
+    assert "start word" in str(out[0])
 
 
 def test_state_table_rejects_unknown_events() -> None:

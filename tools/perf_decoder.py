@@ -16,6 +16,9 @@
   around its mean over the noise power.
 * ``--corruption N``: flip k random bits (k = 1, 2, 3, 4, 8) in the packet part of
   N random frames each and count how many ``decode_frame`` still accepts.
+* ``--slips``: the bi-level code read by a sampler that slips: 1 % of samples dropped
+  and 1 % read twice (``linecode.drop_and_repeat``), random full payloads at 142 and
+  60 Hz with a random sender clock error within ±5 %, the fraction decoded.
 * ``--screen``: the tri-level code as Electric Imp's SDK really paces it
   (``protocol/screen.py``): for every schedule of 20, 30 and 60 frames/s on 60, 90,
   120 and 144 Hz displays, with ±1 ms refresh jitter, an sRGB screen and noise 0.05
@@ -43,6 +46,7 @@ from impfactory.protocol.linecode import (
     TRILEVEL_RATE,
     LightModel,
     Signal,
+    drop_and_repeat,
     render_bilevel,
     render_trilevel,
 )
@@ -69,6 +73,35 @@ def random_full_payload(rng: np.random.Generator) -> BlinkUpConfig:
         plan_id=rng.bytes(8).hex(),
         token=rng.bytes(8).hex(),
     )
+
+
+SLIP = 0.01
+"""Fraction of samples dropped, and of samples read twice, in the slip figure."""
+
+
+def slip_decodes(
+    symbol_rate: float, payloads: int, seed: int = 0, *, drop: float = SLIP,
+    repeat: float = SLIP,
+) -> int:
+    """How many of ``payloads`` random full payloads a bi-level decoder (not told the
+    rate) decodes when the sampler drops ``drop`` and repeats ``repeat`` of its
+    samples. Each payload has a random light swing (20-60% of full scale, ambient
+    0.2), noise 2% of the swing, sampling phase and sender clock error (±5%)."""
+    rng = np.random.default_rng(seed)
+    ok = 0
+    for _ in range(payloads):
+        cfg = random_full_payload(rng)
+        swing = float(rng.uniform(0.2, 0.6))
+        signal = render_bilevel(
+            encode_frame(cfg), symbol_rate=symbol_rate, seed=rng,
+            light=LightModel(gain=swing, ambient=0.2), noise=0.02 * swing,
+            phase=float(rng.random()), clock_error=float(rng.uniform(-0.05, 0.05)),
+        )
+        samples = drop_and_repeat(signal.samples, drop, repeat, rng)
+        decoder = BlinkUpDecoder(signal.sample_rate, "bilevel")
+        outcomes = decoder.feed(samples) + decoder.flush()
+        ok += any(isinstance(o, DecodeResult) and o.config == cfg for o in outcomes)
+    return ok
 
 
 def screen_decodes(
@@ -255,8 +288,8 @@ def _run(args: argparse.Namespace) -> int:
             )
     if args.noise:
         sweeps = {
-            "bilevel_142": ("bilevel", BILEVEL_FAST_RATE, [9, 8, 7, 6, 5, 4]),
-            "bilevel_60": ("bilevel", BILEVEL_RATE, [5, 4, 3, 2, 1, 0]),
+            "bilevel_142": ("bilevel", BILEVEL_FAST_RATE, [10, 9, 8, 7, 6, 5, 4]),
+            "bilevel_60": ("bilevel", BILEVEL_RATE, [8, 7, 6, 5, 4, 3, 2]),
             "trilevel_60": ("trilevel", TRILEVEL_RATE, [18, 16, 15, 14, 13, 12]),
         }
         noise: dict[str, Any] = {}
@@ -284,6 +317,15 @@ def _run(args: argparse.Namespace) -> int:
                     f"{missed} accepted ({missed / args.corruption:.4%})"
                 )
         result["corruption"] = {"frames": args.corruption, "flips": crc}
+    if args.slips:
+        slips: dict[str, Any] = {}
+        for name, rate in (("bilevel_142", BILEVEL_FAST_RATE), ("bilevel_60", BILEVEL_RATE)):
+            ok = slip_decodes(rate, args.frames, seed=int(rate))
+            slips[name] = {"decoded": ok, "rate": ok / args.frames}
+            if not args.json:
+                print(f"slips {name}: {SLIP:.0%} dropped, {SLIP:.0%} repeated samples: "
+                      f"{ok}/{args.frames} decoded ({ok / args.frames:.1%})")
+        result["slips"] = {"frames": args.frames, "drop": SLIP, "repeat": SLIP, **slips}
     if args.screen:
         result["screen"] = _screen_sweep(args)
     if args.json:
@@ -325,10 +367,16 @@ def register(sub: Any) -> None:
         help=f"samples per feed for the small-chunk figure ({SMALL_CHUNK})",
     )
     parser.add_argument("--noise", action="store_true", help="also sweep the SNR")
-    parser.add_argument("--frames", type=int, default=200, help="frames per SNR step (200)")
+    parser.add_argument("--frames", type=int, default=200,
+                        help="frames per SNR step, and per rate with --slips (200)")
     parser.add_argument(
         "--corruption", type=int, default=0, metavar="N",
         help="also count CRC misses over N corrupted frames per flip count",
+    )
+    parser.add_argument(
+        "--slips", action="store_true",
+        help="also decode bi-level payloads from a sampler that drops and repeats 1%% of "
+             "samples (--frames each)",
     )
     parser.add_argument(
         "--screen", action="store_true",
