@@ -3,34 +3,44 @@
 Feed it sample chunks of any size, from one sample to a whole capture; the result
 does not depend on how the stream was cut. Pipeline, one stage per job::
 
-    samples -> moving average -> slicer -> runs -> line code -> bits -> bytes -> packet
-               (noise)           |         |       (Manchester   (magic,   (decode_frame:
-                                 |         |        or tri-level) LEN)      CRC, TLVs)
-                                 |         +- glitch merge: a run < T/2 is noise
+    samples -> moving average -> slicer -> edges -> line code -> bits -> bytes -> packet
+               (noise)           |         |        (bi-level     (LEN,    (decode_frame:
+                                 |         |        or tri-level)  checks)  CRC, TLVs)
+                                 |         +- where the light crossed the midpoint
                                  +- IDLE: threshold = midpoint of a sliding max/min,
-                                    hunting a regular max/min sync run
+                                    hunting a max/min sync run
                                  +- SYNC/FRAME: thresholds fixed from the sync run's
                                     averaged peaks and troughs, with hysteresis
 
-Bi-level decides softly once locked: on a symbol grid steered by the edges it
-hunts the 32-symbol sync word ``00 2A`` (either polarity), which fixes the bit
-phase; then each bit is the sign of the mean light of its second half minus that
-of its first (integrate and dump, from prefix sums), the bit clock steered by the
-mid-bit edge nearest its slot. Tri-level keeps run lengths (a lit run is a bit).
+**Bi-level** (protocol/linecode.py: one symbol per bit, stuffed) decides softly once
+locked: each symbol is the mean light of its inner 70% against the threshold
+(integrate and dump, from prefix sums), on a symbol grid that re-anchors on the edge
+where the light changed (a sampler that slips moves edges by whole samples) and
+counts a symbol squeezed shorter than its window. The grid hunts the sync word (the
+sync run's end and the start word, either polarity), then de-stuffs and unwhitens
+the data bits. A frame whose line check or CRC fails gets a few more symbols and the
+CRC-aided repair (protocol/repair.py) of the runs whose length was ambiguous.
+
+**Tri-level** (screens) never times a frame: the SDK's pacing (protocol/screen.py)
+makes frames whole display refreshes, uneven. The sync run is steady black and grey
+runs of any length within a frame rate's band; each lit run after it is a bit; the
+magic is found jointly in the last eight lit runs, where the white level (the
+screen's gamma) is measured; grey/white is then split midway between the measured
+levels, which follow the frame.
 
 States and events (an explicit table, ``TRANSITIONS``)::
 
-    IDLE --sync run found--> SYNC --magic 0x2A--> FRAME --LEN+2 bytes read--> IDLE
+    IDLE --sync run found--> SYNC --magic 0x2A--> FRAME --frame read--> IDLE
                               |                    |
                               +------failed--------+----------------------> IDLE
 
 ``state`` is ``SYNC`` or ``FRAME`` while a BlinkUp is being received (an imp stops
 flashing its status LED then). The slicing and sync search are vectorised with numpy
-per chunk; Python runs once per transition and once per bit. A chunk costs a fixed
-two dozen numpy calls on top of its samples, so chunks shorter than the shortest
-symbol period accepted are gathered first: ``state`` then lags the light by less
-than one symbol, and :meth:`BlinkUpDecoder.flush` decodes what waits at the end of
-a capture.
+per chunk; Python runs once per transition and once per symbol (bi-level) or frame
+(tri-level). A chunk costs a fixed two dozen numpy calls on top of its samples, so
+chunks shorter than the shortest symbol period accepted are gathered first: ``state``
+then lags the light by less than one symbol, and :meth:`BlinkUpDecoder.flush`
+decodes what waits at the end of a capture.
 
 Errors: ``feed`` *returns* outcomes: a :class:`DecodeResult` for each frame that
 completed, or a :class:`BlinkUpDecodeError` (lost sync, bad magic, corrupt frame)
@@ -210,7 +220,8 @@ class DecodeStats:
     levels: tuple[float, float] = (0.0, 0.0)
     """Dark and lit (bi-level) or black and grey (tri-level) levels of the sync run."""
     thresholds: tuple[float, ...] = ()
-    """Slicing thresholds: the midpoint, then (tri-level) the grey/white threshold."""
+    """Slicing thresholds: the midpoint, then (tri-level) the grey/white threshold as
+    measured on the magic."""
     hysteresis: float = 0.0
     inverted: bool = False
     sync_start: float = 0.0
@@ -934,11 +945,12 @@ class BlinkUpDecoder:
         ceil, floor = math.ceil, math.floor
         first = self._edge_first
         previous = self._raw
-        while start + DECIDE_AFTER * period + 1.0 <= until:
-            guard = SYMBOL_GUARD * period
-            light = (cs[floor(start + period - guard) + 1 - origin]
-                     - cs[ceil(start + guard) - origin]) / (
-                floor(start + period - guard) + 1 - ceil(start + guard)) - mid
+        symbol_guard, decide_after, steer_reach = SYMBOL_GUARD, DECIDE_AFTER, STEER_REACH
+        while start + decide_after * period + 1.0 <= until:
+            guard = symbol_guard * period
+            a = ceil(start + guard) - origin
+            b = floor(start + period - guard) + 1 - origin
+            light = (cs[b] - cs[a]) / (b - a) - mid
             raw = 1 if light > 0 else 0
             count = len(edge_t)
             while first < count and edge_t[first] < start - period:
@@ -948,7 +960,7 @@ class BlinkUpDecoder:
             # change holds, the grid follows
             change = 1 - previous if previous >= 0 else raw
             # an edge past half a period is this symbol's start only if it looks changed
-            reach = (STEER_REACH if raw == change else 0.5) * period
+            reach = (steer_reach if raw == change else 0.5) * period
             error = None
             at = k = first
             while k < count and edge_t[k] <= start + reach:

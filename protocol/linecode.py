@@ -15,12 +15,17 @@ black clock frame, then grey (0) or white (1); six black frames end it. Levels
 
 **Bi-level** (an LED on a fixture GPIO pin; our design, since the real one is not
 public). One symbol per bit at a fixed symbol rate (60 Hz, or 142 Hz for
-``BLINKUP_FAST``), the LED lit for a 1 (NRZ), with three parts::
+``BLINKUP_FAST``), the LED lit for a 1 (NRZ), with three parts; the frame
+``00 00 00 2A 02 07 00 1D 41`` (clear configuration) starts::
 
-    part     sync run (00 00 00)   start word (2A)   LEN 75     TLV type 01 ...
-    symbols  1 0 1 0 ... 1 0 1 0   0 0 1 1 0 1 0 0   0 1 1 1 0 1 0 1   0 0 0 0 1 0 0 0 1
-    LED      # . # . ... # . # .   . . # # . # . .   . # # # . # . #   . . . . # . . . #
-                                                                               ^ stuffed
+    frame     00 00 00                2A                 02 (LEN) ...
+    part      sync run, 48 symbols    start word         data: whitened, stuffed
+    bits                                                 0 0 0 0 0 0 1 0
+    PN9                                                  0 0 0 0 0 1 1 1
+    whitened                                             0 0 0 0 0 1 0 1
+    symbols   1 0 1 0 ... 1 0 1 0     0 0 1 1 0 1 0 0    0 0 1 0 0 0 1 0 1 ...
+    LED       # . # . ... # . # .     . . # # . # . .    . . # . . . # . # ...
+                                                             ^ stuffed: four dark symbols
 
 * **Sync run**: the preamble's three zero bytes are 48 alternating symbols, lit
   first: the max/min run whose peaks and troughs set the receiver's threshold and
@@ -38,9 +43,10 @@ public). One symbol per bit at a fixed symbol rate (60 Hz, or 142 Hz for
   start word's last ones) and before the next data bit, one opposite symbol is
   inserted, which the receiver drops. No run of light or dark is longer than 4
   symbols, so the receiver re-times itself on an edge at least every 4 symbols. A
-  full factory payload (124-byte frame) takes about 1,090 symbols: 7.8 s at 142 Hz
-  (Manchester took 14 s), 18 s at 60 Hz. The stuffing costs about 6% on random
-  bytes, 25% at worst (all bytes 00 or FF).
+  full factory payload (124-byte frame) takes 1,099 symbols: 7.7 s at 142 Hz
+  (Manchester took 14 s), 18.3 s at 60 Hz. The data is whitened first (XOR PN9,
+  :data:`BILEVEL_WHITENING`), so the stuffing costs about 6% whatever the bytes
+  (unwhitened, all 00 or FF would cost 25%).
 * **Why a line check**: one symbol per bit, two faint bits can both be wrong near the
   noise limit, and the BlinkUp CRC cannot see two wrong bits a multiple of 128 bits
   apart; the line check can, and it keeps the receiver's CRC-aided repair of
@@ -363,7 +369,7 @@ def render_bilevel(
     light: LightModel | None = None,
     **impairments: float | int | np.random.Generator | None,
 ) -> Signal:
-    """Render ``frame`` as the bi-level (Manchester) LED signal.
+    """Render ``frame`` as the bi-level LED signal (:func:`bilevel_symbols`).
 
     ``active_high=False`` renders the level of an active-low pin, which is also what
     the sensor sees when the fixture's polarity flag disagrees with its wiring: the

@@ -36,6 +36,8 @@ def test_encode_json(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (".wav", ["--fast"]),
         (".csv", ["--line-code", "trilevel"]),
+        (".csv", ["--line-code", "trilevel", "--screen", "90", "--jitter", "1",
+                  "--noise", "0.02"]),
         (".wav", ["--active-low", "--gain", "0.15", "--ambient", "0.6", "--noise", "0.01"]),
     ],
 )
@@ -158,7 +160,9 @@ def test_the_empty_packet_is_refused_both_ways(capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize("bad", [["--sample-rate", "nan"], ["--noise", "-1"],
-                                 ["--sample-rate", "1e12"], ["-o", "/nonexistent/dir/c.wav"]])
+                                 ["--sample-rate", "1e12"], ["-o", "/nonexistent/dir/c.wav"],
+                                 ["--screen", "90"],
+                                 ["--line-code", "trilevel", "--screen", "90", "--jitter", "9"]])
 def test_encode_bad_rendering_is_one_line(
     bad: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -48,6 +48,9 @@ def test_bilevel_layout_sync_run_start_word_then_data() -> None:
     symbols = bilevel_symbols(frame)
     assert symbols[:48] == [1, 0] * 24  # the preamble 00 00 00: a max/min sync run
     assert symbols[48:56] == [0, 0, 1, 1, 0, 1, 0, 0]  # the magic 2A: the start word
+    # LEN 02 = 0000 0010, XOR PN9 0000 0111 = 0000 0101, a stuffed 1 after four dark
+    # symbols: as docs/blinkup.md draws it
+    assert symbols[56:65] == [0, 0, 1, 0, 0, 0, 1, 0, 1]
     # then the packet 02 07 00 1D 41 and its line check, whitened and stuffed
     data = bilevel_destuff(symbols[56:])
     assert data.violations == []
