@@ -99,6 +99,11 @@ SLIPPED_SYNC_WORDS = (SYNC_WORD[:8] + SYNC_WORD[9:], (*SYNC_WORD[:8], 0, *SYNC_W
 """The sync word with its longest run (the sync run's last dark symbol and the start
 word's first two) one symbol shorter or longer, as slips of the sampler may make it
 look: hunted too, but only exactly (the sync word itself: one symbol wrong at most)."""
+HUNT_PATTERNS = tuple(
+    (len(word), int("".join(map(str, word)), 2), wrong)
+    for word, wrong in ((SYNC_WORD, 1), *((w, 0) for w in SLIPPED_SYNC_WORDS))
+)
+"""(length, the word as an int, symbols allowed wrong) of each word hunted."""
 SYMBOL_GUARD = 0.15
 """Bi-level: each end of a symbol left out of its mean light (the inner 70% count)."""
 WEAK_SYMBOL = 0.15
@@ -725,6 +730,7 @@ class BlinkUpDecoder:
         self._edge_time = float(times[-1])
         self._silence_at = self._edge_time + SILENCE_SYMBOLS * period
         self._slots: list[tuple[float, float]] = []
+        self._hunt_bits = 0
         self._hunted = 0
         # bi-level edges (time, level after it), oldest first; those before
         # ``_edge_first`` are spent
@@ -1054,14 +1060,14 @@ class BlinkUpDecoder:
         for kept in self._trail:
             del kept[:-keep]
         self._hunted += 1
-        for word, wrong in ((SYNC_WORD, 1), *((w, 0) for w in SLIPPED_SYNC_WORDS)):
-            if len(slots) < len(word):
+        # the latest decisions as bits of an int: a word compares in one popcount
+        self._hunt_bits = ((self._hunt_bits << 1) | (light > 0)) & ((1 << keep) - 1)
+        for size, pattern, wrong in HUNT_PATTERNS:
+            if len(slots) < size:
                 continue
-            agree = sum(
-                (v > 0) == bool(w) for (_t, v), w in zip(slots[-len(word) :], word, strict=True)
-            )
-            if agree >= len(word) - wrong or agree <= wrong:
-                self._found_start(inverted=agree <= wrong, start_word=len(word) - 8)
+            differ = (self._hunt_bits & ((1 << size) - 1) ^ pattern).bit_count()
+            if differ <= wrong or differ >= size - wrong:
+                self._found_start(inverted=differ >= size - wrong, start_word=size - 8)
                 return
         if self._hunted > HUNT_SYMBOLS:
             self._fail(

@@ -535,6 +535,23 @@ def test_lamp_flicker_and_noise_are_not_blinkups(code: str) -> None:
         assert decoder.state is DecoderState.IDLE
 
 
+@pytest.mark.parametrize("sigma", [0.03, 0.1, 0.3])
+def test_slow_noise_is_not_a_screen(sigma: float) -> None:
+    """The tri-level sync search has no grid to hold noise to (a screen's frames are
+    uneven), so slow noise (low-pass filtered: runs of plausible frame lengths) is
+    kept out by the levels: sliced noise shows no two steady levels. A minute of it
+    each, at three strengths."""
+    rng = np.random.default_rng(int(sigma * 100))
+    lowpass = np.convolve(rng.normal(0, sigma, 60_000), np.ones(8) / np.sqrt(8), "same")
+    wander = np.cumsum(rng.normal(0, sigma, 60_000)) * 0.05
+    wander -= np.convolve(wander, np.ones(200) / 200, "same")
+    for x in (0.4 + lowpass, 0.4 + wander):
+        decoder = BlinkUpDecoder(FS, "trilevel")
+        for i in range(0, len(x), 1000):
+            assert decoder.feed(x[i : i + 1000]) == []
+            assert not decoder.receiving
+
+
 @pytest.mark.parametrize("code", ["bilevel", "trilevel"])
 def test_a_frame_at_the_very_first_sample(code: str) -> None:
     frame = encode_frame(SMALL)

@@ -68,9 +68,10 @@ def test_pacing_is_the_sdk_loop(
     assert np.allclose(times, expected, atol=1e-9)
 
 
-@pytest.mark.parametrize(("fps", "hz", "refreshes"), [
-    (60.0, 60.0, {1}), (60.0, 90.0, {1, 2}), (60.0, 144.0, {2, 3}), (30.0, 60.0, {2}),
-    (20.0, 60.0, {3}), (20.0, 144.0, {7, 8}), (30.0, 144.0, {4, 5}),
+@pytest.mark.parametrize(("fps", "hz", "refreshes"), [  # the table in docs/blinkup.md
+    (60.0, 60.0, {1}), (60.0, 90.0, {1, 2}), (60.0, 120.0, {2}), (60.0, 144.0, {2, 3}),
+    (30.0, 60.0, {2}), (30.0, 90.0, {3}), (30.0, 120.0, {4}), (30.0, 144.0, {4, 5}),
+    (20.0, 60.0, {3}), (20.0, 90.0, {4, 5}), (20.0, 120.0, {6}), (20.0, 144.0, {7, 8}),
 ])
 def test_frames_are_whole_refreshes_and_keep_the_rate(
     fps: float, hz: float, refreshes: set[int]
