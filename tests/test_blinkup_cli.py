@@ -126,8 +126,19 @@ def test_perf_decoder_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["small_chunks"]["chunk"] == 64 and doc["small_chunks"]["x_realtime"] > 0
 
 
+def test_perf_decoder_slips_and_screens(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["perf", "decoder", "--json", "--repeat", "1", "--slips", "--frames", "5",
+            "--screen", "--payloads", "2"]
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["slips"]["bilevel_142"]["decoded"] == 5 and doc["slips"]["drop"] == 0.01
+    schedules = doc["screen"]["schedules"]
+    assert len(schedules) == 12 and schedules["60fps_90hz"]["decoded"] == 2
+
+
 @pytest.mark.parametrize("bad", [["--repeat", "0"], ["--chunk", "0"], ["--frames", "0"],
-                                 ["--corruption", "-1"], ["--small-chunk", "0"]])
+                                 ["--corruption", "-1"], ["--small-chunk", "0"],
+                                 ["--payloads", "0"], ["--drop", "0.9"]])
 def test_perf_decoder_bad_arguments(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["perf", "decoder", "--noise", *bad]) == 2
     assert "Traceback" not in capsys.readouterr().err
