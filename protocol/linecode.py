@@ -355,8 +355,11 @@ def render_timed(
     span = float(edges[-1] - edges[0]) if nsym else 0.0
     count = _sample_count(lead + span + tail, sample_rate)
     t = (np.arange(count, dtype=np.float64) + phase) / sample_rate - lead + edges[0]
-    index = np.searchsorted(edges, t, side="right") - 1
-    index[(index < 0) | (index >= nsym)] = nsym
+    # the first sample of each level (and the end): O(levels log samples), not the
+    # other way round
+    first = np.searchsorted(t, edges, side="left")
+    index = np.full(count, nsym, dtype=np.int64)
+    index[first[0] : first[-1]] = np.repeat(np.arange(nsym, dtype=np.int64), np.diff(first))
     return _finish(table, index, model, noise, seed, sample_rate)
 
 
