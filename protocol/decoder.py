@@ -138,7 +138,8 @@ TRILEVEL_MIN_FRAME_S = 0.0049
 """The shortest frame a screen shows: one refresh of a 144 Hz display (6.9 ms) less
 two milliseconds of refresh jitter. The SDK's pacing (protocol/screen.py) makes frames
 whole refreshes, irregular, 1 to 3 refreshes long and shorter than the mean after a
-dropped refresh, so the tri-level receiver never times a frame: each lit run is a bit."""
+dropped refresh, so the tri-level receiver never times a frame: each lit run is a bit.
+The tri-level moving average spans 0.6 of it (3 samples at 1 kHz)."""
 TRILEVEL_GLITCH = 0.2
 """Tri-level runs shorter than this fraction of the mean frame are noise. A paced frame
 is at least one refresh, and shorter than the mean only by the lateness of the frame
