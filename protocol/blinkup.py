@@ -11,10 +11,12 @@ Wire layout (one frame, as it is flashed)::
     type  field            value
     ----  ---------------  ------------------------------------------------------
       7   clear            empty: forget WiFi and enrolment (the packet 02 07 00)
-      1   ssid             raw bytes, up to 32
-      6   password         raw bytes, up to 64 (sent only after a non-empty SSID)
+      1   ssid             raw bytes, 1 to 32 (an empty SSID sends no WiFi TLVs at all)
+      6   password         raw bytes, up to 64; always right after the SSID (06 00
+                           when there is none), never without one
      11   static_network   ip, netmask, gateway, dns1 [, dns2]: 4 bytes each, BE
      13   proxy            port (2 bytes LE), len+server [, len+username [, len+password]]
+                           (an empty username or password is left out)
       5   enrolment        plan ID (8 bytes) + token (8 bytes), each the 16-hex-char
                            string with its byte order reversed (little-endian)
 
@@ -24,6 +26,14 @@ in the order the Electric Imp SDK does (clear first, then SSID, password, static
 network, proxy, enrolment); ``decode_frame`` accepts any order but rejects
 duplicates. Every way a frame can be wrong raises a :class:`BlinkUpError`
 subclass naming the field, so a corrupt BlinkUp is never half-applied.
+
+Edge cases follow what Electric Imp's JavaScript SDK writes (``FlashPacket.js``):
+an SSID without a password still sends the password TLV, empty (``06 00``); an
+empty SSID sends neither TLV; an empty proxy username or password is left out.
+:class:`BlinkUpConfig` and :class:`ProxyConfig` normalise to that form when built,
+so a config equals its own round trip. A packet with no TLV at all (LEN 0, the
+frame ``00 00 00 2A 00 00 00``) carries nothing: :class:`EmptyPacketError` on
+decode and on encode.
 """
 
 from __future__ import annotations
@@ -109,6 +119,10 @@ class BadLengthError(BlinkUpError):
     """A length (LEN, a TLV length or a fixed-size value) does not add up."""
 
 
+class EmptyPacketError(BadLengthError):
+    """LEN is 0: a packet with no TLV is not a BlinkUp (nothing to configure)."""
+
+
 class TruncatedError(BlinkUpError):
     """The frame ends before the field it names."""
 
@@ -191,6 +205,10 @@ class ProxyConfig:
     password: str | None = None
 
     def __post_init__(self) -> None:
+        # the SDK leaves an empty username or password out of the TLV: say so here
+        for name in ("username", "password"):
+            if getattr(self, name) == "":
+                object.__setattr__(self, name, None)
         if not 0 <= int(self.port) <= 0xFFFF:
             raise BlinkUpValueError(f"proxy port out of range: {self.port}", "proxy.port")
         if self.password is not None and self.username is None:
@@ -207,7 +225,8 @@ class BlinkUpConfig:
 
     ``ssid`` and ``password`` are bytes (a str is stored as its UTF-8 bytes);
     ``plan_id`` and ``token`` are 16-hex-character strings, both or neither
-    (stored in lowercase).
+    (stored in lowercase). As the SDK sends them, an empty SSID is no SSID
+    (``None``) and an SSID without a password has the empty password ``b""``.
     """
 
     ssid: bytes | None = None
@@ -221,6 +240,10 @@ class BlinkUpConfig:
     def __post_init__(self) -> None:
         ssid = _as_bytes(self.ssid)
         password = _as_bytes(self.password)
+        if ssid == b"":
+            ssid = None  # no WiFi TLVs at all
+        if ssid is not None and password is None:
+            password = b""  # the SDK always follows the SSID with a password TLV
         if ssid is not None and len(ssid) > MAX_SSID:
             raise ValueTooLongError(f"ssid is {len(ssid)} bytes, limit {MAX_SSID}", "ssid")
         if password is not None and len(password) > MAX_PASSWORD:
@@ -382,6 +405,8 @@ def encode_packet(cfg: BlinkUpConfig) -> bytes:
 def encode_frame(cfg: BlinkUpConfig) -> bytes:
     """Return the whole frame, preamble included, as it is flashed."""
     tlvs = _tlvs(cfg)
+    if not tlvs:
+        raise EmptyPacketError("a BlinkUp must carry at least one field", "packet")
     size = 0
     for tlv in tlvs:
         name = TLV_NAMES[tlv["type"]]
@@ -418,6 +443,8 @@ def decode_frame(data: bytes | bytearray | memoryview) -> BlinkUpConfig:
     if len(data) < len(PREAMBLE) + 1:
         raise TruncatedError("frame ends before LEN", "LEN")
     length = data[len(PREAMBLE)]
+    if length == 0:
+        raise EmptyPacketError("LEN is 0: the packet carries no field", "LEN")
     total = len(PREAMBLE) + 1 + length + 2
     if len(data) < total - 2:
         raise TruncatedError(

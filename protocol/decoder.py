@@ -3,34 +3,44 @@
 Feed it sample chunks of any size, from one sample to a whole capture; the result
 does not depend on how the stream was cut. Pipeline, one stage per job::
 
-    samples -> moving average -> slicer -> runs -> line code -> bits -> bytes -> packet
-               (noise)           |         |       (Manchester   (magic,   (decode_frame:
-                                 |         |        or tri-level) LEN)      CRC, TLVs)
-                                 |         +- glitch merge: a run < T/2 is noise
+    samples -> moving average -> slicer -> edges -> line code -> bits -> bytes -> packet
+               (noise)           |         |        (bi-level     (LEN,    (decode_frame:
+                                 |         |        or tri-level)  checks)  CRC, TLVs)
+                                 |         +- where the light crossed the midpoint
                                  +- IDLE: threshold = midpoint of a sliding max/min,
-                                    hunting a regular max/min sync run
+                                    hunting a max/min sync run
                                  +- SYNC/FRAME: thresholds fixed from the sync run's
                                     averaged peaks and troughs, with hysteresis
 
-Bi-level decides softly once locked: on a symbol grid steered by the edges it
-hunts the 32-symbol sync word ``00 2A`` (either polarity), which fixes the bit
-phase; then each bit is the sign of the mean light of its second half minus that
-of its first (integrate and dump, from prefix sums), the bit clock steered by the
-mid-bit edge nearest its slot. Tri-level keeps run lengths (a lit run is a bit).
+**Bi-level** (protocol/linecode.py: one symbol per bit, stuffed) decides softly once
+locked: each symbol is the mean light of its inner 70% against the threshold
+(integrate and dump, from prefix sums), on a symbol grid that re-anchors on the edge
+where the light changed (a sampler that slips moves edges by whole samples) and
+counts a symbol squeezed shorter than its window. The grid hunts the sync word (the
+sync run's end and the start word, either polarity), then de-stuffs and unwhitens
+the data bits. A frame whose line check or CRC fails gets a few more symbols and the
+CRC-aided repair (protocol/repair.py) of the runs whose length was ambiguous.
+
+**Tri-level** (screens) never times a frame: the SDK's pacing (protocol/screen.py)
+makes frames whole display refreshes, uneven. The sync run is steady black and grey
+runs of any length within a frame rate's band; each lit run after it is a bit; the
+magic is found jointly in the last eight lit runs, where the white level (the
+screen's gamma) is measured; grey/white is then split midway between the measured
+levels, which follow the frame.
 
 States and events (an explicit table, ``TRANSITIONS``)::
 
-    IDLE --sync run found--> SYNC --magic 0x2A--> FRAME --LEN+2 bytes read--> IDLE
+    IDLE --sync run found--> SYNC --magic 0x2A--> FRAME --frame read--> IDLE
                               |                    |
                               +------failed--------+----------------------> IDLE
 
 ``state`` is ``SYNC`` or ``FRAME`` while a BlinkUp is being received (an imp stops
 flashing its status LED then). The slicing and sync search are vectorised with numpy
-per chunk; Python runs once per transition and once per bit. A chunk costs a fixed
-two dozen numpy calls on top of its samples, so chunks shorter than the shortest
-symbol period accepted are gathered first: ``state`` then lags the light by less
-than one symbol, and :meth:`BlinkUpDecoder.flush` decodes what waits at the end of
-a capture.
+per chunk; Python runs once per transition and once per symbol (bi-level) or frame
+(tri-level). A chunk costs a fixed two dozen numpy calls on top of its samples, so
+chunks shorter than the shortest symbol period accepted are gathered first: ``state``
+then lags the light by less than one symbol, and :meth:`BlinkUpDecoder.flush`
+decodes what waits at the end of a capture.
 
 Errors: ``feed`` *returns* outcomes: a :class:`DecodeResult` for each frame that
 completed, or a :class:`BlinkUpDecodeError` (lost sync, bad magic, corrupt frame)
@@ -56,7 +66,17 @@ import numpy as np
 import numpy.typing as npt
 
 from .blinkup import PREAMBLE, BlinkUpConfig, BlinkUpError, decode_frame
-from .linecode import BILEVEL_FAST_RATE, BILEVEL_RATE, GREY, bilevel_symbols
+from .linecode import (
+    BILEVEL_FAST_RATE,
+    BILEVEL_RATE,
+    BILEVEL_RUN_LIMIT,
+    BILEVEL_START_WORD,
+    BILEVEL_SYNC_RUN,
+    BILEVEL_WHITENING,
+    LineCheckError,
+    bilevel_check,
+)
+from .repair import CHECK_BYTES, Reception, repair
 
 FloatArray = npt.NDArray[np.float64]
 LineCode = Literal["bilevel", "trilevel"]
@@ -70,20 +90,83 @@ MIN_SAMPLES_PER_SYMBOL = 3.5
 """Fewer samples per symbol than this leave too little to average (142 Hz needs >= 500 Hz)."""
 IDLE_BLOCK = 2048
 """Samples sliced per step while hunting a sync run."""
-SILENCE_SYMBOLS = 6.0
-"""Symbols without a transition after which a bi-level reception is lost."""
-SYNC_WORD = tuple(bilevel_symbols(b"\x00\x2a"))
-"""Bi-level symbols of the last preamble byte and the magic: what the receiver hunts."""
+SILENCE_SYMBOLS = BILEVEL_RUN_LIMIT + 2.0
+"""Symbols without a transition after which a bi-level reception is lost (the line
+never holds a level longer than BILEVEL_RUN_LIMIT symbols)."""
+SYNC_WORD = BILEVEL_SYNC_RUN[-8:] + BILEVEL_START_WORD
+"""Bi-level symbols the receiver hunts: the sync run's end and the start word."""
+SLIPPED_SYNC_WORDS = (SYNC_WORD[:8] + SYNC_WORD[9:], (*SYNC_WORD[:8], 0, *SYNC_WORD[8:]))
+"""The sync word with its longest run (the sync run's last dark symbol and the start
+word's first two) one symbol shorter or longer, as slips of the sampler may make it
+look: hunted too, but only exactly (the sync word itself: one symbol wrong at most)."""
+HUNT_PATTERNS = tuple(
+    (len(word), int("".join(map(str, word)), 2), wrong)
+    for word, wrong in ((SYNC_WORD, 1), *((w, 0) for w in SLIPPED_SYNC_WORDS))
+)
+"""(length, the word as an int, symbols allowed wrong) of each word hunted."""
+SYMBOL_GUARD = 0.15
+"""Bi-level: each end of a symbol left out of its mean light (the inner 70% count)."""
+WEAK_SYMBOL = 0.15
+"""Bi-level: a symbol whose light is within this fraction of the sync swing of the
+threshold is faint (a clean one is half the swing away); four in a row end it."""
+STEER_PHASE = 0.75
+"""Bi-level: share of an edge's offset from the symbol grid corrected at once."""
+STEER_REACH = 0.7
+"""Bi-level: how far (in periods) from a symbol's expected start the edge that marks a
+change may lie: past half a period, a sampler that slipped a few samples has made the
+run before it ambiguous, and re-anchoring on the edge keeps the grid."""
+SQUEEZED = 0.35
+"""Bi-level: light that changes and changes back this many periods later (or more, up
+to one) is a symbol, squeezed by a sampler that dropped samples."""
+DECIDE_AFTER = 1.5
+"""Bi-level: a symbol is decided once this many periods after its start are sampled
+(its start may move half a period to the edge that marks it)."""
+STEER_PERIOD = 0.02
+"""Bi-level: share of an edge's offset that goes into the symbol period."""
+OVERTIME_SYMBOLS = 4
+"""Bi-level: symbols still decided after a frame fails its CRC, for the repair (an edit
+that drops a symbol needs the one after the frame)."""
 BACKFILL_SYMBOLS = 8
 """Symbols before the sync run's first edge where the bi-level grid starts (a late lock)."""
 HUNT_SYMBOLS = 112
-"""Symbols after a bi-level lock within which the sync word must appear."""
+"""Symbols after a bi-level lock within which the start word must appear."""
 MEASURED_RUNS = 12
 """Sync runs (the latest) whose period and levels set the thresholds."""
 MAX_SAMPLE = 1e6
 """Samples beyond ± this many times full scale are not light: a BadSamplesError."""
-MAGIC_TAIL = (1, 0, 1, 0, 1, 0)
-"""0x2A after its two leading zeros: the bits that confirm a lock is a BlinkUp."""
+TRILEVEL_MIN_FRAME_S = 0.0049
+"""The shortest frame a screen shows: one refresh of a 144 Hz display (6.9 ms) less
+two milliseconds of refresh jitter. The SDK's pacing (protocol/screen.py) makes frames
+whole refreshes, irregular, 1 to 3 refreshes long and shorter than the mean after a
+dropped refresh, so the tri-level receiver never times a frame: each lit run is a bit.
+The tri-level moving average spans 0.6 of it (3 samples at 1 kHz)."""
+TRILEVEL_GLITCH = 0.2
+"""Tri-level runs shorter than this fraction of the mean frame are noise. A paced frame
+is at least one refresh, and shorter than the mean only by the lateness of the frame
+before it (a refresh or two): 60 fps on 144 Hz after a dropped refresh, 6.9 ms less
+jitter, 0.29 of the mean, is the shortest of the common schedules."""
+TRILEVEL_SPREAD = (0.3, 3.5)
+"""A tri-level sync run's intervals may each be this fraction or multiple of their mean."""
+TRILEVEL_SILENCE = 5.0
+"""Mean frames without a transition after which a tri-level reception is lost."""
+CROSSING_LOOKBACK = 4
+"""Samples an edge's midpoint crossing is looked for before the slicer's flip."""
+MAGIC_BITS = tuple((0x2A >> (7 - i)) & 1 for i in range(8))
+"""The magic's bits, MSB first: the tri-level receiver hunts them in its lit runs."""
+MAGIC_GAP = 0.15
+"""Tri-level: the magic's white runs must all stand this fraction of the black-to-grey
+swing above all its grey runs. White is 0.33 of it above grey on a linear screen and
+0.92 on an sRGB one (grey 0.75 or 0.52 of white): the screen's gamma is measured on
+the magic, not assumed."""
+TRILEVEL_HUNT_BITS = 48
+"""Lit runs after a tri-level lock within which the magic must appear (the preamble
+has 24 bits; the lock takes 8 of them)."""
+TWO_LEVELS = 6.0
+"""A tri-level sync run's black and grey levels must lie this many times the spread of
+the light within its runs apart: a real one at noise 0.05 of the swing, about 20
+times; sliced noise, hardly ever over 5."""
+LEVEL_TRACKING = 0.125
+"""Weight of each new grey or white run in the tri-level level estimates."""
 
 
 # --------------------------------------------------------------------------- errors
@@ -143,14 +226,20 @@ class DecodeStats:
     levels: tuple[float, float] = (0.0, 0.0)
     """Dark and lit (bi-level) or black and grey (tri-level) levels of the sync run."""
     thresholds: tuple[float, ...] = ()
-    """Slicing thresholds: the midpoint, then (tri-level) the grey/white threshold."""
+    """Slicing thresholds: the midpoint, then (tri-level) the grey/white threshold as
+    measured on the magic."""
     hysteresis: float = 0.0
     inverted: bool = False
     sync_start: float = 0.0
     lock: float = 0.0
     end: float = 0.0
     bit_starts: list[float] = field(default_factory=list)
-    """Start of every bit from the first bit of the magic's tail onwards."""
+    """Start of every bit from the magic on: bi-level, each symbol of the start word
+    then every data bit; tri-level, each bit of the magic from its first 1, then
+    every data bit."""
+    repaired: int = 0
+    """Bi-level: edits the CRC-aided repair (protocol/repair.py) made to the symbols
+    decided; 0 when the frame decoded as received."""
 
     @property
     def symbol_rate(self) -> float:
@@ -242,6 +331,22 @@ def _sliding_extreme(a: FloatArray, w: int, largest: bool) -> FloatArray:
     return out
 
 
+def _crossing(hist: FloatArray, i: int, mid: float, level: int, origin: int) -> float:
+    """Where the light crossed ``mid`` on its way to ``level`` (1: up), given that
+    sample ``i`` of ``hist`` is the first past the hysteresis: the crossing lies a
+    sample or so earlier; interpolated between the samples either side of it. In
+    absolute positions (``hist[0]`` is sample ``origin``), the same bits however the
+    stream was cut."""
+    rising = level == 1
+    j = i
+    while j > 0 and i - j < CROSSING_LOOKBACK and (float(hist[j - 1]) > mid) == rising:
+        j -= 1
+    before = float(hist[j - 1]) if j > 0 else float(hist[0])
+    step = float(hist[j]) - before
+    frac = min(max((mid - before) / step, 0.0), 1.0) if step != 0.0 else 0.0
+    return (origin + j - 1) + frac
+
+
 class BlinkUpDecoder:
     """Streaming decoder for one light sensor. See the module docstring."""
 
@@ -293,6 +398,11 @@ class BlinkUpDecoder:
         self._t_max = max(hi for _lo, hi in self._bands)
         fastest = fs / self._t_min / 1.25
         self._taps = max(1, round(0.3 * fs / fastest))
+        self._glitch = 0.5  # runs shorter than this many symbol periods are noise
+        if line_code == "trilevel":
+            # a paced frame may be as short as one refresh of a fast display
+            self._glitch = TRILEVEL_GLITCH
+            self._taps = max(1, min(self._taps, round(0.6 * TRILEVEL_MIN_FRAME_S * fs)))
         self._delay = (self._taps - 1) / 2.0
         self._window = max(4, math.ceil(3.5 * self._t_max))
         self._min_swing = min_swing * full_scale
@@ -331,7 +441,6 @@ class BlinkUpDecoder:
         self._buf_lo = self._buf_hi = 0
         self._hist = self._buf[0:0]
         self._hist_start = 0
-        self._cw_total = 0  # running count of samples above the white threshold
         self._reset_idle()
 
     def feed(self, samples: Sequence[float] | npt.ArrayLike) -> list[Outcome]:
@@ -486,6 +595,8 @@ class BlinkUpDecoder:
             times.append(t)
             return False
         d = t - times[-1]
+        if self.line_code == "trilevel":
+            return self._screen_sync_transition(t, level, d)
         if d < 0.5 * self._t_min:
             # a glitch: this edge and the one before it are noise, not the sync run
             times.pop()
@@ -511,6 +622,65 @@ class BlinkUpDecoder:
         self._lock(level)
         return True
 
+    def _screen_sync_transition(self, t: int, level: int, d: int) -> bool:
+        """Tri-level idle edge: a screen's frames last whole refreshes, unevenly (the
+        SDK's pacing), so no grid: lock on SYNC_TRANSITIONS intervals that each stay
+        within TRILEVEL_SPREAD of their mean, when the mean is a frame rate's."""
+        times = self._sync_times
+        if d < self._glitch * self._t_min:
+            times.pop()  # a glitch: this edge and the one before it are noise
+            return False
+        if d > TRILEVEL_SPREAD[1] * self._t_max:
+            times[:] = [t]
+            return False
+        if len(times) >= 3:
+            mean = (times[-1] - times[0]) / (len(times) - 1)
+            if not TRILEVEL_SPREAD[0] * mean <= d <= TRILEVEL_SPREAD[1] * mean:
+                times[:] = [times[-1], t]
+                return False
+        times.append(t)
+        if len(times) - 1 < SYNC_TRANSITIONS:
+            return False
+        period = (times[-1] - times[0]) / (len(times) - 1)
+        if not any(lo <= period <= hi for lo, hi in self._bands) or not self._two_levels(level):
+            del times[0]
+            return False
+        self._lock(level)
+        return True
+
+    def _run_means(self, level: int) -> tuple[list[float], list[float], float]:
+        """Mean light of the inner half of the latest MEASURED_RUNS sync runs, dark
+        runs and lit runs apart (``level``: the level after the last edge), and the
+        pooled spread (standard deviation) of the light within those runs."""
+        times = self._sync_times[-(MEASURED_RUNS + 1) :]
+        means: tuple[list[float], list[float]] = ([], [])
+        spread, count = 0.0, 0
+        run_level = 1 - level  # the level of the run that ended at the last edge
+        for j in range(len(times) - 1, 0, -1):
+            start, stop = times[j - 1], times[j]
+            q = (stop - start) / 4.0
+            part = self._hist_slice(math.ceil(start + q), math.floor(stop - q) + 1)
+            if part.shape[0]:
+                mean = float(part.mean())
+                means[run_level].append(mean)
+                spread += float(np.square(part - mean).sum())
+                count += part.shape[0]
+            run_level = 1 - run_level
+        return means[0], means[1], math.sqrt(spread / max(count, 1))
+
+    def _two_levels(self, level: int) -> bool:
+        """Tri-level: do the sync runs show two steady levels (black and grey)? An
+        irregular run's timing is weak evidence, so sliced noise must not pass: the
+        light within the runs must be steady (spread under a TWO_LEVELS-th of the
+        levels' distance) and every lit run brighter than every dark one by half
+        that distance."""
+        dark, lit, spread = self._run_means(level)
+        if len(dark) < 3 or len(lit) < 3:
+            return False
+        gap = float(np.median(lit) - np.median(dark))
+        return (gap > self._min_swing and gap > TWO_LEVELS * spread
+                and min(lit) - max(dark) > 0.5 * gap)
+
     def _lock(self, level: int) -> None:
         """Measure the sync run: symbol period, lit and dark levels; fix thresholds."""
         # Only the latest MEASURED_RUNS runs: the first transitions of a lock may be
@@ -519,27 +689,18 @@ class BlinkUpDecoder:
         # the period: a least-squares line through all the sync run's edges
         index = np.arange(len(self._sync_times), dtype=np.float64)
         period = float(np.polyfit(index, np.asarray(self._sync_times, dtype=np.float64), 1)[0])
-        means: tuple[list[float], list[float]] = ([], [])
-        run_level = 1 - level  # the level of the run that ended at the lock transition
-        for j in range(len(times) - 1, 0, -1):
-            start, stop = times[j - 1], times[j]
-            q = (stop - start) / 4.0
-            part = self._hist_slice(math.ceil(start + q), math.floor(stop - q) + 1)
-            if part.shape[0]:
-                means[run_level].append(float(part.mean()))
-            run_level = 1 - run_level
+        *means, _spread = self._run_means(level)
         # the median of the run means: one odd run cannot move a threshold
         dark = float(np.median(means[0])) if means[0] else 0.0
         lit = float(np.median(means[1])) if means[1] else 0.0
         swing = lit - dark
         thresholds: tuple[float, ...] = ((dark + lit) / 2.0,)
-        if self.line_code == "trilevel":
-            # white is where grey predicts it (linear light), unless the sensor clips
-            white = min(dark + swing / GREY, self._full_scale)
-            thresholds = (thresholds[0], (lit + white) / 2.0)
+        self._magic_runs: list[tuple[float, float]] = []
+        self._grey_level = lit
+        self._white_level = math.nan  # tri-level: measured on the magic
         self._thr = thresholds
         self._swing = abs(swing)
-        self._hyst = 0.2 * self._swing
+        self._hyst = (0.1 if self.line_code == "trilevel" else 0.2) * self._swing
         self._period = period
         self.stats = DecodeStats(
             line_code=self.line_code,
@@ -551,37 +712,47 @@ class BlinkUpDecoder:
             sync_start=self._sync_times[0] - self._delay,
             lock=times[-1] - self._delay,
         )
-        # runs: (start, level, white count at start); the last closed run awaits commit
+        # runs: the open one (start, level) and the last closed one, awaiting commit
         self._open_start = float(times[-1])
         self._open_level = level
         self._slice_level = level
-        self._cw_total = 0
-        self._cw_chunk: npt.NDArray[np.int64] | None = None
-        self._open_cw = 0
-        self._last: tuple[float, float, int, int, int] | None = None
+        self._last: tuple[float, float, int] | None = None
+        self._light: list[float] = []  # tri-level: light since the oldest open run
+        self._light_origin = 0
         # bi-level: soft decisions on a symbol grid that starts BACKFILL_SYMBOLS before
         # the sync run's first edge (those samples are still in the history, unless the
-        # stream began later), so the 32-symbol sync word fits even when noise delayed
+        # stream began later), so the 16-symbol sync word fits even when noise delayed
         # the lock
         self._soft = self.line_code == "bilevel"
         self._hunting = self._soft
-        self._next_bit = max(  # the next symbol (hunting) or bit (frame) to decide
+        self._next_bit = max(  # the next symbol to decide
             self._sync_times[0] - BACKFILL_SYMBOLS * period, self._hist_start + period
         )
         self._edge_time = float(times[-1])
         self._silence_at = self._edge_time + SILENCE_SYMBOLS * period
         self._slots: list[tuple[float, float]] = []
+        self._hunt_bits = 0
         self._hunted = 0
-        self._edges: list[tuple[float, int]] = [
-            (float(t), (level + len(self._sync_times) - 1 - i) % 2)
-            for i, t in enumerate(self._sync_times)
+        # bi-level edges (time, level after it), oldest first; those before
+        # ``_edge_first`` are spent
+        self._edge_t = [float(t) for t in self._sync_times]
+        self._edge_level = [
+            (level + len(self._sync_times) - 1 - i) % 2 for i in range(len(self._sync_times))
         ]
+        self._edge_first = 0
         self._weak_bits = 0
+        self._raw = -1  # the last symbol's light (1 lit), -1 before the first
+        self._run = (0, 0)  # data: the line's current run (symbol, length), for stuffing
+        # every symbol decided (raw level, and where it began: the edge when one marked
+        # it), kept for the repair
+        self._trail: tuple[list[int], list[float]] = ([], [])
+        self._overtime = -1  # symbols still to decide after a failed check (-1: none)
+        self._data_bits = 0  # bi-level: data bits so far (the whitening's position)
+        self._corrupt: CorruptFrameError | None = None
         self._cs: list[float] = []
         self._cs_stale = True
         self._cs_from = 0
         self._inverted = False
-        self._magic: list[int] = []
         self._cur = 0
         self._nbits = 0
         self._bytes = bytearray()
@@ -589,55 +760,40 @@ class BlinkUpDecoder:
 
     # ------------------------------------------------------------------ receive
 
-    def _cw_at(self, t: int) -> int:
-        """White-sample count before absolute sample ``t`` (tri-level grey/white)."""
-        if self.line_code != "trilevel" or self._cw_chunk is None:
-            return 0
-        i = t - self._cw_base
-        return int(self._cw_chunk[i]) if 0 <= i < self._cw_chunk.shape[0] else self._cw_total
-
     def _receive(self, y: FloatArray, pos: int, outcomes: list[Outcome]) -> int:
         """Slice with the fixed thresholds; feed runs to the line code until done."""
         n = int(y.shape[0])
         a0 = self._base + pos
         mid = self._thr[0]
         part = y[pos:]
-        if self.line_code == "trilevel":
-            white = (part > self._thr[1]).astype(np.int64)
-            cw = np.empty(white.shape[0] + 1, dtype=np.int64)
-            cw[0] = self._cw_total
-            np.cumsum(white, out=cw[1:])
-            cw[1:] += self._cw_total
-            self._cw_chunk, self._cw_base = cw, a0
         changes, levels, last = _hysteresis(
             part, mid + self._hyst, mid - self._hyst, self._slice_level
         )
         self._cs_stale = True
-        precise: list[float] = []
-        if self.line_code == "bilevel" and changes:
-            # where the signal crossed the midpoint, between the samples either side
-            # (a few edges per chunk: plain floats beat a dozen numpy calls)
-            hist, off = self._hist, a0 - self._hist_start
-            for c in changes:
-                i = c + off
-                before = float(hist[i - 1]) if i > 0 else float(hist[0])
-                step = float(hist[i]) - before
-                frac = min(max((mid - before) / step, 0.0), 1.0) if step != 0.0 else 0.0
-                precise.append(a0 + c - 1 + frac)
+        # where the signal crossed the midpoint (the slicer flips a little later,
+        # past the hysteresis): a few edges per chunk, plain floats beat numpy calls
+        hist, off = self._hist, a0 - self._hist_start
+        precise = [_crossing(hist, c + off, mid, lvl, self._hist_start)
+                   for c, lvl in zip(changes, levels, strict=True)]
+        if not self._soft:
+            # tri-level runs are averaged from plain floats: a list from the oldest
+            # run still open (summing a slice gives the same bits however cut)
+            first = self._last[0] if self._last is not None else self._open_start
+            lo = max(math.floor(first) - 1 - self._hist_start, 0)
+            self._light, self._light_origin = hist[lo:].tolist(), self._hist_start + lo
         try:
-            for k, c in enumerate(changes):
+            for k, t in enumerate(precise):
                 if self._soft:
-                    t = precise[k]
+                    # edges are gathered; the symbols are decided once per chunk (each
+                    # looks only at edges within DECIDE_AFTER periods of its start)
                     if t > self._silence_at:
                         self._silence()
-                    span = self._period if self._hunting else 2.0 * self._period
-                    if self._next_bit + span + 1.0 <= t:
-                        self._soft_bits(t)
-                    self._edges.append((t, levels[k]))
+                    self._edge_t.append(t)
+                    self._edge_level.append(levels[k])
                     self._edge_time = t
-                    self._silence_at = t + SILENCE_SYMBOLS * self._period
+                    self._silence_at = t + SILENCE_SYMBOLS * self.stats.symbol_period
                     continue
-                self._transition(a0 + c, levels[k])
+                self._transition(t, levels[k])
             self._end_of_chunk(self._base + n)
         except _Done as done:
             # a failure ends where it became certain, whichever feed noticed it; the
@@ -646,18 +802,16 @@ class BlinkUpDecoder:
             end = float(done.args[1])
             self._after_done()
             return int(max(pos, min(n, math.ceil(end) - self._base)))
-        if self.line_code == "trilevel":
-            self._cw_total = int(cw[-1])
         self._slice_level = last
         return n
 
-    def _transition(self, t: int, level: int) -> None:
+    def _transition(self, t: float, level: int) -> None:
         """A flip at absolute sample ``t`` to ``level``: close the open run."""
         d = t - self._open_start
-        if d < 0.5 * self._period and self._last is not None:
+        if d < self._glitch * self._period and self._last is not None:
             # a glitch: the open run is noise; reopen the run before it
-            start, _end, lvl, cw0, _cw1 = self._last
-            self._open_start, self._open_level, self._open_cw = start, lvl, cw0
+            start, _end, lvl = self._last
+            self._open_start, self._open_level = start, lvl
             self._last = None
             return
         if self._last is not None:
@@ -665,18 +819,18 @@ class BlinkUpDecoder:
             self._last = None
             self._commit(*last)
         self._check_open_length(t)
-        cw = self._cw_at(t)
-        self._last = (self._open_start, float(t), self._open_level, self._open_cw, cw)
-        self._open_start, self._open_level, self._open_cw = float(t), level, cw
+        self._last = (self._open_start, float(t), self._open_level)
+        self._open_start, self._open_level = float(t), level
 
     def _check_open_length(self, t: float) -> None:
         """Tri-level: no transition until ``t`` (or before it): lost once the open run
-        outlasts 3.6 symbols, at that moment (not when the news arrived)."""
-        deadline = self._open_start + 3.6 * self._period
+        outlasts TRILEVEL_SILENCE mean frames, at that moment (not when the news
+        arrived)."""
+        deadline = self._open_start + TRILEVEL_SILENCE * self._period
         if t > deadline:
             self._fail(
                 SyncLostError(
-                    f"no transition for 3.6 symbols after sample "
+                    f"no transition for {TRILEVEL_SILENCE:g} frames after sample "
                     f"{self._open_start - self._delay:.0f}: the signal stopped or broke "
                     f"its line code"
                 ),
@@ -688,40 +842,83 @@ class BlinkUpDecoder:
         if self._soft:
             if now - 1.0 > self._silence_at:
                 self._silence()
-            self._soft_bits(now - 1.0)
+            self._symbols(now - 1.0)
             return
-        if self._last is not None and now - self._open_start >= 0.5 * self._period:
+        if self._last is not None and now - self._open_start >= self._glitch * self._period:
             # the open run has proven real: commit the one before it
             last = self._last
             self._last = None
             self._commit(*last)
         self._check_open_length(now)
 
-    def _commit(self, start: float, end: float, level: int, cw0: int, cw1: int) -> None:
-        """A tri-level run is over: a lit run is one bit, grey or white."""
+    def _commit(self, start: float, end: float, level: int) -> None:
+        """A tri-level run is over: a lit run is one bit, grey or white, whatever its
+        length (a paced frame lasts one to a few refreshes)."""
         dur = end - start
-        units = max(1, round(dur / self._period))
         if level == 1:
             # white or grey: the mean light of the run's inner 60% against the threshold
-            # (the share of samples above it decides a run too short to have an inside)
             q = 0.2 * dur
-            inner = self._hist_slice(math.ceil(start + q), math.floor(end - q) + 1)
-            if inner.shape[0]:
-                white = float(inner.mean()) > self._thr[1]
+            lo = max(math.ceil(start + q) - self._light_origin, 0)
+            inner = self._light[lo : max(math.floor(end - q) + 1 - self._light_origin, lo + 1)]
+            light = sum(inner) / len(inner) if inner else self._grey_level
+            if self._state is DecoderState.SYNC:
+                self._screen_magic(light, start - self._period, end)
             else:
-                white = (cw1 - cw0) / max(dur, 1.0) > 0.5
-            self._bit(int(white), start - self._period, end)
-        if units <= 2:
-            self._period += 0.05 * (dur / units - self._period)
+                white = light > self._thr[1]
+                self._track_levels(light, white)
+                self._bit(int(white), start - self._period, end)
+        mean = self._period
+        self._period += 0.05 * (min(max(dur, 0.5 * mean), 2.0 * mean) - mean)
 
-    # Manchester, soft decisions: once the bit phase is known, each bit is decided by
-    # comparing the mean light of its two halves (integrate and dump), and the bit
-    # clock is steered by the mid-bit edge nearest where it is expected.
+    def _screen_magic(self, light: float, t: float, end: float) -> None:
+        """Tri-level, after the lock: hunt the magic 0x2A in the light of the last 8
+        lit runs, jointly: the dimmest of its three white runs brighter than the
+        brightest of its five grey ones by MAGIC_GAP of the swing. A noisy grey before
+        it is no white bit that breaks the hunt, and the white level, hence the
+        screen's gamma, is measured there."""
+        runs = self._magic_runs
+        runs.append((light, t))
+        del runs[: -len(MAGIC_BITS)]
+        if len(runs) == len(MAGIC_BITS):
+            whites = [v for (v, _t), bit in zip(runs, MAGIC_BITS, strict=True) if bit]
+            greys = [v for (v, _t), bit in zip(runs, MAGIC_BITS, strict=True) if not bit]
+            white, grey = sum(whites) / len(whites), sum(greys) / len(greys)
+            if min(whites) - max(greys) > MAGIC_GAP * self._swing:
+                self._grey_level, self._white_level = grey, white
+                self._thr = (self._thr[0], 0.5 * (grey + white))
+                self.stats.thresholds = self._thr
+                self.stats.bit_starts += [t0 - self._delay for _v, t0 in runs[2:]]
+                self._event(DecoderEvent.MAGIC_FOUND)
+                return
+        self._hunted += 1
+        if self._hunted > TRILEVEL_HUNT_BITS:
+            self._fail(
+                BadMagicError(
+                    f"no magic 0x2A within {TRILEVEL_HUNT_BITS} frames of the sync run "
+                    f"locked at sample {self.stats.lock:.0f}",
+                    "magic",
+                ),
+                end,
+            )
+
+    def _track_levels(self, light: float, white: bool) -> None:
+        """Follow the grey and white levels from the decided runs; grey/white is
+        decided at their midpoint, whatever the screen's gamma."""
+        if white:
+            self._white_level += LEVEL_TRACKING * (light - self._white_level)
+        else:
+            self._grey_level += LEVEL_TRACKING * (light - self._grey_level)
+        self._thr = (self._thr[0], 0.5 * (self._grey_level + self._white_level))
+
+    # Bi-level, soft decisions: each symbol is the mean light of its inner 70% against
+    # the threshold (integrate and dump, from prefix sums), on a symbol grid steered by
+    # the edge where the light changed. The start word fixes where data begins and the
+    # polarity; then every data bit is a symbol, less the stuffed ones.
 
     def _silence(self) -> None:
-        """Bi-level: no edge for SILENCE_SYMBOLS after the last one. Bits due by then
-        are decided, then the reception fails there, however the stream was cut."""
-        self._soft_bits(self._silence_at)
+        """Bi-level: no edge for SILENCE_SYMBOLS after the last one. Symbols due by
+        then are decided, then the reception fails there, however the stream was cut."""
+        self._symbols(self._silence_at)
         self._fail(
             SyncLostError(
                 f"no transition for {SILENCE_SYMBOLS:g} symbols after sample "
@@ -738,131 +935,173 @@ class BlinkUpDecoder:
             self._cs_stale = False
         return self._cs, self._hist_start + self._cs_from
 
-    def _hunt(self, until: float) -> None:
-        """Slice the symbol grid after a lock softly until the last 32 symbols are the
-        sync word (``00 2A``, either polarity, one symbol wrong at most)."""
+    def _symbols(self, until: float) -> None:
+        """Decide every symbol sampled by ``until``: hunt the sync word, then data.
+
+        The hot loop of the bi-level receiver (one pass per symbol): state lives in
+        locals and goes back to ``self`` before anything that may read it."""
+        period = self._period
+        start = self._next_bit
+        if start + DECIDE_AFTER * period + 1.0 > until:
+            return
         cs, origin = self._prefix_sums()
         mid = self._thr[0]
-        edges = self._edges
-        slots = self._slots
-        while self._hunting and self._next_bit + self._period + 1.0 <= until:
-            start, period = self._next_bit, self._period
-            # steer on the edge (every symbol boundary of the preamble has one)
+        edge_t, edge_level = self._edge_t, self._edge_level
+        levels, marks = self._trail
+        weak = WEAK_SYMBOL * self._swing
+        ceil, floor = math.ceil, math.floor
+        first = self._edge_first
+        previous = self._raw
+        symbol_guard, decide_after, steer_reach = SYMBOL_GUARD, DECIDE_AFTER, STEER_REACH
+        while start + decide_after * period + 1.0 <= until:
+            guard = symbol_guard * period
+            a = ceil(start + guard) - origin
+            b = floor(start + period - guard) + 1 - origin
+            light = (cs[b] - cs[a]) / (b - a) - mid
+            raw = 1 if light > 0 else 0
+            count = len(edge_t)
+            while first < count and edge_t[first] < start - period:
+                first += 1
+            # where the light changed near here, this symbol starts at that edge (a
+            # sampler that slipped moved it): measured again from there, and if the
+            # change holds, the grid follows
+            change = 1 - previous if previous >= 0 else raw
+            # an edge past half a period is this symbol's start only if it looks changed
+            reach = (steer_reach if raw == change else 0.5) * period
             error = None
-            for t, _level in edges:
-                off = t - start
-                if abs(off) <= 0.5 * period and (error is None or abs(off) < abs(error)):
-                    error = off
+            at = k = first
+            while k < count and edge_t[k] <= start + reach:
+                off = edge_t[k] - start
+                if edge_level[k] == change and off >= -reach and (
+                    error is None or abs(off) < abs(error)
+                ):
+                    error, at = off, k
+                k += 1
+            mark = start
+            following = start + period
             if error is not None:
-                start += 0.5 * error
-                period += 0.02 * error
-            guard = 0.15 * period
-            a = math.ceil(start + guard) - origin
-            b = math.floor(start + period - guard) + 1 - origin
-            if b >= len(cs):
-                return  # its samples have not all arrived
-            self._next_bit, self._period = start + period, period
-            while edges and edges[0][0] < start - period:
-                edges.pop(0)
-            slots.append((start, (cs[b] - cs[a]) / (b - a) - mid))
-            del slots[: -len(SYNC_WORD)]
-            self._hunted += 1
-            if len(slots) == len(SYNC_WORD):
-                agree = sum(
-                    (v > 0) == bool(w) for (_t, v), w in zip(slots, SYNC_WORD, strict=True)
-                )
-                if agree >= len(SYNC_WORD) - 1 or agree <= 1:
-                    self._found_magic(inverted=agree <= 1)
-                    return
-            if self._hunted > HUNT_SYMBOLS:
-                self._fail(
-                    BadMagicError(
-                        f"no 00 2A sync word within {HUNT_SYMBOLS} symbols of the sync run "
-                        f"locked at sample {self.stats.lock:.0f}",
-                        "magic",
-                    ),
-                    self._next_bit,
-                )
+                moved = start + STEER_PHASE * error
+                longer = period + STEER_PERIOD * error
+                a = ceil(moved + guard) - origin
+                b = floor(moved + longer - guard) + 1 - origin
+                steered = (cs[b] - cs[a]) / (b - a) - mid
+                if (steered > 0) == (change == 1):
+                    mark, light, raw = start + error, steered, change
+                    period = longer
+                    following = moved + period
+                else:
+                    # the light changed and changed back within less than a symbol:
+                    # a symbol that slips squeezed, if it lasted long enough
+                    edge = start + error
+                    seen = start + DECIDE_AFTER * period  # edges past it may not be in yet
+                    k = at + 1
+                    while k < count and edge_t[k] <= seen and edge_level[k] == change:
+                        k += 1
+                    if k < count and edge_t[k] <= seen:
+                        back = edge_t[k]
+                        if SQUEEZED * period <= back - edge < period:
+                            mark, raw, following = edge, change, back
+            levels.append(raw)
+            marks.append(mark)
+            previous = raw
+            # back to self: what follows may read it, or end the reception
+            self._raw, self._period, self._next_bit = raw, period, following
+            if first > 512:  # spent edges: drop them now and then
+                del edge_t[:first], edge_level[:first]
+                first = 0
+            self._edge_first = first
+            if -weak < light < weak:
+                self._weak_bits += 1
+                if self._weak_bits >= 4:
+                    self._fail(
+                        SyncLostError(
+                            f"the light stopped carrying bits at sample "
+                            f"{start - self._delay:.0f}"
+                        ),
+                        start,
+                    )
+            else:
+                self._weak_bits = 0
+            if self._hunting:
+                self._hunt(start, light)
+            elif self._overtime > 0:
+                self._overtime -= 1
+                if self._overtime == 0 and self._corrupt is not None:
+                    self._fail(self._corrupt, start + period)
+            else:
+                self._data_symbol(raw ^ self._inverted, start, start + period)
+            start = following
 
-    def _found_magic(self, inverted: bool) -> None:
+    def _found_start(self, inverted: bool, start_word: int) -> None:
+        """The sync word ends here; its last ``start_word`` symbols (8, or 7 or 9 when
+        slips squeezed or stretched its longest run) are the start word."""
         self._hunting = False
         self._inverted = inverted
         self.stats.inverted = inverted
-        # bits 2..7 of 0x2A (the magic's tail) start at these symbols of the sync word
-        for j in range(2, 8):
-            self.stats.bit_starts.append(self._slots[16 + 2 * j][0] - self._delay)
-        self._magic = list(MAGIC_TAIL)
+        # the start word (the magic 2A) starts at these symbols
+        self.stats.bit_starts += [t - self._delay for t, _v in self._slots[-start_word:]]
+        # the start word as sent begins what the repair sees (the longest run set right)
+        levels, marks = self._trail
+        del marks[:-start_word]
+        while len(marks) < len(BILEVEL_START_WORD):
+            marks.insert(0, marks[0])
+        del marks[: len(marks) - len(BILEVEL_START_WORD)]
+        levels[:] = [bit ^ inverted for bit in BILEVEL_START_WORD]
+        self._run = (BILEVEL_START_WORD[-1], 2)  # it ends with two dark symbols
         self._event(DecoderEvent.MAGIC_FOUND)
 
-    def _soft_bits(self, until: float) -> None:
-        """Decide every bit whose two halves have been sampled by ``until``."""
-        if self._hunting:
-            self._hunt(until)
-            if self._hunting:
+    def _hunt(self, start: float, light: float) -> None:
+        """After a lock: wait until the last 16 symbols are the sync word (the sync
+        run's end and the start word), either polarity, one symbol wrong at most; or,
+        exactly, one of the SLIPPED_SYNC_WORDS."""
+        slots = self._slots
+        slots.append((start, light))
+        keep = len(SYNC_WORD) + 1
+        del slots[:-keep]
+        for kept in self._trail:
+            del kept[:-keep]
+        self._hunted += 1
+        # the latest decisions as bits of an int: a word compares in one popcount
+        self._hunt_bits = ((self._hunt_bits << 1) | (light > 0)) & ((1 << keep) - 1)
+        for size, pattern, wrong in HUNT_PATTERNS:
+            if len(slots) < size:
+                continue
+            differ = (self._hunt_bits & ((1 << size) - 1) ^ pattern).bit_count()
+            if differ <= wrong or differ >= size - wrong:
+                self._found_start(inverted=differ >= size - wrong, start_word=size - 8)
                 return
-        if self._next_bit + 2.0 * self._period + 1.0 > until:
+        if self._hunted > HUNT_SYMBOLS:
+            self._fail(
+                BadMagicError(
+                    f"no start word within {HUNT_SYMBOLS} symbols of the sync run "
+                    f"locked at sample {self.stats.lock:.0f}",
+                    "magic",
+                ),
+                self._next_bit,
+            )
+
+    def _data_symbol(self, symbol: int, start: float, end: float) -> None:
+        """A data symbol (polarity corrected): drop it if stuffed, else it is a bit."""
+        run_symbol, run = self._run
+        if run >= BILEVEL_RUN_LIMIT:
+            # stuffed: dropped (one that does not differ breaks the line code: the CRC
+            # fails and the repair may find which run was misjudged)
+            self._run = (symbol, 1)
             return
-        weak = 0.3 * self._swing  # a bit this faint is barely there
-        cs, origin = self._prefix_sums()
-        ceil, floor = math.ceil, math.floor
-        edges = self._edges
-        while self._next_bit + 2.0 * self._period + 1.0 <= until:
-            period = self._period
-            start = self._next_bit
-            guard = 0.15 * period
-            # integrate and dump: mean light of each half (inner 70%), from prefix sums
-            # (the history always reaches back past ``start``; period >= 2.4 samples)
-            a = ceil(start + guard) - origin
-            b = floor(start + period - guard) + 1 - origin
-            c = ceil(start + period + guard) - origin
-            d = floor(start + 2.0 * period - guard) + 1 - origin
-            rise = (cs[d] - cs[c]) / (d - c) - (cs[b] - cs[a]) / (b - a)
-            bit = int((rise > 0) != self._inverted)
-            self._weak_bits = self._weak_bits + 1 if abs(rise) < weak else 0
-            # steer on the mid-bit edge of the decided direction nearest its slot
-            mid = start + period
-            want = bit if not self._inverted else 1 - bit
-            while edges and edges[0][0] < start:
-                edges.pop(0)
-            error = None
-            for t, level in edges:
-                off = t - mid
-                near = level == want and abs(off) <= 0.5 * period
-                if near and (error is None or abs(off) < abs(error)):
-                    error = off
-            step = 2.0 * period
-            if error is not None:
-                step += 0.5 * error
-                self._period += 0.02 * error
-            self._next_bit = start + step
-            if self._weak_bits >= 4:
-                self._fail(
-                    SyncLostError(
-                        f"the light stopped carrying bits at sample {start - self._delay:.0f}"
-                    ),
-                    start,
-                )
-            self._bit(bit, start, start + 2.0 * period)
+        self._run = (symbol, run + 1) if symbol == run_symbol else (symbol, 1)
+        # the bit, unwhitened (as _bit, inlined: this runs once per symbol)
+        self.stats.bit_starts.append(start - self._delay)
+        self._cur = (self._cur << 1) | (symbol ^ BILEVEL_WHITENING[self._data_bits])
+        self._data_bits += 1
+        self._nbits += 1
+        if self._nbits == 8:
+            self._bytes.append(self._cur)
+            self._cur = self._nbits = 0
+            if len(self._bytes) == self._bytes[0] + 3 + CHECK_BYTES:
+                self._complete(end)
 
     def _bit(self, bit: int, t: float, end: float) -> None:
-        if self._state is DecoderState.SYNC:
-            if not self._magic and bit == 0:
-                return
-            self._magic.append(bit)
-            self.stats.bit_starts.append(t - self._delay)
-            k = len(self._magic)
-            if tuple(self._magic) != MAGIC_TAIL[:k]:
-                self._fail(
-                    BadMagicError(
-                        f"expected the magic 0x2A after the sync run at sample "
-                        f"{self.stats.lock:.0f}, got other bits",
-                        "magic",
-                    ),
-                    end,
-                )
-            if k == len(MAGIC_TAIL):
-                self._event(DecoderEvent.MAGIC_FOUND)
-            return
+        """A data bit (after the magic): bytes, and the frame once LEN says it is done."""
         self.stats.bit_starts.append(t - self._delay)
         self._cur = (self._cur << 1) | bit
         self._nbits += 1
@@ -871,20 +1110,57 @@ class BlinkUpDecoder:
         self._bytes.append(self._cur)
         self._cur = 0
         self._nbits = 0
-        if len(self._bytes) == self._bytes[0] + 3:
+        if len(self._bytes) == self._bytes[0] + 3 + (CHECK_BYTES if self._soft else 0):
             self._complete(end)
 
     def _complete(self, end: float) -> None:
-        frame = PREAMBLE + bytes(self._bytes)
+        data = bytes(self._bytes)
+        if self._soft:  # bi-level: the packet, then its line check
+            data, check = data[:-CHECK_BYTES], data[-CHECK_BYTES:]
+        frame = PREAMBLE + data
         self.stats.end = end - self._delay
         try:
+            if self._soft and bilevel_check(data) != check:
+                raise LineCheckError(
+                    int.from_bytes(bilevel_check(data), "big"), int.from_bytes(check, "big")
+                )
             config = decode_frame(frame)
         except BlinkUpError as err:
-            self._fail(CorruptFrameError(err, frame, self.stats), end)
+            corrupt = CorruptFrameError(err, frame, self.stats)
+            if not self._soft:
+                self._fail(corrupt, end)
+            # bi-level: decide a few more symbols, then try the repair
+            self._corrupt, self._overtime = corrupt, OVERTIME_SYMBOLS
+            return
         self._event(DecoderEvent.FRAME_DONE)
         raise _Done(DecodeResult(config, frame, self.stats), end)
 
+    def _repaired(self, end: float) -> None:
+        """Bi-level, a reception that failed: try the CRC-aided repair of the symbols
+        decided; a frame it makes whole ends the reception as decoded, here."""
+        levels, marks = self._trail
+        if len(levels) <= len(BILEVEL_START_WORD):
+            return
+        reception = Reception([level ^ self._inverted for level in levels], marks, self._period)
+
+        def accept(frame: bytes) -> BlinkUpConfig | None:
+            try:
+                return decode_frame(frame)
+            except BlinkUpError:
+                return None
+
+        found = repair(reception, accept)
+        if found is None:
+            return
+        frame, config, edits = found
+        self.stats.repaired = len(edits)
+        self.stats.end = end - self._delay
+        self._event(DecoderEvent.FRAME_DONE)
+        raise _Done(DecodeResult(config, frame, self.stats), end)  # type: ignore[arg-type]
+
     def _fail(self, err: BlinkUpDecodeError, end: float) -> None:
+        if self._state is DecoderState.FRAME and self._soft:
+            self._repaired(end)
         err.stats = self.stats
         err.data = bytes(self._bytes)
         self.stats.end = end - self._delay
@@ -892,7 +1168,6 @@ class BlinkUpDecoder:
         raise _Done(err, end)
 
     def _after_done(self) -> None:
-        self._cw_chunk = None
         self._reset_idle()
 
     def _event(self, event: DecoderEvent) -> None:

@@ -17,6 +17,7 @@ from impfactory.protocol.blinkup import (
     BlinkUpError,
     BlinkUpValueError,
     DuplicateTLVError,
+    EmptyPacketError,
     ProxyConfig,
     StaticNetwork,
     TruncatedError,
@@ -83,6 +84,7 @@ def test_static_network_and_proxy_layout() -> None:
     )
     body = (
         b"\x01\x01n"
+        + b"\x06\x00"  # no password: the SDK still sends an empty one
         + b"\x0b\x10"
         + bytes([192, 168, 1, 20, 255, 255, 255, 0, 192, 168, 1, 1, 1, 1, 1, 1])
         + b"\x0d\x09\x90\x1f\x02px\x01u\x01p"
@@ -132,6 +134,9 @@ def test_round_trip_every_payload_kind(cfg: BlinkUpConfig) -> None:
     except ValueTooLongError as err:
         assert err.field == "packet"
         return
+    except EmptyPacketError:
+        assert cfg == BlinkUpConfig()
+        return
     assert decode_frame(frame) == cfg
     assert encode_frame(decode_frame(frame)) == frame
     assert frame[4] == len(frame) - 7
@@ -155,6 +160,49 @@ def test_proxy_username_and_password_optional() -> None:
     for proxy in (ProxyConfig("h", 1), ProxyConfig("h", 1, "u"), ProxyConfig("h", 1, "", "")):
         cfg = BlinkUpConfig(proxy=proxy)
         assert decode_frame(encode_frame(cfg)) == cfg
+
+
+# ----------------------------------------------------------------- edge cases as the SDK
+# writes them (FlashPacket.js: the password TLV always follows a non-empty SSID, an
+# empty SSID writes no WiFi TLV, empty proxy credentials are skipped)
+
+
+def test_ssid_without_password_sends_an_empty_password_tlv() -> None:
+    frame = encode_frame(BlinkUpConfig(ssid=b"net"))
+    assert frame == frame_by_hand(b"\x07\x01\x03net\x06\x00")
+    assert decode_frame(frame) == BlinkUpConfig(ssid=b"net", password=b"")
+    assert BlinkUpConfig(ssid="net") == BlinkUpConfig(ssid="net", password="")
+
+
+def test_empty_ssid_sends_no_wifi_tlvs() -> None:
+    enrol = {"plan_id": "0123456789abcdef", "token": "fedcba9876543210"}
+    frame = encode_frame(BlinkUpConfig(ssid=b"", **enrol))
+    assert frame == frame_by_hand(
+        b"\x12\x05\x10" + bytes.fromhex("efcdab8967452301") + bytes.fromhex("1032547698badcfe")
+    )
+    assert BlinkUpConfig(ssid="", **enrol) == BlinkUpConfig(**enrol)
+    assert decode_frame(frame).ssid is None
+
+
+def test_empty_proxy_credentials_are_left_out() -> None:
+    frame = encode_frame(BlinkUpConfig(proxy=ProxyConfig("px", 8080, "", "")))
+    assert frame == frame_by_hand(b"\x07\x0d\x05\x90\x1f\x02px")
+    with_user = encode_frame(BlinkUpConfig(proxy=ProxyConfig("px", 8080, "u", "")))
+    assert with_user == frame_by_hand(b"\x09\x0d\x07\x90\x1f\x02px\x01u")
+
+
+def test_the_empty_packet_is_not_a_blinkup() -> None:
+    empty = bytes.fromhex("0000002a000000")
+    assert empty == frame_by_hand(b"\x00")  # a well-formed frame (CRC 0000) with LEN 0
+    with pytest.raises(EmptyPacketError) as info:
+        decode_frame(empty)
+    assert info.value.field == "LEN"
+    assert isinstance(info.value, BadLengthError)
+    with pytest.raises(EmptyPacketError) as info:
+        encode_frame(BlinkUpConfig())
+    assert info.value.field == "packet"
+    with pytest.raises(EmptyPacketError):
+        encode_frame(BlinkUpConfig(ssid=b""))
 
 
 # ----------------------------------------------------------------- typed errors

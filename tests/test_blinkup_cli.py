@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from impfactory.protocol.linecode import Signal
+from impfactory.protocol.linecode import Signal, bilevel_symbols
 from impfactory.tools.cli import main
 from impfactory.tools.cmd_blinkup import read_capture, write_capture
 
@@ -28,7 +28,7 @@ def test_encode_json(capsys: pytest.CaptureFixture[str]) -> None:
     doc = json.loads(capsys.readouterr().out)
     assert doc["ssid"] == "Café floor" and doc["plan_id"] == "0123456789abcdef"
     assert doc["frame"].startswith("0000002a")
-    assert len(doc["symbols"]) == 16 * doc["length"]
+    assert doc["symbols"] == "".join(map(str, bilevel_symbols(bytes.fromhex(doc["frame"]))))
 
 
 @pytest.mark.parametrize(
@@ -36,6 +36,8 @@ def test_encode_json(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (".wav", ["--fast"]),
         (".csv", ["--line-code", "trilevel"]),
+        (".csv", ["--line-code", "trilevel", "--screen", "90", "--jitter", "1",
+                  "--noise", "0.02"]),
         (".wav", ["--active-low", "--gain", "0.15", "--ambient", "0.6", "--noise", "0.01"]),
     ],
 )
@@ -119,13 +121,24 @@ def test_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_perf_decoder_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["perf", "decoder", "--json", "--repeat", "1"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["x_realtime"] > 0 and doc["samples"] > 14000
+    assert doc["x_realtime"] > 0 and 7000 < doc["samples"] < 8500  # well under 10 s
     assert doc["chunk"] == 1000 and doc["symbol_rate_hz"] == 142.0
     assert doc["small_chunks"]["chunk"] == 64 and doc["small_chunks"]["x_realtime"] > 0
 
 
+def test_perf_decoder_slips_and_screens(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["perf", "decoder", "--json", "--repeat", "1", "--slips", "--frames", "5",
+            "--screen", "--payloads", "2"]
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["slips"]["bilevel_142"]["decoded"] == 5 and doc["slips"]["drop"] == 0.01
+    schedules = doc["screen"]["schedules"]
+    assert len(schedules) == 12 and schedules["60fps_90hz"]["decoded"] == 2
+
+
 @pytest.mark.parametrize("bad", [["--repeat", "0"], ["--chunk", "0"], ["--frames", "0"],
-                                 ["--corruption", "-1"], ["--small-chunk", "0"]])
+                                 ["--corruption", "-1"], ["--small-chunk", "0"],
+                                 ["--payloads", "0"], ["--drop", "0.9"]])
 def test_perf_decoder_bad_arguments(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["perf", "decoder", "--noise", *bad]) == 2
     assert "Traceback" not in capsys.readouterr().err
@@ -149,8 +162,18 @@ def test_decode_a_hex_frame_given_on_the_command_line(
     assert "CRC" in capsys.readouterr().err
 
 
+def test_the_empty_packet_is_refused_both_ways(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["blinkup", "decode", "0000002a000000"]) == 2
+    assert capsys.readouterr().err.strip().endswith("LEN is 0: the packet carries no field")
+    assert main(["blinkup", "encode", "--format", "hex"]) == 2
+    err = capsys.readouterr().err
+    assert "at least one field" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("bad", [["--sample-rate", "nan"], ["--noise", "-1"],
-                                 ["--sample-rate", "1e12"], ["-o", "/nonexistent/dir/c.wav"]])
+                                 ["--sample-rate", "1e12"], ["-o", "/nonexistent/dir/c.wav"],
+                                 ["--screen", "90"],
+                                 ["--line-code", "trilevel", "--screen", "90", "--jitter", "9"]])
 def test_encode_bad_rendering_is_one_line(
     bad: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

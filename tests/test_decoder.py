@@ -4,6 +4,7 @@ no stream makes it raise anything but its own error."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,15 @@ from impfactory.protocol.decoder import (
     DecoderStateError,
     SyncLostError,
 )
-from impfactory.protocol.linecode import LightModel, Signal, render_bilevel, render_trilevel
+from impfactory.protocol.linecode import (
+    LightModel,
+    Signal,
+    bilevel_symbols,
+    render_bilevel,
+    render_symbols,
+    render_trilevel,
+)
+from impfactory.tools.perf_decoder import slip_decodes
 
 FS = 1000.0
 PROPERTY = settings(
@@ -216,9 +225,9 @@ def test_leading_and_trailing_garbage(cfg: BlinkUpConfig, lead: int, tail: int, 
 def test_noise_with_margin_over_the_measured_limit(
     cfg: BlinkUpConfig, rate: float, seed: int
 ) -> None:
-    # 10 dB: 4 dB above the measured 99% limit at 142 Hz (docs/blinkup.md)
+    # 11 dB: 4 dB above the measured 99% limit at 142 Hz (7 dB, docs/blinkup.md)
     swing = 0.4
-    sigma = swing / 2 / 10 ** (10 / 20)
+    sigma = swing / 2 / 10 ** (11 / 20)
     sig = render_bilevel(encode_frame(cfg), symbol_rate=rate, noise=sigma, seed=seed,
                          light=LightModel(gain=swing, ambient=0.3, clip=False))
     assert decoded(BlinkUpDecoder(FS, "bilevel", rate).feed(sig.samples)) == [cfg]
@@ -235,7 +244,7 @@ def test_all_impairments_at_once_rate_not_told(
     # ambient, polarity, garbage either side, and noise 4 dB above the limit, together
     # (swings up to half of full scale, so the noise around them stays in range too).
     rng = np.random.default_rng(seed)
-    sigma = swing / 2 / 10 ** (10 / 20)
+    sigma = swing / 2 / 10 ** (11 / 20)
     ambient = 3 * sigma + where * (1.0 - swing - 6 * sigma)  # the noisy swing stays in range
     sig = render_bilevel(encode_frame(cfg), symbol_rate=rate, clock_error=err,
                          active_high=high, noise=sigma, seed=rng, phase=float(rng.random()),
@@ -249,9 +258,9 @@ def test_all_impairments_at_once_rate_not_told(
 @PROPERTY
 @given(payloads(), st.integers(0, 2**32 - 1))
 def test_trilevel_noise_with_margin(cfg: BlinkUpConfig, seed: int) -> None:
-    # 20 dB: 4 dB above the measured 99% tri-level limit
+    # 19 dB: 4 dB above the measured 99% tri-level limit (15 dB, an ideal screen)
     swing = 0.5
-    sigma = swing / 2 / 10 ** (20 / 20)
+    sigma = swing / 2 / 10 ** (19 / 20)
     sig = render_trilevel(encode_frame(cfg), noise=sigma, seed=seed,
                           light=LightModel(gain=swing, ambient=0.2, clip=False))
     assert decoded(BlinkUpDecoder(FS, "trilevel").feed(sig.samples)) == [cfg]
@@ -276,6 +285,60 @@ def test_trilevel_impairments(
     sig = render_trilevel(encode_frame(cfg), frame_rate=rate, clock_error=err, noise=0.005,
                           seed=4, light=LightModel(gain=swing, ambient=where * (1 - swing)))
     assert decoded(BlinkUpDecoder(FS, "trilevel").feed(sig.samples)) == [cfg]
+
+
+SLIP_PAYLOADS = 1000
+SLIP_FAILURES = 4
+
+
+def test_a_slipping_sampler_decodes_99_percent() -> None:
+    """1 % of samples dropped and 1 % read twice, at 142 Hz (issue 15, item 11).
+
+    The claim is >= 99 % of full payloads decoded. Statistically: with a true success
+    rate of 99 %, 1,000 independent payloads would show 4 or fewer failures with
+    probability 2.9 % (Poisson, mean 10), so passing shows >= 99 % with 97 %
+    confidence. The decoder's rate is about 99.9 % (``impfactory perf decoder
+    --slips``), so the expected failures (about 1) sit well inside the allowance;
+    the draws are seeded and the test is deterministic. About 4 s.
+    """
+    ok = slip_decodes(142.0, SLIP_PAYLOADS, seed=1511)
+    assert SLIP_PAYLOADS - ok <= SLIP_FAILURES
+
+
+def test_slips_at_60_hz_are_harmless() -> None:
+    # 17 samples a symbol: a run would need 8 slips the same way to look a symbol off
+    assert slip_decodes(60.0, 100, seed=1512) == 100
+
+
+def _ambiguous_run() -> np.ndarray:
+    """SMALL with samples dropped inside one run of four symbols until it measures
+    three and a half: the decoder counts it wrong and the line check fails."""
+    frame = encode_frame(SMALL)
+    sig = render_bilevel(frame, symbol_rate=142.0, lead=0.05, tail=0.1, phase=0.3)
+    runs, i = [], 0
+    for _level, group in itertools.groupby(bilevel_symbols(frame)):
+        runs.append((i, len(list(group))))
+        i += runs[-1][1]
+    start = next(i for i, n in runs if n == 4 and i > 60)  # a run of four, in the data
+    middle = int((0.05 + (start + 2) / 142.0) * 1000)
+    return np.delete(sig.samples, range(middle - 2, middle + 2))
+
+
+def test_a_run_the_slips_made_ambiguous_is_repaired() -> None:
+    (result,) = BlinkUpDecoder(FS, "bilevel").feed(_ambiguous_run())
+    assert isinstance(result, DecodeResult) and result.config == SMALL
+    assert result.stats.repaired == 1
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(1, 400), min_size=1, max_size=30))
+def test_the_repair_does_not_depend_on_the_chunking(chunks: list[int]) -> None:
+    samples = _ambiguous_run()
+    (whole,) = BlinkUpDecoder(FS, "bilevel").feed(samples)
+    decoder = BlinkUpDecoder(FS, "bilevel")
+    cut = feed_all(decoder, samples, chunks * (1 + len(samples) // sum(chunks))) + decoder.flush()
+    assert [_outcome_key(o) for o in cut] == [_outcome_key(whole)]
+    assert cut[0].stats.repaired == 1 and cut[0].stats.bit_starts == whole.stats.bit_starts
 
 
 def test_symbol_rate_is_measured_not_assumed() -> None:
@@ -326,13 +389,26 @@ def test_corrupt_frame_reports_the_packet_error() -> None:
 
 
 def test_wrong_magic_is_bad_magic() -> None:
-    body = bytes([3, 1, 1, 0x41])
+    # tri-level: the magic is bits on the screen and can be wrong
+    body = bytes([4, 1, 2, 0x41, 0x42])
     crc = crc16(body)
     frame = b"\x00\x00\x00\x2b" + body + bytes([crc >> 8, crc & 0xFF])
-    out = BlinkUpDecoder(FS).feed(render_bilevel(frame, symbol_rate=142.0).samples)
-    assert [type(o) for o in out] == [BadMagicError]
+    out = BlinkUpDecoder(FS, "trilevel").feed(render_trilevel(frame).samples)
+    assert isinstance(out[0], BadMagicError) and not decoded(out)
     good = PREAMBLE + body + bytes([crc >> 8, crc & 0xFF])
-    assert decoded(BlinkUpDecoder(FS).feed(render_bilevel(good, symbol_rate=142.0).samples))
+    assert decoded(BlinkUpDecoder(FS, "trilevel").feed(render_trilevel(good).samples))
+
+
+def test_a_blink_that_never_shows_the_start_word_is_bad_magic() -> None:
+    # bi-level: the magic is the start word; a bare square wave at the symbol rate
+    # locks like a sync run and then never shows it
+    blink = render_symbols([1, 0] * 400, symbol_rate=142.0, light=LightModel(0.5, 0.2))
+    out = BlinkUpDecoder(FS, "bilevel").feed(blink.samples)
+    kinds = [type(o) for o in out]
+    # a BadMagicError every HUNT_SYMBOLS while it blinks; its end stops a last hunt
+    assert kinds[:-1] == [BadMagicError] * (len(kinds) - 1) and len(kinds) >= 4
+    assert kinds[-1] in (BadMagicError, SyncLostError)
+    assert "start word" in str(out[0])
 
 
 def test_state_table_rejects_unknown_events() -> None:
@@ -457,6 +533,23 @@ def test_lamp_flicker_and_noise_are_not_blinkups(code: str) -> None:
         decoder = BlinkUpDecoder(FS, code)  # type: ignore[arg-type]
         assert decoder.feed(x) == []
         assert decoder.state is DecoderState.IDLE
+
+
+@pytest.mark.parametrize("sigma", [0.03, 0.1, 0.3])
+def test_slow_noise_is_not_a_screen(sigma: float) -> None:
+    """The tri-level sync search has no grid to hold noise to (a screen's frames are
+    uneven), so slow noise (low-pass filtered: runs of plausible frame lengths) is
+    kept out by the levels: sliced noise shows no two steady levels. A minute of it
+    each, at three strengths."""
+    rng = np.random.default_rng(int(sigma * 100))
+    lowpass = np.convolve(rng.normal(0, sigma, 60_000), np.ones(8) / np.sqrt(8), "same")
+    wander = np.cumsum(rng.normal(0, sigma, 60_000)) * 0.05
+    wander -= np.convolve(wander, np.ones(200) / 200, "same")
+    for x in (0.4 + lowpass, 0.4 + wander):
+        decoder = BlinkUpDecoder(FS, "trilevel")
+        for i in range(0, len(x), 1000):
+            assert decoder.feed(x[i : i + 1000]) == []
+            assert not decoder.receiving
 
 
 @pytest.mark.parametrize("code", ["bilevel", "trilevel"])

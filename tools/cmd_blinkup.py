@@ -31,11 +31,13 @@ from impfactory.protocol.linecode import (
     BILEVEL_RATE,
     TRILEVEL_RATE,
     LightModel,
+    LineCodeError,
     Signal,
     bilevel_symbols,
     render_bilevel,
     render_trilevel,
 )
+from impfactory.protocol.screen import Screen
 
 from impfactory.errors import ImpFactoryError
 
@@ -179,10 +181,17 @@ def _render(frame: bytes, args: argparse.Namespace) -> tuple[Signal, dict[str, A
     impair: dict[str, Any] = {"noise": args.noise, "seed": args.seed}
     if args.line_code == "trilevel":
         rate = args.symbol_rate or TRILEVEL_RATE
+        screen = None
+        if args.screen is not None:
+            screen = Screen(args.screen, jitter=args.jitter / 1000.0)
         signal = render_trilevel(
-            frame, frame_rate=rate, sample_rate=args.sample_rate, light=light, **impair
+            frame, frame_rate=rate, sample_rate=args.sample_rate, light=light, screen=screen,
+            **impair,
         )
     else:
+        if args.screen is not None:
+            raise LineCodeError("--screen paces a screen: use it with --line-code trilevel",
+                                "screen")
         rate = args.symbol_rate or (BILEVEL_FAST_RATE if args.fast else BILEVEL_RATE)
         signal = render_bilevel(
             frame,
@@ -396,7 +405,14 @@ def register(sub: Any) -> None:
     enc.add_argument("--gain", type=float, default=1.0, help="light model gain (swing)")
     enc.add_argument("--ambient", type=float, default=0.0, help="ambient light offset")
     enc.add_argument("--noise", type=float, default=0.0, help="noise std dev (full scale)")
-    enc.add_argument("--seed", type=int, default=None, help="noise seed")
+    enc.add_argument("--seed", type=int, default=None, help="noise (and pacing) seed")
+    enc.add_argument(
+        "--screen", type=float, default=None, metavar="HZ",
+        help="tri-level: pace the frames as Electric Imp's SDK does on a display refreshing "
+             "at HZ, with sRGB gamma (default: an ideal screen)",
+    )
+    enc.add_argument("--jitter", type=float, default=0.0, metavar="MS",
+                     help="with --screen: refresh jitter, ± milliseconds (0)")
     enc.set_defaults(func=_encode)
 
     dec = cmds.add_parser("decode", help="decode a capture or hex frame and print its fields")
