@@ -87,9 +87,9 @@ def test_the_fixture_front_panel() -> None:
     button = board.pins.pin("pinC")
     levels: list[int] = []
     button.configure(PinMode.DIGITAL_IN, lambda: levels.append(button.read()))
-    assert button.read() == 1
-    board.model("green_btn").tap(hold=0)
-    assert levels == [0, 1] and len(calls) == 2
+    assert button.read() == 0  # the box's buttons are active high, as Electric Imp's
+    board.model("green_btn").tap(hold=0)  # example reads them: pressed is 1
+    assert levels == [1, 0] and len(calls) == 2
     board.pins.pin("pinF").configure(PinMode.DIGITAL_OUT, 0)
     board["pinF"].write(1)
     assert board.model("led_red").lit
