@@ -10,6 +10,11 @@ and of its largest child (the broker, or a line worker with ``--workers``).
 DUTs/s depends on what else the machine is doing; ``cpu_ms_per_dut`` (CPU time of
 this process, its workers and the broker, set-up included, over the DUTs) barely
 does, so it is the figure to compare changes with on a shared machine.
+
+``--language`` picks the example firmware's language: ``squirrel`` (what an imp
+runs, the default), ``python`` (the same firmware for the Python engine), or
+``both``: the same line twice in one run, Python first, with both figures and
+their ratio (``squirrel_over_python``).
 """
 
 from __future__ import annotations
@@ -38,19 +43,60 @@ def _cpu_s() -> float:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.language != "both":
+        return _run_one(args, args.language)
+    docs = {}
+    for language in ("python", "squirrel"):
+        docs[language] = _measure(args, language)
+    doc = {**docs, "squirrel_over_python": {
+        "duts_per_s": round(docs["squirrel"]["duts_per_s"] / docs["python"]["duts_per_s"], 2),
+        "cpu_ms_per_dut": round(docs["squirrel"]["cpu_ms_per_dut"]
+                                / docs["python"]["cpu_ms_per_dut"], 2)}}
+    if args.json:
+        json.dump(doc, sys.stdout)
+        print()
+    else:
+        for language in ("python", "squirrel"):
+            _print(docs[language])
+        ratio = doc["squirrel_over_python"]
+        print(f"squirrel/python: {ratio['duts_per_s']}x the DUTs/s, "
+              f"{ratio['cpu_ms_per_dut']}x the CPU per DUT")
+    failed = any(d["failed"] for d in docs.values())
+    return 1 if failed else 0
+
+
+def _run_one(args: argparse.Namespace, language: str) -> int:
+    doc = _measure(args, language)
+    if args.json:
+        json.dump(doc, sys.stdout)
+        print()
+    else:
+        _print(doc)
+    return 0 if doc["failed"] == 0 else 1
+
+
+def _measure(args: argparse.Namespace, language: str) -> dict[str, Any]:
+    from impfactory.firmware import examples
+    from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
+
     if args.duts < 1 or args.fixtures < 1 or args.workers < 1:
         raise ImpFactoryError("--duts, --fixtures and --workers must be at least 1")
     config = config_from_args(args, {}, 0.0, PRESETS["typical"])
     if args.report:
         prepare_report_dir(args.report)
     quiet_network_logs()
+    python = language == "python"
+    factory = examples.factory_source(FACTORY_SSID, FACTORY_PASSWORD, python=python)
+    app = examples.application_source(python=python)
     started, cpu_before = time.perf_counter(), _cpu_s()
     result = asyncio.run(run_with_progress(config, args.broker, args.json,
+                                           factory_code=factory, app_code=app,
                                            workers=args.workers))
     total = time.perf_counter() - started
     cpu = _cpu_s() - cpu_before
     s = result.summary
     doc: dict[str, Any] = {
+        "language": language,
         "duts": s.duts,
         "fixtures": config.fixtures,
         "blessed": s.blessed,
@@ -72,18 +118,18 @@ def _run(args: argparse.Namespace) -> int:
     }
     if args.report:
         write_reports(args.report, result.records, s)
-    if args.json:
-        json.dump(doc, sys.stdout)
-        print()
-    else:
-        print(f"perf line: {s.duts} DUTs on {config.fixtures} fixtures over {args.broker}: "
-              f"{doc['duts_per_s']} DUTs/s ({s.wall_s:.1f} s line, {total:.1f} s with set-up), "
-              f"{s.blessed} blessed, {s.failed} failed")
-        print(f"           {doc['cpu_ms_per_dut']} ms CPU per DUT (all processes, set-up "
-              f"included: {doc['cpu_s']} s)")
-        print(f"           peak memory {doc['peak_rss_mib']} MiB (this process), "
-              f"{doc['child_peak_rss_mib']} MiB (largest child: broker or worker)")
-    return 0 if s.failed == 0 else 1
+    return doc
+
+
+def _print(doc: dict[str, Any]) -> None:
+    print(f"perf line ({doc['language']} firmware): {doc['duts']} DUTs on {doc['fixtures']} "
+          f"fixtures over {doc['broker']}: {doc['duts_per_s']} DUTs/s ({doc['wall_s']:.1f} s "
+          f"line, {doc['total_s']:.1f} s with set-up), {doc['blessed']} blessed, "
+          f"{doc['failed']} failed")
+    print(f"           {doc['cpu_ms_per_dut']} ms CPU per DUT (all processes, set-up "
+          f"included: {doc['cpu_s']} s)")
+    print(f"           peak memory {doc['peak_rss_mib']} MiB (this process), "
+          f"{doc['child_peak_rss_mib']} MiB (largest child: broker or worker)")
 
 
 def register(sub: Any) -> None:
@@ -104,5 +150,8 @@ def register(sub: Any) -> None:
                              "core here; the cloud stays in this one)")
     parser.add_argument("--report", type=Path, metavar="DIR",
                         help="also write the line report (after the figures are taken)")
+    parser.add_argument("--language", choices=("squirrel", "python", "both"),
+                        default="squirrel",
+                        help="the example firmware's language (both: one run each, compared)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.set_defaults(func=_run)

@@ -1,0 +1,30 @@
+"""The Squirrel benchmarks run and print only their figures (no VM chatter on stdout)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def _impfactory(*args: str) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-m", "impfactory.tools.cli", *args],
+                         capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(out.stdout)  # the whole of stdout is the one JSON object
+
+
+def test_perf_squirrel_prints_its_figures_and_nothing_else() -> None:
+    doc = _impfactory("perf", "squirrel", "--n", "200", "--repeat", "1", "--json")
+    for key in ("call_us", "native_us", "python_native_us", "loop_ns_per_iteration",
+                "plain_loop_ns_per_iteration", "watchdog_loop_factor", "start_ms"):
+        assert isinstance(doc[key], float) and doc[key] > 0, key
+
+
+def test_perf_line_compares_squirrel_with_python_firmware(broker_url: str) -> None:
+    doc = _impfactory("perf", "line", "--duts", "4", "--fixtures", "1", "--workers", "1",
+                      "--broker", broker_url, "--language", "both", "--json")
+    assert doc["python"]["language"] == "python" and doc["squirrel"]["language"] == "squirrel"
+    assert doc["python"]["blessed"] == doc["squirrel"]["blessed"] == 4
+    ratio = doc["squirrel_over_python"]
+    assert ratio["cpu_ms_per_dut"] == round(doc["squirrel"]["cpu_ms_per_dut"]
+                                            / doc["python"]["cpu_ms_per_dut"], 2)

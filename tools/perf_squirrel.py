@@ -1,0 +1,125 @@
+"""``impfactory perf squirrel``: what running device code in the real Squirrel VM costs.
+
+Measured in one run, each figure beside its reference where there is one:
+
+* ``call_us``: one call from Python into a Squirrel callback (what the runtime
+  pays per timer, pin change or message), through the watchdog's entry.
+* ``native_us``: one imp API call from Squirrel (``hardware.millis()`` on an
+  emulated imp: trampoline, argument conversion, the Python method), and the same
+  call from Python device code (``python_native_us``) for comparison.
+* ``loop_ns_per_iteration``: a compute loop under the watchdog (line hook and
+  loop instrumentation) against the same loop in the plain binding
+  (``plain_loop_ns_per_iteration``): the watchdog's price.
+* ``start_ms``: a new device VM with the example factory firmware and its three
+  libraries (FactoryTools, CFAx33KL, HTS221) resolved, compiled and run to its
+  top level, as every DUT does when its code arrives.
+
+``--json`` prints the figures as one object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from impfactory.errors import ImpFactoryError
+
+
+def _best(fn: Callable[[], Any], repeat: int) -> float:
+    """The fastest of ``repeat`` runs of ``fn`` in seconds (the least disturbed)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def measure(n: int = 20_000, repeat: int = 5) -> dict[str, Any]:
+    import squirrel as plain_binding
+    from impfactory.firmware import examples
+    from impfactory.firmware.device import Device
+    from impfactory.firmware.identity import DeviceIdentity
+    from impfactory.firmware.runtime import PythonEngine
+    from impfactory.firmware.wifi import WifiEnvironment
+
+    from impfactory.clock import VirtualClock
+    from impfactory.squirrel import Vm
+    from impfactory.squirrel.binding import silence_cout
+
+    def device() -> Device:
+        return Device(DeviceIdentity.from_serial(1), VirtualClock(), WifiEnvironment([]),
+                      "mqtt://127.0.0.1:1", hardware=examples.dut_board())
+
+    doc: dict[str, Any] = {"n": n}
+    with Vm() as vm:
+        empty = vm.compile("return function(x) { return x; }", "perf.nut")
+        fn = vm.call(empty)
+        doc["call_us"] = round(_best(lambda: [fn(1) for _ in range(n)], repeat) / n * 1e6, 2)
+        loop_src = f"local s = 0;\nfor (local i = 0; i < {n}; i++) {{\n s += i;\n}}\nreturn s;"
+        loop = vm.compile(loop_src, "loop.nut")
+        doc["loop_ns_per_iteration"] = round(_best(lambda: vm.call(loop), repeat) / n * 1e9, 1)
+    silence_cout()  # the plain binding prints "Time difference" when its VM goes
+    plain = plain_binding.SQVM()
+    plain_fn = plain.execute(f"return function() {{ {loop_src} }}")
+    doc["plain_loop_ns_per_iteration"] = round(_best(plain_fn, repeat) / n * 1e9, 1)
+    doc["watchdog_loop_factor"] = round(doc["loop_ns_per_iteration"]
+                                        / doc["plain_loop_ns_per_iteration"], 1)
+
+    dev = device()
+    source = f"for (local i = 0; i < {n}; i++) hardware.millis();"
+    engine = dev.engine_for(source)
+    top = engine.load(source)
+    doc["native_us"] = round(_best(top, repeat) / n * 1e6, 2)
+    engine.close()
+    py = device()
+    py_engine = PythonEngine(__import__("impfactory.firmware.impapi", fromlist=["build_api"])
+                             .build_api(py, py.runtime))
+    py_top = py_engine.load(f"for i in range({n}): hardware.millis()")
+    doc["python_native_us"] = round(_best(py_top, repeat) / n * 1e6, 2)
+
+    firmware = examples.factory_source("factory-wifi", "factory-password")
+    starts = []
+    for _ in range(max(5, repeat * 4)):
+        d = device()
+        d.configparams = {"factoryfirmware": True, "factory_imp": "000000000000"}
+        t0 = time.perf_counter()
+        d.runtime.start(firmware, d.engine_for(firmware))
+        starts.append(time.perf_counter() - t0)
+        d.runtime.stop()
+    doc["start_ms"] = round(statistics.median(starts) * 1000, 2)
+    return doc
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.n < 100 or args.repeat < 1:
+        raise ImpFactoryError("--n must be at least 100 and --repeat at least 1")
+    doc = measure(args.n, args.repeat)
+    if args.json:
+        json.dump(doc, sys.stdout)
+        print()
+        return 0
+    print(f"perf squirrel ({doc['n']} operations, best of {args.repeat}):")
+    print(f"  call into a Squirrel callback      {doc['call_us']:8.2f} us")
+    print(f"  imp API call from Squirrel         {doc['native_us']:8.2f} us "
+          f"(from Python device code {doc['python_native_us']:.2f} us)")
+    print(f"  compute loop under the watchdog    {doc['loop_ns_per_iteration']:8.1f} ns/iteration "
+          f"(plain binding {doc['plain_loop_ns_per_iteration']:.1f}: "
+          f"x{doc['watchdog_loop_factor']})")
+    print(f"  a DUT's VM with the factory firmware {doc['start_ms']:6.2f} ms to start")
+    return 0
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("squirrel", help="the cost of Squirrel device code",
+                            description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=20_000, help="operations per measurement")
+    parser.add_argument("--repeat", type=int, default=5, help="runs; the best is kept")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.set_defaults(func=_run)
