@@ -278,3 +278,23 @@ def test_login_keys_are_16_hex_characters(api: ApiThread, client: Client) -> Non
     # impt's tests take the first 16 of [0-9a-z] in its output as the key: the whole key
     assert re.search("[0-9a-z]{16}", f"Login Key:\n  id: {key}\n").group(0) == key
     assert Client(api.endpoint)("POST", "/auth/token", {"key": key})[0] == 200
+
+
+def test_a_deployment_requiring_an_unknown_library_is_refused_naming_it(
+        client: Client) -> None:
+    """impCloud resolves ``#require`` at deploy time; so does the emulated cloud."""
+    prod = product(client)
+    dev = group(client, prod, "development_devicegroup", "Dev")
+    status, text, _ = refusal(client("POST", "/deployments", {"data": {
+        "type": "deployment",
+        "attributes": {"device_code": '#require "NoSuch.lib.nut:1.0.0"\nserver.log(1);\n',
+                       "agent_code": ""},
+        "relationships": {"devicegroup": {"type": dev["type"], "id": dev["id"]}}}}))
+    assert status == 400 and "NoSuch.lib.nut" in text
+    major = '#require "HTS221.device.lib.nut:3.0.0"\n'  # the built-in one is 2.0.2
+    status, text, _ = refusal(client("POST", "/deployments", {"data": {
+        "type": "deployment", "attributes": {"device_code": major, "agent_code": ""},
+        "relationships": {"devicegroup": {"type": dev["type"], "id": dev["id"]}}}}))
+    assert status == 400 and "3.0.0" in text and "2.0.2" in text
+    built_in = deploy(client, dev, '#require "FactoryTools.lib.nut:2.2.0"\nserver.log(1);\n')
+    assert built_in["attributes"]["device_code"].startswith("#require")  # stored as written
