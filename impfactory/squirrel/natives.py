@@ -28,6 +28,7 @@ Squirrel can call the class's natives on it and nothing else.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 from collections.abc import Callable
@@ -86,7 +87,22 @@ class NativeSpec:
 
 
 def arity(fn: Callable[..., Any], skip: int) -> tuple[int, int | None]:
-    """How many arguments Squirrel may pass to ``fn`` after the ``skip`` first ones."""
+    """How many arguments Squirrel may pass to ``fn`` after the ``skip`` first ones.
+
+    Read once per function (a line of devices binds the same API methods in every
+    VM; ``inspect.signature`` was most of a VM's start-up)."""
+    try:
+        return _arity_cached(fn, skip)
+    except TypeError:  # an unhashable callable
+        return _arity(fn, skip)
+
+
+@functools.lru_cache(maxsize=4096)
+def _arity_cached(fn: Callable[..., Any], skip: int) -> tuple[int, int | None]:
+    return _arity(fn, skip)
+
+
+def _arity(fn: Callable[..., Any], skip: int) -> tuple[int, int | None]:
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):

@@ -94,8 +94,37 @@ def declared_version(source: str) -> str | None:
 
 def resolve(source: str, filename: str, lib_dirs: Iterable[str | Path] = ()) -> Resolved:
     """``source`` (called ``filename`` in errors) with its ``#require`` lines replaced
-    by the libraries found in ``lib_dirs`` then ``IMPFACTORY_LIB_PATH``."""
+    by the libraries found in ``lib_dirs`` then ``IMPFACTORY_LIB_PATH``.
+
+    A line of DUTs resolves the same firmware over and over: an answer is kept and
+    given again while the folders are the same and none of the library files it
+    used has changed (their size and modification time are checked each time)."""
     dirs = search_dirs(lib_dirs)
+    key = (source, filename, tuple(str(d) for d in dirs))
+    cached = _CACHE.get(key)
+    if cached is not None and all(_stamp(lib.path) == stamp for lib, stamp in cached[1]):
+        return cached[0]
+    resolved = _resolve(source, filename, dirs)
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = (resolved, [(lib, _stamp(lib.path)) for lib in resolved.libraries])
+    return resolved
+
+
+_CACHE_SIZE = 64
+_CACHE: dict[tuple[str, str, tuple[str, ...]],
+             tuple[Resolved, list[tuple[Library, tuple[int, int] | None]]]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _resolve(source: str, filename: str, dirs: Sequence[Path]) -> Resolved:
     lines: list[str] = []
     entries: list[tuple[str, int]] = []
     libraries: list[Library] = []
