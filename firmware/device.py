@@ -377,7 +377,10 @@ class Device:
         if old is not None:
             await _cancel_and_wait([old])
             self._life = None
+        was_online = self.is_online
         await self._drop_cloud("deep sleep")
+        if was_online:
+            self._emit(DeviceEvent.OFFLINE)
         self.led.handle(LedEvent.POWER_OFF)
         await self.clock.sleep(seconds)
         if self.powered:
@@ -410,7 +413,9 @@ class Device:
     def server_disconnect(self) -> None:
         self._manual_offline = True
         self._connect_wanted.clear()
-        self._spawn(self._drop_cloud("server.disconnect"))
+        client, self._cloud = self._cloud, None  # offline from this moment on
+        if client is not None:
+            self._spawn(client.close("server.disconnect"))
         if self._lost is not None:
             self._lost.set()
 

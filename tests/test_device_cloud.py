@@ -310,3 +310,74 @@ def test_polite_shutdown_asks_and_may_defer_a_forced_restart_does_not(
         assert ask < restart
         t = {r.detail: r.time for r in device.events if r.kind is DeviceEvent.LOG}
         assert t[logs[restart]] - t[asked] >= 2.0  # the handler deferred the restart
+
+
+LINK_CODE = """
+server.log("up, connected " + server.isconnected());
+imp.wakeup(0.5, function() {
+    server.disconnect();
+    server.log("after disconnect, connected " + server.isconnected());
+    imp.wakeup(2, function() {
+        server.connect(function(reason) {
+            server.log("connect answered " + reason + " (SERVER_CONNECTED " + SERVER_CONNECTED
+                       + ")");
+        }, 30);
+    });
+});
+"""
+
+
+def test_squirrel_takes_the_link_down_and_up_again(broker_url: str) -> None:
+    """``server.disconnect`` keeps the imp offline until ``server.connect``, whose
+    callback gets ``SERVER_CONNECTED``; logs written offline reach the cloud later."""
+    cloud = ScriptedCloud(broker_url, code=LINK_CODE)
+
+    async def reconnected(device: Device) -> None:
+        mark = len(device.events)
+        await device.wait_for(DeviceEvent.OFFLINE, timeout=20, since=mark)
+        await device.wait_for(DeviceEvent.ONLINE, timeout=20, since=mark)
+
+    device = asyncio.run(run_device(
+        broker_url, cloud, DeviceEvent.CODE_STARTED, serial=6, then=reconnected,
+        cloud_sees=lambda seen: any(getattr(m, "msg", "").startswith("connect answered")
+                                    for m in seen)))
+    assert device.logs[:2] == ["up, connected true", "after disconnect, connected false"]
+    assert "connect answered 5 (SERVER_CONNECTED 5)" in device.logs
+    kinds = [r.kind for r in device.events]
+    offline = kinds.index(DeviceEvent.OFFLINE, kinds.index(DeviceEvent.CODE_STARTED))
+    assert DeviceEvent.ONLINE in kinds[offline:]  # back, and only because the code asked
+    sent = [m.msg for m in cloud.seen if isinstance(m, cl.Log)]
+    assert "after disconnect, connected false" in sent  # buffered, sent once back online
+    asked = next(r.time for r in device.events if r.kind is DeviceEvent.LOG
+                 and r.detail == "after disconnect, connected false")
+    back = next(r.time for r in device.events[offline:] if r.kind is DeviceEvent.ONLINE)
+    assert back - asked >= 2.0  # offline until server.connect, 2 s later on its clock
+
+
+SLEEPY_CODE = """
+nv.wakes <- ("wakes" in nv) ? nv.wakes + 1 : 1;
+server.log("awake " + nv.wakes);
+if (nv.wakes < 2) imp.onidle(function() { imp.deepsleepfor(5); });
+"""
+
+
+def test_deep_sleep_goes_offline_then_boots_warm_with_nv(broker_url: str) -> None:
+    cloud = ScriptedCloud(broker_url, code=SLEEPY_CODE)
+
+    async def woke_twice(device: Device) -> None:
+        deadline = asyncio.get_running_loop().time() + 20
+        while "awake 2" not in device.logs:
+            assert asyncio.get_running_loop().time() < deadline, device.logs
+            await asyncio.sleep(0.01)
+
+    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.CODE_STARTED, serial=7,
+                                    then=woke_twice))
+    assert device.logs[0] == "awake 1" and "deep sleep for 5 s" in device.logs
+    kinds = [r.kind for r in device.events]
+    first_code = kinds.index(DeviceEvent.CODE_STARTED)
+    assert DeviceEvent.OFFLINE in kinds[first_code:]  # asleep: off the network
+    sleep_at = next(r.time for r in device.events if r.kind is DeviceEvent.LOG
+                    and r.detail == "deep sleep for 5 s")
+    woke_at = next(r.time for r in device.events if r.kind is DeviceEvent.LOG
+                   and r.detail == "awake 2")
+    assert woke_at - sleep_at >= 5.0  # on the device clock
