@@ -25,10 +25,10 @@ def test_a_good_life_ends_in_the_application(capsys, tmp_path: Path, broker_url:
 
 
 @pytest.mark.parametrize(("fault", "event", "led"), [
-    ("bad-blinkup", "blinkup_failed", "blinkup_failed"),
-    ("wrong-password", "connect_failed", "joining_wifi"),
-    ("no-dhcp", "connect_failed", "getting_ip"),
-    ("test-fail", "test_failed", "test_failed"),
+    ("bad_blinkup", "blinkup_failed", "blinkup_failed"),
+    ("wrong_password", "connect_failed", "joining_wifi"),
+    ("no_dhcp", "connect_failed", "getting_ip"),
+    ("test_fail", "test_failed", "test_failed"),
 ])
 def test_faults_show_in_events_and_led(capsys, broker_url: str, fault: str, event: str,
                                        led: str) -> None:
@@ -51,9 +51,12 @@ def test_bad_arguments_are_one_line_errors(capsys, args: list[str], word: str) -
     assert word in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_a_fixture_that_cannot_start_in_time_is_a_named_error(capsys, broker_url: str) -> None:
-    assert cli.main(["device", "life", "--broker", broker_url, "--timeout", "0.001"]) == 2
-    assert "fixture did not enrol" in capsys.readouterr().err
+def test_a_fixture_that_cannot_start_in_time_is_a_named_failed_run(capsys,
+                                                                   broker_url: str) -> None:
+    """Good options, a run that failed: exit status 1 (2 is for bad input)."""
+    assert cli.main(["device", "life", "--broker", broker_url, "--timeout", "0.001"]) == 1
+    err = capsys.readouterr().err
+    assert "fixture did not enrol" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("args", [["--duts", "0"], ["--concurrency", "0"], ["--scale", "-1"]])
@@ -117,7 +120,7 @@ def test_device_blinkup_bad_files_are_one_line_errors(capsys, tmp_path: Path) ->
 
 
 def test_code_that_raises_is_logged_and_the_dut_carries_on(capsys, broker_url: str) -> None:
-    out = run_json(capsys, "--broker", broker_url, "--fault", "code-error")
+    out = run_json(capsys, "--broker", broker_url, "--fault", "code_error")
     events = [e["event"] for e in out["events"]]
     error = next(e for e in out["events"] if e["event"] == "code_error")
     assert "the index 'no such key' does not exist" in error["detail"]

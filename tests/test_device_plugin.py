@@ -10,7 +10,7 @@ from typing import Any
 from impfactory.firmware import examples
 from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.settings import MemoryStore
-from impfactory.tools.plugin_device import build_test_zone, dut_settings, start_fixture
+from impfactory.tools.emulated_zone import build_test_zone, dut_settings, start_fixture
 
 OWN_DUT = """# impfactory: python
 def done(blessed):

@@ -28,7 +28,7 @@ from impfactory.firmware.lightpath import shine
 from impfactory.firmware.signals import FixtureFlash
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
 from impfactory.hw.optical import OpticalChannel, OpticalConfig
-from impfactory.tools.plugin_device import TestZone, build_test_zone, start_fixture
+from impfactory.tools.emulated_zone import TestZone, build_test_zone, start_fixture
 
 from impfactory.clock import ScaledClock
 

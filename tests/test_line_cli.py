@@ -155,18 +155,24 @@ def test_demo_without_mosquitto_prints_summary_and_report(
     from impfactory.cloud import broker
 
     monkeypatch.setattr(broker, "find_mosquitto", lambda: None)
-    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the default report goes to a new temp dir
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))  # where reports used to pile up unseen
     monkeypatch.setattr("tempfile.tempdir", None)
-    assert main(["demo", "--duts", "6"]) == 0
-    out = capsys.readouterr().out
-    assert "(embedded; Mosquitto is not installed)" in out.splitlines()[0]
-    summary = next(line for line in out.splitlines() if line.startswith("line: "))
-    assert "6 DUTs on 2 fixtures" in summary and "yield" in summary
-    report = Path(next(line for line in out.splitlines()
-                       if line.startswith("report: ")).split()[1])
-    assert report.is_file() and report.parent.parent == tmp_path
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):  # the second demo replaces the first one's report
+        assert main(["demo", "--duts", "6"]) == 0
+        out = capsys.readouterr().out
+        assert "(embedded; Mosquitto is not installed)" in out.splitlines()[0]
+        summary = next(line for line in out.splitlines() if line.startswith("line: "))
+        assert "6 DUTs on 2 fixtures" in summary and "yield" in summary
+        report = Path(next(line for line in out.splitlines()
+                           if line.startswith("report: ")).split()[1])
+        assert report == tmp_path / "impfactory-report" / "report.html" and report.is_file()
     assert {p.name for p in report.parent.iterdir()} == {"duts.json", "junit.xml",
                                                          "report.html"}
+    assert {p.name for p in tmp_path.iterdir()} == {"tmp", "impfactory-report"}
+    assert not list(temp.iterdir())
 
 
 def test_perf_line_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,9 @@ the example firmware, then runs a small line (2 fixtures, 20 DUTs each) with a f
 faults a factory meets: DUTs misplaced in front of the fixture, a changed WiFi key,
 boards out of test limits, DUTs whose network link drops mid-test, and some DUTs
 that must update impOS first. It shows
-progress, prints the summary and writes the report (JSON, JUnit XML, HTML).
+progress, prints the summary and writes the report (JSON, JUnit XML, HTML) into
+``./impfactory-report`` (``--report DIR`` elsewhere); the next demo replaces it,
+so reports never pile up unseen.
 
 The BlinkUp path alone (encode, light, decode) is ``impfactory blinkup``.
 """
@@ -17,7 +19,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from impfactory.tools.cmd_line import (
 
 DEMO_FAULTS = {"misplaced": 0.05, "wrong_wifi": 0.05, "test_fail": 0.05, "link_drop": 0.05}
 DEMO_OUTDATED_IMPOS = 0.1
+DEFAULT_REPORT = Path("impfactory-report")
 
 
 def _broker_name(spec: str) -> str:
@@ -49,8 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise LineInputError(f"--workers must be at least 1, got {args.workers}")
     config = config_from_args(args, DEMO_FAULTS, DEMO_OUTDATED_IMPOS, PRESETS["typical"])
-    report_dir = prepare_report_dir(args.report) if args.report else Path(
-        tempfile.mkdtemp(prefix="impfactory-demo-"))
+    report_dir = prepare_report_dir(args.report.resolve())  # printed whole: findable
     if not args.json:
         faults = ", ".join(f"{name} {rate:.0%}" for name, rate in DEMO_FAULTS.items())
         print(f"impfactory demo: {config.fixtures} BlinkUp fixtures x {config.duts} DUTs over "
@@ -75,6 +76,7 @@ def register(sub: Any) -> None:
                             description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     add_line_options(parser, fixtures=2, duts=40)
-    parser.add_argument("--report", type=Path, metavar="DIR",
-                        help="where to write the report (default: a new temporary directory)")
+    parser.add_argument("--report", type=Path, metavar="DIR", default=DEFAULT_REPORT,
+                        help=f"where to write the report (default ./{DEFAULT_REPORT}, "
+                             "replaced by the next demo)")
     parser.set_defaults(func=_run)

@@ -33,21 +33,34 @@ from impfactory.firmware.lightpath import shine
 from impfactory.firmware.signals import FixtureFlash
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
 from impfactory.hw.optical import OpticalChannel, OpticalConfig
-from impfactory.tools.plugin_device import build_test_zone, start_fixture
+from impfactory.tools.emulated_zone import build_test_zone, start_fixture
 
 from impfactory.clock import ScaledClock, VirtualClock
 
-FAULTS = ("none", "bad-blinkup", "wrong-password", "test-fail", "no-dhcp", "code-error")
+# Fault names are spelled as ``line run --fault`` spells them (underscores); the
+# hyphenated spelling (``test-fail``) is accepted too (``fault_name``).
+FAULTS = ("none", "bad_blinkup", "wrong_password", "test_fail", "no_dhcp", "code_error")
 # What ends the life for each fault (the DUT would otherwise keep retrying).
-END = {"none": DeviceEvent.CODE_STARTED, "bad-blinkup": DeviceEvent.BLINKUP_FAILED,
-       "wrong-password": DeviceEvent.CONNECT_FAILED, "test-fail": DeviceEvent.TEST_FAILED,
-       "no-dhcp": DeviceEvent.CONNECT_FAILED, "code-error": DeviceEvent.CODE_ERROR}
-# code-error: the DUT firmware as deployed, plus a timer whose callback raises.
+END = {"none": DeviceEvent.CODE_STARTED, "bad_blinkup": DeviceEvent.BLINKUP_FAILED,
+       "wrong_password": DeviceEvent.CONNECT_FAILED, "test_fail": DeviceEvent.TEST_FAILED,
+       "no_dhcp": DeviceEvent.CONNECT_FAILED, "code_error": DeviceEvent.CODE_ERROR}
+# code_error: the DUT firmware as deployed, plus a timer whose callback raises.
 RAISING_TIMER = ('\nimp.wakeup(0, function() { local t = {}; return t["no such key"]; });\n')
 
 
 class DeviceCommandError(DeviceError):
-    """The DUT's life did not reach the expected end in time."""
+    """A ``device`` option the command cannot use (exit status 2)."""
+
+
+class DeviceLifeFailed(DeviceError):
+    """The DUT's life did not reach the expected end in time (a failed run: exit 1)."""
+
+    exit_code = 1
+
+
+def fault_name(text: str) -> str:
+    """A ``--fault`` value in its one spelling: ``test-fail`` and ``test_fail`` alike."""
+    return text.strip().lower().replace("-", "_")
 
 
 async def life(url: str, fault: str, scale: float, impos: str | None,
@@ -55,29 +68,29 @@ async def life(url: str, fault: str, scale: float, impos: str | None,
     with tempfile.TemporaryDirectory() as tmp:
         async with Cloud(Path(tmp) / "cloud.db", url) as cloud:
             dut_code = None
-            if fault == "code-error":
+            if fault == "code_error":
                 dut_code = examples.factory_source(FACTORY_SSID, FACTORY_PASSWORD) + RAISING_TIMER
             zone = build_test_zone(cloud.service, min_impos=impos, dut_code=dut_code)
             async with Fleet(url, ScaledClock(scale)) as fleet:
                 try:
                     fixture = await start_fixture(cloud.service, zone, fleet, timeout)
                 except TimeoutError as err:
-                    raise DeviceCommandError(
+                    raise DeviceLifeFailed(
                         f"the fixture did not enrol and start its firmware within {timeout} s"
                     ) from err
                 env = None
-                if fault in ("wrong-password", "no-dhcp"):
+                if fault in ("wrong_password", "no_dhcp"):
                     ap = AccessPoint(FACTORY_SSID, "other-password" if fault ==
-                                     "wrong-password" else "factory-password",
-                                     dhcp=fault != "no-dhcp")
+                                     "wrong_password" else "factory-password",
+                                     dhcp=fault != "no_dhcp")
                     env = WifiEnvironment([ap])
-                dut = fleet.add(hardware=examples.dut_board(loopback=fault != "test-fail"),
+                dut = fleet.add(hardware=examples.dut_board(loopback=fault != "test_fail"),
                                 env=env, imp_type=examples.DUT_IMP)
                 dut.power_on()
                 channel = OpticalChannel(OpticalConfig(), rng=1)
 
                 def flashed(flash: FixtureFlash) -> None:
-                    if fault == "bad-blinkup":
+                    if fault == "bad_blinkup":
                         symbols = flash.light_symbols.copy()
                         symbols[400:404] = 1.0 - symbols[400:404]
                         flash = FixtureFlash(**{**flash.__dict__, "light_symbols": symbols})
@@ -93,9 +106,22 @@ async def life(url: str, fault: str, scale: float, impos: str | None,
                     while want is DeviceEvent.CODE_STARTED and not dut.blessed:
                         await dut.wait_for(want, timeout)  # the DUT firmware; then the app
                 except TimeoutError as err:
-                    raise DeviceCommandError(f"the DUT never reached {want.value}") from err
+                    raise DeviceLifeFailed(f"the DUT never reached {want.value}") from err
                 await fleet.clock.sleep(2.0)
                 return dut
+
+
+def _check_png(path: Path) -> None:
+    """Refuse a ``--png`` that could not be drawn before the life runs, not after."""
+    if not path.resolve().parent.is_dir():
+        raise DeviceCommandError(f"--png: no directory for {path}")
+    if path.is_dir():
+        raise DeviceCommandError(f"--png: {path} is a directory")
+    try:
+        import matplotlib  # noqa: F401 - only to know it is there
+    except ImportError:
+        raise DeviceCommandError("--png needs matplotlib: pip install 'impfactory[plot]'"
+                                 ) from None
 
 
 def summary(dut: Device) -> dict[str, Any]:
@@ -123,8 +149,8 @@ def _cmd_life(args: argparse.Namespace) -> int:
         raise DeviceCommandError("--scale must be positive")
     if not args.timeout > 0:
         raise DeviceCommandError("--timeout must be positive")
-    if args.png and not Path(args.png).resolve().parent.is_dir():
-        raise DeviceCommandError(f"--png: no directory for {args.png}")
+    if args.png:
+        _check_png(Path(args.png))
     with BrokerServer(args.broker) as url:
         dut = asyncio.run(life(url, args.fault, args.scale, args.impos, args.timeout))
     if args.png:
@@ -204,8 +230,9 @@ def register(sub: Any) -> None:
     dsub = parser.add_subparsers(dest="device_command", metavar="ACTION")
     p = dsub.add_parser("life", help="one fixture + one DUT through the real cloud",
                         description=__doc__.split("\n\n")[1].replace("``", ""))
-    p.add_argument("--fault", choices=FAULTS, default="none",
-                   help="inject one failure (default: none, the DUT is blessed)")
+    p.add_argument("--fault", type=fault_name, choices=FAULTS, default="none",
+                   help="inject one failure (default: none, the DUT is blessed); "
+                        "test-fail is accepted for test_fail, and so on")
     p.add_argument("--broker", default="auto", help="auto, mosquitto, embedded or mqtt://H:P")
     p.add_argument("--scale", type=float, default=100.0, help="device clock scale")
     p.add_argument("--impos", default="44.0.1", help="impOS the DUT group requires ('': none)")

@@ -8,7 +8,8 @@ the summary and, with ``--report DIR``, writes ``duts.json``, ``junit.xml`` and
 ``report.html``.
 
 Exit status: 0 when the run completed and its yield is at least ``--min-yield``
-(default 0: failed DUTs are results, not errors), 1 below it, 2 for bad input.
+(default 0: failed DUTs are results, not errors), 1 below it or when the line
+could not finish, 2 for bad input.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.fixture.faults import parse_faults, parse_rate
-from impfactory.fixture.line import LineConfig, LineResult, run_line
+from impfactory.fixture.line import LineConfig, LineError, LineResult, run_line
 from impfactory.fixture.record import LineSummary
 from impfactory.fixture.report import prepare_report_dir, write_reports
 from impfactory.hw.optical import PRESETS, OpticalConfig
@@ -37,6 +38,12 @@ from impfactory.errors import ImpFactoryError
 
 class LineInputError(ImpFactoryError, ValueError):
     """A ``line run`` option is unusable (unreadable firmware file, bad number)."""
+
+
+class LineRunFailed(ImpFactoryError, RuntimeError):
+    """The line started but could not finish (fixtures never ready, a worker died): exit 1."""
+
+    exit_code = 1
 
 
 def add_line_options(parser: argparse.ArgumentParser, *, fixtures: int, duts: int) -> None:
@@ -65,7 +72,7 @@ def register(sub: Any) -> None:
     add_line_options(run, fixtures=2, duts=20)
     run.add_argument("--fault", action="append", default=[], metavar="NAME=RATE",
                      help="inject a fault into that share of DUTs (repeatable): misplaced, "
-                          "wrong_wifi, test_fail, link_drop")
+                          "wrong_wifi, test_fail, link_drop (test-fail is read as test_fail)")
     run.add_argument("--outdated-impos", default="0", metavar="RATE",
                      help="share of DUTs shipped with an old impOS that must update first")
     run.add_argument("--optical", default="", metavar="NAME=VALUE,...",
@@ -117,9 +124,12 @@ async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
     async with factory_cloud(broker, db, factory_code=factory_code, app_code=app_code,
                              wifi_ssid=ssid, wifi_password=password) as cloud:
         with LineProgress(config.duts, quiet=quiet) as progress:
-            if workers > 1:
-                return await run_sharded(config, cloud, progress, workers)
-            return await run_line(config, cloud, progress)
+            try:
+                if workers > 1:
+                    return await run_sharded(config, cloud, progress, workers)
+                return await run_line(config, cloud, progress)
+            except LineError as err:  # the options were good (checked before): the run failed
+                raise LineRunFailed(str(err)) from err
 
 
 def print_summary(summary: LineSummary, report: dict[str, Path] | None = None) -> None:

@@ -29,7 +29,7 @@ from impfactory.firmware.errors import DeviceError
 from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.fleet import Fleet
 from impfactory.firmware.settings import MemoryStore
-from impfactory.tools.plugin_device import build_test_zone, dut_settings, start_fixture
+from impfactory.tools.emulated_zone import build_test_zone, dut_settings, start_fixture
 
 from impfactory.clock import ScaledClock
 

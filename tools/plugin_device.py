@@ -1,99 +1,36 @@
-"""pytest fixtures and helpers for emulated imps: a factory Test Zone and its fixture.
+"""pytest fixtures for emulated imps; the Test Zone helpers they build on.
 
 * ``imp_fleet_factory``: ``make(url, scale=100.0) -> Fleet``; every fleet made is
   powered off at teardown (the test's own loop must still be running, so prefer
   ``async with`` in the test itself; this fixture is the safety net).
 * ``factory_firmware`` / ``application_firmware``: the example firmware sources.
-* ``build_test_zone(service, ...)``: products, Test Production / Test DUT / Test
-  Fixture groups and their deployments in a ``CloudService``.
-* ``start_fixture(service, zone, fleet)``: an emulated fixture enrolled with a
-  developer token, assigned to the zone's fixture group and running its firmware.
+* ``build_test_zone``, ``start_fixture``, ``dut_settings``, ``TestZone``: re-exported
+  from ``tools/emulated_zone.py``, where they live so that the command line never
+  needs pytest.
 
-Used by this project's end-to-end tests and ``impfactory perf device``, and by
-users who test their own factory firmware the same way.
+Used by this project's end-to-end tests and by users who test their own factory
+firmware the same way.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from impfactory.firmware import examples
-from impfactory.firmware.device import Device
-from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID, Fleet
-from impfactory.firmware.settings import MemoryStore, Settings
+from impfactory.tools.emulated_zone import (
+    OWNER,
+    TestZone,
+    build_test_zone,
+    dut_settings,
+    start_fixture,
+)
 
 from impfactory.clock import ScaledClock
 
-OWNER = "acct-factory"
-
-
-@dataclass(frozen=True)
-class TestZone:
-    """IDs of one product's Test Zone."""
-
-    __test__ = False  # not a pytest test class
-
-    owner_id: str
-    product_id: str
-    production_group: str
-    dut_group: str
-    fixture_group: str
-
-
-def build_test_zone(service: Any, *, owner_id: str = OWNER, dut_code: str | None = None,
-                    fixture_code: str | None = None, app_code: str | None = None,
-                    min_impos: str | None = None, impos_size: int = 200_000) -> TestZone:
-    """A product with Test Production, Test DUT and Test Fixture groups, each deployed.
-
-    Defaults deploy the example factory firmware (fixture and DUT) and the example
-    application. ``min_impos`` makes DUTs update their impOS first.
-    """
-    service.ensure_owner(owner_id)
-    product = service.create_product(owner_id, "Lamp")
-    prod = service.create_group(product.id, "pre_production_devicegroup", "Test Production")
-    dut = service.create_group(product.id, "pre_dut_devicegroup", "Test DUT",
-                               min_impos_version=min_impos)
-    fix = service.create_group(product.id, "pre_factoryfixture_devicegroup", "Test Fixture",
-                               production_target=prod.id, dut_target=dut.id)
-    if min_impos:
-        service.add_impos_release(min_impos, size=impos_size)
-    factory = examples.factory_source(FACTORY_SSID, FACTORY_PASSWORD)
-    service.create_deployment(prod.id, app_code or examples.application_source())
-    service.create_deployment(dut.id, dut_code or factory)
-    service.create_deployment(fix.id, fixture_code or factory)
-    return TestZone(owner_id, product.id, prod.id, dut.id, fix.id)
-
-
-async def start_fixture(service: Any, zone: TestZone, fleet: Fleet,
-                        timeout: float = 30.0) -> Device:
-    """An emulated fixture: enrolled by developer BlinkUp, assigned, firmware running."""
-    token = service.create_development_token(zone.owner_id)
-    fixture = fleet.add(store=MemoryStore(Settings(
-        ssid=FACTORY_SSID, password=FACTORY_PASSWORD,
-        plan_id=token.plan_id, enrol_token=token.token)),
-        hardware=examples.fixture_board(), imp_type=examples.FIXTURE_IMP)
-    fixture.power_on()
-    await fixture.wait_for(DeviceEvent.ENROLLED, timeout, since=0)
-    service.assign_devices(zone.fixture_group, [fixture.device_id])
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while "fixture ready" not in fixture.logs:
-        if loop.time() > deadline:
-            raise TimeoutError("the fixture firmware did not start")
-        await asyncio.sleep(0.01)
-    return fixture
-
-
-def dut_settings(service: Any, fixture: Device) -> Settings:
-    """What a factory BlinkUp from ``fixture`` leaves in a DUT (without the light)."""
-    token = service.create_factory_token(service.get_device(fixture.device_id))
-    return Settings(ssid=FACTORY_SSID, password=FACTORY_PASSWORD,
-                    plan_id=token.plan_id, enrol_token=token.token)
+__all__ = ["OWNER", "TestZone", "build_test_zone", "dut_settings", "start_fixture"]
 
 
 @pytest.fixture
