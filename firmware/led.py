@@ -280,26 +280,53 @@ class StatusLed:
         if t1 is None and self.state is LedState.OFF and len(self.timeline) > 1:
             t1 = min(self.clock.now(), self.timeline[-1][0] + 2.0)  # no long dark tail
         segs = self.segments(t0, t1)
-        fig, ax = plt.subplots(figsize=(12, 2.2))
+        fig, ax = plt.subplots(figsize=(12, 2.2), dpi=PNG_DPI)  # labels measured as saved
         try:
             for seg in segs:
                 colour = COLOURS_RGB[seg.colour] if seg.on else COLOURS_RGB["off"]
                 ax.broken_barh([(seg.start, seg.end - seg.start)], (0, 1), facecolors=colour)
             shown = [(start, state) for start, state in self.timeline
                      if (t0 is None or start >= t0) and (t1 is None or start <= t1)]
-            for i, (start, state) in enumerate(shown):
-                ax.text(start, 1.05 + 0.22 * (i % 3), state.value, fontsize=6)
             ax.set_yticks([])
             ax.set_xlabel("time (s)")
             ax.set_title(title, fontsize=9, loc="left")
             if segs:
                 ax.set_xlim(segs[0].start, segs[-1].end)
-            ax.set_ylim(0, 1.8)
+            rows = max(3, _place_labels(fig, ax, shown))
+            ax.set_ylim(0, LABEL_Y0 + LABEL_ROW * rows + 0.14)
+            fig.set_size_inches(12, 2.2 + 0.2 * (rows - 3))  # the width (and x) unchanged
             out = Path(path)
-            fig.savefig(out, dpi=110, bbox_inches="tight")
+            fig.savefig(out, dpi=PNG_DPI, bbox_inches="tight")
         finally:
             plt.close(fig)
         return out
+
+
+PNG_DPI = 110
+LABEL_Y0 = 1.05
+"""Height (bar = 0..1) of the first row of state labels above the LED bar."""
+LABEL_ROW = 0.22
+"""Height between label rows."""
+
+
+def _place_labels(fig: Any, ax: Any, shown: list[tuple[float, LedState]]) -> int:
+    """Write each state's name above the bar where it starts, never over another name.
+
+    Each label goes to the lowest row whose last label ends (as drawn, in display
+    units) before this one begins; answers how many rows were used.
+    """
+    renderer = fig.canvas.get_renderer()
+    row_ends: list[float] = []
+    for start, state in shown:
+        text = ax.text(start, LABEL_Y0, state.value, fontsize=6)
+        box = text.get_window_extent(renderer)
+        gap = box.height  # about one character
+        row = next((i for i, end in enumerate(row_ends) if box.x0 > end + gap), len(row_ends))
+        if row == len(row_ends):
+            row_ends.append(box.x1)
+        row_ends[row] = box.x1
+        text.set_y(LABEL_Y0 + LABEL_ROW * row)
+    return len(row_ends)
 
 
 def _expand(state: LedState, origin: float, lo: float, hi: float) -> Iterator[Segment]:

@@ -99,7 +99,7 @@ def test_decode_binary_garbage_and_missing_file(
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"RIFF\x00\x01garbage")
     assert main(["blinkup", "decode", str(junk)]) == 2
-    assert main(["blinkup", "decode", str(tmp_path / "nope.csv")]) == 1
+    assert main(["blinkup", "decode", str(tmp_path / "nope.csv")]) == 2  # bad input too
     assert "Traceback" not in capsys.readouterr().err
 
 
@@ -116,6 +116,29 @@ def test_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     png = tmp_path / "signal.png"
     assert main(["blinkup", "plot", str(capture), "-o", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_plot_never_shows_the_wifi_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The decoded fields in the title name the network, never its key."""
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    drawn: list[str] = []
+    save = Figure.savefig
+
+    def spy(fig: Figure, *args: object, **kwargs: object) -> None:
+        drawn.extend(t.get_text() for t in fig.findobj(Text))
+        save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    capture = tmp_path / "c.wav"
+    assert main(["blinkup", "encode", "--ssid", "Factory", "--password", "hunter2-secret",
+                 "--fast", "--format", "samples", "-o", str(capture)]) == 0
+    assert main(["blinkup", "plot", str(capture), "-o", str(tmp_path / "s.png")]) == 0
+    title = next(t for t in drawn if t.startswith("BlinkUp decoded"))
+    assert "Factory" in title and '"password": "***"' in title
+    assert not any("hunter2" in t for t in drawn)
 
 
 def test_perf_decoder_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -158,6 +158,40 @@ def test_render_png(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_render_png_labels_never_overlap(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A life as a DUT has it: a long wait for BlinkUp, then stages that follow each
+    other quickly (every 0.3 s here): each state's name is still readable on its own."""
+    from matplotlib.figure import Figure
+
+    boxes: list[tuple[str, float, float, float, float]] = []
+    save = Figure.savefig
+
+    def spy(fig: Figure, *args: object, **kwargs: object) -> None:
+        renderer = fig.canvas.get_renderer()
+        for text in fig.axes[0].texts:
+            b = text.get_window_extent(renderer)
+            boxes.append((text.get_text(), b.x0, b.x1, b.y0, b.y1))
+        save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    clock, led = make()
+    steps = [E.UNCONFIGURED, E.BLINKUP_START, E.BLINKUP_GOOD, E.GREEN_DONE,
+             E.SEARCH, E.JOIN, E.GET_IP, E.RESOLVE, E.CONNECT, E.ONLINE, E.UPDATE_START,
+             E.UPDATE_DONE, E.SEARCH, E.JOIN, E.GET_IP, E.RESOLVE, E.CONNECT, E.ONLINE,
+             E.TEST_FAILED]
+    for event in steps:
+        led.handle(event)
+        clock.advance_sync(10.0 if event is E.UNCONFIGURED else 0.3)
+    clock.advance_sync(2.0)
+    led.render_png(tmp_path / "led.png")
+    assert len(boxes) == len(led.timeline) >= 15
+    for i, (a, ax0, ax1, ay0, ay1) in enumerate(boxes):
+        for b, bx0, bx1, by0, by1 in boxes[i + 1:]:
+            apart = ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0
+            assert apart, f"labels {a!r} and {b!r} overlap"
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(list(LedEvent)), st.floats(0, 5)), max_size=40))
 def test_any_event_sequence_either_follows_the_table_or_is_refused(steps) -> None:

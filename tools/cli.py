@@ -8,13 +8,24 @@ status). Discovering them here keeps every subcommand in its own small module.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 
 from impfactory import __version__
 from impfactory.errors import ImpFactoryError
+
+#: OS errors about something the user named (a file, a directory, a port, an
+#: address): bad input, exit status 2 like every other bad input. Any other OS
+#: error (a timeout, a reset connection, a full disk) failed the run: 1.
+BAD_INPUT_ERRNOS = frozenset({
+    errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EEXIST,
+    errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP, errno.ENXIO, errno.ENODEV,
+    errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.ECONNREFUSED,
+})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,8 +44,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_status(err: OSError) -> int:
+    """2 when ``err`` is about something the user named, else 1 (see ``BAD_INPUT_ERRNOS``)."""
+    return 2 if err.errno in BAD_INPUT_ERRNOS else 1
+
+
+def _stdout_gone() -> None:
+    """Whoever read stdout has gone (``impfactory ... | head``): that is not an error.
+
+    stdout is pointed at /dev/null, so the interpreter's last flush at exit finds
+    nowhere broken to write and prints nothing either.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass  # stdout is no real file (a test's capture): nothing will flush into a pipe
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the process exit status."""
+    """Run the command line; return the process exit status.
+
+    0: success. 1: the run failed (a DUT not blessed, a controller that went
+    silent, a yield below ``--min-yield``). 2: bad input (an unusable option, a
+    missing file, an unwritable output, a busy port), always one line naming it.
+    A closed pipe on stdout ends the command quietly with 0.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
@@ -42,16 +78,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(func(args) or 0)
+        status = int(func(args) or 0)
+        sys.stdout.flush()  # here, so a reader gone by now is the closed pipe below
+        return status
     except ImpFactoryError as err:
         print(f"impfactory: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("impfactory: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _stdout_gone()
+        return 0
     except OSError as err:
         print(f"impfactory: error: {err}", file=sys.stderr)
-        return 1
+        return os_error_status(err)
 
 
 if __name__ == "__main__":  # pragma: no cover

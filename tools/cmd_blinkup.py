@@ -307,6 +307,20 @@ def _decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def without_passwords(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` (a ``BlinkUpConfig.to_json()``) with every password shown as ``***``.
+
+    A plot is shared (a bug report, a chat): it names the network, never its key.
+    """
+    out = dict(doc)
+    for key in ("password", "password_hex"):
+        if out.get(key) is not None:
+            out[key] = "***"
+    if isinstance(out.get("proxy"), dict):
+        out["proxy"] = without_passwords(out["proxy"])
+    return out
+
+
 def _plot(args: argparse.Namespace) -> int:
     try:
         import matplotlib
@@ -332,7 +346,8 @@ def _plot(args: argparse.Namespace) -> int:
     full.set_xlabel("time (s)")
     zoom.set_xlabel("time (s)")
     if isinstance(outcome, DecodeResult):
-        title = f"BlinkUp decoded: {json.dumps(outcome.config.to_json())[:110]}"
+        shown = without_passwords(outcome.config.to_json())
+        title = f"BlinkUp decoded: {json.dumps(shown)[:110]}"
     else:
         title = f"decode failed: {outcome}"
     full.set_title(title, fontsize=9)
