@@ -179,6 +179,11 @@ class BenchDriver:
         """Open the controller at ``url`` (a path, or any pyserial URL)."""
         return cls(open_port(url, baudrate=baudrate), url=url, timeout=timeout, retries=retries)
 
+    @property
+    def greeted(self) -> bool:
+        """Whether a controller answered this session's ``IDENTIFY`` (it is there)."""
+        return self._greeted
+
     def __enter__(self) -> BenchDriver:
         return self
 

@@ -110,7 +110,7 @@ def test_an_unpowered_dut_does_not_acknowledge(
     assert cli.main(["bench", "power", "--port", port, "off"]) == 0
     result = bench(
         "blinkup", "--port", port, "--ssid", SSID, "--password", PASSWORD, "--fast",
-        "--watch", "2", "--json",
+        "--no-power-cycle", "--watch", "2", "--json",
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert [s["state"] for s in json.loads(result.stdout)["status"]] == ["off"]
@@ -267,4 +267,43 @@ def test_a_bilevel_only_dut_ignores_the_trilevel_flash(capsys: pytest.CaptureFix
         assert "did not show the BlinkUp green" in capsys.readouterr().out
     finally:
         asyncio.run_coroutine_threadsafe(target.device.power_off(), runner.loop).result(10)
+        runner.stop()
+
+
+def test_blinkup_as_the_readme_writes_it_reaches_a_dut_whose_window_closed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``bench blinkup`` some time after ``bench emulate``: the DUT stopped listening for
+    BlinkUp (an imp listens for a while after power-on, 60 s on a real one), so the
+    command powers it off and on first when the controller switches DUT power, as
+    an operator would; ``--no-power-cycle`` leaves it, and then says why it failed."""
+    import asyncio
+
+    from impfactory.firmware.device import DeviceConfig
+    from impfactory.firmware.events import DeviceEvent
+    from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
+    from impfactory.tools.cmd_bench import EmulatedImpBench
+
+    from impfactory.clock import ScaledClock
+
+    clock = ScaledClock(10)
+    target = EmulatedImpBench.build(clock, wifi=(SSID, PASSWORD), config=DeviceConfig(
+        blinkup_window_s=10.0, blinkup_line_codes=("bilevel", "trilevel")))
+    device = target.device
+    runner = ControllerThread(EmulatedBenchController(target, clock))
+    path = runner.start()
+    try:
+        runner.call(device.power_on)
+        closed = device.wait_for(DeviceEvent.BLINKUP_WINDOW_CLOSED, 30.0, since=0)
+        asyncio.run_coroutine_threadsafe(closed, runner.loop).result(40)
+        blinkup = ["bench", "blinkup", "--port", path, "--ssid", SSID, "--password", PASSWORD]
+        assert cli.main([*blinkup, "--no-power-cycle", "--watch", "4"]) == 1
+        out = capsys.readouterr().out
+        assert "did not show the BlinkUp green" in out and "60 s after power-on" in out
+        assert cli.main(blinkup) == 0  # the README's line, as written
+        out = capsys.readouterr().out
+        assert "switched the DUT off and on" in out and "DUT acknowledged the BlinkUp" in out
+        assert device.settings.ssid == SSID
+    finally:
+        asyncio.run_coroutine_threadsafe(device.power_off(), runner.loop).result(10)
         runner.stop()

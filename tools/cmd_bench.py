@@ -43,7 +43,13 @@ from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.led import COLOURS_RGB
 from impfactory.firmware.signals import FixtureFlash, render_fixture_flash
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
-from impfactory.hw.bench import BenchDriver, BenchError, SampleBuffer
+from impfactory.hw.bench import (
+    BenchDriver,
+    BenchError,
+    BenchLinkError,
+    BenchTimeoutError,
+    SampleBuffer,
+)
 from impfactory.hw.bench_emulated import EmulatedBenchController
 from impfactory.protocol import bench as bp
 from impfactory.protocol.bench_status import StatusDecoder, StatusReading
@@ -72,7 +78,13 @@ EXAMPLE_TOKEN = "fedcba9876543210"
 
 
 class BenchCommandError(BenchError, ValueError):
-    """A bench command was asked for something it cannot do."""
+    """A bench command was asked for something it cannot do (exit status 2)."""
+
+
+class BenchRunFailed(BenchError):
+    """A controller that answered at first failed during the command (exit status 1)."""
+
+    exit_code = 1
 
 
 def number_type(*, zero_ok: bool) -> Callable[[str], float]:
@@ -269,8 +281,21 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- host commands
 
 
-def _open(args: argparse.Namespace) -> BenchDriver:
-    return BenchDriver.open(args.port, timeout=args.timeout, retries=args.retries)
+@contextlib.contextmanager
+def _open(args: argparse.Namespace) -> Iterator[BenchDriver]:
+    """The controller on ``--port``, closed afterwards.
+
+    Exit statuses follow the command line's rule: a port where no controller ever
+    answers is bad input (2); a controller that answered and then went silent or
+    lost its link failed the run (1).
+    """
+    with BenchDriver.open(args.port, timeout=args.timeout, retries=args.retries) as driver:
+        try:
+            yield driver
+        except (BenchTimeoutError, BenchLinkError) as err:
+            if driver.greeted:
+                raise BenchRunFailed(str(err)) from err
+            raise
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
@@ -306,7 +331,7 @@ class _Stall:
     three sample periods, whichever is longest) without one, the controller is
     asked who it is: a silent one is then a
     :class:`BenchTimeoutError` naming the port, one that answers but sends no
-    samples a :class:`BenchCommandError`. Either way, never a hang.
+    samples a :class:`BenchRunFailed`. Either way, never a hang.
     """
 
     def __init__(self, bench: BenchDriver, buffer: SampleBuffer) -> None:
@@ -324,7 +349,7 @@ class _Stall:
             self._count, self._since = count, now
         elif now - self._since > self.limit:
             self.bench.identify()
-            raise BenchCommandError(
+            raise BenchRunFailed(
                 f"the controller on {self.bench.url} answers but sent no samples "
                 f"for {now - self._since:.1f} s"
             )
@@ -342,7 +367,7 @@ def _wait_stream(bench: BenchDriver, buffer: SampleBuffer, seconds: float) -> No
     while _stream_seconds(buffer) < seconds:
         stall.check()
         if time.monotonic() > deadline:
-            raise BenchCommandError(
+            raise BenchRunFailed(
                 f"the controller sent {_stream_seconds(buffer):.1f} s of samples in "
                 f"{wall_limit:.0f} s; expected {seconds:.1f} s"
             )
@@ -367,8 +392,11 @@ def _cmd_blinkup(args: argparse.Namespace) -> int:
         symbols = bytes(255 if s else 0 for s in bilevel_symbols(frame))
         rate = BILEVEL_FAST_RATE if args.fast else BILEVEL_RATE
     with _open(args) as bench:
-        bench.identify()
-        if args.power_cycle:
+        ident = bench.identify()
+        cycle = args.power_cycle
+        if cycle is None:  # as an operator does: power the DUT up in front of the light
+            cycle = bool(ident.capabilities & bp.Capability.POWER)
+        if cycle:
             bench.power(False)
             bench.power(True)
         status = bench.start_status(STATUS_RATE)
@@ -389,16 +417,24 @@ def _cmd_blinkup(args: argparse.Namespace) -> int:
             "symbol_rate": rate,
             "seconds": round(duration, 3),
             "blinkup_ok": ok,
+            "power_cycled": cycle,
             "status": [r.to_json() for r in readings.readings],
             "lost_samples": status.lost,
         }
         print(json.dumps(doc))
     else:
+        if cycle:
+            print("switched the DUT off and on: its BlinkUp window is open")
         print(f"flashed {len(frame)}-byte frame: {len(symbols)} symbols at {rate:g} Hz "
               f"({duration:.1f} s)")
         for r in readings.readings:
             print(_reading_line(r))
-        print("DUT acknowledged the BlinkUp" if ok else "DUT did not show the BlinkUp green")
+        if ok:
+            print("DUT acknowledged the BlinkUp")
+        else:
+            print("DUT did not show the BlinkUp green" + ("" if cycle else
+                  " (an imp listens for BlinkUp for 60 s after power-on: switch it off "
+                  "and on, or leave out --no-power-cycle)"))
     return 0 if ok else 1
 
 
@@ -419,7 +455,7 @@ def _cmd_capture(args: argparse.Namespace) -> int:
         bench.stop(bp.Stream.LIGHT_IN)
         data = light.all()[:, 0]
     if light.lost and not args.allow_gaps:
-        raise BenchCommandError(
+        raise BenchRunFailed(
             f"{light.lost} samples were lost on the wire; nothing written "
             "(--allow-gaps keeps the capture, holding the last level across gaps)"
         )
@@ -536,11 +572,10 @@ async def _run(args: argparse.Namespace) -> int:
     from impfactory.fixture.line import Line, LineConfig
     from impfactory.tools.line_setup import factory_cloud
 
-    driver = _open(args)
     started = time.monotonic()
     decoder = StatusDecoder(STATUS_RATE)
     result: dict[str, Any] = {"port": args.port}
-    try:
+    with _open(args) as driver:
         ident = await asyncio.to_thread(driver.identify)
         result["controller"] = ident.name
         async with factory_cloud(broker=args.broker) as fc:
@@ -563,8 +598,6 @@ async def _run(args: argparse.Namespace) -> int:
             finally:
                 for f in line.fixtures:
                     await f.device.power_off()
-    finally:
-        driver.close()
     states = [r.state for r in decoder.readings]
     if result.get("reason") is None and not result.get("blessed"):
         result["reason"] = _led_reason(states, result.get("dut"))
@@ -675,8 +708,10 @@ def register(sub: Any) -> None:
                        help="bilevel: a fixture's LED (default); trilevel: a phone screen's "
                             "black, grey and white at 60 frames/s, as LED brightness")
     blink.add_argument("--active-high", action="store_true", help="bench LED lit on a high pin")
-    blink.add_argument("--power-cycle", action="store_true",
-                       help="switch the DUT off and on first (opens its BlinkUp window)")
+    blink.add_argument("--power-cycle", action=argparse.BooleanOptionalAction, default=None,
+                       help="switch the DUT off and on first, which opens its BlinkUp window "
+                            "(an imp listens for 60 s after power-on); default: when the "
+                            "controller switches DUT power")
     for name, default, when in (("--settle", 1.0, "before"), ("--watch", 8.0, "after")):
         blink.add_argument(name, type=_seconds, default=default,
                            help=f"bench seconds of status LED to read {when} flashing")
