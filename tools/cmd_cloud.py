@@ -5,6 +5,7 @@
     impfactory cloud serve --broker auto --db impcloud.db --api-port 8080 --owner me:secret
     impfactory cloud devices --db impcloud.db [--json]
     impfactory cloud logs DEVICE_ID --db impcloud.db [--json]
+    impfactory cloud testzone --endpoint http://127.0.0.1:8080/v5 --user me --password secret
 
 Starts (or joins) the broker, opens the database (WAL; a restart loses nothing),
 serves devices over MQTT and, with ``--api-port``, the impCentral-compatible REST
@@ -12,7 +13,12 @@ API. Logs go to stderr, with one access-log line per REST request (method, path,
 status, milliseconds) unless ``--quiet``; once ready it prints one JSON line to
 stdout with the broker URL, the API endpoint and the database path, so scripts can
 wait for it.
-SIGINT or SIGTERM stop it cleanly (exit 0).
+SIGINT or SIGTERM stop it cleanly (exit 0). A busy ``--api-port`` is refused
+before anything starts (no broker, no database, no account).
+
+``devices`` and ``logs`` read a cloud's database; ``testzone`` makes a product
+with its Test Zone groups and the example firmware over the REST API
+(tools/cloud_testzone.py).
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -35,6 +43,7 @@ from impfactory.cloud.model import Device
 from impfactory.cloud.server import Cloud
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import open_db
+from impfactory.tools import cloud_testzone
 
 log = logging.getLogger("impfactory.cloud.serve")
 
@@ -68,6 +77,8 @@ def register(sub: Any) -> None:
     logs.add_argument("--db", default="impcloud.db", help="SQLite database file")
     logs.add_argument("--json", action="store_true", help="one JSON object per line")
     logs.set_defaults(func=logs_command)
+
+    cloud_testzone.add_parser(cloud_sub, dict(os.environ))
     parser.set_defaults(func=lambda args: (parser.print_help(sys.stderr), 2)[1])
 
 
@@ -82,9 +93,26 @@ def serve_command(args: argparse.Namespace) -> int:
         owner = (user, password)
     if args.api_port is not None and not 0 <= args.api_port <= 65535:
         raise InvalidError("--api-port must be 0-65535")
+    if args.api_port:
+        _check_port_free(args.api_port)
     asyncio.run(serve(args.broker, args.db, args.api_port, owner, args.agent_url,
                       access_log=not args.quiet))
     return 0
+
+
+def _check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """Refuse a port something already listens on, before the broker or an account exists.
+
+    (Another program may still take it in the moment before the API binds; then
+    the bind fails with the same one-line error, only later.)
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the API binds
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise InvalidError(f"--api-port {port}: cannot listen on {host}:{port} "
+                               f"({err.strerror or err})") from None
 
 
 def _open_existing(path: str) -> CloudService:
@@ -96,7 +124,9 @@ def _open_existing(path: str) -> CloudService:
 def devices_command(args: argparse.Namespace) -> int:
     svc = _open_existing(args.db)
     groups = {g.id: g for g in svc.list_groups()}
+    shown = 0
     for d in _all_devices(svc):
+        shown += 1
         group = groups.get(d.group_id) if d.group_id else None
         row = {"device_id": d.id, "mac": d.mac, "group": group.name if group else None,
                "group_type": group.type.value if group else None, "blessed": d.blessed,
@@ -108,6 +138,8 @@ def devices_command(args: argparse.Namespace) -> int:
             print(f"{d.id}  {'blessed' if d.blessed else '       '}  "
                   f"{'online ' if d.online else 'offline'}  {row['group_type'] or '-':<32} "
                   f"{row['group'] or '-'}")
+    if not shown:  # said on stderr: stdout stays a clean (empty) list for scripts
+        print(f"no devices in {args.db}", file=sys.stderr)
     return 0
 
 
@@ -123,7 +155,9 @@ def logs_command(args: argparse.Namespace) -> int:
     svc = _open_existing(args.db)
     svc.get_device(args.device_id)
     page = 1
+    shown = 0
     while entries := svc.device_logs(args.device_id, page=page, size=500):
+        shown += len(entries)
         for e in entries:
             if args.json:
                 print(json.dumps({"ts": e.ts, "type": e.type, "msg": e.msg}))
@@ -131,6 +165,8 @@ def logs_command(args: argparse.Namespace) -> int:
                 print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(e.ts))} "
                       f"[{e.type}] {e.msg}")
         page += 1
+    if not shown:
+        print(f"no log entries for {args.device_id} in {args.db}", file=sys.stderr)
     return 0
 
 
