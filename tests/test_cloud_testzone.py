@@ -85,3 +85,20 @@ def test_a_second_test_zone_of_the_same_name_is_refused(
     capsys.readouterr()
     assert run_testzone(api) == 2
     assert "Duplicate Resource: Products must have unique names." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("group, needle", [
+    ("MyPreDUTDG", "not a (pre-)factory fixture group"),
+    ("NoSuchDG", "no device group named 'NoSuchDG'"),
+])
+def test_floor_assign_names_a_fixture_group_or_is_refused_before_any_imp(
+        api: ApiThread, group: str, needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``floor --assign`` (the README's floor line) looks the group up first: a wrong
+    one is bad input, refused before the floor enrols anything (its broker is nowhere)."""
+    assert run_testzone(api) == 0
+    capsys.readouterr()
+    assert main(["floor", "--cloud", api.endpoint, "--broker", "mqtt://127.0.0.1:1", "--user",
+                 "owner", "--password", "secret", "--assign", group, "--no-commands"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+    assert ApiClient(api.endpoint).login("owner", "secret").list_all("/devices") == []

@@ -2,7 +2,7 @@
 
     impfactory floor --cloud http://127.0.0.1:8080/v5 --broker mqtt://127.0.0.1:1883 \\
         --user owner --password secret [--devices 2] [--fixtures 1] [--duts 10] \\
-        [--press-every 5] [--scale 50] [--timeout 600] [--json]
+        [--assign MyFixtureDG] [--press-every 5] [--scale 50] [--timeout 600] [--json]
 
 It keeps emulated imps online against a running cloud, the way a factory floor
 looks from impCentral:
@@ -13,6 +13,7 @@ looks from impCentral:
   ``impt device list``;
 * the fixtures are ordinary imps until the user assigns them to a (pre-)factory
   fixture group (``impt device assign``), whose deployment makes them fixtures;
+  ``--assign GROUP`` has the floor do that itself, over the same API call;
 * a feeder places a fresh DUT before each ready fixture, the fixture presses its
   button every ``--press-every`` seconds of the floor's clock (or when ``press``
   is typed on stdin; ``0`` means only then), and its light reaches the DUT through
@@ -220,6 +221,12 @@ async def run_floor(args: argparse.Namespace, say: Any = print) -> dict[str, Any
     """Bring the floor up, run it until done, and return the summary."""
     client = ApiClient(args.cloud)
     await asyncio.to_thread(client.login, args.user, args.password)
+    group = None
+    if args.assign:  # looked up first: a wrong name is refused before any imp exists
+        group = await asyncio.to_thread(client.find_group, args.assign)
+        if group["type"] not in FIXTURE_GROUP_TYPES:
+            raise FloorError(f"--assign {args.assign}: a {group['type']}, not a (pre-)factory "
+                             "fixture group")
     fleet = Fleet(args.broker, ScaledClock(args.scale), first_serial=args.first_serial)
     floor = Floor(fleet, OpticalChannel(OpticalConfig(noise_rms=0.01), rng=1), [], [],
                   args.duts, say, target=args.duts)
@@ -228,10 +235,19 @@ async def run_floor(args: argparse.Namespace, say: Any = print) -> dict[str, Any
             dev = await _enrol_new_imp(fleet, client)
             floor.imps.append(dev)
             role = "fixture" if i >= args.devices else "imp"
-            say(f"{role} {dev.device_id} (mac {dev.mac}) online and unassigned: assign it "
-                f"with `impt device assign --device {dev.device_id} --dg ...`")
+            if group is None or role != "fixture":
+                say(f"{role} {dev.device_id} (mac {dev.mac}) online and unassigned: assign "
+                    f"it with `impt device assign --device {dev.device_id} --dg ...`")
+            else:
+                say(f"{role} {dev.device_id} (mac {dev.mac}) online")
             if role == "fixture":
                 floor.stations.append(Station(dev))
+        if group is not None and floor.stations:
+            body = {"data": [{"type": "device", "id": st.fixture.device_id}
+                             for st in floor.stations]}
+            await asyncio.to_thread(client.call, "POST",
+                                    f"/devicegroups/{group['id']}/relationships/devices", body)
+            say(f"assigned {len(floor.stations)} fixture(s) to {group['attributes']['name']}")
         if args.commands:
             threading.Thread(target=_read_commands, args=(asyncio.get_running_loop(), floor),
                              daemon=True).start()
@@ -319,6 +335,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--scale", type=float, default=50.0,
                    help="floor clock speed-up (LED patterns, BlinkUp, impOS install)")
     p.add_argument("--timeout", type=float, default=600.0, help="wall seconds at most")
+    p.add_argument("--assign", metavar="GROUP",
+                   help="assign the fixtures to this (pre-)factory fixture group (id or name) "
+                        "once online, as `impt device assign` would (default: you do)")
     p.add_argument("--no-commands", dest="commands", action="store_false",
                    help="do not read press/quit commands from stdin")
     p.add_argument("--first-serial", type=int, default=None,
