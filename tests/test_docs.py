@@ -86,3 +86,17 @@ def test_documented_command_parses(doc: str, command: str) -> None:
     except SystemExit as exc:  # argparse reports bad usage by exiting
         pytest.fail(f"{doc}: `{command}` does not parse (exit {exc.code})")
     assert getattr(args, "func", None) is not None, f"{doc}: `{command}` names no command"
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[p.relative_to(ROOT).as_posix() for p in DOCS])
+def test_links_and_paths_resolve_in_a_clone(path: Path) -> None:
+    """A clone has only this repository: no link or path may lead outside it."""
+    text = path.read_text(encoding="utf-8")
+    assert "../shared" not in text, f"{path.name} points outside the repository"
+    for target in LINK.findall(text):
+        if re.match(r"[a-z]+://|#|mailto:", target):
+            continue
+        assert (path.parent / target.split("#")[0]).exists(), f"{path.name}: dead link {target}"

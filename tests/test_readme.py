@@ -1,0 +1,273 @@
+"""README.md runs: every command of its shell blocks, in order, as a new user types them.
+
+The ``sh`` blocks are read from the README itself, so a renamed option or a
+command that no longer works fails here. They run in one temporary directory
+(``capture.wav`` made by one line is read by a later one), with these stand-ins:
+
+* ``pip install -e .`` is not run (the suite runs from this checkout already):
+  the rest of its line runs where the test extras (pytest, hypothesis,
+  matplotlib ...) cannot be imported, as after a fresh ``pip install -e .``;
+  ``pip install -e '.[test]' && python -m pytest -q`` is this suite itself, so
+  it is only checked to be the command CI runs (``.ci/run``);
+* commands that run until stopped (``cloud serve``, ``bench emulate``, with or
+  without ``&``) start in the background; their first line names what later
+  lines call ``http://127.0.0.1:8080/v5``, ``mqtt://127.0.0.1:PORT`` and
+  ``/dev/pts/N`` (``--api-port 8080`` becomes a free port); at the end each is
+  stopped with SIGTERM and must exit 0;
+* long runs are made small (``SMALL``): fewer DUTs, a few seconds of watching;
+* ``http://127.0.0.1:9000/hook`` is a receiver the test runs on a free port,
+  which must get one ``blessing`` webhook per DUT the floor blessed;
+* ``impt auth login`` runs as impt runs it, through Electric Imp's
+  ``imp-central-api`` under node (``tests/node``), when node is installed.
+
+Every other command must exit 0 without a traceback; a comment that is a bare
+hex string is the output the line must print.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from without_extras import env_without_test_extras
+
+sys.path.insert(0, str(Path(__file__).parent / "node"))
+from impcentral_node import NodeClient, library_missing, node_missing
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+CLI = [sys.executable, "-m", "impfactory.tools.cli"]
+TEST_COMMAND = "pip install -e '.[test]' && python -m pytest -q"
+#: Commands that serve until stopped, and what their first line says.
+SERVERS = {("cloud", "serve"), ("bench", "emulate")}
+#: Option values that keep long runs short: (subcommand words) -> {option: value}.
+SMALL: dict[tuple[str, ...], dict[str, str]] = {
+    ("demo",): {"--duts": "4"},
+    ("line", "run"): {"--duts": "8"},
+    ("floor",): {"--duts": "2"},
+    ("bench", "watch"): {"--seconds": "3"},
+    ("bench", "uart"): {"--seconds": "2"},
+}
+HOOK = "http://127.0.0.1:9000/hook"
+HEX = re.compile(r"[0-9a-f]{8,}")
+
+
+@dataclass
+class Line:
+    """One command line of a shell block: its ``&&`` chain and its trailing comment."""
+
+    chain: list[list[str]]
+    comment: str
+    text: str
+
+
+def readme_lines() -> list[Line]:
+    lines = []
+    for block in re.findall(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), re.S):
+        for raw in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(raw, comments=True)
+            if not words:
+                continue
+            comment = raw.partition("  #")[2].strip() if "  #" in raw else ""
+            chain: list[list[str]] = [[]]
+            for word in words:
+                if word == "&&":
+                    chain.append([])
+                else:
+                    chain[-1].append(word)
+            lines.append(Line(chain, comment, raw.strip()))
+    return lines
+
+
+def small(words: list[str]) -> list[str]:
+    """``words`` with the ``SMALL`` values of its subcommand set or appended."""
+    for key, options in SMALL.items():
+        if tuple(words[1:1 + len(key)]) != key:
+            continue
+        words = list(words)
+        for option, value in options.items():
+            if option in words:
+                words[words.index(option) + 1] = value
+            else:
+                words += [option, value]
+    return words
+
+
+class Hooks(http.server.ThreadingHTTPServer):
+    """Webhook receiver: counts each event's POSTs and wakes a waiter."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.arrived = threading.Condition()
+        hooks = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(200)
+                self.end_headers()
+                with hooks.arrived:
+                    hooks.events.append(str(json.loads(body or b"{}").get("event", "")))
+                    hooks.arrived.notify_all()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+    def wait_for(self, event: str, count: int, timeout: float = 60.0) -> int:
+        with self.arrived:
+            self.arrived.wait_for(lambda: self.events.count(event) >= count, timeout)
+            return self.events.count(event)
+
+
+@dataclass
+class Session:
+    """What the README's lines share: a directory, stand-ins, background servers."""
+
+    cwd: Path
+    hooks: Hooks
+    names: dict[str, str] = field(default_factory=dict)
+    servers: list[tuple[list[str], subprocess.Popen[str]]] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def fill(self, words: list[str]) -> list[str]:
+        """Stand-ins for the README's addresses and paths."""
+        out = []
+        for i, word in enumerate(words):
+            if i and words[i - 1] == "--api-port":
+                word = "0"  # a free port; the endpoint comes from the first line
+            for name, value in self.names.items():
+                word = word.replace(name, value)
+            out.append(word)
+        return out
+
+    def serve(self, words: list[str], env: dict[str, str] | None) -> None:
+        log = (self.cwd / f"server{len(self.servers)}.log").open("w")
+        proc = subprocess.Popen([*CLI, *words[1:]], stdout=subprocess.PIPE, stderr=log,
+                                text=True, cwd=self.cwd, env=env)
+        self.servers.append((words, proc))
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first, f"{shlex.join(words)} printed nothing: {log.name}"
+        stdout = proc.stdout
+        threading.Thread(target=lambda: [None for _ in stdout], daemon=True).start()
+        if words[1:3] == ["bench", "emulate"]:
+            assert first.startswith("port: "), first
+            self.names["/dev/pts/N"] = first.split(" ", 1)[1].strip()
+        else:
+            doc = json.loads(first)
+            self.names["http://127.0.0.1:8080/v5"] = doc["api"]
+            self.names["mqtt://127.0.0.1:PORT"] = doc["broker"]
+
+    def impt(self, words: list[str]) -> None:
+        """impt's commands through its library under node; only ``auth login`` is shown."""
+        assert words[1:3] == ["auth", "login"], f"no stand-in for `{shlex.join(words)}`"
+        missing = node_missing() or library_missing()
+        if missing:
+            self.skipped.append(f"{shlex.join(words)} ({missing})")
+            return
+        opts = dict(zip(words[3::2], words[4::2], strict=True))
+        with NodeClient(opts["--endpoint"]) as imp:
+            answer = imp("auth.login", opts["--user"], opts["--pwd"])
+        assert answer.get("access_token"), answer
+
+    def stop(self) -> list[tuple[str, int]]:
+        codes = []
+        for words, proc in reversed(self.servers):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                codes.append((shlex.join(words), proc.wait(timeout=30)))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes.append((shlex.join(words), proc.wait()))
+        return codes
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[Session]:
+    hooks = Hooks()
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    run = Session(tmp_path, hooks, {HOOK: hooks.url})
+    try:
+        yield run
+    finally:
+        run.stop()
+        hooks.shutdown()
+        hooks.server_close()
+
+
+def ci_commands() -> list[str]:
+    """``.ci/run``'s command lines, with ``python3 -m pip install -q`` read as ``pip install``."""
+    text = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    return [line.replace("python3 -m pip install -q", "pip install").replace("python3", "python")
+            for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_the_readme_shows_the_quick_start_and_ci_runs_its_test_command() -> None:
+    texts = [line.text for line in readme_lines()]
+    assert texts[:2] == ["pip install -e . && impfactory demo", TEST_COMMAND]
+    assert TEST_COMMAND in ci_commands()
+
+
+@pytest.mark.slow
+def test_every_readme_command_runs(session: Session, tmp_path: Path) -> None:
+    bare = env_without_test_extras(tmp_path / "bare-site")
+    for line in readme_lines():
+        env = None  # this suite's environment: every extra installed
+        for words in line.chain:
+            if words[:3] == ["pip", "install", "-e"]:
+                env = bare if words[3:] == ["."] else None
+                continue
+            if words == ["python", "-m", "pytest", "-q"]:
+                assert line.text == TEST_COMMAND  # this suite; CI runs it (test above)
+                continue
+            if words[0] == "impt":
+                words = session.fill(words)
+                session.impt(words)
+                session.ran.append(shlex.join(words))
+                continue
+            assert words[0] == "impfactory", line.text
+            background = words[-1] == "&"
+            words = session.fill(small([w for w in words if w != "&"]))
+            if background or tuple(words[1:3]) in SERVERS:
+                session.serve(words, env)
+            else:
+                result = subprocess.run([*CLI, *words[1:]], capture_output=True, text=True,
+                                        cwd=session.cwd, env=env, timeout=300)
+                assert result.returncode == 0, (line.text, result.stdout[-3000:],
+                                                result.stderr[-3000:])
+                assert "Traceback" not in result.stderr, line.text
+                if HEX.fullmatch(line.comment):
+                    assert result.stdout.strip() == line.comment, line.text
+                if words[1] == "floor":
+                    blessed = int(result.stdout.strip().splitlines()[-1].split()[0])
+                    assert blessed == int(words[words.index("--duts") + 1]), result.stdout
+                    assert session.hooks.wait_for("blessing", blessed) >= blessed
+            session.ran.append(shlex.join(words))
+    stopped = session.stop()
+    assert stopped and all(code == 0 for _, code in stopped), stopped
+    every = sum(len([w for w in line.chain if w[0] in ("impfactory", "impt")])
+                for line in readme_lines())
+    assert len(session.ran) + len(session.skipped) == every, session.ran
+    for made in ("capture.wav", "signal.png", "led.png", "fixture.csv", "impcloud.db"):
+        assert (tmp_path / made).is_file(), made
+    assert (tmp_path / "impfactory-report" / "report.html").is_file()
+    assert (tmp_path / "out" / "junit.xml").is_file()
