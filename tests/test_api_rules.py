@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from impfactory.cloud.api_client import ApiClient, ApiClientError
 from impfactory.cloud.api_thread import ApiThread
-from impfactory.cloud.api_webhooks import Backoff
+from impfactory.cloud.api_webhooks import Backoff, Delivery
 
 
 def status_of(client: ApiClient, method: str, path: str, body: Any = None) -> int:
@@ -275,7 +275,9 @@ def test_a_deleted_webhook_gets_none_of_its_queued_events(api: ApiThread, owner:
         owner.call("DELETE", f"/webhooks/{made[1]['id']}")
         sink.status = 200
         sink.wait_until(lambda: bool(sink.bodies))
-        time.sleep(0.5)  # several backoff periods: a second delivery would be in by now
+        # nothing is left to send once the outbox has no pending event: the kept one
+        # delivered, the deleted webhook's abandoned (waited for, not slept on)
+        sink.wait_until(lambda: api.call(api.service.svc.pending_webhooks) == [])
         assert [b["deployment_id"] for b in sink.bodies] == [dep["id"]]
         assert sink.answered == ["/hook?kept"]
     finally:
@@ -330,12 +332,19 @@ def test_a_delivery_dies_after_its_last_attempt_and_stays_dead(tmp_path: Path) -
                        ) as api:
             owner, pp = _zone_with_deployment_hook(api, sink.url)
             deploy(owner, pp, "code for a dead receiver")
-            deadline = time.monotonic() + 15
-            while sink.hits < 3 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            (delivery,) = api.call(api.service.svc.pending_webhooks)
+            dispatcher = api.service.dispatcher
+            # dead is final: the dispatcher never picks a dead delivery again (due()),
+            # so once it is dead no fourth attempt can come, however long one waits
+            sink.wait_until(lambda: api.call(dispatcher.state_of, delivery.id) is Delivery.DEAD)
             sink.status = 200
-            time.sleep(0.5)  # ten cap periods: a fourth attempt would have come
             assert sink.hits == 3 and sink.bodies == []
+            assert api.call(dispatcher.due) == []
+            # and a new event still goes out while the dead one stays where it is
+            live = deploy(owner, pp, "code for a live receiver")
+            sink.wait_until(lambda: bool(sink.bodies))
+            assert [b["deployment_id"] for b in sink.bodies] == [live["id"]]
+            assert sink.hits == 4 and api.call(dispatcher.state_of, delivery.id) is Delivery.DEAD
     finally:
         sink.server.shutdown()
         sink.server.server_close()
