@@ -22,6 +22,9 @@ def test_a_good_life_ends_in_the_application(capsys, tmp_path: Path, broker_url:
     assert out["blessed"]
     assert any(m.startswith("application started") for m in out["logs"])
     assert png.read_bytes()[:4] == b"\x89PNG"
+    taken = next(e["detail"] for e in out["events"] if e["event"] == "blinkup_ok")
+    assert taken["ssid"] == "factory-wifi" and taken["password"] == "***"
+    assert "factory-password" not in json.dumps(out["events"])
 
 
 @pytest.mark.parametrize(("fault", "event", "led"), [

@@ -431,10 +431,13 @@ def _cmd_blinkup(args: argparse.Namespace) -> int:
             print(_reading_line(r))
         if ok:
             print("DUT acknowledged the BlinkUp")
+        elif cycle:
+            print("DUT did not show the BlinkUp green")
         else:
-            print("DUT did not show the BlinkUp green" + ("" if cycle else
-                  " (an imp listens for BlinkUp for 60 s after power-on: switch it off "
-                  "and on, or leave out --no-power-cycle)"))
+            how = ("leave out --no-power-cycle" if args.power_cycle is False else
+                   "this controller does not switch DUT power: switch it off and on")
+            print("DUT did not show the BlinkUp green (an imp listens for BlinkUp for 60 s "
+                  f"after power-on: {how})")
     return 0 if ok else 1
 
 

@@ -33,6 +33,8 @@ from impfactory.firmware.lightpath import shine
 from impfactory.firmware.signals import FixtureFlash
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
 from impfactory.hw.optical import OpticalChannel, OpticalConfig
+from impfactory.protocol.blinkup import BlinkUpConfig
+from impfactory.tools.cmd_blinkup import without_passwords
 from impfactory.tools.emulated_zone import build_test_zone, start_fixture
 
 from impfactory.clock import ScaledClock, VirtualClock
@@ -139,6 +141,8 @@ def summary(dut: Device) -> dict[str, Any]:
 def _plain(detail: Any) -> Any:
     if isinstance(detail, (str, int, float, bool)):
         return detail
+    if isinstance(detail, BlinkUpConfig):  # what the DUT took in, without the WiFi key
+        return without_passwords(detail.to_json())
     if isinstance(detail, tuple) and len(detail) == 2 and isinstance(detail[0], str):
         return {"name": detail[0], "data": detail[1]}
     return str(detail)[:200]
