@@ -15,6 +15,8 @@ command that no longer works fails here. They run in one temporary directory
   ``/dev/pts/N`` (``--api-port 8080`` becomes a free port); at the end each is
   stopped with SIGTERM and must exit 0;
 * long runs are made small (``SMALL``): fewer DUTs, a few seconds of watching;
+* Electric Imp's example and libraries, which a line may take from
+  ``../shared/imp-libraries`` beside the checkout, come from there (``from_shared``);
 * ``http://127.0.0.1:9000/hook`` is a receiver the test runs on a free port,
   which must get one ``blessing`` webhook per DUT the floor blessed;
 * ``impt auth login`` runs as impt runs it, through Electric Imp's
@@ -43,7 +45,8 @@ import pytest
 from without_extras import env_without_test_extras
 
 sys.path.insert(0, str(Path(__file__).parent / "node"))
-from impcentral_node import NodeClient, library_missing, node_missing
+from impcentral_node import NodeClient, in_ci, library_missing, node_missing
+from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -60,6 +63,7 @@ SMALL: dict[tuple[str, ...], dict[str, str]] = {
     ("bench", "uart"): {"--seconds": "2"},
 }
 HOOK = "http://127.0.0.1:9000/hook"
+SHARED = ROOT.parent / "shared" / "imp-libraries"
 HEX = re.compile(r"[0-9a-f]{8,}")
 
 
@@ -91,17 +95,39 @@ def readme_lines() -> list[Line]:
 
 
 def small(words: list[str]) -> list[str]:
-    """``words`` with the ``SMALL`` values of its subcommand set or appended."""
+    """``words`` with its ``SMALL`` values: a larger value lowered, a missing one added."""
     for key, options in SMALL.items():
         if tuple(words[1:1 + len(key)]) != key:
             continue
         words = list(words)
         for option, value in options.items():
-            if option in words:
-                words[words.index(option) + 1] = value
-            else:
+            if option not in words:
                 words += [option, value]
+            elif float(words[words.index(option) + 1]) > float(value):
+                words[words.index(option) + 1] = value
     return words
+
+
+def from_shared(words: list[str], cwd: Path) -> list[str] | None:
+    """A line that uses Electric Imp's files from ``../shared/imp-libraries`` (beside the
+    checkout, as ``tests/test_factory_example.py`` finds them): the library path made
+    absolute and a named example copied in with its WiFi placeholders filled; ``None``
+    when they are not there (outside CI: the line is skipped; in CI: a failure)."""
+    if not any("../shared/" in w for w in words):
+        return words
+    if not SHARED.is_dir():
+        assert not in_ci(), f"{SHARED} is missing in CI"
+        return None
+    out = [w.replace("../shared/imp-libraries", str(SHARED)) for w in words]
+    for i, word in enumerate(out[:-1]):
+        if word == "--firmware" and not (cwd / out[i + 1]).exists():
+            found = sorted(SHARED.glob(f"*/examples/{out[i + 1]}"))
+            assert found, f"{out[i + 1]} is neither in the repository nor in {SHARED}"
+            text = found[0].read_text(encoding="utf-8")
+            (cwd / out[i + 1]).write_text(text.replace(
+                "<FACTORY NETWORK NAME>", FACTORY_SSID).replace(
+                "<FACTORY NETWORK PASSWORD>", FACTORY_PASSWORD), encoding="utf-8")
+    return out
 
 
 class Hooks(http.server.ThreadingHTTPServer):
@@ -246,7 +272,11 @@ def test_every_readme_command_runs(session: Session, tmp_path: Path) -> None:
                 continue
             assert words[0] == "impfactory", line.text
             background = words[-1] == "&"
-            words = session.fill(small([w for w in words if w != "&"]))
+            shared = from_shared(small([w for w in words if w != "&"]), session.cwd)
+            if shared is None:
+                session.skipped.append(f"{shlex.join(words)} (no {SHARED})")
+                continue
+            words = session.fill(shared)
             if background or tuple(words[1:3]) in SERVERS:
                 session.serve(words, env)
             else:
