@@ -67,3 +67,22 @@ def test_the_example_blesses_every_dut_on_the_line(example: Path, broker_url: st
     summary = json.loads(capsys.readouterr().out)
     assert status == 0
     assert (summary["duts"], summary["blessed"], summary["failures"]) == (5, 5, {})
+
+
+def test_device_life_runs_the_example_and_leaves_the_library_path_alone(
+        example: Path, broker_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    before = os.environ.get("IMPFACTORY_LIB_PATH")
+    status = cli.main(["device", "life", "--json", "--impos", "", "--broker", broker_url,
+                       "--firmware", str(example), "--lib", str(SHARED)])
+    out = json.loads(capsys.readouterr().out)
+    assert status == 0 and out["blessed"]
+    assert f"Blessing PASSED for device {out['device_id']}" in out["logs"]
+    assert os.environ.get("IMPFACTORY_LIB_PATH") == before
+
+
+def test_a_lib_that_is_not_a_folder_is_bad_input(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere"
+    assert cli.main(["line", "run", "--lib", str(missing), "--duts", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--lib {missing}: not a folder" in err

@@ -8,14 +8,17 @@ status). Discovering them here keeps every subcommand in its own small module.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import os
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from impfactory import __version__
+from impfactory.devicecode import LIB_PATH_ENV
 from impfactory.errors import ImpFactoryError
 
 #: OS errors about something the user named (a file, a directory, a port, an
@@ -77,6 +80,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    with lib_path_restored():
+        return _run(func, args)
+
+
+@contextlib.contextmanager
+def lib_path_restored() -> Iterator[None]:
+    """``--lib`` puts folders on ``IMPFACTORY_LIB_PATH`` for the command (and its
+    children); the variable is as it was once the command is over, so one command
+    run in-process (a test) leaves nothing to the next."""
+    before = os.environ.get(LIB_PATH_ENV)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(LIB_PATH_ENV, None)
+        else:
+            os.environ[LIB_PATH_ENV] = before
+
+
+def _run(func: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> int:
     try:
         status = int(func(args) or 0)
         sys.stdout.flush()  # here, so a reader gone by now is the closed pipe below

@@ -44,6 +44,7 @@ from impfactory.cloud.server import Cloud
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import open_db
 from impfactory.tools import cloud_testzone
+from impfactory.tools.firmware_input import add_lib_option, apply_lib_dirs
 
 log = logging.getLogger("impfactory.cloud.serve")
 
@@ -63,6 +64,7 @@ def register(sub: Any) -> None:
                        help="base URL of agents (default https://agent.electricimp.com)")
     serve.add_argument("--log-level", default="INFO",
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_lib_option(serve)
     serve.add_argument("--quiet", action="store_true",
                        help="no access-log line per REST request")
     serve.set_defaults(func=serve_command)
@@ -83,6 +85,7 @@ def register(sub: Any) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    apply_lib_dirs(args.lib)  # deployments' #require is checked against these too
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     owner = None

@@ -36,8 +36,10 @@ from impfactory.hw.optical import OpticalChannel, OpticalConfig
 from impfactory.protocol.blinkup import BlinkUpConfig
 from impfactory.tools.cmd_blinkup import without_passwords
 from impfactory.tools.emulated_zone import build_test_zone, start_fixture
+from impfactory.tools.firmware_input import add_lib_option, apply_lib_dirs, read_firmware
 
 from impfactory.clock import ScaledClock, VirtualClock
+from impfactory.devicecode import is_python_code
 
 # Fault names are spelled as ``line run --fault`` spells them (underscores); the
 # hyphenated spelling (``test-fail``) is accepted too (``fault_name``).
@@ -66,13 +68,15 @@ def fault_name(text: str) -> str:
 
 
 async def life(url: str, fault: str, scale: float, impos: str | None,
-               timeout: float) -> Device:
+               timeout: float, firmware: str | None = None, app: str | None = None) -> Device:
+    """One fixture and one DUT through the cloud; ``firmware`` and ``app`` are the
+    user's factory and application code (the examples when ``None``)."""
     with tempfile.TemporaryDirectory() as tmp:
         async with Cloud(Path(tmp) / "cloud.db", url) as cloud:
-            dut_code = None
-            if fault == "code_error":
-                dut_code = examples.factory_source(FACTORY_SSID, FACTORY_PASSWORD) + RAISING_TIMER
-            zone = build_test_zone(cloud.service, min_impos=impos, dut_code=dut_code)
+            factory = firmware or examples.factory_source(FACTORY_SSID, FACTORY_PASSWORD)
+            dut_code = factory + RAISING_TIMER if fault == "code_error" else factory
+            zone = build_test_zone(cloud.service, min_impos=impos, dut_code=dut_code,
+                                   fixture_code=factory, app_code=app)
             async with Fleet(url, ScaledClock(scale)) as fleet:
                 try:
                     fixture = await start_fixture(cloud.service, zone, fleet, timeout)
@@ -155,8 +159,15 @@ def _cmd_life(args: argparse.Namespace) -> int:
         raise DeviceCommandError("--timeout must be positive")
     if args.png:
         _check_png(Path(args.png))
+    apply_lib_dirs(args.lib)
+    firmware = read_firmware(args.firmware, "--firmware")
+    app = read_firmware(args.app, "--app")
+    if args.fault == "code_error" and firmware is not None and is_python_code(firmware):
+        raise DeviceCommandError("--fault code_error adds a Squirrel timer: give a .nut "
+                                 "--firmware (or none)")
     with BrokerServer(args.broker) as url:
-        dut = asyncio.run(life(url, args.fault, args.scale, args.impos, args.timeout))
+        dut = asyncio.run(life(url, args.fault, args.scale, args.impos, args.timeout,
+                               firmware, app))
     if args.png:
         dut.led.render_png(args.png, title=f"DUT {dut.device_id} ({args.fault})")
     out = summary(dut)
@@ -242,6 +253,12 @@ def register(sub: Any) -> None:
     p.add_argument("--impos", default="44.0.1", help="impOS the DUT group requires ('': none)")
     p.add_argument("--timeout", type=float, default=60.0, help="wall seconds per stage")
     p.add_argument("--png", help="draw the DUT's LED timeline to this PNG")
+    p.add_argument("--firmware", type=Path, metavar="FILE",
+                   help="your factory firmware (fixture + DUT), .nut or .py, instead of the "
+                        "example")
+    p.add_argument("--app", type=Path, metavar="FILE",
+                   help="your application firmware (.nut or .py) instead of the example")
+    add_lib_option(p)
     p.add_argument("--json", action="store_true",
                    help="print events, LED timeline and logs as one JSON object")
     p.set_defaults(func=_cmd_life)

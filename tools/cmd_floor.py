@@ -48,6 +48,7 @@ from impfactory.firmware.lightpath import shine
 from impfactory.firmware.settings import MemoryStore, Settings
 from impfactory.firmware.signals import FixtureFlash
 from impfactory.hw.optical import OpticalChannel, OpticalConfig
+from impfactory.tools.firmware_input import add_lib_option, apply_lib_dirs
 
 from impfactory.clock import ScaledClock
 from impfactory.errors import ImpFactoryError
@@ -287,6 +288,7 @@ def _check_broker(url: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The command: run the floor, print the summary."""
+    apply_lib_dirs(args.lib)
     if not args.user or not args.password:
         raise FloorError("give --user and --password (an owner or a blinkup_device "
                          "collaborator)")
@@ -344,4 +346,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="serial number (hence MAC and device ID) of the first imp; random by "
                         "default, so floors run one after another never reuse a device")
     p.add_argument("--json", action="store_true", help="print only the summary, as JSON")
+    add_lib_option(p)
     p.set_defaults(func=run)

@@ -14,7 +14,6 @@ test extras): only ``plugin_*`` and ``pytest_plugin`` may import pytest.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +65,11 @@ def build_test_zone(service: Any, *, owner_id: str = OWNER, dut_code: str | None
 
 async def start_fixture(service: Any, zone: TestZone, fleet: Fleet,
                         timeout: float = 30.0) -> Device:
-    """An emulated fixture: enrolled by developer BlinkUp, assigned, firmware running."""
+    """An emulated fixture: enrolled by developer BlinkUp, assigned, firmware running.
+
+    Running means its code has started and had half a second of its own clock to
+    set itself up (``imp.onidle`` is how FactoryTools waits for its configparams):
+    any fixture firmware, not only the example, is ready then."""
     token = service.create_development_token(zone.owner_id)
     fixture = fleet.add(store=MemoryStore(Settings(
         ssid=FACTORY_SSID, password=FACTORY_PASSWORD,
@@ -75,12 +78,11 @@ async def start_fixture(service: Any, zone: TestZone, fleet: Fleet,
     fixture.power_on()
     await fixture.wait_for(DeviceEvent.ENROLLED, timeout, since=0)
     service.assign_devices(zone.fixture_group, [fixture.device_id])
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while "fixture ready" not in fixture.logs:
-        if loop.time() > deadline:
-            raise TimeoutError("the fixture firmware did not start")
-        await asyncio.sleep(0.01)
+    try:
+        await fixture.wait_for(DeviceEvent.CODE_STARTED, timeout, since=0)
+    except TimeoutError:
+        raise TimeoutError("the fixture firmware did not start") from None
+    await fleet.clock.sleep(0.5)
     return fixture
 
 
