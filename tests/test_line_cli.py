@@ -191,3 +191,18 @@ def test_perf_line_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["duts"] == 4 and doc["failed"] == 0 and doc["duts_per_s"] > 0
     assert doc["peak_rss_mib"] > 0 and doc["cpu_ms_per_dut"] > 0
     assert doc["lost_presses"] == 0  # a footswitch press the fixture firmware ignored
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    ('server.log("a");\nlocal x = ;\n', "factory.nut:2:"),  # file, line, column
+    ('#require "NoSuch.lib.nut:1.0.0"\n', "NoSuch.lib.nut"),
+    ('#require "HTS221.device.lib.nut:9.0.0"\n', "another major version"),
+])
+def test_squirrel_firmware_that_does_not_compile_is_refused_before_the_run(
+        text: str, named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        nothing_starts: None) -> None:
+    bad = tmp_path / "factory.nut"
+    bad.write_text(text)
+    assert main(["line", "run", "--duts", "1", "--firmware", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("impfactory: error: --firmware ") and named in err and "\n" not in err
