@@ -192,11 +192,20 @@ class Runtime:
     # --- calling into device code --------------------------------------------
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run a device callback now (or when the code resumes), guarded."""
+        """Run a device callback now (or when the code resumes), guarded.
+
+        A callback raised while device code is running (a pin's state-change
+        callback when the code's own bus access flips that pin) runs after it
+        returns, at the same clock time: impOS runs callbacks one at a time from its
+        event loop, never inside other code, and a Squirrel VM cannot be re-entered.
+        """
         if not self.running:
             return
         if self._suspended_until is not None:
             self._queued.append((self.generation, fn, args))
+            return
+        if self._depth:
+            self.later(0.0, fn, *args)
             return
         self._guard(lambda: fn(*args))
 

@@ -180,3 +180,34 @@ def test_the_fixture_box_lcd_shows_the_example_banner() -> None:
     assert "fixture ready" in dev.logs
     lcd = dev.hardware_board.model("lcd")
     assert lcd.lines == ("Electric Imp    ", "impfactory      ")
+
+
+def test_a_pin_callback_raised_by_the_codes_own_write_runs_after_it() -> None:
+    clock, dev = make()  # the DUT jig wires pin2 to pin5
+    assert run(dev, """
+hardware.pin5.configure(DIGITAL_IN, function() { server.log("pin5 now " + hardware.pin5.read()); });
+hardware.pin2.configure(DIGITAL_OUT, 0);
+hardware.pin2.write(1);
+server.log("wrote");
+""")
+    assert dev.logs == ["wrote"]  # not inside the write: impOS runs callbacks one at a time
+    clock.advance_sync(0.0)
+    assert dev.logs == ["wrote", "pin5 now 1"]
+
+
+def test_the_explorer_kits_hts221_raises_pin1_when_data_is_ready() -> None:
+    clock, dev = make(examples.dut_board(temperature=25.0))
+    assert run(dev, """
+#require "HTS221.device.lib.nut:2.0.1"
+hardware.i2c89.configure(CLOCK_SPEED_400_KHZ);
+local sensor = HTS221(hardware.i2c89, 0xBE);
+hardware.pin1.configure(DIGITAL_IN_WAKEUP, function() {
+    if (hardware.pin1.read()) {
+        server.log(format("ready at %d ms: %.1f degC", hardware.millis(), sensor.read().temperature));
+    }
+});
+sensor.setMode(HTS221_MODE.CONTINUOUS, 1);
+sensor.configureDataReadyInterrupt(true);
+""")
+    clock.advance_sync(2.5)
+    assert dev.logs == ["ready at 1000 ms: 25.0 degC", "ready at 2000 ms: 25.0 degC"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from impfactory.hw.peripherals import I2C, Calibration, Hts221
+from impfactory.hw.peripherals import I2C, Calibration, Host, Hts221, PinBank, PinMode
 from impfactory.hw.peripherals.i2c import CLOCK_SPEED_400_KHZ
 
 from impfactory.clock import VirtualClock
@@ -262,3 +262,106 @@ def test_a_wrong_part_answers_another_id() -> None:
     _, i2c, sensor = setup()
     sensor.set_fault("wrong_id", "0x33")
     assert reg(i2c, 0x0F) == b"\x33"
+
+
+def test_a_blank_part_reads_ff_calibration_and_the_librarys_arithmetic_breaks() -> None:
+    clock, i2c, sensor = setup()
+    sensor.set_fault("blank_calibration")
+    assert reg(i2c, 0x80 | 0x30, 16) == b"\xff" * 16
+    assert reg(i2c, 0x0F) == b"\xbc"  # the rest of the part still answers
+    with pytest.raises(ZeroDivisionError):  # H1_T0_OUT - H0_T0_OUT == 0
+        Library(i2c, clock)
+    sensor.clear_fault()
+    assert reg(i2c, 0x30) != b"\xff"
+
+
+# --- a unit's calibration from its board description -----------------------------------------
+
+
+def test_a_board_can_give_a_unit_a_wrong_calibration() -> None:
+    good = Calibration.for_unit("u")
+    clock, i2c, sensor = setup(unit="u", temperature=22.5,
+                               calibration={"t1_out": good.t1_out + 2000})  # type: ignore[arg-type]
+    assert sensor.calibration == good.updated({"t1_out": good.t1_out + 2000})
+    lib = Library(i2c, clock)
+    lib.set_mode_one_shot()
+    raw = good.raw_temperature(22.5)  # the element converts as the unit really does
+    t0, t1 = good.t0_degc_x8 / 8, good.t1_degc_x8 / 8
+    believed = t0 + (raw - good.t0_out) * (t1 - t0) / (good.t1_out + 2000 - good.t0_out)
+    assert lib.read()["temperature"] == pytest.approx(believed, abs=1e-6)
+    assert abs(believed - 22.5) > 1  # the library believes the part's memory
+
+
+def test_an_unknown_calibration_field_is_refused_naming_it() -> None:
+    from impfactory.hw.peripherals import PeripheralConfigError
+
+    with pytest.raises(PeripheralConfigError, match="t9_out"):
+        Calibration.for_unit("u").updated({"t9_out": 1})
+
+
+# --- the DRDY line ------------------------------------------------------------------------------
+
+
+def drdy_setup(**kwargs: float) -> tuple[VirtualClock, I2C, Hts221, PinBank, list[int]]:
+    clock = VirtualClock()
+    pins = PinBank(["pin1"], Host(clock))
+    sensor = Hts221(clock, unit="u", pins=pins, drdy_pin="pin1", **kwargs)
+    i2c = I2C("i2c89")
+    i2c.configure(CLOCK_SPEED_400_KHZ)
+    i2c.attach(ADDR, sensor)
+    seen: list[int] = []
+    pin = pins.pin("pin1")
+    pin.configure(PinMode.DIGITAL_IN_WAKEUP, lambda: seen.append(int(pin.read())))
+    return clock, i2c, sensor, pins, seen
+
+
+def test_drdy_rises_when_a_continuous_sample_completes_and_falls_when_it_is_read() -> None:
+    clock, i2c, _, pins, seen = drdy_setup()
+    i2c.write(ADDR, b"\x22\x04")  # DRDY_EN, active high, push-pull
+    i2c.write(ADDR, b"\x20\x81")  # PD, 1 Hz
+    clock.advance_sync(0.999)
+    assert seen == [] and pins.pin("pin1").read() == 0
+    clock.advance_sync(0.002)  # the first sample completes at 1.0 s: no register access needed
+    assert seen == [1]
+    reg(i2c, 0x80 | 0x28, 4)  # humidity and temperature read: H_DA and T_DA clear
+    assert seen == [1, 0]
+    clock.advance_sync(1.0)
+    assert seen == [1, 0, 1]
+    i2c.write(ADDR, b"\x22\x00")  # DRDY disabled: the sensor lets go of the line
+    assert seen == [1, 0, 1, 0]
+    clock.advance_sync(5.0)
+    assert seen == [1, 0, 1, 0]  # and schedules nothing more
+
+
+def test_drdy_active_low_and_open_drain() -> None:
+    clock, i2c, _, pins, seen = drdy_setup()
+    i2c.write(ADDR, b"\x22\x84")  # DRDY_EN, active low, push-pull
+    assert seen == [1] and pins.pin("pin1").read() == 1  # driven to its idle level, high
+    i2c.write(ADDR, b"\x20\x81")
+    clock.advance_sync(1.0)
+    assert seen == [1, 0]
+    i2c.write(ADDR, b"\x22\xc4")  # open drain: pulls low while asserted, else lets go
+    assert pins.pin("pin1").read() == 0
+    reg(i2c, 0x80 | 0x28, 4)
+    assert pins.pin("pin1").read() == 0  # released: nothing pulls the line up here
+
+
+def test_drdy_after_a_one_shot() -> None:
+    clock, i2c, _, _, seen = drdy_setup(conversion_time=0.004)
+    i2c.write(ADDR, b"\x22\x04")
+    i2c.write(ADDR, b"\x20\x80")  # PD, one-shot mode
+    i2c.write(ADDR, b"\x21\x01")  # ONE_SHOT
+    clock.advance_sync(0.003)
+    assert seen == []
+    clock.advance_sync(0.002)
+    assert seen == [1]
+
+
+def test_a_drdy_pin_the_board_lacks_is_a_configuration_error() -> None:
+    from impfactory.hw.peripherals import PeripheralConfigError, PeripheralUsageError
+
+    clock = VirtualClock()
+    with pytest.raises((PeripheralConfigError, PeripheralUsageError), match="pin7"):
+        Hts221(clock, pins=PinBank(["pin1"], Host(clock)), drdy_pin="pin7")
+    with pytest.raises(PeripheralConfigError, match="needs the board's pins"):
+        Hts221(clock, drdy_pin="pin1")

@@ -306,7 +306,8 @@ def _register_builtin_models() -> None:
         return regfile.StRegisterDevice(regs, writable, **params)
 
     register_model("hts221", "i2c", lambda c, p: hts221.Hts221(
-        c.host.clock, unit=c.unit, **p), "ST HTS221 humidity and temperature sensor")
+        c.host.clock, unit=c.unit, pins=c.pins, **p),
+        "ST HTS221 humidity and temperature sensor (params: drdy_pin, calibration)")
     register_model("st_registers", "i2c", lambda c, p: registers(p),
                    "an ST-convention register file (WHO_AM_I and fixed values)")
     register_model("cfax33kl", "uart", lambda c, p: cfax33kl.CfaX33Kl(c.host.clock, **p),

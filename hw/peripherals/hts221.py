@@ -29,10 +29,27 @@ them. So the linear interpolation every driver does (Electric Imp's HTS221
 library among them) gives back the true values within one LSB: 1/gain degC,
 about 0.016 degC.
 
+``calibration`` (a mapping of ``Calibration`` field names) overrides fields of
+what the unit's calibration memory holds, while its sensing element still
+converts as the unit's own calibration says (``transfer``): a board file can
+describe a unit that left its factory with wrong calibration, whose readings a
+driver then gets wrong.
+
+The DRDY output (datasheet: pin 3) drives the imp pin named by ``drdy_pin``
+when the board wires it (the impExplorer Kit wires it to pin1, which the HTS221
+library's own tests wait on). With DRDY_EN set it is asserted while a new sample
+is unread (H_DA or T_DA set), high unless DRDY_H_L asks for active low; push-pull
+drives both levels, open drain (PP_OD) only pulls low; with DRDY_EN clear the
+model lets go of the line. So that the line rises when a conversion completes,
+not at the next register access, the model schedules a timer on the injected
+clock for the next completion while DRDY is enabled.
+
 Faults: ``missing`` (address NACK), ``out_of_range`` (the sensor reports that
 temperature, 85 degC by default, whatever the room is), ``wrong_id`` (WHO_AM_I
-answers another value: a wrong part fitted). Not modelled: the heater, the DRDY
-output pin, output noise (off unless ``noise=True``), and BOOT takes no time.
+answers another value: a wrong part fitted), ``blank_calibration`` (the
+calibration registers read 0xFF, as an unprogrammed part's would: a driver's
+interpolation then divides by zero). Not modelled: the heater, output noise (off
+unless ``noise=True``), and BOOT takes no time.
 """
 
 from __future__ import annotations
@@ -40,12 +57,14 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar
 
-from impfactory.clock import Clock
+from impfactory.clock import Clock, TimerHandle
 
+from .errors import PeripheralConfigError
 from .faults import FaultSpec
+from .pins import PinBank
 from .regfile import StRegisterDevice
 
 WHO_AM_I, AV_CONF, CTRL_REG1, CTRL_REG2, CTRL_REG3, STATUS_REG = (
@@ -55,6 +74,7 @@ CALIBRATION = range(0x30, 0x40)
 DEVICE_ID = 0xBC
 AV_CONF_DEFAULT = 0x1B
 PD, BDU, BOOT, ONE_SHOT = 0x80, 0x04, 0x80, 0x01
+DRDY_H_L, PP_OD, DRDY_EN = 0x80, 0x40, 0x04
 H_DA, T_DA = 0x02, 0x01
 ODR_HZ = {0: 0.0, 1: 1.0, 2: 7.0, 3: 12.5}
 I2C_ADDRESS = 0xBE
@@ -89,6 +109,19 @@ class Calibration:
                    round(h_zero + h_gain * h0_x2 / 2), round(h_zero + h_gain * h1_x2 / 2),
                    round(t_zero + t_gain * t0_x8 / 8), round(t_zero + t_gain * t1_x8 / 8))
 
+    def updated(self, changes: Mapping[str, Any]) -> Calibration:
+        """This calibration with some fields replaced (names as in the datasheet map)."""
+        names = {f.name for f in fields(self)}
+        unknown = set(changes) - names
+        if unknown:
+            raise PeripheralConfigError(f"HTS221 calibration: unknown field(s) "
+                                        f"{', '.join(sorted(unknown))}; known: "
+                                        f"{', '.join(sorted(names))}")
+        try:
+            return replace(self, **{k: int(v) for k, v in changes.items()})
+        except (TypeError, ValueError) as err:
+            raise PeripheralConfigError(f"HTS221 calibration: {err}") from err
+
     def registers(self) -> dict[int, int]:
         msb = ((self.t0_degc_x8 >> 8) & 0x03) | (((self.t1_degc_x8 >> 8) & 0x03) << 2)
         regs = {0x30: self.h0_rh_x2, 0x31: self.h1_rh_x2, 0x32: self.t0_degc_x8 & 0xFF,
@@ -120,12 +153,16 @@ class Hts221(StRegisterDevice):
                                   float, 85.0),
         "wrong_id": FaultSpec("WHO_AM_I answers this value (a wrong part)",
                               lambda text: int(text, 0), 0x00),
+        "blank_calibration": FaultSpec("the calibration registers read 0xFF (never programmed)"),
     }
 
     def __init__(self, clock: Clock, unit: str = "", temperature: float = 22.5,
                  humidity: float = 40.0, conversion_time: float = 0.004,
-                 noise: bool = False) -> None:
-        self.calibration = Calibration.for_unit(unit)
+                 noise: bool = False, calibration: Mapping[str, Any] | None = None,
+                 pins: PinBank | None = None, drdy_pin: str | None = None) -> None:
+        self.transfer = Calibration.for_unit(unit)  # how this unit's element really converts
+        self.calibration = (self.transfer.updated(calibration) if calibration
+                            else self.transfer)  # what its calibration memory holds
         registers = {WHO_AM_I: DEVICE_ID, AV_CONF: AV_CONF_DEFAULT, CTRL_REG1: 0,
                      CTRL_REG2: 0, CTRL_REG3: 0, STATUS_REG: 0, HUMIDITY_OUT_L: 0,
                      HUMIDITY_OUT_H: 0, TEMP_OUT_L: 0, TEMP_OUT_H: 0,
@@ -142,6 +179,15 @@ class Hts221(StRegisterDevice):
         self._cont_done = 0
         self._held: dict[int, bool] = {HUMIDITY_OUT_L: False, TEMP_OUT_L: False}
         self._pending: dict[int, int] = {}
+        if drdy_pin is not None and pins is None:
+            raise PeripheralConfigError("HTS221: drdy_pin needs the board's pins")
+        self._pins = pins if drdy_pin is not None else None
+        self.drdy_pin = drdy_pin
+        self._drdy_source = f"hts221:drdy:{unit or id(self)}"
+        self._drdy_level: float | None = None
+        self._drdy_timer: tuple[float, TimerHandle] | None = None
+        if self._pins is not None and drdy_pin is not None:
+            self._pins.pin(drdy_pin)  # a wrong pin name fails here, at board build
 
     # --- what the sensor reports -----------------------------------------------------
 
@@ -156,9 +202,21 @@ class Hts221(StRegisterDevice):
         self._update()
         return super().connect(read)
 
+    def write(self, data: bytes) -> bool:
+        done = super().write(data)
+        self._refresh_drdy()
+        return done
+
+    def read(self, n: int) -> bytes | None:
+        out = super().read(n)
+        self._refresh_drdy()
+        return out
+
     def load(self, reg: int) -> int:
         if reg == WHO_AM_I and self.fault("wrong_id") is not None:
             return int(self.fault("wrong_id")) & 0xFF
+        if reg in CALIBRATION and self.fault("blank_calibration"):
+            return 0xFF
         value = self.regs[reg]
         if reg in self._held and self.regs[CTRL_REG1] & BDU:
             self._held[reg] = True
@@ -218,8 +276,8 @@ class Hts221(StRegisterDevice):
             avconf = self.regs[AV_CONF]
             temperature += self._rng.gauss(0.0, TEMP_NOISE[(avconf >> 3) & 0x07])
             humidity += self._rng.gauss(0.0, HUM_NOISE[avconf & 0x07])
-        for low, raw in ((HUMIDITY_OUT_L, self.calibration.raw_humidity(humidity)),
-                         (TEMP_OUT_L, self.calibration.raw_temperature(temperature))):
+        for low, raw in ((HUMIDITY_OUT_L, self.transfer.raw_humidity(humidity)),
+                         (TEMP_OUT_L, self.transfer.raw_temperature(temperature))):
             if self._held[low]:
                 self._pending[low] = raw
             else:
@@ -229,3 +287,43 @@ class Hts221(StRegisterDevice):
 
     def _set16(self, low: int, raw: int) -> None:
         self.regs[low], self.regs[low + 1] = raw & 0xFF, (raw >> 8) & 0xFF
+
+    # --- the DRDY line -----------------------------------------------------------------
+
+    def _next_completion(self) -> float | None:
+        """Clock time of the next conversion to complete, if one is under way."""
+        if self._oneshot_due is not None:
+            return self._oneshot_due
+        ctrl1 = self.regs[CTRL_REG1]
+        rate = ODR_HZ[ctrl1 & 0x03]
+        if ctrl1 & PD and rate:
+            return self._cont_start + (self._cont_done + 1) / rate
+        return None
+
+    def _refresh_drdy(self) -> None:
+        """Drive the DRDY line as the registers say, and wake up at the next sample."""
+        if self._pins is None or self.drdy_pin is None:
+            return
+        ctrl3 = self.regs[CTRL_REG3]
+        level: float | None = None
+        if ctrl3 & DRDY_EN:
+            asserted = bool(self.regs[STATUS_REG] & (H_DA | T_DA))
+            high = asserted != bool(ctrl3 & DRDY_H_L)
+            level = 1.0 if high else 0.0
+            if ctrl3 & PP_OD and high:
+                level = None  # open drain: released, the line's pull-up decides
+        if level != self._drdy_level:
+            self._drdy_level = level
+            self._pins.drive(self.drdy_pin, self._drdy_source, level)
+        due = self._next_completion() if ctrl3 & DRDY_EN else None
+        if self._drdy_timer is not None and (due is None or self._drdy_timer[0] != due):
+            self._drdy_timer[1].cancel()
+            self._drdy_timer = None
+        if due is not None and self._drdy_timer is None:
+            delay = max(0.0, due - self.clock.now())
+            self._drdy_timer = (due, self.clock.call_later(delay, self._drdy_due))
+
+    def _drdy_due(self) -> None:
+        self._drdy_timer = None
+        self._update()
+        self._refresh_drdy()
