@@ -30,6 +30,7 @@ from impfactory.firmware.sq_api import SquirrelApi
 from impfactory.devicecode import library_dirs
 from impfactory.squirrel import (
     LibraryError,
+    Resolved,
     SquirrelCompileError,
     SquirrelError,
     SquirrelTimeout,
@@ -55,9 +56,14 @@ class SquirrelEngine:
         self.vm: Vm | None = None
         self.api: SquirrelApi | None = None
 
+    def resolve(self, source: str) -> Resolved:
+        """The unit to compile, every ``#require`` replaced (a test build overrides this
+        to join several files)."""
+        return sq_require.resolve(source, DEVICE_FILE, self.lib_dirs)
+
     def load(self, source: str) -> Callable[[], Any]:
         try:
-            resolved = sq_require.resolve(source, DEVICE_FILE, self.lib_dirs)
+            resolved = self.resolve(source)
         except LibraryError as err:
             raise DeviceCodeError(f"device code does not compile: {err}") from err
         vm = self.vm = Vm(time_limit_s=self.time_limit_s, environment="device")

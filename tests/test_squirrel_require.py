@@ -179,3 +179,29 @@ def test_source_without_require_is_unchanged() -> None:
     lines = [resolved.line_map.lookup(n) for n in (1, 2, 3)]
     assert lines == [("device.nut", n) for n in (1, 2, 3)]
     assert resolved.libraries == ()
+
+
+def test_parts_join_into_one_unit_and_each_line_keeps_its_file(tmp_path: Path) -> None:
+    from impfactory.squirrel.require import Part, require_lines, resolve_parts
+
+    write(tmp_path, "Lib.lib.nut", 'class Lib { static VERSION = "1.0.0"; }\n'
+                                   "function libBoom() { throw \"from the lib\"; }")
+    test_text = 'local x = 1;\n#require "Lib.lib.nut:1.0.0"\nfunction boom() { libBoom(); }'
+    assert require_lines(test_text) == [2]
+    resolved = resolve_parts([
+        Part('#require "Lib.lib.nut:1.0.0"\nfunction first() {}', "framework.nut"),
+        Part("function module() {", "wrapper"),
+        Part("local y = 2;\nfunction boom() { libBoom(); }", "tests/x.test.nut", 4),
+        Part("}\nmodule();", "wrapper"),
+    ], [tmp_path])
+    assert [lib.name for lib in resolved.libraries] == ["Lib.lib.nut"]  # once
+    assert resolved.line_map.lookup(1) == ("Lib.lib.nut", 1)
+    assert resolved.line_map.lookup(3) == ("framework.nut", 2)
+    assert resolved.line_map.lookup(6) == ("tests/x.test.nut", 5)  # from its first line, 4
+    assert resolved.line_map.lookup(8) == ("wrapper", 2)
+    with Vm() as vm:
+        vm.run(resolved.source, "unit.nut", resolved.line_map)
+        with pytest.raises(SquirrelRuntimeError) as info:
+            vm.run("boom();", "call.nut")
+    assert info.value.stack[:2] == [Frame("libBoom", "Lib.lib.nut", 2),
+                                    Frame("boom", "tests/x.test.nut", 5)]

@@ -492,3 +492,12 @@ def test_bindenv_keeps_its_object_as_impos_does(vm: Vm) -> None:
     with pytest.raises(SquirrelRuntimeError) as info:
         broken()
     assert info.value.stack == [Frame("unknown", "fixture.nut", 5)]
+
+
+def test_a_native_can_ask_which_lines_called_it(vm: Vm) -> None:
+    seen: list[list[Frame]] = []
+    vm.set_global("where", vm.native(lambda: seen.append(vm.stack()), "where"))
+    vm.run("function inner() {\n  where();\n}\nfunction outer() { inner(); }\nouter();",
+           "caller.nut")
+    assert seen == [[Frame("inner", "caller.nut", 2), Frame("outer", "caller.nut", 4),
+                     Frame("main", "caller.nut", 5)]]

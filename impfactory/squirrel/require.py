@@ -132,10 +132,41 @@ def _resolve(source: str, filename: str, dirs: Sequence[Path]) -> Resolved:
     return Resolved("\n".join(lines), LineMap(entries), tuple(libraries))
 
 
+@dataclass(frozen=True)
+class Part:
+    """One piece of a unit joined from several: its text, the file it is from, and
+    the line of that file its first line is."""
+
+    source: str
+    filename: str
+    first_line: int = 1
+
+
+def resolve_parts(parts: Sequence[Part], lib_dirs: Iterable[str | Path] = ()) -> Resolved:
+    """Several pieces joined one after the other into one unit (as a test build joins
+    a framework, a library and its tests), each with its ``#require`` lines
+    replaced; a library is included once however many parts require it, and every
+    line keeps its own file and line."""
+    dirs = search_dirs(lib_dirs)
+    lines: list[str] = []
+    entries: list[tuple[str, int]] = []
+    libraries: list[Library] = []
+    included: set[str] = set()
+    for part in parts:
+        _splice(part.source, part.filename, dirs, lines, entries, libraries, included,
+                active=[], first=part.first_line)
+    return Resolved("\n".join(lines), LineMap(entries), tuple(libraries))
+
+
+def require_lines(source: str) -> list[int]:
+    """The numbers (from 1) of the lines of ``source`` that are ``#require`` lines."""
+    return [n for n, line in enumerate(source.split("\n"), start=1) if _REQUIRE.match(line)]
+
+
 def _splice(source: str, filename: str, dirs: Sequence[Path], lines: list[str],
             entries: list[tuple[str, int]], libraries: list[Library], included: set[str],
-            active: list[str]) -> None:
-    for number, line in enumerate(source.split("\n"), start=1):
+            active: list[str], first: int = 1) -> None:
+    for number, line in enumerate(source.split("\n"), start=first):
         m = _REQUIRE.match(line)
         if m is None:
             lines.append(line)

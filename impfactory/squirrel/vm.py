@@ -664,6 +664,12 @@ class Vm:
 
     # --- errors ----------------------------------------------------------------------------
 
+    def stack(self) -> list[Frame]:
+        """The Squirrel call stack now, innermost first, in the user's files and lines:
+        for a native that wants to know which line of Squirrel called it."""
+        self._check_open()
+        return self._frames(capture_stack(self._v, 0, MAX_ERROR_FRAMES))
+
     def _frames(self, raw: list[RawFrame]) -> list[Frame]:
         frames = []
         for fname, src, line in raw:
