@@ -203,7 +203,8 @@ hardware.i2c89.configure(CLOCK_SPEED_400_KHZ);
 local sensor = HTS221(hardware.i2c89, 0xBE);
 hardware.pin1.configure(DIGITAL_IN_WAKEUP, function() {
     if (hardware.pin1.read()) {
-        server.log(format("ready at %d ms: %.1f degC", hardware.millis(), sensor.read().temperature));
+        local t = sensor.read().temperature;
+        server.log(format("ready at %d ms: %.1f degC", hardware.millis(), t));
     }
 });
 sensor.setMode(HTS221_MODE.CONTINUOUS, 1);
