@@ -51,6 +51,7 @@ def test_math_is_a_table_as_on_the_imp(vm: Vm) -> None:
     assert vm.run("return [math.abs(-3), math.sqrt(16.0), math.floor(2.7), math.pow(2, 10)]") == [
         3, 4.0, 2.0, 1024.0]
     assert vm.run("return math.PI > 3.14 && math.PI < 3.15 && math.RAND_MAX > 0")
+    assert vm.run("return RAND_MAX == math.RAND_MAX")  # a global on the imp too
     assert 0 <= vm.run("return math.rand()") <= vm.run("return math.RAND_MAX")
 
 

@@ -13,6 +13,8 @@ table (with ``system``, ``file``, ``dofile`` …) is then unreachable and freed:
     system    time date clock      (the caller may replace them: injected clock)
     math      math = { abs acos asin atan atan2 ceil cos exp fabs floor log log10
                        pow rand sin sqrt srand tan PI RAND_MAX }
+              RAND_MAX                 (also a global: Electric Imp's own tests,
+                                        run on real imps, use it bare)
 
 plus ``print`` and ``error``, which the VM routes to its output callback. As on
 the imp, ``math`` is a table (there is no global ``sqrt``), and there is no
@@ -38,6 +40,8 @@ SYSTEM = ("time", "date", "clock")
 MATH = ("abs", "acos", "asin", "atan", "atan2", "ceil", "cos", "exp", "fabs", "floor", "log",
         "log10", "pow", "rand", "sin", "sqrt", "srand", "tan", "PI", "RAND_MAX")
 HOST = ("print", "error")
+#: Constants of the math library that impOS also has as globals.
+ROOT_CONSTANTS = ("RAND_MAX",)
 
 #: Globals of standard Squirrel that a device or agent must not have.
 FORBIDDEN = ("system", "file", "dofile", "loadfile", "remove", "rename", "getenv",
@@ -54,7 +58,7 @@ def allowed_globals(environment: str) -> tuple[str, ...]:
     """The names ``build_root`` puts in the root table for ``environment``."""
     if environment not in ENVIRONMENTS:
         raise ValueError(f"unknown environment {environment!r}; choose from {ENVIRONMENTS}")
-    return (*BASE, *STRING, *BLOB, *SYSTEM, "math", *HOST)
+    return (*BASE, *STRING, *BLOB, *SYSTEM, *ROOT_CONSTANTS, "math", *HOST)
 
 
 def build_root(v: int, environment: str, host: Mapping[str, SQObj]) -> None:
@@ -65,7 +69,7 @@ def build_root(v: int, environment: str, host: Mapping[str, SQObj]) -> None:
     capi.sq_pushroottable(v)
     capi.sq_newtable(v)
     new = capi.absolute(v, -1)
-    for name in (*BASE, *STRING, *BLOB, *SYSTEM):
+    for name in (*BASE, *STRING, *BLOB, *SYSTEM, *ROOT_CONSTANTS):
         _copy(v, old, new, name, name)
     capi.sq_pushstring(v, b"math", -1)
     capi.sq_newtable(v)
