@@ -12,6 +12,8 @@ way and runs it on a fresh emulated imp whose board carries virtual peripherals
     promise.nut   the Promise the tests rely on (Electric Imp's Promise API)
     impunit.nut   ImpTestCase and its assertions (impUnit's API and messages)
     device_target an emulated imp on a board, running one side of a build
+    agent_target  the agent side: a stand-in agent VM until the cloud's agent
+                  runtime is handed to the session (``agent_factory``)
     session       one test file: setUp, tests, tearDown; values, promises, timeouts
     runner        every test file in turn; stopOnFail
     results       what ran, passed and failed (JSON)

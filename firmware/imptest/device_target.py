@@ -103,6 +103,11 @@ def board_hardware(board: str | Path = DEFAULT_BOARD, faults: Iterable[str] = ()
     return hardware
 
 
+def emulated_device_id() -> str:
+    """The emulated test imp's device ID (the same every run)."""
+    return DeviceIdentity.from_serial(DEVICE_SERIAL).device_id
+
+
 class DeviceTarget:
     """One emulated imp running one side of a test build."""
 
@@ -113,8 +118,7 @@ class DeviceTarget:
                  on_log: LogSink | None = None) -> None:
         self.clock = clock
         self.board_name = str(board)
-        unit = DeviceIdentity.from_serial(DEVICE_SERIAL).device_id
-        self.hardware = board_hardware(board, faults, unit)
+        self.hardware = board_hardware(board, faults, emulated_device_id())
         self.lib_dirs = tuple(str(d) for d in lib_dirs)
         self.device = TestDevice(clock, self.hardware, self.lib_dirs,
                                  on_log or (lambda _msg, _error: None))
@@ -123,6 +127,15 @@ class DeviceTarget:
     @property
     def device_id(self) -> str:
         return self.device.device_id
+
+    @property
+    def peer(self) -> Deliver | None:
+        """Where ``agent.send`` goes (the agent's ``device.on``)."""
+        return self.device.peer
+
+    @peer.setter
+    def peer(self, deliver: Deliver | None) -> None:
+        self.device.peer = deliver
 
     @property
     def imp_type(self) -> str:
@@ -154,7 +167,7 @@ class DeviceTarget:
         return self.device.device_now()
 
     def deliver(self, name: str, data: Any) -> None:
-        """A message from the agent (``agent.on`` handlers)."""
+        """A message from the agent (``agent.on`` handlers); no handler: dropped."""
         self.device.agent_deliver(name, data)
 
     def close(self) -> None:

@@ -95,6 +95,8 @@ class ImptPrinter:
         self._info(f'Using {session.kind} test file "{session.file}"')
         self._print()
         self._test(f'Starting test session "{session.name}"')
+        if session.kind == "agent" and "device" not in session.sides:
+            self._info("Test session is agent-only")
         if session.device_id:
             self._info(f"Using device emulated-imp [{session.device_id}] (1/1)")
         self._info(f'Using {session.kind} test file "{session.file}"')
@@ -111,8 +113,8 @@ class ImptPrinter:
         else:
             self._test(f"Failure: {step.message}")
 
-    def device_error(self, text: str) -> None:
-        self._test(f"Device Runtime Error: {text}")
+    def runtime_error(self, side: str, text: str) -> None:
+        self._test(f"{side.capitalize()} Runtime Error: {text}")
 
     def session_error(self, text: str) -> None:
         self._log("error", text)

@@ -74,7 +74,9 @@ class SessionResult:
     error_location: Location | None = None
     skipped: str | None = None  # why it was not run
     stopped: bool = False  # stopOnFail ended it early
-    logs: list[str] = field(default_factory=list)  # the device (and agent) log
+    sides: list[str] = field(default_factory=list)  # what ran: "device", "agent"
+    logs: list[str] = field(default_factory=list)  # the device log
+    agent_logs: list[str] = field(default_factory=list)  # the agent log
     device_s: float = 0.0
     wall_s: float = 0.0
 
@@ -107,7 +109,8 @@ class SessionResult:
                 "error_location": None if self.error_location is None else
                 str(self.error_location),
                 "skipped": self.skipped, "stopped_on_failure": self.stopped,
-                "steps": [s.to_dict() for s in self.steps], "log": list(self.logs),
+                "sides": list(self.sides), "steps": [s.to_dict() for s in self.steps],
+                "log": list(self.logs), "agent_log": list(self.agent_logs),
                 "device_s": round(self.device_s, 6), "wall_s": round(self.wall_s, 6)}
 
 

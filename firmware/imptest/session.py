@@ -5,6 +5,8 @@ conversions and every timeout run on it, so a 30 s timeout costs no wall time
 and a run is the same every time. It drives the run the way impUnit's runner
 does, from outside the VM::
 
+    start both sides                  the agent (if the build has agent code), then
+                                      the device; messages cross on the clock
     start the build (top level)       a compile error or a throw ends the session
     after the startup delay (2 s)     discover ImpTestCase subclasses in the root table
     for each case, by name            create it; setUp(), each test* by name, tearDown()
@@ -31,9 +33,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from impfactory.firmware.errors import DeviceCodeError
+from impfactory.firmware.imptest.agent_target import (
+    AgentCodeError,
+    AgentFactory,
+    AgentSide,
+    stand_in,
+)
 from impfactory.firmware.imptest.build import Build, is_framework_file
 from impfactory.firmware.imptest.config import DEFAULT_TIMEOUT_S, Selection
-from impfactory.firmware.imptest.device_target import DEFAULT_BOARD, DeviceTarget
+from impfactory.firmware.imptest.device_target import (
+    DEFAULT_BOARD,
+    DeviceTarget,
+    emulated_device_id,
+)
 from impfactory.firmware.imptest.render import as_json, as_message
 from impfactory.firmware.imptest.results import Location, SessionResult, StepResult
 
@@ -61,7 +73,7 @@ class Listener(Protocol):
     def step_started(self, name: str) -> None: ...
     def info(self, text: str) -> None: ...
     def step_finished(self, step: StepResult) -> None: ...
-    def device_error(self, text: str) -> None: ...
+    def runtime_error(self, side: str, text: str) -> None: ...
     def session_error(self, text: str) -> None: ...
     def session_finished(self, session: SessionResult) -> None: ...
 
@@ -73,7 +85,7 @@ class Silent:
     def step_started(self, name: str) -> None: ...
     def info(self, text: str) -> None: ...
     def step_finished(self, step: StepResult) -> None: ...
-    def device_error(self, text: str) -> None: ...
+    def runtime_error(self, side: str, text: str) -> None: ...
     def session_error(self, text: str) -> None: ...
     def session_finished(self, session: SessionResult) -> None: ...
 
@@ -119,8 +131,10 @@ class Session:
 
     def __init__(self, build: Build, options: SessionOptions | None = None,
                  selection: Selection | None = None, listener: Listener | None = None,
-                 timer: Callable[[], float] = time.monotonic) -> None:
+                 timer: Callable[[], float] = time.monotonic,
+                 agent_factory: AgentFactory | None = None) -> None:
         self.build = build
+        self.agent_factory = agent_factory or stand_in
         self.options = options or SessionOptions()
         self.selection = selection or Selection()
         self.listener: Listener = listener or Silent()
@@ -129,7 +143,8 @@ class Session:
         test = build.test
         self.result = SessionResult(test.name, test.kind, session_name(test.name),
                                     partner=test.partner_name, board=self.options.board)
-        self.target: DeviceTarget | None = None
+        self.target: DeviceTarget | AgentSide | None = None  # the side the tests run on
+        self._sides: list[DeviceTarget | AgentSide] = []
         self._plan: list[_Plan] = []
         self._instances: dict[str, SqObject] = {}
         self._counted: dict[str, int] = {}
@@ -153,34 +168,46 @@ class Session:
                 self._start()
                 self._loop()
         finally:
-            if self.target is not None:
-                self.target.close()
+            for side in self._sides:
+                side.close()
             result.device_s = self.clock.now()
             result.wall_s = self.timer() - started
         self.listener.session_finished(result)
         return result
 
     def _start(self) -> None:
-        build = self.build
-        if build.test.kind != "device":
-            self.listener.session_started(self.result)
-            self._skip("agent test files need the agent runtime, which this build of "
-                       "impfactory does not have yet")
-        target = self.target = DeviceTarget(self.clock, self.options.board,
-                                            self.options.faults, self.options.lib_dirs,
-                                            self._device_log)
-        self.result.device_id = target.device_id
-        self.listener.session_started(self.result)
+        """Both sides up (the agent first, as impCloud starts it), the tests scheduled."""
+        build, options, result = self.build, self.options, self.result
+        kind = build.test.kind
+        device = agent = None
+        if kind == "device" or not build.device.empty:
+            device = DeviceTarget(self.clock, options.board, options.faults, options.lib_dirs,
+                                  lambda m, e: self._log("device", m, e))
+            self._sides.append(device)
+        if kind == "agent" or not build.agent.empty:
+            agent = self.agent_factory(self.clock, emulated_device_id(), options.lib_dirs,
+                                       lambda m, e: self._log("agent", m, e))
+            self._sides.append(agent)
+        if device is not None and agent is not None:
+            device.peer, agent.peer = agent.deliver, device.deliver
+        self.target = device if kind == "device" else agent
+        assert self.target is not None
+        result.device_id = emulated_device_id()
+        result.sides = [side.kind for side in self._sides]
+        self.listener.session_started(result)
         natives = {"info": self._info, "failed": self._failed, "settled": self._settled,
                    "command": self._command}
-        try:
-            started = target.start(build.device.parts, natives)
-        except DeviceCodeError as err:
-            self._end(str(err))
-        if not started:
-            self._end("the build threw before its tests could start (see the device log)")
+        for side, code in ((agent, build.agent), (device, build.device)):
+            if side is None:
+                continue
+            try:
+                started = side.start(code.parts, natives if side is self.target else {})
+            except (DeviceCodeError, AgentCodeError) as err:
+                self._end(str(err))
+            if not started and side is self.target:
+                self._end(f"the build threw before its tests could start (see the {kind} log)")
         self._arm_watchdog()
-        target.later(self.options.startup_delay_s, self._guarded(self._begin))
+        self.target.later(options.startup_delay_s, self._guarded(self._begin))
 
     def _loop(self) -> None:
         clock = self.clock
@@ -407,14 +434,14 @@ class Session:
         raise SquirrelThrow(f"runCommand({as_json(command)}): impfactory test does not run "
                             "host commands")
 
-    # --- the device log -------------------------------------------------------------------
+    # --- the logs -----------------------------------------------------------------------------
 
-    def _device_log(self, message: str, error: bool) -> None:
-        self.result.logs.append(("ERROR: " if error and not message.startswith("ERROR")
-                                 else "") + message)
+    def _log(self, side: str, message: str, error: bool) -> None:
+        line = ("ERROR: " if error and not message.startswith("ERROR") else "") + message
+        (self.result.logs if side == "device" else self.result.agent_logs).append(line)
         if error:
             text = message[len("ERROR: "):] if message.startswith("ERROR: ") else message
-            self.listener.device_error(text)
+            self.listener.runtime_error(side, text)
 
     # --- ending -----------------------------------------------------------------------------
 
