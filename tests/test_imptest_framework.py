@@ -387,3 +387,98 @@ def test_the_runners_promise_passes_its_own_impunit_tests(
     assert code == 0, [s for s in steps(report).values() if s["status"] != "passed"]
     assert report["tests"] == 18 and report["failures"] == 0
     assert report["sessions"][0]["log"] == ["Unhandled promise rejection: nobody listens"]
+
+
+def _session(home: Path, **options: Any) -> Any:
+    from impfactory.firmware.imptest.build import build
+    from impfactory.firmware.imptest.config import config_from_dict, find_test_files
+    from impfactory.firmware.imptest.session import Session, SessionOptions
+
+    config = config_from_dict({}, home)
+    return Session(build(config, find_test_files(config)[0]), SessionOptions(**options)).run()
+
+
+def test_a_runaway_test_is_stopped_and_ends_its_session(tmp_path: Path) -> None:
+    home = project(tmp_path, {"R.test.nut": """
+        class R extends ImpTestCase {
+            function testA() { while (true) {} }
+            function testB() { }
+        }"""})
+    result = _session(home, time_limit_s=0.2)
+    assert [s.name for s in result.steps] == ["R::testA()"]
+    assert result.steps[0].message == ("the code ran longer than its time limit of 0.2 s "
+                                       "and was stopped")
+    assert str(result.steps[0].location) == "R.test.nut:2"
+    assert result.error.endswith("no more tests can run in this session")
+
+
+def test_a_runaway_callback_stops_the_device_code_and_the_session(tmp_path: Path) -> None:
+    home = project(tmp_path, {"R.test.nut": """
+        class R extends ImpTestCase {
+            function testA() {
+                return Promise(function(ok, fail) { imp.wakeup(1, function() { while (1) {} }); });
+            }
+            function testB() { }
+        }"""})
+    result = _session(home, time_limit_s=0.2, timeout_s=5)
+    assert result.steps[0].message == "Test timed out after 5s"
+    assert result.logs[0] == ("ERROR: the code ran longer than its time limit of 0.2 s and "
+                              "was stopped")
+    assert result.error == ("the device code was stopped (see the device log): no more tests "
+                            "can run in this session")
+    assert not result.passed
+
+
+def test_a_test_device_is_in_a_development_group(tmp_path: Path) -> None:
+    home = project(tmp_path, {"D.test.nut": """
+        class D extends ImpTestCase {
+            function testBless() {
+                return Promise(function(ok, fail) { server.bless(true, ok); });
+            }
+            function testFactoryBlinkUp() {
+                server.factoryblinkup("ssid", "pw", hardware.pin1, 0);
+                return server.isconnected();
+            }
+            function testRestart() { server.restart(); }
+        }"""})
+    result = _session(home)
+    got = {s.method: s for s in result.steps}
+    assert got["testBless"].passed and got["testBless"].message == "false"
+    assert got["testFactoryBlinkUp"].message == "true"
+    assert "Factory BlinkUp request failed. This is not a factory imp." in result.logs
+    assert "server.restart would reboot the imp" in (got["testRestart"].message or "")
+
+
+DISCONNECT = """
+class D extends ImpTestCase {
+    function testDrop() {
+        server.disconnect();
+        local offline = !server.isconnected();
+        return Promise(function(ok, fail) {
+            imp.wakeup(1, function() { server.connect(function(reason) { ok(offline); }); });
+        });
+    }
+    function testAfter() { return server.isconnected(); }
+}"""
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_a_disconnect_fails_the_session_unless_allowed(tmp_path: Path, allowed: bool) -> None:
+    home = project(tmp_path, {"D.test.nut": DISCONNECT})
+    result = _session(home, allow_disconnect=allowed)
+    if allowed:
+        assert result.passed and [s.message for s in result.steps] == ["true", "true"]
+    else:
+        assert result.error == "Device disconnected" and not result.passed
+
+
+def test_impts_watchdog_ends_a_session_that_makes_no_progress(tmp_path: Path) -> None:
+    home = project(tmp_path, {"W.test.nut": """
+        class W extends ImpTestCase {
+            function testA_SleepsForAWeek() { imp.sleep(604800); }
+            function testB_NeverReached() { }
+        }"""})
+    result = _session(home, timeout_s=3)
+    assert result.steps[0].message == "Test took 604800s, longer than timeout of 3s"
+    assert result.error == "Testing timeout"  # 3 + 5 s without a word from the device
+    assert [s.method for s in result.steps] == ["testA_SleepsForAWeek"]

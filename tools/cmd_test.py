@@ -77,7 +77,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
             raise FirmwareInputError(f"--lib {folder}: not a folder")
     config = _config(args)
     options = SessionOptions(timeout_s=config.timeout_s, stop_on_fail=config.stop_on_fail,
-                             board=args.board, faults=tuple(args.fault),
+                             allow_disconnect=config.allow_disconnect, board=args.board,
+                             faults=tuple(args.fault),
                              lib_dirs=tuple(str(d.resolve()) for d in args.lib))
     request = RunRequest(config, tuple(args.files), test_config.parse_selection(args.tests),
                          options)

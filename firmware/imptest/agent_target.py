@@ -46,6 +46,7 @@ from impfactory.squirrel import (
     SquirrelCompileError,
     SquirrelError,
     SquirrelTimeout,
+    SquirrelVmStopped,
     Vm,
     format_error,
     to_plain,
@@ -279,7 +280,8 @@ class StandInAgent:
 
     @property
     def vm(self) -> Vm:
-        assert self.engine is not None and self.engine.vm is not None
+        if self.engine is None or self.engine.vm is None:
+            raise SquirrelVmStopped("the agent code was stopped")
         return self.engine.vm
 
     @property

@@ -7,10 +7,18 @@ Kit unless told otherwise, faults injected by name), running the build in a
 adding the natives the test framework reports through). Nothing here knows about
 tests: the session drives it through ``start``, ``later``, ``vm`` and ``now``.
 
-A test device is a device in a test device group as impt uses one: it counts as
-connected (``server.isconnected()`` is true; no cloud is involved, so nothing is
-sent anywhere), and ``agent.send`` reaches the partner agent when the session has
-one (``peer``), after the current callback, as a message would.
+A test device is a device in a test device group as impt uses one, a
+development group, reached without a cloud:
+
+* it counts as connected (``server.isconnected()``) until its code calls
+  ``server.disconnect()``, which the session hears (``on_disconnect``: impt fails
+  the session unless ``allowDisconnect``); ``server.connect(cb)`` reconnects;
+* ``agent.send`` reaches the partner agent when the session has one (``peer``),
+  after the current callback, as a message would;
+* ``server.bless`` calls back ``false`` (only DUTs in a factory DUT group can be
+  blessed), ``server.factoryblinkup`` logs impOS's "This is not a factory imp.";
+* ``server.restart`` and deep sleep would reboot the imp and end the test code's
+  life, so they are errors that say so.
 """
 
 from __future__ import annotations
@@ -19,15 +27,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from impfactory.firmware import impapi
 from impfactory.firmware.device import Device, DeviceConfig
-from impfactory.firmware.hardware import SimHardware, load_board
+from impfactory.firmware.errors import ImpApiError
+from impfactory.firmware.events import DeviceEvent
+from impfactory.firmware.hardware import Pin, SimHardware, load_board
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.runtime import CALLBACK_LIMIT_S, Runtime
 from impfactory.firmware.sq_engine import SquirrelEngine
-from impfactory.firmware.wifi import WifiEnvironment
+from impfactory.firmware.wifi import Reason, WifiEnvironment
 
 from impfactory.clock import VirtualClock
-from impfactory.squirrel import Resolved, Vm
+from impfactory.squirrel import Resolved, SquirrelVmStopped, Vm
 from impfactory.squirrel.require import Part, resolve_parts
 
 DEFAULT_BOARD = "imp001-explorer"
@@ -79,19 +90,51 @@ class TestDevice(Device):
                          config=DeviceConfig(lib_dirs=tuple(lib_dirs)))
         self.on_log = on_log
         self.peer: Deliver | None = None  # the partner agent's inbox
+        self.on_disconnect: Callable[[], None] | None = None
+        self._offline = False
 
     def log(self, msg: str, error: bool = False) -> None:
         super().log(msg, error)
         self.on_log(msg, error)
 
     def is_connected(self) -> bool:
-        return True
+        return not self._offline
 
     def agent_send(self, name: str, data: Any) -> int:
         peer = self.peer
+        if self._offline:
+            return impapi.SEND_ERROR_NOT_CONNECTED
         if peer is not None:
             self.clock.call_later(0.0, lambda: peer(name, data))
         return 0
+
+    def bless(self, passed: bool, callback: Callable[[bool], None]) -> None:
+        self._emit(DeviceEvent.BLESS_REFUSED, "not a DUT: a test device group is a "
+                                              "development group")
+        self.clock.call_later(0.0, lambda: callback(False))
+
+    def factory_blinkup(self, ssid: str, password: str, pin: Pin, flags: int) -> None:
+        self.log("Factory BlinkUp request failed. This is not a factory imp.")
+
+    def restart(self) -> None:
+        raise ImpApiError("server.restart would reboot the imp and end its test code: "
+                          "impfactory test does not model it")
+
+    def deep_sleep(self, seconds: float) -> None:
+        raise ImpApiError("deep sleep would reboot the imp and end its test code: "
+                          "impfactory test does not model it")
+
+    def server_disconnect(self) -> None:
+        if not self._offline:
+            self._offline = True
+            hook = self.on_disconnect
+            if hook is not None:
+                self.clock.call_later(0.0, hook)
+
+    def server_connect(self, callback: Callable[[int], Any] | None, timeout: float) -> None:
+        self._offline = False
+        if callback is not None:
+            self.clock.call_later(0.0, lambda: callback(int(Reason.SERVER_CONNECTED)))
 
 
 def board_hardware(board: str | Path = DEFAULT_BOARD, faults: Iterable[str] = (),
@@ -115,8 +158,9 @@ class DeviceTarget:
 
     def __init__(self, clock: VirtualClock, board: str | Path = DEFAULT_BOARD,
                  faults: Iterable[str] = (), lib_dirs: Iterable[str] = (),
-                 on_log: LogSink | None = None) -> None:
+                 on_log: LogSink | None = None, time_limit_s: float = CALLBACK_LIMIT_S) -> None:
         self.clock = clock
+        self.time_limit_s = time_limit_s
         self.board_name = str(board)
         self.hardware = board_hardware(board, faults, emulated_device_id())
         self.lib_dirs = tuple(str(d) for d in lib_dirs)
@@ -143,8 +187,17 @@ class DeviceTarget:
 
     @property
     def vm(self) -> Vm:
-        assert self.engine is not None and self.engine.vm is not None
+        if self.engine is None or self.engine.vm is None:
+            raise SquirrelVmStopped("the device code was stopped")
         return self.engine.vm
+
+    @property
+    def on_disconnect(self) -> Callable[[], None] | None:
+        return self.device.on_disconnect
+
+    @on_disconnect.setter
+    def on_disconnect(self, hook: Callable[[], None] | None) -> None:
+        self.device.on_disconnect = hook
 
     @property
     def dead(self) -> bool:
@@ -156,7 +209,8 @@ class DeviceTarget:
         """Load and run the top level; False when it threw (the device log says what).
         A build that does not compile raises ``DeviceCodeError``."""
         runtime = self.device.runtime
-        self.engine = TestEngine(self.device, runtime, parts, natives, self.lib_dirs)
+        self.engine = TestEngine(self.device, runtime, parts, natives, self.lib_dirs,
+                                 self.time_limit_s)
         return runtime.start("", self.engine)
 
     def later(self, seconds: float, fn: Callable[[], Any]) -> None:

@@ -116,6 +116,9 @@ class ImptPrinter:
     def runtime_error(self, side: str, text: str) -> None:
         self._test(f"{side.capitalize()} Runtime Error: {text}")
 
+    def notice(self, text: str) -> None:
+        self._info(text)
+
     def session_error(self, text: str) -> None:
         self._log("error", text)
 

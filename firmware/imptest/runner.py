@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from impfactory.firmware.imptest.agent_target import AgentFactory
 from impfactory.firmware.imptest.build import BuildError, build
 from impfactory.firmware.imptest.config import (
     Selection,
@@ -47,8 +48,10 @@ class RunRequest:
 
 
 def run(request: RunRequest, listener: RunListener | None = None,
-        timer: Callable[[], float] = time.monotonic) -> RunResult:
-    """Run every selected test file; the result says what passed."""
+        timer: Callable[[], float] = time.monotonic,
+        agent_factory: AgentFactory | None = None) -> RunResult:
+    """Run every selected test file; the result says what passed. ``agent_factory``
+    makes each session's agent side (default: ``agent_target``'s stand-in)."""
     started = timer()
     config = request.config
     board_hardware(request.options.board, request.options.faults)  # a bad board fails here
@@ -58,7 +61,7 @@ def run(request: RunRequest, listener: RunListener | None = None,
         listener.run_started(config, files, sources, request.options)
     result = RunResult(config=None if config.source is None else str(config.source))
     for test in files:
-        session = _run_one(config, test, request, listener, timer)
+        session = _run_one(config, test, request, listener, timer, agent_factory)
         result.sessions.append(session)
         if request.options.stop_on_fail and session.failed:
             break
@@ -69,7 +72,8 @@ def run(request: RunRequest, listener: RunListener | None = None,
 
 
 def _run_one(config: TestConfig, test: TestFile, request: RunRequest,
-             listener: Listener | None, timer: Callable[[], float]) -> SessionResult:
+             listener: Listener | None, timer: Callable[[], float],
+             agent_factory: AgentFactory | None) -> SessionResult:
     try:
         code = build(config, test)
     except BuildError as err:
@@ -81,7 +85,8 @@ def _run_one(config: TestConfig, test: TestFile, request: RunRequest,
             listener.session_error(str(err))
             listener.session_finished(failed)
         return failed
-    return Session(code, request.options, request.selection, listener, timer).run()
+    return Session(code, request.options, request.selection, listener, timer,
+                   agent_factory).run()
 
 
 def names(files: Iterable[TestFile]) -> list[str]:

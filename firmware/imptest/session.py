@@ -48,6 +48,7 @@ from impfactory.firmware.imptest.device_target import (
 )
 from impfactory.firmware.imptest.render import as_json, as_message
 from impfactory.firmware.imptest.results import Location, SessionResult, StepResult
+from impfactory.firmware.runtime import CALLBACK_LIMIT_S
 
 from impfactory.clock import TimerHandle, VirtualClock
 from impfactory.squirrel import (
@@ -74,6 +75,7 @@ class Listener(Protocol):
     def info(self, text: str) -> None: ...
     def step_finished(self, step: StepResult) -> None: ...
     def runtime_error(self, side: str, text: str) -> None: ...
+    def notice(self, text: str) -> None: ...
     def session_error(self, text: str) -> None: ...
     def session_finished(self, session: SessionResult) -> None: ...
 
@@ -86,6 +88,7 @@ class Silent:
     def info(self, text: str) -> None: ...
     def step_finished(self, step: StepResult) -> None: ...
     def runtime_error(self, side: str, text: str) -> None: ...
+    def notice(self, text: str) -> None: ...
     def session_error(self, text: str) -> None: ...
     def session_finished(self, session: SessionResult) -> None: ...
 
@@ -96,10 +99,12 @@ class SessionOptions:
 
     timeout_s: float = DEFAULT_TIMEOUT_S
     stop_on_fail: bool = False
+    allow_disconnect: bool = False
     board: str = DEFAULT_BOARD
     faults: tuple[str, ...] = ()
     lib_dirs: tuple[str, ...] = ()
     startup_delay_s: float = STARTUP_DELAY_S
+    time_limit_s: float = CALLBACK_LIMIT_S  # wall seconds one call into the device code may run
 
 
 @dataclass
@@ -182,7 +187,8 @@ class Session:
         device = agent = None
         if kind == "device" or not build.device.empty:
             device = DeviceTarget(self.clock, options.board, options.faults, options.lib_dirs,
-                                  lambda m, e: self._log("device", m, e))
+                                  lambda m, e: self._log("device", m, e), options.time_limit_s)
+            device.on_disconnect = self._guarded(self._disconnected)
             self._sides.append(device)
         if kind == "agent" or not build.agent.empty:
             agent = self.agent_factory(self.clock, emulated_device_id(), options.lib_dirs,
@@ -355,14 +361,14 @@ class Session:
         step.location = location
         if not fatal:
             self._count(step, None)
-        self._close_step()
+        self._close_step(schedule=not fatal)
         if fatal:
-            self._end(message)
+            self._end(f"{message}: no more tests can run in this session")
         if self.options.stop_on_fail:
             self.result.stopped = True
             self._finish()
 
-    def _close_step(self) -> None:
+    def _close_step(self, schedule: bool = True) -> None:
         step = self._step
         assert step is not None and self.target is not None
         step.device_s = self.target.now() - self._started_at
@@ -374,14 +380,15 @@ class Session:
             self._timeout.cancel()
             self._timeout = None
         self._progress()
-        self._schedule_next()
+        if schedule:
+            self._schedule_next()
 
     def _schedule_next(self) -> None:
         if self._done or self.target is None:
             return
         if self.target.dead:
-            self._end("the device code was stopped (see the device log): no more tests "
-                      "can run")
+            self._end(f"the {self.target.kind} code was stopped (see the {self.target.kind} "
+                      "log): no more tests can run in this session")
         self.target.later(0.0, self._guarded(self._next))
 
     def _where(self, message: str, stack: list[Frame]) -> Location | None:
@@ -433,6 +440,13 @@ class Session:
     def _command(self, command: Any = "") -> None:
         raise SquirrelThrow(f"runCommand({as_json(command)}): impfactory test does not run "
                             "host commands")
+
+    def _disconnected(self) -> None:
+        """The device code called server.disconnect(): impt's rule."""
+        if self.options.allow_disconnect:
+            self.listener.notice("Disconnected. Allowed by config.")
+        else:
+            self._end("Device disconnected")
 
     # --- the logs -----------------------------------------------------------------------------
 
