@@ -251,10 +251,14 @@ class SquirrelApi:
         return float(self.host.device_now())
 
     def _date(self, when: int | None = None, kind: str = "u") -> dict[str, int]:
-        """The imp's ``date([time])``: a table of the UTC date (``month`` from 0)."""
-        seconds = self._epoch() if when is None else float(when)
-        t = _time.gmtime(seconds)
-        return {"year": t.tm_year, "month": t.tm_mon - 1, "day": t.tm_mday,
-                "wday": (t.tm_wday + 1) % 7, "yday": t.tm_yday - 1, "hour": t.tm_hour,
-                "min": t.tm_min, "sec": t.tm_sec,
-                "usec": int((seconds - int(seconds)) * 1_000_000), "time": int(seconds)}
+        return date_table(self._epoch() if when is None else float(when))
+
+
+def date_table(seconds: float) -> dict[str, int]:
+    """The imp's ``date([time])`` for ``seconds`` since the epoch: a table of the UTC
+    date (``month`` from 0), as device and agent code see it."""
+    t = _time.gmtime(seconds)
+    return {"year": t.tm_year, "month": t.tm_mon - 1, "day": t.tm_mday,
+            "wday": (t.tm_wday + 1) % 7, "yday": t.tm_yday - 1, "hour": t.tm_hour,
+            "min": t.tm_min, "sec": t.tm_sec,
+            "usec": int((seconds - int(seconds)) * 1_000_000), "time": int(seconds)}

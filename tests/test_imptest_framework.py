@@ -312,6 +312,13 @@ def test_select_files_cases_and_methods_as_impt_does(
         code, report = run_json(capsys, monkeypatch, home, "--tests", pattern)
         names = [s["name"] for session in report["sessions"] for s in session["steps"]]
         assert code == 0 and names == expected, pattern
+    code, report = run_json(capsys, monkeypatch, home, "--tests", ":Second")
+    assert [s["status"] for s in report["sessions"]] == ["passed", "skipped"]
+    assert report["sessions_skipped"] == 1 and report["passed"]
+    code, out = run(capsys, monkeypatch, home, "--tests", ":Second")
+    assert code == 0
+    assert 'info] Skip "tests/Two.test.nut" testing: no test case or method here matches ' \
+        "--tests\n" in out
 
 
 def test_explicit_files_json_and_junit(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from impfactory.firmware.imptest.device_target import install_natives
 from impfactory.firmware.runtime import CALLBACK_LIMIT_S, Runtime
+from impfactory.firmware.sq_api import date_table
 
 from impfactory.clock import VirtualClock
 from impfactory.devicecode import library_dirs
@@ -346,12 +347,7 @@ class StandInAgent:
         return _unmodelled("imp")(_obj, name)
 
     def _date(self, when: int | None = None, kind: str = "u") -> dict[str, int]:
-        seconds = self._epoch + self.clock.now() if when is None else float(when)
-        t = _time.gmtime(seconds)
-        return {"year": t.tm_year, "month": t.tm_mon - 1, "day": t.tm_mday,
-                "wday": (t.tm_wday + 1) % 7, "yday": t.tm_yday - 1, "hour": t.tm_hour,
-                "min": t.tm_min, "sec": t.tm_sec,
-                "usec": int((seconds - int(seconds)) * 1_000_000), "time": int(seconds)}
+        return date_table(self._epoch + self.clock.now() if when is None else float(when))
 
 
 def stand_in(clock: VirtualClock, device_id: str, lib_dirs: Sequence[str],

@@ -22,7 +22,7 @@ from typing import TextIO
 
 from impfactory.firmware.imptest.config import TestConfig, TestFile
 from impfactory.firmware.imptest.results import RunResult, SessionResult, StepResult
-from impfactory.firmware.imptest.runner import names
+from impfactory.firmware.imptest.runner import RunListener, names
 from impfactory.firmware.imptest.session import SessionOptions
 
 SUMMARY_HEADER = "-------------TEST SUMMARY-------------"
@@ -34,7 +34,7 @@ def started_at(now: datetime.datetime) -> str:
     return now.strftime("%d %b %Y %H:%M:%S GMT%z")
 
 
-class ImptPrinter:
+class ImptPrinter(RunListener):
     """A run listener that writes impt's output to ``out``."""
 
     def __init__(self, out: TextIO, timer: Callable[[], float] = time.monotonic,

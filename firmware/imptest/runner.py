@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from impfactory.firmware.imptest.agent_target import AgentFactory
 from impfactory.firmware.imptest.build import BuildError, build
@@ -29,12 +28,15 @@ from impfactory.firmware.imptest.results import RunResult, SessionResult
 from impfactory.firmware.imptest.session import Listener, Session, SessionOptions, session_name
 
 
-class RunListener(Listener, Protocol):
+class RunListener(Listener):
     """A session listener that also hears the run begin and end."""
 
     def run_started(self, config: TestConfig, files: list[TestFile],
-                    sources: dict[str, Path | None], options: SessionOptions) -> None: ...
-    def run_finished(self, result: RunResult) -> None: ...
+                    sources: dict[str, Path | None], options: SessionOptions) -> None:
+        """The files are found and the sources checked; nothing has run yet."""
+
+    def run_finished(self, result: RunResult) -> None:
+        """Every session is over."""
 
 
 @dataclass(frozen=True)

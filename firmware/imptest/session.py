@@ -30,7 +30,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn
 
 from impfactory.firmware.errors import DeviceCodeError
 from impfactory.firmware.imptest.agent_target import (
@@ -67,30 +67,33 @@ WATCHDOG_EXTRA_S = 5.0  # impt's tool-side allowance beyond the test timeout
 MAX_TIMERS_AT_ONE_TIME = 100_000  # timers firing without the clock moving: a runaway
 
 
-class Listener(Protocol):
-    """Who hears a session as it runs (the impt-style printer)."""
+class Listener:
+    """Who hears a session as it runs (the impt-style printer); each event does
+    nothing here, so a listener overrides only what it wants."""
 
-    def session_started(self, session: SessionResult) -> None: ...
-    def step_started(self, name: str) -> None: ...
-    def info(self, text: str) -> None: ...
-    def step_finished(self, step: StepResult) -> None: ...
-    def runtime_error(self, side: str, text: str) -> None: ...
-    def notice(self, text: str) -> None: ...
-    def session_error(self, text: str) -> None: ...
-    def session_finished(self, session: SessionResult) -> None: ...
+    def session_started(self, session: SessionResult) -> None:
+        """The session's sides are built; its code is about to start."""
 
+    def step_started(self, name: str) -> None:
+        """``Case::method()`` is about to run."""
 
-class Silent:
-    """A listener that hears nothing."""
+    def info(self, text: str) -> None:
+        """``this.info()``, as JSON."""
 
-    def session_started(self, session: SessionResult) -> None: ...
-    def step_started(self, name: str) -> None: ...
-    def info(self, text: str) -> None: ...
-    def step_finished(self, step: StepResult) -> None: ...
-    def runtime_error(self, side: str, text: str) -> None: ...
-    def notice(self, text: str) -> None: ...
-    def session_error(self, text: str) -> None: ...
-    def session_finished(self, session: SessionResult) -> None: ...
+    def step_finished(self, step: StepResult) -> None:
+        """A method passed or failed."""
+
+    def runtime_error(self, side: str, text: str) -> None:
+        """An error line of the ``device`` or ``agent`` log."""
+
+    def notice(self, text: str) -> None:
+        """Something the session did that impt reports as info."""
+
+    def session_error(self, text: str) -> None:
+        """The session cannot run (on) its tests."""
+
+    def session_finished(self, session: SessionResult) -> None:
+        """The session is over."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ class Session:
         self.agent_factory = agent_factory or stand_in
         self.options = options or SessionOptions()
         self.selection = selection or Selection()
-        self.listener: Listener = listener or Silent()
+        self.listener: Listener = listener or Listener()
         self.timer = timer
         self.clock = VirtualClock()
         test = build.test
@@ -263,6 +266,8 @@ class Session:
             methods = (["setUp"] if info.get("setUp") else []) + tests \
                 + (["tearDown"] if info.get("tearDown") else [])
             self._plan += [_Plan(case, m) for m in methods]
+        if not self._plan and (self.selection.case or self.selection.method):
+            self._skip("no test case or method here matches --tests")
         self._progress()
         self._next()
 
@@ -469,18 +474,18 @@ class Session:
         self._watchdog = self.clock.call_later(limit, self._guarded(
             lambda: self._end("Testing timeout")))
 
-    def _skip(self, why: str) -> None:
+    def _skip(self, why: str) -> NoReturn:
         self.result.skipped = why
         self._done = True
         raise _SessionOver
 
-    def _finish(self) -> None:
+    def _finish(self) -> NoReturn:
         self._done = True
         if self._watchdog is not None:
             self._watchdog.cancel()
         raise _SessionOver
 
-    def _end(self, error: str) -> None:
+    def _end(self, error: str) -> NoReturn:
         """The session cannot go on: record why and stop."""
         if self.result.error is None:
             self.result.error = error
