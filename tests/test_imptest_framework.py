@@ -489,3 +489,19 @@ def test_impts_watchdog_ends_a_session_that_makes_no_progress(tmp_path: Path) ->
     assert result.steps[0].message == "Test took 604800s, longer than timeout of 3s"
     assert result.error == "Testing timeout"  # 3 + 5 s without a word from the device
     assert [s.method for s in result.steps] == ["testA_SleepsForAWeek"]
+
+
+def test_a_case_that_cannot_be_created_fails_once_and_the_others_run(tmp_path: Path) -> None:
+    home = project(tmp_path, {"C.test.nut": """
+        class A extends ImpTestCase {
+            constructor() { throw "no thanks"; }
+            function setUp() { }
+            function testOne() { }
+            function testTwo() { }
+        }
+        class B extends ImpTestCase { function testB() { } }"""})
+    result = _session(home)
+    assert [(s.name, s.passed) for s in result.steps] == [("A::setUp()", False),
+                                                          ("B::testB()", True)]
+    assert result.steps[0].message == "A could not be created: no thanks"
+    assert str(result.steps[0].location) == "C.test.nut:2"

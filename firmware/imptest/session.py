@@ -224,8 +224,7 @@ class Session:
         while not self._done:
             if not clock.step():
                 waiting = f" while {self._step.name} was running" if self._step else ""
-                self._end(f"the session stalled{waiting}: the device code has nothing "
-                          "left to run")
+                self._end(f"the session stalled{waiting}: the code has nothing left to run")
             if clock.now() == at:
                 count += 1
                 if count > MAX_TIMERS_AT_ONE_TIME:
@@ -337,8 +336,11 @@ class Session:
     # --- how a step ends ------------------------------------------------------------------
 
     def _assertions_now(self, case: str) -> int | None:
+        instance = self._instances.get(case)
+        if instance is None:  # it could not be created
+            return None
         try:
-            count = self.vm.call(self._glue["assertions"], self._instances[case])
+            count = self.vm.call(self._glue["assertions"], instance)
         except SquirrelError:
             return None
         return count if isinstance(count, int) else None
