@@ -268,6 +268,7 @@ def test_a_build_that_does_not_compile_fails_its_session_naming_the_line(
     assert code == 1
     bad, good = report["sessions"]
     assert bad["status"] == "failed" and "tests/Bad.test.nut:2:" in bad["error"]
+    assert bad["error_location"] == "tests/Bad.test.nut:2"
     assert good["status"] == "passed"
 
 

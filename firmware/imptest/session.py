@@ -54,6 +54,7 @@ from impfactory.clock import TimerHandle, VirtualClock
 from impfactory.squirrel import (
     Frame,
     SqObject,
+    SquirrelCompileError,
     SquirrelError,
     SquirrelRuntimeError,
     SquirrelThrow,
@@ -212,6 +213,9 @@ class Session:
             try:
                 started = side.start(code.parts, natives if side is self.target else {})
             except (DeviceCodeError, AgentCodeError) as err:
+                cause = err.__cause__
+                if isinstance(cause, SquirrelCompileError):
+                    result.error_location = Location(cause.file, cause.line)
                 self._end(str(err))
             if not started and side is self.target:
                 self._end(f"the build threw before its tests could start (see the {kind} log)")
