@@ -74,6 +74,20 @@ class SquirrelTimeout(SquirrelError, TimeoutError):
         self.stack = list(stack)
 
 
+class SquirrelMemoryError(SquirrelError, MemoryError):
+    """The VM's code left more memory allocated than its limit (``Vm(memory_limit=)``,
+    measured as ``memory`` says); ``stack`` is where it was stopped, when it was
+    stopped while running. The VM must then be replaced (``Vm.dead``)."""
+
+    def __init__(self, limit: int, used: int, stack: Sequence[Frame] = ()) -> None:
+        self.message = (f"the code used {used // 1024} KiB of memory, over its limit of "
+                        f"{limit // 1024} KiB, and was stopped")
+        super().__init__(self.message)
+        self.limit = limit
+        self.used = used
+        self.stack = list(stack)
+
+
 class SquirrelVmStopped(SquirrelError):
     """The VM was closed, or stopped by its watchdog, and takes no more calls."""
 

@@ -10,6 +10,8 @@
       .host_class(name, methods, getter)    a class whose methods are natives
       .wrap(obj, cls)                       an instance standing for a Python object
       .set_global / .get_global             root-table slots, values converted
+      .away()                               a native waits elsewhere (limits paused)
+      .heap_bytes                           net memory its work left allocated
       .close()
 
 **Entering Squirrel.** Every run and call goes through one entry (``_enter``):
@@ -33,6 +35,20 @@ native boundary), so a repeat of the same error at a shallower, matching stack
 is ignored. A timeout or a recursion past ``max_depth`` stops the VM for good
 (``dead``): it must be replaced, as impOS restarts Squirrel.
 
+**Memory.** Everything the VM runs (its creation, compiles, entries, ``collect``)
+is measured at the process's allocator (``memory``) and the difference added to
+``heap_bytes``. With a ``memory_limit`` the watchdog also stops an entry whose
+allocation passes what is left of the limit, and an entry that ends above it is
+followed by a cycle collection and, if still above, stops the VM
+(``SquirrelMemoryError``; the VM is dead, like after a timeout).
+
+**Waiting inside a native.** A native may suspend the running entry (a greenlet
+switch, say, while an HTTP answer arrives) and let other VMs run meanwhile;
+inside ``with vm.away():`` the entry's time limit and memory count are paused,
+so neither the wait nor the other VMs' work is charged to it. ``stop_soon``
+makes the VM stop at its next line (a suspended entry that will never get its
+answer).
+
 **Threads.** One VM is used by one thread at a time; different VMs may be used
 by different threads. While Squirrel runs, the GIL is held (pybind keeps it).
 
@@ -44,15 +60,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from ctypes import byref, c_int, c_void_p
 from dataclasses import dataclass
 from typing import Any
 
-from impfactory.squirrel import bytecode, capi, impos, sandbox
+from impfactory.squirrel import bytecode, capi, impos, memory, sandbox
 from impfactory.squirrel.binding import ENTRY_SOURCE_NAME, AbortVm, PybindVm
 from impfactory.squirrel.capi import SQObj
 from impfactory.squirrel.convert import _NOT_HOST, Marshal
@@ -61,6 +78,7 @@ from impfactory.squirrel.errors import (
     Frame,
     SquirrelCompileError,
     SquirrelError,
+    SquirrelMemoryError,
     SquirrelReentryError,
     SquirrelRuntimeError,
     SquirrelStackOverflow,
@@ -121,6 +139,7 @@ class VmStats:
     native_calls: int = 0  # calls of Python natives from Squirrel
     natives: int = 0  # natives made
     compiled: int = 0  # sources compiled
+    busy_s: float = 0.0  # timer seconds spent inside entries (the watchdog's timer)
 
 
 _LIVE: dict[int, weakref.ref[Vm]] = {}
@@ -173,16 +192,25 @@ class Vm:
     ``time_limit_s``: wall seconds each entry (the top level, one callback) may
     run. ``environment``: ``"device"`` or ``"agent"`` (``sandbox``). ``output``:
     receives ``print``/``error`` text. ``max_depth``: Squirrel call nesting
-    allowed. ``timer``: the watchdog's clock (wall time; a test may inject one).
+    allowed. ``timer``: the watchdog's clock (wall time by default;
+    ``time.thread_time`` makes the limit CPU time; a test may inject one).
+    ``memory_limit``: bytes of ``heap_bytes`` allowed (None: no limit).
     """
 
     def __init__(self, *, time_limit_s: float = 2.0, environment: str = "device",
                  output: Callable[[str, str], None] | None = None,
                  max_depth: int = MAX_DEPTH, timer: Callable[[], float] = time.monotonic,
-                 stack_size: int = 256) -> None:
+                 stack_size: int = 256, memory_limit: int | None = None) -> None:
         if not time_limit_s > 0:
             raise ValueError(f"time_limit_s must be positive, not {time_limit_s!r}")
+        if memory_limit is not None and memory_limit <= 0:
+            raise ValueError(f"memory_limit must be positive, not {memory_limit!r}")
         sandbox.allowed_globals(environment)
+        self._meter = memory.METER
+        started = self._meter() if self._meter is not None else 0
+        self.heap_bytes = 0
+        self.memory_limit = memory_limit
+        self._timer = timer
         self.time_limit_s = float(time_limit_s)
         self.environment = environment
         self.stats = VmStats()
@@ -227,8 +255,12 @@ class Vm:
         self._blob_ctor = capi.stack_object(v, -1)
         capi.sq_settop(v, 0)
         self._guard = Guard(timer, max_depth, self._pybind.arm_raiser)
+        if memory_limit is not None:
+            self._guard.meter = self._meter
         GUARDS[v] = self._guard
         capi.sq_setnativedebughook(v, DEBUG_HOOK)
+        self._mark = started  # where the current measurement started
+        self._settle()
 
     # --- state ----------------------------------------------------------------------
 
@@ -262,6 +294,15 @@ class Vm:
         code that compiles is then compiled again instrumented (``source``).
         """
         self._check_open()
+        if not self._depth:
+            self._mark = self._meter() if self._meter is not None else 0
+        try:
+            return self._compile(source, filename, line_map)
+        finally:
+            if not self._depth:
+                self._settle()
+
+    def _compile(self, source: str, filename: str, line_map: LineMap | None) -> SqFunction:
         v = self._v
         name = self._unit_name(filename)
         top = capi.sq_gettop(v)
@@ -399,6 +440,8 @@ class Vm:
         self.stats.entries += 1
         self._depth = 1
         self._guard.arm(self.time_limit_s)
+        began = self._guard.deadline - self.time_limit_s  # the timer as armed
+        self._begin_count()
         stopped: BaseException | None = None
         try:
             self._pybind.enter()
@@ -417,8 +460,11 @@ class Vm:
         finally:
             self._guard.disarm()
             self._depth = 0
+            self.stats.busy_s += max(0.0, self._timer() - began)
+            self._settle()
         if stopped is not None:
             raise stopped
+        self._check_memory()
         capi.sq_pushinteger(v, 2)
         capi.sq_rawget(v, top + 1)
         try:
@@ -446,7 +492,67 @@ class Vm:
             return guard.interrupt
         if reason == "overflow":
             return SquirrelStackOverflow("stack overflow", stack)
+        if reason == "memory":
+            self._settle()
+            return SquirrelMemoryError(self.memory_limit or 0, self.heap_bytes, stack)
+        if reason == "stopped":
+            return SquirrelVmStopped("the Squirrel VM was stopped by its host")
         return SquirrelTimeout(self.time_limit_s, stack)
+
+    # --- memory and waiting ------------------------------------------------------------
+
+    def _begin_count(self) -> None:
+        """Start measuring (an entry, or its return from ``away``); arm the ceiling."""
+        if self._meter is None:
+            return
+        self._mark = now = self._meter()
+        if self.memory_limit is not None:
+            self._guard.ceiling = now + (self.memory_limit - self.heap_bytes)
+
+    def _settle(self) -> None:
+        """Add what the process allocated since ``_mark`` to ``heap_bytes``."""
+        if self._meter is not None:
+            now = self._meter()
+            self.heap_bytes += now - self._mark
+            self._mark = now
+
+    def _check_memory(self) -> None:
+        """After an entry: over the limit even after collecting cycles stops the VM."""
+        limit = self.memory_limit
+        if limit is None or self.heap_bytes <= limit:
+            return
+        self.collect()
+        if self.heap_bytes > limit:
+            self._dead = "memory"
+            raise SquirrelMemoryError(limit, self.heap_bytes)
+
+    @contextlib.contextmanager
+    def away(self) -> Iterator[None]:
+        """Held by a native while its entry waits for something outside Squirrel (other
+        VMs may run meanwhile): the entry's time limit and memory count stop, and go on
+        from where they were when it comes back."""
+        if not self._depth:
+            raise SquirrelError("away() is for a native of a running entry")
+        guard = self._guard
+        left = guard.deadline - self._timer()
+        self._settle()
+        guard.deadline = math.inf
+        guard.ceiling = math.inf
+        try:
+            yield
+        finally:
+            guard.deadline = self._timer() + left
+            self._begin_count()
+
+    def stop_soon(self) -> None:
+        """Stop the VM at its next line or call, through any ``try``: for an entry that
+        is suspended in a native and must not go on (its host is going away)."""
+        if self._closed or self._dead is not None:
+            return
+        if self._depth:
+            self._guard.stop(self._v, "stopped")
+        else:
+            self._dead = "stopped"
 
     def _uncaught(self, exc: RuntimeError) -> SquirrelRuntimeError:
         v = self._v
@@ -691,9 +797,15 @@ class Vm:
 
     def collect(self) -> int:
         """Release dropped handles and run Squirrel's cycle collector; objects freed."""
-        self._check_open()
+        if self._closed:
+            raise SquirrelVmStopped("the Squirrel VM is closed")
+        if not self._depth:
+            self._mark = self._meter() if self._meter is not None else 0
         self._flush()
-        return capi.sq_collectgarbage(self._v)
+        freed = capi.sq_collectgarbage(self._v)
+        if not self._depth:
+            self._settle()
+        return freed
 
     def close(self) -> None:
         """Free the VM (silently: nothing reaches standard output). Idempotent."""

@@ -11,6 +11,7 @@ deadline::
 
     event --> depth > max_depth ?  --yes--> stop("overflow")
           \\-> every 32nd: timer() > deadline ?  --yes--> stop("timeout")
+                         meter() > ceiling ?  --yes--> stop("memory")   (with a memory limit)
 
 A native hook cannot stop the VM (the VM ignores its result), so ``stop`` records
 the stack and installs the binding's *raising* closure as the VM's debug hook
@@ -40,8 +41,8 @@ RawFrame = tuple[bytes | None, bytes | None, int]
 class Guard:
     """One VM's watchdog state; ``arm`` before each entry, ``disarm`` after."""
 
-    __slots__ = ("arm_raiser", "countdown", "deadline", "depth", "interrupt", "max_depth",
-                 "stack", "stopped", "timer")
+    __slots__ = ("arm_raiser", "ceiling", "countdown", "deadline", "depth", "interrupt",
+                 "max_depth", "meter", "stack", "stopped", "timer")
 
     def __init__(self, timer: Callable[[], float], max_depth: int,
                  arm_raiser: Callable[[], None]) -> None:
@@ -49,6 +50,8 @@ class Guard:
         self.max_depth = max_depth
         self.arm_raiser = arm_raiser
         self.deadline = math.inf
+        self.meter: Callable[[], int] | None = None
+        self.ceiling = math.inf  # bytes the process may have allocated (memory limit)
         self.countdown = CHECK_EVERY
         self.depth = 0
         self.stopped: str | None = None
@@ -62,6 +65,7 @@ class Guard:
 
     def disarm(self) -> None:
         self.deadline = math.inf
+        self.ceiling = math.inf
 
     def stop(self, v: int, reason: str, line: int = 0) -> None:
         """Record the stack (``line``: the current line, when the event gave it) and
@@ -130,6 +134,8 @@ def _hook(v: int, kind: int, _src: int | None, line: int, _guards: dict[int, Gua
             g.countdown = CHECK_EVERY
             if g.timer() > g.deadline:
                 g.stop(v, "timeout", line if kind != _call else 0)
+            elif g.meter is not None and g.meter() > g.ceiling:
+                g.stop(v, "memory", line if kind != _call else 0)
     except BaseException as exc:  # a signal (KeyboardInterrupt) delivered in the hook
         g.interrupt = exc
         g.stop(v, "interrupt", line if kind != _call else 0)
