@@ -74,12 +74,15 @@ def deployment(d: Deployment, group_type: str, *, with_code: bool) -> JsonObj:
 
 def device(d: Device, svc: CloudService) -> JsonObj:
     """A ``device``; ``devicegroup`` only when assigned. An unassigned device runs no
-    agent: ``agent_id`` is empty and ``agent_running`` false, as impCentral shows it."""
+    agent: ``agent_id`` is empty and ``agent_running`` false, as impCentral shows it.
+    ``agent_running`` is whether its agent runs now, where the cloud runs agents."""
     agent = d.agent_id if d.group_id else None
+    running = svc.agents.is_running(d.id)
     attrs: JsonObj = {
         "name": d.name, "mac_address": d.mac, "agent_id": agent or "",
         "agent_url": svc.agent_url(agent),
-        "device_online": d.online, "agent_running": d.online and agent is not None,
+        "device_online": d.online,
+        "agent_running": (d.online and agent is not None) if running is None else running,
         "imp_type": d.imp_type,
         "swversion": d.impos_version, "plan_id": d.plan_id, "ip_address": None,
         "blessed": d.blessed, "activated": d.activated, "device_state": d.connection,

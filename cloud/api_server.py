@@ -8,10 +8,11 @@ on the cloud's own loop::
     async with ApiService(svc, book, port=0) as api:
         print(api.endpoint)                      # http://127.0.0.1:PORT/v5
 
-It owns the cloud's HTTP stack: the aiohttp server (``cloud.web``: the API under
-``/v5``, agent URLs beside it later) and the one HTTP client every outbound request
-uses (``cloud.outbound``: webhook deliveries, agents' requests later). Serving on
-the cloud's loop means every call reaches SQLite from the loop's thread.
+It owns the cloud's HTTP server (``cloud.web``: the API under ``/v5``, and the
+agent URLs under ``/agent`` when given the cloud's ``agents``) and uses the one
+HTTP client every outbound request goes through (``cloud.outbound``: webhook
+deliveries and agents' requests; the cloud's when given, else its own). Serving
+on the cloud's loop means every call reaches SQLite from the loop's thread.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from impfactory.cloud import (
     api_products,
     api_webhooks,
 )
+from impfactory.cloud.agents import PREFIX, Agents, agent_app
 from impfactory.cloud.api import BASE, ImpCentralApi, Router
 from impfactory.cloud.api_auth import AccountBook
 from impfactory.cloud.api_context import ApiContext
@@ -42,17 +44,24 @@ class ApiService:
     """The REST API over one ``CloudService``, served on ``host:port``.
 
     ``access_log`` writes one line per request (``cloud.web.ACCESS_LOG``); ``limits``
-    bound each request; ``http_timeout`` bounds each outbound request.
+    bound each request; ``http_timeout`` bounds each outbound request of its own
+    client. ``outbound``: the cloud's client to use instead (its owner starts and
+    stops it). ``agents``: serve their URLs under ``/agent``; the service's agent
+    base URL then names this server, unless ``agent_url`` fixes it.
     """
 
     def __init__(self, svc: CloudService, accounts: AccountBook, *, host: str = "127.0.0.1",
                  port: int = 0, backoff: api_webhooks.Backoff | None = None,
                  access_log: bool = False, limits: Limits | None = None,
-                 http_timeout: float = 10.0) -> None:
+                 http_timeout: float = 10.0, outbound: Outbound | None = None,
+                 agents: Agents | None = None, agent_url: str | None = None) -> None:
         self.svc = svc
         self.accounts = accounts
         self.ctx = ApiContext(svc, accounts)
-        self.outbound = Outbound(timeout=http_timeout)
+        self._owns_outbound = outbound is None
+        self.outbound = outbound if outbound is not None else Outbound(timeout=http_timeout)
+        self.agents = agents
+        self._agent_url = agent_url
         self.dispatcher = api_webhooks.Dispatcher(svc, self.outbound, backoff)
         self.router = Router()
         api_auth.register(self.router, accounts)
@@ -61,7 +70,10 @@ class ApiService:
             module.register(self.router, self.ctx)
         api_openapi.register(self.router)
         self.app = ImpCentralApi(self.router, accounts.authenticate, lambda a: a.role)
-        self.web = WebServer(build_app({BASE: self.app.subapp()}, limits or Limits()), host, port,
+        subapps = {BASE: self.app.subapp()}
+        if agents is not None:
+            subapps[PREFIX] = agent_app(agents)
+        self.web = WebServer(build_app(subapps, limits or Limits()), host, port,
                              access_log=access_log)
         self._host = host
 
@@ -72,19 +84,25 @@ class ApiService:
 
     async def start(self) -> None:
         """Start serving and delivering webhooks (resuming any left pending)."""
-        await self.outbound.start()
+        if self._owns_outbound:
+            await self.outbound.start()
         try:
             await self.web.start()
         except BaseException:
-            await self.outbound.stop()
+            if self._owns_outbound:
+                await self.outbound.stop()
             raise
+        if self.agents is not None:
+            self.svc.agent_base_url = (self._agent_url or
+                                       f"http://{self._host}:{self.web.port}{PREFIX}")
         self.dispatcher.start()
 
     async def stop(self) -> None:
         """Stop serving and delivering (the database stays open; its owner closes it)."""
         await self.web.stop()
         await self.dispatcher.stop()
-        await self.outbound.stop()
+        if self._owns_outbound:
+            await self.outbound.stop()
 
     async def __aenter__(self) -> ApiService:
         await self.start()

@@ -59,7 +59,11 @@ class ApiThread(LoopThread):
                 svc = self.cloud.service
             else:
                 svc = CloudService(self._db, accounts=book, **self._service_kwargs)
-            service = ApiService(svc, book, **self._kwargs)
+            kwargs = dict(self._kwargs)
+            if self.cloud is not None:
+                kwargs.setdefault("outbound", self.cloud.outbound)
+                kwargs.setdefault("agents", self.cloud.agents)
+            service = ApiService(svc, book, **kwargs)
             await service.start()
             return service
 

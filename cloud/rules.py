@@ -84,6 +84,7 @@ class DeviceRules:
                            blessed=device.blessed),
                 *offers.assignment_messages(svc, device),
             ]
+        svc.agents.device_changed(m.device_id)
         return replies
 
     def _enrol(self, device: Device, plan_id: str, token_text: str) -> None:
@@ -160,6 +161,7 @@ class DeviceRules:
                 " online=1, last_seen=? WHERE id=?",
                 (m.connection, m.led, m.impos_version, m.deployment, self.svc.now(),
                  m.device_id))
+        self.svc.agents.device_changed(m.device_id)
         return []
 
     def log(self, m: cl.Log) -> list[cl.Message]:
@@ -174,6 +176,7 @@ class DeviceRules:
         with self.svc.tx() as db:
             db.execute("UPDATE devices SET online=0, connection=?, last_seen=? WHERE id=?",
                        (f"offline:{m.reason}"[:64], self.svc.now(), m.device_id))
+        self.svc.agents.device_changed(m.device_id)
         return []
 
     # ------------------------------------------------------------ fixture
@@ -241,6 +244,7 @@ class DeviceRules:
                                 {"device_id": device.id, "imp_id": device.id, "mac": device.mac,
                                  "success": True, "timestamp": svc.now()})
             blessed = svc.get_device(device.id)
+            svc.agents.device_changed(device.id)
             return [answer(True), *offers.assignment_messages(svc, blessed)]
 
 

@@ -1,14 +1,22 @@
-"""One impCloud: database, service layer and device link, started and stopped together.
+"""One impCloud: database, service layer, device link and agents, started and stopped together.
 
 ::
 
-    async with Cloud("cloud.db", "mqtt://127.0.0.1:1883") as cloud:
+    async with Cloud("cloud.db", "mqtt://127.0.0.1:1883", agent_port=0) as cloud:
         product = cloud.service.create_product(owner_id, "Lamp")
         ...
 
 Everything runs on the caller's asyncio loop and thread, so the service may be
 called directly between awaits (SQLite is touched from one thread only). A
 restarted ``Cloud`` on the same file finds everything as it was.
+
+The cloud's one HTTP client (``outbound``) is made here, for the agents' requests
+and, when the REST API runs over this cloud, its webhook deliveries. Agents run
+unless ``agents=False``; their URLs are served by the REST API's server when one
+mounts them (``ApiService(agents=cloud.agents)``), or, with ``agent_port``, by a
+server of their own on that loopback port (0: any free one). Either way the
+service's agent base URL then names that server, unless ``agent_base_url`` was
+given.
 """
 
 from __future__ import annotations
@@ -20,9 +28,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from impfactory.cloud.agents import PREFIX, AgentLimits, Agents, agent_app
 from impfactory.cloud.link import CloudLink
+from impfactory.cloud.outbound import Outbound
 from impfactory.cloud.service import AGENT_BASE_URL, AccountDirectory, CloudService
 from impfactory.cloud.store import open_db
+from impfactory.cloud.web import WebServer, build_app
 from impfactory.protocol import cloudlink as cl
 
 from impfactory.loopthread import LoopThread
@@ -38,9 +49,13 @@ class Cloud:
         *,
         now: Callable[[], float] = time.time,
         accounts: AccountDirectory | None = None,
-        agent_base_url: str = AGENT_BASE_URL,
+        agent_base_url: str | None = None,
         chunk_size: int = cl.DEFAULT_CHUNK_SIZE,
         factory_token_ttl: float | None = None,
+        agents: bool = True,
+        agent_port: int | None = None,
+        agent_limits: AgentLimits | None = None,
+        http_timeout: float = 10.0,
     ) -> None:
         self._owns_db = not isinstance(db, sqlite3.Connection)
         self.db = db if isinstance(db, sqlite3.Connection) else open_db(db)
@@ -48,18 +63,48 @@ class Cloud:
         if factory_token_ttl is not None:
             kwargs["factory_token_ttl"] = factory_token_ttl
         self.service = CloudService(self.db, now=now, accounts=accounts,
-                                    agent_base_url=agent_base_url, chunk_size=chunk_size,
-                                    **kwargs)
+                                    agent_base_url=agent_base_url or AGENT_BASE_URL,
+                                    chunk_size=chunk_size, **kwargs)
         self.link = CloudLink(self.service, broker_url)
         self.broker_url = broker_url
+        self.agent_url_fixed = agent_base_url is not None
+        """The agent base URL was given: servers mounting agent URLs leave it alone."""
+        self.outbound = Outbound(timeout=http_timeout)
+        self.agents = (Agents(self.service, self.outbound, limits=agent_limits) if agents
+                       else None)
+        self._agent_port = agent_port
+        self.agent_web: WebServer | None = None
 
     async def start(self) -> None:
-        await self.link.start()
+        await self.outbound.start()
+        try:
+            if self.agents is not None:
+                await self.agents.start()
+                if self._agent_port is not None:
+                    web = WebServer(build_app({PREFIX: agent_app(self.agents)}),
+                                    port=self._agent_port)
+                    await web.start()
+                    self.agent_web = web
+                    if not self.agent_url_fixed:
+                        self.service.agent_base_url = f"http://127.0.0.1:{web.port}{PREFIX}"
+            await self.link.start()
+        except BaseException:
+            await self._stop_http()
+            raise
 
     async def stop(self) -> None:
         await self.link.stop()
+        await self._stop_http()
         if self._owns_db:
             self.db.close()
+
+    async def _stop_http(self) -> None:
+        if self.agents is not None:
+            await self.agents.stop()
+        if self.agent_web is not None:
+            await self.agent_web.stop()
+            self.agent_web = None
+        await self.outbound.stop()
 
     async def __aenter__(self) -> Cloud:
         await self.start()

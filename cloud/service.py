@@ -64,6 +64,35 @@ log = logging.getLogger(__name__)
 AgentListener = Callable[[str, str, Any], None]
 """``(device_id, name, value)`` for each ``agent.send`` a device makes."""
 
+
+class AgentEvents(Protocol):
+    """What the service tells whoever runs the agents (``cloud.agents.Agents``)."""
+
+    def device_changed(self, device_id: str, restart: bool = False) -> None:
+        """The device connected, left, reported, was assigned, blessed or restarted."""
+
+    def device_message(self, device_id: str, name: str, value: Any) -> None:
+        """The device's ``agent.send(name, value)``."""
+
+    def is_running(self, device_id: str) -> bool | None:
+        """Whether the device's agent runs (``None``: no agents here to ask)."""
+
+
+class NoAgents:
+    """No agent runs (a service without ``Agents`` attached, e.g. the CLI's read-only use)."""
+
+    def device_changed(self, device_id: str, restart: bool = False) -> None:
+        pass
+
+    def device_message(self, device_id: str, name: str, value: Any) -> None:
+        pass
+
+    def is_running(self, device_id: str) -> bool | None:
+        return None
+
+
+NO_AGENTS = NoAgents()
+
 FACTORY_TOKEN_TTL = 600.0
 PRODUCTION_TOKEN_TTL = 7 * 86400.0
 AGENT_BASE_URL = "https://agent.electricimp.com"
@@ -145,6 +174,7 @@ class CloudService:
         self.factory_token_ttl = factory_token_ttl
         self.images = ImageCache(self._load_image, chunk_size=chunk_size)
         self.send: Callable[[cl.Message], None] = lambda msg: None
+        self.agents: AgentEvents = NO_AGENTS
         self._agent_listeners: list[AgentListener] = []
         self._depth = 0
 
@@ -626,6 +656,7 @@ class CloudService:
             if device.online:
                 for msg in offers.assignment_messages(self, device):
                     self.send(msg)
+            self.agents.device_changed(device.id)
         return moved
 
     def unassign_devices(self, device_ids: Iterable[str], unbond_key: str | None = None,
@@ -652,6 +683,7 @@ class CloudService:
             if device.online:
                 for msg in offers.assignment_messages(self, device):
                     self.send(msg)
+            self.agents.device_changed(device.id)
         return done
 
     def delete_device(self, device_id: str) -> None:
@@ -689,6 +721,7 @@ class CloudService:
             else:
                 self.send(cl.Restart(device_id=device.id,
                                      reason="conditional" if conditional else "restart"))
+            self.agents.device_changed(device.id, restart=True)
         return len(devices)
 
     def _runs_at_least(self, device: Device, floor_seq: int) -> bool:
@@ -758,8 +791,8 @@ class CloudService:
     # ------------------------------------------------------------ agents
 
     def add_agent_listener(self, listener: AgentListener) -> Callable[[], None]:
-        """Play the agents (no agent code runs here): ``listener(device_id, name, value)``
-        hears every device's ``agent.send``. Returns the function that removes it."""
+        """Hear every device's ``agent.send`` beside its agent (tests, tools):
+        ``listener(device_id, name, value)``. Returns the function that removes it."""
         self._agent_listeners.append(listener)
         return lambda: self._agent_listeners.remove(listener)
 
@@ -775,6 +808,7 @@ class CloudService:
                 listener(device_id, name, value)
             except Exception:  # one listener's bug must not cost the others the message
                 log.exception("agent listener failed on %r from %s", name, device_id)
+        self.agents.device_message(device_id, name, value)
         return True
 
     def send_to_device(self, device_id: str, name: str, value: Any = None) -> bool:
@@ -789,6 +823,21 @@ class CloudService:
             return False
         self.send(msg)
         return True
+
+    def agent_save(self, agent_id: str, data: str) -> None:
+        """``server.save``: the agent's table (JSON text), kept across restarts; ``{}``
+        clears it."""
+        with self.tx() as db:
+            if data == "{}":
+                db.execute("DELETE FROM agent_store WHERE agent_id=?", (agent_id,))
+            else:
+                db.execute("INSERT OR REPLACE INTO agent_store (agent_id, data, updated_at)"
+                           " VALUES (?,?,?)", (agent_id, data, self.now()))
+
+    def agent_load(self, agent_id: str) -> str | None:
+        """``server.load``: what the agent last saved (JSON text), or ``None``."""
+        row = self._one("SELECT data FROM agent_store WHERE agent_id=?", (agent_id,))
+        return str(row[0]) if row is not None else None
 
     # ------------------------------------------------------------ webhooks
 

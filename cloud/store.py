@@ -13,8 +13,9 @@ from pathlib import Path
 
 from impfactory.cloud.errors import StoreError
 
-SCHEMA_VERSION = 2
-"""1: the first release; 2: device group names unique per product (were per account)."""
+SCHEMA_VERSION = 3
+"""1: the first release; 2: device group names unique per product (were per account);
+3: ``agent_store`` (what agents keep with ``server.save``)."""
 
 DEVICEGROUPS = """
 CREATE TABLE IF NOT EXISTS devicegroups (
@@ -81,6 +82,8 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
     payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, delivered_at REAL,
     last_error TEXT, created_at REAL NOT NULL, abandoned_at REAL);
 CREATE INDEX IF NOT EXISTS webhook_outbox_pending ON webhook_outbox(delivered_at, id);
+CREATE TABLE IF NOT EXISTS agent_store (
+    agent_id TEXT PRIMARY KEY, data TEXT NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS impos_releases (
     version TEXT PRIMARY KEY, sha TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,
     data BLOB NOT NULL, created_at REAL NOT NULL);

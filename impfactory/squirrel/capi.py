@@ -184,6 +184,8 @@ sq_pushobject: Callable[[int, SQObj], None] = _fn("sq_pushobject", None, V, SQOb
 sq_addref: Callable[[int, Any], None] = _fn("sq_addref", None, V, _OBJP)
 sq_release: Callable[[int, Any], int] = _fn("sq_release", c_uint, V, _OBJP)
 sq_collectgarbage: Callable[[int], int] = _fn("sq_collectgarbage", c_int, V)
+sq_getclosureinfo: Callable[[int, int, Any, Any], int] = _fn(
+    "sq_getclosureinfo", c_int, V, c_int, POINTER(c_uint), POINTER(c_uint))
 sq_stackinfos: Callable[[int, int, Any], int] = _fn(
     "sq_stackinfos", c_int, V, c_int, POINTER(SQStackInfos))
 

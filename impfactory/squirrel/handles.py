@@ -11,6 +11,7 @@ Squirrel gives the very same object.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 from typing import TYPE_CHECKING, Any
 
 from impfactory.squirrel import capi
@@ -66,3 +67,20 @@ class SqFunction(SqObject):
 
     def __call__(self, *args: Any) -> Any:
         return self._vm.call(self, *args)
+
+    @property
+    def arity(self) -> int | None:
+        """How many arguments the function declares (``this`` not counted); ``None`` for
+        a native that checks none, or once its VM is closed."""
+        vm = self._vm
+        if vm.closed:
+            return None
+        v = vm._v
+        nparams, nfree = ctypes.c_uint(), ctypes.c_uint()
+        capi.sq_pushobject(v, self._obj)
+        try:
+            if capi.sq_getclosureinfo(v, -1, ctypes.byref(nparams), ctypes.byref(nfree)) < 0:
+                return None
+        finally:
+            capi.sq_pop(v, 1)
+        return max(0, int(nparams.value) - 1) if nparams.value else None
