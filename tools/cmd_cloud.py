@@ -8,11 +8,13 @@
     impfactory cloud testzone --endpoint http://127.0.0.1:8080/v5 --user me --password secret
 
 Starts (or joins) the broker, opens the database (WAL; a restart loses nothing),
-serves devices over MQTT and, with ``--api-port``, the impCentral-compatible REST
-API. Logs go to stderr, with one access-log line per REST request (method, path,
-status, milliseconds) unless ``--quiet``; once ready it prints one JSON line to
-stdout with the broker URL, the API endpoint and the database path, so scripts can
-wait for it.
+serves devices over MQTT, runs their agents and, with ``--api-port``, the
+impCentral-compatible REST API. Agent URLs are served under ``/agent/<agent id>``
+by the REST API's server, or without ``--api-port`` by a server of their own on a
+free loopback port. Logs go to stderr, with one access-log line per REST request
+(method, path, status, milliseconds) unless ``--quiet``; once ready it prints one
+JSON line to stdout with the broker URL, the API endpoint, the agents' base URL and
+the database path, so scripts can wait for it.
 SIGINT or SIGTERM stop it cleanly (exit 0). A busy ``--api-port`` is refused
 before anything starts (no broker, no database, no account).
 
@@ -198,17 +200,22 @@ async def serve(broker: str, db_path: str, api_port: int | None,
         kwargs: dict[str, Any] = {"accounts": accounts}
         if agent_url:
             kwargs["agent_base_url"] = agent_url
+        if api_port is None:
+            kwargs["agent_port"] = 0  # agent URLs on a server of their own
         async with Cloud(db, url, **kwargs) as cloud:
             if owner is not None:
                 account = accounts.ensure_owner(*owner)
                 log.info("owner account %s (%s)", owner[0], account.id)
             if api_port is not None:
                 api = ApiService(cloud.service, accounts, port=api_port,
-                                 access_log=access_log)
+                                 access_log=access_log, outbound=cloud.outbound,
+                                 agents=cloud.agents, agent_url=agent_url)
                 await api.start()
                 log.info("REST API at %s", api.endpoint)
+            agents = cloud.service.agent_base_url
+            log.info("agent URLs at %s/<agent id>", agents)
             print(json.dumps({"broker": url, "api": api.endpoint if api else None,
-                              "db": db_path}), flush=True)
+                              "agents": agents, "db": db_path}), flush=True)
             log.info("impCloud serving devices on %s (db %s)", url, db_path)
             await stop.wait()
             log.info("stopping")
