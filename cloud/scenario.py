@@ -43,35 +43,40 @@ def make_factory(
     dut_code: str = DUT_CODE,
     app_code: str = APP_CODE,
     agent_code: str = AGENT_CODE,
+    app_agent_code: str | None = None,
 ) -> FactorySetup:
-    """Build a product's factory groups and deployments in ``zone`` (test|production)."""
+    """Build a product's factory groups and deployments in ``zone`` (test|production).
+    ``agent_code`` goes with the fixture and DUT code, ``app_agent_code`` (default: the
+    same) with the application."""
     product = svc.create_product(owner_id, name, f"{name} (made by impfactory)")
+    code = (fixture_code, dut_code, app_code, agent_code,
+            agent_code if app_agent_code is None else app_agent_code)
     test = _zone(svc, product, f"{name} test", GroupType.PRE_PRODUCTION, GroupType.PRE_DUT,
-                 GroupType.PRE_FACTORYFIXTURE, load_code_after_blessing,
-                 (fixture_code, dut_code, app_code, agent_code), promoted=zone == "production")
+                 GroupType.PRE_FACTORYFIXTURE, load_code_after_blessing, code,
+                 promoted=zone == "production")
     if zone == "test":
         return test
     if zone != "production":
         raise ValueError(f"zone must be test or production, not {zone!r}")
     return _zone(svc, product, name, GroupType.PRODUCTION, GroupType.DUT,
-                 GroupType.FACTORYFIXTURE, load_code_after_blessing,
-                 (fixture_code, dut_code, app_code, agent_code), promoted=False)
+                 GroupType.FACTORYFIXTURE, load_code_after_blessing, code, promoted=False)
 
 
 def _zone(svc: CloudService, product: Product, prefix: str, prod_type: GroupType,
           dut_type: GroupType, fixture_type: GroupType, load_code: bool,
-          code: tuple[str, str, str, str], *, promoted: bool) -> FactorySetup:
-    fixture_code, dut_code, app_code, agent_code = code
+          code: tuple[str, str, str, str, str], *, promoted: bool) -> FactorySetup:
+    fixture_code, dut_code, app_code, agent_code, app_agent = code
     production = svc.create_group(product.id, prod_type, f"{prefix} production",
                                   load_code_after_blessing=load_code)
     dut = svc.create_group(product.id, dut_type, f"{prefix} DUT")
     fixture = svc.create_group(product.id, fixture_type, f"{prefix} fixture",
                                production_target=production.id, dut_target=dut.id)
     builds = [
-        svc.create_deployment(group.id, device, agent_code, description=f"{prefix} {what}",
+        svc.create_deployment(group.id, device, agent, description=f"{prefix} {what}",
                               origin=f"{prefix}-{what}", promoted=promoted)
-        for group, device, what in ((fixture, fixture_code, "fixture"), (dut, dut_code, "dut"),
-                                    (production, app_code, "app"))
+        for group, device, agent, what in ((fixture, fixture_code, agent_code, "fixture"),
+                                           (dut, dut_code, agent_code, "dut"),
+                                           (production, app_code, app_agent, "app"))
     ]
     return FactorySetup(product, svc.get_group(fixture.id), svc.get_group(dut.id),
                         svc.get_group(production.id), *builds)

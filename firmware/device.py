@@ -663,8 +663,10 @@ class Device:
         elif isinstance(msg, cl.Restart):
             self._spawn(self._reboot(msg.reason))
         elif isinstance(msg, cl.DeviceMessage):
-            # The agent's device.send: no agent.on handler means dropped, as on an imp.
-            self.agent_deliver(msg.name, msg.value)
+            # The agent's device.send: no agent.on handler means dropped, and impOS logs
+            # it (Electric Imp's "no handler for device.send()" troubleshooting note).
+            if not self.agent_deliver(msg.name, msg.value):
+                self.log("ERROR: no handler for device.send()", error=True)
         elif isinstance(msg, cl.ShutdownNotice):
             handler = self._shutdown_handler
             if handler is not None and self.runtime.running:

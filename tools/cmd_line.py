@@ -1,11 +1,12 @@
 """``impfactory line run``: a whole production line, emulated, with faults and a report.
 
-Starts (or reaches) a broker, starts a cloud on a fresh database, builds a product
-with its fixture, DUT and production groups and a deployment in each (the example
-factory and application firmware unless ``--firmware``/``--app`` name your own),
-then runs F fixtures × N DUTs (``fixture.line``) with a live progress bar, prints
-the summary and, with ``--report DIR``, writes ``duts.json``, ``junit.xml`` and
-``report.html``.
+Starts (or reaches) a broker, starts a cloud on a fresh database (its agents' URLs
+on a free loopback port), builds a product with its fixture, DUT and production
+groups and a deployment in each (the example factory firmware and its agent, and
+the example application, unless ``--firmware``/``--agent``/``--app`` name your
+own), then runs F fixtures × N DUTs (``fixture.line``) with a live progress bar,
+prints the summary and, with ``--report DIR``, writes ``duts.json``, ``junit.xml``
+and ``report.html``.
 
 Exit status: 0 when the run completed and its yield is at least ``--min-yield``
 (default 0: failed DUTs are results, not errors), 1 below it or when the line
@@ -28,7 +29,12 @@ from impfactory.fixture.line import LineConfig, LineError, LineResult, run_line
 from impfactory.fixture.record import LineSummary
 from impfactory.fixture.report import prepare_report_dir, write_reports
 from impfactory.hw.optical import PRESETS, OpticalConfig
-from impfactory.tools.firmware_input import add_lib_option, apply_lib_dirs, read_firmware
+from impfactory.tools.firmware_input import (
+    add_lib_option,
+    apply_lib_dirs,
+    read_agent,
+    read_firmware,
+)
 from impfactory.tools.line_setup import factory_cloud
 from impfactory.tools.line_shards import run_sharded
 from impfactory.tools.line_ui import LineProgress
@@ -81,6 +87,10 @@ def register(sub: Any) -> None:
     run.add_argument("--firmware", type=Path, metavar="FILE",
                      help="your factory firmware (fixture + DUT) instead of the example: "
                           "Squirrel (.nut), or Python (.py)")
+    run.add_argument("--agent", type=Path, metavar="FILE",
+                     help="the agent code (.nut) deployed with --firmware to the fixture and "
+                          "DUT groups (default: the example agent with the example firmware, "
+                          "none with yours)")
     run.add_argument("--app", type=Path, metavar="FILE",
                      help="your application firmware instead of the example (.nut or .py)")
     add_lib_option(run)
@@ -114,7 +124,8 @@ def config_from_args(args: argparse.Namespace, faults: dict[str, float] | None =
 async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
                             db: Path | None = None, factory_code: str | None = None,
                             app_code: str | None = None, workers: int = 1,
-                            wifi: tuple[str, str] | None = None) -> LineResult:
+                            wifi: tuple[str, str] | None = None,
+                            agent_code: str | None = None) -> LineResult:
     """Start the cloud, run the line under a progress bar, stop everything.
 
     ``workers > 1`` runs the fixtures and DUTs in that many processes sharing the
@@ -122,7 +133,8 @@ async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
     """
     ssid, password = wifi or (FACTORY_SSID, FACTORY_PASSWORD)
     async with factory_cloud(broker, db, factory_code=factory_code, app_code=app_code,
-                             wifi_ssid=ssid, wifi_password=password) as cloud:
+                             agent_code=agent_code, wifi_ssid=ssid,
+                             wifi_password=password) as cloud:
         with LineProgress(config.duts, quiet=quiet) as progress:
             try:
                 if workers > 1:
@@ -139,6 +151,9 @@ def print_summary(summary: LineSummary, report: dict[str, Path] | None = None) -
     print(f"      {d['wall_s']:.2f} s wall, {d['duts_per_s']:.1f} DUTs/s")
     for reason, count in summary.failures.items():
         print(f"      {count:4d} x {reason}")
+    if summary.agent_posts:
+        print(f"agents: {summary.agent_posts} requests made by DUT agents, "
+              f"{summary.agent_answered} answered 2xx")
     if report:
         print(f"report: {report['html']}  (also {report['json'].name}, {report['junit'].name})")
 
@@ -153,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
     apply_lib_dirs(args.lib)
     factory_code = read_firmware(args.firmware, "--firmware")
     app_code = read_firmware(args.app, "--app")
+    agent_code = read_agent(args.agent, "--agent")
     quiet_network_logs()
     wifi = None
     if args.wifi is not None:
@@ -167,7 +183,8 @@ def _run(args: argparse.Namespace) -> int:
         prepare_report_dir(args.report)
     result = asyncio.run(run_with_progress(config, args.broker, args.json, db=args.db,
                                            factory_code=factory_code, app_code=app_code,
-                                           workers=args.workers, wifi=wifi))
+                                           workers=args.workers, wifi=wifi,
+                                           agent_code=agent_code))
     report = write_reports(args.report, result.records, result.summary) if args.report else None
     if args.json:
         doc = result.summary.to_dict()

@@ -56,6 +56,21 @@ def read_firmware(path: Path | None, what: str) -> str | None:
     return text
 
 
+def read_agent(path: Path | None, what: str) -> str | None:
+    """The agent code in ``path`` (Squirrel only: agents run nothing else), checked as
+    ``read_firmware`` checks device code; ``None`` when no file was given."""
+    if path is None:
+        return None
+    if path.suffix == ".py":
+        raise FirmwareInputError(f"{what} {path}: agent code is Squirrel (.nut)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise FirmwareInputError(f"{what} {path}: {err}") from err
+    _check_squirrel(text, path, what, environment="agent")
+    return text
+
+
 def _check_python(text: str, path: Path, what: str) -> str:
     try:
         compile(text, str(path), "exec", dont_inherit=True)
@@ -66,7 +81,7 @@ def _check_python(text: str, path: Path, what: str) -> str:
     return mark_python(text)
 
 
-def _check_squirrel(text: str, path: Path, what: str) -> None:
+def _check_squirrel(text: str, path: Path, what: str, environment: str = "device") -> None:
     from impfactory.squirrel import LibraryError, SquirrelCompileError, Vm
     from impfactory.squirrel import require as sq_require
 
@@ -74,7 +89,7 @@ def _check_squirrel(text: str, path: Path, what: str) -> None:
         resolved = sq_require.resolve(text, path.name, library_dirs())
     except LibraryError as err:
         raise FirmwareInputError(f"{what} {path}: {err}") from err
-    vm = Vm(environment="device")
+    vm = Vm(environment=environment)
     try:
         vm.compile(resolved.source, path.name, resolved.line_map)
     except SquirrelCompileError as err:

@@ -8,8 +8,10 @@ import everything) builds what it needs and hands it over as a ``LineCloud``:
 * a product ("Line") with a test-zone fixture group aimed at a DUT group and a
   production group, and a deployment in each (reused from an earlier run when
   ``db`` already holds them; changed code becomes a new deployment): the example
-  factory firmware (or the user's own file) for fixture and DUT, the example
-  application firmware (or the user's),
+  factory firmware and its agent (or the user's own files) for fixture and DUT,
+  the example application firmware (or the user's) with no agent,
+* the cloud's agents, their URLs served on a free loopback port, so a DUT's agent
+  posts its result to the fixture's agent URL for real,
 * an impOS release that the product requires, so DUTs shipped with an older impOS
   update first,
 * developer enrolments for the fixtures and their adoption into the fixture group;
@@ -30,7 +32,11 @@ from impfactory.cloud.model import GroupType
 from impfactory.cloud.scenario import FactorySetup, make_factory
 from impfactory.cloud.server import Cloud
 from impfactory.cloud.service import CloudService
-from impfactory.firmware.examples import application_source, factory_source
+from impfactory.firmware.examples import (
+    application_source,
+    factory_agent_source,
+    factory_source,
+)
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.firmware.settings import DEFAULT_IMPOS_VERSION
 from impfactory.fixture.line import FIXTURE_SERIAL_BASE
@@ -42,7 +48,8 @@ PRODUCT = "Line"
 OUI = "0c2a69"
 #: The impOS the product requires; DUTs flagged outdated ship with the default (older) one.
 REQUIRED_IMPOS = "43.1.0"
-AGENT_CODE = "# the example firmware's agent is not emulated: results reach the line by LED\n"
+APP_AGENT_CODE = ""
+"""The application has no agent code (the example application needs none)."""
 
 
 class LineSetupError(ImpFactoryError, ValueError):
@@ -70,18 +77,29 @@ class FactoryCloud:
     async def adopt_fixture(self, device_id: str) -> None:
         self.cloud.service.assign_devices(self.setup.fixture_group.id, [device_id])
 
+    async def agent_activity(self, device_id: str, messages: int = 0
+                             ) -> list[dict[str, object]]:
+        """What ``device_id``'s agent did, once it has heard ``messages`` messages from
+        the device and has nothing left in flight."""
+        agents = self.cloud.agents
+        return await agents.settled(device_id, messages) if agents is not None else []
+
 
 @contextlib.asynccontextmanager
 async def factory_cloud(broker: str = "auto", db: Path | None = None, *,
                         factory_code: str | None = None, app_code: str | None = None,
+                        agent_code: str | None = None,
                         impos_size: int = 1 << 20, wifi_ssid: str = FACTORY_SSID,
                         wifi_password: str = FACTORY_PASSWORD) -> AsyncIterator[FactoryCloud]:
-    """Start broker and cloud, build the factory, yield it; stop everything after."""
+    """Start broker and cloud, build the factory, yield it; stop everything after.
+
+    ``agent_code`` goes with the factory firmware; without it, the example firmware
+    gets the example agent and firmware of the user's own gets none."""
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(BrokerServer(broker))
         if db is None:
             db = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="impline-"))) / "c.db"
-        cloud = Cloud(db, url)
+        cloud = Cloud(db, url, agent_port=0)
         await cloud.start()
         try:
             svc = cloud.service
@@ -89,9 +107,11 @@ async def factory_cloud(broker: str = "auto", db: Path | None = None, *,
             code = factory_code if factory_code is not None else factory_source(
                 wifi_ssid, wifi_password)
             app = app_code if app_code is not None else application_source()
-            setup = _reuse(svc, owner.id, code, app) or make_factory(
+            agent = agent_code if agent_code is not None else (
+                factory_agent_source() if factory_code is None else "")
+            setup = _reuse(svc, owner.id, code, app, agent) or make_factory(
                 svc, owner.id, name=PRODUCT, fixture_code=code, dut_code=code, app_code=app,
-                agent_code=AGENT_CODE)
+                agent_code=agent, app_agent_code=APP_AGENT_CODE)
             if not any(r.version == REQUIRED_IMPOS for r in svc.impos_releases()):
                 svc.add_impos_release(REQUIRED_IMPOS, size=impos_size)
             svc.update_product(setup.product.id, min_impos_version=REQUIRED_IMPOS)
@@ -105,7 +125,8 @@ async def factory_cloud(broker: str = "auto", db: Path | None = None, *,
             await cloud.stop()
 
 
-def _reuse(svc: CloudService, owner_id: str, code: str, app: str) -> FactorySetup | None:
+def _reuse(svc: CloudService, owner_id: str, code: str, app: str,
+           agent: str) -> FactorySetup | None:
     """The product an earlier run left in this database, with the given code current.
 
     Deployments are immutable, so code that differs from a group's current
@@ -122,12 +143,14 @@ def _reuse(svc: CloudService, owner_id: str, code: str, app: str) -> FactorySetu
     except KeyError as err:
         raise LineSetupError(f"product {PRODUCT!r} in this database lacks a group: {err}") from err
     builds = []
-    for group, source, what in ((fixture, code, "fixture"), (dut, code, "dut"),
-                                (production, app, "app")):
+    for group, source, agent_source, what in ((fixture, code, agent, "fixture"),
+                                              (dut, code, agent, "dut"),
+                                              (production, app, APP_AGENT_CODE, "app")):
         current = svc.get_deployment(group.current_deployment) if group.current_deployment \
             else None
-        if current is None or current.device_code != source:
-            current = svc.create_deployment(group.id, source, AGENT_CODE,
+        if current is None or (current.device_code, current.agent_code) != (source,
+                                                                            agent_source):
+            current = svc.create_deployment(group.id, source, agent_source,
                                             description=f"{PRODUCT} {what}",
                                             origin=f"{PRODUCT}-{what}")
         builds.append(current)

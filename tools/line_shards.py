@@ -65,6 +65,10 @@ async def _coordinate(config: LineConfig, cloud: FactoryCloud, observer: LineObs
         await cloud.adopt_fixture(device_id)
         conn.send(("adopted", device_id))
 
+    async def activity(conn: Connection, device_id: str, messages: int) -> None:
+        conn.send(("agent_activity", device_id,
+                   await cloud.agent_activity(device_id, messages)))
+
     def on_readable(w: int) -> None:
         conn = conns[w]
         try:
@@ -78,6 +82,10 @@ async def _coordinate(config: LineConfig, cloud: FactoryCloud, observer: LineObs
                     observer.done(msg[1])
                 elif kind == "adopt":
                     task = loop.create_task(adopt(conn, msg[1]))
+                    adoptions.add(task)
+                    task.add_done_callback(adoptions.discard)
+                elif kind == "agent_activity":
+                    task = loop.create_task(activity(conn, msg[1], msg[2]))
                     adoptions.add(task)
                     task.add_done_callback(adoptions.discard)
                 elif kind == "finished" and not finished[w].done():

@@ -228,7 +228,7 @@ class HttpRequest:
                 agent.in_flight -= 1
             table = reply_table(reply)
         agent.note("http", f"{self.method} {self.url}", int(table["statuscode"]),
-                   answer=str(table["body"])[:120])
+                   answer=str(table["body"])[:120], to_agent=agent.host.is_agent_url(self.url))
         return table
 
     def sendasync(self, done: Any, stream: Any = None, timeout: Any = None) -> None:

@@ -207,6 +207,7 @@ class Agents:
             handle.cancel()
         self.stats.stopped += 1
         agent.stop()
+        self._check_idle(agent.device_id)
 
     def stopped_itself(self, agent: Agent) -> None:
         """Its code was stopped (a limit): it stays registered, not running, until a
@@ -240,6 +241,7 @@ class Agents:
         agent = self._agents.get(device_id) or self.sync(device_id)
         if agent is None or not agent.running:
             self.stats.messages_dropped += 1
+            self.note(device_id, "from_device", name, 0)
             self.log(device_id, f"agent.send(\"{name}\") dropped: the device's agent is not "
                                 "running", "status")
             return
@@ -303,6 +305,10 @@ class Agents:
     def agent_url(self, agent_id: str) -> str:
         return self.svc.agent_url(agent_id) or ""
 
+    def is_agent_url(self, url: str) -> bool:
+        """``url`` is (under) an agent URL of this cloud."""
+        return url.startswith(self.svc.agent_base_url + "/")
+
     # --- what agents use of the cloud -----------------------------------------------------
 
     def now(self) -> float:
@@ -329,6 +335,8 @@ class Agents:
             entries = self._activity[device_id] = deque(maxlen=self.limits.activity)
         entries.append({"t": self.svc.now(), "kind": kind, "detail": detail,
                         "status": status, **extra})
+        if device_id in self._idle:
+            self._check_idle(device_id)
 
     def activity(self, device_id: str) -> list[dict[str, Any]]:
         """What ``device_id``'s agent did (oldest first, the last ``limits.activity``)."""
@@ -340,28 +348,36 @@ class Agents:
     def agents(self) -> list[Agent]:
         return list(self._agents.values())
 
-    async def settled(self, device_id: str, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """``device_id``'s activity once its agent has nothing queued, running or in flight
-        (or ``timeout`` wall seconds have passed)."""
-        if self._busy(device_id):
+    async def settled(self, device_id: str, messages: int = 0,
+                      timeout: float = 3.0) -> list[dict[str, Any]]:
+        """``device_id``'s activity once its agent has heard ``messages`` messages from its
+        device and has nothing queued, running or in flight (or ``timeout`` wall seconds
+        have passed)."""
+        deadline = self.loop.time() + timeout
+        while self._busy(device_id, messages):
             future: asyncio.Future[None] = self.loop.create_future()
             self._idle.setdefault(device_id, []).append(future)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(future, timeout)
+            try:
+                await asyncio.wait_for(future, deadline - self.loop.time())
+            except TimeoutError:
+                break
         return self.activity(device_id)
 
-    def _busy(self, device_id: str) -> bool:
+    def _busy(self, device_id: str, messages: int = 0) -> bool:
         agent = self._agents.get(device_id)
-        return bool(self._events) or (agent is not None and agent.running and agent.busy)
+        if self._events or (agent is not None and agent.running and agent.busy):
+            return True
+        heard = sum(1 for e in self._activity.get(device_id, ()) if e["kind"] == "from_device")
+        return heard < messages
 
     def _check_idle(self, device_id: str | None = None) -> None:
+        """Wake whoever waits on a device's agent (they look again for themselves)."""
         if not self._idle:
             return
         for key in [device_id] if device_id is not None else list(self._idle):
-            if key in self._idle and not self._busy(key):
-                for future in self._idle.pop(key):
-                    if not future.done():
-                        future.set_result(None)
+            for future in self._idle.pop(key, ()):
+                if not future.done():
+                    future.set_result(None)
 
     def idle_changed(self, agent: Agent) -> None:
         """An agent finished a call or a request: wake whoever waits for it to settle."""

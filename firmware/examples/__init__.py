@@ -5,7 +5,8 @@ and deploy the text as a deployment's ``device_code``. Squirrel is the language 
 the examples (``factory_firmware.nut``, ``application_firmware.nut``), as on a real
 imp; the same behaviour in Python (``*.py``, marked as Python device code) stays
 for tests of the Python engine. ``factory_source`` fills in the factory WiFi the
-fixture flashes into each DUT.
+fixture flashes into each DUT. ``factory_agent.nut`` is the factory firmware's
+agent code (``factory_agent_source`` fills in a results service).
 
 Boards: the fixture is an imp005 on Electric Imp's Factory BlinkUp Box (buttons on
 pinC/pinH, BlinkUp LED on pinM, LCD on uart2), a DUT an imp001 on an impExplorer
@@ -20,6 +21,7 @@ from importlib import resources
 from impfactory.firmware.hardware import SimHardware, load_board
 
 FACTORY = "factory_firmware.nut"
+FACTORY_AGENT = "factory_agent.nut"
 APPLICATION = "application_firmware.nut"
 FACTORY_PY = "factory_firmware.py"
 APPLICATION_PY = "application_firmware.py"
@@ -56,6 +58,14 @@ def factory_source(ssid: str, password: str, fast: bool = True, python: bool = F
     if not fast:
         text = text.replace("BLINKUP_FLAGS <- BLINKUP_FAST;", "BLINKUP_FLAGS <- 0;")
     return text
+
+
+def factory_agent_source(results_url: str = "") -> str:
+    """The factory agent (``factory_agent.nut``), posting results to ``results_url`` too
+    when one is given."""
+    text = source(FACTORY_AGENT)
+    return text.replace('const RESULTS_URL = "";',
+                        f"const RESULTS_URL = {squirrel_string(results_url)};")
 
 
 def application_source(python: bool = False) -> str:

@@ -177,6 +177,8 @@ class CfaX33Kl(Faultable):
         self._pressed_since: set[str] = set()
         self._released_since: set[str] = set()
         self._send: SendFn = lambda data: None
+        self.watchers: list[Callable[[tuple[str, str]], None]] = []
+        """Called with the new ``lines`` whenever what the display shows changes."""
         rows = _blank()
         for row, text in enumerate(boot_lines):
             rows[row][: len(text[:WIDTH])] = text[:WIDTH].encode("latin-1")
@@ -233,7 +235,11 @@ class CfaX33Kl(Faultable):
             self.received.append(packet)
             if packet.type is not PacketType.COMMAND:
                 continue  # only a host sends commands; anything else is ignored
+            shown = self.lines
             answer = self._execute(packet)
+            if self.watchers and self.lines != shown:
+                for watcher in list(self.watchers):
+                    watcher(self.lines)
             if not self.fault("no_ack"):
                 self._reply(answer)
 
