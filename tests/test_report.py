@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from impfactory.fixture.record import (
     BLESSED,
+    AgentEvent,
     DutRecord,
     LedEvent,
     LineSummary,
@@ -165,3 +166,28 @@ def test_led_spans_follow_the_blink_patterns() -> None:
     assert lit_spans("not-a-state", 0.0, 1.0) == [(0.0, 1.0)]
     # 500,250,250 repeats lit first: lit 0-0.5, dark, lit 0.75-1.0, then lit 1.0-1.5
     assert lit_spans("getting_ip", 0.0, 1.5) == [(0.0, 0.5), (0.75, 0.25), (1.0, 0.5)]
+
+
+def test_agent_activity_and_the_fixture_lcd_reach_every_report(tmp_path: Path) -> None:
+    records = synthetic(6, seed=5)
+    fixture_url = "http://127.0.0.1:9/agent/0123456789ab"
+    for r in records[:4]:
+        r.agent = [AgentEvent("from_device", "testresult"),
+                   AgentEvent("http", f"POST {fixture_url}", 200 if r.blessed else 500,
+                              "OK", to_agent=True),
+                   AgentEvent("http", "POST http://127.0.0.1:9/testresult.json", 28,
+                              "TimeoutError")]
+        r.fixture_lcd = [r.dut_id, f"Passed = {str(r.blessed).lower()}"]
+    summary = LineSummary.of(records, 1.0)
+    assert summary.agent_posts == 8
+    assert summary.agent_answered == sum(1 for r in records[:4] if r.blessed)
+    paths = write_reports(tmp_path, records, summary)
+    _, back = read_json(paths["json"])
+    assert back == records and back[0].agent[1].to_agent
+    page = paths["html"].read_text()
+    assert "<h2>Agents</h2>" in page and f"POST {fixture_url} -&gt; " in page
+    assert f"{records[0].dut_id} | Passed = " in page
+    outs = [e.text or "" for e in ET.parse(paths["junit"]).getroot().iter("system-out")]
+    assert any("agent: http POST http://127.0.0.1:9/testresult.json -> 28" in o for o in outs)
+    assert any(f"fixture LCD: {records[0].dut_id} | Passed = " in o for o in outs)
+    assert "<h2>Agents</h2>" not in render_html(synthetic(3), LineSummary.of(synthetic(3), 1))
