@@ -3,12 +3,15 @@
 Squirrel 3.0.5 allocates through ``malloc`` and has no allocator hook, and the
 binding gives no per-VM count. So the memory of one VM is measured from outside:
 glibc's ``mallinfo2()`` says how many bytes the process has allocated right now
-(``uordblks``: in use from the heap arenas, ``hblkhd``: in blocks of their own),
-read in about half a microsecond. ``Vm`` reads it before and after everything it
-runs (creation, compiles, every entry, ``collect``) and adds the difference to
-the VM's ``heap_bytes``: the net bytes its own work left allocated. The
-watchdog reads it every few dozen lines while Squirrel runs, so a loop that
-allocates is stopped inside the entry, not after it.
+(``uordblks``: in use from the heap arenas, ``hblkhd``: in blocks of their own).
+A reading walks the allocator's free lists: half a microsecond in a small
+process, up to ~0.15 ms in a large, busy one (a cloud with a line of devices), so
+only VMs with a memory limit are measured. ``Vm`` reads it before and after
+everything such a VM runs (creation, compiles, every entry, ``collect``) and adds
+the difference to the VM's ``heap_bytes``: the net bytes its own work left
+allocated. The watchdog reads it every ``MEMORY_CHECK_S`` of an entry's time
+while Squirrel runs, so a loop that allocates is stopped inside the entry, not
+after it.
 
 What this counts, plainly:
 

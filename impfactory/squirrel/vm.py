@@ -35,12 +35,14 @@ native boundary), so a repeat of the same error at a shallower, matching stack
 is ignored. A timeout or a recursion past ``max_depth`` stops the VM for good
 (``dead``): it must be replaced, as impOS restarts Squirrel.
 
-**Memory.** Everything the VM runs (its creation, compiles, entries, ``collect``)
-is measured at the process's allocator (``memory``) and the difference added to
-``heap_bytes``. With a ``memory_limit`` the watchdog also stops an entry whose
-allocation passes what is left of the limit, and an entry that ends above it is
-followed by a cycle collection and, if still above, stops the VM
-(``SquirrelMemoryError``; the VM is dead, like after a timeout).
+**Memory.** A VM with a ``memory_limit`` has everything it runs (its creation,
+compiles, entries, ``collect``) measured at the process's allocator (``memory``),
+the difference added to ``heap_bytes``; the watchdog also stops an entry whose
+allocation passes what is left of the limit (checked at most every
+``MEMORY_CHECK_S`` of the watchdog's timer, since a reading costs up to ~0.1 ms in a
+large process), and an entry that ends above it is followed by a cycle collection
+and, if still above, stops the VM (``SquirrelMemoryError``; the VM is dead, like
+after a timeout). A VM without a limit is not measured (``heap_bytes`` stays 0).
 
 **Waiting inside a native.** A native may suspend the running entry (a greenlet
 switch, say, while an HTTP answer arrives) and let other VMs run meanwhile;
@@ -206,7 +208,7 @@ class Vm:
         if memory_limit is not None and memory_limit <= 0:
             raise ValueError(f"memory_limit must be positive, not {memory_limit!r}")
         sandbox.allowed_globals(environment)
-        self._meter = memory.METER
+        self._meter = memory.METER if memory_limit is not None else None
         started = self._meter() if self._meter is not None else 0
         self.heap_bytes = 0
         self.memory_limit = memory_limit
@@ -255,8 +257,7 @@ class Vm:
         self._blob_ctor = capi.stack_object(v, -1)
         capi.sq_settop(v, 0)
         self._guard = Guard(timer, max_depth, self._pybind.arm_raiser)
-        if memory_limit is not None:
-            self._guard.meter = self._meter
+        self._guard.meter = self._meter
         GUARDS[v] = self._guard
         capi.sq_setnativedebughook(v, DEBUG_HOOK)
         self._mark = started  # where the current measurement started

@@ -11,7 +11,8 @@ deadline::
 
     event --> depth > max_depth ?  --yes--> stop("overflow")
           \\-> every 32nd: timer() > deadline ?  --yes--> stop("timeout")
-                         meter() > ceiling ?  --yes--> stop("memory")   (with a memory limit)
+                         meter() > ceiling ?  --yes--> stop("memory")   (with a memory limit,
+                                                                        every MEMORY_CHECK_S)
 
 A native hook cannot stop the VM (the VM ignores its result), so ``stop`` records
 the stack and installs the binding's *raising* closure as the VM's debug hook
@@ -33,6 +34,8 @@ from collections.abc import Callable
 from impfactory.squirrel import capi
 
 CHECK_EVERY = 32
+MEMORY_CHECK_S = 0.002
+"""Timer seconds between two readings of the allocator inside one entry."""
 MAX_FRAMES = 50  # frames kept for the report of a stopped VM, innermost first
 
 RawFrame = tuple[bytes | None, bytes | None, int]
@@ -42,7 +45,7 @@ class Guard:
     """One VM's watchdog state; ``arm`` before each entry, ``disarm`` after."""
 
     __slots__ = ("arm_raiser", "ceiling", "countdown", "deadline", "depth", "interrupt",
-                 "max_depth", "meter", "stack", "stopped", "timer")
+                 "max_depth", "meter", "next_reading", "stack", "stopped", "timer")
 
     def __init__(self, timer: Callable[[], float], max_depth: int,
                  arm_raiser: Callable[[], None]) -> None:
@@ -52,6 +55,7 @@ class Guard:
         self.deadline = math.inf
         self.meter: Callable[[], int] | None = None
         self.ceiling = math.inf  # bytes the process may have allocated (memory limit)
+        self.next_reading = 0.0  # timer reading from which the meter is read again
         self.countdown = CHECK_EVERY
         self.depth = 0
         self.stopped: str | None = None
@@ -59,7 +63,9 @@ class Guard:
         self.interrupt: BaseException | None = None
 
     def arm(self, limit_s: float) -> None:
-        self.deadline = self.timer() + limit_s
+        now = self.timer()
+        self.deadline = now + limit_s
+        self.next_reading = now + MEMORY_CHECK_S
         self.countdown = CHECK_EVERY
         self.depth = 0
 
@@ -132,10 +138,13 @@ def _hook(v: int, kind: int, _src: int | None, line: int, _guards: dict[int, Gua
         g.countdown -= 1
         if g.countdown <= 0:
             g.countdown = CHECK_EVERY
-            if g.timer() > g.deadline:
+            now = g.timer()
+            if now > g.deadline:
                 g.stop(v, "timeout", line if kind != _call else 0)
-            elif g.meter is not None and g.meter() > g.ceiling:
-                g.stop(v, "memory", line if kind != _call else 0)
+            elif g.meter is not None and now >= g.next_reading:
+                g.next_reading = now + MEMORY_CHECK_S
+                if g.meter() > g.ceiling:
+                    g.stop(v, "memory", line if kind != _call else 0)
     except BaseException as exc:  # a signal (KeyboardInterrupt) delivered in the hook
         g.interrupt = exc
         g.stop(v, "interrupt", line if kind != _call else 0)
