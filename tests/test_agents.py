@@ -352,12 +352,13 @@ http.onrequest(function(req, res) { res.send(200, "agent " + req.body); });
 def test_outbound_requests_reach_a_real_receiver_and_failures_are_below_100(
         broker_url: str) -> None:
     got: list[tuple[str, dict[str, Any]]] = []
+    release = asyncio.Event()
 
     async def handler(request: web.Request) -> web.Response:
         body = await request.json()
         got.append((request.headers["X-N"], body))
         if request.path == "/slow":
-            await asyncio.sleep(5)
+            await release.wait()  # past the request's 0.3 s deadline
         return web.Response(status=202, text="thanks", headers={"X-Reply": "r"})
 
     async def test(w: World) -> None:
@@ -378,6 +379,7 @@ def test_outbound_requests_reach_a_real_receiver_and_failures_are_below_100(
                 while len(answers) < len(jobs):
                     m = await fx.expect(cl.DeviceMessage)
                     answers[m.value["n"]] = m.value  # type: ignore[index]
+                release.set()
         finally:
             closed.close()
         assert answers[0] == {"n": 0, "status": 202, "body": "thanks", "header": "r"}
@@ -412,6 +414,32 @@ def test_sendsync_waits_without_blocking_the_cloud(broker_url: str) -> None:
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(0.5)
         return web.Response(text="slow")
+
+    run(test, broker_url, POSTER)
+
+
+def test_a_restart_while_a_call_waits_in_sendsync_ends_that_call_quietly(
+        broker_url: str) -> None:
+    async def test(w: World) -> None:
+        fx = await w.fixture()
+        reached, release = asyncio.Event(), asyncio.Event()
+
+        async def never(request: web.Request) -> web.Response:
+            reached.set()
+            await release.wait()
+            return web.Response(text="late")
+
+        async with receiver(never) as base:
+            await fx.agent_send("sync", base + "/never")
+            await asyncio.wait_for(reached.wait(), 10)
+            old = w.cloud.agents.agent(fx.device_id)  # type: ignore[union-attr]
+            w.svc.restart_device(fx.device_id)
+            await until(lambda: w.cloud.agents.agent(fx.device_id) not in (None, old))  # type: ignore[union-attr]
+            assert old is not None and old.vm is None  # stopped, its VM freed
+            await fx.agent_send("tick", 2)  # the new agent answers at once
+            assert (await fx.expect(cl.DeviceMessage)).value == 2
+            release.set()
+        assert w.logs(fx, "agent.error") == []  # a restart is no error
 
     run(test, broker_url, POSTER)
 

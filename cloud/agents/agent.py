@@ -87,6 +87,8 @@ class AgentLimits:
     it starts again when the device returns or its URL is requested."""
     activity: int = 200
     """Entries of agent activity kept per device for reports (ours)."""
+    activity_devices: int = 100_000
+    """Devices whose agent activity is kept (the most recent; ours)."""
 
 
 class Agent:
@@ -167,6 +169,9 @@ class Agent:
         self._queue.clear()
         for task in list(self._tasks):
             task.cancel()
+        if self._waiting is not None:
+            self._waiting.cancel()
+            self._waiting = None
         for response in list(self._pending_responses):
             response.abandon(503, "the agent was stopped")
         self._pending_responses.clear()
@@ -258,7 +263,8 @@ class Agent:
             vm.call(fn, *args)
             ok = True
         except SquirrelError as err:
-            self._failed(err)
+            if self.running:  # (a call cut short by the agent's own stop is no error)
+                self._failed(err)
         except Exception as err:  # a bug in the host: the agent carries on
             log.exception("agent %s: host failure", self.agent_id)
             self.error(f"ERROR: impCloud: {type(err).__name__}: {err}")

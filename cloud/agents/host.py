@@ -333,6 +333,8 @@ class Agents:
         entries = self._activity.get(device_id)
         if entries is None:
             entries = self._activity[device_id] = deque(maxlen=self.limits.activity)
+            while len(self._activity) > self.limits.activity_devices:
+                del self._activity[next(iter(self._activity))]
         entries.append({"t": self.svc.now(), "kind": kind, "detail": detail,
                         "status": status, **extra})
         if device_id in self._idle:
