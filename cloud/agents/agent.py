@@ -157,9 +157,12 @@ class Agent:
         self.start_s = time.perf_counter() - began
         return self.running
 
-    def stop(self) -> None:
-        """Stop for good: timers, requests in flight and waiting callers are dropped,
-        pending requests at the agent's URL answered 503, the VM closed."""
+    def stop(self, *, cancel_requests: bool = False) -> None:
+        """Stop for good: timers, queued calls and a call waiting in ``sendsync`` are
+        dropped, pending requests at the agent's URL answered 503, the VM closed.
+        Requests already sent by ``sendasync`` complete (what they do at the other end
+        is done) but their callbacks are not called; ``cancel_requests`` cancels them
+        too (the cloud is stopping)."""
         if not self.running and self.vm is None:
             return
         self.running = False
@@ -167,8 +170,9 @@ class Agent:
             handle.cancel()
         self._timers.clear()
         self._queue.clear()
-        for task in list(self._tasks):
-            task.cancel()
+        if cancel_requests:
+            for task in list(self._tasks):
+                task.cancel()
         if self._waiting is not None:
             self._waiting.cancel()
             self._waiting = None

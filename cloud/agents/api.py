@@ -220,12 +220,14 @@ class HttpRequest:
                      "body": f"over {limits.requests_in_flight} requests in flight"}
         else:
             agent.in_flight += 1
+            agent.host.requesting(agent.device_id, +1)
             try:
                 reply = await agent.host.outbound.request(
                     self.method, self.url, self.body or None, self.headers,
                     timeout=timeout or limits.http_timeout_s)
             finally:
                 agent.in_flight -= 1
+                agent.host.requesting(agent.device_id, -1)
             table = reply_table(reply)
         agent.note("http", f"{self.method} {self.url}", int(table["statuscode"]),
                    answer=str(table["body"])[:120], to_agent=agent.host.is_agent_url(self.url))

@@ -87,6 +87,7 @@ class Agents:
         self._draining = False
         self._offline: dict[str, TimerHandle] = {}
         self._idle: dict[str, list[asyncio.Future[None]]] = {}
+        self._requests: dict[str, int] = {}  # outbound requests in flight, by device
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -105,7 +106,7 @@ class Agents:
             handle.cancel()
         self._offline.clear()
         for agent in list(self._agents.values()):
-            self._stop(agent)
+            self._stop(agent, cancel_requests=True)
         for waiters in self._idle.values():
             for future in waiters:
                 if not future.done():
@@ -197,7 +198,7 @@ class Agents:
         agent.start()
         return agent
 
-    def _stop(self, agent: Agent) -> None:
+    def _stop(self, agent: Agent, *, cancel_requests: bool = False) -> None:
         if self._agents.get(agent.device_id) is agent:
             del self._agents[agent.device_id]
         if self._by_agent.get(agent.agent_id) == agent.device_id:
@@ -206,7 +207,7 @@ class Agents:
         if handle is not None:
             handle.cancel()
         self.stats.stopped += 1
-        agent.stop()
+        agent.stop(cancel_requests=cancel_requests)
         self._check_idle(agent.device_id)
 
     def stopped_itself(self, agent: Agent) -> None:
@@ -365,9 +366,19 @@ class Agents:
                 break
         return self.activity(device_id)
 
+    def requesting(self, device_id: str, change: int) -> None:
+        """Count the outbound requests in flight for a device's agents (a stopped agent's
+        requests still complete)."""
+        left = self._requests.get(device_id, 0) + change
+        if left > 0:
+            self._requests[device_id] = left
+        else:
+            self._requests.pop(device_id, None)
+
     def _busy(self, device_id: str, messages: int = 0) -> bool:
         agent = self._agents.get(device_id)
-        if self._events or (agent is not None and agent.running and agent.busy):
+        if self._events or device_id in self._requests or (
+                agent is not None and agent.running and agent.busy):
             return True
         heard = sum(1 for e in self._activity.get(device_id, ()) if e["kind"] == "from_device")
         return heard < messages
