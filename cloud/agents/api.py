@@ -24,6 +24,7 @@ client (``http``/``https`` URLs only).
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import math
 import time as _time
@@ -475,9 +476,9 @@ class AgentApi:
                                                            getter=getter)))
         for name, value in CONSTANTS.items():
             vm.set_global(name, value)
-        vm.set_global("time", vm.native(self._time, "time"))
-        vm.set_global("date", vm.native(self._date, "date"))
-        vm.set_global("clock", vm.native(agent.when, "clock"))
+        vm.set_global("time", vm.native(_Uncached(self._time), "time"))
+        vm.set_global("date", vm.native(_Uncached(self._date), "date"))
+        vm.set_global("clock", vm.native(_Uncached(agent.when), "clock"))
 
     def wrap_response(self, response: HttpResponse) -> Any:
         return self.vm.wrap(response, self._classes["httpresponse"])
@@ -498,6 +499,20 @@ class AgentApi:
                 "wday": (t.tm_wday + 1) % 7, "yday": t.tm_yday - 1, "hour": t.tm_hour,
                 "min": t.tm_min, "sec": t.tm_sec,
                 "usec": int((seconds - int(seconds)) * 1_000_000), "time": int(seconds)}
+
+
+class _Uncached:
+    """A native's function that holds this agent, kept out of the arity cache of
+    ``impfactory.squirrel.natives`` (which would keep a stopped agent alive)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self._fn = fn
+        self.__signature__ = inspect.signature(fn)
+
+    def __call__(self, *args: Any) -> Any:
+        return self._fn(*args)
 
 
 def _methods(cls: type, names: tuple[str, ...]) -> dict[str, Callable[..., Any]]:
