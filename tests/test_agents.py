@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from impfactory.cloud.agents import AgentLimits
 from impfactory.cloud.fakedevice import FakeDevice
@@ -533,3 +534,13 @@ def test_encoders_timers_and_time(broker_url: str) -> None:
         assert "never" not in logs
 
     run(test, broker_url, TOOLS)
+
+
+def test_perf_agents_prints_its_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    from impfactory.tools.cli import main
+
+    assert main(["perf", "agents", "--agents", "2", "--messages", "3", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["agents"] == 2
+    assert figures["start_ms_median"] > 0 and figures["memory_kib_median"] > 0
+    assert 0 < figures["round_trip_ms_p50"] <= figures["round_trip_ms_p95"]
