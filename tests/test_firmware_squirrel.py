@@ -212,3 +212,22 @@ sensor.configureDataReadyInterrupt(true);
 """)
     clock.advance_sync(2.5)
     assert dev.logs == ["ready at 1000 ms: 25.0 degC", "ready at 2000 ms: 25.0 degC"]
+
+
+def test_a_device_whose_code_stopped_is_freed() -> None:
+    """Nothing of the VM glue (caches of natives, host objects) keeps a device alive."""
+    import gc
+    import weakref
+
+    firmware = examples.factory_source("factory-wifi", "factory-password")
+    refs = []
+    for serial in range(1, 6):
+        dev = Device(DeviceIdentity.from_serial(serial), VirtualClock(), WifiEnvironment([]),
+                     "mqtt://127.0.0.1:1", hardware=examples.dut_board())
+        dev.configparams = {"factoryfirmware": True, "factory_imp": "000000000000"}
+        assert run(dev, firmware)
+        dev.runtime.stop()
+        refs.append(weakref.ref(dev))
+        del dev
+    gc.collect()
+    assert [r() for r in refs] == [None] * 5

@@ -90,11 +90,15 @@ def arity(fn: Callable[..., Any], skip: int) -> tuple[int, int | None]:
     """How many arguments Squirrel may pass to ``fn`` after the ``skip`` first ones.
 
     Read once per function (a line of devices binds the same API methods in every
-    VM; ``inspect.signature`` was most of a VM's start-up)."""
-    try:
+    VM; ``inspect.signature`` was most of a VM's start-up). A bound method is read
+    through its function, so the cache never holds the object it is bound to (a
+    device's API object would keep a stopped device alive); other callables made
+    per VM (closures, partials) are read each time, uncached."""
+    if inspect.ismethod(fn):
+        return _arity_cached(fn.__func__, skip + 1)
+    if inspect.isfunction(fn) and fn.__closure__ is None:
         return _arity_cached(fn, skip)
-    except TypeError:  # an unhashable callable
-        return _arity(fn, skip)
+    return _arity(fn, skip)
 
 
 @functools.lru_cache(maxsize=4096)
