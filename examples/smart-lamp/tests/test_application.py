@@ -44,6 +44,9 @@ def test_the_application_waits_for_the_owners_blinkup(make_lamp: Callable[..., P
     lamp = make_lamp(load_code_after_blessing=False)
     lamp.add_webhook(lamp.zone.production, "blinkup", webhook_receiver.url)
     dut = at_home(lamp)
+    after = dut.events[dut.events.index("blessed"):]
+    assert after.count("code_started") == 1  # not at blessing: at the owner's BlinkUp
+    assert after.index("code_started") > after.index("powered_on")
     [hook] = webhook_receiver.wait_for("blinkup")
     assert hook["device_id"] == dut.device_id
     assert lamp.device(dut.device_id)["activated"]
