@@ -43,7 +43,12 @@ from impfactory.hw.optical import OpticalChannel, OpticalConfig
 from impfactory.protocol.blinkup import BlinkUpConfig
 from impfactory.tools.cmd_blinkup import without_passwords
 from impfactory.tools.emulated_zone import build_test_zone, start_fixture
-from impfactory.tools.firmware_input import add_lib_option, apply_lib_dirs, read_firmware
+from impfactory.tools.firmware_input import (
+    add_lib_option,
+    apply_lib_dirs,
+    read_agent,
+    read_firmware,
+)
 
 from impfactory.clock import Clock, ScaledClock, VirtualClock
 from impfactory.devicecode import is_python_code
@@ -99,17 +104,24 @@ def dut_code(factory: str, fault: str) -> str:
 
 
 async def life(url: str, fault: str, scale: float, impos: str | None,
-               timeout: float, firmware: str | None = None, app: str | None = None
-               ) -> tuple[Device, list[str]]:
-    """One fixture and one DUT through the cloud; ``firmware`` and ``app`` are the
-    user's factory and application code (the examples when ``None``). Returns the DUT
-    and what the cloud logged about it (its status lines, as ``impt log get`` shows)."""
+               timeout: float, firmware: str | None = None, app: str | None = None,
+               agent: str | None = None) -> tuple[Device, list[str]]:
+    """One fixture and one DUT through the cloud; ``firmware``, ``app`` and ``agent`` are
+    the user's factory, application and factory agent code (the examples when
+    ``firmware`` is ``None``; no agent with the user's firmware unless given). Returns
+    the DUT and what the cloud logged about it (its status lines, as ``impt log get``
+    shows)."""
     with tempfile.TemporaryDirectory() as tmp:
         async with Cloud(Path(tmp) / "cloud.db", url) as cloud:
             factory = firmware or examples.factory_source(FACTORY_SSID, FACTORY_PASSWORD)
-            zone = build_test_zone(cloud.service, min_impos=impos,
-                                   dut_code=dut_code(factory, fault), fixture_code=factory,
-                                   app_code=app)
+            if firmware is None and agent is None:
+                agent = examples.factory_agent_source()
+            dut = dut_code(factory, fault)
+            zone = build_test_zone(cloud.service, min_impos=impos, dut_code=dut,
+                                   fixture_code=factory, app_code=app)
+            if agent:  # the factory builds again, each with its agent
+                cloud.service.create_deployment(zone.fixture_group, factory, agent)
+                cloud.service.create_deployment(zone.dut_group, dut, agent)
             async with Fleet(url, ScaledClock(scale)) as fleet:
                 try:
                     fixture = await start_fixture(cloud.service, zone, fleet, timeout)
@@ -117,18 +129,18 @@ async def life(url: str, fault: str, scale: float, impos: str | None,
                     raise DeviceLifeFailed(
                         f"the fixture did not enrol and start its firmware within {timeout} s"
                     ) from err
-                dut = fleet.add(hardware=examples.dut_board(loopback=fault != "test_fail"),
-                                env=_dut_network(fault), imp_type=examples.DUT_IMP)
-                station = _Station(fixture, dut, fleet.clock, timeout)
+                device = fleet.add(hardware=examples.dut_board(loopback=fault != "test_fail"),
+                                   env=_dut_network(fault), imp_type=examples.DUT_IMP)
+                station = _Station(fixture, device, fleet.clock, timeout)
                 if fault == "already_blessed":  # its first life: blessed, then switched off
                     await station.blinkup("none")
-                    await dut.power_off()
+                    await device.power_off()
                     await fleet.clock.sleep(RETRIGGER_WAIT_S)
                 await station.blinkup(fault)
                 await fleet.clock.sleep(2.0)
-            said = [e.msg for e in cloud.service.device_logs(dut.device_id, size=1000)
+            said = [e.msg for e in cloud.service.device_logs(device.device_id, size=1000)
                     if e.type == "status"]
-            return dut, said
+            return device, said
 
 
 def _dut_network(fault: str) -> WifiEnvironment | None:
@@ -224,12 +236,13 @@ def _cmd_life(args: argparse.Namespace) -> int:
     apply_lib_dirs(args.lib)
     firmware = read_firmware(args.firmware, "--firmware")
     app = read_firmware(args.app, "--app")
+    agent = read_agent(args.agent, "--agent")
     if args.fault == "code_error" and firmware is not None and is_python_code(firmware):
         raise DeviceCommandError("--fault code_error adds a Squirrel timer: give a .nut "
                                  "--firmware (or none)")
     with BrokerServer(args.broker) as url:
         dut, said = asyncio.run(life(url, args.fault, args.scale, args.impos, args.timeout,
-                                     firmware, app))
+                                     firmware, app, agent))
     if args.png:
         dut.led.render_png(args.png, title=f"DUT {dut.device_id} ({args.fault})")
     out = summary(dut, said)
@@ -320,6 +333,10 @@ def register(sub: Any) -> None:
     p.add_argument("--firmware", type=Path, metavar="FILE",
                    help="your factory firmware (fixture + DUT), .nut or .py, instead of the "
                         "example")
+    p.add_argument("--agent", type=Path, metavar="FILE",
+                   help="the agent code (.nut) deployed with --firmware to the fixture and DUT "
+                        "groups (default: the example agent with the example firmware, none "
+                        "with yours)")
     p.add_argument("--app", type=Path, metavar="FILE",
                    help="your application firmware (.nut or .py) instead of the example")
     add_lib_option(p)
