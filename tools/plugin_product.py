@@ -16,10 +16,11 @@ session's broker, with a fresh database, and makes over that API what a user
 makes with ``impt``: the product, its Test Zone (a Test Production group, a Test
 DUT group, a Test Fixture group aimed at both; ``product.zone``) and a promoted
 deployment in each: ``factory`` in the fixture and DUT groups (or ``dut`` in the
-DUT group), ``app`` in the production group, with their agent code. Code given as
-a ``Path`` is read and checked first (Squirrel ``.nut``: its ``#require`` lines
-resolved from ``lib`` folders, ``--impfactory-lib`` folders, then the libraries
-impfactory ships, and compiled; Python ``.py``: compiled), so a typo fails the test
+DUT group), ``app`` in the production group, with their agent code (the cloud runs
+agents: docs/agents.md). Code given as a ``Path`` is read and checked first
+(Squirrel ``.nut``: its ``#require`` lines resolved from ``lib`` folders,
+``--impfactory-lib`` folders, then the libraries impfactory ships, and compiled;
+Python ``.py``: compiled), so a typo fails the test
 at once naming file and line; a ``str`` is code as it is.
 
 From there a test drives the factory as docs/guide.md does by hand:
@@ -48,7 +49,7 @@ from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID, Fleet
 from impfactory.firmware.settings import DEFAULT_IMPOS_VERSION, MemoryStore, Settings
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
 from impfactory.fixture.line import LineConfig, LineResult, run_line
-from impfactory.tools.firmware_input import FirmwareInputError, read_firmware
+from impfactory.tools.firmware_input import FirmwareInputError, read_agent, read_firmware
 from impfactory.tools.plugin_station import Dut, Fixture, WaitTimeout, _Loop
 
 from impfactory.clock import ScaledClock
@@ -350,10 +351,9 @@ def _agent_code(code: Code | None) -> str:
     if code is None:
         return ""
     if isinstance(code, Path):
-        try:
-            return code.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise FirmwareInputError(f"agent code {code}: {err}") from err
+        text = read_agent(code, "agent code")
+        assert text is not None
+        return text
     return code
 
 

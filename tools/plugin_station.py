@@ -81,21 +81,65 @@ class _Loop:
         return self.thread.run(coro, timeout)
 
 
-class Dut:
+class _Imp:
+    """What a fixture and a DUT share: a device on the product's loop, its log, its board."""
+
+    def __init__(self, loop: _Loop, device: Device) -> None:
+        self._loop = loop
+        self._device = device
+        #: Event index where waits start looking (a DUT's placement; a fixture's start).
+        self._since = 0
+        self.device_id: str = device.device_id
+        self.mac: str = device.mac
+
+    @property
+    def logs(self) -> list[str]:
+        """Its ``server.log``/``server.error`` lines and runtime errors."""
+        return self._loop.call(lambda: list(self._device.logs))
+
+    def model(self, name: str) -> Any:
+        """A model on its board by name (docs/peripherals.md)."""
+        return self._loop.call(self._device.hardware_board.model, name)
+
+    def wait_for_log(self, text: str, timeout: float = WAIT_S) -> str:
+        """Wait until it logs a line containing ``text`` (a DUT: since it was placed,
+        activated or switched on, as ``wait_for``); return that line."""
+        async def seek() -> str | None:
+            device = self._device
+            seen = self._since
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while True:
+                records = device.events[seen:]
+                for record in records:
+                    if record.kind is DeviceEvent.LOG and text in str(record.detail):
+                        return str(record.detail)
+                seen += len(records)
+                left = deadline - loop.time()
+                if left <= 0:
+                    return None
+                try:
+                    await device.wait_for(DeviceEvent.LOG, left)
+                except TimeoutError:
+                    return None
+
+        found = self._loop.run(seek(), timeout + 5.0)
+        if found is None:
+            raise WaitTimeout(self._told(f"logged no line with {text!r} within {timeout:g} s"))
+        return str(found)
+
+    def _told(self, what: str) -> str:
+        logs = self.logs[-5:]
+        return f"{self!r} {what}" + (f"; last log lines: {logs}" if logs else "")
+
+
+class Dut(_Imp):
     """One device under test, placed by a ``Fixture``; read it, wait on it, talk to it.
 
     Names are those of docs/device.md: events (``blinkup_ok``, ``online``,
     ``testing``, ``blessed``, ``test_failed``, ``code_started`` ...) and status-LED
     states (``waiting_blinkup``, ``blinkup_ok``, ``online``, ``blessed`` ...).
     """
-
-    def __init__(self, loop: _Loop, device: Device) -> None:
-        self._loop = loop
-        self._device = device
-        #: Event index where the current placement began (``wait_for`` looks from here).
-        self._since = 0
-        self.device_id: str = device.device_id
-        self.mac: str = device.mac
 
     def __repr__(self) -> str:
         return f"Dut({self.device_id})"
@@ -112,11 +156,6 @@ class Dut:
     def led_states(self) -> list[str]:
         """The states its status LED showed, in order, a repeat shown once."""
         return self._loop.call(lambda: [s.value for s in self._device.led.states()])
-
-    @property
-    def logs(self) -> list[str]:
-        """Its ``server.log``/``server.error`` lines and runtime errors."""
-        return self._loop.call(lambda: list(self._device.logs))
 
     @property
     def blessed(self) -> bool:
@@ -213,36 +252,9 @@ class Dut:
         if not self._loop.run(seen(), timeout + 5.0):
             raise WaitTimeout(self._told(f"never showed {state} within {timeout:g} s"))
 
-    def wait_for_log(self, text: str, timeout: float = WAIT_S) -> str:
-        """Wait until it logs a line containing ``text`` (since it was placed, activated
-        or switched on, as ``wait_for``); return that line."""
-        async def seek() -> str | None:
-            device = self._device
-            seen = self._since
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            while True:
-                records = device.events[seen:]
-                for record in records:
-                    if record.kind is DeviceEvent.LOG and text in str(record.detail):
-                        return str(record.detail)
-                seen += len(records)
-                left = deadline - loop.time()
-                if left <= 0:
-                    return None
-                try:
-                    await device.wait_for(DeviceEvent.LOG, left)
-                except TimeoutError:
-                    return None
-
-        found = self._loop.run(seek(), timeout + 5.0)
-        if found is None:
-            raise WaitTimeout(self._told(f"logged no line with {text!r} within {timeout:g} s"))
-        return str(found)
-
     def _told(self, what: str) -> str:
         logs = self.logs[-5:]
-        return (f"DUT {self.device_id} {what}; it did {' > '.join(self.events) or 'nothing'}; "
+        return (f"{self!r} {what}; it did {' > '.join(self.events) or 'nothing'}; "
                 f"LED {' > '.join(self.led_states)}"
                 + (f"; last log lines: {logs}" if logs else ""))
 
@@ -265,27 +277,18 @@ class Dut:
         self._loop.call(on)
 
 
-class Fixture:
-    """An emulated BlinkUp fixture running its group's firmware, with DUTs to place."""
+class Fixture(_Imp):
+    """An emulated BlinkUp fixture running its group's firmware, with DUTs to place.
+
+    ``logs``, ``wait_for_log(text)`` and ``model(name)`` (its Factory BlinkUp Box:
+    ``lcd``, ``led_green``, ``led_red`` ...) as a DUT's."""
 
     def __init__(self, loop: _Loop, device: Device) -> None:
-        self._loop = loop
-        self._device = device
+        super().__init__(loop, device)
         self._station = BlinkUpFixture(device, loop.fleet.clock)
-        self.device_id: str = device.device_id
-        self.mac: str = device.mac
 
     def __repr__(self) -> str:
         return f"Fixture({self.device_id})"
-
-    @property
-    def logs(self) -> list[str]:
-        """Its firmware's log lines."""
-        return self._loop.call(lambda: list(self._device.logs))
-
-    def model(self, name: str) -> Any:
-        """A model on its Factory BlinkUp Box (``lcd``, ``led_green``, ``led_red`` ...)."""
-        return self._loop.call(self._device.hardware_board.model, name)
 
     def blinkup(self, dut: Dut | None = None, *, temperature: float = 22.5,
                 humidity: float = 40.0, voltage: float = 3.3, loopback: bool = True,
