@@ -70,8 +70,10 @@ class LampFixture {
     }
 
     function showResult(result) {
-        show(result.device_id, result.blessed ? "PASS" : "FAIL");
+        local verdict = result.blessed ? "PASS" : "FAIL";
+        show(result.device_id, verdict);
         (result.blessed ? hal.LED_GREEN : hal.LED_RED).write(1);
+        server.log("lamp " + result.device_id + ": " + verdict);
     }
 }
 

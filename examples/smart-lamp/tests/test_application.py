@@ -3,6 +3,9 @@ extensions (load time, polite deployment, production groups, fixture targets).""
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.request
 from collections.abc import Callable
 
 from conftest import APP
@@ -29,6 +32,25 @@ def test_the_light_follows_its_agent(lamp: Product) -> None:
     assert dut.model("rgb").colors == [(0, 0, 255)]
     assert ("state", {"color": [0, 0, 255], "brightness": 100, "on": True}) in \
         dut.agent_messages
+
+
+def test_the_lamps_web_api_at_its_agent_url(lamp: Product) -> None:
+    dut = at_home(lamp)
+    url = lamp.device(dut.device_id)["agent_url"]
+    wanted = {"color": [255, 0, 0], "brightness": 50}
+    post = urllib.request.Request(url, json.dumps(wanted).encode(), method="POST")
+    with urllib.request.urlopen(post, timeout=10) as answer:
+        assert answer.status == 202
+    dut.wait_for_log("light set to [255, 0, 0] at 50 %")
+    assert dut.model("rgb").colors == [(127, 0, 0)]
+    state = None
+    for _ in range(100):  # the device's answer reaches its agent a moment later
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            state = json.loads(answer.read())["state"]
+        if state is not None:
+            break
+        time.sleep(0.05)
+    assert state == {**wanted, "on": True}
 
 
 def test_a_hot_lamp_derates_its_light(lamp: Product) -> None:

@@ -35,7 +35,9 @@ def test_a_good_lamp_is_blessed_and_shows_green(make_lamp: Callable[..., Product
     assert dut.model("rgb").colors == [(0, 255, 0)]
     assert lamp.device(dut.device_id)["devicegroup"] == lamp.zone.production
     assert lamp.device(dut.device_id)["blessed"]
-    assert fixture.model("lcd").lines[0].startswith("SmartLamp")
+    # the lamp's agent posted its result to the fixture's agent, which showed it
+    fixture.wait_for_log(f"lamp {dut.device_id}: PASS")
+    assert fixture.model("lcd").lines == (dut.device_id, "PASS".ljust(16))
 
 
 @pytest.mark.parametrize(("board", "failing"), [
@@ -47,7 +49,8 @@ def test_a_good_lamp_is_blessed_and_shows_green(make_lamp: Callable[..., Product
 ], ids=["low-supply", "no-sensor", "wrong-sensor", "hot-board", "open-jig"])
 def test_a_faulty_lamp_fails_its_own_measurements(lamp: Product, board: dict[str, Any],
                                                   failing: list[str]) -> None:
-    dut = lamp.add_fixture().blinkup(**board)
+    fixture = lamp.add_fixture()
+    dut = fixture.blinkup(**board)
     assert dut.wait_for("blessed", "test_failed") == "test_failed"
     assert_led_sequence(dut, ["blinkup_ok", "online", "test_failed"])
     for name in failing:
@@ -56,6 +59,7 @@ def test_a_faulty_lamp_fails_its_own_measurements(lamp: Product, board: dict[str
     dut.wait_for_log("bless failed")
     assert dut.model("rgb").colors == [(255, 0, 0)]
     assert lamp.device(dut.device_id)["devicegroup"] == lamp.zone.dut  # not blessed
+    fixture.wait_for_log(f"lamp {dut.device_id}: FAIL")
 
 
 def test_a_misplaced_lamp_never_takes_the_blinkup(lamp: Product) -> None:
