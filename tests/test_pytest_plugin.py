@@ -10,6 +10,7 @@ and their targets, the load-code setting, a polite deployment, a whole line.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -46,6 +47,22 @@ def test_every_public_name_is_importable_and_documented() -> None:
         assert f"`{name}" in doc, f"{name} is public but docs/pytest-plugin.md does not say so"
     with pytest.raises(AttributeError):
         pytest_plugin.no_such_name  # noqa: B018
+
+
+def test_every_fixture_the_doc_lists_exists_and_says_what_it_is(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "pytest-plugin.md").read_text(encoding="utf-8")
+    table = doc.split("## Fixtures", 1)[1].split("###", 1)[0]
+    listed = set(re.findall(r"^\| `(\w+)`(?:, `(\w+)`)? \|", table, re.M))
+    names = {n for pair in listed for n in pair if n}
+    shown = subprocess.run([sys.executable, "-m", "pytest", "--fixtures", "-q", "-p",
+                            "no:cacheprovider"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120).stdout
+    sections = re.split(r"^-+ fixtures defined from (\S+) -+$", shown, flags=re.M)
+    ours = "".join(body for module, body in zip(sections[1::2], sections[2::2], strict=True)
+                   if module.startswith("impfactory."))
+    defined = set(re.findall(r"^(\w+)(?: \[session scope\])? -- ", ours, re.M))
+    assert names == defined
+    assert "no docstring available" not in ours
 
 
 def test_led_sequences_pass_in_order_with_others_between() -> None:
