@@ -18,7 +18,9 @@ stand-ins:
   has the webhook;
 * ``python -m pytest -q`` in the example's folder is its own suite, which
   tests/test_example_project.py runs: here it is only checked to be that;
-* long runs are made small (``SMALL``).
+* long runs are made small (``SMALL``);
+* ``impfactory`` commands run in this process through ``cli.main`` (as the console
+  script does), but for ``floor`` and ``cloud serve``, which run as processes.
 
 Every ``impfactory`` command must exit with the status its ``# exit N`` comment
 gives (0 when none) and without a traceback, and a ``floor`` must bless every DUT
@@ -27,6 +29,8 @@ it placed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import shlex
@@ -44,6 +48,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "node"))
 from impcentral_node import NodeClient, in_ci, library_missing, node_missing
+from impfactory.tools import cli
 from impt_flow import Impt
 from test_readme import Hooks
 
@@ -54,6 +59,9 @@ ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "guide.md"
 EXAMPLE = ROOT / "examples" / "smart-lamp"
 CLI = [sys.executable, "-m", "impfactory.tools.cli"]
+#: Commands run in this process (each a second or so less than a new interpreter);
+#: ``floor`` reads its stdin and ``cloud serve`` runs until stopped: processes.
+IN_PROCESS = {"test", "device", "line", "golive", "cloud"}
 HOOK = "http://127.0.0.1:9000/hook"
 #: Option values that keep long runs short: (subcommand words) -> {option: value}.
 SMALL: dict[tuple[str, ...], dict[str, str]] = {
@@ -160,14 +168,21 @@ class Session:
 
     def run_impfactory(self, line: Line, words: list[str]) -> None:
         want = int(EXIT.search(line.comment).group(1)) if EXIT.search(line.comment) else 0
-        result = subprocess.run([*CLI, *words[1:]], capture_output=True, text=True,
-                                cwd=self.cwd, timeout=300, stdin=subprocess.DEVNULL)
-        assert result.returncode == want, (line.text, result.stdout[-3000:],
-                                           result.stderr[-3000:])
-        assert "Traceback" not in result.stderr, line.text
+        if words[1] in IN_PROCESS:  # cli.main, as the console script calls it
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.chdir(self.cwd), contextlib.redirect_stdout(out), \
+                    contextlib.redirect_stderr(err):
+                code = cli.main(words[1:])
+            stdout, stderr = out.getvalue(), err.getvalue()
+        else:
+            result = subprocess.run([*CLI, *words[1:]], capture_output=True, text=True,
+                                    cwd=self.cwd, timeout=300, stdin=subprocess.DEVNULL)
+            code, stdout, stderr = result.returncode, result.stdout, result.stderr
+        assert code == want, (line.text, stdout[-3000:], stderr[-3000:])
+        assert "Traceback" not in stderr, line.text
         if words[1] == "floor":
-            blessed = int(result.stdout.strip().splitlines()[-1].split()[0])
-            assert blessed == int(words[words.index("--duts") + 1]), result.stdout
+            blessed = int(stdout.strip().splitlines()[-1].split()[0])
+            assert blessed == int(words[words.index("--duts") + 1]), stdout
             target = self._blessed_into(words)
             if target in self.hooked:
                 self.owed += blessed

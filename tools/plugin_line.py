@@ -19,17 +19,15 @@ in a product you can also Go Live with, see ``imp_product(...).line()``.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from impfactory.fixture.line import LineConfig, LineResult, run_line
+from impfactory.tools.cli import lib_path_restored
 from impfactory.tools.firmware_input import apply_lib_dirs, read_agent, read_firmware
 from impfactory.tools.line_setup import factory_cloud
-
-from impfactory.devicecode import LIB_PATH_ENV
 
 __all__ = ["factory_line"]
 
@@ -45,8 +43,7 @@ def factory_line(broker_url: str) -> Callable[..., LineResult]:
     def run(firmware: str | Path | None = None, app: str | Path | None = None,
             agent: str | Path | None = None, lib: Sequence[str | Path] = (),
             **config: Any) -> LineResult:
-        before = os.environ.get(LIB_PATH_ENV)
-        try:
+        with lib_path_restored():  # lib is for this line only
             apply_lib_dirs([Path(d) for d in lib])
             factory, application = _code(firmware, "firmware"), _code(app, "app")
             agent_code = read_agent(agent, "agent") if isinstance(agent, Path) else agent
@@ -57,10 +54,5 @@ def factory_line(broker_url: str) -> Callable[..., LineResult]:
                     return await run_line(LineConfig(**config), cloud)
 
             return asyncio.run(go())
-        finally:
-            if before is None:
-                os.environ.pop(LIB_PATH_ENV, None)
-            else:
-                os.environ[LIB_PATH_ENV] = before
 
     return run

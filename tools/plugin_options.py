@@ -16,13 +16,14 @@ plugs (STYLE.md).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import pytest
 from impfactory.cloud.broker import find_mosquitto
-
-from impfactory.devicecode import LIB_PATH_ENV
+from impfactory.tools.cli import lib_path_restored
+from impfactory.tools.firmware_input import apply_lib_dirs
 
 BROKER_ENV = "IMPFACTORY_BROKER"
 BENCH_PORT_ENV = "IMPFACTORY_BENCH_PORT"
@@ -65,27 +66,22 @@ def bench_spec(config: pytest.Config) -> str | None:
     return config.getoption("impfactory_bench") or os.environ.get(BENCH_PORT_ENV) or None
 
 
-_LIB_PATH_BEFORE = pytest.StashKey[tuple[bool, str | None]]()
+_LIB_PATH = pytest.StashKey[contextlib.ExitStack]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """``--impfactory-lib`` folders go first on ``IMPFACTORY_LIB_PATH`` for the session."""
-    dirs = [Path(d).resolve() for d in config.getoption("impfactory_lib", None) or []]
+    dirs = [Path(d) for d in config.getoption("impfactory_lib", None) or []]
     missing = [str(d) for d in dirs if not d.is_dir()]
     if missing:
         raise pytest.UsageError(f"--impfactory-lib: not a folder: {', '.join(missing)}")
-    if not dirs:
-        return
-    before = os.environ.get(LIB_PATH_ENV)
-    config.stash[_LIB_PATH_BEFORE] = (True, before)
-    os.environ[LIB_PATH_ENV] = os.pathsep.join([*map(str, dirs), *([before] if before else [])])
+    if dirs:
+        stack = config.stash[_LIB_PATH] = contextlib.ExitStack()
+        stack.enter_context(lib_path_restored())
+        apply_lib_dirs(dirs)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    changed, before = config.stash.get(_LIB_PATH_BEFORE, (False, None))
-    if not changed:
-        return
-    if before is None:
-        os.environ.pop(LIB_PATH_ENV, None)
-    else:
-        os.environ[LIB_PATH_ENV] = before
+    stack = config.stash.get(_LIB_PATH, None)
+    if stack is not None:
+        stack.close()

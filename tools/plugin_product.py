@@ -33,7 +33,7 @@ Groups are named by their names. Everything is stopped when the test ends.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -49,11 +49,11 @@ from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID, Fleet
 from impfactory.firmware.settings import DEFAULT_IMPOS_VERSION, MemoryStore, Settings
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
 from impfactory.fixture.line import LineConfig, LineResult, run_line
-from impfactory.tools.firmware_input import FirmwareInputError, read_agent, read_firmware
+from impfactory.tools.cli import lib_path_restored
+from impfactory.tools.firmware_input import apply_lib_dirs, read_agent, read_firmware
 from impfactory.tools.plugin_station import Dut, Fixture, WaitTimeout, _Loop
 
 from impfactory.clock import ScaledClock
-from impfactory.devicecode import LIB_PATH_ENV
 
 __all__ = ["GROUP_TYPES", "Product", "Zone", "imp_product"]
 
@@ -358,23 +358,16 @@ def _agent_code(code: Code | None) -> str:
 
 
 def _with_libraries(lib: Sequence[Path | str]) -> Callable[[], None]:
-    """Put ``lib`` first on ``IMPFACTORY_LIB_PATH``; returns what puts it back."""
-    dirs = [Path(d).resolve() for d in lib]
-    missing = [str(d) for d in dirs if not d.is_dir()]
-    if missing:
-        raise FirmwareInputError(f"lib: not a folder: {', '.join(missing)}")
-    before = os.environ.get(LIB_PATH_ENV)
-    if not dirs:
-        return lambda: None
-    os.environ[LIB_PATH_ENV] = os.pathsep.join([*map(str, dirs), *([before] if before else [])])
-
-    def restore() -> None:
-        if before is None:
-            os.environ.pop(LIB_PATH_ENV, None)
-        else:
-            os.environ[LIB_PATH_ENV] = before
-
-    return restore
+    """Put ``lib`` first on ``IMPFACTORY_LIB_PATH`` (as ``--lib`` does); returns what puts
+    the variable back."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(lib_path_restored())
+    try:
+        apply_lib_dirs([Path(d) for d in lib])
+    except BaseException:
+        stack.close()
+        raise
+    return stack.close
 
 
 def build_product(broker_url: str, db: Path, factory: Code, app: Code, *,
