@@ -4,8 +4,13 @@ Starts a broker and the cloud on loopback (or uses ``--broker mqtt://H:P``), a
 Test Zone running the example factory and application firmware, one emulated
 fixture and one DUT; presses the fixture's footswitch, shines the BlinkUp through
 the optical channel into the DUT, and follows the DUT until it runs the
-application (or until its failure shows). ``--fault`` injects one failure;
-``--png`` draws the DUT's LED timeline.
+application (or until its failure shows). ``--fault`` injects one failure, each a
+case of the factory troubleshooting guide (docs/guide.md): ``bad_blinkup`` (a
+corrupted flash), ``misplaced`` (the DUT 10 mm off the emitter's axis),
+``wrong_password`` and ``no_dhcp`` (a network the BlinkUp does not fit),
+``test_fail`` (an open jig loopback), ``code_error`` (a callback that throws),
+``no_bless`` (DUT firmware without ``server.bless()``), ``already_blessed`` (a
+blessed DUT on the line again); ``--png`` draws the DUT's LED timeline.
 
 ``impfactory device blinkup CAPTURE``: power on one emulated imp (no network, a
 virtual clock), let its light sensor see a capture file (``.wav`` or ``.csv``, as
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,24 +38,44 @@ from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID, Fleet
 from impfactory.firmware.lightpath import shine
 from impfactory.firmware.signals import FixtureFlash
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
+from impfactory.fixture.line import MISPLACED_OFFSET_MM
 from impfactory.hw.optical import OpticalChannel, OpticalConfig
 from impfactory.protocol.blinkup import BlinkUpConfig
 from impfactory.tools.cmd_blinkup import without_passwords
 from impfactory.tools.emulated_zone import build_test_zone, start_fixture
-from impfactory.tools.firmware_input import add_lib_option, apply_lib_dirs, read_firmware
+from impfactory.tools.firmware_input import (
+    add_lib_option,
+    apply_lib_dirs,
+    read_agent,
+    read_firmware,
+)
 
-from impfactory.clock import ScaledClock, VirtualClock
+from impfactory.clock import Clock, ScaledClock, VirtualClock
 from impfactory.devicecode import is_python_code
 
 # Fault names are spelled as ``line run --fault`` spells them (underscores); the
-# hyphenated spelling (``test-fail``) is accepted too (``fault_name``).
-FAULTS = ("none", "bad_blinkup", "wrong_password", "test_fail", "no_dhcp", "code_error")
+# hyphenated spelling (``test-fail``) is accepted too (``fault_name``). Each one is a
+# case of the troubleshooting section of docs/guide.md.
+FAULTS = ("none", "bad_blinkup", "misplaced", "wrong_password", "no_dhcp", "test_fail",
+          "code_error", "no_bless", "already_blessed")
 # What ends the life for each fault (the DUT would otherwise keep retrying).
 END = {"none": DeviceEvent.CODE_STARTED, "bad_blinkup": DeviceEvent.BLINKUP_FAILED,
+       "misplaced": DeviceEvent.BLINKUP_WINDOW_CLOSED,
        "wrong_password": DeviceEvent.CONNECT_FAILED, "test_fail": DeviceEvent.TEST_FAILED,
-       "no_dhcp": DeviceEvent.CONNECT_FAILED, "code_error": DeviceEvent.CODE_ERROR}
+       "no_dhcp": DeviceEvent.CONNECT_FAILED, "code_error": DeviceEvent.CODE_ERROR,
+       "no_bless": DeviceEvent.TESTING, "already_blessed": DeviceEvent.CODE_STARTED}
 # code_error: the DUT firmware as deployed, plus a timer whose callback raises.
 RAISING_TIMER = ('\nimp.wakeup(0, function() { local t = {}; return t["no such key"]; });\n')
+# no_bless: every ``server.bless(`` of the DUT firmware calls a function that does nothing
+# instead, as if the call had been left out (commented out, behind a flag never set).
+BLESS_CALL = re.compile(r"\bserver\s*\.\s*bless\s*\(")
+NO_BLESS = {"squirrel": "(function(...) {})(", "python": "(lambda *a, **k: None)("}
+#: Device seconds the DUT is watched once its firmware runs without ``server.bless()``:
+#: the example firmware's tests take well under one.
+NO_VERDICT_WATCH_S = 30.0
+#: Device seconds between the first life's end and the second BlinkUp of an
+#: ``already_blessed`` DUT: past the example fixture firmware's 10 s re-trigger guard.
+RETRIGGER_WAIT_S = 11.0
 
 
 class DeviceCommandError(DeviceError):
@@ -67,16 +93,35 @@ def fault_name(text: str) -> str:
     return text.strip().lower().replace("-", "_")
 
 
+def dut_code(factory: str, fault: str) -> str:
+    """The DUT group's code for ``fault``: the factory firmware, broken as the fault says."""
+    if fault == "code_error":
+        return factory + RAISING_TIMER
+    if fault == "no_bless":
+        return BLESS_CALL.sub(NO_BLESS["python" if is_python_code(factory) else "squirrel"],
+                              factory)
+    return factory
+
+
 async def life(url: str, fault: str, scale: float, impos: str | None,
-               timeout: float, firmware: str | None = None, app: str | None = None) -> Device:
-    """One fixture and one DUT through the cloud; ``firmware`` and ``app`` are the
-    user's factory and application code (the examples when ``None``)."""
+               timeout: float, firmware: str | None = None, app: str | None = None,
+               agent: str | None = None) -> tuple[Device, list[str]]:
+    """One fixture and one DUT through the cloud; ``firmware``, ``app`` and ``agent`` are
+    the user's factory, application and factory agent code (the examples when
+    ``firmware`` is ``None``; no agent with the user's firmware unless given). Returns
+    the DUT and what the cloud logged about it (its status lines, as ``impt log get``
+    shows)."""
     with tempfile.TemporaryDirectory() as tmp:
         async with Cloud(Path(tmp) / "cloud.db", url) as cloud:
             factory = firmware or examples.factory_source(FACTORY_SSID, FACTORY_PASSWORD)
-            dut_code = factory + RAISING_TIMER if fault == "code_error" else factory
-            zone = build_test_zone(cloud.service, min_impos=impos, dut_code=dut_code,
+            if firmware is None and agent is None:
+                agent = examples.factory_agent_source()
+            dut = dut_code(factory, fault)
+            zone = build_test_zone(cloud.service, min_impos=impos, dut_code=dut,
                                    fixture_code=factory, app_code=app)
+            if agent:  # the factory builds again, each with its agent
+                cloud.service.create_deployment(zone.fixture_group, factory, agent)
+                cloud.service.create_deployment(zone.dut_group, dut, agent)
             async with Fleet(url, ScaledClock(scale)) as fleet:
                 try:
                     fixture = await start_fixture(cloud.service, zone, fleet, timeout)
@@ -84,37 +129,65 @@ async def life(url: str, fault: str, scale: float, impos: str | None,
                     raise DeviceLifeFailed(
                         f"the fixture did not enrol and start its firmware within {timeout} s"
                     ) from err
-                env = None
-                if fault in ("wrong_password", "no_dhcp"):
-                    ap = AccessPoint(FACTORY_SSID, "other-password" if fault ==
-                                     "wrong_password" else "factory-password",
-                                     dhcp=fault != "no_dhcp")
-                    env = WifiEnvironment([ap])
-                dut = fleet.add(hardware=examples.dut_board(loopback=fault != "test_fail"),
-                                env=env, imp_type=examples.DUT_IMP)
-                dut.power_on()
-                channel = OpticalChannel(OpticalConfig(), rng=1)
-
-                def flashed(flash: FixtureFlash) -> None:
-                    if fault == "bad_blinkup":
-                        symbols = flash.light_symbols.copy()
-                        symbols[400:404] = 1.0 - symbols[400:404]
-                        flash = FixtureFlash(**{**flash.__dict__, "light_symbols": symbols})
-                    asyncio.get_running_loop().create_task(
-                        shine(flash, dut, channel, fleet.clock))
-
-                fixture.on_flash(flashed)
-                await fleet.clock.sleep(1.0)
-                fixture.press("footswitch")
-                want = END[fault]
-                try:
-                    await dut.wait_for(want, timeout, since=0)
-                    while want is DeviceEvent.CODE_STARTED and not dut.blessed:
-                        await dut.wait_for(want, timeout)  # the DUT firmware; then the app
-                except TimeoutError as err:
-                    raise DeviceLifeFailed(f"the DUT never reached {want.value}") from err
+                device = fleet.add(hardware=examples.dut_board(loopback=fault != "test_fail"),
+                                   env=_dut_network(fault), imp_type=examples.DUT_IMP)
+                station = _Station(fixture, device, fleet.clock, timeout)
+                if fault == "already_blessed":  # its first life: blessed, then switched off
+                    await station.blinkup("none")
+                    await device.power_off()
+                    await fleet.clock.sleep(RETRIGGER_WAIT_S)
+                await station.blinkup(fault)
                 await fleet.clock.sleep(2.0)
-                return dut
+            said = [e.msg for e in cloud.service.device_logs(device.device_id, size=1000)
+                    if e.type == "status"]
+            return device, said
+
+
+def _dut_network(fault: str) -> WifiEnvironment | None:
+    """The network in front of the DUT: the factory's, or one the BlinkUp does not fit."""
+    if fault not in ("wrong_password", "no_dhcp"):
+        return None
+    return WifiEnvironment([AccessPoint(
+        FACTORY_SSID, "other-password" if fault == "wrong_password" else FACTORY_PASSWORD,
+        dhcp=fault != "no_dhcp")])
+
+
+class _Station:
+    """The fixture with one DUT in front of it: each ``blinkup`` is one placement."""
+
+    def __init__(self, fixture: Device, dut: Device, clock: Clock, timeout: float) -> None:
+        self.fixture, self.dut, self.clock, self.timeout = fixture, dut, clock, timeout
+        self.fault = "none"
+        fixture.on_flash(self._flashed)
+
+    def _flashed(self, flash: FixtureFlash) -> None:
+        if self.fault == "bad_blinkup":
+            symbols = flash.light_symbols.copy()
+            symbols[400:404] = 1.0 - symbols[400:404]
+            flash = FixtureFlash(**{**flash.__dict__, "light_symbols": symbols})
+        offset = MISPLACED_OFFSET_MM if self.fault == "misplaced" else 0.0
+        channel = OpticalChannel(OpticalConfig(offset_mm=offset), rng=1)
+        asyncio.get_running_loop().create_task(shine(flash, self.dut, channel, self.clock))
+
+    async def blinkup(self, fault: str) -> None:
+        """Power the DUT, press the footswitch, shine the flash; follow to the fault's end."""
+        dut, self.fault = self.dut, fault
+        since = len(dut.events)
+        dut.power_on()
+        await self.clock.sleep(1.0)
+        self.fixture.press("footswitch")
+        want = END[fault]
+        try:
+            if fault == "already_blessed":  # the code it runs after the new BlinkUp
+                ok = await dut.wait_for(DeviceEvent.BLINKUP_OK, self.timeout, since=since)
+                since = dut.events.index(ok)
+            await dut.wait_for(want, self.timeout, since=since)
+            while fault == "none" and not dut.blessed:
+                await dut.wait_for(want, self.timeout)  # the DUT firmware; then the app
+        except TimeoutError as err:
+            raise DeviceLifeFailed(f"the DUT never reached {want.value}") from err
+        if fault == "no_bless":
+            await self.clock.sleep(NO_VERDICT_WATCH_S)
 
 
 def _check_png(path: Path) -> None:
@@ -130,7 +203,7 @@ def _check_png(path: Path) -> None:
                                  ) from None
 
 
-def summary(dut: Device) -> dict[str, Any]:
+def summary(dut: Device, cloud_log: list[str] | None = None) -> dict[str, Any]:
     return {
         "device_id": dut.device_id,
         "events": [{"t": round(r.time, 3), "event": r.kind.value,
@@ -138,6 +211,7 @@ def summary(dut: Device) -> dict[str, Any]:
                    for r in dut.events if r.kind is not DeviceEvent.LOG],
         "led": [{"t": round(t, 3), "state": s.value} for t, s in dut.led.timeline],
         "logs": dut.logs,
+        "cloud_log": cloud_log or [],
         "blessed": dut.blessed,
     }
 
@@ -162,15 +236,16 @@ def _cmd_life(args: argparse.Namespace) -> int:
     apply_lib_dirs(args.lib)
     firmware = read_firmware(args.firmware, "--firmware")
     app = read_firmware(args.app, "--app")
+    agent = read_agent(args.agent, "--agent")
     if args.fault == "code_error" and firmware is not None and is_python_code(firmware):
         raise DeviceCommandError("--fault code_error adds a Squirrel timer: give a .nut "
                                  "--firmware (or none)")
     with BrokerServer(args.broker) as url:
-        dut = asyncio.run(life(url, args.fault, args.scale, args.impos, args.timeout,
-                               firmware, app))
+        dut, said = asyncio.run(life(url, args.fault, args.scale, args.impos, args.timeout,
+                                     firmware, app, agent))
     if args.png:
         dut.led.render_png(args.png, title=f"DUT {dut.device_id} ({args.fault})")
-    out = summary(dut)
+    out = summary(dut, said)
     if args.json:
         print(json.dumps(out))
     else:
@@ -178,6 +253,8 @@ def _cmd_life(args: argparse.Namespace) -> int:
             detail = f"  {e['detail']}" if "detail" in e else ""
             print(f"{e['t']:9.3f}  {e['event']}{detail}"[:160])
         print("LED: " + " > ".join(s.value for s in dut.led.states()))
+        for line in said:
+            print(f"cloud: {line}"[:160])
         if args.png:
             print(f"LED timeline drawn in {args.png}")
     return 0
@@ -256,6 +333,10 @@ def register(sub: Any) -> None:
     p.add_argument("--firmware", type=Path, metavar="FILE",
                    help="your factory firmware (fixture + DUT), .nut or .py, instead of the "
                         "example")
+    p.add_argument("--agent", type=Path, metavar="FILE",
+                   help="the agent code (.nut) deployed with --firmware to the fixture and DUT "
+                        "groups (default: the example agent with the example firmware, none "
+                        "with yours)")
     p.add_argument("--app", type=Path, metavar="FILE",
                    help="your application firmware (.nut or .py) instead of the example")
     add_lib_option(p)

@@ -41,6 +41,7 @@ def factory_firmware() -> str:
 
 @pytest.fixture
 def application_firmware() -> str:
+    """The example application firmware (what a blessed example DUT runs)."""
     return examples.application_source()
 
 
