@@ -86,3 +86,23 @@ def test_own_firmware_that_never_blesses(factory_line: Line) -> None:
     assert broken != good
     result = factory_line(fixtures=1, duts=1, firmware=broken, dut_timeout_wall=8.0)
     assert result.summary.failures == {"no_bless": 1}
+
+
+def test_a_sensor_that_does_not_answer_is_a_failed_measurement_not_a_missing_one(
+        factory_line: Line) -> None:
+    import xml.etree.ElementTree as ET
+
+    from impfactory.fixture.report_junit import junit_tree
+
+    result = factory_line(fixtures=1, duts=8, seed=11, faults={"test_fail": 1.0})
+    silent = [r for r in result.records
+              if any(m.name == "sensor_id" and m.value is None for m in r.measurements)]
+    assert silent, "no DUT drew the missing-sensor fault"
+    for record in silent:
+        assert record.failure_reason == "test_failed"
+        names = [m.name for m in record.measurements]
+        assert names == ["supply_voltage", "sensor_id", "temperature", "humidity",
+                         "pin_loopback"]  # all five recorded, the silent ones failed
+        assert not any(m.passed for m in record.measurements if m.value is None)
+    junit = ET.tostring(junit_tree(result.records, result.summary).getroot(), encoding="unicode")
+    assert "sensor_id = no reading" in junit
