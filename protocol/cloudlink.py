@@ -14,7 +14,10 @@ Payloads are compact UTF-8 JSON objects carrying ``"v": 1`` and the message's
 fields (the device ID lives in the topic only). The one exception is ``chunk``,
 whose payload is a JSON header line, a ``\\n``, then the raw bytes of the block::
 
-    {"v":1,"sha":"<64 hex>","index":3,"total":64}\\n<up to chunk_size raw bytes>
+    {"v":1,"sha":"<64 hex>","index":3,"total":64,"block_sha":"<64 hex>"}\\n<raw bytes>
+
+Every ``down`` message but ``chunk`` is sealed for its device and session (one
+more line with an HMAC, protocol/linksec.py); ``decode`` takes the unsealed payload.
 
 Requests that expect an answer carry ``req`` (a device-chosen integer); the
 answer echoes it, and a request the cloud cannot honour is answered with
@@ -29,6 +32,7 @@ See docs/cloudlink.md for the sequence of one DUT's whole life.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import types
@@ -52,6 +56,7 @@ MAX_LOG_LENGTH: Final = 4096
 
 _HEX16 = re.compile(r"[0-9a-f]{16}\Z")
 _HEX12 = re.compile(r"[0-9a-f]{12}\Z")
+_HEX32 = re.compile(r"[0-9a-f]{32}\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 
@@ -168,6 +173,9 @@ class Hello(Message):
     ``token`` is the BlinkUp enrolment token (factory token for a DUT, production
     token at an end user's BlinkUp, developer token for a developer's own device).
     ``deployment`` is the deployment ID the device runs (None: no code yet).
+    ``session`` is a fresh nonce per connection: the cloud seals every message of
+    this session with it (protocol/linksec.py), so nothing from an earlier one is
+    accepted.
     """
 
     KIND: ClassVar[str] = "hello"
@@ -178,6 +186,7 @@ class Hello(Message):
     deployment: str | None = _meta(maxlen=64, default=None)
     plan_id: str | None = _meta(pattern=_HEX16, default=None)
     token: str | None = _meta(pattern=_HEX16, default=None)
+    session: str | None = _meta(pattern=_HEX32, default=None)
 
 
 @dataclass(frozen=True)
@@ -330,14 +339,24 @@ class OsOffer(Message):
 
 @dataclass(frozen=True)
 class Chunk(Message):
-    """One block of an image; on the wire a JSON header line then the raw bytes."""
+    """One block of an image; on the wire a JSON header line then the raw bytes.
+
+    ``block_sha`` is the SHA-256 of this block's bytes as the cloud holds them: a
+    block damaged or cut short on the way fails it and is asked for again.
+    """
 
     KIND: ClassVar[str] = "chunk"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
     sha: str = _meta(pattern=_SHA256, default="0" * 64)
     index: int = _meta(min=0, max=2**31 - 1, default=0)
     total: int = _meta(min=1, max=2**31, default=1)
+    block_sha: str = _meta(pattern=_SHA256, default="0" * 64)
     data: bytes = b""
+
+    @property
+    def intact(self) -> bool:
+        """True when ``data`` matches ``block_sha``."""
+        return hashlib.sha256(self.data).hexdigest() == self.block_sha
 
 
 @dataclass(frozen=True)

@@ -126,9 +126,11 @@ def test_wire_layout_is_what_the_docs_say() -> None:
     topic, payload = cl.encode(cl.BlessRequest(device_id=DEV, req=7, passed=False))
     assert topic == "imp/1/d/0123456789abcdef/up/bless_request"
     assert json.loads(payload) == {"v": 1, "req": 7, "passed": False}
-    topic, payload = cl.encode(cl.Chunk(device_id=DEV, sha="a" * 64, index=0, total=1, data=b"xy"))
+    topic, payload = cl.encode(cl.Chunk(device_id=DEV, sha="a" * 64, index=0, total=1,
+                                        block_sha="b" * 64, data=b"xy"))
     assert topic.endswith("/down/chunk")
-    assert payload == b'{"v":1,"sha":"' + b"a" * 64 + b'","index":0,"total":1}\nxy'
+    assert payload == (b'{"v":1,"sha":"' + b"a" * 64 + b'","index":0,"total":1,"block_sha":"'
+                       + b"b" * 64 + b'"}\nxy')
     assert cl.device_filter(DEV) == "imp/1/d/0123456789abcdef/down/#"
     assert cl.CLOUD_FILTER == "imp/1/d/+/up/#"
 
