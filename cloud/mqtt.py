@@ -31,7 +31,8 @@ class AsyncMqtt:
     """One MQTT connection whose I/O runs on the current asyncio loop."""
 
     def __init__(self, url: str, client_id: str,
-                 on_message: Callable[[str, bytes], None]) -> None:
+                 on_message: Callable[[str, bytes], None], *,
+                 username: str | None = None, password: str | None = None) -> None:
         self.host, self.port = parse_url(url)
         self.on_message = on_message
         self.subscriptions: list[tuple[str, int]] = []
@@ -41,8 +42,11 @@ class AsyncMqtt:
         self._misc: asyncio.Task[None] | None = None
         self._closing = False
         self._unacked: set[int] = set()
+        self._refused: asyncio.Future[str] | None = None
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=mqtt.MQTTv311, clean_session=True)
+        if username is not None:
+            c.username_pw_set(username, password)
         c.max_inflight_messages_set(0)
         c.max_queued_messages_set(0)
         c.on_connect = self._on_connect
@@ -59,6 +63,8 @@ class AsyncMqtt:
         """Connect (and subscribe to everything ``subscribe`` was given)."""
         self.connected.clear()
         self.lost.clear()
+        refused = self._refused = self._loop.create_future()
+        connected = asyncio.ensure_future(self.connected.wait())
         try:
             self.client.connect(self.host, self.port, keepalive=30)
             sock = self.client.socket()
@@ -66,9 +72,19 @@ class AsyncMqtt:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
                 # answers are small packets: Nagle + delayed ACK would hold each ~40 ms
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await asyncio.wait_for(self.connected.wait(), CONNECT_TIMEOUT)
+            done, _ = await asyncio.wait({connected, refused}, timeout=CONNECT_TIMEOUT,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if refused in done:
+                self.client.disconnect()
+                raise BrokerError(f"mqtt://{self.host}:{self.port} refused the connection: "
+                                  f"{refused.result()}")
+            if connected not in done:
+                raise TimeoutError(f"no answer within {CONNECT_TIMEOUT:.0f} s")
         except (OSError, TimeoutError) as err:
             raise BrokerError(f"cannot connect to mqtt://{self.host}:{self.port}: {err}") from err
+        finally:
+            connected.cancel()
+            self._refused = None
 
     def subscribe(self, topic_filter: str, qos: int = 1) -> None:
         self.subscriptions.append((topic_filter, qos))
@@ -77,16 +93,21 @@ class AsyncMqtt:
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         """Queue a message (ordered, QoS 1 by default); safe from any thread."""
-        if self._on_loop():
+        if self.on_loop():
             self.client.publish(topic, payload, qos)
         else:
             self._loop.call_soon_threadsafe(self.client.publish, topic, payload, qos)
 
-    def _on_loop(self) -> bool:
+    def on_loop(self) -> bool:
+        """True on the thread running this connection's loop."""
         try:
             return asyncio.get_running_loop() is self._loop
         except RuntimeError:
             return False
+
+    def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on this connection's loop (from any thread)."""
+        self._loop.call_soon_threadsafe(fn, *args)
 
     async def disconnect(self) -> None:
         self._closing = True
@@ -103,6 +124,8 @@ class AsyncMqtt:
                     properties: Any) -> None:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
+            if self._refused is not None and not self._refused.done():
+                self._refused.set_result(str(reason))
             return
         # "connected" only once the broker has acknowledged every subscription, so
         # nothing a device publishes afterwards can miss us

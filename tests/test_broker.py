@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 
 import aiomqtt
 import pytest
 from impfactory.cloud.broker import BrokerServer, find_mosquitto, parse_url, start_broker
+from impfactory.cloud.brokersec import EMBEDDED_TOPIC, BrokerAccess, access_for, safe_url
 from impfactory.cloud.errors import BrokerError
+from impfactory.protocol import cloudlink as cl
 from impfactory.tools.plugin_broker import BROKER_KINDS
 
 from impfactory.errors import ImpFactoryError
@@ -18,15 +21,36 @@ from impfactory.errors import ImpFactoryError
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
-async def _round_trip(url: str) -> bytes:
-    host, port = parse_url(url)
-    async with aiomqtt.Client(host, port) as client:
-        await client.subscribe("t/#", qos=1)
-        await client.publish("t/x", b"\x00payload\xff", qos=1)
-        async for message in client.messages:
-            assert isinstance(message.payload, bytes)
-            return message.payload
+DEVICE, PASSWORD = "0123456789abcdef", "a-password-for-the-round-trip"
+
+
+async def _first(client: aiomqtt.Client) -> aiomqtt.Message:
+    async for message in client.messages:
+        return message
     raise AssertionError("no message")
+
+
+async def _round_trip(url: str) -> bytes:
+    """The cloud makes a device account over the broker's control topic, then sends
+    that device a message it receives: accounts and delivery both work."""
+    host, port = parse_url(url)
+    access = access_for(url)
+    device, password = DEVICE, PASSWORD
+    async with aiomqtt.Client(host, port, identifier="impcloud-probe",
+                              username=access.username, password=access.password) as cloud:
+        await cloud.subscribe(access.response_topic, qos=1)
+        command = {"command": "createClient", "username": device, "password": password,
+                   "clientid": device}
+        await cloud.publish(access.control_topic, json.dumps({"commands": [command]}), qos=1)
+        answer = json.loads((await _first(cloud)).payload)  # type: ignore[arg-type]
+        assert answer["responses"][0].get("error") in (None, "Client already exists")
+        async with aiomqtt.Client(host, port, identifier=device, username=device,
+                                  password=password) as dev:
+            await dev.subscribe(cl.device_filter(device), qos=1)
+            await cloud.publish(f"{cl.PREFIX}/{device}/down/x", b"\x00payload\xff", qos=1)
+            payload = (await _first(dev)).payload
+            assert isinstance(payload, bytes)
+            return payload
 
 
 def test_any_broker_carries_messages(any_broker_url: str) -> None:
@@ -87,7 +111,9 @@ def test_cloud_mqtt_socket_has_nagle_off(any_broker_url: str) -> None:
     from impfactory.cloud.mqtt import AsyncMqtt
 
     async def main() -> int:
-        conn = AsyncMqtt(any_broker_url, "nodelay-probe", lambda topic, payload: None)
+        access = access_for(any_broker_url)
+        conn = AsyncMqtt(any_broker_url, "nodelay-probe", lambda topic, payload: None,
+                         username=access.username, password=access.password)
         await conn.connect()
         try:
             sock = conn.client.socket()
@@ -103,3 +129,37 @@ def test_cloud_mqtt_socket_has_nagle_off(any_broker_url: str) -> None:
 def test_ci_runs_every_broker_test_over_mosquitto_too() -> None:
     """``any_broker_url`` drops its Mosquitto run when Mosquitto is missing; CI has it."""
     assert find_mosquitto() and BROKER_KINDS == ["mosquitto", "embedded"]
+
+
+def test_cloud_credentials_travel_in_the_url_and_never_in_logs() -> None:
+    plain = "mqtt://127.0.0.1:1883"
+    access = BrokerAccess(plain, "impcloud", "p@ss:word/", "embedded")
+    again = access_for(access.cloud_url)
+    assert again == access and again.control_topic == EMBEDDED_TOPIC
+    assert "p@ss" not in safe_url(access.cloud_url) and "***" in safe_url(access.cloud_url)
+    assert not access_for("mqtt://127.0.0.1:1").secured  # nobody's broker: an open one
+    with pytest.raises(BrokerError, match="unknown broker control"):
+        access_for("mqtt://u:p@127.0.0.1:1?control=other")
+
+
+@pytest.mark.parametrize("kind", ["embedded", "mosquitto"])
+def test_a_broker_restarted_in_place_keeps_its_accounts(kind: str) -> None:
+    if kind == "mosquitto" and not find_mosquitto() and not IN_CI:
+        pytest.skip("mosquitto is not installed")
+    first = BrokerServer(kind)
+    url = first.start()
+    asyncio.run(asyncio.wait_for(_round_trip(url), 10))  # makes the device's account
+    first.stop()
+    second = BrokerServer(kind, port=parse_url(url)[1])
+    try:
+        assert second.start() == url and second.cloud_url == first.cloud_url
+
+        async def device_logs_in() -> None:
+            host, port = parse_url(url)
+            async with aiomqtt.Client(host, port, identifier=DEVICE, username=DEVICE,
+                                      password=PASSWORD):
+                pass
+
+        asyncio.run(asyncio.wait_for(device_logs_in(), 10))
+    finally:
+        second.stop()
