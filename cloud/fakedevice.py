@@ -11,7 +11,10 @@ the emulated imp. A test drives it one step at a time::
         answer = await dut.bless(True)
 
 Everything the cloud sends is kept in ``history``; messages not yet consumed by
-``expect`` wait in ``unread``.
+``expect`` wait in ``unread``. Like an imp, it first registers its own broker
+account through an enrolment slot (protocol/linksec.py; its module key comes
+from the maker's secret, impfactory/maker.py) and accepts only messages sealed
+for its session; anything else lands in ``ignored``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,12 @@ from types import TracebackType
 from typing import TypeVar
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 from impfactory.protocol import cloudlink as cl
+from impfactory.protocol import linksec
+
+from impfactory.maker import maker_secret
+from impfactory.mqttask import ask
 
 TIMEOUT = 20.0
 M = TypeVar("M", bound=cl.Message)
@@ -55,10 +63,16 @@ class FakeDevice:
 
     def __init__(self, url: str, device_id: str | None = None, *, mac: str | None = None,
                  impos_version: str = "42.0", imp_type: str = "imp005",
-                 timeout: float = TIMEOUT) -> None:
+                 timeout: float = TIMEOUT, module_key: bytes | None = None) -> None:
         self.mac = mac or secrets.token_hex(6)
         self.device_id = device_id or ("0c2a" + self.mac)
         self.url = url
+        self.module_key = module_key
+        self.password: str | None = None
+        self.link_key = b""
+        self.session = ""
+        self.registrations = 0
+        self.ignored: list[tuple[str, str]] = []
         self.impos_version = impos_version
         self.imp_type = imp_type
         self.deployment: str | None = None
@@ -77,17 +91,66 @@ class FakeDevice:
     # ------------------------------------------------------------ session
 
     async def connect(self) -> None:
+        """Register when it has no account yet (or the broker forgot it), then log in."""
+        if self.password is None:
+            await self.register()
+        try:
+            client = await self._login()
+        except MqttConnectError:
+            await self.register()
+            client = await self._login()
+        self._client = client
+        self.session = secrets.token_hex(16)
+        await client.subscribe(cl.device_filter(self.device_id), qos=cl.QOS)
+        self._reader = asyncio.get_running_loop().create_task(self._read(client))
+
+    async def _login(self) -> aiomqtt.Client:
         host, port = _host_port(self.url)
         will_topic, will_payload = cl.encode(cl.Bye(device_id=self.device_id, reason="lost"))
         client = aiomqtt.Client(host, port, identifier=self.device_id,
+                                username=self.device_id, password=self.password,
                                 will=aiomqtt.Will(will_topic, will_payload, qos=cl.QOS),
                                 max_inflight_messages=0, timeout=self.timeout,
                                 # small request/answer packets: no Nagle wait
                                 socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
         await client.__aenter__()
-        self._client = client
-        await client.subscribe(cl.device_filter(self.device_id), qos=cl.QOS)
-        self._reader = asyncio.get_running_loop().create_task(self._read(client))
+        return client
+
+    async def register(self) -> None:
+        """Get this module's broker account and link key through an enrolment slot."""
+        host, port = _host_port(self.url)
+        if self.module_key is None:
+            self.module_key = linksec.module_key(maker_secret(), self.device_id)
+        for attempt in range(6):
+            nonce, password = secrets.token_hex(16), secrets.token_urlsafe(24)
+            slot = linksec.slot_name(secrets.randbelow(linksec.ENROL_SLOTS))
+            request = linksec.RegisterRequest(slot, nonce, self.device_id, password,
+                                              linksec.registration_proof(
+                                                  self.module_key, self.device_id, nonce,
+                                                  password))
+            try:
+                answer = await self._ask(host, port, request)
+            except (aiomqtt.MqttError, TimeoutError):  # the slot was taken over: another
+                await asyncio.sleep(0.01 * 2 ** attempt)
+                continue
+            if not answer.ok:
+                raise FakeDeviceError(f"registration refused: {answer.code}: {answer.message}")
+            self.password, self.link_key = password, linksec.link_key(self.module_key, nonce)
+            self.registrations += 1
+            return
+        raise FakeDeviceError(f"registration of {self.device_id} got no answer")
+
+    async def _ask(self, host: str, port: int,
+                   request: linksec.RegisterRequest) -> linksec.RegisterAnswer:
+        def pick(topic: str, payload: bytes) -> linksec.RegisterAnswer | None:
+            answer = linksec.decode_answer(topic, payload)
+            return answer if answer.nonce == request.nonce else None
+
+        topic, payload = linksec.encode_request(request)
+        return await ask(host, port, identifier=request.slot, username=request.slot,
+                         password=linksec.ENROL_PASSWORD, topic=topic, payload=payload,
+                         reply_topic=linksec.answer_topic(request.slot), pick=pick,
+                         timeout=self.timeout)
 
     async def close(self, *, clean: bool = True) -> None:
         """Disconnect: with ``bye`` when clean, else drop the socket so the will fires."""
@@ -185,7 +248,7 @@ class FakeDevice:
         reply = await self.request(cl.Hello(
             device_id=self.device_id, req=self.next_req(), mac=self.mac,
             impos_version=self.impos_version, imp_type=self.imp_type,
-            deployment=self.deployment, plan_id=plan_id, token=token))
+            deployment=self.deployment, plan_id=plan_id, token=token, session=self.session))
         assert isinstance(reply, cl.Welcome), reply
         return reply
 
@@ -266,8 +329,15 @@ class FakeDevice:
             async for message in client.messages:
                 payload = message.payload
                 assert isinstance(payload, (bytes, bytearray))
-                msg = cl.decode(str(message.topic), bytes(payload))
-                self._dispatch(msg)
+                topic = str(message.topic)
+                data = bytes(payload)
+                if not topic.endswith("/down/chunk"):
+                    try:
+                        data = linksec.unseal(self.link_key, self.session, topic, data)
+                    except linksec.SealError as err:
+                        self.ignored.append((topic, str(err)))
+                        continue
+                self._dispatch(cl.decode(topic, data))
 
     def _dispatch(self, msg: cl.Message) -> None:
         if isinstance(msg, cl.Chunk):

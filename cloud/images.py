@@ -39,6 +39,7 @@ class ImageCache:
         self.chunk_size = chunk_size
         self.max_bytes = max_bytes
         self._images: OrderedDict[str, bytes] = OrderedDict()
+        self._block_shas: dict[str, list[str | None]] = {}
         self._bytes = 0
 
     def put(self, data: bytes) -> str:
@@ -72,8 +73,13 @@ class ImageCache:
         if index >= total:
             return None
         start = index * self.chunk_size
+        block = data[start:start + self.chunk_size]
+        shas = self._block_shas.setdefault(digest, [None] * total)
+        block_sha = shas[index]
+        if block_sha is None:
+            block_sha = shas[index] = sha256(block)
         return cl.Chunk(device_id=device_id, sha=digest, index=index, total=total,
-                        data=data[start:start + self.chunk_size])
+                        block_sha=block_sha, data=block)
 
     def _store(self, digest: str, data: bytes) -> None:
         if digest in self._images:
@@ -82,5 +88,6 @@ class ImageCache:
         self._images[digest] = data
         self._bytes += len(data)
         while self._bytes > self.max_bytes and len(self._images) > 1:
-            _, old = self._images.popitem(last=False)
+            gone, old = self._images.popitem(last=False)
+            self._block_shas.pop(gone, None)
             self._bytes -= len(old)

@@ -1,10 +1,15 @@
 """The device link: one MQTT connection serving every device through the flow rules.
 
-It subscribes once to ``imp/1/d/+/up/#``, decodes each message, lets
-``DeviceRules`` answer it and publishes the answers in order (QoS 1). Bad input
-never stops it: an undecodable message is logged, counted and, when its kind
-expects an answer and its ``req`` can be read, answered with ``error``. A lost
-broker connection is retried until the link is closed.
+It logs in as the cloud (credentials from the broker URL or from the broker this
+process started, cloud/brokersec.py), subscribes once to ``imp/1/d/+/up/#`` and to
+the enrolment slots' requests, decodes each message, lets ``DeviceRules`` answer
+it and publishes the answers in order (QoS 1), each sealed with the device's link
+key for its current session (protocol/linksec.py); registrations go to the
+``Registrar``. The broker lets only the device itself publish on its ``up``
+topics, so the device ID in a topic is who sent the message; nothing in a payload
+names a device. Bad input never stops it: an undecodable message is logged,
+counted and, when its kind expects an answer and its ``req`` can be read, answered
+with ``error``. A lost broker connection is retried until the link is closed.
 """
 
 from __future__ import annotations
@@ -13,17 +18,23 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 
+from impfactory.cloud.brokeradmin import BrokerAdmin
+from impfactory.cloud.brokersec import BrokerAccess, safe_url
 from impfactory.cloud.errors import BrokerError
 from impfactory.cloud.mqtt import AsyncMqtt
+from impfactory.cloud.registrar import Registrar
 from impfactory.cloud.rules import DeviceRules
 from impfactory.cloud.service import CloudService
 from impfactory.protocol import cloudlink as cl
+from impfactory.protocol import linksec
 
 log = logging.getLogger(__name__)
 
+_SESSION = re.compile(r"[0-9a-f]{32}\Z")
 REQUEST_KINDS = frozenset({"hello", "factory_token_request", "chunk_request", "bless_request"})
 
 
@@ -34,26 +45,45 @@ class LinkStats:
     bad: int = 0
     failed: int = 0
     reconnects: int = 0
+    unsealed: int = 0  # messages for a device that never registered: not sent
 
 
 class CloudLink:
     """The cloud's side of every device's MQTT conversation."""
 
-    def __init__(self, service: CloudService, url: str) -> None:
+    def __init__(self, service: CloudService, url: str, *,
+                 module_secret: bytes | None = None) -> None:
         self.service = service
         self.rules = DeviceRules(service)
-        self.url = url
+        self.access = BrokerAccess.from_url(url)
+        self.url = self.access.url
         self.stats = LinkStats()
+        self.admin: BrokerAdmin | None = None
+        if self.access.secured:
+            self.admin = BrokerAdmin(self.access, self._publish)
+        self.registrar = Registrar(service.save_link, self.admin, self._answer_registration,
+                                   secret=module_secret)
+        self._links: dict[str, tuple[bytes, str | None]] = {}
         self._mqtt: AsyncMqtt | None = None
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._mqtt = AsyncMqtt(self.url, f"impcloud-{secrets.token_hex(4)}", self._receive)
+        access = self.access
+        # a random client ID: only the cloud's account may choose its own, and nobody
+        # can guess this one to take the session over
+        self._mqtt = AsyncMqtt(self.url, f"impcloud-{secrets.token_hex(16)}", self._receive,
+                               username=access.username, password=access.password)
         self._mqtt.subscribe(cl.CLOUD_FILTER, cl.QOS)
+        self._mqtt.subscribe(linksec.ENROL_REQUEST_FILTER, cl.QOS)
+        if self.admin is not None:
+            self._mqtt.subscribe(self.admin.response_topic, cl.QOS)
+        else:
+            log.warning("broker %s is open (no cloud credentials): devices get no accounts "
+                        "of their own and anyone may use their topics", self.url)
         await self._mqtt.connect()
         self.service.send = self.send
         self._watch = asyncio.get_running_loop().create_task(self._reconnect_forever())
-        log.info("device link up on %s", self.url)
+        log.info("device link up on %s", safe_url(self.url))
 
     @property
     def connected(self) -> bool:
@@ -61,6 +91,7 @@ class CloudLink:
 
     async def stop(self) -> None:
         self.service.send = lambda msg: None
+        await self.registrar.stop()
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -76,11 +107,49 @@ class CloudLink:
         await self.stop()
 
     def send(self, msg: cl.Message) -> None:
-        """Publish one message to a device (from any thread)."""
-        assert self._mqtt is not None
+        """Seal and publish one message to a device (from any thread)."""
+        mqtt = self._mqtt
+        assert mqtt is not None
+        if not mqtt.on_loop():  # sealing may read the database: only on the loop's thread
+            mqtt.call_on_loop(self.send, msg)
+            return
         topic, payload = cl.encode(msg)
-        self._mqtt.publish(topic, payload, cl.QOS)
+        if not isinstance(msg, cl.Chunk):  # chunks are checked by SHA-256, not sealed
+            link = self._link(msg.device_id)
+            if link is None:
+                self.stats.unsealed += 1
+                log.debug("not sent to %s (never registered): %s", msg.device_id, msg.KIND)
+                return
+            key, session = link
+            payload = linksec.seal(key, session or "", topic, payload)
+        mqtt.publish(topic, payload, cl.QOS)
         self.stats.sent += 1
+
+    def _publish(self, topic: str, payload: bytes) -> None:
+        assert self._mqtt is not None
+        self._mqtt.publish(topic, payload, cl.QOS)
+
+    def _answer_registration(self, answer: linksec.RegisterAnswer, device_id: str) -> None:
+        self._links.pop(device_id, None)  # a new link key, and no session yet
+        self._publish(*linksec.encode_answer(answer))
+
+    def _link(self, device_id: str) -> tuple[bytes, str | None] | None:
+        link = self._links.get(device_id)
+        if link is None:
+            link = self.service.link_of(device_id)
+            if link is not None:
+                self._links[device_id] = link
+        return link
+
+    def _new_session(self, device_id: str, session: str | None) -> None:
+        """A hello opens a session: everything after it is sealed for that session."""
+        link = self.service.link_of(device_id)
+        if link is None:
+            self._links.pop(device_id, None)
+            return
+        if link[1] != session:
+            self.service.set_link_session(device_id, session)
+        self._links[device_id] = (link[0], session)
 
     async def _reconnect_forever(self) -> None:
         assert self._mqtt is not None
@@ -94,11 +163,19 @@ class CloudLink:
                     log.info("device link reconnected")
                     break
                 except BrokerError as err:
+                    if self.admin is not None:
+                        self.admin.fail_all(err)
                     log.warning("%s; retrying in %.1f s", err, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
 
     def _receive(self, topic: str, payload: bytes) -> None:
+        if topic.startswith(linksec.ENROL_PREFIX):
+            self.registrar.receive(topic, payload)
+            return
+        if self.admin is not None and topic == self.admin.response_topic:
+            self.admin.on_response(payload)
+            return
         self.stats.received += 1
         try:
             msg = cl.decode(topic, payload)
@@ -108,6 +185,8 @@ class CloudLink:
             self._refuse(topic, payload, err)
             return
         try:
+            if isinstance(msg, cl.Hello):
+                self._new_session(msg.device_id, msg.session)
             replies = self.rules.handle(msg)
         except Exception as err:  # a rules bug: answer, log, keep serving everyone else
             self.stats.failed += 1
@@ -132,9 +211,15 @@ class CloudLink:
         with contextlib.suppress(Exception):
             if isinstance(err, cl.PayloadTooLargeError):
                 raise ValueError("oversized payloads are never parsed")
-            value = json.loads(payload).get("req")
+            obj = json.loads(payload)
+            value = obj.get("req")
             if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
                 req = value
+            session = obj.get("session")
+            if parts[5] == cl.Hello.KIND and isinstance(session, str) and _SESSION.match(session):
+                # a malformed hello still opens its session (only the device can publish
+                # on its topics), so the device can read why it was refused
+                self._new_session(device_id, session)
         with contextlib.suppress(Exception):
             self.service.append_log(device_id, f"Bad {parts[5]} message refused: {err}"[:512])
         self.send(cl.ErrorReply(device_id=device_id, req=req, code=cl.ErrorCode.BAD_REQUEST,

@@ -67,13 +67,17 @@ class DeviceRules:
             raise TokenError("plan ID and token come together")
         now = svc.now()
         with svc.tx() as db:
-            if svc.find_device(m.device_id) is None:
+            known = svc.find_device(m.device_id)
+            if known is None:
                 db.execute("INSERT INTO devices (id, mac, created_at) VALUES (?,?,?)",
                            (m.device_id, m.mac, now))
+            elif known.mac != m.mac:  # a MAC is burnt into the module: it never changes
+                svc.append_log(m.device_id, f"hello with MAC {m.mac} ignored: the device's "
+                                            f"MAC is {known.mac}")
             db.execute(
-                "UPDATE devices SET mac=?, imp_type=?, impos_version=?, deployment_id=?,"
+                "UPDATE devices SET imp_type=?, impos_version=?, deployment_id=?,"
                 " online=1, connection='SERVER_CONNECTED', last_seen=? WHERE id=?",
-                (m.mac, m.imp_type, m.impos_version, m.deployment, now, m.device_id),
+                (m.imp_type, m.impos_version, m.deployment, now, m.device_id),
             )
             if m.token is not None and m.plan_id is not None:
                 self._enrol(svc.get_device(m.device_id), m.plan_id, m.token)
@@ -196,7 +200,8 @@ class DeviceRules:
 
     def chunks(self, m: cl.ChunkRequest) -> list[cl.Message]:
         images = self.svc.images
-        if images.get(m.sha) is None:
+        if not self._offered(m.device_id, m.sha) or images.get(m.sha) is None:
+            # an image the device was not offered is not there for it (nor said to exist)
             return [_error(m, cl.ErrorCode.UNKNOWN_IMAGE, f"no image {m.sha}")]
         out: list[cl.Message] = []
         for index in m.blocks:
@@ -205,6 +210,21 @@ class DeviceRules:
                 return [*out, _error(m, cl.ErrorCode.BAD_REQUEST, f"no block {index}")]
             out.append(chunk)
         return out
+
+    def _offered(self, device_id: str, sha: str) -> bool:
+        """May this device fetch image ``sha``? impOS releases: any real module; code:
+        only the deployment it runs or should run (never-enrolled devices have none)."""
+        svc = self.svc
+        if any(r.sha == sha for r in svc.impos_releases()):
+            return True
+        device = svc.find_device(device_id)
+        if device is None:
+            return False
+        target = offers.target_deployment(svc, device)
+        for dep in (target, svc.find_deployment(device.deployment_id)):
+            if dep is not None and sha in (dep.device_sha, dep.agent_sha):
+                return True
+        return False
 
     # ------------------------------------------------------------ bless
 

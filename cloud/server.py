@@ -56,7 +56,10 @@ class Cloud:
         agent_port: int | None = None,
         agent_limits: AgentLimits | None = None,
         http_timeout: float = 10.0,
+        module_secret: bytes | None = None,
     ) -> None:
+        """``module_secret``: the module maker's (impfactory/maker.py; default: the
+        environment's or this user's), to tell real modules from made-up IDs."""
         self._owns_db = not isinstance(db, sqlite3.Connection)
         self.db = db if isinstance(db, sqlite3.Connection) else open_db(db)
         kwargs: dict[str, Any] = {}
@@ -65,8 +68,8 @@ class Cloud:
         self.service = CloudService(self.db, now=now, accounts=accounts,
                                     agent_base_url=agent_base_url or AGENT_BASE_URL,
                                     chunk_size=chunk_size, **kwargs)
-        self.link = CloudLink(self.service, broker_url)
-        self.broker_url = broker_url
+        self.link = CloudLink(self.service, broker_url, module_secret=module_secret)
+        self.broker_url = self.link.url
         self.agent_url_fixed = agent_base_url is not None
         """The agent base URL was given: servers mounting agent URLs leave it alone."""
         self.outbound = Outbound(timeout=http_timeout)

@@ -484,6 +484,11 @@ class CloudService:
             raise NotFoundError(f"no deployment {deployment_id}")
         return Deployment.from_row(row)
 
+    def find_deployment(self, deployment_id: str | None) -> Deployment | None:
+        row = self._one("SELECT * FROM deployments WHERE id=?", (deployment_id,)) \
+            if deployment_id else None
+        return Deployment.from_row(row) if row is not None else None
+
     def list_deployments(self, *, owner_id: str | None = None, product_id: str | None = None,
                          group_id: str | None = None, sha: str | None = None,
                          flagged: bool | None = None, tag: str | None = None) -> list[Deployment]:
@@ -751,6 +756,35 @@ class CloudService:
         rows = self.db.execute("SELECT id, device_id, ts, type, msg FROM logs WHERE id>?"
                                " ORDER BY id LIMIT ?", (after_id, limit))
         return [LogEntry(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    # ------------------------------------------------------------ device links
+
+    def save_link(self, device_id: str, link_key: bytes) -> None:
+        """A module registered (protocol/linksec.py): its new link key; no session yet."""
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO device_links (device_id, link_key, session, registered_at)"
+                " VALUES (?,?,NULL,?) ON CONFLICT(device_id) DO UPDATE SET"
+                " link_key=excluded.link_key, session=NULL,"
+                " registered_at=excluded.registered_at, registrations=registrations+1",
+                (device_id, link_key.hex(), self.now()))
+
+    def link_of(self, device_id: str) -> tuple[bytes, str | None] | None:
+        """(link key, current session) of a registered device, else None."""
+        row = self._one("SELECT link_key, session FROM device_links WHERE device_id=?",
+                        (device_id,))
+        return (bytes.fromhex(row[0]), row[1]) if row is not None else None
+
+    def set_link_session(self, device_id: str, session: str | None) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE device_links SET session=? WHERE device_id=?",
+                       (session, device_id))
+
+    def registrations(self, device_id: str) -> int:
+        """How many times the module ``device_id`` has registered (0: never)."""
+        row = self._one("SELECT registrations FROM device_links WHERE device_id=?",
+                        (device_id,))
+        return int(row[0]) if row is not None else 0
 
     # ------------------------------------------------------------ tokens
 

@@ -84,6 +84,9 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
 CREATE INDEX IF NOT EXISTS webhook_outbox_pending ON webhook_outbox(delivered_at, id);
 CREATE TABLE IF NOT EXISTS agent_store (
     agent_id TEXT PRIMARY KEY, data TEXT NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS device_links (
+    device_id TEXT PRIMARY KEY, link_key TEXT NOT NULL, session TEXT,
+    registered_at REAL NOT NULL, registrations INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS impos_releases (
     version TEXT PRIMARY KEY, sha TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,
     data BLOB NOT NULL, created_at REAL NOT NULL);

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from impfactory.cloud.brokersec import access_for
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.tools import cli
 
@@ -177,7 +178,9 @@ def test_run_blesses_the_dut_behind_the_bench(broker_url: str, tmp_path: Path) -
     """``bench run``: emulated cloud and fixture; the DUT is the one on the bench."""
     port, proc = start_emulator(tmp_path / "emulate.log", "--server", broker_url)
     try:
-        result = bench("run", "--port", port, "--broker", broker_url, "--wait", "60",
+        # the cloud runs in the bench process: its credentials travel in the URL
+        result = bench("run", "--port", port, "--broker", access_for(broker_url).cloud_url,
+                       "--wait", "60",
                        "--json", timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
         doc = json.loads(result.stdout)

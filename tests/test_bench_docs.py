@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from impfactory.cloud.brokersec import access_for
 from impfactory.protocol import bench as bp
 from impfactory.protocol.bench_status import classify
 from impfactory.tools.cli import build_parser
@@ -57,7 +58,11 @@ def test_the_docs_commands_run(broker_url: str, tmp_path: Path) -> None:
     try:
         for words in doc_commands():
             background = words[-1] == "&"
-            words = [w.replace(DOC_BROKER, broker_url) for w in words if w != "&"]
+            # the page's broker is an open one; the session's wants the cloud's credentials
+            # from ``bench run`` (its cloud runs in that process), none from the DUT
+            url = access_for(broker_url).cloud_url if words[1:3] == ["bench", "run"] \
+                else broker_url
+            words = [w.replace(DOC_BROKER, url) for w in words if w != "&"]
             if words[0] == "mosquitto":
                 assert words == ["mosquitto", "-p", "18830"] and background
                 continue  # the session's broker stands in for it

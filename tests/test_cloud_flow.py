@@ -477,12 +477,18 @@ def test_chunks_for_unknown_images_or_blocks_are_refused(any_broker_url: str,
         assert unknown.value.reply.code is cl.ErrorCode.UNKNOWN_IMAGE
         real = w.svc.images.ref(cl.ImageKind.DEVICE, w.f.dut_build.device_code.encode())
         assert real.total == 1
-        await dev.send(cl.ChunkRequest(device_id=dev.device_id, sha=real.sha, blocks=(0, 1)))
-        refused = await dev.expect(cl.ErrorReply)
+        # a device never enrolled is offered no code: the DUT firmware is not there for it
+        with pytest.raises(FakeDeviceRefused) as unoffered:
+            await dev.fetch(real)
+        assert unoffered.value.reply.code is cl.ErrorCode.UNKNOWN_IMAGE
+        dut, _ = await w.dut(await w.fixture())
+        await dut.send(cl.ChunkRequest(device_id=dut.device_id, sha=real.sha, blocks=(0, 1)))
+        refused = await dut.expect(cl.ErrorReply)
         assert refused.code is cl.ErrorCode.BAD_REQUEST and "block 1" in refused.message
-        assert dev.images == {}
-        assert await dev.fetch(real) == w.f.dut_build.device_code.encode()
+        assert dut.images == {}
+        assert await dut.fetch(real) == w.f.dut_build.device_code.encode()
         await dev.close()
+        await dut.close()
 
     run(test, any_broker_url, tmp_path / "cloud.db")
 
@@ -536,7 +542,8 @@ def test_bad_input_never_stops_the_cloud(any_broker_url: str, tmp_path: Path) ->
         fx = await w.fixture()
         vandal = await w.device()
         base = f"{cl.PREFIX}/{vandal.device_id}/up/"
-        await vandal.send_raw(base + "hello", b'{"v":1,"req":77,"mac":"not hex"}')
+        await vandal.send_raw(base + "hello", b'{"v":1,"req":77,"mac":"not hex","session":"'
+                              + vandal.session.encode() + b'"}')
         reply = await vandal.expect(cl.ErrorReply)
         assert (reply.req, reply.code, reply.kind) == (77, cl.ErrorCode.BAD_REQUEST, "hello")
         await vandal.send_raw(base + "bless_request", b"\xff\x00 garbage")

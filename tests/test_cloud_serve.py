@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from impfactory.cloud.brokersec import access_for
 from impfactory.cloud.fakedevice import FakeDevice
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import open_db
@@ -35,7 +36,10 @@ def _stop(proc: subprocess.Popen[str], sig: signal.Signals = signal.SIGTERM) -> 
 
 def test_serve_stop_and_restart_keep_state(broker_url: str, tmp_path: Path) -> None:
     db = tmp_path / "cloud.db"
-    proc, ready = _start("--broker", broker_url, "--db", str(db), "--owner", "alice:pw1",
+    # a broker this process started: the cloud's credentials travel in the URL, and
+    # neither the ready line nor the log shows them
+    access = access_for(broker_url)
+    proc, ready = _start("--broker", access.cloud_url, "--db", str(db), "--owner", "alice:pw1",
                          "--api-port", "0")
     assert ready["broker"] == broker_url and ready["db"] == str(db)
 
@@ -63,8 +67,9 @@ def test_serve_stop_and_restart_keep_state(broker_url: str, tmp_path: Path) -> N
         err = _stop(proc)
     assert welcome.device_id == "0c2a00000000beef"
     assert "stopping" in err and "Traceback" not in err
+    assert access.password is not None and access.password not in err
 
-    proc, _ = _start("--broker", broker_url, "--db", str(db), "--owner", "alice:pw1")
+    proc, _ = _start("--broker", access.cloud_url, "--db", str(db), "--owner", "alice:pw1")
     assert "Traceback" not in _stop(proc, signal.SIGINT)  # Ctrl-C stops it just as cleanly
     svc = CloudService(open_db(db))
     device = svc.get_device("0c2a00000000beef")

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from impfactory.cloud.brokersec import access_for
+
 
 def _impfactory(*args: str) -> dict[str, object]:
     out = subprocess.run([sys.executable, "-m", "impfactory.tools.cli", *args],
@@ -21,8 +23,10 @@ def test_perf_squirrel_prints_its_figures_and_nothing_else() -> None:
 
 
 def test_perf_line_compares_squirrel_with_python_firmware(broker_url: str) -> None:
+    # the line's cloud runs in that process: its credentials travel in the URL
     doc = _impfactory("perf", "line", "--duts", "4", "--fixtures", "1", "--workers", "1",
-                      "--broker", broker_url, "--language", "both", "--json")
+                      "--broker", access_for(broker_url).cloud_url, "--language", "both",
+                      "--json")
     assert doc["python"]["language"] == "python" and doc["squirrel"]["language"] == "squirrel"
     assert doc["python"]["blessed"] == doc["squirrel"]["blessed"] == 4
     ratio = doc["squirrel_over_python"]

@@ -754,7 +754,8 @@ def register(sub: Any) -> None:
     run = _host_command(cmds, "run", "one DUT behind the bench through an emulated line",
                         _cmd_run)
     run.add_argument("--broker", default="auto",
-                     help="MQTT broker the cloud and the DUT share: auto, or mqtt://HOST:PORT")
+                     help="MQTT broker the cloud and the DUT share: auto, or "
+                          "mqtt://impcloud:PASSWORD@HOST:PORT (the cloud's credentials)")
     run.add_argument("--scale", type=_positive, default=10.0,
                      help="clock speed-up of the emulated fixture (default 10)")
     run.add_argument("--wait", type=_positive, default=120.0,

@@ -56,7 +56,9 @@ def register(sub: Any) -> None:
     cloud_sub = parser.add_subparsers(dest="cloud_command", metavar="COMMAND")
     serve = cloud_sub.add_parser("serve", help="serve devices over MQTT (and the REST API)")
     serve.add_argument("--broker", default="auto",
-                       help="auto | mosquitto | embedded | mqtt://HOST:PORT (default auto)")
+                       help="auto | mosquitto | embedded | mqtt://[impcloud:PASSWORD@]HOST:PORT"
+                            " (default auto; a broker started elsewhere needs the cloud's"
+                            " credentials in its URL)")
     serve.add_argument("--db", default="impcloud.db", help="SQLite database file")
     serve.add_argument("--api-port", type=int, default=None,
                        help="serve the REST API (/v5) on this loopback port (0: any free one)")
@@ -202,7 +204,7 @@ async def serve(broker: str, db_path: str, api_port: int | None,
             kwargs["agent_base_url"] = agent_url
         if api_port is None:
             kwargs["agent_port"] = 0  # agent URLs on a server of their own
-        async with Cloud(db, url, **kwargs) as cloud:
+        async with Cloud(db, server.cloud_url, **kwargs) as cloud:
             if owner is not None:
                 account = accounts.ensure_owner(*owner)
                 log.info("owner account %s (%s)", owner[0], account.id)

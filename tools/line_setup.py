@@ -96,10 +96,11 @@ async def factory_cloud(broker: str = "auto", db: Path | None = None, *,
     ``agent_code`` goes with the factory firmware; without it, the example firmware
     gets the example agent and firmware of the user's own gets none."""
     with contextlib.ExitStack() as stack:
-        url = stack.enter_context(BrokerServer(broker))
+        server = BrokerServer(broker)
+        url = stack.enter_context(server)
         if db is None:
             db = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="impline-"))) / "c.db"
-        cloud = Cloud(db, url, agent_port=0)
+        cloud = Cloud(db, server.cloud_url, agent_port=0)
         await cloud.start()
         try:
             svc = cloud.service

@@ -141,12 +141,13 @@ def _sharded(url: str, fixture_ids: list[tuple[str, str]], duts: int, concurrenc
 def perf_cloud(args: argparse.Namespace) -> int:
     if args.duts < 1 or args.concurrency < 1 or not 1 <= args.workers <= args.fixtures:
         raise InvalidError("need --duts >= 1, --concurrency >= 1, 1 <= --workers <= --fixtures")
-    with tempfile.TemporaryDirectory(prefix="impfactory-perf-cloud-") as tmp, \
-            BrokerServer(args.broker) as url:
+    broker = BrokerServer(args.broker)
+    with tempfile.TemporaryDirectory(prefix="impfactory-perf-cloud-") as tmp, broker as url:
         db_path = Path(tmp) / "cloud.db"
         fixture_ids = _setup(db_path, args.fixtures)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "impfactory.tools.cli", "cloud", "serve", "--broker", url,
+        proc = subprocess.Popen(  # the cloud in its own process: its credentials in the URL
+            [sys.executable, "-m", "impfactory.tools.cli", "cloud", "serve",
+             "--broker", broker.cloud_url,
              "--db", str(db_path), "--log-level", "WARNING"],
             stdout=subprocess.PIPE, text=True)
         try:
