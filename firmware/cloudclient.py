@@ -1,8 +1,15 @@
 """The device's link to impCloud: cloud-link messages over MQTT (aiomqtt).
 
 One MQTT connection per device, all on the caller's asyncio loop (no threads).
-The device subscribes to its own ``down`` topics, publishes ``up`` messages with
-QoS 1, and names a ``bye`` as its last will so the cloud learns of a lost link.
+The device logs in with its own broker account (its device ID, the password it
+registered: firmware/registration.py), subscribes to its own ``down`` topics,
+publishes ``up`` messages with QoS 1, and names a ``bye`` as its last will so the
+cloud learns of a lost link.
+
+Every connection opens a session: a fresh nonce that the ``hello`` carries. The
+cloud seals each message but chunks with the device's link key for that session
+(protocol/linksec.py); a message whose seal does not check (anyone else's, or an
+earlier session's) never reaches the device: ``on_ignored`` hears of it instead.
 
 Requests (hello, factory token, bless) carry a ``req`` number; ``request`` waits
 for the answer with the same number (or an ``error`` reply, raised as
@@ -24,13 +31,16 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import secrets
 import socket
 from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 from impfactory.firmware.errors import CloudClientError
 from impfactory.protocol import cloudlink as cl
+from impfactory.protocol import linksec
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +57,29 @@ class CloudRefused(CloudClientError):
         self.code = reply.code
 
 
+class BrokerRefused(CloudClientError):
+    """The broker refused the device's account (unknown, or another password)."""
+
+
 class CloudClient:
     """One device's MQTT session with the cloud."""
 
     def __init__(self, device_id: str, host: str, port: int,
                  on_message: Callable[[cl.Message], Any],
-                 on_lost: Callable[[], Any]) -> None:
+                 on_lost: Callable[[], Any], *, password: str | None = None,
+                 link_key: bytes = b"",
+                 on_ignored: Callable[[str, str], Any] | None = None) -> None:
         self.device_id = device_id
         self.host, self.port = host, port
         self.on_message = on_message
         self.on_lost = on_lost
+        self.on_ignored = on_ignored or (lambda topic, why: None)
+        self.password = password
+        self.link_key = link_key
+        self.session = secrets.token_hex(16)
         self.connected = False
         self.bad_messages = 0
+        self.ignored = 0
         self._client: aiomqtt.Client | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[cl.Message]] = {}
@@ -72,13 +93,18 @@ class CloudClient:
         will_topic, will_payload = cl.encode(cl.Bye(self.device_id, reason="lost"))
         client = aiomqtt.Client(
             self.host, self.port, identifier=self.device_id,
+            username=self.device_id if self.password is not None else None,
+            password=self.password,
             will=aiomqtt.Will(will_topic, will_payload, qos=cl.QOS),
-            keepalive=30, timeout=REQUEST_TIMEOUT,
+            keepalive=30, timeout=REQUEST_TIMEOUT, clean_session=True,
             # Small request/answer packets: Nagle plus delayed ACK would add ~40 ms each.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         try:
             await client.__aenter__()
+        except MqttConnectError as err:
+            raise BrokerRefused(f"the broker at {self.host}:{self.port} refused account "
+                                f"{self.device_id}: {err}") from err
         except aiomqtt.MqttError as err:
             raise OSError(f"MQTT connect to {self.host}:{self.port} failed: {err}") from err
         self._client = client
@@ -180,11 +206,20 @@ class CloudClient:
                 if not isinstance(payload, (bytes, bytearray)):
                     self.bad_messages += 1
                     continue
+                topic = str(message.topic)
                 try:
-                    msg = cl.decode(str(message.topic), bytes(payload))
+                    msg = cl.decode(topic, self._unseal(topic, bytes(payload)))
+                except linksec.SealError as err:
+                    self.ignored += 1
+                    self.on_ignored(topic, str(err))
+                    continue
                 except cl.CloudLinkError as err:
                     self.bad_messages += 1
                     log.warning("device %s dropped a bad message: %s", self.device_id, err)
+                    continue
+                if msg.device_id != self.device_id:  # not ours, whatever the broker did
+                    self.ignored += 1
+                    self.on_ignored(topic, "addressed to another device")
                     continue
                 self._dispatch(msg)
         except aiomqtt.MqttError:
@@ -197,6 +232,12 @@ class CloudClient:
                 sink(None)
             await self._drop_client()
             self.on_lost()
+
+    def _unseal(self, topic: str, payload: bytes) -> bytes:
+        """The payload of a sealed message for this session (chunks are not sealed)."""
+        if topic.endswith("/down/" + cl.Chunk.KIND):
+            return payload
+        return linksec.unseal(self.link_key, self.session, topic, payload)
 
     def _dispatch(self, msg: cl.Message) -> None:
         if isinstance(msg, cl.Chunk):

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from impfactory.firmware import impapi
 from impfactory.firmware.blinkup_rx import BlinkUpReceiver
-from impfactory.firmware.cloudclient import CloudClient, CloudRefused
+from impfactory.firmware.cloudclient import BrokerRefused, CloudClient, CloudRefused
 from impfactory.firmware.errors import (
     CloudClientError,
     ConnectionFailed,
@@ -41,6 +41,7 @@ from impfactory.firmware.hardware import Pin, SimHardware
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.images import fetch_image
 from impfactory.firmware.led import LedEvent, StatusLed
+from impfactory.firmware.registration import register
 from impfactory.firmware.runtime import Engine, PythonEngine, Runtime
 from impfactory.firmware.settings import MemoryStore, Settings, SettingsStore
 from impfactory.firmware.signals import FixtureFlash, render_fixture_flash
@@ -48,12 +49,14 @@ from impfactory.firmware.wifi import ConnectionManager as _ConnectionManager
 from impfactory.firmware.wifi import Reason, StageTimes, WifiEnvironment
 from impfactory.hw.peripherals import PeripheralError
 from impfactory.protocol import cloudlink as cl
+from impfactory.protocol import linksec
 from impfactory.protocol.blinkup import BlinkUpConfig, BlinkUpError
 from impfactory.protocol.decoder import LineCode
 from impfactory.protocol.linecode import Signal
 
 from impfactory.clock import Clock, TimerHandle
 from impfactory.devicecode import is_python_code
+from impfactory.maker import maker_secret
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +95,11 @@ class Device:
     def __init__(self, identity: DeviceIdentity, clock: Clock, env: WifiEnvironment,
                  server_url: str, store: SettingsStore | None = None,
                  hardware: SimHardware | None = None, config: DeviceConfig | None = None,
-                 imp_type: str | None = None) -> None:
+                 imp_type: str | None = None, module_key: bytes | None = None) -> None:
+        """``module_key``: the secret the module was made with (default: derived from the
+        maker's secret, impfactory/maker.py, when the device first registers)."""
         self.identity = identity
+        self.module_key = module_key
         self.device_id = identity.device_id
         self.mac = identity.mac
         self.clock = clock
@@ -577,16 +583,25 @@ class Device:
 
     async def _open_cloud(self) -> None:
         parts = urlsplit(self.server_url)
-        client = CloudClient(self.device_id, parts.hostname or "127.0.0.1", parts.port or 1883,
-                             self._on_message, self._on_lost)
-        await client.connect()
+        host, port = parts.hostname or "127.0.0.1", parts.port or 1883
         s = self.settings
+        if not s.registered:
+            await self._register(host, port)
+        client = self._client(host, port)
+        try:
+            await client.connect()
+        except BrokerRefused:
+            # the broker does not know our account (it lost its accounts): once more
+            await self._register(host, port)
+            client = self._client(host, port)
+            await client.connect()
         enrol = s.enrolled and s.extra.get("token_sent") != s.enrol_token
         hello = cl.Hello(
             self.device_id, req=client.next_req(), mac=self.mac,
             impos_version=s.impos_version, imp_type=self.imp_type,
             deployment=s.deployment_id or None,
             plan_id=s.plan_id if enrol else None, token=s.enrol_token if enrol else None,
+            session=client.session,
         )
         try:
             reply = await client.request(hello)
@@ -604,6 +619,32 @@ class Device:
                 s.extra["token_sent"] = s.enrol_token
                 self.store.save(s)
                 self._emit(DeviceEvent.ENROLLED, reply.plan_id)
+
+    def _client(self, host: str, port: int) -> CloudClient:
+        s = self.settings
+        return CloudClient(self.device_id, host, port, self._on_message, self._on_lost,
+                           password=s.broker_password, link_key=bytes.fromhex(s.link_key),
+                           on_ignored=self._on_ignored)
+
+    async def _register(self, host: str, port: int) -> None:
+        """Get this module's own broker account (firmware/registration.py) and keep it."""
+        if self.module_key is None:
+            self.module_key = linksec.module_key(maker_secret(), self.device_id)
+        credentials = await register(host, port, self.device_id, self.module_key)
+        s = self.settings
+        s.broker_password, s.link_key = credentials.password, credentials.link_key.hex()
+        self.store.save(s)
+        self._emit(DeviceEvent.REGISTERED, credentials.attempts)
+
+    def _on_ignored(self, topic: str, why: str) -> None:
+        """A message on our topics that the cloud did not seal for us: never acted on."""
+        kind = topic.rsplit("/", 1)[-1][:40]
+        self._ignore(f"{kind}: {why}")
+
+    def _ignore(self, what: str) -> None:
+        log.warning("device %s ignored %s", self.device_id, what)
+        self.logs.append(f"ignored {what}")
+        self._emit(DeviceEvent.IGNORED, what)
 
     async def _after_online(self) -> None:
         unsent, self._unsent_logs = self._unsent_logs, []
@@ -673,6 +714,8 @@ class Device:
                 handler(int(msg.reason))
             else:
                 self._spawn(self._reboot(f"shutdown {msg.reason.name}"))
+        else:  # an answer nobody is waiting for (a bless answer we never asked for ...)
+            self._ignore(f"{msg.KIND}: nothing asked for it")
 
     async def _reboot(self, why: str) -> None:
         self.log(f"restarting: {why}")
@@ -692,7 +735,8 @@ class Device:
             self.led.handle(LedEvent.UPDATE_START)
             self._emit(DeviceEvent.IMPOS_UPDATING, offer.version)
             try:
-                await fetch_image(client, offer.image, blocks=self._partial(offer.image.sha))
+                await fetch_image(client, offer.image, blocks=self._partial(offer.image.sha),
+                                  on_bad_block=self._bad_block(offer.image.sha))
             except (FirmwareImageError, CloudClientError) as err:
                 self._emit(DeviceEvent.IMAGE_FAILED, str(err))
                 self.led.handle(LedEvent.UPDATE_DONE)
@@ -711,6 +755,10 @@ class Device:
             self._partials = {sha: {}}
         return self._partials[sha]
 
+    def _bad_block(self, sha: str) -> Callable[[int, str], None]:
+        """Record each damaged block of image ``sha`` (it is asked for again)."""
+        return lambda index, why: self._emit(DeviceEvent.BLOCK_REFETCHED, (sha, index, why))
+
     def sever_link(self) -> bool:
         """Test hook: the network drops the cloud connection under the device."""
         if self._cloud is None:
@@ -728,7 +776,8 @@ class Device:
                 return
             try:
                 image = await fetch_image(client, offer.device,
-                                          blocks=self._partial(offer.device.sha))
+                                          blocks=self._partial(offer.device.sha),
+                                          on_bad_block=self._bad_block(offer.device.sha))
                 source = image.decode("utf-8")
             except (FirmwareImageError, CloudClientError, UnicodeDecodeError) as err:
                 self._emit(DeviceEvent.IMAGE_FAILED, str(err))

@@ -24,12 +24,15 @@ class DeviceEvent(enum.StrEnum):
     BLINKUP_WINDOW_CLOSED = "blinkup_window_closed"
     CONNECT_FAILED = "connect_failed"  # detail: imp reason code (int)
     ONLINE = "online"
+    REGISTERED = "registered"  # got its own broker account (detail: slots tried)
+    IGNORED = "ignored"  # a message not acted on (detail: what and why)
     ENROLLED = "enrolled"  # detail: plan ID
     ENROL_REFUSED = "enrol_refused"  # detail: cloud error code
     ASSIGNED = "assigned"  # detail: device group type
     IMPOS_UPDATING = "impos_updating"  # detail: version
     IMPOS_UPDATED = "impos_updated"  # detail: version
     IMAGE_FAILED = "image_failed"  # detail: the error text
+    BLOCK_REFETCHED = "block_refetched"  # a corrupt or short block (detail: (sha, index, why))
     CODE_STARTED = "code_started"  # detail: deployment ID
     TESTING = "testing"  # DUT firmware started (detail: deployment ID)
     CODE_ERROR = "code_error"  # detail: the runtime error line

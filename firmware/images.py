@@ -1,28 +1,35 @@
 """Fetching an image (impOS, device code) block by block, checked by SHA-256.
 
 The device asks only for the blocks it lacks, at most ``MAX_BLOCKS_PER_REQUEST``
-per request and a window of requests in flight; a block of the wrong size or for
-another image is dropped and asked for again; when every block is in, the whole
-image must match its size and SHA-256, or it is discarded and fetched again. After
-``max_rounds`` failed rounds the fetch raises ``FirmwareImageError``: a corrupt or
-short image is never returned, so it never runs.
+per request and a window of requests in flight. A block of the wrong size, or
+whose bytes do not match the SHA-256 its chunk names, is dropped and asked for
+again at once (``on_bad_block`` hears of it); when every block is in, the whole
+image must match the size and SHA-256 of the offer (which the cloud sealed), or
+it is discarded and fetched again. After ``max_rounds`` failed rounds the fetch
+raises ``FirmwareImageError``: a corrupt or short image is never returned, so it
+never runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
+from typing import Any
 
 from impfactory.firmware.cloudclient import CloudClient
 from impfactory.firmware.errors import CloudClientError, FirmwareImageError
 from impfactory.protocol import cloudlink as cl
 
 ROUND_TIMEOUT = 10.0
+REFETCHES = 3
+"""Times one round asks again for a block that arrived damaged."""
 
 
 async def fetch_image(client: CloudClient, ref: cl.ImageRef, max_rounds: int = 4,
                       round_timeout: float = ROUND_TIMEOUT,
-                      blocks: dict[int, bytes] | None = None) -> bytes:
+                      blocks: dict[int, bytes] | None = None,
+                      on_bad_block: Callable[[int, str], Any] | None = None) -> bytes:
     """Download the image ``ref`` names; return its bytes once its SHA-256 matches.
 
     ``blocks`` keeps what has arrived; pass the same dict after a lost link and
@@ -33,6 +40,8 @@ async def fetch_image(client: CloudClient, ref: cl.ImageRef, max_rounds: int = 4
     blocks = {} if blocks is None else blocks
     arrived = asyncio.Event()
     problems: list[str] = []
+    damaged: list[int] = []
+    asked: dict[int, int] = {}
     lost = False
 
     def expected_len(index: int) -> int:
@@ -47,33 +56,58 @@ async def fetch_image(client: CloudClient, ref: cl.ImageRef, max_rounds: int = 4
         if chunk.total != total or chunk.index >= total:
             problems.append(f"block {chunk.index}/{chunk.total} does not fit {total} blocks")
             return
+        why = None
         if len(chunk.data) != expected_len(chunk.index):
-            problems.append(f"block {chunk.index} is {len(chunk.data)} bytes")
+            why = f"is {len(chunk.data)} bytes, not {expected_len(chunk.index)}"
+        elif not chunk.intact:
+            why = "does not match its SHA-256"
+        if why is not None:
+            problems.append(f"block {chunk.index} {why}")
+            if on_bad_block is not None:
+                on_bad_block(chunk.index, why)
+            if chunk.index not in blocks:
+                damaged.append(chunk.index)
+                arrived.set()
             return
         blocks[chunk.index] = chunk.data
         arrived.set()
 
+    async def ask(indices: list[int]) -> None:
+        for start in range(0, len(indices), cl.MAX_BLOCKS_PER_REQUEST):
+            window = tuple(indices[start:start + cl.MAX_BLOCKS_PER_REQUEST])
+            await client.send(cl.ChunkRequest(client.device_id, sha=ref.sha, blocks=window))
+
     client.sink_chunks(ref.sha, sink)
     try:
         for _ in range(max_rounds):
-            missing = [i for i in range(total) if i not in blocks]
-            for start in range(0, len(missing), cl.MAX_BLOCKS_PER_REQUEST):
-                window = tuple(missing[start:start + cl.MAX_BLOCKS_PER_REQUEST])
-                await client.send(cl.ChunkRequest(client.device_id, sha=ref.sha, blocks=window))
+            asked.clear()
+            given_up: set[int] = set()
+            await ask([i for i in range(total) if i not in blocks])
             loop = asyncio.get_running_loop()
             deadline = loop.time() + round_timeout
             while len(blocks) < total:
-                arrived.clear()
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                try:
-                    await asyncio.wait_for(arrived.wait(), left)
-                except TimeoutError:
-                    break
+                if not damaged:  # (one may have come in while we asked for others)
+                    arrived.clear()
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        break
+                    try:
+                        await asyncio.wait_for(arrived.wait(), left)
+                    except TimeoutError:
+                        break
                 if lost:
                     raise CloudClientError(
                         f"link lost with {len(blocks)} of {total} blocks of {ref.sha[:12]}")
+                bad = {i for i in damaged if i not in blocks}
+                damaged.clear()
+                again = sorted(i for i in bad if asked.get(i, 0) < REFETCHES)
+                for i in again:
+                    asked[i] = asked.get(i, 0) + 1
+                await ask(again)
+                spent = {i for i in bad if i not in again}
+                given_up.update(spent)
+                if given_up and all(i in given_up for i in range(total) if i not in blocks):
+                    break  # what is missing keeps arriving damaged: end this round now
             if len(blocks) < total:
                 problems.append(f"{total - len(blocks)} of {total} blocks missing")
                 continue

@@ -2,7 +2,11 @@
 
 What an imp keeps in flash across power cycles: WiFi credentials, enrolment
 tokens (plan ID and token), static network and proxy settings, the impOS version
-and the last code it ran. The caller chooses where they live: ``MemoryStore``
+and the last code it ran, and its broker identity: the password of its own broker
+account and its link key (firmware/registration.py). The identity belongs to the
+module, not to its configuration: ``imp.clearconfiguration`` and a clearing
+BlinkUp leave it, as an imp keeps its device keys; a blessed device shipped to an
+end user reconnects with it. The caller chooses where they live: ``MemoryStore``
 (a dict, cheap for thousands of devices on one loop) or ``JsonFileStore`` (one
 JSON file per device, for a device that must survive its own process).
 """
@@ -35,12 +39,19 @@ class Settings:
     code_sha: str = ""
     device_code: str = ""
     deployment_id: str = ""
+    broker_password: str = ""
+    link_key: str = ""  # hex
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_network(self) -> bool:
         """True when BlinkUp (or code) left WiFi settings to join."""
         return bool(self.ssid)
+
+    @property
+    def registered(self) -> bool:
+        """True when the device holds its broker account and link key."""
+        return bool(self.broker_password and self.link_key)
 
     @property
     def enrolled(self) -> bool:

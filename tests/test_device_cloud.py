@@ -1,9 +1,11 @@
 """The device's cloud client against a scripted cloud over a real MQTT broker.
 
 The script below is the cloud side of docs/cloudlink.md written independently of
-the device: it answers hello with welcome, assigns the device, offers code (and
-optionally an impOS), serves image blocks (corrupting the first delivery of one
-block when asked), and answers bless requests. Each test runs on both brokers.
+the device: it registers the device's broker account (with the cloud's own
+``Registrar`` and ``BrokerAdmin``), answers hello with welcome, assigns the device,
+offers code (and optionally an impOS), serves image blocks (corrupting the first
+delivery of one block when asked, after naming its true SHA-256), answers bless
+requests, and seals what it sends as the cloud does. Each test runs on both brokers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any
 import aiomqtt
 import pytest
 from impfactory.cloud.broker import free_port, parse_url
+from impfactory.cloud.brokeradmin import BrokerAdmin
+from impfactory.cloud.brokersec import access_for
+from impfactory.cloud.registrar import Registrar
 from impfactory.firmware.device import Device
 from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.identity import DeviceIdentity
@@ -24,6 +29,7 @@ from impfactory.firmware.led import LedState
 from impfactory.firmware.settings import MemoryStore, Settings
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
 from impfactory.protocol import cloudlink as cl
+from impfactory.protocol import linksec
 
 from impfactory.clock import ScaledClock
 
@@ -59,6 +65,12 @@ class ScriptedCloud:
     on_log: dict[str, list[cl.Message]] = field(default_factory=dict)
     """Log text from the device -> messages the cloud sends when it first sees it."""
     images: dict[str, bytes] = field(default_factory=dict)
+    links: dict[str, bytes] = field(default_factory=dict)
+    sessions: dict[str, str] = field(default_factory=dict)
+    corrupt_always: bool = False
+    truncate_block: int | None = None
+    lie_block: int | None = None
+    """A block served damaged under the SHA-256 of its damaged bytes, every time."""
     _corrupted: bool = False
 
     def image(self, kind: cl.ImageKind, data: bytes) -> cl.ImageRef:
@@ -68,14 +80,47 @@ class ScriptedCloud:
 
     async def run(self, ready: asyncio.Event) -> None:
         host, port = parse_url(self.url)
-        async with aiomqtt.Client(host, port, identifier="scripted-cloud") as client:
+        access = access_for(self.url)
+        async with aiomqtt.Client(host, port, identifier="scripted-cloud",
+                                  username=access.username, password=access.password) as client:
+            loop = asyncio.get_running_loop()
+
+            sending: set[asyncio.Task[None]] = set()
+
+            def publish(topic: str, payload: bytes) -> None:
+                task = loop.create_task(client.publish(topic, payload, qos=1))
+                sending.add(task)
+                task.add_done_callback(sending.discard)
+
+            admin = BrokerAdmin(access, publish) if access.secured else None
+            registrar = Registrar(self.links.__setitem__, admin,
+                                  lambda answer, _: publish(*linksec.encode_answer(answer)))
             await client.subscribe(cl.CLOUD_FILTER, qos=1)
+            await client.subscribe(linksec.ENROL_REQUEST_FILTER, qos=1)
+            if admin is not None:
+                await client.subscribe(admin.response_topic, qos=1)
             ready.set()
             async for message in client.messages:
-                msg = cl.decode(str(message.topic), bytes(message.payload))  # type: ignore[arg-type]
+                topic, payload = str(message.topic), bytes(message.payload)  # type: ignore[arg-type]
+                if topic.startswith(linksec.ENROL_PREFIX):
+                    registrar.receive(topic, payload)
+                    continue
+                if admin is not None and topic == admin.response_topic:
+                    admin.on_response(payload)
+                    continue
+                msg = cl.decode(topic, payload)
+                if isinstance(msg, cl.Hello):
+                    self.sessions[msg.device_id] = msg.session or ""
                 self.seen.append(msg)
                 for reply in self.answer(msg):
-                    await client.publish(*cl.encode(reply), qos=1)
+                    await client.publish(*self.sealed(reply), qos=1)
+
+    def sealed(self, msg: cl.Message) -> tuple[str, bytes]:
+        topic, payload = cl.encode(msg)
+        if isinstance(msg, cl.Chunk):
+            return topic, payload
+        d = msg.device_id
+        return topic, linksec.seal(self.links[d], self.sessions[d], topic, payload)
 
     def answer(self, msg: cl.Message) -> list[cl.Message]:
         d = msg.device_id
@@ -102,10 +147,18 @@ class ScriptedCloud:
                 if last is not None and i > last:
                     continue
                 block = data[i * self.chunk_size:(i + 1) * self.chunk_size]
-                if i == self.corrupt_block and not self._corrupted:
+                block_sha = hashlib.sha256(block).hexdigest()  # damaged after it was named
+                if i == self.corrupt_block and (self.corrupt_always or not self._corrupted):
                     self._corrupted = True
                     block = bytes([block[0] ^ 0xFF]) + block[1:]
-                out.append(cl.Chunk(d, sha=msg.sha, index=i, total=total, data=block))
+                if i == self.truncate_block and not self._corrupted:
+                    self._corrupted = True
+                    block = block[:-7]
+                if i == self.lie_block:
+                    block = bytes([block[0] ^ 0xFF]) + block[1:]
+                    block_sha = hashlib.sha256(block).hexdigest()
+                out.append(cl.Chunk(d, sha=msg.sha, index=i, total=total, block_sha=block_sha,
+                                    data=block))
                 if self.on_block is not None:
                     self.on_block(i)
             return out
@@ -169,16 +222,47 @@ def test_enrol_download_run_and_bless(broker_url: str) -> None:
         assert expected in kinds
     assert "dut up " + "f" * 16 in device.logs
     assert "blessed=True" in device.logs
-    # The corrupt block made the first assembly fail its SHA-256; the code that ran
-    # is exactly the offered code.
+    # The corrupt block failed its SHA-256 and was asked for again, alone; the code
+    # that ran is exactly the offered code.
     requests = [m for m in cloud.seen if isinstance(m, cl.ChunkRequest)]
-    assert len(requests) >= 2
+    assert len(requests) >= 2 and requests[-1].blocks == (1,)
+    refetched = [r.detail for r in device.events if r.kind is DeviceEvent.BLOCK_REFETCHED]
+    assert [(index, why) for _, index, why in refetched] == [(1, "does not match its SHA-256")]
     assert device.settings.device_code == DUT_CODE
     states = device.led.states()
     assert states[-1] is LedState.OFF and states[-2] is LedState.BLESSED
     assert LedState.ONLINE in states and LedState.CONNECTING in states
     logs = [m for m in cloud.seen if isinstance(m, cl.Log)]
     assert any(m.msg == "blessed=True" for m in logs)
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "lie"])
+def test_a_corrupt_image_never_runs(broker_url: str, damage: str) -> None:
+    """Block 1 arrives damaged every time: under its true SHA-256 (the block check
+    catches it), or under the SHA-256 of its damaged bytes (the image check does)."""
+    cloud = ScriptedCloud(broker_url, corrupt_block=1, corrupt_always=True) \
+        if damage == "corrupt" else ScriptedCloud(broker_url, lie_block=1)
+    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.IMAGE_FAILED, serial=9))
+    kinds = [r.kind for r in device.events]
+    assert DeviceEvent.CODE_STARTED not in kinds and DeviceEvent.TESTING not in kinds
+    assert (device.settings.device_code, device.settings.code_sha) == ("", "")
+    assert device.deployment is None and not device.runtime.running
+    failed = next(r.detail for r in device.events if r.kind is DeviceEvent.IMAGE_FAILED)
+    refetched = [r.detail for r in device.events if r.kind is DeviceEvent.BLOCK_REFETCHED]
+    if damage == "corrupt":
+        assert "block 1 does not match its SHA-256" in failed
+        assert refetched and {index for _, index, _ in refetched} == {1}
+    else:
+        assert "image does not match its SHA-256" in failed and refetched == []
+    assert any("code download failed" in line for line in device.logs)
+
+
+def test_a_truncated_block_is_asked_for_again(broker_url: str) -> None:
+    cloud = ScriptedCloud(broker_url, truncate_block=0)
+    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.BLESSED, serial=10))
+    refetched = [r.detail for r in device.events if r.kind is DeviceEvent.BLOCK_REFETCHED]
+    assert [(index, why) for _, index, why in refetched] == [(0, "is 57 bytes, not 64")]
+    assert device.settings.device_code == DUT_CODE
 
 
 def test_impos_update_then_code(broker_url: str) -> None:
@@ -258,15 +342,26 @@ def test_a_publish_in_flight_fails_at_once_when_the_link_resets(broker_url: str)
     within a fraction of a second instead of waiting out ``REQUEST_TIMEOUT``."""
     from impfactory.firmware.cloudclient import REQUEST_TIMEOUT, CloudClient
     from impfactory.firmware.errors import CloudClientError
+    from impfactory.firmware.registration import register
     from impfactory.fixture.relay import LinkRelay
+
+    from impfactory.maker import maker_secret
 
     async def go() -> tuple[float, list[str]]:
         host, port = parse_url(broker_url)
+        ready = asyncio.Event()  # a cloud, to give the device its broker account
+        cloud_task = asyncio.create_task(ScriptedCloud(broker_url).run(ready))
+        await asyncio.wait_for(ready.wait(), 10)
+        device_id = "30000c2a69f00ff0"
+        account = await register(host, port, device_id,
+                                 linksec.module_key(maker_secret(), device_id))
+        cloud_task.cancel()
         relay = LinkRelay(host, port)
         _, relay_port = parse_url(await relay.start())
         lost: list[str] = []
-        client = CloudClient("30000c2a69f00ff0", host, relay_port,
-                             on_message=lambda m: None, on_lost=lambda: lost.append("lost"))
+        client = CloudClient(device_id, host, relay_port, on_message=lambda m: None,
+                             on_lost=lambda: lost.append("lost"), password=account.password,
+                             link_key=account.link_key)
         try:
             await client.connect()
             hello = cl.Hello(client.device_id, req=client.next_req(), mac="0c2a69f00ff0")

@@ -1,0 +1,94 @@
+"""A module's first contact with the broker: its own account, through an enrolment slot.
+
+The device picks one of the shared enrolment slots at random, logs in as it
+(public password, client ID = the slot's name), subscribes to the slot's answer
+topic, publishes a ``RegisterRequest`` (a fresh nonce, a password it chose, and
+the proof only its module key can make: protocol/linksec.py) and waits for the
+answer naming its nonce. Another device using the same slot at the same moment
+takes the slot's session over; the loser tries another slot after a short,
+jittered pause. What it gets: a password for the account named by its device ID,
+and the link key (derived from its module key and the nonce) that the cloud's
+messages will be sealed with. Network waits use the loop's time, as in
+cloudclient.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+from dataclasses import dataclass
+from functools import partial
+
+import aiomqtt
+from impfactory.firmware.errors import CloudClientError
+from impfactory.protocol import cloudlink as cl
+from impfactory.protocol import linksec
+
+from impfactory.mqttask import ask
+
+ATTEMPTS = 6
+ANSWER_TIMEOUT = 10.0
+
+
+class RegistrationRefused(CloudClientError):
+    """The cloud refused to register this module (``code`` says why)."""
+
+    def __init__(self, answer: linksec.RegisterAnswer) -> None:
+        super().__init__(f"registration refused: {answer.code}: {answer.message}")
+        self.code = answer.code
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What registration gives a device: its broker password and its link key."""
+
+    password: str
+    link_key: bytes
+    attempts: int
+
+
+async def register(host: str, port: int, device_id: str, module_key: bytes,
+                   attempts: int = ATTEMPTS, timeout: float = ANSWER_TIMEOUT) -> Credentials:
+    """Register ``device_id``; ``RegistrationRefused``, or ``CloudClientError`` when no
+    slot got an answer (broker or cloud unreachable)."""
+    last = "no attempt"
+    for attempt in range(1, attempts + 1):
+        nonce = secrets.token_hex(16)
+        password = secrets.token_urlsafe(24)
+        request = linksec.RegisterRequest(
+            linksec.slot_name(secrets.randbelow(linksec.ENROL_SLOTS)), nonce, device_id,
+            password, linksec.registration_proof(module_key, device_id, nonce, password))
+        try:
+            answer = await _ask(host, port, request, timeout)
+        except (aiomqtt.MqttError, OSError, TimeoutError) as err:
+            last = f"{request.slot}: {err or type(err).__name__}"
+            # another device took the slot, or the broker is away: pause, try another
+            await asyncio.sleep(random.uniform(0.005, 0.02) * 2 ** min(attempt, 6))
+            continue
+        if answer.ok:
+            return Credentials(password, linksec.link_key(module_key, nonce), attempt)
+        if answer.code != linksec.RegistrationCode.UNAVAILABLE:
+            raise RegistrationRefused(answer)
+        last = f"{request.slot}: {answer.message}"
+    raise CloudClientError(f"registration of {device_id} failed after {attempts} attempts "
+                           f"({last})")
+
+
+async def _ask(host: str, port: int, request: linksec.RegisterRequest,
+               timeout: float) -> linksec.RegisterAnswer:
+    topic, payload = linksec.encode_request(request)
+    return await ask(host, port, identifier=request.slot, username=request.slot,
+                     password=linksec.ENROL_PASSWORD, topic=topic, payload=payload,
+                     reply_topic=linksec.answer_topic(request.slot),
+                     pick=partial(answer_to, request.nonce), timeout=timeout)
+
+
+def answer_to(nonce: str, topic: str, payload: bytes) -> linksec.RegisterAnswer | None:
+    """The registration answer for ``nonce`` in this message, else None."""
+    with contextlib.suppress(cl.CloudLinkError):
+        answer = linksec.decode_answer(topic, payload)
+        if answer.nonce == nonce:
+            return answer
+    return None
