@@ -143,7 +143,7 @@ class CloudLink:
 
     def _new_session(self, device_id: str, session: str | None) -> None:
         """A hello opens a session: everything after it is sealed for that session."""
-        link = self.service.link_of(device_id)
+        link = self._link(device_id)
         if link is None:
             self._links.pop(device_id, None)
             return

@@ -215,16 +215,16 @@ class DeviceRules:
         """May this device fetch image ``sha``? impOS releases: any real module; code:
         only the deployment it runs or should run (never-enrolled devices have none)."""
         svc = self.svc
-        if any(r.sha == sha for r in svc.impos_releases()):
-            return True
         device = svc.find_device(device_id)
         if device is None:
             return False
         target = offers.target_deployment(svc, device)
-        for dep in (target, svc.find_deployment(device.deployment_id)):
-            if dep is not None and sha in (dep.device_sha, dep.agent_sha):
-                return True
-        return False
+        if target is not None and sha in (target.device_sha, target.agent_sha):
+            return True  # what it should run: the common case, first
+        running = svc.find_deployment(device.deployment_id)
+        if running is not None and sha in (running.device_sha, running.agent_sha):
+            return True
+        return svc.is_impos_image(sha)
 
     # ------------------------------------------------------------ bless
 

@@ -556,6 +556,10 @@ class CloudService:
         found = [ImposRelease(r[0], r[1], r[2], r[3]) for r in rows]
         return sorted(found, key=lambda r: version_key(r.version))
 
+    def is_impos_image(self, digest: str) -> bool:
+        """True when ``digest`` names an impOS release."""
+        return self._one("SELECT 1 FROM impos_releases WHERE sha=?", (digest,)) is not None
+
     def _load_image(self, digest: str) -> bytes | None:
         row = self._one("SELECT data FROM impos_releases WHERE sha=?", (digest,))
         if row is not None:

@@ -19,6 +19,7 @@ a stranger on the factory network cannot.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 from pathlib import Path
@@ -54,6 +55,7 @@ def new_secret() -> str:
     return secrets.token_hex(_SIZE)
 
 
+@functools.lru_cache(maxsize=8)
 def _parse(text: str, where: str) -> bytes:
     try:
         value = bytes.fromhex(text.strip())

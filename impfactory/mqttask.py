@@ -32,6 +32,17 @@ async def ask(host: str, port: int, *, identifier: str, username: str, password:
                             timeout=timeout,
                             # one small packet each way: no Nagle wait
                             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    try:
+        return await _exchange(client, topic, payload, reply_topic, pick, timeout)
+    finally:
+        # a session taken over leaves aiomqtt's own record of it unread: read it here
+        gone = getattr(client, "_disconnected", None)
+        if isinstance(gone, asyncio.Future) and gone.done() and not gone.cancelled():
+            gone.exception()
+
+
+async def _exchange(client: aiomqtt.Client, topic: str, payload: bytes, reply_topic: str,
+                    pick: Callable[[str, bytes], T | None], timeout: float) -> T:
     async with client:
         reader = asyncio.ensure_future(_answer(client, pick))
         sender = asyncio.ensure_future(_send(client, topic, payload, reply_topic))
