@@ -3,26 +3,31 @@
 amqtt has plugin hooks for authentication (``authenticate(session)``) and for
 topics (``topic_filtering(session, topic, action)`` for PUBLISH, SUBSCRIBE and,
 at each delivery, RECEIVE), so the rules of cloud/brokersec.py are enforced here
-as Mosquitto enforces them with its dynamic-security plugin and ACL file:
+as Mosquitto enforces them with its password and ACL files:
 
 * anonymous clients and wrong passwords are refused;
-* enrolment and device accounts must use their own name as client ID;
+* device accounts must use their own name as client ID, enrolment slots their
+  name or their name and a suffix (``enrol-007-<nonce>``: each registration its
+  own session, so registrations never collide here), and the cloud may choose;
 * each account publishes, subscribes and receives only on its own topics; a
   will message must name a topic its account may publish on (amqtt sends wills
   without asking the topic plugin);
-* the cloud adds device accounts by publishing dynamic-security commands
-  (``createClient``, ``setClientPassword``, ``deleteClient``) on
-  ``EMBEDDED_TOPIC``, answered on ``EMBEDDED_TOPIC/response`` as Mosquitto
-  answers them (amqtt refuses client publishes to ``$`` topics).
+* the cloud adds device accounts with commands (``createClient``,
+  ``setClientPassword``, ``deleteClient``) on ``ACCOUNTS_TOPIC``, answered on
+  ``ACCOUNTS_TOPIC/response`` as the agent beside Mosquitto answers them.
 
 What no plugin can do: amqtt 0.12 deletes the session of a reused client ID, and
 with ``clean_session`` false copies the newcomer's will and credentials into the
 old session, *before* it authenticates the newcomer; and it keeps serving a client
 whose account is deleted until it disconnects. ``GuardedBroker`` authenticates
 first (overriding amqtt's private ``_initialize_client_session``) and refuses
-``clean_session`` false, which the cloud link never uses; tests/test_broker_security.py
-proves it on the installed amqtt. There are no rate limits or message-size limits
-per client beyond amqtt's own.
+``clean_session`` false, which the cloud link never uses; tests/test_attacks.py
+proves it on the installed amqtt. It also asks the topic rule without yielding
+(``_topic_filtering``): amqtt's broadcast loop walks its subscription table across
+that call and fails when another client changes it meanwhile; and it keeps a
+client ID's newest session when amqtt's session monitor or two racing logins
+would drop its subscriptions (``_cleanup_session``, ``add_subscription``). There
+are no rate limits or message-size limits per client beyond amqtt's own.
 """
 
 from __future__ import annotations
@@ -43,13 +48,17 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
-from impfactory.cloud.brokersec import CLOUD_READS, CLOUD_USER, CLOUD_WRITES, EMBEDDED_TOPIC
+from impfactory.cloud.brokersec import (
+    ACCOUNTS_TOPIC,
+    CLOUD_READS,
+    CLOUD_USER,
+    CLOUD_WRITES,
+    RESPONSE_TOPIC,
+)
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 
 log = logging.getLogger(__name__)
-
-RESPONSE_TOPIC = EMBEDDED_TOPIC + "/response"
 
 
 @dataclass
@@ -121,7 +130,8 @@ class AccountTable:
             return None
         if not hmac.compare_digest(found.digest, _digest(found.salt, password)):
             return None
-        if found.clientid is not None and clientid != found.clientid:
+        if found.clientid is not None and clientid != found.clientid and not (
+                found.kind == "slot" and (clientid or "").startswith(found.clientid + "-")):
             return None
         return found.kind
 
@@ -142,7 +152,7 @@ def _matches(allowed: str, topic: str) -> bool:
 def may(kind: str | None, username: str | None, topic: str, publish: bool) -> bool:
     """The access rules of cloud/brokersec.py for one account and one topic."""
     if kind == "cloud":
-        allowed = (*CLOUD_WRITES, EMBEDDED_TOPIC) if publish else (*CLOUD_READS, RESPONSE_TOPIC)
+        allowed = CLOUD_WRITES if publish else CLOUD_READS
         return any(_matches(a, topic) for a in allowed)
     if kind == "slot" and username is not None:
         mine = linksec.request_topic(username) if publish else linksec.answer_topic(username)
@@ -182,6 +192,9 @@ class SecurityPlugin(BaseAuthPlugin, BaseTopicPlugin):
 
     async def topic_filtering(self, *, session: Session | None = None, topic: str | None = None,
                               action: Action | None = None) -> bool | None:
+        return self.allowed(session, topic, action)
+
+    def allowed(self, session: Session | None, topic: str | None, action: Action | None) -> bool:
         if session is None or not topic:
             return False
         kind = self.accounts.kind_of(session.username)
@@ -189,7 +202,7 @@ class SecurityPlugin(BaseAuthPlugin, BaseTopicPlugin):
 
     async def on_broker_message_broadcast(self, *, client_id: str, message: Any) -> None:
         """Dynamic-security commands from the cloud (only it may publish on the topic)."""
-        if message is None or message.topic != EMBEDDED_TOPIC:
+        if message is None or message.topic != ACCOUNTS_TOPIC:
             return
         replies = self._commands(bytes(message.data or b""))
         await self.context.broadcast_message(RESPONSE_TOPIC,  # type: ignore[attr-defined]
@@ -231,6 +244,7 @@ class GuardedBroker(Broker):
     """amqtt's broker, authenticating a client before it can touch another's session."""
 
     refused = 0
+    _closing = False
 
     async def _initialize_client_session(self, reader: Any, writer: Any, remote_address: str,
                                          remote_port: int) -> tuple[BrokerProtocolHandler, Session]:
@@ -258,10 +272,47 @@ class GuardedBroker(Broker):
             session.keep_alive += delay
         return handler, session
 
+    async def _cleanup_session(self, client_id: str) -> None:
+        """amqtt's session monitor lists disconnected sessions, then cleans each up by
+        client ID after a pass through the loop: a client that reconnected meanwhile
+        under that ID lost its new session and subscriptions (an enrolment slot is
+        reused within a second all the time). Only a disconnected session goes."""
+        session, _ = self._sessions.get(client_id, (None, None))
+        if (session is not None and session.transitions.state != "disconnected"
+                and not self._closing):
+            return
+        await super()._cleanup_session(client_id)
+
+    async def shutdown(self) -> None:
+        self._closing = True
+        await super().shutdown()
+
+    async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
+        """amqtt keeps one subscription per client ID and filter: a session taken over
+        while its SUBSCRIBE was under way can add its own after the takeover removed
+        it, and would then hide the new session's. The newest session wins."""
+        topic_filter = subscription[0]
+        subs = self._subscriptions.get(topic_filter)
+        if subs:
+            subs[:] = [(s, q) for s, q in subs if s.client_id != session.client_id or s is session]
+        return int(await super().add_subscription(subscription, session))
+
+    async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
+        """Our one rule, asked without a pass through the event loop: amqtt's broadcast
+        loop walks its subscription table across this call, and a pass through the loop
+        there lets another client change the table under it (RuntimeError: a message
+        lost; seen at 100 DUTs in flight)."""
+        plugin = next((p for p in self.plugins_manager.plugins
+                       if isinstance(p, SecurityPlugin)), None)
+        if plugin is None:
+            return bool(await super()._topic_filtering(session, topic, action))
+        return plugin.allowed(session, topic, action)
+
 
 def broker_class() -> type[Broker]:
     """``GuardedBroker`` when the installed amqtt has the internals it overrides."""
-    needed = ("_initialize_client_session", "_authenticate", "_delete_session")
+    needed = ("_initialize_client_session", "_authenticate", "_delete_session",
+              "_topic_filtering", "add_subscription", "_cleanup_session")
     if all(name in Broker.__dict__ for name in needed):
         return GuardedBroker
     log.warning("this amqtt lacks %s: client-ID takeover is not prevented", needed)

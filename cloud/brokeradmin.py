@@ -1,15 +1,12 @@
-"""The cloud's hand on the broker's accounts: dynamic-security commands over MQTT.
+"""The cloud's hand on the broker's accounts: account commands over MQTT.
 
-Mosquitto's dynamic-security plugin takes JSON commands published on
-``$CONTROL/dynamic-security/v1`` and answers each on ``.../response``, in order,
-echoing ``correlationData``; the embedded broker answers the same commands on
-its own control topic (cloud/broker_embedded.py). A command is applied before
-its answer is sent, so once ``set_device`` returns the device can log in.
-
-Only the account the broker starts with for the cloud may publish commands
-(cloud/brokersec.py). Adding an account costs Mosquitto time in proportion to the
-accounts it holds (it rewrites its account file each time): about 1.2 µs per
-account, 2.4 ms at 2,000 devices (docs/cloud.md, "Broker security").
+JSON commands in the form of Mosquitto's dynamic-security plugin (``createClient``,
+``setClientPassword``, ``deleteClient``) go to ``ACCOUNTS_TOPIC``; each is answered
+on ``ACCOUNTS_TOPIC/response``, echoing its ``correlationData``, once applied: by
+the embedded broker's security plugin (cloud/broker_embedded.py), or by the agent
+beside Mosquitto once Mosquitto has reloaded its password file
+(cloud/broker_accounts.py). So once ``set_device`` returns, the device can log in.
+Only the cloud's account may send commands (cloud/brokersec.py).
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from impfactory.cloud.brokersec import BrokerAccess
+from impfactory.cloud.brokersec import ACCOUNTS_TOPIC, RESPONSE_TOPIC, BrokerAccess
 from impfactory.cloud.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -38,9 +35,7 @@ class BrokerAdmin:
         self._ids = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
-    @property
-    def response_topic(self) -> str:
-        return self.access.response_topic
+    response_topic = RESPONSE_TOPIC
 
     async def set_device(self, device_id: str, password: str) -> None:
         """Make the broker account ``device_id`` (client ID bound to it) use ``password``."""
@@ -64,11 +59,11 @@ class BrokerAdmin:
         self._waiting[correlation] = future
         body = json.dumps({"commands": [{**command, "correlationData": correlation}]})
         try:
-            self._publish(self.access.control_topic, body.encode())
+            self._publish(ACCOUNTS_TOPIC, body.encode())
             return await asyncio.wait_for(future, TIMEOUT)
         except TimeoutError as err:
             raise BrokerError(f"the broker did not answer {command['command']} within "
-                              f"{TIMEOUT:.0f} s (is its account control available?)") from err
+                              f"{TIMEOUT:.0f} s (does it keep accounts?)") from err
         finally:
             self._waiting.pop(correlation, None)
 

@@ -147,8 +147,10 @@ class FakeDevice:
             return answer if answer.nonce == request.nonce else None
 
         topic, payload = linksec.encode_request(request)
-        return await ask(host, port, identifier=request.slot, username=request.slot,
-                         password=linksec.ENROL_PASSWORD, topic=topic, payload=payload,
+        return await ask(host, port,
+                         identifier=linksec.slot_client_id(request.slot, request.nonce),
+                         username=request.slot, password=linksec.ENROL_PASSWORD,
+                         topic=topic, payload=payload,
                          reply_topic=linksec.answer_topic(request.slot), pick=pick,
                          timeout=self.timeout)
 

@@ -79,9 +79,9 @@ async def register(host: str, port: int, device_id: str, module_key: bytes,
 async def _ask(host: str, port: int, request: linksec.RegisterRequest,
                timeout: float) -> linksec.RegisterAnswer:
     topic, payload = linksec.encode_request(request)
-    return await ask(host, port, identifier=request.slot, username=request.slot,
-                     password=linksec.ENROL_PASSWORD, topic=topic, payload=payload,
-                     reply_topic=linksec.answer_topic(request.slot),
+    return await ask(host, port, identifier=linksec.slot_client_id(request.slot, request.nonce),
+                     username=request.slot, password=linksec.ENROL_PASSWORD,
+                     topic=topic, payload=payload, reply_topic=linksec.answer_topic(request.slot),
                      pick=partial(answer_to, request.nonce), timeout=timeout)
 
 

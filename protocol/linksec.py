@@ -141,6 +141,13 @@ def slot_name(index: int) -> str:
     return f"enrol-{index:03d}"
 
 
+def slot_client_id(slot: str, nonce: str) -> str:
+    """The MQTT client ID one registration asks for: ``enrol-007-<nonce>``. Mosquitto
+    replaces it with the slot's name (so registrations on one slot take each other's
+    session); the embedded broker keeps it (so they never do)."""
+    return f"{slot}-{nonce[:16]}"
+
+
 def slot_names() -> list[str]:
     return [slot_name(i) for i in range(ENROL_SLOTS)]
 

@@ -6,13 +6,22 @@ import asyncio
 import json
 import os
 import socket
+from pathlib import Path
 
 import aiomqtt
 import pytest
 from impfactory.cloud.broker import BrokerServer, find_mosquitto, parse_url, start_broker
-from impfactory.cloud.brokersec import EMBEDDED_TOPIC, BrokerAccess, access_for, safe_url
+from impfactory.cloud.brokersec import (
+    ACCOUNTS_TOPIC,
+    RESPONSE_TOPIC,
+    BrokerAccess,
+    access_for,
+    password_line,
+    safe_url,
+)
 from impfactory.cloud.errors import BrokerError
 from impfactory.protocol import cloudlink as cl
+from impfactory.protocol import linksec
 from impfactory.tools.plugin_broker import BROKER_KINDS
 
 from impfactory.errors import ImpFactoryError
@@ -38,10 +47,10 @@ async def _round_trip(url: str) -> bytes:
     device, password = DEVICE, PASSWORD
     async with aiomqtt.Client(host, port, identifier="impcloud-probe",
                               username=access.username, password=access.password) as cloud:
-        await cloud.subscribe(access.response_topic, qos=1)
+        await cloud.subscribe(RESPONSE_TOPIC, qos=1)
         command = {"command": "createClient", "username": device, "password": password,
                    "clientid": device}
-        await cloud.publish(access.control_topic, json.dumps({"commands": [command]}), qos=1)
+        await cloud.publish(ACCOUNTS_TOPIC, json.dumps({"commands": [command]}), qos=1)
         answer = json.loads((await _first(cloud)).payload)  # type: ignore[arg-type]
         assert answer["responses"][0].get("error") in (None, "Client already exists")
         async with aiomqtt.Client(host, port, identifier=device, username=device,
@@ -133,13 +142,10 @@ def test_ci_runs_every_broker_test_over_mosquitto_too() -> None:
 
 def test_cloud_credentials_travel_in_the_url_and_never_in_logs() -> None:
     plain = "mqtt://127.0.0.1:1883"
-    access = BrokerAccess(plain, "impcloud", "p@ss:word/", "embedded")
-    again = access_for(access.cloud_url)
-    assert again == access and again.control_topic == EMBEDDED_TOPIC
+    access = BrokerAccess(plain, "impcloud", "p@ss:word/")
+    assert access_for(access.cloud_url) == access
     assert "p@ss" not in safe_url(access.cloud_url) and "***" in safe_url(access.cloud_url)
     assert not access_for("mqtt://127.0.0.1:1").secured  # nobody's broker: an open one
-    with pytest.raises(BrokerError, match="unknown broker control"):
-        access_for("mqtt://u:p@127.0.0.1:1?control=other")
 
 
 @pytest.mark.parametrize("kind", ["embedded", "mosquitto"])
@@ -163,3 +169,49 @@ def test_a_broker_restarted_in_place_keeps_its_accounts(kind: str) -> None:
         asyncio.run(asyncio.wait_for(device_logs_in(), 10))
     finally:
         second.stop()
+
+
+def test_account_rules_of_the_embedded_broker() -> None:
+    from impfactory.cloud.broker_embedded import AccountTable, may
+
+    table = AccountTable("cloud-secret")
+    slot, enrol = "enrol-007", linksec.ENROL_PASSWORD
+    assert table.authenticate(slot, enrol, slot) == "slot"
+    assert table.authenticate(slot, enrol, linksec.slot_client_id(slot, "ab" * 16)) == "slot"
+    for clientid in ("enrol-008-x", DEVICE, "impcloud-1", "enrol-0070"):
+        assert table.authenticate(slot, enrol, clientid) is None, clientid
+    assert table.authenticate("impcloud", "cloud-secret", "impcloud-anything") == "cloud"
+    assert table.authenticate("impcloud", "wrong", "impcloud-x") is None
+    assert table.create(DEVICE, PASSWORD, DEVICE) is None
+    assert table.create(DEVICE, PASSWORD, DEVICE) == "Client already exists"
+    assert table.authenticate(DEVICE, PASSWORD, DEVICE) == "device"
+    assert table.authenticate(DEVICE, PASSWORD, "0123456789abcdee") is None
+    assert table.create("enrol-000", "x", None) is not None  # only devices are made
+    assert may("device", DEVICE, f"imp/1/d/{DEVICE}/down/#", publish=False)
+    assert not may("device", DEVICE, "imp/1/d/+/down/#", publish=False)
+    assert not may("device", DEVICE, "#", publish=False)
+    assert not may("device", DEVICE, f"imp/1/d/{DEVICE}/down/welcome", publish=True)
+    assert may("cloud", "impcloud", "imp/1/d/+/up/#", publish=False)
+    assert not may("cloud", "impcloud", "imp/1/d/+/up/#", publish=True)
+    assert not may(None, None, "imp/1/d/+/up/#", publish=False)
+
+
+def test_the_password_file_keeps_its_devices(tmp_path: Path) -> None:
+    from impfactory.cloud.broker_accounts import AccountFile
+
+    path = tmp_path / "passwords"
+    accounts = AccountFile(path, {"impcloud": password_line("impcloud", "x")})
+    assert accounts.apply({"command": "setClientPassword", "username": DEVICE,
+                           "password": "p"}) == "Client not found"
+    assert accounts.apply({"command": "createClient", "username": DEVICE, "password": "p"}) is None
+    assert accounts.apply({"command": "createClient", "username": DEVICE,
+                           "password": "p"}) == "Client already exists"
+    assert accounts.apply({"command": "createClient", "username": "impcloud",
+                           "password": "p"}) == "Only device accounts can be changed"
+    accounts.write()
+    lines = path.read_text().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["impcloud", DEVICE]
+    assert all(line.split(":", 1)[1].startswith("$7$1$") for line in lines)
+    assert AccountFile(path, {}).devices == accounts.devices  # a broker restarted in place
+    assert accounts.apply({"command": "deleteClient", "username": DEVICE}) is None
+    assert accounts.count == 1

@@ -1,0 +1,195 @@
+"""Device accounts for the Mosquitto the project starts: a password file, reloaded in batches.
+
+The cloud asks for an account as it asks the embedded broker: a command on
+``ACCOUNTS_TOPIC`` (cloud/brokeradmin.py). Beside each Mosquitto the project
+starts runs this agent, an MQTT client of its own (account ``impfactory-accounts``,
+in the same process as ``BrokerServer``). It applies each batch of commands to
+its table, writes the whole password file, has Mosquitto reload it (SIGHUP), and
+then answers every command of the batch (``_load`` says why the account is live by
+the time the device can use it). Commands arriving meanwhile form the next batch,
+and after each batch the agent rests four times as long as the reload costs, so
+reloading (it costs Mosquitto about 1.4 µs per account: 0.4 ms at 250 accounts,
+2.8 ms at 2,000, during which every client waits) never holds the broker more
+than a fifth of the time, however fast devices register: batches grow instead.
+Measured against the run-time alternative, Mosquitto's dynamic-security plugin,
+in docs/cloud.md ("Broker security").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from impfactory.cloud.brokersec import (
+    ACCOUNTS_TOPIC,
+    AGENT_USER,
+    RESPONSE_TOPIC,
+    Realm,
+    password_line,
+    write_private,
+)
+from impfactory.cloud.errors import BrokerError
+from impfactory.cloud.mqtt import AsyncMqtt
+
+from impfactory.loopthread import LoopThread
+
+log = logging.getLogger(__name__)
+
+_DEVICE = re.compile(r"[0-9a-f]{16}\Z")
+RELOAD_S_PER_ACCOUNT = 1.5e-6
+"""What a reload costs Mosquitto per account (measured: 2.8 ms at 2,000 accounts)."""
+
+
+class AccountFile:
+    """Mosquitto's password file: the fixed accounts, then one line per device."""
+
+    def __init__(self, path: Path, fixed: dict[str, str]) -> None:
+        self.path = path
+        self.fixed = fixed
+        self.devices: dict[str, str] = {}
+        self._lock = threading.Lock()
+        if path.exists():  # a broker restarted in place: its devices are still here
+            for line in path.read_text().splitlines():
+                name = line.split(":", 1)[0]
+                if _DEVICE.match(name):
+                    self.devices[name] = line
+
+    def apply(self, command: dict[str, Any]) -> str | None:
+        """One account command; an error text when it cannot be applied."""
+        name, password = command.get("command"), command.get("password")
+        username = command.get("username")
+        if not isinstance(username, str) or not _DEVICE.match(username):
+            return "Only device accounts can be changed"
+        with self._lock:
+            known = username in self.devices
+            if name == "createClient" and isinstance(password, str):
+                if known:
+                    return "Client already exists"
+                self.devices[username] = password_line(username, password)
+            elif name == "setClientPassword" and isinstance(password, str):
+                if not known:
+                    return "Client not found"
+                self.devices[username] = password_line(username, password)
+            elif name == "deleteClient":
+                if not known:
+                    return "Client not found"
+                del self.devices[username]
+            else:
+                return "Unknown command"
+        return None
+
+    @property
+    def count(self) -> int:
+        return len(self.fixed) + len(self.devices)
+
+    def write(self) -> None:
+        with self._lock:
+            lines = [*self.fixed.values(), *self.devices.values()]
+        write_private(self.path, "\n".join(lines) + "\n")
+
+
+class AccountAgent(LoopThread):
+    """Answers account commands for one Mosquitto (its process: ``pid()``)."""
+
+    def __init__(self, realm: Realm, url: str, pid: Callable[[], int]) -> None:
+        super().__init__("impfactory-accounts")
+        self.realm = realm
+        self.url = url
+        self.pid = pid
+        self.accounts: AccountFile = realm.accounts
+        self.batches = 0
+        self._pending: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self._wake: asyncio.Event | None = None
+        self._mqtt: AsyncMqtt | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    def start(self) -> AccountAgent:
+        self.start_loop()
+        self.run(self._start(), 30)
+        return self
+
+    def stop(self) -> None:
+        if self.loop_alive:
+            self.run(self._stop(), 30)
+        self.stop_loop()
+
+    async def _start(self) -> None:
+        self._wake = asyncio.Event()
+        mqtt = AsyncMqtt(self.url, AGENT_USER, self._receive, username=AGENT_USER,
+                         password=self.realm.agent_password)
+        mqtt.subscribe(ACCOUNTS_TOPIC, 1)
+        await mqtt.connect()
+        self._mqtt = mqtt
+        self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def _stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.wait({self._worker})
+        if self._mqtt is not None:
+            await self._mqtt.disconnect()
+
+    def _receive(self, topic: str, payload: bytes) -> None:
+        try:
+            commands = json.loads(payload)["commands"]
+            assert isinstance(commands, list)
+        except (ValueError, KeyError, TypeError, AssertionError):
+            self._answer([{"command": "Unknown command", "error": "Invalid/missing commands"}])
+            return
+        for command in commands:
+            if isinstance(command, dict):
+                reply: dict[str, Any] = {"command": command.get("command")}
+                if "correlationData" in command:
+                    reply["correlationData"] = command["correlationData"]
+                self._pending.append((command, reply))
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _work(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            replies = []
+            for command, reply in batch:
+                error = self.accounts.apply(command)
+                if error is not None:
+                    reply["error"] = error
+                replies.append(reply)
+            try:
+                self._load()
+            except (BrokerError, OSError) as err:  # the broker is gone
+                log.error("account batch not loaded: %s", err)
+                for reply in replies:
+                    reply.setdefault("error", str(err))
+            self._answer(replies)
+            self.batches += 1
+            # rest four times the reload's cost: Mosquitto reloads a fifth of the time at
+            # most (a reload holds up every client), and busy batches grow instead
+            await asyncio.sleep(4 * RELOAD_S_PER_ACCOUNT * self.accounts.count)
+
+    def _load(self) -> None:
+        """Write the file and have Mosquitto reload it before anyone can use it.
+
+        Mosquitto blocks signals only while it waits for sockets, and reloads at the
+        end of the loop turn in which SIGHUP arrived. The signal goes before the
+        answer, so Mosquitto has reloaded by the end of the turn that passes the
+        answer on; a device's login comes after that answer reached the cloud and
+        the cloud's answer reached the device, so in a later turn. (2,000 immediate
+        logins after registering, measured: none refused.)
+        """
+        self.accounts.write()
+        os.kill(self.pid(), signal.SIGHUP)
+
+    def _answer(self, replies: list[dict[str, Any]]) -> None:
+        if replies and self._mqtt is not None:
+            self._mqtt.publish(RESPONSE_TOPIC, json.dumps({"responses": replies}).encode(), 1)
