@@ -163,6 +163,8 @@ class BrokerServer:
             host, port = parse_url(self.url)
             if not _port_open(host, port):
                 raise BrokerError(f"no broker answers at {self.url}")
+            if self.access.secured:  # clouds in this process find them from the plain URL
+                brokersec.remember(host, port, self.access)
         if self.realm is not None:
             host, port = parse_url(self.url)
             brokersec.remember(host, port, self.realm)

@@ -94,10 +94,10 @@ class BrokerAccess:
         plain = f"mqtt://{parts.hostname}:{port}"
         if parts.username is not None:
             return cls(plain, unquote(parts.username), unquote(parts.password or ""))
-        realm = _REALMS.get((parts.hostname, port))
-        if realm is not None:
-            return realm.access(plain)
-        return cls(plain)
+        known = _REALMS.get((parts.hostname, port))
+        if isinstance(known, Realm):
+            return known.access(plain)
+        return known if known is not None else cls(plain)
 
 
 def safe_url(url: str) -> str:
@@ -137,7 +137,7 @@ class Realm:
         return lines
 
 
-_REALMS: dict[tuple[str, int], Realm] = {}
+_REALMS: dict[tuple[str, int], Realm | BrokerAccess] = {}
 _REALMS_LOCK = threading.Lock()
 
 
@@ -146,14 +146,17 @@ def realm_for(host: str, port: int | None, kind: str) -> Realm:
     with _REALMS_LOCK:
         if port is not None:
             found = _REALMS.get((host, port))
-            if found is not None and found.kind == kind:
+            if isinstance(found, Realm) and found.kind == kind:
                 return found
         return Realm(kind)
 
 
-def remember(host: str, port: int, realm: Realm) -> None:
-    """Remember a started broker's realm, so ``BrokerAccess.from_url`` finds it."""
+def remember(host: str, port: int, realm: Realm | BrokerAccess) -> None:
+    """Remember a started broker's realm (or an outside broker's credentials, given
+    once in its URL), so ``BrokerAccess.from_url`` finds them from the plain URL."""
     with _REALMS_LOCK:
+        if isinstance(realm, BrokerAccess) and isinstance(_REALMS.get((host, port)), Realm):
+            return  # a broker this process runs: its realm says more
         _REALMS[(host, port)] = realm
 
 

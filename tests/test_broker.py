@@ -148,6 +148,20 @@ def test_cloud_credentials_travel_in_the_url_and_never_in_logs() -> None:
     assert not access_for("mqtt://127.0.0.1:1").secured  # nobody's broker: an open one
 
 
+def test_an_outside_brokers_credentials_are_given_once(any_broker_url: str) -> None:
+    """``BrokerServer("mqtt://user:password@H:P")``: clouds in this process then find
+    the credentials from the plain URL devices use (as the pytest plugin passes it)."""
+    access = access_for(any_broker_url)
+    port = parse_url(any_broker_url)[1]
+    # the same broker under another name: nothing is known about it there yet
+    outside = f"mqtt://{access.username}:{access.password}@localhost:{port}"
+    assert not access_for(f"mqtt://localhost:{port}").secured
+    with BrokerServer(outside) as url:
+        assert url == f"mqtt://localhost:{port}"
+        assert access_for(url) == BrokerAccess(url, access.username, access.password)
+        assert asyncio.run(asyncio.wait_for(_round_trip(url), 10)) == b"\x00payload\xff"
+
+
 @pytest.mark.parametrize("kind", ["embedded", "mosquitto"])
 def test_a_broker_restarted_in_place_keeps_its_accounts(kind: str) -> None:
     if kind == "mosquitto" and not find_mosquitto() and not IN_CI:

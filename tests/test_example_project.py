@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from impfactory.cloud.brokersec import access_for
 from impfactory.tools import pytest_plugin
 
 from impfactory.devicecode import library_dirs
@@ -53,8 +54,10 @@ def test_a_missing_sensor_fails_exactly_the_sensor_tests() -> None:
 
 
 def test_its_pytest_suite_passes_with_the_public_plugin(broker_url: str) -> None:
+    # the session's broker is an outside one there: its clouds need the credentials
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             "--impfactory-broker", broker_url], cwd=EXAMPLE,
+                             "--impfactory-broker", access_for(broker_url).cloud_url],
+                            cwd=EXAMPLE,
                             capture_output=True, text=True, timeout=600)
     tail = result.stdout[-3000:] + result.stderr[-2000:]
     assert result.returncode == 0, tail
