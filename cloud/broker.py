@@ -36,10 +36,9 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from impfactory.cloud import brokersec
-from impfactory.cloud.brokersec import BrokerAccess, Realm, safe_url
+from impfactory.cloud.brokersec import BrokerAccess, Realm, parse_url
 from impfactory.cloud.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -76,18 +75,6 @@ def find_mosquitto() -> str | None:
         return found
     candidate = Path("/usr/sbin/mosquitto")
     return str(candidate) if candidate.exists() and os.access(candidate, os.X_OK) else None
-
-
-def parse_url(url: str) -> tuple[str, int]:
-    """``mqtt://[user:password@]host:port`` -> (host, port), or ``BrokerError``."""
-    parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise BrokerError(f"broker URL must be mqtt://HOST:PORT, got {safe_url(url)!r}")
-    try:
-        port = parts.port or 1883
-    except ValueError as err:
-        raise BrokerError(f"bad port in broker URL {safe_url(url)!r}") from err
-    return parts.hostname, port
 
 
 def free_port() -> int:

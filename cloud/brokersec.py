@@ -84,20 +84,27 @@ class BrokerAccess:
     @classmethod
     def from_url(cls, url: str) -> BrokerAccess:
         """Credentials in the URL, else those of a broker this process started, else open."""
+        host, port = parse_url(url)
         parts = urlsplit(url)
-        if parts.scheme != "mqtt" or not parts.hostname:
-            raise BrokerError(f"broker URL must be mqtt://HOST:PORT, got {safe_url(url)!r}")
-        try:
-            port = parts.port or 1883
-        except ValueError as err:
-            raise BrokerError(f"bad port in broker URL {safe_url(url)!r}") from err
-        plain = f"mqtt://{parts.hostname}:{port}"
+        plain = f"mqtt://{host}:{port}"
         if parts.username is not None:
             return cls(plain, unquote(parts.username), unquote(parts.password or ""))
-        known = _REALMS.get((parts.hostname, port))
+        known = _REALMS.get((host, port))
         if isinstance(known, Realm):
             return known.access(plain)
         return known if known is not None else cls(plain)
+
+
+def parse_url(url: str) -> tuple[str, int]:
+    """``mqtt://[user:password@]host:port`` -> (host, port), or ``BrokerError``."""
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt" or not parts.hostname:
+        raise BrokerError(f"broker URL must be mqtt://HOST:PORT, got {safe_url(url)!r}")
+    try:
+        port = parts.port or 1883
+    except ValueError as err:
+        raise BrokerError(f"bad port in broker URL {safe_url(url)!r}") from err
+    return parts.hostname, port
 
 
 def safe_url(url: str) -> str:
