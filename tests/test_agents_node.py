@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "node"))
-from impcentral_node import NodeClient, library_missing, node_missing
+from impcentral_node import NodeClient, api_cloud, node_missing
 from impfactory.cloud.api_thread import ApiThread
 from impfactory.cloud.fakedevice import FakeDevice
 from impfactory.cloud.scenario import make_factory
@@ -37,11 +37,7 @@ http.onrequest(function(req, res) {
 
 @pytest.fixture
 def cloud(broker_url: str, tmp_path: Path) -> Iterator[ApiThread]:
-    missing = library_missing()
-    if missing:
-        pytest.fail(missing)
-    with ApiThread(tmp_path / "cloud.db", broker_url=broker_url) as running:
-        running.call(running.service.accounts.create, "owner", "s3cret")
+    with api_cloud(tmp_path / "cloud.db", broker_url, "owner", "s3cret") as running:
         yield running
 
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "node"))
-from impcentral_node import NodeCallError, NodeClient, library_missing, node_missing
+from impcentral_node import NodeCallError, NodeClient, api_cloud, node_missing
 from impfactory.cloud.api_client import ApiClient, ApiClientError
 from impfactory.cloud.api_thread import ApiThread
 from impfactory.cloud.fakedevice import FakeDevice
@@ -41,11 +41,7 @@ FIXTURE = 'server.factoryblinkup("FactoryWiFi", "pw", hardware.pin1, 0);'
 
 @pytest.fixture
 def cloud(broker_url: str, tmp_path: Path) -> Iterator[ApiThread]:
-    missing = library_missing()
-    if missing:
-        pytest.fail(missing)
-    with ApiThread(tmp_path / "cloud.db", broker_url=broker_url) as running:
-        running.call(running.service.accounts.create, "U", "P")
+    with api_cloud(tmp_path / "cloud.db", broker_url, "U", "P") as running:
         yield running
 
 

@@ -12,13 +12,18 @@ Electric Imp's client (and ``impt``, built on it) sends.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import pytest
+from impfactory.cloud.api_thread import ApiThread
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "drive.js"
@@ -117,3 +122,15 @@ class NodeClient:
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def api_cloud(db: Path, broker_url: str, user: str, password: str) -> Iterator[ApiThread]:
+    """A cloud with its REST API and one account, for the node client to drive; a
+    missing imp-central-api fails the test (the suite installs it from the lock file)."""
+    missing = library_missing()
+    if missing:
+        pytest.fail(missing)
+    with ApiThread(db, broker_url=broker_url) as running:
+        running.call(running.service.accounts.create, user, password)
+        yield running
