@@ -44,7 +44,7 @@ from impfactory.protocol.blinkup import BlinkUpConfig
 from impfactory.tools.cmd_blinkup import without_passwords
 from impfactory.tools.emulated_zone import build_test_zone, start_fixture
 from impfactory.tools.firmware_input import (
-    add_lib_option,
+    add_firmware_options,
     apply_lib_dirs,
     read_agent,
     read_firmware,
@@ -330,16 +330,7 @@ def register(sub: Any) -> None:
     p.add_argument("--impos", default="44.0.1", help="impOS the DUT group requires ('': none)")
     p.add_argument("--timeout", type=float, default=60.0, help="wall seconds per stage")
     p.add_argument("--png", help="draw the DUT's LED timeline to this PNG")
-    p.add_argument("--firmware", type=Path, metavar="FILE",
-                   help="your factory firmware (fixture + DUT), .nut or .py, instead of the "
-                        "example")
-    p.add_argument("--agent", type=Path, metavar="FILE",
-                   help="the agent code (.nut) deployed with --firmware to the fixture and DUT "
-                        "groups (default: the example agent with the example firmware, none "
-                        "with yours)")
-    p.add_argument("--app", type=Path, metavar="FILE",
-                   help="your application firmware (.nut or .py) instead of the example")
-    add_lib_option(p)
+    add_firmware_options(p)
     p.add_argument("--json", action="store_true",
                    help="print events, LED timeline and logs as one JSON object")
     p.set_defaults(func=_cmd_life)

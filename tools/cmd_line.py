@@ -30,7 +30,7 @@ from impfactory.fixture.record import LineSummary
 from impfactory.fixture.report import prepare_report_dir, write_reports
 from impfactory.hw.optical import PRESETS, OpticalConfig
 from impfactory.tools.firmware_input import (
-    add_lib_option,
+    add_firmware_options,
     apply_lib_dirs,
     read_agent,
     read_firmware,
@@ -84,16 +84,7 @@ def register(sub: Any) -> None:
     run.add_argument("--optical", default="", metavar="NAME=VALUE,...",
                      help="optical set-up overrides, e.g. distance_mm=6,noise_rms=0.02 "
                           "(see hw/optical.py OpticalConfig)")
-    run.add_argument("--firmware", type=Path, metavar="FILE",
-                     help="your factory firmware (fixture + DUT) instead of the example: "
-                          "Squirrel (.nut), or Python (.py)")
-    run.add_argument("--agent", type=Path, metavar="FILE",
-                     help="the agent code (.nut) deployed with --firmware to the fixture and "
-                          "DUT groups (default: the example agent with the example firmware, "
-                          "none with yours)")
-    run.add_argument("--app", type=Path, metavar="FILE",
-                     help="your application firmware instead of the example (.nut or .py)")
-    add_lib_option(run)
+    add_firmware_options(run)
     run.add_argument("--wifi", default=None, metavar="SSID:PASSWORD",
                      help="the factory WiFi the DUTs join and the example firmware flashes "
                           "(default factory-wifi:factory-password)")

@@ -30,6 +30,21 @@ def add_lib_option(parser: argparse.ArgumentParser) -> None:
                              "searched before IMPFACTORY_LIB_PATH and the built-in ones)")
 
 
+def add_firmware_options(parser: argparse.ArgumentParser) -> None:
+    """``--firmware``, ``--agent``, ``--app`` and ``--lib``, as every command that runs a
+    factory (``line run``, ``device life``) takes them."""
+    parser.add_argument("--firmware", type=Path, metavar="FILE",
+                        help="your factory firmware (fixture + DUT) instead of the example: "
+                             "Squirrel (.nut), or Python (.py)")
+    parser.add_argument("--agent", type=Path, metavar="FILE",
+                        help="the agent code (.nut) deployed with --firmware to the fixture "
+                             "and DUT groups (default: the example agent with the example "
+                             "firmware, none with yours)")
+    parser.add_argument("--app", type=Path, metavar="FILE",
+                        help="your application firmware instead of the example (.nut or .py)")
+    add_lib_option(parser)
+
+
 def apply_lib_dirs(dirs: list[Path]) -> None:
     """Put ``--lib`` folders first on ``IMPFACTORY_LIB_PATH`` for this process and its children."""
     for d in dirs:
