@@ -257,7 +257,8 @@ class BrokerServer:
         port = self.port or free_port()
         realm = self.realm = brokersec.realm_for("127.0.0.1", self.port, "embedded")
         if realm.accounts is None:
-            realm.accounts = broker_embedded.AccountTable(realm.cloud_password)
+            realm.accounts = broker_embedded.AccountTable(realm.cloud_password,
+                                                                     realm.line_password)
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
             "plugins": broker_embedded.plugins(realm.accounts),

@@ -51,9 +51,11 @@ from amqtt.utils import gen_client_id
 from impfactory.cloud.brokersec import (
     ACCOUNTS_TOPIC,
     CLOUD_READS,
-    CLOUD_USER,
     CLOUD_WRITES,
+    LINE_TOPICS,
     RESPONSE_TOPIC,
+    cloud_users,
+    line_users,
 )
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
@@ -63,7 +65,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Account:
-    kind: str  # "cloud" | "slot" | "device"
+    kind: str  # "cloud" | "slot" | "device" | "line"
     salt: bytes
     digest: bytes
     clientid: str | None
@@ -76,10 +78,14 @@ def _digest(salt: bytes, password: str) -> bytes:
 class AccountTable:
     """The embedded broker's accounts (in memory; a broker restarted in place keeps them)."""
 
-    def __init__(self, cloud_password: str) -> None:
+    def __init__(self, cloud_password: str, line_password: str | None = None) -> None:
         self._lock = threading.Lock()
         self._accounts: dict[str, _Account] = {}
-        self._put(CLOUD_USER, cloud_password, None, "cloud")
+        for user in cloud_users():
+            self._put(user, cloud_password, None, "cloud")
+        if line_password is not None:
+            for user in line_users():
+                self._put(user, line_password, user, "line")
         for slot in linksec.slot_names():
             self._put(slot, linksec.ENROL_PASSWORD, slot, "slot")
 
@@ -154,6 +160,8 @@ def may(kind: str | None, username: str | None, topic: str, publish: bool) -> bo
     if kind == "cloud":
         allowed = CLOUD_WRITES if publish else CLOUD_READS
         return any(_matches(a, topic) for a in allowed)
+    if kind == "line":
+        return _matches(LINE_TOPICS, topic)
     if kind == "slot" and username is not None:
         mine = linksec.request_topic(username) if publish else linksec.answer_topic(username)
         return topic == mine

@@ -11,7 +11,16 @@ account (MQTT username)     may publish                         may receive
 ``enrol-000`` .. ``-127``   ``imp/1/enrol/{itself}/register``   ``.../{itself}/registered``
 ``{device_id}``             ``imp/1/d/{itself}/up/#``           ``imp/1/d/{itself}/down/#``
 ``impfactory-accounts``     answers to account commands         account commands
+``impcloud-1`` .. ``-7``    as ``impcloud``                     as ``impcloud``
+``impfactory-line-0``..     ``impfactory/line/#``               ``impfactory/line/#``
 ==========================  ==================================  ==========================
+
+Several cloud processes on one broker each log in with an account of their own
+(``impcloud``, ``impcloud-1`` ..: same password, same rights), because the client
+ID is the account's name and a second login would take the first one's session
+over; they split the devices' traffic with shared subscriptions (cloud/link.py).
+Line workers (``impfactory line worker``, protocol/linework.py) log in as
+``impfactory-line-{n}``, which may use the line-work topics and nothing else.
 
 Anonymous clients are refused, and every client's MQTT client ID is its account's
 name (Mosquitto: ``use_username_as_clientid``; the embedded broker refuses any
@@ -46,7 +55,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from impfactory.cloud.errors import BrokerError
 from impfactory.protocol import cloudlink as cl
-from impfactory.protocol import linksec
+from impfactory.protocol import linework, linksec
 
 CLOUD_USER: Final = "impcloud"
 AGENT_USER: Final = "impfactory-accounts"
@@ -54,6 +63,21 @@ ACCOUNTS_TOPIC: Final = "impfactory/control/accounts/v1"
 """Account commands in the JSON of Mosquitto's dynamic-security plugin (``createClient``,
 ``setClientPassword``, ``deleteClient``), answered on ``ACCOUNTS_TOPIC/response``."""
 RESPONSE_TOPIC: Final = ACCOUNTS_TOPIC + "/response"
+CLOUD_SEATS: Final = 8
+"""Cloud processes that may share one broker at once (``impcloud``, ``impcloud-1`` ..)."""
+LINE_USER: Final = "impfactory-line"
+LINE_SEATS: Final = 32
+"""Line workers that may share one broker at once (``impfactory-line-0`` ..)."""
+LINE_TOPICS: Final = f"{linework.PREFIX}/#"
+
+
+def cloud_users() -> list[str]:
+    """The cloud's accounts: one per cloud process sharing the broker."""
+    return [CLOUD_USER] + [f"{CLOUD_USER}-{k}" for k in range(1, CLOUD_SEATS)]
+
+
+def line_users() -> list[str]:
+    return [f"{LINE_USER}-{k}" for k in range(LINE_SEATS)]
 
 CLOUD_READS = (cl.CLOUD_FILTER, linksec.ENROL_REQUEST_FILTER, RESPONSE_TOPIC)
 CLOUD_WRITES = (f"{cl.PREFIX}/+/down/#", f"{linksec.ENROL_PREFIX}/+/registered", ACCOUNTS_TOPIC)
@@ -80,6 +104,15 @@ class BrokerAccess:
         user = quote(self.username, safe="")
         password = quote(self.password or "", safe="")
         return f"mqtt://{user}:{password}@{parts.hostname}:{parts.port}"
+
+    def seat(self, n: int) -> BrokerAccess:
+        """The same cloud credentials as account ``n`` (0: ``impcloud``), for the n-th
+        cloud process sharing this broker."""
+        if self.username is None or n == 0:
+            return self
+        if not 0 < n < CLOUD_SEATS:
+            raise BrokerError(f"cloud seat {n} is not within 0..{CLOUD_SEATS - 1}")
+        return BrokerAccess(self.url, f"{CLOUD_USER}-{n}", self.password)
 
     @classmethod
     def from_url(cls, url: str) -> BrokerAccess:
@@ -122,11 +155,18 @@ class Realm:
     kind: str  # "mosquitto" | "embedded"
     cloud_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     agent_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    line_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     accounts: Any = None  # AccountTable (embedded) or AccountFile (Mosquitto)
     _dir: tempfile.TemporaryDirectory[str] | None = None
 
     def access(self, url: str) -> BrokerAccess:
         return BrokerAccess(url, CLOUD_USER, self.cloud_password)
+
+    def line_access(self, url: str, n: int) -> BrokerAccess:
+        """Line worker ``n``'s account on this broker."""
+        if not 0 <= n < LINE_SEATS:
+            raise BrokerError(f"line seat {n} is not within 0..{LINE_SEATS - 1}")
+        return BrokerAccess(url, f"{LINE_USER}-{n}", self.line_password)
 
     @property
     def directory(self) -> Path:
@@ -137,8 +177,9 @@ class Realm:
 
     def fixed_accounts(self) -> dict[str, str]:
         """Password-file lines of the accounts every broker starts with."""
-        lines = {CLOUD_USER: password_line(CLOUD_USER, self.cloud_password),
-                 AGENT_USER: password_line(AGENT_USER, self.agent_password)}
+        lines = {user: password_line(user, self.cloud_password) for user in cloud_users()}
+        lines[AGENT_USER] = password_line(AGENT_USER, self.agent_password)
+        lines.update((user, password_line(user, self.line_password)) for user in line_users())
         for slot in linksec.slot_names():
             lines[slot] = password_line(slot, linksec.ENROL_PASSWORD)
         return lines
@@ -171,6 +212,19 @@ def access_for(url: str) -> BrokerAccess:
     return BrokerAccess.from_url(url)
 
 
+def line_access_for(url: str, n: int) -> BrokerAccess | None:
+    """Line account ``n`` on the broker at ``url``, when this process started it (an
+    open broker needs none: anonymous); None when only the broker's operator knows it."""
+    host, port = parse_url(url)
+    plain = f"mqtt://{host}:{port}"
+    known = _REALMS.get((host, port))
+    if isinstance(known, Realm):
+        return known.line_access(plain, n)
+    if known is None and urlsplit(url).username is None:
+        return BrokerAccess(plain)
+    return None
+
+
 # ---------------------------------------------------------------- Mosquitto's files
 
 
@@ -189,12 +243,17 @@ def password_line(username: str, password: str, iterations: int = 1) -> str:
 def acl_file() -> str:
     """Mosquitto's ACL file: the cloud's topics, the agent's, the slots', and each
     device's by pattern (``%u``: the account's name, which is also its client ID)."""
-    lines = ["# generated by impfactory: the password file authenticates, this file authorises",
-             f"user {CLOUD_USER}"]
-    lines += [f"topic read {t}" for t in CLOUD_READS]
-    lines += [f"topic write {t}" for t in CLOUD_WRITES]
+    lines = ["# generated by impfactory: the password file authenticates, this file authorises"]
+    for user in cloud_users():
+        lines += [f"user {user}"]
+        lines += [f"topic read {t}" for t in CLOUD_READS]
+        lines += [f"topic write {t}" for t in CLOUD_WRITES]
+        lines += [""]
+    for user in line_users():
+        lines += [f"user {user}", f"topic deny {cl.PREFIX}/#", f"topic readwrite {LINE_TOPICS}",
+                  ""]
     # the patterns at the end apply to every user: the agent and the slots are no devices
-    lines += ["", f"user {AGENT_USER}", f"topic deny {cl.PREFIX}/#",
+    lines += [f"user {AGENT_USER}", f"topic deny {cl.PREFIX}/#",
               f"topic read {ACCOUNTS_TOPIC}", f"topic write {RESPONSE_TOPIC}"]
     for slot in linksec.slot_names():
         lines += ["", f"user {slot}", f"topic deny {cl.PREFIX}/#",

@@ -35,6 +35,7 @@ from impfactory.protocol import linksec
 log = logging.getLogger(__name__)
 
 _SESSION = re.compile(r"[0-9a-f]{32}\Z")
+_GROUP = re.compile(r"[a-z0-9_-]{1,32}\Z")
 REQUEST_KINDS = frozenset({"hello", "factory_token_request", "chunk_request", "bless_request"})
 
 
@@ -52,7 +53,13 @@ class CloudLink:
     """The cloud's side of every device's MQTT conversation."""
 
     def __init__(self, service: CloudService, url: str, *,
-                 module_secret: bytes | None = None) -> None:
+                 module_secret: bytes | None = None, share: str | None = None) -> None:
+        """``share``: serve devices through the MQTT shared subscription group
+        ``$share/{share}/…``, so several clouds on one store split their traffic."""
+        if share is not None and not _GROUP.match(share):
+            raise BrokerError(f"shared subscription group {share[:40]!r}: 1-32 of a-z, 0-9, "
+                              "'-', '_'")
+        self.share = share
         self.service = service
         self.rules = DeviceRules(service)
         self.access = BrokerAccess.from_url(url)
@@ -73,8 +80,8 @@ class CloudLink:
         # can guess this one to take the session over
         self._mqtt = AsyncMqtt(self.url, f"impcloud-{secrets.token_hex(16)}", self._receive,
                                username=access.username, password=access.password)
-        self._mqtt.subscribe(cl.CLOUD_FILTER, cl.QOS)
-        self._mqtt.subscribe(linksec.ENROL_REQUEST_FILTER, cl.QOS)
+        self._mqtt.subscribe(self._shared(cl.CLOUD_FILTER), cl.QOS)
+        self._mqtt.subscribe(self._shared(linksec.ENROL_REQUEST_FILTER), cl.QOS)
         if self.admin is not None:
             self._mqtt.subscribe(self.admin.response_topic, cl.QOS)
         else:
@@ -84,6 +91,11 @@ class CloudLink:
         self.service.send = self.send
         self._watch = asyncio.get_running_loop().create_task(self._reconnect_forever())
         log.info("device link up on %s", safe_url(self.url))
+
+    def _shared(self, topic_filter: str) -> str:
+        """A device-facing filter, shared with the group's other clouds when sharing:
+        the broker gives each message to one member (round robin on Mosquitto)."""
+        return topic_filter if self.share is None else f"$share/{self.share}/{topic_filter}"
 
     @property
     def connected(self) -> bool:
@@ -134,6 +146,10 @@ class CloudLink:
         self._publish(*linksec.encode_answer(answer))
 
     def _link(self, device_id: str) -> tuple[bytes, str | None] | None:
+        if self.share is not None:
+            # another cloud of the group may have opened a newer session or registered
+            # a new key since: the store is the only truth
+            return self.service.link_of(device_id)
         link = self._links.get(device_id)
         if link is None:
             link = self.service.link_of(device_id)
@@ -149,7 +165,8 @@ class CloudLink:
             return
         if link[1] != session:
             self.service.set_link_session(device_id, session)
-        self._links[device_id] = (link[0], session)
+        if self.share is None:
+            self._links[device_id] = (link[0], session)
 
     async def _reconnect_forever(self) -> None:
         assert self._mqtt is not None

@@ -57,9 +57,11 @@ class Cloud:
         agent_limits: AgentLimits | None = None,
         http_timeout: float = 10.0,
         module_secret: bytes | None = None,
+        share: str | None = None,
     ) -> None:
         """``module_secret``: the module maker's (impfactory/maker.py; default: the
-        environment's or this user's), to tell real modules from made-up IDs."""
+        environment's or this user's), to tell real modules from made-up IDs. ``share``: a
+        shared subscription group (cloud/link.py), for several clouds on one store."""
         self._owns_db = not isinstance(db, sqlite3.Connection)
         self.db = db if isinstance(db, sqlite3.Connection) else open_db(db)
         kwargs: dict[str, Any] = {}
@@ -68,7 +70,7 @@ class Cloud:
         self.service = CloudService(self.db, now=now, accounts=accounts,
                                     agent_base_url=agent_base_url or AGENT_BASE_URL,
                                     chunk_size=chunk_size, **kwargs)
-        self.link = CloudLink(self.service, broker_url, module_secret=module_secret)
+        self.link = CloudLink(self.service, broker_url, module_secret=module_secret, share=share)
         self.broker_url = self.link.url
         self.agent_url_fixed = agent_base_url is not None
         """The agent base URL was given: servers mounting agent URLs leave it alone."""

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,12 @@ from typing import Any
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.fixture.faults import parse_faults, parse_rate
 from impfactory.fixture.line import LineConfig, LineError, LineResult, run_line
+from impfactory.fixture.linebus import LineBusError
 from impfactory.fixture.record import LineSummary
 from impfactory.fixture.report import prepare_report_dir, write_reports
+from impfactory.fixture.shard import ShardError, run_worker
 from impfactory.hw.optical import PRESETS, OpticalConfig
+from impfactory.protocol import linework as lw
 from impfactory.tools.firmware_input import (
     add_firmware_options,
     apply_lib_dirs,
@@ -36,7 +40,7 @@ from impfactory.tools.firmware_input import (
     read_firmware,
 )
 from impfactory.tools.line_setup import factory_cloud
-from impfactory.tools.line_shards import run_sharded
+from impfactory.tools.line_shards import LINE_BROKER_ENV, run_sharded
 from impfactory.tools.line_ui import LineProgress
 
 from impfactory.errors import ImpFactoryError
@@ -65,7 +69,8 @@ def add_line_options(parser: argparse.ArgumentParser, *, fixtures: int, duts: in
     parser.add_argument("--scale", type=float, default=200.0,
                         help="line clock speed-up over the wall (default 200)")
     parser.add_argument("--workers", type=int, default=1, metavar="W",
-                        help="run the line in W processes sharing the broker (default 1)")
+                        help="run the line in W local worker processes sharing the broker "
+                             "(default 1: in this process)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -94,8 +99,55 @@ def register(sub: Any) -> None:
                      help="write duts.json, junit.xml and report.html into DIR")
     run.add_argument("--min-yield", type=float, default=0.0, metavar="Y",
                      help="exit 1 when the yield is below Y (0..1; default 0)")
+    run.add_argument("--remote-workers", type=int, default=0, metavar="R",
+                     help="also wait for R workers started elsewhere with `line worker` "
+                          "(then --workers may be 0)")
+    run.add_argument("--run", default=None, metavar="NAME",
+                     help="name of this run, which workers join (default: a random one)")
+    run.add_argument("--line-broker", default=None, metavar="URL",
+                     help="the coordinator's line account, mqtt://impfactory-line-0:PASSWORD@"
+                          "HOST:PORT (default: from the broker this command starts)")
+    run.add_argument("--share", default=None, metavar="GROUP",
+                     help="serve devices through the MQTT shared subscription $share/GROUP/…, "
+                          "beside other `cloud serve --share GROUP` processes on one database")
     run.set_defaults(func=_run)
+    worker = line_sub.add_parser("worker", help="take a share of a line's DUTs over the broker",
+                                 description=WORKER_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    worker.add_argument("--broker", default=None, metavar="URL",
+                        help="mqtt://impfactory-line-N:PASSWORD@HOST:PORT (default: "
+                             f"${LINE_BROKER_ENV})")
+    worker.add_argument("--run", required=True, metavar="NAME", help="the run to join")
+    worker.add_argument("--join-timeout", type=float, default=600.0, metavar="S",
+                        help="give up when no coordinator answers within S seconds (600)")
+    worker.add_argument("--quiet", action="store_true", help="print nothing on success")
+    worker.set_defaults(func=_worker)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+
+WORKER_HELP = """\
+Join a line run (``line run --remote-workers R --run NAME``) over the broker and
+run the share of its fixtures and DUTs the coordinator assigns: progress and DUT
+records go back as typed messages (protocol/linework.py). The worker needs only
+the broker: its line account (``impfactory-line-N``, one per worker) and the run's
+name. Exit status: 0 when the shard finished, 1 when it could not (dismissed, the
+broker lost, no coordinator), 2 for bad input.
+"""
+
+
+def _worker(args: argparse.Namespace) -> int:
+    url = args.broker or os.environ.get(LINE_BROKER_ENV)
+    if not url:
+        raise LineInputError(f"line worker: give --broker URL (or set ${LINE_BROKER_ENV})")
+    lw.check_run(args.run)
+    quiet_network_logs()
+    try:
+        lost = asyncio.run(run_worker(url, args.run, join_timeout=args.join_timeout))
+    except (LineError, ShardError, LineBusError, TimeoutError) as err:
+        raise LineRunFailed(f"line worker: {err}") from err
+    if not args.quiet:
+        print(f"line worker: shard of run {args.run} finished ({lost} presses lost)")
+    return 0
 
 
 def quiet_network_logs() -> None:
@@ -116,20 +168,25 @@ async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
                             db: Path | None = None, factory_code: str | None = None,
                             app_code: str | None = None, workers: int = 1,
                             wifi: tuple[str, str] | None = None,
-                            agent_code: str | None = None) -> LineResult:
+                            agent_code: str | None = None, remote: int = 0,
+                            run: str | None = None, line_broker: str | None = None,
+                            share: str | None = None) -> LineResult:
     """Start the cloud, run the line under a progress bar, stop everything.
 
-    ``workers > 1`` runs the fixtures and DUTs in that many processes sharing the
-    broker, with the cloud in this one (see tools/line_shards.py).
+    ``workers > 1`` (or ``remote`` workers joining from elsewhere) runs the fixtures
+    and DUTs in worker processes sharing the broker, with the cloud in this one
+    (see tools/line_shards.py).
     """
     ssid, password = wifi or (FACTORY_SSID, FACTORY_PASSWORD)
     async with factory_cloud(broker, db, factory_code=factory_code, app_code=app_code,
                              agent_code=agent_code, wifi_ssid=ssid,
-                             wifi_password=password) as cloud:
+                             wifi_password=password, share=share) as cloud:
         with LineProgress(config.duts, quiet=quiet) as progress:
             try:
-                if workers > 1:
-                    return await run_sharded(config, cloud, progress, workers)
+                if workers > 1 or remote:
+                    return await run_sharded(config, cloud, progress, workers, remote=remote,
+                                             run=run, line_broker=line_broker,
+                                             announce=not quiet)
                 return await run_line(config, cloud, progress)
             except LineError as err:  # the options were good (checked before): the run failed
                 raise LineRunFailed(str(err)) from err
@@ -168,14 +225,21 @@ def _run(args: argparse.Namespace) -> int:
             raise LineInputError("--wifi: expected SSID:PASSWORD (SSID 1-32 bytes, password "
                                  "up to 64)")
         wifi = (ssid, password)
-    if args.workers < 1:
-        raise LineInputError(f"--workers must be at least 1, got {args.workers}")
+    if args.remote_workers < 0:
+        raise LineInputError(f"--remote-workers must be at least 0, got {args.remote_workers}")
+    if args.workers < (0 if args.remote_workers else 1):
+        raise LineInputError(f"--workers must be at least 1 (0 with --remote-workers), "
+                             f"got {args.workers}")
+    if args.run is not None:
+        lw.check_run(args.run)
     if args.report:
         prepare_report_dir(args.report)
     result = asyncio.run(run_with_progress(config, args.broker, args.json, db=args.db,
                                            factory_code=factory_code, app_code=app_code,
                                            workers=args.workers, wifi=wifi,
-                                           agent_code=agent_code))
+                                           agent_code=agent_code,
+                                           remote=args.remote_workers, run=args.run,
+                                           line_broker=args.line_broker, share=args.share))
     report = write_reports(args.report, result.records, result.summary) if args.report else None
     if args.json:
         doc = result.summary.to_dict()

@@ -90,7 +90,8 @@ async def factory_cloud(broker: str = "auto", db: Path | None = None, *,
                         factory_code: str | None = None, app_code: str | None = None,
                         agent_code: str | None = None,
                         impos_size: int = 1 << 20, wifi_ssid: str = FACTORY_SSID,
-                        wifi_password: str = FACTORY_PASSWORD) -> AsyncIterator[FactoryCloud]:
+                        wifi_password: str = FACTORY_PASSWORD,
+                        share: str | None = None) -> AsyncIterator[FactoryCloud]:
     """Start broker and cloud, build the factory, yield it; stop everything after.
 
     ``agent_code`` goes with the factory firmware; without it, the example firmware
@@ -100,7 +101,7 @@ async def factory_cloud(broker: str = "auto", db: Path | None = None, *,
         url = stack.enter_context(server)
         if db is None:
             db = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="impline-"))) / "c.db"
-        cloud = Cloud(db, server.cloud_url, agent_port=0)
+        cloud = Cloud(db, server.cloud_url, agent_port=0, share=share)
         await cloud.start()
         try:
             svc = cloud.service

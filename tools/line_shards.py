@@ -1,119 +1,240 @@
-"""Run one line as W worker processes sharing the broker, with the cloud in this process.
+"""The coordinator of a line run as W workers that share the broker (protocol/linework.py).
 
-The coordinator side of ``fixture/shard.py``: spawn the workers, wait until each
-has imported everything (start-up is not line time), give each its shard, its
-fixtures' developer enrolments and the broker, adopt their fixtures into the
-fixture group when they ask, and gather progress and records. The line's wall
-time runs from the ``start`` messages to the last record.
+``line run --workers K`` starts K local worker processes (``impfactory line worker``,
+fixture/shard.py) and ``--remote-workers R`` waits for R more started by hand on
+other machines; all of them take the same path: they ``join`` over the broker, and
+once every expected worker has joined (start-up is not line time) each is
+assigned its shard, its fixtures' developer enrolments and the line
+configuration. The coordinator, which owns the cloud side, adopts their fixtures
+into the fixture group and answers what an agent did when they ask, and gathers
+progress and DUT records. The line's wall time runs from the assignments to the
+last worker's ``finished``. A worker that dies is reported by the broker (its
+will is a ``failed`` message) and fails the run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
 import time
-from multiprocessing.connection import Connection
-from typing import Any
+from dataclasses import dataclass, field
 
+from impfactory.cloud import brokersec
 from impfactory.fixture.line import LineConfig, LineError, LineObserver, LineResult
-from impfactory.fixture.record import DutRecord, LineSummary
-from impfactory.fixture.shard import CloudInfo, worker_main
+from impfactory.fixture.linebus import BusAddress, LineBus
+from impfactory.fixture.record import DutRecord, LineSummary, RecordError
+from impfactory.fixture.shard import CloudInfo, config_to_dict
+from impfactory.protocol import linework as lw
 from impfactory.tools.line_setup import FactoryCloud
 
-READY_TIMEOUT = 60.0
+from impfactory.errors import ImpFactoryError
+
+LINE_BROKER_ENV = "IMPFACTORY_LINE_BROKER"
+"""Where ``line worker`` finds its broker URL (with its password) when ``--broker`` is not
+given."""
+JOIN_TIMEOUT = 60.0
+"""Seconds local workers get to start (imports) and join."""
+
+
+class LineWorkSetupError(ImpFactoryError, ValueError):
+    """The run cannot have workers on this broker (no line account known for it)."""
+
+
+@dataclass
+class _Worker:
+    shard: int
+    assign: lw.Assign | None = None
+    finished: asyncio.Future[int] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+def new_run_name() -> str:
+    return f"run-{secrets.token_hex(4)}"
+
+
+def worker_url(broker_url: str, n: int) -> str:
+    """Broker URL with line account ``n``'s credentials, for a worker (or the coordinator)."""
+    access = brokersec.line_access_for(broker_url, n)
+    if access is None:
+        raise LineWorkSetupError(
+            f"no line account known for {brokersec.safe_url(broker_url)}: give --line-broker "
+            f"mqtt://{brokersec.LINE_USER}-0:PASSWORD@HOST:PORT")
+    return access.cloud_url
 
 
 async def run_sharded(config: LineConfig, cloud: FactoryCloud, observer: LineObserver,
-                      workers: int) -> LineResult:
-    """Run ``config`` on ``workers`` processes (at most one per fixture)."""
-    workers = max(1, min(workers, config.fixtures))
-    loop = asyncio.get_running_loop()
-    ctx = multiprocessing.get_context("spawn")
-    conns: list[Connection] = []
-    procs: list[Any] = []
+                      workers: int, *, remote: int = 0, run: str | None = None,
+                      line_broker: str | None = None, join_timeout: float | None = None,
+                      announce: bool = False) -> LineResult:
+    """Run ``config`` on ``workers`` local worker processes and ``remote`` joining ones
+    (at most one shard per fixture). ``line_broker``: the coordinator's line account
+    (default: line account 0 of the broker this process started)."""
+    shards = max(1, min(workers + remote, config.fixtures))
+    run = lw.check_run(run or new_run_name())
+    url = line_broker or worker_url(cloud.broker_url, 0)
+    local = min(workers, shards)
+    procs = [_spawn(worker_url(cloud.broker_url, n + 1), run) for n in range(local)]
+    if announce and remote:
+        print(f"line: waiting for {remote} worker(s): impfactory line worker --run {run} "
+              f"--broker mqtt://{brokersec.LINE_USER}-N:PASSWORD@HOST:PORT", file=sys.stderr)
+    timeout = join_timeout if join_timeout is not None else (
+        JOIN_TIMEOUT if not remote else 600.0)
     try:
-        for _ in range(workers):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(child,), daemon=True)
-            proc.start()
-            child.close()
-            conns.append(parent)
-            procs.append(proc)
-        for conn in conns:
-            ready = await asyncio.wait_for(loop.run_in_executor(None, conn.recv), READY_TIMEOUT)
-            if ready != ("ready",):
-                raise LineError(f"line worker did not start: {ready!r}")
-        return await _coordinate(config, cloud, observer, conns)
+        async with LineBus(BusAddress.parse(url), run) as bus:
+            await bus.subscribe(lw.coordinator_filter(run))
+            return await _Coordinator(config, cloud, observer, bus, shards, procs).run(timeout)
     finally:
-        for conn in conns:
-            conn.close()
         for proc in procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            if proc.poll() is None:
                 proc.terminate()
+                proc.wait(timeout=5)
 
 
-async def _coordinate(config: LineConfig, cloud: FactoryCloud, observer: LineObserver,
-                      conns: list[Connection]) -> LineResult:
-    loop = asyncio.get_running_loop()
-    records: list[DutRecord] = []
-    finished = [loop.create_future() for _ in conns]
-    lost_presses = [0] * len(conns)
-    adoptions: set[asyncio.Task[None]] = set()
+def _spawn(url: str, run: str) -> subprocess.Popen[bytes]:
+    """A local worker: the same command a remote machine runs (the URL travels in the
+    environment, not the command line other users can read)."""
+    env = {**os.environ, LINE_BROKER_ENV: url}
+    return subprocess.Popen([sys.executable, "-m", "impfactory.tools.cli", "line", "worker",
+                             "--run", run, "--quiet"], env=env,
+                            stdin=subprocess.DEVNULL)
 
-    async def adopt(conn: Connection, device_id: str) -> None:
-        await cloud.adopt_fixture(device_id)
-        conn.send(("adopted", device_id))
 
-    async def activity(conn: Connection, device_id: str, messages: int) -> None:
-        conn.send(("agent_activity", device_id,
-                   await cloud.agent_activity(device_id, messages)))
+class _Coordinator:
+    def __init__(self, config: LineConfig, cloud: FactoryCloud, observer: LineObserver,
+                 bus: LineBus, shards: int, procs: list[subprocess.Popen[bytes]]) -> None:
+        self.config = config
+        self.cloud = cloud
+        self.observer = observer
+        self.bus = bus
+        self.shards = shards
+        self.procs = procs
+        self.workers: dict[str, _Worker] = {}
+        self.records: dict[int, DutRecord] = {}
+        self.all_joined = asyncio.get_running_loop().create_future()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.started = 0.0
 
-    def on_readable(w: int) -> None:
-        conn = conns[w]
+    async def run(self, join_timeout: float) -> LineResult:
+        listening = asyncio.ensure_future(self._listen())
+        watching = asyncio.ensure_future(self._watch_processes())
         try:
-            while conn.poll():
-                msg = conn.recv()
-                kind = msg[0]
-                if kind == "stage":
-                    observer.stage(msg[1], msg[2])
-                elif kind == "done":
-                    records.append(msg[1])
-                    observer.done(msg[1])
-                elif kind == "adopt":
-                    task = loop.create_task(adopt(conn, msg[1]))
-                    adoptions.add(task)
-                    task.add_done_callback(adoptions.discard)
-                elif kind == "agent_activity":
-                    task = loop.create_task(activity(conn, msg[1], msg[2]))
-                    adoptions.add(task)
-                    task.add_done_callback(adoptions.discard)
-                elif kind == "finished" and not finished[w].done():
-                    lost_presses[w] = int(msg[1])
-                    finished[w].set_result(None)
-                elif kind == "error" and not finished[w].done():
-                    finished[w].set_exception(LineError(f"line worker {w}: {msg[1]}"))
-        except (EOFError, OSError):
-            if not finished[w].done():
-                finished[w].set_exception(LineError(f"line worker {w} died"))
-            loop.remove_reader(conn.fileno())
+            await self._wait(asyncio.wait_for(asyncio.shield(self.all_joined), join_timeout),
+                             listening, watching,
+                             f"{self.shards} workers did not join within {join_timeout:.0f} s")
+            self.started = time.perf_counter()
+            for worker_id, worker in self.workers.items():
+                worker.assign = self._assignment(worker.shard)
+                await self.bus.send(worker_id, worker.assign)
+            finished = asyncio.gather(*(w.finished for w in self.workers.values()))
+            lost = await self._wait(finished, listening, watching, "")
+        finally:
+            for task in (listening, watching, *self.tasks):
+                task.cancel()
+            await asyncio.gather(listening, watching, *self.tasks, return_exceptions=True)
+        wall = time.perf_counter() - self.started
+        records = sorted(self.records.values(), key=lambda r: r.index)
+        return LineResult(records, LineSummary.of(records, wall, fixtures=self.config.fixtures,
+                                                  seed=self.config.seed), sum(lost))
 
-    ways = len(conns)
-    started = time.perf_counter()
-    for w, conn in enumerate(conns):
-        mine = [k for k in range(config.fixtures) if k % ways == w]
+    async def _wait(self, what: object, listening: asyncio.Future[None],
+                    watching: asyncio.Future[None], timeout_text: str) -> list[int]:
+        main = asyncio.ensure_future(what)  # type: ignore[arg-type]
+        await asyncio.wait({main, listening, watching}, return_when=asyncio.FIRST_COMPLETED)
+        for guard in (listening, watching):
+            if guard.done() and not main.done():
+                main.cancel()
+                guard.result()  # raises why it ended
+                raise LineError("line work ended early")
+        try:
+            result: list[int] = main.result()
+        except TimeoutError:
+            raise LineError(timeout_text) from None
+        return result
+
+    def _assignment(self, shard: int) -> lw.Assign:
+        mine = [k for k in range(self.config.fixtures) if k % self.shards == shard]
+        cloud = self.cloud
         info = CloudInfo(cloud.broker_url, cloud.wifi_ssid, cloud.wifi_password,
                          cloud.impos_current, cloud.impos_outdated,
                          tuple(cloud.fixture_enrolment() for _ in mine),
                          cloud.first_dut_serial)
-        conn.send(("start", config, info, (w, ways)))
-        loop.add_reader(conn.fileno(), on_readable, w)
-    try:
-        await asyncio.gather(*finished)
-    finally:
-        for conn in conns:
-            loop.remove_reader(conn.fileno())
-    wall = time.perf_counter() - started
-    records.sort(key=lambda r: r.index)
-    return LineResult(records, LineSummary.of(records, wall, fixtures=config.fixtures,
-                                              seed=config.seed), sum(lost_presses))
+        return lw.Assign(shard=shard, shards=self.shards, config=config_to_dict(self.config),
+                         cloud=info.to_dict())
+
+    async def _watch_processes(self) -> None:
+        """A local worker that exits before finishing fails the run at once."""
+        while True:
+            for n, proc in enumerate(self.procs):
+                code = proc.poll()
+                if code is not None and code != 0:
+                    raise LineError(f"local line worker {n} exited with status {code}")
+            await asyncio.sleep(0.2)
+
+    async def _listen(self) -> None:
+        async for worker_id, msg in self.bus.receive():
+            self._handle(worker_id, msg)
+
+    def _handle(self, worker_id: str, msg: lw.Message) -> None:
+        worker = self.workers.get(worker_id)
+        if isinstance(msg, lw.Join):
+            self._join(worker_id, worker)
+            return
+        if worker is None:
+            return  # not one of ours (a dismissed worker, a stray)
+        if isinstance(msg, lw.Stage):
+            self.observer.stage(msg.index, msg.stage)
+        elif isinstance(msg, lw.Done):
+            try:
+                record = DutRecord.from_dict(msg.record)
+            except RecordError as err:
+                self._fail(worker, f"sent a bad record: {err}")
+                return
+            if record.index not in self.records:  # QoS 1 may deliver twice
+                self.records[record.index] = record
+                self.observer.done(record)
+        elif isinstance(msg, lw.Adopt):
+            self._spawn_task(self._adopt(worker_id, msg.device_id))
+        elif isinstance(msg, lw.ActivityRequest):
+            self._spawn_task(self._activity(worker_id, msg.device_id, msg.messages))
+        elif isinstance(msg, lw.Finished):
+            if not worker.finished.done():
+                worker.finished.set_result(msg.lost_presses)
+        elif isinstance(msg, lw.Failed):
+            self._fail(worker, msg.error)
+
+    def _fail(self, worker: _Worker, error: str) -> None:
+        if not worker.finished.done():
+            worker.finished.set_exception(LineError(f"line worker {worker.shard}: {error}"))
+
+    def _join(self, worker_id: str, worker: _Worker | None) -> None:
+        if worker is None:
+            if len(self.workers) >= self.shards:
+                self._send(worker_id, lw.Dismiss(reason="the run has all its workers"))
+                return
+            worker = self.workers[worker_id] = _Worker(len(self.workers))
+            if len(self.workers) == self.shards:
+                self.all_joined.set_result(None)
+        if worker.assign is not None:  # a join repeated after its answer: answer again
+            self._send(worker_id, worker.assign)
+
+    def _send(self, worker_id: str, msg: lw.Message) -> None:
+        self._spawn_task(self.bus.send(worker_id, msg))
+
+    def _spawn_task(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _adopt(self, worker_id: str, device_id: str) -> None:
+        await self.cloud.adopt_fixture(device_id)
+        await self.bus.send(worker_id, lw.Adopted(device_id=device_id))
+
+    async def _activity(self, worker_id: str, device_id: str, messages: int) -> None:
+        entries = await self.cloud.agent_activity(device_id, messages)
+        await self.bus.send(worker_id, lw.Activity(device_id=device_id, entries=entries))
