@@ -68,12 +68,6 @@ class Direction(StrEnum):
     DOWN = "down"  # coordinator -> worker
 
 
-def _meta(**meta: Any) -> Any:
-    default = meta.pop("default", MISSING)
-    if default is not MISSING:
-        return field(default=default, metadata=meta)
-    return field(metadata=meta)
-
 
 @dataclass(frozen=True)
 class Message:
@@ -91,7 +85,7 @@ class Join(Message):
     """A worker ready to take a shard (imports done: start-up is not line time)."""
 
     KIND: ClassVar[str] = "join"
-    host: str = _meta(maxlen=255, default="")
+    host: str = field(default="", metadata={"maxlen": 255})
 
 
 @dataclass(frozen=True)
@@ -99,7 +93,7 @@ class Adopt(Message):
     """Put this enrolled fixture into the factory fixture group."""
 
     KIND: ClassVar[str] = "adopt"
-    device_id: str = _meta(pattern=_DEVICE)
+    device_id: str = field(metadata={"pattern": _DEVICE})
 
 
 @dataclass(frozen=True)
@@ -107,8 +101,8 @@ class ActivityRequest(Message):
     """What did this device's agent do, once it has heard ``messages`` messages?"""
 
     KIND: ClassVar[str] = "activity_request"
-    device_id: str = _meta(pattern=_DEVICE)
-    messages: int = _meta(min=0, max=1 << 20, default=0)
+    device_id: str = field(metadata={"pattern": _DEVICE})
+    messages: int = field(default=0, metadata={"min": 0, "max": 1 << 20})
 
 
 @dataclass(frozen=True)
@@ -116,8 +110,8 @@ class Stage(Message):
     """Progress: DUT ``index`` entered ``stage``."""
 
     KIND: ClassVar[str] = "stage"
-    index: int = _meta(min=0, max=1 << 20)
-    stage: str = _meta(maxlen=64)
+    index: int = field(metadata={"min": 0, "max": 1 << 20})
+    stage: str = field(metadata={"maxlen": 64})
 
 
 @dataclass(frozen=True)
@@ -125,7 +119,7 @@ class Done(Message):
     """One DUT finished; ``record`` is its ``DutRecord.to_dict()``."""
 
     KIND: ClassVar[str] = "done"
-    record: dict[str, Any] = field()
+    record: dict[str, Any] = field(metadata={})
 
 
 @dataclass(frozen=True)
@@ -133,7 +127,7 @@ class Finished(Message):
     """The worker's shard is through (``lost_presses``: fixture presses never seen)."""
 
     KIND: ClassVar[str] = "finished"
-    lost_presses: int = _meta(min=0, max=1 << 30, default=0)
+    lost_presses: int = field(default=0, metadata={"min": 0, "max": 1 << 30})
 
 
 @dataclass(frozen=True)
@@ -141,7 +135,7 @@ class Failed(Message):
     """The worker could not finish its shard."""
 
     KIND: ClassVar[str] = "failed"
-    error: str = _meta(maxlen=4096)
+    error: str = field(metadata={"maxlen": 4096})
 
 
 # ---------------------------------------------------------------- coordinator -> worker
@@ -153,10 +147,10 @@ class Assign(Message):
 
     KIND: ClassVar[str] = "assign"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    shard: int = _meta(min=0, max=255)
-    shards: int = _meta(min=1, max=256)
-    config: dict[str, Any] = field()
-    cloud: dict[str, Any] = field()
+    shard: int = field(metadata={"min": 0, "max": 255})
+    shards: int = field(metadata={"min": 1, "max": 256})
+    config: dict[str, Any] = field(metadata={})
+    cloud: dict[str, Any] = field(metadata={})
 
 
 @dataclass(frozen=True)
@@ -165,14 +159,14 @@ class Dismiss(Message):
 
     KIND: ClassVar[str] = "dismiss"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    reason: str = _meta(maxlen=1024)
+    reason: str = field(metadata={"maxlen": 1024})
 
 
 @dataclass(frozen=True)
 class Adopted(Message):
     KIND: ClassVar[str] = "adopted"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    device_id: str = _meta(pattern=_DEVICE)
+    device_id: str = field(metadata={"pattern": _DEVICE})
 
 
 @dataclass(frozen=True)
@@ -181,7 +175,7 @@ class Activity(Message):
 
     KIND: ClassVar[str] = "activity"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    device_id: str = _meta(pattern=_DEVICE)
+    device_id: str = field(metadata={"pattern": _DEVICE})
     entries: list[Any] = field(metadata={"maxitems": 10_000})
 
 

@@ -120,6 +120,8 @@ def register(sub: Any) -> None:
     worker.add_argument("--run", required=True, metavar="NAME", help="the run to join")
     worker.add_argument("--join-timeout", type=float, default=600.0, metavar="S",
                         help="give up when no coordinator answers within S seconds (600)")
+    worker.add_argument("--worker-id", default=None, metavar="HEX16",
+                        help="this worker's ID (default: a random one)")
     worker.add_argument("--quiet", action="store_true", help="print nothing on success")
     worker.set_defaults(func=_worker)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
@@ -140,9 +142,12 @@ def _worker(args: argparse.Namespace) -> int:
     if not url:
         raise LineInputError(f"line worker: give --broker URL (or set ${LINE_BROKER_ENV})")
     lw.check_run(args.run)
+    if args.worker_id is not None:
+        lw.check_worker(args.worker_id)
     quiet_network_logs()
     try:
-        lost = asyncio.run(run_worker(url, args.run, join_timeout=args.join_timeout))
+        lost = asyncio.run(run_worker(url, args.run, worker=args.worker_id,
+                                         join_timeout=args.join_timeout))
     except (LineError, ShardError, LineBusError, TimeoutError) as err:
         raise LineRunFailed(f"line worker: {err}") from err
     if not args.quiet:

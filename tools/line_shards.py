@@ -21,7 +21,9 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from impfactory.cloud import brokersec
 from impfactory.fixture.line import LineConfig, LineError, LineObserver, LineResult
@@ -76,8 +78,9 @@ async def run_sharded(config: LineConfig, cloud: FactoryCloud, observer: LineObs
     shards = max(1, min(workers + remote, config.fixtures))
     run = lw.check_run(run or new_run_name())
     url = line_broker or worker_url(cloud.broker_url, 0)
-    local = min(workers, shards)
-    procs = [_spawn(worker_url(cloud.broker_url, n + 1), run) for n in range(local)]
+    local = [secrets.token_hex(8) for _ in range(min(workers, shards))]
+    procs = [_spawn(worker_url(cloud.broker_url, n + 1), run, worker)
+             for n, worker in enumerate(local)]
     if announce and remote:
         print(f"line: waiting for {remote} worker(s): impfactory line worker --run {run} "
               f"--broker mqtt://{brokersec.LINE_USER}-N:PASSWORD@HOST:PORT", file=sys.stderr)
@@ -86,7 +89,8 @@ async def run_sharded(config: LineConfig, cloud: FactoryCloud, observer: LineObs
     try:
         async with LineBus(BusAddress.parse(url), run) as bus:
             await bus.subscribe(lw.coordinator_filter(run))
-            return await _Coordinator(config, cloud, observer, bus, shards, procs).run(timeout)
+            coordinator = _Coordinator(config, cloud, observer, bus, shards, procs, set(local))
+            return await coordinator.run(timeout)
     finally:
         for proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -96,24 +100,27 @@ async def run_sharded(config: LineConfig, cloud: FactoryCloud, observer: LineObs
                 proc.wait(timeout=5)
 
 
-def _spawn(url: str, run: str) -> subprocess.Popen[bytes]:
+def _spawn(url: str, run: str, worker: str) -> subprocess.Popen[bytes]:
     """A local worker: the same command a remote machine runs (the URL travels in the
     environment, not the command line other users can read)."""
     env = {**os.environ, LINE_BROKER_ENV: url}
     return subprocess.Popen([sys.executable, "-m", "impfactory.tools.cli", "line", "worker",
-                             "--run", run, "--quiet"], env=env,
+                             "--run", run, "--worker-id", worker, "--quiet"], env=env,
                             stdin=subprocess.DEVNULL)
 
 
 class _Coordinator:
     def __init__(self, config: LineConfig, cloud: FactoryCloud, observer: LineObserver,
-                 bus: LineBus, shards: int, procs: list[subprocess.Popen[bytes]]) -> None:
+                 bus: LineBus, shards: int, procs: list[subprocess.Popen[bytes]],
+                 local: set[str]) -> None:
         self.config = config
         self.cloud = cloud
         self.observer = observer
         self.bus = bus
         self.shards = shards
         self.procs = procs
+        self.local = local
+        """Worker IDs of the local workers: their shards are kept for them."""
         self.workers: dict[str, _Worker] = {}
         self.records: dict[int, DutRecord] = {}
         self.all_joined = asyncio.get_running_loop().create_future()
@@ -142,9 +149,9 @@ class _Coordinator:
         return LineResult(records, LineSummary.of(records, wall, fixtures=self.config.fixtures,
                                                   seed=self.config.seed), sum(lost))
 
-    async def _wait(self, what: object, listening: asyncio.Future[None],
-                    watching: asyncio.Future[None], timeout_text: str) -> list[int]:
-        main = asyncio.ensure_future(what)  # type: ignore[arg-type]
+    async def _wait(self, what: Awaitable[Any], listening: asyncio.Future[None],
+                    watching: asyncio.Future[None], timeout_text: str) -> Any:
+        main = asyncio.ensure_future(what)
         await asyncio.wait({main, listening, watching}, return_when=asyncio.FIRST_COMPLETED)
         for guard in (listening, watching):
             if guard.done() and not main.done():
@@ -152,7 +159,7 @@ class _Coordinator:
                 guard.result()  # raises why it ended
                 raise LineError("line work ended early")
         try:
-            result: list[int] = main.result()
+            result = main.result()
         except TimeoutError:
             raise LineError(timeout_text) from None
         return result
@@ -214,7 +221,8 @@ class _Coordinator:
 
     def _join(self, worker_id: str, worker: _Worker | None) -> None:
         if worker is None:
-            if len(self.workers) >= self.shards:
+            remote_taken = sum(1 for w in self.workers if w not in self.local)
+            if worker_id not in self.local and remote_taken >= self.shards - len(self.local):
                 self._send(worker_id, lw.Dismiss(reason="the run has all its workers"))
                 return
             worker = self.workers[worker_id] = _Worker(len(self.workers))
@@ -226,8 +234,8 @@ class _Coordinator:
     def _send(self, worker_id: str, msg: lw.Message) -> None:
         self._spawn_task(self.bus.send(worker_id, msg))
 
-    def _spawn_task(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
