@@ -62,8 +62,8 @@ class Cloud:
         """``module_secret``: the module maker's (impfactory/maker.py; default: the
         environment's or this user's), to tell real modules from made-up IDs. ``share``: a
         shared subscription group (cloud/link.py), for several clouds on one store."""
-        self._owns_db = not isinstance(db, sqlite3.Connection)
-        self.db = db if isinstance(db, sqlite3.Connection) else open_db(db)
+        self._owns_db = isinstance(db, (str, Path))
+        self.db = open_db(db) if isinstance(db, (str, Path)) else db
         kwargs: dict[str, Any] = {}
         if factory_token_ttl is not None:
             kwargs["factory_token_ttl"] = factory_token_ttl

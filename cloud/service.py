@@ -770,7 +770,8 @@ class CloudService:
                 "INSERT INTO device_links (device_id, link_key, session, registered_at)"
                 " VALUES (?,?,NULL,?) ON CONFLICT(device_id) DO UPDATE SET"
                 " link_key=excluded.link_key, session=NULL,"
-                " registered_at=excluded.registered_at, registrations=registrations+1",
+                " registered_at=excluded.registered_at,"
+                " registrations=device_links.registrations+1",
                 (device_id, link_key.hex(), self.now()))
 
     def link_of(self, device_id: str) -> tuple[bytes, str | None] | None:

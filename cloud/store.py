@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import cast
 
 from impfactory.cloud.errors import StoreError
+from impfactory.cloud.pgstore import is_postgres, open_postgres
 
 SCHEMA_VERSION = 3
 """1: the first release; 2: device group names unique per product (were per account);
@@ -94,10 +96,14 @@ CREATE TABLE IF NOT EXISTS impos_releases (
 
 
 def open_db(path: str | Path) -> sqlite3.Connection:
-    """Open (and create) the cloud database; ``":memory:"`` for a throwaway one.
+    """Open (and create) the cloud database; ``":memory:"`` for a throwaway one, a
+    ``postgresql://`` URL for one that several cloud processes share (cloud/pgstore.py).
 
     Autocommit mode: each ``with tx(db):`` block is one explicit transaction.
     """
+    if is_postgres(path):
+        # the PostgreSQL connection offers what the cloud uses of sqlite3.Connection
+        return cast(sqlite3.Connection, open_postgres(str(path)))
     try:
         db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     except sqlite3.Error as err:

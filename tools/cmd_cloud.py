@@ -42,6 +42,7 @@ from typing import Any
 from impfactory.cloud.broker import BrokerServer
 from impfactory.cloud.errors import InvalidError, NotFoundError
 from impfactory.cloud.model import Device
+from impfactory.cloud.pgstore import safe_dsn
 from impfactory.cloud.server import Cloud
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import open_db
@@ -59,7 +60,12 @@ def register(sub: Any) -> None:
                        help="auto | mosquitto | embedded | mqtt://[impcloud:PASSWORD@]HOST:PORT"
                             " (default auto; a broker started elsewhere needs the cloud's"
                             " credentials in its URL)")
-    serve.add_argument("--db", default="impcloud.db", help="SQLite database file")
+    serve.add_argument("--db", default="impcloud.db",
+                       help="SQLite database file, or postgresql://USER[:PASSWORD]@HOST:PORT/DB "
+                            "for a database several clouds share (the 'postgres' extra)")
+    serve.add_argument("--share", default=None, metavar="GROUP",
+                       help="serve devices through the MQTT shared subscription $share/GROUP/…: "
+                            "several clouds on one broker and one PostgreSQL split the devices")
     serve.add_argument("--api-port", type=int, default=None,
                        help="serve the REST API (/v5) on this loopback port (0: any free one)")
     serve.add_argument("--owner", default=None, metavar="USER:PASSWORD",
@@ -103,7 +109,7 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.api_port:
         _check_port_free(args.api_port)
     asyncio.run(serve(args.broker, args.db, args.api_port, owner, args.agent_url,
-                      access_log=not args.quiet))
+                      access_log=not args.quiet, share=args.share))
     return 0
 
 
@@ -179,7 +185,7 @@ def logs_command(args: argparse.Namespace) -> int:
 
 async def serve(broker: str, db_path: str, api_port: int | None,
                 owner: tuple[str, str] | None, agent_url: str | None, *,
-                access_log: bool = True) -> None:
+                access_log: bool = True, share: str | None = None) -> None:
     """Run until SIGINT/SIGTERM."""
     # imported here: every CLI command loads this module, only serve needs the API
     from impfactory.cloud.api_auth import AccountBook
@@ -199,7 +205,7 @@ async def serve(broker: str, db_path: str, api_port: int | None,
     api: ApiService | None = None
     try:
         accounts = AccountBook(db)
-        kwargs: dict[str, Any] = {"accounts": accounts}
+        kwargs: dict[str, Any] = {"accounts": accounts, "share": share}
         if agent_url:
             kwargs["agent_base_url"] = agent_url
         if api_port is None:
@@ -217,8 +223,8 @@ async def serve(broker: str, db_path: str, api_port: int | None,
             agents = cloud.service.agent_base_url
             log.info("agent URLs at %s/<agent id>", agents)
             print(json.dumps({"broker": url, "api": api.endpoint if api else None,
-                              "agents": agents, "db": db_path}), flush=True)
-            log.info("impCloud serving devices on %s (db %s)", url, db_path)
+                              "agents": agents, "db": safe_dsn(db_path)}), flush=True)
+            log.info("impCloud serving devices on %s (db %s)", url, safe_dsn(db_path))
             await stop.wait()
             log.info("stopping")
             if api is not None:

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from impfactory.cloud.pgstore import is_postgres
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.fixture.faults import parse_faults, parse_rate
 from impfactory.fixture.line import LineConfig, LineError, LineResult, run_line
@@ -93,8 +94,9 @@ def register(sub: Any) -> None:
     run.add_argument("--wifi", default=None, metavar="SSID:PASSWORD",
                      help="the factory WiFi the DUTs join and the example firmware flashes "
                           "(default factory-wifi:factory-password)")
-    run.add_argument("--db", type=Path, metavar="PATH",
-                     help="cloud database to use or reuse (default: a fresh temporary one)")
+    run.add_argument("--db", type=db_spec, metavar="PATH|URL",
+                     help="cloud database to use or reuse: a SQLite file or a postgresql:// URL "
+                          "(default: a fresh temporary SQLite file)")
     run.add_argument("--report", type=Path, metavar="DIR",
                      help="write duts.json, junit.xml and report.html into DIR")
     run.add_argument("--min-yield", type=float, default=0.0, metavar="Y",
@@ -155,6 +157,11 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def db_spec(text: str) -> Path | str:
+    """``--db``: a PostgreSQL URL stays a string (a Path would fold its ``//``)."""
+    return text if is_postgres(text) else Path(text)
+
+
 def quiet_network_logs() -> None:
     """Devices dropping links on purpose make paho log errors; the report says it better."""
     for name in ("mqtt", "paho", "aiomqtt", "amqtt", "transitions", "impfactory"):
@@ -170,7 +177,7 @@ def config_from_args(args: argparse.Namespace, faults: dict[str, float] | None =
 
 
 async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
-                            db: Path | None = None, factory_code: str | None = None,
+                            db: Path | str | None = None, factory_code: str | None = None,
                             app_code: str | None = None, workers: int = 1,
                             wifi: tuple[str, str] | None = None,
                             agent_code: str | None = None, remote: int = 0,

@@ -86,7 +86,7 @@ class FactoryCloud:
 
 
 @contextlib.asynccontextmanager
-async def factory_cloud(broker: str = "auto", db: Path | None = None, *,
+async def factory_cloud(broker: str = "auto", db: Path | str | None = None, *,
                         factory_code: str | None = None, app_code: str | None = None,
                         agent_code: str | None = None,
                         impos_size: int = 1 << 20, wifi_ssid: str = FACTORY_SSID,
