@@ -100,16 +100,18 @@ def translate(sql: str) -> str | None:
 
 
 def _placeholders(sql: str) -> str:
-    """``?`` -> ``%s`` and ``%`` -> ``%%`` outside quoted strings; quoted text is kept."""
+    """``?`` -> ``%s`` outside quoted strings, and every ``%`` -> ``%%``."""
     out: list[str] = []
     quoted = False
     for ch in sql:
         if ch == "'":
             quoted = not quoted
-        if quoted or ch not in "?%":
-            out.append(ch)
+        if ch == "%":
+            out.append("%%")  # psycopg reads % everywhere, quoted or not
+        elif ch == "?" and not quoted:
+            out.append("%s")
         else:
-            out.append("%s" if ch == "?" else "%%")
+            out.append(ch)
     return "".join(out)
 
 

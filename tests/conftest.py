@@ -1,4 +1,5 @@
-"""The project's own test session: one module maker's secret for every process it starts.
+"""The project's own test session: one module maker's secret for every process it starts,
+and a PostgreSQL server for the tests of several clouds on one store.
 
 Devices and clouds must agree on the maker's secret (impfactory/maker.py); a fresh
 one per session keeps the suite away from the user's own secret file.
@@ -7,7 +8,33 @@ one per session keeps the suite away from the user's own secret file.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+
+import pytest
+from impfactory.tools.pg_server import PostgresServer, PostgresUnavailable, find_postgres
 
 from impfactory.maker import ENV, new_secret
 
 os.environ.setdefault(ENV, new_secret())
+
+# CI installs PostgreSQL (.ci/run); there its absence must fail, not quietly skip
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server of the session's own (Debian's postgresql package, a temporary
+    cluster on a free loopback port, stopped at the end)."""
+    if find_postgres() is None and not IN_CI:
+        pytest.skip("outside CI, PostgreSQL is optional")
+    server = PostgresServer()
+    try:
+        url = server.start()
+    except PostgresUnavailable as err:
+        if IN_CI:
+            raise
+        pytest.skip(str(err))
+    try:
+        yield url
+    finally:
+        server.stop()

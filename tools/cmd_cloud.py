@@ -226,7 +226,9 @@ async def serve(broker: str, db_path: str, api_port: int | None,
                               "agents": agents, "db": safe_dsn(db_path)}), flush=True)
             log.info("impCloud serving devices on %s (db %s)", url, safe_dsn(db_path))
             await stop.wait()
-            log.info("stopping")
+            stats = cloud.link.stats
+            log.info("stopping: %d device messages received, %d sent", stats.received,
+                     stats.sent)
             if api is not None:
                 await api.stop()
     finally:
