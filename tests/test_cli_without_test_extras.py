@@ -120,3 +120,16 @@ def test_a_picture_without_matplotlib_is_a_one_line_error(argv: list[str],
     assert result.returncode == 2, result.stderr
     assert "matplotlib" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["cloud", "serve", "--db", "postgresql://me:secret@127.0.0.1:1/impfactory"],
+    ["line", "run", "--db", "postgresql://me:secret@127.0.0.1:1/impfactory"],
+])
+def test_postgres_without_its_extra_is_a_one_line_error(argv: list[str], tmp_path: Path) -> None:
+    result = subprocess.run([*CLI, *argv], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, env=env_without_test_extras(tmp_path / "site"))
+    assert result.returncode == 2, result.stderr
+    assert "'postgres' extra" in result.stderr and "impfactory[postgres]" in result.stderr
+    assert "secret" not in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,7 +1,8 @@
 """Run impfactory the way ``pip install -e .`` leaves it: without the test extras.
 
 ``pip install -e .`` installs the runtime dependencies only; pytest, hypothesis,
-matplotlib, ruff, mypy and openapi-spec-validator come with ``.[test]``. This
+matplotlib, ruff, mypy, openapi-spec-validator and psycopg (the ``postgres`` extra)
+come with ``.[test]``. This
 suite runs with all of them installed, so a command that needs one of them by
 accident would pass here and fail for a new user. ``env_without_test_extras``
 gives a subprocess environment whose ``sitecustomize`` hides them: importing one
@@ -15,7 +16,8 @@ from pathlib import Path
 
 #: Top-level import names of the ``test`` extra (and of pytest's own parts).
 TEST_EXTRAS = ("pytest", "_pytest", "pluggy", "pytest_timeout", "hypothesis", "matplotlib",
-               "mpl_toolkits", "ruff", "mypy", "openapi_spec_validator")
+               "mpl_toolkits", "ruff", "mypy", "openapi_spec_validator", "psycopg",
+               "psycopg_binary")
 
 SITECUSTOMIZE = f'''"""Hide the test extras (written by tests/without_extras.py)."""
 import sys
