@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 
 from impfactory.cloud.brokeradmin import BrokerAdmin
-from impfactory.cloud.brokersec import BrokerAccess, safe_url
+from impfactory.cloud.brokersec import BrokerAccess
 from impfactory.cloud.errors import BrokerError
 from impfactory.cloud.mqtt import AsyncMqtt
 from impfactory.cloud.registrar import Registrar
@@ -33,6 +33,7 @@ from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 
 from impfactory.backoff import Backoff
+from impfactory.brokerurl import safe_url
 
 log = logging.getLogger(__name__)
 
