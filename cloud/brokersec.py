@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
+from impfactory.cloud.errors import BrokerError
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linework, linksec
 

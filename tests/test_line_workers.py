@@ -3,6 +3,7 @@ they die, turned away when the run has its workers, and refusing bad input."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,8 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import aiomqtt
 import pytest
 from impfactory.cloud.broker import BrokerServer
+from impfactory.fixture.linebus import BusAddress
+from impfactory.protocol import linework as lw
 from impfactory.tools.cli import main
 from impfactory.tools.line_shards import worker_url
 
@@ -42,6 +46,17 @@ def test_a_worker_started_elsewhere_takes_its_shard(capsys: pytest.CaptureFixtur
     assert "finished" in out + extra_out
 
 
+async def _first_progress(url: str, run: str) -> None:
+    """Wait (as another line account, which may read the run's topics) for a ``stage``."""
+    address = BusAddress.parse(url)
+    async with asyncio.timeout(120), aiomqtt.Client(
+            address.host, address.port, username=address.username, password=address.password,
+            identifier=address.username) as client:
+        await client.subscribe(f"{lw.PREFIX}/{run}/+/up/stage", qos=1)
+        async for _ in client.messages:
+            return
+
+
 def test_a_worker_that_dies_fails_the_run_at_once(tmp_path: Path) -> None:
     """The coordinator runs elsewhere too (credentials in its URLs); the worker is killed
     mid-line: the broker publishes its will, and the run ends with exit 1, not a hang."""
@@ -54,8 +69,10 @@ def test_a_worker_that_dies_fails_the_run_at_once(tmp_path: Path) -> None:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         worker = _worker(worker_url(url, 1), "dies")
         try:
-            time.sleep(6)  # joined, assigned, DUTs under way (40 DUTs at 5x take minutes)
-            assert worker.poll() is None and coordinator.poll() is None
+            # joined, assigned, DUTs under way (40 DUTs at 5x take minutes): kill it then
+            asyncio.run(_first_progress(worker_url(url, 9), "dies"))
+            assert worker.poll() is None, worker.communicate()
+            assert coordinator.poll() is None, coordinator.communicate()
             os.kill(worker.pid, signal.SIGKILL)
             started = time.monotonic()
             _, err = coordinator.communicate(timeout=60)

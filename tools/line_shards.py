@@ -33,6 +33,7 @@ from impfactory.fixture.shard import CloudInfo, config_to_dict
 from impfactory.protocol import linework as lw
 from impfactory.tools.line_setup import FactoryCloud
 
+from impfactory.brokerurl import safe_url
 from impfactory.errors import ImpFactoryError
 
 LINE_BROKER_ENV = "IMPFACTORY_LINE_BROKER"
@@ -63,7 +64,7 @@ def worker_url(broker_url: str, n: int) -> str:
     access = brokersec.line_access_for(broker_url, n)
     if access is None:
         raise LineWorkSetupError(
-            f"no line account known for {brokersec.safe_url(broker_url)}: give --line-broker "
+            f"no line account known for {safe_url(broker_url)}: give --line-broker "
             f"mqtt://{brokersec.LINE_USER}-0:PASSWORD@HOST:PORT")
     return access.cloud_url
 
