@@ -52,6 +52,9 @@ from impfactory.cloud.service import CloudService
 from impfactory.backoff import Backoff
 from impfactory.errors import ImpFactoryError
 
+LEASE_S = 120.0
+"""How long a dispatcher owns the deliveries it took (far above one POST's timeout): clouds
+sharing one store each deliver what they took, so nobody's webhook is posted twice at once."""
 WEBHOOK_BACKOFF = Backoff(first=1.0, cap=300.0, max_attempts=50)
 """Deliveries retry 1, 2, 4 ... s, at most 5 minutes apart, and are dead after 50 tries."""
 
@@ -62,6 +65,8 @@ FILTERS = ("devicegroup.id",)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_webhook_retry (
     delivery_id INTEGER PRIMARY KEY, next_at REAL NOT NULL, dead INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS api_webhook_lease (
+    delivery_id INTEGER PRIMARY KEY, until REAL NOT NULL);
 """
 
 
@@ -155,18 +160,27 @@ class Dispatcher:
             self._task = None
 
     def due(self) -> list[WebhookDelivery]:
-        """Undelivered rows whose retry time has come and that are not dead."""
+        """Undelivered rows whose retry time has come, that are not dead and that no
+        dispatcher (of this cloud or another on the same store) holds: taken by this one,
+        in one write transaction, until delivered or ``LEASE_S`` has passed."""
         now = self.svc.now()
-        rows = self.db.execute("SELECT delivery_id, next_at, dead FROM api_webhook_retry")
-        sched = {r[0]: (r[1], r[2]) for r in rows}
-        dead = sum(1 for _, is_dead in sched.values() if is_dead)
-        out = []
-        # dead entries stay pending in the outbox: look past them, or they starve the rest
-        for d in self.svc.pending_webhooks(limit=self.batch + dead):
-            next_at, dead = sched.get(d.id, (0.0, 0))
-            if not dead and next_at <= now:
-                out.append(d)
-        return out
+        with self.svc.tx() as db:
+            rows = db.execute("SELECT delivery_id, next_at, dead FROM api_webhook_retry")
+            sched = {r[0]: (r[1], r[2]) for r in rows}
+            held = {r[0] for r in db.execute(
+                "SELECT delivery_id FROM api_webhook_lease WHERE until > ?", (now,))}
+            dead = sum(1 for _, is_dead in sched.values() if is_dead)
+            out = []
+            # dead entries stay pending in the outbox: look past them, or they starve the rest
+            for d in self.svc.pending_webhooks(limit=self.batch + dead + len(held)):
+                next_at, dead = sched.get(d.id, (0.0, 0))
+                if not dead and next_at <= now and d.id not in held:
+                    out.append(d)
+            for d in out[:self.batch]:
+                db.execute("DELETE FROM api_webhook_lease WHERE delivery_id = ?", (d.id,))
+                db.execute("INSERT INTO api_webhook_lease (delivery_id, until) VALUES (?, ?)",
+                           (d.id, now + LEASE_S))
+        return out[:self.batch]
 
     async def _run(self) -> None:
         while True:
@@ -188,6 +202,7 @@ class Dispatcher:
         state = next_state(self.state_of(d.id), outcome)
         self.svc.mark_webhook(d.id, ok=ok, error=error)
         with self.db:
+            self.db.execute("DELETE FROM api_webhook_lease WHERE delivery_id = ?", (d.id,))
             if state is Delivery.DELIVERED:
                 self.db.execute("DELETE FROM api_webhook_retry WHERE delivery_id = ?", (d.id,))
             else:

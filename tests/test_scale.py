@@ -9,6 +9,7 @@ two ``line worker`` processes joining the run by name.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -18,9 +19,14 @@ from pathlib import Path
 
 import pytest
 from conftest import IN_CI
+from impfactory.cloud.api_webhooks import Dispatcher
 from impfactory.cloud.broker import BrokerServer, find_mosquitto
 from impfactory.cloud.model import GroupType
+from impfactory.cloud.outbound import Reply
 from impfactory.cloud.pgstore import PgConnection
+from impfactory.cloud.scenario import make_factory
+from impfactory.cloud.service import CloudService
+from impfactory.cloud.store import open_db
 from impfactory.tools.cli import main
 from impfactory.tools.line_shards import worker_url
 
@@ -36,15 +42,15 @@ def mosquitto_url() -> object:
         yield url
 
 
-def _fresh(postgres_url: str) -> str:
+def _fresh(postgres_url: str, name: str = "scale_two_clouds") -> str:
     """An empty database of its own on the session's server."""
     db = PgConnection(postgres_url)
     try:
-        db.execute("DROP DATABASE IF EXISTS scale_two_clouds")
-        db.execute("CREATE DATABASE scale_two_clouds")
+        db.execute(f"DROP DATABASE IF EXISTS {name}")
+        db.execute(f"CREATE DATABASE {name}")
     finally:
         db.close()
-    return postgres_url.rsplit("/", 1)[0] + "/scale_two_clouds"
+    return postgres_url.rsplit("/", 1)[0] + "/" + name
 
 
 def test_two_clouds_and_two_workers_on_one_postgres(
@@ -102,3 +108,48 @@ def test_two_clouds_and_two_workers_on_one_postgres(
         assert in_production == DUTS
     finally:
         db.close()
+
+
+class _CountingReceiver:
+    """Stands for the cloud's HTTP client: counts each event ID it is asked to post."""
+
+    def __init__(self) -> None:
+        self.posted: list[str] = []
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str] | None = None
+                   ) -> Reply:
+        self.posted.append((headers or {})["X-Impfactory-Event-Id"])
+        await asyncio.sleep(0.05)  # long enough for the other dispatcher to look meanwhile
+        return Reply(200)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_two_clouds_deliver_each_webhook_once(engine: str, tmp_path: Path,
+                                              request: pytest.FixtureRequest) -> None:
+    """Both clouds' REST sides deliver the one outbox: each takes what it delivers."""
+    url = (_fresh(request.getfixturevalue("postgres_url"), "scale_webhooks")
+           if engine == "postgres" else str(tmp_path / "c.db"))
+    first, second = CloudService(open_db(url)), CloudService(open_db(url))
+    owner = first.ensure_owner("owner")
+    factory = make_factory(first, owner.id)
+    first.create_webhook(factory.production_group.id, "blessing", "http://127.0.0.1:9/h")
+    for n in range(20):
+        with first.tx():
+            first._queue_webhooks(factory.production_group.id, "blessing", {"n": n})
+    receiver = _CountingReceiver()
+
+    async def deliver() -> None:
+        dispatchers = [Dispatcher(svc, receiver, poll=0.01)  # type: ignore[arg-type]
+                       for svc in (first, second)]
+        for dispatcher in dispatchers:
+            dispatcher.start()
+        async with asyncio.timeout(30):
+            while first.pending_webhooks():
+                await asyncio.sleep(0.02)
+        for dispatcher in dispatchers:
+            await dispatcher.stop()
+
+    asyncio.run(deliver())
+    assert sorted(receiver.posted) == sorted(set(receiver.posted)) and len(receiver.posted) == 20
+    for svc in (first, second):
+        svc.db.close()
