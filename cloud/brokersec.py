@@ -81,8 +81,11 @@ def cloud_users() -> list[str]:
 def line_users() -> list[str]:
     return [f"{LINE_USER}-{k}" for k in range(LINE_SEATS)]
 
-CLOUD_READS = (cl.CLOUD_FILTER, linksec.ENROL_REQUEST_FILTER, RESPONSE_TOPIC)
-CLOUD_WRITES = (f"{cl.PREFIX}/+/down/#", f"{linksec.ENROL_PREFIX}/+/registered", ACCOUNTS_TOPIC)
+AGENT_EVENTS = "impfactory/cloud/1/+/agents"
+"""Agent events a share group's clouds relay to its agent cloud (cloud/agent_relay.py)."""
+CLOUD_READS = (cl.CLOUD_FILTER, linksec.ENROL_REQUEST_FILTER, RESPONSE_TOPIC, AGENT_EVENTS)
+CLOUD_WRITES = (f"{cl.PREFIX}/+/down/#", f"{linksec.ENROL_PREFIX}/+/registered", ACCOUNTS_TOPIC,
+                AGENT_EVENTS)
 
 
 @dataclass(frozen=True)

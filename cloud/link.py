@@ -22,13 +22,15 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from impfactory.cloud import agent_relay
+from impfactory.cloud.agent_relay import AgentRelay
 from impfactory.cloud.brokeradmin import BrokerAdmin
 from impfactory.cloud.brokersec import BrokerAccess
 from impfactory.cloud.errors import BrokerError
 from impfactory.cloud.mqtt import AsyncMqtt
 from impfactory.cloud.registrar import Registrar
 from impfactory.cloud.rules import DeviceRules
-from impfactory.cloud.service import CloudService
+from impfactory.cloud.service import NO_AGENTS, CloudService
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 
@@ -59,13 +61,18 @@ class CloudLink:
     """The cloud's side of every device's MQTT conversation."""
 
     def __init__(self, service: CloudService, url: str, *,
-                 module_secret: bytes | None = None, share: str | None = None) -> None:
+                 module_secret: bytes | None = None, share: str | None = None,
+                 runs_agents: bool = True) -> None:
         """``share``: serve devices through the MQTT shared subscription group
-        ``$share/{share}/…``, so several clouds on one store split their traffic."""
+        ``$share/{share}/…``, so several clouds on one store split their traffic; then
+        the one that ``runs_agents`` hears the others' agent events, which they relay
+        (cloud/agent_relay.py)."""
         if share is not None and not _GROUP.match(share):
             raise BrokerError(f"shared subscription group {share[:40]!r}: 1-32 of a-z, 0-9, "
                               "'-', '_'")
         self.share = share
+        self.runs_agents = runs_agents
+        self._relay: AgentRelay | None = None
         self.service = service
         self.rules = DeviceRules(service)
         self.access = BrokerAccess.from_url(url)
@@ -88,6 +95,8 @@ class CloudLink:
                                username=access.username, password=access.password)
         self._mqtt.subscribe(self._shared(cl.CLOUD_FILTER), cl.QOS)
         self._mqtt.subscribe(self._shared(linksec.ENROL_REQUEST_FILTER), cl.QOS)
+        if self.share is not None and self.runs_agents:
+            self._mqtt.subscribe(agent_relay.topic(self.share), cl.QOS)
         if self.admin is not None:
             self._mqtt.subscribe(self.admin.response_topic, cl.QOS)
         else:
@@ -95,6 +104,8 @@ class CloudLink:
                         "of their own and anyone may use their topics", self.url)
         await self._mqtt.connect()
         self.service.send = self.send
+        if self.share is not None and not self.runs_agents:
+            self._relay = self.service.agents = AgentRelay(self._publish, self.share)
         self._watch = asyncio.get_running_loop().create_task(self._reconnect_forever())
         log.info("device link up on %s", safe_url(self.url))
 
@@ -109,6 +120,8 @@ class CloudLink:
 
     async def stop(self) -> None:
         self.service.send = lambda msg: None
+        if self._relay is not None and self.service.agents is self._relay:
+            self.service.agents = NO_AGENTS
         await self.registrar.stop()
         if self._watch is not None:
             self._watch.cancel()
@@ -196,6 +209,10 @@ class CloudLink:
     def _receive(self, topic: str, payload: bytes) -> None:
         if topic.startswith(linksec.ENROL_PREFIX):
             self.registrar.receive(topic, payload)
+            return
+        if self.share is not None and topic.startswith(agent_relay.PREFIX):
+            if self.runs_agents:
+                agent_relay.replay(self.service.agents, payload)
             return
         if self.admin is not None and topic == self.admin.response_topic:
             self.admin.on_response(payload)

@@ -70,7 +70,8 @@ class Cloud:
         self.service = CloudService(self.db, now=now, accounts=accounts,
                                     agent_base_url=agent_base_url or AGENT_BASE_URL,
                                     chunk_size=chunk_size, **kwargs)
-        self.link = CloudLink(self.service, broker_url, module_secret=module_secret, share=share)
+        self.link = CloudLink(self.service, broker_url, module_secret=module_secret, share=share,
+                              runs_agents=agents)
         self.broker_url = self.link.url
         self.agent_url_fixed = agent_base_url is not None
         """The agent base URL was given: servers mounting agent URLs leave it alone."""

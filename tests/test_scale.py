@@ -60,7 +60,7 @@ def test_two_clouds_and_two_workers_on_one_postgres(
     second_cloud = BrokerServer(mosquitto_url).access.seat(1).cloud_url
     cloud = subprocess.Popen(
         [*CLI, "cloud", "serve", "--broker", second_cloud, "--db", db_url, "--share", "line",
-         "--log-level", "INFO"],
+         "--no-agents", "--log-level", "INFO"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     workers = [subprocess.Popen([*CLI, "line", "worker", "--run", "two-clouds", "--broker",
                                  worker_url(mosquitto_url, n)],
@@ -84,10 +84,14 @@ def test_two_clouds_and_two_workers_on_one_postgres(
                 worker.kill()
                 worker.wait()
     assert code == 0 and summary["duts"] == DUTS and summary["blessed"] == DUTS, summary
+    # the agents run on one cloud, whichever cloud heard their devices (Mosquitto's round
+    # robin keeps no order between the clouds: a test result the blessing overtook reaches
+    # an agent already stopped, so not every DUT's agent posts: docs/scale.md)
+    assert summary["agent_posts"] == summary["agent_answered"] > 0, summary
 
     records = json.loads((tmp_path / "duts.json").read_text())
-    duts = {r["dut_id"] for r in records["duts"]} if isinstance(records, dict) else \
-        {r["dut_id"] for r in records}
+    records = records["duts"] if isinstance(records, dict) else records
+    duts = {r["dut_id"] for r in records}
     assert len(duts) == DUTS
 
     # the second cloud served a share of the devices' messages, not none and not all

@@ -31,6 +31,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -66,6 +67,9 @@ def register(sub: Any) -> None:
     serve.add_argument("--share", default=None, metavar="GROUP",
                        help="serve devices through the MQTT shared subscription $share/GROUP/…: "
                             "several clouds on one broker and one PostgreSQL split the devices")
+    serve.add_argument("--no-agents", action="store_true",
+                       help="run no agents here: with --share, relay this cloud's agent events "
+                            "to the group's one cloud that runs them")
     serve.add_argument("--api-port", type=int, default=None,
                        help="serve the REST API (/v5) on this loopback port (0: any free one)")
     serve.add_argument("--owner", default=None, metavar="USER:PASSWORD",
@@ -106,10 +110,13 @@ def serve_command(args: argparse.Namespace) -> int:
         owner = (user, password)
     if args.api_port is not None and not 0 <= args.api_port <= 65535:
         raise InvalidError("--api-port must be 0-65535")
+    if args.share is not None and not re.fullmatch(r"[a-z0-9_-]{1,32}", args.share):
+        raise InvalidError("--share must be 1-32 of a-z, 0-9, '-' and '_'")
     if args.api_port:
         _check_port_free(args.api_port)
     asyncio.run(serve(args.broker, args.db, args.api_port, owner, args.agent_url,
-                      access_log=not args.quiet, share=args.share))
+                      access_log=not args.quiet, share=args.share,
+                      agents=not args.no_agents))
     return 0
 
 
@@ -185,7 +192,8 @@ def logs_command(args: argparse.Namespace) -> int:
 
 async def serve(broker: str, db_path: str, api_port: int | None,
                 owner: tuple[str, str] | None, agent_url: str | None, *,
-                access_log: bool = True, share: str | None = None) -> None:
+                access_log: bool = True, share: str | None = None,
+                agents: bool = True) -> None:
     """Run until SIGINT/SIGTERM."""
     # imported here: every CLI command loads this module, only serve needs the API
     from impfactory.cloud.api_auth import AccountBook
@@ -205,10 +213,10 @@ async def serve(broker: str, db_path: str, api_port: int | None,
     api: ApiService | None = None
     try:
         accounts = AccountBook(db)
-        kwargs: dict[str, Any] = {"accounts": accounts, "share": share}
+        kwargs: dict[str, Any] = {"accounts": accounts, "share": share, "agents": agents}
         if agent_url:
             kwargs["agent_base_url"] = agent_url
-        if api_port is None:
+        if api_port is None and agents:
             kwargs["agent_port"] = 0  # agent URLs on a server of their own
         async with Cloud(db, server.cloud_url, **kwargs) as cloud:
             if owner is not None:
@@ -220,10 +228,10 @@ async def serve(broker: str, db_path: str, api_port: int | None,
                                  agents=cloud.agents, agent_url=agent_url)
                 await api.start()
                 log.info("REST API at %s", api.endpoint)
-            agents = cloud.service.agent_base_url
-            log.info("agent URLs at %s/<agent id>", agents)
+            agent_base = cloud.service.agent_base_url
+            log.info("agent URLs at %s/<agent id>", agent_base)
             print(json.dumps({"broker": url, "api": api.endpoint if api else None,
-                              "agents": agents, "db": safe_dsn(db_path)}), flush=True)
+                              "agents": agent_base, "db": safe_dsn(db_path)}), flush=True)
             log.info("impCloud serving devices on %s (db %s)", url, safe_dsn(db_path))
             await stop.wait()
             stats = cloud.link.stats

@@ -153,7 +153,8 @@ def _clouds(broker: str, db: str, count: int) -> Iterator[list[str]]:
     """``count`` ``cloud serve --share`` processes on seats 1..count; their logs after."""
     access = BrokerServer(broker).access
     procs = [subprocess.Popen([*CLI, "cloud", "serve", "--broker", access.seat(n + 1).cloud_url,
-                               "--db", db, "--share", SHARE, "--log-level", "INFO", "--quiet"],
+                               "--db", db, "--share", SHARE, "--no-agents", "--log-level", "INFO",
+                               "--quiet"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for n in range(count)]
     logs: list[str] = []
