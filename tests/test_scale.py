@@ -29,6 +29,7 @@ from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import open_db
 from impfactory.tools.cli import main
 from impfactory.tools.line_shards import worker_url
+from impfactory.tools.pg_server import find_postgres
 
 CLI = [sys.executable, "-m", "impfactory.tools.cli"]
 DUTS = 24
@@ -157,3 +158,28 @@ def test_two_clouds_deliver_each_webhook_once(engine: str, tmp_path: Path,
     assert sorted(receiver.posted) == sorted(set(receiver.posted)) and len(receiver.posted) == 20
     for svc in (first, second):
         svc.db.close()
+
+
+def test_perf_scale_measures_both_worker_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    """The figure in the README and docs/scale.md, small: 2 clouds, 1 and 2 workers."""
+    if not find_mosquitto() and not IN_CI:
+        pytest.skip("perf scale needs Mosquitto")
+    if find_postgres() is None and not IN_CI:
+        pytest.skip("perf scale needs PostgreSQL")
+    assert main(["perf", "scale", "--duts", "4", "--fixtures", "2", "--workers", "1,2",
+                 "--clouds", "2", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc["runs"]) == {"1", "2"}
+    for run in doc["runs"].values():
+        assert run["blessed"] == 4 and run["duts_per_s"] > 0
+        assert run["other_clouds_received"] > 0  # the second cloud served devices
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["--workers", "0,1"], "--workers"), (["--workers", "3", "--fixtures", "2"], "--workers"),
+    (["--clouds", "9"], "--clouds"), (["--rounds", "0"], "--rounds"),
+])
+def test_perf_scale_bad_input(args: list[str], text: str,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["perf", "scale", *args]) == 2
+    assert text in capsys.readouterr().err
