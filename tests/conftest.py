@@ -38,3 +38,16 @@ def postgres_url() -> Iterator[str]:
         yield url
     finally:
         server.stop()
+
+
+def fresh_postgres(postgres_url: str, name: str) -> str:
+    """URL of an empty database ``name`` on the session's server (dropped if it was there)."""
+    from impfactory.cloud.pgstore import PgConnection
+
+    admin = PgConnection(postgres_url)
+    try:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        admin.close()
+    return postgres_url.rsplit("/", 1)[0] + "/" + name

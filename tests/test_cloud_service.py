@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import fresh_postgres
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from impfactory.cloud.errors import (
@@ -43,11 +45,15 @@ def clock() -> list[float]:
     return [1_700_000_000.0]
 
 
-@pytest.fixture
-def svc(clock: list[float]) -> CloudService:
-    service = CloudService(open_db(":memory:"), now=lambda: clock[0])
+@pytest.fixture(params=["sqlite", "postgres"])
+def svc(clock: list[float], request: pytest.FixtureRequest) -> Iterator[CloudService]:
+    """The service over each engine: the same rules, whichever store holds them."""
+    db = open_db(":memory:") if request.param == "sqlite" else open_db(
+        fresh_postgres(request.getfixturevalue("postgres_url"), "cloud_service"))
+    service = CloudService(db, now=lambda: clock[0])
     service.ensure_owner(OWNER)
-    return service
+    yield service
+    db.close()
 
 
 def test_fixture_groups_need_both_targets_of_their_zone(svc: CloudService) -> None:

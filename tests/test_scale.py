@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI
+from conftest import IN_CI, fresh_postgres
 from impfactory.cloud.api_webhooks import Dispatcher
 from impfactory.cloud.broker import BrokerServer, find_mosquitto
 from impfactory.cloud.model import GroupType
@@ -43,21 +43,10 @@ def mosquitto_url() -> object:
         yield url
 
 
-def _fresh(postgres_url: str, name: str = "scale_two_clouds") -> str:
-    """An empty database of its own on the session's server."""
-    db = PgConnection(postgres_url)
-    try:
-        db.execute(f"DROP DATABASE IF EXISTS {name}")
-        db.execute(f"CREATE DATABASE {name}")
-    finally:
-        db.close()
-    return postgres_url.rsplit("/", 1)[0] + "/" + name
-
-
 def test_two_clouds_and_two_workers_on_one_postgres(
         postgres_url: str, mosquitto_url: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    db_url = _fresh(postgres_url)
+    db_url = fresh_postgres(postgres_url, "scale_two_clouds")
     second_cloud = BrokerServer(mosquitto_url).access.seat(1).cloud_url
     cloud = subprocess.Popen(
         [*CLI, "cloud", "serve", "--broker", second_cloud, "--db", db_url, "--share", "line",
@@ -132,7 +121,7 @@ class _CountingReceiver:
 def test_two_clouds_deliver_each_webhook_once(engine: str, tmp_path: Path,
                                               request: pytest.FixtureRequest) -> None:
     """Both clouds' REST sides deliver the one outbox: each takes what it delivers."""
-    url = (_fresh(request.getfixturevalue("postgres_url"), "scale_webhooks")
+    url = (fresh_postgres(request.getfixturevalue("postgres_url"), "scale_webhooks")
            if engine == "postgres" else str(tmp_path / "c.db"))
     first, second = CloudService(open_db(url)), CloudService(open_db(url))
     owner = first.ensure_owner("owner")
