@@ -10,6 +10,12 @@ topics, so the device ID in a topic is who sent the message; nothing in a payloa
 names a device. Bad input never stops it: an undecodable message is logged,
 counted and, when its kind expects an answer and its ``req`` can be read, answered
 with ``error``. A lost broker connection is retried until the link is closed.
+
+Several clouds on one store (docs/scale.md) subscribe as one shared-subscription
+group (``share``): the broker gives each device message to one of them. Then
+nothing about a device is remembered between messages (its link key and session
+are read from the store each time, as another cloud may have changed them), and
+agent events go to the group's one cloud that runs agents (cloud/agent_relay.py).
 """
 
 from __future__ import annotations
