@@ -175,7 +175,10 @@ class PgCursor:
 class PgConnection:
     """What the cloud uses of ``sqlite3.Connection``, on PostgreSQL (see the module doc)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, raw: bool = False) -> None:
+        """``raw``: statements are PostgreSQL already and driver errors pass through as
+        they are (for a dialect that translates and maps them itself, ``PostgresDialect``)."""
+        self.raw = raw
         try:
             import psycopg
         except ImportError as err:
@@ -200,6 +203,8 @@ class PgConnection:
         return bool(status != self._psycopg.pq.TransactionStatus.IDLE)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
+        if self.raw:
+            return self._run(sql, tuple(int(p) if isinstance(p, bool) else p for p in params))
         if sql.strip().upper() == "BEGIN IMMEDIATE":
             with self._lock:
                 self._run("BEGIN", ())
@@ -252,20 +257,25 @@ class PgConnection:
 
     def _run(self, sql: str, params: Sequence[Any]) -> PgCursor:
         errors = self._psycopg.errors
+        if self.raw:
+            return self._fetch(sql, params)
         try:
-            with self._lock, self._conn.cursor() as cur:
-                cur.execute(sql, params)
-                rows: list[PgRow] = []
-                if cur.description is not None:
-                    index = {c.name: i for i, c in enumerate(cur.description)}
-                    rows = [PgRow(index, values) for values in cur.fetchall()]
-                return PgCursor(rows, cur.rowcount)
+            return self._fetch(sql, params)
         except errors.IntegrityError as err:
             raise sqlite3.IntegrityError(str(err).strip()) from err
         except self._psycopg.OperationalError as err:
             raise sqlite3.OperationalError(str(err).strip()) from err
         except self._psycopg.Error as err:
             raise sqlite3.DatabaseError(f"{str(err).strip()} [in: {sql[:200]}]") from err
+
+    def _fetch(self, sql: str, params: Sequence[Any]) -> PgCursor:
+        with self._lock, self._conn.cursor() as cur:
+            cur.execute(sql, params)
+            rows: list[PgRow] = []
+            if cur.description is not None:
+                index = {c.name: i for i, c in enumerate(cur.description)}
+                rows = [PgRow(index, values) for values in cur.fetchall()]
+            return PgCursor(rows, cur.rowcount)
 
 
 def open_postgres(url: str) -> PgConnection:
@@ -284,3 +294,64 @@ def open_postgres(url: str) -> PgConnection:
         db.close()
         raise StoreError(f"{safe_dsn(url)} is not a usable cloud database: {err}") from err
     return db
+
+
+class PostgresDialect:
+    """PostgreSQL as the ``cloud/store`` package's ``Dialect`` sees an engine (its
+    ``dialect.py``): the same translations as above, for a store whose repositories
+    write portable SQL themselves. Ready for ``dialect_for("postgresql://…")`` when
+    that package lands; until then ``open_db`` uses ``PgConnection``'s own layer."""
+
+    name: str = "postgresql"
+    no_limit: int | None = None
+
+    def __init__(self) -> None:
+        try:
+            import psycopg
+        except ImportError as err:
+            raise StoreError(f"PostgreSQL needs the 'postgres' extra ({EXTRA_HINT})") from err
+        self.errors: tuple[type[BaseException], ...] = (psycopg.Error,)
+        self.integrity_errors: tuple[type[BaseException], ...] = (psycopg.IntegrityError,)
+
+    def connect(self, where: str) -> PgConnection:
+        return PgConnection(where, raw=True)
+
+    def sql(self, text: str) -> str:
+        return _placeholders(text)
+
+    def ddl(self, text: str) -> str:
+        for pattern, replacement in _DDL_TYPES:
+            text = pattern.sub(replacement, text)
+        return text
+
+    def script(self, conn: PgConnection, text: str) -> None:
+        for statement in text.split(";"):
+            if statement.strip():
+                conn.execute(self.ddl(statement))
+
+    def begin(self, conn: PgConnection) -> None:
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (TX_LOCK,))
+
+    def get_version(self, conn: PgConnection) -> int:
+        row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+        if row is None or not row[0]:
+            return 0
+        found = conn.execute("SELECT version FROM schema_version").fetchone()
+        return int(found[0]) if found is not None else 0
+
+    def set_version(self, conn: PgConnection, version: int) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        conn.execute("DELETE FROM schema_version")
+        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (int(version),))
+
+    def columns(self, conn: PgConnection, table: str) -> set[str]:
+        return {str(row[0]) for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = %s", (table,))}
+
+    def table_sql(self, conn: PgConnection, table: str) -> str | None:
+        return None  # no PostgreSQL store predates the schema's migrations
+
+    def foreign_keys(self, conn: PgConnection, on: bool) -> None:
+        pass  # no table rebuilds on PostgreSQL

@@ -23,7 +23,7 @@ from impfactory.cloud.api_webhooks import Dispatcher
 from impfactory.cloud.broker import BrokerServer, find_mosquitto
 from impfactory.cloud.model import GroupType
 from impfactory.cloud.outbound import Reply
-from impfactory.cloud.pgstore import PgConnection
+from impfactory.cloud.pgstore import PgConnection, PostgresDialect
 from impfactory.cloud.scenario import make_factory
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import open_db
@@ -172,3 +172,33 @@ def test_perf_scale_bad_input(args: list[str], text: str,
                               capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["perf", "scale", *args]) == 2
     assert text in capsys.readouterr().err
+
+
+def test_the_postgres_dialect_speaks_the_store_packages_contract(postgres_url: str) -> None:
+    """``PostgresDialect``: portable SQL (``?``, SQLite types, standard upserts), versions,
+    columns, write transactions under the one lock, the driver's own errors."""
+    dialect = PostgresDialect()
+    conn = dialect.connect(fresh_postgres(postgres_url, "scale_dialect"))
+    try:
+        assert dialect.get_version(conn) == 0
+        dialect.begin(conn)
+        dialect.script(conn, "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                             "name TEXT NOT NULL UNIQUE, at REAL, data BLOB);"
+                             "CREATE INDEX t_at ON t(at)")
+        dialect.set_version(conn, 4)
+        conn.execute("COMMIT")
+        assert dialect.get_version(conn) == 4
+        assert dialect.columns(conn, "t") == {"id", "name", "at", "data"}
+        assert dialect.columns(conn, "absent") == set()
+        insert = dialect.sql("INSERT INTO t (name, at, data) VALUES (?, ?, ?) "
+                             "ON CONFLICT (name) DO UPDATE SET at = excluded.at")
+        conn.execute(insert, ("a", 1.5, b"\x00\xff"))
+        conn.execute(insert, ("a", 2.5, b""))
+        conn.execute(insert, ("b%", 3.0, None))
+        rows = conn.execute(dialect.sql("SELECT name, at, data FROM t WHERE name LIKE 'a%' "
+                                        "ORDER BY id LIMIT ?"), (dialect.no_limit,)).fetchall()
+        assert [(r["name"], r[1], bytes(r["data"])) for r in rows] == [("a", 2.5, b"\x00\xff")]
+        with pytest.raises(dialect.integrity_errors):
+            conn.execute(dialect.sql("INSERT INTO t (id, name) VALUES (1, ?)"), ("c",))
+    finally:
+        conn.close()
