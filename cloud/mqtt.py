@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from impfactory.cloud.broker import parse_url
+from impfactory.cloud.brokersec import parse_url
 from impfactory.cloud.errors import BrokerError
 from paho.mqtt.enums import CallbackAPIVersion
 

@@ -116,7 +116,7 @@ class Device:
         self.hardware_board.use_clock(DeviceClock(self))
         self.events: list[DeviceRecord] = []
         self.logs: list[str] = []
-        self.configparams: dict[str, str] = {}
+        self.configparams: dict[str, str | bool] = {}
         self.group_type: str | None = None
         self.blessed = False
         self.powered = False
