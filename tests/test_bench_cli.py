@@ -253,9 +253,9 @@ def test_a_bilevel_only_dut_ignores_the_trilevel_flash(capsys: pytest.CaptureFix
     """The control for the test above: the grey levels, not a bi-level reading, did it."""
     import asyncio
 
+    from impfactory.firmware.bench_target import EmulatedImpBench
     from impfactory.firmware.device import DeviceConfig
     from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
-    from impfactory.tools.cmd_bench import EmulatedImpBench
 
     from impfactory.clock import ScaledClock
 
@@ -282,10 +282,10 @@ def test_blinkup_as_the_readme_writes_it_reaches_a_dut_whose_window_closed(
     an operator would; ``--no-power-cycle`` leaves it, and then says why it failed."""
     import asyncio
 
+    from impfactory.firmware.bench_target import EmulatedImpBench
     from impfactory.firmware.device import DeviceConfig
     from impfactory.firmware.events import DeviceEvent
     from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
-    from impfactory.tools.cmd_bench import EmulatedImpBench
 
     from impfactory.clock import ScaledClock
 
