@@ -11,9 +11,10 @@ the same commands drive a real bench and the emulated one::
     impfactory bench capture --port /dev/pts/N --press -o fixture.csv
     impfactory bench watch --port /dev/pts/N
     impfactory bench uart --port /dev/pts/N --send "hello imp"
+    impfactory bench run --port /dev/pts/N --broker URL   # the line (tools/bench_run.py)
 
-``emulate`` puts an emulated imp (firmware.device.Device) on the emulated bench
-as the DUT: the bench LED feeds its light sensor, the colour sensor reads its
+``emulate`` puts an emulated imp (``firmware.bench_target.EmulatedImpBench``) on
+the emulated bench as the DUT: the bench LED feeds its light sensor, the colour sensor reads its
 status LED, the power switch powers it, its UART carries its log lines. The
 fixture on the emulated bench is a stand-in: pressing its button flashes one
 factory BlinkUp of the ``--fixture-*`` settings on its LED (an emulated fixture
@@ -64,6 +65,7 @@ from impfactory.protocol.linecode import (
     bilevel_symbols,
     trilevel_levels,
 )
+from impfactory.tools import bench_run
 
 from impfactory.clock import Clock, RealClock, ScaledClock
 
@@ -397,105 +399,6 @@ def _cmd_power(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args))
-
-
-async def _run(args: argparse.Namespace) -> int:
-    """One DUT through the line: emulated cloud and fixture, the DUT behind the bench.
-
-    The fixture is an emulated imp running the example factory firmware against
-    an emulated cloud (tools/line_setup.py); its flash goes to the bench LED
-    (fixture.blinkup_fixture.SerialEmitter). The DUT is whatever the bench holds;
-    it must reach the same broker (``--broker``): an emulated bench DUT does with
-    ``bench emulate --server URL``. The verdict is the cloud's (blessed or a bless
-    failure, as a blessing webhook would say) or, failing that, the DUT's LED.
-    """
-    from impfactory.fixture.blinkup_fixture import SerialEmitter
-    from impfactory.fixture.line import Line, LineConfig
-    from impfactory.tools.line_setup import factory_cloud
-
-    started = time.monotonic()
-    decoder = StatusDecoder(STATUS_RATE)
-    result: dict[str, Any] = {"port": args.port}
-    with _open(args) as driver:
-        ident = await asyncio.to_thread(driver.identify)
-        result["controller"] = ident.name
-        async with factory_cloud(broker=args.broker) as fc:
-            print(f"cloud ready, broker {fc.broker_url}", file=sys.stderr, flush=True)
-            line = Line(LineConfig(fixtures=1, duts=1, clock_scale=args.scale), fc)
-            try:
-                fixture = (await line.start_fixtures())[0]
-                result["fixture"] = fixture.device_id
-                await asyncio.to_thread(driver.power, False)
-                await asyncio.to_thread(driver.power, True)
-                status = await asyncio.to_thread(driver.start_status, STATUS_RATE)
-                flash = await fixture.blinkup(SerialEmitter(driver))
-                result["flash_seconds"] = round(flash.duration, 3)
-                stall = StreamStall(driver, status)
-                result.update(await _follow(fc, flash.config.token, stall, decoder, args))
-                await asyncio.to_thread(driver.stop, bp.Stream.STATUS)
-                _show(decoder.feed(status.take()), args)
-                uart = await asyncio.to_thread(driver.uart_read, 0.2)
-                result["uart"] = uart.decode("utf-8", "replace").splitlines()
-            finally:
-                for f in line.fixtures:
-                    await f.device.power_off()
-    states = [r.state for r in decoder.readings]
-    if result.get("reason") is None and not result.get("blessed"):
-        result["reason"] = _led_reason(states, result.get("dut"))
-    result["status"] = [r.to_json() for r in decoder.readings]
-    result["wall_s"] = round(time.monotonic() - started, 2)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for line in result.get("uart", []):
-            print(f"uart: {line}")
-        verdict = "BLESSED" if result.get("blessed") else f"FAILED ({result['reason']})"
-        print(f"DUT {result.get('dut') or '(never enrolled)'}: {verdict} "
-              f"in {result['wall_s']:.1f} s")
-    return 0 if result.get("blessed") else 1
-
-
-async def _follow(fc: Any, token: str | None, stall: StreamStall, decoder: StatusDecoder,
-                  args: argparse.Namespace) -> dict[str, Any]:
-    """Watch the cloud and the DUT's LED until the DUT is blessed, fails, or time is up."""
-    svc = fc.cloud.service
-    deadline = time.monotonic() + args.wait
-    dut: str | None = None
-    while time.monotonic() < deadline:
-        _show(decoder.feed(stall.buffer.take()), args)
-        await asyncio.to_thread(stall.check)  # the LED is the verdict's witness: it must flow
-        if dut is None and token is not None:
-            record = svc.get_token(token)
-            dut = record.used_by if record is not None else None
-        if dut is not None:
-            device = svc.find_device(dut)
-            if device is not None and device.blessed:
-                return {"dut": dut, "blessed": True, "reason": None}
-            if device is not None and device.bless_failures:
-                return {"dut": dut, "blessed": False, "reason": "test_failed"}
-        if decoder.state == "test_failed/power_problem":
-            return {"dut": dut, "blessed": False, "reason": "test_failed"}
-        await asyncio.sleep(0.1)
-    return {"dut": dut, "blessed": False, "reason": None}
-
-
-def _led_reason(states: list[str], dut: str | None) -> str:
-    """Why a DUT that was not blessed failed, read as an operator reads its LED."""
-    if "blinkup_ok" not in states:
-        return "blinkup_failed"
-    if dut is None:
-        return "server_unreachable"  # BlinkUp taken, but the token never reached the cloud
-    return "no_bless"
-
-
-def _show(readings: list[StatusReading], args: argparse.Namespace) -> None:
-    if not args.json:
-        for r in readings:
-            print(_reading_line(r), flush=True)
-
-
 # ---------------------------------------------------------------- parser
 
 
@@ -591,13 +494,4 @@ def register(sub: Any) -> None:
     power = _host_command(cmds, "power", "switch the DUT's power", _cmd_power)
     power.add_argument("state", choices=["on", "off", "cycle"])
 
-    run = _host_command(cmds, "run", "one DUT behind the bench through an emulated line",
-                        _cmd_run)
-    run.add_argument("--broker", default="auto",
-                     help="MQTT broker the cloud and the DUT share: auto, or "
-                          "mqtt://impcloud:PASSWORD@HOST:PORT (the cloud's credentials)")
-    run.add_argument("--scale", type=_positive, default=10.0,
-                     help="clock speed-up of the emulated fixture (default 10)")
-    run.add_argument("--wait", type=_positive, default=120.0,
-                     help="wall seconds to wait for the DUT's verdict after the flash")
-    run.add_argument("--json", action="store_true")
+    bench_run.register(cmds, _positive)
