@@ -18,13 +18,16 @@ from collections.abc import Iterator
 import pytest
 from impfactory.firmware.bench_target import EmulatedImpBench
 from impfactory.firmware.identity import DeviceIdentity
-from impfactory.fixture.dut_bench import BenchDutError, BenchDuts
+from impfactory.firmware.signals import render_fixture_flash
+from impfactory.fixture.dut_bench import BenchDut, BenchDutError, BenchDuts
 from impfactory.fixture.line import Line, LineConfig, LineResult
-from impfactory.hw.bench import BenchDriver
+from impfactory.hw.bench import BenchDriver, SampleBuffer
 from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
+from impfactory.protocol import bench as bp
+from impfactory.protocol.bench_status import StatusReading
 from impfactory.tools.line_setup import FactoryCloud, factory_cloud
 
-from impfactory.clock import ScaledClock
+from impfactory.clock import ScaledClock, VirtualClock
 
 #: Both lines run ten times faster than the wall, as ``bench run`` does by default.
 SCALE = 10.0
@@ -110,3 +113,84 @@ def test_a_bench_line_refuses_faults_and_more_duts_than_benches(broker_url: str)
                    LineConfig(fixtures=1, duts=1, faults={"misplaced": 1.0})):
         with pytest.raises(BenchDutError):
             asyncio.run(go(config))
+
+
+class ScriptedController:
+    """A controller that answers everything and streams nothing: the readings a test
+    hands ``BenchDut.saw`` are all its DUT shows."""
+
+    url = "scripted://bench"
+    timeout = 5.0  # the stall watch stays quiet while a test runs
+
+    def __init__(self) -> None:
+        self.power_log: list[bool] = []
+
+    def identify(self) -> bp.Identity:
+        return bp.Identity(bp.PROTOCOL_VERSION, "scripted", "1", bp.Capability.ALL,
+                           bp.MAX_PAYLOAD)
+
+    def start_status(self, rate_hz: float) -> SampleBuffer:
+        buffer = SampleBuffer(width=3)
+        buffer.reset(rate_hz)
+        return buffer
+
+    def power(self, on: bool) -> None:
+        self.power_log.append(on)
+
+    def light_out(self, symbols: bytes, rate_hz: float, *, active_high: bool = True,
+                  wait: bool = True) -> float:
+        return len(symbols) / rate_hz
+
+    def stop(self, stream: int) -> None: ...
+
+    def uart_read(self, timeout: float = 0.0) -> bytes:
+        return b""
+
+
+@pytest.mark.parametrize(("names", "kinds"), [
+    # a quick cloud: the BlinkUp green and the blessing read as one green
+    (["waiting_blinkup", "off", "updating/blessed"], ["blinkup_ok"]),
+    (["waiting_blinkup", "off", "blinkup_failed/power_problem"], ["blinkup_failed"]),
+    # round the WiFi stages again: that try failed (red between them is not a verdict)
+    (["off", "blinkup_ok", "searching_wifi", "joining_wifi", "test_failed/power_problem",
+      "joining_wifi"], ["blinkup_ok", "connect_failed"]),
+    (["off", "blinkup_ok", "connecting", "online", "test_failed/power_problem"],
+     ["blinkup_ok", "online", "test_failed"]),
+])
+def test_a_bench_dut_tells_what_its_led_showed_as_events(names: list[str],
+                                                         kinds: list[str]) -> None:
+    flash = render_fixture_flash("w", "k", "0123456789abcdef", "fedcba9876543210", "pin1",
+                                 fast=True, active_high=True, start=0.0, device_id="f")
+    controller = ScriptedController()
+    dut = BenchDut(controller, VirtualClock(), watch_after_s=0.0)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        await dut.start()
+        await dut.power_off()
+        await dut.power_on()
+        await dut.shine(flash)
+        for t, name in enumerate(names):
+            dut.saw(StatusReading(float(t), name, "green"))
+        await dut.close()
+
+    asyncio.run(go())
+    assert [e.kind.value for e in dut.events] == kinds
+    assert dut.led_states() == names and dut.device_id is None
+    assert controller.power_log == [False, True, False]  # off, on for the flash, off at the end
+
+
+def test_a_bench_dut_learns_who_it_is_and_its_verdict_from_the_cloud() -> None:
+    dut = BenchDut(ScriptedController(), VirtualClock())  # type: ignore[arg-type]
+    answers = iter([(None, None), ("d00d0c2a690b0001", None), ("d00d0c2a690b0001", False)])
+
+    async def lookup(token: str) -> tuple[str | None, bool | None]:
+        assert token == "fedcba9876543210"
+        return next(answers)
+
+    async def go() -> None:
+        for _ in range(3):
+            await dut.ask_cloud(lookup, "fedcba9876543210")
+
+    asyncio.run(go())
+    assert [e.kind.value for e in dut.events] == ["blinkup_ok", "enrolled", "bless_refused"]
+    assert dut.device_id == "d00d0c2a690b0001" and dut.verdict is False
