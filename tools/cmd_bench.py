@@ -14,11 +14,12 @@ the same commands drive a real bench and the emulated one::
     impfactory bench run --port /dev/pts/N --broker URL   # the line (tools/bench_run.py)
 
 ``emulate`` puts an emulated imp (``firmware.bench_target.EmulatedImpBench``) on
-the emulated bench as the DUT: the bench LED feeds its light sensor, the colour sensor reads its
-status LED, the power switch powers it, its UART carries its log lines. The
-fixture on the emulated bench is a stand-in: pressing its button flashes one
-factory BlinkUp of the ``--fixture-*`` settings on its LED (an emulated fixture
-imp would need a cloud for its enrolment token; that is the line's job).
+the emulated bench as the DUT: the bench LED feeds its light sensor, the colour
+sensor reads its status LED, the power switch powers it, its UART carries its log
+lines. The fixture on the emulated bench is a stand-in: pressing its button
+flashes one factory BlinkUp of the ``--fixture-*`` settings on its LED (an
+emulated fixture imp would need a cloud for its enrolment token; that is the
+line's job, ``bench run``).
 """
 
 from __future__ import annotations
