@@ -77,6 +77,10 @@ class Dialect(Protocol):
     def table_sql(self, conn: Connection, table: str) -> str | None:
         """The ``CREATE TABLE`` text of ``table`` where the engine keeps it, else None."""
 
+    def foreign_keys(self, conn: Connection, on: bool) -> None:
+        """Switch foreign-key checks (outside a transaction) around a table rebuild; a
+        no-op for an engine that needs no rebuild (no store of its from old releases)."""
+
 
 class SqliteDialect:
     """SQLite through the standard library.
@@ -138,7 +142,6 @@ class SqliteDialect:
         return str(row[0]) if row is not None else None
 
     def foreign_keys(self, conn: Connection, on: bool) -> None:
-        """SQLite only: rebuilding a table needs foreign keys off (outside a transaction)."""
         conn.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
 
 

@@ -44,6 +44,7 @@ class Store:
         self._lock = threading.RLock()
         self._sql = dialect.sql
         self._integrity = dialect.integrity_errors
+        self._errors = dialect.errors
 
     # ------------------------------------------------------------ unit of work
 
@@ -58,7 +59,10 @@ class Store:
                 finally:
                     self._depth -= 1
                 return
-            self.dialect.begin(self.conn)
+            try:
+                self.dialect.begin(self.conn)
+            except self._errors as err:
+                raise self._error(err) from err
             self._depth = 1
             try:
                 yield self
@@ -67,7 +71,11 @@ class Store:
                 self.conn.execute("ROLLBACK")
                 raise
             self._depth = 0
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except self._errors as err:
+                self.conn.execute("ROLLBACK")
+                raise self._error(err) from err
 
     @property
     def in_transaction(self) -> bool:
@@ -79,28 +87,31 @@ class Store:
         """Run one statement; returns the rows it changed."""
         try:
             return int(self.conn.execute(self._sql(sql), args).rowcount)
-        except self._integrity as err:
-            raise IntegrityViolation(str(err)) from err
+        except self._errors as err:
+            raise self._error(err) from err
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self.transaction():
             for args in rows:
                 self.execute(sql, args)
 
-    def insert_id(self, sql: str, args: Sequence[Any] = ()) -> int:
-        """Run an INSERT ... RETURNING id and give the new row's id."""
-        row = self.one(sql, args)
-        assert row is not None
-        return int(row[0])
-
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         try:
             return list(self.conn.execute(self._sql(sql), args).fetchall())
-        except self._integrity as err:
-            raise IntegrityViolation(str(err)) from err
+        except self._errors as err:
+            raise self._error(err) from err
 
     def one(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
-        return self.conn.execute(self._sql(sql), args).fetchone()
+        try:
+            return self.conn.execute(self._sql(sql), args).fetchone()
+        except self._errors as err:
+            raise self._error(err) from err
+
+    def _error(self, err: BaseException) -> StoreError:
+        """The driver's error as the store's: a broken constraint, or the store failing."""
+        if isinstance(err, self._integrity):
+            return IntegrityViolation(str(err))
+        return StoreError(f"the cloud database {self.where} failed: {err}")
 
     def scalar(self, sql: str, args: Sequence[Any] = ()) -> Any:
         row = self.one(sql, args)

@@ -57,9 +57,7 @@ def _group_names_per_product(store: Store) -> None:
     sql = store.dialect.table_sql(store.conn, "devicegroups")
     if sql is None or "UNIQUE (owner_id, name)" not in sql:
         return
-    switch = getattr(store.dialect, "foreign_keys", None)
-    if switch is not None:
-        switch(store.conn, False)
+    store.dialect.foreign_keys(store.conn, False)
     try:
         with store.transaction():
             store.script(DEVICEGROUPS.replace("IF NOT EXISTS devicegroups", "devicegroups_new"))
@@ -67,8 +65,7 @@ def _group_names_per_product(store: Store) -> None:
             store.execute("DROP TABLE devicegroups")
             store.execute("ALTER TABLE devicegroups_new RENAME TO devicegroups")
     finally:
-        if switch is not None:
-            switch(store.conn, True)
+        store.dialect.foreign_keys(store.conn, True)
 
 
 def _baseline(store: Store) -> None:
