@@ -91,8 +91,8 @@ class SqliteDialect:
     message can be its own transaction.
     """
 
-    name = "sqlite"
-    no_limit = -1
+    name: str = "sqlite"
+    no_limit: int | None = -1
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
     integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
 
