@@ -19,10 +19,14 @@ from impfactory.cloud.model import (
 from impfactory.cloud.store import IntegrityViolation, open_store
 from impfactory.cloud.store.repositories import Repositories
 
+ENGINES = {"sqlite": ":memory:"}
+"""Where each engine's throwaway store is (a second engine adds its URL here, and every
+test below runs over it too: one contract, every back end)."""
 
-@pytest.fixture
-def repos() -> Iterator[Repositories]:
-    store = open_store(":memory:")
+
+@pytest.fixture(params=sorted(ENGINES))
+def repos(request: pytest.FixtureRequest) -> Iterator[Repositories]:
+    store = open_store(ENGINES[request.param])
     yield Repositories(store)
     store.close()
 
