@@ -18,6 +18,11 @@ turns that into its engine's SQL and owns everything engine-specific:
     integrity errors          sqlite3.IntegrityError      psycopg.IntegrityError
     legacy-store inspection   PRAGMA table_info,          information_schema (or nothing:
                               sqlite_master               no legacy PostgreSQL stores)
+    result rows               sqlite3.Row                 a row factory whose rows index
+                                                          by position and by column name
+
+The repositories read rows both ways (``row[0]``, ``row["id"]``), so a dialect's
+connection must give rows that do both.
 
 No object of the engine's driver leaves ``cloud/store``: rows are read inside the
 repositories, and driver errors become ``StoreError`` / ``IntegrityViolation``.
