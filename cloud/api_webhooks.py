@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import sqlite3
 from enum import Enum
 from urllib.parse import urlencode
 
@@ -52,9 +51,6 @@ from impfactory.cloud.service import CloudService
 from impfactory.backoff import Backoff
 from impfactory.errors import ImpFactoryError
 
-LEASE_S = 120.0
-"""How long a dispatcher owns the deliveries it took (far above one POST's timeout): clouds
-sharing one store each deliver what they took, so nobody's webhook is posted twice at once."""
 WEBHOOK_BACKOFF = Backoff(first=1.0, cap=300.0, max_attempts=50)
 """Deliveries retry 1, 2, 4 ... s, at most 5 minutes apart, and are dead after 50 tries."""
 
@@ -62,13 +58,8 @@ log = logging.getLogger(__name__)
 
 FILTERS = ("devicegroup.id",)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_webhook_retry (
-    delivery_id INTEGER PRIMARY KEY, next_at REAL NOT NULL, dead INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS api_webhook_lease (
-    delivery_id INTEGER PRIMARY KEY, until REAL NOT NULL);
-"""
-
+LEASE_S = 120.0
+"""How long a dispatcher holds the deliveries it took (far above one POST's timeout)."""
 
 class Delivery(Enum):
     """Where one outbox entry stands."""
@@ -139,12 +130,7 @@ class Dispatcher:
         self.poll = poll
         self.batch = 1000
         """Deliveries considered per round (besides the dead ones, which are skipped)."""
-        svc.db.executescript(SCHEMA)
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        return self.svc.db
 
     def start(self) -> None:
         """Start delivering (resuming whatever a previous run left pending)."""
@@ -161,26 +147,21 @@ class Dispatcher:
 
     def due(self) -> list[WebhookDelivery]:
         """Undelivered rows whose retry time has come, that are not dead and that no
-        dispatcher (of this cloud or another on the same store) holds: taken by this one,
-        in one write transaction, until delivered or ``LEASE_S`` has passed."""
+        dispatcher (of this cloud or another on the same store) holds: taken by this
+        one until its attempt is recorded or ``LEASE_S`` has passed."""
         now = self.svc.now()
-        with self.svc.tx() as db:
-            rows = db.execute("SELECT delivery_id, next_at, dead FROM api_webhook_retry")
-            sched = {r[0]: (r[1], r[2]) for r in rows}
-            held = {r[0] for r in db.execute(
-                "SELECT delivery_id FROM api_webhook_lease WHERE until > ?", (now,))}
-            dead = sum(1 for _, is_dead in sched.values() if is_dead)
-            out = []
-            # dead entries stay pending in the outbox: look past them, or they starve the rest
-            for d in self.svc.pending_webhooks(limit=self.batch + dead + len(held)):
-                next_at, dead = sched.get(d.id, (0.0, 0))
-                if not dead and next_at <= now and d.id not in held:
-                    out.append(d)
-            for d in out[:self.batch]:
-                db.execute("DELETE FROM api_webhook_lease WHERE delivery_id = ?", (d.id,))
-                db.execute("INSERT INTO api_webhook_lease (delivery_id, until) VALUES (?, ?)",
-                           (d.id, now + LEASE_S))
-        return out[:self.batch]
+        sched = self.svc.webhooks.retry_schedule()
+        dead = sum(1 for _, is_dead in sched.values() if is_dead)
+        out = []
+        # dead entries stay pending in the outbox: look past them, or they starve the rest
+        for d in self.svc.pending_webhooks(limit=self.batch + dead):
+            next_at, is_dead = sched.get(d.id, (0.0, False))
+            if not is_dead and next_at <= now:
+                out.append(d)
+        if not out:
+            return out
+        taken = set(self.svc.webhooks.take([d.id for d in out], LEASE_S))
+        return [d for d in out if d.id in taken]
 
     async def _run(self) -> None:
         while True:
@@ -200,26 +181,20 @@ class Dispatcher:
         outcome = (Outcome.OK if ok else Outcome.LAST_FAILED
                    if self.backoff.gives_up(attempts) else Outcome.FAILED)
         state = next_state(self.state_of(d.id), outcome)
-        self.svc.mark_webhook(d.id, ok=ok, error=error)
-        with self.db:
-            self.db.execute("DELETE FROM api_webhook_lease WHERE delivery_id = ?", (d.id,))
-            if state is Delivery.DELIVERED:
-                self.db.execute("DELETE FROM api_webhook_retry WHERE delivery_id = ?", (d.id,))
-            else:
-                self.db.execute("INSERT OR REPLACE INTO api_webhook_retry VALUES (?,?,?)",
-                                (d.id, self.svc.now() + self.backoff.delay(attempts),
-                                 int(state is Delivery.DEAD)))
+        delivered = state is Delivery.DELIVERED
+        self.svc.webhooks.record_attempt(
+            d.id, ok=ok, error=error, dead=state is Delivery.DEAD,
+            next_at=None if delivered else self.svc.now() + self.backoff.delay(attempts))
         if state is not Delivery.DELIVERED:
             log.info("webhook %s to %s failed (%s), attempt %d%s", event_id, d.url, error,
                      attempts, "; giving up" if state is Delivery.DEAD else "")
 
     def state_of(self, delivery_id: int) -> Delivery:
         """An undelivered entry's state, from the retry schedule."""
-        row = self.db.execute("SELECT dead FROM api_webhook_retry WHERE delivery_id = ?",
-                              (delivery_id,)).fetchone()
-        if row is None:
+        dead = self.svc.webhooks.retry_state(delivery_id)
+        if dead is None:
             return Delivery.PENDING
-        return Delivery.DEAD if row[0] else Delivery.RETRYING
+        return Delivery.DEAD if dead else Delivery.RETRYING
 
 
 def register(router: Router, ctx: ApiContext) -> None:

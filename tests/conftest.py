@@ -42,7 +42,7 @@ def postgres_url() -> Iterator[str]:
 
 def fresh_postgres(postgres_url: str, name: str) -> str:
     """URL of an empty database ``name`` on the session's server (dropped if it was there)."""
-    from impfactory.cloud.pgstore import PgConnection
+    from impfactory.cloud.store.postgres import PgConnection
 
     admin = PgConnection(postgres_url)
     try:

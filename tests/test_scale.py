@@ -23,10 +23,10 @@ from impfactory.cloud.api_webhooks import Dispatcher
 from impfactory.cloud.broker import BrokerServer, find_mosquitto
 from impfactory.cloud.model import GroupType
 from impfactory.cloud.outbound import Reply
-from impfactory.cloud.pgstore import PgConnection, PostgresDialect
 from impfactory.cloud.scenario import make_factory
 from impfactory.cloud.service import CloudService
-from impfactory.cloud.store import open_db
+from impfactory.cloud.store import open_store
+from impfactory.cloud.store.postgres import PgConnection, PostgresDialect
 from impfactory.tools.cli import main
 from impfactory.tools.line_shards import worker_url
 from impfactory.tools.pg_server import find_postgres
@@ -98,7 +98,7 @@ def test_two_clouds_and_two_workers_on_one_postgres(
         assert twice == []  # and each exactly once
         in_production = db.execute(
             "SELECT COUNT(*) FROM devices d JOIN devicegroups g ON d.group_id = g.id "
-            "WHERE g.type = ? AND d.blessed = 1", (GroupType.PRE_PRODUCTION.value,)).fetchone()[0]
+            "WHERE g.type = %s AND d.blessed = 1", (GroupType.PRE_PRODUCTION.value,)).fetchone()[0]
         assert in_production == DUTS
     finally:
         db.close()
@@ -123,13 +123,13 @@ def test_two_clouds_deliver_each_webhook_once(engine: str, tmp_path: Path,
     """Both clouds' REST sides deliver the one outbox: each takes what it delivers."""
     url = (fresh_postgres(request.getfixturevalue("postgres_url"), "scale_webhooks")
            if engine == "postgres" else str(tmp_path / "c.db"))
-    first, second = CloudService(open_db(url)), CloudService(open_db(url))
+    first, second = CloudService(open_store(url)), CloudService(open_store(url))
     owner = first.ensure_owner("owner")
     factory = make_factory(first, owner.id)
     first.create_webhook(factory.production_group.id, "blessing", "http://127.0.0.1:9/h")
     for n in range(20):
         with first.tx():
-            first._queue_webhooks(factory.production_group.id, "blessing", {"n": n})
+            first.ctx.queue_webhooks(factory.production_group.id, "blessing", {"n": n})
     receiver = _CountingReceiver()
 
     async def deliver() -> None:
@@ -146,7 +146,7 @@ def test_two_clouds_deliver_each_webhook_once(engine: str, tmp_path: Path,
     asyncio.run(deliver())
     assert sorted(receiver.posted) == sorted(set(receiver.posted)) and len(receiver.posted) == 20
     for svc in (first, second):
-        svc.db.close()
+        svc.store.close()
 
 
 def test_perf_scale_measures_both_worker_counts(capsys: pytest.CaptureFixture[str]) -> None:

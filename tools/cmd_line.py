@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from impfactory.cloud.pgstore import is_postgres
+from impfactory.cloud.store.postgres import is_postgres
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.fixture.dut import DutSource
 from impfactory.fixture.faults import parse_faults, parse_rate

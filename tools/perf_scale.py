@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from impfactory.cloud.broker import BrokerServer, find_mosquitto
-from impfactory.cloud.pgstore import PgConnection
+from impfactory.cloud.store.postgres import PgConnection
 from impfactory.fixture.line import LineConfig
 from impfactory.hw.optical import PRESETS
 from impfactory.tools.cmd_line import LineRunFailed, quiet_network_logs, run_with_progress
