@@ -1,6 +1,7 @@
 """The cloud's store: every line of SQL the cloud runs lives in this package.
 
-    dialect.py     what differs between engines (SQLite today): connect, placeholders,
+    dialect.py     what differs between engines (SQLite; PostgreSQL in postgres.py, for a
+                   store several clouds share): connect, placeholders,
                    DDL types, schema-version storage, driver errors
     engine.py      ``Store``: one connection + explicit transactions (the unit of work)
     schema.py      the baseline tables (schema version 1)

@@ -5,7 +5,7 @@ Repositories write portable SQL with ``?`` placeholders, standard upserts
 PostgreSQL both speak) and the schema's SQLite spelling of types. A ``Dialect``
 turns that into its engine's SQL and owns everything engine-specific:
 
-    what                      SqliteDialect               a PostgreSQL dialect would
+    what                      SqliteDialect               PostgresDialect (postgres.py)
     ------------------------  --------------------------  ---------------------------------
     connect + session setup   sqlite3, WAL, sync=NORMAL   psycopg.connect(url), autocommit
     placeholders              ``?`` (as written)          ``%s`` (``sql()`` rewrites)
