@@ -107,25 +107,34 @@ class SimBoard:
         return self.timers[0][0] if self.timers else None
 
     def fire_until(self, until_us: int) -> None:
-        """Fire every timer due by ``until_us``, in deadline order."""
+        """Fire every timer due by ``until_us``, in deadline order.
+
+        A periodic timer fires again without a trip through the heap for as long as
+        no other timer is due before its next tick (a 20 kHz stream is a tight loop).
+        """
         timers = self.timers
         while timers and timers[0][0] <= until_us:
             due, _, timer, generation = heapq.heappop(timers)
             if timer.generation != generation:
                 continue  # cancelled or re-armed since
-            self.now_us = due
-            if timer.periodic:
-                heapq.heappush(timers, (due + timer.delta_us, next(self._order), timer,
-                                        generation))
-            else:
-                timer.generation += 1
+            callback = timer.callback
             self.firing = timer
             try:
-                if timer.callback is not None:
-                    timer.callback(timer)
+                while True:
+                    self.now_us = due
+                    if not timer.periodic:
+                        timer.generation += 1
+                    if callback is not None:
+                        callback(timer)
+                    self.fired += 1
+                    if not timer.periodic or timer.generation != generation:
+                        break  # one shot, or the callback stopped or re-armed it
+                    due += timer.delta_us
+                    if due > until_us or (timers and due >= timers[0][0]):
+                        heapq.heappush(timers, (due, next(self._order), timer, generation))
+                        break
             finally:
                 self.firing = None
-            self.fired += 1
 
     def run_until(self, until_us: int, main: Callable[[], Any], *, turn: bool = False) -> None:
         """Run the board to ``until_us``: timers and main-loop turns, interleaved."""
@@ -301,7 +310,8 @@ class SimADC:
     def read_u16(self) -> int:
         source = self.board.adc_sources.get(self.channel)
         raw = source() if source is not None else 0
-        raw = min(4095, max(0, raw))
+        if not 0 <= raw <= 4095:
+            raw = 4095 if raw > 0 else 0
         return (raw << 4) | (raw >> 8)
 
 

@@ -53,11 +53,11 @@ class _Prefetch:
         self.source = source
         self.t0 = 0
         self.dt = 0
-        self.values: np.ndarray = np.zeros(0)
+        self.values: list[Any] = []
         self.horizon = 0
 
     def at(self, t_us: int) -> Any:
-        if self.dt and self.values.size:
+        if self.dt:
             k, rest = divmod(t_us - self.t0, self.dt)
             if not rest and 0 <= k < len(self.values):
                 return self.values[k]
@@ -68,11 +68,11 @@ class _Prefetch:
             n = int(min(PREFETCH_MAX, max(0, self.horizon - t_us) // dt + 1))
         times = t_us + np.arange(n, dtype=np.int64) * max(dt, 1)
         self.t0, self.dt = t_us, dt
-        self.values = np.asarray(self.source(self.board.t0 + times / 1e6))
+        self.values = np.asarray(self.source(self.board.t0 + times / 1e6)).tolist()
         return self.values[0]
 
     def forget(self) -> None:
-        self.values = np.zeros(0)
+        self.values = []
 
 
 class BenchWiring:
@@ -92,7 +92,7 @@ class BenchWiring:
         self._led_dark_since_feed = False
         self.uart_id = config["uart_id"]
         board.pwm_listeners[config["led_pin"]] = self._pwm
-        board.adc_sources[config["light_in_adc"]] = lambda: int(self.light.at(board.now_us))
+        board.adc_sources[config["light_in_adc"]] = lambda: self.light.at(board.now_us)
         board.attach_i2c(config["i2c_id"], config["colour_addr"], self.sensor)
         board.pin_listeners[config["power_pin"]] = self._power
         board.pin_listeners[config["button_pin"]] = self._button
