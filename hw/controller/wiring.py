@@ -34,7 +34,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
 from impfactory.hw.peripherals.tcs34725 import Tcs34725
 
 from .sim import SimBoard

@@ -14,11 +14,11 @@
 #
 # The same file is the emulated controller: hw/controller/sim.py runs it under
 # CPython against simulated ``machine`` peripherals wired to emulated boards.
+import time
 from array import array
 
 import lightout
 import machine
-import time
 import wire
 from micropython import const
 
@@ -186,8 +186,7 @@ class Controller:
         n = end - wire.HEADER
         body = self.rx.body
         if kind not in REQUESTS:
-            what = "0x%02x" % kind
-            self._refuse(seq, wire.UNKNOWN_TYPE, what + " is not a request")
+            self._refuse(seq, wire.UNKNOWN_TYPE, f"0x{kind:02x} is not a request")
             return
         want = SIZES.get(kind)
         if (want is not None and n != want) or (kind == wire.LIGHT_OUT and n < 9):
@@ -543,6 +542,6 @@ class Stream:
 
 def _board_serial():
     try:
-        return "".join("%02X" % b for b in machine.unique_id())
+        return "".join(f"{b:02X}" for b in machine.unique_id())
     except (AttributeError, OSError):
         return "PICO"

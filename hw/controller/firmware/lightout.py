@@ -19,9 +19,8 @@
 # that the chunk's offset is the next symbol and its rate the stream's
 # (BAD_SEQUENCE otherwise). An empty first chunk while playing is how a host asks
 # whether a light-out still plays (BUSY) after a lost LIGHT_OUT_DONE.
-from micropython import const
-
 import wire
+from micropython import const
 
 IDLE = const(0)
 LOADING = const(1)
@@ -97,7 +96,7 @@ class Player:
             return -row
         nxt, action = row
         n = self.n
-        if action == BEGIN or action == BEGIN_AND_PLAY:
+        if action in (BEGIN, BEGIN_AND_PLAY):
             self.rate_mhz = rate_mhz
             n = 0
         if offset != n or rate_mhz != self.rate_mhz:
@@ -107,7 +106,7 @@ class Player:
             return wire.BAD_PAYLOAD
         self.symbols[n:n + count] = data[start:end]
         self.n = n + count
-        if action == BEGIN_AND_PLAY or action == APPEND_AND_PLAY:
+        if action in (BEGIN_AND_PLAY, APPEND_AND_PLAY):
             self.seq = seq
         self.state = nxt
         return 0
