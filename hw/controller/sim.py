@@ -72,6 +72,7 @@ class SimBoard:
         self._order = itertools.count()
         self.firing: SimTimer | None = None
         self.fired = 0
+        self.busy = False
         self.last_turn = 0
         self.pins: dict[int, int] = {}
         self.pin_listeners: dict[int, Callable[[int], None]] = {}
@@ -139,7 +140,7 @@ class SimBoard:
     def run_until(self, until_us: int, main: Callable[[], Any], *, turn: bool = False) -> None:
         """Run the board to ``until_us``: timers and main-loop turns, interleaved."""
         while True:
-            step = TURN_BUSY_US if self.fired else TURN_IDLE_US
+            step = TURN_BUSY_US if self.busy or self.fired else TURN_IDLE_US
             next_turn = self.last_turn + step
             stop = min(next_turn, until_us)
             if stop > self.now_us or stop == until_us:
@@ -153,6 +154,7 @@ class SimBoard:
     def _turn(self, main: Callable[[], Any]) -> None:
         if self.before_turn is not None:
             self.before_turn(self.now_us)
+        self.busy = self.fired > 0
         self.fired = 0
         self.last_turn = self.now_us
         main()

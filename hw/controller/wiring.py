@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from impfactory.hw.peripherals import tcs34725
 from impfactory.hw.peripherals.tcs34725 import Tcs34725
 
 from .sim import SimBoard
@@ -92,7 +93,7 @@ class BenchWiring:
         self.uart_id = config["uart_id"]
         board.pwm_listeners[config["led_pin"]] = self._pwm
         board.adc_sources[config["light_in_adc"]] = lambda: self.light.at(board.now_us)
-        board.attach_i2c(config["i2c_id"], config["colour_addr"], self.sensor)
+        board.attach_i2c(config["i2c_id"], tcs34725.ADDRESS, self.sensor)
         board.pin_listeners[config["power_pin"]] = self._power
         board.pin_listeners[config["button_pin"]] = self._button
         board.uart_listeners[self.uart_id] = self._uart_tx
