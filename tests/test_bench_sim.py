@@ -259,7 +259,7 @@ def test_a_main_loop_that_falls_behind_loses_samples_as_a_gap() -> None:
 
 def test_the_button_is_held_as_long_as_asked() -> None:
     target = Ramp()
-    controller, clock, _, got = serve(target)
+    controller, clock, _, _got = serve(target)
     controller.receive(bp.encode(1, bp.Button(250)))
     assert target.presses == [0.25]
     assert controller.board.pins[17] == 1
@@ -273,7 +273,7 @@ def test_the_button_is_held_as_long_as_asked() -> None:
 def test_the_led_is_wired_as_declared_or_as_configured(wiring: bool | None, flag: int,
                                                          lit: float) -> None:
     target = Ramp()
-    controller, clock, _, got = serve(target, led_active_high=wiring)
+    controller, clock, _, _got = serve(target, led_active_high=wiring)
     controller.receive(bp.encode(1, bp.LightOut(100_000, START_END | flag, 0, b"\xff" * 20)))
     advance(controller, clock, 0.1)
     levels = np.concatenate(target.light)
@@ -285,7 +285,7 @@ START_END = int(bp.LightOutFlag.START | bp.LightOutFlag.END)
 
 
 def test_a_board_without_its_colour_sensor_says_so() -> None:
-    controller, clock, _, got = serve(DarkBench(), config={"colour_addr": 0x39})
+    controller, _clock, _, got = serve(DarkBench(), config={"colour_addr": 0x39})
     controller.receive(bp.encode(1, bp.Identify()))
     controller.receive(bp.encode(2, bp.StatusStart(bp.rate_to_mhz(100.0))))
     ident, refused = got[0].message, got[1].message
