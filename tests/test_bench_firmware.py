@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 import sys
 import types
@@ -236,3 +237,47 @@ def test_refusals(fw: dict[str, types.ModuleType]) -> None:
     assert take(player, 3, bp.LightOut(60_000, END, 4, b"\x00")) == 0
     probe = bp.LightOut(60_000, START, 0, b"")
     assert take(player, 4, probe) == bp.ErrorCode.BUSY  # still playing
+
+
+# ---------------------------------------------------------------- the sampling path
+
+#: What runs in a timer callback: the sampling path, which must not allocate.
+CALLBACKS = {"Controller": ("_symbol_tick", "_light_tick", "_status_tick", "_release_button"),
+             "Stream": ("take",)}
+ALLOCATING_CALLS = {"bytes", "bytearray", "list", "dict", "set", "tuple", "str", "float",
+                    "memoryview", "print", "len", "sorted", "range_list", "format"}
+
+
+def test_timer_callbacks_allocate_nothing() -> None:
+    """No literal containers, strings, floats, slices, true division, closures or
+    allocating built-ins in any function a timer calls (MicroPython's heap is locked
+    in a hard IRQ and fragile in a soft one)."""
+    import ast
+
+    tree = ast.parse((FIRMWARE_DIR / "controller.py").read_text())
+    found = set()
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef) and n.name in CALLBACKS):
+        for fn in (n for n in cls.body if isinstance(n, ast.FunctionDef)):
+            if fn.name not in CALLBACKS[cls.name]:
+                continue
+            found.add(fn.name)
+            doc = fn.body[0].value if ast.get_docstring(fn) else None  # type: ignore[attr-defined]
+            for node in ast.walk(fn):
+                if node is doc:
+                    continue
+                bad = (
+                    isinstance(node, ast.List | ast.Dict | ast.Set | ast.Tuple | ast.JoinedStr
+                               | ast.Slice | ast.Lambda | ast.ListComp | ast.DictComp
+                               | ast.GeneratorExp)
+                    or (isinstance(node, ast.Constant) and isinstance(node.value,
+                                                                       float | str | bytes))
+                    or (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div))
+                    or (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                        and node.func.id in ALLOCATING_CALLS)
+                )
+                assert not bad, f"{fn.name} line {node.lineno}: {ast.dump(node)[:80]}"
+    assert found == {name for names in CALLBACKS.values() for name in names}
+    # callbacks are bound once, at boot: a bound method made per call would allocate
+    source = (FIRMWARE_DIR / "controller.py").read_text()
+    assert re.findall(r"callback=self\.(\w+)", source) and all(
+        name.endswith("_cb") for name in re.findall(r"callback=self\.(\w+)", source))
