@@ -194,3 +194,28 @@ def test_the_bare_pico_section_runs(pico: Path, tmp_path: Path) -> None:
         ran.append("probe")
     assert ran == ["flash", "probe", "flash", "probe"]
     assert json.loads((pico / "bench_config.json").read_text()) == settings
+
+
+def test_emulate_runs_a_boards_settings(tmp_path: Path) -> None:
+    """``bench emulate --config`` wires the emulated bench as the settings name the pins."""
+    path = tmp_path / "bench_config.json"
+    path.write_text(json.dumps({"name": "bench 2", "led_pin": 14, "power_pin": 18}))
+    proc = subprocess.Popen([*CLI, "bench", "emulate", "--config", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().split(" ", 1)[1].strip()
+        probe = subprocess.run([*CLI, "bench", "probe", "--port", port, "--json"],
+                               capture_output=True, text=True, timeout=60)
+        assert probe.returncode == 0, probe.stderr
+        assert json.loads(probe.stdout)["name"] == "bench 2"
+        power = subprocess.run([*CLI, "bench", "power", "--port", port, "cycle"],
+                               capture_output=True, text=True, timeout=60)
+        assert power.returncode == 0, power.stderr
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+    path.write_text('{"power_pin": 99}')
+    bad = subprocess.run([*CLI, "bench", "emulate", "--config", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "power_pin 99 is not an RP2040 GPIO" in bad.stderr
