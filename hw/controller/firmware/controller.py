@@ -88,7 +88,7 @@ class Controller:
         self.pwm = machine.PWM(machine.Pin(config["led_pin"]))
         self.pwm.init(freq=config["led_pwm_hz"], duty_u16=0)
         self.player = lightout.Player(config["light_out_max"])
-        self.lo_timer = machine.Timer()
+        self.lo_timer = machine.Timer(-1)
         self.lo_i = 0
         self.lo_done = False
         self.caps |= CAP_LIGHT_OUT
@@ -96,7 +96,7 @@ class Controller:
         # light-in: ADC into a ring of u16
         self.adc = machine.ADC(config["light_in_adc"])
         self.li_ring = array("H", bytes(2 * LIGHT_RING))
-        self.li_timer = machine.Timer()
+        self.li_timer = machine.Timer(-1)
         self.li = Stream(LIGHT_RING)
         self.caps |= CAP_LIGHT_IN
 
@@ -107,7 +107,7 @@ class Controller:
         self.rgbc = bytearray(8)
         self.full = config["colour_full"]
         self.st_ring = bytearray(3 * STATUS_RING)
-        self.st_timer = machine.Timer()
+        self.st_timer = machine.Timer(-1)
         self.st = Stream(STATUS_RING)
         self.st_errors = 0
         if self._colour_sensor_init():
@@ -117,7 +117,7 @@ class Controller:
         self.power = machine.Pin(config["power_pin"], machine.Pin.OUT,
                                  value=config["power_at_boot"])
         self.button = machine.Pin(config["button_pin"], machine.Pin.OUT, value=0)
-        self.button_timer = machine.Timer()
+        self.button_timer = machine.Timer(-1)
         self.caps |= CAP_POWER | CAP_BUTTON
         self.uart_buf = bytearray(wire.MAX_PAYLOAD)
         self.baud = config["uart_baud"]
@@ -279,7 +279,7 @@ class Controller:
         """Start the symbol clock: symbol 0 now, symbol i at i periods, dark after the last."""
         self.lo_i = 1
         self.lo_done = False
-        self.pwm.init(duty_u16=self.player.symbols[0] * 257, invert=0 if active_high else 1)
+        self.pwm.init(duty_u16=self.player.symbols[0] * 257, invert=not active_high)
         self.lo_timer.init(freq=rate_mhz / 1000, callback=self._symbol_cb)
 
     def _start_stream(self, seq, kind, rate_mhz):
