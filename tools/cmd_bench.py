@@ -277,7 +277,7 @@ async def _emulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
-    from impfactory.cloud.broker import parse_url
+    from impfactory.brokerurl import parse_url
 
     parse_url(args.server)  # a typo here would leave the DUT connecting forever, silently
     args.settings = load_config(args.config) if args.config else {}
