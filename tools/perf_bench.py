@@ -123,7 +123,11 @@ def measure_firmware(seconds: float = 5.0) -> dict[str, Any]:
     clock = VirtualClock()
     controller = EmulatedBenchController(_QuietBench(), clock)
     frames = bytearray()
-    controller._write = frames.extend  # type: ignore[method-assign]  # no pty: keep the bytes
+
+    def keep(frame: bytes) -> None:  # no pty: the frames are kept here
+        frames.extend(frame)
+
+    controller._write = keep  # type: ignore[method-assign]
     controller.receive(bp.encode(1, bp.Identify()))
     controller.receive(bp.encode(2, bp.LightInStart(bp.rate_to_mhz(20_000.0))))
     controller.receive(bp.encode(3, bp.StatusStart(bp.rate_to_mhz(100.0))))

@@ -85,8 +85,8 @@ class Tcs34725(Faultable):
         top = min(65535, 1024 * self.cycles)
         scale = self.gain * self.cycles
         r, g, b = (max(0.0, float(v)) for v in self.source())
-        rgb = [min(top, round(v * scale)) for v in (r, g, b)]
-        return (min(top, round((r + g + b) * scale)), *rgb)
+        red, green, blue = (min(top, round(v * scale)) for v in (r, g, b))
+        return (min(top, round((r + g + b) * scale)), red, green, blue)
 
     # --- I2CTarget ---------------------------------------------------------------
 
