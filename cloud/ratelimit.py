@@ -46,6 +46,10 @@ class TokenBucket:
         self.tokens -= 1.0
         return True
 
+    def refund(self) -> None:
+        """Give back one event taken (it turned out not to count)."""
+        self.tokens = min(self.burst, self.tokens + 1.0)
+
     def wait(self, now: float) -> float:
         """Seconds until an event would be allowed (0: now)."""
         self._refill(now)
@@ -75,6 +79,12 @@ class Buckets:
                 self._prune(now)
             bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
         return bucket.take(now)
+
+    def refund(self, key: Hashable) -> None:
+        """Give back an event of ``key`` (one that turned out not to count)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.refund()
 
     def wait(self, key: Hashable) -> float:
         """Seconds until ``key`` may have an event again (0: now); counts nothing."""
