@@ -346,7 +346,14 @@ class PythonEngine:
 
 
 def _watchdog(deadline: float) -> Any:
-    """A trace function that stops device code (only) once ``deadline`` has passed."""
+    """A trace function that stops device code (only) once ``deadline`` has passed.
+
+    Device code is every frame that does not run in a module's own globals: the
+    code deployed, and whatever functions it makes, however their code objects are
+    named or built (``types.FunctionType(code.replace(co_filename=...), {})``). The
+    frames of modules (the imp API, impOS, the standard library) are left alone, so
+    a timeout never lands in the middle of impOS's own work.
+    """
 
     def local(frame: Any, event: str, arg: Any) -> Any:
         if event == "line" and time.perf_counter() > deadline:
@@ -356,9 +363,17 @@ def _watchdog(deadline: float) -> Any:
         return local
 
     def on_call(frame: Any, event: str, arg: Any) -> Any:
-        return local if frame.f_code.co_filename == CODE_FILENAME else None
+        return None if _in_module(frame) else local
 
     return on_call
+
+
+def _in_module(frame: Any) -> bool:
+    """Whether ``frame`` runs in the globals of an imported module."""
+    namespace = frame.f_globals
+    name = namespace.get("__name__")
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    return module is not None and getattr(module, "__dict__", None) is namespace
 
 
 @functools.lru_cache(maxsize=64)
