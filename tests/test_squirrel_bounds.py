@@ -11,6 +11,8 @@ like one that runs too long, and its device goes on without that code.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from impfactory.firmware import sq_engine
 from test_firmware_squirrel import make, run
@@ -67,3 +69,12 @@ imp.wakeup(2, function() { server.log("still here"); });
     assert "still here" not in dev.logs
     assert run(other, 'server.log("other device runs");')
     assert other.logs == ["other device runs"]
+
+
+def test_an_agents_memory_limit_stops_a_doubling_string_close_to_the_limit() -> None:
+    """Metered VMs look at the meter every few events: an agent (2 MiB) doubling a
+    string was stopped at 2.6 GB when it looked every 32."""
+    vm = Vm(environment="agent", memory_limit=2 << 20, timer=time.thread_time)
+    with pytest.raises(SquirrelMemoryError) as stopped:
+        vm.run('local s = "x"; while (true) s = s + s;')
+    assert stopped.value.used < 512 << 20  # 10-160 MB seen: the meter is read every 2 ms

@@ -106,8 +106,8 @@ from impfactory.squirrel.natives import (
 from impfactory.squirrel.source import Instrumented, LineMap, instrument
 from impfactory.squirrel.watchdog import (
     DEBUG_HOOK,
-    GROWTH_CHECK_EVERY,
     GUARDS,
+    METERED_CHECK_EVERY,
     Guard,
     RawFrame,
     capture_stack,
@@ -273,7 +273,8 @@ class Vm:
             self.entry_growth_limit = entry_growth_limit
             self._guard.meter = memory.METER
             self._guard.growth = float(entry_growth_limit)
-            self._guard.check_every = GROWTH_CHECK_EVERY
+        if self._guard.meter is not None:
+            self._guard.check_every = METERED_CHECK_EVERY
         GUARDS[v] = self._guard
         capi.sq_setnativedebughook(v, DEBUG_HOOK)
         self._mark = started  # where the current measurement started

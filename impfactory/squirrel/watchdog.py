@@ -40,10 +40,11 @@ from collections.abc import Callable
 from impfactory.squirrel import capi
 
 CHECK_EVERY = 32
-GROWTH_CHECK_EVERY = 4
-"""Events between two looks at the timer in a VM with an entry growth limit. A
-string doubled in a loop (``while (true) s += s``) is stopped 80 MB over a 32 MB
-limit when checked every 4 events, 1.3 GB over it every 8 (measured)."""
+METERED_CHECK_EVERY = 4
+"""Events between two looks at the timer in a VM with a memory or entry growth
+limit. A string doubled in a loop (``while (true) s += s``) is stopped 80 MB over
+a 32 MB limit when checked every 4 events, 1.3 GB over it every 8, and an agent's
+over its 2 MiB limit at 2.6 GB every 32 (measured)."""
 MEMORY_CHECK_S = 0.002
 """Timer seconds between two readings of the allocator inside one entry."""
 MAX_FRAMES = 50  # frames kept for the report of a stopped VM, innermost first
