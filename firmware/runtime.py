@@ -21,7 +21,8 @@ returning. Every later call into it goes through ``Runtime.call``, which:
 Timers run on the injected clock, so thousands of devices share one asyncio loop
 and a virtual clock runs a device's day in microseconds. Device code gets a small
 set of builtins and may import only pure modules (``math``, ``json`` ...): there is
-no ``open``, no ``time.sleep`` and no threads. A callback that holds the loop longer
+no ``open``, no ``time.sleep`` and no threads. That keeps honest code on the imp
+API; it is no sandbox (``PythonEngine``). A callback that holds the loop longer
 than ``BLOCKED_WARN_S`` is reported in the device log.
 
 One device never stalls another: a real imp has its own CPU, here every device
@@ -29,9 +30,13 @@ shares one loop, so a callback (or top-level code) still running after
 ``CALLBACK_LIMIT_S`` wall seconds is stopped with ``DeviceCodeTimeout`` raised at
 its next line, logged as a runtime error like any other; the impOS carries on.
 This costs a line trace only while device code runs, and only in device-code
-frames (``sys.settrace``, restored afterwards, so a debugger or coverage keeps
-working between callbacks). A real imp would not stop such a loop; it would
-just go quiet.
+frames: every frame not running in a module's own globals (``sys.settrace``,
+restored afterwards, so a debugger or coverage keeps working between callbacks).
+A real imp would not stop such a loop; it would just go quiet. What a trace hook
+cannot stop is one long call into C (``sum(range(10**9))``): it holds the GIL, so
+nothing else in the process runs until it returns, and the callback is stopped at
+its next line after that (docs/device.md says why nothing in process can do
+better).
 """
 
 from __future__ import annotations
