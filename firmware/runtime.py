@@ -44,6 +44,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import signal
 import sys
 import time
 import traceback
@@ -90,6 +91,25 @@ BLOCKED_WARN_S = 0.25
 """Wall seconds one callback may hold the shared loop before it is reported."""
 CALLBACK_LIMIT_S = 2.0
 """Wall seconds after which a callback that has not returned is stopped."""
+STUCK_EXIT_S: float | None = None
+"""In a process that may be ended for it (a line worker, fixture/shard.py sets it):
+wall seconds after which a Python callback still running ends the process. The
+trace hook stops Python code at ``CALLBACK_LIMIT_S``; only a call into C (which
+holds the GIL, so no Python of this process runs) is still there. The kernel ends
+the process (``SIGALRM``, no handler: a ``setitimer`` armed around each callback),
+and the line's coordinator fails that worker's DUTs and goes on. ``None`` (one
+process for the whole line): never."""
+
+
+def end_process_when_stuck(seconds: float) -> None:
+    """Set ``STUCK_EXIT_S`` for this process, with ``SIGALRM`` at its default action
+    (ending the process): for processes whose end the caller handles."""
+    global STUCK_EXIT_S
+    if not seconds > CALLBACK_LIMIT_S:
+        raise ValueError(f"a stuck callback ends its process after more than "
+                         f"{CALLBACK_LIMIT_S:g} s, not {seconds!r}")
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    STUCK_EXIT_S = seconds
 
 
 class Engine(Protocol):
@@ -340,11 +360,16 @@ class PythonEngine:
     @contextlib.contextmanager
     def watch(self) -> Iterator[None]:
         previous = sys.gettrace()
+        stuck = STUCK_EXIT_S
+        if stuck is not None:
+            signal.setitimer(signal.ITIMER_REAL, stuck)  # SIGALRM unhandled: the end
         sys.settrace(_watchdog(time.perf_counter() + CALLBACK_LIMIT_S))
         try:
             yield
         finally:
             sys.settrace(previous)
+            if stuck is not None:
+                signal.setitimer(signal.ITIMER_REAL, 0)
 
     def close(self) -> None:
         self.globals = {}
