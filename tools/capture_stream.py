@@ -105,10 +105,7 @@ def _rows(path: Path, text: IO[str], meta: dict[str, str]
             if not line:
                 continue
             if line.startswith("#"):
-                for word in line[1:].split():
-                    if "=" in word:
-                        key, _, value = word.partition("=")
-                        meta[key] = value
+                _comment(line, meta)
                 continue
             cells = [c.strip() for c in line.split(",")]
             try:
@@ -121,6 +118,14 @@ def _rows(path: Path, text: IO[str], meta: dict[str, str]
             yield number, (numbers[0] if len(numbers) > 1 else None), numbers[-1]
     except UnicodeDecodeError as err:
         raise CaptureError(f"{path}: not a text capture (CSV) or a .wav file") from err
+
+
+def _comment(line: str, meta: dict[str, str]) -> None:
+    """The ``key=value`` words of a ``#`` line, into ``meta``."""
+    for word in line[1:].split():
+        if "=" in word:
+            key, _, value = word.partition("=")
+            meta[key] = value
 
 
 def _csv(path: Path, text: IO[str], chunk: int) -> Capture:
@@ -136,12 +141,34 @@ def _csv(path: Path, text: IO[str], chunk: int) -> Capture:
     rate = _rate(path, meta, head)
 
     def chunks() -> Iterator[np.ndarray]:
+        # the rows after the head, parsed as ``_rows`` does, inline: this loop is the
+        # command's time on a big capture
         values = [level for _, _, level in head]
-        for _, _, level in rows:
-            values.append(level)
-            if len(values) >= chunk:
-                yield _finite(path, values)
-                values = []
+        number = head[-1][0]
+        append = values.append
+        try:
+            for line in text:
+                number += 1
+                line = line.strip()
+                if not line:
+                    continue
+                if line[0] == "#":
+                    _comment(line, meta)
+                    continue
+                cells = line.split(",")
+                try:
+                    for cell in cells[:-1]:
+                        float(cell)
+                    append(float(cells[-1]))
+                except ValueError:
+                    raise CaptureError(f"{path}:{number}: not a number: {line[:40]!r}"
+                                       ) from None
+                if len(values) >= chunk:
+                    yield _finite(path, values)
+                    values = []
+                    append = values.append
+        except UnicodeDecodeError as err:
+            raise CaptureError(f"{path}: not a text capture (CSV) or a .wav file") from err
         if values:
             yield _finite(path, values)
 
