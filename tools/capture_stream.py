@@ -202,19 +202,19 @@ def _finite(path: Path, values: list[float]) -> np.ndarray:
 
 
 LineCode = Literal["auto", "bilevel", "trilevel"]
+Code = Literal["bilevel", "trilevel"]
 
 
 def decode_capture(capture: Capture, line_code: LineCode = "auto",
                    symbol_rate: float | None = None) -> DecodeResult | BlinkUpDecodeError:
     """The first BlinkUp in ``capture`` (bi-level before tri-level with ``auto``), else
     the first failure (bi-level's first), else ``NoBlinkUpError``."""
-    codes: tuple[Literal["bilevel", "trilevel"], ...] = (
-        ("bilevel", "trilevel") if line_code == "auto" else (line_code,))
+    codes: tuple[Code, ...] = ("bilevel", "trilevel") if line_code == "auto" else (line_code,)
     decoders = {code: BlinkUpDecoder(capture.sample_rate, code, symbol_rate) for code in codes}
-    found: dict[str, DecodeResult] = {}
-    failed: dict[str, BlinkUpDecodeError] = {}
+    found: dict[Code, DecodeResult] = {}
+    failed: dict[Code, BlinkUpDecodeError] = {}
 
-    def take(code: str, outcomes: list[DecodeResult | BlinkUpDecodeError]) -> None:
+    def take(code: Code, outcomes: list[DecodeResult | BlinkUpDecodeError]) -> None:
         for outcome in outcomes:
             if isinstance(outcome, DecodeResult):
                 found.setdefault(code, outcome)

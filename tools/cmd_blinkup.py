@@ -204,7 +204,9 @@ def _load_and_decode(args: argparse.Namespace) -> tuple[Signal, DecodeResult | B
 def _line_code(args: argparse.Namespace, meta: dict[str, str]) -> LineCode:
     """``--line-code``, else the capture's own ``line_code=``, else ``auto``."""
     code = args.line_code if args.line_code != "auto" else meta.get("line_code", "auto")
-    return code if code in ("bilevel", "trilevel") else "auto"
+    if code == "bilevel":
+        return "bilevel"
+    return "trilevel" if code == "trilevel" else "auto"
 
 
 def _hex_file_config(path: Path) -> tuple[BlinkUpConfig, bytes] | None:

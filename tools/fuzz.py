@@ -150,7 +150,9 @@ def _valid_frame(rng: random.Random) -> bytes:
 
 
 def _maybe_config(rng: random.Random) -> BlinkUpConfig:
-    ip = lambda: ".".join(str(rng.randint(0, 255)) for _ in range(4))  # noqa: E731
+    def ip() -> str:
+        return ".".join(str(rng.randint(0, 255)) for _ in range(4))
+
     enrol = rng.random() < 0.6
     return BlinkUpConfig(
         ssid=_text(rng, 32) or None if rng.random() < 0.8 else None,
