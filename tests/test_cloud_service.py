@@ -184,7 +184,7 @@ def test_deleting_a_webhook_keeps_its_queued_events_marked_abandoned(
     svc.create_deployment(f.production_group.id, "// app 3")
     waiting = [d for d in svc.pending_webhooks() if d.webhook_id == doomed.id]
     assert len(waiting) == 1
-    with caplog.at_level("WARNING", logger="impfactory.cloud.service"):
+    with caplog.at_level("WARNING", logger="impfactory.cloud.services.webhooks"):
         svc.delete_webhook(doomed.id)
     assert all(d.webhook_id == kept.id for d in svc.pending_webhooks())
     assert svc.list_webhooks(f.production_group.id) == svc.list_webhooks() == [kept]
