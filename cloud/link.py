@@ -16,6 +16,15 @@ group (``share``): the broker gives each device message to one of them. Then
 nothing about a device is remembered between messages (its link key and session
 are read from the store each time, as another cloud may have changed them), and
 agent events go to the group's one cloud that runs agents (cloud/agent_relay.py).
+
+Bounds: a device may send ``MESSAGE_RATE`` messages a second, in bursts of
+``MESSAGE_BURST`` (a token bucket per device ID, cloud/ratelimit.py, checked
+before anything is decoded). What a device sends over that is dropped unread and
+counted (``LinkStats.flooded``), and told in one line of the cloud's log and one
+of the device's (at most once a minute), so a flood costs the cloud a dict
+lookup per message and costs other devices nothing. A payload over the link's
+limits (``cloudlink.MAX_PAYLOAD``) is refused unparsed, and the broker drops the
+connection of a client that sends a packet over ``broker.MAX_PACKET``.
 """
 
 from __future__ import annotations
@@ -24,8 +33,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import re
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from impfactory.cloud import agent_relay
@@ -34,6 +46,7 @@ from impfactory.cloud.brokeradmin import BrokerAdmin
 from impfactory.cloud.brokersec import BrokerAccess
 from impfactory.cloud.errors import BrokerError
 from impfactory.cloud.mqtt import AsyncMqtt
+from impfactory.cloud.ratelimit import Buckets
 from impfactory.cloud.registrar import Registrar
 from impfactory.cloud.rules import DeviceRules
 from impfactory.cloud.service import NO_AGENTS, CloudService
@@ -51,6 +64,14 @@ RECONNECT_BACKOFF = Backoff(first=0.1, cap=5.0, jitter=0.5)
 _SESSION = re.compile(r"[0-9a-f]{32}\Z")
 _GROUP = re.compile(r"[a-z0-9_-]{1,32}\Z")
 REQUEST_KINDS = frozenset({"hello", "factory_token_request", "chunk_request", "bless_request"})
+MESSAGE_RATE = 100.0
+"""Messages a second one device may send once its burst is spent (wall time: what
+the cloud spends on them)."""
+MESSAGE_BURST = 1000
+"""Messages one device may send at once (a boot's logs, a test run's lines)."""
+FLOOD_TOLD_S = 60.0
+"""A flooding device's drops are told (cloud log, device log) once in this many seconds."""
+_DEVICE_AT = len(cl.PREFIX) + 1  # where the device ID starts in an ``up`` topic
 
 
 @dataclass
@@ -61,6 +82,7 @@ class LinkStats:
     failed: int = 0
     reconnects: int = 0
     unsealed: int = 0  # messages for a device that never registered: not sent
+    flooded: int = 0  # messages dropped unread: their device was over its rate
 
 
 class CloudLink:
@@ -68,7 +90,9 @@ class CloudLink:
 
     def __init__(self, service: CloudService, url: str, *,
                  module_secret: bytes | None = None, share: str | None = None,
-                 runs_agents: bool = True) -> None:
+                 runs_agents: bool = True, message_rate: float = MESSAGE_RATE,
+                 message_burst: int = MESSAGE_BURST,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         """``share``: serve devices through the MQTT shared subscription group
         ``$share/{share}/…``, so several clouds on one store split their traffic; then
         the one that ``runs_agents`` hears the others' agent events, which they relay
@@ -90,6 +114,9 @@ class CloudLink:
         self.registrar = Registrar(service.save_link, self.admin, self._answer_registration,
                                    secret=module_secret)
         self._links: dict[str, tuple[bytes, str | None]] = {}
+        self._clock = clock
+        self._flood = Buckets(message_rate, message_burst, clock)
+        self._flood_told: dict[str, float] = {}  # device ID -> when its flood was last told
         self._mqtt: AsyncMqtt | None = None
         self._watch: asyncio.Task[None] | None = None
 
@@ -224,6 +251,10 @@ class CloudLink:
             self.admin.on_response(payload)
             return
         self.stats.received += 1
+        device_id = topic[_DEVICE_AT:topic.find("/", _DEVICE_AT)]
+        if not self._flood.take(device_id):
+            self._dropped(device_id)
+            return
         try:
             msg = cl.decode(topic, payload)
         except cl.CloudLinkError as err:
@@ -243,6 +274,20 @@ class CloudLink:
                                      kind=msg.KIND)]
         for reply in replies:
             self.send(reply)
+
+    def _dropped(self, device_id: str) -> None:
+        """Count a message dropped for its device's rate; say so once per ``FLOOD_TOLD_S``."""
+        self.stats.flooded += 1
+        now = self._clock()
+        if now - self._flood_told.get(device_id, -math.inf) < FLOOD_TOLD_S:
+            return
+        self._flood_told[device_id] = now
+        rate = self._flood.rate
+        log.warning("device %s is flooding: messages over %g a second dropped",
+                    device_id[:40], rate)
+        with contextlib.suppress(Exception):  # not a known device: nothing to log to
+            self.service.append_log(device_id, f"Messages over {rate:g} a second dropped "
+                                    "(this device is flooding the cloud)")
 
     def _refuse(self, topic: str, payload: bytes, err: cl.CloudLinkError) -> None:
         """Answer an undecodable request with ``error`` when we can tell who and which."""

@@ -51,3 +51,9 @@ def fresh_postgres(postgres_url: str, name: str) -> str:
     finally:
         admin.close()
     return postgres_url.rsplit("/", 1)[0] + "/" + name
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz-cases", type=int, default=3000, metavar="N",
+                     help="cases per decoder in tests/test_fuzz.py (3000; issue 13 asks "
+                          "100000 for a soak)")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import fresh_postgres
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from impfactory.cloud.errors import (
@@ -45,15 +43,11 @@ def clock() -> list[float]:
     return [1_700_000_000.0]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def svc(clock: list[float], request: pytest.FixtureRequest) -> Iterator[CloudService]:
-    """The service over each engine: the same rules, whichever store holds them."""
-    store = open_store(":memory:") if request.param == "sqlite" else open_store(
-        fresh_postgres(request.getfixturevalue("postgres_url"), "cloud_service"))
-    service = CloudService(store, now=lambda: clock[0])
+@pytest.fixture
+def svc(clock: list[float]) -> CloudService:
+    service = CloudService(open_store(":memory:"), now=lambda: clock[0])
     service.ensure_owner(OWNER)
-    yield service
-    store.close()
+    return service
 
 
 def test_fixture_groups_need_both_targets_of_their_zone(svc: CloudService) -> None:
@@ -190,8 +184,6 @@ def test_deleting_a_webhook_keeps_its_queued_events_marked_abandoned(
     svc.create_deployment(f.production_group.id, "// app 3")
     waiting = [d for d in svc.pending_webhooks() if d.webhook_id == doomed.id]
     assert len(waiting) == 1
-    # the logger that warns (an earlier test's quiet_network_logs may have silenced its
-    # parents: set the level where the record is made)
     with caplog.at_level("WARNING", logger="impfactory.cloud.services.webhooks"):
         svc.delete_webhook(doomed.id)
     assert all(d.webhook_id == kept.id for d in svc.pending_webhooks())

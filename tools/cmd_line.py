@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from impfactory.cloud.store.postgres import is_postgres
+from impfactory.firmware import runtime
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.fixture.dut import DutSource
 from impfactory.fixture.faults import parse_faults, parse_rate
@@ -34,7 +35,7 @@ from impfactory.fixture.line import Line, LineConfig, LineError, LineResult, run
 from impfactory.fixture.linebus import LineBusError
 from impfactory.fixture.record import LineSummary
 from impfactory.fixture.report import prepare_report_dir, write_reports
-from impfactory.fixture.shard import ShardError, run_worker
+from impfactory.fixture.shard import STUCK_EXIT_S, ShardError, run_worker
 from impfactory.hw.optical import PRESETS, OpticalConfig
 from impfactory.protocol import linework as lw
 from impfactory.tools.firmware_input import (
@@ -143,6 +144,7 @@ def _worker(args: argparse.Namespace) -> int:
     if args.worker_id is not None:
         lw.check_worker(args.worker_id)
     quiet_network_logs()
+    runtime.end_process_when_stuck(STUCK_EXIT_S)  # a callback stuck in C ends this process
     try:
         lost = asyncio.run(run_worker(url, args.run, worker=args.worker_id,
                                          join_timeout=args.join_timeout))

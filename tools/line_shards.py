@@ -9,15 +9,20 @@ configuration. The coordinator, which owns the cloud side, adopts their fixtures
 into the fixture group and answers what an agent did when they ask, and gathers
 progress and DUT records. The line's wall time runs from the assignments to the
 last worker's ``finished``. A worker that dies is reported by the broker (its
-will is a ``failed`` message) and fails the run.
+will is a ``failed`` message) and fails the run, except a local worker ended by
+``SIGALRM``: it was cut off for a DUT's callback stuck in C (fixture/shard.py), so
+its DUTs not yet done are recorded as failed (``device_code_stuck``) and the line
+goes on with the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -29,12 +34,20 @@ from impfactory.cloud import brokersec
 from impfactory.fixture.line import LineConfig, LineError, LineObserver, LineResult
 from impfactory.fixture.linebus import BusAddress, LineBus
 from impfactory.fixture.record import DutRecord, LineSummary, RecordError
-from impfactory.fixture.shard import CloudInfo, config_to_dict
+from impfactory.fixture.shard import (
+    STUCK,
+    STUCK_EXIT_S,
+    CloudInfo,
+    config_to_dict,
+    lost_records,
+)
 from impfactory.protocol import linework as lw
 from impfactory.tools.line_setup import FactoryCloud
 
 from impfactory.brokerurl import safe_url
 from impfactory.errors import ImpFactoryError
+
+log = logging.getLogger(__name__)
 
 LINE_BROKER_ENV = "IMPFACTORY_LINE_BROKER"
 """Where ``line worker`` finds its broker URL (with its password) when ``--broker`` is not
@@ -90,7 +103,7 @@ async def run_sharded(config: LineConfig, cloud: FactoryCloud, observer: LineObs
     try:
         async with LineBus(BusAddress.parse(url), run) as bus:
             await bus.subscribe(lw.coordinator_filter(run))
-            coordinator = _Coordinator(config, cloud, observer, bus, shards, procs, set(local))
+            coordinator = _Coordinator(config, cloud, observer, bus, shards, procs, local)
             return await coordinator.run(timeout)
     finally:
         for proc in procs:
@@ -113,15 +126,18 @@ def _spawn(url: str, run: str, worker: str) -> subprocess.Popen[bytes]:
 class _Coordinator:
     def __init__(self, config: LineConfig, cloud: FactoryCloud, observer: LineObserver,
                  bus: LineBus, shards: int, procs: list[subprocess.Popen[bytes]],
-                 local: set[str]) -> None:
+                 local: list[str]) -> None:
         self.config = config
         self.cloud = cloud
         self.observer = observer
         self.bus = bus
         self.shards = shards
         self.procs = procs
-        self.local = local
+        self.local = set(local)
         """Worker IDs of the local workers: their shards are kept for them."""
+        self.proc_of = dict(zip(local, procs, strict=True))
+        self.cut_off: list[int] = []
+        """Shards whose local worker the kernel ended for a stuck callback."""
         self.workers: dict[str, _Worker] = {}
         self.records: dict[int, DutRecord] = {}
         self.all_joined = asyncio.get_running_loop().create_future()
@@ -146,6 +162,11 @@ class _Coordinator:
                 task.cancel()
             await asyncio.gather(listening, watching, *self.tasks, return_exceptions=True)
         wall = time.perf_counter() - self.started
+        for shard in self.cut_off:
+            for record in lost_records(self.config, self.cloud.first_dut_serial,
+                                       (shard, self.shards), set(self.records)):
+                self.records[record.index] = record
+                self.observer.done(record)
         records = sorted(self.records.values(), key=lambda r: r.index)
         return LineResult(records, LineSummary.of(records, wall, fixtures=self.config.fixtures,
                                                   seed=self.config.seed), sum(lost))
@@ -176,13 +197,39 @@ class _Coordinator:
                          cloud=info.to_dict())
 
     async def _watch_processes(self) -> None:
-        """A local worker that exits before finishing fails the run at once."""
+        """A local worker that exits before finishing fails the run at once, unless the
+        kernel ended it for a stuck callback (then its shard is cut off)."""
         while True:
-            for n, proc in enumerate(self.procs):
+            for worker_id, proc in self.proc_of.items():
                 code = proc.poll()
-                if code is not None and code != 0:
-                    raise LineError(f"local line worker {n} exited with status {code}")
+                worker = self.workers.get(worker_id)
+                if code == -signal.SIGALRM and worker is not None:
+                    self._cut(worker)
+                elif code is not None and code != 0 and not (
+                        worker is not None and worker.finished.done()):
+                    raise LineError(f"local line worker exited with status {code}")
             await asyncio.sleep(0.2)
+
+    def _cut(self, worker: _Worker) -> None:
+        if not worker.finished.done():
+            log.warning("line worker %d cut off: a DUT's Python callback ran %g s without "
+                        "returning (stuck in a call into C); its DUTs not yet done fail as "
+                        "%s", worker.shard, STUCK_EXIT_S, STUCK)
+            self.cut_off.append(worker.shard)
+            worker.finished.set_result(0)
+
+    async def _failed(self, worker_id: str, worker: _Worker, error: str) -> None:
+        """A ``failed`` (or the will) of a local worker: its exit status says whether it
+        was cut off for a stuck callback or failed the run."""
+        proc = self.proc_of[worker_id]
+        for _ in range(50):
+            if proc.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        if proc.poll() == -signal.SIGALRM:
+            self._cut(worker)
+        else:
+            self._fail(worker, error)
 
     async def _listen(self) -> None:
         async for worker_id, msg in self.bus.receive():
@@ -214,7 +261,10 @@ class _Coordinator:
             if not worker.finished.done():
                 worker.finished.set_result(msg.lost_presses)
         elif isinstance(msg, lw.Failed):
-            self._fail(worker, msg.error)
+            if worker_id in self.proc_of:
+                self._spawn_task(self._failed(worker_id, worker, msg.error))
+            else:
+                self._fail(worker, msg.error)
 
     def _fail(self, worker: _Worker, error: str) -> None:
         if not worker.finished.done():
