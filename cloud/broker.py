@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,7 @@ from impfactory.cloud.errors import BrokerError
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT = 10.0
+PR_SET_PDEATHSIG = 1
 KINDS = ("auto", "mosquitto", "embedded")
 
 MOSQUITTO_CONF = """\
@@ -95,10 +99,15 @@ def _port_open(host: str, port: int) -> bool:
 class BrokerServer:
     """One broker: started by ``start()``, stopped by ``stop()``; ``url`` says where."""
 
-    def __init__(self, spec: str = "auto", port: int | None = None) -> None:
-        """``port``: listen there instead of a free port (to restart a broker in place)."""
+    def __init__(self, spec: str = "auto", port: int | None = None,
+                 home: Path | None = None) -> None:
+        """``port``: listen there instead of a free port (to restart a broker in place).
+        ``home``: a directory that keeps the broker's secrets, port and device accounts
+        across processes (``Realm.kept_in``); without it they live as long as this process.
+        """
         self.spec = spec
         self.port = port
+        self.home = home
         self.kind = self._resolve(spec)
         self.url = ""
         self.realm: Realm | None = None
@@ -202,15 +211,15 @@ class BrokerServer:
         binary = find_mosquitto()
         assert binary is not None
         self._tmp = tempfile.TemporaryDirectory(prefix="impfactory-mosquitto-")
-        realm = self.realm = brokersec.realm_for("127.0.0.1", self.port, "mosquitto")
+        realm = self.realm = self._realm("mosquitto")
         passwords, acl = realm.directory / "passwords", realm.directory / "acl"
         if realm.accounts is None:
             realm.accounts = AccountFile(passwords, realm.fixed_accounts())
         realm.accounts.write()
         brokersec.write_private(acl, brokersec.acl_file())
         last = ""
-        for _attempt in range(5 if self.port is None else 1):
-            port = self.port or free_port()
+        for attempt in range(5 if self.port is None else 1):
+            port = self._port(realm) if attempt == 0 else free_port()
             conf = Path(self._tmp.name) / "mosquitto.conf"
             conf.write_text(MOSQUITTO_CONF.format(
                 port=port, passwords=passwords, acl=acl, user=brokersec.mosquitto_user()))
@@ -220,6 +229,7 @@ class BrokerServer:
                 stdin=subprocess.DEVNULL,
                 stdout=errlog,
                 stderr=errlog,
+                preexec_fn=_die_with(os.getpid()),
             )
             errlog.close()
             deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -227,6 +237,8 @@ class BrokerServer:
                 if _port_open("127.0.0.1", port):
                     self._proc = proc
                     self.url = f"mqtt://127.0.0.1:{port}"
+                    realm.port = port
+                    realm.save()
                     try:
                         self._agent = AccountAgent(realm, self.url, self._pid).start()
                     except BaseException:
@@ -254,8 +266,8 @@ class BrokerServer:
         # imported here: slow, and only this path needs amqtt
         from impfactory.cloud import broker_embedded
 
-        port = self.port or free_port()
-        realm = self.realm = brokersec.realm_for("127.0.0.1", self.port, "embedded")
+        realm = self.realm = self._realm("embedded")
+        port = self._port(realm)
         if realm.accounts is None:
             realm.accounts = broker_embedded.AccountTable(realm.cloud_password)
         config = {
@@ -306,6 +318,52 @@ class BrokerServer:
             cause = failure[0] if failure else None
             raise BrokerError(f"embedded broker did not start: {cause}") from cause
         self.url = f"mqtt://127.0.0.1:{port}"
+        realm.port = port
+        realm.save()
+
+    # ------------------------------------------------------------ both
+
+    def _realm(self, kind: str) -> Realm:
+        if self.home is not None:
+            return Realm.kept_in(self.home, kind)
+        return brokersec.realm_for("127.0.0.1", self.port, kind)
+
+    def _port(self, realm: Realm) -> int:
+        """The port asked for, else the realm's last one while free (devices that knew
+        the broker there find it again), else any free one."""
+        if self.port is not None:
+            return self.port
+        if realm.port is not None and _port_free(realm.port):
+            return realm.port
+        return free_port()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that has the kernel kill the child when its parent dies.
+
+    A broker a cloud started is part of that cloud: killed with SIGKILL, the cloud
+    cannot stop it, so Linux does (``PR_SET_PDEATHSIG``). The signal follows the
+    *thread* that started the child, so start brokers from a thread that lives as long
+    as the process wants them (the main thread, or a loop thread). Elsewhere than
+    Linux this does nothing (the broker then outlives a killed parent).
+    """
+    def arm() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:  # the parent died before the line above
+                os._exit(1)
+    return arm
 
 
 def _transports(loop: asyncio.AbstractEventLoop) -> list[asyncio.BaseTransport]:

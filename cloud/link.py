@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 
 from impfactory.cloud.brokeradmin import BrokerAdmin
-from impfactory.cloud.brokersec import BrokerAccess, safe_url
+from impfactory.cloud.brokersec import CLOUD_USER, BrokerAccess, safe_url
 from impfactory.cloud.errors import BrokerError
 from impfactory.cloud.mqtt import AsyncMqtt
 from impfactory.cloud.registrar import Registrar
@@ -69,10 +69,15 @@ class CloudLink:
 
     async def start(self) -> None:
         access = self.access
-        # a random client ID: only the cloud's account may choose its own, and nobody
-        # can guess this one to take the session over
-        self._mqtt = AsyncMqtt(self.url, f"impcloud-{secrets.token_hex(16)}", self._receive,
-                               username=access.username, password=access.password)
+        # On a secured broker the cloud's session is kept under its account's name
+        # (which only its account may use): what devices send while the cloud is
+        # down (crashed, restarting) waits in the broker and is handed to the cloud
+        # that logs in next, so a crash loses no request. On an open broker a random
+        # client ID: nobody can guess it to take the session over.
+        client_id = access.username if access.secured else f"impcloud-{secrets.token_hex(16)}"
+        self._mqtt = AsyncMqtt(self.url, client_id or CLOUD_USER, self._receive,
+                               username=access.username, password=access.password,
+                               keep_session=access.secured and access.keeps_sessions)
         self._mqtt.subscribe(cl.CLOUD_FILTER, cl.QOS)
         self._mqtt.subscribe(linksec.ENROL_REQUEST_FILTER, cl.QOS)
         if self.admin is not None:
