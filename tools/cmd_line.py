@@ -1,6 +1,9 @@
 """``impfactory line run``: a whole production line, emulated, with faults and a report.
 
-Starts (or reaches) a broker, starts a cloud on a fresh database (its agents' URLs
+With ``--cloud URL --user U --password P --broker mqtt://HOST:PORT`` it runs
+against a cloud that already runs, as a factory runs against impCloud (set up over
+its REST API, tools/line_remote.py). Otherwise it starts (or reaches) a broker,
+starts a cloud on a fresh database (its agents' URLs
 on a free loopback port), builds a product with its fixture, DUT and production
 groups and a deployment in each (the example factory firmware and its agent, and
 the example application, unless ``--firmware``/``--agent``/``--app`` name your
@@ -23,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from impfactory.cloud.api_client import check_endpoint
+from impfactory.cloud.brokersec import parse_url
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.fixture.faults import parse_faults, parse_rate
 from impfactory.fixture.line import LineConfig, LineError, LineResult, run_line
@@ -35,6 +40,7 @@ from impfactory.tools.firmware_input import (
     read_agent,
     read_firmware,
 )
+from impfactory.tools.line_remote import remote_cloud
 from impfactory.tools.line_setup import factory_cloud
 from impfactory.tools.line_shards import run_sharded
 from impfactory.tools.line_ui import LineProgress
@@ -90,6 +96,12 @@ def register(sub: Any) -> None:
                           "(default factory-wifi:factory-password)")
     run.add_argument("--db", type=Path, metavar="PATH",
                      help="cloud database to use or reuse (default: a fresh temporary one)")
+    run.add_argument("--cloud", metavar="URL",
+                     help="run against this running cloud's REST API (http://HOST:PORT/v5) "
+                          "instead of starting one; needs --user, --password and --broker "
+                          "mqtt://HOST:PORT (its broker), as floor takes them")
+    run.add_argument("--user", help="with --cloud: the owner's username")
+    run.add_argument("--password", help="with --cloud: the owner's password")
     run.add_argument("--report", type=Path, metavar="DIR",
                      help="write duts.json, junit.xml and report.html into DIR")
     run.add_argument("--min-yield", type=float, default=0.0, metavar="Y",
@@ -116,16 +128,24 @@ async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
                             db: Path | None = None, factory_code: str | None = None,
                             app_code: str | None = None, workers: int = 1,
                             wifi: tuple[str, str] | None = None,
-                            agent_code: str | None = None) -> LineResult:
+                            agent_code: str | None = None,
+                            remote: tuple[str, str, str] | None = None) -> LineResult:
     """Start the cloud, run the line under a progress bar, stop everything.
 
     ``workers > 1`` runs the fixtures and DUTs in that many processes sharing the
-    broker, with the cloud in this one (see tools/line_shards.py).
+    broker, with the cloud in this one (see tools/line_shards.py). ``remote``:
+    (endpoint, user, password) of a running cloud whose broker is ``broker``
+    (tools/line_remote.py): nothing is started.
     """
     ssid, password = wifi or (FACTORY_SSID, FACTORY_PASSWORD)
-    async with factory_cloud(broker, db, factory_code=factory_code, app_code=app_code,
-                             agent_code=agent_code, wifi_ssid=ssid,
-                             wifi_password=password) as cloud:
+    cloud_cm: Any
+    if remote is not None:
+        cloud_cm = remote_cloud(*remote, broker, factory_code=factory_code, app_code=app_code,
+                                agent_code=agent_code, wifi_ssid=ssid, wifi_password=password)
+    else:
+        cloud_cm = factory_cloud(broker, db, factory_code=factory_code, app_code=app_code,
+                                 agent_code=agent_code, wifi_ssid=ssid, wifi_password=password)
+    async with cloud_cm as cloud:
         with LineProgress(config.duts, quiet=quiet) as progress:
             try:
                 if workers > 1:
@@ -149,6 +169,29 @@ def print_summary(summary: LineSummary, report: dict[str, Path] | None = None) -
         print(f"report: {report['html']}  (also {report['json'].name}, {report['junit'].name})")
 
 
+def _remote(args: argparse.Namespace, outdated: float) -> tuple[str, str, str] | None:
+    """(endpoint, user, password) with ``--cloud``; its companions checked."""
+    if args.cloud is None:
+        if args.user or args.password:
+            raise LineInputError("--user and --password go with --cloud")
+        return None
+    check_endpoint(args.cloud)
+    if not args.user or not args.password:
+        raise LineInputError("--cloud needs --user and --password (the owner's)")
+    if not args.broker.startswith("mqtt://"):
+        raise LineInputError("--cloud needs --broker mqtt://HOST:PORT: the running cloud's "
+                             "broker")
+    parse_url(args.broker)
+    if args.db is not None:
+        raise LineInputError("--db is the database of a cloud the line starts: not with --cloud")
+    if args.workers != 1:
+        raise LineInputError("--workers is not supported with --cloud")
+    if outdated:
+        raise LineInputError("--outdated-impos needs an impOS release the line publishes: "
+                             "not with --cloud")
+    return args.cloud, args.user, args.password
+
+
 def _run(args: argparse.Namespace) -> int:
     faults = parse_faults(args.fault)
     outdated = parse_rate(args.outdated_impos, "--outdated-impos")
@@ -170,12 +213,13 @@ def _run(args: argparse.Namespace) -> int:
         wifi = (ssid, password)
     if args.workers < 1:
         raise LineInputError(f"--workers must be at least 1, got {args.workers}")
+    remote = _remote(args, outdated)
     if args.report:
         prepare_report_dir(args.report)
     result = asyncio.run(run_with_progress(config, args.broker, args.json, db=args.db,
                                            factory_code=factory_code, app_code=app_code,
                                            workers=args.workers, wifi=wifi,
-                                           agent_code=agent_code))
+                                           agent_code=agent_code, remote=remote))
     report = write_reports(args.report, result.records, result.summary) if args.report else None
     if args.json:
         doc = result.summary.to_dict()
