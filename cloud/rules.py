@@ -239,6 +239,12 @@ class DeviceRules:
             if device is None:
                 return [answer(False, "unknown device")]
             if device.blessed:
+                if m.attempt is not None and m.passed and m.attempt == db.execute(
+                        "SELECT bless_attempt FROM devices WHERE id=?",
+                        (device.id,)).fetchone()[0]:
+                    # the answer to the call that blessed it was lost (a cloud crash, a
+                    # dropped link): the same answer again, nothing blessed twice
+                    return [answer(True), *offers.assignment_messages(svc, device)]
                 svc.append_log(device.id, "Blessing refused: the device is already blessed")
                 return [answer(False, "already blessed")]
             group = svc.get_group(device.group_id) if device.group_id else None
@@ -257,8 +263,9 @@ class DeviceRules:
                 return [answer(False, "no factory fixture group")]
             target = svc.get_group(fixture_group.production_target)
             db.execute(
-                "UPDATE devices SET group_id=?, product_id=?, blessed=1, blessed_at=? WHERE id=?",
-                (target.id, target.product_id, svc.now(), device.id))
+                "UPDATE devices SET group_id=?, product_id=?, blessed=1, blessed_at=?,"
+                " bless_attempt=? WHERE id=?",
+                (target.id, target.product_id, svc.now(), m.attempt, device.id))
             svc.append_log(device.id, f"Blessed: assigned to production group {target.name}")
             svc._queue_webhooks(target.id, "blessing",
                                 {"device_id": device.id, "imp_id": device.id, "mac": device.mac,

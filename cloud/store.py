@@ -153,6 +153,7 @@ def _group_names_per_product(db: sqlite3.Connection) -> None:
 LATER_COLUMNS = (
     ("webhook_outbox", "abandoned_at", "REAL"),
     ("deployments", "updated_at", "REAL"),
+    ("devices", "bless_attempt", "TEXT"),  # the device's name for the call that blessed it
 )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,12 @@ from urllib.parse import urlsplit
 import numpy as np
 from impfactory.firmware import impapi
 from impfactory.firmware.blinkup_rx import BlinkUpReceiver
-from impfactory.firmware.cloudclient import BrokerRefused, CloudClient, CloudRefused
+from impfactory.firmware.cloudclient import (
+    REQUEST_TIMEOUT,
+    BrokerRefused,
+    CloudClient,
+    CloudRefused,
+)
 from impfactory.firmware.errors import (
     CloudClientError,
     ConnectionFailed,
@@ -64,6 +70,9 @@ DUT_GROUP_TYPES = frozenset({"dut_devicegroup", "pre_dut_devicegroup"})
 FIXTURE_GROUP_TYPES = frozenset({"factoryfixture_devicegroup", "pre_factoryfixture_devicegroup"})
 
 
+LINK_PATIENCE = 30.0
+"""Loop seconds ``server.bless`` and ``server.factoryblinkup`` wait for a lost link to
+come back (impOS suspends Squirrel meanwhile under ``SUSPEND_ON_ERROR``)."""
 GREETING_TIMEOUT = 5.0
 """Loop seconds to wait for configparams after welcome before running stored code."""
 OFFER_GRACE = 0.25
@@ -831,8 +840,8 @@ class Device:
 
     async def _bless(self, passed: bool, callback: Callable[[bool], None]) -> None:
         await self._caught_up()
-        client = self._cloud
         if not passed:
+            client = self._cloud
             self.led.handle(LedEvent.TEST_FAILED)
             self._emit(DeviceEvent.TEST_FAILED)
             callback(False)
@@ -841,20 +850,7 @@ class Device:
                 with contextlib.suppress(CloudClientError):
                     await client.request(req)
             return
-        if client is None:
-            self.led.handle(LedEvent.TEST_FAILED)
-            self._emit(DeviceEvent.BLESS_REFUSED, "not connected")
-            callback(False)
-            return
-        try:
-            reply = await client.request(
-                cl.BlessRequest(self.device_id, req=client.next_req(), passed=True))
-            blessed = isinstance(reply, cl.BlessAnswer) and reply.blessed
-            reason = reply.reason if isinstance(reply, cl.BlessAnswer) else ""
-        except CloudRefused as err:
-            blessed, reason = False, err.code.value
-        except CloudClientError as err:
-            blessed, reason = False, str(err)
+        blessed, reason = await self._ask_blessing()
         if blessed:
             self.blessed = True
             self.led.handle(LedEvent.BLESSED)
@@ -864,10 +860,55 @@ class Device:
             self._emit(DeviceEvent.BLESS_REFUSED, reason)
         callback(blessed)
 
+    async def _ask_blessing(self) -> tuple[bool, str]:
+        """Ask the cloud to bless this device: (blessed, why not).
+
+        Like impOS under ``SUSPEND_ON_ERROR``, the call waits for the link when the
+        device is offline, and asks again when the link drops or the cloud does not
+        answer (a cloud restarting after a crash), for ``LINK_PATIENCE`` seconds in
+        all. Every ask names the same attempt, so the cloud blesses once and answers
+        a repeat of the blessing call "blessed" (cloud/rules.py).
+        """
+        attempt = secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LINK_PATIENCE
+        reason = "not connected"
+        while True:
+            client = await self._await_link(deadline - loop.time())
+            if client is None:
+                return False, reason
+            try:
+                reply = await client.request(
+                    cl.BlessRequest(self.device_id, req=client.next_req(), passed=True,
+                                    attempt=attempt),
+                    timeout=max(0.1, min(REQUEST_TIMEOUT, deadline - loop.time())))
+            except CloudRefused as err:
+                return False, err.code.value
+            except CloudClientError as err:
+                reason = str(err)
+                if loop.time() >= deadline or not self.powered:
+                    return False, reason
+                await asyncio.sleep(0.05)  # the link's loss is seen, then ask again
+                continue
+            if isinstance(reply, cl.BlessAnswer):
+                return reply.blessed, reply.reason
+            return False, f"unexpected answer {reply.KIND}"
+
+    async def _await_link(self, patience: float) -> CloudClient | None:
+        """The cloud link, once the device is (back) online; ``None`` after ``patience``
+        loop seconds offline, or when the code took the link down itself."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while self._cloud is None or not self._cloud.connected:
+            if self._manual_offline or not self.powered or loop.time() >= deadline:
+                return None
+            await asyncio.sleep(0.05)
+        return self._cloud
+
     async def _factory_blinkup(self, ssid: str, password: str, pin: Pin, flags: int) -> None:
         await self._caught_up()
         try:
-            client = self._cloud
+            client = await self._await_link(LINK_PATIENCE)
             if client is None:
                 raise CloudClientError("not connected")
             reply = await client.request(cl.FactoryTokenRequest(self.device_id,
