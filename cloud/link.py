@@ -32,9 +32,13 @@ from impfactory.cloud.service import CloudService
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 
+from impfactory.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 _SESSION = re.compile(r"[0-9a-f]{32}\Z")
+LINK_BACKOFF = Backoff(first=0.1, factor=2.0, cap=5.0, jitter=0.5)
+"""The cloud's reconnects to a lost broker (loop seconds)."""
 REQUEST_KINDS = frozenset({"hello", "factory_token_request", "chunk_request", "bless_request"})
 
 
@@ -160,7 +164,7 @@ class CloudLink:
         assert self._mqtt is not None
         while True:
             await self._mqtt.lost.wait()
-            delay = 0.1
+            failures = 0
             while True:
                 try:
                     await self._mqtt.connect()
@@ -170,9 +174,10 @@ class CloudLink:
                 except BrokerError as err:
                     if self.admin is not None:
                         self.admin.fail_all(err)
-                    log.warning("%s; retrying in %.1f s", err, delay)
+                    failures += 1
+                    delay = LINK_BACKOFF.delay(failures)
+                    log.warning("%s; retrying in %.2f s", err, delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
 
     def _receive(self, topic: str, payload: bytes) -> None:
         if topic.startswith(linksec.ENROL_PREFIX):

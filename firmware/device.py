@@ -863,36 +863,45 @@ class Device:
     async def _ask_blessing(self) -> tuple[bool, str]:
         """Ask the cloud to bless this device: (blessed, why not).
 
-        Like impOS under ``SUSPEND_ON_ERROR``, the call waits for the link when the
-        device is offline, and asks again when the link drops or the cloud does not
-        answer (a cloud restarting after a crash), for ``LINK_PATIENCE`` seconds in
-        all. Every ask names the same attempt, so the cloud blesses once and answers
+        Every ask names the same attempt, so however often a lost answer makes the
+        device ask again (``_request_patiently``), the cloud blesses once and answers
         a repeat of the blessing call "blessed" (cloud/rules.py).
         """
         attempt = secrets.token_hex(8)
+        try:
+            reply = await self._request_patiently(lambda client: cl.BlessRequest(
+                self.device_id, req=client.next_req(), passed=True, attempt=attempt))
+        except CloudRefused as err:
+            return False, err.code.value
+        except CloudClientError as err:
+            return False, str(err)
+        if isinstance(reply, cl.BlessAnswer):
+            return reply.blessed, reply.reason
+        return False, f"unexpected answer {reply.KIND}"
+
+    async def _request_patiently(self, make: Callable[[CloudClient], cl.Message]
+                                 ) -> cl.Message:
+        """One request to the cloud, as impOS makes it under ``SUSPEND_ON_ERROR``.
+
+        Offline, it waits for the link; when the link drops or the cloud does not
+        answer (a broker or cloud restarting after a crash) it asks again, for
+        ``LINK_PATIENCE`` loop seconds in all. A refusal is an answer: raised at once.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LINK_PATIENCE
-        reason = "not connected"
         while True:
             client = await self._await_link(deadline - loop.time())
             if client is None:
-                return False, reason
+                raise CloudClientError("not connected")
             try:
-                reply = await client.request(
-                    cl.BlessRequest(self.device_id, req=client.next_req(), passed=True,
-                                    attempt=attempt),
-                    timeout=max(0.1, min(REQUEST_TIMEOUT, deadline - loop.time())))
-            except CloudRefused as err:
-                return False, err.code.value
-            except CloudClientError as err:
-                reason = str(err)
+                return await client.request(
+                    make(client), timeout=max(0.1, min(REQUEST_TIMEOUT, deadline - loop.time())))
+            except CloudRefused:
+                raise
+            except CloudClientError:
                 if loop.time() >= deadline or not self.powered:
-                    return False, reason
-                await asyncio.sleep(0.05)  # the link's loss is seen, then ask again
-                continue
-            if isinstance(reply, cl.BlessAnswer):
-                return reply.blessed, reply.reason
-            return False, f"unexpected answer {reply.KIND}"
+                    raise
+                await asyncio.sleep(0.05)  # until the link's loss is seen, then again
 
     async def _await_link(self, patience: float) -> CloudClient | None:
         """The cloud link, once the device is (back) online; ``None`` after ``patience``
@@ -908,11 +917,8 @@ class Device:
     async def _factory_blinkup(self, ssid: str, password: str, pin: Pin, flags: int) -> None:
         await self._caught_up()
         try:
-            client = await self._await_link(LINK_PATIENCE)
-            if client is None:
-                raise CloudClientError("not connected")
-            reply = await client.request(cl.FactoryTokenRequest(self.device_id,
-                                                                req=client.next_req()))
+            reply = await self._request_patiently(
+                lambda client: cl.FactoryTokenRequest(self.device_id, req=client.next_req()))
             if not isinstance(reply, cl.FactoryToken):
                 raise CloudClientError(f"unexpected answer {reply.KIND}")
         except CloudClientError as err:

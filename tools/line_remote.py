@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from impfactory.cloud.api_client import ApiClient, ApiClientError
 from impfactory.firmware.examples import (
@@ -34,8 +35,10 @@ from impfactory.firmware.settings import DEFAULT_IMPOS_VERSION
 from impfactory.fixture.line import FIXTURE_SERIAL_BASE
 from impfactory.tools.line_setup import APP_AGENT_CODE, OUI, PRODUCT
 
+from impfactory.backoff import Backoff
 from impfactory.errors import ImpFactoryError
 
+T = TypeVar("T")
 FIXTURE_TYPE = "pre_factoryfixture_devicegroup"
 DUT_TYPE = "pre_dut_devicegroup"
 PRODUCTION_TYPE = "pre_production_devicegroup"
@@ -69,14 +72,41 @@ class RemoteLineCloud:
     first_dut_serial: int | None = None
 
     def fixture_enrolment(self) -> tuple[str, str]:
-        token = self.client.call("POST", "/enrolment_tokens")["data"]["attributes"]
+        token = patiently(self.client, "POST", "/enrolment_tokens")["data"]["attributes"]
         return str(token["plan_id"]), str(token["token"])
 
     async def adopt_fixture(self, device_id: str) -> None:
         group = self.line.fixture_group
-        await asyncio.to_thread(self.client.call, "POST",
+        await asyncio.to_thread(patiently, self.client, "POST",
                                 f"/devicegroups/{group['id']}/relationships/devices",
                                 {"data": [{"type": "device", "id": device_id}]})
+
+
+API_BACKOFF = Backoff(first=0.2, factor=2.0, cap=2.0, jitter=0.5)
+API_PATIENCE = 60.0
+"""Wall seconds a call waits for a cloud that does not answer (restarting after a crash)."""
+
+
+def patiently(client: ApiClient, method: str, path: str, body: Any = None) -> Any:
+    """``client.call``, again while the cloud cannot answer (``retrying``). The calls
+    made this way are safe to repeat: a second token, the same assignment."""
+    return retrying(lambda: client.call(method, path, body))
+
+
+def retrying(work: Callable[[], T]) -> T:
+    """``work()``, again after a pause while the cloud cannot be reached or answers
+    5xx (a cloud restarting), for ``API_PATIENCE`` seconds; a 4xx is an answer and
+    raised at once."""
+    deadline = time.monotonic() + API_PATIENCE
+    failures = 0
+    while True:
+        try:
+            return work()
+        except ApiClientError as err:
+            failures += 1
+            if 0 < err.status < 500 or time.monotonic() >= deadline:
+                raise
+            time.sleep(API_BACKOFF.delay(failures))
 
 
 def prepare(client: ApiClient, factory_code: str, app_code: str, agent_code: str) -> RemoteLine:
@@ -156,6 +186,6 @@ async def remote_cloud(endpoint: str, user: str, password: str, broker_url: str,
                                first_dut_serial=next_dut_serial(client))
 
     try:
-        yield await asyncio.to_thread(setup)
+        yield await asyncio.to_thread(retrying, setup)  # finds what a first try made
     except ApiClientError as err:
         raise RemoteLineError(f"the cloud at {endpoint}: {err}") from err
