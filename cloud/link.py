@@ -37,8 +37,9 @@ from impfactory.backoff import Backoff
 log = logging.getLogger(__name__)
 
 _SESSION = re.compile(r"[0-9a-f]{32}\Z")
-LINK_BACKOFF = Backoff(first=0.1, factor=2.0, cap=5.0, jitter=0.5)
-"""The cloud's reconnects to a lost broker (loop seconds)."""
+LINK_BACKOFF = Backoff(first=0.1, factor=2.0, cap=1.0, jitter=0.5)
+"""The cloud's reconnects to a lost broker (loop seconds): often, since every device
+waits for the cloud to be back on a restarted broker, and the cloud is one client."""
 REQUEST_KINDS = frozenset({"hello", "factory_token_request", "chunk_request", "bless_request"})
 
 

@@ -73,6 +73,9 @@ FIXTURE_GROUP_TYPES = frozenset({"factoryfixture_devicegroup", "pre_factoryfixtu
 LINK_PATIENCE = 30.0
 """Loop seconds ``server.bless`` and ``server.factoryblinkup`` wait for a lost link to
 come back (impOS suspends Squirrel meanwhile under ``SUSPEND_ON_ERROR``)."""
+HELLO_RESEND = 2.0
+"""Loop seconds after which an unanswered hello is sent again (lost while the cloud
+was not yet back on a restarted broker; the cloud answers a repeat as the first)."""
 GREETING_TIMEOUT = 5.0
 """Loop seconds to wait for configparams after welcome before running stored code."""
 OFFER_GRACE = 0.25
@@ -613,7 +616,7 @@ class Device:
             session=client.session,
         )
         try:
-            reply = await client.request(hello)
+            reply = await client.request(hello, resend_every=HELLO_RESEND)
         except CloudRefused as err:
             await client.close("refused")
             self._emit(DeviceEvent.ENROL_REFUSED, err.code.value)

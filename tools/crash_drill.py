@@ -66,7 +66,7 @@ class DrillError(ImpFactoryError, RuntimeError):
 
 @dataclass(frozen=True)
 class DrillConfig:
-    """One drill. Fault moments are drawn from ``seed`` within ``window`` wall seconds."""
+    """One drill; its fault moments are drawn from ``seed``."""
 
     duts: int = 80
     fixtures: int = 4
@@ -74,10 +74,9 @@ class DrillConfig:
     broker_restarts: int = 0
     seed: int = 0
     scale: float = 50.0
-    first_fault_s: float = 2.0
-    """Wall seconds after the line starts before the first fault."""
-    gap_s: tuple[float, float] = (1.0, 3.0)
-    """Wall seconds between faults: drawn uniformly from this range."""
+    faults_within: tuple[float, float] = (0.1, 0.8)
+    """When the faults strike: each at a moment drawn uniformly from this share of the
+    run, counted in blessings announced (so a fault always meets DUTs in flight)."""
     down_s: tuple[float, float] = (0.0, 1.0)
     """Wall seconds a killed cloud stays down before its restart."""
     timeout_s: float = 600.0
@@ -218,7 +217,7 @@ class Drill:
                                                   "content_type": "application/json"},
                 "relationships": {"devicegroup": {"type": line.production_group["type"],
                                                   "id": line.production_group["id"]}}}})
-            records = self._run_line()
+            records = self._run_line(receiver)
             self._check(records, line.production_group["id"], line.dut_group["id"], receiver)
         finally:
             receiver.close()
@@ -228,7 +227,7 @@ class Drill:
         self.result.wall_s = time.monotonic() - started
         return self.result
 
-    def _run_line(self) -> list[dict[str, Any]]:
+    def _run_line(self, receiver: WebhookReceiver) -> list[dict[str, Any]]:
         cfg = self.config
         report = self.dir / "report"
         out = self.dir / "line.json"
@@ -240,7 +239,7 @@ class Drill:
                  "--seed", str(cfg.seed), "--scale", str(cfg.scale), "--json",
                  "--report", str(report)], stdout=stdout, stderr=stderr, text=True)
             try:
-                self._inject_faults(line)
+                self._inject_faults(line, receiver)
                 code = line.wait(cfg.timeout_s)
             finally:
                 if line.poll() is None:
@@ -253,15 +252,18 @@ class Drill:
             self.start_cloud()
         return list(json.loads((report / "duts.json").read_text())["duts"])
 
-    def _inject_faults(self, line: subprocess.Popen[str]) -> None:
+    def _inject_faults(self, line: subprocess.Popen[str], receiver: WebhookReceiver) -> None:
+        """Strike each fault once the run has got that far (blessings announced)."""
         cfg = self.config
         faults = ["cloud"] * cfg.cloud_kills + ["broker"] * cfg.broker_restarts
         self.rng.shuffle(faults)
-        wait = cfg.first_fault_s
-        for fault in faults:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                line.wait(wait)
-                return  # the line finished first
+        low, high = cfg.faults_within
+        moments = sorted(max(1, round(self.rng.uniform(low, high) * cfg.duts)) for _ in faults)
+        for fault, moment in zip(faults, moments, strict=True):
+            while len({h.get("device_id") for h in receiver.events("blessing")}) < moment:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    line.wait(0.05)
+                    return  # the line finished first
             if fault == "cloud":
                 self.kill_cloud()
                 self.result.cloud_kills += 1
@@ -270,7 +272,6 @@ class Drill:
             else:
                 self.restart_broker()
                 self.result.broker_restarts += 1
-            wait = self.rng.uniform(*cfg.gap_s)
 
     # ------------------------------------------------------------ the checks
 
