@@ -74,8 +74,10 @@ LINK_PATIENCE = 30.0
 """Loop seconds ``server.bless`` and ``server.factoryblinkup`` wait for a lost link to
 come back (impOS suspends Squirrel meanwhile under ``SUSPEND_ON_ERROR``)."""
 HELLO_RESEND = 2.0
-"""Loop seconds after which an unanswered hello is sent again (lost while the cloud
-was not yet back on a restarted broker; the cloud answers a repeat as the first)."""
+"""Loop seconds after which an unanswered hello, blessing or token request is sent
+again: one sent just after a broker restart, before the cloud is back on the
+broker, is lost (the cloud answers a repeated hello or blessing as the first, and a
+repeated token request with another token)."""
 GREETING_TIMEOUT = 5.0
 """Loop seconds to wait for configparams after welcome before running stored code."""
 OFFER_GRACE = 0.25
@@ -887,8 +889,9 @@ class Device:
         """One request to the cloud, as impOS makes it under ``SUSPEND_ON_ERROR``.
 
         Offline, it waits for the link; when the link drops or the cloud does not
-        answer (a broker or cloud restarting after a crash) it asks again, for
-        ``LINK_PATIENCE`` loop seconds in all. A refusal is an answer: raised at once.
+        answer (a broker or cloud restarting after a crash) it asks again, every
+        ``HELLO_RESEND`` seconds, for ``LINK_PATIENCE`` loop seconds in all. A refusal
+        is an answer: raised at once.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LINK_PATIENCE
@@ -898,7 +901,8 @@ class Device:
                 raise CloudClientError("not connected")
             try:
                 return await client.request(
-                    make(client), timeout=max(0.1, min(REQUEST_TIMEOUT, deadline - loop.time())))
+                    make(client), timeout=max(0.1, min(REQUEST_TIMEOUT, deadline - loop.time())),
+                    resend_every=HELLO_RESEND)
             except CloudRefused:
                 raise
             except CloudClientError:
