@@ -28,6 +28,7 @@ Used by tests/test_crash.py (a short drill) and ``impfactory soak`` (long ones).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -49,7 +50,8 @@ from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import open_db
 from impfactory.firmware.examples import application_source, factory_agent_source, factory_source
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
-from impfactory.tools.line_remote import prepare
+from impfactory.tools.attacks import Attack, LiveAttacks, check_store, live_attacks
+from impfactory.tools.line_remote import prepare, retrying
 from impfactory.tools.webhook_receiver import WebhookReceiver
 
 from impfactory.errors import ImpFactoryError
@@ -80,6 +82,8 @@ class DrillConfig:
     down_s: tuple[float, float] = (0.0, 1.0)
     """Wall seconds a killed cloud stays down before its restart."""
     timeout_s: float = 600.0
+    attacks: bool = False
+    """Have a stranger try the attacks of tools/attacks.py while the line runs."""
 
 
 @dataclass
@@ -92,6 +96,9 @@ class DrillResult:
     webhook_deliveries: int = 0
     webhook_redeliveries: int = 0
     violations: list[str] = field(default_factory=list)
+    attacks: list[Attack] = field(default_factory=list)
+    breaches: list[str] = field(default_factory=list)
+    """What the store shows an attack got (must be empty)."""
     wall_s: float = 0.0
 
     @property
@@ -105,7 +112,11 @@ class DrillResult:
                 "webhook_deliveries": self.webhook_deliveries,
                 "webhook_redeliveries": self.webhook_redeliveries,
                 "lost": self.lost, "violations": self.violations[:50],
-                "wall_s": round(self.wall_s, 2)}
+                "attacks_tried": len(self.attacks),
+                "attacks_refused": sum(a.refused for a in self.attacks),
+                "attacks": [{"name": a.name, "refused": a.refused, "detail": a.detail}
+                            for a in self.attacks],
+                "breaches": self.breaches[:50], "wall_s": round(self.wall_s, 2)}
 
 
 class _Proc:
@@ -170,7 +181,8 @@ class Drill:
         self.broker_url = ""
         self.cloud_url = ""
         self.cloud: _Proc | None = None
-        self.lock = threading.Lock()
+        self.tried: LiveAttacks | None = None
+        self.fixture_group = ""
 
     # ------------------------------------------------------------ parts
 
@@ -217,6 +229,7 @@ class Drill:
                                                   "content_type": "application/json"},
                 "relationships": {"devicegroup": {"type": line.production_group["type"],
                                                   "id": line.production_group["id"]}}}})
+            self.fixture_group = str(line.fixture_group["id"])
             records = self._run_line(receiver)
             self._check(records, line.production_group["id"], line.dut_group["id"], receiver)
         finally:
@@ -238,9 +251,16 @@ class Drill:
                  "--duts", str(cfg.duts), "--fixtures", str(cfg.fixtures),
                  "--seed", str(cfg.seed), "--scale", str(cfg.scale), "--json",
                  "--report", str(report)], stdout=stdout, stderr=stderr, text=True)
+            attacker = None
+            if cfg.attacks:
+                attacker = threading.Thread(target=self._attack, args=(line, receiver),
+                                            name="stranger", daemon=True)
+                attacker.start()
             try:
                 self._inject_faults(line, receiver)
                 code = line.wait(cfg.timeout_s)
+                if attacker is not None:
+                    attacker.join(cfg.timeout_s)
             finally:
                 if line.poll() is None:
                     line.kill()
@@ -273,6 +293,33 @@ class Drill:
                 self.restart_broker()
                 self.result.broker_restarts += 1
 
+    def _attack(self, line: subprocess.Popen[str], receiver: WebhookReceiver) -> None:
+        """A stranger tries every attack once a few DUTs are blessed (victims to aim at),
+        while the line runs; tried again from the start when a fault took the broker or
+        the cloud away mid-attack (it proves nothing then)."""
+        while len({h.get("device_id") for h in receiver.events("blessing")}) < 3:
+            if line.poll() is not None:
+                break
+            time.sleep(0.1)
+        victims = sorted({str(h.get("device_id")) for h in receiver.events("blessing")})
+        last: BaseException | None = None
+        for _ in range(10):
+            try:
+                fixtures = retrying(self._fixtures)
+                self.tried = asyncio.run(asyncio.wait_for(
+                    live_attacks(self.broker_url, victims, fixtures), 120))
+                self.result.attacks = self.tried.attacks
+                return
+            except Exception as err:  # the infrastructure was down: try again
+                last = err
+                time.sleep(1.0)
+        self.result.breaches.append(f"the attacks could not be run: {last!r}")
+
+    def _fixtures(self) -> list[str]:
+        client = ApiClient(self.endpoint).login(OWNER, self.password)
+        return [str(d["id"]) for d in client.list_all("/devices",
+                                                      {"devicegroup.id": self.fixture_group})]
+
     # ------------------------------------------------------------ the checks
 
     def _check(self, records: list[dict[str, Any]], production: str, dut_group: str,
@@ -300,6 +347,8 @@ class Drill:
         svc = CloudService(open_db(str(self.dir / "cloud.db")))
         try:
             self._check_store(svc, records, line_blessed, production, dut_group)
+            if self.tried is not None:
+                res.breaches += check_store(svc, self.tried)
         finally:
             svc.db.close()
         hooks: dict[str, set[str]] = {}
