@@ -52,6 +52,9 @@ from impfactory.cloud.service import CloudService
 from impfactory.backoff import Backoff
 from impfactory.errors import ImpFactoryError
 
+WEBHOOK_BACKOFF = Backoff(first=1.0, cap=300.0, max_attempts=50)
+"""Deliveries retry 1, 2, 4 ... s, at most 5 minutes apart, and are dead after 50 tries."""
+
 log = logging.getLogger(__name__)
 
 FILTERS = ("devicegroup.id",)
@@ -100,10 +103,6 @@ def next_state(state: Delivery, outcome: Outcome) -> Delivery:
     except KeyError:
         raise DeliveryStateError(f"no transition from {state.value} on {outcome.value}"
                                  ) from None
-
-
-WEBHOOK_BACKOFF = Backoff(first=1.0, cap=300.0, jitter=0.25, max_attempts=50)
-"""Delivery retries: 1 s doubling to five minutes, fifty attempts in all."""
 
 
 def encode(payload: JsonObj, content_type: str) -> bytes:

@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 
 from impfactory.cloud.brokeradmin import BrokerAdmin
-from impfactory.cloud.brokersec import CLOUD_USER, BrokerAccess, safe_url
+from impfactory.cloud.brokersec import CLOUD_USER, BrokerAccess
 from impfactory.cloud.errors import BrokerError
 from impfactory.cloud.mqtt import AsyncMqtt
 from impfactory.cloud.registrar import Registrar
@@ -33,13 +33,16 @@ from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 
 from impfactory.backoff import Backoff
+from impfactory.brokerurl import safe_url
 
 log = logging.getLogger(__name__)
 
+RECONNECT_BACKOFF = Backoff(first=0.1, cap=1.0, jitter=0.5)
+"""The cloud's own link to a broker that went away: soon, then every second at most,
+since every device waits for the cloud to be back on a restarted broker, and the
+cloud is one client."""
+
 _SESSION = re.compile(r"[0-9a-f]{32}\Z")
-LINK_BACKOFF = Backoff(first=0.1, factor=2.0, cap=1.0, jitter=0.5)
-"""The cloud's reconnects to a lost broker (loop seconds): often, since every device
-waits for the cloud to be back on a restarted broker, and the cloud is one client."""
 REQUEST_KINDS = frozenset({"hello", "factory_token_request", "chunk_request", "bless_request"})
 
 
@@ -176,7 +179,7 @@ class CloudLink:
                     if self.admin is not None:
                         self.admin.fail_all(err)
                     failures += 1
-                    delay = LINK_BACKOFF.delay(failures)
+                    delay = RECONNECT_BACKOFF.delay(failures)
                     log.warning("%s; retrying in %.2f s", err, delay)
                     await asyncio.sleep(delay)
 

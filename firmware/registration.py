@@ -30,9 +30,9 @@ from impfactory.mqttask import ask
 
 ATTEMPTS = 6
 ANSWER_TIMEOUT = 10.0
-SLOT_BACKOFF = Backoff(first=0.04, factor=2.0, cap=1.28, jitter=0.75)
-"""Pauses between slots (another device took one, or the broker is away): 10-40 ms at
-first, doubling, spread so devices that collided do not collide again."""
+SLOT_BACKOFF = Backoff(first=0.01, cap=0.64, jitter=0.75)
+"""Pause before another slot: another device took this one, or the broker is away;
+jittered so that devices that collided once do not collide again."""
 
 
 class RegistrationRefused(CloudClientError):

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from impfactory.cloud.api_client import check_endpoint
-from impfactory.cloud.brokersec import parse_url
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.fixture.faults import parse_faults, parse_rate
 from impfactory.fixture.line import LineConfig, LineError, LineResult, run_line
@@ -45,6 +44,7 @@ from impfactory.tools.line_setup import factory_cloud
 from impfactory.tools.line_shards import run_sharded
 from impfactory.tools.line_ui import LineProgress
 
+from impfactory.brokerurl import parse_url
 from impfactory.errors import ImpFactoryError
 
 
