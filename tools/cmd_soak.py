@@ -85,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
         raise SoakInputError("soak runs `broker serve`, which needs Mosquitto "
                              "(apt-get install mosquitto)")
     seed = args.seed if args.seed is not None else int(time.time()) % 100000
-    say = (lambda text: None) if args.json else (lambda text: print(text, flush=True))
+    def say(text: str) -> None:
+        if not args.json:
+            print(text, flush=True)
+
     say(f"soak: seed {seed}; fuzzing {args.fuzz_cases} cases ...")
     fuzzed = fuzz(args.fuzz_cases, seed)
     say(f"soak: {args.duts} DUTs on {args.fixtures} fixtures through {args.cloud_kills} cloud "
