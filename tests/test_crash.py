@@ -21,6 +21,9 @@ from pathlib import Path
 
 import pytest
 from impfactory.cloud.broker import find_mosquitto
+from impfactory.cloud.brokersec import Realm
+from impfactory.cloud.errors import BrokerError
+from impfactory.tools.cli import main
 from impfactory.tools.crash_drill import Drill, DrillConfig
 
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
@@ -98,3 +101,40 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["line", "run", "--cloud", "http://127.0.0.1:1/v5", "--broker", "mqtt://127.0.0.1:1"],
+     "--user"),
+    (["line", "run", "--cloud", "http://127.0.0.1:1/v5", "--user", "u", "--password", "p"],
+     "--broker"),
+    (["line", "run", "--cloud", "ftp://x", "--user", "u", "--password", "p", "--broker",
+      "mqtt://127.0.0.1:1"], "endpoint"),
+    (["line", "run", "--cloud", "http://127.0.0.1:1/v5", "--user", "u", "--password", "p",
+      "--broker", "mqtt://127.0.0.1:1", "--outdated-impos", "0.1"], "--outdated-impos"),
+    (["line", "run", "--user", "u"], "--cloud"),
+    (["broker", "serve", "--port", "70000"], "--port"),
+    (["soak", "--duts", "0"], "--duts"),
+    (["soak", "--cloud-kills", "-1"], "--cloud-kills"),
+], ids=["no-user", "no-broker", "bad-endpoint", "outdated", "user-alone", "broker-port",
+        "soak-duts", "soak-kills"])
+def test_bad_options_are_one_line_and_exit_2(argv: list[str], named: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("impfactory: error:") and len(err.strip().splitlines()) == 1, err
+    assert named in err, err
+
+
+def test_a_broker_kept_in_a_directory_keeps_its_secrets_and_port(tmp_path: Path) -> None:
+    first = Realm.kept_in(tmp_path / "b", "mosquitto")
+    first.port = 41883
+    first.save()
+    again = Realm.kept_in(tmp_path / "b", "mosquitto")
+    assert (again.cloud_password, again.agent_password, again.port) == (
+        first.cloud_password, first.agent_password, 41883)
+    assert oct((tmp_path / "b" / "realm.json").stat().st_mode & 0o777) == "0o600"
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "realm.json").write_text("[not an object")
+    with pytest.raises(BrokerError, match="unreadable broker state"):
+        Realm.kept_in(tmp_path / "c", "mosquitto")
