@@ -29,6 +29,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -340,7 +341,23 @@ class BrokerServer:
             return self.port
         if realm.port is not None and _port_free(realm.port):
             return realm.port
-        return free_port()
+        return steady_port() if realm.home is not None else free_port()
+
+
+def steady_port() -> int:
+    """A free loopback port below the kernel's ephemeral range, for a server that will be
+    restarted on the same port: in that range, any outgoing connection (a line's
+    hundreds of devices) may take the port as its own while the server is down."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10000, max(10001, low))
+        if _port_free(port):
+            return port
+    return free_port()
 
 
 def _port_free(port: int) -> bool:

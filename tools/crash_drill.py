@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from impfactory.cloud.api_client import ApiClient
-from impfactory.cloud.broker import free_port
+from impfactory.cloud.broker import steady_port
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import open_db
 from impfactory.firmware.examples import application_source, factory_agent_source, factory_source
@@ -174,7 +174,7 @@ class Drill:
         self.rng = random.Random(config.seed)
         self.result = DrillResult()
         self.password = secrets.token_urlsafe(12)
-        self.api_port = free_port()
+        self.api_port = steady_port()
         self.endpoint = f"http://127.0.0.1:{self.api_port}/v5"
         self.broker = _Proc(["broker", "serve", "--dir", str(workdir / "broker")],
                             workdir / "broker.log")
@@ -187,8 +187,7 @@ class Drill:
     # ------------------------------------------------------------ parts
 
     def start_broker(self, port: int | None = None) -> None:
-        if port is not None:
-            self.broker.args = [*self.broker.args[:4], "--port", str(port)]
+        self.broker.args = [*self.broker.args[:4], "--port", str(port or steady_port())]
         self.broker.start()
         self.broker_url = self.broker.read_line()
         self.cloud_url = self.broker.read_line().removeprefix("cloud: ")
