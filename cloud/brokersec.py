@@ -94,9 +94,11 @@ class BrokerAccess:
         host, port = parse_url(url)
         parts = urlsplit(url)
         plain = f"mqtt://{host}:{port}"
-        if parts.username is not None:
-            return cls(plain, unquote(parts.username), unquote(parts.password or ""))
         known = _REALMS.get((host, port))
+        if parts.username is not None:
+            keeps = not isinstance(known, Realm) or known.kind == "mosquitto"
+            return cls(plain, unquote(parts.username), unquote(parts.password or ""),
+                       keeps_sessions=keeps)
         if isinstance(known, Realm):
             return known.access(plain)
         return known if known is not None else cls(plain)

@@ -82,21 +82,37 @@ class CloudLink:
         # down (crashed, restarting) waits in the broker and is handed to the cloud
         # that logs in next, so a crash loses no request. On an open broker a random
         # client ID: nobody can guess it to take the session over.
-        client_id = access.username if access.secured else f"impcloud-{secrets.token_hex(16)}"
-        self._mqtt = AsyncMqtt(self.url, client_id or CLOUD_USER, self._receive,
-                               username=access.username, password=access.password,
-                               keep_session=access.secured and access.keeps_sessions)
-        self._mqtt.subscribe(cl.CLOUD_FILTER, cl.QOS)
-        self._mqtt.subscribe(linksec.ENROL_REQUEST_FILTER, cl.QOS)
-        if self.admin is not None:
-            self._mqtt.subscribe(self.admin.response_topic, cl.QOS)
-        else:
+        keep = access.secured and access.keeps_sessions
+        self._mqtt = self._connection(keep)
+        if self.admin is None:
             log.warning("broker %s is open (no cloud credentials): devices get no accounts "
                         "of their own and anyone may use their topics", self.url)
-        await self._mqtt.connect()
+        try:
+            await self._mqtt.connect()
+        except BrokerError:
+            if not keep:
+                raise
+            # a broker that keeps no sessions (an embedded broker in another process)
+            # refuses a persistent one: the cloud then does without
+            log.warning("broker %s refused a kept session: connecting without one",
+                        safe_url(self.url))
+            self._mqtt = self._connection(False)
+            await self._mqtt.connect()
         self.service.send = self.send
         self._watch = asyncio.get_running_loop().create_task(self._reconnect_forever())
         log.info("device link up on %s", safe_url(self.url))
+
+    def _connection(self, keep_session: bool) -> AsyncMqtt:
+        access = self.access
+        client_id = access.username if access.secured else f"impcloud-{secrets.token_hex(16)}"
+        mqtt = AsyncMqtt(self.url, client_id or CLOUD_USER, self._receive,
+                         username=access.username, password=access.password,
+                         keep_session=keep_session)
+        mqtt.subscribe(cl.CLOUD_FILTER, cl.QOS)
+        mqtt.subscribe(linksec.ENROL_REQUEST_FILTER, cl.QOS)
+        if self.admin is not None:
+            mqtt.subscribe(self.admin.response_topic, cl.QOS)
+        return mqtt
 
     @property
     def connected(self) -> bool:
