@@ -34,7 +34,7 @@ needs_mosquitto = pytest.mark.skipif(not find_mosquitto() and not IN_CI,
 @needs_mosquitto
 def test_a_line_survives_cloud_kills_and_a_broker_restart(tmp_path: Path) -> None:
     config = DrillConfig(duts=40, fixtures=4, cloud_kills=2, broker_restarts=1, seed=7,
-                         scale=100.0, faults_within=(0.1, 0.7), down_s=(0.0, 0.5))
+                         scale=25.0, faults_within=(0.05, 0.4), down_s=(0.0, 0.5))
     result = Drill(tmp_path, config).run()
     assert (result.cloud_kills, result.broker_restarts) == (2, 1), "the line ended too soon"
     assert result.violations == []
