@@ -137,9 +137,9 @@ class _Proc:
 
     def read_line(self) -> str:
         assert self.proc is not None and self.proc.stdout is not None
+        stdout = self.proc.stdout
         found: list[str] = []
-        reader = threading.Thread(target=lambda: found.append(self.proc.stdout.readline()),  # type: ignore[union-attr]
-                                  daemon=True)
+        reader = threading.Thread(target=lambda: found.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(READY_S)
         if not found or not found[0]:
