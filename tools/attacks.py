@@ -195,21 +195,27 @@ async def live_attacks(url: str, victims: list[str], fixtures: list[str],
           f"{len(others)} messages of others" if others else "nothing of anyone else's")
     tried(f"forged factory token and bless requests for {len(fixtures)} fixture(s)",
           not any(t.endswith(("/factory_token", "/bless_answer")) for t in others))
-    tried(f"{flood} hellos from made-up devices", True, "checked in the store")
+    tried(f"{flood} hellos from made-up devices", True, "none in the store")
     return out
 
 
 def check_store(svc: Any, tried: LiveAttacks) -> list[str]:
-    """What the store shows that the attacks got: a list of breaches (empty: none)."""
-    breaches = []
-    for device_id in tried.made_up:
-        if svc.find_device(device_id) is not None:
-            breaches.append(f"made-up device {device_id} exists")
+    """What the store shows that the attacks got: a list of breaches (empty: none).
+
+    An attack the store shows got somewhere is marked not refused, whatever the
+    stranger saw at the time."""
+    made_up = [f"made-up device {d} exists" for d in tried.made_up
+               if svc.find_device(d) is not None]
+    forged = []
     for device_id in tried.forged_bless:
         device = svc.find_device(device_id)
         if device is not None and device.blessed:
-            breaches.append(f"fixture {device_id} blessed by a stranger")
+            forged.append(f"fixture {device_id} blessed by a stranger")
         if device is not None and any("Blessing refused" in e.msg
                                       for e in svc.device_logs(device_id, size=1000)):
-            breaches.append(f"a stranger's bless request for {device_id} reached the cloud")
-    return breaches
+            forged.append(f"a stranger's bless request for {device_id} reached the cloud")
+    for attack in tried.attacks:
+        if (made_up and ("made-up" in attack.name)) or (forged and "forged" in attack.name):
+            attack.refused = False
+            attack.detail = "the store shows it got in"
+    return made_up + forged
