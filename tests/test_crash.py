@@ -11,6 +11,7 @@ no device in two groups, every blessing webhook delivered with one event ID. The
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -20,9 +21,11 @@ import time
 from pathlib import Path
 
 import pytest
-from impfactory.cloud.broker import find_mosquitto
+from impfactory.cloud.broker import BrokerServer, find_mosquitto
 from impfactory.cloud.brokersec import Realm
 from impfactory.cloud.errors import BrokerError
+from impfactory.cloud.fakedevice import FakeDevice
+from impfactory.cloud.server import Cloud
 from impfactory.tools.cli import main
 from impfactory.tools.crash_drill import Drill, DrillConfig
 
@@ -138,3 +141,36 @@ def test_a_broker_kept_in_a_directory_keeps_its_secrets_and_port(tmp_path: Path)
     (tmp_path / "c" / "realm.json").write_text("[not an object")
     with pytest.raises(BrokerError, match="unreadable broker state"):
         Realm.kept_in(tmp_path / "c", "mosquitto")
+
+
+@needs_mosquitto
+def test_a_broker_restarted_from_its_directory_keeps_its_port_and_every_account(
+        tmp_path: Path) -> None:
+    """``broker serve``'s promise: a device registered before the restart logs in
+    afterwards with the password it had, at the URL it had."""
+    home = tmp_path / "broker"
+
+    async def register_one(url: str) -> FakeDevice:
+        async with Cloud(tmp_path / "c.db", url):
+            device = FakeDevice(url)
+            await device.connect()
+            await device.close()
+        return device
+
+    first = BrokerServer("mosquitto", home=home)
+    url = first.start()
+    try:
+        device = asyncio.run(register_one(url))
+    finally:
+        first.stop()
+    again = BrokerServer("mosquitto", home=home)
+    assert again.start() == url
+    try:
+        async def log_in() -> None:
+            link = device._new_link()  # its old password: no registration
+            await link.connect()
+            await link.close()
+
+        asyncio.run(log_in())
+    finally:
+        again.stop()
