@@ -53,8 +53,8 @@ SERVERS = {("cloud", "serve"), ("bench", "emulate")}
 SMALL: dict[tuple[str, ...], dict[str, str]] = {
     ("demo",): {"--duts": "4"},
     ("line", "run"): {"--duts": "8"},
-    ("soak",): {"--duts": "12", "--cloud-kills": "1", "--broker-restarts": "1",
-                "--fuzz-cases": "500"},
+    ("soak",): {"--duts": "8", "--cloud-kills": "1", "--broker-restarts": "0",
+                "--fuzz-cases": "200"},
     ("floor",): {"--duts": "2"},
     ("bench", "watch"): {"--seconds": "3"},
     ("bench", "uart"): {"--seconds": "2"},
