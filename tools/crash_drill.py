@@ -47,7 +47,7 @@ from typing import Any, TextIO
 from impfactory.cloud.api_client import ApiClient
 from impfactory.cloud.broker import steady_port
 from impfactory.cloud.service import CloudService
-from impfactory.cloud.store import open_db
+from impfactory.cloud.store import open_store
 from impfactory.firmware.examples import application_source, factory_agent_source, factory_source
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.tools.attacks import Attack, LiveAttacks, check_store, live_attacks
@@ -343,13 +343,13 @@ class Drill:
         assert self.cloud is not None
         self.cloud.stop()
         self.cloud = None
-        svc = CloudService(open_db(str(self.dir / "cloud.db")))
+        svc = CloudService(open_store(self.dir / "cloud.db"))
         try:
             self._check_store(svc, records, line_blessed, production, dut_group)
             if self.tried is not None:
                 res.breaches += check_store(svc, self.tried)
         finally:
-            svc.db.close()
+            svc.close()
         hooks: dict[str, set[str]] = {}
         for h in receiver.events("blessing"):
             hooks.setdefault(str(h.get("device_id")), set()).add(str(h.get("event_id")))
