@@ -97,6 +97,7 @@ async def _update(duts: list[Device], size: int) -> dict[str, Any]:
 
     for dut in duts:
         dut.subscribe(watch)
+    cpu = time.process_time()
     for dut in duts:
         dut.power_on()
     try:
@@ -104,23 +105,29 @@ async def _update(duts: list[Device], size: int) -> dict[str, Any]:
     except TimeoutError:
         failed.append(f"{len(duts) - len(ended)} devices still downloading after "
                       f"{TIMEOUT:.0f} s")
+    cpu = time.process_time() - cpu
     await asyncio.gather(*(d.power_off() for d in duts))
     installed = max(0, len(ended) - len(failed))
     wall = (max(ended) - min(started)) if started and ended else float("nan")
     return {"installed": installed, "wall_s": round(wall, 3),
             "mib_per_s": round(installed * size / wall / 2**20, 1) if installed else 0.0,
             "starts_spread_s": round(max(started) - min(started), 3) if started else None,
+            # this process: the cloud and every device (the broker is another process)
+            "cpu_ms_per_mib": round(1000 * cpu / max(installed * size / 2**20, 1e-9), 2),
             "failures": failed[:3]}
 
 
 async def run(cloud_url: str, devices: int, size: int, scale: float) -> dict[str, Any]:
     chunk = cl.DEFAULT_CHUNK_SIZE
     blocks = -(-size // chunk)
+    cpu = time.process_time()
     raw = await raw_rate(cloud_url, messages=devices * blocks, size=chunk, subscribers=devices)
+    cpu = time.process_time() - cpu  # set-up included: subscribers' accounts and connects
     figures = await _deliver(cloud_url, devices, size, scale)
     raw_mib = raw.bytes_per_s / 2**20
     return {"devices": devices, "image_bytes": size, "chunk_bytes": chunk, **figures,
             "raw_mib_per_s": round(raw_mib, 1),
+            "raw_cpu_ms_per_mib": round(1000 * cpu / (raw.messages * raw.size / 2**20), 2),
             "ratio": round(figures["mib_per_s"] / raw_mib, 3)}
 
 
