@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
@@ -176,7 +176,7 @@ def rel(type_: str, id_: str | None) -> JsonObj | None:
 
 
 def resource(type_: str, id_: str, attributes: JsonObj,
-             relationships: dict[str, JsonObj | None] | None = None) -> JsonObj:
+             relationships: Mapping[str, JsonObj | None] | None = None) -> JsonObj:
     """A resource object; relationships that are ``None`` are left out."""
     out: JsonObj = {"type": type_, "id": id_, "attributes": attributes}
     if relationships is not None:
@@ -368,7 +368,7 @@ def data_object(body: Any, expected_types: Iterable[str], *, want_id: str | None
     return data
 
 
-def attributes(data: JsonObj, allowed: dict[str, Callable[[Any], bool]],
+def attributes(data: JsonObj, allowed: Mapping[str, Callable[[Any], bool]],
                required: Iterable[str] = ()) -> JsonObj:
     """``data.attributes`` checked against ``allowed`` (name → value predicate)."""
     attrs = data.get("attributes") or {}

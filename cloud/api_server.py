@@ -39,6 +39,8 @@ from impfactory.cloud.outbound import Outbound
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.web import Limits, WebServer, build_app
 
+from impfactory.backoff import Backoff
+
 
 class ApiService:
     """The REST API over one ``CloudService``, served on ``host:port``.
@@ -51,7 +53,7 @@ class ApiService:
     """
 
     def __init__(self, svc: CloudService, accounts: AccountBook, *, host: str = "127.0.0.1",
-                 port: int = 0, backoff: api_webhooks.Backoff | None = None,
+                 port: int = 0, backoff: Backoff | None = None,
                  access_log: bool = False, limits: Limits | None = None,
                  http_timeout: float = 10.0, outbound: Outbound | None = None,
                  agents: Agents | None = None, agent_url: str | None = None) -> None:

@@ -25,7 +25,6 @@ import contextlib
 import json
 import logging
 import sqlite3
-from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urlencode
 
@@ -50,7 +49,11 @@ from impfactory.cloud.model import WEBHOOK_CONTENT_TYPES, WEBHOOK_EVENTS, Webhoo
 from impfactory.cloud.outbound import Outbound, Reply
 from impfactory.cloud.service import CloudService
 
+from impfactory.backoff import Backoff
 from impfactory.errors import ImpFactoryError
+
+WEBHOOK_BACKOFF = Backoff(first=1.0, cap=300.0, max_attempts=50)
+"""Deliveries retry 1, 2, 4 ... s, at most 5 minutes apart, and are dead after 50 tries."""
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +105,6 @@ def next_state(state: Delivery, outcome: Outcome) -> Delivery:
                                  ) from None
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Retry schedule: ``base * 2**(attempts-1)`` seconds, at most ``cap``."""
-
-    base: float = 1.0
-    cap: float = 300.0
-    max_attempts: int = 50
-
-    def delay(self, attempts: int) -> float:
-        return float(min(self.cap, self.base * 2 ** min(max(attempts - 1, 0), 30)))
-
-
 def encode(payload: JsonObj, content_type: str) -> bytes:
     """The POST body: JSON, or form fields with lists joined by commas."""
     if content_type == "application/json":
@@ -139,7 +130,7 @@ class Dispatcher:
                  poll: float = 0.2) -> None:
         self.svc = svc
         self.http = http
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or WEBHOOK_BACKOFF
         self.poll = poll
         self.batch = 1000
         """Deliveries considered per round (besides the dead ones, which are skipped)."""
@@ -193,7 +184,7 @@ class Dispatcher:
         ok, error = reply.ok, reply.error
         attempts = d.attempts + 1
         outcome = (Outcome.OK if ok else Outcome.LAST_FAILED
-                   if attempts >= self.backoff.max_attempts else Outcome.FAILED)
+                   if self.backoff.gives_up(attempts) else Outcome.FAILED)
         state = next_state(self.state_of(d.id), outcome)
         self.svc.mark_webhook(d.id, ok=ok, error=error)
         with self.db:

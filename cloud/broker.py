@@ -38,8 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from impfactory.cloud import brokersec
-from impfactory.cloud.brokersec import BrokerAccess, Realm, parse_url
+from impfactory.cloud.brokersec import BrokerAccess, Realm
 from impfactory.cloud.errors import BrokerError
+
+from impfactory.brokerurl import BrokerUrlError, parse_url
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,10 @@ class BrokerServer:
     @staticmethod
     def _resolve(spec: str) -> str:
         if spec.startswith("mqtt://"):
-            parse_url(spec)
+            try:
+                parse_url(spec)
+            except BrokerUrlError as err:
+                raise BrokerError(str(err)) from None
             return "external"
         if spec == "auto":
             return "mosquitto" if find_mosquitto() else "embedded"

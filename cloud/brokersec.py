@@ -44,9 +44,10 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
-from impfactory.cloud.errors import BrokerError
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
+
+from impfactory.brokerurl import parse_url
 
 CLOUD_USER: Final = "impcloud"
 AGENT_USER: Final = "impfactory-accounts"
@@ -93,26 +94,6 @@ class BrokerAccess:
         if isinstance(known, Realm):
             return known.access(plain)
         return known if known is not None else cls(plain)
-
-
-def parse_url(url: str) -> tuple[str, int]:
-    """``mqtt://[user:password@]host:port`` -> (host, port), or ``BrokerError``."""
-    parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise BrokerError(f"broker URL must be mqtt://HOST:PORT, got {safe_url(url)!r}")
-    try:
-        port = parts.port or 1883
-    except ValueError as err:
-        raise BrokerError(f"bad port in broker URL {safe_url(url)!r}") from err
-    return parts.hostname, port
-
-
-def safe_url(url: str) -> str:
-    """A URL fit for a log line: any password replaced."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 @dataclass

@@ -24,17 +24,17 @@ import contextlib
 import hashlib
 import itertools
 import secrets
-import socket
 from types import TracebackType
 from typing import TypeVar
 
-import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
+from impfactory.firmware.cloudclient import BrokerRefused, CloudClient, CloudRefused
+from impfactory.firmware.errors import CloudClientError
+from impfactory.firmware.registration import register
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 
+from impfactory.brokerurl import parse_url
 from impfactory.maker import maker_secret
-from impfactory.mqttask import ask
 
 TIMEOUT = 20.0
 M = TypeVar("M", bound=cl.Message)
@@ -50,12 +50,6 @@ class FakeDeviceRefused(FakeDeviceError):
     def __init__(self, reply: cl.ErrorReply) -> None:
         super().__init__(f"{reply.kind}: {reply.code.value}: {reply.message}")
         self.reply = reply
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    rest = url.removeprefix("mqtt://")
-    host, _, port = rest.rpartition(":")
-    return host, int(port)
 
 
 class FakeDevice:
@@ -81,12 +75,10 @@ class FakeDevice:
         self.unread: list[cl.Message] = []
         self.images: dict[str, bytes] = {}
         self._arrived = asyncio.Event()
-        self._pending: dict[int, asyncio.Future[cl.Message]] = {}
         self._chunks: dict[str, dict[int, bytes]] = {}
         self._chunk_event: dict[str, asyncio.Event] = {}
         self._req = itertools.count(1)
-        self._client: aiomqtt.Client | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._link: CloudClient | None = None
 
     # ------------------------------------------------------------ session
 
@@ -94,89 +86,47 @@ class FakeDevice:
         """Register when it has no account yet (or the broker forgot it), then log in."""
         if self.password is None:
             await self.register()
+        link = self._new_link()
         try:
-            client = await self._login()
-        except MqttConnectError:
+            await link.connect()
+        except BrokerRefused:
             await self.register()
-            client = await self._login()
-        self._client = client
-        self.session = secrets.token_hex(16)
-        await client.subscribe(cl.device_filter(self.device_id), qos=cl.QOS)
-        self._reader = asyncio.get_running_loop().create_task(self._read(client))
+            link = self._new_link()
+            await link.connect()
+        self._link = link
+        self.session = link.session
 
-    async def _login(self) -> aiomqtt.Client:
-        host, port = _host_port(self.url)
-        will_topic, will_payload = cl.encode(cl.Bye(device_id=self.device_id, reason="lost"))
-        client = aiomqtt.Client(host, port, identifier=self.device_id,
-                                username=self.device_id, password=self.password,
-                                will=aiomqtt.Will(will_topic, will_payload, qos=cl.QOS),
-                                max_inflight_messages=0, timeout=self.timeout,
-                                # small request/answer packets: no Nagle wait
-                                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-        await client.__aenter__()
-        return client
+    def _new_link(self) -> CloudClient:
+        """The emulated imp's own client: a new session each time, as an imp has."""
+        host, port = parse_url(self.url)
+        return CloudClient(self.device_id, host, port, self._dispatch, lambda: None,
+                           password=self.password, link_key=self.link_key,
+                           on_ignored=lambda topic, why: self.ignored.append((topic, why)),
+                           timeout=self.timeout)
 
     async def register(self) -> None:
-        """Get this module's broker account and link key through an enrolment slot."""
-        host, port = _host_port(self.url)
+        """Get this module's broker account and link key through an enrolment slot,
+        exactly as an emulated imp does (firmware/registration.py)."""
+        host, port = parse_url(self.url)
         if self.module_key is None:
             self.module_key = linksec.module_key(maker_secret(), self.device_id)
-        for attempt in range(6):
-            nonce, password = secrets.token_hex(16), secrets.token_urlsafe(24)
-            slot = linksec.slot_name(secrets.randbelow(linksec.ENROL_SLOTS))
-            request = linksec.RegisterRequest(slot, nonce, self.device_id, password,
-                                              linksec.registration_proof(
-                                                  self.module_key, self.device_id, nonce,
-                                                  password))
-            try:
-                answer = await self._ask(host, port, request)
-            except (aiomqtt.MqttError, TimeoutError):  # the slot was taken over: another
-                await asyncio.sleep(0.01 * 2 ** attempt)
-                continue
-            if not answer.ok:
-                raise FakeDeviceError(f"registration refused: {answer.code}: {answer.message}")
-            self.password, self.link_key = password, linksec.link_key(self.module_key, nonce)
-            self.registrations += 1
-            return
-        raise FakeDeviceError(f"registration of {self.device_id} got no answer")
-
-    async def _ask(self, host: str, port: int,
-                   request: linksec.RegisterRequest) -> linksec.RegisterAnswer:
-        def pick(topic: str, payload: bytes) -> linksec.RegisterAnswer | None:
-            answer = linksec.decode_answer(topic, payload)
-            return answer if answer.nonce == request.nonce else None
-
-        topic, payload = linksec.encode_request(request)
-        return await ask(host, port,
-                         identifier=linksec.slot_client_id(request.slot, request.nonce),
-                         username=request.slot, password=linksec.ENROL_PASSWORD,
-                         topic=topic, payload=payload,
-                         reply_topic=linksec.answer_topic(request.slot), pick=pick,
-                         timeout=self.timeout)
+        try:
+            creds = await register(host, port, self.device_id, self.module_key,
+                                   timeout=self.timeout)
+        except CloudClientError as err:  # RegistrationRefused, or no slot answered
+            raise FakeDeviceError(str(err)) from err
+        self.password, self.link_key = creds.password, creds.link_key
+        self.registrations += 1
 
     async def close(self, *, clean: bool = True) -> None:
         """Disconnect: with ``bye`` when clean, else drop the socket so the will fires."""
-        client, self._client = self._client, None
-        if client is None:
+        link, self._link = self._link, None
+        if link is None:
             return
-        if clean:
-            with contextlib.suppress(aiomqtt.MqttError):
-                topic, payload = cl.encode(cl.Bye(device_id=self.device_id))
-                await client.publish(topic, payload, qos=cl.QOS)
-        else:
-            sock = client._client.socket()  # an abrupt loss, on purpose: no DISCONNECT
-            if isinstance(sock, socket.socket):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.__aexit__(None, None, None), 5)
-        lost = getattr(client, "_disconnected", None)  # read it, so asyncio does not complain
-        if isinstance(lost, asyncio.Future) and lost.done() and not lost.cancelled():
-            lost.exception()
+        if not clean:
+            link.sever()  # an abrupt loss, on purpose: no DISCONNECT
+            link.connected = False
+        await link.close()
 
     async def __aenter__(self) -> FakeDevice:
         await self.connect()
@@ -188,15 +138,18 @@ class FakeDevice:
 
     # ------------------------------------------------------------ raw traffic
 
+    @property
+    def link(self) -> CloudClient:
+        if self._link is None:
+            raise FakeDeviceError("not connected")
+        return self._link
+
     async def send(self, msg: cl.Message) -> None:
-        assert self._client is not None, "not connected"
-        topic, payload = cl.encode(msg)
-        await self._client.publish(topic, payload, qos=cl.QOS)
+        await self.link.send(msg)
 
     async def send_raw(self, topic: str, payload: bytes) -> None:
         """Publish anything at all (bad input tests)."""
-        assert self._client is not None, "not connected"
-        await self._client.publish(topic, payload, qos=cl.QOS)
+        await self.link.publish(topic, payload)
 
     def next_req(self) -> int:
         return next(self._req)
@@ -209,17 +162,15 @@ class FakeDevice:
         return reply
 
     async def request_raw(self, msg: cl.Message) -> cl.Message:
-        req = getattr(msg, "req", None)
-        assert isinstance(req, int)
-        future: asyncio.Future[cl.Message] = asyncio.get_running_loop().create_future()
-        self._pending[req] = future
+        """The reply to ``msg``, an ``error`` reply included (kept in ``history``)."""
         try:
-            await self.send(msg)
-            return await asyncio.wait_for(future, self.timeout)
-        except TimeoutError as err:
-            raise FakeDeviceError(f"no answer to {msg.KIND} within {self.timeout} s") from err
-        finally:
-            self._pending.pop(req, None)
+            reply = await self.link.request(msg, timeout=self.timeout)
+        except CloudRefused as err:
+            reply = err.reply
+        except CloudClientError as err:
+            raise FakeDeviceError(str(err)) from err
+        self.history.append(reply)
+        return reply
 
     async def expect(self, cls: type[M], timeout: float | None = None) -> M:
         """The next unread message of class ``cls`` (waiting for it if need be)."""
@@ -284,6 +235,23 @@ class FakeDevice:
         have = self._chunks.setdefault(ref.sha, {})
         event = self._chunk_event.setdefault(ref.sha, asyncio.Event())
         wanted = [i for i in range(ref.total) if i not in have and i not in skip]
+        link = self.link
+        link.sink_chunks(ref.sha, self._chunk)
+        try:
+            await self._fetch_blocks(ref, wanted, have, event, batch)
+        finally:
+            link.sink_chunks(ref.sha, None)
+        if any(i not in have for i in range(ref.total)):
+            return b""  # partial on purpose (skip given)
+        data = b"".join(have[i] for i in range(ref.total))
+        if hashlib.sha256(data).hexdigest() != ref.sha or len(data) != ref.size:
+            have.clear()
+            raise FakeDeviceError(f"image {ref.sha[:12]} failed its SHA-256 check")
+        self.images[ref.sha] = data
+        return data
+
+    async def _fetch_blocks(self, ref: cl.ImageRef, wanted: list[int], have: dict[int, bytes],
+                            event: asyncio.Event, batch: int) -> None:
         for start in range(0, len(wanted), batch):
             blocks = tuple(wanted[start:start + batch])
             await self.send(cl.ChunkRequest(device_id=self.device_id, sha=ref.sha,
@@ -301,14 +269,6 @@ class FakeDevice:
                 event.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), min(remaining, 0.5))
-        if any(i not in have for i in range(ref.total)):
-            return b""  # partial on purpose (skip given)
-        data = b"".join(have[i] for i in range(ref.total))
-        if hashlib.sha256(data).hexdigest() != ref.sha or len(data) != ref.size:
-            have.clear()
-            raise FakeDeviceError(f"image {ref.sha[:12]} failed its SHA-256 check")
-        self.images[ref.sha] = data
-        return data
 
     async def run(self, offer: cl.CodeOffer) -> str:
         """Fetch an offered deployment, 'run' it, report it; returns the device code."""
@@ -326,33 +286,14 @@ class FakeDevice:
 
     # ------------------------------------------------------------ receiving
 
-    async def _read(self, client: aiomqtt.Client) -> None:
-        with contextlib.suppress(aiomqtt.MqttError):
-            async for message in client.messages:
-                payload = message.payload
-                assert isinstance(payload, (bytes, bytearray))
-                topic = str(message.topic)
-                data = bytes(payload)
-                if not topic.endswith("/down/chunk"):
-                    try:
-                        data = linksec.unseal(self.link_key, self.session, topic, data)
-                    except linksec.SealError as err:
-                        self.ignored.append((topic, str(err)))
-                        continue
-                self._dispatch(cl.decode(topic, data))
+    def _chunk(self, chunk: cl.Chunk | None) -> None:
+        """A block of an image being fetched (None: the link went; ``fetch`` times out)."""
+        if chunk is not None:
+            self._chunks.setdefault(chunk.sha, {})[chunk.index] = chunk.data
+            self._chunk_event.setdefault(chunk.sha, asyncio.Event()).set()
 
     def _dispatch(self, msg: cl.Message) -> None:
-        if isinstance(msg, cl.Chunk):
-            self._chunks.setdefault(msg.sha, {})[msg.index] = msg.data
-            self._chunk_event.setdefault(msg.sha, asyncio.Event()).set()
-            return
+        """What the client did not take as a reply or a chunk: ``history`` and ``unread``."""
         self.history.append(msg)
-        req = getattr(msg, "req", None)
-        future = self._pending.get(req) if isinstance(req, int) else None
-        if future is not None and not future.done() and not (
-            isinstance(msg, cl.ErrorReply) and msg.kind == "chunk_request"
-        ):
-            future.set_result(msg)
-            return
         self.unread.append(msg)
         self._arrived.set()

@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 
 from impfactory.cloud.brokeradmin import BrokerAdmin
-from impfactory.cloud.brokersec import BrokerAccess, safe_url
+from impfactory.cloud.brokersec import BrokerAccess
 from impfactory.cloud.errors import BrokerError
 from impfactory.cloud.mqtt import AsyncMqtt
 from impfactory.cloud.registrar import Registrar
@@ -32,7 +32,13 @@ from impfactory.cloud.service import CloudService
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 
+from impfactory.backoff import Backoff
+from impfactory.brokerurl import safe_url
+
 log = logging.getLogger(__name__)
+
+RECONNECT_BACKOFF = Backoff(first=0.1, cap=5.0, jitter=0.5)
+"""The cloud's own link to a broker that went away: soon, then every few seconds."""
 
 _SESSION = re.compile(r"[0-9a-f]{32}\Z")
 REQUEST_KINDS = frozenset({"hello", "factory_token_request", "chunk_request", "bless_request"})
@@ -157,7 +163,7 @@ class CloudLink:
         assert self._mqtt is not None
         while True:
             await self._mqtt.lost.wait()
-            delay = 0.1
+            failures = 0
             while True:
                 try:
                     await self._mqtt.connect()
@@ -167,9 +173,10 @@ class CloudLink:
                 except BrokerError as err:
                     if self.admin is not None:
                         self.admin.fail_all(err)
+                    failures += 1
+                    delay = RECONNECT_BACKOFF.delay(failures)
                     log.warning("%s; retrying in %.1f s", err, delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
 
     def _receive(self, topic: str, payload: bytes) -> None:
         if topic.startswith(linksec.ENROL_PREFIX):

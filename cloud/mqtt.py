@@ -18,9 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from impfactory.cloud.broker import parse_url
 from impfactory.cloud.errors import BrokerError
 from paho.mqtt.enums import CallbackAPIVersion
+
+from impfactory.brokerurl import BrokerUrlError, parse_url
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,10 @@ class AsyncMqtt:
     def __init__(self, url: str, client_id: str,
                  on_message: Callable[[str, bytes], None], *,
                  username: str | None = None, password: str | None = None) -> None:
-        self.host, self.port = parse_url(url)
+        try:
+            self.host, self.port = parse_url(url)
+        except BrokerUrlError as err:
+            raise BrokerError(str(err)) from None
         self.on_message = on_message
         self.subscriptions: list[tuple[str, int]] = []
         self.connected = asyncio.Event()

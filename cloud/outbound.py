@@ -24,6 +24,7 @@ import socket
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -101,7 +102,7 @@ class Outbound:
                          failure=Failure.PROTOCOL)
         if not target.host:
             return Reply(None, "the URL names no host", failure=Failure.URL)
-        extra = {}  # (passing timeout=None would lift the session's deadline)
+        extra: dict[str, Any] = {}  # (passing timeout=None would lift the session's deadline)
         if timeout is not None:
             extra["timeout"] = aiohttp.ClientTimeout(total=timeout,
                                                      connect=min(timeout, CONNECT_TIMEOUT))

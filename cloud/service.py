@@ -370,7 +370,7 @@ class CloudService:
             raise InvalidError(f"{group.type.value} has no targets")
         if "name" in changes:
             _check_name(changes["name"])
-        values = {
+        values: dict[str, Any] = {
             "name": group.name, "description": group.description, "env_vars": group.env_vars,
             "load_code_after_blessing": group.load_code_after_blessing, "region": group.region,
             "production_target": group.production_target, "dut_target": group.dut_target,

@@ -68,7 +68,8 @@ class CloudClient:
                  on_message: Callable[[cl.Message], Any],
                  on_lost: Callable[[], Any], *, password: str | None = None,
                  link_key: bytes = b"",
-                 on_ignored: Callable[[str, str], Any] | None = None) -> None:
+                 on_ignored: Callable[[str, str], Any] | None = None,
+                 timeout: float = REQUEST_TIMEOUT) -> None:
         self.device_id = device_id
         self.host, self.port = host, port
         self.on_message = on_message
@@ -76,6 +77,7 @@ class CloudClient:
         self.on_ignored = on_ignored or (lambda topic, why: None)
         self.password = password
         self.link_key = link_key
+        self.timeout = timeout
         self.session = secrets.token_hex(16)
         self.connected = False
         self.bad_messages = 0
@@ -96,7 +98,7 @@ class CloudClient:
             username=self.device_id if self.password is not None else None,
             password=self.password,
             will=aiomqtt.Will(will_topic, will_payload, qos=cl.QOS),
-            keepalive=30, timeout=REQUEST_TIMEOUT, clean_session=True,
+            keepalive=30, timeout=self.timeout, clean_session=True,
             # Small request/answer packets: Nagle plus delayed ACK would add ~40 ms each.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
@@ -139,10 +141,15 @@ class CloudClient:
 
     async def send(self, msg: cl.Message) -> None:
         """Publish one message (QoS 1); ``CloudClientError`` as soon as the link is lost."""
+        topic, payload = cl.encode(msg)
+        await self.publish(topic, payload, msg.KIND)
+
+    async def publish(self, topic: str, payload: bytes, what: str = "a message") -> None:
+        """Publish any bytes on any topic (QoS 1): ``send`` encodes first; test doubles
+        publish what no encoder would make."""
         client, gone = self._client, self._gone
         if client is None or gone is None or gone.done():
             raise CloudClientError("not connected to the cloud")
-        topic, payload = cl.encode(msg)
         publish = asyncio.ensure_future(client.publish(topic, payload, qos=cl.QOS))
         try:
             # asyncio.wait: our own cancellation propagates (and cancels the publish below)
@@ -152,7 +159,7 @@ class CloudClient:
                 publish.cancel()
                 await asyncio.wait({publish})
         if publish.cancelled():
-            raise CloudClientError(f"link lost while sending {msg.KIND}")
+            raise CloudClientError(f"link lost while sending {what}")
         err = publish.exception()
         if isinstance(err, aiomqtt.MqttError):
             raise CloudClientError(f"publish failed: {err}") from err

@@ -23,7 +23,6 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 from impfactory.firmware import impapi
@@ -54,6 +53,7 @@ from impfactory.protocol.blinkup import BlinkUpConfig, BlinkUpError
 from impfactory.protocol.decoder import LineCode
 from impfactory.protocol.linecode import Signal
 
+from impfactory.brokerurl import parse_url
 from impfactory.clock import Clock, TimerHandle
 from impfactory.devicecode import is_python_code
 from impfactory.maker import maker_secret
@@ -116,7 +116,7 @@ class Device:
         self.hardware_board.use_clock(DeviceClock(self))
         self.events: list[DeviceRecord] = []
         self.logs: list[str] = []
-        self.configparams: dict[str, str] = {}
+        self.configparams: dict[str, str | bool] = {}
         self.group_type: str | None = None
         self.blessed = False
         self.powered = False
@@ -582,8 +582,7 @@ class Device:
                 await self._connect_wanted.wait()
 
     async def _open_cloud(self) -> None:
-        parts = urlsplit(self.server_url)
-        host, port = parts.hostname or "127.0.0.1", parts.port or 1883
+        host, port = parse_url(self.server_url)
         s = self.settings
         if not s.registered:
             await self._register(host, port)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import secrets
 from dataclasses import dataclass
 from functools import partial
@@ -26,10 +25,14 @@ from impfactory.firmware.errors import CloudClientError
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 
+from impfactory.backoff import Backoff
 from impfactory.mqttask import ask
 
 ATTEMPTS = 6
 ANSWER_TIMEOUT = 10.0
+SLOT_BACKOFF = Backoff(first=0.01, cap=0.64, jitter=0.75)
+"""Pause before another slot: another device took this one, or the broker is away;
+jittered so that devices that collided once do not collide again."""
 
 
 class RegistrationRefused(CloudClientError):
@@ -65,7 +68,7 @@ async def register(host: str, port: int, device_id: str, module_key: bytes,
         except (aiomqtt.MqttError, OSError, TimeoutError) as err:
             last = f"{request.slot}: {err or type(err).__name__}"
             # another device took the slot, or the broker is away: pause, try another
-            await asyncio.sleep(random.uniform(0.005, 0.02) * 2 ** min(attempt, 6))
+            await asyncio.sleep(SLOT_BACKOFF.delay(attempt))
             continue
         if answer.ok:
             return Credentials(password, linksec.link_key(module_key, nonce), attempt)

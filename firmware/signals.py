@@ -14,6 +14,7 @@ turns ``light_symbols`` into sensor samples through ``hw.optical``)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from impfactory.protocol.blinkup import BlinkUpConfig, encode_frame
@@ -50,7 +51,7 @@ class FixtureFlash:
         """The electrical level of the pin per symbol."""
         return self.light_symbols if self.active_high else 1.0 - self.light_symbols
 
-    def signal(self, sample_rate: float = DEFAULT_SAMPLE_RATE, **impairments: float) -> Signal:
+    def signal(self, sample_rate: float = DEFAULT_SAMPLE_RATE, **impairments: Any) -> Signal:
         """The light as a sensor right against the LED would sample it (no optics)."""
         return render_bilevel(self.frame, symbol_rate=self.symbol_rate, sample_rate=sample_rate,
                               **impairments)

@@ -33,6 +33,7 @@ from typing import Any
 from impfactory.firmware.errors import ConnectionFailed
 from impfactory.firmware.led import LedEvent, StatusLed
 
+from impfactory.backoff import Backoff
 from impfactory.clock import Clock
 
 
@@ -99,18 +100,6 @@ class StageTimes:
     get_ip: float = 0.5
     resolve: float = 0.25
     connect: float = 0.25
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Retry delays: ``first``, times ``factor`` each failure, capped at ``cap`` seconds."""
-
-    first: float = 1.0
-    factor: float = 2.0
-    cap: float = 60.0
-
-    def delay(self, failures: int) -> float:
-        return float(min(self.cap, self.first * self.factor ** max(0, failures - 1)))
 
 
 @dataclass

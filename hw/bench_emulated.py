@@ -427,10 +427,10 @@ class ControllerThread(LoopThread):
             raise RuntimeError("emulated bench controller did not start") from err
         return self.controller.path
 
-    def call(self, func: Callable[..., T], *args: Any, timeout: float = 5.0,
+    def call(self, fn: Callable[..., T], *args: Any, timeout: float = 5.0,
              **kwargs: Any) -> T:
-        """Run ``func`` on the controller's loop and return its result."""
-        return super().call(func, *args, timeout=timeout, **kwargs)
+        """Run ``fn`` on the controller's loop and return its result."""
+        return super().call(fn, *args, timeout=timeout, **kwargs)
 
     def stop(self) -> None:
         """Stop serving, close the pty and end the thread; safe to call twice."""

@@ -32,10 +32,11 @@ sys.path.insert(0, str(Path(__file__).parent / "node"))
 from impcentral_node import NodeCallError, NodeClient, library_missing, node_missing
 from impfactory.cloud.api_client import ApiClient, ApiClientError
 from impfactory.cloud.api_thread import ApiThread
-from impfactory.cloud.api_webhooks import Backoff
 from impfactory.cloud.fakedevice import FakeDevice
 from impfactory.protocol import cloudlink as cl
 from impfactory.tools.cli import main as impfactory
+
+from impfactory.backoff import Backoff
 
 pytestmark = [pytest.mark.node,
               pytest.mark.skipif(node_missing() is not None, reason=node_missing() or "")]
@@ -100,7 +101,7 @@ def cloud(broker_url: str, tmp_path: Path) -> Iterator[ApiThread]:
     if missing:
         pytest.fail(missing)
     with ApiThread(tmp_path / "cloud.db", broker_url=broker_url,
-                   backoff=Backoff(base=0.05, cap=0.5)) as running:
+                   backoff=Backoff(first=0.05, cap=0.5)) as running:
         running.call(running.service.accounts.create, "owner", "s3cret")
         yield running
 

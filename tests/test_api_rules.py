@@ -19,7 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from impfactory.cloud.api_client import ApiClient, ApiClientError
 from impfactory.cloud.api_thread import ApiThread
-from impfactory.cloud.api_webhooks import Backoff, Delivery
+from impfactory.cloud.api_webhooks import Delivery
+
+from impfactory.backoff import Backoff
 
 
 def status_of(client: ApiClient, method: str, path: str, body: Any = None) -> int:
@@ -32,7 +34,7 @@ def status_of(client: ApiClient, method: str, path: str, body: Any = None) -> in
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[ApiThread]:
-    with ApiThread(tmp_path / "c.db", backoff=Backoff(base=0.05, cap=0.2)) as running:
+    with ApiThread(tmp_path / "c.db", backoff=Backoff(first=0.05, cap=0.2)) as running:
         running.call(running.service.accounts.create, "owner", "pw")
         running.call(running.service.accounts.create, "other", "pw")
         yield running
@@ -199,7 +201,7 @@ def test_webhook_events_survive_a_cloud_restart(tmp_path: Path) -> None:
     sink = Sink()
     db = tmp_path / "cloud.db"
     try:
-        with ApiThread(db, backoff=Backoff(base=0.05, cap=0.1)) as first:
+        with ApiThread(db, backoff=Backoff(first=0.05, cap=0.1)) as first:
             first.call(first.service.accounts.create, "owner", "pw")
             owner = ApiClient(first.endpoint).login("owner", "pw")
             zone = build_test_zone(owner)
@@ -214,7 +216,7 @@ def test_webhook_events_survive_a_cloud_restart(tmp_path: Path) -> None:
             sink.wait_until(lambda: sink.hits >= 2)  # tried, failed, retried: still queued
             assert sink.bodies == []
         sink.status = 200
-        with ApiThread(db, backoff=Backoff(base=0.05, cap=0.1)):
+        with ApiThread(db, backoff=Backoff(first=0.05, cap=0.1)):
             sink.wait_until(lambda: bool(sink.bodies))
         assert [b["deployment_id"] for b in sink.bodies] == [made["id"]]
         assert sink.bodies[0]["event"] == "deployment" and sink.bodies[0]["event_id"]
@@ -328,7 +330,7 @@ def test_a_delivery_dies_after_its_last_attempt_and_stays_dead(tmp_path: Path) -
     the receiver answers again."""
     sink = Sink()
     try:
-        with ApiThread(tmp_path / "c.db", backoff=Backoff(base=0.02, cap=0.05, max_attempts=3)
+        with ApiThread(tmp_path / "c.db", backoff=Backoff(first=0.02, cap=0.05, max_attempts=3)
                        ) as api:
             owner, pp = _zone_with_deployment_hook(api, sink.url)
             deploy(owner, pp, "code for a dead receiver")
@@ -377,7 +379,7 @@ def test_dead_deliveries_do_not_starve_later_ones(tmp_path: Path) -> None:
     the second, made after, is still delivered once the receiver answers."""
     sink = Sink()
     try:
-        with ApiThread(tmp_path / "c.db", backoff=Backoff(base=0.02, cap=0.05, max_attempts=1)
+        with ApiThread(tmp_path / "c.db", backoff=Backoff(first=0.02, cap=0.05, max_attempts=1)
                        ) as api:
             api.call(setattr, api.service.dispatcher, "batch", 1)
             owner, pp = _zone_with_deployment_hook(api, sink.url)

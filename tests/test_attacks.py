@@ -27,7 +27,6 @@ from pathlib import Path
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
-from impfactory.cloud.broker import parse_url
 from impfactory.firmware.device import Device
 from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.fleet import Fleet
@@ -35,6 +34,8 @@ from impfactory.firmware.settings import MemoryStore, Settings
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 from test_cloud_flow import OWNER, World, run, until
+
+from impfactory.brokerurl import parse_url
 
 NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # no Nagle wait per request
 

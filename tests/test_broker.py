@@ -10,20 +10,20 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from impfactory.cloud.broker import BrokerServer, find_mosquitto, parse_url, start_broker
+from impfactory.cloud.broker import BrokerServer, find_mosquitto, start_broker
 from impfactory.cloud.brokersec import (
     ACCOUNTS_TOPIC,
     RESPONSE_TOPIC,
     BrokerAccess,
     access_for,
     password_line,
-    safe_url,
 )
 from impfactory.cloud.errors import BrokerError
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 from impfactory.tools.plugin_broker import BROKER_KINDS
 
+from impfactory.brokerurl import parse_url, safe_url
 from impfactory.errors import ImpFactoryError
 
 # CI installs Mosquitto (.ci/run); there its absence must fail, not quietly skip

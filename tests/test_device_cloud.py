@@ -18,7 +18,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from impfactory.cloud.broker import free_port, parse_url
+from impfactory.cloud.broker import free_port
 from impfactory.cloud.brokeradmin import BrokerAdmin
 from impfactory.cloud.brokersec import access_for
 from impfactory.cloud.registrar import Registrar
@@ -31,6 +31,7 @@ from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 
+from impfactory.brokerurl import parse_url
 from impfactory.clock import ScaledClock
 
 DUT_CODE = """# impfactory: python

@@ -13,13 +13,13 @@ from impfactory.firmware.led import LedState, StatusLed
 from impfactory.firmware.settings import JsonFileStore, MemoryStore, Settings
 from impfactory.firmware.wifi import (
     AccessPoint,
-    Backoff,
     ConnectionManager,
     Reason,
     WebProxy,
     WifiEnvironment,
 )
 
+from impfactory.backoff import Backoff
 from impfactory.clock import VirtualClock
 
 S = LedState

@@ -31,14 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
-import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,10 +43,10 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "node"))
+from docshell import CLI, Hooks, Servers, ShellLine, fill, shell_lines, shrink
 from impcentral_node import NodeClient, in_ci, library_missing, node_missing
 from impfactory.tools import cli
 from impt_flow import Impt
-from test_readme import Hooks
 
 pytestmark = [pytest.mark.node,
               pytest.mark.skipif(node_missing() is not None, reason=node_missing() or "")]
@@ -58,7 +54,6 @@ pytestmark = [pytest.mark.node,
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "guide.md"
 EXAMPLE = ROOT / "examples" / "smart-lamp"
-CLI = [sys.executable, "-m", "impfactory.tools.cli"]
 #: Commands run in this process (each a second or so less than a new interpreter);
 #: ``floor`` reads its stdin and ``cloud serve`` runs until stopped: processes.
 IN_PROCESS = {"test", "device", "line", "golive", "cloud"}
@@ -73,35 +68,12 @@ SHOWS = re.compile(r"shows (\d+) devices?")
 EXIT = re.compile(r"exit (\d)")
 
 
-@dataclass
-class Line:
-    """One command line of a shell block, with its trailing comment."""
-
-    words: list[str]
-    comment: str
-    text: str
-
-
-def guide_lines() -> list[Line]:
-    lines = []
-    for block in re.findall(r"```sh\n(.*?)```", GUIDE.read_text(encoding="utf-8"), re.S):
-        for raw in block.replace("\\\n", " ").splitlines():
-            words = shlex.split(raw, comments=True)
-            if words:
-                comment = raw.partition("  #")[2].strip() if "  #" in raw else ""
-                lines.append(Line(words, comment, raw.strip()))
-    return lines
+def guide_lines() -> list[ShellLine]:
+    return shell_lines(GUIDE)
 
 
 def small(words: list[str]) -> list[str]:
-    for key, options in SMALL.items():
-        if tuple(words[1:1 + len(key)]) != key:
-            continue
-        words = list(words)
-        for option, value in options.items():
-            if option in words and float(words[words.index(option) + 1]) > float(value):
-                words[words.index(option) + 1] = value
-    return words
+    return shrink(words, SMALL)
 
 
 def options(words: list[str]) -> dict[str, Any]:
@@ -131,7 +103,7 @@ class Session:
     hooks: Hooks
     cwd: Path = field(init=False)
     names: dict[str, str] = field(default_factory=dict)
-    servers: list[tuple[str, subprocess.Popen[str]]] = field(default_factory=list)
+    servers: Servers = field(init=False)
     node: NodeClient | None = None
     impt: Impt | None = None
     ran: list[str] = field(default_factory=list)
@@ -141,32 +113,15 @@ class Session:
 
     def __post_init__(self) -> None:
         self.cwd = self.root
+        self.servers = Servers(self.root)
 
     def fill(self, words: list[str]) -> list[str]:
-        out = []
-        for i, word in enumerate(words):
-            if i and words[i - 1] == "--api-port":
-                word = "0"  # a free port; the endpoint comes from the first line
-            for name, value in self.names.items():
-                word = word.replace(name, value)
-            out.append(word)
-        return out
+        return fill(words, self.names)
 
     def serve(self, words: list[str]) -> None:
-        log = (self.root / f"server{len(self.servers)}.log").open("w")
-        proc = subprocess.Popen([*CLI, *words[1:]], stdout=subprocess.PIPE, stderr=log,
-                                text=True, cwd=self.cwd)
-        self.servers.append((shlex.join(words), proc))
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first, f"{shlex.join(words)} printed nothing: {log.name}"
-        stdout = proc.stdout
-        threading.Thread(target=lambda: [None for _ in stdout], daemon=True).start()
-        doc = json.loads(first)
-        self.names["http://127.0.0.1:8080/v5"] = doc["api"]
-        self.names["mqtt://127.0.0.1:PORT"] = doc["broker"]
+        self.servers.start(words, self.cwd, self.names)
 
-    def run_impfactory(self, line: Line, words: list[str]) -> None:
+    def run_impfactory(self, line: ShellLine, words: list[str]) -> None:
         want = int(EXIT.search(line.comment).group(1)) if EXIT.search(line.comment) else 0
         if words[1] in IN_PROCESS:  # cli.main, as the console script calls it
             out, err = io.StringIO(), io.StringIO()
@@ -199,7 +154,7 @@ class Session:
         target = group["relationships"]["production_target"]["id"]
         return str(self.impt.resolve("deviceGroups", target)["attributes"]["name"])
 
-    def run_impt(self, line: Line, words: list[str]) -> None:
+    def run_impt(self, line: ShellLine, words: list[str]) -> None:
         """impt's commands through its library under node, as impt makes the calls."""
         verb, opts = " ".join(words[1:3]), options(words[3:])
         if verb == "auth login":
@@ -255,17 +210,7 @@ class Session:
         if self.node is not None:
             self.node.__exit__(None, None, None)
             self.node = None
-        codes = []
-        for words, proc in reversed(self.servers):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                codes.append((words, proc.wait(timeout=30)))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                codes.append((words, proc.wait()))
-        self.servers.clear()
-        return codes
+        return self.servers.stop()
 
 
 @pytest.fixture
@@ -275,15 +220,13 @@ def session(tmp_path: Path) -> Iterator[Session]:
         pytest.fail(missing) if in_ci() else pytest.skip(missing)
     shutil.copytree(EXAMPLE, tmp_path / "examples" / EXAMPLE.name,
                     ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-    hooks = Hooks()
-    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    hooks = Hooks().start()
     run = Session(tmp_path, hooks, names={HOOK: hooks.url})
     try:
         yield run
     finally:
         run.stop()
-        hooks.shutdown()
-        hooks.server_close()
+        hooks.close()
 
 
 def test_the_guide_shows_its_steps_in_order() -> None:

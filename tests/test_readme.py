@@ -28,20 +28,16 @@ hex string is the output the line must print.
 
 from __future__ import annotations
 
-import http.server
-import json
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
+from docshell import CLI, Hooks, Servers, ShellLine, fill, shell_lines, shrink
 from without_extras import env_without_test_extras
 
 sys.path.insert(0, str(Path(__file__).parent / "node"))
@@ -50,7 +46,6 @@ from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-CLI = [sys.executable, "-m", "impfactory.tools.cli"]
 TEST_COMMAND = "pip install -e '.[test]' && python -m pytest -q"
 #: Commands that serve until stopped, and what their first line says.
 SERVERS = {("cloud", "serve"), ("bench", "emulate")}
@@ -67,45 +62,13 @@ SHARED = ROOT.parent / "shared" / "imp-libraries"
 HEX = re.compile(r"[0-9a-f]{8,}")
 
 
-@dataclass
-class Line:
-    """One command line of a shell block: its ``&&`` chain and its trailing comment."""
-
-    chain: list[list[str]]
-    comment: str
-    text: str
-
-
-def readme_lines() -> list[Line]:
-    lines = []
-    for block in re.findall(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), re.S):
-        for raw in block.replace("\\\n", " ").splitlines():
-            words = shlex.split(raw, comments=True)
-            if not words:
-                continue
-            comment = raw.partition("  #")[2].strip() if "  #" in raw else ""
-            chain: list[list[str]] = [[]]
-            for word in words:
-                if word == "&&":
-                    chain.append([])
-                else:
-                    chain[-1].append(word)
-            lines.append(Line(chain, comment, raw.strip()))
-    return lines
+def readme_lines() -> list[ShellLine]:
+    return shell_lines(README)
 
 
 def small(words: list[str]) -> list[str]:
     """``words`` with its ``SMALL`` values: a larger value lowered, a missing one added."""
-    for key, options in SMALL.items():
-        if tuple(words[1:1 + len(key)]) != key:
-            continue
-        words = list(words)
-        for option, value in options.items():
-            if option not in words:
-                words += [option, value]
-            elif float(words[words.index(option) + 1]) > float(value):
-                words[words.index(option) + 1] = value
-    return words
+    return shrink(words, SMALL, add_missing=True)
 
 
 def from_shared(words: list[str], cwd: Path) -> list[str] | None:
@@ -130,38 +93,6 @@ def from_shared(words: list[str], cwd: Path) -> list[str] | None:
     return out
 
 
-class Hooks(http.server.ThreadingHTTPServer):
-    """Webhook receiver: counts each event's POSTs and wakes a waiter."""
-
-    def __init__(self) -> None:
-        self.events: list[str] = []
-        self.arrived = threading.Condition()
-        hooks = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self.send_response(200)
-                self.end_headers()
-                with hooks.arrived:
-                    hooks.events.append(str(json.loads(body or b"{}").get("event", "")))
-                    hooks.arrived.notify_all()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-    def wait_for(self, event: str, count: int, timeout: float = 60.0) -> int:
-        with self.arrived:
-            self.arrived.wait_for(lambda: self.events.count(event) >= count, timeout)
-            return self.events.count(event)
-
-
 @dataclass
 class Session:
     """What the README's lines share: a directory, stand-ins, background servers."""
@@ -169,38 +100,19 @@ class Session:
     cwd: Path
     hooks: Hooks
     names: dict[str, str] = field(default_factory=dict)
-    servers: list[tuple[list[str], subprocess.Popen[str]]] = field(default_factory=list)
+    servers: Servers = field(init=False)
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.servers = Servers(self.cwd)
+
     def fill(self, words: list[str]) -> list[str]:
         """Stand-ins for the README's addresses and paths."""
-        out = []
-        for i, word in enumerate(words):
-            if i and words[i - 1] == "--api-port":
-                word = "0"  # a free port; the endpoint comes from the first line
-            for name, value in self.names.items():
-                word = word.replace(name, value)
-            out.append(word)
-        return out
+        return fill(words, self.names)
 
     def serve(self, words: list[str], env: dict[str, str] | None) -> None:
-        log = (self.cwd / f"server{len(self.servers)}.log").open("w")
-        proc = subprocess.Popen([*CLI, *words[1:]], stdout=subprocess.PIPE, stderr=log,
-                                text=True, cwd=self.cwd, env=env)
-        self.servers.append((words, proc))
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first, f"{shlex.join(words)} printed nothing: {log.name}"
-        stdout = proc.stdout
-        threading.Thread(target=lambda: [None for _ in stdout], daemon=True).start()
-        if words[1:3] == ["bench", "emulate"]:
-            assert first.startswith("port: "), first
-            self.names["/dev/pts/N"] = first.split(" ", 1)[1].strip()
-        else:
-            doc = json.loads(first)
-            self.names["http://127.0.0.1:8080/v5"] = doc["api"]
-            self.names["mqtt://127.0.0.1:PORT"] = doc["broker"]
+        self.servers.start(words, self.cwd, self.names, env)
 
     def impt(self, words: list[str]) -> None:
         """impt's commands through its library under node; only ``auth login`` is shown."""
@@ -215,29 +127,18 @@ class Session:
         assert answer.get("access_token"), answer
 
     def stop(self) -> list[tuple[str, int]]:
-        codes = []
-        for words, proc in reversed(self.servers):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                codes.append((shlex.join(words), proc.wait(timeout=30)))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                codes.append((shlex.join(words), proc.wait()))
-        return codes
+        return self.servers.stop()
 
 
 @pytest.fixture
 def session(tmp_path: Path) -> Iterator[Session]:
-    hooks = Hooks()
-    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    hooks = Hooks().start()
     run = Session(tmp_path, hooks, {HOOK: hooks.url})
     try:
         yield run
     finally:
         run.stop()
-        hooks.shutdown()
-        hooks.server_close()
+        hooks.close()
 
 
 def ci_commands() -> list[str]:

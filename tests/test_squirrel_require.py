@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from impfactory.devicecode import LIB_PATH_ENV, library_dirs
 from impfactory.libraries import LIBRARY_DIR
 from impfactory.squirrel import (
     Frame,
@@ -17,7 +18,7 @@ from impfactory.squirrel import (
     format_error,
     resolve,
 )
-from impfactory.squirrel.require import LIB_PATH_ENV, search_dirs
+from impfactory.squirrel.require import search_dirs
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "imp-libraries"
 EXAMPLE = SHARED / "FactoryTools" / "examples" / "FactoryExampleAsync.device.nut"
@@ -117,10 +118,10 @@ def test_the_environment_folders_come_after_the_given_ones(tmp_path: Path,
     for folder in (given, env_a, env_b):
         folder.mkdir()
     monkeypatch.setenv(LIB_PATH_ENV, f"{env_a}:{env_b}:{given}")
-    assert search_dirs([given]) == [given, env_a, env_b]
+    assert search_dirs(library_dirs([given])) == [given, env_a, env_b, LIBRARY_DIR]
     write(env_b, "Env.lib.nut", "from <- \"b\";\n")
     write(env_a, "Env.lib.nut", "from <- \"a\";\n")
-    resolved = resolve('#require "Env.lib.nut:0.1.0"\n', "d.nut", [given])
+    resolved = resolve('#require "Env.lib.nut:0.1.0"\n', "d.nut", library_dirs([given]))
     assert resolved.libraries[0].path == env_a / "Env.lib.nut"
 
 

@@ -272,7 +272,7 @@ async def _emulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
-    from impfactory.cloud.broker import parse_url
+    from impfactory.brokerurl import parse_url
 
     parse_url(args.server)  # a typo here would leave the DUT connecting forever, silently
     return asyncio.run(_emulate(args))

@@ -294,7 +294,7 @@ def _cmd_blinkup(args: argparse.Namespace) -> int:
     kinds = [r.kind for r in dut.events]
     s = dut.settings
     errors = [str(r.detail) for r in dut.events if r.kind is DeviceEvent.BLINKUP_FAILED]
-    out = {
+    out: dict[str, Any] = {
         "accepted": DeviceEvent.BLINKUP_OK in kinds,
         "heard": DeviceEvent.BLINKUP_STARTED in kinds,
         "errors": errors,

@@ -37,7 +37,6 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from impfactory.cloud.api_client import ApiClient, check_endpoint
 from impfactory.firmware import examples
@@ -50,6 +49,7 @@ from impfactory.firmware.signals import FixtureFlash
 from impfactory.hw.optical import OpticalChannel, OpticalConfig
 from impfactory.tools.firmware_input import add_lib_option, apply_lib_dirs
 
+from impfactory.brokerurl import BrokerUrlError, parse_url
 from impfactory.clock import ScaledClock
 from impfactory.errors import ImpFactoryError
 
@@ -278,12 +278,9 @@ async def run_floor(args: argparse.Namespace, say: Any = print) -> dict[str, Any
 def _check_broker(url: str) -> None:
     """The broker is ``mqtt://HOST:PORT``; anything else is refused before any connection."""
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as err:
-        raise FloorError(f"bad --broker {url!r}: {err}") from None
-    if parts.scheme != "mqtt" or not parts.hostname or port is None:
-        raise FloorError(f"--broker is mqtt://HOST:PORT, got {url!r}")
+        parse_url(url)
+    except BrokerUrlError as err:
+        raise FloorError(f"--broker: {err}") from None
 
 
 def run(args: argparse.Namespace) -> int:

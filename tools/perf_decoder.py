@@ -55,7 +55,7 @@ from impfactory.protocol.linecode import (
 from impfactory.protocol.screen import DISPLAY_RATES, SDK_FRAME_RATES, Screen
 
 FACTORY_PAYLOAD = BlinkUpConfig(
-    ssid="F" * 32, password="p" * 63, plan_id="0123456789abcdef", token="fedcba9876543210"
+    ssid=b"F" * 32, password=b"p" * 63, plan_id="0123456789abcdef", token="fedcba9876543210"
 )
 SMALL_CHUNK = 64
 """Samples per feed for the small-chunk figure (64 ms of light at 1 kHz)."""

@@ -251,11 +251,12 @@ class Agent:
         task.add_done_callback(functools.partial(self._resume, g))
 
     def _resume(self, g: greenlet.greenlet, task: asyncio.Future[Any]) -> None:
+        switch = g.switch  # (bound first: the identity test below narrows g to Optional)
         if self._current is not g:
             return
         self._waiting = None
         value = None if task.cancelled() or task.exception() is not None else task.result()
-        self._after(g, g.switch(value))
+        self._after(g, switch(value))
         self._pump()
 
     def _entry(self, fn: SqFunction, args: tuple[Any, ...]) -> bool:

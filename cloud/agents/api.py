@@ -217,7 +217,7 @@ class HttpRequest:
         agent = self._agent
         limits = agent.limits
         if agent.in_flight >= limits.requests_in_flight:
-            table = {"statuscode": TOO_MANY_REQUESTS, "headers": {},
+            table: dict[str, Any] = {"statuscode": TOO_MANY_REQUESTS, "headers": {},
                      "body": f"over {limits.requests_in_flight} requests in flight"}
         else:
             agent.in_flight += 1

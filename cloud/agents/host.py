@@ -83,7 +83,7 @@ class Agents:
         self._agents: dict[str, Agent] = {}
         self._by_agent: dict[str, str] = {}
         self._activity: dict[str, deque[dict[str, Any]]] = {}
-        self._events: deque[Callable[[], None]] = deque()
+        self._events: deque[Callable[[], object]] = deque()
         self._draining = False
         self._offline: dict[str, TimerHandle] = {}
         self._idle: dict[str, list[asyncio.Future[None]]] = {}
@@ -125,7 +125,7 @@ class Agents:
         agent = self._agents.get(device_id)
         return agent is not None and agent.running
 
-    def _later(self, fn: Callable[[], None]) -> None:
+    def _later(self, fn: Callable[[], object]) -> None:
         self._events.append(fn)
         if not self._draining and self.loop is not None:
             self._draining = True

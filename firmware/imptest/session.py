@@ -205,8 +205,9 @@ class Session:
         result.device_id = emulated_device_id()
         result.sides = [side.kind for side in self._sides]
         self.listener.session_started(result)
-        natives = {"info": self._info, "failed": self._failed, "settled": self._settled,
-                   "command": self._command}
+        natives: dict[str, Callable[..., Any]] = {
+            "info": self._info, "failed": self._failed, "settled": self._settled,
+            "command": self._command}
         for side, code in ((agent, build.agent), (device, build.device)):
             if side is None:
                 continue

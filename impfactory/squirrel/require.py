@@ -5,12 +5,12 @@ device or agent sees it; ``resolve`` does the same from library folders:
 
 * The library is a file of exactly that name (``FactoryTools.lib.nut``,
   ``HTS221.device.lib.nut`` …) anywhere under a folder. Folders are searched in
-  order and the **first folder that has it wins**: first the ``lib_dirs`` the
-  caller passes (the command line's ``--lib`` folders, in the order given), then
-  the folders of the ``IMPFACTORY_LIB_PATH`` environment variable
-  (``os.pathsep``-separated, in order). A folder named twice counts once, at its
-  first place. Within one folder the shallowest path wins, then the first in
-  sorted order.
+  order and the **first folder that has it wins**: the ``lib_dirs`` the caller
+  passes, which ``devicecode.library_dirs`` makes for everyone: the command line's
+  ``--lib`` folders in the order given, then the folders of the
+  ``IMPFACTORY_LIB_PATH`` environment variable, then the libraries impfactory
+  ships. A folder named twice counts once, at its first place. Within one folder
+  the shallowest path wins, then the first in sorted order.
 * Its declared version, ``static VERSION = "x.y.z"`` in its source, must have the
   major version asked for: another major version is a ``LibraryError`` naming
   both; another minor or patch version is accepted (the folder holds one version,
@@ -26,7 +26,6 @@ The result keeps a ``LineMap`` so an error inside a library reports
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,8 +33,6 @@ from pathlib import Path
 
 from impfactory.squirrel.errors import LibraryError
 from impfactory.squirrel.source import LineMap
-
-LIB_PATH_ENV = "IMPFACTORY_LIB_PATH"
 
 _REQUIRE = re.compile(r'^[ \t]*#require[ \t]+"([^"]*)"[ \t]*(?://.*)?\r?$')
 _VERSION = re.compile(r'\bstatic\s+VERSION\s*=\s*"(\d+)\.(\d+)\.(\d+)"')
@@ -62,11 +59,11 @@ class Resolved:
 
 
 def search_dirs(lib_dirs: Iterable[str | Path] = ()) -> list[Path]:
-    """The folders searched, in order: ``lib_dirs``, then ``IMPFACTORY_LIB_PATH``."""
-    env = os.environ.get(LIB_PATH_ENV, "")
+    """The folders searched, in order, each once. Which folders, and the place of
+    ``IMPFACTORY_LIB_PATH`` among them, is ``devicecode.library_dirs``'s one answer."""
     out: list[Path] = []
     seen: set[str] = set()
-    for d in [*lib_dirs, *(p for p in env.split(os.pathsep) if p)]:
+    for d in lib_dirs:
         path = Path(d)
         key = str(path.resolve()) if path.exists() else str(path)
         if key not in seen:
@@ -94,7 +91,7 @@ def declared_version(source: str) -> str | None:
 
 def resolve(source: str, filename: str, lib_dirs: Iterable[str | Path] = ()) -> Resolved:
     """``source`` (called ``filename`` in errors) with its ``#require`` lines replaced
-    by the libraries found in ``lib_dirs`` then ``IMPFACTORY_LIB_PATH``.
+    by the libraries found in ``lib_dirs`` (first match wins).
 
     A line of DUTs resolves the same firmware over and over: an answer is kept and
     given again while the folders are the same and none of the library files it
