@@ -40,11 +40,19 @@ from impfactory.tools.emulated_zone import build_test_zone
 from impfactory.clock import ScaledClock
 
 TIMEOUT = 120.0
-"""Wall seconds one batch may take to enrol, or to start its code."""
+PER_DEVICE_S = 0.5
+"""Wall seconds one batch may take to enrol, or to start its code: ``TIMEOUT``, or
+``PER_DEVICE_S`` a device when that is longer (a loaded machine brings up slowly)."""
 
 
 class PerfMemoryError(DeviceError):
     """Arguments a run cannot use (no devices, an empty batch, a stopped clock)."""
+
+
+class PerfMemoryRunFailed(DeviceError, RuntimeError):
+    """Devices did not come up in time: no figure is printed (exit 1)."""
+
+    exit_code = 1
 
 
 def rss_kib() -> int:
@@ -67,12 +75,20 @@ async def _bring_up(svc: Any, group: str, owner: str, fleet: Fleet,
             hardware=examples.fixture_board(), imp_type=examples.FIXTURE_IMP)
         device.power_on()
         devices.append(device)
-    await asyncio.gather(*(d.wait_for(DeviceEvent.ENROLLED, TIMEOUT, since=0)
-                           for d in devices))
+    await _all(devices, DeviceEvent.ENROLLED, "enrolled")
     svc.assign_devices(group, [d.device_id for d in devices])
-    await asyncio.gather(*(d.wait_for(DeviceEvent.CODE_STARTED, TIMEOUT, since=0)
-                           for d in devices))
+    await _all(devices, DeviceEvent.CODE_STARTED, "started the factory firmware")
     return devices
+
+
+async def _all(devices: list[Device], event: DeviceEvent, what: str) -> None:
+    timeout = max(TIMEOUT, PER_DEVICE_S * len(devices))
+    results = await asyncio.gather(*(d.wait_for(event, timeout, since=0) for d in devices),
+                                   return_exceptions=True)
+    late = sum(1 for r in results if isinstance(r, BaseException))
+    if late:
+        raise PerfMemoryRunFailed(f"{late} of {len(devices)} devices had not {what} within "
+                                  f"{timeout:.0f} s")
 
 
 async def run(cloud_url: str, devices: int, batch: int, scale: float) -> dict[str, Any]:
