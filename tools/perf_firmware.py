@@ -10,8 +10,8 @@ then installs it. ``mib_per_s`` is every device's image over the wall time from
 the first device starting its download to the last one finishing
 (``DeviceConfig.impos_install_s`` is 0 here, so the end is the download's).
 
-Before that, in the same run and on the same broker, the raw reference
-(tools/broker_reference.py): as many blocks of the same size as the devices fetch
+Before and after that (their mean), in the same run and on the same broker, the
+raw reference (tools/broker_reference.py): as many blocks of the same size as the devices fetch
 in all, from the cloud's account to one device account each, paho-mqtt on the
 asyncio loop as the cloud and devices use it. ``ratio`` is ``mib_per_s`` over the
 raw MiB/s. ``--json`` prints ``mib_per_s``, ``ratio`` and the rest as one object.
@@ -121,13 +121,18 @@ async def run(cloud_url: str, devices: int, size: int, scale: float) -> dict[str
     chunk = cl.DEFAULT_CHUNK_SIZE
     blocks = -(-size // chunk)
     cpu = time.process_time()
-    raw = await raw_rate(cloud_url, messages=devices * blocks, size=chunk, subscribers=devices)
+    before = await raw_rate(cloud_url, messages=devices * blocks, size=chunk,
+                            subscribers=devices)
     cpu = time.process_time() - cpu  # set-up included: subscribers' accounts and connects
     figures = await _deliver(cloud_url, devices, size, scale)
-    raw_mib = raw.bytes_per_s / 2**20
+    after = await raw_rate(cloud_url, messages=devices * blocks, size=chunk, subscribers=devices)
+    raw_mib = (before.bytes_per_s + after.bytes_per_s) / 2 / 2**20
     return {"devices": devices, "image_bytes": size, "chunk_bytes": chunk, **figures,
             "raw_mib_per_s": round(raw_mib, 1),
-            "raw_cpu_ms_per_mib": round(1000 * cpu / (raw.messages * raw.size / 2**20), 2),
+            "raw_before_after": [round(before.bytes_per_s / 2**20, 1),
+                                 round(after.bytes_per_s / 2**20, 1)],
+            "raw_cpu_ms_per_mib": round(1000 * cpu / (before.messages * before.size / 2**20),
+                                        2),
             "ratio": round(figures["mib_per_s"] / raw_mib, 3)}
 
 

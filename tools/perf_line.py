@@ -11,8 +11,9 @@ DUTs/s depends on what else the machine is doing; ``cpu_ms_per_dut`` (CPU time o
 this process, its workers and the broker, set-up included, over the DUTs) barely
 does, so it is the figure to compare changes with on a shared machine.
 
-In the same run, before the line, it measures the raw publish/subscribe rate of a
-broker of the same kind with the same client library (tools/broker_reference.py:
+In the same run, before and after the line (their mean, so a neighbour's burst on
+one side moves it less), it measures the raw publish/subscribe rate of a broker of
+the same kind with the same client library (tools/broker_reference.py:
 ``RAW_MESSAGES`` messages of ``RAW_SIZE`` bytes from the cloud's account to
 ``RAW_SUBSCRIBERS`` device accounts) and prints ``broker_ratio``: the line's message
 rate (every message the cloud received from or sent to a device, over the line's
@@ -110,13 +111,15 @@ def _measure(args: argparse.Namespace, language: str) -> dict[str, Any]:
     python = language == "python"
     factory = examples.factory_source(FACTORY_SSID, FACTORY_PASSWORD, python=python)
     app = examples.application_source(python=python)
-    raw = _raw_reference(args.broker)
+    raw_before = _raw_reference(args.broker)
     started, cpu_before = time.perf_counter(), _cpu_s()
     result = asyncio.run(run_with_progress(config, args.broker, args.json,
                                            factory_code=factory, app_code=app,
                                            workers=args.workers))
     total = time.perf_counter() - started
     cpu = _cpu_s() - cpu_before
+    raw_after = _raw_reference(args.broker)
+    raw_rate_s = (raw_before.messages_per_s + raw_after.messages_per_s) / 2
     s = result.summary
     doc: dict[str, Any] = {
         "language": language,
@@ -136,9 +139,9 @@ def _measure(args: argparse.Namespace, language: str) -> dict[str, Any]:
         "cpu_ms_per_dut": round(1000 * cpu / max(1, s.duts), 2),
         "messages_per_dut": round(result.link_messages / max(1, s.duts), 1),
         "line_messages_per_s": round(result.link_messages / max(s.wall_s, 1e-9)),
-        "raw_messages_per_s": round(raw.messages_per_s),
-        "broker_ratio": round(result.link_messages / max(s.wall_s, 1e-9)
-                              / raw.messages_per_s, 3),
+        "raw_messages_per_s": round(raw_rate_s),
+        "raw_before_after": [round(raw_before.messages_per_s), round(raw_after.messages_per_s)],
+        "broker_ratio": round(result.link_messages / max(s.wall_s, 1e-9) / raw_rate_s, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         # the largest finished child: the broker, or a line worker with --workers
         "child_peak_rss_mib": round(
