@@ -50,6 +50,19 @@ class RawRate:
         return self.messages * self.size / self.seconds
 
 
+async def _connect(client: AsyncMqtt, attempts: int = 5) -> None:
+    """Connect, trying again a moment later when refused: an account just made may
+    reach Mosquitto a reload after its answer (devices retry the same way)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await client.connect()
+            return
+        except BrokerError:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(0.05 * attempt)
+
+
 async def raw_rate(cloud_url: str, *, messages: int, size: int, subscribers: int = 100,
                    qos: int = cl.QOS) -> RawRate:
     """Publish ``messages`` payloads of ``size`` bytes to ``subscribers`` device topics.
@@ -92,7 +105,7 @@ async def raw_rate(cloud_url: str, *, messages: int, size: int, subscribers: int
                                password=passwords[name] if admin is not None else None)
             client.subscribe(cl.device_filter(name), qos)
             clients.append(client)
-        await asyncio.gather(*(c.connect() for c in clients))
+        await asyncio.gather(*(_connect(c) for c in clients))
         payload = bytes(size)
         topics = [f"{cl.PREFIX}/{name}/down/raw" for name in names]
         started = time.perf_counter()
