@@ -39,6 +39,8 @@ from impfactory.protocol import bench as bp
 from impfactory.errors import ImpFactoryError
 
 LIGHT_OUT_CHUNK = bp.MAX_PAYLOAD - 9  # rate, flags and offset take 9 bytes
+#: Wall seconds without a sample before a stream's reader checks on the controller.
+STALL_S = 1.0
 
 
 class BenchError(ImpFactoryError):
@@ -63,6 +65,12 @@ class BenchRefusedError(BenchError):
             name = f"code {code}"
         super().__init__(f"controller refused {request}: {name} {message}".rstrip())
         self.code = code
+
+
+class BenchStalledError(BenchError):
+    """The controller answers but its sample stream stopped (exit status 1)."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -476,3 +484,54 @@ class BenchDriver:
             data = bytes(self._uart)
             self._uart.clear()
         return data
+
+
+class UartLines:
+    """UART bytes in, whole text lines out (CR LF or LF); a partial line waits."""
+
+    def __init__(self) -> None:
+        self._held = b""
+
+    def feed(self, data: bytes) -> list[str]:
+        *whole, self._held = (self._held + data).split(b"\n")
+        return [line.rstrip(b"\r").decode("utf-8", "replace") for line in whole]
+
+    def rest(self) -> list[str]:
+        held, self._held = self._held, b""
+        return [held.rstrip(b"\r").decode("utf-8", "replace")] if held.strip() else []
+
+
+class StreamStall:
+    """Notices a sample stream that stopped flowing, so a dead controller is an error.
+
+    A controller sends its samples at least every few tens of milliseconds
+    (docs/bench.md); after ``STALL_S`` wall seconds (or four answer timeouts, or
+    three sample periods, whichever is longest) without one, the controller is
+    asked who it is: a silent one is then a :class:`BenchTimeoutError` naming the
+    port, one that answers but sends no samples a :class:`BenchStalledError`.
+    Either way, never a hang. ``check`` may block for the IDENTIFY round trip.
+    """
+
+    def __init__(self, bench: BenchDriver, buffer: SampleBuffer) -> None:
+        self.bench = bench
+        self.buffer = buffer
+        # a slow stream (watch --rate 1) may be silent for a few sample periods
+        period = 1.0 / buffer.rate_hz if buffer.rate_hz > 0 else 0.0
+        self.limit = max(STALL_S, 4 * bench.timeout, 3 * period)
+        self._count = buffer.count()
+        self._since = time.monotonic()
+
+    def due(self) -> bool:
+        """Whether the stream has been silent past the limit (``check`` would ask)."""
+        count, now = self.buffer.count(), time.monotonic()
+        if count != self._count:
+            self._count, self._since = count, now
+        return now - self._since > self.limit
+
+    def check(self) -> None:
+        if self.due():
+            self.bench.identify()
+            raise BenchStalledError(
+                f"the controller on {self.bench.url} answers but sent no samples "
+                f"for {time.monotonic() - self._since:.1f} s"
+            )

@@ -24,9 +24,12 @@ def parse_url(url: str) -> tuple[str, int]:
     """``mqtt://[user:password@]host[:port]`` -> (host, port), or ``BrokerUrlError``."""
     try:
         parts = urlsplit(url)
-        port = parts.port
     except (ValueError, TypeError, AttributeError) as err:
         raise BrokerUrlError(f"bad broker URL {safe_url(url)!r}: {err}") from None
+    try:
+        port = parts.port
+    except ValueError as err:
+        raise BrokerUrlError(f"bad port in broker URL {safe_url(url)!r}: {err}") from None
     if parts.scheme != "mqtt" or not parts.hostname:
         raise BrokerUrlError(f"broker URL must be mqtt://HOST:PORT, got {safe_url(url)!r}")
     return parts.hostname, DEFAULT_PORT if port is None else port

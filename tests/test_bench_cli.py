@@ -175,27 +175,41 @@ def test_bad_port_and_silent_port_are_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_run_blesses_the_dut_behind_the_bench(broker_url: str, tmp_path: Path) -> None:
-    """``bench run``: emulated cloud and fixture; the DUT is the one on the bench."""
+    """``bench run``: the line, with the emulated imp behind the bench as its DUT; the
+    same summary and reports as ``line run``."""
     port, proc = start_emulator(tmp_path / "emulate.log", "--server", broker_url)
     try:
         # the cloud runs in the bench process: its credentials travel in the URL
         result = bench("run", "--port", port, "--broker", access_for(broker_url).cloud_url,
-                       "--wait", "60",
+                       "--wait", "60", "--report", str(tmp_path / "report"),
                        "--json", timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
-        doc = json.loads(result.stdout)
-        assert doc["blessed"] is True and doc["reason"] is None
+        summary = json.loads(result.stdout)
+        assert (summary["duts"], summary["blessed"], summary["failures"]) == (1, 1, {})
+        duts = json.loads((tmp_path / "report" / "duts.json").read_text())["duts"]
+        (dut,) = duts
+        assert dut["blessed"] is True and dut["failure_reason"] is None
         # the cloud learnt the DUT's ID from its enrolment, not from us
-        assert doc["dut"] == DeviceIdentity.from_serial(1).device_id
+        assert dut["dut_id"] == DeviceIdentity.from_serial(1).device_id
         # dark while the BlinkUp came in, then green: BlinkUp accepted (3 s) and, when the
         # cloud is quick, blessed straight after, which a colour sensor sees as one green
-        colours = [s["colour"] for s in doc["status"]]
-        assert "off" in colours and "green" in colours[colours.index("off"):], doc["status"]
+        colours = [e["colour"] for e in dut["led_timeline"]]
+        assert "off" in colours and "green" in colours[colours.index("off"):], colours
         # the DUT firmware's log lines came through the bench's UART pass-through
-        assert any(line.startswith("factory tests ") for line in doc["uart"]), doc["uart"]
+        assert any(line.startswith("factory tests ") for line in dut["uart"]), dut["uart"]
+        assert (tmp_path / "report" / "junit.xml").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+def test_run_refuses_a_port_without_a_controller_before_starting_a_cloud(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = cli.main(["bench", "run", "--port", "loop://", "--timeout", "0.1", "--retries", "0"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "stopped answering" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(
@@ -253,9 +267,9 @@ def test_a_bilevel_only_dut_ignores_the_trilevel_flash(capsys: pytest.CaptureFix
     """The control for the test above: the grey levels, not a bi-level reading, did it."""
     import asyncio
 
+    from impfactory.firmware.bench_target import EmulatedImpBench
     from impfactory.firmware.device import DeviceConfig
     from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
-    from impfactory.tools.cmd_bench import EmulatedImpBench
 
     from impfactory.clock import ScaledClock
 
@@ -282,10 +296,10 @@ def test_blinkup_as_the_readme_writes_it_reaches_a_dut_whose_window_closed(
     an operator would; ``--no-power-cycle`` leaves it, and then says why it failed."""
     import asyncio
 
+    from impfactory.firmware.bench_target import EmulatedImpBench
     from impfactory.firmware.device import DeviceConfig
     from impfactory.firmware.events import DeviceEvent
     from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
-    from impfactory.tools.cmd_bench import EmulatedImpBench
 
     from impfactory.clock import ScaledClock
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 from bench_targets import DarkBench
+from impfactory.hw.bench import STALL_S
 from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
 from impfactory.tools import cli
-from impfactory.tools.cmd_bench import STALL_S
 
 from impfactory.clock import RealClock
 

@@ -14,10 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 from bench_targets import DarkBench
-from impfactory.hw.bench import BenchDriver
+from impfactory.hw.bench import BenchDriver, UartLines
 from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
 from impfactory.tools import cli
-from impfactory.tools.cmd_bench import _Lines
 
 from impfactory.clock import RealClock
 
@@ -122,7 +121,7 @@ def test_uart_bad_options_are_usage_errors(
 
 
 def test_lines_hold_a_partial_line_until_its_end() -> None:
-    lines = _Lines()
+    lines = UartLines()
     assert lines.feed(b"abc") == []
     assert lines.feed(b"def\r\nxy\n\nz") == ["abcdef", "xy", ""]
     assert lines.feed(b"\xff\r") == []

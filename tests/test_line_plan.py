@@ -65,3 +65,43 @@ def test_failure_reason(states: list[S], reason: str | None) -> None:
 @given(st.lists(st.sampled_from(list(S)), max_size=30))
 def test_any_led_history_gets_a_known_reason(states: list[S]) -> None:
     assert failure_reason(states) in (None, *REASONS)
+
+
+#: What a bench's colour sensor names (protocol/bench_status.py): a look two states
+#: share carries both names.
+BENCH = ["off", "waiting_blinkup", "blinkup_ok", "blinkup_failed/power_problem",
+         "searching_wifi", "joining_wifi", "getting_ip/resolving", "connecting", "online",
+         "updating/blessed", "test_failed/power_problem"]
+
+
+@pytest.mark.parametrize(("names", "reason"), [
+    # a quick cloud blesses within the 3 s BlinkUp green: one long green, read as both
+    (["waiting_blinkup", "off", "updating/blessed"], None),
+    (["waiting_blinkup", "off", "blinkup_ok", "connecting", "online", "updating/blessed"], None),
+    # solid green and then a reconnect: an impOS update, not the blessing
+    (["waiting_blinkup", "blinkup_ok", "online", "updating/blessed", "connecting"], "link_lost"),
+    (["waiting_blinkup", "blinkup_ok", "online", "test_failed/power_problem"], "test_failed"),
+    # red between the WiFi stages is a stretch the sensor could not name, not a verdict
+    (["waiting_blinkup", "blinkup_ok", "joining_wifi", "test_failed/power_problem",
+      "joining_wifi"], "wifi_join_failed"),
+    (["waiting_blinkup", "blinkup_ok", "joining_wifi", "test_failed/power_problem"],
+     "wifi_join_failed"),
+    (["test_failed/power_problem"], "power_problem"),
+    (["waiting_blinkup", "blinkup_failed/power_problem"], "blinkup_failed"),
+    (["waiting_blinkup", "blinkup_ok", "getting_ip/resolving"], "wifi_join_failed"),
+    (["waiting_blinkup", "blinkup_ok", "connecting"], "server_unreachable"),
+    (["waiting_blinkup", "no_such_look"], "blinkup_failed"),
+])
+def test_failure_reason_reads_a_bench_sensors_names(names: list[str], reason: str | None) -> None:
+    assert failure_reason(names) == reason
+
+
+def test_the_clouds_verdict_beats_the_led() -> None:
+    assert failure_reason(["waiting_blinkup", "off"], blessed=True) is None
+    assert failure_reason([*LIFE, S.BLESSED], blessed=False) == "test_failed"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(BENCH), max_size=30))
+def test_any_bench_reading_gets_a_known_reason(names: list[str]) -> None:
+    assert failure_reason(names) in (None, *REASONS)

@@ -11,13 +11,15 @@ the same commands drive a real bench and the emulated one::
     impfactory bench capture --port /dev/pts/N --press -o fixture.csv
     impfactory bench watch --port /dev/pts/N
     impfactory bench uart --port /dev/pts/N --send "hello imp"
+    impfactory bench run --port /dev/pts/N --broker URL   # the line (tools/bench_run.py)
 
-``emulate`` puts an emulated imp (firmware.device.Device) on the emulated bench
-as the DUT: the bench LED feeds its light sensor, the colour sensor reads its
-status LED, the power switch powers it, its UART carries its log lines. The
-fixture on the emulated bench is a stand-in: pressing its button flashes one
-factory BlinkUp of the ``--fixture-*`` settings on its LED (an emulated fixture
-imp would need a cloud for its enrolment token; that is the line's job).
+``emulate`` puts an emulated imp (``firmware.bench_target.EmulatedImpBench``) on
+the emulated bench as the DUT: the bench LED feeds its light sensor, the colour
+sensor reads its status LED, the power switch powers it, its UART carries its log
+lines. The fixture on the emulated bench is a stand-in: pressing its button
+flashes one factory BlinkUp of the ``--fixture-*`` settings on its LED (an
+emulated fixture imp would need a cloud for its enrolment token; that is the
+line's job, ``bench run``).
 """
 
 from __future__ import annotations
@@ -36,19 +38,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from impfactory.firmware.device import Device, DeviceConfig
-from impfactory.firmware.examples import dut_board
+from impfactory.firmware.bench_target import (
+    EXAMPLE_PLAN_ID,
+    EXAMPLE_TOKEN,
+    NOWHERE,
+    EmulatedImpBench,
+)
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
-from impfactory.firmware.identity import DeviceIdentity
-from impfactory.firmware.led import COLOURS_RGB
-from impfactory.firmware.signals import FixtureFlash, render_fixture_flash
-from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
 from impfactory.hw.bench import (
     BenchDriver,
     BenchError,
     BenchLinkError,
     BenchTimeoutError,
     SampleBuffer,
+    StreamStall,
+    UartLines,
 )
 from impfactory.hw.bench_emulated import EmulatedBenchController
 from impfactory.protocol import bench as bp
@@ -62,19 +66,12 @@ from impfactory.protocol.linecode import (
     bilevel_symbols,
     trilevel_levels,
 )
+from impfactory.tools import bench_run
 
 from impfactory.clock import Clock, RealClock, ScaledClock
 
 STATUS_RATE = 100.0
 LIGHT_IN_RATE = 1000.0
-BENCH_AMBIENT = 0.05
-BENCH_GAIN = 0.8
-#: Wall seconds without a sample before a streaming command checks on the controller.
-STALL_S = 1.0
-#: The emulated DUT's default cloud: a port nothing listens on, so it keeps connecting.
-NOWHERE = "mqtt://127.0.0.1:1"
-EXAMPLE_PLAN_ID = "0123456789abcdef"
-EXAMPLE_TOKEN = "fedcba9876543210"
 
 
 class BenchCommandError(BenchError, ValueError):
@@ -121,113 +118,6 @@ def _baud(text: str) -> int:
 # ---------------------------------------------------------------- the emulated bench
 
 
-def _hex_rgb(name: str) -> np.ndarray:
-    value = COLOURS_RGB[name].lstrip("#")
-    return np.array([int(value[i : i + 2], 16) for i in (0, 2, 4)], dtype=np.float64)
-
-
-class EmulatedImpBench:
-    """The ``BenchTarget`` of ``bench emulate``: an emulated imp DUT and a stand-in fixture.
-
-    The bench LED sits against the DUT's light sensor (``ambient + gain x level``);
-    the colour sensor reads the DUT's status LED with the emulated imp's
-    colours; the DUT's UART TX carries its log lines.
-    """
-
-    def __init__(self, device: Device, clock: Clock, fixture: dict[str, Any]) -> None:
-        self.device = device
-        self.clock = clock
-        self.fixture = fixture
-        self._flash: FixtureFlash | None = None
-        self._power: asyncio.Task[None] | None = None
-        self._logs_sent = 0
-        self.uart_received = bytearray()
-        self.on_uart: Callable[[bytes], None] | None = None
-        self._colours = {name: _hex_rgb(name) for name in COLOURS_RGB}
-        self._colours["off"] = np.zeros(3)
-
-    @classmethod
-    def build(
-        cls,
-        clock: Clock,
-        *,
-        serial: int = 1,
-        wifi: tuple[str, str] = (FACTORY_SSID, FACTORY_PASSWORD),
-        server: str = NOWHERE,
-        fixture: dict[str, Any] | None = None,
-        config: DeviceConfig | None = None,
-    ) -> EmulatedImpBench:
-        """A fresh emulated imp (serial ``serial``) that can join ``wifi`` and reaches its
-        cloud at ``server``; the stand-in fixture flashes ``fixture`` (default: that
-        network, the example plan ID and token, at 60 Hz). The DUT takes bi-level and
-        tri-level BlinkUp, as a real imp does, unless ``config`` says otherwise."""
-        # like a real imp, the DUT locks to any symbol rate (60 Hz, 142 Hz ...); its board
-        # is the one the example factory firmware tests (loopback wired, sane supply)
-        device = Device(
-            DeviceIdentity.from_serial(serial), clock,
-            WifiEnvironment([AccessPoint(*wifi)]), server,
-            hardware=dut_board(),
-            config=config or DeviceConfig(blinkup_line_codes=("bilevel", "trilevel")),
-        )
-        flash = {"ssid": wifi[0], "password": wifi[1], "plan_id": EXAMPLE_PLAN_ID,
-                 "token": EXAMPLE_TOKEN, "fast": False}
-        return cls(device, clock, {**flash, **(fixture or {})})
-
-    def set_power(self, on: bool) -> None:
-        previous = self._power
-
-        async def apply() -> None:
-            if previous is not None:
-                with contextlib.suppress(Exception):
-                    await previous
-            if on:
-                self.device.power_on()
-            else:
-                await self.device.power_off()
-
-        self._power = asyncio.get_running_loop().create_task(apply())
-
-    def light_to_dut(self, t0: float, levels: np.ndarray, rate_hz: float) -> None:
-        self.device.feed_light(BENCH_AMBIENT + BENCH_GAIN * levels, rate_hz)
-
-    def dut_status_rgb(self, times: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(times), 3))
-        if not len(times):
-            return out
-        for seg in self.device.led.segments(float(times[0]), float(times[-1]) + 1e-9):
-            if seg.on:
-                out[(times >= seg.start) & (times < seg.end)] = self._colours[seg.colour]
-        return out
-
-    def press_button(self, seconds: float) -> None:
-        f = self.fixture
-        self._flash = render_fixture_flash(
-            f["ssid"], f["password"], f["plan_id"], f["token"], "pin1",
-            fast=f["fast"], active_high=True, start=self.clock.now(), device_id="stand-in",
-        )
-
-    def fixture_light(self, times: np.ndarray) -> np.ndarray:
-        flash = self._flash
-        lit = np.zeros(len(times))
-        if flash is not None:
-            idx = np.floor((times - flash.start) * flash.symbol_rate).astype(np.int64)
-            inside = (idx >= 0) & (idx < len(flash.light_symbols))
-            lit[inside] = flash.light_symbols[idx[inside]]
-        return BENCH_AMBIENT + BENCH_GAIN * lit
-
-    def uart_to_dut(self, data: bytes) -> None:
-        """The emulated imp has no UART RX: what the host sends is kept (and, from
-        ``bench emulate``, shown on its stderr) so a user sees it arrived."""
-        self.uart_received += data
-        if self.on_uart is not None:
-            self.on_uart(data)
-
-    def uart_from_dut(self) -> bytes:
-        lines = self.device.logs[self._logs_sent :]
-        self._logs_sent = len(self.device.logs)
-        return "".join(f"{line}\r\n" for line in lines).encode()
-
-
 async def _emulate(args: argparse.Namespace) -> int:
     clock: Clock = ScaledClock(args.scale) if args.scale != 1 else RealClock()
     fixture = {"plan_id": args.plan_id, "token": args.token, "fast": args.fast}
@@ -240,7 +130,7 @@ async def _emulate(args: argparse.Namespace) -> int:
         server=args.server, fixture=fixture,
     )
     device = target.device
-    uart_lines = _Lines()
+    uart_lines = UartLines()
 
     def show_uart(data: bytes) -> None:
         for line in uart_lines.feed(data):
@@ -323,45 +213,13 @@ def _stream_seconds(buffer: SampleBuffer) -> float:
     return float(buffer.count() / buffer.rate_hz) if buffer.rate_hz else 0.0
 
 
-class _Stall:
-    """Notices a sample stream that stopped flowing, so a dead controller is an error.
-
-    A controller sends its samples at least every few tens of milliseconds
-    (docs/bench.md); after ``STALL_S`` wall seconds (or four answer timeouts, or
-    three sample periods, whichever is longest) without one, the controller is
-    asked who it is: a silent one is then a
-    :class:`BenchTimeoutError` naming the port, one that answers but sends no
-    samples a :class:`BenchRunFailed`. Either way, never a hang.
-    """
-
-    def __init__(self, bench: BenchDriver, buffer: SampleBuffer) -> None:
-        self.bench = bench
-        self.buffer = buffer
-        # a slow stream (watch --rate 1) may be silent for a few sample periods
-        period = 1.0 / buffer.rate_hz if buffer.rate_hz > 0 else 0.0
-        self.limit = max(STALL_S, 4 * bench.timeout, 3 * period)
-        self._count = buffer.count()
-        self._since = time.monotonic()
-
-    def check(self) -> None:
-        count, now = self.buffer.count(), time.monotonic()
-        if count != self._count:
-            self._count, self._since = count, now
-        elif now - self._since > self.limit:
-            self.bench.identify()
-            raise BenchRunFailed(
-                f"the controller on {self.bench.url} answers but sent no samples "
-                f"for {now - self._since:.1f} s"
-            )
-
-
 def _wait_stream(bench: BenchDriver, buffer: SampleBuffer, seconds: float) -> None:
     """Wait until ``seconds`` of stream time arrived (bench time, so a scaled bench is quick).
 
-    A stream that stops is caught by :class:`_Stall`; one that trickles (a controller
+    A stream that stops is caught by :class:`StreamStall`; one that trickles (a controller
     slower than the rate it accepted) by a wall limit of the stream's length plus 30 s.
     """
-    stall = _Stall(bench, buffer)
+    stall = StreamStall(bench, buffer)
     wall_limit = seconds - _stream_seconds(buffer) + 30
     deadline = time.monotonic() + wall_limit
     while _stream_seconds(buffer) < seconds:
@@ -501,7 +359,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
     with _open(args) as bench:
         status = bench.start_status(args.rate)
-        stall = _Stall(bench, status)
+        stall = StreamStall(bench, status)
         with _until_stopped() as stop:
             while not stop.wait(0.05):
                 show(status.take())
@@ -513,24 +371,9 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Lines:
-    """UART bytes in, whole text lines out (CR LF or LF); a partial line waits."""
-
-    def __init__(self) -> None:
-        self._held = b""
-
-    def feed(self, data: bytes) -> list[str]:
-        *whole, self._held = (self._held + data).split(b"\n")
-        return [line.rstrip(b"\r").decode("utf-8", "replace") for line in whole]
-
-    def rest(self) -> list[str]:
-        held, self._held = self._held, b""
-        return [held.rstrip(b"\r").decode("utf-8", "replace")] if held.strip() else []
-
-
 def _cmd_uart(args: argparse.Namespace) -> int:
     """The DUT's UART as a console: optional lines out first, then its lines live."""
-    lines = _Lines()
+    lines = UartLines()
     with _open(args) as bench:
         bench.identify()
         if args.baud is not None:
@@ -555,105 +398,6 @@ def _cmd_power(args: argparse.Namespace) -> int:
         else:
             bench.power(args.state == "on")
     return 0
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args))
-
-
-async def _run(args: argparse.Namespace) -> int:
-    """One DUT through the line: emulated cloud and fixture, the DUT behind the bench.
-
-    The fixture is an emulated imp running the example factory firmware against
-    an emulated cloud (tools/line_setup.py); its flash goes to the bench LED
-    (fixture.blinkup_fixture.SerialEmitter). The DUT is whatever the bench holds;
-    it must reach the same broker (``--broker``): an emulated bench DUT does with
-    ``bench emulate --server URL``. The verdict is the cloud's (blessed or a bless
-    failure, as a blessing webhook would say) or, failing that, the DUT's LED.
-    """
-    from impfactory.fixture.blinkup_fixture import SerialEmitter
-    from impfactory.fixture.line import Line, LineConfig
-    from impfactory.tools.line_setup import factory_cloud
-
-    started = time.monotonic()
-    decoder = StatusDecoder(STATUS_RATE)
-    result: dict[str, Any] = {"port": args.port}
-    with _open(args) as driver:
-        ident = await asyncio.to_thread(driver.identify)
-        result["controller"] = ident.name
-        async with factory_cloud(broker=args.broker) as fc:
-            print(f"cloud ready, broker {fc.broker_url}", file=sys.stderr, flush=True)
-            line = Line(LineConfig(fixtures=1, duts=1, clock_scale=args.scale), fc)
-            try:
-                fixture = (await line.start_fixtures())[0]
-                result["fixture"] = fixture.device_id
-                await asyncio.to_thread(driver.power, False)
-                await asyncio.to_thread(driver.power, True)
-                status = await asyncio.to_thread(driver.start_status, STATUS_RATE)
-                flash = await fixture.blinkup(SerialEmitter(driver))
-                result["flash_seconds"] = round(flash.duration, 3)
-                stall = _Stall(driver, status)
-                result.update(await _follow(fc, flash.config.token, stall, decoder, args))
-                await asyncio.to_thread(driver.stop, bp.Stream.STATUS)
-                _show(decoder.feed(status.take()), args)
-                uart = await asyncio.to_thread(driver.uart_read, 0.2)
-                result["uart"] = uart.decode("utf-8", "replace").splitlines()
-            finally:
-                for f in line.fixtures:
-                    await f.device.power_off()
-    states = [r.state for r in decoder.readings]
-    if result.get("reason") is None and not result.get("blessed"):
-        result["reason"] = _led_reason(states, result.get("dut"))
-    result["status"] = [r.to_json() for r in decoder.readings]
-    result["wall_s"] = round(time.monotonic() - started, 2)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for line in result.get("uart", []):
-            print(f"uart: {line}")
-        verdict = "BLESSED" if result.get("blessed") else f"FAILED ({result['reason']})"
-        print(f"DUT {result.get('dut') or '(never enrolled)'}: {verdict} "
-              f"in {result['wall_s']:.1f} s")
-    return 0 if result.get("blessed") else 1
-
-
-async def _follow(fc: Any, token: str | None, stall: _Stall, decoder: StatusDecoder,
-                  args: argparse.Namespace) -> dict[str, Any]:
-    """Watch the cloud and the DUT's LED until the DUT is blessed, fails, or time is up."""
-    svc = fc.cloud.service
-    deadline = time.monotonic() + args.wait
-    dut: str | None = None
-    while time.monotonic() < deadline:
-        _show(decoder.feed(stall.buffer.take()), args)
-        await asyncio.to_thread(stall.check)  # the LED is the verdict's witness: it must flow
-        if dut is None and token is not None:
-            record = svc.get_token(token)
-            dut = record.used_by if record is not None else None
-        if dut is not None:
-            device = svc.find_device(dut)
-            if device is not None and device.blessed:
-                return {"dut": dut, "blessed": True, "reason": None}
-            if device is not None and device.bless_failures:
-                return {"dut": dut, "blessed": False, "reason": "test_failed"}
-        if decoder.state == "test_failed/power_problem":
-            return {"dut": dut, "blessed": False, "reason": "test_failed"}
-        await asyncio.sleep(0.1)
-    return {"dut": dut, "blessed": False, "reason": None}
-
-
-def _led_reason(states: list[str], dut: str | None) -> str:
-    """Why a DUT that was not blessed failed, read as an operator reads its LED."""
-    if "blinkup_ok" not in states:
-        return "blinkup_failed"
-    if dut is None:
-        return "server_unreachable"  # BlinkUp taken, but the token never reached the cloud
-    return "no_bless"
-
-
-def _show(readings: list[StatusReading], args: argparse.Namespace) -> None:
-    if not args.json:
-        for r in readings:
-            print(_reading_line(r), flush=True)
 
 
 # ---------------------------------------------------------------- parser
@@ -751,13 +495,4 @@ def register(sub: Any) -> None:
     power = _host_command(cmds, "power", "switch the DUT's power", _cmd_power)
     power.add_argument("state", choices=["on", "off", "cycle"])
 
-    run = _host_command(cmds, "run", "one DUT behind the bench through an emulated line",
-                        _cmd_run)
-    run.add_argument("--broker", default="auto",
-                     help="MQTT broker the cloud and the DUT share: auto, or "
-                          "mqtt://impcloud:PASSWORD@HOST:PORT (the cloud's credentials)")
-    run.add_argument("--scale", type=_positive, default=10.0,
-                     help="clock speed-up of the emulated fixture (default 10)")
-    run.add_argument("--wait", type=_positive, default=120.0,
-                     help="wall seconds to wait for the DUT's verdict after the flash")
-    run.add_argument("--json", action="store_true")
+    bench_run.register(cmds, _positive)

@@ -38,7 +38,7 @@ from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID, Fleet
 from impfactory.firmware.lightpath import shine
 from impfactory.firmware.signals import FixtureFlash
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
-from impfactory.fixture.line import MISPLACED_OFFSET_MM
+from impfactory.fixture.dut import MISPLACED_OFFSET_MM
 from impfactory.hw.optical import OpticalChannel, OpticalConfig
 from impfactory.protocol.blinkup import BlinkUpConfig
 from impfactory.tools.cmd_blinkup import without_passwords

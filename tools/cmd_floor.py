@@ -280,7 +280,7 @@ def _check_broker(url: str) -> None:
     try:
         parse_url(url)
     except BrokerUrlError as err:
-        raise FloorError(f"--broker: {err}") from None
+        raise FloorError(f"bad --broker: {err}") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,12 +20,15 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
+from impfactory.fixture.dut import DutSource
 from impfactory.fixture.faults import parse_faults, parse_rate
-from impfactory.fixture.line import LineConfig, LineError, LineResult, run_line
+from impfactory.fixture.line import Line, LineConfig, LineError, LineResult, run_line
 from impfactory.fixture.record import LineSummary
 from impfactory.fixture.report import prepare_report_dir, write_reports
 from impfactory.hw.optical import PRESETS, OpticalConfig
@@ -35,10 +38,11 @@ from impfactory.tools.firmware_input import (
     read_agent,
     read_firmware,
 )
-from impfactory.tools.line_setup import factory_cloud
+from impfactory.tools.line_setup import FactoryCloud, factory_cloud
 from impfactory.tools.line_shards import run_sharded
 from impfactory.tools.line_ui import LineProgress
 
+from impfactory.clock import Clock, ScaledClock
 from impfactory.errors import ImpFactoryError
 
 
@@ -84,14 +88,7 @@ def register(sub: Any) -> None:
     run.add_argument("--optical", default="", metavar="NAME=VALUE,...",
                      help="optical set-up overrides, e.g. distance_mm=6,noise_rms=0.02 "
                           "(see hw/optical.py OpticalConfig)")
-    add_firmware_options(run)
-    run.add_argument("--wifi", default=None, metavar="SSID:PASSWORD",
-                     help="the factory WiFi the DUTs join and the example firmware flashes "
-                          "(default factory-wifi:factory-password)")
-    run.add_argument("--db", type=Path, metavar="PATH",
-                     help="cloud database to use or reuse (default: a fresh temporary one)")
-    run.add_argument("--report", type=Path, metavar="DIR",
-                     help="write duts.json, junit.xml and report.html into DIR")
+    add_run_options(run)
     run.add_argument("--min-yield", type=float, default=0.0, metavar="Y",
                      help="exit 1 when the yield is below Y (0..1; default 0)")
     run.set_defaults(func=_run)
@@ -112,15 +109,21 @@ def config_from_args(args: argparse.Namespace, faults: dict[str, float] | None =
                       optical=optical or PRESETS["typical"], clock_scale=args.scale)
 
 
+#: Where a line's DUTs come from, given its cloud and clock (default: emulated imps).
+DutSourceFactory = Callable[[FactoryCloud, Clock], DutSource]
+
+
 async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
                             db: Path | None = None, factory_code: str | None = None,
                             app_code: str | None = None, workers: int = 1,
                             wifi: tuple[str, str] | None = None,
-                            agent_code: str | None = None) -> LineResult:
+                            agent_code: str | None = None,
+                            duts: DutSourceFactory | None = None) -> LineResult:
     """Start the cloud, run the line under a progress bar, stop everything.
 
     ``workers > 1`` runs the fixtures and DUTs in that many processes sharing the
-    broker, with the cloud in this one (see tools/line_shards.py).
+    broker, with the cloud in this one (see tools/line_shards.py). ``duts`` puts
+    other DUTs in front of the fixtures (``bench run``: the boards on benches).
     """
     ssid, password = wifi or (FACTORY_SSID, FACTORY_PASSWORD)
     async with factory_cloud(broker, db, factory_code=factory_code, app_code=app_code,
@@ -132,8 +135,12 @@ async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
             try:
                 if workers > 1:
                     result = await run_sharded(config, cloud, progress, workers)
-                else:
+                elif duts is None:
                     result = await run_line(config, cloud, progress)
+                else:
+                    clock = ScaledClock(config.clock_scale)
+                    result = await Line(config, cloud, progress, clock=clock,
+                                        duts=duts(cloud, clock)).run()
             except LineError as err:  # the options were good (checked before): the run failed
                 raise LineRunFailed(str(err)) from err
         result.link_messages = stats.received + stats.sent - before
@@ -154,18 +161,41 @@ def print_summary(summary: LineSummary, report: dict[str, Path] | None = None) -
         print(f"report: {report['html']}  (also {report['json'].name}, {report['junit'].name})")
 
 
-def _run(args: argparse.Namespace) -> int:
-    faults = parse_faults(args.fault)
-    outdated = parse_rate(args.outdated_impos, "--outdated-impos")
-    optical = PRESETS["typical"].with_spec(args.optical)
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a line run that ``line run`` and ``bench run`` share."""
+    add_firmware_options(parser)
+    parser.add_argument("--wifi", default=None, metavar="SSID:PASSWORD",
+                        help="the factory WiFi the DUTs join and the example firmware flashes "
+                             "(default factory-wifi:factory-password)")
+    parser.add_argument("--db", type=Path, metavar="PATH",
+                        help="cloud database to use or reuse (default: a fresh temporary one)")
+    parser.add_argument("--report", type=Path, metavar="DIR",
+                        help="write duts.json, junit.xml and report.html into DIR")
+
+
+@dataclass
+class RunInputs:
+    """A line run's inputs, read and checked before anything starts."""
+
+    factory_code: str | None
+    app_code: str | None
+    agent_code: str | None
+    wifi: tuple[str, str] | None
+
+    def cloud_options(self) -> dict[str, Any]:
+        """``run_with_progress``'s keyword arguments for them."""
+        return {"factory_code": self.factory_code, "app_code": self.app_code,
+                "agent_code": self.agent_code, "wifi": self.wifi}
+
+
+def read_run_inputs(args: argparse.Namespace) -> RunInputs:
+    """Check ``add_run_options``'s options (and ``--min-yield``); read the code files."""
     if not 0.0 <= args.min_yield <= 1.0:
         raise LineInputError(f"--min-yield {args.min_yield} is not within 0..1")
-    config = config_from_args(args, faults, outdated, optical)
     apply_lib_dirs(args.lib)
     factory_code = read_firmware(args.firmware, "--firmware")
     app_code = read_firmware(args.app, "--app")
     agent_code = read_agent(args.agent, "--agent")
-    quiet_network_logs()
     wifi = None
     if args.wifi is not None:
         ssid, sep, password = args.wifi.partition(":")
@@ -173,14 +203,13 @@ def _run(args: argparse.Namespace) -> int:
             raise LineInputError("--wifi: expected SSID:PASSWORD (SSID 1-32 bytes, password "
                                  "up to 64)")
         wifi = (ssid, password)
-    if args.workers < 1:
-        raise LineInputError(f"--workers must be at least 1, got {args.workers}")
     if args.report:
         prepare_report_dir(args.report)
-    result = asyncio.run(run_with_progress(config, args.broker, args.json, db=args.db,
-                                           factory_code=factory_code, app_code=app_code,
-                                           workers=args.workers, wifi=wifi,
-                                           agent_code=agent_code))
+    return RunInputs(factory_code, app_code, agent_code, wifi)
+
+
+def report_run(args: argparse.Namespace, result: LineResult) -> int:
+    """Write the reports, print the summary (``--json``: as JSON); the exit status."""
     report = write_reports(args.report, result.records, result.summary) if args.report else None
     if args.json:
         doc = result.summary.to_dict()
@@ -191,3 +220,17 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print_summary(result.summary, report)
     return 0 if result.summary.yield_ >= args.min_yield else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    faults = parse_faults(args.fault)
+    outdated = parse_rate(args.outdated_impos, "--outdated-impos")
+    optical = PRESETS["typical"].with_spec(args.optical)
+    config = config_from_args(args, faults, outdated, optical)
+    inputs = read_run_inputs(args)
+    if args.workers < 1:
+        raise LineInputError(f"--workers must be at least 1, got {args.workers}")
+    quiet_network_logs()
+    result = asyncio.run(run_with_progress(config, args.broker, args.json, db=args.db,
+                                           workers=args.workers, **inputs.cloud_options()))
+    return report_run(args, result)

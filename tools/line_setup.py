@@ -77,6 +77,22 @@ class FactoryCloud:
     async def adopt_fixture(self, device_id: str) -> None:
         self.cloud.service.assign_devices(self.setup.fixture_group.id, [device_id])
 
+    async def dut_verdict(self, token: str) -> tuple[str | None, bool | None]:
+        """Who enrolled with the factory ``token`` (None: nobody yet) and the cloud's bless
+        verdict on it (True blessed, False a failed bless, None none yet): what a
+        blessing webhook would tell a factory about a DUT it cannot ask itself."""
+        svc = self.cloud.service
+        record = svc.get_token(token)
+        device_id = record.used_by if record is not None else None
+        if device_id is None:
+            return None, None
+        device = svc.find_device(device_id)
+        if device is None:
+            return device_id, None
+        if device.blessed:
+            return device_id, True
+        return device_id, (False if device.bless_failures else None)
+
     async def agent_activity(self, device_id: str, messages: int = 0
                              ) -> list[dict[str, object]]:
         """What ``device_id``'s agent did, once it has heard ``messages`` messages from

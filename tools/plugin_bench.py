@@ -126,8 +126,8 @@ def bench_port(pytestconfig: pytest.Config) -> Iterator[str]:
         yield real
         return
     # imported here so that loading the plugin costs other test runs nothing
+    from impfactory.firmware.bench_target import EmulatedImpBench
     from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
-    from impfactory.tools.cmd_bench import EmulatedImpBench
 
     from impfactory.clock import ScaledClock
 
