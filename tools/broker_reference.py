@@ -50,9 +50,10 @@ class RawRate:
         return self.messages * self.size / self.seconds
 
 
-async def _connect(client: AsyncMqtt, attempts: int = 5) -> None:
-    """Connect, trying again a moment later when refused: an account just made may
-    reach Mosquitto a reload after its answer (devices retry the same way)."""
+async def _connect(client: AsyncMqtt, attempts: int = 7) -> None:
+    """Connect, trying again a moment later when refused (0.05 s, doubling, about 3 s
+    in all): an account just made may reach Mosquitto a reload after its answer, as
+    devices also find and retry (seen now and then on a loaded machine)."""
     for attempt in range(1, attempts + 1):
         try:
             await client.connect()
@@ -60,7 +61,7 @@ async def _connect(client: AsyncMqtt, attempts: int = 5) -> None:
         except BrokerError:
             if attempt == attempts:
                 raise
-            await asyncio.sleep(0.05 * attempt)
+            await asyncio.sleep(0.05 * 2 ** (attempt - 1))
 
 
 async def raw_rate(cloud_url: str, *, messages: int, size: int, subscribers: int = 100,
@@ -83,7 +84,7 @@ async def raw_rate(cloud_url: str, *, messages: int, size: int, subscribers: int
     if access.secured:
         admin = BrokerAdmin(access, lambda t, p: publisher.publish(t, p, cl.QOS))
         publisher.subscribe(admin.response_topic, cl.QOS)
-    await publisher.connect()
+    await _connect(publisher)
     names = [secrets.token_hex(8) for _ in range(subscribers)]
     received = 0
     done = asyncio.get_running_loop().create_future()
