@@ -1,11 +1,7 @@
 """Accounts, tokens, login keys and collaborator roles of the REST API.
 
-Tables (in the cloud's SQLite database, prefixed ``api_``)::
-
-    api_accounts(id, username, email, pw_salt, pw_hash, role, owner_id,
-                 unbond_key, plan_id, created_at)
-    api_tokens(digest, kind, account_id, expires_at, created_at)   -- sha256 of the token
-    api_login_keys(id, account_id, digest, description, created_at)
+Stored by ``cloud/store/accounts.py`` (tables ``api_accounts``, ``api_tokens``
+(SHA-256 digests of the tokens) and ``api_login_keys``).
 
 An owner account owns products and devices; a collaborator account (role
 ``blinkup_device``) belongs to one owner (``owner_id``) and may only add a fixture
@@ -18,10 +14,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from impfactory.cloud.api import ANY_ROLE, BLINKUP_DEVICE, OWNER, Answer, Call, Router
 from impfactory.cloud.api_jsonapi import (
@@ -42,41 +36,15 @@ from impfactory.cloud.api_jsonapi import (
     resource,
     resource_body,
 )
+from impfactory.cloud.model import Account
+from impfactory.cloud.store import Store
+from impfactory.cloud.store.accounts import AccountRepository
 
 ACCESS_TTL = 3600.0
 LOGIN_KEY_BYTES = 8
 """A login key (and its id) is 16 hex characters, as impCentral's; impt's tests read
 the first 16 of ``[0-9a-z]`` in its output as the key."""
 PBKDF2_ROUNDS = 20_000
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_accounts (
-    id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, email TEXT NOT NULL UNIQUE,
-    pw_salt BLOB NOT NULL, pw_hash BLOB NOT NULL, role TEXT NOT NULL,
-    owner_id TEXT NOT NULL, unbond_key TEXT NOT NULL, plan_id TEXT NOT NULL,
-    created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS api_tokens (
-    digest TEXT PRIMARY KEY, kind TEXT NOT NULL, account_id TEXT NOT NULL,
-    expires_at REAL, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS api_login_keys (
-    id TEXT PRIMARY KEY, account_id TEXT NOT NULL, digest TEXT NOT NULL UNIQUE,
-    description TEXT NOT NULL, created_at REAL NOT NULL);
-"""
-
-
-@dataclass(frozen=True)
-class Account:
-    """An account as the API needs it; ``owner_id`` is itself for an owner."""
-
-    id: str
-    username: str
-    email: str
-    role: str
-    owner_id: str
-    unbond_key: str
-    plan_id: str
-    created_at: float
-
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -87,12 +55,12 @@ def _hash_password(password: str, salt: bytes) -> bytes:
 
 
 class AccountBook:
-    """Accounts and their credentials in SQLite."""
+    """Accounts and their credentials (stored by ``AccountRepository``)."""
 
-    def __init__(self, db: sqlite3.Connection, now: Callable[[], float] = time.time) -> None:
-        self.db = db
+    def __init__(self, store: Store, now: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.repo = AccountRepository(store)
         self.now = now
-        db.executescript(SCHEMA)
 
     # -- accounts ------------------------------------------------------------------
 
@@ -109,15 +77,11 @@ class AccountBook:
             raise Conflict(f"an account named {username!r} already exists", code="DuplicateName")
         account_id = secrets.token_hex(8)
         salt = secrets.token_bytes(16)
-        with self.db:
-            self.db.execute(
-                "INSERT INTO api_accounts VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (account_id, username, email or f"{username}@impfactory.invalid", salt,
-                 _hash_password(password, salt), role, owner_id or account_id,
-                 secrets.token_hex(16), secrets.token_hex(8), self.now()),
-            )
-        account = self.get(account_id)
-        assert account is not None
+        account = Account(account_id, username, email or f"{username}@impfactory.invalid",
+                          role, owner_id or account_id, secrets.token_hex(16),
+                          secrets.token_hex(8), self.now())
+        with self.store.transaction():
+            self.repo.add(account, salt, _hash_password(password, salt))
         return account
 
     def ensure_owner(self, username: str, password: str) -> Account:
@@ -131,36 +95,25 @@ class AccountBook:
 
     def get(self, account_id: str) -> Account | None:
         """The account with this id, if any."""
-        row = self.db.execute(
-            "SELECT id, username, email, role, owner_id, unbond_key, plan_id, created_at "
-            "FROM api_accounts WHERE id = ?", (account_id,)).fetchone()
-        return Account(*row) if row else None
+        return self.repo.get(account_id)
 
     def find(self, login: str) -> Account | None:
         """The account whose username or email is ``login``."""
-        row = self.db.execute(
-            "SELECT id FROM api_accounts WHERE username = ? OR email = ?", (login, login)
-        ).fetchone()
-        return self.get(row[0]) if row else None
+        return self.repo.find(login)
 
     def collaborators(self, owner_id: str) -> list[Account]:
         """Accounts serving ``owner_id`` (the owner first)."""
-        rows = self.db.execute(
-            "SELECT id FROM api_accounts WHERE owner_id = ? ORDER BY id = owner_id DESC, "
-            "created_at", (owner_id,)).fetchall()
-        return [a for (i,) in rows if (a := self.get(i)) is not None]
+        return self.repo.serving(owner_id)
 
     def check_password(self, account_id: str, password: str) -> bool:
         """Whether ``password`` is this account's, compared in constant time."""
-        row = self.db.execute("SELECT pw_salt, pw_hash FROM api_accounts WHERE id = ?",
-                              (account_id,)).fetchone()
-        return bool(row) and hmac.compare_digest(_hash_password(password, row[0]), row[1])
+        found = self.repo.password(account_id)
+        return found is not None and hmac.compare_digest(_hash_password(password, found[0]),
+                                                         found[1])
 
     def by_plan(self, plan_id: str) -> Account | None:
         """The owner whose developer plan ID is ``plan_id``."""
-        row = self.db.execute("SELECT id FROM api_accounts WHERE plan_id = ?",
-                              (plan_id,)).fetchone()
-        return self.get(row[0]) if row else None
+        return self.repo.by_plan(plan_id)
 
     # -- tokens --------------------------------------------------------------------
 
@@ -176,47 +129,35 @@ class AccountBook:
             token = secrets.token_urlsafe(24)
             out["refresh_token"] = token
             rows.append((_digest(token), "refresh", account.id, None, now))
-        with self.db:
-            self.db.execute("DELETE FROM api_tokens WHERE kind = 'access' AND expires_at < ?",
-                            (now,))
-            self.db.executemany("INSERT INTO api_tokens VALUES (?,?,?,?,?)", rows)
+        self.repo.add_tokens(rows, now)
         return out
 
     def authenticate(self, access_token: str) -> Account:
         """The account an access token belongs to; 401 when unknown or expired."""
-        row = self.db.execute(
-            "SELECT account_id, expires_at FROM api_tokens WHERE digest = ? AND kind = 'access'",
-            (_digest(access_token),)).fetchone()
-        if row is None or row[1] < self.now():
+        found = self.repo.token(_digest(access_token), "access")
+        if found is None or found[1] is None or found[1] < self.now():
             raise Unauthorized("the access token is unknown or expired; refresh it",
                                code="InvalidToken")
-        account = self.get(row[0])
+        account = self.get(found[0])
         if account is None:
             raise Unauthorized("the token's account no longer exists", code="InvalidToken")
         return account
 
     def by_refresh_token(self, token: str) -> Account | None:
         """The account a refresh token belongs to."""
-        row = self.db.execute(
-            "SELECT account_id FROM api_tokens WHERE digest = ? AND kind = 'refresh'",
-            (_digest(token),)).fetchone()
-        return self.get(row[0]) if row else None
+        found = self.repo.token(_digest(token), "refresh")
+        return self.get(found[0]) if found else None
 
     def refresh_tokens(self, account: Account) -> list[JsonObj]:
         """The account's refresh tokens, each named by a prefix of its digest."""
-        rows = self.db.execute("SELECT digest, created_at FROM api_tokens WHERE account_id = ? "
-                               "AND kind = 'refresh' ORDER BY created_at", (account.id,))
-        return [resource("refresh_token", d[:16], {"created_at": iso(c)}) for d, c in rows]
+        return [resource("refresh_token", d[:16], {"created_at": iso(c)})
+                for d, c in self.repo.refresh_tokens(account.id)]
 
     def revoke_refresh_token(self, account: Account, token_id: str) -> None:
         """Forget one refresh token; 404 when the account has none by that id."""
         if len(token_id) != 16 or not all(c in "0123456789abcdef" for c in token_id):
             raise NotFound(f"no refresh token {token_id!r}")
-        with self.db:
-            cur = self.db.execute("DELETE FROM api_tokens WHERE account_id = ? AND "
-                                  "kind = 'refresh' AND substr(digest, 1, 16) = ?",
-                                  (account.id, token_id))
-        if cur.rowcount == 0:
+        if not self.repo.revoke_refresh(account.id, token_id):
             raise NotFound(f"no refresh token {token_id!r}")
 
     # -- login keys ----------------------------------------------------------------
@@ -225,16 +166,13 @@ class AccountBook:
         """A new login key: returns the key (it is the id, 16 hex characters as
         impCentral's, e.g. ``7d8e6670aa285e9d``) and its resource."""
         key = secrets.token_hex(LOGIN_KEY_BYTES)
-        with self.db:
-            self.db.execute("INSERT INTO api_login_keys VALUES (?,?,?,?,?)",
-                            (key, account.id, _digest(key), description, self.now()))
+        with self.store.transaction():
+            self.repo.add_login_key(key, account.id, _digest(key), description, self.now())
         return key, self.login_key(account, key)
 
     def login_key(self, account: Account, key_id: str) -> JsonObj:
         """One login key of ``account`` as a resource; 404 when not its own."""
-        row = self.db.execute(
-            "SELECT id, description, created_at FROM api_login_keys "
-            "WHERE id = ? AND account_id = ?", (key_id, account.id)).fetchone()
+        row = self.repo.login_key(key_id, account.id)
         if row is None:
             raise NotFound(f"no login key {key_id!r}")
         return resource("login_key", row[0],
@@ -242,15 +180,24 @@ class AccountBook:
 
     def login_keys(self, account: Account) -> list[JsonObj]:
         """All login keys of ``account``."""
-        rows = self.db.execute("SELECT id FROM api_login_keys WHERE account_id = ? "
-                               "ORDER BY created_at", (account.id,)).fetchall()
-        return [self.login_key(account, r[0]) for r in rows]
+        return [self.login_key(account, key_id) for key_id in self.repo.login_key_ids(account.id)]
 
     def by_login_key(self, key: str) -> Account | None:
         """The account a login key belongs to."""
-        row = self.db.execute("SELECT account_id FROM api_login_keys WHERE digest = ?",
-                              (_digest(key),)).fetchone()
-        return self.get(row[0]) if row else None
+        found = self.repo.login_key_owner(_digest(key))
+        return self.get(found) if found else None
+
+    def describe_login_key(self, account: Account, key_id: str, description: str) -> None:
+        """Change the description of one of ``account``'s keys (404 when not its own)."""
+        self.login_key(account, key_id)
+        with self.store.transaction():
+            self.repo.describe_login_key(key_id, description)
+
+    def delete_login_key(self, account: Account, key_id: str) -> None:
+        """Forget one of ``account``'s keys (404 when not its own)."""
+        self.login_key(account, key_id)
+        with self.store.transaction():
+            self.repo.delete_login_key(key_id)
 
 
 def account_resource(account: Account, viewer: Account) -> JsonObj:
@@ -351,16 +298,12 @@ def register(router: Router, book: AccountBook) -> None:
         data = data_object(call.body(), ["login_key"], want_id=call.params["id"])
         attrs = attributes(data, {"description": is_str(200)})
         if "description" in attrs:
-            with book.db:
-                book.db.execute("UPDATE api_login_keys SET description = ? WHERE id = ?",
-                                (attrs["description"], call.params["id"]))
+            book.describe_login_key(call.account, call.params["id"], attrs["description"])
         return Answer(200, {"data": book.login_key(call.account, call.params["id"])})
 
     def delete_key(call: Call) -> Answer:
         _password_checked(call)
-        book.login_key(call.account, call.params["id"])
-        with book.db:
-            book.db.execute("DELETE FROM api_login_keys WHERE id = ?", (call.params["id"],))
+        book.delete_login_key(call.account, call.params["id"])
         return Answer(204)
 
     router.add("POST", "/auth", login, "Log in with id and password: access and refresh tokens",

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from impfactory.cloud.api_auth import Account, AccountBook
+from impfactory.cloud.api_auth import AccountBook
 from impfactory.cloud.api_jsonapi import NotFound
 from impfactory.cloud.errors import NotFoundError
-from impfactory.cloud.model import Deployment, Device, DeviceGroup, Product
+from impfactory.cloud.model import Account, Deployment, Device, DeviceGroup, Product
 from impfactory.cloud.service import CloudService
 
 T = TypeVar("T")

@@ -97,7 +97,7 @@ async def _events(ctx: ApiContext, streams: dict[str, Stream], sid: str, st: Str
     """Yield SSE frames for new log lines of the stream's devices until it goes away
     (from the first frame asked for: a HEAD leaves the stream unopened)."""
     st.open = True
-    last = ctx.svc.db.execute("SELECT COALESCE(MAX(id), 0) FROM logs").fetchone()[0]
+    last = ctx.svc.logs.last_log_id()
     yield b": impfactory log stream\n\n"
     try:
         while sid in streams:

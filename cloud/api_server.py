@@ -3,8 +3,9 @@
 ``ApiService`` is what ``impfactory cloud serve --api-port`` (and the tests) run
 on the cloud's own loop::
 
-    book = AccountBook(db)
-    svc = CloudService(db, accounts=book)        # the same service the device link uses
+    store = open_store("impcloud.db")
+    book = AccountBook(store)
+    svc = CloudService(store, accounts=book)     # the same service the device link uses
     async with ApiService(svc, book, port=0) as api:
         print(api.endpoint)                      # http://127.0.0.1:PORT/v5
 
@@ -12,7 +13,7 @@ It owns the cloud's HTTP server (``cloud.web``: the API under ``/v5``, and the
 agent URLs under ``/agent`` when given the cloud's ``agents``) and uses the one
 HTTP client every outbound request goes through (``cloud.outbound``: webhook
 deliveries and agents' requests; the cloud's when given, else its own). Serving
-on the cloud's loop means every call reaches SQLite from the loop's thread.
+on the cloud's loop means every call reaches the store from the loop's thread.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ touch the database.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,7 +25,7 @@ from impfactory.cloud.api_auth import AccountBook
 from impfactory.cloud.api_server import ApiService
 from impfactory.cloud.server import Cloud
 from impfactory.cloud.service import CloudService
-from impfactory.cloud.store import open_db
+from impfactory.cloud.store import Store, open_store
 
 from impfactory.loopthread import LoopThread
 
@@ -43,14 +42,14 @@ class ApiThread(LoopThread):
         self._service_kwargs = service_kwargs or {}
         self.service: ApiService
         self.cloud: Cloud | None = None
-        self._db: sqlite3.Connection
+        self._db: Store
 
     def start(self) -> ApiThread:
         """Open the database and start serving; returns when the port is bound."""
         self.start_loop()
 
         async def boot() -> ApiService:
-            self._db = open_db(self._db_path)
+            self._db = open_store(self._db_path)
             book = AccountBook(self._db)
             if self._broker_url is not None:
                 self.cloud = Cloud(self._db, self._broker_url, accounts=book,

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import sqlite3
 from enum import Enum
 from urllib.parse import urlencode
 
@@ -58,12 +57,6 @@ WEBHOOK_BACKOFF = Backoff(first=1.0, cap=300.0, max_attempts=50)
 log = logging.getLogger(__name__)
 
 FILTERS = ("devicegroup.id",)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_webhook_retry (
-    delivery_id INTEGER PRIMARY KEY, next_at REAL NOT NULL, dead INTEGER NOT NULL DEFAULT 0);
-"""
-
 
 class Delivery(Enum):
     """Where one outbox entry stands."""
@@ -134,12 +127,7 @@ class Dispatcher:
         self.poll = poll
         self.batch = 1000
         """Deliveries considered per round (besides the dead ones, which are skipped)."""
-        svc.db.executescript(SCHEMA)
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        return self.svc.db
 
     def start(self) -> None:
         """Start delivering (resuming whatever a previous run left pending)."""
@@ -157,14 +145,13 @@ class Dispatcher:
     def due(self) -> list[WebhookDelivery]:
         """Undelivered rows whose retry time has come and that are not dead."""
         now = self.svc.now()
-        rows = self.db.execute("SELECT delivery_id, next_at, dead FROM api_webhook_retry")
-        sched = {r[0]: (r[1], r[2]) for r in rows}
+        sched = self.svc.webhooks.retry_schedule()
         dead = sum(1 for _, is_dead in sched.values() if is_dead)
         out = []
         # dead entries stay pending in the outbox: look past them, or they starve the rest
         for d in self.svc.pending_webhooks(limit=self.batch + dead):
-            next_at, dead = sched.get(d.id, (0.0, 0))
-            if not dead and next_at <= now:
+            next_at, is_dead = sched.get(d.id, (0.0, False))
+            if not is_dead and next_at <= now:
                 out.append(d)
         return out
 
@@ -186,25 +173,20 @@ class Dispatcher:
         outcome = (Outcome.OK if ok else Outcome.LAST_FAILED
                    if self.backoff.gives_up(attempts) else Outcome.FAILED)
         state = next_state(self.state_of(d.id), outcome)
-        self.svc.mark_webhook(d.id, ok=ok, error=error)
-        with self.db:
-            if state is Delivery.DELIVERED:
-                self.db.execute("DELETE FROM api_webhook_retry WHERE delivery_id = ?", (d.id,))
-            else:
-                self.db.execute("INSERT OR REPLACE INTO api_webhook_retry VALUES (?,?,?)",
-                                (d.id, self.svc.now() + self.backoff.delay(attempts),
-                                 int(state is Delivery.DEAD)))
+        delivered = state is Delivery.DELIVERED
+        self.svc.webhooks.record_attempt(
+            d.id, ok=ok, error=error, dead=state is Delivery.DEAD,
+            next_at=None if delivered else self.svc.now() + self.backoff.delay(attempts))
         if state is not Delivery.DELIVERED:
             log.info("webhook %s to %s failed (%s), attempt %d%s", event_id, d.url, error,
                      attempts, "; giving up" if state is Delivery.DEAD else "")
 
     def state_of(self, delivery_id: int) -> Delivery:
         """An undelivered entry's state, from the retry schedule."""
-        row = self.db.execute("SELECT dead FROM api_webhook_retry WHERE delivery_id = ?",
-                              (delivery_id,)).fetchone()
-        if row is None:
+        dead = self.svc.webhooks.retry_state(delivery_id)
+        if dead is None:
             return Delivery.PENDING
-        return Delivery.DEAD if row[0] else Delivery.RETRYING
+        return Delivery.DEAD if dead else Delivery.RETRYING
 
 
 def register(router: Router, ctx: ApiContext) -> None:

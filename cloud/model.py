@@ -1,17 +1,16 @@
 """The impCloud's records: products, device groups, deployments, devices, tokens.
 
-Plain frozen dataclasses read from the store; the rules that change them live in
-``service.py`` (management) and ``rules.py`` (what devices ask for). Group types
+Plain frozen dataclasses read from the store (``cloud/store``'s repositories make
+them); the use cases that change them live in ``cloud/services``. Group types
 are the impCentral API v5 type strings, so the REST layer needs no mapping.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 
 class GroupType(StrEnum):
@@ -72,6 +71,12 @@ WEBHOOK_EVENTS = ("blessing", "blinkup", "deployment")
 WEBHOOK_CONTENT_TYPES = ("application/json", "application/x-www-form-urlencoded")
 
 
+class RowLike(Protocol):
+    """A stored row as the repositories read it: values by column name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
 def _json(text: str | None, default: Any) -> Any:
     return default if text is None else json.loads(text)
 
@@ -87,7 +92,7 @@ class Product:
     updated_at: float
 
     @classmethod
-    def from_row(cls, r: sqlite3.Row) -> Product:
+    def from_row(cls, r: RowLike) -> Product:
         return cls(r["id"], r["owner_id"], r["name"], r["description"],
                    r["min_impos_version"], r["created_at"], r["updated_at"])
 
@@ -112,7 +117,7 @@ class DeviceGroup:
     updated_at: float
 
     @classmethod
-    def from_row(cls, r: sqlite3.Row) -> DeviceGroup:
+    def from_row(cls, r: RowLike) -> DeviceGroup:
         return cls(
             r["id"], r["product_id"], r["owner_id"], GroupType(r["type"]), r["name"],
             r["description"], r["region"], _json(r["env_vars"], {}), r["production_target"],
@@ -146,7 +151,7 @@ class Deployment:
     """When its description, tags or flag last changed (its code never does)."""
 
     @classmethod
-    def from_row(cls, r: sqlite3.Row) -> Deployment:
+    def from_row(cls, r: RowLike) -> Deployment:
         return cls(
             r["id"], r["seq"], r["group_id"], r["product_id"], r["owner_id"], r["sha"],
             r["device_code"], r["agent_code"], r["device_sha"], r["agent_sha"],
@@ -182,7 +187,7 @@ class Device:
     created_at: float
 
     @classmethod
-    def from_row(cls, r: sqlite3.Row) -> Device:
+    def from_row(cls, r: RowLike) -> Device:
         return cls(
             r["id"], r["mac"], r["name"], r["owner_id"], r["group_id"], r["product_id"],
             r["imp_type"], bool(r["blessed"]), bool(r["activated"]), bool(r["online"]),
@@ -208,7 +213,7 @@ class Token:
     created_at: float
 
     @classmethod
-    def from_row(cls, r: sqlite3.Row) -> Token:
+    def from_row(cls, r: RowLike) -> Token:
         return cls(r["token"], TokenKind(r["kind"]), r["plan_id"], r["owner_id"],
                    r["fixture_id"], r["expires_at"], r["used_at"], r["used_by"],
                    r["created_at"])
@@ -276,3 +281,26 @@ def version_key(version: str) -> tuple[tuple[int, str], ...]:
     for piece in version.replace("-", ".").split("."):
         parts.append((int(piece), "") if piece.isdigit() else (-1, piece))
     return tuple(parts)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A REST API account; ``owner_id`` is itself for an owner."""
+
+    id: str
+    username: str
+    email: str
+    role: str
+    owner_id: str
+    unbond_key: str
+    plan_id: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Owner:
+    """An owner in the cloud's own directory (runs without the REST API)."""
+
+    id: str
+    plan_id: str
+    unbond_key: str

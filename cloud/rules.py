@@ -3,7 +3,8 @@
 ``DeviceRules.handle(msg)`` takes one decoded ``up`` message and returns the
 ``down`` messages to publish, in order; it does no I/O beyond the store, so the
 rules are tested without a broker as well as over one. Each message is one
-transaction. A request the rules refuse is answered with ``error`` (hello,
+transaction; the changes themselves are the services' (``cloud/services``), the
+rules only choose the replies. A request the rules refuse is answered with ``error`` (hello,
 factory token, chunks) or ``bless_answer {blessed: false}`` (bless), as the imp
 API reports it.
 
@@ -19,8 +20,7 @@ from typing import Any
 
 from impfactory.cloud import offers
 from impfactory.cloud.errors import CloudError, NotFoundError, TokenError
-from impfactory.cloud.model import Device, TokenKind
-from impfactory.cloud.service import CloudService, agent_id_for
+from impfactory.cloud.service import CloudService
 from impfactory.protocol import cloudlink as cl
 
 log = logging.getLogger(__name__)
@@ -65,23 +65,12 @@ class DeviceRules:
         svc = self.svc
         if (m.plan_id is None) != (m.token is None):
             raise TokenError("plan ID and token come together")
-        now = svc.now()
-        with svc.tx() as db:
-            known = svc.find_device(m.device_id)
-            if known is None:
-                db.execute("INSERT INTO devices (id, mac, created_at) VALUES (?,?,?)",
-                           (m.device_id, m.mac, now))
-            elif known.mac != m.mac:  # a MAC is burnt into the module: it never changes
-                svc.append_log(m.device_id, f"hello with MAC {m.mac} ignored: the device's "
-                                            f"MAC is {known.mac}")
-            db.execute(
-                "UPDATE devices SET imp_type=?, impos_version=?, deployment_id=?,"
-                " online=1, connection='SERVER_CONNECTED', last_seen=? WHERE id=?",
-                (m.imp_type, m.impos_version, m.deployment, now, m.device_id),
-            )
+        with svc.tx():  # known, online and enrolled together, or not at all
+            device = svc.connection.device_connected(m.device_id, m.mac, m.imp_type,
+                                                     m.impos_version, m.deployment)
             if m.token is not None and m.plan_id is not None:
-                self._enrol(svc.get_device(m.device_id), m.plan_id, m.token)
-            device = svc.get_device(m.device_id)
+                svc.enrolment.enrol(device, m.plan_id, m.token)
+                device = svc.get_device(m.device_id)
             replies: list[cl.Message] = [
                 cl.Welcome(device_id=device.id, req=m.req, plan_id=device.plan_id,
                            agent_id=device.agent_id, agent_url=svc.agent_url(device.agent_id),
@@ -91,80 +80,11 @@ class DeviceRules:
         svc.agents.device_changed(m.device_id)
         return replies
 
-    def _enrol(self, device: Device, plan_id: str, token_text: str) -> None:
-        svc = self.svc
-        token = svc.get_token(token_text)
-        if token is None or token.plan_id != plan_id:
-            raise TokenError("unknown enrolment token", "token_invalid")
-        if token.used_at is not None:
-            if token.used_by == device.id:
-                return  # the same device presenting its own token again: already enrolled
-            raise TokenError("enrolment token already used", "token_used")
-        if token.expires_at is not None and svc.now() > token.expires_at:
-            raise TokenError("enrolment token expired", "token_expired")
-        enrol = {
-            TokenKind.FACTORY: self._enrol_factory,
-            TokenKind.PRODUCTION: self._enrol_production,
-            TokenKind.DEVELOPMENT: self._enrol_development,
-        }[token.kind]
-        enrol(device, token.owner_id, plan_id, token.fixture_id, token_text)
-        svc.db.execute("UPDATE tokens SET used_at=?, used_by=? WHERE token=?",
-                       (svc.now(), device.id, token_text))
-
-    def _enrol_factory(self, device: Device, owner_id: str, plan_id: str,
-                       fixture_id: str | None, token: str) -> None:
-        svc = self.svc
-        fixture = svc.find_device(fixture_id) if fixture_id else None
-        group = svc.get_group(fixture.group_id) if fixture and fixture.group_id else None
-        if group is None or not group.type.is_fixture:
-            raise TokenError("the token's fixture is no longer in a factory fixture group")
-        if device.blessed:
-            svc.append_log(device.id, "Factory BlinkUp of a blessed device: it stays blessed")
-            return
-        assert group.dut_target is not None
-        dut_group = svc.get_group(group.dut_target)
-        svc.db.execute(
-            "UPDATE devices SET owner_id=?, group_id=?, product_id=?, plan_id=?, agent_id=?,"
-            " fixture_id=?, factory_group_id=?, activated=0, last_enrolled_at=? WHERE id=?",
-            (owner_id, dut_group.id, dut_group.product_id, plan_id,
-             agent_id_for(device.id, plan_id), fixture_id, group.id, svc.now(), device.id),
-        )
-        svc.append_log(device.id, f"Factory BlinkUp by fixture {fixture_id}: assigned to DUT "
-                                  f"group {dut_group.name}")
-
-    def _enrol_production(self, device: Device, owner_id: str, plan_id: str,
-                          fixture_id: str | None, token: str) -> None:
-        svc = self.svc
-        if not device.blessed or device.owner_id != owner_id:
-            raise TokenError("production BlinkUp is for this account's blessed devices")
-        svc.db.execute(
-            "UPDATE devices SET plan_id=?, agent_id=?, activated=1, last_enrolled_at=?"
-            " WHERE id=?", (plan_id, agent_id_for(device.id, plan_id), svc.now(), device.id))
-        if device.group_id:
-            svc._queue_webhooks(device.group_id, "blinkup",
-                                {"device_id": device.id, "plan_id": plan_id,
-                                 "token": token, "timestamp": svc.now()})
-        svc.append_log(device.id, f"End-user BlinkUp: plan {plan_id}")
-
-    def _enrol_development(self, device: Device, owner_id: str, plan_id: str,
-                           fixture_id: str | None, token: str) -> None:
-        svc = self.svc
-        if device.owner_id not in (None, owner_id):
-            raise TokenError("the device belongs to another account")
-        svc.db.execute(
-            "UPDATE devices SET owner_id=?, plan_id=?, agent_id=?, last_enrolled_at=? WHERE id=?",
-            (owner_id, plan_id, agent_id_for(device.id, plan_id), svc.now(), device.id))
-        svc.append_log(device.id, "Developer BlinkUp: device added to the account")
-
     # ------------------------------------------------------------ reports
 
     def state(self, m: cl.StateReport) -> list[cl.Message]:
-        with self.svc.tx() as db:
-            db.execute(
-                "UPDATE devices SET connection=?, led=?, impos_version=?, deployment_id=?,"
-                " online=1, last_seen=? WHERE id=?",
-                (m.connection, m.led, m.impos_version, m.deployment, self.svc.now(),
-                 m.device_id))
+        self.svc.connection.device_reported(m.device_id, m.connection, m.led, m.impos_version,
+                                            m.deployment)
         self.svc.agents.device_changed(m.device_id)
         return []
 
@@ -177,9 +97,7 @@ class DeviceRules:
         return []
 
     def bye(self, m: cl.Bye) -> list[cl.Message]:
-        with self.svc.tx() as db:
-            db.execute("UPDATE devices SET online=0, connection=?, last_seen=? WHERE id=?",
-                       (f"offline:{m.reason}"[:64], self.svc.now(), m.device_id))
+        self.svc.connection.device_left(m.device_id, m.reason)
         self.svc.agents.device_changed(m.device_id)
         return []
 
@@ -230,42 +148,14 @@ class DeviceRules:
 
     def bless(self, m: cl.BlessRequest) -> list[cl.Message]:
         svc = self.svc
-
-        def answer(blessed: bool, reason: str = "") -> cl.BlessAnswer:
-            return cl.BlessAnswer(device_id=m.device_id, req=m.req, blessed=blessed, reason=reason)
-
-        with svc.tx() as db:
-            device = svc.find_device(m.device_id)
-            if device is None:
-                return [answer(False, "unknown device")]
-            if device.blessed:
-                svc.append_log(device.id, "Blessing refused: the device is already blessed")
-                return [answer(False, "already blessed")]
-            group = svc.get_group(device.group_id) if device.group_id else None
-            if group is None or not group.type.is_dut:
-                svc.append_log(device.id, "Blessing refused: the device is not a DUT")
-                return [answer(False, "not a DUT")]
-            if not m.passed:
-                db.execute("UPDATE devices SET bless_failures=bless_failures+1 WHERE id=?",
-                           (device.id,))
-                svc.append_log(device.id, "Blessing failed: the device's tests did not pass")
-                return [answer(False, "tests failed")]
-            fixture_group = (svc.get_group(device.factory_group_id)
-                             if device.factory_group_id else None)
-            if fixture_group is None or fixture_group.production_target is None:
-                svc.append_log(device.id, "Blessing refused: no factory fixture group")
-                return [answer(False, "no factory fixture group")]
-            target = svc.get_group(fixture_group.production_target)
-            db.execute(
-                "UPDATE devices SET group_id=?, product_id=?, blessed=1, blessed_at=? WHERE id=?",
-                (target.id, target.product_id, svc.now(), device.id))
-            svc.append_log(device.id, f"Blessed: assigned to production group {target.name}")
-            svc._queue_webhooks(target.id, "blessing",
-                                {"device_id": device.id, "imp_id": device.id, "mac": device.mac,
-                                 "success": True, "timestamp": svc.now()})
-            blessed = svc.get_device(device.id)
-            svc.agents.device_changed(device.id)
-            return [answer(True), *offers.assignment_messages(svc, blessed)]
+        with svc.tx():  # the answer's offers read the state the blessing committed
+            outcome = svc.blessing.bless(m.device_id, m.passed)
+            answer = cl.BlessAnswer(device_id=m.device_id, req=m.req, blessed=outcome.blessed,
+                                    reason=outcome.reason)
+            if outcome.device is None:
+                return [answer]
+            svc.agents.device_changed(m.device_id)
+            return [answer, *offers.assignment_messages(svc, outcome.device)]
 
 
 def _error(msg: cl.Message, code: cl.ErrorCode, text: str) -> cl.ErrorReply:

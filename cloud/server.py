@@ -21,7 +21,6 @@ given.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +31,7 @@ from impfactory.cloud.agents import PREFIX, AgentLimits, Agents, agent_app
 from impfactory.cloud.link import CloudLink
 from impfactory.cloud.outbound import Outbound
 from impfactory.cloud.service import AGENT_BASE_URL, AccountDirectory, CloudService
-from impfactory.cloud.store import open_db
+from impfactory.cloud.store import Store, open_store
 from impfactory.cloud.web import WebServer, build_app
 from impfactory.protocol import cloudlink as cl
 
@@ -44,7 +43,7 @@ class Cloud:
 
     def __init__(
         self,
-        db: str | Path | sqlite3.Connection,
+        db: str | Path | Store,
         broker_url: str,
         *,
         now: Callable[[], float] = time.time,
@@ -60,8 +59,8 @@ class Cloud:
     ) -> None:
         """``module_secret``: the module maker's (impfactory/maker.py; default: the
         environment's or this user's), to tell real modules from made-up IDs."""
-        self._owns_db = not isinstance(db, sqlite3.Connection)
-        self.db = db if isinstance(db, sqlite3.Connection) else open_db(db)
+        self._owns_db = not isinstance(db, Store)
+        self.db = db if isinstance(db, Store) else open_store(db)
         kwargs: dict[str, Any] = {}
         if factory_token_ttl is not None:
             kwargs["factory_token_ttl"] = factory_token_ttl

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
+from impfactory.cloud.model import TokenKind
 from impfactory.firmware.device import Device
 from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.fleet import Fleet
@@ -224,8 +225,7 @@ def test_a_forged_factory_token_request_gets_no_token(any_broker_url: str,
         fx = await w.fixture()
         s = Stranger(w.url)
         def count() -> int:
-            return int(w.svc.db.execute(
-                "SELECT COUNT(*) FROM tokens WHERE kind='factory'").fetchone()[0])
+            return w.svc.ctx.repos.tokens.count(TokenKind.FACTORY)
 
         async with s.slot(sniff=(cl.device_filter(fx.device_id),)) as client:
             await s.publish(client, cl.FactoryTokenRequest(fx.device_id, req=5))
@@ -299,7 +299,7 @@ def test_two_thousand_hellos_from_random_ids_create_nothing(any_broker_url: str,
                                                            tmp_path: Path) -> None:
     async def test(w: World) -> None:
         devices = w.svc.count_devices()
-        links = w.svc.db.execute("SELECT COUNT(*) FROM device_links").fetchone()[0]
+        links = w.svc.links.registered_modules()
         s = Stranger(w.url)
         slot = "enrol-020"
         async with s.slot(slot) as client:
@@ -310,7 +310,7 @@ def test_two_thousand_hellos_from_random_ids_create_nothing(any_broker_url: str,
             await s.barrier(client, slot)
         stats = w.cloud.link.registrar.stats
         assert w.svc.count_devices() == devices
-        assert w.svc.db.execute("SELECT COUNT(*) FROM device_links").fetchone()[0] == links
+        assert w.svc.links.registered_modules() == links
         assert stats.registered == 0 and stats.refused + stats.throttled >= 1000
         assert stats.throttled > 0  # one slot's rate bounds what a flood costs the cloud
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from impfactory.cloud.store import open_db
+from impfactory.cloud.store import open_store
 from impfactory.fixture.faults import FaultSpecError, parse_faults
 from impfactory.tools.cli import build_parser, main
 
@@ -67,7 +67,7 @@ def test_a_busy_api_port_is_refused_before_anything_starts(
 def test_cloud_devices_says_when_there_are_none(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "empty.db"
-    open_db(db).close()
+    open_store(db).close()
     for extra in ([], ["--json"]):
         assert main(["cloud", "devices", "--db", str(db), *extra]) == 0
         out, err = capsys.readouterr()

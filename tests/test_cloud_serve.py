@@ -18,7 +18,7 @@ import pytest
 from impfactory.cloud.brokersec import access_for
 from impfactory.cloud.fakedevice import FakeDevice
 from impfactory.cloud.service import CloudService
-from impfactory.cloud.store import open_db
+from impfactory.cloud.store import open_store
 from impfactory.protocol import cloudlink as cl
 from served_cloud import CLOUD_SERVE, start_cloud, stop_cloud
 
@@ -71,7 +71,7 @@ def test_serve_stop_and_restart_keep_state(broker_url: str, tmp_path: Path) -> N
 
     proc, _ = _start("--broker", access.cloud_url, "--db", str(db), "--owner", "alice:pw1")
     assert "Traceback" not in _stop(proc, signal.SIGINT)  # Ctrl-C stops it just as cleanly
-    svc = CloudService(open_db(db))
+    svc = CloudService(open_store(db))
     device = svc.get_device("0c2a00000000beef")
     assert device.mac == "00000000beef" and device.led == "connected"
     assert "hello from a device" in [e.msg for e in svc.device_logs(device.id)]
@@ -107,10 +107,10 @@ def test_devices_and_logs_commands_read_a_database(tmp_path: Path) -> None:
     from impfactory.cloud.rules import DeviceRules
 
     db_path = tmp_path / "cloud.db"
-    svc = CloudService(open_db(db_path))
+    svc = CloudService(open_store(db_path))
     DeviceRules(svc).handle(cl.Hello(device_id="0c2a0000000000aa", mac="0000000000aa"))
     svc.append_log("0c2a0000000000aa", "first line")
-    svc.db.close()
+    svc.close()
     cli = [sys.executable, "-m", "impfactory.tools.cli", "cloud"]
     out = subprocess.run([*cli, "devices", "--db", str(db_path), "--json"], capture_output=True,
                          text=True, timeout=30)
@@ -130,7 +130,7 @@ def test_devices_command_pages_through_the_whole_fleet() -> None:
     from impfactory.cloud.rules import DeviceRules
     from impfactory.tools.cmd_cloud import _all_devices
 
-    svc = CloudService(open_db(":memory:"))
+    svc = CloudService(open_store(":memory:"))
     rules = DeviceRules(svc)
     for i in range(7):
         rules.handle(cl.Hello(device_id=f"0c2a0000000000{i:02x}", mac=f"0000000000{i:02x}"))

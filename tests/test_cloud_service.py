@@ -24,7 +24,7 @@ from impfactory.cloud.model import Device, GroupType, version_key
 from impfactory.cloud.rules import DeviceRules
 from impfactory.cloud.scenario import make_factory
 from impfactory.cloud.service import CloudService
-from impfactory.cloud.store import SCHEMA, open_db
+from impfactory.cloud.store import SCHEMA, open_store
 from impfactory.protocol import cloudlink as cl
 
 from impfactory.errors import ImpFactoryError
@@ -45,7 +45,7 @@ def clock() -> list[float]:
 
 @pytest.fixture
 def svc(clock: list[float]) -> CloudService:
-    service = CloudService(open_db(":memory:"), now=lambda: clock[0])
+    service = CloudService(open_store(":memory:"), now=lambda: clock[0])
     service.ensure_owner(OWNER)
     return service
 
@@ -216,8 +216,8 @@ def test_an_older_database_gains_the_abandoned_column(tmp_path: Path) -> None:
                 " VALUES ('w', 'blessing', '{}', 1.0)")
     old.commit()
     old.close()
-    db = open_db(path)
-    row = db.execute("SELECT webhook_id, abandoned_at FROM webhook_outbox").fetchone()
+    db = open_store(path)
+    row = db.one("SELECT webhook_id, abandoned_at FROM webhook_outbox")
     assert tuple(row) == ("w", None)
 
 def test_names_and_lookups_are_typed_errors(svc: CloudService) -> None:
@@ -278,14 +278,14 @@ def test_a_release_1_database_gets_group_names_per_product(tmp_path: Path) -> No
         old.execute("INSERT INTO devicegroups (id, product_id, owner_id, type, name,"
                     " created_at, updated_at) VALUES ('g2', 'p2', 'o', 'x', 'Lab', 1, 1)")
     old.close()
-    svc = CloudService(open_db(path))
+    svc = CloudService(open_store(path))
     svc.ensure_owner("o")
     assert svc.get_group("g1").name == "Lab" and svc.get_webhook("w").group_id == "g1"
     assert svc.create_group("p2", GroupType.DEVELOPMENT, "Lab").name == "Lab"
     with pytest.raises(DuplicateNameError):
         svc.create_group("p1", GroupType.DEVELOPMENT, "Lab")
-    assert svc.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert svc.db.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert svc.store.scalar("PRAGMA foreign_keys") == 1
+    assert svc.store.query("PRAGMA foreign_key_check") == []
 
 
 def test_rules_refuse_what_is_not_a_request(svc: CloudService) -> None:

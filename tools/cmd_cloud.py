@@ -44,7 +44,7 @@ from impfactory.cloud.errors import InvalidError, NotFoundError
 from impfactory.cloud.model import Device
 from impfactory.cloud.server import Cloud
 from impfactory.cloud.service import CloudService
-from impfactory.cloud.store import open_db
+from impfactory.cloud.store import open_store
 from impfactory.tools import cloud_testzone
 from impfactory.tools.firmware_input import add_lib_option, apply_lib_dirs
 
@@ -125,7 +125,7 @@ def _check_port_free(port: int, host: str = "127.0.0.1") -> None:
 def _open_existing(path: str) -> CloudService:
     if not Path(path).is_file():
         raise NotFoundError(f"no cloud database at {path}")
-    return CloudService(open_db(path))
+    return CloudService(open_store(path))
 
 
 def devices_command(args: argparse.Namespace) -> int:
@@ -189,7 +189,7 @@ async def serve(broker: str, db_path: str, api_port: int | None,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    db = open_db(db_path)
+    db = open_store(db_path)
     server = BrokerServer(broker)
     try:
         url = await asyncio.to_thread(server.start)

@@ -38,11 +38,9 @@ def _fill(api: ApiThread, devices: int) -> dict[str, str]:
     owner = api.service.accounts.create("owner", "pw")
     product = svc.create_product(owner.id, "Bench")
     dev = svc.create_group(product.id, "development_devicegroup", "BenchDev")
-    with svc.tx() as db:
-        for i in range(devices):
-            db.execute("INSERT INTO devices (id, mac, owner_id, plan_id, agent_id, created_at)"
-                       " VALUES (?,?,?,?,?,?)", (f"0c2a{i:012x}", f"{i:012x}", owner.id,
-                                                 owner.plan_id, f"a{i:011x}", time.time()))
+    svc.ctx.repos.devices.add_many(
+        (f"0c2a{i:012x}", f"{i:012x}", owner.id, owner.plan_id, f"a{i:011x}", time.time())
+        for i in range(devices))
     return {"group": dev.id, "group_type": dev.type.value}
 
 

@@ -32,7 +32,7 @@ from impfactory.cloud.fakedevice import FakeDevice
 from impfactory.cloud.rules import DeviceRules
 from impfactory.cloud.scenario import make_factory
 from impfactory.cloud.service import CloudService
-from impfactory.cloud.store import open_db
+from impfactory.cloud.store import open_store
 from impfactory.protocol import cloudlink as cl
 
 OWNER = "perf-owner"
@@ -53,7 +53,7 @@ def register(sub: Any) -> None:
 
 def _setup(db_path: Path, fixtures: int) -> list[tuple[str, str]]:
     """Build the factory and register the fixtures (as their first hello would)."""
-    db = open_db(db_path)
+    db = open_store(db_path)
     svc = CloudService(db)
     svc.ensure_owner(OWNER)
     setup = make_factory(svc, OWNER)
@@ -162,7 +162,7 @@ def perf_cloud(args: argparse.Namespace) -> int:
             proc.wait(timeout=30)
             if proc.stdout is not None:
                 proc.stdout.close()
-        db = open_db(db_path)
+        db = open_store(db_path)
         blessed = sum(1 for d in CloudService(db).list_devices() if d.blessed)
         db.close()
     latencies.sort()

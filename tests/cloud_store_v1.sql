@@ -1,23 +1,6 @@
-"""The cloud's SQLite database: one connection, WAL, short transactions.
-
-WAL with ``synchronous=NORMAL`` keeps a commit cheap (no fsync per transaction,
-still crash-safe at the cost of the last few commits on power loss), so every
-device message can be its own transaction. The REST API's tables (``api_*``) live
-in the same file; ``open_db`` is the one way this package opens it.
-"""
-
-from __future__ import annotations
-
-import sqlite3
-from pathlib import Path
-
-from impfactory.cloud.errors import StoreError
-
-SCHEMA_VERSION = 3
-"""1: the first release; 2: device group names unique per product (were per account);
-3: ``agent_store`` (what agents keep with ``server.save``)."""
-
-DEVICEGROUPS = """
+-- The cloud's schema as main made it before cloud/store was a package: store version 1
+-- (no PRAGMA user_version; cloud_meta.schema_version = 3). Frozen: migration tests
+-- build an old store from it.
 CREATE TABLE IF NOT EXISTS devicegroups (
     id TEXT PRIMARY KEY, product_id TEXT NOT NULL REFERENCES products(id),
     owner_id TEXT NOT NULL, type TEXT NOT NULL, name TEXT NOT NULL,
@@ -28,10 +11,6 @@ CREATE TABLE IF NOT EXISTS devicegroups (
     current_deployment TEXT, min_supported_deployment TEXT, min_impos_version TEXT,
     created_at REAL NOT NULL, updated_at REAL NOT NULL,
     UNIQUE (product_id, name));
-"""
-"""Device group names are unique within their product, as in impCentral."""
-
-SCHEMA = DEVICEGROUPS + """
 CREATE TABLE IF NOT EXISTS cloud_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS owners (
     id TEXT PRIMARY KEY, plan_id TEXT NOT NULL UNIQUE, unbond_key TEXT NOT NULL);
@@ -90,75 +69,16 @@ CREATE TABLE IF NOT EXISTS device_links (
 CREATE TABLE IF NOT EXISTS impos_releases (
     version TEXT PRIMARY KEY, sha TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,
     data BLOB NOT NULL, created_at REAL NOT NULL);
-"""
-
-
-def open_db(path: str | Path) -> sqlite3.Connection:
-    """Open (and create) the cloud database; ``":memory:"`` for a throwaway one.
-
-    Autocommit mode: each ``with tx(db):`` block is one explicit transaction.
-    """
-    try:
-        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as err:
-        raise StoreError(f"cannot open the cloud database {path}: {err}") from err
-    try:
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        db.execute("PRAGMA busy_timeout=5000")
-        ensure_schema(db)
-    except sqlite3.Error as err:
-        db.close()
-        raise StoreError(f"{path} is not a usable cloud database: {err}") from err
-    return db
-
-
-def ensure_schema(db: sqlite3.Connection) -> None:
-    """Create the cloud's tables when missing (idempotent); bring older ones up to date."""
-    db.executescript(SCHEMA)
-    _add_missing_columns(db)
-    _group_names_per_product(db)
-    db.execute(
-        "INSERT OR REPLACE INTO cloud_meta (key, value) VALUES ('schema_version', ?)",
-        (str(SCHEMA_VERSION),),
-    )
-
-
-def _group_names_per_product(db: sqlite3.Connection) -> None:
-    """A release-1 database made group names unique per account: rebuild the table with
-    its rows (SQLite cannot drop a constraint in place; foreign keys are off meanwhile)."""
-    row = db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='devicegroups'"
-                     ).fetchone()
-    if row is None or "UNIQUE (owner_id, name)" not in row[0]:
-        return
-    db.execute("PRAGMA foreign_keys=OFF")
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(DEVICEGROUPS.replace("IF NOT EXISTS devicegroups", "devicegroups_new"))
-            db.execute("INSERT INTO devicegroups_new SELECT * FROM devicegroups")
-            db.execute("DROP TABLE devicegroups")
-            db.execute("ALTER TABLE devicegroups_new RENAME TO devicegroups")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-    finally:
-        db.execute("PRAGMA foreign_keys=ON")
-
-
-# columns added after a table's first release: (table, column, declaration)
-LATER_COLUMNS = (
-    ("webhook_outbox", "abandoned_at", "REAL"),
-    ("deployments", "updated_at", "REAL"),
-)
-
-
-def _add_missing_columns(db: sqlite3.Connection) -> None:
-    """Bring a database made by an earlier release up to date, keeping its rows."""
-    for table, column, decl in LATER_COLUMNS:
-        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        if column not in have:
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+CREATE TABLE IF NOT EXISTS api_accounts (
+    id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, email TEXT NOT NULL UNIQUE,
+    pw_salt BLOB NOT NULL, pw_hash BLOB NOT NULL, role TEXT NOT NULL,
+    owner_id TEXT NOT NULL, unbond_key TEXT NOT NULL, plan_id TEXT NOT NULL,
+    created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    digest TEXT PRIMARY KEY, kind TEXT NOT NULL, account_id TEXT NOT NULL,
+    expires_at REAL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS api_login_keys (
+    id TEXT PRIMARY KEY, account_id TEXT NOT NULL, digest TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS api_webhook_retry (
+    delivery_id INTEGER PRIMARY KEY, next_at REAL NOT NULL, dead INTEGER NOT NULL DEFAULT 0);
