@@ -146,8 +146,10 @@ class CloudLink:
         if not mqtt.on_loop():  # sealing may read the database: only on the loop's thread
             mqtt.call_on_loop(self.send, msg)
             return
-        topic, payload = cl.encode(msg)
-        if not isinstance(msg, cl.Chunk):  # chunks are checked by SHA-256, not sealed
+        if isinstance(msg, cl.Chunk):  # checked by SHA-256, not sealed: one encoding for all
+            topic, payload = self.service.images.encoded(msg)
+        else:
+            topic, payload = cl.encode(msg)
             link = self._link(msg.device_id)
             if link is None:
                 self.stats.unsealed += 1
