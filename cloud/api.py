@@ -10,7 +10,8 @@ Resource modules (``api_auth``, ``api_products``, …) each add their routes wit
 ``Router.add``; the same table drives dispatch and ``/v5/openapi.json``, so the
 description can never claim a route that is not served.
 
-Handlers are plain functions run on the cloud's loop. They raise ``ApiError``
+Handlers are plain functions run on the cloud's loop (or coroutine functions,
+when they must wait: a password hashed off the loop). They raise ``ApiError``
 subclasses (or the service's ``CloudError``) for every refusal; ``cloud.web``'s
 middleware answers those, and anything else escaping a handler is a bug: logged
 with its traceback and answered as a JSON:API 500, which the test suite (which
@@ -19,7 +20,8 @@ fuzzes the bodies) treats as a failure.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -57,6 +59,8 @@ class Call:
     """Case-insensitive."""
     raw_body: bytes
     params: dict[str, str]
+    remote: str = ""
+    """The peer's address (what per-address limits count by)."""
     account: Any = None  # the caller's account (api_auth.Account) once authenticated
     _body: Any = field(default=None, repr=False)
     _parsed: bool = field(default=False, repr=False)
@@ -83,7 +87,7 @@ class Answer:
     stream: AsyncIterator[bytes] | None = None
 
 
-Handler = Callable[[Call], Answer]
+Handler = Callable[[Call], Answer | Awaitable[Answer]]
 
 
 @dataclass
@@ -145,14 +149,17 @@ class ImpCentralApi:
 
     async def _serve(self, route: Route, request: web.Request) -> web.StreamResponse:
         call = Call(request.method, request.path, dict(request.query.items()),
-                    request.headers, await read_body(request), dict(request.match_info))
+                    request.headers, await read_body(request), dict(request.match_info),
+                    request.remote or "")
         answer = self.dispatch(route, call)
+        if inspect.isawaitable(answer):
+            answer = await answer
         if answer.stream is not None:
             return await send_stream(request, answer.status, answer.content_type,
                                      answer.stream)
         return json_response(answer.status, answer.document, answer.content_type)
 
-    def dispatch(self, route: Route, call: Call) -> Answer:
+    def dispatch(self, route: Route, call: Call) -> Answer | Awaitable[Answer]:
         """Check the body's type, authenticate, authorise and run one call."""
         if call.raw_body.strip():
             ctype = (call.header("Content-Type") or "application/json").lower()

@@ -7,10 +7,20 @@ An owner account owns products and devices; a collaborator account (role
 ``blinkup_device``) belongs to one owner (``owner_id``) and may only add a fixture
 to that owner's account. Tokens are random, stored only as SHA-256 digests, and
 outlive impt's 3-minute refresh margin by far (one hour).
+
+Passwords are PBKDF2 (``PBKDF2_ROUNDS``), hashed on a worker thread when a request
+waits for one (hashlib releases the GIL), so a login never holds the loop that
+serves devices. Password checks are throttled (``LoginThrottle``): each account
+(by the login name given, so names that do not exist count too) and each client
+address may fail ``ACCOUNT_BURST``/``ADDRESS_BURST`` times, then one more every
+``1/ACCOUNT_RATE``/``1/ADDRESS_RATE`` seconds; over that, ``POST /auth`` (and a
+login-key route's password) is a 429 with ``Retry-After``, answered before any
+hashing. A correct password does not count. Time is the book's injected clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -24,6 +34,7 @@ from impfactory.cloud.api_jsonapi import (
     Forbidden,
     JsonObj,
     NotFound,
+    TooManyRequests,
     Unauthorized,
     attributes,
     data_object,
@@ -37,6 +48,7 @@ from impfactory.cloud.api_jsonapi import (
     resource_body,
 )
 from impfactory.cloud.model import Account
+from impfactory.cloud.ratelimit import Buckets
 from impfactory.cloud.store import Store
 from impfactory.cloud.store.accounts import AccountRepository
 
@@ -45,6 +57,10 @@ LOGIN_KEY_BYTES = 8
 """A login key (and its id) is 16 hex characters, as impCentral's; impt's tests read
 the first 16 of ``[0-9a-z]`` in its output as the key."""
 PBKDF2_ROUNDS = 20_000
+ACCOUNT_BURST, ACCOUNT_RATE = 10, 1 / 6
+"""Failed password checks one account may have at once, and then a second."""
+ADDRESS_BURST, ADDRESS_RATE = 50, 1.0
+"""Failed password checks one client address may have at once, and then a second."""
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -54,6 +70,35 @@ def _hash_password(password: str, salt: bytes) -> bytes:
     return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PBKDF2_ROUNDS)
 
 
+async def _hash_off_loop(password: str, salt: bytes) -> bytes:
+    """``_hash_password`` on the loop's default executor (the loop serves on meanwhile)."""
+    return await asyncio.get_running_loop().run_in_executor(None, _hash_password, password,
+                                                            salt)
+
+
+class LoginThrottle:
+    """Failed password checks, counted per account and per client address."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.accounts = Buckets(ACCOUNT_RATE, ACCOUNT_BURST, clock)
+        self.addresses = Buckets(ADDRESS_RATE, ADDRESS_BURST, clock)
+
+    def admit(self, login: str, address: str) -> None:
+        """Count an attempt of ``login`` from ``address``; a 429 when either is over."""
+        account, where = login.casefold(), address
+        wait = self.accounts.retry_after(account) or self.addresses.retry_after(where)
+        if wait:
+            raise TooManyRequests(f"too many failed logins; try again in {wait} s", wait,
+                                  code="TooManyLogins")
+        self.accounts.take(account)
+        self.addresses.take(where)
+
+    def passed(self, login: str, address: str) -> None:
+        """The attempt was right: it does not count."""
+        self.accounts.refund(login.casefold())
+        self.addresses.refund(address)
+
+
 class AccountBook:
     """Accounts and their credentials (stored by ``AccountRepository``)."""
 
@@ -61,12 +106,15 @@ class AccountBook:
         self.store = store
         self.repo = AccountRepository(store)
         self.now = now
+        self.throttle = LoginThrottle(now)
 
     # -- accounts ------------------------------------------------------------------
 
     def create(self, username: str, password: str, *, email: str | None = None,
-               role: str = OWNER, owner_id: str | None = None) -> Account:
-        """A new account; a collaborator needs the ``owner_id`` it serves."""
+               role: str = OWNER, owner_id: str | None = None,
+               hashed: tuple[bytes, bytes] | None = None) -> Account:
+        """A new account; a collaborator needs the ``owner_id`` it serves. ``hashed``:
+        the password's (salt, hash) when the caller hashed it (``hash_new``)."""
         if not is_name(username) or not password:
             raise BadRequest("an account needs a username (1-80 characters) and a password")
         if role not in (OWNER, BLINKUP_DEVICE):
@@ -76,12 +124,14 @@ class AccountBook:
         if self.find(username) is not None or (email and self.find(email) is not None):
             raise Conflict(f"an account named {username!r} already exists", code="DuplicateName")
         account_id = secrets.token_hex(8)
-        salt = secrets.token_bytes(16)
+        if hashed is None:
+            salt = secrets.token_bytes(16)
+            hashed = (salt, _hash_password(password, salt))
         account = Account(account_id, username, email or f"{username}@impfactory.invalid",
                           role, owner_id or account_id, secrets.token_hex(16),
                           secrets.token_hex(8), self.now())
         with self.store.transaction():
-            self.repo.add(account, salt, _hash_password(password, salt))
+            self.repo.add(account, *hashed)
         return account
 
     def ensure_owner(self, username: str, password: str) -> Account:
@@ -110,6 +160,26 @@ class AccountBook:
         found = self.repo.password(account_id)
         return found is not None and hmac.compare_digest(_hash_password(password, found[0]),
                                                          found[1])
+
+    async def hash_new(self, password: str) -> tuple[bytes, bytes]:
+        """A fresh salt and ``password``'s hash with it, hashed off the loop."""
+        salt = secrets.token_bytes(16)
+        return salt, await _hash_off_loop(password, salt)
+
+    async def verify(self, login: str, account: Account | None, password: str,
+                     address: str) -> bool:
+        """Whether ``password`` is ``account``'s (None: no such account), throttled per
+        ``login`` and ``address`` (a 429 when over) and hashed off the loop."""
+        self.throttle.admit(login, address)
+        if account is None:
+            return False
+        found = self.repo.password(account.id)
+        if found is None:
+            return False
+        right = hmac.compare_digest(await _hash_off_loop(password, found[0]), found[1])
+        if right:
+            self.throttle.passed(login, address)
+        return right
 
     def by_plan(self, plan_id: str) -> Account | None:
         """The owner whose developer plan ID is ``plan_id``."""
@@ -221,13 +291,13 @@ def _auth_body(call: Call) -> dict[str, object]:
 def register(router: Router, book: AccountBook) -> None:
     """Add the auth and account routes."""
 
-    def login(call: Call) -> Answer:
+    async def login(call: Call) -> Answer:
         body = _auth_body(call)
         login_id, password = body.get("id"), body.get("password")
         if not isinstance(login_id, str) or not isinstance(password, str):
             raise BadRequest("send {'id': <username or email>, 'password': <password>}")
         account = book.find(login_id)
-        if account is None or not book.check_password(account.id, password):
+        if not await book.verify(login_id, account, password, call.remote) or account is None:
             raise Unauthorized("wrong username or password", code="InvalidCredentials")
         return Answer(200, book.issue(account, refresh=True))
 
@@ -259,20 +329,22 @@ def register(router: Router, book: AccountBook) -> None:
         items = [account_resource(a, call.account) for a in accounts]
         return Answer(200, paginate(items, call.query, "/v5/accounts"))
 
-    def add_collaborator(call: Call) -> Answer:
+    async def add_collaborator(call: Call) -> Answer:
         data = data_object(call.body(), ["account"])
         attrs = attributes(data, {"username": is_name, "email": is_str(200),
                                   "password": is_str(200), "role": is_str(40)},
                            required=("username", "password", "role"))
         if attrs["role"] != BLINKUP_DEVICE:
             raise BadRequest(f"collaborators get the {BLINKUP_DEVICE!r} role")
+        hashed = await book.hash_new(attrs["password"])
         account = book.create(attrs["username"], attrs["password"], email=attrs.get("email"),
-                              role=BLINKUP_DEVICE, owner_id=call.account.id)
+                              role=BLINKUP_DEVICE, owner_id=call.account.id, hashed=hashed)
         return Answer(201, {"data": account_resource(account, call.account)})
 
-    def _password_checked(call: Call) -> None:
+    async def _password_checked(call: Call) -> None:
         password = call.header("X-Electricimp-Password")
-        if password is None or not book.check_password(call.account.id, password):
+        if password is None or not await book.verify(call.account.username, call.account,
+                                                      password, call.remote):
             raise Forbidden("login keys need the account password in X-Electricimp-Password",
                             code="PasswordRequired")
 
@@ -280,8 +352,8 @@ def register(router: Router, book: AccountBook) -> None:
         return Answer(200, paginate(book.login_keys(call.account), call.query,
                                     "/v5/accounts/me/login_keys"))
 
-    def create_key(call: Call) -> Answer:
-        _password_checked(call)
+    async def create_key(call: Call) -> Answer:
+        await _password_checked(call)
         body = call.body()
         data = data_object(body if body is not None else {"data": {"type": "login_key"}},
                            ["login_key"])
@@ -292,8 +364,8 @@ def register(router: Router, book: AccountBook) -> None:
     def get_key(call: Call) -> Answer:
         return Answer(200, {"data": book.login_key(call.account, call.params["id"])})
 
-    def update_key(call: Call) -> Answer:
-        _password_checked(call)
+    async def update_key(call: Call) -> Answer:
+        await _password_checked(call)
         book.login_key(call.account, call.params["id"])
         data = data_object(call.body(), ["login_key"], want_id=call.params["id"])
         attrs = attributes(data, {"description": is_str(200)})
@@ -301,8 +373,8 @@ def register(router: Router, book: AccountBook) -> None:
             book.describe_login_key(call.account, call.params["id"], attrs["description"])
         return Answer(200, {"data": book.login_key(call.account, call.params["id"])})
 
-    def delete_key(call: Call) -> Answer:
-        _password_checked(call)
+    async def delete_key(call: Call) -> Answer:
+        await _password_checked(call)
         book.delete_login_key(call.account, call.params["id"])
         return Answer(204)
 

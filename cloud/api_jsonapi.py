@@ -44,6 +44,8 @@ class ApiError(ImpFactoryError):
 
     status = 400
     code = "BadRequest"
+    headers: dict[str, str] | None = None
+    """Response headers the answer carries (``Retry-After`` of a 429)."""
 
     def __init__(self, detail: str, *, code: str | None = None, status: int | None = None,
                  title: str | None = None, pointer: str | None = None,
@@ -150,6 +152,19 @@ class UnsupportedMediaType(ApiError):
 
     status = 415
     code = "UnsupportedMediaType"
+
+
+class TooManyRequests(ApiError):
+    """Over a rate (failed logins): try again after ``retry_after`` seconds."""
+
+    status = 429
+    code = "TooManyRequests"
+
+    def __init__(self, detail: str, retry_after: int, **kw: Any) -> None:
+        super().__init__(detail, **kw)
+        self.retry_after = max(1, retry_after)
+        self.headers = {"Retry-After": str(self.retry_after)}
+        self.meta = {"retry_after": self.retry_after}
 
 
 class InternalError(ApiError):

@@ -10,7 +10,11 @@ Authorization), so it is long and random. Each new line of a streamed device's
 log is one ``message`` event: ``{"device_id","ts","type","msg"}`` with
 ``format=json``, else ``DEVICE_ID TS [TYPE] MSG``. The stream follows the cloud's
 log table (``CloudService.logs_since``), so logs reach it whichever path wrote
-them. A stream nobody reads for ``IDLE_S`` is dropped.
+them. A stream nobody opens within ``IDLE_S`` is dropped.
+
+Each account (an owner with its collaborators) may hold ``MAX_STREAMS`` streams at
+a time, so one account cannot use up the cloud's streams for the others (a 429
+``TooManyStreams`` beyond that); ``MAX_STREAMS_TOTAL`` bounds them all.
 """
 
 from __future__ import annotations
@@ -24,11 +28,15 @@ from dataclasses import dataclass, field
 
 from impfactory.cloud.api import Answer, Call, Router
 from impfactory.cloud.api_context import ApiContext
-from impfactory.cloud.api_jsonapi import BadRequest, NotFound, iso, resource
+from impfactory.cloud.api_jsonapi import ApiError, BadRequest, NotFound, iso, resource
+
+TOO_MANY = 429
 
 POLL_S = 0.2
 IDLE_S = 3600.0
-MAX_STREAMS = 100
+MAX_STREAMS = 10
+"""Streams one account may hold at a time."""
+MAX_STREAMS_TOTAL = 1000
 
 
 @dataclass
@@ -55,11 +63,16 @@ def register(router: Router, ctx: ApiContext) -> None:
         now = time.monotonic()
         for sid in [s for s, st in streams.items() if not st.open and now - st.created > IDLE_S]:
             del streams[sid]
-        if len(streams) >= MAX_STREAMS:
-            raise BadRequest(f"at most {MAX_STREAMS} log streams at a time",
-                             code="TooManyStreams")
+        owner = ctx.owner(call.account)
+        if sum(st.owner_id == owner for st in streams.values()) >= MAX_STREAMS:
+            raise ApiError(f"an account may have at most {MAX_STREAMS} log streams at a time; "
+                             "close one (its EventSource) first", code="TooManyStreams",
+                             status=TOO_MANY)
+        if len(streams) >= MAX_STREAMS_TOTAL:
+            raise ApiError(f"the cloud serves at most {MAX_STREAMS_TOTAL} log streams at a "
+                             "time", code="TooManyStreams", status=TOO_MANY)
         sid = secrets.token_urlsafe(24)
-        streams[sid] = Stream(ctx.owner(call.account))
+        streams[sid] = Stream(owner)
         return Answer(200, {"data": resource("logstream", sid, {})})
 
     def add(call: Call) -> Answer:

@@ -10,6 +10,15 @@ topics, so the device ID in a topic is who sent the message; nothing in a payloa
 names a device. Bad input never stops it: an undecodable message is logged,
 counted and, when its kind expects an answer and its ``req`` can be read, answered
 with ``error``. A lost broker connection is retried until the link is closed.
+
+Bounds: a device may send ``MESSAGE_RATE`` messages a second, in bursts of
+``MESSAGE_BURST`` (a token bucket per device ID, cloud/ratelimit.py, checked
+before anything is decoded). What a device sends over that is dropped unread and
+counted (``LinkStats.flooded``), and told in one line of the cloud's log and one
+of the device's (at most once a minute), so a flood costs the cloud a dict
+lookup per message and costs other devices nothing. A payload over the link's
+limits (``cloudlink.MAX_PAYLOAD``) is refused unparsed, and the broker drops the
+connection of a client that sends a packet over ``broker.MAX_PACKET``.
 """
 
 from __future__ import annotations
@@ -18,14 +27,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import re
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from impfactory.cloud.brokeradmin import BrokerAdmin
 from impfactory.cloud.brokersec import CLOUD_USER, BrokerAccess
 from impfactory.cloud.errors import BrokerError
 from impfactory.cloud.mqtt import AsyncMqtt
+from impfactory.cloud.ratelimit import Buckets
 from impfactory.cloud.registrar import Registrar
 from impfactory.cloud.rules import DeviceRules
 from impfactory.cloud.service import CloudService
@@ -44,6 +57,14 @@ cloud is one client."""
 
 _SESSION = re.compile(r"[0-9a-f]{32}\Z")
 REQUEST_KINDS = frozenset({"hello", "factory_token_request", "chunk_request", "bless_request"})
+MESSAGE_RATE = 100.0
+"""Messages a second one device may send once its burst is spent (wall time: what
+the cloud spends on them)."""
+MESSAGE_BURST = 1000
+"""Messages one device may send at once (a boot's logs, a test run's lines)."""
+FLOOD_TOLD_S = 60.0
+"""A flooding device's drops are told (cloud log, device log) once in this many seconds."""
+_DEVICE_AT = len(cl.PREFIX) + 1  # where the device ID starts in an ``up`` topic
 
 
 @dataclass
@@ -54,13 +75,16 @@ class LinkStats:
     failed: int = 0
     reconnects: int = 0
     unsealed: int = 0  # messages for a device that never registered: not sent
+    flooded: int = 0  # messages dropped unread: their device was over its rate
 
 
 class CloudLink:
     """The cloud's side of every device's MQTT conversation."""
 
     def __init__(self, service: CloudService, url: str, *,
-                 module_secret: bytes | None = None) -> None:
+                 module_secret: bytes | None = None, message_rate: float = MESSAGE_RATE,
+                 message_burst: int = MESSAGE_BURST,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.service = service
         self.rules = DeviceRules(service)
         self.access = BrokerAccess.from_url(url)
@@ -72,6 +96,9 @@ class CloudLink:
         self.registrar = Registrar(service.save_link, self.admin, self._answer_registration,
                                    secret=module_secret)
         self._links: dict[str, tuple[bytes, str | None]] = {}
+        self._clock = clock
+        self._flood = Buckets(message_rate, message_burst, clock)
+        self._flood_told: dict[str, float] = {}  # device ID -> when its flood was last told
         self._mqtt: AsyncMqtt | None = None
         self._watch: asyncio.Task[None] | None = None
 
@@ -142,8 +169,10 @@ class CloudLink:
         if not mqtt.on_loop():  # sealing may read the database: only on the loop's thread
             mqtt.call_on_loop(self.send, msg)
             return
-        topic, payload = cl.encode(msg)
-        if not isinstance(msg, cl.Chunk):  # chunks are checked by SHA-256, not sealed
+        if isinstance(msg, cl.Chunk):  # checked by SHA-256, not sealed: one encoding for all
+            topic, payload = self.service.images.encoded(msg)
+        else:
+            topic, payload = cl.encode(msg)
             link = self._link(msg.device_id)
             if link is None:
                 self.stats.unsealed += 1
@@ -207,6 +236,10 @@ class CloudLink:
             self.admin.on_response(payload)
             return
         self.stats.received += 1
+        device_id = topic[_DEVICE_AT:topic.find("/", _DEVICE_AT)]
+        if not self._flood.take(device_id):
+            self._dropped(device_id)
+            return
         try:
             msg = cl.decode(topic, payload)
         except cl.CloudLinkError as err:
@@ -226,6 +259,20 @@ class CloudLink:
                                      kind=msg.KIND)]
         for reply in replies:
             self.send(reply)
+
+    def _dropped(self, device_id: str) -> None:
+        """Count a message dropped for its device's rate; say so once per ``FLOOD_TOLD_S``."""
+        self.stats.flooded += 1
+        now = self._clock()
+        if now - self._flood_told.get(device_id, -math.inf) < FLOOD_TOLD_S:
+            return
+        self._flood_told[device_id] = now
+        rate = self._flood.rate
+        log.warning("device %s is flooding: messages over %g a second dropped",
+                    device_id[:40], rate)
+        with contextlib.suppress(Exception):  # not a known device: nothing to log to
+            self.service.append_log(device_id, f"Messages over {rate:g} a second dropped "
+                                    "(this device is flooding the cloud)")
 
     def _refuse(self, topic: str, payload: bytes, err: cl.CloudLinkError) -> None:
         """Answer an undecodable request with ``error`` when we can tell who and which."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from impfactory.cloud.brokeradmin import BrokerAdmin
 from impfactory.cloud.errors import BrokerError, StoreError
+from impfactory.cloud.ratelimit import Buckets
 from impfactory.protocol import linksec
 from impfactory.protocol.cloudlink import CloudLinkError
 
@@ -48,22 +49,6 @@ class RegistrarStats:
     failed: int = 0
 
 
-class _Bucket:
-    """A token bucket: ``take()`` is False when the rate is used up."""
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate, self.burst = rate, float(burst)
-        self.tokens, self.at = float(burst), now
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
-
-
 class Registrar:
     """Answers registration requests; ``admin`` None means an open broker (no accounts)."""
 
@@ -78,7 +63,7 @@ class Registrar:
         self.clock = clock
         self.rate, self.burst = rate, burst
         self.stats = RegistrarStats()
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets = Buckets(rate, burst, clock)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -90,11 +75,7 @@ class Registrar:
         except CloudLinkError:
             self.stats.refused += 1
             return
-        now = self.clock()
-        bucket = self._buckets.get(slot)
-        if bucket is None:
-            bucket = self._buckets[slot] = _Bucket(self.rate, self.burst, now)
-        if not bucket.take(now):
+        if not self._buckets.take(slot):
             self.stats.throttled += 1
             return
         try:

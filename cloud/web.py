@@ -114,7 +114,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ApiError as err:
-        answer = error_response(err)
+        answer = error_response(err, err.headers)
         if isinstance(err, RequestTimeout | PayloadTooLarge):
             answer.force_close()  # the rest of the body is unread: the connection is spent
         return answer

@@ -755,6 +755,7 @@ class Device:
                 self.led.handle(LedEvent.UPDATE_DONE)
                 self._start_life(boot=True)
                 return
+            self._partials.pop(offer.image.sha, None)  # whole now: its blocks are not kept
             await self.clock.sleep(self.config.impos_install_s)
             self.settings.impos_version = offer.version
             self.store.save(self.settings)
@@ -791,6 +792,7 @@ class Device:
                 image = await fetch_image(client, offer.device,
                                           blocks=self._partial(offer.device.sha),
                                           on_bad_block=self._bad_block(offer.device.sha))
+                self._partials.pop(offer.device.sha, None)  # whole now: blocks not kept
                 source = image.decode("utf-8")
             except (FirmwareImageError, CloudClientError, UnicodeDecodeError) as err:
                 self._emit(DeviceEvent.IMAGE_FAILED, str(err))

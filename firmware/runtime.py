@@ -21,7 +21,8 @@ returning. Every later call into it goes through ``Runtime.call``, which:
 Timers run on the injected clock, so thousands of devices share one asyncio loop
 and a virtual clock runs a device's day in microseconds. Device code gets a small
 set of builtins and may import only pure modules (``math``, ``json`` ...): there is
-no ``open``, no ``time.sleep`` and no threads. A callback that holds the loop longer
+no ``open``, no ``time.sleep`` and no threads. That keeps honest code on the imp
+API; it is no sandbox (``PythonEngine``). A callback that holds the loop longer
 than ``BLOCKED_WARN_S`` is reported in the device log.
 
 One device never stalls another: a real imp has its own CPU, here every device
@@ -29,9 +30,13 @@ shares one loop, so a callback (or top-level code) still running after
 ``CALLBACK_LIMIT_S`` wall seconds is stopped with ``DeviceCodeTimeout`` raised at
 its next line, logged as a runtime error like any other; the impOS carries on.
 This costs a line trace only while device code runs, and only in device-code
-frames (``sys.settrace``, restored afterwards, so a debugger or coverage keeps
-working between callbacks). A real imp would not stop such a loop; it would
-just go quiet.
+frames: every frame not running in a module's own globals (``sys.settrace``,
+restored afterwards, so a debugger or coverage keeps working between callbacks).
+A real imp would not stop such a loop; it would just go quiet. What a trace hook
+cannot stop is one long call into C (``sum(range(10**9))``): it holds the GIL, so
+nothing else in the process runs until it returns, and the callback is stopped at
+its next line after that (docs/device.md says why nothing in process can do
+better).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import signal
 import sys
 import time
 import traceback
@@ -85,6 +91,25 @@ BLOCKED_WARN_S = 0.25
 """Wall seconds one callback may hold the shared loop before it is reported."""
 CALLBACK_LIMIT_S = 2.0
 """Wall seconds after which a callback that has not returned is stopped."""
+STUCK_EXIT_S: float | None = None
+"""In a process that may be ended for it (a line worker, fixture/shard.py sets it):
+wall seconds after which a Python callback still running ends the process. The
+trace hook stops Python code at ``CALLBACK_LIMIT_S``; only a call into C (which
+holds the GIL, so no Python of this process runs) is still there. The kernel ends
+the process (``SIGALRM``, no handler: a ``setitimer`` armed around each callback),
+and the line's coordinator fails that worker's DUTs and goes on. ``None`` (one
+process for the whole line): never."""
+
+
+def end_process_when_stuck(seconds: float) -> None:
+    """Set ``STUCK_EXIT_S`` for this process, with ``SIGALRM`` at its default action
+    (ending the process): for processes whose end the caller handles."""
+    global STUCK_EXIT_S
+    if not seconds > CALLBACK_LIMIT_S:
+        raise ValueError(f"a stuck callback ends its process after more than "
+                         f"{CALLBACK_LIMIT_S:g} s, not {seconds!r}")
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    STUCK_EXIT_S = seconds
 
 
 class Engine(Protocol):
@@ -335,18 +360,30 @@ class PythonEngine:
     @contextlib.contextmanager
     def watch(self) -> Iterator[None]:
         previous = sys.gettrace()
+        stuck = STUCK_EXIT_S
+        if stuck is not None:
+            signal.setitimer(signal.ITIMER_REAL, stuck)  # SIGALRM unhandled: the end
         sys.settrace(_watchdog(time.perf_counter() + CALLBACK_LIMIT_S))
         try:
             yield
         finally:
             sys.settrace(previous)
+            if stuck is not None:
+                signal.setitimer(signal.ITIMER_REAL, 0)
 
     def close(self) -> None:
         self.globals = {}
 
 
 def _watchdog(deadline: float) -> Any:
-    """A trace function that stops device code (only) once ``deadline`` has passed."""
+    """A trace function that stops device code (only) once ``deadline`` has passed.
+
+    Device code is every frame that does not run in a module's own globals: the
+    code deployed, and whatever functions it makes, however their code objects are
+    named or built (``types.FunctionType(code.replace(co_filename=...), {})``). The
+    frames of modules (the imp API, impOS, the standard library) are left alone, so
+    a timeout never lands in the middle of impOS's own work.
+    """
 
     def local(frame: Any, event: str, arg: Any) -> Any:
         if event == "line" and time.perf_counter() > deadline:
@@ -356,9 +393,17 @@ def _watchdog(deadline: float) -> Any:
         return local
 
     def on_call(frame: Any, event: str, arg: Any) -> Any:
-        return local if frame.f_code.co_filename == CODE_FILENAME else None
+        return None if _in_module(frame) else local
 
     return on_call
+
+
+def _in_module(frame: Any) -> bool:
+    """Whether ``frame`` runs in the globals of an imported module."""
+    namespace = frame.f_globals
+    name = namespace.get("__name__")
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    return module is not None and getattr(module, "__dict__", None) is namespace
 
 
 @functools.lru_cache(maxsize=64)

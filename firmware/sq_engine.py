@@ -33,6 +33,7 @@ from impfactory.squirrel import (
     Resolved,
     SquirrelCompileError,
     SquirrelError,
+    SquirrelMemoryError,
     SquirrelTimeout,
     Vm,
     format_error,
@@ -41,6 +42,11 @@ from impfactory.squirrel import require as sq_require
 
 log = logging.getLogger(__name__)
 DEVICE_FILE = "device.nut"
+CALLBACK_MEMORY = 32 << 20
+"""Bytes one callback may allocate (an imp has a few hundred KiB in all): one that
+allocates more, a string or array doubled in a loop, is stopped like one that runs
+too long (``Vm(entry_growth_limit=)``), so device code cannot take the machine's
+memory."""
 
 
 class SquirrelEngine:
@@ -66,7 +72,8 @@ class SquirrelEngine:
             resolved = self.resolve(source)
         except LibraryError as err:
             raise DeviceCodeError(f"device code does not compile: {err}") from err
-        vm = self.vm = Vm(time_limit_s=self.time_limit_s, environment="device")
+        vm = self.vm = Vm(time_limit_s=self.time_limit_s, environment="device",
+                          entry_growth_limit=CALLBACK_MEMORY)
         api = self.api = SquirrelApi(vm, self.host, self.runtime)
         api.install()
         try:
@@ -86,7 +93,7 @@ class SquirrelEngine:
         return self.vm is not None and self.vm.dead
 
     def error_lines(self, err: BaseException) -> list[str]:
-        if isinstance(err, SquirrelTimeout):
+        if isinstance(err, SquirrelTimeout | SquirrelMemoryError):
             lines = [f"ERROR: {line}" for line in format_error(err)]
             log.warning("device %s: %s", self.host.device_id, err)
             return [*lines, f"ERROR: device {self.host.device_id}: its code is stopped until "

@@ -1,24 +1,25 @@
-"""The emulated bench controller: the bench protocol's reference implementation.
+"""The emulated bench controller: the Pico's own firmware, run against a simulated bench.
 
-It serves the protocol on a pty, so the host's driver opens it by path exactly
-as it opens ``/dev/ttyUSB0`` on a real bench, and talks through a
-:class:`BenchTarget` to whatever stands on the emulated bench (an emulated imp
-as DUT, an emulated fixture)::
+Like Renode: the controller's real MicroPython firmware (``hw/controller/firmware``)
+runs under CPython on a simulated RP2040 (``hw/controller/sim.py``) whose pins and
+buses are wired to whatever stands on the emulated bench (``hw/controller/wiring.py``),
+and serves the bench protocol on a pty, so the host's driver opens it by path
+exactly as it opens ``/dev/ttyACM0`` on a real bench::
 
-    host (BenchDriver) ==pty== EmulatedBenchController --BenchTarget--> DUT / fixture
-                                 |  LIGHT_OUT  -> light_to_dut(t0, levels, 1 kHz)
-                                 |  LIGHT_IN   <- fixture_light(times)
-                                 |  STATUS     <- dut_status_rgb(times)
-                                 |  POWER, BUTTON, UART_TX/RX
+    host (BenchDriver) ==pty== SimUsbLink == firmware (controller.py) == SimBoard
+                                 |  Faults                 machine.PWM  -> light_to_dut
+                                 |                         machine.ADC  <- fixture_light
+                                 |                         machine.I2C  <- TCS34725 <- status
+                                 |                         Pin, UART    -> power, button, uart
 
 Everything runs on one asyncio loop: the pty master is read with
-``loop.add_reader``, and a ticker turns elapsed clock time into samples. The
-controller reads time only from its clock, so on a ``ScaledClock`` the whole
-bench (light-out playback, sample streams, the DUT behind it) runs faster than
-the wall while the driver's timeouts stay real.
+``loop.add_reader``, and a ticker runs the board up to the clock's now. The board
+reads time only from the injected clock, so on a ``ScaledClock`` the whole bench
+(light-out playback, sample streams, the DUT behind it) runs faster than the wall
+while the driver's timeouts stay real.
 
-``Faults`` injects what a real USB link does on a bad day: a dropped byte, a
-corrupted frame, a controller that stops answering.
+``Faults`` injects what a real USB link does on a bad day, in the link, never in
+the firmware: a dropped byte, a corrupted frame, a controller that stops answering.
 """
 
 from __future__ import annotations
@@ -29,21 +30,18 @@ import os
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
-from impfactory.hw.bench_lightout import LightOutPlayer
+from impfactory.hw.controller import FIRMWARE_DIR
+from impfactory.hw.controller.sim import SimBoard, load_firmware
+from impfactory.hw.controller.wiring import BenchWiring
 from impfactory.protocol import bench as bp
 
 from impfactory.clock import Clock, RealClock
 from impfactory.loopthread import LoopThread
 
-#: How often the DUT's light sensor is fed (an imp samples its sensor at ~1 kHz).
-DUT_SENSOR_RATE = 1000.0
-MAX_STREAM_RATE = 20_000.0
-MAX_STATUS_RATE = 2_000.0
-LIGHT_SAMPLES_PER_FRAME = (bp.MAX_PAYLOAD - 4) // 2
-RGB_SAMPLES_PER_FRAME = (bp.MAX_PAYLOAD - 4) // 3
 TICK_S = 0.01
 T = TypeVar("T")
 #: Bytes held for a host that is not reading before frames are dropped.
@@ -87,7 +85,7 @@ class BenchTarget(Protocol):
 
 @dataclass
 class Faults:
-    """Damage to inject, each counter spent one frame at a time."""
+    """Damage to inject in the USB link, each counter spent one frame at a time."""
 
     drop_reply_byte: int = 0
     """Delete one byte from each of the next N frames sent to the host."""
@@ -99,16 +97,33 @@ class Faults:
     """Read and discard everything; send nothing (a hung controller)."""
 
 
-@dataclass
-class _Stream:
-    seq: int
-    rate: float
-    t0: float
-    sent: int = 0
+class SimUsbLink:
+    """The firmware's USB serial link (``read_into``, ``write``, ``release``), in memory."""
+
+    def __init__(self, out: Callable[[bytes], None]) -> None:
+        self.inbox = bytearray()
+        self._out = out
+
+    def read_into(self, buf: bytearray) -> int:
+        n = min(len(buf), len(self.inbox))
+        buf[:n] = self.inbox[:n]
+        del self.inbox[:n]
+        return n
+
+    def write(self, data: Any) -> None:
+        self._out(bytes(data))
+
+    def release(self) -> None:
+        pass
 
 
 class EmulatedBenchController:
-    """Serves the bench protocol on a pty for one :class:`BenchTarget`."""
+    """Serves the bench protocol on a pty: the controller firmware for one :class:`BenchTarget`.
+
+    ``config`` overrides the firmware's settings (``firmware/config.py``: pins, colour
+    calibration, name) as a ``bench_config.json`` on a board would; ``firmware_dir``
+    runs the firmware from another directory (the files a flash put on a board).
+    """
 
     def __init__(
         self,
@@ -117,27 +132,37 @@ class EmulatedBenchController:
         *,
         name: str = "impfactory emulated bench",
         serial: str = "EMU-0001",
+        config: dict[str, Any] | None = None,
+        firmware_dir: Path = FIRMWARE_DIR,
+        led_active_high: bool | None = None,
     ) -> None:
         self.target = target
         self.clock = clock or RealClock()
+        self.faults = Faults()
+        self.path = ""
+        self.overflows = 0
+        self.board = SimBoard(self.clock)
+        self.firmware = load_firmware(self.board, firmware_dir)
+        settings = {**self.firmware["config"].DEFAULTS, "name": name, **(config or {})}
+        unknown = set(settings) - set(self.firmware["config"].DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown controller settings: {', '.join(sorted(unknown))}")
+        self.wiring = BenchWiring(self.board, target, settings, led_active_high=led_active_high)
+        self.link = SimUsbLink(self._outbound)
+        self.controller = self.firmware["controller"].Controller(self.link, settings,
+                                                                 serial=serial)
         self.name = name
         self.serial = serial
-        self.faults = Faults()
-        self.decoder = bp.FrameDecoder()
-        self.path = ""
-        self.requests = 0
-        self.overflows = 0
         self._master = -1
         self._slave = -1
-        self._last: tuple[bytes, list[bytes]] | None = None
-        self._light_in: _Stream | None = None
-        self._status: _Stream | None = None
-        self.player = LightOutPlayer()
-        self._fed_until: int | None = None
         self._task: asyncio.Task[None] | None = None
-        self._baud = 115200
         self._out = bytearray()
         self._writer = False
+
+    @property
+    def requests(self) -> int:
+        """Requests the firmware served (retries included)."""
+        return int(self.controller.requests)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -155,7 +180,6 @@ class EmulatedBenchController:
             self.open()
         loop = asyncio.get_running_loop()
         loop.add_reader(self._master, self._on_readable)
-        self._fed_until = int(self.clock.now() * DUT_SENSOR_RATE)
         self._task = loop.create_task(self._tick_loop())
         return self.path
 
@@ -180,6 +204,19 @@ class EmulatedBenchController:
         finally:
             await self.stop()
 
+    # ------------------------------------------------------------ the board runs
+
+    def run(self, *, turn: bool = False) -> None:
+        """Run the board (timers, the firmware's main loop) up to the clock's now."""
+        until = self.board.clock_us()
+        self.wiring.run_window(until)
+        self.board.run_until(until, self.controller.poll, turn=turn)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.run()
+
     # ------------------------------------------------------------ bytes in
 
     def _on_readable(self) -> None:
@@ -198,163 +235,31 @@ class EmulatedBenchController:
             data = data[:1] + data[2:]
         if self.faults.muted:
             return
-        for item in self.decoder.feed(data):
-            if isinstance(item, bp.Fault):
-                self._send(0, bp.Error(bp.ErrorCode.BAD_FRAME, str(item.error)[:200]))
-            else:
-                self._serve(item)
-
-    def _serve(self, packet: bp.Packet) -> None:
-        self.requests += 1
-        body = bp.encode_body(packet.seq, packet.message)
-        if self._last is not None and self._last[0] == body:
-            for frame in self._last[1]:  # a retried request: answer again, do not redo
-                self._write(frame)
-            return
-        replies = self._handle(packet.seq, packet.message)
-        frames = [bp.encode(packet.seq, reply) for reply in replies]
-        self._last = (body, frames)
-        for frame in frames:
-            self._write(self._damage(frame))
-
-    # ------------------------------------------------------------ requests
-
-    def _handle(self, seq: int, msg: bp.Message) -> list[bp.Message]:
-        """One request → the replies to send (samples flushed by a stop come first)."""
-        now = self.clock.now()
-        ack = bp.Ack(msg.TYPE)
-        if isinstance(msg, bp.Identify):
-            return [
-                bp.Identity(
-                    bp.PROTOCOL_VERSION, self.name, self.serial, bp.Capability.ALL, bp.MAX_PAYLOAD
-                )
-            ]
-        if isinstance(msg, bp.Power):
-            self.target.set_power(bool(msg.on))
-            return [ack]
-        if isinstance(msg, bp.Button):
-            if msg.duration_ms == 0:
-                return [_error(bp.ErrorCode.BAD_PAYLOAD, "button press of 0 ms")]
-            self.target.press_button(msg.duration_ms / 1000.0)
-            return [ack]
-        if isinstance(msg, bp.LightOut):
-            return [self._light_out(seq, msg, now)]
-        if isinstance(msg, bp.LightInStart | bp.StatusStart):
-            limit = MAX_STREAM_RATE if isinstance(msg, bp.LightInStart) else MAX_STATUS_RATE
-            rate = msg.rate_mhz / 1000.0
-            if not 0 < rate <= limit:
-                return [_error(bp.ErrorCode.RATE, f"{rate:g} Hz is outside 0..{limit:g} Hz")]
-            stream = _Stream(seq, rate, now)
-            if isinstance(msg, bp.LightInStart):
-                self._light_in = stream
-            else:
-                self._status = stream
-            return [ack]
-        if isinstance(msg, bp.StreamStop):
-            try:
-                which = bp.Stream(msg.stream)
-            except ValueError:
-                return [_error(bp.ErrorCode.BAD_PAYLOAD, f"no stream {msg.stream}")]
-            self._pump(now)  # every sample up to now goes out before the ACK
-            if which in (bp.Stream.ALL, bp.Stream.LIGHT_IN):
-                self._light_in = None
-            if which in (bp.Stream.ALL, bp.Stream.STATUS):
-                self._status = None
-            return [ack]
-        if isinstance(msg, bp.UartConfig):
-            self._baud = msg.baud
-            return [ack]
-        if isinstance(msg, bp.UartTx):
-            if self._baud == 0:
-                return [_error(bp.ErrorCode.UNSUPPORTED, "UART pass-through is disabled")]
-            self.target.uart_to_dut(msg.data)
-            return [ack]
-        return [_error(bp.ErrorCode.UNKNOWN_TYPE, f"{msg.TYPE.name} is not a request")]
-
-    def _light_out(self, seq: int, msg: bp.LightOut, now: float) -> bp.Message:
-        if msg.rate_mhz == 0 or msg.rate_mhz > MAX_STREAM_RATE * 1000:
-            return _error(bp.ErrorCode.RATE, f"{msg.rate_mhz / 1000:g} Hz symbol rate")
-        before = self.player.state
-        refused = self.player.chunk(seq, msg, now)
-        if refused is None:
-            return bp.Ack(msg.TYPE)
-        why = {
-            bp.ErrorCode.BUSY: "a light-out is still playing",
-            bp.ErrorCode.BAD_SEQUENCE: (
-                f"chunk at offset {msg.offset} ({msg.rate_mhz} mHz) does not continue "
-                f"the {before.value} stream ({len(self.player.symbols)} symbols, "
-                f"{self.player.rate_mhz} mHz)"
-            ),
-        }
-        return _error(refused, why.get(refused, refused.name))
-
-    # ------------------------------------------------------------ time passes
-
-    async def _tick_loop(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_S)
-            self._pump(self.clock.now())
-
-    def _pump(self, now: float) -> None:
-        """Bring everything time-driven up to ``now``."""
-        self._feed_dut_light(now)
-        if self._light_in is not None:
-            self._emit_light_in(self._light_in, now)
-        if self._status is not None:
-            self._emit_status(self._status, now)
-        data = self.target.uart_from_dut()
-        if not self._baud:
-            return  # pass-through off: the DUT's bytes fall on the floor, as on a real UART
-        for start in range(0, len(data), bp.MAX_PAYLOAD):
-            self._send(0, bp.UartRx(data[start : start + bp.MAX_PAYLOAD]))
-
-    def _feed_dut_light(self, now: float) -> None:
-        """The bench LED as the DUT's sensor sees it, continuously, at 1 kHz."""
-        index_now = int(now * DUT_SENSOR_RATE)
-        if self._fed_until is None:
-            self._fed_until = index_now
-        start = self._fed_until
-        if index_now <= start:
-            return
-        times = np.arange(start, index_now) / DUT_SENSOR_RATE
-        levels = self.player.levels(times)
-        done = self.player.finish(float(times[-1]))
-        if done is not None:
-            self._send(self.player.seq, done)
-        self.target.light_to_dut(float(times[0]), levels, DUT_SENSOR_RATE)
-        self._fed_until = index_now
-
-    def _due(self, stream: _Stream, now: float) -> np.ndarray:
-        total = int((now - stream.t0) * stream.rate)
-        if total <= stream.sent:
-            return np.zeros(0)
-        return stream.t0 + np.arange(stream.sent, total) / stream.rate
-
-    def _emit_light_in(self, stream: _Stream, now: float) -> None:
-        times = self._due(stream, now)
-        if not len(times):
-            return
-        levels = np.clip(np.asarray(self.target.fixture_light(times), dtype=np.float64), 0, 1)
-        counts = np.round(levels * 65535).astype(int).tolist()
-        for i in range(0, len(counts), LIGHT_SAMPLES_PER_FRAME):
-            chunk = tuple(counts[i : i + LIGHT_SAMPLES_PER_FRAME])
-            self._send(stream.seq, bp.LightInSamples(stream.sent + i, chunk))
-        stream.sent += len(counts)
-
-    def _emit_status(self, stream: _Stream, now: float) -> None:
-        times = self._due(stream, now)
-        if not len(times):
-            return
-        rgb = np.clip(np.asarray(self.target.dut_status_rgb(times)), 0, 255).astype(np.uint8)
-        for i in range(0, len(rgb), RGB_SAMPLES_PER_FRAME):
-            chunk = tuple(bytes(row) for row in rgb[i : i + RGB_SAMPLES_PER_FRAME])
-            self._send(stream.seq, bp.StatusSamples(stream.sent + i, chunk))
-        stream.sent += len(rgb)
+        self.link.inbox += data
+        self.run(turn=True)
 
     # ------------------------------------------------------------ bytes out
 
-    def _send(self, seq: int, msg: bp.Message) -> None:
-        self._write(self._damage(bp.encode(seq, msg)))
+    def _outbound(self, frame: bytes) -> None:
+        """A frame the firmware wrote to USB. Sample frames pass through a hook of their
+        own (``_emit_light_in``, ``_emit_status``), so a test can stand in a controller
+        whose streams emit nothing."""
+        kind = frame[2] if len(frame) > 2 else 0  # COBS code, VER, then TYPE (never 00)
+        if kind == bp.FrameType.LIGHT_IN_SAMPLES:
+            self._emit_light_in(frame)
+        elif kind == bp.FrameType.STATUS_SAMPLES:
+            self._emit_status(frame)
+        else:
+            self._send(frame)
+
+    def _emit_light_in(self, frame: bytes) -> None:
+        self._send(frame)
+
+    def _emit_status(self, frame: bytes) -> None:
+        self._send(frame)
+
+    def _send(self, frame: bytes) -> None:
+        self._write(self._damage(frame))
 
     def _damage(self, frame: bytes) -> bytes:
         if self.faults.drop_reply_byte and len(frame) > 2:
@@ -402,10 +307,6 @@ class EmulatedBenchController:
         else:
             loop.remove_writer(self._master)
         self._writer = want
-
-
-def _error(code: bp.ErrorCode, message: str) -> bp.Error:
-    return bp.Error(int(code), message[:200])
 
 
 class ControllerThread(LoopThread):

@@ -18,14 +18,20 @@ stranger everything it was going to.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
+import time
 from pathlib import Path
 
 import aiomqtt
+import pytest
 from aiomqtt.exceptions import MqttConnectError
+from impfactory.cloud import link
+from impfactory.cloud.broker import MAX_PACKET
 from impfactory.cloud.model import TokenKind
 from impfactory.firmware.device import Device
+from impfactory.firmware.errors import CloudClientError
 from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.fleet import Fleet
 from impfactory.firmware.settings import MemoryStore, Settings
@@ -316,5 +322,74 @@ def test_forged_offers_never_make_an_imp_fetch_or_run_code(any_broker_url: str,
         assert (device.deployment, device.settings.code_sha) == (deployment, runs)
         assert "attacker code runs" not in device.logs
         await fleet.close()
+
+    run(test, any_broker_url, tmp_path / "cloud.db")
+
+
+# ---------------------------------------------------------------- bounds
+
+
+def test_a_flooding_device_is_cut_to_its_rate_and_others_go_on(any_broker_url: str,
+                                                              tmp_path: Path) -> None:
+    """A device (its own account: a compromised module) sends log lines as fast as it
+    can. The cloud stores no more than the device's burst and rate allow, says so once
+    in the device's log, and answers another device at once meanwhile."""
+    flood = 4000
+
+    async def test(w: World) -> None:
+        fx = await w.fixture()
+        dut = await w.running_dut(fx)
+        stats = w.cloud.link.stats
+        received, flooded = stats.received, stats.flooded
+        started = time.monotonic()
+        sending = asyncio.gather(*(dut.log(f"flood {i}") for i in range(flood)))
+        await asyncio.wait_for(fx.factory_token(), 5)  # served while the flood arrives
+        await sending
+
+        def lines() -> list[str]:
+            return [e.msg for e in w.svc.device_logs(dut.device_id, size=10 * flood)]
+
+        def kept() -> int:
+            return sum(line.startswith("flood ") for line in lines())
+
+        await until(lambda: kept() + stats.flooded - flooded >= flood)  # all accounted for
+        elapsed = time.monotonic() - started
+        allowed = link.MESSAGE_BURST + link.MESSAGE_RATE * elapsed
+        assert kept() <= allowed + 1 and kept() + stats.flooded - flooded == flood
+        assert stats.received >= received + flood
+        assert stats.flooded - flooded >= flood - allowed - 1 > 0, elapsed
+        assert sum("flooding the cloud" in line for line in lines()) == 1
+        await asyncio.sleep(1.0)  # the bucket refills: the device is served again
+        assert (await dut.bless(True)).blessed
+        await dut.close()
+        await fx.close()
+
+    run(test, any_broker_url, tmp_path / "cloud.db")
+
+
+def test_an_oversized_message_is_refused_unread(any_broker_url: str, tmp_path: Path,
+                                                request: pytest.FixtureRequest) -> None:
+    """A device sends a log line far over the link's limit. Mosquitto drops the
+    connection at its packet limit (broker.MAX_PACKET) and the cloud never sees it;
+    the embedded broker passes it on and the cloud refuses it unparsed. Nothing of it
+    is stored either way, and the fixture is served meanwhile."""
+    async def test(w: World) -> None:
+        fx = await w.fixture()
+        dut = await w.running_dut(fx)
+        stats = w.cloud.link.stats
+        received, bad = stats.received, stats.bad
+        huge = b'{"v":1,"msg":"' + b"x" * (2 * MAX_PACKET) + b'"}'
+        up_log = cl.topic(dut.device_id, cl.Direction.UP, "log")
+        with contextlib.suppress(CloudClientError, TimeoutError):  # the broker cut it off
+            await asyncio.wait_for(dut.send_raw(up_log, huge), 2)
+        await fx.factory_token()
+        if "mosquitto" in request.node.name:  # cut off: its will says goodbye for it
+            await until(lambda: not w.svc.get_device(dut.device_id).online)
+            assert stats.bad == bad and stats.received == received + 2  # bye, token request
+        else:
+            await until(lambda: stats.bad == bad + 1)
+        assert not any(e.msg.startswith("xxxx") for e in w.svc.device_logs(dut.device_id))
+        await dut.close(clean=False)
+        await fx.close()
 
     run(test, any_broker_url, tmp_path / "cloud.db")

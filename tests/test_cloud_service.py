@@ -184,7 +184,7 @@ def test_deleting_a_webhook_keeps_its_queued_events_marked_abandoned(
     svc.create_deployment(f.production_group.id, "// app 3")
     waiting = [d for d in svc.pending_webhooks() if d.webhook_id == doomed.id]
     assert len(waiting) == 1
-    with caplog.at_level("WARNING", logger="impfactory.cloud.service"):
+    with caplog.at_level("WARNING", logger="impfactory.cloud.services.webhooks"):
         svc.delete_webhook(doomed.id)
     assert all(d.webhook_id == kept.id for d in svc.pending_webhooks())
     assert svc.list_webhooks(f.production_group.id) == svc.list_webhooks() == [kept]
@@ -316,6 +316,11 @@ def test_blocks_reassemble_to_the_image(data: bytes, chunk_size: int) -> None:
     assert b"".join(b.data for b in blocks if b is not None) == data
     assert cache.chunk("0123456789abcdef", ref.sha, ref.total) is None
     assert cache.get("0" * 64) is None
+    # one encoding of each block serves every device: only the topic names the device
+    for device in ("0123456789abcdef", "fedcba9876543210", "0123456789abcdef"):
+        for i in range(ref.total):
+            chunk = cache.chunk(device, ref.sha, i)
+            assert chunk is not None and cache.encoded(chunk) == cl.encode(chunk)
 
 
 def test_image_cache_evicts_and_reloads(svc: CloudService) -> None:

@@ -265,3 +265,31 @@ def test_the_watchdog_leaves_an_outer_tracer_in_place() -> None:
     finally:
         sys.settrace(previous)
     assert dev.logs == ["hi"]
+
+
+@pytest.mark.parametrize("disguise", [
+    "type(spin)(spin.__code__.replace(co_filename='impfactory/firmware/device.py'), {})",
+    "type(spin)(spin.__code__.replace(co_name='log', co_filename='<frozen json>'), "
+    "spin.__globals__)",
+])
+def test_a_runaway_loop_under_a_renamed_code_object_is_stopped_too(disguise: str) -> None:
+    """Issue 13: what the watchdog stops is any frame not running in a module's own
+    globals, not a file name device code can choose."""
+    import time
+
+    from impfactory.firmware import runtime
+
+    clock, dev = make()
+    run(dev, f"""
+def spin():
+    while True:
+        pass
+hidden = {disguise}
+imp.wakeup(1, hidden)
+imp.wakeup(2, lambda: server.log("still alive"))
+""")
+    t0 = time.perf_counter()
+    clock.advance_sync(3)
+    assert time.perf_counter() - t0 < runtime.CALLBACK_LIMIT_S + 3.0
+    assert dev.runtime.errors == 1 and dev.logs[0].startswith("ERROR: DeviceCodeTimeout")
+    assert dev.logs[-1] == "still alive"

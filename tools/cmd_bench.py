@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import math
+import shlex
 import signal
 import sys
 import threading
@@ -55,6 +56,7 @@ from impfactory.hw.bench import (
     UartLines,
 )
 from impfactory.hw.bench_emulated import EmulatedBenchController
+from impfactory.hw.controller.flash import flash, load_config
 from impfactory.protocol import bench as bp
 from impfactory.protocol.bench_status import StatusDecoder, StatusReading
 from impfactory.protocol.blinkup import BlinkUpConfig, encode_frame
@@ -137,7 +139,10 @@ async def _emulate(args: argparse.Namespace) -> int:
             print(f"uart to DUT: {line}", file=sys.stderr, flush=True)
 
     target.on_uart = show_uart
-    controller = EmulatedBenchController(target, clock, serial=f"EMU-{device.device_id}")
+    # the controller's DUT power pin starts as the DUT does (a board's power_at_boot)
+    settings = {**args.settings, "power_at_boot": 0 if args.unpowered else 1}
+    controller = EmulatedBenchController(target, clock, serial=f"EMU-{device.device_id}",
+                                         config=settings)
     path = await controller.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -165,7 +170,20 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     from impfactory.brokerurl import parse_url
 
     parse_url(args.server)  # a typo here would leave the DUT connecting forever, silently
+    args.settings = load_config(args.config) if args.config else {}
     return asyncio.run(_emulate(args))
+
+
+def _cmd_flash(args: argparse.Namespace) -> int:
+    """Copy the controller firmware to a Pico with mpremote (hw/controller/flash.py)."""
+    settings = load_config(args.config) if args.config else {}
+    command = flash(args.port, settings, dry_run=args.dry_run)
+    if args.dry_run:
+        print(shlex.join(command))
+    else:
+        print(f"flashed the bench controller firmware to {args.port}; it runs now "
+              f"(impfactory bench probe --port {args.port})", file=sys.stderr)
+    return 0
 
 
 # ---------------------------------------------------------------- host commands
@@ -440,7 +458,18 @@ def register(sub: Any) -> None:
     emu.add_argument("--fixture-password")
     emu.add_argument("--plan-id", default=EXAMPLE_PLAN_ID)
     emu.add_argument("--token", default=EXAMPLE_TOKEN)
+    emu.add_argument("--config", metavar="FILE",
+                     help="controller settings (bench_config.json), as a board would have")
     emu.set_defaults(func=_cmd_emulate)
+
+    fl = cmds.add_parser("flash", help="copy the controller firmware to a Raspberry Pi Pico")
+    fl.add_argument("--port", required=True, help="the Pico's serial port, e.g. /dev/ttyACM0")
+    fl.add_argument("--config", metavar="FILE",
+                    help="controller settings (bench_config.json): pins of a board wired "
+                         "differently, the colour calibration")
+    fl.add_argument("--dry-run", action="store_true",
+                    help="print the mpremote command instead of running it")
+    fl.set_defaults(func=_cmd_flash)
 
     probe = _host_command(cmds, "probe", "identify the controller", _cmd_probe)
     probe.add_argument("--json", action="store_true")

@@ -38,18 +38,19 @@ from impfactory.protocol.linecode import (
     render_trilevel,
 )
 from impfactory.protocol.screen import Screen
+from impfactory.tools.capture_stream import (
+    WAV_FULL_SCALE,
+    CaptureError,
+    LineCode,
+    NoBlinkUpError,
+    decode_capture,
+    open_capture,
+)
 
-from impfactory.errors import ImpFactoryError
+__all__ = ["CaptureError", "NoBlinkUpError", "decode_signal", "read_capture", "write_capture"]
 
-WAV_FULL_SCALE = 32767
-
-
-class CaptureError(ImpFactoryError, ValueError):
-    """A capture file that cannot be read as light samples."""
-
-
-class NoBlinkUpError(BlinkUpDecodeError):
-    """A capture in which no sync run (and so no BlinkUp) was found."""
+HEX_FILE_LIMIT = 64 * 1024
+"""Bytes a file may have to be read as a hex frame (a frame is at most 262 bytes)."""
 
 
 # --------------------------------------------------------------------------- files
@@ -79,64 +80,18 @@ def write_capture(path: Path, signal: Signal, meta: dict[str, Any] | None = None
 
 
 def read_capture(path: Path) -> tuple[Signal, dict[str, str]]:
-    """Read a capture written by :func:`write_capture` (or any mono WAV / 1-2 column CSV)."""
-    if path.suffix.lower() == ".wav":
-        try:
-            with wave.open(str(path), "rb") as src:
-                if src.getnchannels() != 1 or src.getsampwidth() != 2:
-                    raise CaptureError(f"{path}: need a mono 16-bit WAV")
-                wav_rate = src.getframerate()
-                pcm = np.frombuffer(src.readframes(src.getnframes()), dtype="<i2")
-        except (wave.Error, EOFError) as err:
-            raise CaptureError(f"{path}: not a readable WAV file: {err}") from err
-        return Signal(pcm.astype(np.float64) / WAV_FULL_SCALE, float(wav_rate)), {}
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError as err:
-        raise CaptureError(f"{path}: not a text capture (CSV) or a .wav file") from err
-    meta: dict[str, str] = {}
-    values: list[float] = []
-    times: list[float] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            for word in line[1:].split():
-                if "=" in word:
-                    key, _, value = word.partition("=")
-                    meta[key] = value
-            continue
-        cells = [c.strip() for c in line.split(",")]
-        try:
-            numbers = [float(c) for c in cells]
-        except ValueError:
-            if not values:  # a header row
-                continue
-            raise CaptureError(f"{path}:{number}: not a number: {line[:40]!r}") from None
-        values.append(numbers[-1])
-        if len(numbers) > 1:
-            times.append(numbers[0])
-    if not values:
-        raise CaptureError(f"{path}: no samples")
-    rate: float
-    if "sample_rate" in meta:
-        try:
-            rate = float(meta["sample_rate"])
-        except ValueError:
-            raise CaptureError(f"{path}: bad sample_rate {meta['sample_rate']!r}") from None
-    elif len(times) > 1 and times[1] > times[0]:
-        rate = 1.0 / (times[1] - times[0])
-    else:
-        raise CaptureError(f"{path}: no sample_rate comment and no time column")
-    if not np.all(np.isfinite(values)) or not rate > 0:
-        raise CaptureError(f"{path}: samples and sample rate must be finite numbers")
-    return Signal(np.asarray(values), rate), meta
+    """Read a whole capture written by :func:`write_capture` (or any mono WAV / 1-2
+    column CSV) into memory (``capture_stream.open_capture`` reads it in chunks)."""
+    with open_capture(path) as capture:
+        parts = list(capture.chunks())
+        return Signal(np.concatenate(parts), capture.sample_rate), capture.meta
 
 
 def _hex_frame(path: Path) -> bytes | None:
     """The frame in ``path`` if the file is a hex dump (one or more lines of hex)."""
     try:
+        if path.stat().st_size > HEX_FILE_LIMIT:
+            return None
         text = path.read_text().strip()
     except (UnicodeDecodeError, OSError):
         return None
@@ -243,10 +198,15 @@ def _emit(text: str, output: str | None) -> None:
 
 def _load_and_decode(args: argparse.Namespace) -> tuple[Signal, DecodeResult | BlinkUpError]:
     signal, meta = read_capture(Path(args.file))
+    return signal, decode_signal(signal, _line_code(args, meta), args.symbol_rate)
+
+
+def _line_code(args: argparse.Namespace, meta: dict[str, str]) -> LineCode:
+    """``--line-code``, else the capture's own ``line_code=``, else ``auto``."""
     code = args.line_code if args.line_code != "auto" else meta.get("line_code", "auto")
-    if code not in ("auto", "bilevel", "trilevel"):
-        code = "auto"
-    return signal, decode_signal(signal, code, args.symbol_rate)
+    if code == "bilevel":
+        return "bilevel"
+    return "trilevel" if code == "trilevel" else "auto"
 
 
 def _hex_file_config(path: Path) -> tuple[BlinkUpConfig, bytes] | None:
@@ -275,7 +235,8 @@ def _decode(args: argparse.Namespace) -> int:
     if from_hex is not None:
         config, frame = from_hex
     else:
-        _signal, outcome = _load_and_decode(args)
+        with open_capture(Path(args.file)) as capture:  # read in chunks: any length
+            outcome = decode_capture(capture, _line_code(args, capture.meta), args.symbol_rate)
         if isinstance(outcome, BlinkUpError):
             raise outcome
         config, frame, stats = outcome.config, outcome.frame, outcome.stats

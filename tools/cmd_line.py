@@ -149,17 +149,25 @@ async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
         cloud_cm = factory_cloud(broker, db, factory_code=factory_code, app_code=app_code,
                                  agent_code=agent_code, wifi_ssid=ssid, wifi_password=password)
     async with cloud_cm as cloud:
+        # the cloud's link counts what crossed it (a remote cloud's is not in reach)
+        stats = getattr(getattr(cloud, "cloud", None), "link", None)
+        stats = stats.stats if stats is not None else None
+        before = stats.received + stats.sent if stats is not None else 0
         with LineProgress(config.duts, quiet=quiet) as progress:
             try:
                 if workers > 1:
-                    return await run_sharded(config, cloud, progress, workers)
-                if duts is None:
-                    return await run_line(config, cloud, progress)
-                clock = ScaledClock(config.clock_scale)
-                return await Line(config, cloud, progress, clock=clock,
-                                  duts=duts(cloud, clock)).run()
+                    result = await run_sharded(config, cloud, progress, workers)
+                elif duts is None:
+                    result = await run_line(config, cloud, progress)
+                else:
+                    clock = ScaledClock(config.clock_scale)
+                    result = await Line(config, cloud, progress, clock=clock,
+                                        duts=duts(cloud, clock)).run()
             except LineError as err:  # the options were good (checked before): the run failed
                 raise LineRunFailed(str(err)) from err
+        if stats is not None:
+            result.link_messages = stats.received + stats.sent - before
+        return result
 
 
 def print_summary(summary: LineSummary, report: dict[str, Path] | None = None) -> None:

@@ -5,20 +5,29 @@ has imported everything (start-up is not line time), give each its shard, its
 fixtures' developer enrolments and the broker, adopt their fixtures into the
 fixture group when they ask, and gather progress and records. The line's wall
 time runs from the ``start`` messages to the last record.
+
+A worker ended by ``SIGALRM`` was cut off for a DUT's callback stuck in C
+(fixture/shard.py): its DUTs not yet done are recorded as failed
+(``device_code_stuck``) and the line goes on with the others. A worker that ends
+any other way without saying why fails the line (``LineError``): that is a bug.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
+import signal
 import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 from impfactory.fixture.line import LineConfig, LineError, LineObserver, LineResult
 from impfactory.fixture.record import DutRecord, LineSummary
-from impfactory.fixture.shard import CloudInfo, worker_main
+from impfactory.fixture.shard import STUCK_EXIT_S, CloudInfo, lost_records, worker_main
 from impfactory.tools.line_setup import FactoryCloud
+
+log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 60.0
 
@@ -43,7 +52,7 @@ async def run_sharded(config: LineConfig, cloud: FactoryCloud, observer: LineObs
             ready = await asyncio.wait_for(loop.run_in_executor(None, conn.recv), READY_TIMEOUT)
             if ready != ("ready",):
                 raise LineError(f"line worker did not start: {ready!r}")
-        return await _coordinate(config, cloud, observer, conns)
+        return await _coordinate(config, cloud, observer, conns, procs)
     finally:
         for conn in conns:
             conn.close()
@@ -54,10 +63,11 @@ async def run_sharded(config: LineConfig, cloud: FactoryCloud, observer: LineObs
 
 
 async def _coordinate(config: LineConfig, cloud: FactoryCloud, observer: LineObserver,
-                      conns: list[Connection]) -> LineResult:
+                      conns: list[Connection], procs: list[Any]) -> LineResult:
     loop = asyncio.get_running_loop()
     records: list[DutRecord] = []
     finished = [loop.create_future() for _ in conns]
+    cut_off: list[int] = []  # workers ended for a stuck callback
     lost_presses = [0] * len(conns)
     adoptions: set[asyncio.Task[None]] = set()
 
@@ -94,9 +104,19 @@ async def _coordinate(config: LineConfig, cloud: FactoryCloud, observer: LineObs
                 elif kind == "error" and not finished[w].done():
                     finished[w].set_exception(LineError(f"line worker {w}: {msg[1]}"))
         except (EOFError, OSError):
-            if not finished[w].done():
-                finished[w].set_exception(LineError(f"line worker {w} died"))
             loop.remove_reader(conn.fileno())
+            if finished[w].done():
+                return
+            procs[w].join(timeout=5)
+            if procs[w].exitcode == -signal.SIGALRM:
+                log.warning("line worker %d cut off: a DUT's Python callback ran %g s without "
+                            "returning (stuck in a call into C); its DUTs not yet done fail "
+                            "as device_code_stuck", w, STUCK_EXIT_S)
+                cut_off.append(w)
+                finished[w].set_result(None)
+            else:
+                finished[w].set_exception(LineError(
+                    f"line worker {w} died (exit code {procs[w].exitcode})"))
 
     ways = len(conns)
     started = time.perf_counter()
@@ -114,6 +134,11 @@ async def _coordinate(config: LineConfig, cloud: FactoryCloud, observer: LineObs
         for conn in conns:
             loop.remove_reader(conn.fileno())
     wall = time.perf_counter() - started
+    done = {r.index for r in records}
+    for w in cut_off:
+        for record in lost_records(config, cloud.first_dut_serial, (w, ways), done):
+            records.append(record)
+            observer.done(record)
     records.sort(key=lambda r: r.index)
     return LineResult(records, LineSummary.of(records, wall, fixtures=config.fixtures,
                                               seed=config.seed), sum(lost_presses))

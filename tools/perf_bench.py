@@ -6,6 +6,12 @@
   controller on a pty (driver thread, controller loop thread): median and p99.
 * ``stream``: light-in at the highest rate the emulated controller accepts
   (20 kHz) for ``--seconds``: samples received per second and samples lost.
+* ``stream cpu``: CPU seconds the whole process (controller firmware under
+  simulation, driver, pty) spends per wall second of that stream.
+* ``firmware``: the controller firmware alone on a simulated board and a virtual
+  clock, no pty: bench seconds of a 20 kHz light-in and a 100 Hz status stream
+  it runs per wall second (``x_realtime``), so the highest light-in rate it could
+  sustain in real time is about ``20 kHz x x_realtime``.
 * ``silent``: how long the driver takes to report a controller that stopped
   answering, against its configured bound ``timeout x (retries + 1)``.
 * ``--status N``: the fraction of status-LED looks (IMP_FACTS §3) named right
@@ -23,10 +29,12 @@ from typing import Any
 
 import numpy as np
 from impfactory.hw.bench import BenchDriver, BenchTimeoutError
-from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
+from impfactory.hw.bench_emulated import TICK_S, ControllerThread, EmulatedBenchController
 from impfactory.protocol import bench as bp
 from impfactory.protocol.bench_status import PATTERNS, decode_status
 from impfactory.tools.cmd_bench import number_type
+
+from impfactory.clock import VirtualClock
 
 
 class _QuietBench:
@@ -82,10 +90,11 @@ def measure_bench(requests: int = 500, seconds: float = 2.0) -> dict[str, Any]:
             driver.identify()
             times.append(time.perf_counter() - started)
         light = driver.start_light_in(20_000.0)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         time.sleep(seconds)
         driver.stop()
         wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         count, lost = light.count(), light.lost
         driver.timeout, driver.retries = 0.2, 2
         controller.faults.muted = True
@@ -103,8 +112,39 @@ def measure_bench(requests: int = 500, seconds: float = 2.0) -> dict[str, Any]:
         "stream_rate_hz": 20_000,
         "stream_samples_per_s": round(count / wall),
         "stream_lost": lost,
+        "stream_cpu_s_per_s": round(cpu / wall, 3),
         "silent_detect_s": round(silent, 3),
         "silent_bound_s": round(0.2 * 3, 3),
+    }
+
+
+def measure_firmware(seconds: float = 5.0) -> dict[str, Any]:
+    """The firmware on its simulated board, driven without a pty on a virtual clock."""
+    clock = VirtualClock()
+    controller = EmulatedBenchController(_QuietBench(), clock)
+    frames = bytearray()
+
+    def keep(frame: bytes) -> None:  # no pty: the frames are kept here
+        frames.extend(frame)
+
+    controller._write = keep  # type: ignore[method-assign]
+    controller.receive(bp.encode(1, bp.Identify()))
+    controller.receive(bp.encode(2, bp.LightInStart(bp.rate_to_mhz(20_000.0))))
+    controller.receive(bp.encode(3, bp.StatusStart(bp.rate_to_mhz(100.0))))
+    started = time.perf_counter()
+    steps = round(seconds / TICK_S)
+    for _ in range(steps):
+        clock.advance_sync(TICK_S)
+        controller.run()
+    wall = time.perf_counter() - started
+    got = [p for p in bp.FrameDecoder().feed(bytes(frames)) if isinstance(p, bp.Packet)]
+    light = sum(len(p.message.samples) for p in got if isinstance(p.message, bp.LightInSamples))
+    status = sum(len(p.message.rgb) for p in got if isinstance(p.message, bp.StatusSamples))
+    return {
+        "bench_seconds": seconds,
+        "light_in_samples": light,
+        "status_samples": status,
+        "x_realtime": round(seconds / wall, 2),
     }
 
 
@@ -141,7 +181,8 @@ def measure_status(trials: int = 50, rate: float = 100.0) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    doc = {"codec": measure_codec(args.frames), "pty": measure_bench(args.requests, args.seconds)}
+    doc = {"codec": measure_codec(args.frames), "pty": measure_bench(args.requests, args.seconds),
+           "firmware": measure_firmware(args.firmware_seconds)}
     if args.status:
         doc["status"] = measure_status(args.status)
     if args.json:
@@ -149,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         for group, figures in doc.items():
             for key, value in figures.items():
-                print(f"{group:<6} {key:<24} {value}")
+                print(f"{group:<8} {key:<24} {value}")
     return 0
 
 
@@ -175,6 +216,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--requests", type=_count(1), default=500, help="IDENTIFY round trips")
     parser.add_argument("--seconds", type=number_type(zero_ok=False), default=2.0,
                         help="seconds of 20 kHz stream")
+    parser.add_argument("--firmware-seconds", type=number_type(zero_ok=False), default=5.0,
+                        help="bench seconds of streams through the firmware on a virtual clock")
     parser.add_argument("--status", type=_count(0), default=0, metavar="TRIALS",
                         help="also: status-LED looks named right per noise level (TRIALS each)")
     parser.add_argument("--json", action="store_true")

@@ -79,8 +79,9 @@ class SquirrelMemoryError(SquirrelError, MemoryError):
     measured as ``memory`` says); ``stack`` is where it was stopped, when it was
     stopped while running. The VM must then be replaced (``Vm.dead``)."""
 
-    def __init__(self, limit: int, used: int, stack: Sequence[Frame] = ()) -> None:
-        self.message = (f"the code used {used // 1024} KiB of memory, over its limit of "
+    def __init__(self, limit: int, used: int, stack: Sequence[Frame] = (), *,
+                 what: str = "used") -> None:
+        self.message = (f"the code {what} {used // 1024} KiB of memory, over its limit of "
                         f"{limit // 1024} KiB, and was stopped")
         super().__init__(self.message)
         self.limit = limit

@@ -104,7 +104,14 @@ from impfactory.squirrel.natives import (
     new_tag,
 )
 from impfactory.squirrel.source import Instrumented, LineMap, instrument
-from impfactory.squirrel.watchdog import DEBUG_HOOK, GUARDS, Guard, RawFrame, capture_stack
+from impfactory.squirrel.watchdog import (
+    DEBUG_HOOK,
+    GUARDS,
+    METERED_CHECK_EVERY,
+    Guard,
+    RawFrame,
+    capture_stack,
+)
 
 #: Deepest Squirrel call nesting before the VM is stopped with a stack overflow.
 MAX_DEPTH = 1000
@@ -197,12 +204,15 @@ class Vm:
     allowed. ``timer``: the watchdog's clock (wall time by default;
     ``time.thread_time`` makes the limit CPU time; a test may inject one).
     ``memory_limit``: bytes of ``heap_bytes`` allowed (None: no limit).
+    ``entry_growth_limit``: without a memory limit, bytes one entry may add to what
+    the process has allocated (``watchdog``; cheaper: short entries are not metered).
     """
 
     def __init__(self, *, time_limit_s: float = 2.0, environment: str = "device",
                  output: Callable[[str, str], None] | None = None,
                  max_depth: int = MAX_DEPTH, timer: Callable[[], float] = time.monotonic,
-                 stack_size: int = 256, memory_limit: int | None = None) -> None:
+                 stack_size: int = 256, memory_limit: int | None = None,
+                 entry_growth_limit: int | None = None) -> None:
         if not time_limit_s > 0:
             raise ValueError(f"time_limit_s must be positive, not {time_limit_s!r}")
         if memory_limit is not None and memory_limit <= 0:
@@ -258,6 +268,13 @@ class Vm:
         capi.sq_settop(v, 0)
         self._guard = Guard(timer, max_depth, self._pybind.arm_raiser)
         self._guard.meter = self._meter
+        self.entry_growth_limit: int | None = None
+        if entry_growth_limit is not None and memory_limit is None and memory.METER is not None:
+            self.entry_growth_limit = entry_growth_limit
+            self._guard.meter = memory.METER
+            self._guard.growth = float(entry_growth_limit)
+        if self._guard.meter is not None:
+            self._guard.check_every = METERED_CHECK_EVERY
         GUARDS[v] = self._guard
         capi.sq_setnativedebughook(v, DEBUG_HOOK)
         self._mark = started  # where the current measurement started
@@ -494,6 +511,9 @@ class Vm:
         if reason == "overflow":
             return SquirrelStackOverflow("stack overflow", stack)
         if reason == "memory":
+            if self.memory_limit is None:  # stopped by the entry growth limit
+                return SquirrelMemoryError(self.entry_growth_limit or 0, guard.grown, stack,
+                                           what="allocated in one call")
             self._settle()
             return SquirrelMemoryError(self.memory_limit or 0, self.heap_bytes, stack)
         if reason == "stopped":
@@ -505,6 +525,8 @@ class Vm:
     def _begin_count(self) -> None:
         """Start measuring (an entry, or its return from ``away``); arm the ceiling."""
         if self._meter is None:
+            if self.entry_growth_limit is not None and memory.METER is not None:
+                self._guard.ceiling = memory.METER() + self.entry_growth_limit
             return
         self._mark = now = self._meter()
         if self.memory_limit is not None:
@@ -750,6 +772,21 @@ class Vm:
             capi.sq_pushstring(v, name.encode("utf-8", "surrogateescape"), -1)
             self._marshal.push(v, value)
             capi.sq_rawset(v, top + 1)
+        finally:
+            capi.sq_settop(v, top)
+
+    def set_globals(self, values: Mapping[str, Any]) -> None:
+        """``set_global`` for every item, the root table pushed once (a device's imp
+        API constants: some seventy slots per VM, a VM or two per DUT)."""
+        self._check_open()
+        v = self._v
+        top = capi.sq_gettop(v)
+        try:
+            capi.sq_pushroottable(v)
+            for name, value in values.items():
+                capi.sq_pushstring(v, name.encode("utf-8", "surrogateescape"), -1)
+                self._marshal.push(v, value)
+                capi.sq_rawset(v, top + 1)
         finally:
             capi.sq_settop(v, top)
 
