@@ -59,7 +59,8 @@ def register(sub: Any) -> None:
     p.add_argument("--broker-restarts", type=int, default=2,
                    help="times the broker is killed and restarted (default 2)")
     p.add_argument("--fuzz-cases", type=int, default=20000,
-                   help="hostile inputs for the wire decoders (default 20000)")
+                   help="hostile inputs for the wire decoders, and as many for each of "
+                        "tools/fuzz.py's targets (default 20000)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the fault moments and the fuzz (default: a new one, printed)")
     p.add_argument("--scale", type=float, default=50.0,

@@ -7,20 +7,20 @@ and decodes it. A decoder may answer, or raise its format's typed error (every
 one is an ``ImpFactoryError``); anything else (an ``IndexError``, a
 ``UnicodeDecodeError``, a hang) is a finding, kept with the bytes that caused it.
 
-``fuzz(cases, seed)`` runs them. Where helper "harden"'s entry points exist
-(``impfactory.tools.fuzz``: ``fuzz_blinkup``, ``fuzz_bench_frames``), they run too,
-through ``_external`` (the one place that knows their names).
+``fuzz(cases, seed)`` runs them, and the targets of tools/fuzz.py
+(``fuzz_blinkup``, ``fuzz_bench_frames``: frames and byte streams built case by
+case) with as many cases each.
 """
 
 from __future__ import annotations
 
-import importlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from impfactory.protocol import bench, blinkup, linksec
 from impfactory.protocol import cloudlink as cl
+from impfactory.tools import fuzz as project_fuzz
 
 from impfactory.errors import ImpFactoryError
 
@@ -103,22 +103,13 @@ def fuzz(cases: int, seed: int = 0) -> FuzzResult:
 
 
 def _external(cases: int, seed: int, result: FuzzResult) -> None:
-    """Helper "harden"'s fuzz entry points, where they exist (``tools/fuzz.py``)."""
-    try:
-        module = importlib.import_module("impfactory.tools.fuzz")
-    except ImportError:
-        return
-    for name in ("fuzz_blinkup", "fuzz_bench_frames"):
-        entry = getattr(module, name, None)
-        if entry is None:
-            continue
-        try:
-            outcome = entry(cases=cases, seed=seed)
-        except Exception as err:  # its own finding, reported as one
-            result.findings.append(f"{name}: {type(err).__name__}: {err}")
-            continue
-        ran = getattr(outcome, "cases", outcome if isinstance(outcome, int) else 0)
-        result.cases += int(ran)
-        result.per_format[name] = int(ran)
-        for finding in getattr(outcome, "findings", ()) or ():
-            result.findings.append(f"{name}: {finding}")
+    """The fuzz targets of tools/fuzz.py (BlinkUp frames and bench byte streams built
+    case by case, beside the mutations here), each with ``cases`` cases."""
+    for entry in (project_fuzz.fuzz_blinkup, project_fuzz.fuzz_bench_frames):
+        outcome = entry(cases, seed)
+        name = f"fuzz.{outcome.target}"
+        result.cases += outcome.cases
+        result.rejected += outcome.cases - outcome.decoded - outcome.failed
+        result.per_format[name] = outcome.cases
+        result.findings += [f"{name}: {error} on {case[:128]}"
+                            for case, error in outcome.failures]
