@@ -25,15 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
+import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,7 @@ from impfactory.brokerurl import BrokerUrlError, parse_url
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT = 10.0
+PR_SET_PDEATHSIG = 1
 KINDS = ("auto", "mosquitto", "embedded")
 MAX_PACKET = 256 * 1024
 """Bytes of the largest MQTT packet Mosquitto takes: the link's largest message (a
@@ -102,10 +107,15 @@ def _port_open(host: str, port: int) -> bool:
 class BrokerServer:
     """One broker: started by ``start()``, stopped by ``stop()``; ``url`` says where."""
 
-    def __init__(self, spec: str = "auto", port: int | None = None) -> None:
-        """``port``: listen there instead of a free port (to restart a broker in place)."""
+    def __init__(self, spec: str = "auto", port: int | None = None,
+                 home: Path | None = None) -> None:
+        """``port``: listen there instead of a free port (to restart a broker in place).
+        ``home``: a directory that keeps the broker's secrets, port and device accounts
+        across processes (``Realm.kept_in``); without it they live as long as this process.
+        """
         self.spec = spec
         self.port = port
+        self.home = home
         self.kind = self._resolve(spec)
         self.url = ""
         self.realm: Realm | None = None
@@ -212,15 +222,15 @@ class BrokerServer:
         binary = find_mosquitto()
         assert binary is not None
         self._tmp = tempfile.TemporaryDirectory(prefix="impfactory-mosquitto-")
-        realm = self.realm = brokersec.realm_for("127.0.0.1", self.port, "mosquitto")
+        realm = self.realm = self._realm("mosquitto")
         passwords, acl = realm.directory / "passwords", realm.directory / "acl"
         if realm.accounts is None:
             realm.accounts = AccountFile(passwords, realm.fixed_accounts())
         realm.accounts.write()
         brokersec.write_private(acl, brokersec.acl_file())
         last = ""
-        for _attempt in range(5 if self.port is None else 1):
-            port = self.port or free_port()
+        for attempt in range(5 if self.port is None else 1):
+            port = self._port(realm) if attempt == 0 else free_port()
             conf = Path(self._tmp.name) / "mosquitto.conf"
             conf.write_text(MOSQUITTO_CONF.format(
                 port=port, passwords=passwords, acl=acl, user=brokersec.mosquitto_user(),
@@ -231,6 +241,7 @@ class BrokerServer:
                 stdin=subprocess.DEVNULL,
                 stdout=errlog,
                 stderr=errlog,
+                preexec_fn=_die_with(os.getpid()),
             )
             errlog.close()
             deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -238,6 +249,8 @@ class BrokerServer:
                 if _port_open("127.0.0.1", port):
                     self._proc = proc
                     self.url = f"mqtt://127.0.0.1:{port}"
+                    realm.port = port
+                    realm.save()
                     try:
                         self._agent = AccountAgent(realm, self.url, self._pid).start()
                     except BaseException:
@@ -265,8 +278,8 @@ class BrokerServer:
         # imported here: slow, and only this path needs amqtt
         from impfactory.cloud import broker_embedded
 
-        port = self.port or free_port()
-        realm = self.realm = brokersec.realm_for("127.0.0.1", self.port, "embedded")
+        realm = self.realm = self._realm("embedded")
+        port = self._port(realm)
         if realm.accounts is None:
             realm.accounts = broker_embedded.AccountTable(realm.cloud_password,
                                                                      realm.line_password)
@@ -318,6 +331,68 @@ class BrokerServer:
             cause = failure[0] if failure else None
             raise BrokerError(f"embedded broker did not start: {cause}") from cause
         self.url = f"mqtt://127.0.0.1:{port}"
+        realm.port = port
+        realm.save()
+
+    # ------------------------------------------------------------ both
+
+    def _realm(self, kind: str) -> Realm:
+        if self.home is not None:
+            return Realm.kept_in(self.home, kind)
+        return brokersec.realm_for("127.0.0.1", self.port, kind)
+
+    def _port(self, realm: Realm) -> int:
+        """The port asked for, else the realm's last one while free (devices that knew
+        the broker there find it again), else any free one."""
+        if self.port is not None:
+            return self.port
+        if realm.port is not None and _port_free(realm.port):
+            return realm.port
+        return steady_port() if realm.home is not None else free_port()
+
+
+def steady_port() -> int:
+    """A free loopback port below the kernel's ephemeral range, for a server that will be
+    restarted on the same port: in that range, any outgoing connection (a line's
+    hundreds of devices) may take the port as its own while the server is down."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10000, max(10001, low))
+        if _port_free(port):
+            return port
+    return free_port()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that has the kernel kill the child when its parent dies.
+
+    A broker a cloud started is part of that cloud: killed with SIGKILL, the cloud
+    cannot stop it, so Linux does (``PR_SET_PDEATHSIG``). The signal follows the
+    *thread* that started the child, so start brokers from a thread that lives as long
+    as the process wants them (the main thread, or a loop thread). Elsewhere than
+    Linux this does nothing (the broker then outlives a killed parent).
+    """
+    def arm() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:  # the parent died before the line above
+                os._exit(1)
+    return arm
 
 
 def _transports(loop: asyncio.AbstractEventLoop) -> list[asyncio.BaseTransport]:

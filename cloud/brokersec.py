@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import pwd
 import secrets
@@ -71,6 +72,7 @@ LINE_USER: Final = "impfactory-line"
 LINE_SEATS: Final = 32
 """Line workers that may share one broker at once (``impfactory-line-0`` ..)."""
 LINE_TOPICS: Final = f"{linework.PREFIX}/#"
+REALM_FILE: Final = "realm.json"
 
 
 def cloud_users() -> list[str]:
@@ -95,6 +97,9 @@ class BrokerAccess:
     url: str
     username: str | None = None
     password: str | None = None
+    keeps_sessions: bool = True
+    """The broker keeps the cloud's session while it is away (Mosquitto does; the
+    embedded broker refuses persistent sessions, and lives and dies with its cloud)."""
 
     @property
     def secured(self) -> bool:
@@ -125,9 +130,11 @@ class BrokerAccess:
         host, port = parse_url(url)
         parts = urlsplit(url)
         plain = f"mqtt://{host}:{port}"
-        if parts.username is not None:
-            return cls(plain, unquote(parts.username), unquote(parts.password or ""))
         known = _REALMS.get((host, port))
+        if parts.username is not None:
+            keeps = not isinstance(known, Realm) or known.kind == "mosquitto"
+            return cls(plain, unquote(parts.username), unquote(parts.password or ""),
+                       keeps_sessions=keeps)
         if isinstance(known, Realm):
             return known.access(plain)
         return known if known is not None else cls(plain)
@@ -143,9 +150,47 @@ class Realm:
     line_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     accounts: Any = None  # AccountTable (embedded) or AccountFile (Mosquitto)
     _dir: tempfile.TemporaryDirectory[str] | None = None
+    home: Path | None = None
+    """A directory of its own (``broker serve --dir``, a cloud's ``<db>.broker``) that
+    outlives the process: the secrets, the port and Mosquitto's files stay there."""
+    port: int | None = None
+    """Where the broker last listened (a broker restarted from ``home`` tries it first)."""
+
+    @classmethod
+    def kept_in(cls, home: Path, kind: str) -> Realm:
+        """The realm kept in ``home`` (made, with fresh secrets, when there is none).
+
+        A broker restarted from the same directory keeps its passwords, its port
+        (when free) and every device's account, so devices and clouds find it again."""
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state = home / REALM_FILE
+        try:
+            saved = json.loads(state.read_text()) if state.exists() else {}
+            if not isinstance(saved, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as err:
+            raise BrokerError(f"unreadable broker state {state}: {err}") from err
+        realm = cls(kind, home=home)
+        if saved.get("kind") == kind:
+            realm.cloud_password = str(saved.get("cloud_password") or realm.cloud_password)
+            realm.agent_password = str(saved.get("agent_password") or realm.agent_password)
+            realm.line_password = str(saved.get("line_password") or realm.line_password)
+            port = saved.get("port")
+            realm.port = port if isinstance(port, int) and 0 < port < 65536 else None
+        realm.save()
+        return realm
+
+    def save(self) -> None:
+        """Keep the secrets and the port in ``home`` (nothing without one)."""
+        if self.home is not None:
+            write_private(self.home / REALM_FILE, json.dumps({
+                "kind": self.kind, "cloud_password": self.cloud_password,
+                "agent_password": self.agent_password, "line_password": self.line_password,
+                "port": self.port}))
 
     def access(self, url: str) -> BrokerAccess:
-        return BrokerAccess(url, CLOUD_USER, self.cloud_password)
+        return BrokerAccess(url, CLOUD_USER, self.cloud_password,
+                            keeps_sessions=self.kind == "mosquitto")
 
     def line_access(self, url: str, n: int) -> BrokerAccess:
         """Line worker ``n``'s account on this broker."""
@@ -155,7 +200,10 @@ class Realm:
 
     @property
     def directory(self) -> Path:
-        """Where Mosquitto's password and ACL files live (as long as the realm)."""
+        """Where Mosquitto's password and ACL files live (as long as the realm, or in
+        ``home``)."""
+        if self.home is not None:
+            return self.home
         if self._dir is None:
             self._dir = tempfile.TemporaryDirectory(prefix="impfactory-broker-")
         return Path(self._dir.name)

@@ -211,9 +211,11 @@ class FakeDevice:
         assert isinstance(reply, cl.FactoryToken), reply
         return reply
 
-    async def bless(self, passed: bool) -> cl.BlessAnswer:
+    async def bless(self, passed: bool, attempt: str | None = None) -> cl.BlessAnswer:
+        """``attempt``: the call's name, the same when asking again (docs/cloudlink.md)."""
         reply = await self.request(cl.BlessRequest(device_id=self.device_id,
-                                                   req=self.next_req(), passed=passed))
+                                                   req=self.next_req(), passed=passed,
+                                                   attempt=attempt))
         assert isinstance(reply, cl.BlessAnswer), reply
         return reply
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from impfactory.cloud import agent_relay
 from impfactory.cloud.agent_relay import AgentRelay
 from impfactory.cloud.brokeradmin import BrokerAdmin
-from impfactory.cloud.brokersec import BrokerAccess
+from impfactory.cloud.brokersec import CLOUD_USER, BrokerAccess
 from impfactory.cloud.errors import BrokerError
 from impfactory.cloud.mqtt import AsyncMqtt
 from impfactory.cloud.ratelimit import Buckets
@@ -58,8 +58,10 @@ from impfactory.brokerurl import safe_url
 
 log = logging.getLogger(__name__)
 
-RECONNECT_BACKOFF = Backoff(first=0.1, cap=5.0, jitter=0.5)
-"""The cloud's own link to a broker that went away: soon, then every few seconds."""
+RECONNECT_BACKOFF = Backoff(first=0.1, cap=1.0, jitter=0.5)
+"""The cloud's own link to a broker that went away: soon, then every second at most,
+since every device waits for the cloud to be back on a restarted broker, and the
+cloud is one client."""
 
 _SESSION = re.compile(r"[0-9a-f]{32}\Z")
 _GROUP = re.compile(r"[a-z0-9_-]{1,32}\Z")
@@ -122,20 +124,27 @@ class CloudLink:
 
     async def start(self) -> None:
         access = self.access
-        # a random client ID: only the cloud's account may choose its own, and nobody
-        # can guess this one to take the session over
-        self._mqtt = AsyncMqtt(self.url, f"impcloud-{secrets.token_hex(16)}", self._receive,
-                               username=access.username, password=access.password)
-        self._mqtt.subscribe(self._shared(cl.CLOUD_FILTER), cl.QOS)
-        self._mqtt.subscribe(self._shared(linksec.ENROL_REQUEST_FILTER), cl.QOS)
-        if self.share is not None and self.runs_agents:
-            self._mqtt.subscribe(agent_relay.topic(self.share), cl.QOS)
-        if self.admin is not None:
-            self._mqtt.subscribe(self.admin.response_topic, cl.QOS)
-        else:
+        # On a secured broker the cloud's session is kept under its account's name
+        # (which only its account may use): what devices send while the cloud is
+        # down (crashed, restarting) waits in the broker and is handed to the cloud
+        # that logs in next, so a crash loses no request. On an open broker a random
+        # client ID: nobody can guess it to take the session over.
+        keep = access.secured and access.keeps_sessions
+        self._mqtt = self._connection(keep)
+        if self.admin is None:
             log.warning("broker %s is open (no cloud credentials): devices get no accounts "
                         "of their own and anyone may use their topics", self.url)
-        await self._mqtt.connect()
+        try:
+            await self._mqtt.connect()
+        except BrokerError:
+            if not keep:
+                raise
+            # a broker that keeps no sessions (an embedded broker in another process)
+            # refuses a persistent one: the cloud then does without
+            log.warning("broker %s refused a kept session: connecting without one",
+                        safe_url(self.url))
+            self._mqtt = self._connection(False)
+            await self._mqtt.connect()
         self.service.send = self.send
         if self.share is not None and not self.runs_agents:
             self._relay = self.service.agents = AgentRelay(self._publish, self.share)
@@ -146,6 +155,20 @@ class CloudLink:
         """A device-facing filter, shared with the group's other clouds when sharing:
         the broker gives each message to one member (round robin on Mosquitto)."""
         return topic_filter if self.share is None else f"$share/{self.share}/{topic_filter}"
+
+    def _connection(self, keep_session: bool) -> AsyncMqtt:
+        access = self.access
+        client_id = access.username if access.secured else f"impcloud-{secrets.token_hex(16)}"
+        mqtt = AsyncMqtt(self.url, client_id or CLOUD_USER, self._receive,
+                         username=access.username, password=access.password,
+                         keep_session=keep_session)
+        mqtt.subscribe(self._shared(cl.CLOUD_FILTER), cl.QOS)
+        mqtt.subscribe(self._shared(linksec.ENROL_REQUEST_FILTER), cl.QOS)
+        if self.share is not None and self.runs_agents:
+            mqtt.subscribe(agent_relay.topic(self.share), cl.QOS)
+        if self.admin is not None:
+            mqtt.subscribe(self.admin.response_topic, cl.QOS)
+        return mqtt
 
     @property
     def connected(self) -> bool:
@@ -177,8 +200,10 @@ class CloudLink:
         if not mqtt.on_loop():  # sealing may read the database: only on the loop's thread
             mqtt.call_on_loop(self.send, msg)
             return
-        topic, payload = cl.encode(msg)
-        if not isinstance(msg, cl.Chunk):  # chunks are checked by SHA-256, not sealed
+        if isinstance(msg, cl.Chunk):  # checked by SHA-256, not sealed: one encoding for all
+            topic, payload = self.service.images.encoded(msg)
+        else:
+            topic, payload = cl.encode(msg)
             link = self._link(msg.device_id)
             if link is None:
                 self.stats.unsealed += 1
@@ -236,7 +261,7 @@ class CloudLink:
                         self.admin.fail_all(err)
                     failures += 1
                     delay = RECONNECT_BACKOFF.delay(failures)
-                    log.warning("%s; retrying in %.1f s", err, delay)
+                    log.warning("%s; retrying in %.2f s", err, delay)
                     await asyncio.sleep(delay)
 
     def _receive(self, topic: str, payload: bytes) -> None:

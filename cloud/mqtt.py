@@ -33,7 +33,13 @@ class AsyncMqtt:
 
     def __init__(self, url: str, client_id: str,
                  on_message: Callable[[str, bytes], None], *,
-                 username: str | None = None, password: str | None = None) -> None:
+                 username: str | None = None, password: str | None = None,
+                 keep_session: bool = False) -> None:
+        """``keep_session``: a persistent session (``clean_session`` false), so the
+        broker queues what arrives for this client ID while it is away (a crashed
+        cloud's requests) and hands it over on the next connect; ``disconnect``
+        unsubscribes first, so a client that stops on purpose leaves nothing to queue."""
+        self.keep_session = keep_session
         try:
             self.host, self.port = parse_url(url)
         except BrokerUrlError as err:
@@ -48,7 +54,7 @@ class AsyncMqtt:
         self._unacked: set[int] = set()
         self._refused: asyncio.Future[str] | None = None
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                        protocol=mqtt.MQTTv311, clean_session=True)
+                        protocol=mqtt.MQTTv311, clean_session=not keep_session)
         if username is not None:
             c.username_pw_set(username, password)
         c.max_inflight_messages_set(0)
@@ -116,6 +122,8 @@ class AsyncMqtt:
     async def disconnect(self) -> None:
         self._closing = True
         if self.connected.is_set():
+            if self.keep_session and self.subscriptions:
+                self.client.unsubscribe([topic for topic, _ in self.subscriptions])
             self.client.disconnect()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.lost.wait(), 5)

@@ -149,7 +149,7 @@ class DeviceRules:
     def bless(self, m: cl.BlessRequest) -> list[cl.Message]:
         svc = self.svc
         with svc.tx():  # the answer's offers read the state the blessing committed
-            outcome = svc.blessing.bless(m.device_id, m.passed)
+            outcome = svc.blessing.bless(m.device_id, m.passed, attempt=m.attempt)
             answer = cl.BlessAnswer(device_id=m.device_id, req=m.req, blessed=outcome.blessed,
                                     reason=outcome.reason)
             if outcome.device is None:

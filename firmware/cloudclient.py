@@ -166,16 +166,32 @@ class CloudClient:
         if err is not None:
             raise err
 
-    async def request(self, msg: cl.Message, timeout: float = REQUEST_TIMEOUT) -> cl.Message:
-        """Send a request carrying ``req`` and wait for its answer."""
+    async def request(self, msg: cl.Message, timeout: float = REQUEST_TIMEOUT,
+                      resend_every: float | None = None) -> cl.Message:
+        """Send a request carrying ``req`` and wait for its answer.
+
+        ``resend_every``: send it again (same ``req``) when that many seconds pass
+        without an answer, until ``timeout``: for a request that may be lost
+        before anyone listens for it (a hello just after a broker restart, before
+        the cloud is back on it) and that the cloud may safely see twice."""
         req = getattr(msg, "req", None)
         if not isinstance(req, int):
             raise CloudClientError(f"{msg.KIND} is not a request")
-        future: asyncio.Future[cl.Message] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[cl.Message] = loop.create_future()
         self._pending[req] = future
+        deadline = loop.time() + timeout
         try:
-            await self.send(msg)
-            reply = await asyncio.wait_for(future, timeout)
+            while True:
+                await self.send(msg)
+                left = deadline - loop.time()
+                wait = left if resend_every is None else min(left, resend_every)
+                try:
+                    reply = await asyncio.wait_for(asyncio.shield(future), max(0.0, wait))
+                    break
+                except TimeoutError:
+                    if loop.time() >= deadline:
+                        raise
         except TimeoutError as err:
             raise CloudClientError(f"no answer to {msg.KIND} within {timeout} s") from err
         finally:

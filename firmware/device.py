@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,12 @@ from typing import Any
 import numpy as np
 from impfactory.firmware import impapi
 from impfactory.firmware.blinkup_rx import BlinkUpReceiver
-from impfactory.firmware.cloudclient import BrokerRefused, CloudClient, CloudRefused
+from impfactory.firmware.cloudclient import (
+    REQUEST_TIMEOUT,
+    BrokerRefused,
+    CloudClient,
+    CloudRefused,
+)
 from impfactory.firmware.errors import (
     CloudClientError,
     ConnectionFailed,
@@ -64,6 +70,14 @@ DUT_GROUP_TYPES = frozenset({"dut_devicegroup", "pre_dut_devicegroup"})
 FIXTURE_GROUP_TYPES = frozenset({"factoryfixture_devicegroup", "pre_factoryfixture_devicegroup"})
 
 
+LINK_PATIENCE = 30.0
+"""Loop seconds ``server.bless`` and ``server.factoryblinkup`` wait for a lost link to
+come back (impOS suspends Squirrel meanwhile under ``SUSPEND_ON_ERROR``)."""
+HELLO_RESEND = 2.0
+"""Loop seconds after which an unanswered hello, blessing or token request is sent
+again: one sent just after a broker restart, before the cloud is back on the
+broker, is lost (the cloud answers a repeated hello or blessing as the first, and a
+repeated token request with another token)."""
 GREETING_TIMEOUT = 5.0
 """Loop seconds to wait for configparams after welcome before running stored code."""
 OFFER_GRACE = 0.25
@@ -603,7 +617,7 @@ class Device:
             session=client.session,
         )
         try:
-            reply = await client.request(hello)
+            reply = await client.request(hello, resend_every=HELLO_RESEND)
         except CloudRefused as err:
             await client.close("refused")
             self._emit(DeviceEvent.ENROL_REFUSED, err.code.value)
@@ -741,6 +755,7 @@ class Device:
                 self.led.handle(LedEvent.UPDATE_DONE)
                 self._start_life(boot=True)
                 return
+            self._partials.pop(offer.image.sha, None)  # whole now: its blocks are not kept
             await self.clock.sleep(self.config.impos_install_s)
             self.settings.impos_version = offer.version
             self.store.save(self.settings)
@@ -777,6 +792,7 @@ class Device:
                 image = await fetch_image(client, offer.device,
                                           blocks=self._partial(offer.device.sha),
                                           on_bad_block=self._bad_block(offer.device.sha))
+                self._partials.pop(offer.device.sha, None)  # whole now: blocks not kept
                 source = image.decode("utf-8")
             except (FirmwareImageError, CloudClientError, UnicodeDecodeError) as err:
                 self._emit(DeviceEvent.IMAGE_FAILED, str(err))
@@ -830,8 +846,8 @@ class Device:
 
     async def _bless(self, passed: bool, callback: Callable[[bool], None]) -> None:
         await self._caught_up()
-        client = self._cloud
         if not passed:
+            client = self._cloud
             self.led.handle(LedEvent.TEST_FAILED)
             self._emit(DeviceEvent.TEST_FAILED)
             callback(False)
@@ -840,20 +856,7 @@ class Device:
                 with contextlib.suppress(CloudClientError):
                     await client.request(req)
             return
-        if client is None:
-            self.led.handle(LedEvent.TEST_FAILED)
-            self._emit(DeviceEvent.BLESS_REFUSED, "not connected")
-            callback(False)
-            return
-        try:
-            reply = await client.request(
-                cl.BlessRequest(self.device_id, req=client.next_req(), passed=True))
-            blessed = isinstance(reply, cl.BlessAnswer) and reply.blessed
-            reason = reply.reason if isinstance(reply, cl.BlessAnswer) else ""
-        except CloudRefused as err:
-            blessed, reason = False, err.code.value
-        except CloudClientError as err:
-            blessed, reason = False, str(err)
+        blessed, reason = await self._ask_blessing()
         if blessed:
             self.blessed = True
             self.led.handle(LedEvent.BLESSED)
@@ -863,14 +866,67 @@ class Device:
             self._emit(DeviceEvent.BLESS_REFUSED, reason)
         callback(blessed)
 
+    async def _ask_blessing(self) -> tuple[bool, str]:
+        """Ask the cloud to bless this device: (blessed, why not).
+
+        Every ask names the same attempt, so however often a lost answer makes the
+        device ask again (``_request_patiently``), the cloud blesses once and answers
+        a repeat of the blessing call "blessed" (cloud/rules.py).
+        """
+        attempt = secrets.token_hex(8)
+        try:
+            reply = await self._request_patiently(lambda client: cl.BlessRequest(
+                self.device_id, req=client.next_req(), passed=True, attempt=attempt))
+        except CloudRefused as err:
+            return False, err.code.value
+        except CloudClientError as err:
+            return False, str(err)
+        if isinstance(reply, cl.BlessAnswer):
+            return reply.blessed, reply.reason
+        return False, f"unexpected answer {reply.KIND}"
+
+    async def _request_patiently(self, make: Callable[[CloudClient], cl.Message]
+                                 ) -> cl.Message:
+        """One request to the cloud, as impOS makes it under ``SUSPEND_ON_ERROR``.
+
+        Offline, it waits for the link; when the link drops or the cloud does not
+        answer (a broker or cloud restarting after a crash) it asks again, every
+        ``HELLO_RESEND`` seconds, for ``LINK_PATIENCE`` loop seconds in all. A refusal
+        is an answer: raised at once.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LINK_PATIENCE
+        while True:
+            client = await self._await_link(deadline - loop.time())
+            if client is None:
+                raise CloudClientError("not connected")
+            try:
+                return await client.request(
+                    make(client), timeout=max(0.1, min(REQUEST_TIMEOUT, deadline - loop.time())),
+                    resend_every=HELLO_RESEND)
+            except CloudRefused:
+                raise
+            except CloudClientError:
+                if loop.time() >= deadline or not self.powered:
+                    raise
+                await asyncio.sleep(0.05)  # until the link's loss is seen, then again
+
+    async def _await_link(self, patience: float) -> CloudClient | None:
+        """The cloud link, once the device is (back) online; ``None`` after ``patience``
+        loop seconds offline, or when the code took the link down itself."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while self._cloud is None or not self._cloud.connected:
+            if self._manual_offline or not self.powered or loop.time() >= deadline:
+                return None
+            await asyncio.sleep(0.05)
+        return self._cloud
+
     async def _factory_blinkup(self, ssid: str, password: str, pin: Pin, flags: int) -> None:
         await self._caught_up()
         try:
-            client = self._cloud
-            if client is None:
-                raise CloudClientError("not connected")
-            reply = await client.request(cl.FactoryTokenRequest(self.device_id,
-                                                                req=client.next_req()))
+            reply = await self._request_patiently(
+                lambda client: cl.FactoryTokenRequest(self.device_id, req=client.next_req()))
             if not isinstance(reply, cl.FactoryToken):
                 raise CloudClientError(f"unexpected answer {reply.KIND}")
         except CloudClientError as err:

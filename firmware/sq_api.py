@@ -150,8 +150,7 @@ class SquirrelApi:
         vm.set_global("imp", vm.wrap(py["imp"], imp))
         vm.set_global("hardware", vm.wrap(py["hardware"], hardware))
         vm.set_global("agent", vm.wrap(py["agent"], agent))
-        for name, value in self.constants().items():
-            vm.set_global(name, value)
+        vm.set_globals(self.constants())
         vm.set_global("time", vm.native(self._time, "time"))
         vm.set_global("date", vm.native(self._date, "date"))
         vm.set_global("clock", vm.native(self._clock, "clock"))

@@ -26,6 +26,7 @@ MQTT link, and its ``OSError`` becomes ``NO_SERVER``.
 from __future__ import annotations
 
 import enum
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +103,12 @@ class StageTimes:
     connect: float = 0.25
 
 
+DEVICE_BACKOFF = Backoff(first=1.0, factor=2.0, cap=60.0, jitter=0.5)
+"""impOS's reconnect schedule (device-clock seconds): 1 s doubling to a minute, each
+wait drawn from its upper half, so a fleet that lost its broker together does not
+come back together."""
+
+
 @dataclass
 class NetInfo:
     """What ``imp.net.info()`` reports after joining."""
@@ -132,7 +139,8 @@ class ConnectionManager:
         self.env = env
         self.mac = mac
         self.times = times or StageTimes()
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or DEVICE_BACKOFF
+        self._rng = random.Random(mac)  # per device, the same in every run
         self.info = NetInfo(mac=mac)
         self.failures: list[tuple[float, Reason]] = []
         self.reason = Reason.NOT_CONNECTED
@@ -194,7 +202,7 @@ class ConnectionManager:
                     on_failure(err)
                 if max_attempts is not None and failures >= max_attempts:
                     raise
-                await self.clock.sleep(self.backoff.delay(failures))
+                await self.clock.sleep(self.backoff.delay(failures, self._rng))
 
     def _through_proxy(self, ap: AccessPoint, proxy: dict[str, Any] | None) -> None:
         """The proxy part of connecting: raise ``ConnectionFailed`` unless the way out is open."""

@@ -235,6 +235,10 @@ class BlessRequest(Message):
     KIND: ClassVar[str] = "bless_request"
     req: int = _meta(min=0, max=2**31 - 1, default=0)
     passed: bool = True
+    attempt: str | None = _meta(pattern=_HEX16, default=None)
+    """The device's name for this ``server.bless`` call, the same on every retry (after
+    a lost link, a cloud that did not answer): the cloud answers a retry of the
+    attempt that blessed the device "blessed" again, and any other "already blessed"."""
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import socket
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
@@ -39,99 +37,8 @@ from impfactory.firmware.fleet import Fleet
 from impfactory.firmware.settings import MemoryStore, Settings
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
+from impfactory.tools.attacks import Stranger
 from test_cloud_flow import OWNER, World, run, until
-
-from impfactory.brokerurl import parse_url
-
-NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # no Nagle wait per request
-
-
-class Stranger:
-    """Someone on the factory network with a plain MQTT client."""
-
-    def __init__(self, url: str) -> None:
-        self.host, self.port = parse_url(url)
-        self.received: list[tuple[str, bytes]] = []
-        self._arrived = asyncio.Event()
-
-    async def refused(self, identifier: str, username: str | None = None,
-                      password: str | None = None) -> bool:
-        """True when the broker refuses this login (False: it let the stranger in)."""
-        try:
-            async with aiomqtt.Client(self.host, self.port, identifier=identifier,
-                                      username=username, password=password, timeout=10):
-                return False
-        except MqttConnectError:
-            return True
-
-    @contextlib.asynccontextmanager
-    async def slot(self, slot: str = "enrol-031",
-                   sniff: tuple[str, ...] = ()) -> AsyncIterator[aiomqtt.Client]:
-        """Logged in as an enrolment slot (the only account the stranger has), listening
-        to its own answers and to whatever ``sniff`` names the broker lets it have."""
-        async with aiomqtt.Client(self.host, self.port, identifier=slot, username=slot,
-                                  password=linksec.ENROL_PASSWORD, timeout=10,
-                                  socket_options=NO_DELAY) as client:
-            await client.subscribe(linksec.answer_topic(slot), qos=1)
-            for topic_filter in sniff:
-                with contextlib.suppress(aiomqtt.MqttError):  # amqtt refuses; Mosquitto filters
-                    await client.subscribe(topic_filter, qos=1)
-            reader = asyncio.create_task(self._read(client))
-            try:
-                yield client
-            finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-
-    async def _read(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            assert isinstance(message.payload, bytes)
-            self.received.append((str(message.topic), message.payload))
-            self._arrived.set()
-
-    async def publish(self, client: aiomqtt.Client, msg: cl.Message) -> None:
-        await client.publish(*cl.encode(msg), qos=1)
-
-    async def register(self, client: aiomqtt.Client, slot: str, device_id: str,
-                       proof: str | None = None) -> str:
-        """A registration with a proof the stranger made up; returns its nonce."""
-        nonce = secrets.token_hex(16)
-        request = linksec.RegisterRequest(slot, nonce, device_id, secrets.token_urlsafe(24),
-                                          proof or secrets.token_hex(32))
-        await client.publish(*linksec.encode_request(request), qos=1)
-        return nonce
-
-    def answer(self, nonce: str) -> linksec.RegisterAnswer | None:
-        for topic, payload in self.received:
-            if topic.endswith("/registered"):
-                answer = linksec.decode_answer(topic, payload)
-                if answer.nonce == nonce:
-                    return answer
-        return None
-
-    async def barrier(self, client: aiomqtt.Client, slot: str = "enrol-031") -> None:
-        """Until the cloud answers a registration of ours (asked again while the slot's
-        rate is used up): see the module docstring."""
-        deadline = asyncio.get_running_loop().time() + 30
-        while True:
-            nonce = await self.register(client, slot, "fedcba9876543210")
-            retry = asyncio.get_running_loop().time() + 1.0
-            while self.answer(nonce) is None:
-                now = asyncio.get_running_loop().time()
-                assert now < deadline, "the cloud never answered the stranger"
-                if now > retry:
-                    break
-                self._arrived.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._arrived.wait(), retry - now)
-            else:
-                return
-
-    def others(self, slot: str = "enrol-031") -> list[str]:
-        """Topics of what the stranger received that were not its own slot's answers."""
-        return [t for t, _ in self.received if t != linksec.answer_topic(slot)]
-
 
 # ---------------------------------------------------------------- logging in
 

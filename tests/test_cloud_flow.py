@@ -213,7 +213,7 @@ def test_bless_moves_to_the_production_target_of_that_moment(any_broker_url: str
         region2_app = w.svc.create_deployment(later.id, "// region 2 app")
         w.svc.update_group(w.f.fixture_group.id, production_target=later.id)
 
-        answer = await dut.bless(True)
+        answer = await dut.bless(True, attempt="a1" * 8)
         assert answer.blessed
         assignment = await dut.expect(cl.Assignment)
         assert assignment.group_id == later.id and assignment.blessed
@@ -226,7 +226,13 @@ def test_bless_moves_to_the_production_target_of_that_moment(any_broker_url: str
 
         again = await dut.bless(True)
         assert not again.blessed and again.reason == "already blessed"
+        assert not (await dut.bless(True, attempt="b2" * 8)).blessed
+        # the answer to the blessing call was lost (a crash): asked again, the same answer
+        # and the same assignment, but one blessing, one webhook, one log line
+        assert (await dut.bless(True, attempt="a1" * 8)).blessed
+        assert (await dut.expect(cl.Assignment)).group_id == later.id
         assert w.svc.get_device(dut.device_id).group_id == later.id
+        assert sum(e.msg.startswith("Blessed:") for e in w.svc.device_logs(dut.device_id)) == 1
 
         failing = await w.running_dut(fx)
         no = await failing.bless(False)

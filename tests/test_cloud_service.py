@@ -316,6 +316,11 @@ def test_blocks_reassemble_to_the_image(data: bytes, chunk_size: int) -> None:
     assert b"".join(b.data for b in blocks if b is not None) == data
     assert cache.chunk("0123456789abcdef", ref.sha, ref.total) is None
     assert cache.get("0" * 64) is None
+    # one encoding of each block serves every device: only the topic names the device
+    for device in ("0123456789abcdef", "fedcba9876543210", "0123456789abcdef"):
+        for i in range(ref.total):
+            chunk = cache.chunk(device, ref.sha, i)
+            assert chunk is not None and cache.encoded(chunk) == cl.encode(chunk)
 
 
 def test_image_cache_evicts_and_reloads(svc: CloudService) -> None:

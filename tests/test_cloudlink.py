@@ -57,7 +57,8 @@ BUILDERS = (
         sha=sha,
         blocks=st.lists(st.integers(0, 10_000), min_size=1, max_size=64).map(tuple),
     ),
-    st.builds(cl.BlessRequest, device_id=hex16, req=req, passed=st.booleans()),
+    st.builds(cl.BlessRequest, device_id=hex16, req=req, passed=st.booleans(),
+              attempt=st.none() | hex16),
     st.builds(cl.Bye, device_id=hex16, reason=short),
     st.builds(
         cl.Welcome, device_id=hex16, req=req, plan_id=st.none() | hex16, blessed=st.booleans()
@@ -125,7 +126,7 @@ def test_every_kind_is_covered_by_the_strategy() -> None:
 def test_wire_layout_is_what_the_docs_say() -> None:
     topic, payload = cl.encode(cl.BlessRequest(device_id=DEV, req=7, passed=False))
     assert topic == "imp/1/d/0123456789abcdef/up/bless_request"
-    assert json.loads(payload) == {"v": 1, "req": 7, "passed": False}
+    assert json.loads(payload) == {"v": 1, "req": 7, "passed": False, "attempt": None}
     topic, payload = cl.encode(cl.Chunk(device_id=DEV, sha="a" * 64, index=0, total=1,
                                         block_sha="b" * 64, data=b"xy"))
     assert topic.endswith("/down/chunk")

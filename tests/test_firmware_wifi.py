@@ -109,6 +109,30 @@ def test_retries_back_off_and_succeed_when_the_ap_appears() -> None:
     assert all(r is Reason.NO_WIFI for _, r in failures)
 
 
+def test_impos_reconnects_with_jitter_seeded_by_the_device() -> None:
+    """A line that lost its broker does not come back in one instant: each device's
+    waits are drawn from the upper half of the schedule, from a generator seeded by
+    its MAC (the same device waits the same way in every run)."""
+    def waits(mac: str) -> list[float]:
+        async def go() -> list[float]:
+            clock = VirtualClock()
+            mgr = ConnectionManager(clock, StatusLed(clock), WifiEnvironment([]), mac)
+            task = asyncio.ensure_future(mgr.connect_with_retries(
+                "factory", "secret", None, ok_server, max_attempts=6))
+            while not task.done():
+                await clock.advance(1)
+            assert isinstance(task.exception(), ConnectionFailed)  # no AP: it gave up
+            return [b[0] - a[0] - 0.75 for a, b in itertools.pairwise(mgr.failures)]
+        return asyncio.run(go())
+
+    first = waits("0c2a69000001")
+    assert first == waits("0c2a69000001")  # reproducible
+    assert first != waits("0c2a69000002")  # spread across devices
+    # within the upper half of 1, 2, 4, 8, 16 s (the virtual clock moves in 1 s steps)
+    for wait, top in zip(first, (1, 2, 4, 8, 16), strict=True):
+        assert top / 2 - 1 <= wait <= top + 1
+
+
 def test_identity_from_serial_and_mac() -> None:
     a = DeviceIdentity.from_serial(0x12345)
     assert a.mac == ELECTRIC_IMP_OUI + "012345"

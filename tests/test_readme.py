@@ -53,6 +53,8 @@ SERVERS = {("cloud", "serve"), ("bench", "emulate")}
 SMALL: dict[tuple[str, ...], dict[str, str]] = {
     ("demo",): {"--duts": "4"},
     ("line", "run"): {"--duts": "8"},
+    ("soak",): {"--duts": "8", "--cloud-kills": "1", "--broker-restarts": "0",
+                "--fuzz-cases": "200"},
     ("floor",): {"--duts": "2"},
     ("bench", "watch"): {"--seconds": "3"},
     ("bench", "uart"): {"--seconds": "2"},

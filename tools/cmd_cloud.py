@@ -190,6 +190,22 @@ def logs_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def broker_home(broker: str, db_path: str) -> Path | None:
+    """Where a broker the cloud starts keeps its state: ``<db>.broker`` beside the database.
+
+    The broker is part of the cloud: it stops with it, and dies with it when the
+    cloud is killed (cloud/broker.py). The cloud restarted on the same database
+    starts it again from this directory: on the same port when it is still free,
+    with the same passwords and every device's account (Mosquitto; the embedded
+    broker keeps its accounts in memory, so its devices register again), so
+    devices reconnecting to the old URL find it. A broker named by URL is someone
+    else's: nothing is kept.
+    """
+    if broker.startswith("mqtt://"):
+        return None
+    return Path(f"{db_path}.broker")
+
+
 async def serve(broker: str, db_path: str, api_port: int | None,
                 owner: tuple[str, str] | None, agent_url: str | None, *,
                 access_log: bool = True, share: str | None = None,
@@ -204,9 +220,11 @@ async def serve(broker: str, db_path: str, api_port: int | None,
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     db = open_store(db_path)
-    server = BrokerServer(broker)
+    # a broker of our own keeps its state beside the database, so a restarted cloud
+    # starts it on the same port with every device's account (see broker_home)
+    server = BrokerServer(broker, home=broker_home(broker, db_path))
     try:
-        url = await asyncio.to_thread(server.start)
+        url = server.start()  # on this (the main) thread: the broker dies with the process
     except BaseException:
         db.close()
         raise
@@ -242,4 +260,4 @@ async def serve(broker: str, db_path: str, api_port: int | None,
     finally:
         with contextlib.suppress(Exception):
             db.close()
-        await asyncio.to_thread(server.stop)
+        server.stop()

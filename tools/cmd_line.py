@@ -1,6 +1,9 @@
 """``impfactory line run``: a whole production line, emulated, with faults and a report.
 
-Starts (or reaches) a broker, starts a cloud on a fresh database (its agents' URLs
+With ``--cloud URL --user U --password P --broker mqtt://HOST:PORT`` it runs
+against a cloud that already runs, as a factory runs against impCloud (set up over
+its REST API, tools/line_remote.py). Otherwise it starts (or reaches) a broker,
+starts a cloud on a fresh database (its agents' URLs
 on a free loopback port), builds a product with its fixture, DUT and production
 groups and a deployment in each (the example factory firmware and its agent, and
 the example application, unless ``--firmware``/``--agent``/``--app`` name your
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from impfactory.cloud.api_client import check_endpoint
 from impfactory.cloud.store.postgres import is_postgres
 from impfactory.firmware import runtime
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
@@ -44,10 +48,12 @@ from impfactory.tools.firmware_input import (
     read_agent,
     read_firmware,
 )
+from impfactory.tools.line_remote import remote_cloud
 from impfactory.tools.line_setup import FactoryCloud, factory_cloud
 from impfactory.tools.line_shards import LINE_BROKER_ENV, run_sharded
 from impfactory.tools.line_ui import LineProgress
 
+from impfactory.brokerurl import parse_url
 from impfactory.clock import Clock, ScaledClock
 from impfactory.errors import ImpFactoryError
 
@@ -96,6 +102,12 @@ def register(sub: Any) -> None:
                      help="optical set-up overrides, e.g. distance_mm=6,noise_rms=0.02 "
                           "(see hw/optical.py OpticalConfig)")
     add_run_options(run)
+    run.add_argument("--cloud", metavar="URL",
+                     help="run against this running cloud's REST API (http://HOST:PORT/v5) "
+                          "instead of starting one; needs --user, --password and --broker "
+                          "mqtt://HOST:PORT (its broker), as floor takes them")
+    run.add_argument("--user", help="with --cloud: the owner's username")
+    run.add_argument("--password", help="with --cloud: the owner's password")
     run.add_argument("--min-yield", type=float, default=0.0, metavar="Y",
                      help="exit 1 when the yield is below Y (0..1; default 0)")
     run.add_argument("--remote-workers", type=int, default=0, metavar="R",
@@ -183,33 +195,51 @@ async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
                             app_code: str | None = None, workers: int = 1,
                             wifi: tuple[str, str] | None = None,
                             agent_code: str | None = None,
-                            duts: DutSourceFactory | None = None, remote: int = 0,
-                            run: str | None = None, line_broker: str | None = None,
+                            duts: DutSourceFactory | None = None,
+                            remote: tuple[str, str, str] | None = None,
+                            remote_workers: int = 0, run: str | None = None,
+                            line_broker: str | None = None,
                             share: str | None = None) -> LineResult:
     """Start the cloud, run the line under a progress bar, stop everything.
 
-    ``workers > 1`` (or ``remote`` workers joining from elsewhere) runs the fixtures
-    and DUTs in worker processes sharing the broker, with the cloud in this one
-    (see tools/line_shards.py). ``duts`` puts other DUTs in front of the fixtures
-    (``bench run``: the boards on benches).
+    ``workers > 1`` (or ``remote_workers`` joining from elsewhere) runs the fixtures
+    and DUTs in worker processes sharing the broker, with the cloud in this one (see
+    tools/line_shards.py); ``share``: the cloud's shared subscription group. ``duts`` puts
+    other DUTs in front of the fixtures (``bench run``: the boards on benches).
+    ``remote``: (endpoint, user, password) of a running cloud whose broker is
+    ``broker`` (tools/line_remote.py): nothing is started.
     """
     ssid, password = wifi or (FACTORY_SSID, FACTORY_PASSWORD)
-    async with factory_cloud(broker, db, factory_code=factory_code, app_code=app_code,
-                             agent_code=agent_code, wifi_ssid=ssid,
-                             wifi_password=password, share=share) as cloud:
+    cloud_cm: Any
+    if remote is not None:
+        cloud_cm = remote_cloud(*remote, broker, factory_code=factory_code, app_code=app_code,
+                                agent_code=agent_code, wifi_ssid=ssid, wifi_password=password)
+    else:
+        cloud_cm = factory_cloud(broker, db, factory_code=factory_code, app_code=app_code,
+                                 agent_code=agent_code, wifi_ssid=ssid, wifi_password=password,
+                                 share=share)
+    async with cloud_cm as cloud:
+        # the cloud's link counts what crossed it (a remote cloud's is not in reach)
+        stats = getattr(getattr(cloud, "cloud", None), "link", None)
+        stats = stats.stats if stats is not None else None
+        before = stats.received + stats.sent if stats is not None else 0
         with LineProgress(config.duts, quiet=quiet) as progress:
             try:
-                if workers > 1 or remote:
-                    return await run_sharded(config, cloud, progress, workers, remote=remote,
-                                             run=run, line_broker=line_broker,
-                                             announce=not quiet)
-                if duts is None:
-                    return await run_line(config, cloud, progress)
-                clock = ScaledClock(config.clock_scale)
-                return await Line(config, cloud, progress, clock=clock,
-                                  duts=duts(cloud, clock)).run()
+                if workers > 1 or remote_workers:
+                    result = await run_sharded(config, cloud, progress, workers,
+                                               remote=remote_workers, run=run,
+                                               line_broker=line_broker, announce=not quiet)
+                elif duts is None:
+                    result = await run_line(config, cloud, progress)
+                else:
+                    clock = ScaledClock(config.clock_scale)
+                    result = await Line(config, cloud, progress, clock=clock,
+                                        duts=duts(cloud, clock)).run()
             except LineError as err:  # the options were good (checked before): the run failed
                 raise LineRunFailed(str(err)) from err
+        if stats is not None:
+            result.link_messages = stats.received + stats.sent - before
+        return result
 
 
 def print_summary(summary: LineSummary, report: dict[str, Path] | None = None) -> None:
@@ -288,6 +318,29 @@ def report_run(args: argparse.Namespace, result: LineResult) -> int:
     return 0 if result.summary.yield_ >= args.min_yield else 1
 
 
+def _remote(args: argparse.Namespace, outdated: float) -> tuple[str, str, str] | None:
+    """(endpoint, user, password) with ``--cloud``; its companions checked."""
+    if args.cloud is None:
+        if args.user or args.password:
+            raise LineInputError("--user and --password go with --cloud")
+        return None
+    check_endpoint(args.cloud)
+    if not args.user or not args.password:
+        raise LineInputError("--cloud needs --user and --password (the owner's)")
+    if not args.broker.startswith("mqtt://"):
+        raise LineInputError("--cloud needs --broker mqtt://HOST:PORT: the running cloud's "
+                             "broker")
+    parse_url(args.broker)
+    if args.db is not None:
+        raise LineInputError("--db is the database of a cloud the line starts: not with --cloud")
+    if args.workers != 1:
+        raise LineInputError("--workers is not supported with --cloud")
+    if outdated:
+        raise LineInputError("--outdated-impos needs an impOS release the line publishes: "
+                             "not with --cloud")
+    return args.cloud, args.user, args.password
+
+
 def _run(args: argparse.Namespace) -> int:
     faults = parse_faults(args.fault)
     outdated = parse_rate(args.outdated_impos, "--outdated-impos")
@@ -300,10 +353,12 @@ def _run(args: argparse.Namespace) -> int:
                              f"got {args.workers}")
     if args.run is not None:
         lw.check_run(args.run)
+    remote = _remote(args, outdated)
     inputs = read_run_inputs(args)
     quiet_network_logs()
     result = asyncio.run(run_with_progress(config, args.broker, args.json, db=args.db,
-                                           workers=args.workers, remote=args.remote_workers,
-                                           run=args.run, line_broker=args.line_broker,
-                                           share=args.share, **inputs.cloud_options()))
+                                           workers=args.workers, remote=remote,
+                                           remote_workers=args.remote_workers, run=args.run,
+                                           line_broker=args.line_broker, share=args.share,
+                                           **inputs.cloud_options()))
     return report_run(args, result)

@@ -11,6 +11,14 @@ DUTs/s depends on what else the machine is doing; ``cpu_ms_per_dut`` (CPU time o
 this process, its workers and the broker, set-up included, over the DUTs) barely
 does, so it is the figure to compare changes with on a shared machine.
 
+In the same run, before and after the line (their mean, so a neighbour's burst on
+one side moves it less), it measures the raw publish/subscribe rate of a broker of
+the same kind with the same client library (tools/broker_reference.py:
+``RAW_MESSAGES`` messages of ``RAW_SIZE`` bytes from the cloud's account to
+``RAW_SUBSCRIBERS`` device accounts) and prints ``broker_ratio``: the line's message
+rate (every message the cloud received from or sent to a device, over the line's
+wall time) over that raw rate. ``messages_per_dut`` says how many the flow takes.
+
 ``--language`` picks the example firmware's language: ``squirrel`` (what an imp
 runs, the default), ``python`` (the same firmware for the Python engine), or
 ``both``: the same line twice in one run, Python first, with both figures and
@@ -28,11 +36,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+from impfactory.cloud.broker import BrokerServer
 from impfactory.fixture.report import prepare_report_dir, write_reports
 from impfactory.hw.optical import PRESETS
+from impfactory.tools.broker_reference import RawRate, raw_rate
 from impfactory.tools.cmd_line import config_from_args, quiet_network_logs, run_with_progress
 
 from impfactory.errors import ImpFactoryError
+
+RAW_MESSAGES = 20_000
+RAW_SIZE = 256
+"""Bytes per message of the raw reference: about a sealed line message."""
+RAW_SUBSCRIBERS = 100
+
+
+def _raw_reference(broker: str) -> RawRate:
+    """The broker's raw message rate, on a broker started the way the line starts its own."""
+    server = BrokerServer(broker)
+    with server:
+        return asyncio.run(raw_rate(server.cloud_url, messages=RAW_MESSAGES, size=RAW_SIZE,
+                                    subscribers=RAW_SUBSCRIBERS))
 
 
 def _cpu_s() -> float:
@@ -88,12 +111,15 @@ def _measure(args: argparse.Namespace, language: str) -> dict[str, Any]:
     python = language == "python"
     factory = examples.factory_source(FACTORY_SSID, FACTORY_PASSWORD, python=python)
     app = examples.application_source(python=python)
+    raw_before = _raw_reference(args.broker)
     started, cpu_before = time.perf_counter(), _cpu_s()
     result = asyncio.run(run_with_progress(config, args.broker, args.json,
                                            factory_code=factory, app_code=app,
                                            workers=args.workers))
     total = time.perf_counter() - started
     cpu = _cpu_s() - cpu_before
+    raw_after = _raw_reference(args.broker)
+    raw_rate_s = (raw_before.messages_per_s + raw_after.messages_per_s) / 2
     s = result.summary
     doc: dict[str, Any] = {
         "language": language,
@@ -111,6 +137,11 @@ def _measure(args: argparse.Namespace, language: str) -> dict[str, Any]:
         "cpu_s": round(cpu, 2),
         "lost_presses": result.lost_presses,
         "cpu_ms_per_dut": round(1000 * cpu / max(1, s.duts), 2),
+        "messages_per_dut": round(result.link_messages / max(1, s.duts), 1),
+        "line_messages_per_s": round(result.link_messages / max(s.wall_s, 1e-9)),
+        "raw_messages_per_s": round(raw_rate_s),
+        "raw_before_after": [round(raw_before.messages_per_s), round(raw_after.messages_per_s)],
+        "broker_ratio": round(result.link_messages / max(s.wall_s, 1e-9) / raw_rate_s, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         # the largest finished child: the broker, or a line worker with --workers
         "child_peak_rss_mib": round(
@@ -128,6 +159,9 @@ def _print(doc: dict[str, Any]) -> None:
           f"{doc['failed']} failed")
     print(f"           {doc['cpu_ms_per_dut']} ms CPU per DUT (all processes, set-up "
           f"included: {doc['cpu_s']} s)")
+    print(f"           {doc['messages_per_dut']} broker messages per DUT: "
+          f"{doc['line_messages_per_s']}/s against {doc['raw_messages_per_s']}/s raw "
+          f"(broker_ratio {doc['broker_ratio']})")
     print(f"           peak memory {doc['peak_rss_mib']} MiB (this process), "
           f"{doc['child_peak_rss_mib']} MiB (largest child: broker or worker)")
 

@@ -118,7 +118,8 @@ def _one(config: LineConfig, pg: str, broker: str, workers: int, clouds: int,
                  for n in range(workers)]
         try:
             result = asyncio.run(run_with_progress(
-                config, broker, True, db=db, workers=0, remote=workers, run=run, share=SHARE))
+                config, broker, True, db=db, workers=0, remote_workers=workers, run=run,
+                share=SHARE))
         except LineRunFailed as err:
             raise PerfScaleError(f"{workers} worker(s): {err}") from err
         finally:

@@ -27,14 +27,20 @@ class Blessing:
         self.ctx = ctx
         self.devices = ctx.repos.devices
 
-    def bless(self, device_id: str, passed: bool) -> BlessOutcome:
-        """The fixture asks to bless ``device_id`` (``passed``: its tests passed)."""
+    def bless(self, device_id: str, passed: bool, attempt: str | None = None) -> BlessOutcome:
+        """The DUT asks to be blessed (``passed``: its tests passed). ``attempt``: the
+        device's name for this ``server.bless`` call, the same when it asks again after
+        a lost answer; a repeat of the call that blessed it is answered "blessed" again,
+        with nothing blessed twice (docs/cloudlink.md)."""
         ctx = self.ctx
         with ctx.tx():
             device = self.devices.get(device_id)
             if device is None:
                 return BlessOutcome(False, "unknown device")
             if device.blessed:
+                if (passed and attempt is not None
+                        and self.devices.bless_attempt(device.id) == attempt):
+                    return BlessOutcome(True, device=device)
                 ctx.log(device.id, "Blessing refused: the device is already blessed")
                 return BlessOutcome(False, "already blessed")
             group = ctx.group(device.group_id) if device.group_id else None
@@ -51,7 +57,8 @@ class Blessing:
                 ctx.log(device.id, "Blessing refused: no factory fixture group")
                 return BlessOutcome(False, "no factory fixture group")
             target = ctx.group(fixture_group.production_target)
-            if not self.devices.blessed(device.id, target.id, target.product_id, ctx.now()):
+            if not self.devices.blessed(device.id, target.id, target.product_id, ctx.now(),
+                                        attempt):
                 return BlessOutcome(False, "already blessed")
             ctx.log(device.id, f"Blessed: assigned to production group {target.name}")
             ctx.queue_webhooks(target.id, "blessing",

@@ -129,12 +129,20 @@ class DeviceRepository:
         self.store.execute("UPDATE devices SET bless_failures=bless_failures+1 WHERE id=?",
                            (device_id,))
 
-    def blessed(self, device_id: str, group_id: str, product_id: str, now: float) -> bool:
-        """Move a DUT to its production group, blessed; False when it already was (a
+    def blessed(self, device_id: str, group_id: str, product_id: str, now: float,
+                attempt: str | None = None) -> bool:
+        """Move a DUT to its production group, blessed, keeping the ``attempt`` (the
+        device's name for the call) that blessed it; False when it already was (a
         second bless of one device changes nothing)."""
         return self.store.execute(
-            "UPDATE devices SET group_id=?, product_id=?, blessed=1, blessed_at=?"
-            " WHERE id=? AND blessed=0", (group_id, product_id, now, device_id)) == 1
+            "UPDATE devices SET group_id=?, product_id=?, blessed=1, blessed_at=?,"
+            " bless_attempt=? WHERE id=? AND blessed=0",
+            (group_id, product_id, now, attempt, device_id)) == 1
+
+    def bless_attempt(self, device_id: str) -> str | None:
+        """The attempt that blessed the device (None: not blessed, or blessed unnamed)."""
+        row = self.store.one("SELECT bless_attempt FROM devices WHERE id=?", (device_id,))
+        return None if row is None or row[0] is None else str(row[0])
 
     # -- management -----------------------------------------------------------------
 

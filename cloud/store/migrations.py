@@ -14,7 +14,8 @@ newer impfactory: it is refused (``StoreVersionError``), never touched.
              product, columns added later)
     2        indexes the repositories' lookups need; ``cloud_meta.schema_version``
              retired (the store's version is the one version)
-    3        ``api_webhook_lease``: which dispatcher holds a delivery (clouds
+    3        ``devices.bless_attempt``: a retried blessing is answered, never doubled
+    4        ``api_webhook_lease``: which dispatcher holds a delivery (clouds
              sharing one store never post an event twice at once)
 
 A new migration is one more ``Migration`` at the end of ``MIGRATIONS``, written
@@ -88,6 +89,11 @@ CREATE INDEX IF NOT EXISTS api_login_keys_account ON api_login_keys(account_id);
     store.execute("DELETE FROM cloud_meta WHERE key='schema_version'")
 
 
+def _bless_attempt(store: Store) -> None:
+    if "bless_attempt" not in store.dialect.columns(store.conn, "devices"):
+        store.execute(f"ALTER TABLE devices ADD COLUMN bless_attempt {store.dialect.ddl('TEXT')}")
+
+
 def _webhook_leases(store: Store) -> None:
     store.script("""
 CREATE TABLE IF NOT EXISTS api_webhook_lease (
@@ -99,7 +105,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline tables; earlier releases brought up to date", _baseline,
               before=_group_names_per_product),
     Migration(2, "lookup indexes; cloud_meta.schema_version retired", _lookup_indexes),
-    Migration(3, "webhook delivery leases (clouds sharing a store)", _webhook_leases),
+    Migration(3, "devices.bless_attempt: the device's name for the call that blessed it",
+              _bless_attempt),
+    Migration(4, "webhook delivery leases (clouds sharing a store)", _webhook_leases),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -775,6 +775,21 @@ class Vm:
         finally:
             capi.sq_settop(v, top)
 
+    def set_globals(self, values: Mapping[str, Any]) -> None:
+        """``set_global`` for every item, the root table pushed once (a device's imp
+        API constants: some seventy slots per VM, a VM or two per DUT)."""
+        self._check_open()
+        v = self._v
+        top = capi.sq_gettop(v)
+        try:
+            capi.sq_pushroottable(v)
+            for name, value in values.items():
+                capi.sq_pushstring(v, name.encode("utf-8", "surrogateescape"), -1)
+                self._marshal.push(v, value)
+                capi.sq_rawset(v, top + 1)
+        finally:
+            capi.sq_settop(v, top)
+
     def get_global(self, name: str, default: Any = _MISSING) -> Any:
         """Root-table slot ``name`` converted; ``default`` (or ``KeyError``) if absent."""
         self._check_open()

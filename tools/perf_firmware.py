@@ -1,0 +1,175 @@
+"""``impfactory perf firmware``: an impOS image to many devices at once, against the raw broker.
+
+Starts a broker (Mosquitto by default) and the real cloud, with a Test Zone whose
+DUT group requires an impOS release of ``--size`` bytes (1 MiB by default), then
+``--devices`` emulated imps (100 by default) that hold what a factory BlinkUp
+leaves, all powered on at once. Each connects, enrols, is offered the release and
+fetches it block by block (``firmware/images.py``: ``cl.DEFAULT_CHUNK_SIZE`` blocks,
+each checked by its SHA-256, the whole image by the SHA-256 the cloud sealed),
+then installs it. ``mib_per_s`` is every device's image over the wall time from
+the first device starting its download to the last one finishing
+(``DeviceConfig.impos_install_s`` is 0 here, so the end is the download's).
+
+Before and after that (their mean), in the same run and on the same broker, the
+raw reference (tools/broker_reference.py): as many blocks of the same size as the devices fetch
+in all, from the cloud's account to one device account each, paho-mqtt on the
+asyncio loop as the cloud and devices use it. ``ratio`` is ``mib_per_s`` over the
+raw MiB/s. ``--json`` prints ``mib_per_s``, ``ratio`` and the rest as one object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from impfactory.cloud.broker import BrokerServer
+from impfactory.cloud.server import Cloud
+from impfactory.firmware import examples
+from impfactory.firmware.device import Device, DeviceConfig
+from impfactory.firmware.errors import DeviceError
+from impfactory.firmware.events import DeviceEvent, DeviceRecord
+from impfactory.firmware.fleet import Fleet
+from impfactory.firmware.settings import MemoryStore
+from impfactory.protocol import cloudlink as cl
+from impfactory.tools.broker_reference import raw_rate
+from impfactory.tools.cmd_line import quiet_network_logs
+from impfactory.tools.emulated_zone import build_test_zone, dut_settings, start_fixture
+
+from impfactory.clock import ScaledClock
+
+RELEASE = "44.0.1"
+TIMEOUT = 300.0
+
+
+class PerfFirmwareError(DeviceError):
+    """Arguments a run cannot use (no devices, an empty image, a stopped clock)."""
+
+
+async def _deliver(cloud_url: str, devices: int, size: int, scale: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with Cloud(Path(tmp) / "cloud.db", cloud_url) as cloud:
+            svc = cloud.service
+            zone = build_test_zone(svc)
+            svc.add_impos_release(RELEASE, size=size)
+            config = DeviceConfig(impos_install_s=0.0)
+            async with Fleet(cloud.broker_url, ScaledClock(scale), config=config) as fleet:
+                fixture = await start_fixture(svc, zone, fleet)
+                duts = [fleet.add(store=MemoryStore(dut_settings(svc, fixture)),
+                                  hardware=examples.dut_board(), imp_type=examples.DUT_IMP)
+                        for _ in range(devices)]
+                await _enrol(duts)
+                svc.update_group(zone.dut_group, min_impos_version=RELEASE)
+                return await _update(duts, size)
+
+
+async def _enrol(duts: list[Device]) -> None:
+    """Every DUT enrolled into the DUT group (its own broker account made), then off."""
+    async def one(dut: Device) -> None:
+        dut.power_on()
+        await dut.wait_for(DeviceEvent.ASSIGNED, TIMEOUT, since=0)
+        await dut.power_off()
+
+    await asyncio.gather(*(one(d) for d in duts))
+
+
+async def _update(duts: list[Device], size: int) -> dict[str, Any]:
+    """Power every DUT on at once; each is offered the release on connecting."""
+    loop = asyncio.get_running_loop()
+    started: list[float] = []
+    ended: list[float] = []
+    failed: list[str] = []
+    all_done = loop.create_future()
+
+    def watch(record: DeviceRecord) -> None:
+        if record.kind is DeviceEvent.IMPOS_UPDATING:
+            started.append(time.perf_counter())
+        elif record.kind in (DeviceEvent.IMPOS_UPDATED, DeviceEvent.IMAGE_FAILED):
+            ended.append(time.perf_counter())
+            if record.kind is DeviceEvent.IMAGE_FAILED:
+                failed.append(str(record.detail))
+            if len(ended) == len(duts) and not all_done.done():
+                all_done.set_result(None)
+
+    for dut in duts:
+        dut.subscribe(watch)
+    cpu = time.process_time()
+    for dut in duts:
+        dut.power_on()
+    try:
+        await asyncio.wait_for(all_done, TIMEOUT)
+    except TimeoutError:
+        failed.append(f"{len(duts) - len(ended)} devices still downloading after "
+                      f"{TIMEOUT:.0f} s")
+    cpu = time.process_time() - cpu
+    await asyncio.gather(*(d.power_off() for d in duts))
+    installed = max(0, len(ended) - len(failed))
+    wall = (max(ended) - min(started)) if started and ended else float("nan")
+    return {"installed": installed, "wall_s": round(wall, 3),
+            "mib_per_s": round(installed * size / wall / 2**20, 1) if installed else 0.0,
+            "starts_spread_s": round(max(started) - min(started), 3) if started else None,
+            # this process: the cloud and every device (the broker is another process)
+            "cpu_ms_per_mib": round(1000 * cpu / max(installed * size / 2**20, 1e-9), 2),
+            "failures": failed[:3]}
+
+
+async def run(cloud_url: str, devices: int, size: int, scale: float) -> dict[str, Any]:
+    chunk = cl.DEFAULT_CHUNK_SIZE
+    blocks = -(-size // chunk)
+    cpu = time.process_time()
+    before = await raw_rate(cloud_url, messages=devices * blocks, size=chunk,
+                            subscribers=devices)
+    cpu = time.process_time() - cpu  # set-up included: subscribers' accounts and connects
+    figures = await _deliver(cloud_url, devices, size, scale)
+    after = await raw_rate(cloud_url, messages=devices * blocks, size=chunk, subscribers=devices)
+    raw_mib = (before.bytes_per_s + after.bytes_per_s) / 2 / 2**20
+    return {"devices": devices, "image_bytes": size, "chunk_bytes": chunk, **figures,
+            "raw_mib_per_s": round(raw_mib, 1),
+            "raw_before_after": [round(before.bytes_per_s / 2**20, 1),
+                                 round(after.bytes_per_s / 2**20, 1)],
+            "raw_cpu_ms_per_mib": round(1000 * cpu / (before.messages * before.size / 2**20),
+                                        2),
+            "ratio": round(figures["mib_per_s"] / raw_mib, 3)}
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.devices < 1 or args.size < 1:
+        raise PerfFirmwareError("--devices and --size must be at least 1")
+    if not args.scale > 0:
+        raise PerfFirmwareError("--scale must be positive")
+    quiet_network_logs()
+    server = BrokerServer(args.broker)
+    with server:
+        figures = asyncio.run(run(server.cloud_url, args.devices, args.size, args.scale))
+    figures["broker"] = args.broker
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        print(f"perf firmware: a {figures['image_bytes'] / 2**20:g} MiB impOS image to "
+              f"{figures['devices']} devices over {args.broker}: {figures['installed']} "
+              f"installed in {figures['wall_s']} s, {figures['mib_per_s']} MiB/s")
+        print(f"               raw broker, {figures['chunk_bytes']}-byte messages, same run: "
+              f"{figures['raw_mib_per_s']} MiB/s (ratio {figures['ratio']})")
+        for failure in figures["failures"]:
+            print(f"               failed: {failure}")
+    return 0 if figures["installed"] == figures["devices"] else 1
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("firmware", help="an impOS image to many devices at once (MiB/s)",
+                            description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", type=int, default=100, metavar="N",
+                        help="devices updating at once (default 100)")
+    parser.add_argument("--size", type=int, default=1 << 20, metavar="BYTES",
+                        help="impOS image size (default 1 MiB)")
+    parser.add_argument("--scale", type=float, default=200.0,
+                        help="device clock speed-up over the wall (default 200)")
+    parser.add_argument("--broker", default="mosquitto", metavar="mosquitto|auto|embedded|URL",
+                        help="broker (default mosquitto)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.set_defaults(func=main)
