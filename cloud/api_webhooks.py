@@ -58,8 +58,10 @@ log = logging.getLogger(__name__)
 
 FILTERS = ("devicegroup.id",)
 
-LEASE_S = 120.0
-"""How long a dispatcher holds the deliveries it took (far above one POST's timeout)."""
+LEASE_S = 15.0
+"""How long a dispatcher holds the deliveries it took: above one POST's deadline (the
+cloud's HTTP timeout, 10 s by default), and short, since a cloud killed mid-POST holds
+its deliveries until the lease ends and only then does its successor deliver them."""
 
 class Delivery(Enum):
     """Where one outbox entry stands."""
