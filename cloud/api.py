@@ -27,6 +27,7 @@ from functools import partial
 from typing import Any
 
 from aiohttp import web
+
 from impfactory.cloud.api_jsonapi import (
     Forbidden,
     JsonObj,

@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from impfactory.cloud.errors import CloudError
-
 from impfactory.errors import ImpFactoryError
 
 JsonObj = dict[str, Any]

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import re
 
+from impfactory import __version__
 from impfactory.cloud.api import BASE, Answer, Call, Router
 from impfactory.cloud.api_jsonapi import MAX_PAGE_SIZE, JsonObj
-
-from impfactory import __version__
 
 _ERROR_REF = {"$ref": "#/components/responses/Error"}
 _QUERY_SCHEMA: dict[str, JsonObj] = {

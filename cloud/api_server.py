@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from impfactory.backoff import Backoff
 from impfactory.cloud import (
     api_auth,
     api_deployments,
@@ -39,8 +40,6 @@ from impfactory.cloud.api_context import ApiContext
 from impfactory.cloud.outbound import Outbound
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.web import Limits, WebServer, build_app
-
-from impfactory.backoff import Backoff
 
 
 class ApiService:

@@ -26,7 +26,6 @@ from impfactory.cloud.api_server import ApiService
 from impfactory.cloud.server import Cloud
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import Store, open_store
-
 from impfactory.loopthread import LoopThread
 
 

@@ -27,6 +27,7 @@ import logging
 from enum import Enum
 from urllib.parse import urlencode
 
+from impfactory.backoff import Backoff
 from impfactory.cloud import api_render as render
 from impfactory.cloud.api import Answer, Call, Router
 from impfactory.cloud.api_context import ApiContext
@@ -47,8 +48,6 @@ from impfactory.cloud.errors import NotFoundError
 from impfactory.cloud.model import WEBHOOK_CONTENT_TYPES, WEBHOOK_EVENTS, Webhook, WebhookDelivery
 from impfactory.cloud.outbound import Outbound, Reply
 from impfactory.cloud.service import CloudService
-
-from impfactory.backoff import Backoff
 from impfactory.errors import ImpFactoryError
 
 WEBHOOK_BACKOFF = Backoff(first=1.0, cap=300.0, max_attempts=50)

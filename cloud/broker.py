@@ -41,11 +41,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from impfactory.brokerurl import BrokerUrlError, parse_url
 from impfactory.cloud import brokersec
 from impfactory.cloud.brokersec import BrokerAccess, Realm
 from impfactory.cloud.errors import BrokerError
-
-from impfactory.brokerurl import BrokerUrlError, parse_url
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,6 @@ from impfactory.cloud.brokersec import (
 )
 from impfactory.cloud.errors import BrokerError
 from impfactory.cloud.mqtt import AsyncMqtt
-
 from impfactory.loopthread import LoopThread
 
 log = logging.getLogger(__name__)

@@ -48,6 +48,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
+
 from impfactory.cloud.brokersec import (
     ACCOUNTS_TOPIC,
     CLOUD_READS,

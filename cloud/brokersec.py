@@ -54,11 +54,10 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
+from impfactory.brokerurl import parse_url
 from impfactory.cloud.errors import BrokerError
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linework, linksec
-
-from impfactory.brokerurl import parse_url
 
 CLOUD_USER: Final = "impcloud"
 AGENT_USER: Final = "impfactory-accounts"

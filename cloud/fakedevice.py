@@ -27,14 +27,13 @@ import secrets
 from types import TracebackType
 from typing import TypeVar
 
+from impfactory.brokerurl import parse_url
 from impfactory.firmware.cloudclient import BrokerRefused, CloudClient, CloudRefused
 from impfactory.firmware.errors import CloudClientError
 from impfactory.firmware.registration import register
+from impfactory.maker import maker_secret
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
-
-from impfactory.brokerurl import parse_url
-from impfactory.maker import maker_secret
 
 TIMEOUT = 20.0
 M = TypeVar("M", bound=cl.Message)

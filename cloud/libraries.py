@@ -12,7 +12,6 @@ has no ``#require``.
 from __future__ import annotations
 
 from impfactory.cloud.errors import InvalidError
-
 from impfactory.devicecode import is_python_code, library_dirs
 
 

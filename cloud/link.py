@@ -40,6 +40,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from impfactory.backoff import Backoff
+from impfactory.brokerurl import safe_url
 from impfactory.cloud import agent_relay
 from impfactory.cloud.agent_relay import AgentRelay
 from impfactory.cloud.brokeradmin import BrokerAdmin
@@ -52,9 +54,6 @@ from impfactory.cloud.rules import DeviceRules
 from impfactory.cloud.service import NO_AGENTS, CloudService
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
-
-from impfactory.backoff import Backoff
-from impfactory.brokerurl import safe_url
 
 log = logging.getLogger(__name__)
 

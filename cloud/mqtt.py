@@ -18,10 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from impfactory.cloud.errors import BrokerError
 from paho.mqtt.enums import CallbackAPIVersion
 
 from impfactory.brokerurl import BrokerUrlError, parse_url
+from impfactory.cloud.errors import BrokerError
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from impfactory.cloud.brokeradmin import BrokerAdmin
 from impfactory.cloud.errors import BrokerError, StoreError
 from impfactory.cloud.ratelimit import Buckets
+from impfactory.maker import maker_secret
 from impfactory.protocol import linksec
 from impfactory.protocol.cloudlink import CloudLinkError
-
-from impfactory.maker import maker_secret
 
 log = logging.getLogger(__name__)
 

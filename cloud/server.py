@@ -33,9 +33,8 @@ from impfactory.cloud.outbound import Outbound
 from impfactory.cloud.service import AGENT_BASE_URL, AccountDirectory, CloudService
 from impfactory.cloud.store import Store, open_store
 from impfactory.cloud.web import WebServer, build_app
-from impfactory.protocol import cloudlink as cl
-
 from impfactory.loopthread import LoopThread
+from impfactory.protocol import cloudlink as cl
 
 
 class Cloud:

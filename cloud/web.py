@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
+
 from impfactory.cloud.api_jsonapi import (
     JSONAPI,
     ApiError,

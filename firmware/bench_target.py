@@ -24,6 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from impfactory.clock import Clock
 from impfactory.firmware.device import Device, DeviceConfig
 from impfactory.firmware.examples import dut_board
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
@@ -31,8 +33,6 @@ from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.led import COLOURS_RGB
 from impfactory.firmware.signals import FixtureFlash, render_fixture_flash
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
-
-from impfactory.clock import Clock
 
 #: The bench LED on the DUT's light sensor: ``BENCH_AMBIENT + BENCH_GAIN x level``.
 BENCH_AMBIENT = 0.05

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from impfactory.protocol.blinkup import BlinkUpConfig, BlinkUpError
 from impfactory.protocol.decoder import (
     BlinkUpDecoder,

@@ -38,6 +38,7 @@ from typing import Any
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
+
 from impfactory.firmware.errors import CloudClientError
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec

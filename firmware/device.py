@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from impfactory.brokerurl import parse_url
+from impfactory.clock import Clock, TimerHandle
+from impfactory.devicecode import is_python_code
 from impfactory.firmware import impapi
 from impfactory.firmware.blinkup_rx import BlinkUpReceiver
 from impfactory.firmware.cloudclient import (
@@ -53,16 +57,12 @@ from impfactory.firmware.signals import FixtureFlash, render_fixture_flash
 from impfactory.firmware.wifi import ConnectionManager as _ConnectionManager
 from impfactory.firmware.wifi import Reason, StageTimes, WifiEnvironment
 from impfactory.hw.peripherals import PeripheralError
+from impfactory.maker import maker_secret
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 from impfactory.protocol.blinkup import BlinkUpConfig, BlinkUpError
 from impfactory.protocol.decoder import LineCode
 from impfactory.protocol.linecode import Signal
-
-from impfactory.brokerurl import parse_url
-from impfactory.clock import Clock, TimerHandle
-from impfactory.devicecode import is_python_code
-from impfactory.maker import maker_secret
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,12 @@ import asyncio
 import itertools
 from types import TracebackType
 
+from impfactory.clock import Clock, ScaledClock
 from impfactory.firmware.device import Device, DeviceConfig
 from impfactory.firmware.hardware import SimHardware
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.settings import SettingsStore
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
-
-from impfactory.clock import Clock, ScaledClock
 
 FACTORY_SSID = "factory-wifi"
 FACTORY_PASSWORD = "factory-password"

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from impfactory.clock import Clock, TimerHandle, VirtualClock
 from impfactory.hw.peripherals import (
     Board,
     Host,
@@ -28,8 +29,6 @@ from impfactory.hw.peripherals import (
     PinMode,
 )
 from impfactory.hw.peripherals.pins import LEGACY_PIN_NAMES
-
-from impfactory.clock import Clock, TimerHandle, VirtualClock
 
 PIN_NAMES = LEGACY_PIN_NAMES
 ANALOG_FULL_SCALE = 65535

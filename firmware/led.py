@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from impfactory.clock import Clock, TimerHandle
 from impfactory.firmware.errors import LedEventError
 from impfactory.protocol.statusled import COLOURS_RGB, LOOKS, LedState, Look
-
-from impfactory.clock import Clock, TimerHandle
 
 if TYPE_CHECKING:
     import numpy as np

@@ -10,11 +10,10 @@ bits never wait for light that will not come.
 
 from __future__ import annotations
 
+from impfactory.clock import Clock
 from impfactory.firmware.device import Device
 from impfactory.firmware.signals import FixtureFlash
 from impfactory.hw.optical import OpticalChannel
-
-from impfactory.clock import Clock
 
 
 async def shine(flash: FixtureFlash, dut: Device, channel: OpticalChannel, clock: Clock,

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from functools import partial
 
 import aiomqtt
-from impfactory.firmware.errors import CloudClientError
-from impfactory.protocol import cloudlink as cl
-from impfactory.protocol import linksec
 
 from impfactory.backoff import Backoff
+from impfactory.firmware.errors import CloudClientError
 from impfactory.mqttask import ask
+from impfactory.protocol import cloudlink as cl
+from impfactory.protocol import linksec
 
 ATTEMPTS = 6
 ANSWER_TIMEOUT = 10.0

@@ -52,10 +52,9 @@ from collections.abc import Callable, Iterator
 from types import CodeType
 from typing import Any, Protocol
 
-from impfactory.firmware.errors import DeviceCodeError
-
 from impfactory.clock import Clock, TimerHandle
 from impfactory.devicecode import PYTHON_MARKER, is_python_code, mark_python
+from impfactory.firmware.errors import DeviceCodeError
 
 __all__ = ["PYTHON_MARKER", "Engine", "PythonEngine", "Runtime", "is_python_code",
            "mark_python"]

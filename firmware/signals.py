@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from impfactory.protocol.blinkup import BlinkUpConfig, encode_frame
 from impfactory.protocol.linecode import (
     BILEVEL_FAST_RATE,

@@ -32,7 +32,6 @@ from impfactory.firmware.errors import ImpApiError
 
 if TYPE_CHECKING:  # pragma: no cover
     from impfactory.firmware.runtime import Runtime
-
     from impfactory.squirrel import Vm
 
 SERVER_METHODS = ("log", "error", "bless", "factoryblinkup", "onshutdown", "restart",

@@ -23,11 +23,10 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from impfactory.devicecode import library_dirs
 from impfactory.firmware.errors import DeviceCodeError
 from impfactory.firmware.runtime import CALLBACK_LIMIT_S, Runtime
 from impfactory.firmware.sq_api import SquirrelApi
-
-from impfactory.devicecode import library_dirs
 from impfactory.squirrel import (
     LibraryError,
     Resolved,

@@ -31,11 +31,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from impfactory.firmware.errors import ConnectionFailed
-from impfactory.firmware.led import LedEvent, StatusLed
-
 from impfactory.backoff import Backoff
 from impfactory.clock import Clock
+from impfactory.firmware.errors import ConnectionFailed
+from impfactory.firmware.led import LedEvent, StatusLed
 
 
 class Reason(enum.IntEnum):

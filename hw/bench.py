@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 import serial
-from impfactory.hw.serialport import DEFAULT_BAUD, open_port
-from impfactory.protocol import bench as bp
 
 from impfactory.errors import ImpFactoryError
+from impfactory.hw.serialport import DEFAULT_BAUD, open_port
+from impfactory.protocol import bench as bp
 
 LIGHT_OUT_CHUNK = bp.MAX_PAYLOAD - 9  # rate, flags and offset take 9 bytes
 #: Wall seconds without a sample before a stream's reader checks on the controller.

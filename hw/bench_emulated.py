@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+
+from impfactory.clock import Clock, RealClock
 from impfactory.hw.controller import FIRMWARE_DIR
 from impfactory.hw.controller.sim import SimBoard, load_firmware
 from impfactory.hw.controller.wiring import BenchWiring
-from impfactory.protocol import bench as bp
-
-from impfactory.clock import Clock, RealClock
 from impfactory.loopthread import LoopThread
+from impfactory.protocol import bench as bp
 
 TICK_S = 0.01
 T = TypeVar("T")

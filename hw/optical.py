@@ -39,9 +39,9 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
-from impfactory.protocol.linecode import LightModel, render_symbols
 
 from impfactory.errors import ImpFactoryError
+from impfactory.protocol.linecode import LightModel, render_symbols
 
 #: Full scale of ``hardware.lightlevel()`` on an imp (16-bit reading).
 LIGHTLEVEL_FULL_SCALE = 65535

@@ -11,9 +11,9 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from impfactory.tools.pg_server import PostgresServer, PostgresUnavailable, find_postgres
 
 from impfactory.maker import ENV, new_secret
+from impfactory.tools.pg_server import PostgresServer, PostgresUnavailable, find_postgres
 
 os.environ.setdefault(ENV, new_secret())
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from impfactory.cloud import agent_relay as ar
 from impfactory.cloud.brokersec import AGENT_EVENTS, CLOUD_READS, CLOUD_WRITES
 

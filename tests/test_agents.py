@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+
 from impfactory.cloud.agents import AgentLimits
 from impfactory.cloud.fakedevice import FakeDevice
 from impfactory.cloud.scenario import FactorySetup, make_factory

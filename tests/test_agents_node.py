@@ -18,6 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "node"))
 from impcentral_node import NodeClient, api_cloud, node_missing
+
 from impfactory.cloud.api_thread import ApiThread
 from impfactory.cloud.fakedevice import FakeDevice
 from impfactory.cloud.scenario import make_factory

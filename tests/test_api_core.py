@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from impfactory.cloud.api_jsonapi import paginate
 from impfactory.cloud.api_thread import ApiThread
 

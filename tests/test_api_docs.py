@@ -25,6 +25,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "node"))
 from impcentral_node import NodeClient, library_missing, node_missing
+
 from impfactory.firmware import examples
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_api_rules import deploy, group
+
 from impfactory.cloud.api_client import ApiClient
 from impfactory.cloud.api_thread import ApiThread
-from test_api_rules import deploy, group
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from impfactory.cloud.api_client import ApiClient
 from impfactory.cloud.api_thread import ApiThread
 from impfactory.firmware import examples

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
+
 from impfactory.cloud.api_client import ApiClient, ApiClientError
 from impfactory.cloud.api_jsonapi import ApiError, BadRequest, parse_json
 from impfactory.cloud.api_thread import ApiThread

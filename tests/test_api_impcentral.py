@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from test_api_core import Client
+
 from impfactory.cloud.api_thread import ApiThread
 from impfactory.cloud.rules import DeviceRules
 from impfactory.protocol import cloudlink as cl
-from test_api_core import Client
 
 
 @pytest.fixture

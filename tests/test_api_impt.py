@@ -25,10 +25,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "node"))
 from impcentral_node import NodeCallError, NodeClient, api_cloud, node_missing
+from impt_flow import Impt, ImptError
+
 from impfactory.cloud.api_client import ApiClient, ApiClientError
 from impfactory.cloud.api_thread import ApiThread
 from impfactory.cloud.fakedevice import FakeDevice
-from impt_flow import Impt, ImptError
 
 pytestmark = [pytest.mark.node,
               pytest.mark.skipif(node_missing() is not None, reason=node_missing() or "")]

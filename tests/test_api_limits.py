@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+
 from impfactory.cloud import api_auth, api_logstream
 from impfactory.cloud.api_auth import LoginThrottle
 from impfactory.cloud.api_client import ApiClient, ApiClientError

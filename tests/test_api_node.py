@@ -14,6 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "node"))
 from impcentral_node import NodeCallError, NodeClient, library_missing, node_missing
+
 from impfactory.cloud.api_thread import ApiThread
 
 pytestmark = [pytest.mark.node,

@@ -30,13 +30,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "node"))
 from impcentral_node import NodeCallError, NodeClient, library_missing, node_missing
+
+from impfactory.backoff import Backoff
 from impfactory.cloud.api_client import ApiClient, ApiClientError
 from impfactory.cloud.api_thread import ApiThread
 from impfactory.cloud.fakedevice import FakeDevice
 from impfactory.protocol import cloudlink as cl
 from impfactory.tools.cli import main as impfactory
-
-from impfactory.backoff import Backoff
 
 pytestmark = [pytest.mark.node,
               pytest.mark.skipif(node_missing() is not None, reason=node_missing() or "")]

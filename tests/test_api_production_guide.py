@@ -26,12 +26,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "node"))
 from impcentral_node import NodeCallError, NodeClient, api_cloud, node_missing
+from impt_flow import Impt, ImptError
+from test_api_impt import APP, APP2, DUT, FIXTURE, _line_run
+
 from impfactory.cloud.api_client import ApiClient
 from impfactory.cloud.api_thread import ApiThread
 from impfactory.cloud.fakedevice import FakeDevice
 from impfactory.protocol import cloudlink as cl
-from impt_flow import Impt, ImptError
-from test_api_impt import APP, APP2, DUT, FIXTURE, _line_run
 
 pytestmark = [pytest.mark.node,
               pytest.mark.skipif(node_missing() is not None, reason=node_missing() or "")]

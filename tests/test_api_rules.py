@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from impfactory.backoff import Backoff
 from impfactory.cloud.api_client import ApiClient, ApiClientError
 from impfactory.cloud.api_thread import ApiThread
 from impfactory.cloud.api_webhooks import Delivery
-
-from impfactory.backoff import Backoff
 
 
 def status_of(client: ApiClient, method: str, path: str, body: Any = None) -> int:

@@ -13,8 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from impfactory.cloud.api_client import ApiClient, ApiClientError
 from served_cloud import start_cloud, stop_cloud
+
+from impfactory.cloud.api_client import ApiClient, ApiClientError
 
 ACCESS = re.compile(r"impfactory\.cloud\.access: (\w+) (\S+) (\d{3}) (\d+\.\d) ms$", re.M)
 

@@ -19,9 +19,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
+from test_api_rules import build_test_zone
+
 from impfactory.cloud.api_client import ApiClient
 from impfactory.cloud.api_thread import ApiThread
-from test_api_rules import build_test_zone
 
 
 class Raw:

@@ -27,6 +27,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 from aiomqtt.exceptions import MqttConnectError
+from test_cloud_flow import OWNER, World, run, until
+
 from impfactory.cloud import link
 from impfactory.cloud.broker import MAX_PACKET
 from impfactory.cloud.model import TokenKind
@@ -38,7 +40,6 @@ from impfactory.firmware.settings import MemoryStore, Settings
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 from impfactory.tools.attacks import Stranger
-from test_cloud_flow import OWNER, World, run, until
 
 # ---------------------------------------------------------------- logging in
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from impfactory.cloud.brokersec import access_for
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.tools import cli
@@ -267,11 +268,10 @@ def test_a_bilevel_only_dut_ignores_the_trilevel_flash(capsys: pytest.CaptureFix
     """The control for the test above: the grey levels, not a bi-level reading, did it."""
     import asyncio
 
+    from impfactory.clock import ScaledClock
     from impfactory.firmware.bench_target import EmulatedImpBench
     from impfactory.firmware.device import DeviceConfig
     from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
-
-    from impfactory.clock import ScaledClock
 
     clock = ScaledClock(10)
     target = EmulatedImpBench.build(clock, config=DeviceConfig(blinkup_line_codes=("bilevel",)))
@@ -296,12 +296,11 @@ def test_blinkup_as_the_readme_writes_it_reaches_a_dut_whose_window_closed(
     an operator would; ``--no-power-cycle`` leaves it, and then says why it failed."""
     import asyncio
 
+    from impfactory.clock import ScaledClock
     from impfactory.firmware.bench_target import EmulatedImpBench
     from impfactory.firmware.device import DeviceConfig
     from impfactory.firmware.events import DeviceEvent
     from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
-
-    from impfactory.clock import ScaledClock
 
     clock = ScaledClock(10)
     target = EmulatedImpBench.build(clock, wifi=(SSID, PASSWORD), config=DeviceConfig(

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from impfactory.clock import RealClock, ScaledClock
 from impfactory.hw import bench as hb
 from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
 from impfactory.hw.serialport import SerialPortError, open_port
 from impfactory.protocol import bench as bp
-
-from impfactory.clock import RealClock, ScaledClock
 
 AMBER = np.array([255, 176, 0])
 

@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from impfactory.clock import VirtualClock
 from impfactory.hw.controller import FIRMWARE_DIR, FIRMWARE_FILES
 from impfactory.hw.controller.sim import FirmwareLoadError, SimBoard, load_firmware
 from impfactory.protocol import bench as bp
-
-from impfactory.clock import VirtualClock
 
 START, END = int(bp.LightOutFlag.START), int(bp.LightOutFlag.END)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from bench_targets import DarkBench
+
 from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
 from impfactory.hw.controller import FIRMWARE_DIR, FIRMWARE_FILES, flash
 from impfactory.tools import cli

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from impfactory.protocol import bench as b
 
 u8 = st.integers(0, 255)

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 from bench_targets import DarkBench
+
+from impfactory.clock import VirtualClock
 from impfactory.hw.bench_emulated import EmulatedBenchController
 from impfactory.hw.controller.sim import TICKS_PERIOD, SimBoard
 from impfactory.hw.peripherals import tcs34725 as tcs
 from impfactory.protocol import bench as bp
-
-from impfactory.clock import VirtualClock
 
 
 def machine(board: SimBoard) -> Any:

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 from bench_targets import DarkBench
+
+from impfactory.clock import RealClock
 from impfactory.hw.bench import STALL_S
 from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
 from impfactory.tools import cli
-
-from impfactory.clock import RealClock
 
 COMMANDS = {
     "capture": ["capture", "--seconds", "20"],

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from impfactory.protocol.bench_status import StatusDecodeError, StatusDecoder, decode_status
 
 RATE = 100.0

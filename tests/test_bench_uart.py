@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 from bench_targets import DarkBench
+
+from impfactory.clock import RealClock
 from impfactory.hw.bench import BenchDriver, UartLines
 from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
 from impfactory.tools import cli
-
-from impfactory.clock import RealClock
 
 #: Bytes the DUT's UART gets out per controller tick: lines arrive in pieces.
 BYTES_PER_TICK = 5

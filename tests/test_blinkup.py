@@ -8,6 +8,8 @@ import contextlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from impfactory.errors import ImpFactoryError
 from impfactory.protocol.blinkup import (
     BadCRCError,
     BadHexFieldError,
@@ -27,8 +29,6 @@ from impfactory.protocol.blinkup import (
     encode_frame,
 )
 from impfactory.protocol.crc16 import crc16
-
-from impfactory.errors import ImpFactoryError
 
 
 def crc_bitwise(data: bytes) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from impfactory.protocol.linecode import Signal, bilevel_symbols
 from impfactory.tools.cli import main
 from impfactory.tools.cmd_blinkup import read_capture, write_capture

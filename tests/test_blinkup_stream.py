@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from impfactory.tools.capture_stream import CaptureError, decode_capture, open_capture
 from impfactory.tools.cli import main
 from impfactory.tools.cmd_blinkup import read_capture

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+
+from impfactory.brokerurl import parse_url, safe_url
 from impfactory.cloud.broker import BrokerServer, find_mosquitto, start_broker
 from impfactory.cloud.brokersec import (
     ACCOUNTS_TOPIC,
@@ -19,12 +21,10 @@ from impfactory.cloud.brokersec import (
     password_line,
 )
 from impfactory.cloud.errors import BrokerError
+from impfactory.errors import ImpFactoryError
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 from impfactory.tools.plugin_broker import BROKER_KINDS
-
-from impfactory.brokerurl import parse_url, safe_url
-from impfactory.errors import ImpFactoryError
 
 # CI installs Mosquitto (.ci/run); there its absence must fail, not quietly skip
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from impfactory.cloud.store import open_store
 from impfactory.fixture.faults import FaultSpecError, parse_faults
 from impfactory.tools.cli import build_parser, main

@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+
+from impfactory.brokerurl import parse_url
 from impfactory.cloud.broker import BrokerServer, find_mosquitto
 from impfactory.cloud.errors import ForbiddenError, InvalidError
 from impfactory.cloud.fakedevice import FakeDevice, FakeDeviceRefused
@@ -20,8 +22,6 @@ from impfactory.cloud.scenario import AGENT_CODE, APP_CODE, DUT_CODE, FactorySet
 from impfactory.cloud.server import Cloud
 from impfactory.cloud.service import CloudService
 from impfactory.protocol import cloudlink as cl
-
-from impfactory.brokerurl import parse_url
 
 OWNER = "owner-1"
 BROKER_KINDS = [*(["mosquitto"] if find_mosquitto() else []), "embedded"]

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import fresh_postgres
+
 from impfactory.cloud.model import (
     Account,
     Deployment,

@@ -15,12 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from served_cloud import CLOUD_SERVE, start_cloud, stop_cloud
+
 from impfactory.cloud.brokersec import access_for
 from impfactory.cloud.fakedevice import FakeDevice
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import open_store
 from impfactory.protocol import cloudlink as cl
-from served_cloud import CLOUD_SERVE, start_cloud, stop_cloud
 
 DEV = "0c2a00000000beef"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from impfactory.cloud.errors import (
     ConflictError,
     DependentGroupsError,
@@ -25,9 +26,8 @@ from impfactory.cloud.rules import DeviceRules
 from impfactory.cloud.scenario import make_factory
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import SCHEMA, open_store
-from impfactory.protocol import cloudlink as cl
-
 from impfactory.errors import ImpFactoryError
+from impfactory.protocol import cloudlink as cl
 
 OWNER = "o1"
 

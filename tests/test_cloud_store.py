@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from impfactory.cloud.errors import StoreError
 from impfactory.cloud.model import GroupType
 from impfactory.cloud.service import CloudService

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from impfactory.cloud.api_client import ApiClient
 from impfactory.cloud.api_thread import ApiThread
 from impfactory.tools.cli import main

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NonInteractiveExampleWarning
-from impfactory.protocol import cloudlink as cl
 
 from impfactory.errors import ImpFactoryError
+from impfactory.protocol import cloudlink as cl
 
 DEV = "0123456789abcdef"
 hex16 = st.text("0123456789abcdef", min_size=16, max_size=16)

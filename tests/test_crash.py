@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from impfactory.cloud.broker import BrokerServer, find_mosquitto
 from impfactory.cloud.brokersec import Realm
 from impfactory.cloud.errors import BrokerError

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
 from impfactory.protocol.blinkup import (
     PREAMBLE,
     BadCRCError,

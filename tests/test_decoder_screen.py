@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from impfactory.protocol.blinkup import encode_frame
 from impfactory.protocol.decoder import BlinkUpDecoder, DecodeResult
 from impfactory.protocol.linecode import LightModel, render_trilevel

@@ -18,6 +18,9 @@ from typing import Any
 
 import aiomqtt
 import pytest
+
+from impfactory.brokerurl import parse_url
+from impfactory.clock import ScaledClock
 from impfactory.cloud.broker import free_port
 from impfactory.cloud.brokeradmin import BrokerAdmin
 from impfactory.cloud.brokersec import access_for
@@ -30,9 +33,6 @@ from impfactory.firmware.settings import MemoryStore, Settings
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
-
-from impfactory.brokerurl import parse_url
-from impfactory.clock import ScaledClock
 
 DUT_CODE = """# impfactory: python
 def done(blessed):
@@ -345,7 +345,6 @@ def test_a_publish_in_flight_fails_at_once_when_the_link_resets(broker_url: str)
     from impfactory.firmware.errors import CloudClientError
     from impfactory.firmware.registration import register
     from impfactory.fixture.relay import LinkRelay
-
     from impfactory.maker import maker_secret
 
     async def go() -> tuple[float, list[str]]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from test_cloud_flow import World, run
+
 from impfactory.firmware import impapi
 from impfactory.firmware.device import Device
 from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID, Fleet
 from impfactory.firmware.settings import JsonFileStore, Settings
-from test_cloud_flow import World, run
 
 
 def test_a_blessed_device_keeps_its_broker_identity(any_broker_url: str, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+
 from impfactory.tools.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from impfactory.clock import ScaledClock
 from impfactory.cloud.server import Cloud
 from impfactory.firmware import examples
 from impfactory.firmware.device import Device
@@ -28,8 +29,6 @@ from impfactory.firmware.signals import FixtureFlash
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
 from impfactory.hw.optical import OpticalChannel, OpticalConfig
 from impfactory.tools.emulated_zone import TestZone, build_test_zone, start_fixture
-
-from impfactory.clock import ScaledClock
 
 S = LedState
 E = DeviceEvent

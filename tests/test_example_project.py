@@ -18,12 +18,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from impfactory.cloud.brokersec import access_for
-from impfactory.tools import pytest_plugin
 
+from impfactory.cloud.brokersec import access_for
 from impfactory.devicecode import library_dirs
 from impfactory.squirrel import Vm
 from impfactory.squirrel import require as sq_require
+from impfactory.tools import pytest_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "smart-lamp"

@@ -15,13 +15,13 @@ import os
 from pathlib import Path
 
 import pytest
+
+from impfactory.clock import VirtualClock
 from impfactory.firmware import examples
 from impfactory.firmware.device import Device
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.wifi import WifiEnvironment
 from impfactory.tools import cli
-
-from impfactory.clock import VirtualClock
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "imp-libraries"
 EXAMPLE = SHARED / "FactoryTools" / "examples" / "FactoryExampleAsync.device.nut"

@@ -6,6 +6,8 @@ import asyncio
 
 import numpy as np
 import pytest
+
+from impfactory.clock import VirtualClock
 from impfactory.firmware.device import Device, DeviceConfig
 from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.hardware import SimHardware
@@ -17,8 +19,6 @@ from impfactory.firmware.wifi import WifiEnvironment
 from impfactory.hw.optical import OpticalChannel, OpticalConfig
 from impfactory.protocol.blinkup import BlinkUpConfig, encode_frame
 from impfactory.protocol.linecode import render_bilevel, render_trilevel
-
-from impfactory.clock import VirtualClock
 
 PLAN, TOKEN = "0123456789abcdef", "fedcba9876543210"
 S = LedState

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from impfactory.clock import VirtualClock
 from impfactory.firmware.errors import LedEventError
 from impfactory.firmware.led import (
     LOOKS,
@@ -16,8 +18,6 @@ from impfactory.firmware.led import (
     LedState,
     StatusLed,
 )
-
-from impfactory.clock import VirtualClock
 
 S = LedState
 E = LedEvent

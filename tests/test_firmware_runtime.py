@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from impfactory.clock import VirtualClock
 from impfactory.firmware import impapi
 from impfactory.firmware.device import Device
 from impfactory.firmware.errors import DeviceCodeError
@@ -10,8 +12,6 @@ from impfactory.firmware.hardware import SimHardware
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.runtime import PythonEngine
 from impfactory.firmware.wifi import WifiEnvironment
-
-from impfactory.clock import VirtualClock
 
 
 def make(board: SimHardware | None = None) -> tuple[VirtualClock, Device]:

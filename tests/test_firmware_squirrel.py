@@ -8,14 +8,14 @@ its mistakes reach the device log.
 from __future__ import annotations
 
 import pytest
+
+from impfactory.clock import VirtualClock
 from impfactory.firmware import examples
 from impfactory.firmware.device import Device
 from impfactory.firmware.errors import DeviceCodeError
 from impfactory.firmware.hardware import SimHardware
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.wifi import WifiEnvironment
-
-from impfactory.clock import VirtualClock
 
 
 def make(hardware: SimHardware | None = None) -> tuple[VirtualClock, Device]:

@@ -7,6 +7,9 @@ import itertools
 from pathlib import Path
 
 import pytest
+
+from impfactory.backoff import Backoff
+from impfactory.clock import VirtualClock
 from impfactory.firmware.errors import ConnectionFailed, IdentityError, SettingsError
 from impfactory.firmware.identity import ELECTRIC_IMP_OUI, DeviceIdentity
 from impfactory.firmware.led import LedState, StatusLed
@@ -18,9 +21,6 @@ from impfactory.firmware.wifi import (
     WebProxy,
     WifiEnvironment,
 )
-
-from impfactory.backoff import Backoff
-from impfactory.clock import VirtualClock
 
 S = LedState
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from impfactory.protocol import bench, blinkup
 from impfactory.tools import fuzz
 

@@ -45,8 +45,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "node"))
 from docshell import CLI, Hooks, Servers, ShellLine, fill, shell_lines, shrink
 from impcentral_node import NodeClient, in_ci, library_missing, node_missing
-from impfactory.tools import cli
 from impt_flow import Impt
+
+from impfactory.tools import cli
 
 pytestmark = [pytest.mark.node,
               pytest.mark.skipif(node_missing() is not None, reason=node_missing() or "")]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from impfactory.firmware.imptest.agent_target import StandInAgent, agent_id
 from impfactory.firmware.imptest.build import build
 from impfactory.firmware.imptest.config import config_from_dict, find_test_files

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from impfactory.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from impfactory.tools.cli import main
 
 DATA = Path(__file__).resolve().parent / "imptest_data"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from impfactory.fixture.faults import plan_dut
 from impfactory.fixture.line import LineResult
 from impfactory.fixture.report import write_reports

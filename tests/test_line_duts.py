@@ -16,6 +16,8 @@ import contextlib
 from collections.abc import Iterator
 
 import pytest
+
+from impfactory.clock import ScaledClock, VirtualClock
 from impfactory.firmware.bench_target import EmulatedImpBench
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.signals import render_fixture_flash
@@ -26,8 +28,6 @@ from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchControll
 from impfactory.protocol import bench as bp
 from impfactory.protocol.bench_status import StatusReading
 from impfactory.tools.line_setup import FactoryCloud, factory_cloud
-
-from impfactory.clock import ScaledClock, VirtualClock
 
 #: Both lines run ten times faster than the wall, as ``bench run`` does by default.
 SCALE = 10.0

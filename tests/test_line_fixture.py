@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 from bench_targets import DarkBench
+
+from impfactory.clock import ScaledClock, VirtualClock
 from impfactory.firmware.signals import render_fixture_flash
 from impfactory.fixture.blinkup_fixture import (
     TRIGGER_TABLE,
@@ -24,8 +26,6 @@ from impfactory.fixture.blinkup_fixture import (
 from impfactory.hw import bench as hb
 from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
 from impfactory.protocol.decoder import BlinkUpDecoder, DecodeResult
-
-from impfactory.clock import ScaledClock, VirtualClock
 
 
 def test_trigger_guard_ignores_presses_until_it_ends() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from impfactory.firmware.led import LedState as S
 from impfactory.fixture.faults import FAULTS, FaultSpecError, parse_faults, plan_dut
 from impfactory.fixture.observe import REASONS, failure_reason

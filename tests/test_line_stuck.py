@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+
+from impfactory.devicecode import mark_python
 from impfactory.firmware.examples import factory_source
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.fixture.line import _serial_block
 from impfactory.fixture.shard import STUCK
 from impfactory.tools.cli import main
-
-from impfactory.devicecode import mark_python
 
 SEED = 4
 

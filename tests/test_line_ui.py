@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from impfactory.fixture.record import BLESSED, DutRecord
 from impfactory.tools.line_ui import LineProgress
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+
 from impfactory.cloud.broker import BrokerServer
 from impfactory.fixture.linebus import BusAddress
 from impfactory.protocol import linework as lw

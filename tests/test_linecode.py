@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from impfactory.protocol.blinkup import BlinkUpConfig, encode_frame
 from impfactory.protocol.linecode import (
     BILEVEL_FAST_RATE,

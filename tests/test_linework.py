@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.errors import NonInteractiveExampleWarning
+
+from impfactory.errors import ImpFactoryError
 from impfactory.fixture.line import LineConfig
 from impfactory.fixture.record import DutRecord, Stage
 from impfactory.fixture.shard import CloudInfo, ShardError, config_from_dict, config_to_dict
 from impfactory.hw.optical import OpticalConfig
 from impfactory.protocol import linework as lw
-
-from impfactory.errors import ImpFactoryError
 
 hex16 = st.text("0123456789abcdef", min_size=16, max_size=16)
 runs = st.from_regex(r"[a-z0-9][a-z0-9-]{0,31}", fullmatch=True)

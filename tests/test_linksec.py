@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from impfactory.protocol import cloudlink as cl
-from impfactory.protocol import linksec
 
 from impfactory import maker
+from impfactory.protocol import cloudlink as cl
+from impfactory.protocol import linksec
 
 SECRET = bytes(range(32))
 DEVICE = "0123456789abcdef"

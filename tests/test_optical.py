@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from impfactory.errors import ImpFactoryError
 from impfactory.hw.optical import (
     PRESETS,
     OpticalChannel,
@@ -22,8 +24,6 @@ from impfactory.hw.optical import (
 from impfactory.protocol.blinkup import BlinkUpConfig, encode_frame
 from impfactory.protocol.decoder import BlinkUpDecoder, DecodeResult
 from impfactory.protocol.linecode import bilevel_symbols
-
-from impfactory.errors import ImpFactoryError
 
 
 def test_gain_follows_inverse_square_and_gaussian_beam() -> None:

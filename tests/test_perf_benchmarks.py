@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+
 from impfactory.cloud.brokersec import access_for
 from impfactory.tools.cli import main
 

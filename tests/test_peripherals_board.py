@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from impfactory.clock import VirtualClock
 from impfactory.hw.peripherals import (
     I2C,
     SPI,
@@ -32,8 +34,6 @@ from impfactory.hw.peripherals import (
 )
 from impfactory.hw.peripherals.i2c import CLOCK_SPEED_400_KHZ
 from impfactory.hw.peripherals.uart import NO_CTSRTS, PARITY_NONE
-
-from impfactory.clock import VirtualClock
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "imp-libraries"
 FIXTURE_HAL = {"LED_RED": "pinF", "LED_GREEN": "pinE", "BLINKUP_PIN": "pinM",

@@ -21,10 +21,10 @@ import crcmod.predefined
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from impfactory.hw.peripherals import UART, CfaX33Kl, Host, PacketDecoder, crc16
-from impfactory.hw.peripherals.uart import NO_CTSRTS, PARITY_NONE
 
 from impfactory.clock import VirtualClock
+from impfactory.hw.peripherals import UART, CfaX33Kl, Host, PacketDecoder, crc16
+from impfactory.hw.peripherals.uart import NO_CTSRTS, PARITY_NONE
 
 BLANK = " " * 16
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from impfactory.hw.peripherals import I2C, Calibration, Host, Hts221, PinBank, PinMode
-from impfactory.hw.peripherals.i2c import CLOCK_SPEED_400_KHZ
 
 from impfactory.clock import VirtualClock
+from impfactory.hw.peripherals import I2C, Calibration, Host, Hts221, PinBank, PinMode
+from impfactory.hw.peripherals.i2c import CLOCK_SPEED_400_KHZ
 
 ADDR = 0xBE
 MAX_MEAS_TIME_SECONDS = 0.5  # HTS221_MAX_MEAS_TIME_SECONDS

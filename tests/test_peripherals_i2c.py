@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from impfactory.hw.peripherals import (
     I2C,
     I2CError,

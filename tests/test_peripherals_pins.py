@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+from impfactory.clock import VirtualClock
 from impfactory.hw.peripherals import (
     BlinkUpLed,
     Bounce,
@@ -27,8 +29,6 @@ from impfactory.hw.peripherals import (
     PinMode,
     Probe,
 )
-
-from impfactory.clock import VirtualClock
 
 
 class Calls:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from impfactory.hw.peripherals import SPI, Host, PeripheralUsageError, PinBank, PinMode, Ws2812
 from impfactory.hw.peripherals.spi import LSB_FIRST, MSB_FIRST, SIMPLEX_RX, USE_CS_L
 

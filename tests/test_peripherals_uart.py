@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+from impfactory.clock import VirtualClock
 from impfactory.hw.peripherals import UART, Host, LineSettings, PeripheralUsageError, UartLoopback
 from impfactory.hw.peripherals.uart import (
     FRAME_ERROR,
@@ -29,8 +31,6 @@ from impfactory.hw.peripherals.uart import (
     TIMING_ENABLED,
     WRITE_DONE,
 )
-
-from impfactory.clock import VirtualClock
 
 
 class Peer:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from impfactory.firmware import examples
 from impfactory.fixture.line import LineResult
 from impfactory.fixture.record import DutRecord, LedEvent, Measurement

@@ -42,6 +42,7 @@ from without_extras import env_without_test_extras
 
 sys.path.insert(0, str(Path(__file__).parent / "node"))
 from impcentral_node import NodeClient, in_ci, library_missing, node_missing
+
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 
 ROOT = Path(__file__).resolve().parents[1]

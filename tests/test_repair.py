@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
 from impfactory.protocol.blinkup import BlinkUpConfig, decode_frame, encode_frame
 from impfactory.protocol.linecode import bilevel_symbols
 from impfactory.protocol.repair import (

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from impfactory.fixture.record import (
     BLESSED,
     AgentEvent,

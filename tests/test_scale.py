@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import IN_CI, fresh_postgres
+
 from impfactory.cloud.api_webhooks import Dispatcher
 from impfactory.cloud.broker import BrokerServer, find_mosquitto
 from impfactory.cloud.model import GroupType

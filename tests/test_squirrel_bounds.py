@@ -14,9 +14,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from impfactory.firmware import sq_engine
 from test_firmware_squirrel import make, run
 
+from impfactory.firmware import sq_engine
 from impfactory.squirrel import SquirrelMemoryError, SquirrelRuntimeError, Vm, impos
 
 

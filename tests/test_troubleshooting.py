@@ -21,13 +21,13 @@ import json
 from typing import Any
 
 import pytest
+
+from impfactory.devicecode import mark_python
 from impfactory.firmware.examples import factory_source
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.tools import cli
 from impfactory.tools.cmd_device import BLESS_CALL, dut_code
 from impfactory.tools.plugin_asserts import assert_led_sequence
-
-from impfactory.devicecode import mark_python
 
 
 def life(capsys: pytest.CaptureFixture[str], broker_url: str, *args: str) -> dict[str, Any]:

@@ -31,11 +31,11 @@ from typing import Any
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
+
+from impfactory.brokerurl import parse_url
 from impfactory.cloud.brokersec import CLOUD_USER
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
-
-from impfactory.brokerurl import parse_url
 
 NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # no Nagle wait per request
 

@@ -25,6 +25,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from impfactory.clock import Clock
 from impfactory.fixture.dut_bench import BenchDuts
 from impfactory.fixture.line import LineConfig
 from impfactory.hw.bench import BenchDriver, BenchError, BenchLinkError, BenchTimeoutError
@@ -36,8 +37,6 @@ from impfactory.tools.cmd_line import (
     run_with_progress,
 )
 from impfactory.tools.line_setup import FactoryCloud
-
-from impfactory.clock import Clock
 
 
 class BenchLineFailed(BenchError):

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import IO, Literal
 
 import numpy as np
-from impfactory.protocol.decoder import BlinkUpDecodeError, BlinkUpDecoder, DecodeResult
 
 from impfactory.errors import ImpFactoryError
+from impfactory.protocol.decoder import BlinkUpDecodeError, BlinkUpDecoder, DecodeResult
 
 WAV_FULL_SCALE = 32767
 CHUNK = 1 << 16

@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from impfactory.cloud.api_client import ApiClient
+from impfactory.errors import ImpFactoryError
 from impfactory.firmware import examples
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
-
-from impfactory.errors import ImpFactoryError
 
 PROMOTED_TAG = "promoted"
 

@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from impfactory.clock import Clock, RealClock, ScaledClock
 from impfactory.firmware.bench_target import (
     EXAMPLE_PLAN_ID,
     EXAMPLE_TOKEN,
@@ -69,8 +71,6 @@ from impfactory.protocol.linecode import (
     trilevel_levels,
 )
 from impfactory.tools import bench_run
-
-from impfactory.clock import Clock, RealClock, ScaledClock
 
 STATUS_RATE = 100.0
 LIGHT_IN_RATE = 1000.0

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from impfactory.protocol.blinkup import BlinkUpConfig, BlinkUpError, decode_frame, encode_frame
 from impfactory.protocol.decoder import (
     BlinkUpDecodeError,

@@ -28,8 +28,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from impfactory.clock import Clock, ScaledClock, VirtualClock
 from impfactory.cloud.broker import BrokerServer
 from impfactory.cloud.server import Cloud
+from impfactory.devicecode import is_python_code
 from impfactory.firmware import examples
 from impfactory.firmware.device import Device
 from impfactory.firmware.errors import DeviceError
@@ -49,9 +51,6 @@ from impfactory.tools.firmware_input import (
     read_agent,
     read_firmware,
 )
-
-from impfactory.clock import Clock, ScaledClock, VirtualClock
-from impfactory.devicecode import is_python_code
 
 # Fault names are spelled as ``line run --fault`` spells them (underscores); the
 # hyphenated spelling (``test-fail``) is accepted too (``fault_name``). Each one is a

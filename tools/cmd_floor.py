@@ -38,7 +38,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from impfactory.brokerurl import BrokerUrlError, parse_url
+from impfactory.clock import ScaledClock
 from impfactory.cloud.api_client import ApiClient, check_endpoint
+from impfactory.errors import ImpFactoryError
 from impfactory.firmware import examples
 from impfactory.firmware.device import FIXTURE_GROUP_TYPES, Device
 from impfactory.firmware.events import DeviceEvent
@@ -48,10 +51,6 @@ from impfactory.firmware.settings import MemoryStore, Settings
 from impfactory.firmware.signals import FixtureFlash
 from impfactory.hw.optical import OpticalChannel, OpticalConfig
 from impfactory.tools.firmware_input import add_lib_option, apply_lib_dirs
-
-from impfactory.brokerurl import BrokerUrlError, parse_url
-from impfactory.clock import ScaledClock
-from impfactory.errors import ImpFactoryError
 
 OUTCOMES = (DeviceEvent.BLESSED, DeviceEvent.TEST_FAILED, DeviceEvent.BLESS_REFUSED,
             DeviceEvent.BLINKUP_FAILED, DeviceEvent.CODE_ERROR)

@@ -19,7 +19,6 @@ import os
 from typing import Any
 
 from impfactory.cloud.api_client import ApiClient
-
 from impfactory.errors import ImpFactoryError
 
 

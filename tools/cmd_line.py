@@ -29,8 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from impfactory.brokerurl import parse_url
+from impfactory.clock import Clock, ScaledClock
 from impfactory.cloud.api_client import check_endpoint
 from impfactory.cloud.store.postgres import is_postgres
+from impfactory.errors import ImpFactoryError
 from impfactory.firmware import runtime
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.fixture.dut import DutSource
@@ -52,10 +55,6 @@ from impfactory.tools.line_remote import remote_cloud
 from impfactory.tools.line_setup import FactoryCloud, factory_cloud
 from impfactory.tools.line_shards import LINE_BROKER_ENV, run_sharded
 from impfactory.tools.line_ui import LineProgress
-
-from impfactory.brokerurl import parse_url
-from impfactory.clock import Clock, ScaledClock
-from impfactory.errors import ImpFactoryError
 
 
 class LineInputError(ImpFactoryError, ValueError):

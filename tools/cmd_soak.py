@@ -39,10 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from impfactory.cloud.broker import find_mosquitto
+from impfactory.errors import ImpFactoryError
 from impfactory.tools.crash_drill import Drill, DrillConfig
 from impfactory.tools.soak_fuzz import fuzz
-
-from impfactory.errors import ImpFactoryError
 
 
 class SoakInputError(ImpFactoryError, ValueError):

@@ -48,13 +48,12 @@ from impfactory.cloud.api_client import ApiClient
 from impfactory.cloud.broker import steady_port
 from impfactory.cloud.service import CloudService
 from impfactory.cloud.store import open_store
+from impfactory.errors import ImpFactoryError
 from impfactory.firmware.examples import application_source, factory_agent_source, factory_source
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.tools.attacks import Attack, LiveAttacks, check_store, live_attacks
 from impfactory.tools.line_remote import prepare, retrying
 from impfactory.tools.webhook_receiver import WebhookReceiver
-
-from impfactory.errors import ImpFactoryError
 
 CLI = [sys.executable, "-m", "impfactory.tools.cli"]
 OWNER = "drill-owner"

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import crcmod.predefined
+
 from impfactory.protocol import bench
 from impfactory.protocol.blinkup import (
     PREAMBLE,

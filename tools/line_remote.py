@@ -24,7 +24,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from impfactory.backoff import Backoff
 from impfactory.cloud.api_client import ApiClient, ApiClientError
+from impfactory.errors import ImpFactoryError
 from impfactory.firmware.examples import (
     application_source,
     factory_agent_source,
@@ -34,9 +36,6 @@ from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.firmware.settings import DEFAULT_IMPOS_VERSION
 from impfactory.fixture.line import FIXTURE_SERIAL_BASE
 from impfactory.tools.line_setup import APP_AGENT_CODE, OUI, PRODUCT
-
-from impfactory.backoff import Backoff
-from impfactory.errors import ImpFactoryError
 
 T = TypeVar("T")
 FIXTURE_TYPE = "pre_factoryfixture_devicegroup"

@@ -32,6 +32,7 @@ from impfactory.cloud.model import GroupType
 from impfactory.cloud.scenario import FactorySetup, make_factory
 from impfactory.cloud.server import Cloud
 from impfactory.cloud.service import CloudService
+from impfactory.errors import ImpFactoryError
 from impfactory.firmware.examples import (
     application_source,
     factory_agent_source,
@@ -40,8 +41,6 @@ from impfactory.firmware.examples import (
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.firmware.settings import DEFAULT_IMPOS_VERSION
 from impfactory.fixture.line import FIXTURE_SERIAL_BASE
-
-from impfactory.errors import ImpFactoryError
 
 OWNER = "factory-owner"
 PRODUCT = "Line"

@@ -30,7 +30,9 @@ from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from impfactory.brokerurl import safe_url
 from impfactory.cloud import brokersec
+from impfactory.errors import ImpFactoryError
 from impfactory.fixture.line import LineConfig, LineError, LineObserver, LineResult
 from impfactory.fixture.linebus import BusAddress, LineBus
 from impfactory.fixture.record import DutRecord, LineSummary, RecordError
@@ -43,9 +45,6 @@ from impfactory.fixture.shard import (
 )
 from impfactory.protocol import linework as lw
 from impfactory.tools.line_setup import FactoryCloud
-
-from impfactory.brokerurl import safe_url
-from impfactory.errors import ImpFactoryError
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,10 @@ import sys
 from collections import Counter
 from types import TracebackType
 
-from impfactory.fixture.record import DutRecord
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from impfactory.fixture.record import DutRecord
 
 
 class LineProgress:

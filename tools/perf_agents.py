@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import aiohttp
+
 from impfactory.cloud.broker import BrokerServer
 from impfactory.cloud.fakedevice import FakeDevice
 from impfactory.cloud.scenario import make_factory

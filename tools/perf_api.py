@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from impfactory.cloud.api_thread import ApiThread
-
 from impfactory.errors import ImpFactoryError
 
 

@@ -28,13 +28,13 @@ import time
 from typing import Any
 
 import numpy as np
+
+from impfactory.clock import VirtualClock
 from impfactory.hw.bench import BenchDriver, BenchTimeoutError
 from impfactory.hw.bench_emulated import TICK_S, ControllerThread, EmulatedBenchController
 from impfactory.protocol import bench as bp
 from impfactory.protocol.bench_status import PATTERNS, decode_status
 from impfactory.tools.cmd_bench import number_type
-
-from impfactory.clock import VirtualClock
 
 
 class _QuietBench:

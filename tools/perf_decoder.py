@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
 from impfactory.protocol.blinkup import BlinkUpConfig, BlinkUpError, decode_frame, encode_frame
 from impfactory.protocol.decoder import BlinkUpDecoder, DecodeResult
 from impfactory.protocol.linecode import (

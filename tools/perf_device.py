@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from impfactory.clock import ScaledClock
 from impfactory.cloud.broker import BrokerServer
 from impfactory.cloud.server import Cloud
 from impfactory.firmware import examples
@@ -30,8 +31,6 @@ from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.fleet import Fleet
 from impfactory.firmware.settings import MemoryStore
 from impfactory.tools.emulated_zone import build_test_zone, dut_settings, start_fixture
-
-from impfactory.clock import ScaledClock
 
 
 async def run(url: str, duts: int, concurrency: int, scale: float,

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from impfactory.clock import ScaledClock
 from impfactory.cloud.broker import BrokerServer
 from impfactory.cloud.server import Cloud
 from impfactory.firmware import examples
@@ -39,8 +40,6 @@ from impfactory.protocol import cloudlink as cl
 from impfactory.tools.broker_reference import raw_rate
 from impfactory.tools.cmd_line import quiet_network_logs
 from impfactory.tools.emulated_zone import build_test_zone, dut_settings, start_fixture
-
-from impfactory.clock import ScaledClock
 
 RELEASE = "44.0.1"
 TIMEOUT = 300.0

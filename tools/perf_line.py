@@ -37,12 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from impfactory.cloud.broker import BrokerServer
+from impfactory.errors import ImpFactoryError
 from impfactory.fixture.report import prepare_report_dir, write_reports
 from impfactory.hw.optical import PRESETS
 from impfactory.tools.broker_reference import RawRate, raw_rate
 from impfactory.tools.cmd_line import config_from_args, quiet_network_logs, run_with_progress
-
-from impfactory.errors import ImpFactoryError
 
 RAW_MESSAGES = 20_000
 RAW_SIZE = 256

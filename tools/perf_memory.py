@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from impfactory.clock import ScaledClock
 from impfactory.cloud.broker import BrokerServer
 from impfactory.cloud.server import Cloud
 from impfactory.firmware import examples
@@ -36,8 +37,6 @@ from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID, Fleet
 from impfactory.firmware.settings import MemoryStore, Settings
 from impfactory.tools.cmd_line import quiet_network_logs
 from impfactory.tools.emulated_zone import build_test_zone
-
-from impfactory.clock import ScaledClock
 
 TIMEOUT = 120.0
 PER_DEVICE_S = 0.5

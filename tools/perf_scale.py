@@ -28,13 +28,12 @@ from typing import Any
 
 from impfactory.cloud.broker import BrokerServer, find_mosquitto
 from impfactory.cloud.store.postgres import PgConnection
+from impfactory.errors import ImpFactoryError
 from impfactory.fixture.line import LineConfig
 from impfactory.hw.optical import PRESETS
 from impfactory.tools.cmd_line import LineRunFailed, quiet_network_logs, run_with_progress
 from impfactory.tools.line_shards import worker_url
 from impfactory.tools.pg_server import PostgresServer, PostgresUnavailable
-
-from impfactory.errors import ImpFactoryError
 
 CLI = [sys.executable, "-m", "impfactory.tools.cli"]
 SHARE = "perf"

@@ -42,13 +42,13 @@ def _best(fn: Callable[[], Any], repeat: int) -> float:
 
 def measure(n: int = 20_000, repeat: int = 5) -> dict[str, Any]:
     import squirrel as plain_binding
+
+    from impfactory.clock import VirtualClock
     from impfactory.firmware import examples
     from impfactory.firmware.device import Device
     from impfactory.firmware.identity import DeviceIdentity
     from impfactory.firmware.runtime import PythonEngine
     from impfactory.firmware.wifi import WifiEnvironment
-
-    from impfactory.clock import VirtualClock
     from impfactory.squirrel import Vm
     from impfactory.squirrel.binding import silence_cout
 

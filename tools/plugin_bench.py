@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from impfactory.hw.bench import BenchDriver, BenchTimeoutError, SampleBuffer
 from impfactory.protocol import bench as bp
 from impfactory.protocol.bench_status import StatusDecoder
@@ -126,10 +127,9 @@ def bench_port(pytestconfig: pytest.Config) -> Iterator[str]:
         yield real
         return
     # imported here so that loading the plugin costs other test runs nothing
+    from impfactory.clock import ScaledClock
     from impfactory.firmware.bench_target import EmulatedImpBench
     from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
-
-    from impfactory.clock import ScaledClock
 
     clock = ScaledClock(EMULATED_BENCH_SCALE)
     target = EmulatedImpBench.build(clock)

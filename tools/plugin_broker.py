@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from impfactory.cloud.broker import BrokerServer
 from impfactory.tools.plugin_options import BROKER_KINDS, broker_kinds, broker_spec
 

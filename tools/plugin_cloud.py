@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from impfactory.cloud.fakedevice import FakeDevice
 from impfactory.cloud.scenario import FactorySetup, make_factory
 from impfactory.cloud.server import Cloud, CloudThread

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+from impfactory.clock import ScaledClock
 from impfactory.firmware import examples
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID, Fleet
 from impfactory.tools.emulated_zone import (
@@ -27,8 +29,6 @@ from impfactory.tools.emulated_zone import (
     dut_settings,
     start_fixture,
 )
-
-from impfactory.clock import ScaledClock
 
 __all__ = ["OWNER", "TestZone", "build_test_zone", "dut_settings", "start_fixture"]
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from impfactory.fixture.line import LineConfig, LineResult, run_line
 from impfactory.tools.cli import lib_path_restored
 from impfactory.tools.firmware_input import apply_lib_dirs, read_agent, read_firmware

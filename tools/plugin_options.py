@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from impfactory.cloud.broker import find_mosquitto
 from impfactory.tools.cli import lib_path_restored
 from impfactory.tools.firmware_input import apply_lib_dirs

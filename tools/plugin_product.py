@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from impfactory.clock import ScaledClock
 from impfactory.cloud.api_client import ApiClient
 from impfactory.cloud.api_thread import ApiThread
 from impfactory.firmware.events import DeviceEvent
@@ -52,8 +54,6 @@ from impfactory.fixture.line import LineConfig, LineResult, run_line
 from impfactory.tools.cli import lib_path_restored
 from impfactory.tools.firmware_input import apply_lib_dirs, read_agent, read_firmware
 from impfactory.tools.plugin_station import Dut, Fixture, WaitTimeout, _Loop
-
-from impfactory.clock import ScaledClock
 
 __all__ = ["GROUP_TYPES", "Product", "Zone", "imp_product"]
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from impfactory.errors import ImpFactoryError
 from impfactory.firmware.device import Device
 from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.examples import DUT_IMP, dut_board
@@ -34,10 +35,8 @@ from impfactory.firmware.settings import MemoryStore, Settings
 from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
 from impfactory.fixture.blinkup_fixture import BlinkUpFixture, OpticalEmitter
 from impfactory.hw.optical import OpticalChannel, OpticalConfig
-from impfactory.protocol.statusled import LedState
-
-from impfactory.errors import ImpFactoryError
 from impfactory.loopthread import LoopThread
+from impfactory.protocol.statusled import LedState
 
 __all__ = ["EVENTS", "Dut", "Fixture", "WaitTimeout"]
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from impfactory.tools.webhook_receiver import WebhookReceiver
 
 __all__ = ["WebhookReceiver", "webhook_receiver"]

@@ -18,11 +18,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from impfactory.errors import ImpFactoryError
 from impfactory.protocol import bench, blinkup, linksec
 from impfactory.protocol import cloudlink as cl
 from impfactory.tools import fuzz as project_fuzz
-
-from impfactory.errors import ImpFactoryError
 
 
 @dataclass

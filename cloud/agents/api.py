@@ -34,7 +34,6 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 from impfactory.cloud.errors import CloudError
 from impfactory.cloud.outbound import Failure, Reply
-
 from impfactory.errors import ImpFactoryError
 from impfactory.squirrel import ConversionError, SqFunction, SquirrelThrow, to_plain
 

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import greenlet
+
+from impfactory.clock import Clock, RealClock, TimerHandle
 from impfactory.cloud import offers
 from impfactory.cloud.agents.agent import Agent, AgentLimits
 from impfactory.cloud.agents.api import HttpResponse, message_value
@@ -44,8 +46,6 @@ from impfactory.cloud.errors import NotFoundError
 from impfactory.cloud.model import Deployment, Device
 from impfactory.cloud.outbound import Outbound
 from impfactory.cloud.service import NO_AGENTS, CloudService
-
-from impfactory.clock import Clock, RealClock, TimerHandle
 
 log = logging.getLogger(__name__)
 

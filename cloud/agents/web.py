@@ -17,6 +17,7 @@ agent that does not answer in time, 504; one whose handler failed, 500.
 from __future__ import annotations
 
 from aiohttp import web
+
 from impfactory.cloud.agents.host import Agents
 from impfactory.cloud.web import read_body
 

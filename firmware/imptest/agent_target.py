@@ -34,13 +34,12 @@ import time as _time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from impfactory.firmware.imptest.device_target import install_natives
-from impfactory.firmware.runtime import CALLBACK_LIMIT_S, Runtime
-from impfactory.firmware.sq_api import date_table
-
 from impfactory.clock import VirtualClock
 from impfactory.devicecode import library_dirs
 from impfactory.errors import ImpFactoryError
+from impfactory.firmware.imptest.device_target import install_natives
+from impfactory.firmware.runtime import CALLBACK_LIMIT_S, Runtime
+from impfactory.firmware.sq_api import date_table
 from impfactory.squirrel import (
     ConversionError,
     LibraryError,

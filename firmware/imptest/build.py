@@ -32,7 +32,6 @@ from pathlib import Path
 
 from impfactory.firmware.imptest.config import TestConfig, TestFile, source_file
 from impfactory.firmware.imptest.errors import ImpTestError
-
 from impfactory.squirrel.require import Part, require_lines
 
 FRAMEWORK_FILES = ("promise.nut", "impunit.nut")

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from impfactory.clock import VirtualClock
 from impfactory.firmware import impapi
 from impfactory.firmware.device import Device, DeviceConfig
 from impfactory.firmware.errors import ImpApiError
@@ -36,8 +37,6 @@ from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.runtime import CALLBACK_LIMIT_S, Runtime
 from impfactory.firmware.sq_engine import SquirrelEngine
 from impfactory.firmware.wifi import Reason, WifiEnvironment
-
-from impfactory.clock import VirtualClock
 from impfactory.squirrel import Resolved, SquirrelVmStopped, Vm
 from impfactory.squirrel.require import Part, resolve_parts
 

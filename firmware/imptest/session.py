@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from impfactory.clock import TimerHandle, VirtualClock
 from impfactory.firmware.errors import DeviceCodeError
 from impfactory.firmware.imptest.agent_target import (
     AgentCodeError,
@@ -49,8 +50,6 @@ from impfactory.firmware.imptest.device_target import (
 from impfactory.firmware.imptest.render import as_json, as_message
 from impfactory.firmware.imptest.results import Location, SessionResult, StepResult
 from impfactory.firmware.runtime import CALLBACK_LIMIT_S
-
-from impfactory.clock import TimerHandle, VirtualClock
 from impfactory.squirrel import (
     Frame,
     SqObject,

@@ -39,10 +39,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from impfactory.hw.peripherals.i2c import I2CTarget
-
 from impfactory.clock import Clock
 from impfactory.errors import ImpFactoryError
+from impfactory.hw.peripherals.i2c import I2CTarget
 
 from . import FIRMWARE_DIR
 

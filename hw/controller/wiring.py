@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from impfactory.hw.peripherals import tcs34725
 from impfactory.hw.peripherals.tcs34725 import Tcs34725
 

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 import pytest
+
 from impfactory.cloud.api_thread import ApiThread
 
 HERE = Path(__file__).resolve().parent

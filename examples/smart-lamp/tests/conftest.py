@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from impfactory.tools.pytest_plugin import Product
 
 PROJECT = Path(__file__).resolve().parents[1]

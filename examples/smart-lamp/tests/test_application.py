@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Callable
 
 from conftest import APP
+
 from impfactory.tools.pytest_plugin import Dut, Product, WebhookReceiver
 
 V2 = APP.read_text(encoding="utf-8") + '\nserver.log("SmartLamp application v2");\n'

@@ -9,6 +9,7 @@ A real lamp on the bench must be switched by the bench (its power capability).
 from __future__ import annotations
 
 import pytest
+
 from impfactory.tools.pytest_plugin import Bench, assert_led_sequence
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from impfactory.tools.pytest_plugin import (
     Product,
     WebhookReceiver,
