@@ -52,9 +52,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
-from impfactory.brokerurl import parse_url
+from impfactory.brokerurl import login, parse_url
 from impfactory.cloud.errors import BrokerError
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linework, linksec
@@ -127,13 +127,12 @@ class BrokerAccess:
     def from_url(cls, url: str) -> BrokerAccess:
         """Credentials in the URL, else those of a broker this process started, else open."""
         host, port = parse_url(url)
-        parts = urlsplit(url)
         plain = f"mqtt://{host}:{port}"
         known = _REALMS.get((host, port))
-        if parts.username is not None:
+        given = login(url)
+        if given is not None:
             keeps = not isinstance(known, Realm) or known.kind == "mosquitto"
-            return cls(plain, unquote(parts.username), unquote(parts.password or ""),
-                       keeps_sessions=keeps)
+            return cls(plain, *given, keeps_sessions=keeps)
         if isinstance(known, Realm):
             return known.access(plain)
         return known if known is not None else cls(plain)
@@ -252,7 +251,7 @@ def line_access_for(url: str, n: int) -> BrokerAccess | None:
     known = _REALMS.get((host, port))
     if isinstance(known, Realm):
         return known.line_access(plain, n)
-    if known is None and urlsplit(url).username is None:
+    if known is None and login(url) is None:
         return BrokerAccess(plain)
     return None
 

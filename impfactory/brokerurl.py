@@ -8,7 +8,7 @@ with its password hidden.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from impfactory.errors import ImpFactoryError
 
@@ -33,6 +33,15 @@ def parse_url(url: str) -> tuple[str, int]:
     if parts.scheme != "mqtt" or not parts.hostname:
         raise BrokerUrlError(f"broker URL must be mqtt://HOST:PORT, got {safe_url(url)!r}")
     return parts.hostname, DEFAULT_PORT if port is None else port
+
+
+def login(url: str) -> tuple[str, str] | None:
+    """The (user, password) a broker URL carries, percent-decoded; None without a user.
+    Parse the URL with ``parse_url`` first: this one only reads the login."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return None
+    return unquote(parts.username), unquote(parts.password or "")
 
 
 def safe_url(url: str) -> str:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from impfactory.brokerurl import DEFAULT_PORT, BrokerUrlError, parse_url, safe_url
+from impfactory.brokerurl import DEFAULT_PORT, BrokerUrlError, login, parse_url, safe_url
 
 
 @pytest.mark.parametrize(("url", "expected"), [
@@ -37,3 +37,9 @@ def test_anything_is_parsed_or_refused_with_a_typed_error(url: str) -> None:
 def test_safe_url_hides_only_the_password() -> None:
     assert safe_url("mqtt://cloud:s3cret@h:1") == "mqtt://cloud:***@h:1"
     assert safe_url("mqtt://h:1") == "mqtt://h:1"
+
+
+def test_login_is_read_percent_decoded() -> None:
+    assert login("mqtt://impcloud:p%40ss%3Aw@h:1883") == ("impcloud", "p@ss:w")
+    assert login("mqtt://dev:@h:1") == ("dev", "")
+    assert login("mqtt://h:1") is None
