@@ -175,3 +175,15 @@ def test_a_broker_restarted_from_its_directory_keeps_its_port_and_every_account(
         asyncio.run(log_in())
     finally:
         again.stop()
+
+
+def test_the_drill_gives_a_dash_leading_password_as_one_value(tmp_path: Path) -> None:
+    """A random URL-safe password may begin with ``-`` (CI once drew one): the drill's
+    ``line run`` arguments must still parse with the password whole."""
+    from impfactory.tools.cli import build_parser
+
+    drill = Drill(tmp_path, DrillConfig(duts=2, fixtures=1))
+    drill.password = "-Xq3_abc"
+    args = build_parser().parse_args(drill.line_argv(tmp_path / "report"))
+    assert args.password == "-Xq3_abc"
+    assert args.cloud == drill.endpoint

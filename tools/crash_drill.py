@@ -238,17 +238,26 @@ class Drill:
         self.result.wall_s = time.monotonic() - started
         return self.result
 
+    def line_argv(self, report: Path) -> list[str]:
+        """The ``line run --cloud`` arguments for this drill.
+
+        The password is random URL-safe text, so it may begin with ``-``: it is given as
+        ``--password=VALUE``, which argparse cannot mistake for another option.
+        """
+        cfg = self.config
+        return ["line", "run", "--cloud", self.endpoint, "--user", OWNER,
+                f"--password={self.password}", "--broker", self.broker_url,
+                "--duts", str(cfg.duts), "--fixtures", str(cfg.fixtures),
+                "--seed", str(cfg.seed), "--scale", str(cfg.scale), "--json",
+                "--report", str(report)]
+
     def _run_line(self, receiver: WebhookReceiver) -> list[dict[str, Any]]:
         cfg = self.config
         report = self.dir / "report"
         out = self.dir / "line.json"
         with open(out, "w") as stdout, open(self.dir / "line.log", "w") as stderr:
-            line = subprocess.Popen(
-                [*CLI, "line", "run", "--cloud", self.endpoint, "--user", OWNER,
-                 "--password", self.password, "--broker", self.broker_url,
-                 "--duts", str(cfg.duts), "--fixtures", str(cfg.fixtures),
-                 "--seed", str(cfg.seed), "--scale", str(cfg.scale), "--json",
-                 "--report", str(report)], stdout=stdout, stderr=stderr, text=True)
+            line = subprocess.Popen([*CLI, *self.line_argv(report)], stdout=stdout,
+                                    stderr=stderr, text=True)
             attacker = None
             if cfg.attacks:
                 attacker = threading.Thread(target=self._attack, args=(line, receiver),
