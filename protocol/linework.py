@@ -10,49 +10,63 @@ pure, every message is a frozen dataclass validated on receipt and refused with 
 typed ``LineWorkError``.
 
 Topics (``{run}`` names one line run, ``{worker}`` is a worker's 16-hex-digit ID;
-``1`` is the protocol version)::
+``2`` is the protocol version)::
 
-    impfactory/line/1/{run}/{worker}/up/{kind}     worker -> coordinator
-    impfactory/line/1/{run}/{worker}/down/{kind}   coordinator -> worker
+    impfactory/line/2/{run}/{worker}/up/{kind}     worker -> coordinator
+    impfactory/line/2/{run}/{worker}/down/{kind}   coordinator -> worker
 
-The coordinator subscribes ``impfactory/line/1/{run}/+/up/#``, a worker only its
-own ``down`` topics. Payloads are compact UTF-8 JSON objects with ``"v": 1`` and
-the message's fields. A conversation::
+The coordinator subscribes ``impfactory/line/2/{run}/+/up/#``, a worker only its
+own ``down`` topics. Payloads are compact UTF-8 JSON objects with ``"v": 2`` and
+the message's fields; a field that is a list of records (``StageEvent``, ``Ask``,
+``AgentActivity``) carries each as a JSON object of that record's fields. A
+conversation::
 
     worker                               coordinator
       join      (repeated until answered) ->
                                           <- assign   shard w of W, config, cloud info
                                              (or dismiss: the run has its workers)
-      adopt     device_id                 ->
+      adopt     device_id  (per fixture)  ->
                                           <- adopted  device_id
-      activity_request device_id, messages ->
-                                          <- activity device_id, entries
-      stage     index, stage              ->   (progress, any number)
-      done      record                    ->   (one per DUT)
+      progress  stages, done, asks        ->   (any number: a batch each)
+                                          <- answers  activity  (for the asks)
       finished  lost_presses  | failed  error
 
-Everything is sent with QoS 1; ``join`` and ``assign`` are idempotent, so a
-repeated join (the coordinator was not listening yet) gets the same shard again.
-The line configuration, cloud info and DUT records travel as JSON objects whose
-own shape the line runner checks (fixture/shard.py): this layer only guarantees
-they are objects of bounded size.
+``progress`` and ``answers`` are batches: a worker gathers what happened (stage
+events, finished DUT records, questions about what a DUT's agent did) for up to
+``FLUSH_S`` seconds or ``FLUSH_ITEMS`` items and sends them as one message, and the
+coordinator answers the questions the same way (fixture/linebus.py ``Outbox``).
+Each MQTT message costs every process on its way (the worker's client, the
+broker, the coordinator's client on the cloud's event loop) about the same
+whatever it carries, and a DUT makes eight such events, so one message per event
+cost more CPU than the DUT's own traffic with the cloud. ``adopt`` stays a message
+of its own: there is one per fixture, at the start, and each is waited for.
+
+Everything is sent with QoS 1 (a batch may arrive twice: the coordinator keeps one
+record per DUT index, and a worker takes the first answer to each question);
+``join`` and ``assign`` are idempotent, so a repeated join (the coordinator was not
+listening yet) gets the same shard again. The line configuration, cloud info and
+DUT records travel as JSON objects whose own shape the line runner checks
+(fixture/shard.py): this layer only guarantees they are objects of bounded size.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Final, get_type_hints
 
 from impfactory.errors import ImpFactoryError
 
-VERSION: Final = 1
+VERSION: Final = 2
 PREFIX: Final = f"impfactory/line/{VERSION}"
 QOS: Final = 1
 MAX_PAYLOAD: Final = 256 * 1024
-"""A DUT record with its LED timeline is the largest message; a few kB in practice."""
+"""A DUT record with its LED timeline is the largest item, a few kB in practice; a batch
+that would be larger is sent as several (``MessageTooLarge``)."""
+MAX_ITEMS: Final = 4096
+"""Items (stage events, records, questions, answers) one batch may carry."""
 
 _RUN = re.compile(r"[a-z0-9][a-z0-9-]{0,31}\Z")
 _WORKER = re.compile(r"[0-9a-f]{16}\Z")
@@ -61,6 +75,10 @@ _DEVICE = re.compile(r"[0-9a-f]{16}\Z")
 
 class LineWorkError(ImpFactoryError, ValueError):
     """A line-work topic or message is malformed."""
+
+
+class MessageTooLarge(LineWorkError):
+    """A message would exceed ``MAX_PAYLOAD`` bytes (a batch: send it in parts)."""
 
 
 class Direction(StrEnum):
@@ -75,6 +93,33 @@ class Message:
 
     KIND: ClassVar[str] = ""
     DIRECTION: ClassVar[Direction] = Direction.UP
+
+
+# ---------------------------------------------------------------- records inside batches
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """DUT ``index`` entered ``stage``."""
+
+    index: int = field(metadata={"min": 0, "max": 1 << 20})
+    stage: str = field(metadata={"maxlen": 64})
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What did this device's agent do, once it has heard ``messages`` messages?"""
+
+    device_id: str = field(metadata={"pattern": _DEVICE})
+    messages: int = field(default=0, metadata={"min": 0, "max": 1 << 20})
+
+
+@dataclass(frozen=True)
+class AgentActivity:
+    """The answer to an ``Ask``: the agent's activity entries."""
+
+    device_id: str = field(metadata={"pattern": _DEVICE})
+    entries: list[Any] = field(metadata={"maxitems": 10_000})
 
 
 # ---------------------------------------------------------------- worker -> coordinator
@@ -97,29 +142,17 @@ class Adopt(Message):
 
 
 @dataclass(frozen=True)
-class ActivityRequest(Message):
-    """What did this device's agent do, once it has heard ``messages`` messages?"""
+class Progress(Message):
+    """A batch, in the order things happened within each list: stage events, finished
+    DUTs (each ``DutRecord.to_dict()``) and questions about agents (answered in
+    ``answers``). The coordinator takes the stages first, then the records, then the
+    questions: a DUT's stages precede its record."""
 
-    KIND: ClassVar[str] = "activity_request"
-    device_id: str = field(metadata={"pattern": _DEVICE})
-    messages: int = field(default=0, metadata={"min": 0, "max": 1 << 20})
-
-
-@dataclass(frozen=True)
-class Stage(Message):
-    """Progress: DUT ``index`` entered ``stage``."""
-
-    KIND: ClassVar[str] = "stage"
-    index: int = field(metadata={"min": 0, "max": 1 << 20})
-    stage: str = field(metadata={"maxlen": 64})
-
-
-@dataclass(frozen=True)
-class Done(Message):
-    """One DUT finished; ``record`` is its ``DutRecord.to_dict()``."""
-
-    KIND: ClassVar[str] = "done"
-    record: dict[str, Any] = field(metadata={})
+    KIND: ClassVar[str] = "progress"
+    stages: list[StageEvent] = field(default_factory=list,
+                                     metadata={"maxitems": MAX_ITEMS})
+    done: list[dict[str, Any]] = field(default_factory=list, metadata={"maxitems": MAX_ITEMS})
+    asks: list[Ask] = field(default_factory=list, metadata={"maxitems": MAX_ITEMS})
 
 
 @dataclass(frozen=True)
@@ -170,19 +203,19 @@ class Adopted(Message):
 
 
 @dataclass(frozen=True)
-class Activity(Message):
-    """The answer to ``activity_request``: the agent's activity entries."""
+class Answers(Message):
+    """A batch of answers to ``progress`` questions, one ``AgentActivity`` per ``Ask``."""
 
-    KIND: ClassVar[str] = "activity"
+    KIND: ClassVar[str] = "answers"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    device_id: str = field(metadata={"pattern": _DEVICE})
-    entries: list[Any] = field(metadata={"maxitems": 10_000})
+    activity: list[AgentActivity] = field(default_factory=list,
+                                          metadata={"maxitems": MAX_ITEMS})
 
 
 UP_KINDS: Final[dict[str, type[Message]]] = {
-    c.KIND: c for c in (Join, Adopt, ActivityRequest, Stage, Done, Finished, Failed)}
+    c.KIND: c for c in (Join, Adopt, Progress, Finished, Failed)}
 DOWN_KINDS: Final[dict[str, type[Message]]] = {
-    c.KIND: c for c in (Assign, Dismiss, Adopted, Activity)}
+    c.KIND: c for c in (Assign, Dismiss, Adopted, Answers)}
 _KINDS: Final = {Direction.UP: UP_KINDS, Direction.DOWN: DOWN_KINDS}
 
 
@@ -238,15 +271,17 @@ def parse_topic(name: str) -> tuple[str, str, type[Message]]:
 
 
 def encode(run: str, worker: str, msg: Message) -> tuple[str, bytes]:
-    """Serialise ``msg`` for ``worker`` of ``run``: (topic, payload)."""
+    """Serialise ``msg`` for ``worker`` of ``run``: (topic, payload); ``MessageTooLarge``
+    when it would exceed ``MAX_PAYLOAD``."""
     obj: dict[str, Any] = {"v": VERSION}
-    obj.update({f.name: getattr(msg, f.name) for f in fields(msg)})
+    obj.update(_fields_of(msg))
     try:
-        payload = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+        payload = json.dumps(obj, separators=(",", ":"), allow_nan=False,
+                             default=_record_fields).encode()
     except (TypeError, ValueError) as err:
         raise LineWorkError(f"{msg.KIND}: not representable as JSON: {err}") from err
     if len(payload) > MAX_PAYLOAD:
-        raise LineWorkError(f"{msg.KIND}: {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+        raise MessageTooLarge(f"{msg.KIND}: {len(payload)} bytes exceeds {MAX_PAYLOAD}")
     return topic(run, worker, msg), payload
 
 
@@ -265,19 +300,53 @@ def decode(name: str, payload: bytes) -> tuple[str, str, Message]:
         raise LineWorkError(f"{cls.KIND}: payload is not a JSON object")
     if obj.pop("v", None) != VERSION:
         raise LineWorkError(f"{cls.KIND}: not version {VERSION}")
-    hints = get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    unknown = set(obj) - set(known)
+    return run, worker, _build(cls.KIND, cls, obj)
+
+
+_Field = tuple[str, Any, Any, bool]
+"""A record field as decoding needs it: name, type, metadata, whether it may be absent."""
+_SHAPES: dict[type, tuple[tuple[_Field, ...], frozenset[str]]] = {}
+
+
+def _shape(cls: type) -> tuple[tuple[_Field, ...], frozenset[str]]:
+    """``cls``'s fields and their names (type hints resolved once per class, not once
+    per message)."""
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        hints = get_type_hints(cls)
+        shape = _SHAPES[cls] = (tuple(
+            (f.name, hints[f.name], f.metadata,
+             f.default is not MISSING or f.default_factory is not MISSING)
+            for f in fields(cls)), frozenset(f.name for f in fields(cls)))
+    return shape
+
+
+def _fields_of(record: Any) -> dict[str, Any]:
+    return {f[0]: getattr(record, f[0]) for f in _shape(type(record))[0]}
+
+
+def _record_fields(value: Any) -> dict[str, Any]:
+    """``json.dumps``' hook: a record inside a batch travels as an object of its fields."""
+    if isinstance(value, (StageEvent, Ask, AgentActivity)):
+        return _fields_of(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _build(where: str, cls: type[Any], obj: dict[str, Any]) -> Any:
+    """An instance of the dataclass ``cls`` from the JSON object ``obj``, every field
+    checked against its type and metadata."""
+    shape, names = _shape(cls)
+    unknown = obj.keys() - names
     if unknown:
-        raise LineWorkError(f"{cls.KIND}: unknown field(s) {sorted(unknown)[:5]}")
+        raise LineWorkError(f"{where}: unknown field(s) {sorted(unknown)[:5]}")
     values: dict[str, Any] = {}
-    for name_, f in known.items():
-        if name_ not in obj:
-            if f.default is MISSING:
-                raise LineWorkError(f"{cls.KIND}: missing field {name_!r}")
+    for name, tp, meta, optional in shape:
+        if name not in obj:
+            if not optional:
+                raise LineWorkError(f"{where}: missing field {name!r}")
             continue
-        values[name_] = _check(f"{cls.KIND}.{name_}", hints[name_], obj[name_], f.metadata)
-    return run, worker, cls(**values)
+        values[name] = _check(f"{where}.{name}", tp, obj[name], meta)
+    return cls(**values)
 
 
 def _no_constant(name: str) -> Any:
@@ -300,12 +369,20 @@ def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
         if len(value) > meta.get("maxlen", MAX_PAYLOAD):
             raise LineWorkError(f"{where}: string too long")
         return value
-    if getattr(tp, "__origin__", None) is dict:
+    origin = getattr(tp, "__origin__", None)
+    if origin is dict:
         if not isinstance(value, dict):
             raise LineWorkError(f"{where}: expected an object")
         return value
-    if getattr(tp, "__origin__", None) is list:
+    if origin is list:
         if not isinstance(value, list) or len(value) > meta.get("maxitems", 1 << 30):
             raise LineWorkError(f"{where}: expected a list of at most {meta.get('maxitems')}")
-        return value
+        item = tp.__args__[0]
+        if item is Any:
+            return value
+        return [_check(f"{where}[{i}]", item, v, {}) for i, v in enumerate(value)]
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise LineWorkError(f"{where}: expected an object")
+        return _build(where, tp, value)
     raise LineWorkError(f"{where}: unsupported field type {tp!r}")  # pragma: no cover

@@ -48,12 +48,12 @@ def test_a_worker_started_elsewhere_takes_its_shard(capsys: pytest.CaptureFixtur
 
 
 async def _first_progress(url: str, run: str) -> None:
-    """Wait (as another line account, which may read the run's topics) for a ``stage``."""
+    """Wait (as another line account, which may read the run's topics) for a ``progress``."""
     address = BusAddress.parse(url)
     async with asyncio.timeout(120), aiomqtt.Client(
             address.host, address.port, username=address.username, password=address.password,
             identifier=address.username) as client:
-        await client.subscribe(f"{lw.PREFIX}/{run}/+/up/stage", qos=1)
+        await client.subscribe(f"{lw.PREFIX}/{run}/+/up/progress", qos=1)
         async for _ in client.messages:
             return
 

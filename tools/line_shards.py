@@ -34,7 +34,7 @@ from impfactory.brokerurl import safe_url
 from impfactory.cloud import brokersec
 from impfactory.errors import ImpFactoryError
 from impfactory.fixture.line import LineConfig, LineError, LineObserver, LineResult
-from impfactory.fixture.linebus import BusAddress, LineBus
+from impfactory.fixture.linebus import BusAddress, LineBus, Outbox
 from impfactory.fixture.record import DutRecord, LineSummary, RecordError
 from impfactory.fixture.shard import (
     STUCK,
@@ -62,6 +62,8 @@ class LineWorkSetupError(ImpFactoryError, ValueError):
 @dataclass
 class _Worker:
     shard: int
+    answers: Outbox[lw.AgentActivity]
+    """Answers to its agent questions, sent in ``answers`` batches."""
     assign: lw.Assign | None = None
     finished: asyncio.Future[int] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -157,6 +159,8 @@ class _Coordinator:
             finished = asyncio.gather(*(w.finished for w in self.workers.values()))
             lost = await self._wait(finished, listening, watching, "")
         finally:
+            for worker in self.workers.values():
+                worker.answers.close()
             for task in (listening, watching, *self.tasks):
                 task.cancel()
             await asyncio.gather(listening, watching, *self.tasks, return_exceptions=True)
@@ -241,21 +245,10 @@ class _Coordinator:
             return
         if worker is None:
             return  # not one of ours (a dismissed worker, a stray)
-        if isinstance(msg, lw.Stage):
-            self.observer.stage(msg.index, msg.stage)
-        elif isinstance(msg, lw.Done):
-            try:
-                record = DutRecord.from_dict(msg.record)
-            except RecordError as err:
-                self._fail(worker, f"sent a bad record: {err}")
-                return
-            if record.index not in self.records:  # QoS 1 may deliver twice
-                self.records[record.index] = record
-                self.observer.done(record)
+        if isinstance(msg, lw.Progress):
+            self._progress(worker, msg)
         elif isinstance(msg, lw.Adopt):
             self._spawn_task(self._adopt(worker_id, msg.device_id))
-        elif isinstance(msg, lw.ActivityRequest):
-            self._spawn_task(self._activity(worker_id, msg.device_id, msg.messages))
         elif isinstance(msg, lw.Finished):
             if not worker.finished.done():
                 worker.finished.set_result(msg.lost_presses)
@@ -264,6 +257,24 @@ class _Coordinator:
                 self._spawn_task(self._failed(worker_id, worker, msg.error))
             else:
                 self._fail(worker, msg.error)
+
+    def _progress(self, worker: _Worker, msg: lw.Progress) -> None:
+        """A worker's batch: its stages, then its records, then its questions (a DUT's
+        stages precede its record; QoS 1 may deliver a batch twice)."""
+        for event in msg.stages:
+            if event.index not in self.records:
+                self.observer.stage(event.index, event.stage)
+        for data in msg.done:
+            try:
+                record = DutRecord.from_dict(data)
+            except RecordError as err:
+                self._fail(worker, f"sent a bad record: {err}")
+                return
+            if record.index not in self.records:
+                self.records[record.index] = record
+                self.observer.done(record)
+        for ask in msg.asks:
+            self._spawn_task(self._activity(worker, ask))
 
     def _fail(self, worker: _Worker, error: str) -> None:
         if not worker.finished.done():
@@ -275,7 +286,8 @@ class _Coordinator:
             if worker_id not in self.local and remote_taken >= self.shards - len(self.local):
                 self._send(worker_id, lw.Dismiss(reason="the run has all its workers"))
                 return
-            worker = self.workers[worker_id] = _Worker(len(self.workers))
+            worker = self.workers[worker_id] = _Worker(
+                len(self.workers), Outbox(self.bus, worker_id, _pack_answers))
             if len(self.workers) == self.shards:
                 self.all_joined.set_result(None)
         if worker.assign is not None:  # a join repeated after its answer: answer again
@@ -293,6 +305,10 @@ class _Coordinator:
         await self.cloud.adopt_fixture(device_id)
         await self.bus.send(worker_id, lw.Adopted(device_id=device_id))
 
-    async def _activity(self, worker_id: str, device_id: str, messages: int) -> None:
-        entries = await self.cloud.agent_activity(device_id, messages)
-        await self.bus.send(worker_id, lw.Activity(device_id=device_id, entries=entries))
+    async def _activity(self, worker: _Worker, ask: lw.Ask) -> None:
+        entries = await self.cloud.agent_activity(ask.device_id, ask.messages)
+        worker.answers.put(lw.AgentActivity(device_id=ask.device_id, entries=entries))
+
+
+def _pack_answers(items: list[lw.AgentActivity]) -> lw.Message:
+    return lw.Answers(activity=items)
