@@ -103,12 +103,13 @@ def test_bad_input_is_one_line_and_exit_2(argv: list[str], named: str,
 def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> None:
     """Starting the broker and cloud of a run fails the test: the refusal must come first
     (proven by what was called, not by how long it took)."""
-    from impfactory.tools import cmd_line
+    from impfactory.tools import line_setup
 
     def started(*args: object, **kwargs: object) -> None:
         raise AssertionError("a broker and cloud were started before the refusal")
 
-    monkeypatch.setattr(cmd_line, "factory_cloud", started)
+    # cmd_line imports it when a run starts (a line worker never does)
+    monkeypatch.setattr(line_setup, "factory_cloud", started)
 
 
 @pytest.mark.parametrize("option", ["--firmware", "--app"])

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from impfactory.brokerurl import parse_url
 from impfactory.clock import Clock, ScaledClock
@@ -41,8 +41,7 @@ from impfactory.fixture.faults import parse_faults, parse_rate
 from impfactory.fixture.line import Line, LineConfig, LineError, LineResult, run_line
 from impfactory.fixture.linebus import LineBusError
 from impfactory.fixture.record import LineSummary
-from impfactory.fixture.report import prepare_report_dir, write_reports
-from impfactory.fixture.shard import STUCK_EXIT_S, ShardError, run_worker
+from impfactory.fixture.shard import LINE_BROKER_ENV, STUCK_EXIT_S, ShardError, run_worker
 from impfactory.hw.optical import PRESETS, OpticalConfig
 from impfactory.protocol import linework as lw
 from impfactory.tools.firmware_input import (
@@ -51,10 +50,14 @@ from impfactory.tools.firmware_input import (
     read_agent,
     read_firmware,
 )
-from impfactory.tools.line_remote import remote_cloud
-from impfactory.tools.line_setup import FactoryCloud, factory_cloud
-from impfactory.tools.line_shards import LINE_BROKER_ENV, run_sharded
-from impfactory.tools.line_ui import LineProgress
+
+if TYPE_CHECKING:
+    from impfactory.tools.line_setup import FactoryCloud
+
+# The cloud side (tools/line_setup.py and what it starts: the cloud, its agents, aiohttp),
+# the progress bar and the reports are imported where they are used, not here: a line
+# worker process (``line worker``, one per worker a run starts) needs none of them, and
+# importing them took half its start-up.
 
 
 class LineInputError(ImpFactoryError, ValueError):
@@ -186,7 +189,7 @@ def config_from_args(args: argparse.Namespace, faults: dict[str, float] | None =
 
 
 #: Where a line's DUTs come from, given its cloud and clock (default: emulated imps).
-DutSourceFactory = Callable[[FactoryCloud, Clock], DutSource]
+DutSourceFactory = Callable[["FactoryCloud", Clock], DutSource]
 
 
 async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
@@ -208,6 +211,11 @@ async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
     ``remote``: (endpoint, user, password) of a running cloud whose broker is
     ``broker`` (tools/line_remote.py): nothing is started.
     """
+    from impfactory.tools.line_remote import remote_cloud
+    from impfactory.tools.line_setup import factory_cloud
+    from impfactory.tools.line_shards import run_sharded
+    from impfactory.tools.line_ui import LineProgress
+
     ssid, password = wifi or (FACTORY_SSID, FACTORY_PASSWORD)
     cloud_cm: Any
     if remote is not None:
@@ -299,12 +307,16 @@ def read_run_inputs(args: argparse.Namespace) -> RunInputs:
                                  "up to 64)")
         wifi = (ssid, password)
     if args.report:
+        from impfactory.fixture.report import prepare_report_dir
+
         prepare_report_dir(args.report)
     return RunInputs(factory_code, app_code, agent_code, wifi)
 
 
 def report_run(args: argparse.Namespace, result: LineResult) -> int:
     """Write the reports, print the summary (``--json``: as JSON); the exit status."""
+    from impfactory.fixture.report import write_reports
+
     report = write_reports(args.report, result.records, result.summary) if args.report else None
     if args.json:
         doc = result.summary.to_dict()

@@ -37,6 +37,7 @@ from impfactory.fixture.line import LineConfig, LineError, LineObserver, LineRes
 from impfactory.fixture.linebus import BusAddress, LineBus, Outbox
 from impfactory.fixture.record import DutRecord, LineSummary, RecordError
 from impfactory.fixture.shard import (
+    LINE_BROKER_ENV,
     STUCK,
     STUCK_EXIT_S,
     CloudInfo,
@@ -48,9 +49,6 @@ from impfactory.tools.line_setup import FactoryCloud
 
 log = logging.getLogger(__name__)
 
-LINE_BROKER_ENV = "IMPFACTORY_LINE_BROKER"
-"""Where ``line worker`` finds its broker URL (with its password) when ``--broker`` is not
-given."""
 JOIN_TIMEOUT = 60.0
 """Seconds local workers get to start (imports) and join."""
 
