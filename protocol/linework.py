@@ -381,7 +381,7 @@ def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
         if item is Any:
             return value
         return [_check(f"{where}[{i}]", item, v, {}) for i, v in enumerate(value)]
-    if is_dataclass(tp):
+    if isinstance(tp, type) and is_dataclass(tp):
         if not isinstance(value, dict):
             raise LineWorkError(f"{where}: expected an object")
         return _build(where, tp, value)
