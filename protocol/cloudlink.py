@@ -61,7 +61,8 @@ HEX32: Final = "^[0-9a-f]{32}$"
 SHA256: Final = "^[0-9a-f]{64}$"
 NAME: Final = "^[A-Za-z0-9_.:-]{1,64}$"
 REQ_MAX: Final = 2**31 - 1
-_DEVICE_ID: Final = Limits(pattern=HEX16)
+DEVICE_ID: Final = Limits(pattern=HEX16)
+"""A device ID: 16 lower-case hex digits (also its broker account's name)."""
 
 
 class CloudLinkError(ImpFactoryError, ValueError):
@@ -449,7 +450,7 @@ def parse_topic(topic_name: str) -> tuple[str, Direction, type[Message]]:
     if parts[1] != str(VERSION):
         raise VersionError(f"cloud-link version {parts[1][:8]!r} on topic, expected {VERSION}")
     device_id, direction, kind = parts[3], parts[4], parts[5]
-    if not _DEVICE_ID.matches(device_id):
+    if not DEVICE_ID.matches(device_id):
         raise TopicError(f"bad device ID in topic: {device_id[:40]!r}")
     try:
         d = Direction(direction)

@@ -119,7 +119,7 @@ class Done(Message):
     """One DUT finished; ``record`` is its ``DutRecord.to_dict()``."""
 
     KIND: ClassVar[str] = "done"
-    record: dict[str, Any]
+    record: dict[str, Any] = limited()
 
 
 @dataclass(frozen=True)
@@ -149,8 +149,8 @@ class Assign(Message):
     DIRECTION: ClassVar[Direction] = Direction.DOWN
     shard: int = limited(ge=0, le=255)
     shards: int = limited(ge=1, le=256)
-    config: dict[str, Any]
-    cloud: dict[str, Any]
+    config: dict[str, Any] = limited()
+    cloud: dict[str, Any] = limited()
 
 
 @dataclass(frozen=True)
