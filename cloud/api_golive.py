@@ -43,7 +43,6 @@ from impfactory.cloud.model import (
     WebhookContentType,
     WebhookEvent,
 )
-from impfactory.cloud.service import is_webhook_url
 
 ROLES = ("production", "dut", "fixture")
 NEW_TYPE = {"production": GroupType.PRODUCTION, "dut": GroupType.DUT,
@@ -63,10 +62,6 @@ class NewWebhook(Struct, forbid_unknown_fields=True, kw_only=True):
     event: WebhookEvent
     url: Url
     content_type: WebhookContentType | UnsetType = UNSET
-
-    def __post_init__(self) -> None:
-        if not is_webhook_url(self.url):
-            raise ValueError("url must be an absolute http(s) URL")
 
 
 class ChosenDeployments(Struct, forbid_unknown_fields=True, kw_only=True):

@@ -93,11 +93,17 @@ class Body:
 
     content_type = JSONAPI
     required = True
+    name: str
+    """The model's name (its schema's name under ``components.schemas``)."""
     model: Any
 
     def openapi(self, schema: JsonObj) -> JsonObj:
         """The OpenAPI ``requestBody`` given this body's schema (a ``$ref``)."""
         return {"required": self.required, "content": {self.content_type: {"schema": schema}}}
+
+    def parse(self, body: Any) -> Any:
+        """The body validated against the model (the model's instance), or a 400."""
+        return self._convert(body)
 
     def _convert(self, body: Any) -> Any:
         try:
@@ -265,7 +271,7 @@ class ResourceBody(Body):
         if member == "relationships":
             return BadRequest(f"relationship {name!r}: {reason}", code="InvalidRelationship",
                               pointer=f"/data/relationships/{name}")
-        value = _value_at(body, path[:3])
+        value = _value_at(body, path)
         pointer = _pointer(path + ([field] if field is not None else []))
         return BadRequest(f"attribute {name!r} has an invalid value {value!r:.80}: {reason}",
                           code="InvalidAttribute", pointer=pointer)
@@ -314,8 +320,8 @@ class IdListBody(Body):
     """``{"data": [{"type": <type>, "id": …}, …]}``: the resources a call acts on."""
 
     def __init__(self, name: str, ref: type[Struct]) -> None:
+        self.name = name
         self.model = msgspec.defstruct(name, [("data", list[ref])], module=__name__)  # type: ignore[valid-type]
-        self.type = msgspec.structs.fields(ref)[0].type
 
     def parse(self, body: Any) -> list[str]:
         """The ids, in the order sent."""
@@ -337,19 +343,17 @@ class PlainBody(Body):
 
     def __init__(self, model: type[Struct], hint: str,
                  extra_schema: JsonObj | None = None) -> None:
+        self.name = model.__name__
         self.model = (Annotated[model, Meta(extra_json_schema=extra_schema)]
                       if extra_schema else model)
         self.hint = hint
-
-    def parse(self, body: Any) -> Any:
-        """The body as its model."""
-        return self._convert(body)
 
     def refusal(self, body: Any, reason: str, path: list[str], field: str | None,
                 kind: str) -> BadRequest:
         if not isinstance(body, dict):
             return BadRequest("the body must be a JSON object", code="InvalidBody")
-        return BadRequest(f"send {self.hint} ({reason})")
+        return BadRequest(f"send {self.hint} ({reason})",
+                          pointer=_pointer(path + ([field] if field is not None else [])) or None)
 
 
 def schemas(bodies: Iterable[Body]) -> tuple[list[JsonObj], JsonObj]:

@@ -57,8 +57,8 @@ log = logging.getLogger(__name__)
 
 FILTERS = ("devicegroup.id",)
 
-Url = Annotated[str, meta(Limits(max_length=2000),
-                          "an absolute http(s) URL (else 400 'Invalid URL')")]
+Url = Annotated[str, meta(Limits(max_length=2000), "an absolute http(s) URL: the service "
+                          "refuses any other with impCentral's 400 'Invalid URL'")]
 
 
 class WebhookChanges(Struct, forbid_unknown_fields=True, kw_only=True):
