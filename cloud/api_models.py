@@ -127,7 +127,8 @@ def _explain(err: msgspec.ValidationError) -> tuple[str, list[str], str | None, 
     ``Object missing required field `name` - at `$.data.attributes```."""
     found = _AT.match(str(err))
     assert found is not None  # the pattern matches any text
-    reason, path = found["reason"], found["path"] or ""
+    # msgspec shows a pattern by its repr, each backslash doubled: show it as written
+    reason, path = found["reason"].replace("\\\\", "\\"), found["path"] or ""
     steps = [a or b for a, b in _STEP.findall(path)]
     named = _FIELD.match(reason)
     if named is None:

@@ -7,13 +7,17 @@ dropped, an unknown attribute added, each string one over its ``maxLength`` or
 against its ``pattern``, each enum, boolean, array and object given a value of the
 wrong kind): every body the schema refuses must be refused by the model with the
 API's 400, and the examples and values at the limits accepted by both. Then a few
-of those bodies go to the live routes, which answer the same 400.
+of those bodies go to the live routes, which answer the same 400, as does the
+example in docs/api.md ("Request bodies") word for word.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,5 +239,11 @@ def test_the_live_routes_refuse_what_the_schema_refuses(api: ApiThread) -> None:
         [err] = answer["errors"]
         assert (status, err["code"], err["source"]["pointer"]) == (400, code, pointer), answer
     status, answer = client("POST", "/auth", {"id": "owner", "password": 7})
-    assert status == 400 and "password" in answer["errors"][0]["detail"]
+    assert status == 400 and answer["errors"][0]["source"]["pointer"] == "/password"
+    docs = (Path(__file__).parents[1] / "docs" / "api.md").read_text()
+    section = docs[docs.index("### Request bodies"):]
+    request, expected = (json.loads(block) for block in
+                         re.findall(r"```json\n(.*?)```", section, re.S)[:2])
+    request["data"]["relationships"]["product"]["id"] = prod["data"]["id"]
+    assert client("POST", "/devicegroups", request) == (400, expected)
     client.conn.close()
