@@ -36,24 +36,26 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from impfactory.cloud.api_jsonapi import JSONAPI, BadRequest, Conflict, JsonObj
 from impfactory.protocol.constraints import Limits, python_pattern
 
+_AS_WRITTEN: dict[str, str] = {}
+"""Patterns as msgspec checks them → as written (and as the schema shows them)."""
+
 
 def meta(limits: Limits, description: str | None = None) -> Meta:
     """``limits`` as msgspec's ``Meta``: what it checks and what JSON Schema states.
 
-    msgspec searches a pattern with Python's ``re`` (``python_pattern`` reads a final
-    ``$`` as the very end, as JSON Schema does), and the schema shows the pattern as
-    written.
+    msgspec searches a pattern with Python's ``re``, so it is given
+    ``python_pattern``'s reading (a final ``$`` is the very end, as in JSON Schema);
+    ``schemas`` shows the pattern as written.
     """
     if limits.items is not None:
         raise ValueError("item limits go on the item type: Annotated[list[Annotated[…]], …]")
-    pattern = limits.pattern
-    extra = ({"pattern": pattern} if pattern is not None and python_pattern(pattern) != pattern
-             else None)
+    written = limits.pattern
+    pattern = python_pattern(written) if written is not None else None
+    if pattern is not None and written is not None and pattern != written:
+        _AS_WRITTEN[pattern] = written
     terms: dict[str, Any] = {
-        "pattern": python_pattern(pattern) if pattern is not None else None,
-        "min_length": limits.min_length, "max_length": limits.max_length,
-        "ge": limits.ge, "le": limits.le, "description": description,
-        "extra_json_schema": extra}
+        "pattern": pattern, "min_length": limits.min_length, "max_length": limits.max_length,
+        "ge": limits.ge, "le": limits.le, "description": description}
     return Meta(**{k: v for k, v in terms.items() if v is not None})
 
 
@@ -361,4 +363,14 @@ def schemas(bodies: Iterable[Body]) -> tuple[list[JsonObj], JsonObj]:
     """The JSON Schema of each body's model (a ``$ref``) and the components they name."""
     refs, components = msgspec.json.schema_components(
         [b.model for b in bodies], ref_template="#/components/schemas/{name}")
-    return list(refs), components
+    return list(refs), _written(components)
+
+
+def _written(schema: Any) -> Any:
+    """``schema`` with every pattern as written (``meta``), not as Python checks it."""
+    if isinstance(schema, dict):
+        return {k: _AS_WRITTEN.get(v, v) if k == "pattern" and isinstance(v, str)
+                else _written(v) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_written(v) for v in schema]
+    return schema
