@@ -55,6 +55,8 @@ class GroupAttributes(Struct, forbid_unknown_fields=True, kw_only=True):
     load_code_after_blessing: bool | UnsetType = UNSET
 
     def __post_init__(self) -> None:
+        """The one limit JSON Schema cannot state (the schema says it in words); a refusal
+        "<attribute>: why" is a 400 pointing at that attribute (``api_models``)."""
         if (not isinstance(self.env_vars, UnsetType)
                 and len(json.dumps(self.env_vars, separators=(",", ":"))) > MAX_ENV_VARS):
             raise ValueError(f"env_vars: more than {MAX_ENV_VARS} characters as JSON")

@@ -268,6 +268,10 @@ class ResourceBody(Body):
             if reason.startswith("Expected `object`"):
                 return BadRequest(f"data.{member} must be an object", code="InvalidBody",
                                   pointer=f"/data/{member}")
+            named, _, why = reason.partition(": ")  # a model's own check: "<field>: why"
+            if member == "attributes" and named in self._allowed(body):
+                return BadRequest(f"attribute {named!r}: {why}", code="InvalidAttribute",
+                                  pointer=f"/data/attributes/{named}")
             return BadRequest(f"data.{member}: {reason}", code=f"Invalid{_ONE[member]}",
                               pointer=f"/data/{member}")
         name = rest[0]
