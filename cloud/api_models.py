@@ -121,7 +121,7 @@ class Body:
 
 _AT = re.compile(r"(?s)(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?\Z")
 _STEP = re.compile(r"\.(\w+)|\[(\d+|\.\.\.)\]")
-_FIELD = re.compile(r"Object (missing required|contains unknown) field `(\w+)`")
+_FIELD = re.compile(r"Object (missing required|contains unknown) field `([^`]*)`")
 
 
 def _explain(err: msgspec.ValidationError) -> tuple[str, list[str], str | None, str]:
@@ -139,7 +139,8 @@ def _explain(err: msgspec.ValidationError) -> tuple[str, list[str], str | None, 
 
 
 def _pointer(steps: Iterable[str]) -> str:
-    return "".join(f"/{s}" for s in steps if s != "...")
+    """A JSON pointer (RFC 6901) to ``steps`` (msgspec's ``[...]``, a dict's key, dropped)."""
+    return "".join("/" + s.replace("~", "~0").replace("/", "~1") for s in steps if s != "...")
 
 
 def _value_at(body: Any, steps: Iterable[str]) -> Any:
@@ -264,7 +265,7 @@ class ResourceBody(Body):
             if kind == "unknown" and member == "attributes":
                 return BadRequest(f"unknown attribute {field!r}; allowed: "
                                   f"{sorted(self._allowed(body))}", code="InvalidAttribute",
-                                  pointer=f"/data/attributes/{field}")
+                                  pointer=_pointer(["data", "attributes", str(field)]))
             if reason.startswith("Expected `object`"):
                 return BadRequest(f"data.{member} must be an object", code="InvalidBody",
                                   pointer=f"/data/{member}")
