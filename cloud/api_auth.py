@@ -61,6 +61,7 @@ ACCOUNT_BURST, ACCOUNT_RATE = 10, 1 / 6
 ADDRESS_BURST, ADDRESS_RATE = 50, 1.0
 """Failed password checks one client address may have at once, and then a second."""
 
+
 class Login(Struct):
     """``POST /auth``: a username or email and its password."""
 

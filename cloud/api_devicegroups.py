@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import UNSET, Struct, UnsetType
 
 from impfactory.cloud import api_render as render
 from impfactory.cloud.api import Answer, Call, Router
@@ -40,8 +40,8 @@ FILTERS = ("owner.id", "product.id", "type")
 MAX_ENV_VARS = 16384
 """``env_vars`` as compact JSON may take this many characters."""
 
-EnvVars = Annotated[dict[str, str | int | float | bool | None], Meta(
-    description=f"scalar values by name, at most {MAX_ENV_VARS} characters as JSON")]
+EnvVars = Annotated[dict[str, str | int | float | bool | None], meta(
+    Limits(), f"scalar values by name, at most {MAX_ENV_VARS} characters as JSON")]
 
 
 class GroupAttributes(Struct, forbid_unknown_fields=True, kw_only=True):

@@ -19,21 +19,23 @@ then copies into each the newest promoted deployment of its Test Zone twin (or
 the promoted deployment named in ``deployments``), sets the load-code setting
 and the webhooks, and answers a summary of everything made. As in impCentral, a
 copy is a new deployment of the new group with the same code (same ``sha``), not
-itself promoted. Everything is
-checked before anything is made, so a refused Go Live leaves nothing behind.
+itself promoted. The body (its model ``GoLiveAttributes``), the promoted deployments
+and three distinct names are checked before anything is made, and what the service
+refuses on the way (a taken name, a webhook URL that is not http(s)) rolls the one
+transaction back, so a refused Go Live leaves nothing behind.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import UNSET, Struct, UnsetType
 
 from impfactory.cloud import api_render as render
 from impfactory.cloud.api import Answer, Call, Router
 from impfactory.cloud.api_context import ApiContext
 from impfactory.cloud.api_jsonapi import BadRequest, JsonObj, resource
-from impfactory.cloud.api_models import Description, Id, Name, ResourceBody
+from impfactory.cloud.api_models import Description, Id, Name, ResourceBody, meta
 from impfactory.cloud.api_webhooks import Url
 from impfactory.cloud.model import (
     WEBHOOK_CONTENT_TYPES,
@@ -43,6 +45,7 @@ from impfactory.cloud.model import (
     WebhookContentType,
     WebhookEvent,
 )
+from impfactory.protocol.constraints import Limits
 
 ROLES = ("production", "dut", "fixture")
 NEW_TYPE = {"production": GroupType.PRODUCTION, "dut": GroupType.DUT,
@@ -79,7 +82,7 @@ class GoLiveAttributes(Struct, forbid_unknown_fields=True, kw_only=True):
     dut: NewGroup
     fixture: NewGroup
     load_code_after_blessing: bool | UnsetType = UNSET
-    webhooks: Annotated[list[NewWebhook], Meta(max_length=20)] | UnsetType = UNSET
+    webhooks: Annotated[list[NewWebhook], meta(Limits(max_length=20))] | UnsetType = UNSET
     deployments: ChosenDeployments | UnsetType = UNSET
 
 
