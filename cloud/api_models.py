@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, NamedTuple, Union
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -154,8 +153,7 @@ def _value_at(body: Any, steps: Iterable[str]) -> Any:
     return body
 
 
-@dataclass(frozen=True)
-class Resource:
+class Resource(NamedTuple):
     """A JSON:API body, validated: ``attrs`` and ``rels`` hold only what was sent
     (``rels``: relationship name → id)."""
 
@@ -184,6 +182,7 @@ class ResourceBody(Body):
         self._variants = dict(variants)
         structs = [self._data(name if len(variants) == 1 else f"{name}_{tag}", tag, a, r, id)
                    for tag, (a, r) in variants.items()]
+        self._tags = {struct: tag for struct, tag in zip(structs, variants, strict=True)}
         data: Any = structs[0] if len(structs) == 1 else Union[tuple(structs)]  # noqa: UP007
         self.model = msgspec.defstruct(name, [("data", data)], module=__name__)
 
@@ -218,7 +217,7 @@ class ResourceBody(Body):
                 raise self._bad_type(None, self.types)
             body = {**body, "data": _flat_relationships(data)}
         found = self._convert(body).data
-        type_ = type(found).__struct_config__.tag  # the variant msgspec chose by data.type
+        type_ = self._tags[type(found)]  # the variant msgspec chose by data.type
         allowed = list(types) if types is not None else self.types
         if type_ not in allowed:
             raise self._bad_type(type_, allowed)
@@ -316,8 +315,12 @@ def _flat_relationships(data: JsonObj) -> JsonObj:
     """Strict JSON:API nests a relationship as ``{"data": {type, id}}``; impCentral's
     clients send ``{type, id}``. Both are read alike (the first flattened here)."""
     rels = data.get("relationships")
-    if not isinstance(rels, dict) or not any(
-            isinstance(v, dict) and isinstance(v.get("data"), dict) for v in rels.values()):
+    if not isinstance(rels, dict):
+        return data
+    for v in rels.values():
+        if isinstance(v, dict) and isinstance(v.get("data"), dict):
+            break
+    else:
         return data
     flat = {k: v["data"] if isinstance(v, dict) and isinstance(v.get("data"), dict) else v
             for k, v in rels.items()}
