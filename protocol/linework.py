@@ -52,12 +52,12 @@ DUT records travel as JSON objects whose own shape the line runner checks
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, fields, is_dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Final, get_type_hints
 
 from impfactory.errors import ImpFactoryError
+from impfactory.protocol.constraints import NO_LIMITS, Limits, limited, limits_of
 
 VERSION: Final = 2
 PREFIX: Final = f"impfactory/line/{VERSION}"
@@ -68,9 +68,9 @@ that would be larger is sent as several (``MessageTooLarge``)."""
 MAX_ITEMS: Final = 4096
 """Items (stage events, records, questions, answers) one batch may carry."""
 
-_RUN = re.compile(r"[a-z0-9][a-z0-9-]{0,31}\Z")
-_WORKER = re.compile(r"[0-9a-f]{16}\Z")
-_DEVICE = re.compile(r"[0-9a-f]{16}\Z")
+_RUN: Final = Limits(pattern="^[a-z0-9][a-z0-9-]{0,31}$")
+_WORKER: Final = Limits(pattern="^[0-9a-f]{16}$")
+DEVICE: Final = "^[0-9a-f]{16}$"
 
 
 class LineWorkError(ImpFactoryError, ValueError):
@@ -102,24 +102,24 @@ class Message:
 class StageEvent:
     """DUT ``index`` entered ``stage``."""
 
-    index: int = field(metadata={"min": 0, "max": 1 << 20})
-    stage: str = field(metadata={"maxlen": 64})
+    index: int = limited(ge=0, le=1 << 20)
+    stage: str = limited(max_length=64)
 
 
 @dataclass(frozen=True)
 class Ask:
     """What did this device's agent do, once it has heard ``messages`` messages?"""
 
-    device_id: str = field(metadata={"pattern": _DEVICE})
-    messages: int = field(default=0, metadata={"min": 0, "max": 1 << 20})
+    device_id: str = limited(pattern=DEVICE)
+    messages: int = limited(ge=0, le=1 << 20, default=0)
 
 
 @dataclass(frozen=True)
 class AgentActivity:
     """The answer to an ``Ask``: the agent's activity entries."""
 
-    device_id: str = field(metadata={"pattern": _DEVICE})
-    entries: list[Any] = field(metadata={"maxitems": 10_000})
+    device_id: str = limited(pattern=DEVICE)
+    entries: list[Any] = limited(max_length=10_000)
 
 
 # ---------------------------------------------------------------- worker -> coordinator
@@ -130,7 +130,7 @@ class Join(Message):
     """A worker ready to take a shard (imports done: start-up is not line time)."""
 
     KIND: ClassVar[str] = "join"
-    host: str = field(default="", metadata={"maxlen": 255})
+    host: str = limited(max_length=255, default="")
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ class Adopt(Message):
     """Put this enrolled fixture into the factory fixture group."""
 
     KIND: ClassVar[str] = "adopt"
-    device_id: str = field(metadata={"pattern": _DEVICE})
+    device_id: str = limited(pattern=DEVICE)
 
 
 @dataclass(frozen=True)
@@ -149,10 +149,9 @@ class Progress(Message):
     questions: a DUT's stages precede its record."""
 
     KIND: ClassVar[str] = "progress"
-    stages: list[StageEvent] = field(default_factory=list,
-                                     metadata={"maxitems": MAX_ITEMS})
-    done: list[dict[str, Any]] = field(default_factory=list, metadata={"maxitems": MAX_ITEMS})
-    asks: list[Ask] = field(default_factory=list, metadata={"maxitems": MAX_ITEMS})
+    stages: list[StageEvent] = limited(max_length=MAX_ITEMS, default_factory=list)
+    done: list[dict[str, Any]] = limited(max_length=MAX_ITEMS, default_factory=list)
+    asks: list[Ask] = limited(max_length=MAX_ITEMS, default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -160,7 +159,7 @@ class Finished(Message):
     """The worker's shard is through (``lost_presses``: fixture presses never seen)."""
 
     KIND: ClassVar[str] = "finished"
-    lost_presses: int = field(default=0, metadata={"min": 0, "max": 1 << 30})
+    lost_presses: int = limited(ge=0, le=1 << 30, default=0)
 
 
 @dataclass(frozen=True)
@@ -168,7 +167,7 @@ class Failed(Message):
     """The worker could not finish its shard."""
 
     KIND: ClassVar[str] = "failed"
-    error: str = field(metadata={"maxlen": 4096})
+    error: str = limited(max_length=4096)
 
 
 # ---------------------------------------------------------------- coordinator -> worker
@@ -180,10 +179,10 @@ class Assign(Message):
 
     KIND: ClassVar[str] = "assign"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    shard: int = field(metadata={"min": 0, "max": 255})
-    shards: int = field(metadata={"min": 1, "max": 256})
-    config: dict[str, Any] = field(metadata={})
-    cloud: dict[str, Any] = field(metadata={})
+    shard: int = limited(ge=0, le=255)
+    shards: int = limited(ge=1, le=256)
+    config: dict[str, Any] = limited()
+    cloud: dict[str, Any] = limited()
 
 
 @dataclass(frozen=True)
@@ -192,14 +191,14 @@ class Dismiss(Message):
 
     KIND: ClassVar[str] = "dismiss"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    reason: str = field(metadata={"maxlen": 1024})
+    reason: str = limited(max_length=1024)
 
 
 @dataclass(frozen=True)
 class Adopted(Message):
     KIND: ClassVar[str] = "adopted"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    device_id: str = field(metadata={"pattern": _DEVICE})
+    device_id: str = limited(pattern=DEVICE)
 
 
 @dataclass(frozen=True)
@@ -208,8 +207,7 @@ class Answers(Message):
 
     KIND: ClassVar[str] = "answers"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    activity: list[AgentActivity] = field(default_factory=list,
-                                          metadata={"maxitems": MAX_ITEMS})
+    activity: list[AgentActivity] = limited(max_length=MAX_ITEMS, default_factory=list)
 
 
 UP_KINDS: Final[dict[str, type[Message]]] = {
@@ -224,13 +222,13 @@ _KINDS: Final = {Direction.UP: UP_KINDS, Direction.DOWN: DOWN_KINDS}
 
 def check_run(run: str) -> str:
     """``run`` if it can name a run (1-32 of a-z, 0-9 and -), else ``LineWorkError``."""
-    if not isinstance(run, str) or not _RUN.match(run):
+    if not isinstance(run, str) or not _RUN.matches(run):
         raise LineWorkError(f"bad run name {str(run)[:40]!r}: 1-32 of a-z, 0-9, '-'")
     return run
 
 
 def check_worker(worker: str) -> str:
-    if not isinstance(worker, str) or not _WORKER.match(worker):
+    if not isinstance(worker, str) or not _WORKER.matches(worker):
         raise LineWorkError(f"bad worker ID {str(worker)[:40]!r}: 16 hex digits")
     return worker
 
@@ -303,8 +301,8 @@ def decode(name: str, payload: bytes) -> tuple[str, str, Message]:
     return run, worker, _build(cls.KIND, cls, obj)
 
 
-_Field = tuple[str, Any, Any, bool]
-"""A record field as decoding needs it: name, type, metadata, whether it may be absent."""
+_Field = tuple[str, Any, Limits, bool]
+"""A record field as decoding needs it: name, type, limits, whether it may be absent."""
 _SHAPES: dict[type, tuple[tuple[_Field, ...], frozenset[str]]] = {}
 
 
@@ -315,7 +313,7 @@ def _shape(cls: type) -> tuple[tuple[_Field, ...], frozenset[str]]:
     if shape is None:
         hints = get_type_hints(cls)
         shape = _SHAPES[cls] = (tuple(
-            (f.name, hints[f.name], f.metadata,
+            (f.name, hints[f.name], limits_of(f.metadata),
              f.default is not MISSING or f.default_factory is not MISSING)
             for f in fields(cls)), frozenset(f.name for f in fields(cls)))
     return shape
@@ -334,18 +332,18 @@ def _record_fields(value: Any) -> dict[str, Any]:
 
 def _build(where: str, cls: type[Any], obj: dict[str, Any]) -> Any:
     """An instance of the dataclass ``cls`` from the JSON object ``obj``, every field
-    checked against its type and metadata."""
+    checked against its type and limits."""
     shape, names = _shape(cls)
     unknown = obj.keys() - names
     if unknown:
         raise LineWorkError(f"{where}: unknown field(s) {sorted(unknown)[:5]}")
     values: dict[str, Any] = {}
-    for name, tp, meta, optional in shape:
+    for name, tp, lim, optional in shape:
         if name not in obj:
             if not optional:
                 raise LineWorkError(f"{where}: missing field {name!r}")
             continue
-        values[name] = _check(f"{where}.{name}", tp, obj[name], meta)
+        values[name] = _check(f"{where}.{name}", tp, obj[name], lim)
     return cls(**values)
 
 
@@ -353,20 +351,19 @@ def _no_constant(name: str) -> Any:
     raise LineWorkError(f"{name} is not JSON")
 
 
-def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
+def _check(where: str, tp: Any, value: Any, lim: Limits) -> Any:
     if tp is int:
         if not isinstance(value, int) or isinstance(value, bool):
             raise LineWorkError(f"{where}: expected an integer")
-        if not meta.get("min", value) <= value <= meta.get("max", value):
+        if not lim.in_range(value):
             raise LineWorkError(f"{where}: {value} is out of range")
         return value
     if tp is str:
         if not isinstance(value, str):
             raise LineWorkError(f"{where}: expected a string")
-        pattern = meta.get("pattern")
-        if pattern is not None and not pattern.match(value):
+        if not lim.matches(value):
             raise LineWorkError(f"{where}: {value[:40]!r} is malformed")
-        if len(value) > meta.get("maxlen", MAX_PAYLOAD):
+        if len(value) > MAX_PAYLOAD or not lim.length_ok(len(value)):
             raise LineWorkError(f"{where}: string too long")
         return value
     origin = getattr(tp, "__origin__", None)
@@ -375,12 +372,13 @@ def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
             raise LineWorkError(f"{where}: expected an object")
         return value
     if origin is list:
-        if not isinstance(value, list) or len(value) > meta.get("maxitems", 1 << 30):
-            raise LineWorkError(f"{where}: expected a list of at most {meta.get('maxitems')}")
+        if not isinstance(value, list) or not lim.length_ok(len(value)):
+            raise LineWorkError(f"{where}: expected a list of at most {lim.max_length}")
         item = tp.__args__[0]
         if item is Any:
             return value
-        return [_check(f"{where}[{i}]", item, v, {}) for i, v in enumerate(value)]
+        return [_check(f"{where}[{i}]", item, v, lim.items or NO_LIMITS)
+                for i, v in enumerate(value)]
     if isinstance(tp, type) and is_dataclass(tp):
         if not isinstance(value, dict):
             raise LineWorkError(f"{where}: expected an object")
