@@ -820,7 +820,7 @@ class Device:
     def engine_for(self, source: str) -> Engine:
         """The engine that runs ``source``: Squirrel, unless it is marked as Python."""
         if is_python_code(source):
-            return PythonEngine(impapi.build_api(self, self.runtime))
+            return PythonEngine(impapi.build_api(self, self.runtime), owner=self.device_id)
         from impfactory.firmware.sq_engine import SquirrelEngine  # the VM loads on first use
 
         return SquirrelEngine(self, self.runtime)

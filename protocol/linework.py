@@ -22,6 +22,7 @@ the message's fields. A conversation::
     worker                               coordinator
       join      (repeated until answered) ->
                                           <- assign   shard w of W, config, cloud info
+                                                      [, only these DUTs]
                                              (or dismiss: the run has its workers)
       adopt     device_id                 ->
                                           <- adopted  device_id
@@ -151,6 +152,9 @@ class Assign(Message):
     shards: int = field(metadata={"min": 1, "max": 256})
     config: dict[str, Any] = field(metadata={})
     cloud: dict[str, Any] = field(metadata={})
+    duts: list[Any] = field(default_factory=list, metadata={"maxitems": 65536})
+    """Only these DUT indices of the shard (empty: all of them): what a worker cut off
+    for a stuck callback left to do, given to the worker started in its place."""
 
 
 @dataclass(frozen=True)
@@ -273,7 +277,7 @@ def decode(name: str, payload: bytes) -> tuple[str, str, Message]:
     values: dict[str, Any] = {}
     for name_, f in known.items():
         if name_ not in obj:
-            if f.default is MISSING:
+            if f.default is MISSING and f.default_factory is MISSING:
                 raise LineWorkError(f"{cls.KIND}: missing field {name_!r}")
             continue
         values[name_] = _check(f"{cls.KIND}.{name_}", hints[name_], obj[name_], f.metadata)
