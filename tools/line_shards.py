@@ -72,7 +72,7 @@ LINE_BROKER_ENV = "IMPFACTORY_LINE_BROKER"
 given."""
 JOIN_TIMEOUT = 60.0
 """Seconds local workers get to start (imports) and join."""
-SETTLE_S = 1.0
+SETTLE_S = 0.5
 """Wall seconds after a worker was cut off before the cloud is asked what its DUTs
 reached: what they sent before the end is through the broker and handled by then."""
 
@@ -299,8 +299,13 @@ class _Coordinator:
             self._spawn_task(self._recover(worker_id, worker))
 
     async def _recover(self, worker_id: str, worker: _Worker) -> None:
-        """Fail the stuck device's DUT(s), record what the cloud blessed, and start a
-        worker in the cut-off one's place for the rest (see the module docstring)."""
+        """Fail the stuck device's DUT(s), record what the cloud blessed, and have a
+        worker in the cut-off one's place run the rest (see the module docstring). The
+        successor starts at once, its imports overlapping the wait for the cloud."""
+        successor = secrets.token_hex(8)
+        self.local.add(successor)
+        heir = self.workers[successor] = _Worker(worker.shard)
+        await self.spawner.spawn(successor, self.spawner.seat_of[worker_id])
         await asyncio.sleep(SETTLE_S)
         config, first = self.config, self.cloud.first_dut_serial
         left = [i for i in worker.duts or shard_duts(config, (worker.shard, self.shards))
@@ -331,13 +336,14 @@ class _Coordinator:
             else:
                 rerun.append(i)
         if rerun:
-            successor = secrets.token_hex(8)
             log.warning("line worker %d: %d DUT(s) run again by a new worker",
                         worker.shard, len(rerun))
-            self.local.add(successor)
-            self.workers[successor] = _Worker(worker.shard, self._assignment(worker.shard,
-                                                                             rerun), rerun)
-            await self.spawner.spawn(successor, self.spawner.seat_of[worker_id])
+            heir.duts = rerun
+            heir.assign = self._assignment(worker.shard, rerun)
+            self._send(successor, heir.assign)  # and again at each join
+        else:
+            self._send(successor, lw.Dismiss(reason="nothing left to run"))
+            heir.finished.set_result(0)
         worker.finished.set_result(0)
 
     def _record(self, record: DutRecord) -> None:
