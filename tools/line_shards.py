@@ -13,15 +13,16 @@ will is a ``failed`` message) and fails the run, except a local worker ended by
 ``SIGALRM``: it was cut off for a Python callback stuck in C (fixture/shard.py).
 Then (``_Coordinator._recover``):
 
-* the device its stuck note names (runtime.end_process_when_stuck) fails as
-  ``device_code_stuck`` (a stuck fixture: each DUT it had left; no note: every
-  DUT the worker had left, as nothing tells which one hung);
-* every other DUT of its shard not yet done is asked of the cloud: one the cloud
-  blessed (its ``done`` was lost with the worker) is recorded blessed, as the
-  factory's blessing webhook would tell; the rest are run again by a worker started
-  in its place (an ``assign`` naming just those DUTs), fresh from BlinkUp. The
-  cloud never blesses a device twice, so a bless still on its way when the cloud
-  was asked fails the rerun as refused; it does not bless twice.
+* every DUT of its shard not yet done is asked of the cloud: one the cloud
+  blessed (its ``done`` went down with the worker) is recorded blessed, as the
+  factory's blessing webhook would tell;
+* of the rest, the DUT its stuck note names (runtime.end_process_when_stuck)
+  fails as ``device_code_stuck`` (a stuck fixture: each DUT it had left; no note:
+  all of them, as nothing tells which one hung);
+* the others are run again, fresh from BlinkUp, by a worker started in its place
+  (an ``assign`` naming just those DUTs). The cloud never blesses a device twice,
+  so a bless still on its way when the cloud was asked fails the rerun as
+  refused; it does not bless twice.
 
 A line whose firmware is Python runs on one such local worker even without
 ``--workers`` (``piped``: over two pipes instead of the broker, fixture/linepipe.py,
@@ -308,33 +309,30 @@ class _Coordinator:
         await self.spawner.spawn(successor, self.spawner.seat_of[worker_id])
         await asyncio.sleep(SETTLE_S)
         config, first = self.config, self.cloud.first_dut_serial
-        left = [i for i in worker.duts or shard_duts(config, (worker.shard, self.shards))
-                if i not in self.records]
+        left = {dut_device_id(config, first, i): i
+                for i in worker.duts or shard_duts(config, (worker.shard, self.shards))
+                if i not in self.records}
+        blessed = await self.cloud.blessed_devices(list(left)) if left else set()
+        for dut_id in blessed & set(left):  # its ``done`` went down with the worker
+            i = left.pop(dut_id)
+            self._record(DutRecord(
+                dut_id, fixture_device_id(config, i % config.fixtures), i,
+                final_state=BLESSED, events=[DutEvent(
+                    0.0, "cut_off", "blessed by the cloud; its line worker was cut off "
+                    "before it reported")]))
         stuck = read_stuck_note(str(self.spawner.note(worker_id)))
-        by_id = {dut_device_id(config, first, i): i for i in left}
         fixtures = {fixture_device_id(config, k): k for k in range(config.fixtures)}
-        if stuck in by_id:
-            failing = [by_id[stuck]]
+        if stuck in left:
+            failing = [left[stuck]]
         elif stuck in fixtures:
-            failing = [i for i in left if i % config.fixtures == fixtures[stuck]]
-        else:  # nothing says which device hung: every DUT the worker had left
-            failing = left
+            failing = [i for i in left.values() if i % config.fixtures == fixtures[stuck]]
+        elif stuck is None:  # nothing says which device hung: every DUT the worker had left
+            failing = list(left.values())
+        else:
+            failing = []  # a blessed DUT's application: recorded blessed above
         for i in failing:
             self._record(failed_record(config, first, i))
-        rest = [i for i in left if i not in failing]
-        blessed = await self.cloud.blessed_devices(
-            [dut_device_id(config, first, i) for i in rest]) if rest else set()
-        rerun = []
-        for i in rest:
-            dut_id = dut_device_id(config, first, i)
-            if dut_id in blessed:
-                self._record(DutRecord(
-                    dut_id, fixture_device_id(config, i % config.fixtures), i,
-                    final_state=BLESSED, events=[DutEvent(
-                        0.0, "cut_off", "blessed by the cloud; its line worker was cut off "
-                        "before it reported")]))
-            else:
-                rerun.append(i)
+        rerun = sorted(i for i in left.values() if i not in failing)
         if rerun:
             log.warning("line worker %d: %d DUT(s) run again by a new worker",
                         worker.shard, len(rerun))
@@ -342,8 +340,8 @@ class _Coordinator:
             heir.assign = self._assignment(worker.shard, rerun)
             self._send(successor, heir.assign)  # and again at each join
         else:
-            self._send(successor, lw.Dismiss(reason="nothing left to run"))
             heir.finished.set_result(0)
+            self.proc_of[successor].terminate()  # nothing left for it: ended unheard
         worker.finished.set_result(0)
 
     def _record(self, record: DutRecord) -> None:
