@@ -11,7 +11,9 @@ one left (tools/line_shards.py): every other DUT is blessed, once.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,20 @@ import pytest
 
 from impfactory.cloud.api_thread import ApiThread
 from impfactory.devicecode import mark_python
+from impfactory.firmware import runtime
 from impfactory.firmware.examples import factory_source
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.firmware.identity import DeviceIdentity
-from impfactory.fixture.line import _serial_block
-from impfactory.fixture.shard import STUCK
+from impfactory.fixture.line import LineConfig, _serial_block
+from impfactory.fixture.shard import (
+    STUCK,
+    CloudInfo,
+    dut_device_id,
+    failed_record,
+    fixture_device_id,
+)
+from impfactory.protocol import linework as lw
+from impfactory.tools import line_shards
 from impfactory.tools.cli import main
 
 SEED = 4
@@ -79,3 +90,98 @@ def test_a_line_against_a_running_cloud_does_too_and_blesses_each_once(
             blessings = sum(1 for entry in logs if entry.msg.startswith("Blessed: "))
             assert blessings == (0 if device_id == STUCK_ID else 1), (device_id, blessings)
             assert cloud.call(store.find_device, device_id).blessed == (device_id != STUCK_ID)
+
+
+class _Cloud:
+    """What ``_recover`` asks of the cloud side: enrolments and who is blessed."""
+
+    broker_url = "mqtt://127.0.0.1:1"
+    wifi_ssid, wifi_password = FACTORY_SSID, FACTORY_PASSWORD
+    impos_current = impos_outdated = "42.0.0"
+    first_dut_serial = None
+
+    def __init__(self, blessed: set[str]) -> None:
+        self.blessed = blessed
+
+    def fixture_enrolment(self) -> tuple[str, str]:
+        return "plan", "token"
+
+    async def adopt_fixture(self, device_id: str) -> None: ...
+
+    async def blessed_devices(self, device_ids: list[str]) -> set[str]:
+        return self.blessed & set(device_ids)
+
+
+class _Spawner:
+    def __init__(self, notes: Path) -> None:
+        self.notes = notes
+        self.seat_of = {"0" * 16: 1}
+        self.proc_of: dict[str, Any] = {}
+
+    def note(self, worker: str) -> Path:
+        return self.notes / worker
+
+    async def spawn(self, worker: str, seat: int) -> None:
+        self.proc_of[worker] = subprocess.Popen(["sleep", "30"])
+
+
+class _Bus:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, lw.Message]] = []
+
+    async def send(self, worker: str, msg: lw.Message) -> None:
+        self.sent.append((worker, msg))
+
+
+@pytest.mark.parametrize(("noted", "done", "blessed", "failed", "rerun"), [
+    ("dut 1", {0}, {3}, [1], [2, 4, 5]),  # DUT 1 hung; 3 was blessed before the end
+    ("fixture 1", set(), {3}, [1, 5], [0, 2, 4]),  # fixture 1 hung: its DUTs left fail
+    ("dut 3", set(), {3}, [], [0, 1, 2, 4, 5]),  # a blessed DUT's application hung
+    ("", set(), set(), [0, 1, 2, 3, 4, 5], []),  # no note: nothing says which hung
+])
+def test_a_cut_off_worker_leaves_each_dut_failed_blessed_or_rerun_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, noted: str, done: set[int],
+        blessed: set[int], failed: list[int], rerun: list[int]) -> None:
+    """``_recover`` without processes: a fake cloud, the stuck note as a worker leaves it."""
+    config = LineConfig(fixtures=2, duts=6, seed=SEED)
+    dut = [dut_device_id(config, None, i) for i in range(6)]
+    kind, _, n = noted.partition(" ")
+    note = {"dut": dut[int(n or 0)], "fixture": fixture_device_id(config, int(n or 0)),
+            "": ""}[kind]
+    spawner = _Spawner(tmp_path)
+    spawner.note("0" * 16).write_bytes(note.encode().ljust(runtime.NOTE_SIZE, b"\0"))
+    assert runtime.read_stuck_note(str(spawner.note("0" * 16))) == (note or None)
+    monkeypatch.setattr(line_shards, "SETTLE_S", 0.0)
+
+    async def recover() -> tuple[Any, Any]:
+        bus = _Bus()
+        seen: list[int] = []
+        observer = type("O", (), {"stage": lambda *a: None,
+                                  "done": lambda self, r: seen.append(r.index)})()
+        coordinator = line_shards._Coordinator(
+            config, _Cloud({dut[i] for i in blessed}), observer, bus, 1,
+            spawner)  # type: ignore[arg-type]
+        for i in done:
+            coordinator._record(failed_record(config, None, i, "done before"))
+        worker = coordinator.workers["0" * 16] = line_shards._Worker(0)
+        await coordinator._recover("0" * 16, worker)
+        await asyncio.gather(*coordinator.tasks)
+        assert len(seen) == len(set(seen)) == 6 - len(rerun), seen  # each DUT once
+        return coordinator, bus
+
+    try:
+        coordinator, bus = asyncio.run(recover())
+    finally:
+        for proc in spawner.proc_of.values():
+            proc.kill()
+            proc.wait()
+    records = coordinator.records
+    assert sorted(i for i, r in records.items() if r.failure_reason == STUCK) == failed
+    assert sorted(i for i, r in records.items() if r.blessed) == sorted(blessed - done)
+    heir = [w for w in coordinator.workers.values() if w.shard == 0 and w.duts]
+    assert (heir[0].duts if heir else []) == rerun
+    assigns = [m for _, m in bus.sent if isinstance(m, lw.Assign)]
+    assert [a.duts for a in assigns] == ([rerun] if rerun else [])
+    if rerun:  # enrolments for just the fixtures the rerun needs
+        fixtures = {i % 2 for i in rerun}
+        assert len(CloudInfo.from_dict(assigns[0].cloud).enrolments) == len(fixtures)
