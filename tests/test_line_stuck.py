@@ -72,8 +72,11 @@ def run_line(argv: list[str], firmware: Path, report: Path,
 
 
 def test_the_default_line_cuts_a_dut_stuck_in_c_off_and_reruns_the_rest(
-        firmware: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run_line([], firmware, tmp_path / "report", capsys)
+        broker_url: str, firmware: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``line run`` with its default ``--workers 1`` (on the session's broker, which
+    saves starting one)."""
+    run_line(["--broker", broker_url], firmware, tmp_path / "report", capsys)
 
 
 def test_a_line_against_a_running_cloud_does_too_and_blesses_each_once(
