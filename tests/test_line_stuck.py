@@ -26,7 +26,7 @@ from impfactory.firmware import runtime
 from impfactory.firmware.examples import factory_source
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 from impfactory.firmware.identity import DeviceIdentity
-from impfactory.fixture.line import LineConfig, _serial_block
+from impfactory.fixture.line import LineConfig, LineError, _serial_block
 from impfactory.fixture.shard import (
     STUCK,
     CloudInfo,
@@ -188,3 +188,34 @@ def test_a_cut_off_worker_leaves_each_dut_failed_blessed_or_rerun_once(
     if rerun:  # enrolments for just the fixtures the rerun needs
         fixtures = {i % 2 for i in rerun}
         assert len(CloudInfo.from_dict(assigns[0].cloud).enrolments) == len(fixtures)
+
+
+def test_a_cut_off_worker_whose_duts_the_cloud_cannot_account_for_fails_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No guessing: when the cloud cannot say which DUTs it blessed, nothing is rerun
+    (a rerun could meet a blessed one) and the run fails with a typed error."""
+    class Down(_Cloud):
+        async def blessed_devices(self, device_ids: list[str]) -> set[str]:
+            raise ConnectionError("the cloud is down")
+
+    spawner = _Spawner(tmp_path)
+    spawner.note("0" * 16).write_bytes(bytes(runtime.NOTE_SIZE))
+    monkeypatch.setattr(line_shards, "SETTLE_S", 0.0)
+
+    async def recover() -> None:
+        config = LineConfig(fixtures=2, duts=6, seed=SEED)
+        observer = type("O", (), {"stage": lambda *a: None, "done": lambda *a: None})()
+        coordinator = line_shards._Coordinator(config, Down(set()), observer, _Bus(), 1,
+                                               spawner)  # type: ignore[arg-type]
+        worker = coordinator.workers["0" * 16] = line_shards._Worker(0)
+        await coordinator._recover("0" * 16, worker)
+        assert not coordinator.records
+        with pytest.raises(LineError, match=r"could not be accounted for.*cloud is down"):
+            worker.finished.result()
+
+    try:
+        asyncio.run(recover())
+    finally:
+        for proc in spawner.proc_of.values():
+            proc.kill()
+            proc.wait()

@@ -306,7 +306,22 @@ class _Coordinator:
         successor = secrets.token_hex(8)
         self.local.add(successor)
         heir = self.workers[successor] = _Worker(worker.shard)
-        await self.spawner.spawn(successor, self.spawner.seat_of[worker_id])
+        try:
+            await self.spawner.spawn(successor, self.spawner.seat_of[worker_id])
+            await self._reassign(worker_id, worker, successor, heir)
+        except Exception as err:  # the cloud cannot say, the worker cannot start: no guess
+            if not heir.finished.done():
+                heir.finished.set_result(0)
+            proc = self.proc_of.get(successor)
+            if proc is not None:
+                proc.terminate()
+            self._fail(worker, f"cut off for a stuck callback, and its DUTs could not be "
+                               f"accounted for: {type(err).__name__}: {err}")
+        if not worker.finished.done():
+            worker.finished.set_result(0)
+
+    async def _reassign(self, worker_id: str, worker: _Worker, successor: str,
+                        heir: _Worker) -> None:
         await asyncio.sleep(SETTLE_S)
         config, first = self.config, self.cloud.first_dut_serial
         left = {dut_device_id(config, first, i): i
@@ -342,7 +357,6 @@ class _Coordinator:
         else:
             heir.finished.set_result(0)
             self.proc_of[successor].terminate()  # nothing left for it: ended unheard
-        worker.finished.set_result(0)
 
     def _record(self, record: DutRecord) -> None:
         if record.index not in self.records:
