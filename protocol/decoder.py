@@ -293,26 +293,33 @@ class _Done(Exception):
 
 
 def _hysteresis(
-    y: FloatArray, hi: FloatArray | float, lo: FloatArray | float, prev: int
+    above: bytes, below: bytes, prev: int
 ) -> tuple[list[int], list[int], int]:
-    """Two-threshold slicer: a sample above ``hi`` sets 1, below ``lo`` sets 0,
-    between keeps the last level. Returns the indices where the level flips, the
-    level after each flip, and the level after the last sample (``prev``, -1 for
-    "not yet decided", before the first). Only the decided samples are looked at,
-    so a chunk costs a handful of numpy calls, not one per sample."""
-    above = y > hi
-    decided = (above | (y < lo)).nonzero()[0]
-    if decided.shape[0] == 0:
-        return [], [], prev
-    vals = above[decided]
-    flips = (vals[1:] != vals[:-1]).nonzero()[0] + 1
-    changes = decided[flips].tolist()
-    levels = vals[flips].astype(np.int8).tolist()
-    first = int(vals[0])
-    if 0 <= prev != first:
-        changes.insert(0, int(decided[0]))
-        levels.insert(0, first)
-    return changes, levels, int(vals[-1])
+    """Two-threshold slicer: a sample above the upper threshold sets 1, below the lower
+    one sets 0, between keeps the last level. ``above`` and ``below`` hold one byte
+    per sample (1 where it is past that threshold: numpy's comparisons, as bytes).
+    Returns the indices where the level flips, the level after each flip, and the
+    level after the last sample (``prev``, -1 for "not yet decided", before the
+    first). Every sample is looked at, in C: each flip is one ``bytes.find`` for the
+    next sample past the opposite threshold, so a chunk costs two comparisons and a
+    find per flip, however long it is."""
+    changes: list[int] = []
+    levels: list[int] = []
+    level = prev
+    at = 0
+    if level < 0:
+        up, down = above.find(1), below.find(1)
+        if up < 0 and down < 0:
+            return changes, levels, prev
+        level, at = (1, up) if down < 0 or 0 <= up < down else (0, down)
+    find_up, find_down = above.find, below.find
+    while True:
+        at = find_down(1, at) if level else find_up(1, at)
+        if at < 0:
+            return changes, levels, level
+        level ^= 1
+        changes.append(at)
+        levels.append(level)
 
 
 def _sliding_extreme(a: FloatArray, w: int, largest: bool) -> FloatArray:
@@ -331,20 +338,32 @@ def _sliding_extreme(a: FloatArray, w: int, largest: bool) -> FloatArray:
     return out
 
 
-def _crossing(hist: FloatArray, i: int, mid: float, level: int, origin: int) -> float:
-    """Where the light crossed ``mid`` on its way to ``level`` (1: up), given that
-    sample ``i`` of ``hist`` is the first past the hysteresis: the crossing lies a
-    sample or so earlier; interpolated between the samples either side of it. In
+def _crossings(
+    hist: FloatArray, first: int, changes: list[int], levels: list[int], mid: float,
+    origin: int,
+) -> list[float]:
+    """Where the light crossed ``mid`` on its way to each flip's level (1: up), given
+    that sample ``first + c`` of ``hist`` is the first past the hysteresis for each
+    ``c`` of ``changes``: the crossing lies a sample or so earlier (at most
+    CROSSING_LOOKBACK), interpolated between the samples either side of it. In
     absolute positions (``hist[0]`` is sample ``origin``), the same bits however the
-    stream was cut."""
-    rising = level == 1
-    j = i
-    while j > 0 and i - j < CROSSING_LOOKBACK and (float(hist[j - 1]) > mid) == rising:
-        j -= 1
-    before = float(hist[j - 1]) if j > 0 else float(hist[0])
-    step = float(hist[j]) - before
-    frac = min(max((mid - before) / step, 0.0), 1.0) if step != 0.0 else 0.0
-    return (origin + j - 1) + frac
+    stream was cut. One comparison for the chunk; per flip, a ``bytes.rfind`` for
+    the last sample on the far side of ``mid`` and two samples read."""
+    lo = max(first - CROSSING_LOOKBACK, 0)
+    side = np.greater(hist[lo:], mid).tobytes()
+    item, back = hist.item, CROSSING_LOOKBACK
+    out: list[float] = []
+    for c, level in zip(changes, levels, strict=True):
+        i = first + c
+        start = i - back if i > back else 0
+        # the last sample before i, within the lookback, still on the old side
+        k = side.rfind(level ^ 1, start - lo, i - lo)
+        j = k + lo + 1 if k >= 0 else start
+        before = item(j - 1) if j > 0 else item(0)
+        step = item(j) - before
+        frac = min(max((mid - before) / step, 0.0), 1.0) if step != 0.0 else 0.0
+        out.append((origin + j - 1) + frac)
+    return out
 
 
 class BlinkUpDecoder:
@@ -580,7 +599,11 @@ class BlinkUpDecoder:
         mid = (top + bottom) * 0.5
         band = (top - bottom) * 0.15
         band[(top - bottom) < self._min_swing] = np.inf
-        changes, levels, last = _hysteresis(y[pos:n], mid + band, mid - band, self._level)
+        part = y[pos:n]
+        changes, levels, last = _hysteresis(
+            np.greater(part, mid + band).tobytes(), np.less(part, mid - band).tobytes(),
+            self._level,
+        )
         for c, level in zip(changes, levels, strict=True):
             if self._sync_transition(a0 + c, level):
                 self._level = level
@@ -767,14 +790,15 @@ class BlinkUpDecoder:
         mid = self._thr[0]
         part = y[pos:]
         changes, levels, last = _hysteresis(
-            part, mid + self._hyst, mid - self._hyst, self._slice_level
+            np.greater(part, mid + self._hyst).tobytes(),
+            np.less(part, mid - self._hyst).tobytes(), self._slice_level,
         )
         self._cs_stale = True
         # where the signal crossed the midpoint (the slicer flips a little later,
-        # past the hysteresis): a few edges per chunk, plain floats beat numpy calls
-        hist, off = self._hist, a0 - self._hist_start
-        precise = [_crossing(hist, c + off, mid, lvl, self._hist_start)
-                   for c, lvl in zip(changes, levels, strict=True)]
+        # past the hysteresis)
+        hist = self._hist
+        precise = _crossings(hist, a0 - self._hist_start, changes, levels, mid,
+                             self._hist_start)
         if not self._soft:
             # tri-level runs are averaged from plain floats: a list from the oldest
             # run still open (summing a slice gives the same bits however cut)
