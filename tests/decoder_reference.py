@@ -1,4 +1,12 @@
-"""A streaming BlinkUp decoder: light samples in, BlinkUp packets (or typed failures) out.
+"""The BlinkUp decoder as it was before it decided symbols a stretch at a time
+(impfactory main at 075ff32, protocol/decoder.py, imports made absolute): one Python
+pass per symbol and per edge. Kept, test-only, as the reference that
+tests/test_decoder_equivalence.py holds the vectorised decoder to, outcome for
+outcome and bit for bit (and that the speed figures are measured against).
+
+Its own description, as it was:
+
+A streaming BlinkUp decoder: light samples in, BlinkUp packets (or typed failures) out.
 
 Feed it sample chunks of any size, from one sample to a whole capture; the result
 does not depend on how the stream was cut. Pipeline, one stage per job::
