@@ -168,11 +168,6 @@ TWO_LEVELS = 6.0
 """A tri-level sync run's black and grey levels must lie this many times the spread of
 the light within its runs apart: a real one at noise 0.05 of the swing, about 20
 times; sliced noise, hardly ever over 5."""
-STRETCH_SYMBOLS = 16
-"""Bi-level: symbols ready from which they are decided a stretch at a time (fewer:
-one at a time, where the stretch's numpy calls would cost more than they save)."""
-EXACT_SYMBOLS = 8
-"""Bi-level: symbols decided one at a time where a stretch stopped, before the next."""
 LEVEL_TRACKING = 0.125
 """Weight of each new grey or white run in the tri-level level estimates."""
 
@@ -1018,212 +1013,25 @@ class BlinkUpDecoder:
         )
 
     def _prefix_sums(self) -> tuple[list[float], int]:
-        """Prefix sums of the history from a symbol before the pending one (per chunk),
-        as a list (read one symbol at a time) and an array (read all at once)."""
+        """Prefix sums of the history from a symbol before the pending one (per chunk)."""
         if self._cs_stale:
             self._cs_from = max(math.floor(self._next_bit - self._period) - self._hist_start, 0)
-            seg = self._hist[self._cs_from :]
-            sums = np.empty(seg.shape[0] + 1)
-            sums[0] = 0.0
-            np.add.accumulate(seg, out=sums[1:])  # np.cumsum, one call
-            self._cs_array = sums
-            self._cs = sums.tolist()
+            self._cs = np.add.accumulate(self._hist[self._cs_from :]).tolist()  # cumsum
+            self._cs.insert(0, 0.0)
             self._cs_stale = False
         return self._cs, self._hist_start + self._cs_from
 
     def _symbols(self, until: float) -> None:
         """Decide every symbol sampled by ``until``: hunt the sync word, then data.
 
-        Where many symbols are ready and the data flows, :meth:`_steady_symbols`
-        decides them a stretch at a time; whatever it leaves (a symbol it cannot
-        vouch for) :meth:`_each_symbol` decides, one at a time, then the stretch
-        path is tried again."""
-        while True:
-            ready = until - self._next_bit > STRETCH_SYMBOLS * self._period
-            if ready and self._overtime < 0 and self._raw >= 0:
-                self._steady_symbols(until)
-            if not self._each_symbol(until, EXACT_SYMBOLS if ready else -1):
-                return
-
-    def _steady_symbols(self, until: float) -> None:
-        """Decide a stretch of bi-level symbols at once, exactly as
-        :meth:`_each_symbol` would, in three passes:
-
-        1. the symbol grid, in plain arithmetic, edge by edge: a symbol with no edge
-           of the awaited level within STEER_REACH of its start keeps the light it
-           had; one with the awaited edge within half a period of its start (and no
-           other within reach) re-anchors there. Anything else (an edge between
-           half a period and STEER_REACH, a second candidate) stops the stretch;
-        2. every symbol's mean light at once (numpy, from the prefix sums): each
-           must be what pass 1 assumed (the old light, or the change confirmed) and
-           not faint, or the stretch stops before it;
-        3. the hunt for the sync word or the data stage (de-stuffing, unwhitening,
-           bytes) on the symbols kept, up to a start word or a frame's end.
-
-        What it stops before, :meth:`_each_symbol` decides: the same outcome,
-        position and bits, whatever the light."""
-        period = self._period
-        start = self._next_bit
-        previous = self._raw
-        change = 1 - previous
-        _cs, origin = self._prefix_sums()
-        edge_t, edge_level = self._edge_t, self._edge_level
-        count = len(edge_t)
-        reach = STEER_REACH
-        # the next edge that may mark a change: the first of the awaited level not
-        # left behind (edges alternate, so the ones after it of that level are j+2...)
-        j = self._edge_first
-        far = reach * period
-        while j < count and (edge_t[j] - start < -far or edge_level[j] != change):
-            j += 1
-        if j + 1 < count and edge_level[j + 1] == change:
-            return  # pragma: no cover - the slicer's edges alternate
-        inf = math.inf
-        starts: list[float] = []
-        push = starts.append
-        anchors: list[int] = []  # the symbols that re-anchor: index, offset, new period
-        offsets: list[float] = []
-        periods = [period]
-        phase, steer = STEER_PHASE, STEER_PERIOD
-        edge = edge_t[j] if j < count else inf
-        settle = DECIDE_AFTER * period
-        while start + settle + 1.0 <= until:
-            if edge > start + far:
-                push(start)  # no edge near: the symbol keeps the light
-                start = start + period
-                continue
-            half = 0.5 * period
-            off = edge - start
-            if edge > start + half or off < -half:
-                break  # the symbol's light decides whether the edge is its start
-            if j + 2 < count and edge_t[j + 2] <= start + far:
-                break  # another candidate
-            anchors.append(len(starts))
-            offsets.append(off)
-            push(start)
-            moved = start + phase * off
-            period = period + steer * off
-            periods.append(period)
-            start = moved + period
-            j += 1
-            edge = edge_t[j] if j < count else inf
-            far = reach * period
-            settle = DECIDE_AFTER * period
-            # (the edge before the next awaited one, j - 2, is out of reach: it is not
-            # after the edge just taken, and the grid now stands over 0.85 of a
-            # period past that one, more than STEER_REACH)
-        n = len(starts)
-        if n == 0:
-            return
-        # pass 2: every symbol's light, as _each_symbol computes it
-        turned = np.zeros(n, dtype=np.int64)
-        turned[anchors] = 1
-        turns = np.cumsum(turned)  # anchors up to each symbol
-        grid_period = np.array(periods)
-        span = grid_period[turns - turned]  # each symbol's period, before it steers
-        level = (turns & 1) ^ previous  # each symbol's level as assumed
-        shift = np.zeros(n)
-        shift[anchors] = offsets
-        left = np.array(starts) + STEER_PHASE * shift
-        right = left + (span + STEER_PERIOD * shift)
-        guard = SYMBOL_GUARD * span
-        a = np.ceil(left + guard).astype(np.int64) - origin
-        b = np.floor(right - guard).astype(np.int64) + (1 - origin)
-        sums = self._cs_array
-        light = (sums[b] - sums[a]) / (b - a) - self._thr[0]
-        weak = WEAK_SYMBOL * self._swing
-        wrong = ((light > 0) != level.astype(bool)) | ((light > -weak) & (light < weak))
-        stop = int(wrong.argmax()) if wrong.any() else n
-        if stop == 0:
-            return
-        raws: list[int] = level[:stop].tolist()
-        marks: list[float] = (np.array(starts[:stop]) + shift[:stop]).tolist()
-        after: list[float] = grid_period[turns[:stop]].tolist()
-        starts.append(start)  # where the grid stands after the last symbol
-        # pass 3: the hunt, or the data stage, up to a start word or a frame's end
-        levels, trail = self._trail
-        done = -1
-        if self._hunting:
-            lights: list[float] = light[:stop].tolist()
-            for k in range(stop):
-                levels.append(raws[k])
-                trail.append(marks[k])
-                self._raw, self._period, self._next_bit = raws[k], after[k], starts[k + 1]
-                self._weak_bits = 0
-                self._hunt(starts[k], lights[k])
-                if not self._hunting:  # the start word: data from the next symbol
-                    stop = k + 1
-                    break
-        else:
-            stop, done = self._data_symbols(raws[:stop], starts)
-            levels += raws[:stop]
-            trail += marks[:stop]
-        last = stop - 1
-        self._raw, self._period, self._next_bit = raws[last], after[last], starts[stop]
-        self._weak_bits = 0
-        # where _each_symbol's edge pointer would be (start - period only grows here)
-        first = self._edge_first
-        spent = starts[last] - float(span[last])
-        while first < count and edge_t[first] < spent:
-            first += 1
-        if first > 512:  # spent edges: drop them now and then
-            del edge_t[:first], edge_level[:first]
-            first = 0
-        self._edge_first = first
-        if done >= 0:
-            self._complete(starts[done] + after[done])
-
-    def _data_symbols(self, raws: list[int], starts: list[float]) -> tuple[int, int]:
-        """The data stage on decided symbols (``raws``, beginning at ``starts``):
-        de-stuffing, unwhitening, bytes. Returns how many symbols it took and the
-        one that completed the frame (-1: none), where it stops."""
-        run_symbol, run = self._run
-        cur, nbits, data_bits = self._cur, self._nbits, self._data_bits
-        inverted = int(self._inverted)
-        whitening, run_limit = BILEVEL_WHITENING, BILEVEL_RUN_LIMIT
-        data = self._bytes
-        frame_bytes = data[0] + 3 + CHECK_BYTES if data else -1
-        bit_starts = self.stats.bit_starts
-        delay = self._delay
-        taken, done = len(raws), -1
-        for k, raw in enumerate(raws):
-            symbol = raw ^ inverted
-            if run >= run_limit:
-                run_symbol, run = symbol, 1  # stuffed: dropped
-                continue
-            if symbol == run_symbol:
-                run += 1
-            else:
-                run_symbol, run = symbol, 1
-            bit_starts.append(starts[k] - delay)
-            cur = (cur << 1) | (symbol ^ whitening[data_bits])
-            data_bits += 1
-            nbits += 1
-            if nbits == 8:
-                data.append(cur)
-                cur = nbits = 0
-                if frame_bytes < 0:
-                    frame_bytes = data[0] + 3 + CHECK_BYTES
-                if len(data) == frame_bytes:
-                    taken, done = k + 1, k
-                    break
-        self._run = (run_symbol, run)
-        self._cur, self._nbits, self._data_bits = cur, nbits, data_bits
-        return taken, done
-
-    def _each_symbol(self, until: float, limit: int) -> bool:
-        """Decide the symbols sampled by ``until`` one at a time (at most ``limit`` of
-        them, unless it is negative): the hunt for the sync word, then data. Returns
-        whether it stopped at the limit with symbols still ready.
-
-        The reference receiver (one pass per symbol): state lives in locals, the data
-        stage (de-stuffing, unwhitening, bytes) is inlined, and state goes back to
-        ``self`` before anything that may read it (the hunt, a completed frame, a
-        failure)."""
+        The hot loop of the bi-level receiver (one pass per symbol, the only Python
+        that runs per symbol): state lives in locals, the data stage (de-stuffing,
+        unwhitening, bytes) is inlined, and state goes back to ``self`` before
+        anything that may read it (the hunt, a completed frame, a failure)."""
         period = self._period
         start = self._next_bit
         if start + DECIDE_AFTER * period + 1.0 > until:
-            return False
+            return
         cs, origin = self._prefix_sums()
         mid = self._thr[0]
         edge_t, edge_level = self._edge_t, self._edge_level
@@ -1248,9 +1056,6 @@ class BlinkUpDecoder:
         delay = self._delay
         try:
             while start + decide_after * period + 1.0 <= until:
-                if limit == 0:
-                    return True
-                limit -= 1
                 guard = symbol_guard * period
                 a = ceil(start + guard) - origin
                 b = floor(start + period - guard) + 1 - origin
@@ -1355,7 +1160,6 @@ class BlinkUpDecoder:
                                 self._raw, self._period, self._next_bit = raw, period, following
                                 self._complete(start + period)
                 start = following
-            return False
         finally:
             self._raw, self._period, self._next_bit = previous, period, start
             self._edge_first, self._weak_bits = first, weak_bits

@@ -1,8 +1,7 @@
-"""The BlinkUp decoder as it was before it decided symbols a stretch at a time
-(impfactory main at 075ff32, protocol/decoder.py, imports made absolute): one Python
-pass per symbol and per edge. Kept, test-only, as the reference that
-tests/test_decoder_equivalence.py holds the vectorised decoder to, outcome for
-outcome and bit for bit (and that the speed figures are measured against).
+"""The BlinkUp decoder as it was before its per-chunk work was cut (impfactory
+main at 075ff32, protocol/decoder.py, imports made absolute). Kept, test-only, as
+the reference that tests/test_decoder_equivalence.py holds protocol/decoder.py to,
+outcome for outcome and bit for bit (and that speed figures are measured against).
 
 Its own description, as it was:
 
