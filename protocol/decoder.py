@@ -1054,6 +1054,8 @@ class BlinkUpDecoder:
         frame_bytes = data[0] + 3 + CHECK_BYTES if data else -1
         bit_starts_append = self.stats.bit_starts.append
         delay = self._delay
+        # what the symbols are for: the hunt, a few more after a failed check, or data
+        hunting, overtime = self._hunting, self._overtime > 0
         try:
             while start + decide_after * period + 1.0 <= until:
                 guard = symbol_guard * period
@@ -1124,17 +1126,19 @@ class BlinkUpDecoder:
                         )
                 else:
                     weak_bits = 0
-                if self._hunting:
+                if hunting:
                     self._raw, self._period, self._next_bit = raw, period, following
                     self._hunt(start, light)
-                    if not self._hunting:  # the start word: data from here
+                    hunting = self._hunting
+                    if not hunting:  # the start word: data from here
                         run_symbol, run = self._run
                         inverted = int(self._inverted)
-                elif self._overtime > 0:
+                elif overtime:
                     self._overtime -= 1
                     if self._overtime == 0 and self._corrupt is not None:
                         self._raw, self._period, self._next_bit = raw, period, following
                         self._fail(self._corrupt, start + period)
+                    overtime = self._overtime > 0
                 else:
                     # a data symbol (polarity corrected): dropped if stuffed, else a bit
                     symbol = raw ^ inverted
@@ -1159,6 +1163,7 @@ class BlinkUpDecoder:
                             if len(data) == frame_bytes:
                                 self._raw, self._period, self._next_bit = raw, period, following
                                 self._complete(start + period)
+                                overtime = self._overtime > 0  # a failed check: the repair
                 start = following
         finally:
             self._raw, self._period, self._next_bit = previous, period, start
