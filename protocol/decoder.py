@@ -389,24 +389,24 @@ def _crossings_array(
     hist: FloatArray, lo: int, first: int, changes: list[int], levels: list[int],
     mid: float, origin: int,
 ) -> list[float]:
-    """:func:`_crossings` for many flips at once, in a fixed two dozen numpy calls:
+    """:func:`_crossings` for many flips at once, in under two dozen numpy calls:
     the same arithmetic on the same samples, so the same bits."""
     i = np.add(changes, first)
-    rising = np.array(levels, dtype=bool)
     behind = i[:, None] - _LOOKBACK  # the samples looked back at, nearest first
+    near_start = first <= CROSSING_LOOKBACK  # the walk may reach hist[0]
     # still on the old side of mid (a sample before hist[0] ends the walk)
-    same = np.greater(hist[np.maximum(behind, lo)], mid) == rising[:, None]
-    same &= behind >= 0
+    same = np.greater(hist[np.maximum(behind, lo) if near_start else behind], mid)
+    same = same == np.array(levels, dtype=bool)[:, None]
+    if near_start:
+        same &= behind >= 0
     j = i - np.logical_and.accumulate(same, axis=1).sum(axis=1)
-    before = hist[np.maximum(j - 1, 0)]
+    before = hist[np.maximum(j - 1, 0) if near_start else j - 1]
     step = hist[j] - before
-    moving = step != 0.0
     frac = np.zeros(step.shape[0])
-    np.divide(mid - before, step, out=frac, where=moving)
-    np.clip(frac, 0.0, 1.0, out=frac)
+    np.divide(mid - before, step, out=frac, where=step != 0.0)
+    np.minimum(np.maximum(frac, 0.0, out=frac), 1.0, out=frac)
     out: list[float] = ((j + (origin - 1)) + frac).tolist()
     return out
-
 
 class BlinkUpDecoder:
     """Streaming decoder for one light sensor. See the module docstring."""
