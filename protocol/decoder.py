@@ -36,8 +36,9 @@ States and events (an explicit table, ``TRANSITIONS``)::
 
 ``state`` is ``SYNC`` or ``FRAME`` while a BlinkUp is being received (an imp stops
 flashing its status LED then). The slicing and sync search are vectorised with numpy
-per chunk; Python runs once per transition and once per symbol (bi-level) or frame
-(tri-level). A chunk costs a fixed two dozen numpy calls on top of its samples, so
+per chunk (the slicer's flips found by ``bytes.find`` on its comparisons); Python runs
+once per transition and once per symbol (bi-level) or frame (tri-level). A chunk costs
+a fixed dozen or so numpy calls on top of its samples, so
 chunks shorter than the shortest symbol period accepted are gathered first: ``state``
 then lags the light by less than one symbol, and :meth:`BlinkUpDecoder.flush`
 decodes what waits at the end of a capture.
