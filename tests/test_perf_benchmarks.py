@@ -54,7 +54,8 @@ def test_perf_memory_counts_running_devices(broker_url: str) -> None:
 
 
 @pytest.mark.parametrize("args", [["firmware", "--devices", "0"], ["firmware", "--size", "0"],
-                                  ["memory", "--devices", "0"], ["memory", "--batch", "0"]])
+                                  ["memory", "--devices", "0"], ["memory", "--batch", "0"],
+                                  ["memory", "--devices", "100000000"]])  # open files
 def test_bad_benchmark_options_are_refused(args: list[str],
                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["perf", *args]) == 2

@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import gc
 import json
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -62,6 +63,35 @@ class PerfMemoryRunFailed(DeviceError, RuntimeError):
     """Devices did not come up in time: no figure is printed (exit 1)."""
 
     exit_code = 1
+
+
+FILES_PER_DEVICE = 1
+"""Open files a connected device holds in this process (its MQTT socket); the broker
+(Mosquitto, started from here) needs as many, and inherits the limit."""
+FILES_SPARE = 256
+"""Open files for everything else: the cloud, its database, enrolment sessions."""
+
+
+def raise_file_limit(devices: int) -> int:
+    """Raise this process's open-file limit (``ulimit -n``) to what ``devices`` need,
+    as far as the hard limit allows; ``PerfMemoryError`` naming both when it is too
+    low (rather than devices that fail to connect, one by one, with ``EMFILE``)."""
+    need = (devices + 1) * FILES_PER_DEVICE + FILES_SPARE  # + the one brought up first
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        too_low = PerfMemoryError(
+            f"--devices {devices} needs about {need} open files (a socket each, and as "
+            f"many in the broker), but this process may open at most {hard} (the hard "
+            f"limit of ulimit -n): raise it (ulimit -Hn {need}, as root or in "
+            f"/etc/security/limits.conf) or ask for fewer devices")
+        if hard != resource.RLIM_INFINITY and hard < need:
+            raise too_low
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+        except (ValueError, OSError) as err:  # over the kernel's fs.nr_open
+            raise too_low from err
+        soft = need
+    return int(soft)
 
 
 def rss_kib() -> int:
@@ -137,6 +167,7 @@ def main(args: argparse.Namespace) -> int:
         raise PerfMemoryError("--devices and --batch must be at least 1")
     if not args.scale > 0:
         raise PerfMemoryError("--scale must be positive")
+    raise_file_limit(args.devices)  # before the broker starts: it inherits the limit
     quiet_network_logs()
     server = BrokerServer(args.broker)
     with server:
