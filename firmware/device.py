@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -793,7 +794,8 @@ class Device:
                                           blocks=self._partial(offer.device.sha),
                                           on_bad_block=self._bad_block(offer.device.sha))
                 self._partials.pop(offer.device.sha, None)  # whole now: blocks not kept
-                source = image.decode("utf-8")
+                # one copy of a deployment's code however many devices run it
+                source = sys.intern(image.decode("utf-8"))
             except (FirmwareImageError, CloudClientError, UnicodeDecodeError) as err:
                 self._emit(DeviceEvent.IMAGE_FAILED, str(err))
                 self.log(f"code download failed: {err}", error=True)
