@@ -24,6 +24,7 @@ conversation::
     worker                               coordinator
       join      (repeated until answered) ->
                                           <- assign   shard w of W, config, cloud info
+                                                      [, only these DUTs]
                                              (or dismiss: the run has its workers)
       adopt     device_id  (per fixture)  ->
                                           <- adopted  device_id
@@ -183,6 +184,9 @@ class Assign(Message):
     shards: int = limited(ge=1, le=256)
     config: dict[str, Any] = limited()
     cloud: dict[str, Any] = limited()
+    duts: list[Any] = limited(default_factory=list, max_length=65536)
+    """Only these DUT indices of the shard (empty: all of them): what a worker cut off
+    for a stuck callback left to do, given to the worker started in its place."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from hypothesis.errors import NonInteractiveExampleWarning
 from impfactory.errors import ImpFactoryError
 from impfactory.fixture.line import LineConfig
 from impfactory.fixture.linebus import LineBus, LineBusError, Outbox
+from impfactory.fixture.linepipe import CLOSED, PipeHub, WorkerPipe, frame, unframe
 from impfactory.fixture.record import DutRecord, Stage
 from impfactory.fixture.shard import (
     CloudInfo,
@@ -53,7 +54,7 @@ BUILDERS = (
     st.builds(lw.Finished, lost_presses=st.integers(0, 1 << 30)),
     st.builds(lw.Failed, error=st.text(max_size=4096)),
     st.builds(lw.Assign, shard=st.integers(0, 255), shards=st.integers(1, 256), config=objects,
-              cloud=objects),
+              cloud=objects, duts=st.lists(st.integers(0, 65535), max_size=5)),
     st.builds(lw.Dismiss, reason=st.text(max_size=1024)),
     st.builds(lw.Adopted, device_id=hex16),
     st.builds(lw.Answers, activity=st.lists(
@@ -278,3 +279,37 @@ def test_an_outbox_drain_raises_what_a_batch_met() -> None:
         asyncio.run(run(_Wire(fail=True), lw.StageEvent(1, "x")))
     with pytest.raises(lw.MessageTooLarge):
         asyncio.run(run(_Wire(), {"uart": "y" * lw.MAX_PAYLOAD}))
+
+
+def test_a_local_worker_and_its_coordinator_talk_over_pipes_and_a_closed_pipe_is_a_failure(
+        ) -> None:
+    """fixture/linepipe.py: the same messages, one per line; a worker's end closing is
+    reported as its ``failed``, as the broker reports a lost worker by its will."""
+    worker = "0123456789abcdef"
+
+    async def talk() -> None:
+        async with PipeHub("run-1") as hub:
+            theirs, ours = hub.pipes()
+            async with WorkerPipe(theirs, "run-1") as pipe:
+                await hub.add(worker, ours)
+                from_worker = hub.receive()
+                await pipe.send(worker, lw.Join(host="h"))
+                assert await anext(from_worker) == (worker, lw.Join(host="h"))
+                assign = lw.Assign(shard=0, shards=1, config={}, cloud={}, duts=[3, 5])
+                await hub.send(worker, assign)
+                assert await anext(pipe.receive()) == (worker, assign)
+                batch = lw.Progress(stages=[lw.StageEvent(3, "online")], done=[{"index": 3}])
+                await pipe.post(worker, batch)  # what an outbox does: framed now, sent soon
+                assert await anext(from_worker) == (worker, batch)
+                answers = lw.Answers(activity=[lw.AgentActivity(W, [])])
+                await hub.post(worker, answers)
+                assert await anext(pipe.receive()) == (worker, answers)
+            assert await anext(from_worker) == (worker, lw.Failed(error=CLOSED))
+
+    asyncio.run(asyncio.wait_for(talk(), 10))
+    batch = lw.Progress(stages=[lw.StageEvent(index=3, stage="online")])
+    frame_ = frame("run-1", worker, batch)
+    assert frame_.endswith(b"\n") and frame_.count(b"\n") == 1
+    assert unframe(frame_) == ("run-1", worker, batch)
+    with pytest.raises(lw.LineWorkError):
+        unframe(b"impfactory/line/2/run-1/0123456789abcdef/up/progress\n")
