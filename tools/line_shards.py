@@ -91,8 +91,8 @@ class ShardCloud(LineCloud, Protocol):
 @dataclass
 class _Worker:
     shard: int
-    answers: Outbox[lw.AgentActivity]
-    """Answers to its agent questions, sent in ``answers`` batches."""
+    answers: Outbox[lw.AgentActivity] | None = None
+    """Answers to its agent questions, sent in ``answers`` batches (made at the first)."""
     assign: lw.Assign | None = None
     duts: list[int] = field(default_factory=list)
     """Only these DUTs of the shard (empty: all): a worker started in a cut-off one's place."""
@@ -243,7 +243,8 @@ class _Coordinator:
                 counted.update(waiting)
         finally:
             for worker in self.workers.values():
-                worker.answers.close()
+                if worker.answers is not None:
+                    worker.answers.close()
             for task in (listening, watching, *self.tasks):
                 task.cancel()
             await asyncio.gather(listening, watching, *self.tasks, return_exceptions=True)
@@ -307,7 +308,7 @@ class _Coordinator:
         successor starts at once, its imports overlapping the wait for the cloud."""
         successor = secrets.token_hex(8)
         self.local.add(successor)
-        heir = self.workers[successor] = self._new_worker(successor, worker.shard)
+        heir = self.workers[successor] = _Worker(worker.shard)
         try:
             await self.spawner.spawn(successor, self.spawner.seat_of[worker_id])
             await self._reassign(worker_id, worker, successor, heir)
@@ -390,7 +391,7 @@ class _Coordinator:
         if worker is None:
             return  # not one of ours (a dismissed worker, a stray)
         if isinstance(msg, lw.Progress):
-            self._progress(worker, msg)
+            self._progress(worker_id, worker, msg)
         elif isinstance(msg, lw.Adopt):
             self._spawn_task(self._adopt(worker_id, msg.device_id))
         elif isinstance(msg, lw.Finished):
@@ -402,7 +403,7 @@ class _Coordinator:
             else:
                 self._fail(worker, msg.error)
 
-    def _progress(self, worker: _Worker, msg: lw.Progress) -> None:
+    def _progress(self, worker_id: str, worker: _Worker, msg: lw.Progress) -> None:
         """A worker's batch: its stages, then its records, then its questions (a DUT's
         stages precede its record; QoS 1 may deliver a batch twice)."""
         for event in msg.stages:
@@ -416,7 +417,7 @@ class _Coordinator:
                 return
             self._record(record)  # once: QoS 1 may deliver twice
         for ask in msg.asks:
-            self._spawn_task(self._activity(worker, ask))
+            self._spawn_task(self._activity(worker_id, worker, ask))
 
     def _fail(self, worker: _Worker, error: str) -> None:
         if not worker.finished.done():
@@ -428,7 +429,7 @@ class _Coordinator:
             if worker_id not in self.local and remote_taken >= self.shards - len(self.local):
                 self._send(worker_id, lw.Dismiss(reason="the run has all its workers"))
                 return
-            worker = self.workers[worker_id] = self._new_worker(worker_id, len(self.workers))
+            worker = self.workers[worker_id] = _Worker(len(self.workers))
             if len(self.workers) == self.shards:
                 self.all_joined.set_result(None)
         if worker.assign is not None:  # a join repeated after its answer: answer again
@@ -446,14 +447,13 @@ class _Coordinator:
         await self.cloud.adopt_fixture(device_id)
         await self.bus.send(worker_id, lw.Adopted(device_id=device_id))
 
-    async def _activity(self, worker: _Worker, ask: lw.Ask) -> None:
+    async def _activity(self, worker_id: str, worker: _Worker, ask: lw.Ask) -> None:
         cloud_ask = getattr(self.cloud, "agent_activity", None)  # a remote cloud cannot say
         entries = (await cloud_ask(ask.device_id, ask.messages)
                    if cloud_ask is not None else [])
+        if worker.answers is None:
+            worker.answers = Outbox(self.bus, worker_id, _pack_answers)
         worker.answers.put(lw.AgentActivity(device_id=ask.device_id, entries=entries))
-
-    def _new_worker(self, worker_id: str, shard: int) -> _Worker:
-        return _Worker(shard, Outbox(self.bus, worker_id, _pack_answers))
 
 
 def _pack_answers(items: list[lw.AgentActivity]) -> lw.Message:
