@@ -14,7 +14,9 @@ earlier session's) never reaches the device: ``on_ignored`` hears of it instead.
 Requests (hello, factory token, bless) carry a ``req`` number; ``request`` waits
 for the answer with the same number (or an ``error`` reply, raised as
 ``CloudRefused``). Everything else the cloud sends goes to ``on_message`` in
-order of arrival; image chunks go to the ``ImageFetcher`` waiting for them.
+order of arrival; image chunks go to the fetch waiting for them
+(firmware/images.py) as soon as they are read, ahead of that queue: a chunk
+only ever answers a ``chunk_request``, sent after its offer was handled.
 Network waits use the loop's time: they belong to the network, not to the
 emulated device's clock.
 
@@ -90,6 +92,7 @@ class CloudClient:
         self._req = itertools.count(1)
         self._closing = False
         self._gone: asyncio.Future[None] | None = None
+        self._chunk_topic = cl.topic(device_id, cl.Direction.DOWN, cl.Chunk.KIND)
 
     async def connect(self) -> None:
         """Open the MQTT session and subscribe; ``OSError`` when the broker is not there."""
@@ -103,6 +106,10 @@ class CloudClient:
             # Small request/answer packets: Nagle plus delayed ACK would add ~40 ms each.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
+        # Image blocks skip aiomqtt's message queue: paho hands them to ``_on_chunk`` as
+        # it reads them (on this loop), which costs a fraction of a queued message
+        # (a task and an ``asyncio.wait`` each); everything else keeps its order there.
+        client._client.message_callback_add(self._chunk_topic, self._on_chunk)
         try:
             await client.__aenter__()
         except MqttConnectError as err:
@@ -256,6 +263,26 @@ class CloudClient:
                 sink(None)
             await self._drop_client()
             self.on_lost()
+
+    def _on_chunk(self, paho: Any, userdata: Any, message: Any) -> None:
+        """One block of an image, straight from paho's reader (never raises into it).
+
+        Only the cloud may publish on this device's ``down`` topics (the broker's ACL)
+        and the topic is this device's own, so what arrives here is the cloud's;
+        chunks are not sealed (one encoding serves every device) but each names the
+        SHA-256 of its bytes, and the image the SHA-256 of the sealed offer."""
+        try:
+            msg = cl.decode_chunk(self.device_id, bytes(message.payload))
+        except cl.CloudLinkError as err:
+            self.bad_messages += 1
+            log.warning("device %s dropped a bad chunk: %s", self.device_id, err)
+            return
+        if self._closing:
+            return
+        try:
+            self._dispatch(msg)
+        except Exception:  # a sink's bug must not take the MQTT reader down
+            log.exception("device %s failed on a chunk", self.device_id)
 
     def _unseal(self, topic: str, payload: bytes) -> bytes:
         """The payload of a sealed message for this session (chunks are not sealed)."""

@@ -7,7 +7,7 @@ import json
 import warnings
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NonInteractiveExampleWarning
 
@@ -233,3 +233,30 @@ def test_hostile_json_objects(obj: dict[str, object]) -> None:
         return
     assert isinstance(msg, cl.Hello)
     assert cl.validate(msg) == msg
+
+
+def _outcome(decode: object, *args: object) -> object:
+    try:
+        return decode(*args)  # type: ignore[operator]
+    except cl.CloudLinkError as err:
+        return type(err)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["v", "sha", "index", "total", "block_sha", "x"]),
+        st.one_of(st.none(), st.booleans(), st.integers(-2, 3), st.sampled_from([1, 1.0]),
+                  st.integers(2**31 - 2, 2**31 + 1), sha, st.text(max_size=3)),
+    ),
+    st.binary(max_size=8),
+)
+@example({"v": 1}, b"")  # fields left out: the general path once raised KeyError here
+def test_the_fast_chunk_path_answers_as_the_general_one(obj: dict[str, object],
+                                                         data: bytes) -> None:
+    """``decode_chunk`` takes a short cut for well-formed headers: any header, well
+    formed or hostile, gets the same value or the same error as the general rules."""
+    payload = json.dumps(obj).encode() + b"\n" + data
+    head = payload.partition(b"\n")[0]
+    assert _outcome(cl.decode_chunk, DEV, payload) == _outcome(cl._decode, cl.Chunk, DEV,
+                                                                head, data)
