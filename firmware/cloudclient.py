@@ -35,6 +35,7 @@ import itertools
 import logging
 import secrets
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +63,53 @@ class CloudRefused(CloudClientError):
 
 class BrokerRefused(CloudClientError):
     """The broker refused the device's account (unknown, or another password)."""
+
+
+def _tune(client: aiomqtt.Client, chunk_topic: str,
+          on_chunk: Callable[[Any, Any, Any], None]) -> None:
+    """Two short cuts through aiomqtt for the one message that comes by the thousand.
+
+    * Image blocks skip aiomqtt's message queue: paho hands a message on
+      ``chunk_topic`` to ``on_chunk`` as it reads it (on this loop), for a fraction
+      of what a queued message costs (a task and an ``asyncio.wait`` each);
+      everything else keeps its order in the queue.
+    * Once connected, paho's "something to write" (the PUBACK of every block)
+      registers the socket's writer on the loop directly, as cloud/mqtt.py does;
+      aiomqtt hops through ``call_soon_threadsafe`` every time (its connect runs in
+      a worker thread), two self-pipe wake-ups per block. Off the loop's thread
+      (that connect) its own way is kept.
+
+    Both reach into aiomqtt's paho client (``_client``, as ``sever`` does); paho's
+    callbacks themselves are public API.
+    """
+    paho = client._client
+    loop = asyncio.get_running_loop()
+    loop_thread = threading.get_ident()
+    queued_message = paho.on_message
+    threadsafe_register = paho.on_socket_register_write
+
+    def on_message(c: Any, userdata: Any, message: Any) -> None:
+        if message.topic == chunk_topic:
+            on_chunk(c, userdata, message)
+        else:
+            queued_message(c, userdata, message)
+
+    def write() -> None:
+        try:
+            paho.loop_write()
+        except Exception as exc:  # a broken pipe: the session is over (as aiomqtt does)
+            gone = getattr(client, "_disconnected", None)
+            if isinstance(gone, asyncio.Future) and not gone.done():
+                gone.set_exception(exc)
+
+    def register_write(c: Any, userdata: Any, sock: Any) -> None:
+        if threading.get_ident() == loop_thread:
+            loop.add_writer(sock.fileno(), write)
+        else:
+            threadsafe_register(c, userdata, sock)
+
+    paho.on_message = on_message
+    paho.on_socket_register_write = register_write
 
 
 class CloudClient:
@@ -106,10 +154,7 @@ class CloudClient:
             # Small request/answer packets: Nagle plus delayed ACK would add ~40 ms each.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
-        # Image blocks skip aiomqtt's message queue: paho hands them to ``_on_chunk`` as
-        # it reads them (on this loop), which costs a fraction of a queued message
-        # (a task and an ``asyncio.wait`` each); everything else keeps its order there.
-        client._client.message_callback_add(self._chunk_topic, self._on_chunk)
+        _tune(client, self._chunk_topic, self._on_chunk)
         try:
             await client.__aenter__()
         except MqttConnectError as err:
