@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import tempfile
 import time
@@ -84,18 +85,24 @@ async def _update(duts: list[Device], size: int) -> dict[str, Any]:
     failed: list[str] = []
     all_done = loop.create_future()
 
-    def watch(record: DeviceRecord) -> None:
+    offs: list[asyncio.Task[None]] = []
+
+    def watch(dut: Device, record: DeviceRecord) -> None:
         if record.kind is DeviceEvent.IMPOS_UPDATING:
             started.append(time.perf_counter())
         elif record.kind in (DeviceEvent.IMPOS_UPDATED, DeviceEvent.IMAGE_FAILED):
             ended.append(time.perf_counter())
+            # done: off at once, so its reboot, code download and factory tests do not
+            # share the CPU with the downloads still running (the raw reference has
+            # nothing else running beside it either)
+            offs.append(loop.create_task(dut.power_off()))
             if record.kind is DeviceEvent.IMAGE_FAILED:
                 failed.append(str(record.detail))
             if len(ended) == len(duts) and not all_done.done():
                 all_done.set_result(None)
 
     for dut in duts:
-        dut.subscribe(watch)
+        dut.subscribe(functools.partial(watch, dut))
     cpu = time.process_time()
     for dut in duts:
         dut.power_on()
@@ -105,7 +112,7 @@ async def _update(duts: list[Device], size: int) -> dict[str, Any]:
         failed.append(f"{len(duts) - len(ended)} devices still downloading after "
                       f"{TIMEOUT:.0f} s")
     cpu = time.process_time() - cpu
-    await asyncio.gather(*(d.power_off() for d in duts))
+    await asyncio.gather(*offs, *(d.power_off() for d in duts))
     installed = max(0, len(ended) - len(failed))
     wall = (max(ended) - min(started)) if started and ended else float("nan")
     return {"installed": installed, "wall_s": round(wall, 3),
