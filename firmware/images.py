@@ -4,13 +4,15 @@ The device asks only for the blocks it lacks, at most ``MAX_BLOCKS_PER_REQUEST``
 per request, all requests at once (the whole window in flight); the waiting fetch
 is woken only when the last block is in, a block arrives damaged or the link is
 lost, not once per block (at 100 devices × 64 blocks those wake-ups were a large
-part of a download's CPU). A block of the wrong size, or
-whose bytes do not match the SHA-256 its chunk names, is dropped and asked for
-again at once (``on_bad_block`` hears of it); when every block is in, the whole
-image must match the size and SHA-256 of the offer (which the cloud sealed), or
-it is discarded and fetched again. After ``max_rounds`` failed rounds the fetch
-raises ``FirmwareImageError``: a corrupt or short image is never returned, so it
-never runs.
+part of a download's CPU). A block of the wrong size, or whose bytes do not match
+the SHA-256 its chunk names, is dropped and asked for again at once
+(``on_bad_block`` hears of it); when every block is in, the whole image must match
+the size and SHA-256 of the offer (which the cloud sealed), or it is discarded and
+fetched again. An offer that lists its blocks (``ImageRef.blocks_sha``) is checked
+by that list of the digests taken as the blocks came, so the image's bytes are
+hashed once, not twice. After ``max_rounds`` failed rounds the fetch raises
+``FirmwareImageError``: a corrupt or short image is never returned, so it never
+runs.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ async def fetch_image(client: CloudClient, ref: cl.ImageRef, max_rounds: int = 4
     problems: list[str] = []
     damaged: list[int] = []
     asked: dict[int, int] = {}
+    digests: dict[int, bytes] = {}  # SHA-256 of each block checked here, by index
     lost = False
 
     def expected_len(index: int) -> int:
@@ -73,6 +76,7 @@ async def fetch_image(client: CloudClient, ref: cl.ImageRef, max_rounds: int = 4
                 arrived.set()
             return
         blocks[chunk.index] = chunk.data
+        digests[chunk.index] = bytes.fromhex(chunk.block_sha)  # (intact: its bytes' digest)
         if len(blocks) == total:  # a good block needs no one woken until the last one
             arrived.set()
 
@@ -116,13 +120,27 @@ async def fetch_image(client: CloudClient, ref: cl.ImageRef, max_rounds: int = 4
                 problems.append(f"{total - len(blocks)} of {total} blocks missing")
                 continue
             image = b"".join(blocks[i] for i in range(total))
-            if len(image) == ref.size and hashlib.sha256(image).hexdigest() == ref.sha:
+            if len(image) == ref.size and _whole(ref, image, blocks, digests):
                 return image
-            problems.append("image does not match its SHA-256")
+            problems.append("image does not match its SHA-256"
+                            + (" (its offer's block list)" if ref.blocks_sha else ""))
             blocks.clear()
+            digests.clear()
     finally:
         client.sink_chunks(ref.sha, None)
     raise FirmwareImageError(
         f"{ref.kind.value} image {ref.sha[:12]} not fetched after {max_rounds} rounds: "
         + "; ".join(problems[-3:])
     )
+
+
+def _whole(ref: cl.ImageRef, image: bytes, blocks: dict[int, bytes],
+           digests: dict[int, bytes]) -> bool:
+    """Is ``image`` the one the (sealed) offer names? By its block list when the offer
+    has one: every block was hashed as it came, so only the list is hashed now
+    (a block kept from an earlier link has no digest here yet and is hashed once);
+    else by the SHA-256 of all its bytes."""
+    if ref.blocks_sha is None:
+        return hashlib.sha256(image).hexdigest() == ref.sha
+    listed = [digests.get(i) or hashlib.sha256(blocks[i]).digest() for i in range(ref.total)]
+    return cl.block_list_sha(listed) == ref.blocks_sha

@@ -36,6 +36,7 @@ import hashlib
 import json
 import re
 import types
+from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum, IntEnum, StrEnum
 from typing import Any, ClassVar, Final, Union, get_args, get_origin, get_type_hints
@@ -140,17 +141,31 @@ def _meta(**meta: Any) -> Any:
 
 @dataclass(frozen=True)
 class ImageRef:
-    """An image the device can fetch block by block: its SHA-256, size and block size."""
+    """An image the device can fetch block by block: its SHA-256, size and block size.
+
+    ``blocks_sha`` (``block_list_sha``: the SHA-256 of every block's SHA-256, in
+    order) lets a device that checked each block as it came check the whole image
+    from those digests, without hashing all its bytes a second time; an offer
+    without it is checked by ``sha`` over the whole image. Both sit in a sealed
+    offer, so either one proves the image is the cloud's.
+    """
 
     kind: ImageKind
     sha: str = _meta(pattern=_SHA256)
     size: int = _meta(min=0, max=64 * 1024 * 1024)
     chunk_size: int = _meta(min=1, max=MAX_CHUNK)
+    blocks_sha: str | None = _meta(pattern=_SHA256, default=None)
 
     @property
     def total(self) -> int:
         """Number of blocks (an empty image has none)."""
         return -(-self.size // self.chunk_size)
+
+
+def block_list_sha(digests: Iterable[bytes]) -> str:
+    """``ImageRef.blocks_sha``: the SHA-256 (hex) of the blocks' raw 32-byte SHA-256
+    digests, concatenated in block order (an empty image: the SHA-256 of nothing)."""
+    return hashlib.sha256(b"".join(digests)).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ image = st.builds(
     sha=sha,
     size=st.integers(0, 2**24),
     chunk_size=st.integers(1, cl.MAX_CHUNK),
+    blocks_sha=st.none() | sha,
 )
 
 json_values = st.recursive(

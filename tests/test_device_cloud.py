@@ -72,12 +72,18 @@ class ScriptedCloud:
     truncate_block: int | None = None
     lie_block: int | None = None
     """A block served damaged under the SHA-256 of its damaged bytes, every time."""
+    list_blocks: bool = True
+    """Offers carry ``blocks_sha``, as the cloud's do (False: the whole-image check)."""
     _corrupted: bool = False
 
     def image(self, kind: cl.ImageKind, data: bytes) -> cl.ImageRef:
         sha = hashlib.sha256(data).hexdigest()
         self.images[sha] = data
-        return cl.ImageRef(kind, sha, len(data), self.chunk_size)
+        if not self.list_blocks:
+            return cl.ImageRef(kind, sha, len(data), self.chunk_size)
+        size = self.chunk_size
+        digests = (hashlib.sha256(data[i:i + size]).digest() for i in range(0, len(data), size))
+        return cl.ImageRef(kind, sha, len(data), size, cl.block_list_sha(digests))
 
     async def run(self, ready: asyncio.Event) -> None:
         host, port = parse_url(self.url)
@@ -237,12 +243,14 @@ def test_enrol_download_run_and_bless(broker_url: str) -> None:
     assert any(m.msg == "blessed=True" for m in logs)
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "lie"])
+@pytest.mark.parametrize("damage", ["corrupt", "lie", "lie-unlisted"])
 def test_a_corrupt_image_never_runs(broker_url: str, damage: str) -> None:
     """Block 1 arrives damaged every time: under its true SHA-256 (the block check
-    catches it), or under the SHA-256 of its damaged bytes (the image check does)."""
+    catches it), or under the SHA-256 of its damaged bytes (the image check does: by
+    the offer's block list, or by the whole image's SHA-256 when the offer has none)."""
     cloud = ScriptedCloud(broker_url, corrupt_block=1, corrupt_always=True) \
-        if damage == "corrupt" else ScriptedCloud(broker_url, lie_block=1)
+        if damage == "corrupt" else ScriptedCloud(broker_url, lie_block=1,
+                                                  list_blocks=damage == "lie")
     device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.IMAGE_FAILED, serial=9))
     kinds = [r.kind for r in device.events]
     assert DeviceEvent.CODE_STARTED not in kinds and DeviceEvent.TESTING not in kinds
