@@ -87,6 +87,8 @@ def _tune(client: aiomqtt.Client, chunk_topic: str,
     loop_thread = threading.get_ident()
     queued_message = paho.on_message
     threadsafe_register = paho.on_socket_register_write
+    if queued_message is None or threadsafe_register is None:
+        return  # an aiomqtt that does not work through these callbacks: used as it is
 
     def on_message(c: Any, userdata: Any, message: Any) -> None:
         if message.topic == chunk_topic:
