@@ -5,10 +5,13 @@ DUT group requires an impOS release of ``--size`` bytes (1 MiB by default), then
 ``--devices`` emulated imps (100 by default) that hold what a factory BlinkUp
 leaves, all powered on at once. Each connects, enrols, is offered the release and
 fetches it block by block (``firmware/images.py``: ``cl.DEFAULT_CHUNK_SIZE`` blocks,
-each checked by its SHA-256, the whole image by the SHA-256 the cloud sealed),
-then installs it. ``mib_per_s`` is every device's image over the wall time from
-the first device starting its download to the last one finishing
-(``DeviceConfig.impos_install_s`` is 0 here, so the end is the download's).
+each checked by its SHA-256, the whole image by the block list the cloud sealed in
+the offer), then installs it. ``mib_per_s`` is every device's image over the wall
+time from the first device starting its download to the last one finishing
+(``DeviceConfig.impos_install_s`` is 0 here, so the end is the download's). A
+device that has installed is powered off at once: its reboot, code download and
+factory tests are not delivery, and would share the one CPU with the downloads
+still being measured.
 
 Before and after that (their mean), in the same run and on the same broker, the
 raw reference (tools/broker_reference.py): as many blocks of the same size as the devices fetch
