@@ -31,16 +31,29 @@ REFETCHES = 3
 """Times one round asks again for a block that arrived damaged."""
 
 
+Blocks = dict[int, bytes | memoryview]
+"""An image's blocks by index, as they arrived (views into the received messages)."""
+
+
 async def fetch_image(client: CloudClient, ref: cl.ImageRef, max_rounds: int = 4,
-                      round_timeout: float = ROUND_TIMEOUT,
-                      blocks: dict[int, bytes] | None = None,
+                      round_timeout: float = ROUND_TIMEOUT, blocks: Blocks | None = None,
                       on_bad_block: Callable[[int, str], Any] | None = None) -> bytes:
-    """Download the image ``ref`` names; return its bytes once its SHA-256 matches.
+    """Download the image ``ref`` names; return its bytes once it matches the offer.
 
     ``blocks`` keeps what has arrived; pass the same dict after a lost link and
     only the missing blocks are asked for (the image is named by its SHA-256).
     A lost link raises ``CloudClientError`` at once.
     """
+    blocks = await fetch_blocks(client, ref, max_rounds, round_timeout, blocks, on_bad_block)
+    return b"".join(blocks[i] for i in range(ref.total))
+
+
+async def fetch_blocks(client: CloudClient, ref: cl.ImageRef, max_rounds: int = 4,
+                       round_timeout: float = ROUND_TIMEOUT, blocks: Blocks | None = None,
+                       on_bad_block: Callable[[int, str], Any] | None = None) -> Blocks:
+    """``fetch_image`` without putting the image together: its blocks, every one and
+    the whole checked. What impOS does with an update (written block by block, never
+    needed in one piece); ``fetch_image`` joins them for code."""
     total = ref.total
     blocks = {} if blocks is None else blocks
     arrived = asyncio.Event()
@@ -119,9 +132,8 @@ async def fetch_image(client: CloudClient, ref: cl.ImageRef, max_rounds: int = 4
             if len(blocks) < total:
                 problems.append(f"{total - len(blocks)} of {total} blocks missing")
                 continue
-            image = b"".join(blocks[i] for i in range(total))
-            if len(image) == ref.size and _whole(ref, image, blocks, digests):
-                return image
+            if _whole(ref, blocks, digests):
+                return blocks
             problems.append("image does not match its SHA-256"
                             + (" (its offer's block list)" if ref.blocks_sha else ""))
             blocks.clear()
@@ -134,13 +146,18 @@ async def fetch_image(client: CloudClient, ref: cl.ImageRef, max_rounds: int = 4
     )
 
 
-def _whole(ref: cl.ImageRef, image: bytes, blocks: dict[int, bytes],
-           digests: dict[int, bytes]) -> bool:
-    """Is ``image`` the one the (sealed) offer names? By its block list when the offer
-    has one: every block was hashed as it came, so only the list is hashed now
+def _whole(ref: cl.ImageRef, blocks: Blocks, digests: dict[int, bytes]) -> bool:
+    """Are ``blocks`` the image the (sealed) offer names? By its block list when the
+    offer has one: every block was hashed as it came, so only the list is hashed now
     (a block kept from an earlier link has no digest here yet and is hashed once);
-    else by the SHA-256 of all its bytes."""
+    else by the SHA-256 of all their bytes, in order."""
+    total = ref.total
+    if sum(len(blocks[i]) for i in range(total)) != ref.size:
+        return False
     if ref.blocks_sha is None:
-        return hashlib.sha256(image).hexdigest() == ref.sha
-    listed = [digests.get(i) or hashlib.sha256(blocks[i]).digest() for i in range(ref.total)]
+        whole = hashlib.sha256()
+        for i in range(total):
+            whole.update(blocks[i])
+        return whole.hexdigest() == ref.sha
+    listed = [digests.get(i) or hashlib.sha256(blocks[i]).digest() for i in range(total)]
     return cl.block_list_sha(listed) == ref.blocks_sha

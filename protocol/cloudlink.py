@@ -362,6 +362,8 @@ class Chunk(Message):
 
     ``block_sha`` is the SHA-256 of this block's bytes as the cloud holds them: a
     block damaged or cut short on the way fails it and is asked for again.
+    ``decode`` gives ``data`` as a read-only view into the received payload (a block
+    is kept until its image is whole: no copy of every block on the way in).
     """
 
     KIND: ClassVar[str] = "chunk"
@@ -370,7 +372,7 @@ class Chunk(Message):
     index: int = _meta(min=0, max=2**31 - 1, default=0)
     total: int = _meta(min=1, max=2**31, default=1)
     block_sha: str = _meta(pattern=_SHA256, default="0" * 64)
-    data: bytes = b""
+    data: bytes | memoryview = b""
 
     @property
     def intact(self) -> bool:
@@ -529,9 +531,10 @@ def decode_chunk(device_id: str, payload: bytes) -> Chunk:
     error) is the same (tests/test_cloudlink.py proves the two agree)."""
     if not _HEX16.match(device_id):
         raise TopicError(f"bad device ID in topic: {device_id[:40]!r}")
-    head, sep, data = payload.partition(b"\n")
-    if not sep:
+    end = payload.find(b"\n")
+    if end < 0:
         raise SchemaError("chunk payload lacks its header line")
+    head, data = payload[:end], memoryview(payload)[end + 1:]
     if len(data) > MAX_CHUNK:
         raise PayloadTooLargeError(f"chunk of {len(data)} bytes exceeds {MAX_CHUNK}")
     m = _CHUNK_HEAD.match(head)
@@ -543,7 +546,8 @@ def decode_chunk(device_id: str, payload: bytes) -> Chunk:
     return _decode(Chunk, device_id, head, data)  # type: ignore[return-value]
 
 
-def _decode(cls: type[Message], device_id: str, payload: bytes, data: bytes = b"") -> Message:
+def _decode(cls: type[Message], device_id: str, payload: bytes,
+            data: bytes | memoryview = b"") -> Message:
     if len(payload) > MAX_PAYLOAD:
         raise PayloadTooLargeError(f"{cls.KIND} payload of {len(payload)} bytes exceeds limit")
     try:
