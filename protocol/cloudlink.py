@@ -603,25 +603,41 @@ def _hints(cls: type) -> dict[str, Any]:
     return hints
 
 
+_Spec = tuple[str, str, Any, Any, bool]  # name, where, type hint, metadata, required
+_PLANS: dict[type, tuple[frozenset[str], tuple[_Spec, ...]]] = {}
+
+
+def _plan(cls: type) -> tuple[frozenset[str], tuple[_Spec, ...]]:
+    """The wire fields of a message class, with what checking each needs: worked out
+    once per class, not for every message decoded."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        hints = _hints(cls)
+        specs = tuple((f.name, f"{cls.__name__}.{f.name}", hints[f.name], f.metadata,
+                       f.default is MISSING and f.default_factory is MISSING)
+                      for f in fields(cls) if f.name not in ("device_id", "data"))
+        plan = _PLANS[cls] = (frozenset(spec[0] for spec in specs), specs)
+    return plan
+
+
 def _fields_from_json(cls: type, obj: dict[str, Any]) -> dict[str, Any]:
-    hints = _hints(cls)
-    known = {f.name for f in fields(cls)} - {"device_id", "data"}
-    unknown = set(obj) - known
+    known, specs = _plan(cls)
+    unknown = obj.keys() - known
     if unknown:
         raise SchemaError(f"{cls.__name__}: unknown field(s) {sorted(unknown)[:5]}")
     values: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name not in known:
+    for name, where, hint, meta, required in specs:
+        if name not in obj:
+            if required:
+                raise SchemaError(f"{cls.__name__}: missing field {name!r}")
             continue
-        if f.name not in obj:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise SchemaError(f"{cls.__name__}: missing field {f.name!r}")
-            continue
-        values[f.name] = _check(f"{cls.__name__}.{f.name}", hints[f.name], obj[f.name], f.metadata)
+        values[name] = _check(where, hint, obj[name], meta)
     return values
 
 
 def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
+    if tp is str:  # (the commonest field first; a plain type has no origin below)
+        return _check_str(where, value, meta)
     origin = get_origin(tp)
     if origin is Union or origin is types.UnionType:
         args = [a for a in get_args(tp) if a is not type(None)]
@@ -667,16 +683,18 @@ def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
         if not meta.get("min", value) <= value <= meta.get("max", value):
             raise SchemaError(f"{where}: {value} is out of range")
         return tp(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise SchemaError(f"{where}: expected a string")
-        pattern = meta.get("pattern")
-        if pattern is not None and not pattern.match(value):
-            raise SchemaError(f"{where}: {value[:40]!r} is malformed")
-        if len(value) > meta.get("maxlen", MAX_PAYLOAD):
-            raise SchemaError(f"{where}: string too long")
-        return value
     raise SchemaError(f"{where}: unsupported field type {tp!r}")  # pragma: no cover
+
+
+def _check_str(where: str, value: Any, meta: Any) -> str:
+    if not isinstance(value, str):
+        raise SchemaError(f"{where}: expected a string")
+    pattern = meta.get("pattern")
+    if pattern is not None and not pattern.match(value):
+        raise SchemaError(f"{where}: {value[:40]!r} is malformed")
+    if len(value) > meta.get("maxlen", MAX_PAYLOAD):
+        raise SchemaError(f"{where}: string too long")
+    return value
 
 
 def validate(msg: Message) -> Message:
