@@ -17,7 +17,7 @@ from impfactory.protocol import cloudlink as cl
 DEFAULT_IMPOS_SIZE = 1 << 20
 
 
-def sha256(data: bytes) -> str:
+def sha256(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -101,7 +101,7 @@ class ImageCache:
         if index >= total:
             return None
         start = index * self.chunk_size
-        block = data[start:start + self.chunk_size]
+        block = memoryview(data)[start:start + self.chunk_size]  # a view: sent, not copied
         shas = self._block_shas.setdefault(digest, [None] * total)
         block_sha = shas[index]
         if block_sha is None:
