@@ -317,7 +317,8 @@ class CloudClient:
         Only the cloud may publish on this device's ``down`` topics (the broker's ACL)
         and the topic is this device's own, so what arrives here is the cloud's;
         chunks are not sealed (one encoding serves every device) but each names the
-        SHA-256 of its bytes, and the image the SHA-256 of the sealed offer."""
+        SHA-256 of its bytes, and the sealed offer names the image (its block list,
+        or its SHA-256)."""
         try:
             msg = cl.decode_chunk(self.device_id, bytes(message.payload))
         except cl.CloudLinkError as err:
