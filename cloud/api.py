@@ -35,6 +35,7 @@ from impfactory.cloud.api_jsonapi import (
     UnsupportedMediaType,
     parse_json,
 )
+from impfactory.cloud.api_models import Body
 from impfactory.cloud.web import expect_continue, json_response, read_body, send_stream
 
 BASE = "/v5"
@@ -103,8 +104,8 @@ class Route:
     roles: frozenset[str] = OWNER_ONLY
     query: tuple[str, ...] = ()
     """The query parameters the route reads (``filter[x]``, ``page[number]``, …), for OpenAPI."""
-    body: JsonObj | None = None
-    """The request body it reads (``api_jsonapi.resource_body`` / ``plain_body``), for OpenAPI."""
+    body: Body | None = None
+    """The request body it reads: its model validates it and describes it in OpenAPI."""
 
 
 class Router:
@@ -115,7 +116,7 @@ class Router:
 
     def add(self, method: str, template: str, handler: Handler, summary: str, *,
             auth: bool = True, roles: frozenset[str] = OWNER_ONLY,
-            query: tuple[str, ...] = (), body: JsonObj | None = None) -> None:
+            query: tuple[str, ...] = (), body: Body | None = None) -> None:
         """Serve ``method template`` with ``handler``; ``summary``, ``query`` and ``body``
         (what the handler reads) go to OpenAPI."""
         self.routes.append(Route(method, template, handler, summary, auth, roles, query, body))

@@ -26,6 +26,9 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
+from typing import Annotated, Literal
+
+from msgspec import UNSET, Struct, UnsetType
 
 from impfactory.cloud.api import ANY_ROLE, BLINKUP_DEVICE, OWNER, Answer, Call, Router
 from impfactory.cloud.api_jsonapi import (
@@ -36,21 +39,17 @@ from impfactory.cloud.api_jsonapi import (
     NotFound,
     TooManyRequests,
     Unauthorized,
-    attributes,
-    data_object,
-    is_name,
-    is_str,
     iso,
     list_query,
     paginate,
-    plain_body,
     resource,
-    resource_body,
 )
+from impfactory.cloud.api_models import NAME, Name, PlainBody, ResourceBody, meta
 from impfactory.cloud.model import Account
 from impfactory.cloud.ratelimit import Buckets
 from impfactory.cloud.store import Store
 from impfactory.cloud.store.accounts import AccountRepository
+from impfactory.protocol.constraints import Limits
 
 ACCESS_TTL = 3600.0
 LOGIN_KEY_BYTES = 8
@@ -61,6 +60,50 @@ ACCOUNT_BURST, ACCOUNT_RATE = 10, 1 / 6
 """Failed password checks one account may have at once, and then a second."""
 ADDRESS_BURST, ADDRESS_RATE = 50, 1.0
 """Failed password checks one client address may have at once, and then a second."""
+
+
+class Login(Struct):
+    """``POST /auth``: a username or email and its password."""
+
+    id: str
+    password: str
+
+
+class TokenRequest(Struct, kw_only=True):
+    """``POST /auth/token``: a refresh token, or a login key (the token wins when both)."""
+
+    token: str | UnsetType = UNSET
+    key: str | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        if isinstance(self.token, UnsetType) and isinstance(self.key, UnsetType):
+            raise ValueError("neither 'token' nor 'key'")
+
+
+Short = Annotated[str, meta(Limits(max_length=200))]
+
+
+class LoginKeyAttributes(Struct, forbid_unknown_fields=True):
+    description: Short | UnsetType = UNSET
+
+
+class CollaboratorAttributes(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A collaborator account: the only role one can have is ``blinkup_device``."""
+
+    username: Name
+    password: Short
+    role: Literal["blinkup_device"]
+    email: Short | UnsetType = UNSET
+
+
+LOGIN = PlainBody(Login, "{'id': <username or email>, 'password': <password>}")
+TOKEN = PlainBody(TokenRequest, "{'token': <refresh token>} or {'key': <login key>}",
+                  extra_schema={"anyOf": [{"required": ["token"]}, {"required": ["key"]}]})
+NEW_LOGIN_KEY = ResourceBody.of("LoginKeyCreate", "login_key", LoginKeyAttributes, None,
+                                required=False)
+LOGIN_KEY = ResourceBody.of("LoginKeyUpdate", "login_key", LoginKeyAttributes, None)
+COLLABORATOR = ResourceBody.of("CollaboratorCreate", "account", CollaboratorAttributes, None)
+
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -115,7 +158,7 @@ class AccountBook:
                hashed: tuple[bytes, bytes] | None = None) -> Account:
         """A new account; a collaborator needs the ``owner_id`` it serves. ``hashed``:
         the password's (salt, hash) when the caller hashed it (``hash_new``)."""
-        if not is_name(username) or not password:
+        if not (NAME.matches(username) and NAME.length_ok(len(username))) or not password:
             raise BadRequest("an account needs a username (1-80 characters) and a password")
         if role not in (OWNER, BLINKUP_DEVICE):
             raise BadRequest(f"unknown role {role!r}; roles: {OWNER}, {BLINKUP_DEVICE}")
@@ -281,34 +324,24 @@ def account_resource(account: Account, viewer: Account) -> JsonObj:
     return resource("account", account.id, attrs, rels)
 
 
-def _auth_body(call: Call) -> dict[str, object]:
-    body = call.body()
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object", code="InvalidBody")
-    return body
-
-
 def register(router: Router, book: AccountBook) -> None:
     """Add the auth and account routes."""
 
     async def login(call: Call) -> Answer:
-        body = _auth_body(call)
-        login_id, password = body.get("id"), body.get("password")
-        if not isinstance(login_id, str) or not isinstance(password, str):
-            raise BadRequest("send {'id': <username or email>, 'password': <password>}")
+        body: Login = LOGIN.parse(call.body())
+        login_id, password = body.id, body.password
         account = book.find(login_id)
         if not await book.verify(login_id, account, password, call.remote) or account is None:
             raise Unauthorized("wrong username or password", code="InvalidCredentials")
         return Answer(200, book.issue(account, refresh=True))
 
     def token(call: Call) -> Answer:
-        body = _auth_body(call)
-        if isinstance(body.get("token"), str):
-            account = book.by_refresh_token(str(body["token"]))
-        elif isinstance(body.get("key"), str):
-            account = book.by_login_key(str(body["key"]))
+        body: TokenRequest = TOKEN.parse(call.body())
+        if isinstance(body.token, str):
+            account = book.by_refresh_token(body.token)
         else:
-            raise BadRequest("send {'token': <refresh token>} or {'key': <login key>}")
+            assert isinstance(body.key, str)  # the model wants one of them
+            account = book.by_login_key(body.key)
         if account is None:
             raise Unauthorized("unknown refresh token or login key", code="InvalidToken")
         issued = book.issue(account, refresh=False)
@@ -330,12 +363,7 @@ def register(router: Router, book: AccountBook) -> None:
         return Answer(200, paginate(items, call.query, "/v5/accounts"))
 
     async def add_collaborator(call: Call) -> Answer:
-        data = data_object(call.body(), ["account"])
-        attrs = attributes(data, {"username": is_name, "email": is_str(200),
-                                  "password": is_str(200), "role": is_str(40)},
-                           required=("username", "password", "role"))
-        if attrs["role"] != BLINKUP_DEVICE:
-            raise BadRequest(f"collaborators get the {BLINKUP_DEVICE!r} role")
+        attrs = COLLABORATOR.parse(call.body()).attrs
         hashed = await book.hash_new(attrs["password"])
         account = book.create(attrs["username"], attrs["password"], email=attrs.get("email"),
                               role=BLINKUP_DEVICE, owner_id=call.account.id, hashed=hashed)
@@ -355,9 +383,7 @@ def register(router: Router, book: AccountBook) -> None:
     async def create_key(call: Call) -> Answer:
         await _password_checked(call)
         body = call.body()
-        data = data_object(body if body is not None else {"data": {"type": "login_key"}},
-                           ["login_key"])
-        attrs = attributes(data, {"description": is_str(200)})
+        attrs = NEW_LOGIN_KEY.parse(body).attrs if body is not None else {}
         _key, res = book.create_login_key(call.account, attrs.get("description", ""))
         return Answer(201, {"data": res})
 
@@ -367,8 +393,7 @@ def register(router: Router, book: AccountBook) -> None:
     async def update_key(call: Call) -> Answer:
         await _password_checked(call)
         book.login_key(call.account, call.params["id"])
-        data = data_object(call.body(), ["login_key"], want_id=call.params["id"])
-        attrs = attributes(data, {"description": is_str(200)})
+        attrs = LOGIN_KEY.parse(call.body(), want_id=call.params["id"]).attrs
         if "description" in attrs:
             book.describe_login_key(call.account, call.params["id"], attrs["description"])
         return Answer(200, {"data": book.login_key(call.account, call.params["id"])})
@@ -379,10 +404,10 @@ def register(router: Router, book: AccountBook) -> None:
         return Answer(204)
 
     router.add("POST", "/auth", login, "Log in with id and password: access and refresh tokens",
-               auth=False, body=plain_body("id", "password"))
+               auth=False, body=LOGIN)
     router.add("POST", "/auth/token", token,
                "A new access token from a refresh token or a login key", auth=False,
-               body=plain_body("token", "key", one_of=True))
+               body=TOKEN)
     router.add("GET", "/accounts/me", me, "The caller's account", roles=ANY_ROLE)
     def list_refresh(call: Call) -> Answer:
         return Answer(200, paginate(book.refresh_tokens(call.account), call.query,
@@ -399,15 +424,15 @@ def register(router: Router, book: AccountBook) -> None:
     router.add("GET", "/accounts/me/login_keys", list_keys, "The caller's login keys")
     router.add("POST", "/accounts/me/login_keys", create_key,
                "Create a login key (X-Electricimp-Password)",
-               body=resource_body("login_key", required=False))
+               body=NEW_LOGIN_KEY)
     router.add("GET", "/accounts/me/login_keys/{id}", get_key, "One login key")
     router.add("PATCH", "/accounts/me/login_keys/{id}", update_key,
-               "Update a login key (X-Electricimp-Password)", body=resource_body("login_key"))
+               "Update a login key (X-Electricimp-Password)", body=LOGIN_KEY)
     router.add("DELETE", "/accounts/me/login_keys/{id}", delete_key,
                "Delete a login key (X-Electricimp-Password)")
     router.add("POST", "/accounts/me/collaborators", add_collaborator,
                "Extension: add a collaborator with the blinkup_device role",
-               body=resource_body("account"))
+               body=COLLABORATOR)
     router.add("GET", "/accounts", list_accounts, "The owner and its collaborators",
                roles=ANY_ROLE, query=list_query())
     router.add("GET", "/accounts/{id}", get_account, "One account of this owner",

@@ -12,38 +12,55 @@ Zone deployments.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from msgspec import UNSET, Struct, UnsetType
 
 from impfactory.cloud import api_render as render
 from impfactory.cloud.api import Answer, Call, Router
 from impfactory.cloud.api_context import ApiContext
-from impfactory.cloud.api_devicegroups import GROUP_TYPES
-from impfactory.cloud.api_jsonapi import (
-    BadRequest,
-    JsonObj,
-    attributes,
-    data_object,
-    filters,
-    is_bool,
-    is_opt_str,
-    is_str,
-    is_tags,
-    list_query,
-    paginate,
-    relationship,
-    resource_body,
-)
+from impfactory.cloud.api_devicegroups import GroupRef
+from impfactory.cloud.api_jsonapi import BadRequest, JsonObj, filters, list_query, paginate
+from impfactory.cloud.api_models import Description, ResourceBody, meta
 from impfactory.cloud.api_render import PROMOTED_TAG
 from impfactory.cloud.model import Deployment
+from impfactory.protocol.constraints import Limits
 
 FILTERS = ("owner.id", "creator.id", "product.id", "devicegroup.id", "sha", "flagged",
            "flagger.id", "tags")
 MAX_CODE = 4 * 1024 * 1024
-CREATE_ATTRS = {"device_code": is_str(MAX_CODE), "agent_code": is_str(MAX_CODE),
-                "description": is_str(1000), "origin": is_opt_str(1000), "flagged": is_bool,
-                "tags": is_tags, "promoted": is_bool}
-UPDATE_ATTRS = {"description": is_str(1000), "flagged": is_bool, "tags": is_tags,
-                "promoted": is_bool}
+
+Code = Annotated[str, meta(Limits(max_length=MAX_CODE), "Squirrel source")]
+Tag = Annotated[str, meta(Limits(min_length=1, max_length=100))]
+Tags = Annotated[list[Tag], meta(Limits(max_length=100), "the tag 'promoted' is the "
+                                 "Extension attribute 'promoted'")]
+
+
+class DeploymentChanges(Struct, forbid_unknown_fields=True, kw_only=True):
+    """What an update may change (the code never changes)."""
+
+    description: Description | UnsetType = UNSET
+    flagged: bool | UnsetType = UNSET
+    tags: Tags | UnsetType = UNSET
+    promoted: bool | UnsetType = UNSET
+    """Extension: impCentral's promotion mark (equally the tag ``promoted``)."""
+
+
+class DeploymentAttributes(DeploymentChanges, forbid_unknown_fields=True, kw_only=True):
+    """A new deployment: its code, and optionally what an update may change."""
+
+    device_code: Code
+    agent_code: Code
+    origin: Annotated[str, meta(Limits(max_length=1000))] | UnsetType | None = UNSET
+
+
+class DeploymentRelationships(Struct):
+    devicegroup: GroupRef
+
+
+CREATE = ResourceBody.of("DeploymentCreate", "deployment", DeploymentAttributes,
+                         DeploymentRelationships)
+UPDATE = ResourceBody.of("DeploymentUpdate", "deployment", DeploymentChanges, None)
 
 
 def promotion(attrs: dict[str, Any], current: Deployment | None = None
@@ -91,11 +108,9 @@ def register(router: Router, ctx: ApiContext) -> None:
 
     def create(call: Call) -> Answer:
         owner = ctx.owner(call.account)
-        data = data_object(call.body(), ["deployment"])
-        attrs = attributes(data, CREATE_ATTRS, required=("device_code", "agent_code"))
-        grp = relationship(data, "devicegroup", GROUP_TYPES, required=True)
-        assert grp is not None
-        group = ctx.group(owner, grp[1])
+        body = CREATE.parse(call.body())
+        attrs = body.attrs
+        group = ctx.group(owner, body.rels["devicegroup"])
         tags, promoted = promotion(attrs)
         dep = svc.create_deployment(
             group.id, attrs["device_code"], attrs["agent_code"],
@@ -110,8 +125,7 @@ def register(router: Router, ctx: ApiContext) -> None:
 
     def update(call: Call) -> Answer:
         dep = ctx.deployment(ctx.owner(call.account), call.params["id"])
-        data = data_object(call.body(), ["deployment"], want_id=dep.id)
-        attrs = attributes(data, UPDATE_ATTRS)
+        attrs = UPDATE.parse(call.body(), want_id=dep.id).attrs
         tags, promoted = promotion(attrs, dep)
         group = svc.get_group(dep.group_id)
         updated = svc.update_deployment(dep.id, description=attrs.get("description"),
@@ -128,10 +142,10 @@ def register(router: Router, ctx: ApiContext) -> None:
                query=list_query(FILTERS))
     router.add("POST", "/deployments", create,
                "Create a deployment in any group (the group's first is its min-supported)",
-               body=resource_body("deployment"))
+               body=CREATE)
     router.add("GET", "/deployments/{id}", get, "One deployment with its code")
     router.add("PATCH", "/deployments/{id}", update,
                "Update description, flagged, tags; Extension: promoted (or the tag 'promoted')",
-               body=resource_body("deployment"))
+               body=UPDATE)
     router.add("DELETE", "/deployments/{id}", delete,
                "Delete a deployment that is not flagged and older than min-supported")

@@ -7,7 +7,10 @@ account and renders the answers.
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Annotated, Any, Literal
+
+from msgspec import UNSET, Struct, UnsetType
 
 from impfactory.cloud import api_render as render
 from impfactory.cloud.api import Answer, Call, Router
@@ -16,39 +19,109 @@ from impfactory.cloud.api_jsonapi import (
     BadRequest,
     NotFound,
     Several,
-    attributes,
-    data_object,
     filters,
-    id_list,
-    is_bool,
-    is_env_vars,
-    is_name,
-    is_str,
     list_query,
     paginate,
-    relationship,
-    resource_body,
+)
+from impfactory.cloud.api_models import (
+    Description,
+    Id,
+    IdListBody,
+    Name,
+    ResourceBody,
+    meta,
+    optional,
 )
 from impfactory.cloud.model import GroupType
+from impfactory.protocol.constraints import Limits
 
 GROUP_TYPES = [t.value for t in GroupType]
 FILTERS = ("owner.id", "product.id", "type")
-ATTRS = {"name": is_name, "description": is_str(1000), "region": is_str(100),
-         "env_vars": is_env_vars, "load_code_after_blessing": is_bool}
-PRODUCTION_TARGETS = [GroupType.PRE_PRODUCTION.value, GroupType.PRODUCTION.value]
-DUT_TARGETS = [GroupType.PRE_DUT.value, GroupType.DUT.value]
+MAX_ENV_VARS = 16384
+"""``env_vars`` as compact JSON may take this many characters."""
+
+EnvVars = Annotated[dict[str, str | int | float | bool | None], meta(
+    Limits(), f"scalar values by name, at most {MAX_ENV_VARS} characters as JSON")]
 
 
-def _targets(data: dict[str, Any], *, required: bool = False) -> dict[str, str]:
-    """The target relationships given; ``required`` (creating a (pre-)factory fixture
-    group): both must be there, or it is a 400 naming the missing one."""
-    out = {}
-    for name, types in (("production_target", PRODUCTION_TARGETS),
-                        ("dut_target", DUT_TARGETS)):
-        found = relationship(data, name, types, required=required)
-        if found is not None:
-            out[name] = found[1]
-    return out
+class GroupAttributes(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A device group's attributes (``load_code_after_blessing`` and ``region`` are for
+    production groups: the service refuses them elsewhere)."""
+
+    name: Name
+    description: Description | UnsetType = UNSET
+    region: Annotated[str, meta(Limits(max_length=100))] | UnsetType = UNSET
+    env_vars: EnvVars | UnsetType = UNSET
+    load_code_after_blessing: bool | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        """The one limit JSON Schema cannot state (the schema says it in words); a refusal
+        "<attribute>: why" is a 400 pointing at that attribute (``api_models``)."""
+        if (not isinstance(self.env_vars, UnsetType)
+                and len(json.dumps(self.env_vars, separators=(",", ":"))) > MAX_ENV_VARS):
+            raise ValueError(f"env_vars: more than {MAX_ENV_VARS} characters as JSON")
+
+
+class ProductRef(Struct):
+    type: Literal["product"]
+    id: Id
+
+
+class GroupRef(Struct):
+    """A device group of any of the seven types."""
+
+    type: GroupType
+    id: Id
+
+
+class ProductionTargetRef(Struct):
+    """A fixture group's production target: a production group of its zone."""
+
+    type: Literal["pre_production_devicegroup", "production_devicegroup"]
+    id: Id
+
+
+class DutTargetRef(Struct):
+    """A fixture group's DUT target: a DUT group of its zone."""
+
+    type: Literal["pre_dut_devicegroup", "dut_devicegroup"]
+    id: Id
+
+
+class GroupTargets(Struct, kw_only=True):
+    """A fixture group's targets, when changed."""
+
+    production_target: ProductionTargetRef | UnsetType = UNSET
+    dut_target: DutTargetRef | UnsetType = UNSET
+
+
+class GroupRelationships(GroupTargets, kw_only=True):
+    """The product a new group belongs to (targets: only fixture groups have them)."""
+
+    product: ProductRef
+
+
+class FixtureGroupRelationships(Struct, kw_only=True):
+    """A new (pre-)factory fixture group: its product and both targets."""
+
+    product: ProductRef
+    production_target: ProductionTargetRef
+    dut_target: DutTargetRef
+
+
+class DeviceRef(Struct):
+    type: Literal["device"]
+    id: Id
+
+
+GroupChanges = optional(GroupAttributes, "GroupChanges")
+CREATE = ResourceBody("DeviceGroupCreate", {
+    t.value: (GroupAttributes, FixtureGroupRelationships if t.is_fixture else GroupRelationships)
+    for t in GroupType})
+UPDATE = ResourceBody("DeviceGroupUpdate", {t.value: (GroupChanges, GroupTargets)
+                                             for t in GroupType})
+DEVICES = IdListBody("DeviceList", DeviceRef)
+MIN_SUPPORTED = ResourceBody.of("MinSupportedDeployment", "deployment", None, None, id=True)
 
 
 def register(router: Router, ctx: ApiContext) -> None:
@@ -67,16 +140,14 @@ def register(router: Router, ctx: ApiContext) -> None:
 
     def create(call: Call) -> Answer:
         owner = ctx.owner(call.account)
-        data = data_object(call.body(), GROUP_TYPES)
-        attrs = attributes(data, ATTRS, required=("name",))
-        product = relationship(data, "product", ["product"], required=True)
-        assert product is not None
-        ctx.product(owner, product[1])
-        targets = _targets(data, required=GroupType(data["type"]).is_fixture)
+        body = CREATE.parse(call.body())
+        attrs = body.attrs
+        product = ctx.product(owner, body.rels.pop("product"))
+        targets = body.rels
         for target_id in targets.values():
             ctx.group(owner, target_id)
         made = svc.create_group(
-            product[1], data["type"], attrs["name"].strip(),
+            product.id, body.type, attrs["name"].strip(),
             description=attrs.get("description", ""),
             load_code_after_blessing=attrs.get("load_code_after_blessing"),
             region=attrs.get("region"), env_vars=attrs.get("env_vars"), **targets)
@@ -89,11 +160,11 @@ def register(router: Router, ctx: ApiContext) -> None:
     def update(call: Call) -> Answer:
         owner = ctx.owner(call.account)
         group = ctx.group(owner, call.params["id"])
-        data = data_object(call.body(), [group.type.value], want_id=group.id)
-        changes: dict[str, Any] = attributes(data, ATTRS)
+        body = UPDATE.parse(call.body(), want_id=group.id, types=[group.type.value])
+        changes: dict[str, Any] = body.attrs
         if "name" in changes:
             changes["name"] = changes["name"].strip()
-        targets = _targets(data)
+        targets = body.rels
         for target_id in targets.values():
             ctx.group(owner, target_id)
         changes.update(targets)
@@ -116,14 +187,14 @@ def register(router: Router, ctx: ApiContext) -> None:
     def add_devices(call: Call) -> Answer:
         owner = ctx.owner(call.account)
         group = ctx.group(owner, call.params["id"])
-        ids = [ctx.device(owner, i).id for i in id_list(call.body(), "device")]
+        ids = [ctx.device(owner, i).id for i in DEVICES.parse(call.body())]
         svc.assign_devices(group.id, ids)
         return Answer(204)
 
     def remove_devices(call: Call) -> Answer:
         owner = ctx.owner(call.account)
         group = ctx.group(owner, call.params["id"])
-        devices = [ctx.device(owner, i) for i in id_list(call.body(), "device")]
+        devices = [ctx.device(owner, i) for i in DEVICES.parse(call.body())]
         absent = [NotFound(f"device {d.id} is not assigned to device group {group.id}")
                   for d in devices if d.group_id != group.id]
         if absent:
@@ -135,27 +206,26 @@ def register(router: Router, ctx: ApiContext) -> None:
     def min_supported(call: Call) -> Answer:
         owner = ctx.owner(call.account)
         group = ctx.group(owner, call.params["id"])
-        data = data_object(call.body(), ["deployment"])
-        if not isinstance(data.get("id"), str):
-            raise BadRequest("data.id must be the deployment's id", code="InvalidBody")
-        svc.set_min_supported_deployment(group.id, ctx.deployment(owner, data["id"]).id)
+        dep_id = MIN_SUPPORTED.parse(call.body()).id
+        assert dep_id is not None  # the model requires it
+        svc.set_min_supported_deployment(group.id, ctx.deployment(owner, dep_id).id)
         return Answer(204)
 
     router.add("GET", "/devicegroups", list_, "List device groups", query=list_query(FILTERS))
     router.add("POST", "/devicegroups", create, "Create a device group of any of the seven types",
-               body=resource_body(*GROUP_TYPES))
+               body=CREATE)
     router.add("GET", "/devicegroups/{id}", get, "One device group")
     router.add("PATCH", "/devicegroups/{id}", update, "Update attributes and targets",
-               body=resource_body(*GROUP_TYPES))
+               body=UPDATE)
     router.add("DELETE", "/devicegroups/{id}", delete, "Delete an empty, untargeted group")
     router.add("POST", "/devicegroups/{id}/restart", restart, "Restart the group's devices")
     router.add("POST", "/devicegroups/{id}/conditional_restart", conditional_restart,
                "Conditional restart: polite notice at/after min-supported, restart older")
     router.add("POST", "/devicegroups/{id}/relationships/devices", add_devices,
-               "Assign or reassign devices to the group", body=resource_body("device", many=True))
+               "Assign or reassign devices to the group", body=DEVICES)
     router.add("DELETE", "/devicegroups/{id}/relationships/devices", remove_devices,
                "Unassign devices (production groups need X-Electricimp-Key)",
-               body=resource_body("device", many=True))
+               body=DEVICES)
     router.add("PUT", "/devicegroups/{id}/relationships/min_supported_deployment",
                min_supported, "Set the group's min-supported deployment",
-               body=resource_body("deployment"))
+               body=MIN_SUPPORTED)

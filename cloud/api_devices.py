@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from msgspec import Struct
+
 from impfactory.cloud import api_render as render
 from impfactory.cloud.api import Answer, Call, Router
 from impfactory.cloud.api_context import ApiContext
 from impfactory.cloud.api_devicegroups import GROUP_TYPES
 from impfactory.cloud.api_jsonapi import (
     BadRequest,
-    attributes,
-    data_object,
     filters,
-    is_str,
     iso,
     list_query,
     page_args,
     paginate,
-    resource_body,
 )
+from impfactory.cloud.api_models import ResourceBody, meta
+from impfactory.protocol.constraints import Limits
 
 FILTERS = ("owner.id", "product.id", "devicegroup.id", "devicegroup.owner.id",
            "devicegroup.type")
+
+
+class DeviceAttributes(Struct, forbid_unknown_fields=True):
+    """A device's one writable attribute."""
+
+    name: Annotated[str, meta(Limits(max_length=80))]
+
+
+RENAME = ResourceBody.of("DeviceRename", "device", DeviceAttributes, None)
 
 
 def register(router: Router, ctx: ApiContext) -> None:
@@ -46,9 +57,8 @@ def register(router: Router, ctx: ApiContext) -> None:
 
     def update(call: Call) -> Answer:
         dev = ctx.device(ctx.owner(call.account), call.params["id"])
-        data = data_object(call.body(), ["device"])
-        attrs = attributes(data, {"name": is_str(80)}, required=("name",))
-        return Answer(200, {"data": render.device(svc.rename_device(dev.id, attrs["name"]),
+        name = RENAME.parse(call.body()).attrs["name"]
+        return Answer(200, {"data": render.device(svc.rename_device(dev.id, name),
                                                   svc)})
 
     def delete(call: Call) -> Answer:
@@ -83,7 +93,7 @@ def register(router: Router, ctx: ApiContext) -> None:
     router.add("GET", "/devices", list_, "List devices (filters incl. devicegroup.type)",
                query=list_query(FILTERS))
     router.add("GET", "/devices/{id}", get, "One device (by id, MAC or agent id)")
-    router.add("PATCH", "/devices/{id}", update, "Rename a device", body=resource_body("device"))
+    router.add("PATCH", "/devices/{id}", update, "Rename a device", body=RENAME)
     router.add("DELETE", "/devices/{id}", delete, "Remove an unassigned device from the account")
     router.add("POST", "/devices/{id}/restart", restart, "Restart a device")
     router.add("POST", "/devices/{id}/conditional_restart", conditional_restart,

@@ -15,19 +15,24 @@ group waits for it, loads the application.
 
 from __future__ import annotations
 
+from typing import Literal
+
+from msgspec import UNSET, Struct, UnsetType
+
 from impfactory.cloud.api import ANY_ROLE, OWNER, Answer, Call, Router
 from impfactory.cloud.api_context import ApiContext
-from impfactory.cloud.api_jsonapi import (
-    Forbidden,
-    attributes,
-    data_object,
-    iso,
-    rel,
-    resource,
-    resource_body,
-)
+from impfactory.cloud.api_jsonapi import Forbidden, iso, rel, resource
+from impfactory.cloud.api_models import ResourceBody
 
-KINDS = ("development", "production")
+
+class EnrolmentTokenAttributes(Struct, forbid_unknown_fields=True):
+    """``production``: what an end user's BlinkUp of a blessed device carries (owner only)."""
+
+    kind: Literal["development", "production"] | UnsetType = UNSET
+
+
+CREATE = ResourceBody.of("EnrolmentTokenCreate", "enrolment_token", EnrolmentTokenAttributes,
+                         None, required=False)
 
 
 def register(router: Router, ctx: ApiContext) -> None:
@@ -38,8 +43,7 @@ def register(router: Router, ctx: ApiContext) -> None:
         body = call.body()
         kind = "development"
         if body is not None:
-            data = data_object(body, ["enrolment_token"])
-            kind = attributes(data, {"kind": lambda v: v in KINDS}).get("kind", kind)
+            kind = CREATE.parse(body).attrs.get("kind", kind)
         if kind == "production":
             if call.account.role != OWNER:
                 raise Forbidden("only the owner mints production (end-user) tokens",
@@ -55,4 +59,4 @@ def register(router: Router, ctx: ApiContext) -> None:
     router.add("POST", "/enrolment_tokens", create,
                "Extension: the owner's plan ID and a single-use token to BlinkUp a device "
                "into the account (owner and blinkup_device collaborators)", roles=ANY_ROLE,
-               body=resource_body("enrolment_token", required=False))
+               body=CREATE)

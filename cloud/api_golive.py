@@ -19,60 +19,74 @@ then copies into each the newest promoted deployment of its Test Zone twin (or
 the promoted deployment named in ``deployments``), sets the load-code setting
 and the webhooks, and answers a summary of everything made. As in impCentral, a
 copy is a new deployment of the new group with the same code (same ``sha``), not
-itself promoted. Everything is
-checked before anything is made, so a refused Go Live leaves nothing behind.
+itself promoted. The body (its model ``GoLiveAttributes``), the promoted deployments
+and three distinct names are checked before anything is made, and what the service
+refuses on the way (a taken name, a webhook URL that is not http(s)) rolls the one
+transaction back, so a refused Go Live leaves nothing behind.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from msgspec import UNSET, Struct, UnsetType
 
 from impfactory.cloud import api_render as render
 from impfactory.cloud.api import Answer, Call, Router
 from impfactory.cloud.api_context import ApiContext
-from impfactory.cloud.api_jsonapi import (
-    BadRequest,
-    JsonObj,
-    attributes,
-    data_object,
-    is_bool,
-    is_id,
-    is_name,
-    resource,
-    resource_body,
-)
+from impfactory.cloud.api_jsonapi import BadRequest, JsonObj, resource
+from impfactory.cloud.api_models import Description, Id, Name, ResourceBody, meta
+from impfactory.cloud.api_webhooks import Url
 from impfactory.cloud.model import (
     WEBHOOK_CONTENT_TYPES,
-    WEBHOOK_EVENTS,
     Deployment,
     DeviceGroup,
     GroupType,
+    WebhookContentType,
+    WebhookEvent,
 )
-from impfactory.cloud.service import is_webhook_url
+from impfactory.protocol.constraints import Limits
 
 ROLES = ("production", "dut", "fixture")
 NEW_TYPE = {"production": GroupType.PRODUCTION, "dut": GroupType.DUT,
             "fixture": GroupType.FACTORYFIXTURE}
 
 
-def _is_group_spec(v: Any) -> bool:
-    return (isinstance(v, dict) and set(v) <= {"name", "description"} and is_name(v.get("name"))
-            and isinstance(v.get("description", ""), str) and len(v.get("description", "")) <= 1000)
+class NewGroup(Struct, forbid_unknown_fields=True, kw_only=True):
+    """One of the three Production Zone groups to create."""
+
+    name: Name
+    description: Description | UnsetType = UNSET
 
 
-def _is_hooks(v: Any) -> bool:
-    return isinstance(v, list) and len(v) <= 20 and all(
-        isinstance(h, dict) and set(h) <= {"event", "url", "content_type"}
-        and h.get("event") in WEBHOOK_EVENTS and is_webhook_url(h.get("url"))
-        and h.get("content_type", WEBHOOK_CONTENT_TYPES[0]) in WEBHOOK_CONTENT_TYPES for h in v)
+class NewWebhook(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A webhook of the new production group."""
+
+    event: WebhookEvent
+    url: Url
+    content_type: WebhookContentType | UnsetType = UNSET
 
 
-def _is_dep_ids(v: Any) -> bool:
-    return isinstance(v, dict) and set(v) <= set(ROLES) and all(is_id(x) for x in v.values())
+class ChosenDeployments(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Promoted deployments to copy instead of each Test Zone group's newest promoted one."""
+
+    production: Id | UnsetType = UNSET
+    dut: Id | UnsetType = UNSET
+    fixture: Id | UnsetType = UNSET
 
 
-ATTRS = {"production": _is_group_spec, "dut": _is_group_spec, "fixture": _is_group_spec,
-         "load_code_after_blessing": is_bool, "webhooks": _is_hooks, "deployments": _is_dep_ids}
+class GoLiveAttributes(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Go Live's request (see the module docstring)."""
+
+    production: NewGroup
+    dut: NewGroup
+    fixture: NewGroup
+    load_code_after_blessing: bool | UnsetType = UNSET
+    webhooks: Annotated[list[NewWebhook], meta(Limits(max_length=20))] | UnsetType = UNSET
+    deployments: ChosenDeployments | UnsetType = UNSET
+
+
+GO_LIVE = ResourceBody.of("GoLive", "go_live", GoLiveAttributes, None)
 
 
 def _promoted(ctx: ApiContext, owner: str, group: DeviceGroup, chosen: str | None
@@ -148,10 +162,9 @@ def register(router: Router, ctx: ApiContext) -> None:
     def handler(call: Call) -> Answer:
         owner = ctx.owner(call.account)
         ctx.group(owner, call.params["id"])
-        data = data_object(call.body(), ["go_live"])
-        attrs = attributes(data, ATTRS, required=ROLES)
+        attrs = GO_LIVE.parse(call.body()).attrs
         return Answer(201, go_live(ctx, owner, call.params["id"], attrs))
 
     router.add("POST", "/devicegroups/{id}/go_live", handler,
                "Extension: Go Live: build the Production Zone from a test fixture group",
-               body=resource_body("go_live"))
+               body=GO_LIVE)

@@ -9,8 +9,9 @@ module. The rules come from the clients (see docs/api.md):
   exists (``impt`` loops while the key is present, even when it is null);
 * an optional relationship is left out, never ``null``.
 
-Body checks raise ``BadRequest`` (a 400 with a pointer to the offending member)
-so a malformed body never reaches the store.
+Request bodies are checked against their models (``api_models``), which raise
+``BadRequest`` (a 400 with a pointer to the offending member), so a malformed body
+never reaches the store.
 """
 
 from __future__ import annotations
@@ -264,28 +265,6 @@ PAGE_QUERY = ("page[number]", "page[size]")
 JSONAPI = "application/vnd.api+json"
 
 
-def resource_body(*types: str, many: bool = False, required: bool = True) -> JsonObj:
-    """A route's JSON:API request body for OpenAPI: ``{"data": {type, id?, attributes?,
-    relationships?}}`` (a list when ``many``) with ``type`` one of ``types``."""
-    item: JsonObj = {"type": "object", "required": ["type"], "properties": {
-        "type": {"type": "string", "enum": list(types)}, "id": {"type": "string"},
-        "attributes": {"type": "object"}, "relationships": {"type": "object"}}}
-    data = {"type": "array", "items": item} if many else item
-    return {"required": required, "content_type": JSONAPI, "schema": {
-        "type": "object", "required": ["data"], "properties": {"data": data}}}
-
-
-def plain_body(*fields: str, one_of: bool = False) -> JsonObj:
-    """A plain JSON request body (``/auth``): all ``fields`` required, or exactly one."""
-    props = {f: {"type": "string"} for f in fields}
-    schema: JsonObj = {"type": "object", "properties": props}
-    if one_of:
-        schema["oneOf"] = [{"required": [f]} for f in fields]
-    else:
-        schema["required"] = list(fields)
-    return {"required": True, "content_type": "application/json", "schema": schema}
-
-
 def list_query(allowed_filters: Iterable[str] = ()) -> tuple[str, ...]:
     """The query parameters a paginated, filtered list reads (for ``Router.add(query=...)``)."""
     return (*(f"filter[{name}]" for name in allowed_filters), *PAGE_QUERY)
@@ -350,124 +329,3 @@ def paginate(items: Sequence[Any], query: dict[str, str], base_path: str,
     if start + size < len(items):
         links["next"] = link(number + 1)
     return {"data": data, "links": links, "meta": {"total": len(items)}}
-
-
-# -- request body checks ----------------------------------------------------------
-
-
-def data_object(body: Any, expected_types: Iterable[str], *, want_id: str | None = None
-                ) -> JsonObj:
-    """``body["data"]`` checked: an object whose ``type`` is one of ``expected_types``.
-
-    With ``want_id`` (PATCH), a given ``data.id`` must match the URL's id.
-    """
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object with a 'data' member",
-                         code="InvalidBody", pointer="")
-    data = body.get("data")
-    if not isinstance(data, dict):
-        raise BadRequest("'data' must be an object", code="InvalidBody", pointer="/data")
-    types = list(expected_types)
-    type_ = data.get("type")
-    if type_ not in types:
-        raise BadRequest(f"data.type must be one of {types}, got {type_!r}",
-                         code="InvalidType", pointer="/data/type")
-    if want_id is not None and "id" in data and data["id"] != want_id:
-        raise Conflict(f"data.id {data['id']!r} does not match the URL's {want_id!r}",
-                       pointer="/data/id")
-    for member in ("attributes", "relationships"):
-        if member in data and not isinstance(data[member], dict):
-            raise BadRequest(f"data.{member} must be an object", code="InvalidBody",
-                             pointer=f"/data/{member}")
-    return data
-
-
-def attributes(data: JsonObj, allowed: Mapping[str, Callable[[Any], bool]],
-               required: Iterable[str] = ()) -> JsonObj:
-    """``data.attributes`` checked against ``allowed`` (name → value predicate)."""
-    attrs = data.get("attributes") or {}
-    for name, value in attrs.items():
-        check = allowed.get(name)
-        if check is None:
-            raise BadRequest(f"unknown attribute {name!r}; allowed: {sorted(allowed)}",
-                             code="InvalidAttribute", pointer=f"/data/attributes/{name}")
-        if not check(value):
-            raise BadRequest(f"attribute {name!r} has an invalid value {value!r:.80}",
-                             code="InvalidAttribute", pointer=f"/data/attributes/{name}")
-    for name in required:
-        if name not in attrs:
-            raise BadRequest(f"attribute {name!r} is required", code="MissingAttribute",
-                             pointer=f"/data/attributes/{name}")
-    return dict(attrs)
-
-
-def relationship(data: JsonObj, name: str, types: Iterable[str], *, required: bool = False
-                 ) -> tuple[str, str] | None:
-    """``data.relationships[name]`` as ``(type, id)``, checked."""
-    rels = data.get("relationships") or {}
-    entry = rels.get(name)
-    if entry is None:
-        if required:
-            raise BadRequest(f"relationship {name!r} is required", code="MissingRelationship",
-                             pointer=f"/data/relationships/{name}")
-        return None
-    if isinstance(entry, dict) and isinstance(entry.get("data"), dict):
-        entry = entry["data"]  # strict JSON:API nests it; impCentral's clients do not
-    allowed = list(types)
-    if (not isinstance(entry, dict) or entry.get("type") not in allowed
-            or not is_id(entry.get("id"))):
-        raise BadRequest(f"relationship {name!r} must be {{type in {allowed}, id}}",
-                         code="InvalidRelationship", pointer=f"/data/relationships/{name}")
-    return str(entry["type"]), str(entry["id"])
-
-
-def id_list(body: Any, type_: str) -> list[str]:
-    """``{"data": [{"type": type_, "id": …}, …]}`` → the ids, checked."""
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise BadRequest(f"the body must be {{'data': [{{'type': '{type_}', 'id': …}}]}}",
-                         code="InvalidBody", pointer="/data")
-    ids: list[str] = []
-    for i, entry in enumerate(body["data"]):
-        if not isinstance(entry, dict) or entry.get("type") != type_ or not is_id(entry.get("id")):
-            raise BadRequest(f"data[{i}] must be {{'type': '{type_}', 'id': …}}",
-                             code="InvalidBody", pointer=f"/data/{i}")
-        ids.append(entry["id"])
-    return ids
-
-
-def is_id(value: Any) -> bool:
-    """A plausible identifier: a short non-empty string."""
-    return isinstance(value, str) and 0 < len(value) <= 200
-
-
-def is_str(limit: int) -> Callable[[Any], bool]:
-    """A predicate: a string of at most ``limit`` characters."""
-    return lambda v: isinstance(v, str) and len(v) <= limit
-
-
-def is_name(v: Any) -> bool:
-    """A resource name: non-empty after trimming, at most 80 characters."""
-    return isinstance(v, str) and len(v.strip()) > 0 and len(v) <= 80
-
-
-def is_bool(v: Any) -> bool:
-    """Strictly a JSON boolean."""
-    return isinstance(v, bool)
-
-
-def is_opt_str(limit: int) -> Callable[[Any], bool]:
-    """A predicate: ``null`` or a string of at most ``limit`` characters."""
-    return lambda v: v is None or (isinstance(v, str) and len(v) <= limit)
-
-
-def is_tags(v: Any) -> bool:
-    """An array of short strings."""
-    return isinstance(v, list) and len(v) <= 100 and all(
-        isinstance(t, str) and 0 < len(t) <= 100 for t in v)
-
-
-def is_env_vars(v: Any) -> bool:
-    """An object of scalar values (impCentral's ``env_vars``)."""
-    return isinstance(v, dict) and len(json.dumps(v)) <= 16384 and all(
-        isinstance(k, str) and (val is None or isinstance(val, str | int | float | bool))
-        for k, val in v.items())

@@ -2,7 +2,9 @@
 
 Generated, not written by hand, so it lists exactly the routes that are served:
 a route added to the router appears here with its summary, path parameters,
-whether it needs a bearer token, and which roles may call it.
+whether it needs a bearer token, which roles may call it, and its request body:
+the JSON Schema of the very model that validates it (``cloud/api_models.py``),
+under ``components.schemas``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 from impfactory import __version__
 from impfactory.cloud.api import BASE, Answer, Call, Router
 from impfactory.cloud.api_jsonapi import MAX_PAGE_SIZE, JsonObj
+from impfactory.cloud.api_models import schemas
 
 _ERROR_REF = {"$ref": "#/components/responses/Error"}
 _QUERY_SCHEMA: dict[str, JsonObj] = {
@@ -25,6 +28,9 @@ _QUERY_SCHEMA: dict[str, JsonObj] = {
 def describe(router: Router) -> JsonObj:
     """The OpenAPI document for every route in ``router``."""
     paths: dict[str, JsonObj] = {}
+    bodies = [r.body for r in router.routes if r.body is not None]
+    refs, components = schemas(bodies)
+    body_schema = {id(b): ref for b, ref in zip(bodies, refs, strict=True)}
     for route in router.routes:
         op: JsonObj = {
             "summary": route.summary,
@@ -39,8 +45,7 @@ def describe(router: Router) -> JsonObj:
         if params:
             op["parameters"] = params
         if route.body is not None:
-            op["requestBody"] = {"required": route.body["required"], "content": {
-                route.body["content_type"]: {"schema": route.body["schema"]}}}
+            op["requestBody"] = route.body.openapi(body_schema[id(route.body)])
         if route.auth:
             op["x-roles"] = sorted(route.roles)
         else:
@@ -55,6 +60,7 @@ def describe(router: Router) -> JsonObj:
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
+            "schemas": components,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "responses": {"Error": {
                 "description": "JSON:API error document",

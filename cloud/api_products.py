@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from msgspec import UNSET, Struct, UnsetType
+
 from impfactory.cloud import api_render as render
 from impfactory.cloud.api import Answer, Call, Router
 from impfactory.cloud.api_context import ApiContext
-from impfactory.cloud.api_jsonapi import (
-    Forbidden,
-    attributes,
-    data_object,
-    filters,
-    is_name,
-    is_str,
-    list_query,
-    paginate,
-    relationship,
-    resource_body,
-)
+from impfactory.cloud.api_jsonapi import Forbidden, filters, list_query, paginate
+from impfactory.cloud.api_models import Description, Id, Name, ResourceBody, optional
 
 FILTERS = ("owner.id",)
-ATTRS = {"name": is_name, "description": is_str(1000)}
+
+
+class ProductAttributes(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A product's attributes: ``name`` unique in the account."""
+
+    name: Name
+    description: Description | UnsetType = UNSET
+
+
+class AccountRef(Struct):
+    type: Literal["account"]
+    id: Id
+
+
+class ProductRelationships(Struct):
+    owner: AccountRef | UnsetType = UNSET
+    """Only the caller's own account (the default)."""
+
+
+CREATE = ResourceBody.of("ProductCreate", "product", ProductAttributes, ProductRelationships)
+UPDATE = ResourceBody.of("ProductUpdate", "product",
+                         optional(ProductAttributes, "ProductChanges"), None)
 
 
 def register(router: Router, ctx: ApiContext) -> None:
@@ -34,11 +49,10 @@ def register(router: Router, ctx: ApiContext) -> None:
                                     render.product))
 
     def create(call: Call) -> Answer:
-        data = data_object(call.body(), ["product"])
-        attrs = attributes(data, ATTRS, required=("name",))
-        owner_rel = relationship(data, "owner", ["account"])
+        body = CREATE.parse(call.body())
+        attrs = body.attrs
         owner = ctx.owner(call.account)
-        if owner_rel is not None and owner_rel[1] != owner:
+        if body.rels.get("owner", owner) != owner:
             raise Forbidden("products can only be created in the caller's own account")
         made = svc.create_product(owner, attrs["name"].strip(), attrs.get("description", ""))
         return Answer(201, {"data": render.product(made)})
@@ -49,8 +63,7 @@ def register(router: Router, ctx: ApiContext) -> None:
 
     def update(call: Call) -> Answer:
         product = ctx.product(ctx.owner(call.account), call.params["id"])
-        data = data_object(call.body(), ["product"], want_id=product.id)
-        attrs = attributes(data, ATTRS)
+        attrs = UPDATE.parse(call.body(), want_id=product.id).attrs
         updated = svc.update_product(product.id, name=attrs["name"].strip() if "name" in attrs
                                      else None, description=attrs.get("description"))
         return Answer(200, {"data": render.product(updated)})
@@ -60,8 +73,8 @@ def register(router: Router, ctx: ApiContext) -> None:
         return Answer(204)
 
     router.add("GET", "/products", list_, "List products", query=list_query(FILTERS))
-    router.add("POST", "/products", create, "Create a product", body=resource_body("product"))
+    router.add("POST", "/products", create, "Create a product", body=CREATE)
     router.add("GET", "/products/{id}", get, "One product")
     router.add("PATCH", "/products/{id}", update, "Rename or redescribe a product",
-               body=resource_body("product"))
+               body=UPDATE)
     router.add("DELETE", "/products/{id}", delete, "Delete a product with no device groups")

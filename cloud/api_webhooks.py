@@ -25,30 +25,30 @@ import contextlib
 import json
 import logging
 from enum import Enum
+from typing import Annotated
 from urllib.parse import urlencode
+
+from msgspec import UNSET, Struct, UnsetType
 
 from impfactory.backoff import Backoff
 from impfactory.cloud import api_render as render
 from impfactory.cloud.api import Answer, Call, Router
 from impfactory.cloud.api_context import ApiContext
-from impfactory.cloud.api_devicegroups import GROUP_TYPES
-from impfactory.cloud.api_jsonapi import (
-    JsonObj,
-    NotFound,
-    attributes,
-    data_object,
-    filters,
-    is_str,
-    list_query,
-    paginate,
-    relationship,
-    resource_body,
-)
+from impfactory.cloud.api_devicegroups import GroupRef
+from impfactory.cloud.api_jsonapi import JsonObj, NotFound, filters, list_query, paginate
+from impfactory.cloud.api_models import ResourceBody, meta
 from impfactory.cloud.errors import NotFoundError
-from impfactory.cloud.model import WEBHOOK_CONTENT_TYPES, WEBHOOK_EVENTS, Webhook, WebhookDelivery
+from impfactory.cloud.model import (
+    WEBHOOK_CONTENT_TYPES,
+    Webhook,
+    WebhookContentType,
+    WebhookDelivery,
+    WebhookEvent,
+)
 from impfactory.cloud.outbound import Outbound, Reply
 from impfactory.cloud.service import CloudService
 from impfactory.errors import ImpFactoryError
+from impfactory.protocol.constraints import Limits
 
 WEBHOOK_BACKOFF = Backoff(first=1.0, cap=300.0, max_attempts=50)
 """Deliveries retry 1, 2, 4 ... s, at most 5 minutes apart, and are dead after 50 tries."""
@@ -56,6 +56,32 @@ WEBHOOK_BACKOFF = Backoff(first=1.0, cap=300.0, max_attempts=50)
 log = logging.getLogger(__name__)
 
 FILTERS = ("devicegroup.id",)
+
+Url = Annotated[str, meta(Limits(max_length=2000), "an absolute http(s) URL: the service "
+                          "refuses any other with impCentral's 400 'Invalid URL'")]
+
+
+class WebhookChanges(Struct, forbid_unknown_fields=True, kw_only=True):
+    """What an update may change (not the event)."""
+
+    url: Url | UnsetType = UNSET
+    content_type: WebhookContentType | UnsetType = UNSET
+
+
+class WebhookAttributes(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A new webhook: ``content_type`` is JSON unless given."""
+
+    event: WebhookEvent
+    url: Url
+    content_type: WebhookContentType | UnsetType = UNSET
+
+
+class WebhookRelationships(Struct):
+    devicegroup: GroupRef
+
+
+CREATE = ResourceBody.of("WebhookCreate", "webhook", WebhookAttributes, WebhookRelationships)
+UPDATE = ResourceBody.of("WebhookUpdate", "webhook", WebhookChanges, None)
 
 LEASE_S = 15.0
 """How long a dispatcher holds the deliveries it took: above one POST's deadline (the
@@ -224,13 +250,9 @@ def register(router: Router, ctx: ApiContext) -> None:
 
     def create(call: Call) -> Answer:
         owner = ctx.owner(call.account)
-        data = data_object(call.body(), ["webhook"])
-        attrs = attributes(data, {"event": lambda v: v in WEBHOOK_EVENTS, "url": is_str(2000),
-                                  "content_type": lambda v: v in WEBHOOK_CONTENT_TYPES},
-                           required=("event", "url"))
-        grp = relationship(data, "devicegroup", GROUP_TYPES, required=True)
-        assert grp is not None
-        group = ctx.group(owner, grp[1])
+        body = CREATE.parse(call.body())
+        attrs = body.attrs
+        group = ctx.group(owner, body.rels["devicegroup"])
         made = svc.create_webhook(group.id, attrs["event"], attrs["url"],
                                   attrs.get("content_type", WEBHOOK_CONTENT_TYPES[0]))
         return Answer(201, {"data": render.webhook(made, svc)})
@@ -241,9 +263,7 @@ def register(router: Router, ctx: ApiContext) -> None:
 
     def update(call: Call) -> Answer:
         found = hook(ctx.owner(call.account), call.params["id"])
-        data = data_object(call.body(), ["webhook"], want_id=found.id)
-        attrs = attributes(data, {"url": is_str(2000),
-                                  "content_type": lambda v: v in WEBHOOK_CONTENT_TYPES})
+        attrs = UPDATE.parse(call.body(), want_id=found.id).attrs
         updated = svc.update_webhook(found.id, url=attrs.get("url"),
                                      content_type=attrs.get("content_type"))
         return Answer(200, {"data": render.webhook(updated, svc)})
@@ -256,8 +276,8 @@ def register(router: Router, ctx: ApiContext) -> None:
     router.add("POST", "/webhooks", create,
                "Create a webhook: deployment on any group; blessing, blinkup on "
                "(pre-)production groups",
-               body=resource_body("webhook"))
+               body=CREATE)
     router.add("GET", "/webhooks/{id}", get, "One webhook")
     router.add("PATCH", "/webhooks/{id}", update, "Change a webhook's url or content type",
-               body=resource_body("webhook"))
+               body=UPDATE)
     router.add("DELETE", "/webhooks/{id}", delete, "Delete a webhook")

@@ -97,7 +97,7 @@ class AccountTable:
 
     def create(self, username: str, password: str, clientid: str | None) -> str | None:
         """Add a device account; an error text when it cannot be added."""
-        if not cl._HEX16.match(username):
+        if not cl.DEVICE_ID.matches(username):
             return "Only device accounts can be created"
         with self._lock:
             if username in self._accounts:

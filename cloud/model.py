@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 
 class GroupType(StrEnum):
@@ -67,8 +67,11 @@ class TokenKind(StrEnum):
     DEVELOPMENT = "development"
 
 
-WEBHOOK_EVENTS = ("blessing", "blinkup", "deployment")
-WEBHOOK_CONTENT_TYPES = ("application/json", "application/x-www-form-urlencoded")
+WebhookEvent = Literal["blessing", "blinkup", "deployment"]
+WebhookContentType = Literal["application/json", "application/x-www-form-urlencoded"]
+WEBHOOK_EVENTS: tuple[str, ...] = get_args(WebhookEvent)
+WEBHOOK_CONTENT_TYPES: tuple[str, ...] = get_args(WebhookContentType)
+"""The first is the default."""
 
 
 class RowLike(Protocol):

@@ -42,6 +42,7 @@ from enum import Enum, IntEnum, StrEnum
 from typing import Any, ClassVar, Final, Union, get_args, get_origin, get_type_hints
 
 from impfactory.errors import ImpFactoryError
+from impfactory.protocol.constraints import NO_LIMITS, Limits, limited, limits_of
 
 VERSION: Final = 1
 PREFIX: Final = f"imp/{VERSION}/d"
@@ -55,11 +56,15 @@ DEFAULT_CHUNK_SIZE: Final = 16 * 1024
 MAX_BLOCKS_PER_REQUEST: Final = 64
 MAX_LOG_LENGTH: Final = 4096
 
-_HEX16 = re.compile(r"[0-9a-f]{16}\Z")
-_HEX12 = re.compile(r"[0-9a-f]{12}\Z")
-_HEX32 = re.compile(r"[0-9a-f]{32}\Z")
-_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
-_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+# Field limits in the shared vocabulary (protocol/constraints.py), as JSON Schema writes them.
+HEX16: Final = "^[0-9a-f]{16}$"
+HEX12: Final = "^[0-9a-f]{12}$"
+HEX32: Final = "^[0-9a-f]{32}$"
+SHA256: Final = "^[0-9a-f]{64}$"
+NAME: Final = "^[A-Za-z0-9_.:-]{1,64}$"
+REQ_MAX: Final = 2**31 - 1
+DEVICE_ID: Final = Limits(pattern=HEX16)
+"""A device ID: 16 lower-case hex digits (also its broker account's name)."""
 
 
 class CloudLinkError(ImpFactoryError, ValueError):
@@ -125,20 +130,6 @@ class LogType(StrEnum):
 FACTORY_REFUSED_LOG: Final = "Factory BlinkUp request failed. This is not a factory imp."
 
 
-def _hex16(**kw: Any) -> Any:
-    return field(metadata={"pattern": _HEX16}, **kw)
-
-
-def _meta(**meta: Any) -> Any:
-    default = meta.pop("default", MISSING)
-    factory = meta.pop("default_factory", MISSING)
-    if factory is not MISSING:
-        return field(default_factory=factory, metadata=meta)
-    if default is not MISSING:
-        return field(default=default, metadata=meta)
-    return field(metadata=meta)
-
-
 @dataclass(frozen=True)
 class ImageRef:
     """An image the device can fetch block by block: its SHA-256, size and block size.
@@ -151,10 +142,10 @@ class ImageRef:
     """
 
     kind: ImageKind
-    sha: str = _meta(pattern=_SHA256)
-    size: int = _meta(min=0, max=64 * 1024 * 1024)
-    chunk_size: int = _meta(min=1, max=MAX_CHUNK)
-    blocks_sha: str | None = _meta(pattern=_SHA256, default=None)
+    sha: str = limited(pattern=SHA256)
+    size: int = limited(ge=0, le=64 * 1024 * 1024)
+    chunk_size: int = limited(ge=1, le=MAX_CHUNK)
+    blocks_sha: str | None = limited(pattern=SHA256, default=None)
 
     @property
     def total(self) -> int:
@@ -175,7 +166,7 @@ class Message:
     KIND: ClassVar[str] = ""
     DIRECTION: ClassVar[Direction] = Direction.UP
 
-    device_id: str = _hex16()
+    device_id: str = limited(pattern=HEX16)
 
 
 # ---------------------------------------------------------------- device -> cloud
@@ -194,14 +185,14 @@ class Hello(Message):
     """
 
     KIND: ClassVar[str] = "hello"
-    req: int = _meta(min=0, max=2**31 - 1, default=0)
-    mac: str = _meta(pattern=_HEX12, default="000000000000")
-    impos_version: str = _meta(pattern=_NAME, default="0")
-    imp_type: str = _meta(pattern=_NAME, default="imp005")
-    deployment: str | None = _meta(maxlen=64, default=None)
-    plan_id: str | None = _meta(pattern=_HEX16, default=None)
-    token: str | None = _meta(pattern=_HEX16, default=None)
-    session: str | None = _meta(pattern=_HEX32, default=None)
+    req: int = limited(ge=0, le=REQ_MAX, default=0)
+    mac: str = limited(pattern=HEX12, default="000000000000")
+    impos_version: str = limited(pattern=NAME, default="0")
+    imp_type: str = limited(pattern=NAME, default="imp005")
+    deployment: str | None = limited(max_length=64, default=None)
+    plan_id: str | None = limited(pattern=HEX16, default=None)
+    token: str | None = limited(pattern=HEX16, default=None)
+    session: str | None = limited(pattern=HEX32, default=None)
 
 
 @dataclass(frozen=True)
@@ -209,10 +200,10 @@ class StateReport(Message):
     """What the device is doing: connection state, LED state, impOS, deployment running."""
 
     KIND: ClassVar[str] = "state"
-    connection: str = _meta(pattern=_NAME, default="SERVER_CONNECTED")
-    led: str = _meta(pattern=_NAME, default="off")
-    impos_version: str = _meta(pattern=_NAME, default="0")
-    deployment: str | None = _meta(maxlen=64, default=None)
+    connection: str = limited(pattern=NAME, default="SERVER_CONNECTED")
+    led: str = limited(pattern=NAME, default="off")
+    impos_version: str = limited(pattern=NAME, default="0")
+    deployment: str | None = limited(max_length=64, default=None)
 
 
 @dataclass(frozen=True)
@@ -220,7 +211,7 @@ class Log(Message):
     """``server.log`` / ``server.error`` output, or a status line from impOS."""
 
     KIND: ClassVar[str] = "log"
-    msg: str = _meta(maxlen=MAX_LOG_LENGTH, default="")
+    msg: str = limited(max_length=MAX_LOG_LENGTH, default="")
     type: LogType = LogType.SERVER_LOG
 
 
@@ -229,7 +220,7 @@ class FactoryTokenRequest(Message):
     """``server.factoryblinkup`` asking for a factory enrolment token (fixtures only)."""
 
     KIND: ClassVar[str] = "factory_token_request"
-    req: int = _meta(min=0, max=2**31 - 1, default=0)
+    req: int = limited(ge=0, le=REQ_MAX, default=0)
 
 
 @dataclass(frozen=True)
@@ -237,10 +228,10 @@ class ChunkRequest(Message):
     """Ask for the listed blocks of an image (the device asks only for what it lacks)."""
 
     KIND: ClassVar[str] = "chunk_request"
-    sha: str = _meta(pattern=_SHA256, default="0" * 64)
-    blocks: tuple[int, ...] = _meta(
-        min=0, max=2**31 - 1, maxitems=MAX_BLOCKS_PER_REQUEST, minitems=1, default=(0,)
-    )
+    sha: str = limited(pattern=SHA256, default="0" * 64)
+    blocks: tuple[int, ...] = limited(
+        min_length=1, max_length=MAX_BLOCKS_PER_REQUEST, items=Limits(ge=0, le=REQ_MAX),
+        default=(0,))
 
 
 @dataclass(frozen=True)
@@ -248,9 +239,9 @@ class BlessRequest(Message):
     """``server.bless(passed, cb)``; the answer is ``bless_answer`` with the same ``req``."""
 
     KIND: ClassVar[str] = "bless_request"
-    req: int = _meta(min=0, max=2**31 - 1, default=0)
+    req: int = limited(ge=0, le=REQ_MAX, default=0)
     passed: bool = True
-    attempt: str | None = _meta(pattern=_HEX16, default=None)
+    attempt: str | None = limited(pattern=HEX16, default=None)
     """The device's name for this ``server.bless`` call, the same on every retry (after
     a lost link, a cloud that did not answer): the cloud answers a retry of the
     attempt that blessed the device "blessed" again, and any other "already blessed"."""
@@ -261,7 +252,7 @@ class Bye(Message):
     """The device goes offline (sent on clean disconnect; also its MQTT last will)."""
 
     KIND: ClassVar[str] = "bye"
-    reason: str = _meta(maxlen=64, default="disconnect")
+    reason: str = limited(max_length=64, default="disconnect")
 
 
 @dataclass(frozen=True)
@@ -273,8 +264,8 @@ class AgentMessage(Message):
     """
 
     KIND: ClassVar[str] = "agent_message"
-    name: str = _meta(pattern=_NAME, default="message")
-    value: object = _meta(json=True, default=None)
+    name: str = limited(pattern=NAME, default="message")
+    value: object = None
 
 
 # ---------------------------------------------------------------- cloud -> device
@@ -286,10 +277,10 @@ class Welcome(Message):
 
     KIND: ClassVar[str] = "welcome"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    req: int = _meta(min=0, max=2**31 - 1, default=0)
-    plan_id: str | None = _meta(pattern=_HEX16, default=None)
-    agent_id: str | None = _meta(maxlen=64, default=None)
-    agent_url: str | None = _meta(maxlen=256, default=None)
+    req: int = limited(ge=0, le=REQ_MAX, default=0)
+    plan_id: str | None = limited(pattern=HEX16, default=None)
+    agent_id: str | None = limited(max_length=64, default=None)
+    agent_url: str | None = limited(max_length=256, default=None)
     blessed: bool = False
 
 
@@ -299,10 +290,10 @@ class ErrorReply(Message):
 
     KIND: ClassVar[str] = "error"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    req: int | None = _meta(min=0, max=2**31 - 1, default=None)
+    req: int | None = limited(ge=0, le=REQ_MAX, default=None)
     code: ErrorCode = ErrorCode.BAD_REQUEST
-    message: str = _meta(maxlen=1024, default="")
-    kind: str | None = _meta(maxlen=64, default=None)
+    message: str = limited(max_length=1024, default="")
+    kind: str | None = limited(max_length=64, default=None)
 
 
 @dataclass(frozen=True)
@@ -311,9 +302,9 @@ class Assignment(Message):
 
     KIND: ClassVar[str] = "assignment"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    group_id: str | None = _meta(maxlen=64, default=None)
-    group_type: str | None = _meta(maxlen=64, default=None)
-    product_id: str | None = _meta(maxlen=64, default=None)
+    group_id: str | None = limited(max_length=64, default=None)
+    group_type: str | None = limited(max_length=64, default=None)
+    product_id: str | None = limited(max_length=64, default=None)
     blessed: bool = False
 
 
@@ -323,7 +314,7 @@ class ConfigParams(Message):
 
     KIND: ClassVar[str] = "configparams"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    params: dict[str, str | bool] = field(default_factory=dict, metadata={"maxitems": 64})
+    params: dict[str, str | bool] = limited(max_length=64, default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -340,8 +331,8 @@ class CodeOffer(Message):
 
     KIND: ClassVar[str] = "code_offer"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    deployment: str = _meta(maxlen=64, default="")
-    sha: str = _meta(pattern=_SHA256, default="0" * 64)
+    deployment: str = limited(max_length=64, default="")
+    sha: str = limited(pattern=SHA256, default="0" * 64)
     device: ImageRef = field(default_factory=lambda: ImageRef(ImageKind.DEVICE, "0" * 64, 0, 1))
     agent: ImageRef | None = None
 
@@ -352,7 +343,7 @@ class OsOffer(Message):
 
     KIND: ClassVar[str] = "os_offer"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    version: str = _meta(pattern=_NAME, default="0")
+    version: str = limited(pattern=NAME, default="0")
     image: ImageRef = field(default_factory=lambda: ImageRef(ImageKind.IMPOS, "0" * 64, 0, 1))
 
 
@@ -368,10 +359,10 @@ class Chunk(Message):
 
     KIND: ClassVar[str] = "chunk"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    sha: str = _meta(pattern=_SHA256, default="0" * 64)
-    index: int = _meta(min=0, max=2**31 - 1, default=0)
-    total: int = _meta(min=1, max=2**31, default=1)
-    block_sha: str = _meta(pattern=_SHA256, default="0" * 64)
+    sha: str = limited(pattern=SHA256, default="0" * 64)
+    index: int = limited(ge=0, le=REQ_MAX, default=0)
+    total: int = limited(ge=1, le=2**31, default=1)
+    block_sha: str = limited(pattern=SHA256, default="0" * 64)
     data: bytes | memoryview = b""
 
     @property
@@ -386,10 +377,10 @@ class FactoryToken(Message):
 
     KIND: ClassVar[str] = "factory_token"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    req: int = _meta(min=0, max=2**31 - 1, default=0)
-    plan_id: str = _meta(pattern=_HEX16, default="0" * 16)
-    token: str = _meta(pattern=_HEX16, default="0" * 16)
-    expires_in: float = _meta(min=0, max=7 * 86400, default=600.0)
+    req: int = limited(ge=0, le=REQ_MAX, default=0)
+    plan_id: str = limited(pattern=HEX16, default="0" * 16)
+    token: str = limited(pattern=HEX16, default="0" * 16)
+    expires_in: float = limited(ge=0, le=7 * 86400, default=600.0)
 
 
 @dataclass(frozen=True)
@@ -398,9 +389,9 @@ class BlessAnswer(Message):
 
     KIND: ClassVar[str] = "bless_answer"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    req: int = _meta(min=0, max=2**31 - 1, default=0)
+    req: int = limited(ge=0, le=REQ_MAX, default=0)
     blessed: bool = False
-    reason: str = _meta(maxlen=256, default="")
+    reason: str = limited(max_length=256, default="")
 
 
 @dataclass(frozen=True)
@@ -409,7 +400,7 @@ class Restart(Message):
 
     KIND: ClassVar[str] = "restart"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    reason: str = _meta(maxlen=64, default="restart")
+    reason: str = limited(max_length=64, default="restart")
 
 
 @dataclass(frozen=True)
@@ -427,8 +418,8 @@ class DeviceMessage(Message):
 
     KIND: ClassVar[str] = "device_message"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    name: str = _meta(pattern=_NAME, default="message")
-    value: object = _meta(json=True, default=None)
+    name: str = limited(pattern=NAME, default="message")
+    value: object = None
 
 
 UP_KINDS: Final[dict[str, type[Message]]] = {
@@ -477,7 +468,7 @@ def parse_topic(topic_name: str) -> tuple[str, Direction, type[Message]]:
     if parts[1] != str(VERSION):
         raise VersionError(f"cloud-link version {parts[1][:8]!r} on topic, expected {VERSION}")
     device_id, direction, kind = parts[3], parts[4], parts[5]
-    if not _HEX16.match(device_id):
+    if not DEVICE_ID.matches(device_id):
         raise TopicError(f"bad device ID in topic: {device_id[:40]!r}")
     try:
         d = Direction(direction)
@@ -529,7 +520,7 @@ def decode_chunk(device_id: str, payload: bytes) -> Chunk:
     header written as ``encode`` writes it is read by one regular expression; any
     other header goes through the general validation, whose answer (value or
     error) is the same (tests/test_cloudlink.py proves the two agree)."""
-    if not _HEX16.match(device_id):
+    if not DEVICE_ID.matches(device_id):
         raise TopicError(f"bad device ID in topic: {device_id[:40]!r}")
     end = payload.find(b"\n")
     if end < 0:
@@ -593,66 +584,55 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+_Plan = tuple[frozenset[str], tuple[tuple[str, Any, Limits, bool], ...]]
+_PLANS: dict[type, _Plan] = {}
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = get_type_hints(cls)
-    return hints
-
-
-_Spec = tuple[str, str, Any, Any, bool]  # name, where, type hint, metadata, required
-_PLANS: dict[type, tuple[frozenset[str], tuple[_Spec, ...]]] = {}
-
-
-def _plan(cls: type) -> tuple[frozenset[str], tuple[_Spec, ...]]:
-    """The wire fields of a message class, with what checking each needs: worked out
-    once per class, not for every message decoded."""
+def _plan(cls: type) -> _Plan:
+    """The JSON fields of ``cls`` and, per field, (name, type, limits, required): worked
+    out once per class, since decoding is on the line's hot path."""
     plan = _PLANS.get(cls)
     if plan is None:
-        hints = _hints(cls)
-        specs = tuple((f.name, f"{cls.__name__}.{f.name}", hints[f.name], f.metadata,
-                       f.default is MISSING and f.default_factory is MISSING)
-                      for f in fields(cls) if f.name not in ("device_id", "data"))
-        plan = _PLANS[cls] = (frozenset(spec[0] for spec in specs), specs)
+        hints = get_type_hints(cls)
+        entries = tuple(
+            (f.name, hints[f.name], limits_of(f.metadata),
+             f.default is MISSING and f.default_factory is MISSING)
+            for f in fields(cls) if f.name not in ("device_id", "data"))
+        plan = _PLANS[cls] = (frozenset(e[0] for e in entries), entries)
     return plan
 
 
 def _fields_from_json(cls: type, obj: dict[str, Any]) -> dict[str, Any]:
-    known, specs = _plan(cls)
-    unknown = obj.keys() - known
-    if unknown:
-        raise SchemaError(f"{cls.__name__}: unknown field(s) {sorted(unknown)[:5]}")
+    known, entries = _plan(cls)
+    if not known.issuperset(obj):
+        raise SchemaError(f"{cls.__name__}: unknown field(s) {sorted(set(obj) - known)[:5]}")
     values: dict[str, Any] = {}
-    for name, where, hint, meta, required in specs:
+    for name, tp, lim, required in entries:
         if name not in obj:
             if required:
                 raise SchemaError(f"{cls.__name__}: missing field {name!r}")
             continue
-        values[name] = _check(where, hint, obj[name], meta)
+        values[name] = _check(f"{cls.__name__}.{name}", tp, obj[name], lim)
     return values
 
 
-def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
-    if tp is str:  # (the commonest field first; a plain type has no origin below)
-        return _check_str(where, value, meta)
+def _check(where: str, tp: Any, value: Any, lim: Limits) -> Any:
     origin = get_origin(tp)
     if origin is Union or origin is types.UnionType:
         args = [a for a in get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _check(where, args[0], value, meta)
+        return _check(where, args[0], value, lim)
     if origin is tuple:
         if not isinstance(value, list):
             raise SchemaError(f"{where}: expected a list")
-        if len(value) > meta.get("maxitems", 1 << 30) or len(value) < meta.get("minitems", 0):
+        if not lim.length_ok(len(value)):
             raise SchemaError(f"{where}: {len(value)} items is out of range")
-        return tuple(_check(where, get_args(tp)[0], v, meta) for v in value)
+        item = lim.items or NO_LIMITS
+        return tuple(_check(where, get_args(tp)[0], v, item) for v in value)
     if origin is dict:
-        if not isinstance(value, dict) or len(value) > meta.get("maxitems", 1 << 30):
-            raise SchemaError(f"{where}: expected an object of at most {meta.get('maxitems')}")
+        if not isinstance(value, dict) or not lim.length_ok(len(value)):
+            raise SchemaError(f"{where}: expected an object of at most {lim.max_length}")
         value_type = get_args(tp)[1]
         allowed = (get_args(value_type) if get_origin(value_type) in (Union, types.UnionType)
                    else (value_type,))
@@ -666,8 +646,8 @@ def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
             return tp(value)
         except ValueError:
             raise SchemaError(f"{where}: {value!r} is not one of the allowed values") from None
-    if tp is object and meta.get("json"):
-        return value  # anything json.loads made is a JSON value; size was checked before
+    if tp is object:
+        return value  # any JSON value: json.loads made it, and the payload's size was checked
     if tp is ImageRef:
         if not isinstance(value, dict):
             raise SchemaError(f"{where}: expected an image object")
@@ -680,21 +660,18 @@ def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
         ok = isinstance(value, int) if tp is int else isinstance(value, (int, float))
         if not ok or isinstance(value, bool):
             raise SchemaError(f"{where}: expected a number")
-        if not meta.get("min", value) <= value <= meta.get("max", value):
+        if not lim.in_range(value):
             raise SchemaError(f"{where}: {value} is out of range")
         return tp(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise SchemaError(f"{where}: expected a string")
+        if not lim.matches(value):
+            raise SchemaError(f"{where}: {value[:40]!r} is malformed")
+        if len(value) > MAX_PAYLOAD or not lim.length_ok(len(value)):
+            raise SchemaError(f"{where}: string too long")
+        return value
     raise SchemaError(f"{where}: unsupported field type {tp!r}")  # pragma: no cover
-
-
-def _check_str(where: str, value: Any, meta: Any) -> str:
-    if not isinstance(value, str):
-        raise SchemaError(f"{where}: expected a string")
-    pattern = meta.get("pattern")
-    if pattern is not None and not pattern.match(value):
-        raise SchemaError(f"{where}: {value[:40]!r} is malformed")
-    if len(value) > meta.get("maxlen", MAX_PAYLOAD):
-        raise SchemaError(f"{where}: string too long")
-    return value
 
 
 def validate(msg: Message) -> Message:

@@ -36,8 +36,9 @@ States and events (an explicit table, ``TRANSITIONS``)::
 
 ``state`` is ``SYNC`` or ``FRAME`` while a BlinkUp is being received (an imp stops
 flashing its status LED then). The slicing and sync search are vectorised with numpy
-per chunk; Python runs once per transition and once per symbol (bi-level) or frame
-(tri-level). A chunk costs a fixed two dozen numpy calls on top of its samples, so
+per chunk (the slicer's flips found by ``bytes.find`` on its comparisons); Python runs
+once per transition and once per symbol (bi-level) or frame (tri-level). A chunk costs
+a fixed dozen or so numpy calls on top of its samples, so
 chunks shorter than the shortest symbol period accepted are gathered first: ``state``
 then lags the light by less than one symbol, and :meth:`BlinkUpDecoder.flush`
 decodes what waits at the end of a capture.
@@ -151,6 +152,9 @@ TRILEVEL_SILENCE = 5.0
 """Mean frames without a transition after which a tri-level reception is lost."""
 CROSSING_LOOKBACK = 4
 """Samples an edge's midpoint crossing is looked for before the slicer's flip."""
+MANY_EDGES = 24
+"""Edges in a chunk from which their crossings are timed by numpy, all at once
+(fewer: one by one, where a few numpy calls would cost more than the Python)."""
 MAGIC_BITS = tuple((0x2A >> (7 - i)) & 1 for i in range(8))
 """The magic's bits, MSB first: the tri-level receiver hunts them in its lit runs."""
 MAGIC_GAP = 0.15
@@ -293,26 +297,44 @@ class _Done(Exception):
 
 
 def _hysteresis(
-    y: FloatArray, hi: FloatArray | float, lo: FloatArray | float, prev: int
+    above: bytes, below: bytes, prev: int
 ) -> tuple[list[int], list[int], int]:
-    """Two-threshold slicer: a sample above ``hi`` sets 1, below ``lo`` sets 0,
-    between keeps the last level. Returns the indices where the level flips, the
-    level after each flip, and the level after the last sample (``prev``, -1 for
-    "not yet decided", before the first). Only the decided samples are looked at,
-    so a chunk costs a handful of numpy calls, not one per sample."""
-    above = y > hi
-    decided = (above | (y < lo)).nonzero()[0]
-    if decided.shape[0] == 0:
-        return [], [], prev
-    vals = above[decided]
-    flips = (vals[1:] != vals[:-1]).nonzero()[0] + 1
-    changes = decided[flips].tolist()
-    levels = vals[flips].astype(np.int8).tolist()
-    first = int(vals[0])
-    if 0 <= prev != first:
-        changes.insert(0, int(decided[0]))
-        levels.insert(0, first)
-    return changes, levels, int(vals[-1])
+    """Two-threshold slicer: a sample above the upper threshold sets 1, below the lower
+    one sets 0, between keeps the last level. ``above`` and ``below`` hold one byte
+    per sample (1 where it is past that threshold: numpy's comparisons, as bytes).
+    Returns the indices where the level flips, the level after each flip, and the
+    level after the last sample (``prev``, -1 for "not yet decided", before the
+    first). Every sample is looked at, in C: each flip is one ``bytes.find`` for the
+    next sample past the opposite threshold, so a chunk costs two comparisons and a
+    find per flip, however long it is."""
+    changes: list[int] = []
+    levels: list[int] = []
+    level = prev
+    at = 0
+    if level < 0:
+        up, down = above.find(1), below.find(1)
+        if up < 0 and down < 0:
+            return changes, levels, prev
+        level, at = (1, up) if down < 0 or 0 <= up < down else (0, down)
+    find_up, find_down = above.find, below.find
+    while True:
+        at = find_down(1, at) if level else find_up(1, at)
+        if at < 0:
+            return changes, levels, level
+        level ^= 1
+        changes.append(at)
+        levels.append(level)
+
+
+_smallest, _largest = np.minimum.reduce, np.maximum.reduce
+
+
+def _median(values: list[float]) -> float:
+    """The median of a few floats, as ``np.median`` computes it (the mean of the middle
+    two of an even count), without its dozen calls."""
+    ordered = sorted(values)
+    half = len(ordered) // 2
+    return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
 
 
 def _sliding_extreme(a: FloatArray, w: int, largest: bool) -> FloatArray:
@@ -331,21 +353,61 @@ def _sliding_extreme(a: FloatArray, w: int, largest: bool) -> FloatArray:
     return out
 
 
-def _crossing(hist: FloatArray, i: int, mid: float, level: int, origin: int) -> float:
-    """Where the light crossed ``mid`` on its way to ``level`` (1: up), given that
-    sample ``i`` of ``hist`` is the first past the hysteresis: the crossing lies a
-    sample or so earlier; interpolated between the samples either side of it. In
+def _crossings(
+    hist: FloatArray, first: int, changes: list[int], levels: list[int], mid: float,
+    origin: int,
+) -> list[float]:
+    """Where the light crossed ``mid`` on its way to each flip's level (1: up), given
+    that sample ``first + c`` of ``hist`` is the first past the hysteresis for each
+    ``c`` of ``changes``: the crossing lies a sample or so earlier (at most
+    CROSSING_LOOKBACK), interpolated between the samples either side of it. In
     absolute positions (``hist[0]`` is sample ``origin``), the same bits however the
-    stream was cut."""
-    rising = level == 1
-    j = i
-    while j > 0 and i - j < CROSSING_LOOKBACK and (float(hist[j - 1]) > mid) == rising:
-        j -= 1
-    before = float(hist[j - 1]) if j > 0 else float(hist[0])
-    step = float(hist[j]) - before
-    frac = min(max((mid - before) / step, 0.0), 1.0) if step != 0.0 else 0.0
-    return (origin + j - 1) + frac
+    stream was cut. One comparison for the chunk; per flip, a ``bytes.rfind`` for
+    the last sample on the far side of ``mid`` and two samples read."""
+    lo = max(first - CROSSING_LOOKBACK, 0)
+    if len(changes) > MANY_EDGES:
+        return _crossings_array(hist, lo, first, changes, levels, mid, origin)
+    side = np.greater(hist[lo:], mid).tobytes()
+    item, back = hist.item, CROSSING_LOOKBACK
+    out: list[float] = []
+    for c, level in zip(changes, levels, strict=True):
+        i = first + c
+        start = i - back if i > back else 0
+        # the last sample before i, within the lookback, still on the old side
+        k = side.rfind(level ^ 1, start - lo, i - lo)
+        j = k + lo + 1 if k >= 0 else start
+        before = item(j - 1) if j > 0 else item(0)
+        step = item(j) - before
+        frac = min(max((mid - before) / step, 0.0), 1.0) if step != 0.0 else 0.0
+        out.append((origin + j - 1) + frac)
+    return out
 
+
+_LOOKBACK = np.arange(1, CROSSING_LOOKBACK + 1)
+
+
+def _crossings_array(
+    hist: FloatArray, lo: int, first: int, changes: list[int], levels: list[int],
+    mid: float, origin: int,
+) -> list[float]:
+    """:func:`_crossings` for many flips at once, in under two dozen numpy calls:
+    the same arithmetic on the same samples, so the same bits."""
+    i = np.add(changes, first)
+    behind = i[:, None] - _LOOKBACK  # the samples looked back at, nearest first
+    near_start = first <= CROSSING_LOOKBACK  # the walk may reach hist[0]
+    # still on the old side of mid (a sample before hist[0] ends the walk)
+    same = np.greater(hist[np.maximum(behind, lo) if near_start else behind], mid)
+    same = same == np.array(levels, dtype=bool)[:, None]
+    if near_start:
+        same &= behind >= 0
+    j = i - np.logical_and.accumulate(same, axis=1).sum(axis=1)
+    before = hist[np.maximum(j - 1, 0) if near_start else j - 1]
+    step = hist[j] - before
+    frac = np.zeros(step.shape[0])
+    np.divide(mid - before, step, out=frac, where=step != 0.0)
+    np.minimum(np.maximum(frac, 0.0, out=frac), 1.0, out=frac)
+    out: list[float] = ((j + (origin - 1)) + frac).tolist()
+    return out
 
 class BlinkUpDecoder:
     """Streaming decoder for one light sensor. See the module docstring."""
@@ -473,8 +535,7 @@ class BlinkUpDecoder:
 
     def _process(self, x: FloatArray) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        y = self._filter(x)
-        self._append_history(y)
+        y = self._take(x)
         n = int(y.shape[0])
         pos = 0
         while pos < n:
@@ -501,7 +562,7 @@ class BlinkUpDecoder:
         # two reductions check it all: NaN makes both comparisons false, and a bound
         # far outside any sensor keeps the arithmetic below from overflowing
         limit = MAX_SAMPLE * self._full_scale
-        low, high = float(x.min()), float(x.max())
+        low, high = float(_smallest(x)), float(_largest(x))
         if not (-limit <= low and high <= limit):
             raise BadSamplesError(
                 f"samples must be finite and within ±{MAX_SAMPLE:g} x full scale "
@@ -510,29 +571,11 @@ class BlinkUpDecoder:
             )
         return x
 
-    def _filter(self, x: FloatArray) -> FloatArray:
-        """Moving average over ``taps`` samples, continued across chunks."""
-        if self._taps == 1:
-            return x
-        if self._raw_tail.shape[0] == 0:
-            self._raw_tail = np.full(self._taps - 1, x[0])
-        if self._taps == 2:
-            # the common case (142 Hz possible): the same sums as below, fewer calls
-            pairs = np.empty(x.shape[0])
-            pairs[0] = self._raw_tail[0] + x[0]
-            np.add(x[1:], x[:-1], out=pairs[1:])
-            self._raw_tail = x[-1:].copy()
-            pairs *= 0.5
-            return pairs
-        joined = np.concatenate((self._raw_tail, x))
-        self._raw_tail = joined[-(self._taps - 1) :].copy()
-        # a direct sum (not a running cumsum) gives the same bits however it is chunked
-        out: FloatArray = np.convolve(joined, self._ones, "valid") / self._taps
-        return out
-
-    def _append_history(self, y: FloatArray) -> None:
-        """Keep the last ``history_len`` samples before this chunk, and the chunk."""
-        n = y.shape[0]
+    def _take(self, x: FloatArray) -> FloatArray:
+        """Filter a chunk into the history (moving average over ``taps`` samples,
+        continued across chunks) and return it there: the last ``history_len``
+        samples before it are kept, in a buffer that grows in place."""
+        n = x.shape[0]
         lo = max(self._buf_lo, self._buf_hi - self._history_len)
         self._hist_start += lo - self._buf_lo
         self._buf_lo = lo
@@ -542,9 +585,29 @@ class BlinkUpDecoder:
                 self._buf = np.zeros(2 * (keep.shape[0] + n))
             self._buf[: keep.shape[0]] = keep
             self._buf_lo, self._buf_hi = 0, keep.shape[0]
-        self._buf[self._buf_hi : self._buf_hi + n] = y
-        self._buf_hi += n
-        self._hist = self._buf[self._buf_lo : self._buf_hi]
+        hi = self._buf_hi + n
+        y = self._buf[self._buf_hi : hi]
+        self._buf_hi = hi
+        self._hist = self._buf[self._buf_lo : hi]
+        taps = self._taps
+        if taps == 1:
+            y[:] = x
+        elif taps == 2:
+            # the common case (142 Hz possible): the same sums as below, fewer calls
+            if self._raw_tail.shape[0] == 0:
+                self._raw_tail = x[:1].copy()
+            y[0] = self._raw_tail[0] + x[0]
+            np.add(x[1:], x[:-1], out=y[1:])
+            self._raw_tail = x[-1:].copy()
+            y *= 0.5
+        else:
+            if self._raw_tail.shape[0] == 0:
+                self._raw_tail = np.full(taps - 1, x[0])
+            joined = np.concatenate((self._raw_tail, x))
+            self._raw_tail = joined[-(taps - 1) :].copy()
+            # a direct sum (not a running cumsum) gives the same bits however it is cut
+            y[:] = np.convolve(joined, self._ones, "valid") / taps
+        return y
 
     def _hist_slice(self, start: int, stop: int) -> FloatArray:
         lo = max(start - self._hist_start, 0)
@@ -580,7 +643,11 @@ class BlinkUpDecoder:
         mid = (top + bottom) * 0.5
         band = (top - bottom) * 0.15
         band[(top - bottom) < self._min_swing] = np.inf
-        changes, levels, last = _hysteresis(y[pos:n], mid + band, mid - band, self._level)
+        part = y[pos:n]
+        changes, levels, last = _hysteresis(
+            np.greater(part, mid + band).tobytes(), np.less(part, mid - band).tobytes(),
+            self._level,
+        )
         for c, level in zip(changes, levels, strict=True):
             if self._sync_transition(a0 + c, level):
                 self._level = level
@@ -648,10 +715,14 @@ class BlinkUpDecoder:
         self._lock(level)
         return True
 
-    def _run_means(self, level: int) -> tuple[list[float], list[float], float]:
+    def _run_means(
+        self, level: int, spread_too: bool = True
+    ) -> tuple[list[float], list[float], float]:
         """Mean light of the inner half of the latest MEASURED_RUNS sync runs, dark
         runs and lit runs apart (``level``: the level after the last edge), and the
-        pooled spread (standard deviation) of the light within those runs."""
+        pooled spread (standard deviation) of the light within those runs (0 unless
+        ``spread_too``)."""
+        add = np.add.reduce
         times = self._sync_times[-(MEASURED_RUNS + 1) :]
         means: tuple[list[float], list[float]] = ([], [])
         spread, count = 0.0, 0
@@ -661,10 +732,11 @@ class BlinkUpDecoder:
             q = (stop - start) / 4.0
             part = self._hist_slice(math.ceil(start + q), math.floor(stop - q) + 1)
             if part.shape[0]:
-                mean = float(part.mean())
+                mean = float(add(part)) / part.shape[0]  # part.mean(), one call
                 means[run_level].append(mean)
-                spread += float(np.square(part - mean).sum())
-                count += part.shape[0]
+                if spread_too:
+                    spread += float(add(np.square(part - mean)))
+                    count += part.shape[0]
             run_level = 1 - run_level
         return means[0], means[1], math.sqrt(spread / max(count, 1))
 
@@ -677,7 +749,7 @@ class BlinkUpDecoder:
         dark, lit, spread = self._run_means(level)
         if len(dark) < 3 or len(lit) < 3:
             return False
-        gap = float(np.median(lit) - np.median(dark))
+        gap = _median(lit) - _median(dark)
         return (gap > self._min_swing and gap > TWO_LEVELS * spread
                 and min(lit) - max(dark) > 0.5 * gap)
 
@@ -689,10 +761,10 @@ class BlinkUpDecoder:
         # the period: a least-squares line through all the sync run's edges
         index = np.arange(len(self._sync_times), dtype=np.float64)
         period = float(np.polyfit(index, np.asarray(self._sync_times, dtype=np.float64), 1)[0])
-        *means, _spread = self._run_means(level)
+        *means, _spread = self._run_means(level, spread_too=False)
         # the median of the run means: one odd run cannot move a threshold
-        dark = float(np.median(means[0])) if means[0] else 0.0
-        lit = float(np.median(means[1])) if means[1] else 0.0
+        dark = _median(means[0]) if means[0] else 0.0
+        lit = _median(means[1]) if means[1] else 0.0
         swing = lit - dark
         thresholds: tuple[float, ...] = ((dark + lit) / 2.0,)
         self._magic_runs: list[tuple[float, float]] = []
@@ -767,14 +839,15 @@ class BlinkUpDecoder:
         mid = self._thr[0]
         part = y[pos:]
         changes, levels, last = _hysteresis(
-            part, mid + self._hyst, mid - self._hyst, self._slice_level
+            np.greater(part, mid + self._hyst).tobytes(),
+            np.less(part, mid - self._hyst).tobytes(), self._slice_level,
         )
         self._cs_stale = True
         # where the signal crossed the midpoint (the slicer flips a little later,
-        # past the hysteresis): a few edges per chunk, plain floats beat numpy calls
-        hist, off = self._hist, a0 - self._hist_start
-        precise = [_crossing(hist, c + off, mid, lvl, self._hist_start)
-                   for c, lvl in zip(changes, levels, strict=True)]
+        # past the hysteresis)
+        hist = self._hist
+        precise = _crossings(hist, a0 - self._hist_start, changes, levels, mid,
+                             self._hist_start)
         if not self._soft:
             # tri-level runs are averaged from plain floats: a list from the oldest
             # run still open (summing a slice gives the same bits however cut)
@@ -782,18 +855,11 @@ class BlinkUpDecoder:
             lo = max(math.floor(first) - 1 - self._hist_start, 0)
             self._light, self._light_origin = hist[lo:].tolist(), self._hist_start + lo
         try:
-            for k, t in enumerate(precise):
-                if self._soft:
-                    # edges are gathered; the symbols are decided once per chunk (each
-                    # looks only at edges within DECIDE_AFTER periods of its start)
-                    if t > self._silence_at:
-                        self._silence()
-                    self._edge_t.append(t)
-                    self._edge_level.append(levels[k])
-                    self._edge_time = t
-                    self._silence_at = t + SILENCE_SYMBOLS * self.stats.symbol_period
-                    continue
-                self._transition(t, levels[k])
+            if self._soft:
+                self._gather_edges(precise, levels)
+            else:
+                for t, level in zip(precise, levels, strict=True):
+                    self._transition(t, level)
             self._end_of_chunk(self._base + n)
         except _Done as done:
             # a failure ends where it became certain, whichever feed noticed it; the
@@ -804,6 +870,26 @@ class BlinkUpDecoder:
             return int(max(pos, min(n, math.ceil(end) - self._base)))
         self._slice_level = last
         return n
+
+    def _gather_edges(self, times: list[float], levels: list[int]) -> None:
+        """Bi-level: edges are gathered; the symbols are decided once per chunk (each
+        looks only at edges within DECIDE_AFTER periods of its start). An edge that
+        comes SILENCE_SYMBOLS after the one before it comes too late: the reception
+        was lost in between."""
+        gap = SILENCE_SYMBOLS * self.stats.symbol_period
+        silence_at = self._silence_at
+        heard = 0
+        for t in times:
+            if t > silence_at:
+                break
+            silence_at = t + gap
+            heard += 1
+        if heard:
+            self._edge_t += times[:heard] if heard < len(times) else times
+            self._edge_level += levels[:heard] if heard < len(times) else levels
+            self._edge_time, self._silence_at = times[heard - 1], silence_at
+        if heard < len(times):
+            self._silence()
 
     def _transition(self, t: float, level: int) -> None:
         """A flip at absolute sample ``t`` to ``level``: close the open run."""
@@ -931,15 +1017,18 @@ class BlinkUpDecoder:
         """Prefix sums of the history from a symbol before the pending one (per chunk)."""
         if self._cs_stale:
             self._cs_from = max(math.floor(self._next_bit - self._period) - self._hist_start, 0)
-            self._cs = [0.0, *np.cumsum(self._hist[self._cs_from :]).tolist()]
+            self._cs = np.add.accumulate(self._hist[self._cs_from :]).tolist()  # cumsum
+            self._cs.insert(0, 0.0)
             self._cs_stale = False
         return self._cs, self._hist_start + self._cs_from
 
     def _symbols(self, until: float) -> None:
         """Decide every symbol sampled by ``until``: hunt the sync word, then data.
 
-        The hot loop of the bi-level receiver (one pass per symbol): state lives in
-        locals and goes back to ``self`` before anything that may read it."""
+        The hot loop of the bi-level receiver (one pass per symbol, the only Python
+        that runs per symbol): state lives in locals, the data stage (de-stuffing,
+        unwhitening, bytes) is inlined, and state goes back to ``self`` before
+        anything that may read it (the hunt, a completed frame, a failure)."""
         period = self._period
         start = self._next_bit
         if start + DECIDE_AFTER * period + 1.0 > until:
@@ -947,90 +1036,141 @@ class BlinkUpDecoder:
         cs, origin = self._prefix_sums()
         mid = self._thr[0]
         edge_t, edge_level = self._edge_t, self._edge_level
+        count = len(edge_t)
         levels, marks = self._trail
+        levels_append, marks_append = levels.append, marks.append
         weak = WEAK_SYMBOL * self._swing
         ceil, floor = math.ceil, math.floor
         first = self._edge_first
         previous = self._raw
+        weak_bits = self._weak_bits
         symbol_guard, decide_after, steer_reach = SYMBOL_GUARD, DECIDE_AFTER, STEER_REACH
-        while start + decide_after * period + 1.0 <= until:
-            guard = symbol_guard * period
-            a = ceil(start + guard) - origin
-            b = floor(start + period - guard) + 1 - origin
-            light = (cs[b] - cs[a]) / (b - a) - mid
-            raw = 1 if light > 0 else 0
-            count = len(edge_t)
-            while first < count and edge_t[first] < start - period:
-                first += 1
-            # where the light changed near here, this symbol starts at that edge (a
-            # sampler that slipped moved it): measured again from there, and if the
-            # change holds, the grid follows
-            change = 1 - previous if previous >= 0 else raw
-            # an edge past half a period is this symbol's start only if it looks changed
-            reach = (steer_reach if raw == change else 0.5) * period
-            error = None
-            at = k = first
-            while k < count and edge_t[k] <= start + reach:
-                off = edge_t[k] - start
-                if edge_level[k] == change and off >= -reach and (
-                    error is None or abs(off) < abs(error)
-                ):
-                    error, at = off, k
-                k += 1
-            mark = start
-            following = start + period
-            if error is not None:
-                moved = start + STEER_PHASE * error
-                longer = period + STEER_PERIOD * error
-                a = ceil(moved + guard) - origin
-                b = floor(moved + longer - guard) + 1 - origin
-                steered = (cs[b] - cs[a]) / (b - a) - mid
-                if (steered > 0) == (change == 1):
-                    mark, light, raw = start + error, steered, change
-                    period = longer
-                    following = moved + period
+        steer_phase, steer_period, squeezed = STEER_PHASE, STEER_PERIOD, SQUEEZED
+        # the data stage, in locals too
+        run_symbol, run = self._run
+        cur, nbits, data_bits = self._cur, self._nbits, self._data_bits
+        inverted = int(self._inverted)
+        whitening, run_limit = BILEVEL_WHITENING, BILEVEL_RUN_LIMIT
+        data = self._bytes
+        frame_bytes = data[0] + 3 + CHECK_BYTES if data else -1
+        bit_starts_append = self.stats.bit_starts.append
+        delay = self._delay
+        # what the symbols are for: the hunt, a few more after a failed check, or data
+        hunting, overtime = self._hunting, self._overtime > 0
+        try:
+            while start + decide_after * period + 1.0 <= until:
+                guard = symbol_guard * period
+                a = ceil(start + guard) - origin
+                b = floor(start + period - guard) + 1 - origin
+                light = (cs[b] - cs[a]) / (b - a) - mid
+                raw = 1 if light > 0 else 0
+                before = start - period
+                while first < count and edge_t[first] < before:
+                    first += 1
+                # where the light changed near here, this symbol starts at that edge (a
+                # sampler that slipped moved it): measured again from there, and if the
+                # change holds, the grid follows
+                change = 1 - previous if previous >= 0 else raw
+                # an edge past half a period is this symbol's start only if it looks
+                # changed
+                reach = (steer_reach if raw == change else 0.5) * period
+                error = None
+                at = k = first
+                after = start + reach
+                while k < count and edge_t[k] <= after:
+                    if edge_level[k] == change:
+                        off = edge_t[k] - start
+                        if off >= -reach and (error is None or abs(off) < abs(error)):
+                            error, at = off, k
+                    k += 1
+                mark = start
+                following = start + period
+                if error is not None:
+                    moved = start + steer_phase * error
+                    longer = period + steer_period * error
+                    a = ceil(moved + guard) - origin
+                    b = floor(moved + longer - guard) + 1 - origin
+                    steered = (cs[b] - cs[a]) / (b - a) - mid
+                    if (steered > 0) == (change == 1):
+                        mark, light, raw = start + error, steered, change
+                        period = longer
+                        following = moved + period
+                    else:
+                        # the light changed and changed back within less than a symbol:
+                        # a symbol that slips squeezed, if it lasted long enough
+                        edge = start + error
+                        seen = start + decide_after * period  # later edges may be missing
+                        k = at + 1
+                        while k < count and edge_t[k] <= seen and edge_level[k] == change:
+                            k += 1
+                        if k < count and edge_t[k] <= seen:
+                            back = edge_t[k]
+                            if squeezed * period <= back - edge < period:
+                                mark, raw, following = edge, change, back
+                levels_append(raw)
+                marks_append(mark)
+                previous = raw
+                if first > 512:  # spent edges: drop them now and then
+                    del edge_t[:first], edge_level[:first]
+                    count -= first
+                    first = 0
+                if -weak < light < weak:
+                    weak_bits += 1
+                    if weak_bits >= 4:
+                        self._raw, self._period, self._next_bit = raw, period, following
+                        self._fail(
+                            SyncLostError(
+                                f"the light stopped carrying bits at sample "
+                                f"{start - delay:.0f}"
+                            ),
+                            start,
+                        )
                 else:
-                    # the light changed and changed back within less than a symbol:
-                    # a symbol that slips squeezed, if it lasted long enough
-                    edge = start + error
-                    seen = start + DECIDE_AFTER * period  # edges past it may not be in yet
-                    k = at + 1
-                    while k < count and edge_t[k] <= seen and edge_level[k] == change:
-                        k += 1
-                    if k < count and edge_t[k] <= seen:
-                        back = edge_t[k]
-                        if SQUEEZED * period <= back - edge < period:
-                            mark, raw, following = edge, change, back
-            levels.append(raw)
-            marks.append(mark)
-            previous = raw
-            # back to self: what follows may read it, or end the reception
-            self._raw, self._period, self._next_bit = raw, period, following
-            if first > 512:  # spent edges: drop them now and then
-                del edge_t[:first], edge_level[:first]
-                first = 0
-            self._edge_first = first
-            if -weak < light < weak:
-                self._weak_bits += 1
-                if self._weak_bits >= 4:
-                    self._fail(
-                        SyncLostError(
-                            f"the light stopped carrying bits at sample "
-                            f"{start - self._delay:.0f}"
-                        ),
-                        start,
-                    )
-            else:
-                self._weak_bits = 0
-            if self._hunting:
-                self._hunt(start, light)
-            elif self._overtime > 0:
-                self._overtime -= 1
-                if self._overtime == 0 and self._corrupt is not None:
-                    self._fail(self._corrupt, start + period)
-            else:
-                self._data_symbol(raw ^ self._inverted, start, start + period)
-            start = following
+                    weak_bits = 0
+                if hunting:
+                    self._raw, self._period, self._next_bit = raw, period, following
+                    self._hunt(start, light)
+                    hunting = self._hunting
+                    if not hunting:  # the start word: data from here
+                        run_symbol, run = self._run
+                        inverted = int(self._inverted)
+                elif overtime:
+                    self._overtime -= 1
+                    if self._overtime == 0 and self._corrupt is not None:
+                        self._raw, self._period, self._next_bit = raw, period, following
+                        self._fail(self._corrupt, start + period)
+                    overtime = self._overtime > 0
+                else:
+                    # a data symbol (polarity corrected): dropped if stuffed, else a bit
+                    symbol = raw ^ inverted
+                    if run >= run_limit:
+                        # stuffed: dropped (one that does not differ breaks the line
+                        # code: the CRC fails and the repair may find the misjudged run)
+                        run_symbol, run = symbol, 1
+                    else:
+                        if symbol == run_symbol:
+                            run += 1
+                        else:
+                            run_symbol, run = symbol, 1
+                        bit_starts_append(start - delay)
+                        cur = (cur << 1) | (symbol ^ whitening[data_bits])
+                        data_bits += 1
+                        nbits += 1
+                        if nbits == 8:
+                            data.append(cur)
+                            cur = nbits = 0
+                            if frame_bytes < 0:
+                                frame_bytes = data[0] + 3 + CHECK_BYTES
+                            if len(data) == frame_bytes:
+                                self._raw, self._period, self._next_bit = raw, period, following
+                                self._complete(start + period)
+                                overtime = self._overtime > 0  # a failed check: the repair
+                start = following
+        finally:
+            self._raw, self._period, self._next_bit = previous, period, start
+            self._edge_first, self._weak_bits = first, weak_bits
+            self._run = (run_symbol, run)
+            self._cur, self._nbits, self._data_bits = cur, nbits, data_bits
 
     def _found_start(self, inverted: bool, start_word: int) -> None:
         """The sync word ends here; its last ``start_word`` symbols (8, or 7 or 9 when
@@ -1079,26 +1219,6 @@ class BlinkUpDecoder:
                 ),
                 self._next_bit,
             )
-
-    def _data_symbol(self, symbol: int, start: float, end: float) -> None:
-        """A data symbol (polarity corrected): drop it if stuffed, else it is a bit."""
-        run_symbol, run = self._run
-        if run >= BILEVEL_RUN_LIMIT:
-            # stuffed: dropped (one that does not differ breaks the line code: the CRC
-            # fails and the repair may find which run was misjudged)
-            self._run = (symbol, 1)
-            return
-        self._run = (symbol, run + 1) if symbol == run_symbol else (symbol, 1)
-        # the bit, unwhitened (as _bit, inlined: this runs once per symbol)
-        self.stats.bit_starts.append(start - self._delay)
-        self._cur = (self._cur << 1) | (symbol ^ BILEVEL_WHITENING[self._data_bits])
-        self._data_bits += 1
-        self._nbits += 1
-        if self._nbits == 8:
-            self._bytes.append(self._cur)
-            self._cur = self._nbits = 0
-            if len(self._bytes) == self._bytes[0] + 3 + CHECK_BYTES:
-                self._complete(end)
 
     def _bit(self, bit: int, t: float, end: float) -> None:
         """A data bit (after the magic): bytes, and the frame once LEN says it is done."""

@@ -41,12 +41,12 @@ they are objects of bounded size.
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, fields
 from enum import StrEnum
 from typing import Any, ClassVar, Final, get_type_hints
 
 from impfactory.errors import ImpFactoryError
+from impfactory.protocol.constraints import Limits, limited, limits_of
 
 VERSION: Final = 1
 PREFIX: Final = f"impfactory/line/{VERSION}"
@@ -54,9 +54,9 @@ QOS: Final = 1
 MAX_PAYLOAD: Final = 256 * 1024
 """A DUT record with its LED timeline is the largest message; a few kB in practice."""
 
-_RUN = re.compile(r"[a-z0-9][a-z0-9-]{0,31}\Z")
-_WORKER = re.compile(r"[0-9a-f]{16}\Z")
-_DEVICE = re.compile(r"[0-9a-f]{16}\Z")
+_RUN: Final = Limits(pattern="^[a-z0-9][a-z0-9-]{0,31}$")
+_WORKER: Final = Limits(pattern="^[0-9a-f]{16}$")
+DEVICE: Final = "^[0-9a-f]{16}$"
 
 
 class LineWorkError(ImpFactoryError, ValueError):
@@ -85,7 +85,7 @@ class Join(Message):
     """A worker ready to take a shard (imports done: start-up is not line time)."""
 
     KIND: ClassVar[str] = "join"
-    host: str = field(default="", metadata={"maxlen": 255})
+    host: str = limited(max_length=255, default="")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class Adopt(Message):
     """Put this enrolled fixture into the factory fixture group."""
 
     KIND: ClassVar[str] = "adopt"
-    device_id: str = field(metadata={"pattern": _DEVICE})
+    device_id: str = limited(pattern=DEVICE)
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,8 @@ class ActivityRequest(Message):
     """What did this device's agent do, once it has heard ``messages`` messages?"""
 
     KIND: ClassVar[str] = "activity_request"
-    device_id: str = field(metadata={"pattern": _DEVICE})
-    messages: int = field(default=0, metadata={"min": 0, "max": 1 << 20})
+    device_id: str = limited(pattern=DEVICE)
+    messages: int = limited(ge=0, le=1 << 20, default=0)
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,8 @@ class Stage(Message):
     """Progress: DUT ``index`` entered ``stage``."""
 
     KIND: ClassVar[str] = "stage"
-    index: int = field(metadata={"min": 0, "max": 1 << 20})
-    stage: str = field(metadata={"maxlen": 64})
+    index: int = limited(ge=0, le=1 << 20)
+    stage: str = limited(max_length=64)
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class Done(Message):
     """One DUT finished; ``record`` is its ``DutRecord.to_dict()``."""
 
     KIND: ClassVar[str] = "done"
-    record: dict[str, Any] = field(metadata={})
+    record: dict[str, Any] = limited()
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class Finished(Message):
     """The worker's shard is through (``lost_presses``: fixture presses never seen)."""
 
     KIND: ClassVar[str] = "finished"
-    lost_presses: int = field(default=0, metadata={"min": 0, "max": 1 << 30})
+    lost_presses: int = limited(ge=0, le=1 << 30, default=0)
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class Failed(Message):
     """The worker could not finish its shard."""
 
     KIND: ClassVar[str] = "failed"
-    error: str = field(metadata={"maxlen": 4096})
+    error: str = limited(max_length=4096)
 
 
 # ---------------------------------------------------------------- coordinator -> worker
@@ -147,10 +147,10 @@ class Assign(Message):
 
     KIND: ClassVar[str] = "assign"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    shard: int = field(metadata={"min": 0, "max": 255})
-    shards: int = field(metadata={"min": 1, "max": 256})
-    config: dict[str, Any] = field(metadata={})
-    cloud: dict[str, Any] = field(metadata={})
+    shard: int = limited(ge=0, le=255)
+    shards: int = limited(ge=1, le=256)
+    config: dict[str, Any] = limited()
+    cloud: dict[str, Any] = limited()
 
 
 @dataclass(frozen=True)
@@ -159,14 +159,14 @@ class Dismiss(Message):
 
     KIND: ClassVar[str] = "dismiss"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    reason: str = field(metadata={"maxlen": 1024})
+    reason: str = limited(max_length=1024)
 
 
 @dataclass(frozen=True)
 class Adopted(Message):
     KIND: ClassVar[str] = "adopted"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    device_id: str = field(metadata={"pattern": _DEVICE})
+    device_id: str = limited(pattern=DEVICE)
 
 
 @dataclass(frozen=True)
@@ -175,8 +175,8 @@ class Activity(Message):
 
     KIND: ClassVar[str] = "activity"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
-    device_id: str = field(metadata={"pattern": _DEVICE})
-    entries: list[Any] = field(metadata={"maxitems": 10_000})
+    device_id: str = limited(pattern=DEVICE)
+    entries: list[Any] = limited(max_length=10_000)
 
 
 UP_KINDS: Final[dict[str, type[Message]]] = {
@@ -191,13 +191,13 @@ _KINDS: Final = {Direction.UP: UP_KINDS, Direction.DOWN: DOWN_KINDS}
 
 def check_run(run: str) -> str:
     """``run`` if it can name a run (1-32 of a-z, 0-9 and -), else ``LineWorkError``."""
-    if not isinstance(run, str) or not _RUN.match(run):
+    if not isinstance(run, str) or not _RUN.matches(run):
         raise LineWorkError(f"bad run name {str(run)[:40]!r}: 1-32 of a-z, 0-9, '-'")
     return run
 
 
 def check_worker(worker: str) -> str:
-    if not isinstance(worker, str) or not _WORKER.match(worker):
+    if not isinstance(worker, str) or not _WORKER.matches(worker):
         raise LineWorkError(f"bad worker ID {str(worker)[:40]!r}: 16 hex digits")
     return worker
 
@@ -265,39 +265,51 @@ def decode(name: str, payload: bytes) -> tuple[str, str, Message]:
         raise LineWorkError(f"{cls.KIND}: payload is not a JSON object")
     if obj.pop("v", None) != VERSION:
         raise LineWorkError(f"{cls.KIND}: not version {VERSION}")
-    hints = get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    unknown = set(obj) - set(known)
-    if unknown:
-        raise LineWorkError(f"{cls.KIND}: unknown field(s) {sorted(unknown)[:5]}")
+    known, entries = _plan(cls)
+    if not known.issuperset(obj):
+        raise LineWorkError(f"{cls.KIND}: unknown field(s) {sorted(set(obj) - known)[:5]}")
     values: dict[str, Any] = {}
-    for name_, f in known.items():
+    for name_, tp, lim, required in entries:
         if name_ not in obj:
-            if f.default is MISSING:
+            if required:
                 raise LineWorkError(f"{cls.KIND}: missing field {name_!r}")
             continue
-        values[name_] = _check(f"{cls.KIND}.{name_}", hints[name_], obj[name_], f.metadata)
+        values[name_] = _check(f"{cls.KIND}.{name_}", tp, obj[name_], lim)
     return run, worker, cls(**values)
+
+
+_Plan = tuple[frozenset[str], tuple[tuple[str, Any, Limits, bool], ...]]
+_PLANS: dict[type, _Plan] = {}
+
+
+def _plan(cls: type) -> _Plan:
+    """The fields of ``cls`` and, per field, (name, type, limits, required), worked out once."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        hints = get_type_hints(cls)
+        entries = tuple((f.name, hints[f.name], limits_of(f.metadata), f.default is MISSING)
+                        for f in fields(cls))
+        plan = _PLANS[cls] = (frozenset(e[0] for e in entries), entries)
+    return plan
 
 
 def _no_constant(name: str) -> Any:
     raise LineWorkError(f"{name} is not JSON")
 
 
-def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
+def _check(where: str, tp: Any, value: Any, lim: Limits) -> Any:
     if tp is int:
         if not isinstance(value, int) or isinstance(value, bool):
             raise LineWorkError(f"{where}: expected an integer")
-        if not meta.get("min", value) <= value <= meta.get("max", value):
+        if not lim.in_range(value):
             raise LineWorkError(f"{where}: {value} is out of range")
         return value
     if tp is str:
         if not isinstance(value, str):
             raise LineWorkError(f"{where}: expected a string")
-        pattern = meta.get("pattern")
-        if pattern is not None and not pattern.match(value):
+        if not lim.matches(value):
             raise LineWorkError(f"{where}: {value[:40]!r} is malformed")
-        if len(value) > meta.get("maxlen", MAX_PAYLOAD):
+        if len(value) > MAX_PAYLOAD or not lim.length_ok(len(value)):
             raise LineWorkError(f"{where}: string too long")
         return value
     if getattr(tp, "__origin__", None) is dict:
@@ -305,7 +317,7 @@ def _check(where: str, tp: Any, value: Any, meta: Any) -> Any:
             raise LineWorkError(f"{where}: expected an object")
         return value
     if getattr(tp, "__origin__", None) is list:
-        if not isinstance(value, list) or len(value) > meta.get("maxitems", 1 << 30):
-            raise LineWorkError(f"{where}: expected a list of at most {meta.get('maxitems')}")
+        if not isinstance(value, list) or not lim.length_ok(len(value)):
+            raise LineWorkError(f"{where}: expected a list of at most {lim.max_length}")
         return value
     raise LineWorkError(f"{where}: unsupported field type {tp!r}")  # pragma: no cover

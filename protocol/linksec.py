@@ -50,12 +50,16 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .cloudlink import (
+    HEX16,
+    HEX32,
+    SHA256,
     VERSION,
     CloudLinkError,
     PayloadTooLargeError,
     SchemaError,
     TopicError,
 )
+from .constraints import Limits
 
 ENROL_SLOTS: Final = 128
 ENROL_PASSWORD: Final = "impfactory-enrolment"
@@ -65,11 +69,8 @@ ENROL_REQUEST_FILTER: Final = f"{ENROL_PREFIX}/+/register"
 MAX_REGISTRATION: Final = 1024
 
 _SLOT = re.compile(r"enrol-[0-9]{3}\Z")
-_HEX16 = re.compile(r"[0-9a-f]{16}\Z")
-_HEX32 = re.compile(r"[0-9a-f]{32}\Z")
-_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
-_PASSWORD = re.compile(r"[A-Za-z0-9_.~-]{32,64}\Z")
-_CODE = re.compile(r"[a-z_]{1,32}\Z")
+_NONCE = Limits(pattern=HEX32)
+_CODE = Limits(pattern="^[a-z_]{1,32}$")
 _SEAL_LEN = 64
 
 
@@ -197,8 +198,10 @@ class RegisterAnswer:
     message: str = ""
 
 
-_REQUEST_FIELDS = {"nonce": _HEX32, "device_id": _HEX16, "password": _PASSWORD,
-                   "proof": _HEX64}
+_REQUEST_FIELDS = {"nonce": _NONCE, "device_id": Limits(pattern=HEX16),
+                   "password": Limits(pattern="^[A-Za-z0-9_.~-]{32,64}$"),
+                   "proof": Limits(pattern=SHA256)}
+"""A registration's fields, in the cloud link's constraint vocabulary (protocol/constraints)."""
 
 
 def encode_request(msg: RegisterRequest) -> tuple[str, bytes]:
@@ -213,9 +216,9 @@ def decode_request(topic: str, payload: bytes) -> RegisterRequest:
     obj = _object(payload)
     if set(obj) != set(_REQUEST_FIELDS):
         raise SchemaError(f"register: fields must be {sorted(_REQUEST_FIELDS)}")
-    for name, pattern in _REQUEST_FIELDS.items():
+    for name, limits in _REQUEST_FIELDS.items():
         value = obj[name]
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not limits.matches(value):
             raise SchemaError(f"register: {name} is malformed")
     return RegisterRequest(slot, obj["nonce"], obj["device_id"], obj["password"], obj["proof"])
 
@@ -232,8 +235,8 @@ def decode_answer(topic: str, payload: bytes) -> RegisterAnswer:
     if set(obj) != {"nonce", "ok", "code", "message"}:
         raise SchemaError("registered: fields must be nonce, ok, code, message")
     nonce, ok, code, message = obj["nonce"], obj["ok"], obj["code"], obj["message"]
-    if not (isinstance(nonce, str) and _HEX32.match(nonce) and isinstance(ok, bool)
-            and isinstance(code, str) and _CODE.match(code) and isinstance(message, str)
+    if not (isinstance(nonce, str) and _NONCE.matches(nonce) and isinstance(ok, bool)
+            and isinstance(code, str) and _CODE.matches(code) and isinstance(message, str)
             and len(message) <= 256):
         raise SchemaError("registered: a field is malformed")
     return RegisterAnswer(slot, nonce, ok, code, message)
