@@ -833,9 +833,9 @@ class BlinkUpDecoder:
         self._overtime = -1  # symbols still to decide after a failed check (-1: none)
         self._data_bits = 0  # bi-level: data bits so far (the whitening's position)
         self._corrupt: CorruptFrameError | None = None
-        self._cs: list[float] = []
-        self._cs_stale = True
-        self._cs_from = 0
+        # bi-level: a running prefix sum of the history from the grid's first symbol on
+        self._cs_origin = max(math.floor(self._next_bit - period), self._hist_start)
+        self._cs: list[float] = [0.0]
         self._inverted = False
         self._cur = 0
         self._nbits = 0
@@ -853,7 +853,6 @@ class BlinkUpDecoder:
             np.greater(part, mid + self._hyst).tobytes(),
             np.less(part, mid - self._hyst).tobytes(), self._slice_level,
         )
-        self._cs_stale = True
         # where the signal crossed the midpoint (the slicer flips a little later,
         # past the hysteresis)
         hist = self._hist
@@ -1029,13 +1028,22 @@ class BlinkUpDecoder:
         )
 
     def _prefix_sums(self) -> tuple[list[float], int]:
-        """Prefix sums of the history from a symbol before the pending one (per chunk)."""
-        if self._cs_stale:
-            self._cs_from = max(math.floor(self._next_bit - self._period) - self._hist_start, 0)
-            self._cs = np.add.accumulate(self._hist[self._cs_from :]).tolist()  # cumsum
-            self._cs.insert(0, 0.0)
-            self._cs_stale = False
-        return self._cs, self._hist_start + self._cs_from
+        """Prefix sums of the history (``cs[i]``: the samples before ``origin + i``,
+        from where the reception's symbol grid began), extended by the samples fed
+        since the last call. One running sum (numpy's accumulate adds in order), so a
+        symbol's light is the same bits however the stream was cut: sums restarted per
+        feed would round differently. Those a symbol before the pending one are
+        dropped now and then."""
+        cs = self._cs
+        summed = self._cs_origin + len(cs) - 1  # the first sample not yet in
+        if summed < self._hist_start + self._hist.shape[0]:
+            fresh = self._hist[summed - self._hist_start :]
+            cs[-1:] = np.add.accumulate(np.concatenate(((cs[-1],), fresh))).tolist()
+        spent = math.floor(self._next_bit - self._period) - self._cs_origin
+        if spent > 4096:
+            del cs[:spent]
+            self._cs_origin += spent
+        return cs, self._cs_origin
 
     def _symbols(self, until: float) -> None:
         """Decide every symbol sampled by ``until``: hunt the sync word, then data.
