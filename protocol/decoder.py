@@ -1,7 +1,10 @@
 """A streaming BlinkUp decoder: light samples in, BlinkUp packets (or typed failures) out.
 
 Feed it sample chunks of any size, from one sample to a whole capture; the result
-does not depend on how the stream was cut. Pipeline, one stage per job::
+does not depend on how the stream was cut (the same outcomes, to the bit, once all
+of it is fed and flushed): a feed decides only what no later sample can change (see
+EDGE_REACH), a reception noticed to end in a later feed hands the samples after its
+end back to the sync search, and sums run across feeds. Pipeline, one stage per job::
 
     samples -> moving average -> slicer -> edges -> line code -> bits -> bytes -> packet
                (noise)           |         |        (bi-level     (LEN,    (decode_frame:
@@ -515,7 +518,8 @@ class BlinkUpDecoder:
         self._reset_idle()
 
     def feed(self, samples: Sequence[float] | npt.ArrayLike) -> list[Outcome]:
-        """Decode a chunk; return the outcome of every reception that ended in it.
+        """Decode a chunk; return the outcome of every reception whose end this chunk
+        made certain (the end itself may lie a few samples before it).
 
         Samples that do not yet make up the shortest symbol period the decoder
         accepts wait for the next feed (or :meth:`flush`), so ``state`` lags the input
