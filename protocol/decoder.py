@@ -338,6 +338,7 @@ def _hysteresis(
 
 
 _smallest, _largest = np.minimum.reduce, np.maximum.reduce
+_accumulate = np.add.accumulate
 
 
 def _median(values: list[float]) -> float:
@@ -840,6 +841,8 @@ class BlinkUpDecoder:
         # bi-level: a running prefix sum of the history from the grid's first symbol on
         self._cs_origin = max(math.floor(self._next_bit - period), self._hist_start)
         self._cs: list[float] = [0.0]
+        if self._soft:
+            self._cs += _accumulate(self._hist[self._cs_origin - self._hist_start :]).tolist()
         self._inverted = False
         self._cur = 0
         self._nbits = 0
@@ -1036,15 +1039,23 @@ class BlinkUpDecoder:
         from where the reception's symbol grid began), extended by the samples fed
         since the last call. One running sum (numpy's accumulate adds in order), so a
         symbol's light is the same bits however the stream was cut: sums restarted per
-        feed would round differently. Those a symbol before the pending one are
-        dropped now and then."""
+        feed would round differently."""
         cs = self._cs
-        summed = self._cs_origin + len(cs) - 1  # the first sample not yet in
-        if summed < self._hist_start + self._hist.shape[0]:
-            fresh = self._hist[summed - self._hist_start :]
-            cs[-1:] = np.add.accumulate(np.concatenate(((cs[-1],), fresh))).tolist()
+        hist = self._hist
+        # the last sample summed (begun at the lock; still in the history, which keeps
+        # many symbols before each feed)
+        k = self._cs_origin + len(cs) - 2 - self._hist_start
+        if k + 1 < hist.shape[0]:
+            # the sum so far in place of that sample, for one accumulate (cheaper than a
+            # copy with the sum in front); then the sample back
+            sample = hist[k]
+            hist[k] = cs[-1]
+            cs[-1:] = _accumulate(hist[k:]).tolist()
+            hist[k] = sample
+        # the sums a symbol before the pending one are spent: dropped at once (a long
+        # list of them made the decoder measurably slower)
         spent = math.floor(self._next_bit - self._period) - self._cs_origin
-        if spent > 4096:
+        if spent > 0:
             del cs[:spent]
             self._cs_origin += spent
         return cs, self._cs_origin
