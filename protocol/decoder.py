@@ -508,6 +508,7 @@ class BlinkUpDecoder:
         self._state = DecoderState.IDLE
         self._base = 0  # absolute index of the next sample fed
         self._raw_tail = np.zeros(0)
+        self._raw_last: float | None = None  # taps == 2: the last raw sample
         self._pending: list[FloatArray] = []
         self._pending_n = 0
         # the history is a view of a buffer that grows in place (amortised appends)
@@ -610,11 +611,11 @@ class BlinkUpDecoder:
             y[:] = x
         elif taps == 2:
             # the common case (142 Hz possible): the same sums as below, fewer calls
-            if self._raw_tail.shape[0] == 0:
-                self._raw_tail = x[:1].copy()
-            y[0] = self._raw_tail[0] + x[0]
+            # the last sample before the chunk as a float (the same sum, no numpy scalars)
+            first = x.item(0)
+            y[0] = (first if self._raw_last is None else self._raw_last) + first
             np.add(x[1:], x[:-1], out=y[1:])
-            self._raw_tail = x[-1:].copy()
+            self._raw_last = x.item(-1)
             y *= 0.5
         else:
             if self._raw_tail.shape[0] == 0:
@@ -1048,7 +1049,7 @@ class BlinkUpDecoder:
         if k + 1 < hist.shape[0]:
             # the sum so far in place of that sample, for one accumulate (cheaper than a
             # copy with the sum in front); then the sample back
-            sample = hist[k]
+            sample = hist.item(k)
             hist[k] = cs[-1]
             cs[-1:] = _accumulate(hist[k:]).tolist()
             hist[k] = sample
