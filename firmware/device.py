@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -793,7 +794,8 @@ class Device:
                                           blocks=self._partial(offer.device.sha),
                                           on_bad_block=self._bad_block(offer.device.sha))
                 self._partials.pop(offer.device.sha, None)  # whole now: blocks not kept
-                source = image.decode("utf-8")
+                # one copy of a deployment's code however many devices run it
+                source = sys.intern(image.decode("utf-8"))
             except (FirmwareImageError, CloudClientError, UnicodeDecodeError) as err:
                 self._emit(DeviceEvent.IMAGE_FAILED, str(err))
                 self.log(f"code download failed: {err}", error=True)
@@ -820,7 +822,7 @@ class Device:
     def engine_for(self, source: str) -> Engine:
         """The engine that runs ``source``: Squirrel, unless it is marked as Python."""
         if is_python_code(source):
-            return PythonEngine(impapi.build_api(self, self.runtime))
+            return PythonEngine(impapi.build_api(self, self.runtime), owner=self.device_id)
         from impfactory.firmware.sq_engine import SquirrelEngine  # the VM loads on first use
 
         return SquirrelEngine(self, self.runtime)

@@ -46,7 +46,7 @@ class DeviceEvent(enum.StrEnum):
     AGENT_MESSAGE = "agent_message"  # detail: (name, data)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceRecord:
     """One event: when (device clock), what, and the detail."""
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import mmap
 import signal
 import sys
 import time
@@ -96,19 +97,45 @@ wall seconds after which a Python callback still running ends the process. The
 trace hook stops Python code at ``CALLBACK_LIMIT_S``; only a call into C (which
 holds the GIL, so no Python of this process runs) is still there. The kernel ends
 the process (``SIGALRM``, no handler: a ``setitimer`` armed around each callback),
-and the line's coordinator fails that worker's DUTs and goes on. ``None`` (one
-process for the whole line): never."""
+and the line's coordinator fails the stuck DUT and goes on. ``None`` (one process
+for the whole line): never."""
+NOTE_SIZE = 64
+"""Bytes of a stuck note: the ID of the device whose callback runs, NUL-padded."""
+_NOTE: mmap.mmap | None = None
+"""The stuck note of this process (``end_process_when_stuck``), or None."""
 
 
-def end_process_when_stuck(seconds: float) -> None:
+def end_process_when_stuck(seconds: float, note: str | None = None) -> None:
     """Set ``STUCK_EXIT_S`` for this process, with ``SIGALRM`` at its default action
-    (ending the process): for processes whose end the caller handles."""
-    global STUCK_EXIT_S
+    (ending the process): for processes whose end the caller handles.
+
+    ``note``: a file of ``NOTE_SIZE`` bytes, shared with the caller, into which the
+    ID of the device whose Python callback is about to run is written (one store
+    into shared memory per callback): after the kernel ended the process, the file
+    names the device that was stuck (``read_stuck_note``).
+    """
+    global STUCK_EXIT_S, _NOTE
     if not seconds > CALLBACK_LIMIT_S:
         raise ValueError(f"a stuck callback ends its process after more than "
                          f"{CALLBACK_LIMIT_S:g} s, not {seconds!r}")
+    if note is not None:
+        with open(note, "r+b") as f:
+            f.truncate(NOTE_SIZE)
+            _NOTE = mmap.mmap(f.fileno(), NOTE_SIZE)
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     STUCK_EXIT_S = seconds
+
+
+def read_stuck_note(note: str) -> str | None:
+    """The device ID the stuck note ``note`` names (None: no Python callback ran)."""
+    with open(note, "rb") as f:
+        text = f.read(NOTE_SIZE).rstrip(b"\0").decode("ascii", "replace")
+    return text or None
+
+
+def _write_note(owner: bytes) -> None:
+    if _NOTE is not None:
+        _NOTE[:] = owner
 
 
 class Engine(Protocol):
@@ -336,9 +363,11 @@ class PythonEngine:
     process). Run code you did not write as Squirrel, whose VM is one.
     """
 
-    def __init__(self, api: dict[str, Any]) -> None:
+    def __init__(self, api: dict[str, Any], owner: str = "") -> None:
+        """``owner``: the ID of the device the code runs on (what a stuck note names)."""
         self.api = api
         self.globals: dict[str, Any] = {}
+        self._note = owner.encode("ascii", "replace")[:NOTE_SIZE].ljust(NOTE_SIZE, b"\0")
 
     @property
     def imp_api(self) -> dict[str, Any]:
@@ -361,6 +390,7 @@ class PythonEngine:
         previous = sys.gettrace()
         stuck = STUCK_EXIT_S
         if stuck is not None:
+            _write_note(self._note)
             signal.setitimer(signal.ITIMER_REAL, stuck)  # SIGALRM unhandled: the end
         sys.settrace(_watchdog(time.perf_counter() + CALLBACK_LIMIT_S))
         try:

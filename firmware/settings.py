@@ -82,16 +82,30 @@ class SettingsStore(Protocol):
 
 
 class MemoryStore:
-    """Settings kept in memory: survive an emulated power cycle, not the process."""
+    """Settings kept in memory: survive an emulated power cycle, not the process.
+
+    What is kept is what a JSON file would keep (a JSON round trip), except the
+    device code: the one large value, the same for every device of a deployment,
+    is shared (a ``str`` cannot change), not copied into every device's store."""
 
     def __init__(self, initial: Settings | None = None) -> None:
         self._data = (initial or Settings()).to_dict()
 
     def load(self) -> Settings:
-        return Settings.from_dict(json.loads(json.dumps(self._data)))
+        return Settings.from_dict(_json_copy(self._data))
 
     def save(self, settings: Settings) -> None:
-        self._data = json.loads(json.dumps(settings.to_dict()))
+        self._data = _json_copy(settings.to_dict())
+
+
+def _json_copy(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` through JSON and back, its ``device_code`` string shared, not copied."""
+    code = data.get("device_code")
+    copy: dict[str, Any] = json.loads(json.dumps(
+        {k: v for k, v in data.items() if k != "device_code"}))
+    if "device_code" in data:
+        copy["device_code"] = code if isinstance(code, str) else json.loads(json.dumps(code))
+    return copy
 
 
 class JsonFileStore:

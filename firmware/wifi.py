@@ -139,7 +139,7 @@ class ConnectionManager:
         self.mac = mac
         self.times = times or StageTimes()
         self.backoff = backoff or DEVICE_BACKOFF
-        self._rng = random.Random(mac)  # per device, the same in every run
+        self._rng: random.Random | None = None  # made on the first retry (2.5 KiB)
         self.info = NetInfo(mac=mac)
         self.failures: list[tuple[float, Reason]] = []
         self.reason = Reason.NOT_CONNECTED
@@ -201,6 +201,8 @@ class ConnectionManager:
                     on_failure(err)
                 if max_attempts is not None and failures >= max_attempts:
                     raise
+                if self._rng is None:  # per device, the same in every run
+                    self._rng = random.Random(self.mac)
                 await self.clock.sleep(self.backoff.delay(failures, self._rng))
 
     def _through_proxy(self, ap: AccessPoint, proxy: dict[str, Any] | None) -> None:

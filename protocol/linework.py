@@ -22,6 +22,7 @@ the message's fields. A conversation::
     worker                               coordinator
       join      (repeated until answered) ->
                                           <- assign   shard w of W, config, cloud info
+                                                      [, only these DUTs]
                                              (or dismiss: the run has its workers)
       adopt     device_id                 ->
                                           <- adopted  device_id
@@ -151,6 +152,9 @@ class Assign(Message):
     shards: int = limited(ge=1, le=256)
     config: dict[str, Any] = limited()
     cloud: dict[str, Any] = limited()
+    duts: list[Any] = limited(default_factory=list, max_length=65536)
+    """Only these DUT indices of the shard (empty: all of them): what a worker cut off
+    for a stuck callback left to do, given to the worker started in its place."""
 
 
 @dataclass(frozen=True)
@@ -287,7 +291,8 @@ def _plan(cls: type) -> _Plan:
     plan = _PLANS.get(cls)
     if plan is None:
         hints = get_type_hints(cls)
-        entries = tuple((f.name, hints[f.name], limits_of(f.metadata), f.default is MISSING)
+        entries = tuple((f.name, hints[f.name], limits_of(f.metadata),
+                         f.default is MISSING and f.default_factory is MISSING)
                         for f in fields(cls))
         plan = _PLANS[cls] = (frozenset(e[0] for e in entries), entries)
     return plan

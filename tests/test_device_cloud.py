@@ -11,6 +11,7 @@ requests, and seals what it sends as the cloud does. Each test runs on both brok
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -284,10 +285,22 @@ def test_bless_refused_shows_red(broker_url: str) -> None:
     assert LedState.TEST_FAILED in device.led.states()
 
 
+async def holds_no_chunk(device: Device) -> None:
+    """An idle device keeps no message it has handled: not the last chunk of its code
+    (its reader, waiting for the next message, once held the last one: 13 KiB)."""
+    gc.collect()
+    held = [o for o in gc.get_objects() if isinstance(o, cl.Chunk | aiomqtt.Message)]
+    cloud = ScriptedCloud.run.__code__  # the scripted cloud's own, sent or received
+    assert not [o for o in held if not any(getattr(r, "cr_code", None) is cloud
+                                           for r in gc.get_referrers(o))]
+    assert device.settings.device_code is device.store.load().device_code  # one copy
+
+
 def test_code_that_raises_keeps_the_device_online(broker_url: str) -> None:
     cloud = ScriptedCloud(broker_url, code="# impfactory: python\nserver.log('before')\n[][1]\n")
     device = asyncio.run(run_device(
-        broker_url, cloud, DeviceEvent.CODE_ERROR, serial=4, cloud_sees=lambda seen: any(
+        broker_url, cloud, DeviceEvent.CODE_ERROR, serial=4, then=holds_no_chunk,
+        cloud_sees=lambda seen: any(
             isinstance(m, cl.Log) and m.type is cl.LogType.SERVER_ERROR for m in seen)))
     assert device.logs[-1].startswith("ERROR: IndexError") and "(at line 3)" in device.logs[-1]
     errors = [m for m in cloud.seen if isinstance(m, cl.Log) and m.type is cl.LogType.SERVER_ERROR]

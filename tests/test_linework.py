@@ -4,6 +4,7 @@ records) comes back as the same objects."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import warnings
@@ -15,6 +16,7 @@ from hypothesis.errors import NonInteractiveExampleWarning
 
 from impfactory.errors import ImpFactoryError
 from impfactory.fixture.line import LineConfig
+from impfactory.fixture.linepipe import CLOSED, PipeHub, WorkerPipe, frame, unframe
 from impfactory.fixture.record import DutRecord, Stage
 from impfactory.fixture.shard import CloudInfo, ShardError, config_from_dict, config_to_dict
 from impfactory.hw.optical import OpticalConfig
@@ -40,7 +42,7 @@ BUILDERS = (
     st.builds(lw.Finished, lost_presses=st.integers(0, 1 << 30)),
     st.builds(lw.Failed, error=st.text(max_size=4096)),
     st.builds(lw.Assign, shard=st.integers(0, 255), shards=st.integers(1, 256), config=objects,
-              cloud=objects),
+              cloud=objects, duts=st.lists(st.integers(0, 65535), max_size=5)),
     st.builds(lw.Dismiss, reason=st.text(max_size=1024)),
     st.builds(lw.Adopted, device_id=hex16),
     st.builds(lw.Activity, device_id=hex16, entries=st.lists(objects, max_size=5)),
@@ -160,3 +162,30 @@ def test_cloud_info_and_records_travel_whole() -> None:
                        stages=[Stage("blinkup", 0.0, 1.5)])
     assert DutRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
     assert issubclass(lw.LineWorkError, ImpFactoryError)
+
+
+def test_a_local_worker_and_its_coordinator_talk_over_pipes_and_a_closed_pipe_is_a_failure(
+        ) -> None:
+    """fixture/linepipe.py: the same messages, one per line; a worker's end closing is
+    reported as its ``failed``, as the broker reports a lost worker by its will."""
+    worker = "0123456789abcdef"
+
+    async def talk() -> None:
+        async with PipeHub("run-1") as hub:
+            theirs, ours = hub.pipes()
+            async with WorkerPipe(theirs, "run-1") as pipe:
+                await hub.add(worker, ours)
+                from_worker = hub.receive()
+                await pipe.send(worker, lw.Join(host="h"))
+                assert await anext(from_worker) == (worker, lw.Join(host="h"))
+                assign = lw.Assign(shard=0, shards=1, config={}, cloud={}, duts=[3, 5])
+                await hub.send(worker, assign)
+                assert await anext(pipe.receive()) == (worker, assign)
+            assert await anext(from_worker) == (worker, lw.Failed(error=CLOSED))
+
+    asyncio.run(asyncio.wait_for(talk(), 10))
+    frame_ = frame("run-1", worker, lw.Stage(index=3, stage="online"))
+    assert frame_.endswith(b"\n") and frame_.count(b"\n") == 1
+    assert unframe(frame_) == ("run-1", worker, lw.Stage(index=3, stage="online"))
+    with pytest.raises(lw.LineWorkError):
+        unframe(b"impfactory/line/1/run-1/0123456789abcdef/up/stage\n")

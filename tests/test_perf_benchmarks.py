@@ -49,10 +49,13 @@ def test_perf_memory_counts_running_devices(broker_url: str) -> None:
     assert doc["running"] == doc["devices"] == 3
     assert isinstance(doc["rss_per_device_kib"], float)
     assert doc["rss_after_mib"] >= doc["rss_before_mib"] > 10
+    # the breakdown: three VMs with the factory firmware hold well over 100 KiB each
+    assert doc["c_heap_per_device_kib"] >= doc["squirrel_per_device_kib"] > 100
 
 
 @pytest.mark.parametrize("args", [["firmware", "--devices", "0"], ["firmware", "--size", "0"],
-                                  ["memory", "--devices", "0"], ["memory", "--batch", "0"]])
+                                  ["memory", "--devices", "0"], ["memory", "--batch", "0"],
+                                  ["memory", "--devices", "100000000"]])  # open files
 def test_bad_benchmark_options_are_refused(args: list[str],
                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["perf", *args]) == 2

@@ -18,8 +18,11 @@ def _impfactory(*args: str) -> dict[str, object]:
 def test_perf_squirrel_prints_its_figures_and_nothing_else() -> None:
     doc = _impfactory("perf", "squirrel", "--n", "200", "--repeat", "1", "--json")
     for key in ("call_us", "native_us", "python_native_us", "loop_ns_per_iteration",
-                "plain_loop_ns_per_iteration", "watchdog_loop_factor", "start_ms"):
+                "plain_loop_ns_per_iteration", "watchdog_loop_factor", "start_ms", "vm_kib",
+                "imp_api_kib", "firmware_kib"):
         assert isinstance(doc[key], float) and doc[key] > 0, key
+    parts = doc["vm_kib"] + doc["imp_api_kib"] + doc["firmware_kib"]
+    assert abs(doc["vm_total_kib"] - parts) < 0.2  # the three parts make the whole
 
 
 def test_perf_line_compares_squirrel_with_python_firmware(broker_url: str) -> None:

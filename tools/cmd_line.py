@@ -33,6 +33,7 @@ from impfactory.brokerurl import parse_url
 from impfactory.clock import Clock, ScaledClock
 from impfactory.cloud.api_client import check_endpoint
 from impfactory.cloud.store.postgres import is_postgres
+from impfactory.devicecode import is_python_code
 from impfactory.errors import ImpFactoryError
 from impfactory.firmware import runtime
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
@@ -40,9 +41,16 @@ from impfactory.fixture.dut import DutSource
 from impfactory.fixture.faults import parse_faults, parse_rate
 from impfactory.fixture.line import Line, LineConfig, LineError, LineResult, run_line
 from impfactory.fixture.linebus import LineBusError
+from impfactory.fixture.linepipe import LINE_PIPE_ENV, pipe_fds
 from impfactory.fixture.record import LineSummary
 from impfactory.fixture.report import prepare_report_dir, write_reports
-from impfactory.fixture.shard import STUCK_EXIT_S, ShardError, run_worker
+from impfactory.fixture.shard import (
+    STUCK_EXIT_S,
+    STUCK_NOTE_ENV,
+    ShardError,
+    run_piped_worker,
+    run_worker,
+)
 from impfactory.hw.optical import PRESETS, OpticalConfig
 from impfactory.protocol import linework as lw
 from impfactory.tools.firmware_input import (
@@ -148,17 +156,22 @@ broker lost, no coordinator), 2 for bad input.
 
 
 def _worker(args: argparse.Namespace) -> int:
+    pipe = os.environ.get(LINE_PIPE_ENV)  # a local worker of a piped line (linepipe.py)
     url = args.broker or os.environ.get(LINE_BROKER_ENV)
-    if not url:
+    if not url and not pipe:
         raise LineInputError(f"line worker: give --broker URL (or set ${LINE_BROKER_ENV})")
     lw.check_run(args.run)
     if args.worker_id is not None:
         lw.check_worker(args.worker_id)
     quiet_network_logs()
-    runtime.end_process_when_stuck(STUCK_EXIT_S)  # a callback stuck in C ends this process
+    # a callback stuck in C ends this process; the note tells its coordinator whose it was
+    runtime.end_process_when_stuck(STUCK_EXIT_S, note=os.environ.get(STUCK_NOTE_ENV))
     try:
-        lost = asyncio.run(run_worker(url, args.run, worker=args.worker_id,
-                                         join_timeout=args.join_timeout))
+        work = (run_worker(url, args.run, worker=args.worker_id,
+                           join_timeout=args.join_timeout) if url else
+                run_piped_worker(pipe_fds(pipe or ""), args.run, worker=args.worker_id,
+                                 join_timeout=args.join_timeout))
+        lost = asyncio.run(work)
     except (LineError, ShardError, LineBusError, TimeoutError) as err:
         raise LineRunFailed(f"line worker: {err}") from err
     if not args.quiet:
@@ -203,8 +216,10 @@ async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
 
     ``workers > 1`` (or ``remote_workers`` joining from elsewhere) runs the fixtures
     and DUTs in worker processes sharing the broker, with the cloud in this one (see
-    tools/line_shards.py); ``share``: the cloud's shared subscription group. ``duts`` puts
-    other DUTs in front of the fixtures (``bench run``: the boards on benches).
+    tools/line_shards.py); a line whose firmware is Python runs them in one worker
+    process over pipes even so (``guarded``), so a callback stuck in C is cut off.
+    ``share``: the cloud's shared subscription group. ``duts`` puts other DUTs in
+    front of the fixtures (``bench run``: the boards on benches).
     ``remote``: (endpoint, user, password) of a running cloud whose broker is
     ``broker`` (tools/line_remote.py): nothing is started.
     """
@@ -224,7 +239,11 @@ async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
         before = stats.received + stats.sent if stats is not None else 0
         with LineProgress(config.duts, quiet=quiet) as progress:
             try:
-                if workers > 1 or remote_workers:
+                if guarded(factory_code, app_code) and duts is None and workers == 1 \
+                        and not remote_workers:
+                    result = await run_sharded(config, cloud, progress, 1, run=run,
+                                               piped=True)
+                elif workers > 1 or remote_workers:
                     result = await run_sharded(config, cloud, progress, workers,
                                                remote=remote_workers, run=run,
                                                line_broker=line_broker, announce=not quiet)
@@ -239,6 +258,13 @@ async def run_with_progress(config: LineConfig, broker: str, quiet: bool, *,
         if stats is not None:
             result.link_messages = stats.received + stats.sent - before
         return result
+
+
+def guarded(*codes: str | None) -> bool:
+    """Whether a line running these codes runs its devices in a worker process: Python
+    device code may hang in one call into C, which only ending its process stops
+    (fixture/shard.py); Squirrel is metered in process."""
+    return any(code is not None and is_python_code(code) for code in codes)
 
 
 def print_summary(summary: LineSummary, report: dict[str, Path] | None = None) -> None:

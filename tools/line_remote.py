@@ -81,6 +81,15 @@ class RemoteLineCloud:
                                 {"data": [{"type": "device", "id": device_id}]})
 
 
+    async def blessed_devices(self, device_ids: list[str]) -> set[str]:
+        """Those of ``device_ids`` in the production group (only blessing puts a
+        device there)."""
+        group = self.line.production_group
+        found = await asyncio.to_thread(retrying, lambda: self.client.list_all(
+            "/devices", {"devicegroup.id": str(group["id"])}))
+        return {str(d["id"]) for d in found} & set(device_ids)
+
+
 API_BACKOFF = Backoff(first=0.2, factor=2.0, cap=2.0, jitter=0.5)
 API_PATIENCE = 60.0
 """Wall seconds a call waits for a cloud that does not answer (restarting after a crash)."""

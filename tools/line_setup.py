@@ -92,6 +92,12 @@ class FactoryCloud:
             return device_id, True
         return device_id, (False if device.bless_failures else None)
 
+    async def blessed_devices(self, device_ids: list[str]) -> set[str]:
+        """Those of ``device_ids`` the cloud has blessed."""
+        svc = self.cloud.service
+        return {d for d in device_ids
+                if (device := svc.find_device(d)) is not None and device.blessed}
+
     async def agent_activity(self, device_id: str, messages: int = 0
                              ) -> list[dict[str, object]]:
         """What ``device_id``'s agent did, once it has heard ``messages`` messages from

@@ -13,6 +13,15 @@ garbage collection), over N. The cloud runs in this process too, so its own stat
 per device (a row of its database cache, the device's link key and session) is
 counted against the devices: the figure is an upper bound. ``--json`` prints it
 and the rest as one object.
+
+Where it goes, from the C library's allocator (``mallinfo2``, which sees Squirrel
+and every Python buffer over 512 bytes, not Python's small objects):
+``c_heap_per_device_kib`` is its growth over the same span, over N, and
+``squirrel_per_device_kib`` what it gets back when every device's code is then
+stopped (its VM closed: the VM, the imp API bound into it, the compiled firmware
+and what the firmware made), over N. What is left of the resident figure is
+Python's small objects (devices, peripherals, MQTT clients, tasks) and the
+allocator's slack.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import argparse
 import asyncio
 import gc
 import json
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +45,7 @@ from impfactory.firmware.errors import DeviceError
 from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID, Fleet
 from impfactory.firmware.settings import MemoryStore, Settings
+from impfactory.squirrel.memory import allocated
 from impfactory.tools.cmd_line import quiet_network_logs
 from impfactory.tools.emulated_zone import build_test_zone
 
@@ -52,6 +63,35 @@ class PerfMemoryRunFailed(DeviceError, RuntimeError):
     """Devices did not come up in time: no figure is printed (exit 1)."""
 
     exit_code = 1
+
+
+FILES_PER_DEVICE = 1
+"""Open files a connected device holds in this process (its MQTT socket); the broker
+(Mosquitto, started from here) needs as many, and inherits the limit."""
+FILES_SPARE = 256
+"""Open files for everything else: the cloud, its database, enrolment sessions."""
+
+
+def raise_file_limit(devices: int) -> int:
+    """Raise this process's open-file limit (``ulimit -n``) to what ``devices`` need,
+    as far as the hard limit allows; ``PerfMemoryError`` naming both when it is too
+    low (rather than devices that fail to connect, one by one, with ``EMFILE``)."""
+    need = (devices + 1) * FILES_PER_DEVICE + FILES_SPARE  # + the one brought up first
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        too_low = PerfMemoryError(
+            f"--devices {devices} needs about {need} open files (a socket each, and as "
+            f"many in the broker), but this process may open at most {hard} (the hard "
+            f"limit of ulimit -n): raise it (ulimit -Hn {need}, as root or in "
+            f"/etc/security/limits.conf) or ask for fewer devices")
+        if hard != resource.RLIM_INFINITY and hard < need:
+            raise too_low
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+        except (ValueError, OSError) as err:  # over the kernel's fs.nr_open
+            raise too_low from err
+        soft = need
+    return int(soft)
 
 
 def rss_kib() -> int:
@@ -99,7 +139,7 @@ async def run(cloud_url: str, devices: int, batch: int, scale: float) -> dict[st
                 # one device first, so code paths run once are not counted per device
                 await _bring_up(svc, zone.fixture_group, zone.owner_id, fleet, 1)
                 gc.collect()
-                before = rss_kib()
+                before, heap_before = rss_kib(), allocated() or 0
                 started = time.perf_counter()
                 up: list[Device] = []
                 while len(up) < devices:
@@ -108,11 +148,17 @@ async def run(cloud_url: str, devices: int, batch: int, scale: float) -> dict[st
                 wall = time.perf_counter() - started
                 await fleet.clock.sleep(1.0)  # idle: each waits for its footswitch
                 gc.collect()
-                after = rss_kib()
+                after, heap_after = rss_kib(), allocated() or 0
                 running = sum(1 for d in up if d.runtime.running and d.is_connected())
+                for device in up:  # the breakdown: what their VMs held
+                    device.runtime.stop()
+                gc.collect()
+                heap_stopped = allocated() or 0
     return {"devices": devices, "running": running, "rss_before_mib": round(before / 1024, 1),
             "rss_after_mib": round(after / 1024, 1),
             "rss_per_device_kib": round((after - before) / devices, 1),
+            "c_heap_per_device_kib": round((heap_after - heap_before) / 1024 / devices, 1),
+            "squirrel_per_device_kib": round((heap_after - heap_stopped) / 1024 / devices, 1),
             "bring_up_s": round(wall, 1), "clock_scale": scale}
 
 
@@ -121,6 +167,7 @@ def main(args: argparse.Namespace) -> int:
         raise PerfMemoryError("--devices and --batch must be at least 1")
     if not args.scale > 0:
         raise PerfMemoryError("--scale must be positive")
+    raise_file_limit(args.devices)  # before the broker starts: it inherits the limit
     quiet_network_logs()
     server = BrokerServer(args.broker)
     with server:
@@ -135,6 +182,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"             {figures['rss_before_mib']} MiB before, "
               f"{figures['rss_after_mib']} MiB after ({figures['bring_up_s']} s to bring "
               f"them up)")
+        print(f"             of each: {figures['c_heap_per_device_kib']} KiB C heap, "
+              f"{figures['squirrel_per_device_kib']} KiB of it the Squirrel VM with the "
+              f"imp API and the firmware")
     return 0 if figures["running"] == figures["devices"] else 1
 
 

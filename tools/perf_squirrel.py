@@ -13,6 +13,11 @@ Measured in one run, each figure beside its reference where there is one:
 * ``start_ms``: a new device VM with the example factory firmware and its three
   libraries (FactoryTools, CFAx33KL, HTS221) resolved, compiled and run to its
   top level, as every DUT does when its code arrives.
+* ``vm_kib``, ``imp_api_kib``, ``firmware_kib``: what that VM holds, from the C
+  library's allocator (``squirrel.memory``; Squirrel allocates with ``malloc``):
+  a fresh sandboxed device VM, the imp API bound into it, and the factory
+  firmware compiled and run to its top level (``vm_total_kib``, the three
+  together, is most of what ``impfactory perf memory`` finds per device).
 
 ``--json`` prints the figures as one object.
 """
@@ -20,14 +25,17 @@ Measured in one run, each figure beside its reference where there is one:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from impfactory.errors import ImpFactoryError
+from impfactory.squirrel.memory import allocated
 
 
 def _best(fn: Callable[[], Any], repeat: int) -> float:
@@ -84,16 +92,71 @@ def measure(n: int = 20_000, repeat: int = 5) -> dict[str, Any]:
     doc["python_native_us"] = round(_best(py_top, repeat) / n * 1e6, 2)
 
     firmware = examples.factory_source("factory-wifi", "factory-password")
-    starts = []
+    starts, held = [], []
     for _ in range(max(5, repeat * 4)):
         d = device()
         d.configparams = {"factoryfirmware": True, "factory_imp": "000000000000"}
-        t0 = time.perf_counter()
-        d.runtime.start(firmware, d.engine_for(firmware))
-        starts.append(time.perf_counter() - t0)
-        d.runtime.stop()
+        with _counting() as count:
+            t0 = time.perf_counter()
+            d.runtime.start(firmware, d.engine_for(firmware))
+            starts.append(time.perf_counter() - t0)
+        if count:
+            held.append(count[0])
+        d.runtime.stop()  # its VM is closed (freed) here
     doc["start_ms"] = round(statistics.median(starts) * 1000, 2)
+    if held:
+        doc.update(_vm_memory(device, statistics.median(held)))
     return doc
+
+
+@contextlib.contextmanager
+def _counting() -> Iterator[list[int]]:
+    """Bytes the C heap grew by inside the block, appended to the list it gives (left
+    empty where there is no meter). The cycle collector is held off meanwhile, so
+    no earlier garbage is freed inside the count."""
+    gc.disable()
+    count: list[int] = []
+    before = allocated()
+    try:
+        yield count
+    finally:
+        after = allocated()
+        gc.enable()
+        if before is not None and after is not None:
+            count.append(after - before)
+
+
+def _vm_memory(device: Callable[[], Any], started: float) -> dict[str, float]:
+    """KiB a fresh device VM holds, the imp API in it, and (from ``started``, bytes a
+    whole start held) the firmware: medians over a few VMs, each measured alone."""
+    from impfactory.firmware.sq_api import SquirrelApi
+    from impfactory.firmware.sq_engine import CALLBACK_MEMORY
+    from impfactory.squirrel import Vm
+
+    def held(make: Callable[[Any], Vm]) -> float:
+        kept, sizes = [], []
+        for _ in range(5):
+            host = device()  # not counted: only the VM and what is bound into it
+            with _counting() as count:
+                kept.append((host, make(host)))
+            sizes += count
+        for _host, vm in kept:
+            vm.close()
+        return statistics.median(sizes) if sizes else 0.0
+
+    def fresh(_host: Any = None) -> Vm:
+        return Vm(time_limit_s=2.0, environment="device", entry_growth_limit=CALLBACK_MEMORY)
+
+    def with_api(host: Any) -> Vm:
+        vm = fresh()
+        SquirrelApi(vm, host, host.runtime).install()
+        return vm
+
+    vm = held(fresh)
+    api = held(with_api) - vm
+    return {"vm_kib": round(vm / 1024, 1), "imp_api_kib": round(api / 1024, 1),
+            "firmware_kib": round((started - vm - api) / 1024, 1),
+            "vm_total_kib": round(started / 1024, 1)}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -112,6 +175,9 @@ def _run(args: argparse.Namespace) -> int:
           f"(plain binding {doc['plain_loop_ns_per_iteration']:.1f}: "
           f"x{doc['watchdog_loop_factor']})")
     print(f"  a DUT's VM with the factory firmware {doc['start_ms']:6.2f} ms to start")
+    if "vm_total_kib" in doc:
+        print(f"  ... and {doc['vm_total_kib']} KiB to hold: the VM {doc['vm_kib']}, the imp "
+              f"API {doc['imp_api_kib']}, the firmware {doc['firmware_kib']}")
     return 0
 
 

@@ -67,7 +67,7 @@ def _release_host(up: int | None, _size: int) -> int:
 RELEASE_HOST = capi.SQRELEASEHOOK(_release_host)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostClass:
     """A Squirrel class made by ``Vm.host_class``; ``Vm.wrap`` makes its instances."""
 
@@ -76,7 +76,7 @@ class HostClass:
     obj: SQObj
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NativeSpec:
     fn: Callable[..., Any]
     name: str

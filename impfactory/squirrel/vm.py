@@ -63,6 +63,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import math
+import sys
 import time
 import weakref
 from collections import OrderedDict
@@ -690,7 +691,8 @@ class Vm:
         for mname, fn in methods.items():
             capi.sq_pushstring(v, mname.encode(), -1)
             low, high = arity(fn, 1)
-            self._push_native(v, NativeSpec(fn, f"{name}.{mname}", METHOD, tag, low, high))
+            self._push_native(v, NativeSpec(fn, sys.intern(f"{name}.{mname}"), METHOD, tag, low,
+                                             high))
             capi.sq_newslot(v, cls, 0)
         if getter is not None:
             capi.sq_pushstring(v, b"_get", -1)
