@@ -74,7 +74,7 @@ class FakeDevice:
         self.unread: list[cl.Message] = []
         self.images: dict[str, bytes] = {}
         self._arrived = asyncio.Event()
-        self._chunks: dict[str, dict[int, bytes]] = {}
+        self._chunks: dict[str, dict[int, bytes | memoryview]] = {}
         self._chunk_event: dict[str, asyncio.Event] = {}
         self._req = itertools.count(1)
         self._link: CloudClient | None = None
@@ -251,7 +251,8 @@ class FakeDevice:
         self.images[ref.sha] = data
         return data
 
-    async def _fetch_blocks(self, ref: cl.ImageRef, wanted: list[int], have: dict[int, bytes],
+    async def _fetch_blocks(self, ref: cl.ImageRef, wanted: list[int],
+                            have: dict[int, bytes | memoryview],
                             event: asyncio.Event, batch: int) -> None:
         for start in range(0, len(wanted), batch):
             blocks = tuple(wanted[start:start + batch])

@@ -17,7 +17,7 @@ from impfactory.protocol import cloudlink as cl
 DEFAULT_IMPOS_SIZE = 1 << 20
 
 
-def sha256(data: bytes) -> str:
+def sha256(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -41,6 +41,7 @@ class ImageCache:
         self._images: OrderedDict[str, bytes] = OrderedDict()
         self._block_shas: dict[str, list[str | None]] = {}
         self._wire: dict[str, list[bytes | None]] = {}
+        self._roots: dict[str, str] = {}  # image SHA-256 -> its blocks_sha
         self._bytes = 0
 
     def put(self, data: bytes) -> str:
@@ -63,7 +64,33 @@ class ImageCache:
 
     def ref(self, kind: cl.ImageKind, data: bytes) -> cl.ImageRef:
         """Cache ``data`` and describe it for an offer."""
-        return cl.ImageRef(kind, self.put(data), len(data), self.chunk_size)
+        digest = self.put(data)
+        return cl.ImageRef(kind, digest, len(data), self.chunk_size, self.blocks_sha(digest))
+
+    def offer_ref(self, kind: cl.ImageKind, digest: str, size: int) -> cl.ImageRef:
+        """An offer's description of a stored image, with its block list when the image
+        can be had (the chunks are served from the same bytes)."""
+        return cl.ImageRef(kind, digest, size, self.chunk_size, self.blocks_sha(digest))
+
+    def blocks_sha(self, digest: str) -> str | None:
+        """``ImageRef.blocks_sha`` of an image: each block hashed once, kept for its
+        chunks too (they carry the same digests); None when nobody has the image."""
+        data = self.get(digest)
+        if data is None:
+            return None
+        root = self._roots.get(digest)
+        if root is not None:
+            return root
+        total = -(-len(data) // self.chunk_size)
+        shas = self._block_shas.setdefault(digest, [None] * total)
+        digests = []
+        for index, known in enumerate(shas):
+            if known is None:
+                start = index * self.chunk_size
+                known = shas[index] = sha256(data[start:start + self.chunk_size])
+            digests.append(bytes.fromhex(known))
+        root = self._roots[digest] = cl.block_list_sha(digests)
+        return root
 
     def chunk(self, device_id: str, digest: str, index: int) -> cl.Chunk | None:
         """Block ``index`` of an image as a message, or None (unknown image or block)."""
@@ -74,7 +101,7 @@ class ImageCache:
         if index >= total:
             return None
         start = index * self.chunk_size
-        block = data[start:start + self.chunk_size]
+        block = memoryview(data)[start:start + self.chunk_size]  # a view: sent, not copied
         shas = self._block_shas.setdefault(digest, [None] * total)
         block_sha = shas[index]
         if block_sha is None:
@@ -108,4 +135,5 @@ class ImageCache:
             gone, old = self._images.popitem(last=False)
             self._block_shas.pop(gone, None)
             self._wire.pop(gone, None)
+            self._roots.pop(gone, None)
             self._bytes -= len(old)

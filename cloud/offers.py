@@ -100,7 +100,7 @@ def _code_messages(svc: CloudService, device: Device,
     minimum = _required_impos(svc, group)
     update = _impos_update(svc, device, minimum)
     if update is not None:
-        ref = cl.ImageRef(cl.ImageKind.IMPOS, update.sha, update.size, svc.images.chunk_size)
+        ref = svc.images.offer_ref(cl.ImageKind.IMPOS, update.sha, update.size)
         return [cl.OsOffer(device_id=device.id, version=update.version, image=ref)]
     if minimum is not None and version_key(device.impos_version or "0") < version_key(minimum):
         svc.append_log(device.id, f"impOS {minimum} required but no such release is available")
@@ -108,10 +108,10 @@ def _code_messages(svc: CloudService, device: Device,
     dep = _target_deployment(svc, device, group)
     if dep is None or dep.id == device.deployment_id:
         return []
-    size = svc.images.chunk_size
-    device_ref = cl.ImageRef(cl.ImageKind.DEVICE, dep.device_sha, len(dep.device_code.encode()),
-                             size)
-    agent_ref = cl.ImageRef(cl.ImageKind.AGENT, dep.agent_sha, len(dep.agent_code.encode()), size)
+    images = svc.images
+    device_ref = images.offer_ref(cl.ImageKind.DEVICE, dep.device_sha,
+                                  len(dep.device_code.encode()))
+    agent_ref = images.offer_ref(cl.ImageKind.AGENT, dep.agent_sha, len(dep.agent_code.encode()))
     return [cl.CodeOffer(device_id=device.id, deployment=dep.id, sha=dep.sha, device=device_ref,
                          agent=agent_ref)]
 

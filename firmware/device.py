@@ -49,7 +49,7 @@ from impfactory.firmware.errors import (
 from impfactory.firmware.events import DeviceEvent, DeviceRecord
 from impfactory.firmware.hardware import Pin, SimHardware
 from impfactory.firmware.identity import DeviceIdentity
-from impfactory.firmware.images import fetch_image
+from impfactory.firmware.images import Blocks, fetch_blocks, fetch_image
 from impfactory.firmware.led import LedEvent, StatusLed
 from impfactory.firmware.registration import register
 from impfactory.firmware.runtime import Engine, PythonEngine, Runtime
@@ -151,7 +151,7 @@ class Device:
         self._unsent_logs: list[cl.Log] = []
         self._flashing = False
         self._flash_end: TimerHandle | None = None
-        self._partials: dict[str, dict[int, bytes]] = {}
+        self._partials: dict[str, Blocks] = {}
         self._busy_until = 0.0
         self.nv: dict[str, Any] | None = None  # the Squirrel ``nv`` table across warm boots
         self._manual_offline = False
@@ -749,8 +749,8 @@ class Device:
             self.led.handle(LedEvent.UPDATE_START)
             self._emit(DeviceEvent.IMPOS_UPDATING, offer.version)
             try:
-                await fetch_image(client, offer.image, blocks=self._partial(offer.image.sha),
-                                  on_bad_block=self._bad_block(offer.image.sha))
+                await fetch_blocks(client, offer.image, blocks=self._partial(offer.image.sha),
+                                   on_bad_block=self._bad_block(offer.image.sha))
             except (FirmwareImageError, CloudClientError) as err:
                 self._emit(DeviceEvent.IMAGE_FAILED, str(err))
                 self.led.handle(LedEvent.UPDATE_DONE)
@@ -764,7 +764,7 @@ class Device:
             self._emit(DeviceEvent.IMPOS_UPDATED, offer.version)
             self._start_life(boot=True)
 
-    def _partial(self, sha: str) -> dict[int, bytes]:
+    def _partial(self, sha: str) -> Blocks:
         """Blocks of image ``sha`` kept across a lost link (one image at a time)."""
         if sha not in self._partials:
             self._partials = {sha: {}}

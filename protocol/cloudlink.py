@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import types
+from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum, IntEnum, StrEnum
 from typing import Any, ClassVar, Final, Union, get_args, get_origin, get_type_hints
@@ -130,17 +132,31 @@ FACTORY_REFUSED_LOG: Final = "Factory BlinkUp request failed. This is not a fact
 
 @dataclass(frozen=True)
 class ImageRef:
-    """An image the device can fetch block by block: its SHA-256, size and block size."""
+    """An image the device can fetch block by block: its SHA-256, size and block size.
+
+    ``blocks_sha`` (``block_list_sha``: the SHA-256 of every block's SHA-256, in
+    order) lets a device that checked each block as it came check the whole image
+    from those digests, without hashing all its bytes a second time; an offer
+    without it is checked by ``sha`` over the whole image. Both sit in a sealed
+    offer, so either one proves the image is the cloud's.
+    """
 
     kind: ImageKind
     sha: str = limited(pattern=SHA256)
     size: int = limited(ge=0, le=64 * 1024 * 1024)
     chunk_size: int = limited(ge=1, le=MAX_CHUNK)
+    blocks_sha: str | None = limited(pattern=SHA256, default=None)
 
     @property
     def total(self) -> int:
         """Number of blocks (an empty image has none)."""
         return -(-self.size // self.chunk_size)
+
+
+def block_list_sha(digests: Iterable[bytes]) -> str:
+    """``ImageRef.blocks_sha``: the SHA-256 (hex) of the blocks' raw 32-byte SHA-256
+    digests, concatenated in block order (an empty image: the SHA-256 of nothing)."""
+    return hashlib.sha256(b"".join(digests)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -337,6 +353,8 @@ class Chunk(Message):
 
     ``block_sha`` is the SHA-256 of this block's bytes as the cloud holds them: a
     block damaged or cut short on the way fails it and is asked for again.
+    ``decode`` gives ``data`` as a read-only view into the received payload (a block
+    is kept until its image is whole: no copy of every block on the way in).
     """
 
     KIND: ClassVar[str] = "chunk"
@@ -345,7 +363,7 @@ class Chunk(Message):
     index: int = limited(ge=0, le=REQ_MAX, default=0)
     total: int = limited(ge=1, le=2**31, default=1)
     block_sha: str = limited(pattern=SHA256, default="0" * 64)
-    data: bytes = b""
+    data: bytes | memoryview = b""
 
     @property
     def intact(self) -> bool:
@@ -484,14 +502,43 @@ def encode(msg: Message) -> tuple[str, bytes]:
 def decode(topic_name: str, payload: bytes) -> Message:
     """Parse and validate a received message; any fault raises a ``CloudLinkError``."""
     device_id, _direction, cls = parse_topic(topic_name)
-    data = b""
     if cls is Chunk:
-        head, sep, data = payload.partition(b"\n")
-        if not sep:
-            raise SchemaError("chunk payload lacks its header line")
-        if len(data) > MAX_CHUNK:
-            raise PayloadTooLargeError(f"chunk of {len(data)} bytes exceeds {MAX_CHUNK}")
-        payload = head
+        return decode_chunk(device_id, payload)
+    return _decode(cls, device_id, payload)
+
+
+_CHUNK_HEAD: Final = re.compile(
+    rb'\{"v":1,"sha":"([0-9a-f]{64})","index":(0|[1-9][0-9]{0,9}),'
+    rb'"total":([1-9][0-9]{0,9}),"block_sha":"([0-9a-f]{64})"\}\Z')
+"""A chunk header exactly as ``encode`` writes it (compact JSON, fields in order)."""
+
+
+def decode_chunk(device_id: str, payload: bytes) -> Chunk:
+    """``decode`` for a ``chunk`` on device ``device_id``'s topic, by the same rules.
+
+    The one message that comes by the thousand (every block of every image), so a
+    header written as ``encode`` writes it is read by one regular expression; any
+    other header goes through the general validation, whose answer (value or
+    error) is the same (tests/test_cloudlink.py proves the two agree)."""
+    if not DEVICE_ID.matches(device_id):
+        raise TopicError(f"bad device ID in topic: {device_id[:40]!r}")
+    end = payload.find(b"\n")
+    if end < 0:
+        raise SchemaError("chunk payload lacks its header line")
+    head, data = payload[:end], memoryview(payload)[end + 1:]
+    if len(data) > MAX_CHUNK:
+        raise PayloadTooLargeError(f"chunk of {len(data)} bytes exceeds {MAX_CHUNK}")
+    m = _CHUNK_HEAD.match(head)
+    if m is not None:
+        index, total = int(m[2]), int(m[3])
+        if index < total <= 2**31:
+            return Chunk(device_id=device_id, sha=m[1].decode(), index=index, total=total,
+                         block_sha=m[4].decode(), data=data)
+    return _decode(Chunk, device_id, head, data)  # type: ignore[return-value]
+
+
+def _decode(cls: type[Message], device_id: str, payload: bytes,
+            data: bytes | memoryview = b"") -> Message:
     if len(payload) > MAX_PAYLOAD:
         raise PayloadTooLargeError(f"{cls.KIND} payload of {len(payload)} bytes exceeds limit")
     try:
@@ -509,9 +556,10 @@ def decode(topic_name: str, payload: bytes) -> Message:
     values["device_id"] = device_id
     if cls is Chunk:
         values["data"] = data
-        if values["index"] >= values["total"]:
-            raise SchemaError(f"chunk index {values['index']} >= total {values['total']}")
-    return cls(**values)
+    msg = cls(**values)
+    if isinstance(msg, Chunk) and msg.index >= msg.total:  # (a field left out has its default)
+        raise SchemaError(f"chunk index {msg.index} >= total {msg.total}")
+    return msg
 
 
 def _no_constant(name: str) -> Any:

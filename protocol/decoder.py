@@ -1,7 +1,10 @@
 """A streaming BlinkUp decoder: light samples in, BlinkUp packets (or typed failures) out.
 
 Feed it sample chunks of any size, from one sample to a whole capture; the result
-does not depend on how the stream was cut. Pipeline, one stage per job::
+does not depend on how the stream was cut (the same outcomes, to the bit, once all
+of it is fed and flushed): a feed decides only what no later sample can change (see
+EDGE_REACH), a reception noticed to end in a later feed hands the samples after its
+end back to the sync search, and sums run across feeds. Pipeline, one stage per job::
 
     samples -> moving average -> slicer -> edges -> line code -> bits -> bytes -> packet
                (noise)           |         |        (bi-level     (LEN,    (decode_frame:
@@ -152,6 +155,14 @@ TRILEVEL_SILENCE = 5.0
 """Mean frames without a transition after which a tri-level reception is lost."""
 CROSSING_LOOKBACK = 4
 """Samples an edge's midpoint crossing is looked for before the slicer's flip."""
+EDGE_REACH = CROSSING_LOOKBACK + 1
+"""How far before the first sample not yet fed an edge not yet seen may be timed: its
+slicer flip is on a sample still to come, and its crossing is looked for up to
+CROSSING_LOOKBACK samples before that, interpolated from the sample before those.
+What needs to know that no edge came by some time (a tri-level run proven no glitch, a
+run outlasting the silence limit, a bi-level symbol and the edges that steer it) is
+decided only once that time is more than this far behind the input: later, whatever
+the feed sizes, so the same however the stream is cut."""
 MANY_EDGES = 24
 """Edges in a chunk from which their crossings are timed by numpy, all at once
 (fewer: one by one, where a few numpy calls would cost more than the Python)."""
@@ -327,6 +338,7 @@ def _hysteresis(
 
 
 _smallest, _largest = np.minimum.reduce, np.maximum.reduce
+_accumulate = np.add.accumulate
 
 
 def _median(values: list[float]) -> float:
@@ -496,6 +508,7 @@ class BlinkUpDecoder:
         self._state = DecoderState.IDLE
         self._base = 0  # absolute index of the next sample fed
         self._raw_tail = np.zeros(0)
+        self._raw_last: float | None = None  # taps == 2: the last raw sample
         self._pending: list[FloatArray] = []
         self._pending_n = 0
         # the history is a view of a buffer that grows in place (amortised appends)
@@ -503,10 +516,12 @@ class BlinkUpDecoder:
         self._buf_lo = self._buf_hi = 0
         self._hist = self._buf[0:0]
         self._hist_start = 0
+        self._received_from = 0  # the sample after the lock of the latest reception
         self._reset_idle()
 
     def feed(self, samples: Sequence[float] | npt.ArrayLike) -> list[Outcome]:
-        """Decode a chunk; return the outcome of every reception that ended in it.
+        """Decode a chunk; return the outcome of every reception whose end this chunk
+        made certain (the end itself may lie a few samples before it).
 
         Samples that do not yet make up the shortest symbol period the decoder
         accepts wait for the next feed (or :meth:`flush`), so ``state`` lags the input
@@ -534,16 +549,18 @@ class BlinkUpDecoder:
         return self._process(x)
 
     def _process(self, x: FloatArray) -> list[Outcome]:
+        """Decode a chunk, in absolute sample positions: a reception that ends before
+        this chunk (where the end became certain, noticed only now) hands the samples
+        after its end back to the sync search, which reads them from the history."""
         outcomes: list[Outcome] = []
-        y = self._take(x)
-        n = int(y.shape[0])
-        pos = 0
-        while pos < n:
+        stop = self._base + int(self._take(x).shape[0])
+        at = self._base
+        while at < stop:
             if self._state is DecoderState.IDLE:
-                pos = self._scan_idle(y, pos)
+                at = self._scan_idle(at, stop)
             else:
-                pos = self._receive(y, pos, outcomes)
-        self._base += n
+                at = self._receive(at, stop, outcomes)
+        self._base = stop
         return outcomes
 
     # ------------------------------------------------------------------ input
@@ -594,11 +611,11 @@ class BlinkUpDecoder:
             y[:] = x
         elif taps == 2:
             # the common case (142 Hz possible): the same sums as below, fewer calls
-            if self._raw_tail.shape[0] == 0:
-                self._raw_tail = x[:1].copy()
-            y[0] = self._raw_tail[0] + x[0]
+            # the last sample before the chunk as a float (the same sum, no numpy scalars)
+            first = x.item(0)
+            y[0] = (first if self._raw_last is None else self._raw_last) + first
             np.add(x[1:], x[:-1], out=y[1:])
-            self._raw_tail = x[-1:].copy()
+            self._raw_last = x.item(-1)
             y *= 0.5
         else:
             if self._raw_tail.shape[0] == 0:
@@ -620,19 +637,19 @@ class BlinkUpDecoder:
         self._level = -1
         self._sync_times: list[int] = []
 
-    def _scan_idle(self, y: FloatArray, pos: int) -> int:
-        """Slice adaptively and hunt a sync run; return where the lock happened or where
-        this block ended (blocks bound the sliding max/min work done past a lock)."""
-        n = min(int(y.shape[0]), pos + IDLE_BLOCK)
-        a0 = self._base + pos
+    def _scan_idle(self, a0: int, stop: int) -> int:
+        """Slice adaptively from sample ``a0`` (absolute, in the history) and hunt a sync
+        run; return where the lock happened or where this block ended (blocks bound the
+        sliding max/min work done past a lock)."""
+        n = min(stop, a0 + IDLE_BLOCK)
         w = self._window
-        seg = self._hist_slice(a0 - w + 1, self._base + n)
-        need = (n - pos) + w - 1
+        seg = self._hist_slice(a0 - w + 1, n)
+        need = (n - a0) + w - 1
         if seg.shape[0] < need:
             seg = np.concatenate((np.full(need - seg.shape[0], seg[0]), seg))
         if float(seg.max() - seg.min()) < self._min_swing:
             return n  # no window holds a swing: nothing is sliced, the level stays
-        if w <= 8 or n - pos <= 2 * w:
+        if w <= 8 or n - a0 <= 2 * w:
             stride = seg.strides[0]  # a windowed view (sliding_window_view, minus its checks)
             view = np.lib.stride_tricks.as_strided(
                 seg, (seg.shape[0] - w + 1, w), (stride, stride), writeable=False
@@ -643,7 +660,7 @@ class BlinkUpDecoder:
         mid = (top + bottom) * 0.5
         band = (top - bottom) * 0.15
         band[(top - bottom) < self._min_swing] = np.inf
-        part = y[pos:n]
+        part = self._hist[a0 - self._hist_start : n - self._hist_start]
         changes, levels, last = _hysteresis(
             np.greater(part, mid + band).tobytes(), np.less(part, mid - band).tobytes(),
             self._level,
@@ -651,7 +668,8 @@ class BlinkUpDecoder:
         for c, level in zip(changes, levels, strict=True):
             if self._sync_transition(a0 + c, level):
                 self._level = level
-                return int(pos + c + 1)
+                self._received_from = a0 + c + 1
+                return self._received_from
         self._level = last
         return n
 
@@ -821,9 +839,11 @@ class BlinkUpDecoder:
         self._overtime = -1  # symbols still to decide after a failed check (-1: none)
         self._data_bits = 0  # bi-level: data bits so far (the whitening's position)
         self._corrupt: CorruptFrameError | None = None
-        self._cs: list[float] = []
-        self._cs_stale = True
-        self._cs_from = 0
+        # bi-level: a running prefix sum of the history from the grid's first symbol on
+        self._cs_origin = max(math.floor(self._next_bit - period), self._hist_start)
+        self._cs: list[float] = [0.0]
+        if self._soft:
+            self._cs += _accumulate(self._hist[self._cs_origin - self._hist_start :]).tolist()
         self._inverted = False
         self._cur = 0
         self._nbits = 0
@@ -832,17 +852,15 @@ class BlinkUpDecoder:
 
     # ------------------------------------------------------------------ receive
 
-    def _receive(self, y: FloatArray, pos: int, outcomes: list[Outcome]) -> int:
-        """Slice with the fixed thresholds; feed runs to the line code until done."""
-        n = int(y.shape[0])
-        a0 = self._base + pos
+    def _receive(self, a0: int, stop: int, outcomes: list[Outcome]) -> int:
+        """Slice with the fixed thresholds from sample ``a0`` (absolute) to the end of the
+        input; feed runs to the line code until done."""
         mid = self._thr[0]
-        part = y[pos:]
+        part = self._hist[a0 - self._hist_start :]
         changes, levels, last = _hysteresis(
             np.greater(part, mid + self._hyst).tobytes(),
             np.less(part, mid - self._hyst).tobytes(), self._slice_level,
         )
-        self._cs_stale = True
         # where the signal crossed the midpoint (the slicer flips a little later,
         # past the hysteresis)
         hist = self._hist
@@ -860,16 +878,17 @@ class BlinkUpDecoder:
             else:
                 for t, level in zip(precise, levels, strict=True):
                     self._transition(t, level)
-            self._end_of_chunk(self._base + n)
+            self._end_of_chunk(stop)
         except _Done as done:
-            # a failure ends where it became certain, whichever feed noticed it; the
-            # hunt for the next sync run resumes there (the decoder is IDLE now)
+            # a reception ends where its end became certain, whichever feed noticed it
+            # (an earlier one's samples, maybe); the hunt for the next sync run resumes
+            # there (the decoder is IDLE now), not before the lock
             outcomes.append(done.args[0])
             end = float(done.args[1])
             self._after_done()
-            return int(max(pos, min(n, math.ceil(end) - self._base)))
+            return max(self._received_from, min(stop, math.ceil(end)))
         self._slice_level = last
-        return n
+        return stop
 
     def _gather_edges(self, times: list[float], levels: list[int]) -> None:
         """Bi-level: edges are gathered; the symbols are decided once per chunk (each
@@ -924,18 +943,21 @@ class BlinkUpDecoder:
             )
 
     def _end_of_chunk(self, now: int) -> None:
-        """All samples before ``now`` are in: decide what they settle."""
+        """All samples before ``now`` are in, so every edge before ``now - EDGE_REACH``
+        is known: decide what that settles, no more (an edge sliced in the next feed
+        may be timed a few samples before ``now``)."""
+        settled = now - EDGE_REACH
         if self._soft:
-            if now - 1.0 > self._silence_at:
+            if settled > self._silence_at:
                 self._silence()
-            self._symbols(now - 1.0)
+            self._symbols(settled)
             return
-        if self._last is not None and now - self._open_start >= self._glitch * self._period:
+        if self._last is not None and settled - self._open_start >= self._glitch * self._period:
             # the open run has proven real: commit the one before it
             last = self._last
             self._last = None
             self._commit(*last)
-        self._check_open_length(now)
+        self._check_open_length(settled)
 
     def _commit(self, start: float, end: float, level: int) -> None:
         """A tri-level run is over: a lit run is one bit, grey or white, whatever its
@@ -1014,13 +1036,30 @@ class BlinkUpDecoder:
         )
 
     def _prefix_sums(self) -> tuple[list[float], int]:
-        """Prefix sums of the history from a symbol before the pending one (per chunk)."""
-        if self._cs_stale:
-            self._cs_from = max(math.floor(self._next_bit - self._period) - self._hist_start, 0)
-            self._cs = np.add.accumulate(self._hist[self._cs_from :]).tolist()  # cumsum
-            self._cs.insert(0, 0.0)
-            self._cs_stale = False
-        return self._cs, self._hist_start + self._cs_from
+        """Prefix sums of the history (``cs[i]``: the samples before ``origin + i``,
+        from where the reception's symbol grid began), extended by the samples fed
+        since the last call. One running sum (numpy's accumulate adds in order), so a
+        symbol's light is the same bits however the stream was cut: sums restarted per
+        feed would round differently."""
+        cs = self._cs
+        hist = self._hist
+        # the last sample summed (begun at the lock; still in the history, which keeps
+        # many symbols before each feed)
+        k = self._cs_origin + len(cs) - 2 - self._hist_start
+        if k + 1 < hist.shape[0]:
+            # the sum so far in place of that sample, for one accumulate (cheaper than a
+            # copy with the sum in front); then the sample back
+            sample = hist.item(k)
+            hist[k] = cs[-1]
+            cs[-1:] = _accumulate(hist[k:]).tolist()
+            hist[k] = sample
+        # the sums a symbol before the pending one are spent: dropped at once (a long
+        # list of them made the decoder measurably slower)
+        spent = math.floor(self._next_bit - self._period) - self._cs_origin
+        if spent > 0:
+            del cs[:spent]
+            self._cs_origin += spent
+        return cs, self._cs_origin
 
     def _symbols(self, until: float) -> None:
         """Decide every symbol sampled by ``until``: hunt the sync word, then data.

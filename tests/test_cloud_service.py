@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 from pathlib import Path
@@ -314,6 +315,11 @@ def test_blocks_reassemble_to_the_image(data: bytes, chunk_size: int) -> None:
     blocks = [cache.chunk("0123456789abcdef", ref.sha, i) for i in range(ref.total)]
     assert all(b is not None and len(b.data) <= chunk_size for b in blocks)
     assert b"".join(b.data for b in blocks if b is not None) == data
+    # the offer's block list: SHA-256 over the served blocks' digests, in order
+    listed = b"".join(hashlib.sha256(b.data).digest() for b in blocks if b is not None)
+    assert ref.blocks_sha == hashlib.sha256(listed).hexdigest()
+    assert all(b is not None and b.block_sha == hashlib.sha256(b.data).hexdigest()
+               for b in blocks)
     assert cache.chunk("0123456789abcdef", ref.sha, ref.total) is None
     assert cache.get("0" * 64) is None
     # one encoding of each block serves every device: only the topic names the device

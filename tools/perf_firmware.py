@@ -5,10 +5,13 @@ DUT group requires an impOS release of ``--size`` bytes (1 MiB by default), then
 ``--devices`` emulated imps (100 by default) that hold what a factory BlinkUp
 leaves, all powered on at once. Each connects, enrols, is offered the release and
 fetches it block by block (``firmware/images.py``: ``cl.DEFAULT_CHUNK_SIZE`` blocks,
-each checked by its SHA-256, the whole image by the SHA-256 the cloud sealed),
-then installs it. ``mib_per_s`` is every device's image over the wall time from
-the first device starting its download to the last one finishing
-(``DeviceConfig.impos_install_s`` is 0 here, so the end is the download's).
+each checked by its SHA-256, the whole image by the block list the cloud sealed in
+the offer), then installs it. ``mib_per_s`` is every device's image over the wall
+time from the first device starting its download to the last one finishing
+(``DeviceConfig.impos_install_s`` is 0 here, so the end is the download's). A
+device that has installed is powered off at once: its reboot, code download and
+factory tests are not delivery, and would share the one CPU with the downloads
+still being measured.
 
 Before and after that (their mean), in the same run and on the same broker, the
 raw reference (tools/broker_reference.py): as many blocks of the same size as the devices fetch
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import tempfile
 import time
@@ -84,18 +88,24 @@ async def _update(duts: list[Device], size: int) -> dict[str, Any]:
     failed: list[str] = []
     all_done = loop.create_future()
 
-    def watch(record: DeviceRecord) -> None:
+    offs: list[asyncio.Task[None]] = []
+
+    def watch(dut: Device, record: DeviceRecord) -> None:
         if record.kind is DeviceEvent.IMPOS_UPDATING:
             started.append(time.perf_counter())
         elif record.kind in (DeviceEvent.IMPOS_UPDATED, DeviceEvent.IMAGE_FAILED):
             ended.append(time.perf_counter())
+            # done: off at once, so its reboot, code download and factory tests do not
+            # share the CPU with the downloads still running (the raw reference has
+            # nothing else running beside it either)
+            offs.append(loop.create_task(dut.power_off()))
             if record.kind is DeviceEvent.IMAGE_FAILED:
                 failed.append(str(record.detail))
             if len(ended) == len(duts) and not all_done.done():
                 all_done.set_result(None)
 
     for dut in duts:
-        dut.subscribe(watch)
+        dut.subscribe(functools.partial(watch, dut))
     cpu = time.process_time()
     for dut in duts:
         dut.power_on()
@@ -105,7 +115,7 @@ async def _update(duts: list[Device], size: int) -> dict[str, Any]:
         failed.append(f"{len(duts) - len(ended)} devices still downloading after "
                       f"{TIMEOUT:.0f} s")
     cpu = time.process_time() - cpu
-    await asyncio.gather(*(d.power_off() for d in duts))
+    await asyncio.gather(*offs, *(d.power_off() for d in duts))
     installed = max(0, len(ended) - len(failed))
     wall = (max(ended) - min(started)) if started and ended else float("nan")
     return {"installed": installed, "wall_s": round(wall, 3),
