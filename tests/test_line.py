@@ -107,3 +107,34 @@ def test_a_sensor_that_does_not_answer_is_a_failed_measurement_not_a_missing_one
         assert not any(m.passed for m in record.measurements if m.value is None)
     junit = ET.tostring(junit_tree(result.records, result.summary).getroot(), encoding="unicode")
     assert "sensor_id = no reading" in junit
+
+
+@pytest.mark.parametrize(("order", "done"), [
+    # the usual order: the blessing, then the production group's code
+    (["assigned:pre_dut_devicegroup", "code_started", "blessed",
+      "assigned:pre_production_devicegroup", "code_started"], [False] * 4 + [True]),
+    # the link lost while the blessing went through (docs/scale.md): back online the
+    # welcome puts it in production and its application starts before the repeated
+    # bless request is answered; the DUT is done then, not at the 60 s timeout
+    (["assigned:pre_dut_devicegroup", "code_started", "online",
+      "assigned:pre_production_devicegroup", "code_started", "blessed"], [False] * 5 + [True]),
+    # the factory test's code starting is never the application
+    (["assigned:pre_dut_devicegroup", "code_started", "code_started"], [False] * 3),
+])
+def test_a_blessed_dut_is_done_once_its_application_runs_in_either_order(
+        order: list[str], done: list[bool]) -> None:
+    from types import SimpleNamespace
+
+    from impfactory.firmware.events import DeviceEvent, DeviceRecord
+    from impfactory.fixture.line import LineConfig, _DutRun
+
+    line = SimpleNamespace(config=LineConfig(), observer=SimpleNamespace(
+        stage=lambda index, name: None))
+    run = _DutRun(line, 0, SimpleNamespace())  # type: ignore[arg-type]
+    run.dut = SimpleNamespace(sees_application=True)  # type: ignore[assignment]
+    seen = []
+    for n, step in enumerate(order):
+        kind, _, detail = step.partition(":")
+        run._on_event(DeviceRecord(float(n), DeviceEvent(kind), detail or None))
+        seen.append(run.finished.is_set())
+    assert seen == done
