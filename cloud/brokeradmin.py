@@ -7,6 +7,13 @@ the embedded broker's security plugin (cloud/broker_embedded.py), or by the agen
 beside Mosquitto once Mosquitto has reloaded its password file
 (cloud/broker_accounts.py). So once ``set_device`` returns, the device can log in.
 Only the cloud's account may send commands (cloud/brokersec.py).
+
+Every cloud of a group (docs/scale.md) hears every answer on the one response
+topic, and a restarted cloud may still be handed answers to its predecessor's
+commands, so each ``BrokerAdmin`` names its commands with a random prefix of its
+own: with plain counters, two clouds both waiting for ``impcloud-7`` took each
+other's answers, and a cloud answered a registration ``ok`` (or ``unavailable``)
+before its own account command was applied.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import asyncio
 import itertools
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +41,7 @@ class BrokerAdmin:
         self.access = access
         self._publish = publish
         self._ids = itertools.count(1)
+        self._prefix = f"impcloud-{secrets.token_hex(8)}"  # this admin's, among all clouds'
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     response_topic = RESPONSE_TOPIC
@@ -54,7 +63,7 @@ class BrokerAdmin:
             raise BrokerError(f"the broker kept the account of {device_id}: {answer['error']}")
 
     async def _command(self, command: dict[str, Any]) -> dict[str, Any]:
-        correlation = f"impcloud-{next(self._ids)}"
+        correlation = f"{self._prefix}-{next(self._ids)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[correlation] = future
         body = json.dumps({"commands": [{**command, "correlationData": correlation}]})

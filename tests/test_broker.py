@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import aiomqtt
@@ -229,3 +230,33 @@ def test_the_password_file_keeps_its_devices(tmp_path: Path) -> None:
     assert AccountFile(path, {}).devices == accounts.devices  # a broker restarted in place
     assert accounts.apply({"command": "deleteClient", "username": DEVICE}) is None
     assert accounts.count == 1
+
+
+def test_two_clouds_never_take_each_others_account_answers() -> None:
+    """Every cloud of a group hears every account answer (docs/scale.md): an answer to
+    one cloud's command completes that command only, never the other cloud's, which
+    would tell a device ``ok`` before its account exists."""
+    from impfactory.cloud.brokeradmin import BrokerAdmin
+
+    async def run() -> None:
+        commands: dict[int, dict[str, str]] = {}
+
+        def publisher(n: int) -> Callable[[str, bytes], None]:
+            return lambda topic, body: commands.__setitem__(n, json.loads(body)["commands"][0])
+
+        access = BrokerAccess.from_url("mqtt://impcloud:pw@127.0.0.1:9")
+        admins = [BrokerAdmin(access, publisher(n)) for n in (0, 1)]
+        tasks = [asyncio.create_task(admin.set_device(f"dev{n}", "pw"))
+                 for n, admin in enumerate(admins)]
+        await asyncio.sleep(0)
+        assert set(commands) == {0, 1}
+        for n in (0, 1):
+            answer = {"responses": [{"command": "createClient",
+                                     "correlationData": commands[n]["correlationData"]}]}
+            for admin in admins:  # the broker's answer reaches both clouds
+                admin.on_response(json.dumps(answer).encode())
+            await asyncio.sleep(0.01)
+            assert [task.done() for task in tasks] == [True, n == 1]
+        await asyncio.gather(*tasks)
+
+    asyncio.run(run())
