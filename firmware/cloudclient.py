@@ -65,6 +65,10 @@ class BrokerRefused(CloudClientError):
     """The broker refused the device's account (unknown, or another password)."""
 
 
+class StaleLinkKey(CloudClientError):
+    """The cloud's answers are sealed with a link key other than the device's."""
+
+
 def _tune(client: aiomqtt.Client, chunk_topic: str,
           on_chunk: Callable[[Any, Any, Any], None]) -> None:
     """Two short cuts through aiomqtt for the one message that comes by the thousand.

@@ -38,6 +38,7 @@ from impfactory.firmware.cloudclient import (
     BrokerRefused,
     CloudClient,
     CloudRefused,
+    StaleLinkKey,
 )
 from impfactory.firmware.errors import (
     CloudClientError,
@@ -79,6 +80,12 @@ HELLO_RESEND = 2.0
 again: one sent just after a broker restart, before the cloud is back on the
 broker, is lost (the cloud answers a repeated hello or blessing as the first, and a
 repeated token request with another token)."""
+STALE_WELCOMES = 2
+"""Welcomes that fail their seal, for one connection's hello, before the module takes
+its link key to be stale and registers again. One can be a session mix-up that the
+hello sent again puts right (the cloud re-reads the session from every hello); a
+second means the cloud keeps another key: that of a registration attempt this module
+gave up and another cloud of the group finished after ours (docs/scale.md)."""
 GREETING_TIMEOUT = 5.0
 """Loop seconds to wait for configparams after welcome before running stored code."""
 OFFER_GRACE = 0.25
@@ -141,6 +148,8 @@ class Device:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._life: asyncio.Task[None] | None = None
         self._cloud: CloudClient | None = None
+        self._bad_welcomes = 0
+        self._stale_link: asyncio.Future[None] | None = None  # set: re-register
         self._lost: asyncio.Event | None = None
         self._ops: asyncio.Lock | None = None
         self._window: TimerHandle | None = None
@@ -610,15 +619,17 @@ class Device:
             client = self._client(host, port)
             await client.connect()
         enrol = s.enrolled and s.extra.get("token_sent") != s.enrol_token
-        hello = cl.Hello(
-            self.device_id, req=client.next_req(), mac=self.mac,
-            impos_version=s.impos_version, imp_type=self.imp_type,
-            deployment=s.deployment_id or None,
-            plan_id=s.plan_id if enrol else None, token=s.enrol_token if enrol else None,
-            session=client.session,
-        )
         try:
-            reply = await client.request(hello, resend_every=HELLO_RESEND)
+            try:
+                reply = await self._hello(client, enrol)
+            except StaleLinkKey:
+                # the cloud seals with a key this module no longer has: register again
+                # (a new key and password), once per connection attempt
+                await client.close("stale link key")
+                await self._register(host, port)
+                client = self._client(host, port)
+                await client.connect()
+                reply = await self._hello(client, enrol)
         except CloudRefused as err:
             await client.close("refused")
             self._emit(DeviceEvent.ENROL_REFUSED, err.code.value)
@@ -633,6 +644,32 @@ class Device:
                 s.extra["token_sent"] = s.enrol_token
                 self.store.save(s)
                 self._emit(DeviceEvent.ENROLLED, reply.plan_id)
+
+    async def _hello(self, client: CloudClient, enrol: bool) -> cl.Message:
+        """Say hello on ``client`` until welcome; ``StaleLinkKey`` once
+        ``STALE_WELCOMES`` welcomes came sealed with another key."""
+        s = self.settings
+        hello = cl.Hello(
+            self.device_id, req=client.next_req(), mac=self.mac,
+            impos_version=s.impos_version, imp_type=self.imp_type,
+            deployment=s.deployment_id or None,
+            plan_id=s.plan_id if enrol else None, token=s.enrol_token if enrol else None,
+            session=client.session,
+        )
+        stale: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._bad_welcomes, self._stale_link = 0, stale
+        answer = asyncio.ensure_future(client.request(hello, resend_every=HELLO_RESEND))
+        try:
+            racing: set[asyncio.Future[Any]] = {answer, stale}
+            await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+            if answer.done():
+                return answer.result()
+        finally:
+            self._stale_link = None
+            if not answer.done():
+                answer.cancel()
+                await asyncio.wait({answer})
+        raise StaleLinkKey(f"{STALE_WELCOMES} welcomes sealed with another link key")
 
     def _client(self, host: str, port: int) -> CloudClient:
         s = self.settings
@@ -654,6 +691,11 @@ class Device:
         """A message on our topics that the cloud did not seal for us: never acted on."""
         kind = topic.rsplit("/", 1)[-1][:40]
         self._ignore(f"{kind}: {why}")
+        stale = self._stale_link
+        if kind == cl.Welcome.KIND and stale is not None and not stale.done():
+            self._bad_welcomes += 1  # only the cloud may publish on our topics
+            if self._bad_welcomes >= STALE_WELCOMES:
+                stale.set_result(None)
 
     def _ignore(self, what: str) -> None:
         log.warning("device %s ignored %s", self.device_id, what)

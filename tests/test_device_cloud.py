@@ -75,6 +75,9 @@ class ScriptedCloud:
     """A block served damaged under the SHA-256 of its damaged bytes, every time."""
     list_blocks: bool = True
     """Offers carry ``blocks_sha``, as the cloud's do (False: the whole-image check)."""
+    stale_key_once: bool = False
+    """At the device's first hello, seal with a key the device never had (a registration
+    attempt it gave up, finished late by another cloud of the group: docs/scale.md)."""
     _corrupted: bool = False
 
     def image(self, kind: cl.ImageKind, data: bytes) -> cl.ImageRef:
@@ -119,6 +122,9 @@ class ScriptedCloud:
                 msg = cl.decode(topic, payload)
                 if isinstance(msg, cl.Hello):
                     self.sessions[msg.device_id] = msg.session or ""
+                    if self.stale_key_once:
+                        self.stale_key_once = False
+                        self.links[msg.device_id] = bytes(32)
                 self.seen.append(msg)
                 for reply in self.answer(msg):
                     await client.publish(*self.sealed(reply), qos=1)
@@ -242,6 +248,19 @@ def test_enrol_download_run_and_bless(broker_url: str) -> None:
     assert LedState.ONLINE in states and LedState.CONNECTING in states
     logs = [m for m in cloud.seen if isinstance(m, cl.Log)]
     assert any(m.msg == "blessed=True" for m in logs)
+
+
+def test_a_stale_link_key_is_registered_again(broker_url: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cloud seals with a link key the device gave up: the device does not wait
+    forever for a welcome it cannot read; it registers again and goes online."""
+    monkeypatch.setattr("impfactory.firmware.device.HELLO_RESEND", 0.2)
+    cloud = ScriptedCloud(broker_url, stale_key_once=True)
+    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.CODE_STARTED))
+    kinds = [r.kind for r in device.events]
+    assert kinds.count(DeviceEvent.REGISTERED) == 2
+    assert kinds.index(DeviceEvent.IGNORED) < kinds.index(DeviceEvent.ENROLLED)
+    assert len([m for m in cloud.seen if isinstance(m, cl.Hello)]) >= 3  # 2 resent, 1 new
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "lie", "lie-unlisted"])
