@@ -225,6 +225,11 @@ class CloudClient:
         if err is not None:
             raise err
 
+    @property
+    def waiting(self) -> bool:
+        """Whether a request of ours waits for its answer."""
+        return bool(self._pending)
+
     async def request(self, msg: cl.Message, timeout: float = REQUEST_TIMEOUT,
                       resend_every: float | None = None) -> cl.Message:
         """Send a request carrying ``req`` and wait for its answer.

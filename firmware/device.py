@@ -696,6 +696,22 @@ class Device:
             self._bad_welcomes += 1  # only the cloud may publish on our topics
             if self._bad_welcomes >= STALE_WELCOMES:
                 stale.set_result(None)
+        elif kind == cl.BlessAnswer.KIND and stale is None:
+            # the key went stale while online (the late attempt landed after our hello):
+            # the blessing's answers cannot be read, so take the link down; the hello
+            # on the next one finds the key stale and registers again
+            client = self._cloud
+            if client is not None and client.waiting:
+                self._bad_welcomes += 1
+                if self._bad_welcomes >= STALE_WELCOMES:
+                    self._bad_welcomes = 0
+                    self._spawn(self._relink(client, "stale link key"))
+
+    async def _relink(self, client: CloudClient, reason: str) -> None:
+        """Close ``client`` and go through losing the link: the device reconnects."""
+        await client.close(reason)
+        if self._cloud is client:
+            self._on_lost()
 
     def _ignore(self, what: str) -> None:
         log.warning("device %s ignored %s", self.device_id, what)

@@ -78,6 +78,9 @@ class ScriptedCloud:
     stale_key_once: bool = False
     """At the device's first hello, seal with a key the device never had (a registration
     attempt it gave up, finished late by another cloud of the group: docs/scale.md)."""
+    stale_key_at_bless: bool = False
+    """The same, at the device's first bless request (the late attempt landed after the
+    device's hello was answered)."""
     _corrupted: bool = False
 
     def image(self, kind: cl.ImageKind, data: bytes) -> cl.ImageRef:
@@ -120,6 +123,9 @@ class ScriptedCloud:
                     admin.on_response(payload)
                     continue
                 msg = cl.decode(topic, payload)
+                if isinstance(msg, cl.BlessRequest) and self.stale_key_at_bless:
+                    self.stale_key_at_bless = False
+                    self.links[msg.device_id] = bytes(32)
                 if isinstance(msg, cl.Hello):
                     self.sessions[msg.device_id] = msg.session or ""
                     if self.stale_key_once:
@@ -250,16 +256,19 @@ def test_enrol_download_run_and_bless(broker_url: str) -> None:
     assert any(m.msg == "blessed=True" for m in logs)
 
 
-def test_a_stale_link_key_is_registered_again(broker_url: str,
+@pytest.mark.parametrize("when", ["hello", "bless"])
+def test_a_stale_link_key_is_registered_again(broker_url: str, when: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """The cloud seals with a link key the device gave up: the device does not wait
-    forever for a welcome it cannot read; it registers again and goes online."""
+    """The cloud seals with a link key the device gave up, from its hello on or from its
+    bless request on: the device does not wait forever for answers it cannot read; it
+    (reconnects and) registers again, and goes on."""
     monkeypatch.setattr("impfactory.firmware.device.HELLO_RESEND", 0.2)
-    cloud = ScriptedCloud(broker_url, stale_key_once=True)
-    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.CODE_STARTED))
+    cloud = ScriptedCloud(broker_url, stale_key_once=when == "hello",
+                          stale_key_at_bless=when == "bless")
+    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.BLESSED))
     kinds = [r.kind for r in device.events]
     assert kinds.count(DeviceEvent.REGISTERED) == 2
-    assert kinds.index(DeviceEvent.IGNORED) < kinds.index(DeviceEvent.ENROLLED)
+    assert DeviceEvent.IGNORED in kinds and DeviceEvent.BLESS_REFUSED not in kinds
     assert len([m for m in cloud.seen if isinstance(m, cl.Hello)]) >= 3  # 2 resent, 1 new
 
 
