@@ -57,7 +57,7 @@ PROBE_TIMEOUT = 5.0
 
 
 class AccountFile:
-    """Mosquitto's password file: the fixed accounts, then one line per device."""
+    """Mosquitto's password file: the fixed accounts, one line per device, the probe."""
 
     def __init__(self, path: Path, fixed: dict[str, str]) -> None:
         self.path = path
@@ -204,7 +204,10 @@ class AccountAgent(LoopThread):
         of its own, and the agent logs in with it after the signal: once Mosquitto
         takes that login it has loaded this file (or none later: the agent writes
         the next only after answering), and keeps every account in it. A refused
-        probe means the signal was lost: it is sent again.
+        probe means the signal was lost (not merely late: a signal pending while
+        Mosquitto waits is handled as the wait ends, so by the end of the turn that
+        accepts the probe's socket, and its CONNECT is read in a later turn): it is
+        sent again.
         """
         password = secrets.token_urlsafe(16)
         self.accounts.probe = password_line(PROBE_USER, password)
