@@ -95,7 +95,7 @@ def test_a_sensor_that_does_not_answer_is_a_failed_measurement_not_a_missing_one
 
     from impfactory.fixture.report_junit import junit_tree
 
-    result = factory_line(fixtures=1, duts=8, seed=11, faults={"test_fail": 1.0})
+    result = factory_line(fixtures=2, duts=2, seed=5, faults={"test_fail": 1.0})
     silent = [r for r in result.records
               if any(m.name == "sensor_id" and m.value is None for m in r.measurements)]
     assert silent, "no DUT drew the missing-sensor fault"

@@ -21,7 +21,7 @@ from impfactory.clock import ScaledClock, VirtualClock
 from impfactory.firmware.bench_target import EmulatedImpBench
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.signals import render_fixture_flash
-from impfactory.fixture.dut_bench import BenchDut, BenchDutError, BenchDuts
+from impfactory.fixture.dut_bench import WIFI_LIMIT_S, BenchDut, BenchDutError, BenchDuts
 from impfactory.fixture.line import Line, LineConfig, LineResult
 from impfactory.hw.bench import BenchDriver, SampleBuffer
 from impfactory.hw.bench_emulated import ControllerThread, EmulatedBenchController
@@ -194,3 +194,32 @@ def test_a_bench_dut_learns_who_it_is_and_its_verdict_from_the_cloud() -> None:
     asyncio.run(go())
     assert [e.kind.value for e in dut.events] == ["blinkup_ok", "enrolled", "bless_refused"]
     assert dut.device_id == "d00d0c2a690b0001" and dut.verdict is False
+
+
+def test_a_bench_dut_stuck_in_one_wifi_stage_has_failed_tries() -> None:
+    """An imp failing at one stage keeps showing it through its retries, so no new
+    round is ever read: each ``WIFI_LIMIT_S`` in the WiFi stages counts as a failed try,
+    and going online ends the count."""
+    clock = VirtualClock()
+    dut = BenchDut(ScriptedController(), clock, watch_after_s=0.0)  # type: ignore[arg-type]
+    flash = render_fixture_flash("w", "k", "0123456789abcdef", "fedcba9876543210", "pin1",
+                                 fast=True, active_high=True, start=0.0, device_id="f")
+
+    async def go() -> None:
+        await dut.start()
+        await dut.shine(flash)
+        dut.saw(StatusReading(0.0, "blinkup_ok", "green"))
+        dut.saw(StatusReading(1.0, "joining_wifi", "red"))
+        for _ in range(2):
+            await clock.advance(WIFI_LIMIT_S - 1)
+            dut._look()
+            await clock.advance(1)
+            dut._look()
+        dut.saw(StatusReading(2.0, "online", "green"))
+        await clock.advance(3 * WIFI_LIMIT_S)
+        dut._look()
+        await dut.close()
+
+    asyncio.run(go())
+    assert [e.kind.value for e in dut.events] == [
+        "blinkup_ok", "connect_failed", "connect_failed", "online"]
