@@ -21,6 +21,7 @@ ID is the account's name and a second login would take the first one's session
 over; they split the devices' traffic with shared subscriptions (cloud/link.py).
 Line workers (``impfactory line worker``, protocol/linework.py) log in as
 ``impfactory-line-{n}``, which may use the line-work topics and nothing else.
+The account agent's probe, ``impfactory-accounts-probe``, may only log in.
 
 Anonymous clients are refused, and every client's MQTT client ID is its account's
 name (Mosquitto: ``use_username_as_clientid``; the embedded broker refuses any
@@ -61,6 +62,9 @@ from impfactory.protocol import linework, linksec
 
 CLOUD_USER: Final = "impcloud"
 AGENT_USER: Final = "impfactory-accounts"
+PROBE_USER: Final = "impfactory-accounts-probe"
+"""The agent's probe: a login that may do nothing, its password new in each batch, so
+the agent sees when Mosquitto has loaded a batch's file (cloud/broker_accounts.py)."""
 ACCOUNTS_TOPIC: Final = "impfactory/control/accounts/v1"
 """Account commands in the JSON of Mosquitto's dynamic-security plugin (``createClient``,
 ``setClientPassword``, ``deleteClient``), answered on ``ACCOUNTS_TOPIC/response``."""
@@ -286,6 +290,7 @@ def acl_file() -> str:
     # the patterns at the end apply to every user: the agent and the slots are no devices
     lines += [f"user {AGENT_USER}", f"topic deny {cl.PREFIX}/#",
               f"topic read {ACCOUNTS_TOPIC}", f"topic write {RESPONSE_TOPIC}"]
+    lines += ["", f"user {PROBE_USER}", "topic deny #"]
     for slot in linksec.slot_names():
         lines += ["", f"user {slot}", f"topic deny {cl.PREFIX}/#",
                   f"topic write {linksec.request_topic(slot)}",

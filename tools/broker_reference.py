@@ -50,20 +50,6 @@ class RawRate:
         return self.messages * self.size / self.seconds
 
 
-async def _connect(client: AsyncMqtt, attempts: int = 7) -> None:
-    """Connect, trying again a moment later when refused (0.05 s, doubling, about 3 s
-    in all): an account just made may reach Mosquitto a reload after its answer, as
-    devices also find and retry (seen now and then on a loaded machine)."""
-    for attempt in range(1, attempts + 1):
-        try:
-            await client.connect()
-            return
-        except BrokerError:
-            if attempt == attempts:
-                raise
-            await asyncio.sleep(0.05 * 2 ** (attempt - 1))
-
-
 async def raw_rate(cloud_url: str, *, messages: int, size: int, subscribers: int = 100,
                    qos: int = cl.QOS) -> RawRate:
     """Publish ``messages`` payloads of ``size`` bytes to ``subscribers`` device topics.
@@ -84,7 +70,7 @@ async def raw_rate(cloud_url: str, *, messages: int, size: int, subscribers: int
     if access.secured:
         admin = BrokerAdmin(access, lambda t, p: publisher.publish(t, p, cl.QOS))
         publisher.subscribe(admin.response_topic, cl.QOS)
-    await _connect(publisher)
+    await publisher.connect()
     names = [secrets.token_hex(8) for _ in range(subscribers)]
     received = 0
     done = asyncio.get_running_loop().create_future()
@@ -106,7 +92,7 @@ async def raw_rate(cloud_url: str, *, messages: int, size: int, subscribers: int
                                password=passwords[name] if admin is not None else None)
             client.subscribe(cl.device_filter(name), qos)
             clients.append(client)
-        await asyncio.gather(*(_connect(c) for c in clients))
+        await asyncio.gather(*(c.connect() for c in clients))
         payload = bytes(size)
         topics = [f"{cl.PREFIX}/{name}/down/raw" for name in names]
         started = time.perf_counter()
