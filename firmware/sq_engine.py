@@ -72,7 +72,7 @@ class SquirrelEngine:
         except LibraryError as err:
             raise DeviceCodeError(f"device code does not compile: {err}") from err
         vm = self.vm = Vm(time_limit_s=self.time_limit_s, environment="device",
-                          entry_growth_limit=CALLBACK_MEMORY)
+                          entry_growth_limit=CALLBACK_MEMORY, shared=True)
         api = self.api = SquirrelApi(vm, self.host, self.runtime)
         api.install()
         try:

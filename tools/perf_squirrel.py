@@ -145,7 +145,8 @@ def _vm_memory(device: Callable[[], Any], started: float) -> dict[str, float]:
         return statistics.median(sizes) if sizes else 0.0
 
     def fresh(_host: Any = None) -> Vm:
-        return Vm(time_limit_s=2.0, environment="device", entry_growth_limit=CALLBACK_MEMORY)
+        return Vm(time_limit_s=2.0, environment="device", entry_growth_limit=CALLBACK_MEMORY,
+                  shared=True)
 
     def with_api(host: Any) -> Vm:
         vm = fresh()

@@ -155,6 +155,8 @@ sq_pushroottable: Callable[[int], None] = _fn("sq_pushroottable", None, V)
 sq_pushregistrytable: Callable[[int], None] = _fn("sq_pushregistrytable", None, V)
 sq_pushconsttable: Callable[[int], None] = _fn("sq_pushconsttable", None, V)
 sq_setroottable: Callable[[int], int] = _fn("sq_setroottable", c_int, V)
+sq_setconsttable: Callable[[int], int] = _fn("sq_setconsttable", c_int, V)
+sq_newthread: Callable[[int, int], int] = _fn("sq_newthread", c_void_p, V, c_int)
 
 sq_gettype: Callable[[int, int], int] = _fn("sq_gettype", c_int, V, c_int)
 sq_getsize: Callable[[int, int], int] = _fn("sq_getsize", c_int, V, c_int)

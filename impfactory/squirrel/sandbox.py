@@ -64,6 +64,65 @@ def allowed_globals(environment: str) -> tuple[str, ...]:
 def build_root(v: int, environment: str, host: Mapping[str, SQObj]) -> None:
     """Replace ``v``'s root table with the allow-listed one; ``host`` supplies the
     entries the VM makes itself (``print``, ``error``)."""
+    top = capi.sq_gettop(v)
+    _push_allowed(v, environment)
+    new = capi.sq_gettop(v)
+    for name, obj in host.items():
+        capi.sq_pushstring(v, name.encode(), -1)
+        capi.sq_pushobject(v, obj)
+        capi.sq_rawset(v, new)
+    capi.sq_setroottable(v)
+    capi.sq_settop(v, top)
+
+
+def template(v: int, environment: str) -> SQObj:
+    """The allow-listed root of ``v`` as a new table held for the caller (without the
+    host entries), for ``copy_root``: what a shared state gives each of its VMs."""
+    _push_allowed(v, environment)
+    table = capi.stack_object(v, -1)
+    capi.sq_pop(v, 1)
+    return table
+
+
+def copy_root(v: int, template_table: SQObj, host: Mapping[str, SQObj]) -> None:
+    """Make ``v``'s root a copy of ``template_table`` (from ``template``) with the
+    ``host`` entries added. The copy is the VM's own, and so is its ``math`` table:
+    code that replaces a global or ``math.sqrt`` changes nothing any other VM sees
+    (the values, functions of the standard library, are shared: none has a slot
+    Squirrel code can set)."""
+    top = capi.sq_gettop(v)
+    capi.sq_pushobject(v, template_table)
+    _push_copy(v, top + 1)
+    new = capi.sq_gettop(v)
+    capi.sq_pushstring(v, b"math", -1)
+    capi.sq_pushstring(v, b"math", -1)
+    capi.sq_rawget(v, top + 1)
+    _push_copy(v, capi.sq_gettop(v))
+    capi.sq_remove(v, -2)
+    capi.sq_rawset(v, new)
+    for name, obj in host.items():
+        capi.sq_pushstring(v, name.encode(), -1)
+        capi.sq_pushobject(v, obj)
+        capi.sq_rawset(v, new)
+    capi.sq_setroottable(v)
+    capi.sq_settop(v, top)
+
+
+def _push_copy(v: int, src: int) -> None:
+    """Push a new table with the slots of the table at ``src`` (a shallow copy)."""
+    capi.sq_newtable(v)
+    dst = capi.sq_gettop(v)
+    capi.sq_pushnull(v)  # the iterator
+    while capi.sq_next(v, src) >= 0:
+        capi.sq_push(v, -2)
+        capi.sq_push(v, -2)
+        capi.sq_rawset(v, dst)
+        capi.sq_pop(v, 2)
+    capi.sq_pop(v, 1)
+
+
+def _push_allowed(v: int, environment: str) -> None:
+    """Push a new table holding the allow-listed entries of ``v``'s root table."""
     allowed_globals(environment)
     old = capi.sq_gettop(v) + 1
     capi.sq_pushroottable(v)
@@ -77,13 +136,7 @@ def build_root(v: int, environment: str, host: Mapping[str, SQObj]) -> None:
     for name in MATH:
         _copy(v, old, math, name, name)
     capi.sq_rawset(v, new)
-    for name, obj in host.items():
-        capi.sq_pushstring(v, name.encode(), -1)
-        capi.sq_pushobject(v, obj)
-        capi.sq_rawset(v, new)
-    capi.sq_push(v, new)
-    capi.sq_setroottable(v)
-    capi.sq_settop(v, old - 1)
+    capi.sq_remove(v, old)
 
 
 def _copy(v: int, src: int, dst: int, name: str, as_name: str) -> None:

@@ -73,6 +73,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from impfactory.squirrel import bytecode, capi, impos, memory, sandbox
+from impfactory.squirrel import shared as sharedstate
 from impfactory.squirrel.binding import ENTRY_SOURCE_NAME, AbortVm, PybindVm
 from impfactory.squirrel.capi import SQObj
 from impfactory.squirrel.convert import _NOT_HOST, Marshal
@@ -190,10 +191,17 @@ ERROR_HANDLER = capi.SQFUNCTION(_on_error)
 COMPILE_ERROR = capi.SQCOMPILERERROR(_on_compile_error)
 
 
-def _teardown(pybind_vm: PybindVm, v: int) -> None:
+def _teardown(backend: PybindVm | sharedstate.SharedThread, v: int, refs: list[SQObj],
+              handles: weakref.WeakSet[SqObject], pending: list[SQObj]) -> None:
     GUARDS.pop(v, None)
     _LIVE.pop(v, None)
-    pybind_vm.close()
+    if isinstance(backend, sharedstate.SharedThread):
+        # The state goes on: release what this VM held in it (a VM of its own frees
+        # everything at once when it closes).
+        for obj in (*pending, *refs, *(h._obj for h in list(handles))):
+            capi.sq_release(v, byref(obj))
+        pending.clear()
+    backend.close()
 
 
 class Vm:
@@ -207,17 +215,25 @@ class Vm:
     ``memory_limit``: bytes of ``heap_bytes`` allowed (None: no limit).
     ``entry_growth_limit``: without a memory limit, bytes one entry may add to what
     the process has allocated (``watchdog``; cheaper: short entries are not metered).
+    ``shared``: ``True`` makes the VM a thread of the calling OS thread's shared
+    state (``shared.current()``), or of the ``SharedState`` given: it shares
+    compiled code and the standard library with the state's other VMs, so a fresh
+    one costs ~7 KiB, not ~70 (module ``shared``); it cannot have a
+    ``memory_limit`` (what it allocates is not its own alone).
     """
 
     def __init__(self, *, time_limit_s: float = 2.0, environment: str = "device",
                  output: Callable[[str, str], None] | None = None,
                  max_depth: int = MAX_DEPTH, timer: Callable[[], float] = time.monotonic,
                  stack_size: int = 256, memory_limit: int | None = None,
-                 entry_growth_limit: int | None = None) -> None:
+                 entry_growth_limit: int | None = None,
+                 shared: bool | sharedstate.SharedState = False) -> None:
         if not time_limit_s > 0:
             raise ValueError(f"time_limit_s must be positive, not {time_limit_s!r}")
         if memory_limit is not None and memory_limit <= 0:
             raise ValueError(f"memory_limit must be positive, not {memory_limit!r}")
+        if shared is not False and memory_limit is not None:
+            raise ValueError("a VM with a memory_limit needs a state of its own (shared=False)")
         sandbox.allowed_globals(environment)
         self._meter = memory.METER if memory_limit is not None else None
         started = self._meter() if self._meter is not None else 0
@@ -241,12 +257,24 @@ class Vm:
         self._compile_error: tuple[int, int] | None = None
         self._idx = c_int()
         self._ptr = c_void_p()
-        self._pybind = PybindVm(stack_size)
-        v = self._v = self._pybind.v
+        self._state: sharedstate.SharedState | None = None
+        self._backend: PybindVm | sharedstate.SharedThread
+        if shared is not False:
+            self._state = sharedstate.current() if shared is True else shared
+            self._backend = self._state.new_thread(stack_size)
+        else:
+            self._backend = PybindVm(stack_size)
+        v = self._v = self._backend.v
         self._marshal = Marshal(self)
         _LIVE[v] = weakref.ref(self)
-        self._finalizer = weakref.finalize(self, _teardown, self._pybind, v)
-        impos.install(v)  # compiled before debug info is on: no line events
+        # What a thread of a shared state must give back when it closes: its own
+        # references in the state (a VM of its own frees everything with itself).
+        self._refs: list[SQObj] = []
+        self._handles: weakref.WeakSet[SqObject] = weakref.WeakSet()
+        self._finalizer = weakref.finalize(self, _teardown, self._backend, v, self._refs,
+                                           self._handles, self._pending)
+        if self._state is None:
+            impos.install(v)  # compiled before debug info is on: no line events
         capi.sq_setcompilererrorhandler(v, COMPILE_ERROR)
         capi.sq_enabledebuginfo(v, 1)
         capi.sq_newclosure(v, ERROR_HANDLER, 0)
@@ -256,7 +284,12 @@ class Vm:
             self._push_native(v, NativeSpec(_no_fn, name, RENDER, 0, 1, 1))
             host[name] = capi.stack_object(v, -1)
             capi.sq_pop(v, 1)
-        sandbox.build_root(v, environment, host)
+        if self._state is None:
+            sandbox.build_root(v, environment, host)
+        else:
+            sandbox.copy_root(v, self._state.template(environment), host)
+            self._consts_table = self._state.new_table()
+            self._refs.append(self._consts_table)
         for obj in host.values():
             capi.sq_release(v, byref(obj))
         capi.sq_pushregistrytable(v)
@@ -266,8 +299,9 @@ class Vm:
         capi.sq_pushstring(v, b"constructor", -1)
         capi.sq_rawget(v, -2)
         self._blob_ctor = capi.stack_object(v, -1)
+        self._refs += (self._blob_class, self._blob_ctor)
         capi.sq_settop(v, 0)
-        self._guard = Guard(timer, max_depth, self._pybind.arm_raiser)
+        self._guard = Guard(timer, max_depth, self._backend.arm_raiser)
         self._guard.meter = self._meter
         self.entry_growth_limit: int | None = None
         if entry_growth_limit is not None and memory_limit is None and memory.METER is not None:
@@ -322,14 +356,43 @@ class Vm:
                 self._settle()
 
     def _compile(self, source: str, filename: str, line_map: LineMap | None) -> SqFunction:
+        state = self._state
+        if state is None:
+            return self._compile_unit(source, filename, line_map)
+        # The const table belongs to the state: this VM's own is swapped in while
+        # its code compiles, so one VM's const and enum are not another's.
+        with state.lock:
+            self._use_consts(self._consts_table)
+            try:
+                return self._compile_unit(source, filename, line_map)
+            finally:
+                self._use_consts(state.empty_consts)
+
+    def _use_consts(self, table: SQObj) -> None:
+        capi.sq_pushobject(self._v, table)
+        capi.sq_setconsttable(self._v)
+
+    def _compile_unit(self, source: str, filename: str,
+                      line_map: LineMap | None) -> SqFunction:
         v = self._v
         name = self._unit_name(filename)
         top = capi.sq_gettop(v)
         consts = self._consts()
         key = (name, source, _frozen(consts))
-        cached = _COMPILED.get(key)
-        if cached is not None and bytecode.load(v, cached[1]):
-            _COMPILED.move_to_end(key)
+        if self._state is not None:
+            shared_unit = self._state.recall(key)
+            if shared_unit is not None:  # the very closure: its prototypes are shared
+                capi.sq_pushobject(v, shared_unit[1])
+                cached: tuple[Instrumented, Any, dict[Any, Any]] | None = shared_unit
+            else:
+                cached = None
+        else:
+            cached = _COMPILED.get(key)
+            if cached is not None and bytecode.load(v, cached[1]):
+                _COMPILED.move_to_end(key)
+            else:
+                cached = None
+        if cached is not None:
             inst = cached[0]
             self._define_consts(cached[2])
         else:
@@ -377,9 +440,12 @@ class Vm:
             after = self._consts()
             declared = {k: value for k, value in after.items()
                         if k not in consts or consts[k] != value}
-            _COMPILED[key] = (inst, patched, declared)
-            while len(_COMPILED) > COMPILE_CACHE_SIZE:
-                _COMPILED.popitem(last=False)
+            if self._state is not None:
+                self._state.remember(key, (inst, capi.stack_object(v, -1), declared))
+            else:
+                _COMPILED[key] = (inst, patched, declared)
+                while len(_COMPILED) > COMPILE_CACHE_SIZE:
+                    _COMPILED.popitem(last=False)
         return inst
 
     def _consts(self) -> dict[Any, Any]:
@@ -430,10 +496,16 @@ class Vm:
         if self._depth:
             raise SquirrelReentryError("a native may not call Squirrel while Squirrel is "
                                        "calling it; schedule the callback instead")
+        if self._state is None:
+            return self._enter_locked(fn, args)
+        with self._state.lock:  # the job array and the state are the state's VMs' own
+            return self._enter_locked(fn, args)
+
+    def _enter_locked(self, fn: SQObj, args: tuple[Any, ...]) -> Any:
         v = self._v
         if self._pending:
             self._flush()
-        job = self._pybind.job
+        job = self._backend.job
         top = capi.sq_gettop(v)
         capi.sq_pushobject(v, job)
         capi.sq_pushinteger(v, 0)
@@ -463,7 +535,7 @@ class Vm:
         self._begin_count()
         stopped: BaseException | None = None
         try:
-            self._pybind.enter()
+            self._backend.enter()
         except AbortVm as abort:
             # Its traceback holds the hook's arguments, pybind objects that would keep
             # the VM from ever being freed: drop it, and raise outside this handler.
@@ -496,7 +568,7 @@ class Vm:
 
     def _clear_job(self) -> None:
         v = self._v
-        capi.sq_pushobject(v, self._pybind.job)
+        capi.sq_pushobject(v, self._backend.job)
         for i in range(3):
             capi.sq_pushinteger(v, i)
             capi.sq_pushnull(v)
@@ -562,9 +634,15 @@ class Vm:
         self._settle()
         guard.deadline = math.inf
         guard.ceiling = math.inf
+        backend = self._backend
+        if isinstance(backend, sharedstate.SharedThread):
+            backend.lock.release()  # other OS threads may use the state meanwhile
         try:
             yield
         finally:
+            if isinstance(backend, sharedstate.SharedThread):
+                backend.lock.acquire()
+                backend.resume()  # the binding's holder names this VM's thread again
             guard.deadline = self._timer() + left
             self._begin_count()
 
@@ -699,6 +777,7 @@ class Vm:
             self._push_native(v, NativeSpec(getter, f"{name}._get", GETTER, tag, 1, 1))
             capi.sq_newslot(v, cls, 0)
         host = HostClass(name, tag, capi.stack_object(v, cls))
+        self._refs.append(host.obj)
         capi.sq_settop(v, top)
         self._host_classes[tag] = host
         return host
@@ -728,9 +807,11 @@ class Vm:
     def _handle(self, obj: SQObj) -> SqObject:
         if len(self._pending) > 256 and not self._depth:
             self._flush()
-        if obj.type in (capi.OT_CLOSURE, capi.OT_NATIVECLOSURE):
-            return SqFunction(self, obj)
-        return SqObject(self, obj)
+        handle = (SqFunction(self, obj) if obj.type in (capi.OT_CLOSURE, capi.OT_NATIVECLOSURE)
+                  else SqObject(self, obj))
+        if self._state is not None:
+            self._handles.add(handle)  # released by close if it outlives the VM
+        return handle
 
     def _push_handle(self, v: int, handle: Any) -> None:
         if not isinstance(handle, SqObject) or handle._vm is not self:
@@ -842,7 +923,8 @@ class Vm:
         if not self._depth:
             self._mark = self._meter() if self._meter is not None else 0
         self._flush()
-        freed = capi.sq_collectgarbage(self._v)
+        freed = (capi.sq_collectgarbage(self._v) if self._state is None
+                 else self._state.collect())
         if not self._depth:
             self._settle()
         return freed
@@ -854,7 +936,8 @@ class Vm:
         if self._depth:
             raise SquirrelReentryError("a native may not close the VM that is calling it")
         self._closed = True
-        self._pending.clear()
+        if self._state is None:
+            self._pending.clear()
         self._finalizer()
 
     def __enter__(self) -> Vm:
