@@ -1,5 +1,10 @@
 """Squirrel device code on the emulated imp: the real Squirrel 3.0.5 VM, one per device.
 
+Each device's VM is a thread of its OS thread's shared Squirrel state
+(``Vm(shared=True)``, ``impfactory.squirrel.shared``): the compiled firmware and the
+standard library are held once for all devices; globals, constants, errors and a
+watchdog stop stay the device's own.
+
 ``SquirrelEngine`` is the ``Engine`` the runtime uses for every deployment that is
 not marked as Python: it resolves ``#require`` from the library folders (the
 device's ``--lib`` folders, then ``IMPFACTORY_LIB_PATH``, then Electric Imp's

@@ -1,27 +1,29 @@
 """``impfactory perf memory``: what one connected, idle emulated imp costs in memory.
 
 Starts a broker (Mosquitto by default) and the real cloud, then ``--devices N``
-emulated imps in this process, every one running the demo's factory firmware in
-its own Squirrel VM: each is a fixture (``examples.fixture_board``, imp005) that
-enrols with a developer BlinkUp, is assigned to the Test Fixture group, downloads
-the example factory firmware and runs it; it then waits for the footswitch, as a
-fixture does, on its own MQTT connection. Devices come up ``--batch`` at a time.
+emulated imps in this process, every one running the demo's factory firmware in its
+own Squirrel VM (a thread of the process's shared Squirrel state): each is a
+fixture (``examples.fixture_board``, imp005) that enrols with a developer BlinkUp,
+is assigned to the Test Fixture group, downloads the example factory firmware and
+runs it; it then waits for the footswitch, as a fixture does, on its own MQTT
+connection. Devices come up ``--batch`` at a time.
 
 ``rss_per_device_kib`` is the growth of this process's resident memory from just
 before the first device to when all N are connected, running and idle (after a
 garbage collection), over N. The cloud runs in this process too, so its own state
 per device (a row of its database cache, the device's link key and session) is
-counted against the devices: the figure is an upper bound. ``--json`` prints it
-and the rest as one object.
+counted against the devices: the figure is an upper bound. ``--json`` prints it and
+the rest as one object.
 
 Where it goes, from the C library's allocator (``mallinfo2``, which sees Squirrel
 and every Python buffer over 512 bytes, not Python's small objects):
 ``c_heap_per_device_kib`` is its growth over the same span, over N, and
 ``squirrel_per_device_kib`` what it gets back when every device's code is then
-stopped (its VM closed: the VM, the imp API bound into it, the compiled firmware
-and what the firmware made), over N. What is left of the resident figure is
-Python's small objects (devices, peripherals, MQTT clients, tasks) and the
-allocator's slack.
+stopped (its VM closed and the shared state's cycles collected: the VM's thread and
+root, the imp API bound into it, and what the firmware made; not the compiled
+firmware and standard library, which every device shares), over N. What is left of
+the resident figure is Python's small objects (devices, peripherals, MQTT clients,
+tasks) and the allocator's slack.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from impfactory.firmware.errors import DeviceError
 from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID, Fleet
 from impfactory.firmware.settings import MemoryStore, Settings
+from impfactory.squirrel import shared
 from impfactory.squirrel.memory import allocated
 from impfactory.tools.cmd_line import quiet_network_logs
 from impfactory.tools.emulated_zone import build_test_zone
@@ -153,6 +156,7 @@ async def run(cloud_url: str, devices: int, batch: int, scale: float) -> dict[st
                 for device in up:  # the breakdown: what their VMs held
                     device.runtime.stop()
                 gc.collect()
+                shared.collect_all()  # the cycles their code left in the shared state
                 heap_stopped = allocated() or 0
     return {"devices": devices, "running": running, "rss_before_mib": round(before / 1024, 1),
             "rss_after_mib": round(after / 1024, 1),
