@@ -185,3 +185,21 @@ imp.wakeup(2, function() {
     assert run(a, 'server.log("a again");')  # new code on a: b's code goes on
     assert run(b, 'server.log(("secret" in getroottable()) + " " + math.floor(2.5));')
     assert a.logs[-1] == "a again" and b.logs[-1] == "false 2"
+
+
+def test_the_standard_classes_are_each_vms_own(state: SharedState) -> None:
+    a, b = Vm(shared=state), Vm(shared=state)
+    a.run(
+        "blob.len <- function() { return 42; };\n"
+        "blob.getbase().tell <- function() { return 43; };\n"
+        'regexp.match <- function(s) { return "taken"; };\n'
+        'blob.setattributes(null, {owner = "a"});\n'
+    )
+    c = Vm(shared=state)  # made after a's changes: the classes it gets are new too
+    for vm in (b, c):
+        assert vm.run('local x = blob(4);\nreturn x.len() + " " + x.tell();') == "4 0"
+        assert vm.run('return regexp("a").match("a");') is True
+        assert vm.run("return blob.getattributes(null);") is None
+        assert vm.run("local x = blob(4);\nreturn x.readblob(2).len();") == 2
+    assert a.run("local x = blob(4);\nreturn x.readblob(2).len();") == 42
+    assert b.run('return "stream" in getroottable();') is False

@@ -194,6 +194,8 @@ sq_stackinfos: Callable[[int, int, Any], int] = _fn(
 sqstd_getblob: Callable[[int, int, Any], int] = _fn(
     "sqstd_getblob", c_int, V, c_int, POINTER(c_void_p))
 sqstd_getblobsize: Callable[[int, int], int] = _fn("sqstd_getblobsize", c_int, V, c_int)
+sqstd_register_bloblib: Callable[[int], int] = _fn("sqstd_register_bloblib", c_int, V)
+sqstd_register_stringlib: Callable[[int], int] = _fn("sqstd_register_stringlib", c_int, V)
 
 
 def stack_object(v: int, idx: int) -> SQObj:

@@ -108,6 +108,41 @@ def copy_root(v: int, template_table: SQObj, host: Mapping[str, SQObj]) -> None:
     capi.sq_settop(v, top)
 
 
+def own_classes(v: int) -> None:
+    """Give ``v``'s root classes of its own for ``blob`` (with its base, the stream
+    class) and ``regexp``, and leave the blob class in the registry as
+    ``std_blob`` (where the standard library's natives find it).
+
+    The standard library's classes are values Squirrel code can change
+    (``blob.len <- function() {...}``, ``blob.setattributes``): shared by the VMs
+    of one state, one VM's change would be every VM's. What the registration also
+    puts in the root (``stream``, ``casti2f`` …) is taken out again."""
+    top = capi.sq_gettop(v)
+    try:
+        capi.sq_pushregistrytable(v)
+        registry = capi.sq_gettop(v)
+        for name in (b"std_stream", b"std_blob"):  # made again, not found
+            capi.sq_pushstring(v, name, -1)
+            capi.sq_rawdeleteslot(v, registry, 0)
+        capi.sq_newtable(v)
+        scratch = capi.sq_gettop(v)
+        if capi.sqstd_register_bloblib(v) < 0 or capi.sqstd_register_stringlib(v) < 0:
+            raise RuntimeError("the standard classes cannot be made")  # pragma: no cover
+        capi.sq_settop(v, scratch)
+        capi.sq_pushroottable(v)
+        root = capi.sq_gettop(v)
+        for name in (b"blob", b"regexp"):
+            capi.sq_pushstring(v, name, -1)
+            capi.sq_pushstring(v, name, -1)
+            capi.sq_rawget(v, scratch)
+            capi.sq_rawset(v, root)
+        for name in FORBIDDEN:
+            capi.sq_pushstring(v, name.encode(), -1)
+            capi.sq_rawdeleteslot(v, root, 0)
+    finally:
+        capi.sq_settop(v, top)
+
+
 def _push_copy(v: int, src: int) -> None:
     """Push a new table with the slots of the table at ``src`` (a shallow copy)."""
     capi.sq_newtable(v)

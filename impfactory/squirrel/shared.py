@@ -87,6 +87,8 @@ class SharedState:
         self.live = 0
         self.closed_since_collect = 0
         self.empty_consts = self.new_table()
+        self.depth = 0  # entries under way (nested, or waiting in Vm.away)
+        self._blob_class: SQObj | None = None  # the registry's std_blob, when one of a VM
         self._finalizer = weakref.finalize(self, owner.close)
 
     # --- what VMs of the state share ------------------------------------------------
@@ -127,19 +129,60 @@ class SharedState:
     def new_thread(self, stack_size: int) -> SharedThread:
         return SharedThread(self, stack_size)
 
-    def enter(self, v: int) -> None:
-        """Run the entry closure on thread ``v`` (the job filled in by the caller)."""
+    def enter(self, v: int, blob_class: SQObj) -> None:
+        """Run the entry closure on thread ``v`` (the job filled in by the caller),
+        its blob class the registry's ``std_blob`` meanwhile."""
         holder = self._holder
-        prev = holder.value
+        prev, prev_blob = holder.value, self._blob_class
         holder.value = v
+        self.use_blob_class(blob_class)
+        self.depth += 1
         try:
             self.owner.enter()
         finally:
+            self.depth -= 1
             holder.value = prev
+            if self.depth:  # back in the entry that called this one
+                self.use_blob_class(prev_blob)
 
-    def resume(self, v: int) -> None:
+    def resume(self, v: int, blob_class: SQObj) -> None:
         """Thread ``v``'s entry goes on after a wait (``Vm.away``)."""
         self._holder.value = v
+        self.use_blob_class(blob_class)
+
+    def own_classes(self, v: int) -> SQObj:
+        """Give thread ``v`` its own standard classes (``sandbox.own_classes``); its
+        blob class, held for the caller. Registering them leaves them in the
+        registry: the blob class of a VM whose entry is under way is put back."""
+        with self.lock:
+            sandbox.own_classes(v)
+            capi.sq_pushregistrytable(v)
+            capi.sq_pushstring(v, b"std_blob", -1)
+            capi.sq_rawget(v, -2)
+            blob_class = capi.stack_object(v, -1)
+            capi.sq_pop(v, 2)
+            running, self._blob_class = self._blob_class, None
+            self.use_blob_class(running)
+            return blob_class
+
+    def forget_blob_class(self, blob_class: SQObj) -> None:
+        """A closing VM's blob class is not put back by ``own_classes``."""
+        if self._blob_class is blob_class:
+            self._blob_class = None
+
+    def use_blob_class(self, blob_class: SQObj | None) -> None:
+        """Make ``blob_class`` the registry's ``std_blob``: the class the standard
+        library's natives make blobs of (``readblob``), which must be the running
+        VM's own."""
+        if blob_class is None or blob_class is self._blob_class:
+            return
+        v = self.v
+        capi.sq_pushregistrytable(v)
+        capi.sq_pushstring(v, b"std_blob", -1)
+        capi.sq_pushobject(v, blob_class)
+        capi.sq_rawset(v, -3)
+        capi.sq_pop(v, 1)
+        self._blob_class = blob_class
 
     def thread_closed(self) -> None:
         with self.lock:
@@ -177,12 +220,15 @@ class SharedThread:
             state.live += 1
         self.job = state.owner.job
         self.lock = state.lock
+        self.blob_class: SQObj | None = None  # the VM's own (``sandbox.own_classes``)
 
     def enter(self) -> None:
-        self.state.enter(self.v)
+        assert self.blob_class is not None
+        self.state.enter(self.v, self.blob_class)
 
     def resume(self) -> None:
-        self.state.resume(self.v)
+        assert self.blob_class is not None
+        self.state.resume(self.v, self.blob_class)
 
     def arm_raiser(self) -> None:
         """Make the raising hook the thread's debug hook: the next line or call stops it."""
@@ -192,6 +238,8 @@ class SharedThread:
     def close(self) -> None:
         """Release the thread (dead or not) and whatever only it held."""
         with self.state.lock:
+            if self.blob_class is not None:
+                self.state.forget_blob_class(self.blob_class)
             capi.sq_setnativedebughook(self.v, None)
             capi.sq_release(self.state.v, ctypes.byref(self._obj))
             self.state.thread_closed()

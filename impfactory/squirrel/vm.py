@@ -198,6 +198,8 @@ def _teardown(backend: PybindVm | sharedstate.SharedThread, v: int, refs: list[S
     if isinstance(backend, sharedstate.SharedThread):
         # The state goes on: release what this VM held in it (a VM of its own frees
         # everything at once when it closes).
+        if backend.blob_class is not None:
+            backend.state.forget_blob_class(backend.blob_class)
         for obj in (*pending, *refs, *(h._obj for h in list(handles))):
             capi.sq_release(v, byref(obj))
         pending.clear()
@@ -288,18 +290,24 @@ class Vm:
             sandbox.build_root(v, environment, host)
         else:
             sandbox.copy_root(v, self._state.template(environment), host)
+            self._blob_class = self._state.own_classes(v)
             self._consts_table = self._state.new_table()
             self._refs.append(self._consts_table)
         for obj in host.values():
             capi.sq_release(v, byref(obj))
-        capi.sq_pushregistrytable(v)
-        capi.sq_pushstring(v, b"std_blob", -1)
-        capi.sq_rawget(v, -2)
-        self._blob_class = capi.stack_object(v, -1)
+        if self._state is None:
+            capi.sq_pushregistrytable(v)
+            capi.sq_pushstring(v, b"std_blob", -1)
+            capi.sq_rawget(v, -2)
+            self._blob_class = capi.stack_object(v, -1)
+        else:
+            capi.sq_pushobject(v, self._blob_class)
         capi.sq_pushstring(v, b"constructor", -1)
         capi.sq_rawget(v, -2)
         self._blob_ctor = capi.stack_object(v, -1)
         self._refs += (self._blob_class, self._blob_ctor)
+        if isinstance(self._backend, sharedstate.SharedThread):
+            self._backend.blob_class = self._blob_class
         capi.sq_settop(v, 0)
         self._guard = Guard(timer, max_depth, self._backend.arm_raiser)
         self._guard.meter = self._meter
@@ -838,7 +846,8 @@ class Vm:
             self._pending.append(obj)
 
     def _flush(self) -> None:
-        pending, self._pending = self._pending, []
+        pending = self._pending[:]
+        self._pending.clear()  # the same list: the finalizer releases what is left in it
         for obj in pending:
             capi.sq_release(self._v, byref(obj))
 
