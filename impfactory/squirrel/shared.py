@@ -6,7 +6,8 @@ every unit. Squirrel can share all of that between *threads* of one state
 (``sq_newthread``): a thread has its own stack, call stack, root table, error
 handler and debug hook, and shares the state's strings, default delegates,
 registry, const table and compiled function prototypes. Here a thread with the
-sandbox's root costs ~5 KiB, and a unit compiled once serves every thread::
+sandbox's root costs ~5 KiB (~16 with its own standard classes), and a unit
+compiled once serves every thread::
 
     SharedState (one per OS thread that makes VMs: ``current()``)
       owner       a binding VM: its entry closure, raising hook, impOS's wrappers
@@ -27,13 +28,16 @@ VM) and interleave (a native waiting in ``away`` while another VM runs): each
 entry restores the holder it found, ``resume`` sets it again.
 
 **What each VM keeps to itself.** Its root table and ``math`` table are copies
-(code that replaces a global changes nothing another VM sees); host classes,
-natives, instances, and everything its code makes are its own; its const table
-is swapped in around each of its compiles (``consts``), so ``const`` and
-``enum`` declared by one VM's code are not seen by another's compiler. What is
-shared holds nothing Squirrel code can change: compiled prototypes and
-strings, the standard library's native closures, the default delegates
-(unreachable from Squirrel).
+(code that replaces a global changes nothing another VM sees); its standard
+classes (``blob`` and its stream base, ``regexp``) are made for it
+(``sandbox.own_classes``: Squirrel code can add methods to a class), and the
+registry's ``std_blob``, of which ``readblob`` makes blobs, is the running VM's
+during each entry; host classes, natives, instances, and everything its code
+makes are its own; its const table is swapped in around each of its compiles, so
+``const`` and ``enum`` declared by one VM's code are not seen by another's
+compiler. What is shared holds nothing Squirrel code can change: compiled
+prototypes and strings, the standard library's native closures, impOS's
+wrapper closures, the default delegates (unreachable from Squirrel).
 
 **Threads of the OS.** Squirrel's state is not thread-safe: entries of the
 state's VMs from different OS threads are serialised by ``lock`` (re-entrant:

@@ -220,7 +220,7 @@ class Vm:
     ``shared``: ``True`` makes the VM a thread of the calling OS thread's shared
     state (``shared.current()``), or of the ``SharedState`` given: it shares
     compiled code and the standard library with the state's other VMs, so a fresh
-    one costs ~7 KiB, not ~70 (module ``shared``); it cannot have a
+    one costs ~16 KiB, not ~66 (module ``shared``); it cannot have a
     ``memory_limit`` (what it allocates is not its own alone).
     """
 
