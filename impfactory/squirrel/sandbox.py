@@ -121,8 +121,8 @@ def own_classes(v: int) -> None:
     try:
         capi.sq_pushregistrytable(v)
         registry = capi.sq_gettop(v)
-        for name in (b"std_stream", b"std_blob"):  # made again, not found
-            capi.sq_pushstring(v, name, -1)
+        for key in (b"std_stream", b"std_blob"):  # made again, not found
+            capi.sq_pushstring(v, key, -1)
             capi.sq_rawdeleteslot(v, registry, 0)
         capi.sq_newtable(v)
         scratch = capi.sq_gettop(v)
@@ -131,9 +131,9 @@ def own_classes(v: int) -> None:
         capi.sq_settop(v, scratch)
         capi.sq_pushroottable(v)
         root = capi.sq_gettop(v)
-        for name in (b"blob", b"regexp"):
-            capi.sq_pushstring(v, name, -1)
-            capi.sq_pushstring(v, name, -1)
+        for cls in (b"blob", b"regexp"):
+            capi.sq_pushstring(v, cls, -1)
+            capi.sq_pushstring(v, cls, -1)
             capi.sq_rawget(v, scratch)
             capi.sq_rawset(v, root)
         for name in FORBIDDEN:
