@@ -69,6 +69,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from . import bilevel_kernel
+from .bilevel_kernel import Event
 from .blinkup import PREAMBLE, BlinkUpConfig, BlinkUpError, decode_frame
 from .linecode import (
     BILEVEL_FAST_RATE,
@@ -182,6 +184,16 @@ the light within its runs apart: a real one at noise 0.05 of the swing, about 20
 times; sliced noise, hardly ever over 5."""
 LEVEL_TRACKING = 0.125
 """Weight of each new grey or white run in the tri-level level estimates."""
+COMPILED = bilevel_kernel.available({
+    "SYMBOL_GUARD": SYMBOL_GUARD, "DECIDE_AFTER": DECIDE_AFTER, "STEER_REACH": STEER_REACH,
+    "STEER_PHASE": STEER_PHASE, "STEER_PERIOD": STEER_PERIOD, "SQUEEZED": SQUEEZED,
+    "CROSSING_LOOKBACK": CROSSING_LOOKBACK, "BILEVEL_RUN_LIMIT": BILEVEL_RUN_LIMIT,
+    "CHECK_BYTES": CHECK_BYTES, "HUNT_SYMBOLS": HUNT_SYMBOLS,
+    "HUNT_KEEP": len(SYNC_WORD) + 1,
+})
+"""Whether decoders made from now on run the bi-level receiver's loops compiled
+(protocol/_bilevel.c, built at install when a C compiler is there, with the same
+constants) or in Python: the same decisions either way, tested equal."""
 
 
 # --------------------------------------------------------------------------- errors
@@ -489,6 +501,10 @@ class BlinkUpDecoder:
         # the finest grain ``state`` needs (it then lags the input by less than one).
         self._min_step = max(1, math.floor(self._t_min))
         self._ones = np.ones(self._taps)
+        # the compiled loops (see COMPILED): made at the first bi-level lock
+        self._compiled = COMPILED
+        self._kernel: bilevel_kernel.Kernel | None = None
+        self._limit = MAX_SAMPLE * self._full_scale
         self.reset()
 
     # ------------------------------------------------------------------ public
@@ -577,8 +593,17 @@ class BlinkUpDecoder:
         if x.shape[0] == 0:
             return x
         # two reductions check it all: NaN makes both comparisons false, and a bound
-        # far outside any sensor keeps the arithmetic below from overflowing
-        limit = MAX_SAMPLE * self._full_scale
+        # far outside any sensor keeps the arithmetic below from overflowing (compiled:
+        # one pass, and a chunk that passes is a contiguous run for smooth2)
+        limit = self._limit
+        if self._compiled:
+            verdict = bilevel_kernel.check(x, limit)
+            if verdict == 0:
+                return x
+            if verdict == 2:
+                x = np.ascontiguousarray(x)
+                if bilevel_kernel.check(x, limit) == 0:
+                    return x
         low, high = float(_smallest(x)), float(_largest(x))
         if not (-limit <= low and high <= limit):
             raise BadSamplesError(
@@ -613,10 +638,15 @@ class BlinkUpDecoder:
             # the common case (142 Hz possible): the same sums as below, fewer calls
             # the last sample before the chunk as a float (the same sum, no numpy scalars)
             first = x.item(0)
-            y[0] = (first if self._raw_last is None else self._raw_last) + first
-            np.add(x[1:], x[:-1], out=y[1:])
+            if self._compiled:  # the same sums, one call
+                bilevel_kernel.smooth2(
+                    x, y, first if self._raw_last is None else self._raw_last
+                )
+            else:
+                y[0] = (first if self._raw_last is None else self._raw_last) + first
+                np.add(x[1:], x[:-1], out=y[1:])
+                y *= 0.5
             self._raw_last = x.item(-1)
-            y *= 0.5
         else:
             if self._raw_tail.shape[0] == 0:
                 self._raw_tail = np.full(taps - 1, x[0])
@@ -842,7 +872,9 @@ class BlinkUpDecoder:
         # bi-level: a running prefix sum of the history from the grid's first symbol on
         self._cs_origin = max(math.floor(self._next_bit - period), self._hist_start)
         self._cs: list[float] = [0.0]
-        if self._soft:
+        if self._soft and self._compiled:
+            self._start_kernel(level)
+        elif self._soft:
             self._cs += _accumulate(self._hist[self._cs_origin - self._hist_start :]).tolist()
         self._inverted = False
         self._cur = 0
@@ -850,11 +882,32 @@ class BlinkUpDecoder:
         self._bytes = bytearray()
         self._event(DecoderEvent.SYNC_FOUND)
 
+    def _start_kernel(self, level: int) -> None:
+        """Bi-level, compiled: the lock's state, in the kernel's arrays."""
+        if self._kernel is None:
+            self._kernel = bilevel_kernel.Kernel(
+                BILEVEL_WHITENING, HUNT_PATTERNS, BILEVEL_START_WORD
+            )
+        K = bilevel_kernel
+        self._kernel.start(
+            self._hist[self._cs_origin - self._hist_start :], self._cs_origin,
+            self._sync_times, self._edge_level, level,
+            {
+                K.F_PERIOD: self._period, K.F_NEXT: self._next_bit, K.F_MID: self._thr[0],
+                K.F_HYST: self._hyst, K.F_WEAK: WEAK_SYMBOL * self._swing,
+                K.F_DELAY: self._delay, K.F_SILENCE_AT: self._silence_at,
+                K.F_EDGE_TIME: self._edge_time,
+                K.F_GAP: SILENCE_SYMBOLS * self.stats.symbol_period,
+            },
+        )
+
     # ------------------------------------------------------------------ receive
 
     def _receive(self, a0: int, stop: int, outcomes: list[Outcome]) -> int:
         """Slice with the fixed thresholds from sample ``a0`` (absolute) to the end of the
         input; feed runs to the line code until done."""
+        if self._soft and self._compiled:
+            return self._receive_compiled(a0, stop, outcomes)
         mid = self._thr[0]
         part = self._hist[a0 - self._hist_start :]
         changes, levels, last = _hysteresis(
@@ -880,15 +933,72 @@ class BlinkUpDecoder:
                     self._transition(t, level)
             self._end_of_chunk(stop)
         except _Done as done:
-            # a reception ends where its end became certain, whichever feed noticed it
-            # (an earlier one's samples, maybe); the hunt for the next sync run resumes
-            # there (the decoder is IDLE now), not before the lock
-            outcomes.append(done.args[0])
-            end = float(done.args[1])
-            self._after_done()
-            return max(self._received_from, min(stop, math.ceil(end)))
+            return self._ended(done, stop, outcomes)
         self._slice_level = last
         return stop
+
+    def _ended(self, done: _Done, stop: int, outcomes: list[Outcome]) -> int:
+        """A reception ends where its end became certain, whichever feed noticed it (an
+        earlier one's samples, maybe); the hunt for the next sync run resumes there
+        (the decoder is IDLE now), not before the lock."""
+        outcomes.append(done.args[0])
+        end = float(done.args[1])
+        self._after_done()
+        return max(self._received_from, min(stop, math.ceil(end)))
+
+    def _receive_compiled(self, a0: int, stop: int, outcomes: list[Outcome]) -> int:
+        """Bi-level, compiled: the kernel slices, times and gathers the edges and
+        decides the settled symbols (the same as _gather_edges, _end_of_chunk and
+        _symbols); each event it stops at is handled here, then it resumes."""
+        kernel = self._kernel
+        assert kernel is not None
+        a0 -= self._hist_start
+        try:
+            event = kernel.receive(self._hist, a0, self._hist_start, stop, False)
+            while event:
+                self._kernel_event(event)
+                event = kernel.receive(self._hist, a0, self._hist_start, stop, True)
+        except _Done as done:
+            return self._ended(done, stop, outcomes)
+        return stop
+
+    def _kernel_event(self, event: int) -> None:
+        """What the Python loop does at this point of _symbols or _gather_edges, with
+        the kernel's state copied where that code reads it. Raises _Done when the
+        reception ends."""
+        kernel = self._kernel
+        assert kernel is not None
+        K = bilevel_kernel
+        F, I = kernel.F, kernel.I
+        self._period, self._next_bit = F.item(K.F_PERIOD), F.item(K.F_NEXT)
+        self._edge_time, self._silence_at = F.item(K.F_EDGE_TIME), F.item(K.F_SILENCE_AT)
+        self._inverted = bool(I.item(K.I_INVERTED))
+        self._overtime = I.item(K.I_OVERTIME)
+        trail = I.item(K.I_NTRAIL)
+        self._trail = (
+            I[K.I_LEVELS : K.I_LEVELS + trail].tolist(),
+            F[K.F_MARKS : K.F_MARKS + trail].tolist(),
+        )
+        self._bytes = bytearray(kernel.data[: I.item(K.I_NDATA)].tobytes())
+        bits = I.item(K.I_NBIT_STARTS)
+        self.stats.bit_starts = F[K.F_BIT_STARTS : K.F_BIT_STARTS + bits].tolist()
+        at = F.item(K.F_AT)
+        if event == Event.FOUND:
+            self.stats.inverted = self._inverted
+            self._event(DecoderEvent.MAGIC_FOUND)
+        elif event == Event.COMPLETE:
+            self._complete(at)  # returns when the check failed: a few more symbols
+            I[K.I_OVERTIME] = self._overtime
+        elif event == Event.WEAK:
+            self._fail(self._weak_error(at), at)
+        elif event == Event.HUNT_FAIL:
+            self._fail(self._no_start_word(), at)
+        elif event == Event.OVERTIME_END and self._corrupt is not None:
+            self._fail(self._corrupt, at)
+        elif event == Event.SILENCE:
+            self._fail(self._silence_error(), self._silence_at)
+        else:
+            raise DecoderStateError(f"the compiled receiver stopped at {event!r}", "state")
 
     def _gather_edges(self, times: list[float], levels: list[int]) -> None:
         """Bi-level: edges are gathered; the symbols are decided once per chunk (each
@@ -1027,12 +1137,22 @@ class BlinkUpDecoder:
         """Bi-level: no edge for SILENCE_SYMBOLS after the last one. Symbols due by
         then are decided, then the reception fails there, however the stream was cut."""
         self._symbols(self._silence_at)
-        self._fail(
-            SyncLostError(
-                f"no transition for {SILENCE_SYMBOLS:g} symbols after sample "
-                f"{self._edge_time - self._delay:.0f}: the signal stopped"
-            ),
-            self._silence_at,
+        self._fail(self._silence_error(), self._silence_at)
+
+    def _silence_error(self) -> SyncLostError:
+        return SyncLostError(
+            f"no transition for {SILENCE_SYMBOLS:g} symbols after sample "
+            f"{self._edge_time - self._delay:.0f}: the signal stopped"
+        )
+
+    def _weak_error(self, start: float) -> SyncLostError:
+        return SyncLostError(f"the light stopped carrying bits at sample {start - self._delay:.0f}")
+
+    def _no_start_word(self) -> BadMagicError:
+        return BadMagicError(
+            f"no start word within {HUNT_SYMBOLS} symbols of the sync run "
+            f"locked at sample {self.stats.lock:.0f}",
+            "magic",
         )
 
     def _prefix_sums(self) -> tuple[list[float], int]:
@@ -1157,13 +1277,7 @@ class BlinkUpDecoder:
                     weak_bits += 1
                     if weak_bits >= 4:
                         self._raw, self._period, self._next_bit = raw, period, following
-                        self._fail(
-                            SyncLostError(
-                                f"the light stopped carrying bits at sample "
-                                f"{start - delay:.0f}"
-                            ),
-                            start,
-                        )
+                        self._fail(self._weak_error(start), start)
                 else:
                     weak_bits = 0
                 if hunting:
@@ -1250,14 +1364,7 @@ class BlinkUpDecoder:
                 self._found_start(inverted=differ >= size - wrong, start_word=size - 8)
                 return
         if self._hunted > HUNT_SYMBOLS:
-            self._fail(
-                BadMagicError(
-                    f"no start word within {HUNT_SYMBOLS} symbols of the sync run "
-                    f"locked at sample {self.stats.lock:.0f}",
-                    "magic",
-                ),
-                self._next_bit,
-            )
+            self._fail(self._no_start_word(), self._next_bit)
 
     def _bit(self, bit: int, t: float, end: float) -> None:
         """A data bit (after the magic): bytes, and the frame once LEN says it is done."""

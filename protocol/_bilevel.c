@@ -1,0 +1,594 @@
+/* The bi-level receiver's per-sample and per-symbol work, compiled.
+
+   protocol/decoder.py keeps the design and every decision; this file runs the same
+   arithmetic, in the same order, on the same doubles (no fused multiply-adds: built
+   with -ffp-contract=off), so what it decides is the same to the last bit as the
+   Python it replaces (tests/test_decoder_equivalence.py runs both against
+   tests/decoder_reference.py). What it does, per feed:
+
+   * check: the chunk is finite and within the bound (one pass, no reductions);
+   * smooth2: filter it into the history (the two-tap moving average);
+   * receive: slice the chunk with the fixed thresholds and hysteresis, time each
+     flip's midpoint crossing, gather the edges (the silence limit), extend the
+     running prefix sums, and decide every symbol that is settled: integrate and
+     dump, the grid steered by edges, the sync-word hunt, the data stage
+     (de-stuffing, unwhitening, bytes).
+
+   Whatever needs Python (an outcome, an error, a state change) comes back as an
+   event; Python handles it and calls again to resume. The reception's state lives in
+   two arrays the decoder owns (F: doubles, I: int64), laid out by the constants
+   below, which protocol/decoder.py mirrors (_bilevel_layout() checks them). */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* F: doubles */
+enum {
+    F_PERIOD, F_NEXT, F_MID, F_HYST, F_WEAK, F_DELAY, F_SILENCE_AT, F_EDGE_TIME,
+    F_GAP, F_UNTIL, F_AT, F_SCALARS = 16
+};
+/* I: int64 */
+enum {
+    I_SLICE_LEVEL, I_FIRST, I_COUNT, I_PREV, I_WEAK_BITS, I_RUN_SYMBOL, I_RUN, I_CUR,
+    I_NBITS, I_DATA_BITS, I_INVERTED, I_HUNTING, I_OVERTIME, I_NDATA, I_HUNTED,
+    I_HUNT_BITS, I_NSLOTS, I_NTRAIL, I_NBIT_STARTS, I_CS_ORIGIN, I_CS_LEN, I_SILENT,
+    I_SCALARS = 32
+};
+#define TRAIL_CAP 8192
+#define BITS_CAP 8192
+#define DATA_CAP 512
+#define SLOT_CAP 32
+/* F regions */
+#define F_SLOT_T F_SCALARS
+#define F_SLOT_L (F_SLOT_T + SLOT_CAP)
+#define F_MARKS (F_SLOT_L + SLOT_CAP)
+#define F_BIT_STARTS (F_MARKS + TRAIL_CAP)
+#define F_SIZE (F_BIT_STARTS + BITS_CAP)
+/* I regions: the hunted words (size, pattern, wrong) x 3, the start word, then the
+   trail's levels */
+#define I_PATTERNS I_SCALARS
+#define I_START_WORD (I_PATTERNS + 9)
+#define I_LEVELS (I_START_WORD + 8)
+#define I_SIZE (I_LEVELS + TRAIL_CAP)
+
+/* the decoder's constants (protocol/decoder.py passes them in, checked at import) */
+#define SYMBOL_GUARD 0.15
+#define DECIDE_AFTER 1.5
+#define STEER_REACH 0.7
+#define STEER_PHASE 0.75
+#define STEER_PERIOD 0.02
+#define SQUEEZED 0.35
+#define CROSSING_LOOKBACK 4
+#define EDGE_REACH (CROSSING_LOOKBACK + 1)
+#define RUN_LIMIT 4
+#define CHECK_BYTES 2
+#define HUNT_SYMBOLS 112
+#define HUNT_KEEP 17
+
+enum {
+    EV_NONE, EV_WEAK, EV_FOUND, EV_HUNT_FAIL, EV_OVERTIME_END, EV_COMPLETE, EV_SILENCE,
+    EV_FULL, EV_ROOM
+};
+
+typedef struct {
+    const double *hist;
+    Py_ssize_t hist_n;
+    int64_t hist_start;
+    double *F;
+    int64_t *I;
+    double *cs;
+    Py_ssize_t cs_cap;
+    double *eta;
+    int8_t *ela;
+    Py_ssize_t e_cap;
+    uint8_t *data;
+    const uint8_t *whitening;
+    Py_ssize_t w_len;
+} Ctx;
+
+/* the running prefix sums, extended to the end of the history (one sum after the
+   other, as numpy's accumulate adds), less the ones a symbol before the pending one */
+static void extend_sums(Ctx *c)
+{
+    double *cs = c->cs;
+    int64_t *I = c->I;
+    int64_t len = I[I_CS_LEN];
+    int64_t k = I[I_CS_ORIGIN] + len - 1 - c->hist_start; /* next sample to sum */
+    if (k < 0) k = 0;
+    double s = cs[len - 1];
+    for (; k < c->hist_n; k++) {
+        s += c->hist[k];
+        cs[len++] = s;
+    }
+    int64_t spent = (int64_t)floor(c->F[F_NEXT] - c->F[F_PERIOD]) - I[I_CS_ORIGIN];
+    if (spent > len - 1) spent = len - 1;
+    if (spent > 0) {
+        memmove(cs, cs + spent, (size_t)(len - spent) * sizeof(double));
+        len -= spent;
+        I[I_CS_ORIGIN] += spent;
+    }
+    I[I_CS_LEN] = len;
+}
+
+/* the sync-word hunt after a lock: see BlinkUpDecoder._hunt and _found_start */
+static int hunt(Ctx *c, double start, double light)
+{
+    double *F = c->F;
+    int64_t *I = c->I;
+    int64_t n = I[I_NSLOTS];
+    F[F_SLOT_T + n] = start;
+    F[F_SLOT_L + n] = light;
+    n++;
+    if (n > HUNT_KEEP) {
+        memmove(F + F_SLOT_T, F + F_SLOT_T + (n - HUNT_KEEP), HUNT_KEEP * sizeof(double));
+        memmove(F + F_SLOT_L, F + F_SLOT_L + (n - HUNT_KEEP), HUNT_KEEP * sizeof(double));
+        n = HUNT_KEEP;
+    }
+    I[I_NSLOTS] = n;
+    int64_t nt = I[I_NTRAIL];
+    if (nt > HUNT_KEEP) {
+        memmove(F + F_MARKS, F + F_MARKS + (nt - HUNT_KEEP), HUNT_KEEP * sizeof(double));
+        memmove(I + I_LEVELS, I + I_LEVELS + (nt - HUNT_KEEP), HUNT_KEEP * sizeof(int64_t));
+        I[I_NTRAIL] = nt = HUNT_KEEP;
+    }
+    I[I_HUNTED] += 1;
+    int64_t bits = ((I[I_HUNT_BITS] << 1) | (light > 0)) & ((1 << HUNT_KEEP) - 1);
+    I[I_HUNT_BITS] = bits;
+    for (int p = 0; p < 3; p++) {
+        int64_t size = I[I_PATTERNS + 3 * p], pattern = I[I_PATTERNS + 3 * p + 1];
+        int64_t wrong = I[I_PATTERNS + 3 * p + 2];
+        if (n < size) continue;
+        int64_t differ = __builtin_popcountll((uint64_t)((bits & ((1LL << size) - 1)) ^ pattern));
+        if (differ <= wrong || differ >= size - wrong) {
+            /* the start word: its symbols begin the data's bit starts and the trail */
+            int inverted = differ >= size - wrong;
+            int64_t start_word = size - 8;
+            int64_t nb = I[I_NBIT_STARTS];
+            for (int64_t j = n - start_word; j < n; j++)
+                F[F_BIT_STARTS + nb++] = F[F_SLOT_T + j] - F[F_DELAY];
+            I[I_NBIT_STARTS] = nb;
+            double marks[HUNT_KEEP + 8];
+            int64_t m = 0;
+            for (int64_t j = nt - start_word; j < nt; j++) marks[m++] = F[F_MARKS + j];
+            while (m < 8) { /* pad in front with the first */
+                memmove(marks + 1, marks, (size_t)m * sizeof(double));
+                m++;
+            }
+            for (int j = 0; j < 8; j++) {
+                F[F_MARKS + j] = marks[m - 8 + j];
+                I[I_LEVELS + j] = I[I_START_WORD + j] ^ inverted;
+            }
+            I[I_NTRAIL] = 8;
+            I[I_HUNTING] = 0;
+            I[I_INVERTED] = inverted;
+            I[I_RUN_SYMBOL] = I[I_START_WORD + 7];
+            I[I_RUN] = 2;
+            return EV_FOUND;
+        }
+    }
+    if (I[I_HUNTED] > HUNT_SYMBOLS) return EV_HUNT_FAIL;
+    return EV_NONE;
+}
+
+/* BlinkUpDecoder._symbols: every symbol sampled by F[F_UNTIL], or up to an event */
+static int symbols(Ctx *c)
+{
+    double *F = c->F;
+    int64_t *I = c->I;
+    double until = F[F_UNTIL];
+    double period = F[F_PERIOD];
+    double start = F[F_NEXT];
+    if (start + DECIDE_AFTER * period + 1.0 > until) return EV_NONE;
+    extend_sums(c);
+    const double *cs = c->cs;
+    int64_t origin = I[I_CS_ORIGIN], cs_len = I[I_CS_LEN];
+    double mid = F[F_MID], weak = F[F_WEAK], delay = F[F_DELAY];
+    double *edge_t = c->eta;
+    int8_t *edge_level = c->ela;
+    int64_t count = I[I_COUNT], first = I[I_FIRST];
+    int64_t previous = I[I_PREV], weak_bits = I[I_WEAK_BITS];
+    int64_t run_symbol = I[I_RUN_SYMBOL], run = I[I_RUN];
+    int64_t cur = I[I_CUR], nbits = I[I_NBITS], data_bits = I[I_DATA_BITS];
+    int64_t inverted = I[I_INVERTED];
+    int64_t hunting = I[I_HUNTING];
+    int64_t ndata = I[I_NDATA];
+    int64_t frame_bytes = ndata ? c->data[0] + 3 + CHECK_BYTES : -1;
+    int ev = EV_NONE;
+    while (start + DECIDE_AFTER * period + 1.0 <= until) {
+        double guard = SYMBOL_GUARD * period;
+        int64_t a = (int64_t)ceil(start + guard) - origin;
+        int64_t b = (int64_t)floor(start + period - guard) + 1 - origin;
+        if (a < 0 || b >= cs_len || b <= a) { ev = EV_FULL; break; }
+        double light = (cs[b] - cs[a]) / (double)(b - a) - mid;
+        int64_t raw = light > 0 ? 1 : 0;
+        double before = start - period;
+        while (first < count && edge_t[first] < before) first++;
+        int64_t change = previous >= 0 ? 1 - previous : raw;
+        double reach = (raw == change ? STEER_REACH : 0.5) * period;
+        int have = 0;
+        double error = 0.0;
+        int64_t at = first, k = first;
+        double after = start + reach;
+        while (k < count && edge_t[k] <= after) {
+            if (edge_level[k] == change) {
+                double off = edge_t[k] - start;
+                if (off >= -reach && (!have || fabs(off) < fabs(error))) {
+                    error = off;
+                    at = k;
+                    have = 1;
+                }
+            }
+            k++;
+        }
+        double mark = start;
+        double following = start + period;
+        if (have) {
+            double moved = start + STEER_PHASE * error;
+            double longer = period + STEER_PERIOD * error;
+            a = (int64_t)ceil(moved + guard) - origin;
+            b = (int64_t)floor(moved + longer - guard) + 1 - origin;
+            if (a < 0 || b >= cs_len || b <= a) { ev = EV_FULL; break; }
+            double steered = (cs[b] - cs[a]) / (double)(b - a) - mid;
+            if ((steered > 0) == (change == 1)) {
+                mark = start + error;
+                light = steered;
+                raw = change;
+                period = longer;
+                following = moved + period;
+            } else {
+                double edge = start + error;
+                double seen = start + DECIDE_AFTER * period;
+                k = at + 1;
+                while (k < count && edge_t[k] <= seen && edge_level[k] == change) k++;
+                if (k < count && edge_t[k] <= seen) {
+                    double back = edge_t[k];
+                    if (SQUEEZED * period <= back - edge && back - edge < period) {
+                        mark = edge;
+                        raw = change;
+                        following = back;
+                    }
+                }
+            }
+        }
+        int64_t nt = I[I_NTRAIL];
+        if (nt >= TRAIL_CAP) { ev = EV_FULL; break; }
+        I[I_LEVELS + nt] = raw;
+        F[F_MARKS + nt] = mark;
+        I[I_NTRAIL] = nt + 1;
+        previous = raw;
+        if (first > 512) { /* spent edges */
+            memmove(edge_t, edge_t + first, (size_t)(count - first) * sizeof(double));
+            memmove(edge_level, edge_level + first, (size_t)(count - first));
+            count -= first;
+            first = 0;
+        }
+        if (-weak < light && light < weak) {
+            weak_bits += 1;
+            if (weak_bits >= 4) {
+                F[F_AT] = start;
+                ev = EV_WEAK;
+                start = following;
+                break;
+            }
+        } else {
+            weak_bits = 0;
+        }
+        if (hunting) {
+            F[F_NEXT] = following; /* the hunt's failure ends here */
+            int h = hunt(c, start, light);
+            if (h == EV_HUNT_FAIL) {
+                F[F_AT] = following;
+                ev = h;
+                start = following;
+                break;
+            }
+            if (h == EV_FOUND) {
+                run_symbol = I[I_RUN_SYMBOL];
+                run = I[I_RUN];
+                inverted = I[I_INVERTED];
+                hunting = 0;
+                ev = h;
+                start = following;
+                break;
+            }
+        } else if (I[I_OVERTIME] > 0) {
+            I[I_OVERTIME] -= 1;
+            if (I[I_OVERTIME] == 0) {
+                F[F_AT] = start + period;
+                ev = EV_OVERTIME_END;
+                start = following;
+                break;
+            }
+        } else {
+            int64_t symbol = raw ^ inverted;
+            if (run >= RUN_LIMIT) {
+                run_symbol = symbol;
+                run = 1;
+            } else {
+                if (symbol == run_symbol) {
+                    run += 1;
+                } else {
+                    run_symbol = symbol;
+                    run = 1;
+                }
+                int64_t nb = I[I_NBIT_STARTS];
+                if (nb >= BITS_CAP || data_bits >= c->w_len || ndata >= DATA_CAP) {
+                    ev = EV_FULL;
+                    break;
+                }
+                F[F_BIT_STARTS + nb] = start - delay;
+                I[I_NBIT_STARTS] = nb + 1;
+                cur = (cur << 1) | (symbol ^ c->whitening[data_bits]);
+                data_bits += 1;
+                nbits += 1;
+                if (nbits == 8) {
+                    c->data[ndata++] = (uint8_t)cur;
+                    cur = nbits = 0;
+                    if (frame_bytes < 0) frame_bytes = c->data[0] + 3 + CHECK_BYTES;
+                    if (ndata == frame_bytes) {
+                        F[F_AT] = start + period;
+                        ev = EV_COMPLETE;
+                        start = following;
+                        break;
+                    }
+                }
+            }
+        }
+        start = following;
+    }
+    F[F_PERIOD] = period;
+    F[F_NEXT] = start;
+    I[I_PREV] = previous;
+    I[I_FIRST] = first;
+    I[I_COUNT] = count;
+    I[I_WEAK_BITS] = weak_bits;
+    I[I_RUN_SYMBOL] = run_symbol;
+    I[I_RUN] = run;
+    I[I_CUR] = cur;
+    I[I_NBITS] = nbits;
+    I[I_DATA_BITS] = data_bits;
+    I[I_NDATA] = ndata;
+    return ev;
+}
+
+/* slice hist[a0:] with the fixed thresholds; time each flip's midpoint crossing (see
+   _hysteresis and _crossings); gather the edges up to the silence limit (see
+   _gather_edges). Returns 1 when an edge came too late (the signal stopped). */
+static int edges(Ctx *c, Py_ssize_t a0)
+{
+    double *F = c->F;
+    int64_t *I = c->I;
+    const double *h = c->hist;
+    double mid = F[F_MID];
+    double up = mid + F[F_HYST], down = mid - F[F_HYST];
+    double gap = F[F_GAP], silence_at = F[F_SILENCE_AT];
+    int64_t level = I[I_SLICE_LEVEL];
+    int64_t count = I[I_COUNT];
+    int late = 0, heard = 0;
+    Py_ssize_t i = a0;
+    if (level < 0) {
+        for (; i < c->hist_n; i++) {
+            if (h[i] > up) { level = 1; break; }
+            if (h[i] < down) { level = 0; break; }
+        }
+    }
+    for (; i < c->hist_n; i++) {
+        if (level ? !(h[i] < down) : !(h[i] > up)) continue;
+        level ^= 1;
+        if (late) continue;
+        /* the last sample before i, within the lookback, still on the old side */
+        Py_ssize_t lo = i > CROSSING_LOOKBACK ? i - CROSSING_LOOKBACK : 0;
+        Py_ssize_t j = lo;
+        for (Py_ssize_t q = i - 1; q >= lo; q--) {
+            if ((h[q] > mid) == (level ^ 1)) {
+                j = q + 1;
+                break;
+            }
+        }
+        double before = j > 0 ? h[j - 1] : h[0];
+        double step = h[j] - before;
+        double frac = 0.0;
+        if (step != 0.0) {
+            frac = (mid - before) / step;
+            if (frac < 0.0) frac = 0.0;
+            if (frac > 1.0) frac = 1.0;
+        }
+        double t = (double)(c->hist_start + j - 1) + frac;
+        if (t > silence_at) {
+            late = 1;
+            continue;
+        }
+        silence_at = t + gap;
+        c->eta[count] = t;
+        c->ela[count] = (int8_t)level;
+        count++;
+        heard++;
+    }
+    if (heard) {
+        F[F_EDGE_TIME] = c->eta[count - 1];
+        F[F_SILENCE_AT] = silence_at;
+    }
+    I[I_COUNT] = count;
+    I[I_SLICE_LEVEL] = level;
+    return late;
+}
+
+static int get(PyObject *o, Py_buffer *b, int writable)
+{
+    return PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0));
+}
+
+/* receive(hist, a0, hist_start, stop, F, I, cs, eta, ela, data, whitening, resume)
+   -> event */
+static PyObject *receive(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "receive takes 12 arguments");
+        return NULL;
+    }
+    Py_buffer b[9];
+    int got = 0;
+    static const int arg_of[9] = {0, 4, 5, 6, 7, 8, 9, 10, -1};
+    PyObject *result = NULL;
+    for (got = 0; got < 8; got++) {
+        if (get(args[arg_of[got]], &b[got], got != 0 && got != 7) < 0) goto done;
+    }
+    Py_ssize_t a0 = PyLong_AsSsize_t(args[1]);
+    long long hist_start = PyLong_AsLongLong(args[2]);
+    long long stop = PyLong_AsLongLong(args[3]);
+    int resume = PyObject_IsTrue(args[11]);
+    if (PyErr_Occurred()) goto done;
+    if (b[1].len < (Py_ssize_t)(F_SIZE * sizeof(double)) ||
+        b[2].len < (Py_ssize_t)(I_SIZE * sizeof(int64_t)) || b[6].len < DATA_CAP ||
+        b[4].len / (Py_ssize_t)sizeof(double) != b[5].len) {
+        PyErr_SetString(PyExc_ValueError, "receive: state arrays of the wrong size");
+        goto done;
+    }
+    Ctx c = {
+        .hist = b[0].buf, .hist_n = b[0].len / (Py_ssize_t)sizeof(double),
+        .hist_start = hist_start, .F = b[1].buf, .I = b[2].buf,
+        .cs = b[3].buf, .cs_cap = b[3].len / (Py_ssize_t)sizeof(double),
+        .eta = b[4].buf, .ela = b[5].buf, .e_cap = b[5].len,
+        .data = b[6].buf, .whitening = b[7].buf, .w_len = b[7].len,
+    };
+    int ev = EV_NONE;
+    if (a0 < 0 || a0 > c.hist_n) {
+        PyErr_SetString(PyExc_ValueError, "receive: a0 outside the history");
+        goto done;
+    }
+    /* room for every edge and sum this chunk may add, or nothing is done (Python
+       grows the arrays and calls again) */
+    if (c.I[I_COUNT] + (c.hist_n - a0) > c.e_cap || c.I[I_CS_LEN] + c.hist_n > c.cs_cap) {
+        ev = EV_ROOM;
+        goto event;
+    }
+    if (!resume) {
+        int late = edges(&c, a0);
+        /* decide what no edge still to come can change; past the silence limit, up
+           to it, and then the reception is lost there */
+        double settled = (double)(stop - EDGE_REACH);
+        c.I[I_SILENT] = late || settled > c.F[F_SILENCE_AT];
+        c.F[F_UNTIL] = c.I[I_SILENT] ? c.F[F_SILENCE_AT] : settled;
+    }
+    ev = symbols(&c);
+    if (ev == EV_NONE && c.I[I_SILENT]) ev = EV_SILENCE;
+event:
+    result = PyLong_FromLong(ev);
+done:
+    for (int k = 0; k < got; k++) PyBuffer_Release(&b[k]);
+    return result;
+}
+
+/* check(x, limit) -> 0, or 1 when a sample is not finite or beyond ±limit, or 2 when
+   x is not a contiguous run of float64 (then numpy checks it): what
+   BlinkUpDecoder._validate's two reductions decide, in one pass. */
+static PyObject *check(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "check takes 2 arguments");
+        return NULL;
+    }
+    Py_buffer x;
+    if (PyObject_GetBuffer(args[0], &x, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        return PyLong_FromLong(2);
+    }
+    long rc = 0;
+    if (x.format == NULL || strcmp(x.format, "d") != 0) {
+        rc = 2;
+    } else {
+        double limit = PyFloat_AsDouble(args[1]);
+        if (limit == -1.0 && PyErr_Occurred()) {
+            PyBuffer_Release(&x);
+            return NULL;
+        }
+        const double *v = x.buf;
+        Py_ssize_t n = x.len / (Py_ssize_t)sizeof(double);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!(-limit <= v[i] && v[i] <= limit)) {
+                rc = 1;
+                break;
+            }
+        }
+    }
+    PyBuffer_Release(&x);
+    return PyLong_FromLong(rc);
+}
+
+/* smooth2(x, out, prev): out[i] = (x[i] + x[i - 1]) * 0.5, x[-1] being prev: the
+   two-tap moving average, the same sums as BlinkUpDecoder._take's numpy. x: a
+   contiguous float64 run (checked by check() first). */
+static PyObject *smooth2(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "smooth2 takes 3 arguments");
+        return NULL;
+    }
+    Py_buffer x, out;
+    if (PyObject_GetBuffer(args[0], &x, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (PyObject_GetBuffer(args[1], &out, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    double prev = PyFloat_AsDouble(args[2]);
+    int ok = !PyErr_Occurred();
+    if (ok && out.len < x.len) {
+        PyErr_SetString(PyExc_ValueError, "smooth2: output too short");
+        ok = 0;
+    }
+    if (ok) {
+        const double *v = x.buf;
+        double *y = out.buf;
+        Py_ssize_t n = x.len / (Py_ssize_t)sizeof(double);
+        if (n > 0) {
+            y[0] = (prev + v[0]) * 0.5;
+            for (Py_ssize_t i = 1; i < n; i++) y[i] = (v[i] + v[i - 1]) * 0.5;
+        }
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&out);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *layout(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return Py_BuildValue(
+        "{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d,s:d,s:d,s:d,s:i,s:i,s:i,s:i,s:i}",
+        "F_SIZE", (Py_ssize_t)F_SIZE, "I_SIZE", (Py_ssize_t)I_SIZE,
+        "F_SLOT_T", (Py_ssize_t)F_SLOT_T, "F_MARKS", (Py_ssize_t)F_MARKS,
+        "F_BIT_STARTS", (Py_ssize_t)F_BIT_STARTS, "I_PATTERNS", (Py_ssize_t)I_PATTERNS,
+        "I_START_WORD", (Py_ssize_t)I_START_WORD, "I_LEVELS", (Py_ssize_t)I_LEVELS,
+        "DATA_CAP", (Py_ssize_t)DATA_CAP, "SYMBOL_GUARD", SYMBOL_GUARD,
+        "DECIDE_AFTER", DECIDE_AFTER, "STEER_REACH", STEER_REACH, "STEER_PHASE",
+        STEER_PHASE, "STEER_PERIOD", STEER_PERIOD, "SQUEEZED", SQUEEZED,
+        "CROSSING_LOOKBACK", CROSSING_LOOKBACK, "BILEVEL_RUN_LIMIT", RUN_LIMIT,
+        "CHECK_BYTES", CHECK_BYTES, "HUNT_SYMBOLS", HUNT_SYMBOLS, "HUNT_KEEP", HUNT_KEEP);
+}
+
+static PyMethodDef methods[] = {
+    {"receive", (PyCFunction)(void (*)(void))receive, METH_FASTCALL,
+     "Slice, time edges and decide the settled symbols of a bi-level chunk."},
+    {"check", (PyCFunction)(void (*)(void))check, METH_FASTCALL,
+     "Are all samples finite and within the bound? (2: not a float64 run)"},
+    {"smooth2", (PyCFunction)(void (*)(void))smooth2, METH_FASTCALL,
+     "Write a chunk's two-tap moving average."},
+    {"layout", layout, METH_NOARGS, "The state arrays' layout and the constants built in."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_bilevel",
+    "The bi-level BlinkUp receiver's inner loops (see protocol/decoder.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__bilevel(void) { return PyModule_Create(&module); }
