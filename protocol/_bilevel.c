@@ -37,8 +37,8 @@ enum {
     I_HUNT_BITS, I_NSLOTS, I_NTRAIL, I_NBIT_STARTS, I_CS_ORIGIN, I_CS_LEN, I_SILENT,
     I_SCALARS = 32
 };
-#define TRAIL_CAP 8192
-#define BITS_CAP 8192
+#define TRAIL_CAP 4096
+#define BITS_CAP 4096
 #define DATA_CAP 512
 #define SLOT_CAP 32
 /* F regions */
@@ -557,6 +557,94 @@ static PyObject *smooth2(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     Py_RETURN_NONE;
 }
 
+/* idle_slice(hist, lo, hi, w, min_swing, level) -> (changes, levels, last), or None
+   when no window holds a swing: the idle slicer of BlinkUpDecoder._scan_idle for
+   hist[lo:hi]. Each sample's threshold is the midpoint of the max and min of the w
+   samples ending at it (the history before sample 0 taken as its first sample), with
+   hysteresis 0.15 of their spread (none where the spread is under min_swing); the
+   flips' indices (from lo) and levels, and the level after the last sample (level:
+   the one before the first; -1, not yet decided). The same doubles as the numpy
+   (max and min are exact, however found: here by monotonic queues). Any line code. */
+static PyObject *idle_slice(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "idle_slice takes 6 arguments");
+        return NULL;
+    }
+    Py_buffer hb;
+    if (PyObject_GetBuffer(args[0], &hb, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    const double *h = hb.buf;
+    Py_ssize_t n = hb.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t lo = PyLong_AsSsize_t(args[1]), hi = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t w = PyLong_AsSsize_t(args[3]);
+    double min_swing = PyFloat_AsDouble(args[4]);
+    long level = PyLong_AsLong(args[5]);
+    PyObject *result = NULL, *changes = NULL, *levels = NULL;
+    Py_ssize_t *maxq = NULL, *minq = NULL;
+    if (PyErr_Occurred()) goto done;
+    if (lo < 0 || hi > n || lo >= hi || w < 1) {
+        PyErr_SetString(PyExc_ValueError, "idle_slice: bad range");
+        goto done;
+    }
+    Py_ssize_t start = lo - w + 1 > 0 ? lo - w + 1 : 0;
+    double top = h[start], bottom = h[start];
+    for (Py_ssize_t j = start; j < hi; j++) {
+        if (h[j] > top) top = h[j];
+        if (h[j] < bottom) bottom = h[j];
+    }
+    if (top - bottom < min_swing) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    maxq = PyMem_Malloc((size_t)(hi - start) * sizeof(Py_ssize_t));
+    minq = PyMem_Malloc((size_t)(hi - start) * sizeof(Py_ssize_t));
+    changes = PyList_New(0);
+    levels = PyList_New(0);
+    if (!maxq || !minq || !changes || !levels) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t ma = 0, mb = 0, na = 0, nb = 0; /* queue fronts and ends */
+    for (Py_ssize_t j = start; j < hi; j++) {
+        while (mb > ma && h[maxq[mb - 1]] <= h[j]) mb--;
+        maxq[mb++] = j;
+        while (nb > na && h[minq[nb - 1]] >= h[j]) nb--;
+        minq[nb++] = j;
+        if (j < lo) continue;
+        while (maxq[ma] < j - w + 1) ma++;
+        while (minq[na] < j - w + 1) na++;
+        top = h[maxq[ma]];
+        bottom = h[minq[na]];
+        double mid = (top + bottom) * 0.5;
+        double band = (top - bottom) * 0.15;
+        if (top - bottom < min_swing) band = INFINITY;
+        int above = h[j] > mid + band, below = h[j] < mid - band;
+        int flip;
+        if (level < 0) {
+            if (above) level = 1;
+            else if (below) level = 0;
+            continue;
+        }
+        flip = level ? below : above;
+        if (!flip) continue;
+        level ^= 1;
+        PyObject *c = PyLong_FromSsize_t(j - lo), *l = PyLong_FromLong(level);
+        int bad = !c || !l || PyList_Append(changes, c) < 0 || PyList_Append(levels, l) < 0;
+        Py_XDECREF(c);
+        Py_XDECREF(l);
+        if (bad) goto done;
+    }
+    result = Py_BuildValue("(OOl)", changes, levels, level);
+done:
+    PyMem_Free(maxq);
+    PyMem_Free(minq);
+    Py_XDECREF(changes);
+    Py_XDECREF(levels);
+    PyBuffer_Release(&hb);
+    return result;
+}
+
 static PyObject *layout(PyObject *self, PyObject *unused)
 {
     (void)self;
@@ -581,6 +669,8 @@ static PyMethodDef methods[] = {
      "Are all samples finite and within the bound? (2: not a float64 run)"},
     {"smooth2", (PyCFunction)(void (*)(void))smooth2, METH_FASTCALL,
      "Write a chunk's two-tap moving average."},
+    {"idle_slice", (PyCFunction)(void (*)(void))idle_slice, METH_FASTCALL,
+     "The idle slicer: adaptive thresholds from a sliding max and min, hysteresis."},
     {"layout", layout, METH_NOARGS, "The state arrays' layout and the constants built in."},
     {NULL, NULL, 0, NULL},
 };

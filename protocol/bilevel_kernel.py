@@ -34,9 +34,9 @@ F_GAP, F_UNTIL, F_AT = range(8, 11)
 F_SCALARS = 16
 SLOT_CAP = 32
 F_MARKS = F_SCALARS + 2 * SLOT_CAP
-TRAIL_CAP = 8192
+TRAIL_CAP = 4096
 F_BIT_STARTS = F_MARKS + TRAIL_CAP
-F_SIZE = F_BIT_STARTS + 8192
+F_SIZE = F_BIT_STARTS + 4096
 # I: int64
 (I_SLICE_LEVEL, I_FIRST, I_COUNT, I_PREV, I_WEAK_BITS, I_RUN_SYMBOL, I_RUN, I_CUR,
  I_NBITS, I_DATA_BITS, I_INVERTED, I_HUNTING, I_OVERTIME, I_NDATA, I_HUNTED,
@@ -90,12 +90,13 @@ class Kernel:
         self, whitening: Sequence[int], patterns: Sequence[tuple[int, int, int]],
         start_word: Sequence[int],
     ) -> None:
-        self.F = np.zeros(F_SIZE)
-        self.I = np.zeros(I_SIZE, dtype=np.int64)
-        self.cs = np.zeros(4096)
-        self.eta = np.zeros(1024)
-        self.ela = np.zeros(1024, dtype=np.int8)
-        self.data = np.zeros(DATA_CAP, dtype=np.uint8)
+        # (every entry is written before it is read: start() sets the scalars)
+        self.F = np.empty(F_SIZE)
+        self.I = np.empty(I_SIZE, dtype=np.int64)
+        self.cs = np.empty(4096)
+        self.eta = np.empty(4096)
+        self.ela = np.empty(4096, dtype=np.int8)
+        self.data = np.empty(DATA_CAP, dtype=np.uint8)
         self.whitening = np.array(whitening, dtype=np.uint8)
         self._patterns = [value for pattern in patterns for value in pattern]
         self._start_word = list(start_word)
@@ -121,13 +122,13 @@ class Kernel:
         I[I_START_WORD : I_START_WORD + 8] = self._start_word
         n = len(edges)
         if n > self.eta.shape[0]:
-            self.eta, self.ela = np.zeros(2 * n), np.zeros(2 * n, dtype=np.int8)
+            self.eta, self.ela = np.empty(2 * n), np.empty(2 * n, dtype=np.int8)
         self.eta[:n] = edges
         self.ela[:n] = edge_levels
         I[I_COUNT] = n
         m = sums_from.shape[0]
         if m + 1 > self.cs.shape[0]:
-            self.cs = np.zeros(2 * (m + 1))
+            self.cs = np.empty(2 * (m + 1))
         self.cs[0] = 0.0
         np.add.accumulate(sums_from, out=self.cs[1 : m + 1])
         I[I_CS_ORIGIN] = cs_origin
@@ -155,11 +156,11 @@ class Kernel:
         count, cs_len = int(self.I[I_COUNT]), int(self.I[I_CS_LEN])
         if count + new_edges > self.eta.shape[0]:
             size = 2 * (count + new_edges)
-            eta, ela = np.zeros(size), np.zeros(size, dtype=np.int8)
+            eta, ela = np.empty(size), np.empty(size, dtype=np.int8)
             eta[:count], ela[:count] = self.eta[:count], self.ela[:count]
             self.eta, self.ela = eta, ela
         if cs_len + new_sums > self.cs.shape[0]:
-            cs = np.zeros(2 * (cs_len + new_sums))
+            cs = np.empty(2 * (cs_len + new_sums))
             cs[:cs_len] = self.cs[:cs_len]
             self.cs = cs
 
@@ -169,6 +170,22 @@ def check(x: npt.NDArray[np.float64], limit: float) -> int:
     is not a contiguous float64 run (then numpy must check it)."""
     assert _bilevel is not None
     result: int = _bilevel.check(x, limit)
+    return result
+
+
+def idle_slice(
+    hist: npt.NDArray[np.float64], lo: int, hi: int, window: int, min_swing: float,
+    level: int,
+) -> tuple[list[int], list[int], int] | None:
+    """The idle slicer over ``hist[lo:hi]``: thresholds midway between the max and min
+    of the ``window`` samples up to each, hysteresis 0.15 of their spread (none under
+    ``min_swing``). The flips (from ``lo``), their levels, and the level after the
+    last sample (``level``: before the first, -1 undecided); None when no window holds
+    a swing."""
+    assert _bilevel is not None
+    result: tuple[list[int], list[int], int] | None = _bilevel.idle_slice(
+        hist, lo, hi, window, min_swing, level
+    )
     return result
 
 

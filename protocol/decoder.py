@@ -672,13 +672,35 @@ class BlinkUpDecoder:
         run; return where the lock happened or where this block ended (blocks bound the
         sliding max/min work done past a lock)."""
         n = min(stop, a0 + IDLE_BLOCK)
+        sliced = (
+            bilevel_kernel.idle_slice(  # the same slicing, compiled
+                self._hist, a0 - self._hist_start, n - self._hist_start, self._window,
+                self._min_swing, self._level,
+            )
+            if self._compiled
+            else self._idle_slice(a0, n)
+        )
+        if sliced is None:
+            return n  # no window holds a swing: nothing is sliced, the level stays
+        changes, levels, last = sliced
+        for c, level in zip(changes, levels, strict=True):
+            if self._sync_transition(a0 + c, level):
+                self._level = level
+                self._received_from = a0 + c + 1
+                return self._received_from
+        self._level = last
+        return n
+
+    def _idle_slice(self, a0: int, n: int) -> tuple[list[int], list[int], int] | None:
+        """Slice samples ``a0`` to ``n`` with adaptive thresholds: the flips (from
+        ``a0``), their levels, and the level after; None when no window holds a swing."""
         w = self._window
         seg = self._hist_slice(a0 - w + 1, n)
         need = (n - a0) + w - 1
         if seg.shape[0] < need:
             seg = np.concatenate((np.full(need - seg.shape[0], seg[0]), seg))
         if float(seg.max() - seg.min()) < self._min_swing:
-            return n  # no window holds a swing: nothing is sliced, the level stays
+            return None
         if w <= 8 or n - a0 <= 2 * w:
             stride = seg.strides[0]  # a windowed view (sliding_window_view, minus its checks)
             view = np.lib.stride_tricks.as_strided(
@@ -691,17 +713,10 @@ class BlinkUpDecoder:
         band = (top - bottom) * 0.15
         band[(top - bottom) < self._min_swing] = np.inf
         part = self._hist[a0 - self._hist_start : n - self._hist_start]
-        changes, levels, last = _hysteresis(
+        return _hysteresis(
             np.greater(part, mid + band).tobytes(), np.less(part, mid - band).tobytes(),
             self._level,
         )
-        for c, level in zip(changes, levels, strict=True):
-            if self._sync_transition(a0 + c, level):
-                self._level = level
-                self._received_from = a0 + c + 1
-                return self._received_from
-        self._level = last
-        return n
 
     def _sync_transition(self, t: int, level: int) -> bool:
         """Another idle edge: lock once SYNC_TRANSITIONS regular intervals line up."""
@@ -970,6 +985,10 @@ class BlinkUpDecoder:
         assert kernel is not None
         K = bilevel_kernel
         F, I = kernel.F, kernel.I
+        if event == Event.FOUND:  # the start word: the magic, and the polarity
+            self._inverted = self.stats.inverted = bool(I.item(K.I_INVERTED))
+            self._event(DecoderEvent.MAGIC_FOUND)
+            return
         self._period, self._next_bit = F.item(K.F_PERIOD), F.item(K.F_NEXT)
         self._edge_time, self._silence_at = F.item(K.F_EDGE_TIME), F.item(K.F_SILENCE_AT)
         self._inverted = bool(I.item(K.I_INVERTED))
@@ -983,10 +1002,7 @@ class BlinkUpDecoder:
         bits = I.item(K.I_NBIT_STARTS)
         self.stats.bit_starts = F[K.F_BIT_STARTS : K.F_BIT_STARTS + bits].tolist()
         at = F.item(K.F_AT)
-        if event == Event.FOUND:
-            self.stats.inverted = self._inverted
-            self._event(DecoderEvent.MAGIC_FOUND)
-        elif event == Event.COMPLETE:
+        if event == Event.COMPLETE:
             self._complete(at)  # returns when the check failed: a few more symbols
             I[K.I_OVERTIME] = self._overtime
         elif event == Event.WEAK:
