@@ -421,65 +421,145 @@ static int get(PyObject *o, Py_buffer *b, int writable)
     return PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0));
 }
 
-/* receive(hist, a0, hist_start, stop, F, I, cs, eta, ela, data, whitening, resume)
-   -> event */
+/* the receiver's work on a chunk (resume: after an event) */
+static int run(Ctx *c, Py_ssize_t a0, long long stop, int resume)
+{
+    /* room for every edge and sum this chunk may add, or nothing is done (Python
+       grows the arrays and calls again) */
+    if (c->I[I_COUNT] + (c->hist_n - a0) > c->e_cap || c->I[I_CS_LEN] + c->hist_n > c->cs_cap)
+        return EV_ROOM;
+    if (!resume) {
+        int late = edges(c, a0);
+        /* decide what no edge still to come can change; past the silence limit, up
+           to it, and then the reception is lost there */
+        double settled = (double)(stop - EDGE_REACH);
+        c->I[I_SILENT] = late || settled > c->F[F_SILENCE_AT];
+        c->F[F_UNTIL] = c->I[I_SILENT] ? c->F[F_SILENCE_AT] : settled;
+    }
+    int ev = symbols(c);
+    if (ev == EV_NONE && c->I[I_SILENT]) ev = EV_SILENCE;
+    return ev;
+}
+
+#define STATE_ARGS 7 /* F, I, cs, eta, ela, data, whitening */
+
+/* the state arrays (args[0..6]) into c, their buffers into b (released by the caller) */
+static int state(PyObject *const *args, Py_buffer *b, int *got, Ctx *c)
+{
+    for (; *got < STATE_ARGS; (*got)++) {
+        if (get(args[*got], &b[*got], *got != 6) < 0) return -1;
+    }
+    if (b[0].len < (Py_ssize_t)(F_SIZE * sizeof(double)) ||
+        b[1].len < (Py_ssize_t)(I_SIZE * sizeof(int64_t)) || b[5].len < DATA_CAP ||
+        b[3].len / (Py_ssize_t)sizeof(double) != b[4].len) {
+        PyErr_SetString(PyExc_ValueError, "bilevel: state arrays of the wrong size");
+        return -1;
+    }
+    c->F = b[0].buf;
+    c->I = b[1].buf;
+    c->cs = b[2].buf;
+    c->cs_cap = b[2].len / (Py_ssize_t)sizeof(double);
+    c->eta = b[3].buf;
+    c->ela = b[4].buf;
+    c->e_cap = b[4].len;
+    c->data = b[5].buf;
+    c->whitening = b[6].buf;
+    c->w_len = b[6].len;
+    return 0;
+}
+
+/* receive(hist, a0, hist_start, stop, resume, F, I, cs, eta, ela, data, whitening)
+   -> event: slice hist[a0:] (hist[0] is sample hist_start), time and gather its
+   edges, decide the symbols settled by stop; or, resume, go on after an event. */
 static PyObject *receive(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 12) {
+    if (nargs != 5 + STATE_ARGS) {
         PyErr_SetString(PyExc_TypeError, "receive takes 12 arguments");
         return NULL;
     }
-    Py_buffer b[9];
+    Py_buffer hb, b[STATE_ARGS];
     int got = 0;
-    static const int arg_of[9] = {0, 4, 5, 6, 7, 8, 9, 10, -1};
     PyObject *result = NULL;
-    for (got = 0; got < 8; got++) {
-        if (get(args[arg_of[got]], &b[got], got != 0 && got != 7) < 0) goto done;
-    }
+    Ctx c;
+    if (PyObject_GetBuffer(args[0], &hb, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (state(args + 5, b, &got, &c) < 0) goto done;
     Py_ssize_t a0 = PyLong_AsSsize_t(args[1]);
-    long long hist_start = PyLong_AsLongLong(args[2]);
+    c.hist_start = PyLong_AsLongLong(args[2]);
     long long stop = PyLong_AsLongLong(args[3]);
-    int resume = PyObject_IsTrue(args[11]);
+    int resume = PyObject_IsTrue(args[4]);
     if (PyErr_Occurred()) goto done;
-    if (b[1].len < (Py_ssize_t)(F_SIZE * sizeof(double)) ||
-        b[2].len < (Py_ssize_t)(I_SIZE * sizeof(int64_t)) || b[6].len < DATA_CAP ||
-        b[4].len / (Py_ssize_t)sizeof(double) != b[5].len) {
-        PyErr_SetString(PyExc_ValueError, "receive: state arrays of the wrong size");
-        goto done;
-    }
-    Ctx c = {
-        .hist = b[0].buf, .hist_n = b[0].len / (Py_ssize_t)sizeof(double),
-        .hist_start = hist_start, .F = b[1].buf, .I = b[2].buf,
-        .cs = b[3].buf, .cs_cap = b[3].len / (Py_ssize_t)sizeof(double),
-        .eta = b[4].buf, .ela = b[5].buf, .e_cap = b[5].len,
-        .data = b[6].buf, .whitening = b[7].buf, .w_len = b[7].len,
-    };
-    int ev = EV_NONE;
+    c.hist = hb.buf;
+    c.hist_n = hb.len / (Py_ssize_t)sizeof(double);
     if (a0 < 0 || a0 > c.hist_n) {
         PyErr_SetString(PyExc_ValueError, "receive: a0 outside the history");
         goto done;
     }
-    /* room for every edge and sum this chunk may add, or nothing is done (Python
-       grows the arrays and calls again) */
-    if (c.I[I_COUNT] + (c.hist_n - a0) > c.e_cap || c.I[I_CS_LEN] + c.hist_n > c.cs_cap) {
-        ev = EV_ROOM;
-        goto event;
-    }
-    if (!resume) {
-        int late = edges(&c, a0);
-        /* decide what no edge still to come can change; past the silence limit, up
-           to it, and then the reception is lost there */
-        double settled = (double)(stop - EDGE_REACH);
-        c.I[I_SILENT] = late || settled > c.F[F_SILENCE_AT];
-        c.F[F_UNTIL] = c.I[I_SILENT] ? c.F[F_SILENCE_AT] : settled;
-    }
-    ev = symbols(&c);
-    if (ev == EV_NONE && c.I[I_SILENT]) ev = EV_SILENCE;
-event:
-    result = PyLong_FromLong(ev);
+    result = PyLong_FromLong(run(&c, a0, stop, resume));
 done:
     for (int k = 0; k < got; k++) PyBuffer_Release(&b[k]);
+    PyBuffer_Release(&hb);
+    return result;
+}
+
+/* feed2(x, buf, lo, hi, prev, limit, hist_start, base, F, I, cs, eta, ela, data,
+   whitening) -> event, or -1 when a sample of x is not finite or beyond ±limit, or -2
+   when x is not a contiguous float64 run (then nothing is written: Python's own path
+   takes the chunk). A whole feed of a bi-level reception in one call: the check, the
+   two-tap moving average into buf[hi:hi + len(x)] (x[-1] before the first: prev;
+   the caller made room), and receive() of the chunk, the history being buf[lo:],
+   sample hist_start first, the chunk from sample base. */
+static PyObject *feed2(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 8 + STATE_ARGS) {
+        PyErr_SetString(PyExc_TypeError, "feed2 takes 15 arguments");
+        return NULL;
+    }
+    Py_buffer xb, bb, b[STATE_ARGS];
+    int got = 0, have_buf = 0;
+    PyObject *result = NULL;
+    Ctx c;
+    if (PyObject_GetBuffer(args[0], &xb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        return PyLong_FromLong(-2);
+    }
+    if (xb.format == NULL || strcmp(xb.format, "d") != 0) {
+        PyBuffer_Release(&xb);
+        return PyLong_FromLong(-2);
+    }
+    if (PyObject_GetBuffer(args[1], &bb, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) goto done;
+    have_buf = 1;
+    if (state(args + 8, b, &got, &c) < 0) goto done;
+    Py_ssize_t lo = PyLong_AsSsize_t(args[2]), hi = PyLong_AsSsize_t(args[3]);
+    double prev = PyFloat_AsDouble(args[4]), limit = PyFloat_AsDouble(args[5]);
+    c.hist_start = PyLong_AsLongLong(args[6]);
+    long long base = PyLong_AsLongLong(args[7]);
+    if (PyErr_Occurred()) goto done;
+    const double *v = xb.buf;
+    Py_ssize_t n = xb.len / (Py_ssize_t)sizeof(double);
+    double *buf = bb.buf;
+    if (lo < 0 || lo > hi || n < 1 || hi + n > bb.len / (Py_ssize_t)sizeof(double) ||
+        base < c.hist_start || base - c.hist_start > hi - lo) {
+        PyErr_SetString(PyExc_ValueError, "feed2: no room in the history");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!(-limit <= v[i] && v[i] <= limit)) {
+            result = PyLong_FromLong(-1);
+            goto done;
+        }
+    }
+    double *y = buf + hi;
+    y[0] = (prev + v[0]) * 0.5;
+    for (Py_ssize_t i = 1; i < n; i++) y[i] = (v[i] + v[i - 1]) * 0.5;
+    c.hist = buf + lo;
+    c.hist_n = hi + n - lo;
+    result = PyLong_FromLong(run(&c, (Py_ssize_t)(base - c.hist_start), base + n, 0));
+done:
+    for (int k = 0; k < got; k++) PyBuffer_Release(&b[k]);
+    if (have_buf) PyBuffer_Release(&bb);
+    PyBuffer_Release(&xb);
     return result;
 }
 
@@ -665,6 +745,8 @@ static PyObject *layout(PyObject *self, PyObject *unused)
 static PyMethodDef methods[] = {
     {"receive", (PyCFunction)(void (*)(void))receive, METH_FASTCALL,
      "Slice, time edges and decide the settled symbols of a bi-level chunk."},
+    {"feed2", (PyCFunction)(void (*)(void))feed2, METH_FASTCALL,
+     "A whole feed of a bi-level reception: check, filter into the history, receive."},
     {"check", (PyCFunction)(void (*)(void))check, METH_FASTCALL,
      "Are all samples finite and within the bound? (2: not a float64 run)"},
     {"smooth2", (PyCFunction)(void (*)(void))smooth2, METH_FASTCALL,

@@ -38,9 +38,29 @@ TRAIL_CAP = 4096
 F_BIT_STARTS = F_MARKS + TRAIL_CAP
 F_SIZE = F_BIT_STARTS + 4096
 # I: int64
-(I_SLICE_LEVEL, I_FIRST, I_COUNT, I_PREV, I_WEAK_BITS, I_RUN_SYMBOL, I_RUN, I_CUR,
- I_NBITS, I_DATA_BITS, I_INVERTED, I_HUNTING, I_OVERTIME, I_NDATA, I_HUNTED,
- I_HUNT_BITS, I_NSLOTS, I_NTRAIL, I_NBIT_STARTS, I_CS_ORIGIN, I_CS_LEN) = range(21)
+(
+    I_SLICE_LEVEL,
+    I_FIRST,
+    I_COUNT,
+    I_PREV,
+    I_WEAK_BITS,
+    I_RUN_SYMBOL,
+    I_RUN,
+    I_CUR,
+    I_NBITS,
+    I_DATA_BITS,
+    I_INVERTED,
+    I_HUNTING,
+    I_OVERTIME,
+    I_NDATA,
+    I_HUNTED,
+    I_HUNT_BITS,
+    I_NSLOTS,
+    I_NTRAIL,
+    I_NBIT_STARTS,
+    I_CS_ORIGIN,
+    I_CS_LEN,
+) = range(21)
 I_SCALARS = 32
 I_PATTERNS = I_SCALARS
 I_START_WORD = I_PATTERNS + 9
@@ -68,9 +88,15 @@ def _layout_matches(constants: dict[str, float]) -> bool:
         return False
     built = _bilevel.layout()
     ours = {
-        "F_SIZE": F_SIZE, "I_SIZE": I_SIZE, "F_SLOT_T": F_SCALARS, "F_MARKS": F_MARKS,
-        "F_BIT_STARTS": F_BIT_STARTS, "I_PATTERNS": I_PATTERNS,
-        "I_START_WORD": I_START_WORD, "I_LEVELS": I_LEVELS, "DATA_CAP": DATA_CAP,
+        "F_SIZE": F_SIZE,
+        "I_SIZE": I_SIZE,
+        "F_SLOT_T": F_SCALARS,
+        "F_MARKS": F_MARKS,
+        "F_BIT_STARTS": F_BIT_STARTS,
+        "I_PATTERNS": I_PATTERNS,
+        "I_START_WORD": I_START_WORD,
+        "I_LEVELS": I_LEVELS,
+        "DATA_CAP": DATA_CAP,
         **constants,
     }
     return all(built.get(name) == value for name, value in ours.items())
@@ -87,9 +113,13 @@ class Kernel:
     """One decoder's compiled bi-level state: allocated once, started at each lock."""
 
     def __init__(
-        self, whitening: Sequence[int], patterns: Sequence[tuple[int, int, int]],
+        self,
+        whitening: npt.NDArray[np.uint8],
+        patterns: Sequence[tuple[int, int, int]],
         start_word: Sequence[int],
     ) -> None:
+        """``whitening``: the data bits' whitening sequence, one byte a bit (an array
+        made once: it is never written)."""
         # (every entry is written before it is read: start() sets the scalars)
         self.F = np.empty(F_SIZE)
         self.I = np.empty(I_SIZE, dtype=np.int64)
@@ -97,45 +127,58 @@ class Kernel:
         self.eta = np.empty(4096)
         self.ela = np.empty(4096, dtype=np.int8)
         self.data = np.empty(DATA_CAP, dtype=np.uint8)
-        self.whitening = np.array(whitening, dtype=np.uint8)
+        self.whitening = whitening
         self._patterns = [value for pattern in patterns for value in pattern]
         self._start_word = list(start_word)
 
     def start(
-        self, sums_from: npt.NDArray[np.float64], cs_origin: int,
-        edges: Sequence[int], edge_levels: Sequence[int], level: int,
+        self,
+        sums_from: npt.NDArray[np.float64],
+        cs_origin: int,
+        edges: Sequence[int],
+        edge_levels: Sequence[int],
+        level: int,
         scalars: dict[int, float],
     ) -> None:
         """A lock: the running prefix sum from ``sums_from`` (the history from sample
         ``cs_origin``), the sync run's edges, the slicer's level, and ``scalars``
         (F index: value)."""
-        F, I = self.F, self.I
-        F[:F_SCALARS] = 0.0
+        fs, ns = self.F, self.I
+        fs[:F_SCALARS] = 0.0
         for index, value in scalars.items():
-            F[index] = value
-        I[:I_SCALARS] = 0
-        I[I_SLICE_LEVEL] = level
-        I[I_PREV] = -1
-        I[I_HUNTING] = 1
-        I[I_OVERTIME] = -1
-        I[I_PATTERNS : I_PATTERNS + 9] = self._patterns
-        I[I_START_WORD : I_START_WORD + 8] = self._start_word
+            fs[index] = value
+        ns[:I_SCALARS] = 0
+        ns[I_SLICE_LEVEL] = level
+        ns[I_PREV] = -1
+        ns[I_HUNTING] = 1
+        ns[I_OVERTIME] = -1
+        ns[I_PATTERNS : I_PATTERNS + 9] = self._patterns
+        ns[I_START_WORD : I_START_WORD + 8] = self._start_word
         n = len(edges)
         if n > self.eta.shape[0]:
             self.eta, self.ela = np.empty(2 * n), np.empty(2 * n, dtype=np.int8)
         self.eta[:n] = edges
         self.ela[:n] = edge_levels
-        I[I_COUNT] = n
+        ns[I_COUNT] = n
         m = sums_from.shape[0]
         if m + 1 > self.cs.shape[0]:
             self.cs = np.empty(2 * (m + 1))
         self.cs[0] = 0.0
         np.add.accumulate(sums_from, out=self.cs[1 : m + 1])
-        I[I_CS_ORIGIN] = cs_origin
-        I[I_CS_LEN] = m + 1
+        ns[I_CS_ORIGIN] = cs_origin
+        ns[I_CS_LEN] = m + 1
+
+    @property
+    def arrays(self) -> tuple[npt.NDArray[np.generic], ...]:
+        """The state arrays, in the order _bilevel's functions take them."""
+        return (self.F, self.I, self.cs, self.eta, self.ela, self.data, self.whitening)
 
     def receive(
-        self, hist: npt.NDArray[np.float64], a0: int, hist_start: int, stop: int,
+        self,
+        hist: npt.NDArray[np.float64],
+        a0: int,
+        hist_start: int,
+        stop: int,
         resume: bool,
     ) -> int:
         """Slice ``hist[a0:]`` (the chunk; ``hist[0]`` is sample ``hist_start``), time
@@ -143,13 +186,10 @@ class Kernel:
         after the chunk); or, ``resume``, go on deciding after an event. Returns the
         :class:`Event` (as an int; NONE when all is decided)."""
         assert _bilevel is not None
-        args = (hist, a0, hist_start, stop, self.F, self.I, self.cs, self.eta, self.ela,
-                self.data, self.whitening, resume)
-        event: int = _bilevel.receive(*args)
+        event: int = _bilevel.receive(hist, a0, hist_start, stop, resume, *self.arrays)
         if event == Event.ROOM:
             self._grow(hist.shape[0] - a0, hist.shape[0])
-            event = _bilevel.receive(hist, a0, hist_start, stop, self.F, self.I, self.cs,
-                                     self.eta, self.ela, self.data, self.whitening, resume)
+            event = _bilevel.receive(hist, a0, hist_start, stop, resume, *self.arrays)
         return event
 
     def _grow(self, new_edges: int, new_sums: int) -> None:
@@ -165,6 +205,12 @@ class Kernel:
             self.cs = cs
 
 
+feed2 = _bilevel.feed2 if _bilevel is not None else None
+"""``feed2(x, buf, lo, hi, prev, limit, hist_start, base, *Kernel.arrays)``: a whole
+feed of a bi-level reception in one call (see _bilevel.c): the event, or -1 (a bad
+sample) or -2 (not a float64 run), and then nothing was written."""
+
+
 def check(x: npt.NDArray[np.float64], limit: float) -> int:
     """0 when every sample is finite and within ±``limit``, 1 when not, 2 when ``x``
     is not a contiguous float64 run (then numpy must check it)."""
@@ -174,7 +220,11 @@ def check(x: npt.NDArray[np.float64], limit: float) -> int:
 
 
 def idle_slice(
-    hist: npt.NDArray[np.float64], lo: int, hi: int, window: int, min_swing: float,
+    hist: npt.NDArray[np.float64],
+    lo: int,
+    hi: int,
+    window: int,
+    min_swing: float,
     level: int,
 ) -> tuple[list[int], list[int], int] | None:
     """The idle slicer over ``hist[lo:hi]``: thresholds midway between the max and min

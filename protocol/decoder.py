@@ -184,16 +184,26 @@ the light within its runs apart: a real one at noise 0.05 of the swing, about 20
 times; sliced noise, hardly ever over 5."""
 LEVEL_TRACKING = 0.125
 """Weight of each new grey or white run in the tri-level level estimates."""
-COMPILED = bilevel_kernel.available({
-    "SYMBOL_GUARD": SYMBOL_GUARD, "DECIDE_AFTER": DECIDE_AFTER, "STEER_REACH": STEER_REACH,
-    "STEER_PHASE": STEER_PHASE, "STEER_PERIOD": STEER_PERIOD, "SQUEEZED": SQUEEZED,
-    "CROSSING_LOOKBACK": CROSSING_LOOKBACK, "BILEVEL_RUN_LIMIT": BILEVEL_RUN_LIMIT,
-    "CHECK_BYTES": CHECK_BYTES, "HUNT_SYMBOLS": HUNT_SYMBOLS,
-    "HUNT_KEEP": len(SYNC_WORD) + 1,
-})
+COMPILED = bilevel_kernel.available(
+    {
+        "SYMBOL_GUARD": SYMBOL_GUARD,
+        "DECIDE_AFTER": DECIDE_AFTER,
+        "STEER_REACH": STEER_REACH,
+        "STEER_PHASE": STEER_PHASE,
+        "STEER_PERIOD": STEER_PERIOD,
+        "SQUEEZED": SQUEEZED,
+        "CROSSING_LOOKBACK": CROSSING_LOOKBACK,
+        "BILEVEL_RUN_LIMIT": BILEVEL_RUN_LIMIT,
+        "CHECK_BYTES": CHECK_BYTES,
+        "HUNT_SYMBOLS": HUNT_SYMBOLS,
+        "HUNT_KEEP": len(SYNC_WORD) + 1,
+    }
+)
 """Whether decoders made from now on run the bi-level receiver's loops compiled
 (protocol/_bilevel.c, built at install when a C compiler is there, with the same
 constants) or in Python: the same decisions either way, tested equal."""
+_WHITENING = np.array(BILEVEL_WHITENING, dtype=np.uint8)
+_WHITENING.flags.writeable = False
 
 
 # --------------------------------------------------------------------------- errors
@@ -319,9 +329,7 @@ class _Done(Exception):
     """Internal: the current reception ended (with an outcome) at a transition."""
 
 
-def _hysteresis(
-    above: bytes, below: bytes, prev: int
-) -> tuple[list[int], list[int], int]:
+def _hysteresis(above: bytes, below: bytes, prev: int) -> tuple[list[int], list[int], int]:
     """Two-threshold slicer: a sample above the upper threshold sets 1, below the lower
     one sets 0, between keeps the last level. ``above`` and ``below`` hold one byte
     per sample (1 where it is past that threshold: numpy's comparisons, as bytes).
@@ -378,7 +386,11 @@ def _sliding_extreme(a: FloatArray, w: int, largest: bool) -> FloatArray:
 
 
 def _crossings(
-    hist: FloatArray, first: int, changes: list[int], levels: list[int], mid: float,
+    hist: FloatArray,
+    first: int,
+    changes: list[int],
+    levels: list[int],
+    mid: float,
     origin: int,
 ) -> list[float]:
     """Where the light crossed ``mid`` on its way to each flip's level (1: up), given
@@ -411,8 +423,13 @@ _LOOKBACK = np.arange(1, CROSSING_LOOKBACK + 1)
 
 
 def _crossings_array(
-    hist: FloatArray, lo: int, first: int, changes: list[int], levels: list[int],
-    mid: float, origin: int,
+    hist: FloatArray,
+    lo: int,
+    first: int,
+    changes: list[int],
+    levels: list[int],
+    mid: float,
+    origin: int,
 ) -> list[float]:
     """:func:`_crossings` for many flips at once, in under two dozen numpy calls:
     the same arithmetic on the same samples, so the same bits."""
@@ -432,6 +449,7 @@ def _crossings_array(
     np.minimum(np.maximum(frac, 0.0, out=frac), 1.0, out=frac)
     out: list[float] = ((j + (origin - 1)) + frac).tolist()
     return out
+
 
 class BlinkUpDecoder:
     """Streaming decoder for one light sensor. See the module docstring."""
@@ -503,6 +521,8 @@ class BlinkUpDecoder:
         self._ones = np.ones(self._taps)
         # the compiled loops (see COMPILED): made at the first bi-level lock
         self._compiled = COMPILED
+        # a bi-level reception's feeds, filtered and received in one compiled call
+        self._fused = COMPILED and self._taps == 2 and line_code == "bilevel"
         self._kernel: bilevel_kernel.Kernel | None = None
         self._limit = MAX_SAMPLE * self._full_scale
         self.reset()
@@ -542,6 +562,10 @@ class BlinkUpDecoder:
         Samples that do not yet make up the shortest symbol period the decoder
         accepts wait for the next feed (or :meth:`flush`), so ``state`` lags the input
         by less than one symbol; outcomes and positions do not depend on it."""
+        if self._fused and self._state is not DecoderState.IDLE and not self._pending:
+            done = self._feed_fused(samples)
+            if done is not None:
+                return done
         x = self._validate(samples)
         if x.shape[0] == 0:
             return []
@@ -554,6 +578,54 @@ class BlinkUpDecoder:
             self._pending.clear()
             self._pending_n = 0
         return self._process(x)
+
+    def _feed_fused(self, samples: Sequence[float] | npt.ArrayLike) -> list[Outcome] | None:
+        """A bi-level reception's feed in one compiled call (_take and _receive's work:
+        the same history, the same decisions), or None when this chunk takes the
+        general path (not a plain run of floats, a bad sample, too short, or the
+        history's buffer must move): nothing was changed then."""
+        try:
+            x = np.asarray(samples, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            return None  # _validate says why
+        if x.ndim != 1 or x.shape[0] < self._min_step:
+            return None
+        n = x.shape[0]
+        buf_lo, buf_hi = self._buf_lo, self._buf_hi
+        lo = buf_hi - self._history_len
+        if lo > buf_lo:  # what _take keeps (the same whatever comes next)
+            self._hist_start += lo - buf_lo
+            self._buf_lo = buf_lo = lo
+        buf = self._buf
+        if buf_hi + n > buf.shape[0]:
+            return None
+        kernel = self._kernel
+        assert kernel is not None and bilevel_kernel.feed2 is not None
+        base = self._base
+        event: int = bilevel_kernel.feed2(
+            x,
+            buf,
+            buf_lo,
+            buf_hi,
+            self._raw_last,
+            self._limit,
+            self._hist_start,
+            base,
+            *kernel.arrays,
+        )
+        if event < 0:
+            return None
+        hi = buf_hi + n
+        self._buf_hi = hi
+        self._hist = buf[buf_lo:hi]
+        self._raw_last = x.item(-1)
+        stop = base + n
+        if event == Event.NONE:
+            self._base = stop
+            return []
+        outcomes: list[Outcome] = []
+        self._decode(self._receive_compiled(base, stop, outcomes, event), stop, outcomes)
+        return outcomes
 
     def flush(self) -> list[Outcome]:
         """Decode the samples still gathered (fewer than a symbol): the end of a capture."""
@@ -570,14 +642,17 @@ class BlinkUpDecoder:
         after its end back to the sync search, which reads them from the history."""
         outcomes: list[Outcome] = []
         stop = self._base + int(self._take(x).shape[0])
-        at = self._base
+        self._decode(self._base, stop, outcomes)
+        return outcomes
+
+    def _decode(self, at: int, stop: int, outcomes: list[Outcome]) -> None:
+        """Decode the history from sample ``at`` to ``stop`` (the end of the input)."""
         while at < stop:
             if self._state is DecoderState.IDLE:
                 at = self._scan_idle(at, stop)
             else:
                 at = self._receive(at, stop, outcomes)
         self._base = stop
-        return outcomes
 
     # ------------------------------------------------------------------ input
 
@@ -639,9 +714,7 @@ class BlinkUpDecoder:
             # the last sample before the chunk as a float (the same sum, no numpy scalars)
             first = x.item(0)
             if self._compiled:  # the same sums, one call
-                bilevel_kernel.smooth2(
-                    x, y, first if self._raw_last is None else self._raw_last
-                )
+                bilevel_kernel.smooth2(x, y, first if self._raw_last is None else self._raw_last)
             else:
                 y[0] = (first if self._raw_last is None else self._raw_last) + first
                 np.add(x[1:], x[:-1], out=y[1:])
@@ -674,8 +747,12 @@ class BlinkUpDecoder:
         n = min(stop, a0 + IDLE_BLOCK)
         sliced = (
             bilevel_kernel.idle_slice(  # the same slicing, compiled
-                self._hist, a0 - self._hist_start, n - self._hist_start, self._window,
-                self._min_swing, self._level,
+                self._hist,
+                a0 - self._hist_start,
+                n - self._hist_start,
+                self._window,
+                self._min_swing,
+                self._level,
             )
             if self._compiled
             else self._idle_slice(a0, n)
@@ -714,7 +791,8 @@ class BlinkUpDecoder:
         band[(top - bottom) < self._min_swing] = np.inf
         part = self._hist[a0 - self._hist_start : n - self._hist_start]
         return _hysteresis(
-            np.greater(part, mid + band).tobytes(), np.less(part, mid - band).tobytes(),
+            np.greater(part, mid + band).tobytes(),
+            np.less(part, mid - band).tobytes(),
             self._level,
         )
 
@@ -813,8 +891,9 @@ class BlinkUpDecoder:
         if len(dark) < 3 or len(lit) < 3:
             return False
         gap = _median(lit) - _median(dark)
-        return (gap > self._min_swing and gap > TWO_LEVELS * spread
-                and min(lit) - max(dark) > 0.5 * gap)
+        return (
+            gap > self._min_swing and gap > TWO_LEVELS * spread and min(lit) - max(dark) > 0.5 * gap
+        )
 
     def _lock(self, level: int) -> None:
         """Measure the sync run: symbol period, lit and dark levels; fix thresholds."""
@@ -900,17 +979,22 @@ class BlinkUpDecoder:
     def _start_kernel(self, level: int) -> None:
         """Bi-level, compiled: the lock's state, in the kernel's arrays."""
         if self._kernel is None:
-            self._kernel = bilevel_kernel.Kernel(
-                BILEVEL_WHITENING, HUNT_PATTERNS, BILEVEL_START_WORD
-            )
+            self._kernel = bilevel_kernel.Kernel(_WHITENING, HUNT_PATTERNS, BILEVEL_START_WORD)
         K = bilevel_kernel
         self._kernel.start(
-            self._hist[self._cs_origin - self._hist_start :], self._cs_origin,
-            self._sync_times, self._edge_level, level,
+            self._hist[self._cs_origin - self._hist_start :],
+            self._cs_origin,
+            self._sync_times,
+            self._edge_level,
+            level,
             {
-                K.F_PERIOD: self._period, K.F_NEXT: self._next_bit, K.F_MID: self._thr[0],
-                K.F_HYST: self._hyst, K.F_WEAK: WEAK_SYMBOL * self._swing,
-                K.F_DELAY: self._delay, K.F_SILENCE_AT: self._silence_at,
+                K.F_PERIOD: self._period,
+                K.F_NEXT: self._next_bit,
+                K.F_MID: self._thr[0],
+                K.F_HYST: self._hyst,
+                K.F_WEAK: WEAK_SYMBOL * self._swing,
+                K.F_DELAY: self._delay,
+                K.F_SILENCE_AT: self._silence_at,
                 K.F_EDGE_TIME: self._edge_time,
                 K.F_GAP: SILENCE_SYMBOLS * self.stats.symbol_period,
             },
@@ -927,13 +1011,13 @@ class BlinkUpDecoder:
         part = self._hist[a0 - self._hist_start :]
         changes, levels, last = _hysteresis(
             np.greater(part, mid + self._hyst).tobytes(),
-            np.less(part, mid - self._hyst).tobytes(), self._slice_level,
+            np.less(part, mid - self._hyst).tobytes(),
+            self._slice_level,
         )
         # where the signal crossed the midpoint (the slicer flips a little later,
         # past the hysteresis)
         hist = self._hist
-        precise = _crossings(hist, a0 - self._hist_start, changes, levels, mid,
-                             self._hist_start)
+        precise = _crossings(hist, a0 - self._hist_start, changes, levels, mid, self._hist_start)
         if not self._soft:
             # tri-level runs are averaged from plain floats: a list from the oldest
             # run still open (summing a slice gives the same bits however cut)
@@ -961,15 +1045,19 @@ class BlinkUpDecoder:
         self._after_done()
         return max(self._received_from, min(stop, math.ceil(end)))
 
-    def _receive_compiled(self, a0: int, stop: int, outcomes: list[Outcome]) -> int:
+    def _receive_compiled(
+        self, a0: int, stop: int, outcomes: list[Outcome], event: int | None = None
+    ) -> int:
         """Bi-level, compiled: the kernel slices, times and gathers the edges and
         decides the settled symbols (the same as _gather_edges, _end_of_chunk and
-        _symbols); each event it stops at is handled here, then it resumes."""
+        _symbols); each event it stops at is handled here, then it resumes. ``event``:
+        where feed2 stopped on this chunk already (ROOM: it did not start)."""
         kernel = self._kernel
         assert kernel is not None
         a0 -= self._hist_start
         try:
-            event = kernel.receive(self._hist, a0, self._hist_start, stop, False)
+            if event is None or event == Event.ROOM:
+                event = kernel.receive(self._hist, a0, self._hist_start, stop, False)
             while event:
                 self._kernel_event(event)
                 event = kernel.receive(self._hist, a0, self._hist_start, stop, True)
@@ -984,27 +1072,27 @@ class BlinkUpDecoder:
         kernel = self._kernel
         assert kernel is not None
         K = bilevel_kernel
-        F, I = kernel.F, kernel.I
+        fs, ns = kernel.F, kernel.I
         if event == Event.FOUND:  # the start word: the magic, and the polarity
-            self._inverted = self.stats.inverted = bool(I.item(K.I_INVERTED))
+            self._inverted = self.stats.inverted = bool(ns.item(K.I_INVERTED))
             self._event(DecoderEvent.MAGIC_FOUND)
             return
-        self._period, self._next_bit = F.item(K.F_PERIOD), F.item(K.F_NEXT)
-        self._edge_time, self._silence_at = F.item(K.F_EDGE_TIME), F.item(K.F_SILENCE_AT)
-        self._inverted = bool(I.item(K.I_INVERTED))
-        self._overtime = I.item(K.I_OVERTIME)
-        trail = I.item(K.I_NTRAIL)
+        self._period, self._next_bit = fs.item(K.F_PERIOD), fs.item(K.F_NEXT)
+        self._edge_time, self._silence_at = fs.item(K.F_EDGE_TIME), fs.item(K.F_SILENCE_AT)
+        self._inverted = bool(ns.item(K.I_INVERTED))
+        self._overtime = ns.item(K.I_OVERTIME)
+        trail = ns.item(K.I_NTRAIL)
         self._trail = (
-            I[K.I_LEVELS : K.I_LEVELS + trail].tolist(),
-            F[K.F_MARKS : K.F_MARKS + trail].tolist(),
+            ns[K.I_LEVELS : K.I_LEVELS + trail].tolist(),
+            fs[K.F_MARKS : K.F_MARKS + trail].tolist(),
         )
-        self._bytes = bytearray(kernel.data[: I.item(K.I_NDATA)].tobytes())
-        bits = I.item(K.I_NBIT_STARTS)
-        self.stats.bit_starts = F[K.F_BIT_STARTS : K.F_BIT_STARTS + bits].tolist()
-        at = F.item(K.F_AT)
+        self._bytes = bytearray(kernel.data[: ns.item(K.I_NDATA)].tobytes())
+        bits = ns.item(K.I_NBIT_STARTS)
+        self.stats.bit_starts = fs[K.F_BIT_STARTS : K.F_BIT_STARTS + bits].tolist()
+        at = fs.item(K.F_AT)
         if event == Event.COMPLETE:
             self._complete(at)  # returns when the check failed: a few more symbols
-            I[K.I_OVERTIME] = self._overtime
+            ns[K.I_OVERTIME] = self._overtime
         elif event == Event.WEAK:
             self._fail(self._weak_error(at), at)
         elif event == Event.HUNT_FAIL:
