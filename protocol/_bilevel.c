@@ -725,6 +725,108 @@ done:
     return result;
 }
 
+/* numpy's sum of n doubles (add.reduce of a contiguous float64 array): 0.0 plus
+   their pairwise sum, eight running sums per block of up to 128, halves above */
+static double pairwise(const double *a, Py_ssize_t n)
+{
+    if (n < 8) {
+        double res = 0.0;
+        for (Py_ssize_t i = 0; i < n; i++) res += a[i];
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; j++) r[j] = a[j];
+        Py_ssize_t i;
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[i + j];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) res += a[i];
+        return res;
+    }
+    Py_ssize_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise(a, n2) + pairwise(a + n2, n - n2);
+}
+
+static double numpy_sum(const double *a, Py_ssize_t n) { return 0.0 + pairwise(a, n); }
+
+/* run_means(hist, hist_start, times, level, spread_too) -> (dark, lit, spread): the
+   mean light of the inner half of each run between consecutive ``times`` (absolute
+   sample positions; the latest run ended at the last, with ``level`` after it),
+   dark and lit apart, latest first, and the pooled standard deviation within them
+   (0.0 unless spread_too). BlinkUpDecoder._run_means, the same doubles (numpy's
+   sums, above). */
+static PyObject *run_means(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "run_means takes 5 arguments");
+        return NULL;
+    }
+    Py_buffer hb;
+    if (PyObject_GetBuffer(args[0], &hb, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    const double *h = hb.buf;
+    Py_ssize_t n = hb.len / (Py_ssize_t)sizeof(double);
+    long long hist_start = PyLong_AsLongLong(args[1]);
+    long level = PyLong_AsLong(args[3]);
+    int spread_too = PyObject_IsTrue(args[4]);
+    PyObject *result = NULL, *seq = NULL, *means[2] = {NULL, NULL};
+    double *sq = NULL;
+    if (PyErr_Occurred()) goto done;
+    seq = PySequence_Fast(args[2], "run_means: times must be a sequence");
+    if (!seq) goto done;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(seq);
+    means[0] = PyList_New(0);
+    means[1] = PyList_New(0);
+    sq = PyMem_Malloc((size_t)(n > 0 ? n : 1) * sizeof(double));
+    if (!means[0] || !means[1] || !sq) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto done;
+    }
+    double spread = 0.0;
+    long long count = 0;
+    int run_level = 1 - (int)level;
+    for (Py_ssize_t j = k - 1; j > 0; j--) {
+        long long start = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, j - 1));
+        long long stop = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, j));
+        if (PyErr_Occurred()) goto done;
+        double q = (double)(stop - start) / 4.0;
+        long long lo = (long long)ceil((double)start + q) - hist_start;
+        long long hi = (long long)floor((double)stop - q) + 1 - hist_start;
+        if (lo < 0) lo = 0;
+        if (hi < lo) hi = lo;
+        if (hi > n) hi = n;
+        if (lo > n) lo = n;
+        Py_ssize_t m = (Py_ssize_t)(hi - lo);
+        if (m > 0) {
+            double mean = numpy_sum(h + lo, m) / (double)m;
+            PyObject *v = PyFloat_FromDouble(mean);
+            int bad = !v || PyList_Append(means[run_level & 1], v) < 0;
+            Py_XDECREF(v);
+            if (bad) goto done;
+            if (spread_too) {
+                for (Py_ssize_t i = 0; i < m; i++) {
+                    double d = h[lo + i] - mean;
+                    sq[i] = d * d;
+                }
+                spread += numpy_sum(sq, m);
+                count += m;
+            }
+        }
+        run_level = 1 - run_level;
+    }
+    result = Py_BuildValue("(OOd)", means[0], means[1],
+                           sqrt(spread / (double)(count > 1 ? count : 1)));
+done:
+    PyMem_Free(sq);
+    Py_XDECREF(means[0]);
+    Py_XDECREF(means[1]);
+    Py_XDECREF(seq);
+    PyBuffer_Release(&hb);
+    return result;
+}
+
 static PyObject *layout(PyObject *self, PyObject *unused)
 {
     (void)self;
@@ -753,6 +855,8 @@ static PyMethodDef methods[] = {
      "Write a chunk's two-tap moving average."},
     {"idle_slice", (PyCFunction)(void (*)(void))idle_slice, METH_FASTCALL,
      "The idle slicer: adaptive thresholds from a sliding max and min, hysteresis."},
+    {"run_means", (PyCFunction)(void (*)(void))run_means, METH_FASTCALL,
+     "The mean light of the inner half of each sync run, and the spread within."},
     {"layout", layout, METH_NOARGS, "The state arrays' layout and the constants built in."},
     {NULL, NULL, 0, NULL},
 };

@@ -130,6 +130,7 @@ class Kernel:
         self.whitening = whitening
         self._patterns = [value for pattern in patterns for value in pattern]
         self._start_word = list(start_word)
+        self._arrays()
 
     def start(
         self,
@@ -163,15 +164,16 @@ class Kernel:
         m = sums_from.shape[0]
         if m + 1 > self.cs.shape[0]:
             self.cs = np.empty(2 * (m + 1))
+        self._arrays()
         self.cs[0] = 0.0
         np.add.accumulate(sums_from, out=self.cs[1 : m + 1])
         ns[I_CS_ORIGIN] = cs_origin
         ns[I_CS_LEN] = m + 1
 
-    @property
-    def arrays(self) -> tuple[npt.NDArray[np.generic], ...]:
-        """The state arrays, in the order _bilevel's functions take them."""
-        return (self.F, self.I, self.cs, self.eta, self.ela, self.data, self.whitening)
+    def _arrays(self) -> None:
+        """``arrays``: the state arrays, in the order _bilevel's functions take them
+        (made again whenever one is replaced)."""
+        self.arrays = (self.F, self.I, self.cs, self.eta, self.ela, self.data, self.whitening)
 
     def receive(
         self,
@@ -203,6 +205,7 @@ class Kernel:
             cs = np.empty(2 * (cs_len + new_sums))
             cs[:cs_len] = self.cs[:cs_len]
             self.cs = cs
+        self._arrays()
 
 
 feed2 = _bilevel.feed2 if _bilevel is not None else None
@@ -235,6 +238,24 @@ def idle_slice(
     assert _bilevel is not None
     result: tuple[list[int], list[int], int] | None = _bilevel.idle_slice(
         hist, lo, hi, window, min_swing, level
+    )
+    return result
+
+
+def run_means(
+    hist: npt.NDArray[np.float64],
+    hist_start: int,
+    times: list[int],
+    level: int,
+    spread_too: bool,
+) -> tuple[list[float], list[float], float]:
+    """The mean light of the inner half of each run between consecutive ``times``
+    (``hist[0]`` is sample ``hist_start``; ``level`` after the last), dark and lit
+    apart, latest first, and the pooled standard deviation within them (0.0 unless
+    ``spread_too``): numpy's sums, in numpy's order."""
+    assert _bilevel is not None
+    result: tuple[list[float], list[float], float] = _bilevel.run_means(
+        hist, hist_start, times, level, spread_too
     )
     return result
 

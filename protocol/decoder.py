@@ -451,6 +451,10 @@ def _crossings_array(
     return out
 
 
+_IDLE = DecoderState.IDLE
+_feed2 = bilevel_kernel.feed2
+
+
 class BlinkUpDecoder:
     """Streaming decoder for one light sensor. See the module docstring."""
 
@@ -562,7 +566,7 @@ class BlinkUpDecoder:
         Samples that do not yet make up the shortest symbol period the decoder
         accepts wait for the next feed (or :meth:`flush`), so ``state`` lags the input
         by less than one symbol; outcomes and positions do not depend on it."""
-        if self._fused and self._state is not DecoderState.IDLE and not self._pending:
+        if self._fused and self._state is not _IDLE and not self._pending:
             done = self._feed_fused(samples)
             if done is not None:
                 return done
@@ -600,9 +604,9 @@ class BlinkUpDecoder:
         if buf_hi + n > buf.shape[0]:
             return None
         kernel = self._kernel
-        assert kernel is not None and bilevel_kernel.feed2 is not None
+        assert kernel is not None and _feed2 is not None
         base = self._base
-        event: int = bilevel_kernel.feed2(
+        event: int = _feed2(
             x,
             buf,
             buf_lo,
@@ -863,8 +867,10 @@ class BlinkUpDecoder:
         runs and lit runs apart (``level``: the level after the last edge), and the
         pooled spread (standard deviation) of the light within those runs (0 unless
         ``spread_too``)."""
-        add = np.add.reduce
         times = self._sync_times[-(MEASURED_RUNS + 1) :]
+        if self._compiled:  # the same sums (numpy's order), compiled
+            return bilevel_kernel.run_means(self._hist, self._hist_start, times, level, spread_too)
+        add = np.add.reduce
         means: tuple[list[float], list[float]] = ([], [])
         spread, count = 0.0, 0
         run_level = 1 - level  # the level of the run that ended at the last edge
@@ -1081,11 +1087,12 @@ class BlinkUpDecoder:
         self._edge_time, self._silence_at = fs.item(K.F_EDGE_TIME), fs.item(K.F_SILENCE_AT)
         self._inverted = bool(ns.item(K.I_INVERTED))
         self._overtime = ns.item(K.I_OVERTIME)
-        trail = ns.item(K.I_NTRAIL)
-        self._trail = (
-            ns[K.I_LEVELS : K.I_LEVELS + trail].tolist(),
-            fs[K.F_MARKS : K.F_MARKS + trail].tolist(),
-        )
+        if event != Event.COMPLETE:  # the symbols decided, for the repair of a failure
+            trail = ns.item(K.I_NTRAIL)
+            self._trail = (
+                ns[K.I_LEVELS : K.I_LEVELS + trail].tolist(),
+                fs[K.F_MARKS : K.F_MARKS + trail].tolist(),
+            )
         self._bytes = bytearray(kernel.data[: ns.item(K.I_NDATA)].tobytes())
         bits = ns.item(K.I_NBIT_STARTS)
         self.stats.bit_starts = fs[K.F_BIT_STARTS : K.F_BIT_STARTS + bits].tolist()
