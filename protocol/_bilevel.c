@@ -637,52 +637,34 @@ static PyObject *smooth2(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     Py_RETURN_NONE;
 }
 
-/* idle_slice(hist, lo, hi, w, min_swing, level) -> (changes, levels, last), or None
-   when no window holds a swing: the idle slicer of BlinkUpDecoder._scan_idle for
-   hist[lo:hi]. Each sample's threshold is the midpoint of the max and min of the w
-   samples ending at it (the history before sample 0 taken as its first sample), with
-   hysteresis 0.15 of their spread (none where the spread is under min_swing); the
-   flips' indices (from lo) and levels, and the level after the last sample (level:
-   the one before the first; -1, not yet decided). The same doubles as the numpy
-   (max and min are exact, however found: here by monotonic queues). Any line code. */
-static PyObject *idle_slice(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* The idle slicer of BlinkUpDecoder._idle_slice over h[lo:hi]: each sample's
+   threshold is the midpoint of the max and min of the w samples ending at it (the
+   history before h[0] taken as h[0]), with hysteresis 0.15 of their spread (none where
+   the spread is under min_swing). Each flip (its index from lo, the level after it) goes
+   to on_flip, which may stop the slicing (returns 2) or fail (-1). *level: the level
+   before the first sample (-1: not yet decided), then after the last one sliced.
+   Returns 1 when no window holds a swing (nothing sliced), 0 when all was sliced. The
+   same doubles as the numpy (max and min are exact, however found: here by monotonic
+   queues). */
+typedef int (*OnFlip)(void *ctx, Py_ssize_t c, long level);
+
+static int slice_idle(const double *h, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t w,
+                      double min_swing, long *level_io, OnFlip on_flip, void *ctx)
 {
-    (void)self;
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "idle_slice takes 6 arguments");
-        return NULL;
-    }
-    Py_buffer hb;
-    if (PyObject_GetBuffer(args[0], &hb, PyBUF_C_CONTIGUOUS) < 0) return NULL;
-    const double *h = hb.buf;
-    Py_ssize_t n = hb.len / (Py_ssize_t)sizeof(double);
-    Py_ssize_t lo = PyLong_AsSsize_t(args[1]), hi = PyLong_AsSsize_t(args[2]);
-    Py_ssize_t w = PyLong_AsSsize_t(args[3]);
-    double min_swing = PyFloat_AsDouble(args[4]);
-    long level = PyLong_AsLong(args[5]);
-    PyObject *result = NULL, *changes = NULL, *levels = NULL;
-    Py_ssize_t *maxq = NULL, *minq = NULL;
-    if (PyErr_Occurred()) goto done;
-    if (lo < 0 || hi > n || lo >= hi || w < 1) {
-        PyErr_SetString(PyExc_ValueError, "idle_slice: bad range");
-        goto done;
-    }
     Py_ssize_t start = lo - w + 1 > 0 ? lo - w + 1 : 0;
     double top = h[start], bottom = h[start];
     for (Py_ssize_t j = start; j < hi; j++) {
         if (h[j] > top) top = h[j];
         if (h[j] < bottom) bottom = h[j];
     }
-    if (top - bottom < min_swing) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
-    maxq = PyMem_Malloc((size_t)(hi - start) * sizeof(Py_ssize_t));
-    minq = PyMem_Malloc((size_t)(hi - start) * sizeof(Py_ssize_t));
-    changes = PyList_New(0);
-    levels = PyList_New(0);
-    if (!maxq || !minq || !changes || !levels) {
-        if (!PyErr_Occurred()) PyErr_NoMemory();
+    if (top - bottom < min_swing) return 1;
+    Py_ssize_t *maxq = PyMem_Malloc((size_t)(hi - start) * sizeof(Py_ssize_t));
+    Py_ssize_t *minq = PyMem_Malloc((size_t)(hi - start) * sizeof(Py_ssize_t));
+    int rc = 0;
+    long level = *level_io;
+    if (!maxq || !minq) {
+        PyErr_NoMemory();
+        rc = -1;
         goto done;
     }
     Py_ssize_t ma = 0, mb = 0, na = 0, nb = 0; /* queue fronts and ends */
@@ -700,27 +682,177 @@ static PyObject *idle_slice(PyObject *self, PyObject *const *args, Py_ssize_t na
         double band = (top - bottom) * 0.15;
         if (top - bottom < min_swing) band = INFINITY;
         int above = h[j] > mid + band, below = h[j] < mid - band;
-        int flip;
         if (level < 0) {
             if (above) level = 1;
             else if (below) level = 0;
             continue;
         }
-        flip = level ? below : above;
-        if (!flip) continue;
+        if (!(level ? below : above)) continue;
         level ^= 1;
-        PyObject *c = PyLong_FromSsize_t(j - lo), *l = PyLong_FromLong(level);
-        int bad = !c || !l || PyList_Append(changes, c) < 0 || PyList_Append(levels, l) < 0;
-        Py_XDECREF(c);
-        Py_XDECREF(l);
-        if (bad) goto done;
+        rc = on_flip(ctx, j - lo, level);
+        if (rc) break;
     }
-    result = Py_BuildValue("(OOl)", changes, levels, level);
 done:
+    *level_io = level;
     PyMem_Free(maxq);
     PyMem_Free(minq);
-    Py_XDECREF(changes);
-    Py_XDECREF(levels);
+    return rc;
+}
+
+typedef struct {
+    PyObject *changes, *levels;
+} Flips;
+
+static int collect(void *ctx, Py_ssize_t c, long level)
+{
+    Flips *f = ctx;
+    PyObject *cv = PyLong_FromSsize_t(c), *lv = PyLong_FromLong(level);
+    int bad = !cv || !lv || PyList_Append(f->changes, cv) < 0 || PyList_Append(f->levels, lv) < 0;
+    Py_XDECREF(cv);
+    Py_XDECREF(lv);
+    return bad ? -1 : 0;
+}
+
+/* idle_slice(hist, lo, hi, w, min_swing, level) -> (changes, levels, last), or None
+   when no window holds a swing: slice_idle's flips (indices from lo, levels) and the
+   level after the last sample. Any line code. */
+static PyObject *idle_slice(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "idle_slice takes 6 arguments");
+        return NULL;
+    }
+    Py_buffer hb;
+    if (PyObject_GetBuffer(args[0], &hb, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    Py_ssize_t n = hb.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t lo = PyLong_AsSsize_t(args[1]), hi = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t w = PyLong_AsSsize_t(args[3]);
+    double min_swing = PyFloat_AsDouble(args[4]);
+    long level = PyLong_AsLong(args[5]);
+    PyObject *result = NULL;
+    Flips f = {NULL, NULL};
+    if (PyErr_Occurred()) goto done;
+    if (lo < 0 || hi > n || lo >= hi || w < 1) {
+        PyErr_SetString(PyExc_ValueError, "idle_slice: bad range");
+        goto done;
+    }
+    f.changes = PyList_New(0);
+    f.levels = PyList_New(0);
+    if (!f.changes || !f.levels) goto done;
+    int rc = slice_idle(hb.buf, lo, hi, w, min_swing, &level, collect, &f);
+    if (rc < 0) goto done;
+    result = rc == 1 ? Py_NewRef(Py_None) : Py_BuildValue("(OOl)", f.changes, f.levels, level);
+done:
+    Py_XDECREF(f.changes);
+    Py_XDECREF(f.levels);
+    PyBuffer_Release(&hb);
+    return result;
+}
+
+#define SYNC_TRANSITIONS 16
+
+typedef struct {
+    PyObject *times;
+    long long a0;
+    double t_min, t_max;
+    const double *bands;
+    Py_ssize_t nbands;
+    Py_ssize_t at; /* the flip that locked */
+} Sync;
+
+static int set_times(PyObject *times, long long a, long long b, int two)
+{
+    PyObject *items = two ? Py_BuildValue("[LL]", a, b) : Py_BuildValue("[L]", b);
+    if (!items) return -1;
+    int rc = PyList_SetSlice(times, 0, PyList_GET_SIZE(times), items);
+    Py_DECREF(items);
+    return rc;
+}
+
+/* BlinkUpDecoder._sync_transition, bi-level: another idle edge at a0 + c; 2 when
+   SYNC_TRANSITIONS regular intervals line up (the lock), the times list kept as the
+   Python keeps it */
+static int sync_flip(void *ctx, Py_ssize_t c, long level)
+{
+    (void)level;
+    Sync *s = ctx;
+    PyObject *times = s->times;
+    long long t = s->a0 + c;
+    Py_ssize_t n = PyList_GET_SIZE(times);
+    PyObject *tv;
+    if (n == 0) goto append;
+    long long first = PyLong_AsLongLong(PyList_GET_ITEM(times, 0));
+    long long last = PyLong_AsLongLong(PyList_GET_ITEM(times, n - 1));
+    if (PyErr_Occurred()) return -1;
+    long long d = t - last;
+    if ((double)d < 0.5 * s->t_min) /* a glitch: this edge and the one before are noise */
+        return PyList_SetSlice(times, n - 1, n, NULL);
+    if (!(0.7 * s->t_min <= (double)d && (double)d <= 1.3 * s->t_max))
+        return set_times(times, 0, t, 0);
+    if (n >= 2) {
+        double period = (double)(last - first) / (double)(n - 1);
+        if (fabs((double)(t - first) - (double)n * period) > 0.4 * period)
+            return set_times(times, last, t, 1);
+    }
+append:
+    tv = PyLong_FromLongLong(t);
+    if (!tv || PyList_Append(times, tv) < 0) {
+        Py_XDECREF(tv);
+        return -1;
+    }
+    Py_DECREF(tv);
+    n++;
+    if (n - 1 < SYNC_TRANSITIONS) return 0;
+    first = PyLong_AsLongLong(PyList_GET_ITEM(times, 0));
+    if (PyErr_Occurred()) return -1;
+    double period = (double)(t - first) / (double)(n - 1);
+    for (Py_ssize_t k = 0; k < s->nbands; k++) {
+        if (s->bands[2 * k] <= period && period <= s->bands[2 * k + 1]) {
+            s->at = c;
+            return 2;
+        }
+    }
+    return PyList_SetSlice(times, 0, 1, NULL);
+}
+
+/* idle_sync(hist, lo, hi, w, min_swing, level, a0, times, t_min, t_max, bands) ->
+   None when no window holds a swing, else (c, level): bi-level, the idle slicer's
+   flips (slice_idle) go to the sync search (sync_flip; times: the decoder's list of
+   sync edges, kept as _sync_transition keeps it) until it locks, at flip c (from lo)
+   to level; c is -1 when it did not, level then the level after the last sample.
+   bands: a float64 array of (shortest, longest) symbol periods. */
+static PyObject *idle_sync(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "idle_sync takes 11 arguments");
+        return NULL;
+    }
+    Py_buffer hb, bb;
+    if (PyObject_GetBuffer(args[0], &hb, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (PyObject_GetBuffer(args[10], &bb, PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&hb);
+        return NULL;
+    }
+    Py_ssize_t n = hb.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t lo = PyLong_AsSsize_t(args[1]), hi = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t w = PyLong_AsSsize_t(args[3]);
+    double min_swing = PyFloat_AsDouble(args[4]);
+    long level = PyLong_AsLong(args[5]);
+    Sync s = {args[7], PyLong_AsLongLong(args[6]), PyFloat_AsDouble(args[8]),
+              PyFloat_AsDouble(args[9]), bb.buf, bb.len / (Py_ssize_t)(2 * sizeof(double)), -1};
+    PyObject *result = NULL;
+    if (PyErr_Occurred()) goto done;
+    if (lo < 0 || hi > n || lo >= hi || w < 1 || !PyList_Check(s.times)) {
+        PyErr_SetString(PyExc_ValueError, "idle_sync: bad arguments");
+        goto done;
+    }
+    int rc = slice_idle(hb.buf, lo, hi, w, min_swing, &level, sync_flip, &s);
+    if (rc < 0) goto done;
+    result = rc == 1 ? Py_NewRef(Py_None) : Py_BuildValue("(nl)", s.at, level);
+done:
+    PyBuffer_Release(&bb);
     PyBuffer_Release(&hb);
     return result;
 }
@@ -832,7 +964,7 @@ static PyObject *layout(PyObject *self, PyObject *unused)
     (void)self;
     (void)unused;
     return Py_BuildValue(
-        "{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d,s:d,s:d,s:d,s:i,s:i,s:i,s:i,s:i}",
+        "{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d,s:d,s:d,s:d,s:i,s:i,s:i,s:i,s:i,s:i}",
         "F_SIZE", (Py_ssize_t)F_SIZE, "I_SIZE", (Py_ssize_t)I_SIZE,
         "F_SLOT_T", (Py_ssize_t)F_SLOT_T, "F_MARKS", (Py_ssize_t)F_MARKS,
         "F_BIT_STARTS", (Py_ssize_t)F_BIT_STARTS, "I_PATTERNS", (Py_ssize_t)I_PATTERNS,
@@ -841,7 +973,8 @@ static PyObject *layout(PyObject *self, PyObject *unused)
         "DECIDE_AFTER", DECIDE_AFTER, "STEER_REACH", STEER_REACH, "STEER_PHASE",
         STEER_PHASE, "STEER_PERIOD", STEER_PERIOD, "SQUEEZED", SQUEEZED,
         "CROSSING_LOOKBACK", CROSSING_LOOKBACK, "BILEVEL_RUN_LIMIT", RUN_LIMIT,
-        "CHECK_BYTES", CHECK_BYTES, "HUNT_SYMBOLS", HUNT_SYMBOLS, "HUNT_KEEP", HUNT_KEEP);
+        "CHECK_BYTES", CHECK_BYTES, "HUNT_SYMBOLS", HUNT_SYMBOLS, "HUNT_KEEP", HUNT_KEEP,
+        "SYNC_TRANSITIONS", SYNC_TRANSITIONS);
 }
 
 static PyMethodDef methods[] = {
@@ -855,6 +988,8 @@ static PyMethodDef methods[] = {
      "Write a chunk's two-tap moving average."},
     {"idle_slice", (PyCFunction)(void (*)(void))idle_slice, METH_FASTCALL,
      "The idle slicer: adaptive thresholds from a sliding max and min, hysteresis."},
+    {"idle_sync", (PyCFunction)(void (*)(void))idle_sync, METH_FASTCALL,
+     "Bi-level: the idle slicer's flips to the sync search, until it locks."},
     {"run_means", (PyCFunction)(void (*)(void))run_means, METH_FASTCALL,
      "The mean light of the inner half of each sync run, and the spread within."},
     {"layout", layout, METH_NOARGS, "The state arrays' layout and the constants built in."},

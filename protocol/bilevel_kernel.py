@@ -242,6 +242,31 @@ def idle_slice(
     return result
 
 
+def idle_sync(
+    hist: npt.NDArray[np.float64],
+    lo: int,
+    hi: int,
+    window: int,
+    min_swing: float,
+    level: int,
+    a0: int,
+    times: list[int],
+    t_min: float,
+    t_max: float,
+    bands: npt.NDArray[np.float64],
+) -> tuple[int, int] | None:
+    """Bi-level: :func:`idle_slice`'s flips (``hist[lo]`` is sample ``a0``) to the sync
+    search, ``times`` (the decoder's sync edges) kept as the decoder's
+    ``_sync_transition`` keeps them, until it locks: (the flip from ``lo``, the level
+    after it), or (-1, the level after the last sample); None when no window holds a
+    swing. ``bands``: (shortest, longest) symbol periods, flat."""
+    assert _bilevel is not None
+    result: tuple[int, int] | None = _bilevel.idle_sync(
+        hist, lo, hi, window, min_swing, level, a0, times, t_min, t_max, bands
+    )
+    return result
+
+
 def run_means(
     hist: npt.NDArray[np.float64],
     hist_start: int,

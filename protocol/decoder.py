@@ -197,6 +197,7 @@ COMPILED = bilevel_kernel.available(
         "CHECK_BYTES": CHECK_BYTES,
         "HUNT_SYMBOLS": HUNT_SYMBOLS,
         "HUNT_KEEP": len(SYNC_WORD) + 1,
+        "SYNC_TRANSITIONS": SYNC_TRANSITIONS,
     }
 )
 """Whether decoders made from now on run the bi-level receiver's loops compiled
@@ -502,6 +503,7 @@ class BlinkUpDecoder:
         self._bands = [(fs / (1.25 * r), fs / (0.8 * r)) for r in rates]
         if not rates:  # screens draw as fast as they can: 10 to 75 frames per second
             self._bands = [(fs / TRILEVEL_MAX_FPS, fs / TRILEVEL_MIN_FPS)]
+        self._band_array = np.array(self._bands, dtype=np.float64).ravel()
         self._t_min = min(lo for lo, _hi in self._bands)
         self._t_max = max(hi for _lo, hi in self._bands)
         fastest = fs / self._t_min / 1.25
@@ -749,6 +751,29 @@ class BlinkUpDecoder:
         run; return where the lock happened or where this block ended (blocks bound the
         sliding max/min work done past a lock)."""
         n = min(stop, a0 + IDLE_BLOCK)
+        if self._compiled and self.line_code == "bilevel":
+            # the slicing and the sync search (_sync_transition), compiled
+            found = bilevel_kernel.idle_sync(
+                self._hist,
+                a0 - self._hist_start,
+                n - self._hist_start,
+                self._window,
+                self._min_swing,
+                self._level,
+                a0,
+                self._sync_times,
+                self._t_min,
+                self._t_max,
+                self._band_array,
+            )
+            if found is None:
+                return n  # no window holds a swing: nothing is sliced, the level stays
+            c, self._level = found
+            if c < 0:
+                return n
+            self._lock(self._level)
+            self._received_from = a0 + c + 1
+            return self._received_from
         sliced = (
             bilevel_kernel.idle_slice(  # the same slicing, compiled
                 self._hist,
