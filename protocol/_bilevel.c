@@ -468,6 +468,45 @@ static int state(PyObject *const *args, Py_buffer *b, int *got, Ctx *c)
     return 0;
 }
 
+/* A reception's state arrays, bound once (bind()) rather than looked up at every
+   call: the capsule holds their buffers (and so the arrays) until it is dropped. */
+typedef struct {
+    Py_buffer b[STATE_ARGS];
+    int got;
+    Ctx c;
+} Bound;
+
+static void unbind(PyObject *capsule)
+{
+    Bound *bd = PyCapsule_GetPointer(capsule, "impfactory._bilevel.state");
+    if (!bd) return;
+    for (int k = 0; k < bd->got; k++) PyBuffer_Release(&bd->b[k]);
+    PyMem_Free(bd);
+}
+
+/* bind(F, I, cs, eta, ela, data, whitening) -> the state, for feed2 */
+static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != STATE_ARGS) {
+        PyErr_SetString(PyExc_TypeError, "bind takes 7 arguments");
+        return NULL;
+    }
+    Bound *bd = PyMem_Calloc(1, sizeof(Bound));
+    if (!bd) return PyErr_NoMemory();
+    if (state(args, bd->b, &bd->got, &bd->c) < 0) {
+        for (int k = 0; k < bd->got; k++) PyBuffer_Release(&bd->b[k]);
+        PyMem_Free(bd);
+        return NULL;
+    }
+    PyObject *capsule = PyCapsule_New(bd, "impfactory._bilevel.state", unbind);
+    if (!capsule) {
+        for (int k = 0; k < bd->got; k++) PyBuffer_Release(&bd->b[k]);
+        PyMem_Free(bd);
+    }
+    return capsule;
+}
+
 /* receive(hist, a0, hist_start, stop, resume, F, I, cs, eta, ela, data, whitening)
    -> event: slice hist[a0:] (hist[0] is sample hist_start), time and gather its
    edges, decide the symbols settled by stop; or, resume, go on after an event. */
@@ -502,24 +541,24 @@ done:
     return result;
 }
 
-/* feed2(x, buf, lo, hi, prev, limit, hist_start, base, F, I, cs, eta, ela, data,
-   whitening) -> event, or -1 when a sample of x is not finite or beyond ±limit, or -2
-   when x is not a contiguous float64 run (then nothing is written: Python's own path
-   takes the chunk). A whole feed of a bi-level reception in one call: the check, the
-   two-tap moving average into buf[hi:hi + len(x)] (x[-1] before the first: prev;
-   the caller made room), and receive() of the chunk, the history being buf[lo:],
-   sample hist_start first, the chunk from sample base. */
+/* feed2(x, buf, lo, hi, prev, limit, hist_start, base, state) -> event, or -1 when
+   a sample of x is not finite or beyond ±limit, or -2 when x is not a contiguous
+   float64 run (then nothing is written: Python's own path takes the chunk). A whole
+   feed of a bi-level reception in one call: the check, the two-tap moving average into
+   buf[hi:hi + len(x)] (x[-1] before the first: prev; the caller made room), and
+   receive() of the chunk, the history being buf[lo:], sample hist_start first, the
+   chunk from sample base. state: bind()'s. */
 static PyObject *feed2(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 8 + STATE_ARGS) {
-        PyErr_SetString(PyExc_TypeError, "feed2 takes 15 arguments");
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "feed2 takes 9 arguments");
         return NULL;
     }
-    Py_buffer xb, bb, b[STATE_ARGS];
-    int got = 0, have_buf = 0;
+    Bound *bd = PyCapsule_GetPointer(args[8], "impfactory._bilevel.state");
+    if (!bd) return NULL;
+    Py_buffer xb, bb;
     PyObject *result = NULL;
-    Ctx c;
     if (PyObject_GetBuffer(args[0], &xb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         PyErr_Clear();
         return PyLong_FromLong(-2);
@@ -528,9 +567,11 @@ static PyObject *feed2(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&xb);
         return PyLong_FromLong(-2);
     }
-    if (PyObject_GetBuffer(args[1], &bb, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) goto done;
-    have_buf = 1;
-    if (state(args + 8, b, &got, &c) < 0) goto done;
+    if (PyObject_GetBuffer(args[1], &bb, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&xb);
+        return NULL;
+    }
+    Ctx c = bd->c;
     Py_ssize_t lo = PyLong_AsSsize_t(args[2]), hi = PyLong_AsSsize_t(args[3]);
     double prev = PyFloat_AsDouble(args[4]), limit = PyFloat_AsDouble(args[5]);
     c.hist_start = PyLong_AsLongLong(args[6]);
@@ -557,8 +598,7 @@ static PyObject *feed2(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     c.hist_n = hi + n - lo;
     result = PyLong_FromLong(run(&c, (Py_ssize_t)(base - c.hist_start), base + n, 0));
 done:
-    for (int k = 0; k < got; k++) PyBuffer_Release(&b[k]);
-    if (have_buf) PyBuffer_Release(&bb);
+    PyBuffer_Release(&bb);
     PyBuffer_Release(&xb);
     return result;
 }
@@ -980,6 +1020,8 @@ static PyObject *layout(PyObject *self, PyObject *unused)
 static PyMethodDef methods[] = {
     {"receive", (PyCFunction)(void (*)(void))receive, METH_FASTCALL,
      "Slice, time edges and decide the settled symbols of a bi-level chunk."},
+    {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
+     "Bind a reception's state arrays, for feed2."},
     {"feed2", (PyCFunction)(void (*)(void))feed2, METH_FASTCALL,
      "A whole feed of a bi-level reception: check, filter into the history, receive."},
     {"check", (PyCFunction)(void (*)(void))check, METH_FASTCALL,

@@ -171,9 +171,11 @@ class Kernel:
         ns[I_CS_LEN] = m + 1
 
     def _arrays(self) -> None:
-        """``arrays``: the state arrays, in the order _bilevel's functions take them
-        (made again whenever one is replaced)."""
+        """``arrays``: the state arrays, in the order _bilevel's functions take them,
+        and ``bound``, the same for feed2 (made again whenever one is replaced)."""
         self.arrays = (self.F, self.I, self.cs, self.eta, self.ela, self.data, self.whitening)
+        assert _bilevel is not None
+        self.bound = _bilevel.bind(*self.arrays)
 
     def receive(
         self,
@@ -209,7 +211,7 @@ class Kernel:
 
 
 feed2 = _bilevel.feed2 if _bilevel is not None else None
-"""``feed2(x, buf, lo, hi, prev, limit, hist_start, base, *Kernel.arrays)``: a whole
+"""``feed2(x, buf, lo, hi, prev, limit, hist_start, base, Kernel.bound)``: a whole
 feed of a bi-level reception in one call (see _bilevel.c): the event, or -1 (a bad
 sample) or -2 (not a float64 run), and then nothing was written."""
 

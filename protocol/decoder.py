@@ -617,7 +617,7 @@ class BlinkUpDecoder:
             self._limit,
             self._hist_start,
             base,
-            *kernel.arrays,
+            kernel.bound,
         )
         if event < 0:
             return None
