@@ -38,13 +38,18 @@ States and events (an explicit table, ``TRANSITIONS``)::
                               +------failed--------+----------------------> IDLE
 
 ``state`` is ``SYNC`` or ``FRAME`` while a BlinkUp is being received (an imp stops
-flashing its status LED then). The slicing and sync search are vectorised with numpy
-per chunk (the slicer's flips found by ``bytes.find`` on its comparisons); Python runs
-once per transition and once per symbol (bi-level) or frame (tri-level). A chunk costs
-a fixed dozen or so numpy calls on top of its samples, so
-chunks shorter than the shortest symbol period accepted are gathered first: ``state``
-then lags the light by less than one symbol, and :meth:`BlinkUpDecoder.flush`
-decodes what waits at the end of a capture.
+flashing its status LED then). Where the extension is built (``COMPILED``), the
+per-sample and per-symbol work runs compiled (protocol/_bilevel.c through
+protocol/bilevel_kernel.py: the idle slicer and sync runs' means for both codes; the
+whole bi-level sync search and reception, a feed being one call) with the same
+arithmetic in the same order, so the same bits; Python handles each outcome, failure
+and state change. Otherwise (and for the tri-level reception) the slicing is
+vectorised with numpy per chunk (the slicer's flips found by ``bytes.find`` on its
+comparisons) and Python runs once per transition and once per symbol (bi-level) or
+frame (tri-level). A chunk has a fixed cost on top of its samples, so chunks shorter
+than the shortest symbol period accepted are gathered first: ``state`` then lags the
+light by less than one symbol, and :meth:`BlinkUpDecoder.flush` decodes what waits
+at the end of a capture.
 
 Errors: ``feed`` *returns* outcomes: a :class:`DecodeResult` for each frame that
 completed, or a :class:`BlinkUpDecodeError` (lost sync, bad magic, corrupt frame)
