@@ -109,9 +109,8 @@ def _patterns() -> tuple[Pattern, ...]:
         if look.pattern:
             groups.setdefault((look.pattern, look.colour if look.stated else ""), []).append(state)
     return tuple(
-        Pattern(
-            tuple(s.value for s in states), pattern, frozenset({colour}) if colour else frozenset()
-        )
+        Pattern(tuple(s.value for s in states), pattern,
+                frozenset({colour}) if colour else frozenset())
         for (pattern, colour), states in groups.items()
     )
 

@@ -453,7 +453,9 @@ def decode_frame(data: bytes | bytearray | memoryview) -> BlinkUpConfig:
     if len(data) < total:
         raise TruncatedError("frame ends inside the CRC", "crc")
     if len(data) > total:
-        raise BadLengthError(f"frame is {len(data)} bytes, LEN {length} makes it {total}", "LEN")
+        raise BadLengthError(
+            f"frame is {len(data)} bytes, LEN {length} makes it {total}", "LEN"
+        )
     try:
         checked = _CHECKED.parse(data)
     except ChecksumError as err:

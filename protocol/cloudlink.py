@@ -230,11 +230,8 @@ class ChunkRequest(Message):
     KIND: ClassVar[str] = "chunk_request"
     sha: str = limited(pattern=SHA256, default="0" * 64)
     blocks: tuple[int, ...] = limited(
-        min_length=1,
-        max_length=MAX_BLOCKS_PER_REQUEST,
-        items=Limits(ge=0, le=REQ_MAX),
-        default=(0,),
-    )
+        min_length=1, max_length=MAX_BLOCKS_PER_REQUEST, items=Limits(ge=0, le=REQ_MAX),
+        default=(0,))
 
 
 @dataclass(frozen=True)
@@ -427,16 +424,8 @@ class DeviceMessage(Message):
 
 UP_KINDS: Final[dict[str, type[Message]]] = {
     c.KIND: c
-    for c in (
-        Hello,
-        StateReport,
-        Log,
-        FactoryTokenRequest,
-        ChunkRequest,
-        BlessRequest,
-        Bye,
-        AgentMessage,
-    )
+    for c in (Hello, StateReport, Log, FactoryTokenRequest, ChunkRequest, BlessRequest, Bye,
+              AgentMessage)
 }
 DOWN_KINDS: Final[dict[str, type[Message]]] = {
     c.KIND: c
@@ -520,8 +509,7 @@ def decode(topic_name: str, payload: bytes) -> Message:
 
 _CHUNK_HEAD: Final = re.compile(
     rb'\{"v":1,"sha":"([0-9a-f]{64})","index":(0|[1-9][0-9]{0,9}),'
-    rb'"total":([1-9][0-9]{0,9}),"block_sha":"([0-9a-f]{64})"\}\Z'
-)
+    rb'"total":([1-9][0-9]{0,9}),"block_sha":"([0-9a-f]{64})"\}\Z')
 """A chunk header exactly as ``encode`` writes it (compact JSON, fields in order)."""
 
 
@@ -537,27 +525,20 @@ def decode_chunk(device_id: str, payload: bytes) -> Chunk:
     end = payload.find(b"\n")
     if end < 0:
         raise SchemaError("chunk payload lacks its header line")
-    head, data = payload[:end], memoryview(payload)[end + 1 :]
+    head, data = payload[:end], memoryview(payload)[end + 1:]
     if len(data) > MAX_CHUNK:
         raise PayloadTooLargeError(f"chunk of {len(data)} bytes exceeds {MAX_CHUNK}")
     m = _CHUNK_HEAD.match(head)
     if m is not None:
         index, total = int(m[2]), int(m[3])
         if index < total <= 2**31:
-            return Chunk(
-                device_id=device_id,
-                sha=m[1].decode(),
-                index=index,
-                total=total,
-                block_sha=m[4].decode(),
-                data=data,
-            )
+            return Chunk(device_id=device_id, sha=m[1].decode(), index=index, total=total,
+                         block_sha=m[4].decode(), data=data)
     return _decode(Chunk, device_id, head, data)  # type: ignore[return-value]
 
 
-def _decode(
-    cls: type[Message], device_id: str, payload: bytes, data: bytes | memoryview = b""
-) -> Message:
+def _decode(cls: type[Message], device_id: str, payload: bytes,
+            data: bytes | memoryview = b"") -> Message:
     if len(payload) > MAX_PAYLOAD:
         raise PayloadTooLargeError(f"{cls.KIND} payload of {len(payload)} bytes exceeds limit")
     try:
@@ -614,15 +595,9 @@ def _plan(cls: type) -> _Plan:
     if plan is None:
         hints = get_type_hints(cls)
         entries = tuple(
-            (
-                f.name,
-                hints[f.name],
-                limits_of(f.metadata),
-                f.default is MISSING and f.default_factory is MISSING,
-            )
-            for f in fields(cls)
-            if f.name not in ("device_id", "data")
-        )
+            (f.name, hints[f.name], limits_of(f.metadata),
+             f.default is MISSING and f.default_factory is MISSING)
+            for f in fields(cls) if f.name not in ("device_id", "data"))
         plan = _PLANS[cls] = (frozenset(e[0] for e in entries), entries)
     return plan
 
@@ -659,13 +634,11 @@ def _check(where: str, tp: Any, value: Any, lim: Limits) -> Any:
         if not isinstance(value, dict) or not lim.length_ok(len(value)):
             raise SchemaError(f"{where}: expected an object of at most {lim.max_length}")
         value_type = get_args(tp)[1]
-        allowed = (
-            get_args(value_type)
-            if get_origin(value_type) in (Union, types.UnionType)
-            else (value_type,)
-        )
+        allowed = (get_args(value_type) if get_origin(value_type) in (Union, types.UnionType)
+                   else (value_type,))
         for k, v in value.items():
-            if not isinstance(v, allowed) or len(k) > 64 or (isinstance(v, str) and len(v) > 1024):
+            if (not isinstance(v, allowed) or len(k) > 64
+                    or (isinstance(v, str) and len(v) > 1024)):
                 raise SchemaError(f"{where}: entries must be short strings")
         return dict(value)
     if isinstance(tp, type) and issubclass(tp, Enum):

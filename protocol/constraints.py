@@ -56,13 +56,13 @@ class Limits:
 
     def in_range(self, number: float) -> bool:
         """Whether ``number`` is within ``ge``..``le``."""
-        return (self.ge is None or number >= self.ge) and (self.le is None or number <= self.le)
+        return ((self.ge is None or number >= self.ge)
+                and (self.le is None or number <= self.le))
 
     def length_ok(self, size: int) -> bool:
         """Whether a length (characters, items, entries) is within the bounds."""
-        return (self.min_length is None or size >= self.min_length) and (
-            self.max_length is None or size <= self.max_length
-        )
+        return ((self.min_length is None or size >= self.min_length)
+                and (self.max_length is None or size <= self.max_length))
 
     def matches(self, text: str) -> bool:
         """Whether ``text`` contains ``pattern`` (true when there is none)."""

@@ -135,8 +135,6 @@ def bilevel_check(packet: bytes) -> bytes:
     up to three bits, where the BlinkUp CRC misses bit pairs 128 bits apart."""
     value: int = _ccitt(bytes(packet))
     return value.to_bytes(2, "big")
-
-
 TRILEVEL_RATE = 60.0
 """Frames per second of a phone screen."""
 DEFAULT_SAMPLE_RATE = 1000.0
@@ -191,7 +189,9 @@ def bilevel_symbols(frame: bytes) -> list[int]:
     the sync run, the start word, then the bits of the packet and its line check,
     whitened and stuffed."""
     if bytes(frame[: len(PREAMBLE)]) != PREAMBLE:
-        raise LineCodeError(f"a bi-level frame starts with the preamble {PREAMBLE.hex()}", "frame")
+        raise LineCodeError(
+            f"a bi-level frame starts with the preamble {PREAMBLE.hex()}", "frame"
+        )
     packet = bytes(frame[len(PREAMBLE) :])
     out = list(BILEVEL_SYNC_RUN + BILEVEL_START_WORD)
     last, run = out[-1], 2  # the start word ends with two dark symbols
@@ -248,15 +248,12 @@ def trilevel_levels(frame: bytes) -> list[float]:
 
 
 def _check_common(
-    sample_rate: float,
-    lead: float,
-    tail: float,
-    noise: float,
-    phase: float,
+    sample_rate: float, lead: float, tail: float, noise: float, phase: float,
     light: LightModel | None,
 ) -> LightModel:
     if not 0 < sample_rate < math.inf:
-        raise LineCodeError(f"sample_rate must be finite and > 0, got {sample_rate}", "sample_rate")
+        raise LineCodeError(f"sample_rate must be finite and > 0, got {sample_rate}",
+                            "sample_rate")
     for name, value in (("lead", lead), ("tail", tail), ("noise", noise), ("phase", phase)):
         if not 0 <= value < math.inf:
             raise LineCodeError(f"{name} must be finite and >= 0, got {value}", name)
@@ -282,12 +279,8 @@ def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
 
 
 def _finish(
-    table: FloatArray,
-    index: npt.NDArray[np.int64],
-    model: LightModel,
-    noise: float,
-    seed: int | np.random.Generator | None,
-    sample_rate: float,
+    table: FloatArray, index: npt.NDArray[np.int64], model: LightModel, noise: float,
+    seed: int | np.random.Generator | None, sample_rate: float,
 ) -> Signal:
     samples = model.ambient + model.gain * table[index]
     if noise > 0:
@@ -320,7 +313,8 @@ def render_symbols(
     clipping, drawn from ``seed`` (an int or a numpy Generator).
     """
     if not 0 < symbol_rate < math.inf:
-        raise LineCodeError(f"symbol_rate must be finite and > 0, got {symbol_rate}", "symbol_rate")
+        raise LineCodeError(f"symbol_rate must be finite and > 0, got {symbol_rate}",
+                            "symbol_rate")
     model = _check_common(sample_rate, lead, tail, noise, phase, light)
     if not -0.5 < clock_error < 0.5:
         raise LineCodeError(f"clock_error {clock_error} is outside (-0.5, 0.5)", "clock_error")
@@ -421,28 +415,17 @@ def render_trilevel(
     levels = np.asarray(trilevel_levels(frame), dtype=np.float64)
     if screen is None:
         return render_symbols(
-            levels,
-            symbol_rate=frame_rate,
-            sample_rate=sample_rate,
-            light=light,
-            idle_level=BLACK,
-            seed=seed,
-            **impairments,
+            levels, symbol_rate=frame_rate, sample_rate=sample_rate, light=light,
+            idle_level=BLACK, seed=seed, **impairments,
         )
     if "clock_error" in impairments:
-        raise LineCodeError(
-            "a paced screen takes no clock_error (its refresh rate is the clock)", "clock_error"
-        )
+        raise LineCodeError("a paced screen takes no clock_error (its refresh rate is "
+                            "the clock)", "clock_error")
     rng = _rng(seed)
     times = sdk_frame_times(levels.shape[0], frame_rate, screen, rng)
     return render_timed(
-        emitted_light(levels, screen.gamma),
-        times,
-        sample_rate=sample_rate,
-        light=light,
-        idle_level=BLACK,
-        seed=rng,
-        **impairments,
+        emitted_light(levels, screen.gamma), times, sample_rate=sample_rate, light=light,
+        idle_level=BLACK, seed=rng, **impairments,
     )
 
 

@@ -87,6 +87,7 @@ class Direction(StrEnum):
     DOWN = "down"  # coordinator -> worker
 
 
+
 @dataclass(frozen=True)
 class Message:
     """Base of every line-work message (run and worker travel in the topic)."""
@@ -214,11 +215,9 @@ class Answers(Message):
 
 
 UP_KINDS: Final[dict[str, type[Message]]] = {
-    c.KIND: c for c in (Join, Adopt, Progress, Finished, Failed)
-}
+    c.KIND: c for c in (Join, Adopt, Progress, Finished, Failed)}
 DOWN_KINDS: Final[dict[str, type[Message]]] = {
-    c.KIND: c for c in (Assign, Dismiss, Adopted, Answers)
-}
+    c.KIND: c for c in (Assign, Dismiss, Adopted, Answers)}
 _KINDS: Final = {Direction.UP: UP_KINDS, Direction.DOWN: DOWN_KINDS}
 
 
@@ -279,9 +278,8 @@ def encode(run: str, worker: str, msg: Message) -> tuple[str, bytes]:
     obj: dict[str, Any] = {"v": VERSION}
     obj.update(_fields_of(msg))
     try:
-        payload = json.dumps(
-            obj, separators=(",", ":"), allow_nan=False, default=_record_fields
-        ).encode()
+        payload = json.dumps(obj, separators=(",", ":"), allow_nan=False,
+                             default=_record_fields).encode()
     except (TypeError, ValueError) as err:
         raise LineWorkError(f"{msg.KIND}: not representable as JSON: {err}") from err
     if len(payload) > MAX_PAYLOAD:
@@ -318,18 +316,10 @@ def _shape(cls: type) -> tuple[tuple[_Field, ...], frozenset[str]]:
     shape = _SHAPES.get(cls)
     if shape is None:
         hints = get_type_hints(cls)
-        shape = _SHAPES[cls] = (
-            tuple(
-                (
-                    f.name,
-                    hints[f.name],
-                    limits_of(f.metadata),
-                    f.default is not MISSING or f.default_factory is not MISSING,
-                )
-                for f in fields(cls)
-            ),
-            frozenset(f.name for f in fields(cls)),
-        )
+        shape = _SHAPES[cls] = (tuple(
+            (f.name, hints[f.name], limits_of(f.metadata),
+             f.default is not MISSING or f.default_factory is not MISSING)
+            for f in fields(cls)), frozenset(f.name for f in fields(cls)))
     return shape
 
 
@@ -391,9 +381,8 @@ def _check(where: str, tp: Any, value: Any, lim: Limits) -> Any:
         item = tp.__args__[0]
         if item is Any:
             return value
-        return [
-            _check(f"{where}[{i}]", item, v, lim.items or NO_LIMITS) for i, v in enumerate(value)
-        ]
+        return [_check(f"{where}[{i}]", item, v, lim.items or NO_LIMITS)
+                for i, v in enumerate(value)]
     if isinstance(tp, type) and is_dataclass(tp):
         if not isinstance(value, dict):
             raise LineWorkError(f"{where}: expected an object")

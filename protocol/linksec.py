@@ -92,9 +92,8 @@ class RegistrationCode:
 
 def module_key(maker_secret: bytes, device_id: str) -> bytes:
     """The secret a module is made with (32 bytes), from its maker's secret."""
-    return hmac.new(
-        maker_secret, b"impfactory module key\0" + device_id.encode(), hashlib.sha256
-    ).digest()
+    return hmac.new(maker_secret, b"impfactory module key\0" + device_id.encode(),
+                    hashlib.sha256).digest()
 
 
 def registration_proof(key: bytes, device_id: str, nonce: str, password: str) -> str:
@@ -165,12 +164,8 @@ def answer_topic(slot: str) -> str:
 def slot_of(topic: str, kind: str = "register") -> str:
     """The slot a registration topic names, or ``TopicError``."""
     parts = topic.split("/")
-    if (
-        len(parts) != 5
-        or "/".join(parts[:3]) != ENROL_PREFIX
-        or parts[4] != kind
-        or not _SLOT.match(parts[3])
-    ):
+    if (len(parts) != 5 or "/".join(parts[:3]) != ENROL_PREFIX or parts[4] != kind
+            or not _SLOT.match(parts[3])):
         raise TopicError(f"not a registration topic: {topic[:120]!r}")
     return parts[3]
 
@@ -203,23 +198,15 @@ class RegisterAnswer:
     message: str = ""
 
 
-_REQUEST_FIELDS = {
-    "nonce": _NONCE,
-    "device_id": Limits(pattern=HEX16),
-    "password": Limits(pattern="^[A-Za-z0-9_.~-]{32,64}$"),
-    "proof": Limits(pattern=SHA256),
-}
+_REQUEST_FIELDS = {"nonce": _NONCE, "device_id": Limits(pattern=HEX16),
+                   "password": Limits(pattern="^[A-Za-z0-9_.~-]{32,64}$"),
+                   "proof": Limits(pattern=SHA256)}
 """A registration's fields, in the cloud link's constraint vocabulary (protocol/constraints)."""
 
 
 def encode_request(msg: RegisterRequest) -> tuple[str, bytes]:
-    body = {
-        "v": VERSION,
-        "nonce": msg.nonce,
-        "device_id": msg.device_id,
-        "password": msg.password,
-        "proof": msg.proof,
-    }
+    body = {"v": VERSION, "nonce": msg.nonce, "device_id": msg.device_id,
+            "password": msg.password, "proof": msg.proof}
     return request_topic(msg.slot), json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -237,13 +224,8 @@ def decode_request(topic: str, payload: bytes) -> RegisterRequest:
 
 
 def encode_answer(msg: RegisterAnswer) -> tuple[str, bytes]:
-    body = {
-        "v": VERSION,
-        "nonce": msg.nonce,
-        "ok": msg.ok,
-        "code": msg.code,
-        "message": msg.message[:256],
-    }
+    body = {"v": VERSION, "nonce": msg.nonce, "ok": msg.ok, "code": msg.code,
+            "message": msg.message[:256]}
     return answer_topic(msg.slot), json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -253,15 +235,9 @@ def decode_answer(topic: str, payload: bytes) -> RegisterAnswer:
     if set(obj) != {"nonce", "ok", "code", "message"}:
         raise SchemaError("registered: fields must be nonce, ok, code, message")
     nonce, ok, code, message = obj["nonce"], obj["ok"], obj["code"], obj["message"]
-    if not (
-        isinstance(nonce, str)
-        and _NONCE.matches(nonce)
-        and isinstance(ok, bool)
-        and isinstance(code, str)
-        and _CODE.matches(code)
-        and isinstance(message, str)
-        and len(message) <= 256
-    ):
+    if not (isinstance(nonce, str) and _NONCE.matches(nonce) and isinstance(ok, bool)
+            and isinstance(code, str) and _CODE.matches(code) and isinstance(message, str)
+            and len(message) <= 256):
         raise SchemaError("registered: a field is malformed")
     return RegisterAnswer(slot, nonce, ok, code, message)
 

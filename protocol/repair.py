@@ -38,8 +38,7 @@ PAIRED_RUNS = 8
 TRIPLED_RUNS = 5
 """The most ambiguous runs tried three at a time."""
 MAX_CANDIDATES = (
-    SINGLE_RUNS
-    + PAIRED_RUNS * (PAIRED_RUNS - 1) // 2
+    SINGLE_RUNS + PAIRED_RUNS * (PAIRED_RUNS - 1) // 2
     + TRIPLED_RUNS * (TRIPLED_RUNS - 1) * (TRIPLED_RUNS - 2) // 6
 )
 """Symbol streams tried at most per failed reception (54)."""

@@ -86,9 +86,8 @@ class Screen:
             raise ScreenError(f"drop must be within 0..0.5, got {self.drop}", "drop")
         if isinstance(self.gamma, str):
             if self.gamma not in ("srgb", "linear"):
-                raise ScreenError(
-                    f"gamma must be 'srgb', 'linear' or a number, got {self.gamma!r}", "gamma"
-                )
+                raise ScreenError(f"gamma must be 'srgb', 'linear' or a number, got "
+                                  f"{self.gamma!r}", "gamma")
         elif not 0.1 <= float(self.gamma) <= 10.0:
             raise ScreenError(f"gamma must be within 0.1..10, got {self.gamma}", "gamma")
 
@@ -111,7 +110,9 @@ def emitted_light(levels: FloatArray, gamma: str | float) -> FloatArray:
     return out
 
 
-def refresh_times(duration: float, screen: Screen, rng: np.random.Generator) -> FloatArray:
+def refresh_times(
+    duration: float, screen: Screen, rng: np.random.Generator
+) -> FloatArray:
     """Instants (s, from 0) of the refreshes whose callback runs within ``duration``:
     a regular grid, each instant jittered, dropped ones removed."""
     period = 1.0 / screen.refresh_hz
