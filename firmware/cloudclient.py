@@ -1,6 +1,9 @@
-"""The device's link to impCloud: cloud-link messages over MQTT (aiomqtt).
+"""The device's link to impCloud: cloud-link messages over MQTT (aiomqtt, paho).
 
-One MQTT connection per device, all on the caller's asyncio loop (no threads).
+One MQTT connection per device, all on the caller's asyncio loop (no threads but
+aiomqtt's connect). aiomqtt connects, subscribes and disconnects; each message
+goes through paho's callbacks directly (``_tune``: what aiomqtt adds per message
+cost more than the rest of the client).
 The device logs in with its own broker account (its device ID, the password it
 registered: firmware/registration.py), subscribes to its own ``down`` topics,
 publishes ``up`` messages with QoS 1, and names a ``bye`` as its last will so the
@@ -14,17 +17,16 @@ earlier session's) never reaches the device: ``on_ignored`` hears of it instead.
 Requests (hello, factory token, bless) carry a ``req`` number; ``request`` waits
 for the answer with the same number (or an ``error`` reply, raised as
 ``CloudRefused``). Everything else the cloud sends goes to ``on_message`` in
-order of arrival; image chunks go to the fetch waiting for them
-(firmware/images.py) as soon as they are read, ahead of that queue: a chunk
-only ever answers a ``chunk_request``, sent after its offer was handled.
+order of arrival, as paho reads it; image chunks go to the fetch waiting for
+them (firmware/images.py): a chunk only ever answers a ``chunk_request``, sent
+after its offer was handled.
 Network waits use the loop's time: they belong to the network, not to the
 emulated device's clock.
 
-A lost link is noticed at once by everything in flight: aiomqtt wakes the
-message reader on a disconnect but leaves a QoS 1 publish waiting for its
-PUBACK until its own timeout. So each session has a ``gone`` future, set by the
-reader when the link dies, and every publish races it: a request in flight when
-the network drops fails within milliseconds, not after ``REQUEST_TIMEOUT``.
+A lost link is noticed at once by everything in flight: the session's reader
+wakes on a disconnect and ends every publish still waiting for its PUBACK (and
+marks the session's ``gone`` future): a request in flight when the network
+drops fails within milliseconds, not after ``REQUEST_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 from aiomqtt.exceptions import MqttConnectError
 
 from impfactory.firmware.errors import CloudClientError
@@ -50,6 +53,11 @@ log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 15.0
 CLOSE_TIMEOUT = 5.0
+
+
+def _time_out(ack: asyncio.Future[bool]) -> None:
+    if not ack.done():
+        ack.set_exception(TimeoutError())
 
 
 class CloudRefused(CloudClientError):
@@ -69,36 +77,39 @@ class StaleLinkKey(CloudClientError):
     """The cloud's answers are sealed with a link key other than the device's."""
 
 
-def _tune(client: aiomqtt.Client, chunk_topic: str,
-          on_chunk: Callable[[Any, Any, Any], None]) -> None:
-    """Two short cuts through aiomqtt for the one message that comes by the thousand.
+def _tune(client: aiomqtt.Client, on_message: Callable[[Any], None],
+          on_puback: Callable[[int], bool]) -> None:
+    """Short cuts through aiomqtt for what every message pays (``perf line``: a DUT's
+    messages through aiomqtt took about a third of a line worker's CPU).
 
-    * Image blocks skip aiomqtt's message queue: paho hands a message on
-      ``chunk_topic`` to ``on_chunk`` as it reads it (on this loop), for a fraction
-      of what a queued message costs (a task and an ``asyncio.wait`` each);
-      everything else keeps its order in the queue.
+    * Every message goes from paho's reader (on this loop) straight to
+      ``on_message``, in the order it was read: aiomqtt's queue costs a task and an
+      ``asyncio.wait`` per message for the reader to take it out again.
+    * A QoS 1 publish waits for its PUBACK on a future ``on_puback`` resolves
+      (``CloudClient.publish``): aiomqtt's ``publish`` is a coroutine that waits on
+      an event under ``asyncio.wait_for`` (two tasks and a timer per message).
+      ``on_puback`` says whether the message ID was one of those; any other goes to
+      aiomqtt's own handler.
     * Once connected, paho's "something to write" (the PUBACK of every block)
       registers the socket's writer on the loop directly, as cloud/mqtt.py does;
       aiomqtt hops through ``call_soon_threadsafe`` every time (its connect runs in
       a worker thread), two self-pipe wake-ups per block. Off the loop's thread
       (that connect) its own way is kept.
 
-    Both reach into aiomqtt's paho client (``_client``, as ``sever`` does); paho's
-    callbacks themselves are public API.
+    aiomqtt still connects, subscribes and disconnects. These reach into its paho
+    client (``_client``, as ``sever`` does); paho's callbacks themselves are public API.
     """
     paho = client._client
     loop = asyncio.get_running_loop()
     loop_thread = threading.get_ident()
-    queued_message = paho.on_message
+    their_puback = paho.on_publish
     threadsafe_register = paho.on_socket_register_write
-    if queued_message is None or threadsafe_register is None:
-        return  # an aiomqtt that does not work through these callbacks: used as it is
+    if their_puback is None or threadsafe_register is None:
+        raise CloudClientError("this aiomqtt does not work through paho's callbacks")
 
-    def on_message(c: Any, userdata: Any, message: Any) -> None:
-        if message.topic == chunk_topic:
-            on_chunk(c, userdata, message)
-        else:
-            queued_message(c, userdata, message)
+    def on_publish(c: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        if not on_puback(mid):
+            their_puback(c, userdata, mid, reason, properties)
 
     def write() -> None:
         try:
@@ -114,7 +125,8 @@ def _tune(client: aiomqtt.Client, chunk_topic: str,
         else:
             threadsafe_register(c, userdata, sock)
 
-    paho.on_message = on_message
+    paho.on_message = lambda c, userdata, message: on_message(message)
+    paho.on_publish = on_publish
     paho.on_socket_register_write = register_write
 
 
@@ -146,6 +158,13 @@ class CloudClient:
         self._req = itertools.count(1)
         self._closing = False
         self._gone: asyncio.Future[None] | None = None
+        self._acks: dict[int, asyncio.Future[bool]] = {}
+        """Publishes waiting for their PUBACK, by message ID: True once it came, False
+        when the session ended first."""
+        self._holding: set[int] = set()
+        """Requests whose answer starts holding what follows (``request(hold=True)``)."""
+        self._held: list[cl.Message] | None = None
+        """What came after such an answer, until ``release`` (None: nothing held)."""
         self._chunk_topic = cl.topic(device_id, cl.Direction.DOWN, cl.Chunk.KIND)
 
     async def connect(self) -> None:
@@ -160,7 +179,7 @@ class CloudClient:
             # Small request/answer packets: Nagle plus delayed ACK would add ~40 ms each.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
-        _tune(client, self._chunk_topic, self._on_chunk)
+        _tune(client, self._on_paho_message, self._on_puback)
         try:
             await client.__aenter__()
         except MqttConnectError as err:
@@ -209,21 +228,33 @@ class CloudClient:
         client, gone = self._client, self._gone
         if client is None or gone is None or gone.done():
             raise CloudClientError("not connected to the cloud")
-        publish = asyncio.ensure_future(client.publish(topic, payload, qos=cl.QOS))
+        info = client._client.publish(topic, payload, cl.QOS)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise CloudClientError(f"publish failed: {mqtt.error_string(info.rc)}")
+        if info.is_published():
+            return
+        loop = asyncio.get_running_loop()
+        ack = self._acks[info.mid] = loop.create_future()
+        timer = loop.call_later(self.timeout, _time_out, ack)
         try:
-            # asyncio.wait: our own cancellation propagates (and cancels the publish below)
-            await asyncio.wait({publish, gone}, return_when=asyncio.FIRST_COMPLETED)
+            acked = await ack  # cancelled with us: the message may still go, unwaited
+        except TimeoutError:
+            raise CloudClientError(f"publish failed: no PUBACK within {self.timeout:g} s"
+                                   ) from None
         finally:
-            if not publish.done():
-                publish.cancel()
-                await asyncio.wait({publish})
-        if publish.cancelled():
+            timer.cancel()
+            if self._acks.get(info.mid) is ack:
+                del self._acks[info.mid]
+        if not acked:
             raise CloudClientError(f"link lost while sending {what}")
-        err = publish.exception()
-        if isinstance(err, aiomqtt.MqttError):
-            raise CloudClientError(f"publish failed: {err}") from err
-        if err is not None:
-            raise err
+
+    def _on_puback(self, mid: int) -> bool:
+        ack = self._acks.pop(mid, None)
+        if ack is None:
+            return False
+        if not ack.done():
+            ack.set_result(True)
+        return True
 
     @property
     def waiting(self) -> bool:
@@ -231,19 +262,26 @@ class CloudClient:
         return bool(self._pending)
 
     async def request(self, msg: cl.Message, timeout: float = REQUEST_TIMEOUT,
-                      resend_every: float | None = None) -> cl.Message:
+                      resend_every: float | None = None, hold: bool = False) -> cl.Message:
         """Send a request carrying ``req`` and wait for its answer.
 
         ``resend_every``: send it again (same ``req``) when that many seconds pass
         without an answer, until ``timeout``: for a request that may be lost
         before anyone listens for it (a hello just after a broker restart, before
-        the cloud is back on it) and that the cloud may safely see twice."""
+        the cloud is back on it) and that the cloud may safely see twice.
+
+        ``hold``: what the cloud sends after the answer waits for ``release``
+        (a hello's welcome is followed at once by the assignment and offers, which
+        the device can act on only once it has taken the session as its link:
+        messages reach ``on_message`` as paho reads them, ahead of the requester)."""
         req = getattr(msg, "req", None)
         if not isinstance(req, int):
             raise CloudClientError(f"{msg.KIND} is not a request")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[cl.Message] = loop.create_future()
         self._pending[req] = future
+        if hold:
+            self._holding.add(req)
         deadline = loop.time() + timeout
         try:
             while True:
@@ -260,6 +298,7 @@ class CloudClient:
             raise CloudClientError(f"no answer to {msg.KIND} within {timeout} s") from err
         finally:
             self._pending.pop(req, None)
+            self._holding.discard(req)
             if future.done() and not future.cancelled():
                 future.exception()  # retrieved: a send that failed first already said why
             future.cancel()
@@ -287,14 +326,11 @@ class CloudClient:
             self._chunk_sinks[sha] = sink
 
     async def _read(self, client: aiomqtt.Client) -> None:
-        try:
-            async for message in client.messages:
-                self._receive(message)
-                # An idle device waits here for months: holding the last message (a
-                # code chunk, its paho packet) would cost every device ~13 KiB.
-                del message
-        except aiomqtt.MqttError:
-            pass
+        """Wait for the session to end (its messages come to ``_on_paho_message``)."""
+        disconnected: asyncio.Future[None] = client._disconnected
+        await asyncio.wait({disconnected})
+        if not disconnected.cancelled():
+            disconnected.exception()  # retrieved: the end itself is what we act on
         self._mark_gone()
         if not self._closing:
             self.connected = False
@@ -304,7 +340,17 @@ class CloudClient:
             await self._drop_client()
             self.on_lost()
 
-    def _on_chunk(self, paho: Any, userdata: Any, message: Any) -> None:
+    def _on_paho_message(self, message: Any) -> None:
+        """A message as paho read it, on this loop (never raises into paho)."""
+        if message.topic == self._chunk_topic:
+            self._on_chunk(message)
+            return
+        try:
+            self._receive(message.topic, bytes(message.payload))
+        except Exception:  # the device's bug must not take the MQTT reader down
+            log.exception("device %s failed on a message", self.device_id)
+
+    def _on_chunk(self, message: Any) -> None:
         """One block of an image, straight from paho's reader (never raises into it).
 
         Only the cloud may publish on this device's ``down`` topics (the broker's ACL)
@@ -325,14 +371,9 @@ class CloudClient:
         except Exception:  # a sink's bug must not take the MQTT reader down
             log.exception("device %s failed on a chunk", self.device_id)
 
-    def _receive(self, message: aiomqtt.Message) -> None:
-        payload = message.payload
-        if not isinstance(payload, (bytes, bytearray)):
-            self.bad_messages += 1
-            return
-        topic = str(message.topic)
+    def _receive(self, topic: str, payload: bytes) -> None:
         try:
-            msg = cl.decode(topic, self._unseal(topic, bytes(payload)))
+            msg = cl.decode(topic, self._unseal(topic, payload))
         except linksec.SealError as err:
             self.ignored += 1
             self.on_ignored(topic, str(err))
@@ -366,13 +407,29 @@ class CloudClient:
             future = self._pending[req]
             if not future.done():
                 future.set_result(msg)
+                if req in self._holding and self._held is None:
+                    self._held = []
+            return
+        if self._held is not None:
+            self._held.append(msg)
             return
         self.on_message(msg)
+
+    def release(self) -> None:
+        """Hand ``on_message`` what a ``request(hold=True)`` answer held, in order, and
+        stop holding."""
+        held, self._held = self._held, None
+        for msg in held or ():
+            self.on_message(msg)
 
     def _mark_gone(self) -> None:
         """Wake every publish still waiting for its PUBACK: this session is over."""
         if self._gone is not None and not self._gone.done():
             self._gone.set_result(None)
+        acks, self._acks = self._acks, {}
+        for ack in acks.values():
+            if not ack.done():
+                ack.set_result(False)
 
     def _fail_pending(self, err: Exception) -> None:
         for future in self._pending.values():

@@ -591,6 +591,8 @@ class Device:
             )
             self._emit(DeviceEvent.ONLINE)
             self._connect_done(int(Reason.SERVER_CONNECTED))
+            if self._cloud is not None:  # what came after the welcome, now it is our link
+                self._cloud.release()
             await self._after_online()
             await self._lost.wait()
             # Code keeps running offline (logs are buffered); the impOS reconnects,
@@ -658,7 +660,8 @@ class Device:
         )
         stale: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._bad_welcomes, self._stale_link = 0, stale
-        answer = asyncio.ensure_future(client.request(hello, resend_every=HELLO_RESEND))
+        answer = asyncio.ensure_future(
+            client.request(hello, resend_every=HELLO_RESEND, hold=True))
         try:
             racing: set[asyncio.Future[Any]] = {answer, stale}
             await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
