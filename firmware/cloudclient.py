@@ -102,7 +102,7 @@ def _tune(client: aiomqtt.Client, on_message: Callable[[Any], None],
     paho = client._client
     loop = asyncio.get_running_loop()
     loop_thread = threading.get_ident()
-    their_puback = paho.on_publish
+    their_puback: Any = paho.on_publish  # paho types it as either callback version
     threadsafe_register = paho.on_socket_register_write
     if their_puback is None or threadsafe_register is None:
         raise CloudClientError("this aiomqtt does not work through paho's callbacks")
