@@ -1,9 +1,8 @@
-"""The device's link to impCloud: cloud-link messages over MQTT (aiomqtt, paho).
+"""The device's link to impCloud: cloud-link messages over MQTT.
 
-One MQTT connection per device, all on the caller's asyncio loop (no threads but
-aiomqtt's connect). aiomqtt connects, subscribes and disconnects; each message
-goes through paho's callbacks directly (``_tune``: what aiomqtt adds per message
-cost more than the rest of the client).
+One MQTT connection per device, all on the caller's asyncio loop, no threads: a
+small MQTT 3.1.1 protocol of its own (firmware/mqttconn.py), since per message
+aiomqtt over paho cost more than the rest of the device's link (docs/line.md).
 The device logs in with its own broker account (its device ID, the password it
 registered: firmware/registration.py), subscribes to its own ``down`` topics,
 publishes ``up`` messages with QoS 1, and names a ``bye`` as its last will so the
@@ -17,7 +16,7 @@ earlier session's) never reaches the device: ``on_ignored`` hears of it instead.
 Requests (hello, factory token, bless) carry a ``req`` number; ``request`` waits
 for the answer with the same number (or an ``error`` reply, raised as
 ``CloudRefused``). Everything else the cloud sends goes to ``on_message`` in
-order of arrival, as paho reads it; image chunks go to the fetch waiting for
+order of arrival, as it is read; image chunks go to the fetch waiting for
 them (firmware/images.py): a chunk only ever answers a ``chunk_request``, sent
 after its offer was handled.
 Network waits use the loop's time: they belong to the network, not to the
@@ -36,15 +35,10 @@ import contextlib
 import itertools
 import logging
 import secrets
-import socket
-import threading
 from collections.abc import Callable
 from typing import Any
 
-import aiomqtt
-import paho.mqtt.client as mqtt
-from aiomqtt.exceptions import MqttConnectError
-
+from impfactory.firmware import mqttconn
 from impfactory.firmware.errors import CloudClientError
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
@@ -55,7 +49,7 @@ REQUEST_TIMEOUT = 15.0
 CLOSE_TIMEOUT = 5.0
 
 
-def _time_out(ack: asyncio.Future[bool]) -> None:
+def _time_out(ack: asyncio.Future[bytes]) -> None:
     if not ack.done():
         ack.set_exception(TimeoutError())
 
@@ -75,59 +69,6 @@ class BrokerRefused(CloudClientError):
 
 class StaleLinkKey(CloudClientError):
     """The cloud's answers are sealed with a link key other than the device's."""
-
-
-def _tune(client: aiomqtt.Client, on_message: Callable[[Any], None],
-          on_puback: Callable[[int], bool]) -> None:
-    """Short cuts through aiomqtt for what every message pays (``perf line``: a DUT's
-    messages through aiomqtt took about a third of a line worker's CPU).
-
-    * Every message goes from paho's reader (on this loop) straight to
-      ``on_message``, in the order it was read: aiomqtt's queue costs a task and an
-      ``asyncio.wait`` per message for the reader to take it out again.
-    * A QoS 1 publish waits for its PUBACK on a future ``on_puback`` resolves
-      (``CloudClient.publish``): aiomqtt's ``publish`` is a coroutine that waits on
-      an event under ``asyncio.wait_for`` (two tasks and a timer per message).
-      ``on_puback`` says whether the message ID was one of those; any other goes to
-      aiomqtt's own handler.
-    * Once connected, paho's "something to write" (the PUBACK of every block)
-      registers the socket's writer on the loop directly, as cloud/mqtt.py does;
-      aiomqtt hops through ``call_soon_threadsafe`` every time (its connect runs in
-      a worker thread), two self-pipe wake-ups per block. Off the loop's thread
-      (that connect) its own way is kept.
-
-    aiomqtt still connects, subscribes and disconnects. These reach into its paho
-    client (``_client``, as ``sever`` does); paho's callbacks themselves are public API.
-    """
-    paho = client._client
-    loop = asyncio.get_running_loop()
-    loop_thread = threading.get_ident()
-    their_puback: Any = paho.on_publish  # paho types it as either callback version
-    threadsafe_register = paho.on_socket_register_write
-    if their_puback is None or threadsafe_register is None:
-        raise CloudClientError("this aiomqtt does not work through paho's callbacks")
-
-    def on_publish(c: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        if not on_puback(mid):
-            their_puback(c, userdata, mid, reason, properties)
-
-    def write() -> None:
-        try:
-            paho.loop_write()
-        except Exception as exc:  # a broken pipe: the session is over (as aiomqtt does)
-            gone = getattr(client, "_disconnected", None)
-            if isinstance(gone, asyncio.Future) and not gone.done():
-                gone.set_exception(exc)
-
-    def register_write(c: Any, userdata: Any, sock: Any) -> None:
-        if threading.get_ident() == loop_thread:
-            loop.add_writer(sock.fileno(), write)
-        else:
-            threadsafe_register(c, userdata, sock)
-
-    paho.on_message = lambda c, userdata, message: on_message(message)
-    paho.on_publish = on_publish
-    paho.on_socket_register_write = register_write
 
 
 class CloudClient:
@@ -151,16 +92,13 @@ class CloudClient:
         self.connected = False
         self.bad_messages = 0
         self.ignored = 0
-        self._client: aiomqtt.Client | None = None
+        self._client: mqttconn.MqttConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[cl.Message]] = {}
         self._chunk_sinks: dict[str, Callable[[cl.Chunk | None], Any]] = {}
         self._req = itertools.count(1)
         self._closing = False
         self._gone: asyncio.Future[None] | None = None
-        self._acks: dict[int, asyncio.Future[bool]] = {}
-        """Publishes waiting for their PUBACK, by message ID: True once it came, False
-        when the session ended first."""
         self._holding: set[int] = set()
         """Requests whose answer starts holding what follows (``request(hold=True)``)."""
         self._held: list[cl.Message] | None = None
@@ -170,39 +108,35 @@ class CloudClient:
     async def connect(self) -> None:
         """Open the MQTT session and subscribe; ``OSError`` when the broker is not there."""
         will_topic, will_payload = cl.encode(cl.Bye(self.device_id, reason="lost"))
-        client = aiomqtt.Client(
-            self.host, self.port, identifier=self.device_id,
-            username=self.device_id if self.password is not None else None,
-            password=self.password,
-            will=aiomqtt.Will(will_topic, will_payload, qos=cl.QOS),
-            keepalive=30, timeout=self.timeout, clean_session=True,
-            # Small request/answer packets: Nagle plus delayed ACK would add ~40 ms each.
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-        )
-        _tune(client, self._on_paho_message, self._on_puback)
         try:
-            await client.__aenter__()
-        except MqttConnectError as err:
+            conn = await mqttconn.open_connection(
+                self.host, self.port, client_id=self.device_id,
+                on_message=self._on_mqtt_message,
+                username=self.device_id if self.password is not None else None,
+                password=self.password, will=(will_topic, will_payload, cl.QOS),
+                keepalive=30, timeout=self.timeout)
+        except mqttconn.MqttRefused as err:
             raise BrokerRefused(f"the broker at {self.host}:{self.port} refused account "
                                 f"{self.device_id}: {err}") from err
-        except aiomqtt.MqttError as err:
+        except OSError as err:
             raise OSError(f"MQTT connect to {self.host}:{self.port} failed: {err}") from err
-        self._client = client
+        self._client = conn
         self._closing = False
         self._gone = asyncio.get_running_loop().create_future()
         try:
-            await client.subscribe(cl.device_filter(self.device_id), qos=cl.QOS)
-        except aiomqtt.MqttError as err:
+            async with asyncio.timeout(self.timeout):
+                await conn.subscribe(cl.device_filter(self.device_id), qos=cl.QOS)
+        except (OSError, TimeoutError) as err:
             await self._drop_client()
             raise OSError(f"MQTT subscribe failed: {err}") from err
         self.connected = True
-        self._reader = asyncio.get_running_loop().create_task(self._read(client))
+        self._reader = asyncio.get_running_loop().create_task(self._read(conn))
 
     async def close(self, reason: str = "disconnect") -> None:
         """Say goodbye and close the session (quietly if the link is already gone)."""
         self._closing = True
         if self.connected:
-            with contextlib.suppress(aiomqtt.MqttError, CloudClientError, TimeoutError):
+            with contextlib.suppress(CloudClientError, TimeoutError):
                 await asyncio.wait_for(self.send(cl.Bye(self.device_id, reason=reason)),
                                        CLOSE_TIMEOUT)
         self.connected = False
@@ -228,33 +162,21 @@ class CloudClient:
         client, gone = self._client, self._gone
         if client is None or gone is None or gone.done():
             raise CloudClientError("not connected to the cloud")
-        info = client._client.publish(topic, payload, cl.QOS)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise CloudClientError(f"publish failed: {mqtt.error_string(info.rc)}")
-        if info.is_published():
-            return
-        loop = asyncio.get_running_loop()
-        ack = self._acks[info.mid] = loop.create_future()
-        timer = loop.call_later(self.timeout, _time_out, ack)
         try:
-            acked = await ack  # cancelled with us: the message may still go, unwaited
+            ack = client.publish(topic, payload, cl.QOS)
+        except OSError as err:
+            raise CloudClientError(f"publish failed: {err}") from err
+        assert ack is not None  # QoS 1
+        timer = asyncio.get_running_loop().call_later(self.timeout, _time_out, ack)
+        try:
+            await ack  # cancelled with us: the message may still go, unwaited
         except TimeoutError:
             raise CloudClientError(f"publish failed: no PUBACK within {self.timeout:g} s"
                                    ) from None
+        except OSError:  # the connection ended first
+            raise CloudClientError(f"link lost while sending {what}") from None
         finally:
             timer.cancel()
-            if self._acks.get(info.mid) is ack:
-                del self._acks[info.mid]
-        if not acked:
-            raise CloudClientError(f"link lost while sending {what}")
-
-    def _on_puback(self, mid: int) -> bool:
-        ack = self._acks.pop(mid, None)
-        if ack is None:
-            return False
-        if not ack.done():
-            ack.set_result(True)
-        return True
 
     @property
     def waiting(self) -> bool:
@@ -273,7 +195,7 @@ class CloudClient:
         ``hold``: what the cloud sends after the answer waits for ``release``
         (a hello's welcome is followed at once by the assignment and offers, which
         the device can act on only once it has taken the session as its link:
-        messages reach ``on_message`` as paho reads them, ahead of the requester)."""
+        messages reach ``on_message`` as they are read, ahead of the requester)."""
         req = getattr(msg, "req", None)
         if not isinstance(req, int):
             raise CloudClientError(f"{msg.KIND} is not a request")
@@ -308,12 +230,8 @@ class CloudClient:
 
     def sever(self) -> None:
         """Cut the connection as a network failure would: no DISCONNECT, so the will fires."""
-        client = self._client
-        sock = client._client.socket() if client is not None else None
-        shutdown = getattr(sock, "shutdown", None)
-        if shutdown is not None:
-            with contextlib.suppress(OSError):
-                shutdown(socket.SHUT_RDWR)
+        if self._client is not None:
+            self._client.abort()
 
     def sink_chunks(self, sha: str, sink: Callable[[cl.Chunk | None], Any] | None) -> None:
         """Route chunks of image ``sha`` to ``sink`` (None stops routing).
@@ -325,12 +243,9 @@ class CloudClient:
         else:
             self._chunk_sinks[sha] = sink
 
-    async def _read(self, client: aiomqtt.Client) -> None:
-        """Wait for the session to end (its messages come to ``_on_paho_message``)."""
-        disconnected: asyncio.Future[None] = client._disconnected
-        await asyncio.wait({disconnected})
-        if not disconnected.cancelled():
-            disconnected.exception()  # retrieved: the end itself is what we act on
+    async def _read(self, conn: mqttconn.MqttConnection) -> None:
+        """Wait for the session to end (its messages come to ``_on_mqtt_message``)."""
+        await asyncio.wait({conn.closed})
         self._mark_gone()
         if not self._closing:
             self.connected = False
@@ -340,18 +255,18 @@ class CloudClient:
             await self._drop_client()
             self.on_lost()
 
-    def _on_paho_message(self, message: Any) -> None:
-        """A message as paho read it, on this loop (never raises into paho)."""
-        if message.topic == self._chunk_topic:
-            self._on_chunk(message)
+    def _on_mqtt_message(self, topic: str, payload: bytes) -> None:
+        """A message as the connection read it, on this loop (never raises into it)."""
+        if topic == self._chunk_topic:
+            self._on_chunk(payload)
             return
         try:
-            self._receive(message.topic, bytes(message.payload))
+            self._receive(topic, payload)
         except Exception:  # the device's bug must not take the MQTT reader down
             log.exception("device %s failed on a message", self.device_id)
 
-    def _on_chunk(self, message: Any) -> None:
-        """One block of an image, straight from paho's reader (never raises into it).
+    def _on_chunk(self, payload: bytes) -> None:
+        """One block of an image, straight from the reader (never raises into it).
 
         Only the cloud may publish on this device's ``down`` topics (the broker's ACL)
         and the topic is this device's own, so what arrives here is the cloud's;
@@ -359,7 +274,7 @@ class CloudClient:
         SHA-256 of its bytes, and the sealed offer names the image (its block list,
         or its SHA-256)."""
         try:
-            msg = cl.decode_chunk(self.device_id, bytes(message.payload))
+            msg = cl.decode_chunk(self.device_id, payload)
         except cl.CloudLinkError as err:
             self.bad_messages += 1
             log.warning("device %s dropped a bad chunk: %s", self.device_id, err)
@@ -426,10 +341,6 @@ class CloudClient:
         """Wake every publish still waiting for its PUBACK: this session is over."""
         if self._gone is not None and not self._gone.done():
             self._gone.set_result(None)
-        acks, self._acks = self._acks, {}
-        for ack in acks.values():
-            if not ack.done():
-                ack.set_result(False)
 
     def _fail_pending(self, err: Exception) -> None:
         for future in self._pending.values():
@@ -441,5 +352,4 @@ class CloudClient:
         self._mark_gone()
         client, self._client = self._client, None
         if client is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.__aexit__(None, None, None), CLOSE_TIMEOUT)
+            client.disconnect()
