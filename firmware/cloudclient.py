@@ -1,7 +1,7 @@
 """The device's link to impCloud: cloud-link messages over MQTT.
 
 One MQTT connection per device, all on the caller's asyncio loop, no threads: a
-small MQTT 3.1.1 protocol of its own (firmware/mqttconn.py), since per message
+small MQTT 3.1.1 protocol of its own (impfactory/mqttconn.py), since per message
 aiomqtt over paho cost more than the rest of the device's link (docs/line.md).
 The device logs in with its own broker account (its device ID, the password it
 registered: firmware/registration.py), subscribes to its own ``down`` topics,
@@ -38,7 +38,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from impfactory.firmware import mqttconn
+from impfactory import mqttconn
 from impfactory.firmware.errors import CloudClientError
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec

@@ -1,4 +1,4 @@
-"""The device's own MQTT 3.1.1 connection (firmware/mqttconn.py): packets split or
+"""The device's own MQTT 3.1.1 connection (impfactory/mqttconn.py): packets split or
 joined however TCP delivers them, refusals, keep-alive, and a real broker's round trip."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from impfactory.brokerurl import parse_url
 from impfactory.cloud.brokersec import AGENT_EVENTS, access_for
-from impfactory.firmware.mqttconn import MqttConnection, MqttError, MqttRefused, open_connection
+from impfactory.mqttconn import MqttConnection, MqttError, MqttRefused, open_connection
 
 
 class _Transport(asyncio.Transport):

@@ -1,6 +1,7 @@
-"""A device's MQTT 3.1.1 connection as an asyncio protocol: no thread, no library.
+"""An MQTT 3.1.1 client connection as an asyncio protocol: no thread, no library.
 
-What a device's cloud link needs of MQTT and nothing more (firmware/cloudclient.py):
+What a device's cloud link needs of MQTT and nothing more (firmware/cloudclient.py;
+the cloud's account agent checks a login with it too, cloud/broker_accounts.py):
 connect with a client ID, account and last will; subscribe; publish at QoS 0 or 1
 and learn of the PUBACK; receive at QoS 0 or 1 (QoS 1 acknowledged); keep alive;
 disconnect, or drop the connection as a failing network would. A line worker runs
