@@ -20,7 +20,6 @@ in docs/cloud.md ("Broker security").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -45,6 +44,7 @@ from impfactory.cloud.brokersec import (
 from impfactory.cloud.errors import BrokerError
 from impfactory.cloud.mqtt import AsyncMqtt
 from impfactory.loopthread import LoopThread
+from impfactory.mqttconn import MqttRefused, open_connection
 
 log = logging.getLogger(__name__)
 
@@ -226,38 +226,19 @@ class AccountAgent(LoopThread):
             self._mqtt.publish(RESPONSE_TOPIC, json.dumps({"responses": replies}).encode(), 1)
 
 
-def _field(text: str) -> bytes:
-    raw = text.encode()
-    return len(raw).to_bytes(2, "big") + raw
-
-
 async def login_accepted(host: str, port: int, username: str, password: str) -> bool:
     """Whether the broker takes this login now: one MQTT 3.1.1 CONNECT (client ID
-    the username, clean session), its CONNACK, then DISCONNECT. A socket of its own
-    rather than an ``AsyncMqtt``: no paho client per batch, and a refusal is an
-    answer here, not an error to log."""
-    body = (_field("MQTT") + bytes([4, 0xC2, 0, 0])  # v3.1.1; user, password, clean
-            + _field(username) + _field(username) + _field(password))
-    length, size = bytearray(), len(body)
-    while True:  # MQTT's variable-length remaining length
-        size, digit = size >> 7, size & 0x7F
-        length.append(digit | (0x80 if size else 0))
-        if not size:
-            break
+    the username, clean session), its CONNACK, then DISCONNECT. A connection of its
+    own (impfactory/mqttconn.py) rather than an ``AsyncMqtt``: no paho client per
+    batch, and a refusal is an answer here, not an error to log."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
-                                                PROBE_TIMEOUT)
-        try:
-            writer.write(bytes([0x10]) + bytes(length) + body)
-            connack = await asyncio.wait_for(reader.readexactly(4), PROBE_TIMEOUT)
-            if connack[3] == 0:
-                writer.write(b"\xe0\x00")  # DISCONNECT
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):  # a refused login: the broker hung up first
-                await writer.wait_closed()
-    except (OSError, asyncio.IncompleteReadError, TimeoutError) as err:
+        conn = await open_connection(host, port, client_id=username,
+                                     on_message=lambda topic, payload: None,
+                                     username=username, password=password, keepalive=0,
+                                     timeout=PROBE_TIMEOUT)
+    except MqttRefused:
+        return False
+    except OSError as err:
         raise BrokerError(f"cannot log in to mqtt://{host}:{port}: {err}") from err
-    if connack[:2] != b"\x20\x02":
-        raise BrokerError(f"mqtt://{host}:{port} answered a CONNECT with {connack!r}")
-    return connack[3] == 0
+    conn.disconnect()
+    return True

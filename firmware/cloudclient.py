@@ -1,6 +1,8 @@
-"""The device's link to impCloud: cloud-link messages over MQTT (aiomqtt).
+"""The device's link to impCloud: cloud-link messages over MQTT.
 
-One MQTT connection per device, all on the caller's asyncio loop (no threads).
+One MQTT connection per device, all on the caller's asyncio loop, no threads: a
+small MQTT 3.1.1 protocol of its own (impfactory/mqttconn.py), since per message
+aiomqtt over paho cost more than the rest of the device's link (docs/line.md).
 The device logs in with its own broker account (its device ID, the password it
 registered: firmware/registration.py), subscribes to its own ``down`` topics,
 publishes ``up`` messages with QoS 1, and names a ``bye`` as its last will so the
@@ -14,17 +16,16 @@ earlier session's) never reaches the device: ``on_ignored`` hears of it instead.
 Requests (hello, factory token, bless) carry a ``req`` number; ``request`` waits
 for the answer with the same number (or an ``error`` reply, raised as
 ``CloudRefused``). Everything else the cloud sends goes to ``on_message`` in
-order of arrival; image chunks go to the fetch waiting for them
-(firmware/images.py) as soon as they are read, ahead of that queue: a chunk
-only ever answers a ``chunk_request``, sent after its offer was handled.
+order of arrival, as it is read; image chunks go to the fetch waiting for
+them (firmware/images.py): a chunk only ever answers a ``chunk_request``, sent
+after its offer was handled.
 Network waits use the loop's time: they belong to the network, not to the
 emulated device's clock.
 
-A lost link is noticed at once by everything in flight: aiomqtt wakes the
-message reader on a disconnect but leaves a QoS 1 publish waiting for its
-PUBACK until its own timeout. So each session has a ``gone`` future, set by the
-reader when the link dies, and every publish races it: a request in flight when
-the network drops fails within milliseconds, not after ``REQUEST_TIMEOUT``.
+A lost link is noticed at once by everything in flight: the session's reader
+wakes on a disconnect and ends every publish still waiting for its PUBACK (and
+marks the session's ``gone`` future): a request in flight when the network
+drops fails within milliseconds, not after ``REQUEST_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -34,14 +35,10 @@ import contextlib
 import itertools
 import logging
 import secrets
-import socket
-import threading
 from collections.abc import Callable
 from typing import Any
 
-import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
-
+from impfactory import mqttconn
 from impfactory.firmware.errors import CloudClientError
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
@@ -50,6 +47,11 @@ log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 15.0
 CLOSE_TIMEOUT = 5.0
+
+
+def _time_out(ack: asyncio.Future[bytes]) -> None:
+    if not ack.done():
+        ack.set_exception(TimeoutError())
 
 
 class CloudRefused(CloudClientError):
@@ -67,55 +69,6 @@ class BrokerRefused(CloudClientError):
 
 class StaleLinkKey(CloudClientError):
     """The cloud's answers are sealed with a link key other than the device's."""
-
-
-def _tune(client: aiomqtt.Client, chunk_topic: str,
-          on_chunk: Callable[[Any, Any, Any], None]) -> None:
-    """Two short cuts through aiomqtt for the one message that comes by the thousand.
-
-    * Image blocks skip aiomqtt's message queue: paho hands a message on
-      ``chunk_topic`` to ``on_chunk`` as it reads it (on this loop), for a fraction
-      of what a queued message costs (a task and an ``asyncio.wait`` each);
-      everything else keeps its order in the queue.
-    * Once connected, paho's "something to write" (the PUBACK of every block)
-      registers the socket's writer on the loop directly, as cloud/mqtt.py does;
-      aiomqtt hops through ``call_soon_threadsafe`` every time (its connect runs in
-      a worker thread), two self-pipe wake-ups per block. Off the loop's thread
-      (that connect) its own way is kept.
-
-    Both reach into aiomqtt's paho client (``_client``, as ``sever`` does); paho's
-    callbacks themselves are public API.
-    """
-    paho = client._client
-    loop = asyncio.get_running_loop()
-    loop_thread = threading.get_ident()
-    queued_message = paho.on_message
-    threadsafe_register = paho.on_socket_register_write
-    if queued_message is None or threadsafe_register is None:
-        return  # an aiomqtt that does not work through these callbacks: used as it is
-
-    def on_message(c: Any, userdata: Any, message: Any) -> None:
-        if message.topic == chunk_topic:
-            on_chunk(c, userdata, message)
-        else:
-            queued_message(c, userdata, message)
-
-    def write() -> None:
-        try:
-            paho.loop_write()
-        except Exception as exc:  # a broken pipe: the session is over (as aiomqtt does)
-            gone = getattr(client, "_disconnected", None)
-            if isinstance(gone, asyncio.Future) and not gone.done():
-                gone.set_exception(exc)
-
-    def register_write(c: Any, userdata: Any, sock: Any) -> None:
-        if threading.get_ident() == loop_thread:
-            loop.add_writer(sock.fileno(), write)
-        else:
-            threadsafe_register(c, userdata, sock)
-
-    paho.on_message = on_message
-    paho.on_socket_register_write = register_write
 
 
 class CloudClient:
@@ -139,51 +92,51 @@ class CloudClient:
         self.connected = False
         self.bad_messages = 0
         self.ignored = 0
-        self._client: aiomqtt.Client | None = None
+        self._client: mqttconn.MqttConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[cl.Message]] = {}
         self._chunk_sinks: dict[str, Callable[[cl.Chunk | None], Any]] = {}
         self._req = itertools.count(1)
         self._closing = False
         self._gone: asyncio.Future[None] | None = None
+        self._holding: set[int] = set()
+        """Requests whose answer starts holding what follows (``request(hold=True)``)."""
+        self._held: list[cl.Message] | None = None
+        """What came after such an answer, until ``release`` (None: nothing held)."""
         self._chunk_topic = cl.topic(device_id, cl.Direction.DOWN, cl.Chunk.KIND)
 
     async def connect(self) -> None:
         """Open the MQTT session and subscribe; ``OSError`` when the broker is not there."""
         will_topic, will_payload = cl.encode(cl.Bye(self.device_id, reason="lost"))
-        client = aiomqtt.Client(
-            self.host, self.port, identifier=self.device_id,
-            username=self.device_id if self.password is not None else None,
-            password=self.password,
-            will=aiomqtt.Will(will_topic, will_payload, qos=cl.QOS),
-            keepalive=30, timeout=self.timeout, clean_session=True,
-            # Small request/answer packets: Nagle plus delayed ACK would add ~40 ms each.
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-        )
-        _tune(client, self._chunk_topic, self._on_chunk)
         try:
-            await client.__aenter__()
-        except MqttConnectError as err:
+            conn = await mqttconn.open_connection(
+                self.host, self.port, client_id=self.device_id,
+                on_message=self._on_mqtt_message,
+                username=self.device_id if self.password is not None else None,
+                password=self.password, will=(will_topic, will_payload, cl.QOS),
+                keepalive=30, timeout=self.timeout)
+        except mqttconn.MqttRefused as err:
             raise BrokerRefused(f"the broker at {self.host}:{self.port} refused account "
                                 f"{self.device_id}: {err}") from err
-        except aiomqtt.MqttError as err:
+        except OSError as err:
             raise OSError(f"MQTT connect to {self.host}:{self.port} failed: {err}") from err
-        self._client = client
+        self._client = conn
         self._closing = False
         self._gone = asyncio.get_running_loop().create_future()
         try:
-            await client.subscribe(cl.device_filter(self.device_id), qos=cl.QOS)
-        except aiomqtt.MqttError as err:
+            async with asyncio.timeout(self.timeout):
+                await conn.subscribe(cl.device_filter(self.device_id), qos=cl.QOS)
+        except (OSError, TimeoutError) as err:
             await self._drop_client()
             raise OSError(f"MQTT subscribe failed: {err}") from err
         self.connected = True
-        self._reader = asyncio.get_running_loop().create_task(self._read(client))
+        self._reader = asyncio.get_running_loop().create_task(self._read(conn))
 
     async def close(self, reason: str = "disconnect") -> None:
         """Say goodbye and close the session (quietly if the link is already gone)."""
         self._closing = True
         if self.connected:
-            with contextlib.suppress(aiomqtt.MqttError, CloudClientError, TimeoutError):
+            with contextlib.suppress(CloudClientError, TimeoutError):
                 await asyncio.wait_for(self.send(cl.Bye(self.device_id, reason=reason)),
                                        CLOSE_TIMEOUT)
         self.connected = False
@@ -209,21 +162,21 @@ class CloudClient:
         client, gone = self._client, self._gone
         if client is None or gone is None or gone.done():
             raise CloudClientError("not connected to the cloud")
-        publish = asyncio.ensure_future(client.publish(topic, payload, qos=cl.QOS))
         try:
-            # asyncio.wait: our own cancellation propagates (and cancels the publish below)
-            await asyncio.wait({publish, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not publish.done():
-                publish.cancel()
-                await asyncio.wait({publish})
-        if publish.cancelled():
-            raise CloudClientError(f"link lost while sending {what}")
-        err = publish.exception()
-        if isinstance(err, aiomqtt.MqttError):
+            ack = client.publish(topic, payload, cl.QOS)
+        except OSError as err:
             raise CloudClientError(f"publish failed: {err}") from err
-        if err is not None:
-            raise err
+        assert ack is not None  # QoS 1
+        timer = asyncio.get_running_loop().call_later(self.timeout, _time_out, ack)
+        try:
+            await ack  # cancelled with us: the message may still go, unwaited
+        except TimeoutError:
+            raise CloudClientError(f"publish failed: no PUBACK within {self.timeout:g} s"
+                                   ) from None
+        except OSError:  # the connection ended first
+            raise CloudClientError(f"link lost while sending {what}") from None
+        finally:
+            timer.cancel()
 
     @property
     def waiting(self) -> bool:
@@ -231,19 +184,26 @@ class CloudClient:
         return bool(self._pending)
 
     async def request(self, msg: cl.Message, timeout: float = REQUEST_TIMEOUT,
-                      resend_every: float | None = None) -> cl.Message:
+                      resend_every: float | None = None, hold: bool = False) -> cl.Message:
         """Send a request carrying ``req`` and wait for its answer.
 
         ``resend_every``: send it again (same ``req``) when that many seconds pass
         without an answer, until ``timeout``: for a request that may be lost
         before anyone listens for it (a hello just after a broker restart, before
-        the cloud is back on it) and that the cloud may safely see twice."""
+        the cloud is back on it) and that the cloud may safely see twice.
+
+        ``hold``: what the cloud sends after the answer waits for ``release``
+        (a hello's welcome is followed at once by the assignment and offers, which
+        the device can act on only once it has taken the session as its link:
+        messages reach ``on_message`` as they are read, ahead of the requester)."""
         req = getattr(msg, "req", None)
         if not isinstance(req, int):
             raise CloudClientError(f"{msg.KIND} is not a request")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[cl.Message] = loop.create_future()
         self._pending[req] = future
+        if hold:
+            self._holding.add(req)
         deadline = loop.time() + timeout
         try:
             while True:
@@ -260,6 +220,7 @@ class CloudClient:
             raise CloudClientError(f"no answer to {msg.KIND} within {timeout} s") from err
         finally:
             self._pending.pop(req, None)
+            self._holding.discard(req)
             if future.done() and not future.cancelled():
                 future.exception()  # retrieved: a send that failed first already said why
             future.cancel()
@@ -269,12 +230,8 @@ class CloudClient:
 
     def sever(self) -> None:
         """Cut the connection as a network failure would: no DISCONNECT, so the will fires."""
-        client = self._client
-        sock = client._client.socket() if client is not None else None
-        shutdown = getattr(sock, "shutdown", None)
-        if shutdown is not None:
-            with contextlib.suppress(OSError):
-                shutdown(socket.SHUT_RDWR)
+        if self._client is not None:
+            self._client.abort()
 
     def sink_chunks(self, sha: str, sink: Callable[[cl.Chunk | None], Any] | None) -> None:
         """Route chunks of image ``sha`` to ``sink`` (None stops routing).
@@ -286,15 +243,9 @@ class CloudClient:
         else:
             self._chunk_sinks[sha] = sink
 
-    async def _read(self, client: aiomqtt.Client) -> None:
-        try:
-            async for message in client.messages:
-                self._receive(message)
-                # An idle device waits here for months: holding the last message (a
-                # code chunk, its paho packet) would cost every device ~13 KiB.
-                del message
-        except aiomqtt.MqttError:
-            pass
+    async def _read(self, conn: mqttconn.MqttConnection) -> None:
+        """Wait for the session to end (its messages come to ``_on_mqtt_message``)."""
+        await asyncio.wait({conn.closed})
         self._mark_gone()
         if not self._closing:
             self.connected = False
@@ -304,8 +255,18 @@ class CloudClient:
             await self._drop_client()
             self.on_lost()
 
-    def _on_chunk(self, paho: Any, userdata: Any, message: Any) -> None:
-        """One block of an image, straight from paho's reader (never raises into it).
+    def _on_mqtt_message(self, topic: str, payload: bytes) -> None:
+        """A message as the connection read it, on this loop (never raises into it)."""
+        if topic == self._chunk_topic:
+            self._on_chunk(payload)
+            return
+        try:
+            self._receive(topic, payload)
+        except Exception:  # the device's bug must not take the MQTT reader down
+            log.exception("device %s failed on a message", self.device_id)
+
+    def _on_chunk(self, payload: bytes) -> None:
+        """One block of an image, straight from the reader (never raises into it).
 
         Only the cloud may publish on this device's ``down`` topics (the broker's ACL)
         and the topic is this device's own, so what arrives here is the cloud's;
@@ -313,7 +274,7 @@ class CloudClient:
         SHA-256 of its bytes, and the sealed offer names the image (its block list,
         or its SHA-256)."""
         try:
-            msg = cl.decode_chunk(self.device_id, bytes(message.payload))
+            msg = cl.decode_chunk(self.device_id, payload)
         except cl.CloudLinkError as err:
             self.bad_messages += 1
             log.warning("device %s dropped a bad chunk: %s", self.device_id, err)
@@ -325,14 +286,9 @@ class CloudClient:
         except Exception:  # a sink's bug must not take the MQTT reader down
             log.exception("device %s failed on a chunk", self.device_id)
 
-    def _receive(self, message: aiomqtt.Message) -> None:
-        payload = message.payload
-        if not isinstance(payload, (bytes, bytearray)):
-            self.bad_messages += 1
-            return
-        topic = str(message.topic)
+    def _receive(self, topic: str, payload: bytes) -> None:
         try:
-            msg = cl.decode(topic, self._unseal(topic, bytes(payload)))
+            msg = cl.decode(topic, self._unseal(topic, payload))
         except linksec.SealError as err:
             self.ignored += 1
             self.on_ignored(topic, str(err))
@@ -366,8 +322,20 @@ class CloudClient:
             future = self._pending[req]
             if not future.done():
                 future.set_result(msg)
+                if req in self._holding and self._held is None:
+                    self._held = []
+            return
+        if self._held is not None:
+            self._held.append(msg)
             return
         self.on_message(msg)
+
+    def release(self) -> None:
+        """Hand ``on_message`` what a ``request(hold=True)`` answer held, in order, and
+        stop holding."""
+        held, self._held = self._held, None
+        for msg in held or ():
+            self.on_message(msg)
 
     def _mark_gone(self) -> None:
         """Wake every publish still waiting for its PUBACK: this session is over."""
@@ -384,5 +352,4 @@ class CloudClient:
         self._mark_gone()
         client, self._client = self._client, None
         if client is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.__aexit__(None, None, None), CLOSE_TIMEOUT)
+            client.disconnect()

@@ -591,6 +591,8 @@ class Device:
             )
             self._emit(DeviceEvent.ONLINE)
             self._connect_done(int(Reason.SERVER_CONNECTED))
+            if self._cloud is not None:  # what came after the welcome, now it is our link
+                self._cloud.release()
             await self._after_online()
             await self._lost.wait()
             # Code keeps running offline (logs are buffered); the impOS reconnects,
@@ -658,7 +660,8 @@ class Device:
         )
         stale: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._bad_welcomes, self._stale_link = 0, stale
-        answer = asyncio.ensure_future(client.request(hello, resend_every=HELLO_RESEND))
+        answer = asyncio.ensure_future(
+            client.request(hello, resend_every=HELLO_RESEND, hold=True))
         try:
             racing: set[asyncio.Future[Any]] = {answer, stale}
             await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
@@ -917,14 +920,18 @@ class Device:
                     await client.request(req)
             return
         blessed, reason = await self._ask_blessing()
-        if blessed:
-            self.blessed = True
-            self.led.handle(LedEvent.BLESSED)
-            self._emit(DeviceEvent.BLESSED)
-        else:
-            self.led.handle(LedEvent.TEST_FAILED)
-            self._emit(DeviceEvent.BLESS_REFUSED, reason)
-        callback(blessed)
+        try:
+            if blessed:
+                self.blessed = True
+                self.led.handle(LedEvent.BLESSED)
+                self._emit(DeviceEvent.BLESSED)
+            else:
+                self.led.handle(LedEvent.TEST_FAILED)
+                self._emit(DeviceEvent.BLESS_REFUSED, reason)
+            callback(blessed)
+        finally:
+            if self._cloud is not None:  # what came behind the answer (the production
+                self._cloud.release()    # group's assignment), now the answer is handled
 
     async def _ask_blessing(self) -> tuple[bool, str]:
         """Ask the cloud to bless this device: (blessed, why not).
@@ -936,7 +943,8 @@ class Device:
         attempt = secrets.token_hex(8)
         try:
             reply = await self._request_patiently(lambda client: cl.BlessRequest(
-                self.device_id, req=client.next_req(), passed=True, attempt=attempt))
+                self.device_id, req=client.next_req(), passed=True, attempt=attempt),
+                hold=True)
         except CloudRefused as err:
             return False, err.code.value
         except CloudClientError as err:
@@ -945,14 +953,15 @@ class Device:
             return reply.blessed, reply.reason
         return False, f"unexpected answer {reply.KIND}"
 
-    async def _request_patiently(self, make: Callable[[CloudClient], cl.Message]
-                                 ) -> cl.Message:
+    async def _request_patiently(self, make: Callable[[CloudClient], cl.Message],
+                                 hold: bool = False) -> cl.Message:
         """One request to the cloud, as impOS makes it under ``SUSPEND_ON_ERROR``.
 
         Offline, it waits for the link; when the link drops or the cloud does not
         answer (a broker or cloud restarting after a crash) it asks again, every
         ``HELLO_RESEND`` seconds, for ``LINK_PATIENCE`` loop seconds in all. A refusal
-        is an answer: raised at once.
+        is an answer: raised at once. ``hold``: what follows the answer waits for the
+        link's ``release`` (``CloudClient.request``).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LINK_PATIENCE
@@ -963,7 +972,7 @@ class Device:
             try:
                 return await client.request(
                     make(client), timeout=max(0.1, min(REQUEST_TIMEOUT, deadline - loop.time())),
-                    resend_every=HELLO_RESEND)
+                    resend_every=HELLO_RESEND, hold=hold)
             except CloudRefused:
                 raise
             except CloudClientError:

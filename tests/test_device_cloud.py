@@ -74,6 +74,9 @@ class ScriptedCloud:
     lie_block: int | None = None
     """A block served damaged under the SHA-256 of its damaged bytes, every time."""
     list_blocks: bool = True
+    burst: bool = False
+    """Publish a hello's answers back to back, not each after the last one's PUBACK:
+    as the cloud does (cloud/mqtt.py only queues), so they can arrive in one read."""
     """Offers carry ``blocks_sha``, as the cloud's do (False: the whole-image check)."""
     stale_key_once: bool = False
     """At the device's first hello, seal with a key the device never had (a registration
@@ -133,7 +136,10 @@ class ScriptedCloud:
                         self.links[msg.device_id] = bytes(32)
                 self.seen.append(msg)
                 for reply in self.answer(msg):
-                    await client.publish(*self.sealed(reply), qos=1)
+                    if self.burst and isinstance(msg, cl.Hello):
+                        publish(*self.sealed(reply))
+                    else:
+                        await client.publish(*self.sealed(reply), qos=1)
 
     def sealed(self, msg: cl.Message) -> tuple[str, bytes]:
         topic, payload = cl.encode(msg)
@@ -254,6 +260,18 @@ def test_enrol_download_run_and_bless(broker_url: str) -> None:
     assert LedState.ONLINE in states and LedState.CONNECTING in states
     logs = [m for m in cloud.seen if isinstance(m, cl.Log)]
     assert any(m.msg == "blessed=True" for m in logs)
+
+
+def test_offers_right_behind_the_welcome_are_acted_on(broker_url: str) -> None:
+    """The cloud sends welcome, assignment, configparams and the code offer back to back;
+    the device reads them as they come, and acts on the offer only once the session is
+    its link (an offer handled before would find no link to download over)."""
+    cloud = ScriptedCloud(broker_url, burst=True)
+    device = asyncio.run(run_device(broker_url, cloud, DeviceEvent.BLESSED))
+    kinds = [r.kind for r in device.events]
+    assert kinds.index(DeviceEvent.ONLINE) < kinds.index(DeviceEvent.ASSIGNED)
+    assert kinds.index(DeviceEvent.ASSIGNED) < kinds.index(DeviceEvent.CODE_STARTED)
+    assert device.settings.device_code == DUT_CODE
 
 
 @pytest.mark.parametrize("when", ["hello", "bless"])

@@ -20,6 +20,7 @@ from typing import Any
 from impfactory import __version__
 from impfactory.devicecode import LIB_PATH_ENV
 from impfactory.errors import ImpFactoryError
+from impfactory.tools.profiling import profiled
 
 #: OS errors about something the user named (a file, a directory, a port, an
 #: address): bad input, exit status 2 like every other bad input. Any other OS
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
-    with lib_path_restored():
+    with lib_path_restored(), profiled(" ".join(argv[:2])):
         return _run(func, args)
 
 

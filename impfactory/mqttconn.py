@@ -1,0 +1,305 @@
+"""An MQTT 3.1.1 client connection as an asyncio protocol: no thread, no library.
+
+What a device's cloud link needs of MQTT and nothing more (firmware/cloudclient.py;
+the cloud's account agent checks a login with it too, cloud/broker_accounts.py):
+connect with a client ID, account and last will; subscribe; publish at QoS 0 or 1
+and learn of the PUBACK; receive at QoS 0 or 1 (QoS 1 acknowledged); keep alive;
+disconnect, or drop the connection as a failing network would. A line worker runs
+hundreds of these in one process, and per message this costs a fraction of what
+aiomqtt over paho did (``perf line``, docs/line.md): paho reads a packet in three
+or more ``recv`` calls, one packet per wake-up of the loop, builds MQTT 5
+properties and reason codes even for 3.1.1, and sends each packet alone; aiomqtt
+added a task and an ``asyncio.wait`` per message. Here one ``data_received``
+parses every packet the kernel had, and what a loop iteration writes (the
+PUBACKs of a burst, a reply) leaves in one ``send``.
+
+Anything a broker may not send a 3.1.1 client at QoS 1 (QoS 2 flows, a malformed
+packet) ends the connection: ``closed`` says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Callable
+
+CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
+SUBSCRIBE, SUBACK, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 11, 12, 13, 14
+MAX_PACKET = 1 << 22
+"""Bytes a packet from the broker may take (a cloud-link message is far smaller)."""
+
+_PUBACK = struct.Struct("!BBH")
+_U16 = struct.Struct("!H")
+
+
+class MqttError(OSError):
+    """The connection failed or ended (an ``OSError``: the network's kind of failure)."""
+
+
+class MqttRefused(MqttError):
+    """The broker answered CONNECT with a refusal (``code``: the CONNACK return code)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"the broker refused the connection (CONNACK return code {code})")
+        self.code = code
+
+
+def _length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
+
+
+def _str(s: str | bytes) -> bytes:
+    b = s.encode() if isinstance(s, str) else s
+    return _U16.pack(len(b)) + b
+
+
+def _packet(first: int, body: bytes) -> bytes:
+    return bytes((first,)) + _length(len(body)) + body
+
+
+class MqttConnection(asyncio.Protocol):
+    """One client connection; made by :func:`open_connection`."""
+
+    def __init__(self, on_message: Callable[[str, bytes], None], keepalive: int) -> None:
+        self.on_message = on_message
+        self.keepalive = keepalive
+        loop = self._loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        """Done when the connection is over: its exception says why, unless we ended it."""
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._connack: asyncio.Future[int] = loop.create_future()
+        self._acks: dict[int, asyncio.Future[bytes]] = {}
+        self._mid = 0
+        self._sent_at = 0.0
+        self._ping_at: float | None = None
+        self._keeper: asyncio.TimerHandle | None = None
+        self._ending = False
+
+    # ------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        at, end = 0, len(buf)
+        try:
+            while end - at >= 2:
+                size, shift, i, whole = 0, 0, at + 1, False
+                while i < end:  # the remaining length: 1 to 4 bytes, 7 bits each
+                    byte = buf[i]
+                    i += 1
+                    size |= (byte & 0x7F) << shift
+                    if not byte & 0x80:
+                        whole = True
+                        break
+                    shift += 7
+                    if shift > 21:
+                        raise MqttError("malformed remaining length from the broker")
+                if size > MAX_PACKET:
+                    raise MqttError(f"a packet of {size} bytes from the broker")
+                if not whole or end - i < size:
+                    break  # the rest of this packet is still on its way
+                self._handle(buf[at], bytes(buf[i : i + size]))
+                at = i + size
+        except MqttError as err:
+            del buf[:]
+            self._fail(err)
+            return
+        del buf[:at]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._fail(
+            MqttError(f"connection lost: {exc}")
+            if exc is not None
+            else MqttError("the broker closed the connection")
+        )
+
+    # ------------------------------------------------------------ what the client does
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> asyncio.Future[bytes] | None:
+        """Send a PUBLISH; at QoS 1 the future its PUBACK completes (None at QoS 0)."""
+        self._check_open()
+        head = _str(topic)
+        if qos == 0:
+            self._write(_packet(0x30, head + payload))
+            return None
+        mid = self._next_mid()
+        ack = self._acks[mid] = self._loop.create_future()
+        self._write(_packet(0x30 | qos << 1, head + _U16.pack(mid) + payload))
+        return ack
+
+    async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        """Subscribe and wait for the SUBACK; ``MqttError`` if the broker refused it."""
+        self._check_open()
+        mid = self._next_mid()
+        ack = self._acks[mid] = self._loop.create_future()
+        self._write(_packet(0x82, _U16.pack(mid) + _str(topic_filter) + bytes((qos,))))
+        codes = await ack
+        if not codes or codes[0] & 0x80:
+            raise MqttError(f"the broker refused the subscription to {topic_filter}")
+
+    def disconnect(self) -> None:
+        """End the session politely: DISCONNECT (the broker drops the will), then close."""
+        self._ending = True
+        if self._transport is not None:
+            self._write(b"\xe0\x00")
+            self._flush()
+            self._transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection as a failing network would: no DISCONNECT, so the will
+        fires, and ``closed`` ends with an error."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    # ------------------------------------------------------------ inside
+
+    def _check_open(self) -> None:
+        if self._transport is None or self.closed.done():
+            raise MqttError("not connected")
+
+    def _next_mid(self) -> int:
+        for _ in range(65535):
+            self._mid = self._mid % 65535 + 1
+            if self._mid not in self._acks:
+                return self._mid
+        raise MqttError("65,535 messages in flight")
+
+    def _write(self, packet: bytes) -> None:
+        """Queue ``packet``; what one loop iteration queues leaves in one ``send``."""
+        if not self._out:
+            self._loop.call_soon(self._flush)
+        self._out.append(packet)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(b"".join(out) if len(out) > 1 else out[0])
+            self._sent_at = self._loop.time()
+
+    def _handle(self, first: int, body: bytes) -> None:
+        kind = first >> 4
+        if kind == PUBLISH:
+            qos = (first >> 1) & 3
+            n = _U16.unpack_from(body)[0]
+            try:
+                topic = body[2 : 2 + n].decode()
+            except UnicodeDecodeError:
+                raise MqttError("a topic that is not UTF-8 from the broker") from None
+            at = 2 + n
+            if qos == 1:
+                mid = _U16.unpack_from(body, at)[0]
+                at += 2
+                self._write(_PUBACK.pack(0x40, 2, mid))
+            elif qos:
+                raise MqttError("a QoS 2 message from the broker (we subscribe at most at 1)")
+            self.on_message(topic, body[at:])
+        elif kind in (PUBACK, SUBACK, UNSUBACK):
+            if len(body) < 2:
+                raise MqttError("a short acknowledgement from the broker")
+            ack = self._acks.pop(_U16.unpack_from(body)[0], None)
+            if ack is not None and not ack.done():
+                ack.set_result(body[2:])
+        elif kind == PINGRESP:
+            self._ping_at = None
+        elif kind == CONNACK:
+            if len(body) < 2:
+                raise MqttError("a short CONNACK from the broker")
+            if not self._connack.done():
+                self._connack.set_result(body[1])
+        else:
+            raise MqttError(f"an unexpected packet (type {kind}) from the broker")
+
+    def _fail(self, err: MqttError) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            self._keeper = None
+        if not self._connack.done():
+            self._connack.set_exception(err)
+            self._connack.exception()  # retrieved: open_connection reads it if waiting
+        acks, self._acks = self._acks, {}
+        for ack in acks.values():
+            if not ack.done():
+                ack.set_exception(err)
+                ack.exception()  # retrieved: whoever waits for it reads it again
+        if not self.closed.done():
+            if self._ending:
+                self.closed.set_result(None)
+            else:
+                self.closed.set_exception(err)
+                self.closed.exception()  # retrieved: the owner may just see it done
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _keep_alive(self) -> None:
+        """Every half keep-alive: PINGREQ if idle; no PINGRESP in a keep-alive: dead."""
+        now = self._loop.time()
+        if self._ping_at is not None and now - self._ping_at > self.keepalive:
+            self._fail(MqttError(f"no PINGRESP within {self.keepalive} s"))
+            return
+        if self._ping_at is None and now - self._sent_at >= self.keepalive / 2:
+            self._ping_at = now
+            self._write(b"\xc0\x00")
+        self._keeper = self._loop.call_later(self.keepalive / 2, self._keep_alive)
+
+
+async def open_connection(
+    host: str,
+    port: int,
+    *,
+    client_id: str,
+    on_message: Callable[[str, bytes], None],
+    username: str | None = None,
+    password: str | None = None,
+    will: tuple[str, bytes, int] | None = None,
+    keepalive: int = 30,
+    clean_session: bool = True,
+    timeout: float = 10.0,
+) -> MqttConnection:
+    """Connect and wait for the CONNACK (``timeout`` seconds in all). ``MqttRefused``
+    when the broker refuses, ``MqttError`` (an ``OSError``) when it cannot be reached."""
+    loop = asyncio.get_running_loop()
+    conn = MqttConnection(on_message, keepalive)
+    flags = 0x02 if clean_session else 0
+    payload = _str(client_id)
+    if will is not None:
+        topic, message, qos = will
+        flags |= 0x04 | qos << 3
+        payload += _str(topic) + _str(message)
+    if username is not None:
+        flags |= 0x80
+        payload += _str(username)
+        if password is not None:
+            flags |= 0x40
+            payload += _str(password)
+    header = _str("MQTT") + bytes((4, flags)) + _U16.pack(keepalive)
+    try:
+        async with asyncio.timeout(timeout):
+            await loop.create_connection(lambda: conn, host, port)  # TCP_NODELAY: asyncio's
+            conn._write(_packet(CONNECT << 4, header + payload))
+            code = await asyncio.shield(conn._connack)
+    except TimeoutError:
+        conn.abort()
+        raise MqttError(f"no CONNACK from {host}:{port} within {timeout:g} s") from None
+    except BaseException:
+        conn.abort()
+        raise
+    if code != 0:
+        conn._ending = True
+        conn.abort()
+        raise MqttRefused(code)
+    conn._sent_at = loop.time()
+    if keepalive:
+        conn._keeper = loop.call_later(keepalive / 2, conn._keep_alive)
+    return conn
