@@ -77,9 +77,10 @@ def _tune(client: aiomqtt.Client, chunk_topic: str,
       ``chunk_topic`` to ``on_chunk`` as it reads it (on this loop), for a fraction
       of what a queued message costs (a task and an ``asyncio.wait`` each);
       everything else keeps its order in the queue.
-    * Once connected, paho's "something to write" (the PUBACK of every block)
-      registers the socket's writer on the loop directly, as cloud/mqtt.py does;
-      aiomqtt hops through ``call_soon_threadsafe`` every time (its connect runs in
+    * Once connected, paho's "something to write" (the PUBACK of every block) is
+      written on the loop's next turn (``call_soon``), the socket's writer registered
+      only when the socket cannot take it all; aiomqtt hops through
+      ``call_soon_threadsafe`` to register the writer every time (its connect runs in
       a worker thread), two self-pipe wake-ups per block. Off the loop's thread
       (that connect) its own way is kept.
 
@@ -108,9 +109,19 @@ def _tune(client: aiomqtt.Client, chunk_topic: str,
             if isinstance(gone, asyncio.Future) and not gone.done():
                 gone.set_exception(exc)
 
+    def write_soon(sock: Any) -> None:
+        write()
+        # the socket took part of it: write the rest when it can (unless the session
+        # ended meanwhile: its descriptor may be another socket's by now)
+        if paho.socket() is sock and paho.want_write():
+            loop.add_writer(sock.fileno(), write)
+
     def register_write(c: Any, userdata: Any, sock: Any) -> None:
         if threading.get_ident() == loop_thread:
-            loop.add_writer(sock.fileno(), write)
+            # on the next turn of the loop, not through the selector: a 4-byte PUBACK
+            # almost always fits the socket, and adding then removing the writer was
+            # two epoll_ctl calls and two selector keys per block
+            loop.call_soon(write_soon, sock)
         else:
             threadsafe_register(c, userdata, sock)
 
