@@ -113,8 +113,9 @@ def _tune(client: aiomqtt.Client, chunk_topic: str,
         write()
         # the socket took part of it: write the rest when it can (unless the session
         # ended meanwhile: its descriptor may be another socket's by now)
-        if paho.socket() is sock and paho.want_write():
-            loop.add_writer(sock.fileno(), write)
+        current = paho.socket()
+        if current is not None and current is sock and paho.want_write():
+            loop.add_writer(current.fileno(), write)
 
     def register_write(c: Any, userdata: Any, sock: Any) -> None:
         if threading.get_ident() == loop_thread:

@@ -11,7 +11,10 @@ time from the first device starting its download to the last one finishing
 (``DeviceConfig.impos_install_s`` is 0 here, so the end is the download's). A
 device that has installed is powered off at once: its reboot, code download and
 factory tests are not delivery, and would share the one CPU with the downloads
-still being measured.
+still being measured. What the set-up made (the cloud, the fleet, every device's
+state) is frozen for the window (``gc.freeze``): the collector's passes then walk
+only what the delivery itself allocates, as in the raw reference, which has no
+such heap beside it.
 
 Before and after that (their mean), in the same run and on the same broker, the
 raw reference (tools/broker_reference.py): as many blocks of the same size as the devices fetch
