@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from impfactory.cloud.agents import PREFIX, AgentLimits, Agents, agent_app
-from impfactory.cloud.link import CloudLink
+from impfactory.cloud.link import MESSAGE_BURST, MESSAGE_RATE, CloudLink
 from impfactory.cloud.outbound import Outbound
 from impfactory.cloud.service import AGENT_BASE_URL, AccountDirectory, CloudService
 from impfactory.cloud.store import Store, open_store
@@ -56,10 +56,13 @@ class Cloud:
         http_timeout: float = 10.0,
         module_secret: bytes | None = None,
         share: str | None = None,
+        message_rate: float = MESSAGE_RATE,
+        message_burst: int = MESSAGE_BURST,
     ) -> None:
         """``module_secret``: the module maker's (impfactory/maker.py; default: the
         environment's or this user's), to tell real modules from made-up IDs. ``share``: a
-        shared subscription group (cloud/link.py), for several clouds on one store."""
+        shared subscription group (cloud/link.py), for several clouds on one store.
+        ``message_rate``/``message_burst``: what one device may send (cloud/link.py)."""
         self._owns_db = not isinstance(db, Store)
         self.db = db if isinstance(db, Store) else open_store(db)
         kwargs: dict[str, Any] = {}
@@ -69,7 +72,8 @@ class Cloud:
                                     agent_base_url=agent_base_url or AGENT_BASE_URL,
                                     chunk_size=chunk_size, **kwargs)
         self.link = CloudLink(self.service, broker_url, module_secret=module_secret, share=share,
-                              runs_agents=agents)
+                              runs_agents=agents, message_rate=message_rate,
+                              message_burst=message_burst)
         self.broker_url = self.link.url
         self.agent_url_fixed = agent_base_url is not None
         """The agent base URL was given: servers mounting agent URLs leave it alone."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,9 +84,10 @@ async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def run(test: Callable[[World], Awaitable[None]], url: str, db: Path, **setup: object) -> None:
+def run(test: Callable[[World], Awaitable[None]], url: str, db: Path,
+        cloud_options: dict[str, Any] | None = None, **setup: object) -> None:
     async def main() -> None:
-        async with Cloud(db, url) as cloud:
+        async with Cloud(db, url, **(cloud_options or {})) as cloud:
             cloud.service.ensure_owner(OWNER)
             world = World(cloud, make_factory(cloud.service, OWNER, **setup), url)  # type: ignore[arg-type]
             await asyncio.wait_for(test(world), 60)

@@ -66,7 +66,9 @@ def test_blinkup_ok_but_a_network_that_does_not_fit_never_connects(capsys,
     assert "online" not in leds(out) and "connect_failed" in events(out)
     green = next(i for i, s in enumerate(out["led"]) if s["state"] == "blinkup_ok")
     shown = out["led"][green + 1]["t"] - out["led"][green]["t"]
-    assert 2.95 <= shown < 3.5  # three seconds on a scaled clock (loop jitter x100)
+    # three seconds on a clock scaled x100: a timer the loop serves 15 ms late (a busy
+    # machine) shows as 1.5 s more; never less than three
+    assert 2.95 <= shown < 4.5
 
 
 def test_an_impos_update_shows_solid_green_before_the_dut_firmware(capsys,
