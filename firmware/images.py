@@ -88,11 +88,7 @@ async def fetch_blocks(client: CloudClient, ref: cl.ImageRef, max_rounds: int = 
                 damaged.append(chunk.index)
                 arrived.set()
             return
-        # kept as bytes, not as the view into the received message: a view (and its
-        # buffer) is two objects the collector tracks, 128 per MiB kept to the end of
-        # the download and walked by every collection until then; bytes are not
-        # tracked, and the copy (16 KiB) costs less than a tenth of the block's hash
-        blocks[chunk.index] = bytes(chunk.data)
+        blocks[chunk.index] = chunk.data
         digests[chunk.index] = bytes.fromhex(chunk.block_sha)  # (intact: its bytes' digest)
         if len(blocks) == total:  # a good block needs no one woken until the last one
             arrived.set()
