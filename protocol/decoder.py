@@ -38,13 +38,18 @@ States and events (an explicit table, ``TRANSITIONS``)::
                               +------failed--------+----------------------> IDLE
 
 ``state`` is ``SYNC`` or ``FRAME`` while a BlinkUp is being received (an imp stops
-flashing its status LED then). The slicing and sync search are vectorised with numpy
-per chunk (the slicer's flips found by ``bytes.find`` on its comparisons); Python runs
-once per transition and once per symbol (bi-level) or frame (tri-level). A chunk costs
-a fixed dozen or so numpy calls on top of its samples, so
-chunks shorter than the shortest symbol period accepted are gathered first: ``state``
-then lags the light by less than one symbol, and :meth:`BlinkUpDecoder.flush`
-decodes what waits at the end of a capture.
+flashing its status LED then). Where the extension is built (``COMPILED``), the
+per-sample and per-symbol work runs compiled (protocol/_bilevel.c through
+protocol/bilevel_kernel.py: the idle slicer and sync runs' means for both codes; the
+whole bi-level sync search and reception, a feed being one call) with the same
+arithmetic in the same order, so the same bits; Python handles each outcome, failure
+and state change. Otherwise (and for the tri-level reception) the slicing is
+vectorised with numpy per chunk (the slicer's flips found by ``bytes.find`` on its
+comparisons) and Python runs once per transition and once per symbol (bi-level) or
+frame (tri-level). A chunk has a fixed cost on top of its samples, so chunks shorter
+than the shortest symbol period accepted are gathered first: ``state`` then lags the
+light by less than one symbol, and :meth:`BlinkUpDecoder.flush` decodes what waits
+at the end of a capture.
 
 Errors: ``feed`` *returns* outcomes: a :class:`DecodeResult` for each frame that
 completed, or a :class:`BlinkUpDecodeError` (lost sync, bad magic, corrupt frame)
@@ -69,6 +74,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from . import bilevel_kernel
+from .bilevel_kernel import Event
 from .blinkup import PREAMBLE, BlinkUpConfig, BlinkUpError, decode_frame
 from .linecode import (
     BILEVEL_FAST_RATE,
@@ -182,6 +189,27 @@ the light within its runs apart: a real one at noise 0.05 of the swing, about 20
 times; sliced noise, hardly ever over 5."""
 LEVEL_TRACKING = 0.125
 """Weight of each new grey or white run in the tri-level level estimates."""
+COMPILED = bilevel_kernel.available(
+    {
+        "SYMBOL_GUARD": SYMBOL_GUARD,
+        "DECIDE_AFTER": DECIDE_AFTER,
+        "STEER_REACH": STEER_REACH,
+        "STEER_PHASE": STEER_PHASE,
+        "STEER_PERIOD": STEER_PERIOD,
+        "SQUEEZED": SQUEEZED,
+        "CROSSING_LOOKBACK": CROSSING_LOOKBACK,
+        "BILEVEL_RUN_LIMIT": BILEVEL_RUN_LIMIT,
+        "CHECK_BYTES": CHECK_BYTES,
+        "HUNT_SYMBOLS": HUNT_SYMBOLS,
+        "HUNT_KEEP": len(SYNC_WORD) + 1,
+        "SYNC_TRANSITIONS": SYNC_TRANSITIONS,
+    }
+)
+"""Whether decoders made from now on run the bi-level receiver's loops compiled
+(protocol/_bilevel.c, built at install when a C compiler is there, with the same
+constants) or in Python: the same decisions either way, tested equal."""
+_WHITENING = np.array(BILEVEL_WHITENING, dtype=np.uint8)
+_WHITENING.flags.writeable = False
 
 
 # --------------------------------------------------------------------------- errors
@@ -307,9 +335,7 @@ class _Done(Exception):
     """Internal: the current reception ended (with an outcome) at a transition."""
 
 
-def _hysteresis(
-    above: bytes, below: bytes, prev: int
-) -> tuple[list[int], list[int], int]:
+def _hysteresis(above: bytes, below: bytes, prev: int) -> tuple[list[int], list[int], int]:
     """Two-threshold slicer: a sample above the upper threshold sets 1, below the lower
     one sets 0, between keeps the last level. ``above`` and ``below`` hold one byte
     per sample (1 where it is past that threshold: numpy's comparisons, as bytes).
@@ -366,7 +392,11 @@ def _sliding_extreme(a: FloatArray, w: int, largest: bool) -> FloatArray:
 
 
 def _crossings(
-    hist: FloatArray, first: int, changes: list[int], levels: list[int], mid: float,
+    hist: FloatArray,
+    first: int,
+    changes: list[int],
+    levels: list[int],
+    mid: float,
     origin: int,
 ) -> list[float]:
     """Where the light crossed ``mid`` on its way to each flip's level (1: up), given
@@ -399,8 +429,13 @@ _LOOKBACK = np.arange(1, CROSSING_LOOKBACK + 1)
 
 
 def _crossings_array(
-    hist: FloatArray, lo: int, first: int, changes: list[int], levels: list[int],
-    mid: float, origin: int,
+    hist: FloatArray,
+    lo: int,
+    first: int,
+    changes: list[int],
+    levels: list[int],
+    mid: float,
+    origin: int,
 ) -> list[float]:
     """:func:`_crossings` for many flips at once, in under two dozen numpy calls:
     the same arithmetic on the same samples, so the same bits."""
@@ -420,6 +455,11 @@ def _crossings_array(
     np.minimum(np.maximum(frac, 0.0, out=frac), 1.0, out=frac)
     out: list[float] = ((j + (origin - 1)) + frac).tolist()
     return out
+
+
+_IDLE = DecoderState.IDLE
+_feed2 = bilevel_kernel.feed2
+
 
 class BlinkUpDecoder:
     """Streaming decoder for one light sensor. See the module docstring."""
@@ -468,6 +508,7 @@ class BlinkUpDecoder:
         self._bands = [(fs / (1.25 * r), fs / (0.8 * r)) for r in rates]
         if not rates:  # screens draw as fast as they can: 10 to 75 frames per second
             self._bands = [(fs / TRILEVEL_MAX_FPS, fs / TRILEVEL_MIN_FPS)]
+        self._band_array = np.array(self._bands, dtype=np.float64).ravel()
         self._t_min = min(lo for lo, _hi in self._bands)
         self._t_max = max(hi for _lo, hi in self._bands)
         fastest = fs / self._t_min / 1.25
@@ -489,6 +530,12 @@ class BlinkUpDecoder:
         # the finest grain ``state`` needs (it then lags the input by less than one).
         self._min_step = max(1, math.floor(self._t_min))
         self._ones = np.ones(self._taps)
+        # the compiled loops (see COMPILED): made at the first bi-level lock
+        self._compiled = COMPILED
+        # a bi-level reception's feeds, filtered and received in one compiled call
+        self._fused = COMPILED and self._taps == 2 and line_code == "bilevel"
+        self._kernel: bilevel_kernel.Kernel | None = None
+        self._limit = MAX_SAMPLE * self._full_scale
         self.reset()
 
     # ------------------------------------------------------------------ public
@@ -526,6 +573,10 @@ class BlinkUpDecoder:
         Samples that do not yet make up the shortest symbol period the decoder
         accepts wait for the next feed (or :meth:`flush`), so ``state`` lags the input
         by less than one symbol; outcomes and positions do not depend on it."""
+        if self._fused and self._state is not _IDLE and not self._pending:
+            done = self._feed_fused(samples)
+            if done is not None:
+                return done
         x = self._validate(samples)
         if x.shape[0] == 0:
             return []
@@ -538,6 +589,54 @@ class BlinkUpDecoder:
             self._pending.clear()
             self._pending_n = 0
         return self._process(x)
+
+    def _feed_fused(self, samples: Sequence[float] | npt.ArrayLike) -> list[Outcome] | None:
+        """A bi-level reception's feed in one compiled call (_take and _receive's work:
+        the same history, the same decisions), or None when this chunk takes the
+        general path (not a plain run of floats, a bad sample, too short, or the
+        history's buffer must move): nothing was changed then."""
+        try:
+            x = np.asarray(samples, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            return None  # _validate says why
+        if x.ndim != 1 or x.shape[0] < self._min_step:
+            return None
+        n = x.shape[0]
+        buf_lo, buf_hi = self._buf_lo, self._buf_hi
+        lo = buf_hi - self._history_len
+        if lo > buf_lo:  # what _take keeps (the same whatever comes next)
+            self._hist_start += lo - buf_lo
+            self._buf_lo = buf_lo = lo
+        buf = self._buf
+        if buf_hi + n > buf.shape[0]:
+            return None
+        kernel = self._kernel
+        assert kernel is not None and _feed2 is not None
+        base = self._base
+        event: int = _feed2(
+            x,
+            buf,
+            buf_lo,
+            buf_hi,
+            self._raw_last,
+            self._limit,
+            self._hist_start,
+            base,
+            kernel.bound,
+        )
+        if event < 0:
+            return None
+        hi = buf_hi + n
+        self._buf_hi = hi
+        self._hist = buf[buf_lo:hi]
+        self._raw_last = x.item(-1)
+        stop = base + n
+        if event == Event.NONE:
+            self._base = stop
+            return []
+        outcomes: list[Outcome] = []
+        self._decode(self._receive_compiled(base, stop, outcomes, event), stop, outcomes)
+        return outcomes
 
     def flush(self) -> list[Outcome]:
         """Decode the samples still gathered (fewer than a symbol): the end of a capture."""
@@ -554,14 +653,17 @@ class BlinkUpDecoder:
         after its end back to the sync search, which reads them from the history."""
         outcomes: list[Outcome] = []
         stop = self._base + int(self._take(x).shape[0])
-        at = self._base
+        self._decode(self._base, stop, outcomes)
+        return outcomes
+
+    def _decode(self, at: int, stop: int, outcomes: list[Outcome]) -> None:
+        """Decode the history from sample ``at`` to ``stop`` (the end of the input)."""
         while at < stop:
             if self._state is DecoderState.IDLE:
                 at = self._scan_idle(at, stop)
             else:
                 at = self._receive(at, stop, outcomes)
         self._base = stop
-        return outcomes
 
     # ------------------------------------------------------------------ input
 
@@ -577,8 +679,17 @@ class BlinkUpDecoder:
         if x.shape[0] == 0:
             return x
         # two reductions check it all: NaN makes both comparisons false, and a bound
-        # far outside any sensor keeps the arithmetic below from overflowing
-        limit = MAX_SAMPLE * self._full_scale
+        # far outside any sensor keeps the arithmetic below from overflowing (compiled:
+        # one pass, and a chunk that passes is a contiguous run for smooth2)
+        limit = self._limit
+        if self._compiled:
+            verdict = bilevel_kernel.check(x, limit)
+            if verdict == 0:
+                return x
+            if verdict == 2:
+                x = np.ascontiguousarray(x)
+                if bilevel_kernel.check(x, limit) == 0:
+                    return x
         low, high = float(_smallest(x)), float(_largest(x))
         if not (-limit <= low and high <= limit):
             raise BadSamplesError(
@@ -613,10 +724,13 @@ class BlinkUpDecoder:
             # the common case (142 Hz possible): the same sums as below, fewer calls
             # the last sample before the chunk as a float (the same sum, no numpy scalars)
             first = x.item(0)
-            y[0] = (first if self._raw_last is None else self._raw_last) + first
-            np.add(x[1:], x[:-1], out=y[1:])
+            if self._compiled:  # the same sums, one call
+                bilevel_kernel.smooth2(x, y, first if self._raw_last is None else self._raw_last)
+            else:
+                y[0] = (first if self._raw_last is None else self._raw_last) + first
+                np.add(x[1:], x[:-1], out=y[1:])
+                y *= 0.5
             self._raw_last = x.item(-1)
-            y *= 0.5
         else:
             if self._raw_tail.shape[0] == 0:
                 self._raw_tail = np.full(taps - 1, x[0])
@@ -642,13 +756,62 @@ class BlinkUpDecoder:
         run; return where the lock happened or where this block ended (blocks bound the
         sliding max/min work done past a lock)."""
         n = min(stop, a0 + IDLE_BLOCK)
+        if self._compiled and self.line_code == "bilevel":
+            # the slicing and the sync search (_sync_transition), compiled
+            found = bilevel_kernel.idle_sync(
+                self._hist,
+                a0 - self._hist_start,
+                n - self._hist_start,
+                self._window,
+                self._min_swing,
+                self._level,
+                a0,
+                self._sync_times,
+                self._t_min,
+                self._t_max,
+                self._band_array,
+            )
+            if found is None:
+                return n  # no window holds a swing: nothing is sliced, the level stays
+            c, self._level = found
+            if c < 0:
+                return n
+            self._lock(self._level)
+            self._received_from = a0 + c + 1
+            return self._received_from
+        sliced = (
+            bilevel_kernel.idle_slice(  # the same slicing, compiled
+                self._hist,
+                a0 - self._hist_start,
+                n - self._hist_start,
+                self._window,
+                self._min_swing,
+                self._level,
+            )
+            if self._compiled
+            else self._idle_slice(a0, n)
+        )
+        if sliced is None:
+            return n  # no window holds a swing: nothing is sliced, the level stays
+        changes, levels, last = sliced
+        for c, level in zip(changes, levels, strict=True):
+            if self._sync_transition(a0 + c, level):
+                self._level = level
+                self._received_from = a0 + c + 1
+                return self._received_from
+        self._level = last
+        return n
+
+    def _idle_slice(self, a0: int, n: int) -> tuple[list[int], list[int], int] | None:
+        """Slice samples ``a0`` to ``n`` with adaptive thresholds: the flips (from
+        ``a0``), their levels, and the level after; None when no window holds a swing."""
         w = self._window
         seg = self._hist_slice(a0 - w + 1, n)
         need = (n - a0) + w - 1
         if seg.shape[0] < need:
             seg = np.concatenate((np.full(need - seg.shape[0], seg[0]), seg))
         if float(seg.max() - seg.min()) < self._min_swing:
-            return n  # no window holds a swing: nothing is sliced, the level stays
+            return None
         if w <= 8 or n - a0 <= 2 * w:
             stride = seg.strides[0]  # a windowed view (sliding_window_view, minus its checks)
             view = np.lib.stride_tricks.as_strided(
@@ -661,17 +824,11 @@ class BlinkUpDecoder:
         band = (top - bottom) * 0.15
         band[(top - bottom) < self._min_swing] = np.inf
         part = self._hist[a0 - self._hist_start : n - self._hist_start]
-        changes, levels, last = _hysteresis(
-            np.greater(part, mid + band).tobytes(), np.less(part, mid - band).tobytes(),
+        return _hysteresis(
+            np.greater(part, mid + band).tobytes(),
+            np.less(part, mid - band).tobytes(),
             self._level,
         )
-        for c, level in zip(changes, levels, strict=True):
-            if self._sync_transition(a0 + c, level):
-                self._level = level
-                self._received_from = a0 + c + 1
-                return self._received_from
-        self._level = last
-        return n
 
     def _sync_transition(self, t: int, level: int) -> bool:
         """Another idle edge: lock once SYNC_TRANSITIONS regular intervals line up."""
@@ -740,8 +897,10 @@ class BlinkUpDecoder:
         runs and lit runs apart (``level``: the level after the last edge), and the
         pooled spread (standard deviation) of the light within those runs (0 unless
         ``spread_too``)."""
-        add = np.add.reduce
         times = self._sync_times[-(MEASURED_RUNS + 1) :]
+        if self._compiled:  # the same sums (numpy's order), compiled
+            return bilevel_kernel.run_means(self._hist, self._hist_start, times, level, spread_too)
+        add = np.add.reduce
         means: tuple[list[float], list[float]] = ([], [])
         spread, count = 0.0, 0
         run_level = 1 - level  # the level of the run that ended at the last edge
@@ -768,8 +927,9 @@ class BlinkUpDecoder:
         if len(dark) < 3 or len(lit) < 3:
             return False
         gap = _median(lit) - _median(dark)
-        return (gap > self._min_swing and gap > TWO_LEVELS * spread
-                and min(lit) - max(dark) > 0.5 * gap)
+        return (
+            gap > self._min_swing and gap > TWO_LEVELS * spread and min(lit) - max(dark) > 0.5 * gap
+        )
 
     def _lock(self, level: int) -> None:
         """Measure the sync run: symbol period, lit and dark levels; fix thresholds."""
@@ -842,7 +1002,9 @@ class BlinkUpDecoder:
         # bi-level: a running prefix sum of the history from the grid's first symbol on
         self._cs_origin = max(math.floor(self._next_bit - period), self._hist_start)
         self._cs: list[float] = [0.0]
-        if self._soft:
+        if self._soft and self._compiled:
+            self._start_kernel(level)
+        elif self._soft:
             self._cs += _accumulate(self._hist[self._cs_origin - self._hist_start :]).tolist()
         self._inverted = False
         self._cur = 0
@@ -850,22 +1012,48 @@ class BlinkUpDecoder:
         self._bytes = bytearray()
         self._event(DecoderEvent.SYNC_FOUND)
 
+    def _start_kernel(self, level: int) -> None:
+        """Bi-level, compiled: the lock's state, in the kernel's arrays."""
+        if self._kernel is None:
+            self._kernel = bilevel_kernel.Kernel(_WHITENING, HUNT_PATTERNS, BILEVEL_START_WORD)
+        K = bilevel_kernel
+        self._kernel.start(
+            self._hist[self._cs_origin - self._hist_start :],
+            self._cs_origin,
+            self._sync_times,
+            self._edge_level,
+            level,
+            {
+                K.F_PERIOD: self._period,
+                K.F_NEXT: self._next_bit,
+                K.F_MID: self._thr[0],
+                K.F_HYST: self._hyst,
+                K.F_WEAK: WEAK_SYMBOL * self._swing,
+                K.F_DELAY: self._delay,
+                K.F_SILENCE_AT: self._silence_at,
+                K.F_EDGE_TIME: self._edge_time,
+                K.F_GAP: SILENCE_SYMBOLS * self.stats.symbol_period,
+            },
+        )
+
     # ------------------------------------------------------------------ receive
 
     def _receive(self, a0: int, stop: int, outcomes: list[Outcome]) -> int:
         """Slice with the fixed thresholds from sample ``a0`` (absolute) to the end of the
         input; feed runs to the line code until done."""
+        if self._soft and self._compiled:
+            return self._receive_compiled(a0, stop, outcomes)
         mid = self._thr[0]
         part = self._hist[a0 - self._hist_start :]
         changes, levels, last = _hysteresis(
             np.greater(part, mid + self._hyst).tobytes(),
-            np.less(part, mid - self._hyst).tobytes(), self._slice_level,
+            np.less(part, mid - self._hyst).tobytes(),
+            self._slice_level,
         )
         # where the signal crossed the midpoint (the slicer flips a little later,
         # past the hysteresis)
         hist = self._hist
-        precise = _crossings(hist, a0 - self._hist_start, changes, levels, mid,
-                             self._hist_start)
+        precise = _crossings(hist, a0 - self._hist_start, changes, levels, mid, self._hist_start)
         if not self._soft:
             # tri-level runs are averaged from plain floats: a list from the oldest
             # run still open (summing a slice gives the same bits however cut)
@@ -880,15 +1068,78 @@ class BlinkUpDecoder:
                     self._transition(t, level)
             self._end_of_chunk(stop)
         except _Done as done:
-            # a reception ends where its end became certain, whichever feed noticed it
-            # (an earlier one's samples, maybe); the hunt for the next sync run resumes
-            # there (the decoder is IDLE now), not before the lock
-            outcomes.append(done.args[0])
-            end = float(done.args[1])
-            self._after_done()
-            return max(self._received_from, min(stop, math.ceil(end)))
+            return self._ended(done, stop, outcomes)
         self._slice_level = last
         return stop
+
+    def _ended(self, done: _Done, stop: int, outcomes: list[Outcome]) -> int:
+        """A reception ends where its end became certain, whichever feed noticed it (an
+        earlier one's samples, maybe); the hunt for the next sync run resumes there
+        (the decoder is IDLE now), not before the lock."""
+        outcomes.append(done.args[0])
+        end = float(done.args[1])
+        self._after_done()
+        return max(self._received_from, min(stop, math.ceil(end)))
+
+    def _receive_compiled(
+        self, a0: int, stop: int, outcomes: list[Outcome], event: int | None = None
+    ) -> int:
+        """Bi-level, compiled: the kernel slices, times and gathers the edges and
+        decides the settled symbols (the same as _gather_edges, _end_of_chunk and
+        _symbols); each event it stops at is handled here, then it resumes. ``event``:
+        where feed2 stopped on this chunk already (ROOM: it did not start)."""
+        kernel = self._kernel
+        assert kernel is not None
+        a0 -= self._hist_start
+        try:
+            if event is None or event == Event.ROOM:
+                event = kernel.receive(self._hist, a0, self._hist_start, stop, False)
+            while event:
+                self._kernel_event(event)
+                event = kernel.receive(self._hist, a0, self._hist_start, stop, True)
+        except _Done as done:
+            return self._ended(done, stop, outcomes)
+        return stop
+
+    def _kernel_event(self, event: int) -> None:
+        """What the Python loop does at this point of _symbols or _gather_edges, with
+        the kernel's state copied where that code reads it. Raises _Done when the
+        reception ends."""
+        kernel = self._kernel
+        assert kernel is not None
+        K = bilevel_kernel
+        fs, ns = kernel.F, kernel.I
+        if event == Event.FOUND:  # the start word: the magic, and the polarity
+            self._inverted = self.stats.inverted = bool(ns.item(K.I_INVERTED))
+            self._event(DecoderEvent.MAGIC_FOUND)
+            return
+        self._period, self._next_bit = fs.item(K.F_PERIOD), fs.item(K.F_NEXT)
+        self._edge_time, self._silence_at = fs.item(K.F_EDGE_TIME), fs.item(K.F_SILENCE_AT)
+        self._inverted = bool(ns.item(K.I_INVERTED))
+        self._overtime = ns.item(K.I_OVERTIME)
+        if event != Event.COMPLETE:  # the symbols decided, for the repair of a failure
+            trail = ns.item(K.I_NTRAIL)
+            self._trail = (
+                ns[K.I_LEVELS : K.I_LEVELS + trail].tolist(),
+                fs[K.F_MARKS : K.F_MARKS + trail].tolist(),
+            )
+        self._bytes = bytearray(kernel.data[: ns.item(K.I_NDATA)].tobytes())
+        bits = ns.item(K.I_NBIT_STARTS)
+        self.stats.bit_starts = fs[K.F_BIT_STARTS : K.F_BIT_STARTS + bits].tolist()
+        at = fs.item(K.F_AT)
+        if event == Event.COMPLETE:
+            self._complete(at)  # returns when the check failed: a few more symbols
+            ns[K.I_OVERTIME] = self._overtime
+        elif event == Event.WEAK:
+            self._fail(self._weak_error(at), at)
+        elif event == Event.HUNT_FAIL:
+            self._fail(self._no_start_word(), at)
+        elif event == Event.OVERTIME_END and self._corrupt is not None:
+            self._fail(self._corrupt, at)
+        elif event == Event.SILENCE:
+            self._fail(self._silence_error(), self._silence_at)
+        else:
+            raise DecoderStateError(f"the compiled receiver stopped at {event!r}", "state")
 
     def _gather_edges(self, times: list[float], levels: list[int]) -> None:
         """Bi-level: edges are gathered; the symbols are decided once per chunk (each
@@ -1027,12 +1278,22 @@ class BlinkUpDecoder:
         """Bi-level: no edge for SILENCE_SYMBOLS after the last one. Symbols due by
         then are decided, then the reception fails there, however the stream was cut."""
         self._symbols(self._silence_at)
-        self._fail(
-            SyncLostError(
-                f"no transition for {SILENCE_SYMBOLS:g} symbols after sample "
-                f"{self._edge_time - self._delay:.0f}: the signal stopped"
-            ),
-            self._silence_at,
+        self._fail(self._silence_error(), self._silence_at)
+
+    def _silence_error(self) -> SyncLostError:
+        return SyncLostError(
+            f"no transition for {SILENCE_SYMBOLS:g} symbols after sample "
+            f"{self._edge_time - self._delay:.0f}: the signal stopped"
+        )
+
+    def _weak_error(self, start: float) -> SyncLostError:
+        return SyncLostError(f"the light stopped carrying bits at sample {start - self._delay:.0f}")
+
+    def _no_start_word(self) -> BadMagicError:
+        return BadMagicError(
+            f"no start word within {HUNT_SYMBOLS} symbols of the sync run "
+            f"locked at sample {self.stats.lock:.0f}",
+            "magic",
         )
 
     def _prefix_sums(self) -> tuple[list[float], int]:
@@ -1157,13 +1418,7 @@ class BlinkUpDecoder:
                     weak_bits += 1
                     if weak_bits >= 4:
                         self._raw, self._period, self._next_bit = raw, period, following
-                        self._fail(
-                            SyncLostError(
-                                f"the light stopped carrying bits at sample "
-                                f"{start - delay:.0f}"
-                            ),
-                            start,
-                        )
+                        self._fail(self._weak_error(start), start)
                 else:
                     weak_bits = 0
                 if hunting:
@@ -1250,14 +1505,7 @@ class BlinkUpDecoder:
                 self._found_start(inverted=differ >= size - wrong, start_word=size - 8)
                 return
         if self._hunted > HUNT_SYMBOLS:
-            self._fail(
-                BadMagicError(
-                    f"no start word within {HUNT_SYMBOLS} symbols of the sync run "
-                    f"locked at sample {self.stats.lock:.0f}",
-                    "magic",
-                ),
-                self._next_bit,
-            )
+            self._fail(self._no_start_word(), self._next_bit)
 
     def _bit(self, bit: int, t: float, end: float) -> None:
         """A data bit (after the magic): bytes, and the frame once LEN says it is done."""

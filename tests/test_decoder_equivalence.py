@@ -23,11 +23,17 @@ cannot arise), with its end-of-feed decisions held back as far as the fix holds
 them (they differ only within the last EDGE_REACH samples of a stream), and the
 decoder is fed in random chunks. The decoder's own chunk independence is checked
 directly too: whole against random chunkings, and the streams that showed it.
+
+Where the extension is built, the bi-level receiver's loops, the idle slicer and the
+sync runs' means run compiled (protocol/_bilevel.c); the Python loops stay as the
+fallback. Both are held to the reference here, and to each other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import decoder_reference as reference
@@ -49,8 +55,13 @@ from impfactory.protocol.linecode import (
 
 def _key(outcome: Any) -> tuple[Any, ...]:
     stats = dataclasses.asdict(outcome.stats) if outcome.stats is not None else None
-    return (type(outcome).__name__, str(outcome), stats, getattr(outcome, "frame", None),
-            getattr(outcome, "data", None))
+    return (
+        type(outcome).__name__,
+        str(outcome),
+        stats,
+        getattr(outcome, "frame", None),
+        getattr(outcome, "data", None),
+    )
 
 
 class _HeldBack(reference.BlinkUpDecoder):
@@ -63,9 +74,18 @@ class _HeldBack(reference.BlinkUpDecoder):
         super()._end_of_chunk(held + 1 if self._soft else held)
 
 
-def _decode(
-    decoder_class: Any, code: str, samples: np.ndarray, chunks: list[int]
-) -> list[Any]:
+@contextlib.contextmanager
+def _compiled(on: bool) -> Iterator[None]:
+    """Decoders made inside run the compiled loops (``on``, where built) or Python's."""
+    before = vectorised.COMPILED
+    vectorised.COMPILED = before and on
+    try:
+        yield
+    finally:
+        vectorised.COMPILED = before
+
+
+def _decode(decoder_class: Any, code: str, samples: np.ndarray, chunks: list[int]) -> list[Any]:
     decoder = decoder_class(1000.0, code)
     out: list[Any] = []
     pos = 0
@@ -82,18 +102,24 @@ def _stream(seed: int, code: str) -> np.ndarray:
     rng = np.random.default_rng(seed)
     parts = []
     for _ in range(int(rng.integers(1, 3))):
-        cfg = BlinkUpConfig(ssid=rng.bytes(int(rng.integers(1, 20))),
-                            password=rng.bytes(int(rng.integers(0, 12))))
+        cfg = BlinkUpConfig(
+            ssid=rng.bytes(int(rng.integers(1, 20))), password=rng.bytes(int(rng.integers(0, 12)))
+        )
         swing = float(rng.uniform(0.1, 0.6))
         impair: dict[str, Any] = {
             "light": LightModel(gain=swing, ambient=float(rng.uniform(0.0, 0.3))),
-            "noise": float(rng.uniform(0.0, 0.25)) * swing, "seed": rng,
-            "phase": float(rng.random()), "clock_error": float(rng.uniform(-0.05, 0.05)),
+            "noise": float(rng.uniform(0.0, 0.25)) * swing,
+            "seed": rng,
+            "phase": float(rng.random()),
+            "clock_error": float(rng.uniform(-0.05, 0.05)),
         }
         if code == "bilevel":
-            signal = render_bilevel(encode_frame(cfg),
-                                    symbol_rate=float(rng.choice([60.0, 142.0])),
-                                    active_high=bool(rng.random() < 0.8), **impair)
+            signal = render_bilevel(
+                encode_frame(cfg),
+                symbol_rate=float(rng.choice([60.0, 142.0])),
+                active_high=bool(rng.random() < 0.8),
+                **impair,
+            )
         else:
             signal = render_trilevel(encode_frame(cfg), **impair)
         x = signal.samples
@@ -128,13 +154,12 @@ def _cut(samples: np.ndarray, sizes: list[int]) -> list[int]:
     st.sampled_from(["bilevel", "bilevel", "bilevel", "trilevel"]),
     st.lists(st.integers(1, 1500), max_size=12) | st.lists(st.integers(1, 80), max_size=60),
 )
-def test_same_outcomes_as_the_per_symbol_decoder(
-    seed: int, code: str, chunks: list[int]
-) -> None:
+def test_same_outcomes_as_the_per_symbol_decoder(seed: int, code: str, chunks: list[int]) -> None:
     samples = _stream(seed, code)
-    assert _decode(Decoder, code, samples, chunks) == _decode(
-        _HeldBack, code, samples, [samples.shape[0]]
-    )
+    expected = _decode(_HeldBack, code, samples, [samples.shape[0]])
+    for compiled in (True, False):
+        with _compiled(compiled):
+            assert _decode(Decoder, code, samples, chunks) == expected
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -144,13 +169,12 @@ def test_same_outcomes_as_the_per_symbol_decoder(
     st.lists(st.integers(1, 2000), min_size=1, max_size=6)
     | st.lists(st.integers(1, 40), min_size=1, max_size=6),
 )
-def test_any_chunking_decodes_as_the_whole_stream(
-    seed: int, code: str, sizes: list[int]
-) -> None:
+def test_any_chunking_decodes_as_the_whole_stream(seed: int, code: str, sizes: list[int]) -> None:
+    """The compiled decoder in chunks, Python's whole: the same."""
     samples = _stream(seed, code)
-    assert _decode(Decoder, code, samples, _cut(samples, sizes)) == _decode(
-        Decoder, code, samples, [samples.shape[0]]
-    )
+    with _compiled(False):
+        whole = _decode(Decoder, code, samples, [samples.shape[0]])
+    assert _decode(Decoder, code, samples, _cut(samples, sizes)) == whole
 
 
 @pytest.mark.parametrize("seed", [36, 35, 52])
@@ -162,4 +186,3 @@ def test_the_streams_that_decoded_differently_in_chunks_now_do_not(seed: int) ->
     assert _decode(Decoder, "trilevel", samples, _cut(samples, [7])) == _decode(
         Decoder, "trilevel", samples, [samples.shape[0]]
     )
-

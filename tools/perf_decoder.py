@@ -8,7 +8,9 @@
   The decoder is not told the rate, like an imp that cannot know whether the
   fixture uses ``BLINKUP_FAST``. ``x_realtime`` = signal duration / median CPU time
   of the decoding thread; ``x_realtime_wall`` uses the wall clock (the same on a
-  quiet machine, lower when other jobs share the core).
+  quiet machine, lower when other jobs share the core). ``compiled`` says whether the
+  bi-level receiver's loops ran compiled (protocol/_bilevel.c, built at install) or
+  in Python (no C compiler at install, or ``IMPFACTORY_PURE_DECODER=1``).
 * ``--noise``: the fraction of frames decoded at each signal-to-noise ratio, with
   random sampling phase and a random sender clock error within ±5%, by a decoder
   not told the rate (as a DUT runs it). SNR is
@@ -42,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from impfactory.protocol.blinkup import BlinkUpConfig, BlinkUpError, decode_frame, encode_frame
-from impfactory.protocol.decoder import BlinkUpDecoder, DecodeResult
+from impfactory.protocol.decoder import COMPILED, BlinkUpDecoder, DecodeResult
 from impfactory.protocol.linecode import (
     BILEVEL_FAST_RATE,
     BILEVEL_RATE,
@@ -83,7 +85,11 @@ SLIP = 0.01
 
 
 def slip_decodes(
-    symbol_rate: float, payloads: int, seed: int = 0, *, drop: float = SLIP,
+    symbol_rate: float,
+    payloads: int,
+    seed: int = 0,
+    *,
+    drop: float = SLIP,
     repeat: float = SLIP,
 ) -> int:
     """How many of ``payloads`` random full payloads a bi-level decoder (not told the
@@ -96,9 +102,13 @@ def slip_decodes(
         cfg = random_full_payload(rng)
         swing = float(rng.uniform(0.2, 0.6))
         signal = render_bilevel(
-            encode_frame(cfg), symbol_rate=symbol_rate, seed=rng,
-            light=LightModel(gain=swing, ambient=0.2), noise=0.02 * swing,
-            phase=float(rng.random()), clock_error=float(rng.uniform(-0.05, 0.05)),
+            encode_frame(cfg),
+            symbol_rate=symbol_rate,
+            seed=rng,
+            light=LightModel(gain=swing, ambient=0.2),
+            noise=0.02 * swing,
+            phase=float(rng.random()),
+            clock_error=float(rng.uniform(-0.05, 0.05)),
         )
         samples = drop_and_repeat(signal.samples, drop, repeat, rng)
         decoder = BlinkUpDecoder(signal.sample_rate, "bilevel")
@@ -108,8 +118,14 @@ def slip_decodes(
 
 
 def screen_decodes(
-    fps: float, refresh_hz: float, payloads: int, seed: int = 0, *,
-    jitter: float = SCREEN_JITTER, drop: float = 0.0, noise: float = SCREEN_NOISE,
+    fps: float,
+    refresh_hz: float,
+    payloads: int,
+    seed: int = 0,
+    *,
+    jitter: float = SCREEN_JITTER,
+    drop: float = 0.0,
+    noise: float = SCREEN_NOISE,
     gamma: str | float = "srgb",
 ) -> int:
     """How many of ``payloads`` random full payloads a tri-level decoder (not told the
@@ -125,8 +141,12 @@ def screen_decodes(
         swing = float(rng.uniform(0.1, 0.8))
         ambient = float(rng.uniform(0.0, 1.0 - swing))
         signal = render_trilevel(
-            encode_frame(cfg), frame_rate=fps, screen=screen, seed=rng,
-            light=LightModel(gain=swing, ambient=ambient), noise=noise * swing,
+            encode_frame(cfg),
+            frame_rate=fps,
+            screen=screen,
+            seed=rng,
+            light=LightModel(gain=swing, ambient=ambient),
+            noise=noise * swing,
             phase=float(rng.random()),
         )
         decoder = BlinkUpDecoder(signal.sample_rate, "trilevel")
@@ -277,6 +297,7 @@ def _run(args: argparse.Namespace) -> int:
         "sample_rate_hz": signal.sample_rate,
         "symbol_rate_hz": BILEVEL_FAST_RATE,
         "frame_bytes": len(encode_frame(FACTORY_PAYLOAD)),
+        "compiled": COMPILED,
     }
     with one_core() as cpu:
         result["cpu"] = cpu
@@ -287,7 +308,8 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"decoder: {result['signal_s']} s bi-level 142 Hz full factory payload "
             f"({result['frame_bytes']} bytes, {result['samples']} samples at 1 kHz), "
-            f"one core ({result['cpu']}), CPU time, median of {args.repeat}:"
+            f"one core ({result['cpu']}), {'compiled' if COMPILED else 'Python'} loops, "
+            f"CPU time, median of {args.repeat}:"
         )
         for row in (result, small):
             print(
@@ -300,13 +322,11 @@ def _run(args: argparse.Namespace) -> int:
             "bilevel_142": ("bilevel", BILEVEL_FAST_RATE, [10, 9, 8, 7, 6, 5, 4], None),
             "bilevel_60": ("bilevel", BILEVEL_RATE, [8, 7, 6, 5, 4, 3, 2], None),
             "trilevel_60": ("trilevel", TRILEVEL_RATE, [18, 16, 15, 14, 13, 12], None),
-            "trilevel_60_on_90hz_srgb": ("trilevel", TRILEVEL_RATE, [14, 12, 11, 10, 9, 8],
-                                         paced),
+            "trilevel_60_on_90hz_srgb": ("trilevel", TRILEVEL_RATE, [14, 12, 11, 10, 9, 8], paced),
         }
         noise: dict[str, Any] = {}
         for name, (code, rate, snrs, screen) in sweeps.items():
-            rates = {str(s): success_rate(s, args.frames, code, rate, screen=screen)
-                     for s in snrs}
+            rates = {str(s): success_rate(s, args.frames, code, rate, screen=screen) for s in snrs}
             # the lowest SNR from which every step up (down the sweep's list) holds 99%
             limit = None
             for snr in snrs:  # highest first
@@ -335,8 +355,10 @@ def _run(args: argparse.Namespace) -> int:
             ok = slip_decodes(rate, args.frames, seed=int(rate))
             slips[name] = {"decoded": ok, "rate": ok / args.frames}
             if not args.json:
-                print(f"slips {name}: {SLIP:.0%} dropped, {SLIP:.0%} repeated samples: "
-                      f"{ok}/{args.frames} decoded ({ok / args.frames:.1%})")
+                print(
+                    f"slips {name}: {SLIP:.0%} dropped, {SLIP:.0%} repeated samples: "
+                    f"{ok}/{args.frames} decoded ({ok / args.frames:.1%})"
+                )
         result["slips"] = {"frames": args.frames, "drop": SLIP, "repeat": SLIP, **slips}
     if args.screen:
         result["screen"] = _screen_sweep(args)
@@ -356,17 +378,25 @@ def _screen_sweep(args: argparse.Namespace) -> dict[str, Any]:
     for fps in SDK_FRAME_RATES:
         for hz in DISPLAY_RATES:
             start = time.perf_counter()
-            ok = screen_decodes(fps, hz, args.payloads, seed=int(fps * 1000 + hz),
-                                drop=args.drop)
+            ok = screen_decodes(fps, hz, args.payloads, seed=int(fps * 1000 + hz), drop=args.drop)
             rows[f"{fps:g}fps_{hz:g}hz"] = {
-                "decoded": ok, "payloads": args.payloads, "rate": ok / args.payloads,
+                "decoded": ok,
+                "payloads": args.payloads,
+                "rate": ok / args.payloads,
                 "seconds": round(time.perf_counter() - start, 2),
             }
             if not args.json:
-                print(f"  {fps:>2g} fps on {hz:>3g} Hz: {ok}/{args.payloads} "
-                      f"({ok / args.payloads:.1%})")
-    return {"jitter_s": SCREEN_JITTER, "drop": args.drop, "noise": SCREEN_NOISE,
-            "gamma": "srgb", "schedules": rows}
+                print(
+                    f"  {fps:>2g} fps on {hz:>3g} Hz: {ok}/{args.payloads} "
+                    f"({ok / args.payloads:.1%})"
+                )
+    return {
+        "jitter_s": SCREEN_JITTER,
+        "drop": args.drop,
+        "noise": SCREEN_NOISE,
+        "gamma": "srgb",
+        "schedules": rows,
+    }
 
 
 def register(sub: Any) -> None:
@@ -375,27 +405,43 @@ def register(sub: Any) -> None:
     parser.add_argument("--repeat", type=int, default=20, help="timed decodes (default 20)")
     parser.add_argument("--chunk", type=int, default=1000, help="samples per feed (1000)")
     parser.add_argument(
-        "--small-chunk", type=int, default=SMALL_CHUNK,
+        "--small-chunk",
+        type=int,
+        default=SMALL_CHUNK,
         help=f"samples per feed for the small-chunk figure ({SMALL_CHUNK})",
     )
     parser.add_argument("--noise", action="store_true", help="also sweep the SNR")
-    parser.add_argument("--frames", type=int, default=200,
-                        help="frames per SNR step, and per rate with --slips (200)")
     parser.add_argument(
-        "--corruption", type=int, default=0, metavar="N",
+        "--frames",
+        type=int,
+        default=200,
+        help="frames per SNR step, and per rate with --slips (200)",
+    )
+    parser.add_argument(
+        "--corruption",
+        type=int,
+        default=0,
+        metavar="N",
         help="also count CRC misses over N corrupted frames per flip count",
     )
     parser.add_argument(
-        "--slips", action="store_true",
+        "--slips",
+        action="store_true",
         help="also decode bi-level payloads from a sampler that drops and repeats 1%% of "
-             "samples (--frames each)",
+        "samples (--frames each)",
     )
     parser.add_argument(
-        "--screen", action="store_true",
+        "--screen",
+        action="store_true",
         help="also decode tri-level payloads paced as the SDK paces them, per schedule",
     )
-    parser.add_argument("--payloads", type=int, default=100,
-                        help="full payloads per screen schedule (100)")
-    parser.add_argument("--drop", type=float, default=0.0,
-                        help="fraction of dropped display refreshes in the screen sweep (0)")
+    parser.add_argument(
+        "--payloads", type=int, default=100, help="full payloads per screen schedule (100)"
+    )
+    parser.add_argument(
+        "--drop",
+        type=float,
+        default=0.0,
+        help="fraction of dropped display refreshes in the screen sweep (0)",
+    )
     parser.set_defaults(func=_run)
