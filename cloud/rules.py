@@ -33,6 +33,9 @@ class DeviceRules:
 
     def __init__(self, service: CloudService) -> None:
         self.svc = service
+        # impOS releases are only ever added: an image once found to be one stays one,
+        # so a hundred devices fetching a release do not each look it up again
+        self._impos_images: set[str] = set()
         self._handlers: dict[type[cl.Message], Handler] = {
             cl.Hello: self.hello,
             cl.StateReport: self.state,
@@ -136,13 +139,18 @@ class DeviceRules:
         device = svc.find_device(device_id)
         if device is None:
             return False
+        if sha in self._impos_images:
+            return True
         target = offers.target_deployment(svc, device)
         if target is not None and sha in (target.device_sha, target.agent_sha):
             return True  # what it should run: the common case, first
         running = svc.find_deployment(device.deployment_id)
         if running is not None and sha in (running.device_sha, running.agent_sha):
             return True
-        return svc.is_impos_image(sha)
+        if svc.is_impos_image(sha):
+            self._impos_images.add(sha)
+            return True
+        return False
 
     # ------------------------------------------------------------ bless
 

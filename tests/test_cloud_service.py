@@ -354,6 +354,24 @@ def _enrolled_dut(svc: CloudService, rules: DeviceRules, impos: str) -> list[cl.
                                  plan_id=token.plan_id, token=token.token))
 
 
+def test_impos_blocks_go_to_known_devices_only_however_often_asked(svc: CloudService) -> None:
+    rules = DeviceRules(svc)
+    dut_id = _enrolled_dut(svc, rules, "40.0")[0].device_id
+    release = svc.add_impos_release("41.1", size=1000)
+
+    def ask(device_id: str) -> list[cl.Message]:
+        return rules.handle(cl.ChunkRequest(device_id=device_id, sha=release.sha, blocks=(0,)))
+
+    for _ in range(2):  # the second time the rules know the image is a release
+        [chunk] = ask(dut_id)
+        assert isinstance(chunk, cl.Chunk) and chunk.index == 0 and chunk.intact
+    [refused] = ask("0c2a0000deadbeef")  # no module of ours: nothing, release or not
+    assert isinstance(refused, cl.ErrorReply) and refused.code is cl.ErrorCode.UNKNOWN_IMAGE
+    code = svc.images.ref(cl.ImageKind.DEVICE, b"device code nobody deployed")
+    [refused] = rules.handle(cl.ChunkRequest(device_id=dut_id, sha=code.sha, blocks=(0,)))
+    assert isinstance(refused, cl.ErrorReply) and refused.code is cl.ErrorCode.UNKNOWN_IMAGE
+
+
 def test_group_minimum_impos_picks_the_newest_release(svc: CloudService) -> None:
     rules = DeviceRules(svc)
     replies = _enrolled_dut(svc, rules, "40.0")
