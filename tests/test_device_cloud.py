@@ -229,7 +229,12 @@ async def run_device(url: str, cloud: ScriptedCloud, until: DeviceEvent,
                 await asyncio.sleep(0.01)
     finally:
         await device.power_off()
-        cloud_task.cancel()
+        # Python 3.11's asyncio.wait_for (inside aiomqtt's QoS 1 publish) drops a
+        # cancellation that lands as the PUBACK does, and the cloud would then wait on
+        # its next message for ever: cancel until it has stopped.
+        while not cloud_task.done():
+            cloud_task.cancel()
+            await asyncio.wait([cloud_task], timeout=0.5)
         with pytest.raises(asyncio.CancelledError):
             await cloud_task
     return device
