@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from impfactory.brokerurl import parse_url
+from impfactory.errors import ImpFactoryError
 from impfactory.firmware.cloudclient import BrokerRefused, CloudClient, CloudRefused
 from impfactory.firmware.errors import CloudClientError
 from impfactory.firmware.registration import register
@@ -39,8 +40,9 @@ TIMEOUT = 20.0
 M = TypeVar("M", bound=cl.Message)
 
 
-class FakeDeviceError(Exception):
-    """The cloud did not answer as the script expected."""
+class FakeDeviceError(ImpFactoryError):
+    """The cloud did not answer as the script expected (an ``ImpFactoryError``: the
+    command that drove the script says so and exits non-zero, without a traceback)."""
 
 
 class FakeDeviceRefused(FakeDeviceError):

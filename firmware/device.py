@@ -162,6 +162,9 @@ class Device:
         self._flash_end: TimerHandle | None = None
         self._partials: dict[str, Blocks] = {}
         self._busy_until = 0.0
+        #: ``server.factoryblinkup`` calls that started a flash: what the operator sees
+        #: on the fixture ("Sending BlinkUp"), so a press the code did not take shows.
+        self.factory_blinkups = 0
         self.nv: dict[str, Any] | None = None  # the Squirrel ``nv`` table across warm boots
         self._manual_offline = False
         self._connect_wanted = asyncio.Event()
@@ -325,6 +328,7 @@ class Device:
             self.log("factoryblinkup already in progress; ignored")
             return
         self._flashing = True
+        self.factory_blinkups += 1
         self.runtime.suspend(None)
         self._spawn(self._factory_blinkup(ssid, password, pin, flags))
 

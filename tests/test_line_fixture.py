@@ -137,3 +137,49 @@ def test_an_ignored_press_is_pressed_again_after_the_guard(ignored: int, flashed
         assert not out.flashes
     assert imp.presses == min(ignored + 1, 2) and fixture.lost_presses == min(ignored, 2)
     assert fixture.trigger.state in (TriggerState.GUARD, TriggerState.IDLE)
+
+
+class GuardedFixtureImp(ForgetfulFixtureImp):
+    """A fixture imp whose code shows whether it took a press (``factory_blinkups``,
+    as the emulated ``Device`` counts them): the first ``ignore`` presses land while
+    its own re-trigger guard still holds; a taken press flashes ``token_s`` later."""
+
+    def __init__(self, ignore: int, token_s: float = 0.0) -> None:
+        super().__init__(ignore)
+        self.factory_blinkups = 0
+        self.token_s = token_s
+
+    def press(self, pin: str) -> None:
+        self.presses += 1
+        if self.presses <= self.ignore:
+            return
+        self.factory_blinkups += 1
+        flash = render_fixture_flash("w", "k", "0123456789abcdef", "fedcba9876543210",
+                                     pin, fast=False, active_high=True, start=0.0,
+                                     device_id=self.device_id)
+        for cb in self._flash_cbs:
+            asyncio.get_running_loop().call_later(self.token_s, cb, flash)
+
+
+@pytest.mark.parametrize("ignored", [1, 3])
+def test_a_press_the_code_did_not_take_is_pressed_again_at_once(ignored: int) -> None:
+    """Not after the 15 s token wait: the operator sees the fixture did not react."""
+    imp = GuardedFixtureImp(ignore=ignored)
+    fixture = BlinkUpFixture(imp, ScaledClock(200.0), token_timeout=15.0,  # type: ignore[arg-type]
+                             presses=2)
+    out = Collect()
+    started = time.perf_counter()
+    asyncio.run(fixture.blinkup(out))
+    assert time.perf_counter() - started < 2.0
+    assert len(out.flashes) == 1
+    assert (imp.presses, fixture.repressed, fixture.lost_presses) == (ignored + 1, ignored, 0)
+
+
+def test_a_taken_press_waits_for_its_token_and_is_not_pressed_twice() -> None:
+    imp = GuardedFixtureImp(ignore=0, token_s=0.4)  # a slow cloud: 80 line-s at 200x
+    fixture = BlinkUpFixture(imp, ScaledClock(200.0), token_timeout=15.0,  # type: ignore[arg-type]
+                             presses=2)
+    out = Collect()
+    asyncio.run(fixture.blinkup(out))
+    assert len(out.flashes) == 1
+    assert (imp.presses, fixture.repressed, fixture.lost_presses) == (1, 0, 0)
