@@ -66,13 +66,7 @@ def build_root(v: int, environment: str, host: Mapping[str, SQObj]) -> None:
     entries the VM makes itself (``print``, ``error``)."""
     top = capi.sq_gettop(v)
     _push_allowed(v, environment)
-    new = capi.sq_gettop(v)
-    for name, obj in host.items():
-        capi.sq_pushstring(v, name.encode(), -1)
-        capi.sq_pushobject(v, obj)
-        capi.sq_rawset(v, new)
-    capi.sq_setroottable(v)
-    capi.sq_settop(v, top)
+    _install_root(v, host, top)
 
 
 def template(v: int, environment: str) -> SQObj:
@@ -100,6 +94,13 @@ def copy_root(v: int, template_table: SQObj, host: Mapping[str, SQObj]) -> None:
     _push_copy(v, capi.sq_gettop(v))
     capi.sq_remove(v, -2)
     capi.sq_rawset(v, new)
+    _install_root(v, host, top)
+
+
+def _install_root(v: int, host: Mapping[str, SQObj], top: int) -> None:
+    """Add the ``host`` entries to the table on top of ``v``'s stack, make it the root
+    table and restore the stack to ``top``."""
+    new = capi.sq_gettop(v)
     for name, obj in host.items():
         capi.sq_pushstring(v, name.encode(), -1)
         capi.sq_pushobject(v, obj)
