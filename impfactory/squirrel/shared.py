@@ -56,6 +56,7 @@ import ctypes
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 from impfactory.squirrel import capi, impos, sandbox
@@ -239,9 +240,12 @@ class SharedThread:
         capi.sq_pushobject(self.v, self.state.owner.raiser)
         capi.sq_setdebughook(self.v)
 
-    def close(self) -> None:
-        """Release the thread (dead or not) and whatever only it held."""
+    def close(self, held: Iterable[SQObj] = ()) -> None:
+        """Release ``held`` (the VM's own references into the state) and the thread
+        (dead or not), and with it whatever only it held."""
         with self.state.lock:
+            for obj in held:
+                capi.sq_release(self.v, ctypes.byref(obj))
             if self.blob_class is not None:
                 self.state.forget_blob_class(self.blob_class)
             capi.sq_setnativedebughook(self.v, None)

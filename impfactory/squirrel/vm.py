@@ -197,13 +197,11 @@ def _teardown(backend: PybindVm | sharedstate.SharedThread, v: int, refs: list[S
     _LIVE.pop(v, None)
     if isinstance(backend, sharedstate.SharedThread):
         # The state goes on: release what this VM held in it (a VM of its own frees
-        # everything at once when it closes).
-        if backend.blob_class is not None:
-            backend.state.forget_blob_class(backend.blob_class)
-        for obj in (*pending, *refs, *(h._obj for h in list(handles))):
-            capi.sq_release(v, byref(obj))
+        # everything at once when it closes), under the state's lock.
+        backend.close(held=(*pending, *refs, *(h._obj for h in list(handles))))
         pending.clear()
-    backend.close()
+    else:
+        backend.close()
 
 
 class Vm:
