@@ -22,10 +22,11 @@ after its offer was handled.
 Network waits use the loop's time: they belong to the network, not to the
 emulated device's clock.
 
-A lost link is noticed at once by everything in flight: the session's reader
-wakes on a disconnect and ends every publish still waiting for its PUBACK (and
-marks the session's ``gone`` future): a request in flight when the network
-drops fails within milliseconds, not after ``REQUEST_TIMEOUT``.
+A lost link is noticed at once by everything in flight: the connection ends
+every publish still waiting for its PUBACK as it closes (impfactory/mqttconn.py),
+and the session's reader fails the requests waiting for answers: a request in
+flight when the network drops fails within milliseconds, not after
+``REQUEST_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -98,7 +99,6 @@ class CloudClient:
         self._chunk_sinks: dict[str, Callable[[cl.Chunk | None], Any]] = {}
         self._req = itertools.count(1)
         self._closing = False
-        self._gone: asyncio.Future[None] | None = None
         self._holding: set[int] = set()
         """Requests whose answer starts holding what follows (``request(hold=True)``)."""
         self._held: list[cl.Message] | None = None
@@ -122,7 +122,6 @@ class CloudClient:
             raise OSError(f"MQTT connect to {self.host}:{self.port} failed: {err}") from err
         self._client = conn
         self._closing = False
-        self._gone = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(self.timeout):
                 await conn.subscribe(cl.device_filter(self.device_id), qos=cl.QOS)
@@ -159,8 +158,8 @@ class CloudClient:
     async def publish(self, topic: str, payload: bytes, what: str = "a message") -> None:
         """Publish any bytes on any topic (QoS 1): ``send`` encodes first; test doubles
         publish what no encoder would make."""
-        client, gone = self._client, self._gone
-        if client is None or gone is None or gone.done():
+        client = self._client
+        if client is None or client.closed.done():
             raise CloudClientError("not connected to the cloud")
         try:
             ack = client.publish(topic, payload, cl.QOS)
@@ -246,7 +245,6 @@ class CloudClient:
     async def _read(self, conn: mqttconn.MqttConnection) -> None:
         """Wait for the session to end (its messages come to ``_on_mqtt_message``)."""
         await asyncio.wait({conn.closed})
-        self._mark_gone()
         if not self._closing:
             self.connected = False
             self._fail_pending(CloudClientError("link lost"))
@@ -337,11 +335,6 @@ class CloudClient:
         for msg in held or ():
             self.on_message(msg)
 
-    def _mark_gone(self) -> None:
-        """Wake every publish still waiting for its PUBACK: this session is over."""
-        if self._gone is not None and not self._gone.done():
-            self._gone.set_result(None)
-
     def _fail_pending(self, err: Exception) -> None:
         for future in self._pending.values():
             if not future.done():
@@ -349,7 +342,6 @@ class CloudClient:
         self._pending.clear()
 
     async def _drop_client(self) -> None:
-        self._mark_gone()
         client, self._client = self._client, None
         if client is not None:
             client.disconnect()
