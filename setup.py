@@ -1,4 +1,4 @@
-"""The one compiled part: the bi-level BlinkUp receiver's inner loops
+"""The one compiled part: the BlinkUp receiver's inner loops, mostly bi-level
 (protocol/_bilevel.c, plain C and Python's own headers). ``optional``: where no C
 compiler is found, the install goes on and protocol/decoder.py runs the same loops in
 Python (the two are tested equal)."""

@@ -12,7 +12,10 @@
      flip's midpoint crossing, gather the edges (the silence limit), extend the
      running prefix sums, and decide every symbol that is settled: integrate and
      dump, the grid steered by edges, the sync-word hunt, the data stage
-     (de-stuffing, unwhitening, bytes).
+     (de-stuffing, unwhitening, bytes);
+   * tri_runs (tri-level): time a chunk's runs, glitches reopened, the mean frame
+     period tracked, the open run's length limit, and each lit run's mean light, for
+     Python to read as a bit.
 
    Whatever needs Python (an outcome, an error, a state change) comes back as an
    event; Python handles it and calls again to resume. The reception's state lives in
@@ -999,6 +1002,183 @@ done:
     return result;
 }
 
+/* Python's sum() of n >= 1 floats, to the last bit: 0 plus the first, then each in
+   turn, compensated (Neumaier) from Python 3.12 on, as its builtin sum is */
+static double python_sum(const double *a, Py_ssize_t n)
+{
+    double f = 0.0 + a[0];
+#if PY_VERSION_HEX >= 0x030C0000
+    double c = 0.0;
+    for (Py_ssize_t i = 1; i < n; i++) {
+        double x = a[i], t = f + x;
+        if (fabs(f) >= fabs(x))
+            c += (f - t) + x;
+        else
+            c += (x - t) + f;
+        f = t;
+    }
+    if (c != 0.0 && isfinite(c)) f += c;
+#else
+    for (Py_ssize_t i = 1; i < n; i++) f += a[i];
+#endif
+    return f;
+}
+
+/* The tri-level receiver's runs, as BlinkUpDecoder._transition, _end_of_chunk and
+   _commit time them: the open run, the one before it (held until the next proves
+   real, so a glitch can reopen it), the mean frame period, and the lit runs
+   committed, each out as (start - period before it, end, mean light of its inner
+   60 %, 1.0; or 0.0 0.0 when that holds no sample) for Python to read as a bit. */
+typedef struct {
+    double open_start, period, glitch, silence;
+    long open_level;
+    int has_last;
+    double last_start, last_end;
+    long last_level;
+    const double *light; /* light[k] is sample light_origin + k */
+    long long light_origin;
+    Py_ssize_t n_light;
+    double *out;
+    Py_ssize_t nlit;
+} Tri;
+
+static void tri_commit(Tri *s, double start, double end, long level)
+{
+    double dur = end - start;
+    if (level == 1) {
+        double q = 0.2 * dur;
+        long long a = (long long)ceil(start + q) - s->light_origin;
+        if (a < 0) a = 0;
+        long long b = (long long)floor(end - q) + 1 - s->light_origin;
+        if (b < a + 1) b = a + 1;
+        if (b > s->n_light) b = s->n_light;
+        double *o = s->out + 4 * s->nlit++;
+        o[0] = start - s->period;
+        o[1] = end;
+        if (a < b) {
+            o[2] = python_sum(s->light + a, (Py_ssize_t)(b - a)) / (double)(b - a);
+            o[3] = 1.0;
+        } else {
+            o[2] = 0.0;
+            o[3] = 0.0;
+        }
+    }
+    double mean = s->period, d = dur;
+    if (0.5 * mean > d) d = 0.5 * mean;
+    if (2.0 * mean < d) d = 2.0 * mean;
+    s->period += 0.05 * (d - mean);
+}
+
+/* 1 when the open run outlasted `silence` mean frames by `t`: lost at *deadline */
+static int tri_lost(const Tri *s, double t, double *deadline)
+{
+    *deadline = s->open_start + s->silence * s->period;
+    return t > *deadline;
+}
+
+/* tri_runs(times, levels, hist, lo, light_origin, open_start, open_level, last,
+   period, glitch, silence, settled, out) -> (nlit, open_start, open_level, last,
+   period, lost): the flips at `times` (absolute, with the level after each), then
+   the chunk's end (`settled`: no later edge can come before it); the light is
+   hist[lo:], sample light_origin on; `last` is (start, end, level) or None; `lost`
+   the moment the open run outlasted `silence` frames (None: not lost), where the
+   loop stopped. `out` holds 4 doubles per lit run (len(times) + 1 of them). */
+static PyObject *tri_runs(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "tri_runs takes 13 arguments");
+        return NULL;
+    }
+    Py_buffer hb, ob;
+    if (PyObject_GetBuffer(args[2], &hb, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (PyObject_GetBuffer(args[12], &ob, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&hb);
+        return NULL;
+    }
+    PyObject *result = NULL, *times = NULL, *levels = NULL;
+    Tri s;
+    memset(&s, 0, sizeof s);
+    Py_ssize_t lo = PyLong_AsSsize_t(args[3]);
+    s.light_origin = PyLong_AsLongLong(args[4]);
+    s.open_start = PyFloat_AsDouble(args[5]);
+    s.open_level = PyLong_AsLong(args[6]);
+    s.period = PyFloat_AsDouble(args[8]);
+    s.glitch = PyFloat_AsDouble(args[9]);
+    s.silence = PyFloat_AsDouble(args[10]);
+    double settled = PyFloat_AsDouble(args[11]);
+    if (PyErr_Occurred()) goto done;
+    if (args[7] != Py_None) {
+        if (!PyArg_ParseTuple(args[7], "ddl", &s.last_start, &s.last_end, &s.last_level))
+            goto done;
+        s.has_last = 1;
+    }
+    Py_ssize_t n_hist = hb.len / (Py_ssize_t)sizeof(double);
+    if (lo < 0 || lo > n_hist) {
+        PyErr_SetString(PyExc_ValueError, "tri_runs: the light starts outside the history");
+        goto done;
+    }
+    s.light = (const double *)hb.buf + lo;
+    s.n_light = n_hist - lo;
+    times = PySequence_Fast(args[0], "tri_runs: times must be a sequence");
+    levels = times ? PySequence_Fast(args[1], "tri_runs: levels must be a sequence") : NULL;
+    if (!levels) goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(times);
+    if (PySequence_Fast_GET_SIZE(levels) != n
+        || ob.len < (Py_ssize_t)(4 * (n + 1) * sizeof(double))) {
+        PyErr_SetString(PyExc_ValueError, "tri_runs: times, levels and out do not agree");
+        goto done;
+    }
+    s.out = ob.buf;
+    int lost = 0;
+    double deadline = 0.0;
+    for (Py_ssize_t i = 0; i < n && !lost; i++) {
+        double t = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(times, i));
+        long level = PyLong_AsLong(PySequence_Fast_GET_ITEM(levels, i));
+        if (PyErr_Occurred()) goto done;
+        if (t - s.open_start < s.glitch * s.period && s.has_last) {
+            /* a glitch: the open run is noise; reopen the run before it */
+            s.open_start = s.last_start;
+            s.open_level = s.last_level;
+            s.has_last = 0;
+            continue;
+        }
+        if (s.has_last) {
+            s.has_last = 0;
+            tri_commit(&s, s.last_start, s.last_end, s.last_level);
+        }
+        if ((lost = tri_lost(&s, t, &deadline))) break;
+        s.has_last = 1;
+        s.last_start = s.open_start;
+        s.last_end = t;
+        s.last_level = s.open_level;
+        s.open_start = t;
+        s.open_level = level;
+    }
+    if (!lost) {
+        /* the chunk's end: the open run has proven real, so the one before it is */
+        if (s.has_last && settled - s.open_start >= s.glitch * s.period) {
+            s.has_last = 0;
+            tri_commit(&s, s.last_start, s.last_end, s.last_level);
+        }
+        lost = tri_lost(&s, settled, &deadline);
+    }
+    PyObject *last = s.has_last ? Py_BuildValue("(ddl)", s.last_start, s.last_end, s.last_level)
+                                : Py_NewRef(Py_None);
+    PyObject *gone = lost ? PyFloat_FromDouble(deadline) : Py_NewRef(Py_None);
+    if (last && gone)
+        result = Py_BuildValue("(ndlOdO)", s.nlit, s.open_start, s.open_level, last, s.period,
+                               gone);
+    Py_XDECREF(last);
+    Py_XDECREF(gone);
+done:
+    Py_XDECREF(times);
+    Py_XDECREF(levels);
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&hb);
+    return result;
+}
+
 static PyObject *layout(PyObject *self, PyObject *unused)
 {
     (void)self;
@@ -1034,6 +1214,8 @@ static PyMethodDef methods[] = {
      "Bi-level: the idle slicer's flips to the sync search, until it locks."},
     {"run_means", (PyCFunction)(void (*)(void))run_means, METH_FASTCALL,
      "The mean light of the inner half of each sync run, and the spread within."},
+    {"tri_runs", (PyCFunction)(void (*)(void))tri_runs, METH_FASTCALL,
+     "Tri-level: time a chunk's runs, commit the settled ones, the lit ones out."},
     {"layout", layout, METH_NOARGS, "The state arrays' layout and the constants built in."},
     {NULL, NULL, 0, NULL},
 };

@@ -287,6 +287,37 @@ def run_means(
     return result
 
 
+def tri_runs(
+    times: list[float],
+    levels: list[int],
+    hist: npt.NDArray[np.float64],
+    lo: int,
+    light_origin: int,
+    open_start: float,
+    open_level: int,
+    last: tuple[float, float, int] | None,
+    period: float,
+    glitch: float,
+    silence: float,
+    settled: float,
+    out: npt.NDArray[np.float64],
+) -> tuple[int, float, int, tuple[float, float, int] | None, float, float | None]:
+    """Tri-level: the runs of a chunk's flips (``times``, absolute, ``levels`` after
+    each) and its end (``settled``), timed and committed as the decoder's
+    ``_transition`` and ``_end_of_chunk`` do: the lit runs committed go to ``out``,
+    four doubles each (their bit's start, end, mean light of the inner 60 % of
+    ``hist[lo:]``, whose first sample is ``light_origin``, and 1.0; or 0.0, 0.0 when
+    that holds no sample). Returns (lit runs, open run's start and level, the run
+    held before it, the mean frame period, the moment the open run outlasted
+    ``silence`` frames or None)."""
+    assert _bilevel is not None
+    result: tuple[int, float, int, tuple[float, float, int] | None, float, float | None] = (
+        _bilevel.tri_runs(times, levels, hist, lo, light_origin, open_start, open_level,
+                          last, period, glitch, silence, settled, out)
+    )
+    return result
+
+
 def smooth2(x: npt.NDArray[np.float64], out: npt.NDArray[np.float64], prev: float) -> None:
     """``out[i] = (x[i] + x[i - 1]) * 0.5``, ``x[-1]`` being ``prev``."""
     assert _bilevel is not None

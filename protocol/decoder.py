@@ -41,12 +41,12 @@ States and events (an explicit table, ``TRANSITIONS``)::
 flashing its status LED then). Where the extension is built (``COMPILED``), the
 per-sample and per-symbol work runs compiled (protocol/_bilevel.c through
 protocol/bilevel_kernel.py: the idle slicer and sync runs' means for both codes; the
-whole bi-level sync search and reception, a feed being one call) with the same
-arithmetic in the same order, so the same bits; Python handles each outcome, failure
-and state change. Otherwise (and for the tri-level reception) the slicing is
-vectorised with numpy per chunk (the slicer's flips found by ``bytes.find`` on its
-comparisons) and Python runs once per transition and once per symbol (bi-level) or
-frame (tri-level). A chunk has a fixed cost on top of its samples, so chunks shorter
+whole bi-level sync search and reception, a feed being one call; the tri-level runs'
+timing, glitches and light) with the same arithmetic in the same order, so the same
+bits; Python handles each outcome, failure and state change, and reads each tri-level
+lit run as a bit. Otherwise the slicing is vectorised with numpy per chunk (the
+slicer's flips found by ``bytes.find`` on its comparisons) and Python runs once per
+transition and once per symbol (bi-level) or frame (tri-level). A chunk has a fixed cost on top of its samples, so chunks shorter
 than the shortest symbol period accepted are gathered first: ``state`` then lags the
 light by less than one symbol, and :meth:`BlinkUpDecoder.flush` decodes what waits
 at the end of a capture.
@@ -1054,15 +1054,21 @@ class BlinkUpDecoder:
         # past the hysteresis)
         hist = self._hist
         precise = _crossings(hist, a0 - self._hist_start, changes, levels, mid, self._hist_start)
+        lo = 0
         if not self._soft:
-            # tri-level runs are averaged from plain floats: a list from the oldest
-            # run still open (summing a slice gives the same bits however cut)
+            # tri-level runs are averaged from the light since the oldest run still
+            # open (summing a slice gives the same bits however cut)
             first = self._last[0] if self._last is not None else self._open_start
             lo = max(math.floor(first) - 1 - self._hist_start, 0)
-            self._light, self._light_origin = hist[lo:].tolist(), self._hist_start + lo
+            if not self._compiled:  # as plain floats
+                self._light, self._light_origin = hist[lo:].tolist(), self._hist_start + lo
         try:
             if self._soft:
                 self._gather_edges(precise, levels)
+            elif self._compiled:
+                self._runs_compiled(precise, levels, lo, stop)
+                self._slice_level = last
+                return stop
             else:
                 for t, level in zip(precise, levels, strict=True):
                     self._transition(t, level)
@@ -1178,20 +1184,42 @@ class BlinkUpDecoder:
         self._last = (self._open_start, float(t), self._open_level)
         self._open_start, self._open_level = float(t), level
 
+    def _runs_compiled(self, times: list[float], levels: list[int], lo: int, stop: int) -> None:
+        """Tri-level, compiled: the runs of a chunk's flips timed and committed as
+        _transition and _end_of_chunk do (glitches, the mean frame period, the open
+        run's length limit), in C; each lit run committed comes back with its light
+        and is read here, in order (a reception that ends at one ends there)."""
+        out = np.empty(4 * (len(times) + 1))
+        count, self._open_start, self._open_level, self._last, self._period, lost = (
+            bilevel_kernel.tri_runs(
+                times, levels, self._hist, lo, self._hist_start + lo, self._open_start,
+                self._open_level, self._last, self._period, self._glitch, TRILEVEL_SILENCE,
+                float(stop - EDGE_REACH), out,
+            )
+        )
+        runs = out[: 4 * count].tolist()
+        for k in range(0, 4 * count, 4):
+            self._lit_run(runs[k + 2] if runs[k + 3] else self._grey_level, runs[k], runs[k + 1])
+        if lost is not None:
+            self._open_lost(lost)
+
     def _check_open_length(self, t: float) -> None:
         """Tri-level: no transition until ``t`` (or before it): lost once the open run
         outlasts TRILEVEL_SILENCE mean frames, at that moment (not when the news
         arrived)."""
         deadline = self._open_start + TRILEVEL_SILENCE * self._period
         if t > deadline:
-            self._fail(
-                SyncLostError(
-                    f"no transition for {TRILEVEL_SILENCE:g} frames after sample "
-                    f"{self._open_start - self._delay:.0f}: the signal stopped or broke "
-                    f"its line code"
-                ),
-                deadline,
-            )
+            self._open_lost(deadline)
+
+    def _open_lost(self, deadline: float) -> None:
+        self._fail(
+            SyncLostError(
+                f"no transition for {TRILEVEL_SILENCE:g} frames after sample "
+                f"{self._open_start - self._delay:.0f}: the signal stopped or broke "
+                f"its line code"
+            ),
+            deadline,
+        )
 
     def _end_of_chunk(self, now: int) -> None:
         """All samples before ``now`` are in, so every edge before ``now - EDGE_REACH``
@@ -1220,14 +1248,18 @@ class BlinkUpDecoder:
             lo = max(math.ceil(start + q) - self._light_origin, 0)
             inner = self._light[lo : max(math.floor(end - q) + 1 - self._light_origin, lo + 1)]
             light = sum(inner) / len(inner) if inner else self._grey_level
-            if self._state is DecoderState.SYNC:
-                self._screen_magic(light, start - self._period, end)
-            else:
-                white = light > self._thr[1]
-                self._track_levels(light, white)
-                self._bit(int(white), start - self._period, end)
+            self._lit_run(light, start - self._period, end)
         mean = self._period
         self._period += 0.05 * (min(max(dur, 0.5 * mean), 2.0 * mean) - mean)
+
+    def _lit_run(self, light: float, t: float, end: float) -> None:
+        """A lit run committed (its bit begins at ``t``): the magic's hunt, or a bit."""
+        if self._state is DecoderState.SYNC:
+            self._screen_magic(light, t, end)
+        else:
+            white = light > self._thr[1]
+            self._track_levels(light, white)
+            self._bit(int(white), t, end)
 
     def _screen_magic(self, light: float, t: float, end: float) -> None:
         """Tri-level, after the lock: hunt the magic 0x2A in the light of the last 8

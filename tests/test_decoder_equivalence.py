@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,6 +43,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from impfactory.protocol import bilevel_kernel
 from impfactory.protocol import decoder as vectorised
 from impfactory.protocol.blinkup import BlinkUpConfig, encode_frame
 from impfactory.protocol.decoder import BlinkUpDecoder as Decoder
@@ -51,6 +53,8 @@ from impfactory.protocol.linecode import (
     render_bilevel,
     render_trilevel,
 )
+from impfactory.protocol.screen import DISPLAY_RATES, SDK_FRAME_RATES, Screen
+from impfactory.tools.perf_decoder import random_full_payload
 
 
 def _key(outcome: Any) -> tuple[Any, ...]:
@@ -186,3 +190,51 @@ def test_the_streams_that_decoded_differently_in_chunks_now_do_not(seed: int) ->
     assert _decode(Decoder, "trilevel", samples, _cut(samples, [7])) == _decode(
         Decoder, "trilevel", samples, [samples.shape[0]]
     )
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(0, 2**32 - 1),
+    st.booleans(),
+    st.lists(st.integers(1, 1500), max_size=12) | st.lists(st.integers(1, 60), max_size=60),
+)
+def test_the_compiled_tri_level_runs_decide_as_python_does(
+    seed: int, paced: bool, chunks: list[int]
+) -> None:
+    """The tri-level runs' timing in C (``tri_runs``) against the Python loop it
+    replaces: impaired streams, or full payloads paced as the SDK paces them on a
+    noisy screen with dropped refreshes (the runs last whole refreshes); the same
+    outcomes to the last bit, in any chunks."""
+    if paced:
+        rng = np.random.default_rng(seed)
+        swing = float(rng.uniform(0.1, 0.8))
+        samples = render_trilevel(
+            encode_frame(random_full_payload(rng)),
+            frame_rate=float(rng.choice(SDK_FRAME_RATES)),
+            screen=Screen(float(rng.choice(DISPLAY_RATES)), 0.001, float(rng.uniform(0, 0.02)),
+                          "srgb"),
+            light=LightModel(gain=swing, ambient=float(rng.uniform(0, 1 - swing))),
+            noise=float(rng.uniform(0.0, 0.15)) * swing, seed=rng, phase=float(rng.random()),
+        ).samples
+    else:
+        samples = _stream(seed, "trilevel")
+    with _compiled(False):
+        python = _decode(Decoder, "trilevel", samples, chunks)
+    with _compiled(True):
+        assert _decode(Decoder, "trilevel", samples, chunks) == python
+
+
+def test_the_tri_level_means_are_pythons_sum_to_the_last_bit() -> None:
+    """A run's mean light is ``sum(inner) / len(inner)`` as this Python computes it
+    (compensated from 3.12 on): values whose plain sum rounds differently."""
+    if not vectorised.COMPILED:
+        pytest.skip("the extension is not built")
+    hist = np.array([1e16, 1.0, -1e16, 1.0, 3.0, 0.1, 0.2, 0.3] * 4)
+    out = np.empty(12)
+    for start in range(0, 24, 3):
+        count, *_rest = bilevel_kernel.tri_runs(
+            [float(start + 7), float(start + 8)], [0, 1], hist, 0, 0, float(start - 0.5), 1,
+            None, 8.0, 0.01, 1e9, float(start + 8), out)
+        assert count == 1
+        lo, hi = math.ceil(start - 0.5 + 0.2 * 7.5), math.floor(start + 7 - 0.2 * 7.5) + 1
+        assert out[2] == sum(hist[lo:hi].tolist()) / (hi - lo)
