@@ -46,10 +46,10 @@ timing, glitches and light) with the same arithmetic in the same order, so the s
 bits; Python handles each outcome, failure and state change, and reads each tri-level
 lit run as a bit. Otherwise the slicing is vectorised with numpy per chunk (the
 slicer's flips found by ``bytes.find`` on its comparisons) and Python runs once per
-transition and once per symbol (bi-level) or frame (tri-level). A chunk has a fixed cost on top of its samples, so chunks shorter
-than the shortest symbol period accepted are gathered first: ``state`` then lags the
-light by less than one symbol, and :meth:`BlinkUpDecoder.flush` decodes what waits
-at the end of a capture.
+transition and once per symbol (bi-level) or frame (tri-level). A chunk has a fixed
+cost on top of its samples, so chunks shorter than the shortest symbol period accepted
+are gathered first: ``state`` then lags the light by less than one symbol, and
+:meth:`BlinkUpDecoder.flush` decodes what waits at the end of a capture.
 
 Errors: ``feed`` *returns* outcomes: a :class:`DecodeResult` for each frame that
 completed, or a :class:`BlinkUpDecodeError` (lost sync, bad magic, corrupt frame)
