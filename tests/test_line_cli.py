@@ -188,7 +188,7 @@ def test_demo_without_mosquitto_prints_summary_and_report(
 
 def test_perf_line_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["perf", "line", "--duts", "4", "--fixtures", "2", "--broker", "auto",
-                 "--workers", "1", "--json"]) == 0
+                 "--workers", "1", "--raw-messages", "500", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["duts"] == 4 and doc["failed"] == 0 and doc["duts_per_s"] > 0
     assert doc["peak_rss_mib"] > 0 and doc["cpu_ms_per_dut"] > 0

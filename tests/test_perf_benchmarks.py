@@ -27,7 +27,8 @@ def _positive(doc: dict[str, object], *keys: str) -> None:
 
 def test_perf_line_measures_the_broker_beside_the_line(broker_url: str) -> None:
     doc = _impfactory("perf", "line", "--duts", "3", "--fixtures", "1", "--workers", "1",
-                      "--broker", access_for(broker_url).cloud_url, "--json")
+                      "--broker", access_for(broker_url).cloud_url, "--raw-messages", "500",
+                      "--json")
     assert doc["blessed"] == 3 and doc["failed"] == 0
     _positive(doc, "duts_per_s", "cpu_ms_per_dut", "messages_per_dut", "line_messages_per_s",
               "raw_messages_per_s", "broker_ratio")
@@ -56,7 +57,8 @@ def test_perf_memory_counts_running_devices(broker_url: str) -> None:
 
 @pytest.mark.parametrize("args", [["firmware", "--devices", "0"], ["firmware", "--size", "0"],
                                   ["memory", "--devices", "0"], ["memory", "--batch", "0"],
-                                  ["memory", "--devices", "100000000"]])  # open files
+                                  ["memory", "--devices", "100000000"],  # open files
+                                  ["line", "--raw-messages", "0"]])
 def test_bad_benchmark_options_are_refused(args: list[str],
                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["perf", *args]) == 2

@@ -29,7 +29,7 @@ def test_perf_line_compares_squirrel_with_python_firmware(broker_url: str) -> No
     # the line's cloud runs in that process: its credentials travel in the URL
     doc = _impfactory("perf", "line", "--duts", "4", "--fixtures", "1", "--workers", "1",
                       "--broker", access_for(broker_url).cloud_url, "--language", "both",
-                      "--json")
+                      "--raw-messages", "500", "--json")
     assert doc["python"]["language"] == "python" and doc["squirrel"]["language"] == "squirrel"
     assert doc["python"]["blessed"] == doc["squirrel"]["blessed"] == 4
     ratio = doc["squirrel_over_python"]

@@ -14,8 +14,9 @@ does, so it is the figure to compare changes with on a shared machine.
 In the same run, before and after the line (their mean, so a neighbour's burst on
 one side moves it less), it measures the raw publish/subscribe rate of a broker of
 the same kind with the same client library (tools/broker_reference.py:
-``RAW_MESSAGES`` messages of ``RAW_SIZE`` bytes from the cloud's account to
-``RAW_SUBSCRIBERS`` device accounts) and prints ``broker_ratio``: the line's message
+``--raw-messages`` messages, default ``RAW_MESSAGES``, of ``RAW_SIZE`` bytes from the
+cloud's account to ``RAW_SUBSCRIBERS`` device accounts; fewer only where a run checks
+the command rather than measures) and prints ``broker_ratio``: the line's message
 rate (every message the cloud received from or sent to a device, over the line's
 wall time) over that raw rate. ``messages_per_dut`` says how many the flow takes.
 
@@ -49,11 +50,11 @@ RAW_SIZE = 256
 RAW_SUBSCRIBERS = 100
 
 
-def _raw_reference(broker: str) -> RawRate:
+def _raw_reference(broker: str, messages: int) -> RawRate:
     """The broker's raw message rate, on a broker started the way the line starts its own."""
     server = BrokerServer(broker)
     with server:
-        return asyncio.run(raw_rate(server.cloud_url, messages=RAW_MESSAGES, size=RAW_SIZE,
+        return asyncio.run(raw_rate(server.cloud_url, messages=messages, size=RAW_SIZE,
                                     subscribers=RAW_SUBSCRIBERS))
 
 
@@ -101,8 +102,9 @@ def _measure(args: argparse.Namespace, language: str) -> dict[str, Any]:
     from impfactory.firmware import examples
     from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
 
-    if args.duts < 1 or args.fixtures < 1 or args.workers < 1:
-        raise ImpFactoryError("--duts, --fixtures and --workers must be at least 1")
+    if args.duts < 1 or args.fixtures < 1 or args.workers < 1 or args.raw_messages < 1:
+        raise ImpFactoryError("--duts, --fixtures, --workers and --raw-messages must be at "
+                              "least 1")
     config = config_from_args(args, {}, 0.0, PRESETS["typical"])
     if args.report:
         prepare_report_dir(args.report)
@@ -110,14 +112,14 @@ def _measure(args: argparse.Namespace, language: str) -> dict[str, Any]:
     python = language == "python"
     factory = examples.factory_source(FACTORY_SSID, FACTORY_PASSWORD, python=python)
     app = examples.application_source(python=python)
-    raw_before = _raw_reference(args.broker)
+    raw_before = _raw_reference(args.broker, args.raw_messages)
     started, cpu_before = time.perf_counter(), _cpu_s()
     result = asyncio.run(run_with_progress(config, args.broker, args.json,
                                            factory_code=factory, app_code=app,
                                            workers=args.workers))
     total = time.perf_counter() - started
     cpu = _cpu_s() - cpu_before
-    raw_after = _raw_reference(args.broker)
+    raw_after = _raw_reference(args.broker, args.raw_messages)
     raw_rate_s = (raw_before.messages_per_s + raw_after.messages_per_s) / 2
     s = result.summary
     doc: dict[str, Any] = {
@@ -181,6 +183,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--workers", type=int, default=2, metavar="W",
                         help="processes running the fixtures and DUTs (default 2, one per "
                              "core here; the cloud stays in this one)")
+    parser.add_argument("--raw-messages", type=int, default=RAW_MESSAGES, metavar="N",
+                        help=f"messages of the broker's raw rate, measured before and after "
+                             f"the line (default {RAW_MESSAGES:,})")
     parser.add_argument("--report", type=Path, metavar="DIR",
                         help="also write the line report (after the figures are taken)")
     parser.add_argument("--language", choices=("squirrel", "python", "both"),
