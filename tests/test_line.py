@@ -85,7 +85,7 @@ def test_own_firmware_that_never_blesses(factory_line: Line) -> None:
     broken = good.replace("        server.bless(passed, function(blessed) {",
                           "        if (false) server.bless(passed, function(blessed) {")
     assert broken != good
-    result = factory_line(fixtures=1, duts=1, firmware=broken, dut_timeout_wall=8.0)
+    result = factory_line(fixtures=1, duts=1, firmware=broken, dut_timeout_wall=3.0)
     assert result.summary.failures == {"no_bless": 1}
 
 
