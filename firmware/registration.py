@@ -24,15 +24,25 @@ import aiomqtt
 
 from impfactory.backoff import Backoff
 from impfactory.firmware.errors import CloudClientError
-from impfactory.mqttask import ask
+from impfactory.mqttask import SessionLost, ask
 from impfactory.protocol import cloudlink as cl
 from impfactory.protocol import linksec
 
 ATTEMPTS = 6
+"""Tries that failed for want of a broker or an answer (refused, timed out, the cloud
+unavailable) before registration gives up."""
 ANSWER_TIMEOUT = 10.0
 SLOT_BACKOFF = Backoff(first=0.01, cap=0.64, jitter=0.75)
-"""Pause before another slot: another device took this one, or the broker is away;
-jittered so that devices that collided once do not collide again."""
+"""Pause before another slot: the broker is away, or the cloud did not answer."""
+COLLISIONS = 60
+"""Sessions another device took over (its registration on the same slot) that do not
+count as failed tries. With a hundred registrations in flight on 128 slots and a busy
+cloud taking seconds to answer, most tries collide (``perf cloud --concurrency 100``
+lost devices after six); each collision backs off longer, up to 2 s: a device gives up
+after about 70 s of pauses between them."""
+COLLISION_BACKOFF = Backoff(first=0.05, cap=2.0, jitter=0.75)
+"""Pause after a collision: jittered, so the two devices do not collide again, and
+growing, so a crowd thins out."""
 
 
 class RegistrationRefused(CloudClientError):
@@ -50,6 +60,7 @@ class Credentials:
     password: str
     link_key: bytes
     attempts: int
+    """Tries it took, collisions included."""
 
 
 async def register(host: str, port: int, device_id: str, module_key: bytes,
@@ -57,7 +68,9 @@ async def register(host: str, port: int, device_id: str, module_key: bytes,
     """Register ``device_id``; ``RegistrationRefused``, or ``CloudClientError`` when no
     slot got an answer (broker or cloud unreachable)."""
     last = "no attempt"
-    for attempt in range(1, attempts + 1):
+    attempt = collisions = 0
+    while attempt < attempts:
+        attempt += 1
         nonce = secrets.token_hex(16)
         password = secrets.token_urlsafe(24)
         request = linksec.RegisterRequest(
@@ -65,18 +78,28 @@ async def register(host: str, port: int, device_id: str, module_key: bytes,
             password, linksec.registration_proof(module_key, device_id, nonce, password))
         try:
             answer = await _ask(host, port, request, timeout)
+        except SessionLost as err:
+            last = f"{request.slot}: {err}"
+            collisions += 1
+            if collisions <= COLLISIONS:  # another device took the slot: not a failure
+                attempt -= 1
+                await asyncio.sleep(COLLISION_BACKOFF.delay(collisions))
+                continue
+            await asyncio.sleep(SLOT_BACKOFF.delay(attempt))
+            continue
         except (aiomqtt.MqttError, OSError, TimeoutError) as err:
             last = f"{request.slot}: {err or type(err).__name__}"
-            # another device took the slot, or the broker is away: pause, try another
+            # the broker is away, or the cloud did not answer: pause, try another slot
             await asyncio.sleep(SLOT_BACKOFF.delay(attempt))
             continue
         if answer.ok:
-            return Credentials(password, linksec.link_key(module_key, nonce), attempt)
+            return Credentials(password, linksec.link_key(module_key, nonce),
+                               attempt + collisions)
         if answer.code != linksec.RegistrationCode.UNAVAILABLE:
             raise RegistrationRefused(answer)
         last = f"{request.slot}: {answer.message}"
     raise CloudClientError(f"registration of {device_id} failed after {attempts} attempts "
-                           f"({last})")
+                           f"and {collisions} collisions ({last})")
 
 
 async def _ask(host: str, port: int, request: linksec.RegisterRequest,

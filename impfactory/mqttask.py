@@ -22,11 +22,17 @@ T = TypeVar("T")
 QOS = 1
 
 
+class SessionLost(aiomqtt.MqttError):
+    """The session ended after the broker had accepted it, before the answer: on a
+    shared account (an enrolment slot) most often another client taking it over."""
+
+
 async def ask(host: str, port: int, *, identifier: str, username: str, password: str,
               topic: str, payload: bytes, reply_topic: str,
               pick: Callable[[str, bytes], T | None], timeout: float) -> T:
-    """The first answer ``pick`` returns (not None) for; ``aiomqtt.MqttError`` when the
-    session ends first, ``TimeoutError`` after ``timeout`` seconds (loop time)."""
+    """The first answer ``pick`` returns (not None) for; ``SessionLost`` when the
+    session ends first, ``aiomqtt.MqttError`` (or ``OSError``) when it could not be
+    opened, ``TimeoutError`` after ``timeout`` seconds (loop time)."""
     client = aiomqtt.Client(host, port, identifier=identifier, username=username,
                             password=password, clean_session=True, keepalive=30,
                             timeout=timeout,
@@ -52,6 +58,8 @@ async def _exchange(client: aiomqtt.Client, topic: str, payload: bytes, reply_to
                 if not reader.done():
                     sender.result()
                 return await reader
+        except aiomqtt.MqttError as err:
+            raise SessionLost(str(err) or "the session ended before the answer") from err
         finally:
             for task in (reader, sender):
                 task.cancel()
