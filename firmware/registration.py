@@ -20,8 +20,6 @@ import secrets
 from dataclasses import dataclass
 from functools import partial
 
-import aiomqtt
-
 from impfactory.backoff import Backoff
 from impfactory.firmware.errors import CloudClientError
 from impfactory.mqttask import SessionLost, ask
@@ -87,7 +85,7 @@ async def register(host: str, port: int, device_id: str, module_key: bytes,
                 continue
             await asyncio.sleep(SLOT_BACKOFF.delay(attempt))
             continue
-        except (aiomqtt.MqttError, OSError, TimeoutError) as err:
+        except (OSError, TimeoutError) as err:  # MqttError is an OSError
             last = f"{request.slot}: {err or type(err).__name__}"
             # the broker is away, or the cloud did not answer: pause, try another slot
             await asyncio.sleep(SLOT_BACKOFF.delay(attempt))
