@@ -1,11 +1,13 @@
-"""paho-mqtt driven by the asyncio loop: no network thread, publishes never wait.
+"""The cloud's MQTT connection: the project's own client on the asyncio loop.
 
-paho exposes its socket through callbacks; registering it with the loop's
-``add_reader``/``add_writer`` runs paho's read and write steps on the loop's own
-thread, and a one-second task runs its keep-alive housekeeping. ``publish`` only
-queues (paho keeps order and QoS 1 retries), so a handler answering a device can
-publish several messages without waiting for each PUBACK. That is what lets one
-cloud process serve thousands of devices.
+``publish`` only queues (order kept, QoS 1 resent until acknowledged, across a
+reconnect too), so a handler answering a device can publish several messages without
+waiting for each PUBACK. That is what lets one cloud process serve thousands of
+devices. The wire work is impfactory/mqttconn.py's, as for every device: one
+``data_received`` parses every packet the kernel had and what a loop iteration
+publishes leaves in one ``send``. It was paho-mqtt driven by the loop, which read a
+packet in several ``recv`` calls and built MQTT 5 properties for every message; the
+cloud spent about 15 % of its CPU in it (``perf cloud``, docs/cloud.md).
 """
 
 from __future__ import annotations
@@ -14,18 +16,20 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from impfactory.brokerurl import BrokerUrlError, parse_url
 from impfactory.cloud.errors import BrokerError
+from impfactory.mqttconn import MqttConnection, MqttError, MqttRefused, open_connection
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0
+KEEPALIVE = 30
+
+_Message = tuple[str, bytes, int]
 
 
 class AsyncMqtt:
@@ -44,69 +48,67 @@ class AsyncMqtt:
             self.host, self.port = parse_url(url)
         except BrokerUrlError as err:
             raise BrokerError(str(err)) from None
+        self.client_id, self.username, self.password = client_id, username, password
         self.on_message = on_message
         self.subscriptions: list[tuple[str, int]] = []
         self.connected = asyncio.Event()
         self.lost = asyncio.Event()
         self._loop = asyncio.get_running_loop()
-        self._misc: asyncio.Task[None] | None = None
         self._closing = False
-        self._unacked: set[int] = set()
-        self._refused: asyncio.Future[str] | None = None
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                        protocol=mqtt.MQTTv311, clean_session=not keep_session)
-        if username is not None:
-            c.username_pw_set(username, password)
-        c.max_inflight_messages_set(0)
-        c.max_queued_messages_set(0)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        c.on_subscribe = self._on_subscribe
-        c.on_socket_open = self._on_socket_open
-        c.on_socket_close = self._on_socket_close
-        c.on_socket_register_write = self._on_register_write
-        c.on_socket_unregister_write = self._on_unregister_write
-        self.client = c
+        self._conn: MqttConnection | None = None
+        self._queued: deque[_Message] = deque()  # published while no connection was up
+        self._unacked: dict[asyncio.Future[bytes], _Message] = {}  # sent, no PUBACK yet
 
     async def connect(self) -> None:
-        """Connect (and subscribe to everything ``subscribe`` was given)."""
+        """Connect, subscribe to everything ``subscribe`` was given, then send what
+        waited: the messages the last connection sent without an answer, then those
+        published since, in order."""
         self.connected.clear()
         self.lost.clear()
-        refused = self._refused = self._loop.create_future()
-        connected = asyncio.ensure_future(self.connected.wait())
+        where = f"mqtt://{self.host}:{self.port}"
         try:
-            self.client.connect(self.host, self.port, keepalive=30)
-            sock = self.client.socket()
-            if isinstance(sock, socket.socket):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-                # answers are small packets: Nagle + delayed ACK would hold each ~40 ms
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            done, _ = await asyncio.wait({connected, refused}, timeout=CONNECT_TIMEOUT,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if refused in done:
-                self.client.disconnect()
-                raise BrokerError(f"mqtt://{self.host}:{self.port} refused the connection: "
-                                  f"{refused.result()}")
-            if connected not in done:
-                raise TimeoutError(f"no answer within {CONNECT_TIMEOUT:.0f} s")
+            conn = await open_connection(
+                self.host, self.port, client_id=self.client_id, on_message=self._deliver,
+                username=self.username, password=self.password, keepalive=KEEPALIVE,
+                clean_session=not self.keep_session, timeout=CONNECT_TIMEOUT)
+        except MqttRefused as err:
+            log.error("broker refused the connection: %s", err)
+            raise BrokerError(f"{where} refused the connection: {err}") from None
         except (OSError, TimeoutError) as err:
-            raise BrokerError(f"cannot connect to mqtt://{self.host}:{self.port}: {err}") from err
-        finally:
-            connected.cancel()
-            self._refused = None
+            raise BrokerError(f"cannot connect to {where}: {err}") from err
+        sock = conn.socket()
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        try:
+            # "connected" only once the broker has acknowledged every subscription, so
+            # nothing a device publishes afterwards can miss us
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await asyncio.gather(*(conn.subscribe(f, q) for f, q in self.subscriptions))
+        except (MqttError, TimeoutError) as err:
+            conn.abort()
+            raise BrokerError(f"{where}: {err or 'no SUBACK'}") from err
+        self._conn = conn
+        conn.closed.add_done_callback(self._closed)
+        waiting = [*self._unacked.values(), *self._queued]
+        self._unacked, self._queued = {}, deque()
+        for message in waiting:
+            self._send(conn, message)
+        self.connected.set()
 
     def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        """Subscribe now (when connected) and at every connect from now on."""
         self.subscriptions.append((topic_filter, qos))
-        if self.connected.is_set():
-            self.client.subscribe(topic_filter, qos)
+        conn = self._conn
+        if conn is not None and self.connected.is_set():
+            task = self._loop.create_task(conn.subscribe(topic_filter, qos))
+            task.add_done_callback(_refused_subscription)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         """Queue a message (ordered, QoS 1 by default); safe from any thread."""
         if self.on_loop():
-            self.client.publish(topic, payload, qos)
+            self._publish((topic, payload, qos))
         else:
-            self._loop.call_soon_threadsafe(self.client.publish, topic, payload, qos)
+            self._loop.call_soon_threadsafe(self._publish, (topic, payload, qos))
 
     def on_loop(self) -> bool:
         """True on the thread running this connection's loop."""
@@ -119,71 +121,61 @@ class AsyncMqtt:
         """Run ``fn(*args)`` on this connection's loop (from any thread)."""
         self._loop.call_soon_threadsafe(fn, *args)
 
+    def socket(self) -> Any:
+        """The connection's socket as asyncio lends it (None when not connected)."""
+        conn = self._conn
+        return conn.socket() if conn is not None and not conn.closed.done() else None
+
     async def disconnect(self) -> None:
         self._closing = True
-        if self.connected.is_set():
+        conn = self._conn
+        if conn is not None and not conn.closed.done():
             if self.keep_session and self.subscriptions:
-                self.client.unsubscribe([topic for topic, _ in self.subscriptions])
-            self.client.disconnect()
+                with contextlib.suppress(MqttError, TimeoutError):
+                    async with asyncio.timeout(5):
+                        await conn.unsubscribe([topic for topic, _ in self.subscriptions])
+            conn.disconnect()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.lost.wait(), 5)
-        if self._misc is not None:
-            self._misc.cancel()
 
-    # ------------------------------------------------------------ paho callbacks
+    # ------------------------------------------------------------ inside
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                    properties: Any) -> None:
-        if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
-            if self._refused is not None and not self._refused.done():
-                self._refused.set_result(str(reason))
+    def _publish(self, message: _Message) -> None:
+        conn = self._conn
+        if conn is None or conn.closed.done() or not self.connected.is_set():
+            self._queued.append(message)
             return
-        # "connected" only once the broker has acknowledged every subscription, so
-        # nothing a device publishes afterwards can miss us
-        self._unacked = set()
-        for topic_filter, qos in self.subscriptions:
-            _, mid = client.subscribe(topic_filter, qos)
-            if mid is not None:
-                self._unacked.add(mid)
-        if not self._unacked:
-            self.connected.set()
+        self._send(conn, message)
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
-                      properties: Any) -> None:
-        self._unacked.discard(mid)
-        if not self._unacked:
-            self.connected.set()
+    def _send(self, conn: MqttConnection, message: _Message) -> None:
+        topic, payload, qos = message
+        try:
+            ack = conn.publish(topic, payload, qos)
+        except MqttError:  # the connection is ending: sent again on the next
+            self._queued.append(message)
+            return
+        if ack is not None:
+            self._unacked[ack] = message
+            ack.add_done_callback(self._acked)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                       properties: Any) -> None:
+    def _acked(self, ack: asyncio.Future[bytes]) -> None:
+        if not ack.cancelled() and ack.exception() is None:
+            self._unacked.pop(ack, None)
+
+    def _deliver(self, topic: str, payload: bytes) -> None:
+        try:
+            self.on_message(topic, payload)
+        except Exception:  # a handler bug must not take the connection down
+            log.exception("handler failed on %s", topic)
+
+    def _closed(self, closed: asyncio.Future[None]) -> None:
         self.connected.clear()
         self.lost.set()
         if not self._closing:
+            reason = closed.exception() if not closed.cancelled() else None
             log.warning("lost the broker connection: %s", reason)
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        try:
-            self.on_message(message.topic, bytes(message.payload))
-        except Exception:  # a handler bug must not take the connection down
-            log.exception("handler failed on %s", message.topic)
 
-    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        self._loop.add_reader(sock, client.loop_read)
-        self._misc = self._loop.create_task(self._misc_loop())
-
-    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        self._loop.remove_reader(sock)
-        self._loop.remove_writer(sock)
-        if self._misc is not None:
-            self._misc.cancel()
-
-    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        self._loop.add_writer(sock, client.loop_write)
-
-    def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        self._loop.remove_writer(sock)
-
-    async def _misc_loop(self) -> None:
-        while self.client.loop_misc() == mqtt.MQTT_ERR_SUCCESS:
-            await asyncio.sleep(1)
+def _refused_subscription(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s", task.exception())

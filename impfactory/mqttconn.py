@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
-SUBSCRIBE, SUBACK, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 11, 12, 13, 14
+SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
 MAX_PACKET = 1 << 22
 """Bytes a packet from the broker may take (a cloud-link message is far smaller)."""
 
@@ -148,6 +149,21 @@ class MqttConnection(asyncio.Protocol):
         codes = await ack
         if not codes or codes[0] & 0x80:
             raise MqttError(f"the broker refused the subscription to {topic_filter}")
+
+    async def unsubscribe(self, topic_filters: Sequence[str]) -> None:
+        """Unsubscribe from ``topic_filters`` and wait for the UNSUBACK."""
+        self._check_open()
+        mid = self._next_mid()
+        ack = self._acks[mid] = self._loop.create_future()
+        body = _U16.pack(mid) + b"".join(_str(f) for f in topic_filters)
+        self._write(_packet(UNSUBSCRIBE << 4 | 2, body))
+        await ack
+
+    def socket(self) -> Any:
+        """The connection's socket as asyncio lends it (``setsockopt``/``getsockopt``),
+        or None once closed."""
+        transport = self._transport
+        return transport.get_extra_info("socket") if transport is not None else None
 
     def disconnect(self) -> None:
         """End the session politely: DISCONNECT (the broker drops the will), then close."""

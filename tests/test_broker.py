@@ -128,9 +128,10 @@ def test_cloud_mqtt_socket_has_nagle_off(any_broker_url: str) -> None:
                          username=access.username, password=access.password)
         await conn.connect()
         try:
-            sock = conn.client.socket()
-            assert isinstance(sock, socket.socket)
-            return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            sock = conn.socket()
+            assert sock is not None
+            nodelay: int = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            return nodelay
         finally:
             await conn.disconnect()
 
