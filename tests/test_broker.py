@@ -287,3 +287,39 @@ def test_two_clouds_never_take_each_others_account_answers() -> None:
         await asyncio.gather(*tasks)
 
     asyncio.run(run())
+
+
+def test_the_cloud_connection_sends_in_order_what_was_published_before_it_was_up(
+        any_broker_url: str) -> None:
+    """``AsyncMqtt.publish`` only queues: what the cloud publishes while its connection
+    is down (not yet up, or lost) leaves in order once it is up, as paho's queue did.
+    One connection reads what it writes (on Mosquitto a cloud account's client ID is
+    its name: a second connection would take the first one's session)."""
+    from impfactory.cloud import agent_relay
+    from impfactory.cloud.mqtt import AsyncMqtt
+
+    async def main() -> list[bytes]:
+        access = access_for(any_broker_url)
+        got: list[bytes] = []
+        heard = asyncio.Event()
+
+        def note(topic: str, payload: bytes) -> None:
+            got.append(payload)
+            if len(got) == 20:
+                heard.set()
+
+        conn = AsyncMqtt(any_broker_url, "queue-probe", note,
+                         username=access.username, password=access.password)
+        topic = agent_relay.topic("queue")  # a topic clouds both write and read
+        conn.subscribe(topic, cl.QOS)
+        for i in range(20):  # all before the connection is up
+            conn.publish(topic, str(i).encode(), cl.QOS)
+        await conn.connect()
+        try:
+            await asyncio.wait_for(heard.wait(), 10)
+            return got
+        finally:
+            await conn.disconnect()
+
+    got = asyncio.run(main())
+    assert got == [str(i).encode() for i in range(20)]
