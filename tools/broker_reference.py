@@ -2,15 +2,15 @@
 
 A benchmark of the line alone says little on a shared machine: a busy neighbour
 halves it. So the benchmarks also measure, in the same run, what the same broker
-does with the same client library (paho-mqtt on the asyncio loop, ``AsyncMqtt``)
+does with the same client (the cloud's ``AsyncMqtt``: impfactory/mqttconn.py on the loop)
 when nothing but MQTT is asked of it, and print the ratio:
 
     one publisher ──QoS 1──▶ broker ──QoS 1──▶ K subscribers (one topic each)
     (the cloud's account,                      (device accounts, each reading only
      as the cloud publishes)                    its own ``down`` topic, as devices do)
 
-Every message goes to one subscriber, round robin, all queued at once (paho keeps
-them in order); the clock runs from the first publish to the last delivery. On a
+Every message goes to one subscriber, round robin, all queued at once (the
+connection keeps them in order); the clock runs from the first publish to the last delivery. On a
 broker the project started, subscribers get device accounts through the same
 account commands the cloud uses (``BrokerAdmin``), removed afterwards; on an open
 broker they connect anonymously.
