@@ -18,8 +18,8 @@ such heap beside it.
 
 Before and after that (their mean), in the same run and on the same broker, the
 raw reference (tools/broker_reference.py): as many blocks of the same size as the devices fetch
-in all, from the cloud's account to one device account each, paho-mqtt on the
-asyncio loop as the cloud and devices use it. ``ratio`` is ``mib_per_s`` over the
+in all, from the cloud's account to one device account each, on the client the cloud
+and the devices use (impfactory/mqttconn.py). ``ratio`` is ``mib_per_s`` over the
 raw MiB/s. ``--json`` prints ``mib_per_s``, ``ratio`` and the rest as one object.
 """
 
