@@ -91,8 +91,10 @@ class AsyncMqtt:
         conn.closed.add_done_callback(self._closed)
         waiting = [*self._unacked.values(), *self._queued]
         self._unacked, self._queued = {}, deque()
-        for message in waiting:
-            self._send(conn, message)
+        for i, message in enumerate(waiting):
+            if not self._send(conn, message):
+                self._queued.extend(waiting[i:])
+                break
         self.connected.set()
 
     def subscribe(self, topic_filter: str, qos: int = 1) -> None:
@@ -142,25 +144,33 @@ class AsyncMqtt:
 
     def _publish(self, message: _Message) -> None:
         conn = self._conn
-        if conn is None or conn.closed.done() or not self.connected.is_set():
+        if (conn is None or conn.closed.done() or not self.connected.is_set()
+                or self._queued  # behind what waits: order kept
+                or not self._send(conn, message)):
             self._queued.append(message)
-            return
-        self._send(conn, message)
 
-    def _send(self, conn: MqttConnection, message: _Message) -> None:
+    def _send(self, conn: MqttConnection, message: _Message) -> bool:
+        """Publish on ``conn``; False when it cannot take it: it is ending (the message
+        goes on the next), or 65,535 are unacknowledged (it goes as acknowledgements
+        come)."""
         topic, payload, qos = message
         try:
             ack = conn.publish(topic, payload, qos)
-        except MqttError:  # the connection is ending: sent again on the next
-            self._queued.append(message)
-            return
+        except MqttError:
+            return False
         if ack is not None:
             self._unacked[ack] = message
             ack.add_done_callback(self._acked)
+        return True
 
     def _acked(self, ack: asyncio.Future[bytes]) -> None:
         if not ack.cancelled() and ack.exception() is None:
             self._unacked.pop(ack, None)
+            conn = self._conn
+            while self._queued and conn is not None and self.connected.is_set():
+                if not self._send(conn, self._queued[0]):
+                    break
+                self._queued.popleft()
 
     def _deliver(self, topic: str, payload: bytes) -> None:
         try:
