@@ -186,6 +186,8 @@ class MqttConnection(asyncio.Protocol):
             raise MqttError("not connected")
 
     def _next_mid(self) -> int:
+        if len(self._acks) >= 65535:  # every ID waits for its acknowledgement
+            raise MqttError("65,535 messages in flight")
         for _ in range(65535):
             self._mid = self._mid % 65535 + 1
             if self._mid not in self._acks:
