@@ -26,7 +26,10 @@ from impfactory.mqttconn import MqttConnection, MqttError, MqttRefused, open_con
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
+"""Seconds for the CONNACK, and again for the SUBACKs. A broker answers in milliseconds;
+one that took the TCP connection and says nothing (a broker stopping) is left for the
+next try of the link's reconnect loop, not waited on for 10 s as paho's connect was."""
 KEEPALIVE = 30
 
 _Message = tuple[str, bytes, int]
