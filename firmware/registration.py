@@ -76,17 +76,14 @@ async def register(host: str, port: int, device_id: str, module_key: bytes,
             password, linksec.registration_proof(module_key, device_id, nonce, password))
         try:
             answer = await _ask(host, port, request, timeout)
-        except SessionLost as err:
-            last = f"{request.slot}: {err}"
-            collisions += 1
-            if collisions <= COLLISIONS:  # another device took the slot: not a failure
-                attempt -= 1
-                await asyncio.sleep(COLLISION_BACKOFF.delay(collisions))
-                continue
-            await asyncio.sleep(SLOT_BACKOFF.delay(attempt))
-            continue
-        except (OSError, TimeoutError) as err:  # MqttError is an OSError
+        except (OSError, TimeoutError) as err:  # MqttError (SessionLost too) is an OSError
             last = f"{request.slot}: {err or type(err).__name__}"
+            if isinstance(err, SessionLost):
+                collisions += 1
+                if collisions <= COLLISIONS:  # another device took the slot: not a failure
+                    attempt -= 1
+                    await asyncio.sleep(COLLISION_BACKOFF.delay(collisions))
+                    continue
             # the broker is away, or the cloud did not answer: pause, try another slot
             await asyncio.sleep(SLOT_BACKOFF.delay(attempt))
             continue

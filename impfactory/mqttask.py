@@ -52,13 +52,11 @@ async def ask(host: str, port: int, *, identifier: str, username: str, password:
             conn.publish(topic, payload, QOS)  # its PUBACK matters less than the answer
             either: set[asyncio.Future[Any]] = {found, conn.closed}
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            if found.done():
-                return found.result()
-            raise SessionLost("the session ended before the answer")
-        except SessionLost:
-            raise
         except MqttError as err:  # the subscription refused, or the session lost
             raise SessionLost(str(err)) from err
         finally:
             if not conn.closed.done():
                 conn.disconnect()
+    if found.done():
+        return found.result()
+    raise SessionLost("the session ended before the answer")
