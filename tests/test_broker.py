@@ -289,66 +289,28 @@ def test_two_clouds_never_take_each_others_account_answers() -> None:
     asyncio.run(run())
 
 
-def test_the_cloud_connection_sends_in_order_what_was_published_before_it_was_up(
-        any_broker_url: str) -> None:
-    """``AsyncMqtt.publish`` only queues: what the cloud publishes while its connection
-    is down (not yet up, or lost) leaves in order once it is up, as paho's queue did.
-    One connection reads what it writes (on Mosquitto a cloud account's client ID is
-    its name: a second connection would take the first one's session)."""
+def _queued_then_connected(url: str, group: str, count: int) -> list[bytes]:
+    """``count`` QoS 1 messages published on a cloud connection before it connects, to a
+    topic it reads itself (on Mosquitto a cloud account's client ID is its name: a
+    second connection would take the first one's session); what it hears, in order."""
     from impfactory.cloud import agent_relay
     from impfactory.cloud.mqtt import AsyncMqtt
 
     async def main() -> list[bytes]:
-        access = access_for(any_broker_url)
+        access = access_for(url)
         got: list[bytes] = []
         heard = asyncio.Event()
 
         def note(topic: str, payload: bytes) -> None:
             got.append(payload)
-            if len(got) == 20:
-                heard.set()
-
-        conn = AsyncMqtt(any_broker_url, "queue-probe", note,
-                         username=access.username, password=access.password)
-        topic = agent_relay.topic("queue")  # a topic clouds both write and read
-        conn.subscribe(topic, cl.QOS)
-        for i in range(20):  # all before the connection is up
-            conn.publish(topic, str(i).encode(), cl.QOS)
-        await conn.connect()
-        try:
-            await asyncio.wait_for(heard.wait(), 10)
-            return got
-        finally:
-            await conn.disconnect()
-
-    got = asyncio.run(main())
-    assert got == [str(i).encode() for i in range(20)]
-
-
-def test_more_messages_than_mqtt_has_packet_ids_leave_in_order(broker_url: str) -> None:
-    """70,000 QoS 1 messages queued at once: 65,535 packet IDs can wait for a PUBACK, the
-    rest leave as acknowledgements free IDs, in order (and without a scan of the ID
-    space per message: that took 39 s here, this takes about 1.5 s)."""
-    from impfactory.cloud import agent_relay
-    from impfactory.cloud.mqtt import AsyncMqtt
-
-    count = 70_000
-
-    async def main() -> list[int]:
-        access = access_for(broker_url)
-        got: list[int] = []
-        heard = asyncio.Event()
-
-        def note(topic: str, payload: bytes) -> None:
-            got.append(int(payload))
             if len(got) == count:
                 heard.set()
 
-        conn = AsyncMqtt(broker_url, "many-probe", note,
+        conn = AsyncMqtt(url, f"{group}-probe", note,
                          username=access.username, password=access.password)
-        topic = agent_relay.topic("many")
+        topic = agent_relay.topic(group)  # a topic clouds both write and read
         conn.subscribe(topic, cl.QOS)
-        for i in range(count):
+        for i in range(count):  # all before the connection is up
             conn.publish(topic, str(i).encode(), cl.QOS)
         await conn.connect()
         try:
@@ -357,4 +319,20 @@ def test_more_messages_than_mqtt_has_packet_ids_leave_in_order(broker_url: str) 
         finally:
             await conn.disconnect()
 
-    assert asyncio.run(main()) == list(range(count))
+    return asyncio.run(main())
+
+
+def test_the_cloud_connection_sends_in_order_what_was_published_before_it_was_up(
+        any_broker_url: str) -> None:
+    """``AsyncMqtt.publish`` only queues: what the cloud publishes while its connection
+    is down (not yet up, or lost) leaves in order once it is up, as paho's queue did."""
+    assert _queued_then_connected(any_broker_url, "queue", 20) == [
+        str(i).encode() for i in range(20)]
+
+
+def test_more_messages_than_mqtt_has_packet_ids_leave_in_order(broker_url: str) -> None:
+    """70,000 QoS 1 messages queued at once: 65,535 packet IDs can wait for a PUBACK, the
+    rest leave as acknowledgements free IDs, in order (and without a scan of the ID
+    space per message: that took 39 s here, this takes about 1.5 s)."""
+    assert _queued_then_connected(broker_url, "many", 70_000) == [
+        str(i).encode() for i in range(70_000)]
