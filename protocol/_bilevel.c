@@ -1091,8 +1091,8 @@ static PyObject *tri_runs(PyObject *self, PyObject *const *args, Py_ssize_t narg
         return NULL;
     }
     Py_buffer hb, ob;
-    if (PyObject_GetBuffer(args[2], &hb, PyBUF_C_CONTIGUOUS) < 0) return NULL;
-    if (PyObject_GetBuffer(args[12], &ob, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+    if (get(args[2], &hb, 0) < 0) return NULL;
+    if (get(args[12], &ob, 1) < 0) {
         PyBuffer_Release(&hb);
         return NULL;
     }
