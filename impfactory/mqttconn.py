@@ -13,6 +13,14 @@ added a task and an ``asyncio.wait`` per message. Here one ``data_received``
 parses every packet the kernel had, and what a loop iteration writes (the
 PUBACKs of a burst, a reply) leaves in one ``send``.
 
+Bytes are copied as little as Python allows, since an impOS image is megabytes per
+device: the kernel reads into the connection's own buffer (``asyncio.BufferedProtocol``)
+and a message's payload is copied out of it once; a PUBLISH is queued as its header and
+its payload, joined once on the way out; and the connection writes no more than the
+transport takes (``pause_writing``), so a burst of a hundred megabytes waits as the
+messages it is (a cached image's blocks are shared, not copied) rather than as one
+growing buffer that the transport copies again on every send.
+
 Anything a broker may not send a 3.1.1 client at QoS 1 (QoS 2 flows, a malformed
 packet) ends the connection: ``closed`` says why.
 """
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +40,11 @@ MAX_PACKET = 1 << 22
 
 _PUBACK = struct.Struct("!BBH")
 _U16 = struct.Struct("!H")
+READ_BUFFER = 1 << 18
+"""Bytes the kernel may hand over per read (a packet larger than that grows the buffer)."""
+WRITE_PIECE = 1 << 18
+"""Bytes joined for one ``transport.write``; the next piece waits until the transport
+has room (``resume_writing``)."""
 
 
 class MqttError(OSError):
@@ -63,7 +77,7 @@ def _packet(first: int, body: bytes) -> bytes:
     return bytes((first,)) + _length(len(body)) + body
 
 
-class MqttConnection(asyncio.Protocol):
+class MqttConnection(asyncio.BufferedProtocol):
     """One client connection; made by :func:`open_connection`."""
 
     def __init__(self, on_message: Callable[[str, bytes], None], keepalive: int) -> None:
@@ -73,8 +87,13 @@ class MqttConnection(asyncio.Protocol):
         self.closed: asyncio.Future[None] = loop.create_future()
         """Done when the connection is over: its exception says why, unless we ended it."""
         self._transport: asyncio.Transport | None = None
-        self._buf = bytearray()
-        self._out: list[bytes] = []
+        self._buf = bytearray(READ_BUFFER)
+        self._view = memoryview(self._buf)
+        self._len = 0  # bytes of ``_buf`` read and not yet parsed
+        self._out: deque[bytes | memoryview] = deque()
+        self._out_bytes = 0
+        self._flush_due = False
+        self._paused = False
         self._connack: asyncio.Future[int] = loop.create_future()
         self._acks: dict[int, asyncio.Future[bytes]] = {}
         self._mid = 0
@@ -89,10 +108,13 @@ class MqttConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
 
-    def data_received(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
-        at, end = 0, len(buf)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view[self._len :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._len += nbytes
+        buf, end = self._buf, self._len
+        at = 0
         try:
             while end - at >= 2:
                 size, shift, i, whole = 0, 0, at + 1, False
@@ -108,15 +130,52 @@ class MqttConnection(asyncio.Protocol):
                         raise MqttError("malformed remaining length from the broker")
                 if size > MAX_PACKET:
                     raise MqttError(f"a packet of {size} bytes from the broker")
-                if not whole or end - i < size:
-                    break  # the rest of this packet is still on its way
-                self._handle(buf[at], bytes(buf[i : i + size]))
+                if not whole:
+                    break
+                if end - i < size:  # the rest of this packet is still on its way
+                    if i - at + size > len(buf):  # and it is larger than the buffer
+                        self._grow(at, i - at + size)
+                        return
+                    break
+                self._handle(buf[at], i, i + size)
                 at = i + size
         except MqttError as err:
-            del buf[:]
+            self._len = 0
             self._fail(err)
             return
-        del buf[:at]
+        if at:  # what is left (part of a packet) moves to the front
+            left = end - at
+            if left:
+                self._view[:left] = self._view[at:end]
+            self._len = left
+        if not self._len and len(buf) > READ_BUFFER:
+            self._grow(0, 0)  # a large packet is through: back to the usual size
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes as a plain protocol would get them (tests feed a stream this way)."""
+        at = 0
+        while at < len(data) and not self.closed.done():
+            room = self.get_buffer(-1)
+            n = min(len(room), len(data) - at)
+            room[:n] = data[at : at + n]
+            at += n
+            self.buffer_updated(n)
+
+    def _grow(self, at: int, need: int) -> None:
+        """A new read buffer holding the unparsed bytes from ``at``, with room for a
+        packet of ``need`` bytes (asyncio may still hold a view of the old one)."""
+        left = self._len - at
+        buf = bytearray(max(READ_BUFFER, need + 4096))
+        buf[:left] = self._view[at : self._len]
+        self._buf, self._view, self._len = buf, memoryview(buf), left
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._out:
+            self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -133,11 +192,18 @@ class MqttConnection(asyncio.Protocol):
         self._check_open()
         head = _str(topic)
         if qos == 0:
-            self._write(_packet(0x30, head + payload))
+            self._write(bytes((0x30,)) + _length(len(head) + len(payload)) + head)
+            self._write(payload)
             return None
         mid = self._next_mid()
         ack = self._acks[mid] = self._loop.create_future()
-        self._write(_packet(0x30 | qos << 1, head + _U16.pack(mid) + payload))
+        self._write(
+            bytes((0x30 | qos << 1,))
+            + _length(len(head) + 2 + len(payload))
+            + head
+            + _U16.pack(mid)
+        )
+        self._write(payload)
         return ack
 
     async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
@@ -170,7 +236,8 @@ class MqttConnection(asyncio.Protocol):
         self._ending = True
         if self._transport is not None:
             self._write(b"\xe0\x00")
-            self._flush()
+            self._paused = False  # all of it to the transport, which sends it as it closes
+            self._flush(whole=True)
             self._transport.close()
 
     def abort(self) -> None:
@@ -194,48 +261,73 @@ class MqttConnection(asyncio.Protocol):
                 return self._mid
         raise MqttError("65,535 messages in flight")
 
-    def _write(self, packet: bytes) -> None:
-        """Queue ``packet``; what one loop iteration queues leaves in one ``send``."""
-        if not self._out:
+    def _write(self, data: bytes | memoryview) -> None:
+        """Queue bytes; what one loop iteration queues leaves in one ``send`` (or in
+        pieces as the transport takes them)."""
+        if not self._flush_due and not self._paused:
+            self._flush_due = True
             self._loop.call_soon(self._flush)
-        self._out.append(packet)
+        self._out.append(data)
+        self._out_bytes += len(data)
 
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        if out and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(b"".join(out) if len(out) > 1 else out[0])
+    def _flush(self, whole: bool = False) -> None:
+        self._flush_due = False
+        transport = self._transport
+        out = self._out
+        if transport is None or transport.is_closing():
+            return
+        while out and not self._paused:
+            if whole or self._out_bytes <= WRITE_PIECE:
+                piece = list(out)
+                out.clear()
+                self._out_bytes = 0
+            else:
+                piece, size = [], 0
+                while out and size < WRITE_PIECE:
+                    data = out.popleft()
+                    piece.append(data)
+                    size += len(data)
+                self._out_bytes -= size
+            transport.write(b"".join(piece) if len(piece) > 1 else piece[0])
             self._sent_at = self._loop.time()
 
-    def _handle(self, first: int, body: bytes) -> None:
+    def _handle(self, first: int, start: int, end: int) -> None:
+        """One packet: its first byte and where its body lies in the read buffer."""
         kind = first >> 4
+        buf = self._buf
         if kind == PUBLISH:
             qos = (first >> 1) & 3
-            n = _U16.unpack_from(body)[0]
+            if end - start < 2:
+                raise MqttError("a short PUBLISH from the broker")
+            at = start + 2 + _U16.unpack_from(buf, start)[0]
             try:
-                topic = body[2 : 2 + n].decode()
+                topic = str(self._view[start + 2 : at], "utf-8")
             except UnicodeDecodeError:
                 raise MqttError("a topic that is not UTF-8 from the broker") from None
-            at = 2 + n
             if qos == 1:
-                mid = _U16.unpack_from(body, at)[0]
+                if end - at < 2:
+                    raise MqttError("a short PUBLISH from the broker")
+                mid = _U16.unpack_from(buf, at)[0]
                 at += 2
                 self._write(_PUBACK.pack(0x40, 2, mid))
             elif qos:
                 raise MqttError("a QoS 2 message from the broker (we subscribe at most at 1)")
-            self.on_message(topic, body[at:])
+            if at > end:
+                raise MqttError("a short PUBLISH from the broker")
+            self.on_message(topic, bytes(self._view[at:end]))  # the one copy of a payload
         elif kind in (PUBACK, SUBACK, UNSUBACK):
-            if len(body) < 2:
+            if end - start < 2:
                 raise MqttError("a short acknowledgement from the broker")
-            ack = self._acks.pop(_U16.unpack_from(body)[0], None)
+            ack = self._acks.pop(_U16.unpack_from(buf, start)[0], None)
             if ack is not None and not ack.done():
-                ack.set_result(body[2:])
+                ack.set_result(bytes(self._view[start + 2 : end]))
         elif kind == PINGRESP:
             self._ping_at = None
         elif kind == CONNACK:
-            if len(body) < 2:
+            if end - start < 2:
                 raise MqttError("a short CONNACK from the broker")
             if not self._connack.done():
-                self._connack.set_result(body[1])
+                self._connack.set_result(buf[start + 1])
         else:
             raise MqttError(f"an unexpected packet (type {kind}) from the broker")
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from impfactory import mqttconn
 from impfactory.brokerurl import parse_url
 from impfactory.cloud.brokersec import AGENT_EVENTS, access_for
 from impfactory.mqttconn import MqttConnection, MqttError, MqttRefused, open_connection
@@ -26,6 +27,9 @@ class _Transport(asyncio.Transport):
         return self.aborted
 
     def abort(self) -> None:
+        self.aborted = True
+
+    def close(self) -> None:
         self.aborted = True
 
 
@@ -57,6 +61,104 @@ def test_packets_are_read_however_they_are_cut(piece: int) -> None:
         await asyncio.sleep(0)
         assert bytes(transport.written) == b"\x40\x02\x00\x07\x40\x02\x00\x08"
         assert not conn.closed.done()
+
+    asyncio.run(main())
+
+
+def _big_publish(topic: str, payload: bytes, mid: int) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic.encode() + mid.to_bytes(2, "big") + payload
+    size, length = len(body), bytearray()
+    while True:
+        size, byte = size >> 7, size & 0x7F
+        length.append(byte | 0x80 if size else byte)
+        if not size:
+            return bytes((0x32,)) + bytes(length) + body
+
+
+@pytest.mark.parametrize("piece", [4096, 65536, 1 << 20])
+def test_packets_larger_than_the_read_buffer_arrive_whole(piece: int) -> None:
+    """A 1 MiB and a 3 MiB message (past the 256 KiB read buffer) between small ones, read
+    ``piece`` bytes at a time: each arrives whole and in order, and the buffer goes back
+    to its usual size once they are through."""
+
+    async def main() -> None:
+        got: list[tuple[str, bytes]] = []
+        conn = MqttConnection(lambda t, p: got.append((t, p)), keepalive=0)
+        conn.connection_made(_Transport())
+        big, bigger = bytes(range(256)) * 4096, b"\x5a" * (3 << 20)
+        stream = (
+            _publish("a/1", b"x", 1)
+            + _big_publish("a/2", big, 2)
+            + _publish("a/3", b"y", 3)
+            + _big_publish("a/4", bigger, 4)
+            + _publish("a/5", b"z", 5)
+        )
+        for i in range(0, len(stream), piece):
+            conn.data_received(stream[i : i + piece])
+        assert [t for t, _ in got] == ["a/1", "a/2", "a/3", "a/4", "a/5"]
+        assert got[1][1] == big and got[3][1] == bigger and got[4][1] == b"z"
+        assert len(conn.get_buffer(-1)) == mqttconn.READ_BUFFER
+        assert not conn.closed.done()
+
+    asyncio.run(main())
+
+
+class _SlowTransport(_Transport):
+    """Takes ``room`` bytes, then tells the protocol to pause, as a full socket would."""
+
+    def __init__(self, conn: MqttConnection, room: int) -> None:
+        super().__init__()
+        self.conn, self.room, self.writes = conn, room, 0
+
+    def write(self, data: Any) -> None:
+        super().write(data)
+        self.writes += 1
+        if len(self.written) >= self.room:
+            self.conn.pause_writing()
+
+
+def test_writing_waits_while_the_transport_is_full() -> None:
+    """Forty 64 KiB messages published at once reach the transport a piece at a time:
+    none while it is paused, the rest after it resumes, all in order; what is queued
+    when the connection is closed politely is written before it closes."""
+
+    async def main() -> None:
+        conn = MqttConnection(lambda t, p: None, keepalive=0)
+        transport = _SlowTransport(conn, room=mqttconn.WRITE_PIECE)
+        conn.connection_made(transport)
+        payloads = [bytes((i,)) * 65536 for i in range(40)]
+        for payload in payloads:
+            conn.publish("a/b", payload, qos=0)
+        await asyncio.sleep(0)
+        assert transport.writes == 1 and len(transport.written) <= 2 * mqttconn.WRITE_PIECE
+        await asyncio.sleep(0)
+        assert transport.writes == 1  # paused: nothing more
+        transport.room = 1 << 30
+        conn.resume_writing()
+        whole = b"".join(b"\x30\x85\x80\x04\x00\x03a/b" + p for p in payloads)
+        assert bytes(transport.written) == whole
+        assert transport.writes > 2  # in pieces, not one join of everything
+
+        conn.pause_writing()
+        conn.publish("a/b", b"last", qos=0)
+        conn.disconnect()
+        assert bytes(transport.written) == whole + b"\x30\x09\x00\x03a/blast\xe0\x00"
+
+    asyncio.run(main())
+
+
+def test_a_short_publish_ends_the_connection() -> None:
+    """A PUBLISH too short for its topic length or its packet ID: a typed end, no crash."""
+
+    async def main() -> None:
+        for packet in (b"\x30\x01\x00", b"\x30\x03\x00\x05a", b"\x32\x04\x00\x01ax"):
+            conn = MqttConnection(lambda t, p: None, keepalive=0)
+            transport = _Transport()
+            conn.connection_made(transport)
+            conn.data_received(packet)
+            assert transport.aborted
+            with pytest.raises(MqttError, match="short PUBLISH"):
+                conn.closed.result()
 
     asyncio.run(main())
 
