@@ -871,6 +871,12 @@ class Device:
             await self._apply_code(source, offer.deployment)
 
     async def _apply_code(self, source: str, deployment: str) -> None:
+        if not self.powered:
+            # A device whose power is off runs nothing. Its life task is cancelled at
+            # power-off, but Python 3.11's wait_for can swallow a cancel that races
+            # with its own timeout (gh-86296), so a life waiting out OFFER_GRACE
+            # may still get here, a second before it is cancelled again.
+            return
         self._shutdown_handler = None
         self._agent_handlers.clear()
         self.deployment = deployment or None

@@ -328,7 +328,8 @@ def test_lost_link_reconnects_and_code_keeps_running(any_broker_url: str,
 
     dut, online = asyncio.run(run_scenario(any_broker_url, tmp_path / "cloud.db", body))
     assert online
-    assert sum(m.startswith("application started") for m in dut.logs) == 1  # not restarted
+    starts = sum(m.startswith("application started") for m in dut.logs)
+    assert starts == 1, "; ".join(f"{r.kind.name} {str(r.detail)[:60]}" for r in dut.events)
     states = dut.led.states()
     assert is_subsequence([S.ONLINE, S.SEARCHING_WIFI, S.CONNECTING, S.ONLINE], states)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from impfactory.clock import VirtualClock
 from impfactory.firmware import impapi
 from impfactory.firmware.device import Device
 from impfactory.firmware.errors import DeviceCodeError
+from impfactory.firmware.events import DeviceEvent
 from impfactory.firmware.hardware import SimHardware
 from impfactory.firmware.identity import DeviceIdentity
 from impfactory.firmware.runtime import PythonEngine
@@ -293,3 +296,14 @@ imp.wakeup(2, lambda: server.log("still alive"))
     assert time.perf_counter() - t0 < runtime.CALLBACK_LIMIT_S + 3.0
     assert dev.runtime.errors == 1 and dev.logs[0].startswith("ERROR: DeviceCodeTimeout")
     assert dev.logs[-1] == "still alive"
+
+
+def test_a_device_whose_power_is_off_starts_no_code() -> None:
+    """Code reaches ``_apply_code`` after power-off when Python 3.11's wait_for swallows
+    the life task's cancel (gh-86296; seen as a second "application started" after a
+    line closed its fleet under load): nothing runs and nothing is reported."""
+    _, dev = make()
+    assert not dev.powered
+    asyncio.run(dev._apply_code('# impfactory: python\nserver.log("started")\n', "dep-1"))
+    assert not dev.runtime.running and dev.logs == []
+    assert DeviceEvent.CODE_STARTED not in [r.kind for r in dev.events]
