@@ -49,14 +49,16 @@ class ApiService:
     bound each request; ``http_timeout`` bounds each outbound request of its own
     client. ``outbound``: the cloud's client to use instead (its owner starts and
     stops it). ``agents``: serve their URLs under ``/agent``; the service's agent
-    base URL then names this server, unless ``agent_url`` fixes it.
+    base URL then names this server, unless ``agent_url`` fixes it. ``lease_holder``:
+    the webhook dispatcher's name for its leases (``api_webhooks.Dispatcher``).
     """
 
     def __init__(self, svc: CloudService, accounts: AccountBook, *, host: str = "127.0.0.1",
                  port: int = 0, backoff: Backoff | None = None,
                  access_log: bool = False, limits: Limits | None = None,
                  http_timeout: float = 10.0, outbound: Outbound | None = None,
-                 agents: Agents | None = None, agent_url: str | None = None) -> None:
+                 agents: Agents | None = None, agent_url: str | None = None,
+                 lease_holder: str | None = None) -> None:
         self.svc = svc
         self.accounts = accounts
         self.ctx = ApiContext(svc, accounts)
@@ -64,7 +66,8 @@ class ApiService:
         self.outbound = outbound if outbound is not None else Outbound(timeout=http_timeout)
         self.agents = agents
         self._agent_url = agent_url
-        self.dispatcher = api_webhooks.Dispatcher(svc, self.outbound, backoff)
+        self.dispatcher = api_webhooks.Dispatcher(svc, self.outbound, backoff,
+                                                  holder=lease_holder)
         self.router = Router()
         api_auth.register(self.router, accounts)
         for module in (api_products, api_devicegroups, api_deployments, api_devices,

@@ -86,7 +86,8 @@ UPDATE = ResourceBody.of("WebhookUpdate", "webhook", WebhookChanges, None)
 LEASE_S = 15.0
 """How long a dispatcher holds the deliveries it took: above one POST's deadline (the
 cloud's HTTP timeout, 10 s by default), and short, since a cloud killed mid-POST holds
-its deliveries until the lease ends and only then does its successor deliver them."""
+its deliveries until the lease ends and only then does another cloud deliver them (the
+same cloud restarted takes its own back at once: ``Dispatcher(holder=…)``)."""
 
 class Delivery(Enum):
     """Where one outbox entry stands."""
@@ -147,12 +148,19 @@ async def post_event(http: Outbound, url: str, body: bytes, content_type: str, e
 
 class Dispatcher:
     """Delivers the cloud's webhook outbox on its loop through the cloud's HTTP client
-    (``http``, whose timeout bounds each POST), all due deliveries at once."""
+    (``http``, whose timeout bounds each POST), all due deliveries at once.
+
+    ``holder`` names the leases this dispatcher takes: a name one process at a time
+    can have (the cloud's broker client ID, which the broker gives to one connection
+    only). Starting, it takes back the leases its name holds, since the process that
+    had them before is gone (killed mid-POST); without a name those wait out
+    ``LEASE_S``."""
 
     def __init__(self, svc: CloudService, http: Outbound, backoff: Backoff | None = None,
-                 poll: float = 0.2) -> None:
+                 poll: float = 0.2, holder: str | None = None) -> None:
         self.svc = svc
         self.http = http
+        self.holder = holder
         self.backoff = backoff or WEBHOOK_BACKOFF
         self.poll = poll
         self.batch = 1000
@@ -161,6 +169,11 @@ class Dispatcher:
 
     def start(self) -> None:
         """Start delivering (resuming whatever a previous run left pending)."""
+        if self.holder is not None:
+            reclaimed = self.svc.webhooks.reclaim(self.holder)
+            if reclaimed:
+                log.info("took back %d webhook deliveries a previous run of %s held",
+                         reclaimed, self.holder)
         self._task = asyncio.get_running_loop().create_task(self._run(),
                                                             name="impfactory-webhooks")
 
@@ -187,7 +200,7 @@ class Dispatcher:
                 out.append(d)
         if not out:
             return out
-        taken = set(self.svc.webhooks.take([d.id for d in out], LEASE_S))
+        taken = set(self.svc.webhooks.take([d.id for d in out], LEASE_S, self.holder))
         return [d for d in out if d.id in taken]
 
     async def _run(self) -> None:

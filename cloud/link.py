@@ -173,6 +173,13 @@ class CloudLink:
     def connected(self) -> bool:
         return self._mqtt is not None and self._mqtt.connected.is_set()
 
+    @property
+    def lease_holder(self) -> str | None:
+        """A name only this process has while it runs: the broker account it connects
+        with (its client ID, which the broker gives one connection at a time; each
+        cloud process has an account of its own). None on an open broker."""
+        return self.access.username if self.access.secured else None
+
     async def stop(self) -> None:
         self.service.send = lambda msg: None
         if self._relay is not None and self.service.agents is self._relay:

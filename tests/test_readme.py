@@ -54,8 +54,8 @@ SERVERS = {("cloud", "serve"), ("bench", "emulate")}
 SMALL: dict[tuple[str, ...], dict[str, str]] = {
     ("demo",): {"--duts": "4"},
     ("line", "run"): {"--duts": "8"},
-    # no kill here: a cloud killed mid-POST holds its webhook deliveries for their lease
-    # (15 s), which made this line 8 or 21 s by luck; tests/test_crash.py kills clouds
+    # no kill here: each costs a cloud restart (and a killed cloud's webhook leases, 15 s,
+    # before a cloud took its own back at restart); tests/test_crash.py kills clouds
     ("soak",): {"--duts": "8", "--cloud-kills": "0", "--broker-restarts": "0",
                 "--fuzz-cases": "200"},
     ("floor",): {"--duts": "2"},

@@ -10,17 +10,19 @@ two ``line worker`` processes joining the run by name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from conftest import IN_CI, fresh_postgres
 
-from impfactory.cloud.api_webhooks import Dispatcher
+from impfactory.cloud.api_webhooks import LEASE_S, Dispatcher
 from impfactory.cloud.broker import BrokerServer, find_mosquitto
 from impfactory.cloud.model import GroupType
 from impfactory.cloud.outbound import Reply
@@ -151,6 +153,44 @@ def test_two_clouds_deliver_each_webhook_once(engine: str, tmp_path: Path,
     assert sorted(receiver.posted) == sorted(set(receiver.posted)) and len(receiver.posted) == 20
     for svc in (first, second):
         svc.store.close()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_a_restarted_cloud_takes_back_its_own_webhook_leases(
+        engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A cloud killed mid-POST leaves its deliveries leased for ``LEASE_S``. Another
+    cloud waits that out (it cannot know the holder is gone); the same cloud started
+    again (its holder name is its broker account, one process at a time) delivers
+    them at once."""
+    url = (fresh_postgres(request.getfixturevalue("postgres_url"), "scale_reclaim")
+           if engine == "postgres" else str(tmp_path / "c.db"))
+    svc = CloudService(open_store(url))
+    owner = svc.ensure_owner("owner")
+    factory = make_factory(svc, owner.id)
+    svc.create_webhook(factory.production_group.id, "blessing", "http://127.0.0.1:9/h")
+    for n in range(5):
+        with svc.tx():
+            svc.ctx.queue_webhooks(factory.production_group.id, "blessing", {"n": n})
+    ids = [d.id for d in svc.pending_webhooks()]
+    assert len(svc.webhooks.take(ids, LEASE_S, "cloud-a")) == 5  # then cloud-a is killed
+    receiver = _CountingReceiver()
+
+    async def run(holder: str, seconds: float) -> None:
+        dispatcher = Dispatcher(svc, receiver, poll=0.01, holder=holder)  # type: ignore[arg-type]
+        dispatcher.start()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while svc.pending_webhooks():
+                    await asyncio.sleep(0.02)
+        await dispatcher.stop()
+
+    asyncio.run(run("cloud-b", 0.5))
+    assert receiver.posted == []  # held by cloud-a: not another cloud's to take
+    started = time.monotonic()
+    asyncio.run(run("cloud-a", 10.0))
+    assert sorted(receiver.posted) == sorted(f"evt-{i}" for i in ids)
+    assert time.monotonic() - started < LEASE_S / 3
+    svc.store.close()
 
 
 def test_perf_scale_measures_both_worker_counts(capsys: pytest.CaptureFixture[str]) -> None:

@@ -243,7 +243,8 @@ async def serve(broker: str, db_path: str, api_port: int | None,
             if api_port is not None:
                 api = ApiService(cloud.service, accounts, port=api_port,
                                  access_log=access_log, outbound=cloud.outbound,
-                                 agents=cloud.agents, agent_url=agent_url)
+                                 agents=cloud.agents, agent_url=agent_url,
+                                 lease_holder=cloud.link.lease_holder)
                 await api.start()
                 log.info("REST API at %s", api.endpoint)
             agent_base = cloud.service.agent_base_url

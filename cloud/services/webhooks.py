@@ -98,13 +98,22 @@ class Webhooks:
         """None: never failed; else whether it is dead."""
         return self.outbox.retry_state(delivery_id)
 
-    def take(self, delivery_ids: list[int], lease_s: float) -> list[int]:
+    def take(self, delivery_ids: list[int], lease_s: float,
+             holder: str | None = None) -> list[int]:
         """The deliveries no dispatcher holds (of this cloud or another on the same
-        store), now this caller's for ``lease_s`` seconds or until its attempt is
+        store), now ``holder``'s for ``lease_s`` seconds or until its attempt is
         recorded: two clouds never post one event at once."""
         with self.ctx.tx():
             now = self.ctx.now()
-            return self.outbox.take(delivery_ids, now, now + lease_s)
+            return self.outbox.take(delivery_ids, now, now + lease_s, holder)
+
+    def reclaim(self, holder: str) -> int:
+        """End the leases ``holder`` took before: a cloud starting again under the name
+        only one process can have at a time (its broker client ID) knows that the
+        process that took them is gone, so what it was posting is due now, not when
+        the leases run out. How many there were."""
+        with self.ctx.tx():
+            return self.outbox.release_held_by(holder)
 
     def record_attempt(self, delivery_id: int, *, ok: bool, error: str | None,
                        next_at: float | None, dead: bool) -> None:

@@ -17,6 +17,8 @@ newer impfactory: it is refused (``StoreVersionError``), never touched.
     3        ``devices.bless_attempt``: a retried blessing is answered, never doubled
     4        ``api_webhook_lease``: which dispatcher holds a delivery (clouds
              sharing one store never post an event twice at once)
+    5        ``api_webhook_lease.holder``: whose lease it is, so a cloud restarted
+             after a crash takes back its own at once instead of waiting them out
 
 A new migration is one more ``Migration`` at the end of ``MIGRATIONS``, written
 with ``store.execute``/``store.script`` so each engine's dialect translates it.
@@ -101,6 +103,11 @@ CREATE TABLE IF NOT EXISTS api_webhook_lease (
 """)
 
 
+def _lease_holder(store: Store) -> None:
+    if "holder" not in store.dialect.columns(store.conn, "api_webhook_lease"):
+        store.execute("ALTER TABLE api_webhook_lease ADD COLUMN holder TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline tables; earlier releases brought up to date", _baseline,
               before=_group_names_per_product),
@@ -108,6 +115,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "devices.bless_attempt: the device's name for the call that blessed it",
               _bless_attempt),
     Migration(4, "webhook delivery leases (clouds sharing a store)", _webhook_leases),
+    Migration(5, "webhook lease holders (a restarted cloud takes back its own)",
+              _lease_holder),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -115,18 +115,27 @@ class OutboxRepository:
             " ON CONFLICT (delivery_id) DO UPDATE SET next_at=excluded.next_at,"
             " dead=excluded.dead", (delivery_id, next_at, int(dead)))
 
-    def take(self, delivery_ids: list[int], now: float, until: float) -> list[int]:
-        """Of ``delivery_ids``, those no dispatcher holds, now held by the caller until
+    def take(self, delivery_ids: list[int], now: float, until: float,
+             holder: str | None = None) -> list[int]:
+        """Of ``delivery_ids``, those no dispatcher holds, now held by ``holder`` until
         ``until`` (inside the caller's write transaction: one taker at a time)."""
         held = {row[0] for row in self.store.query(
             "SELECT delivery_id FROM api_webhook_lease WHERE until > ?", (now,))}
         taken = [d for d in delivery_ids if d not in held]
         for delivery_id in taken:
             self.store.execute(
-                "INSERT INTO api_webhook_lease (delivery_id, until) VALUES (?, ?)"
-                " ON CONFLICT (delivery_id) DO UPDATE SET until = excluded.until",
-                (delivery_id, until))
+                "INSERT INTO api_webhook_lease (delivery_id, until, holder) VALUES (?, ?, ?)"
+                " ON CONFLICT (delivery_id) DO UPDATE SET until = excluded.until,"
+                " holder = excluded.holder",
+                (delivery_id, until, holder))
         return taken
+
+    def release_held_by(self, holder: str) -> int:
+        """End every lease ``holder`` has; how many there were."""
+        count = self.store.scalar(
+            "SELECT COUNT(*) FROM api_webhook_lease WHERE holder=?", (holder,))
+        self.store.execute("DELETE FROM api_webhook_lease WHERE holder=?", (holder,))
+        return int(count or 0)
 
     def release(self, delivery_id: int) -> None:
         self.store.execute("DELETE FROM api_webhook_lease WHERE delivery_id=?", (delivery_id,))
