@@ -1,7 +1,8 @@
-"""The one compiled part: the BlinkUp receiver's inner loops, mostly bi-level
-(protocol/_bilevel.c, plain C and Python's own headers). ``optional``: where no C
-compiler is found, the install goes on and protocol/decoder.py runs the same loops in
-Python (the two are tested equal)."""
+"""The compiled parts, plain C and Python's own headers: the BlinkUp receiver's inner
+loops, mostly bi-level (protocol/_bilevel.c), and the Squirrel VMs' debug hook
+(impfactory/squirrel/_hook.c). Both ``optional``: where no C compiler is found, the
+install goes on and protocol/decoder.py and impfactory/squirrel/watchdog.py do the same
+in Python (each pair tested equal)."""
 
 from setuptools import Extension, setup
 
@@ -13,6 +14,12 @@ setup(
             # the same doubles as Python's arithmetic: no fused multiply-adds
             extra_compile_args=["-O2", "-ffp-contract=off", "-fno-fast-math"],
             optional=True,
-        )
+        ),
+        Extension(
+            "impfactory.squirrel._hook",
+            ["impfactory/squirrel/_hook.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ]
 )

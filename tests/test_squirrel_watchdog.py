@@ -3,7 +3,8 @@ code does to hide, and leaves every other VM working.
 
 Most tests inject the watchdog's timer (each reading advances it a little), so a
 runaway loop is stopped after a known amount of work without waiting on the wall
-clock; two tests use real time to show the limit is wall seconds.
+clock; two tests use real time to show the limit is wall seconds. Every test runs
+with the C hook (impfactory/squirrel/_hook.c) and with the Python one it stands for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 import squirrel as pybind
+from conftest import IN_CI
 
 from impfactory.squirrel import (
     Frame,
@@ -23,8 +25,40 @@ from impfactory.squirrel import (
     SquirrelVmStopped,
     Vm,
     format_error,
+    watchdog,
 )
 from impfactory.squirrel.source import instrument
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def hook(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which debug hook the VMs made in the test get."""
+    if request.param == "python":
+        monkeypatch.setattr(watchdog, "_native", None)
+    elif watchdog._native is None:
+        if IN_CI:
+            pytest.fail("impfactory/squirrel/_hook.c was not built")
+        pytest.skip("the C hook was not built")
+    return str(request.param)
+
+
+def test_the_hook_counts_where_it_should(hook: str) -> None:
+    """The C hook counts the VM's events in C: Python hears of every ``check_every``-th
+    (``slow_event``), never of each; the Python hook is a ctypes callback for each."""
+    with Vm(time_limit_s=5.0) as vm:
+        guard = vm._guard
+        if hook == "c":
+            assert guard.native is watchdog._native
+            depth, max_depth, _, every = watchdog._native.state(vm._v)
+            assert (depth, max_depth, every) == (0, guard.max_depth, guard.check_every)
+        else:
+            assert guard.native is None
+        heard: list[int] = []
+        real = guard.timer
+        guard.timer = lambda: heard.append(1) or real()
+        vm.run("local s = 0; for (local i = 0; i < 3200; i++) { s += i; }")
+        # a look at the clock when armed, and one each check_every events of ~3,200
+        assert 50 <= len(heard) <= 200
 
 
 def ticking(step: float = 0.01) -> Callable[[], float]:

@@ -72,7 +72,7 @@ from ctypes import byref, c_int, c_void_p
 from dataclasses import dataclass
 from typing import Any
 
-from impfactory.squirrel import bytecode, capi, impos, memory, sandbox
+from impfactory.squirrel import bytecode, capi, impos, memory, sandbox, watchdog
 from impfactory.squirrel import shared as sharedstate
 from impfactory.squirrel.binding import ENTRY_SOURCE_NAME, AbortVm, PybindVm
 from impfactory.squirrel.capi import SQObj
@@ -107,8 +107,6 @@ from impfactory.squirrel.natives import (
 )
 from impfactory.squirrel.source import Instrumented, LineMap, instrument
 from impfactory.squirrel.watchdog import (
-    DEBUG_HOOK,
-    GUARDS,
     METERED_CHECK_EVERY,
     Guard,
     RawFrame,
@@ -193,7 +191,7 @@ COMPILE_ERROR = capi.SQCOMPILERERROR(_on_compile_error)
 
 def _teardown(backend: PybindVm | sharedstate.SharedThread, v: int, refs: list[SQObj],
               handles: weakref.WeakSet[SqObject], pending: list[SQObj]) -> None:
-    GUARDS.pop(v, None)
+    watchdog.forget(v)
     _LIVE.pop(v, None)
     if isinstance(backend, sharedstate.SharedThread):
         # The state goes on: release what this VM held in it (a VM of its own frees
@@ -316,8 +314,7 @@ class Vm:
             self._guard.growth = float(entry_growth_limit)
         if self._guard.meter is not None:
             self._guard.check_every = METERED_CHECK_EVERY
-        GUARDS[v] = self._guard
-        capi.sq_setnativedebughook(v, DEBUG_HOOK)
+        capi.sq_setnativedebughook(v, watchdog.watch(v, self._guard))
         self._mark = started  # where the current measurement started
         self._settle()
 
