@@ -9,17 +9,20 @@ hundreds of these in one process, and per message this costs a fraction of what
 aiomqtt over paho did (``perf line``, docs/line.md): paho reads a packet in three
 or more ``recv`` calls, one packet per wake-up of the loop, builds MQTT 5
 properties and reason codes even for 3.1.1, and sends each packet alone; aiomqtt
-added a task and an ``asyncio.wait`` per message. Here one ``data_received``
-parses every packet the kernel had, and what a loop iteration writes (the
+added a task and an ``asyncio.wait`` per message. Here one read parses every
+packet the kernel had, and what a loop iteration writes (the
 PUBACKs of a burst, a reply) leaves in one ``send``.
 
 Bytes are copied as little as Python allows, since an impOS image is megabytes per
 device: the kernel reads into the connection's own buffer (``asyncio.BufferedProtocol``)
-and a message's payload is copied out of it once; a PUBLISH is queued as its header and
-its payload, joined once on the way out; and the connection writes no more than the
-transport takes (``pause_writing``), so a burst of a hundred megabytes waits as the
-messages it is (a cached image's blocks are shared, not copied) rather than as one
-growing buffer that the transport copies again on every send.
+and a message's payload is copied out of it once. There is no buffer while the
+connection is quiet (between small reads: ten thousand idle devices share one
+process), and it doubles while reads fill it, up to ``READ_BUFFER``. A PUBLISH is
+queued as its header and its payload, joined once on the way out; and the connection
+writes no more than the transport takes (``pause_writing``), so a burst of a hundred
+megabytes waits as the messages it is (a cached image's blocks are shared, not
+copied) rather than as one growing buffer that the transport copies again on every
+send.
 
 Anything a broker may not send a 3.1.1 client at QoS 1 (QoS 2 flows, a malformed
 packet) ends the connection: ``closed`` says why.
@@ -40,8 +43,11 @@ MAX_PACKET = 1 << 22
 
 _PUBACK = struct.Struct("!BBH")
 _U16 = struct.Struct("!H")
+MIN_READ = 2048
+"""The read buffer of a quiet connection."""
 READ_BUFFER = 1 << 18
-"""Bytes the kernel may hand over per read (a packet larger than that grows the buffer)."""
+"""The most the read buffer grows to while reads fill it (a packet larger than that
+grows it for itself)."""
 WRITE_PIECE = 1 << 18
 """Bytes joined for one ``transport.write``; the next piece waits until the transport
 has room (``resume_writing``)."""
@@ -73,6 +79,15 @@ def _str(s: str | bytes) -> bytes:
     return _U16.pack(len(b)) + b
 
 
+def _fit(nbytes: int) -> int:
+    """A read buffer for reads of about ``nbytes``: twice that, a power of two, within
+    ``MIN_READ`` and ``READ_BUFFER``."""
+    size = MIN_READ
+    while size < 2 * nbytes and size < READ_BUFFER:
+        size *= 2
+    return size
+
+
 def _packet(first: int, body: bytes) -> bytes:
     return bytes((first,)) + _length(len(body)) + body
 
@@ -87,7 +102,7 @@ class MqttConnection(asyncio.BufferedProtocol):
         self.closed: asyncio.Future[None] = loop.create_future()
         """Done when the connection is over: its exception says why, unless we ended it."""
         self._transport: asyncio.Transport | None = None
-        self._buf = bytearray(READ_BUFFER)
+        self._buf = bytearray()  # none while quiet: made for the next read (get_buffer)
         self._view = memoryview(self._buf)
         self._len = 0  # bytes of ``_buf`` read and not yet parsed
         self._out: deque[bytes | memoryview] = deque()
@@ -109,11 +124,15 @@ class MqttConnection(asyncio.BufferedProtocol):
         self._transport = transport
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if not self._buf:
+            self._buf = bytearray(MIN_READ)
+            self._view = memoryview(self._buf)
         return self._view[self._len :]
 
     def buffer_updated(self, nbytes: int) -> None:
         self._len += nbytes
         buf, end = self._buf, self._len
+        filled = end == len(buf)  # the kernel had more than there was room for
         at = 0
         try:
             while end - at >= 2:
@@ -134,7 +153,7 @@ class MqttConnection(asyncio.BufferedProtocol):
                     break
                 if end - i < size:  # the rest of this packet is still on its way
                     if i - at + size > len(buf):  # and it is larger than the buffer
-                        self._grow(at, i - at + size)
+                        self._resize(at, i - at + size + MIN_READ)
                         return
                     break
                 self._handle(buf[at], i, i + size)
@@ -143,13 +162,27 @@ class MqttConnection(asyncio.BufferedProtocol):
             self._len = 0
             self._fail(err)
             return
-        if at:  # what is left (part of a packet) moves to the front
+        if filled and len(buf) < READ_BUFFER:  # a burst: read more at a time
+            self._resize(at, min(2 * len(buf), READ_BUFFER))
+        elif at == end and nbytes <= MIN_READ // 2:
+            # quiet (nothing pending, a small read): no buffer until the next read, so
+            # thousands of idle connections hold none
+            self._buf = bytearray()
+            self._view = memoryview(self._buf)
+            self._len = 0
+        elif (
+            at == end
+            and len(buf) > MIN_READ
+            and (_fit(nbytes) * 4 <= len(buf) or len(buf) > READ_BUFFER)
+        ):
+            # nothing pending, and this read was far smaller than the buffer (the burst is
+            # over: an idle connection keeps only what its last read needed)
+            self._resize(at, _fit(nbytes))
+        elif at:  # what is left (part of a packet) moves to the front
             left = end - at
             if left:
                 self._view[:left] = self._view[at:end]
             self._len = left
-        if not self._len and len(buf) > READ_BUFFER:
-            self._grow(0, 0)  # a large packet is through: back to the usual size
 
     def data_received(self, data: bytes) -> None:
         """Bytes as a plain protocol would get them (tests feed a stream this way)."""
@@ -161,11 +194,11 @@ class MqttConnection(asyncio.BufferedProtocol):
             at += n
             self.buffer_updated(n)
 
-    def _grow(self, at: int, need: int) -> None:
-        """A new read buffer holding the unparsed bytes from ``at``, with room for a
-        packet of ``need`` bytes (asyncio may still hold a view of the old one)."""
+    def _resize(self, at: int, size: int) -> None:
+        """A new read buffer of ``size`` bytes holding the unparsed bytes from ``at``
+        (a new one: asyncio may still hold a view of the old)."""
         left = self._len - at
-        buf = bytearray(max(READ_BUFFER, need + 4096))
+        buf = bytearray(size)
         buf[:left] = self._view[at : self._len]
         self._buf, self._view, self._len = buf, memoryview(buf), left
 

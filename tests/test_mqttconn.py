@@ -79,7 +79,7 @@ def _big_publish(topic: str, payload: bytes, mid: int) -> bytes:
 def test_packets_larger_than_the_read_buffer_arrive_whole(piece: int) -> None:
     """A 1 MiB and a 3 MiB message (past the 256 KiB read buffer) between small ones, read
     ``piece`` bytes at a time: each arrives whole and in order, and the buffer goes back
-    to its usual size once they are through."""
+    to a quiet connection's size once they are through."""
 
     async def main() -> None:
         got: list[tuple[str, bytes]] = []
@@ -97,8 +97,35 @@ def test_packets_larger_than_the_read_buffer_arrive_whole(piece: int) -> None:
             conn.data_received(stream[i : i + piece])
         assert [t for t, _ in got] == ["a/1", "a/2", "a/3", "a/4", "a/5"]
         assert got[1][1] == big and got[3][1] == bigger and got[4][1] == b"z"
-        assert len(conn.get_buffer(-1)) == mqttconn.READ_BUFFER
+        conn.data_received(_publish("a/6", b"quiet", 6))
+        assert got[-1] == ("a/6", b"quiet")
+        assert len(conn._buf) == 0  # quiet: none held
+        assert len(conn.get_buffer(-1)) == mqttconn.MIN_READ
         assert not conn.closed.done()
+
+    asyncio.run(main())
+
+
+def test_the_read_buffer_grows_with_a_burst_and_shrinks_when_quiet() -> None:
+    """A quiet connection holds no buffer between reads (ten thousand idle devices share a
+    process); reads that fill it double it, up to ``READ_BUFFER``; a quiet read lets it
+    go again."""
+
+    async def main() -> None:
+        got: list[bytes] = []
+        conn = MqttConnection(lambda t, p: got.append(p), keepalive=0)
+        conn.connection_made(_Transport())
+        conn.data_received(_publish("a/b", b"hello", 1))
+        assert len(conn._buf) == 0  # a quiet connection holds no buffer between reads
+        burst = b"".join(_big_publish("a/b", bytes((n,)) * 16384, n + 2) for n in range(64))
+        sizes = set()
+        for i in range(0, len(burst), mqttconn.READ_BUFFER):  # a kernel with a lot waiting
+            conn.data_received(burst[i : i + mqttconn.READ_BUFFER])
+            sizes.add(len(conn._buf))
+        assert max(sizes) == mqttconn.READ_BUFFER
+        assert got[1:] == [bytes((n,)) * 16384 for n in range(64)]
+        conn.data_received(_publish("a/b", b"bye", 99))
+        assert got[-1] == b"bye" and len(conn._buf) == 0
 
     asyncio.run(main())
 
