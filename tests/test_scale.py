@@ -123,19 +123,29 @@ class _CountingReceiver:
         return Reply(200)
 
 
+def _store_url(engine: str, tmp_path: Path, request: pytest.FixtureRequest, name: str) -> str:
+    """A fresh store: a PostgreSQL database ``name``, or an SQLite file."""
+    if engine == "postgres":
+        return fresh_postgres(request.getfixturevalue("postgres_url"), name)
+    return str(tmp_path / "c.db")
+
+
+def _queue_blessing_events(svc: CloudService, count: int) -> None:
+    """A factory with a blessing webhook and ``count`` events queued for it."""
+    factory = make_factory(svc, svc.ensure_owner("owner").id)
+    svc.create_webhook(factory.production_group.id, "blessing", "http://127.0.0.1:9/h")
+    for n in range(count):
+        with svc.tx():
+            svc.ctx.queue_webhooks(factory.production_group.id, "blessing", {"n": n})
+
+
 @pytest.mark.parametrize("engine", ["sqlite", "postgres"])
 def test_two_clouds_deliver_each_webhook_once(engine: str, tmp_path: Path,
                                               request: pytest.FixtureRequest) -> None:
     """Both clouds' REST sides deliver the one outbox: each takes what it delivers."""
-    url = (fresh_postgres(request.getfixturevalue("postgres_url"), "scale_webhooks")
-           if engine == "postgres" else str(tmp_path / "c.db"))
+    url = _store_url(engine, tmp_path, request, "scale_webhooks")
     first, second = CloudService(open_store(url)), CloudService(open_store(url))
-    owner = first.ensure_owner("owner")
-    factory = make_factory(first, owner.id)
-    first.create_webhook(factory.production_group.id, "blessing", "http://127.0.0.1:9/h")
-    for n in range(20):
-        with first.tx():
-            first.ctx.queue_webhooks(factory.production_group.id, "blessing", {"n": n})
+    _queue_blessing_events(first, 20)
     receiver = _CountingReceiver()
 
     async def deliver() -> None:
@@ -162,15 +172,8 @@ def test_a_restarted_cloud_takes_back_its_own_webhook_leases(
     cloud waits that out (it cannot know the holder is gone); the same cloud started
     again (its holder name is its broker account, one process at a time) delivers
     them at once."""
-    url = (fresh_postgres(request.getfixturevalue("postgres_url"), "scale_reclaim")
-           if engine == "postgres" else str(tmp_path / "c.db"))
-    svc = CloudService(open_store(url))
-    owner = svc.ensure_owner("owner")
-    factory = make_factory(svc, owner.id)
-    svc.create_webhook(factory.production_group.id, "blessing", "http://127.0.0.1:9/h")
-    for n in range(5):
-        with svc.tx():
-            svc.ctx.queue_webhooks(factory.production_group.id, "blessing", {"n": n})
+    svc = CloudService(open_store(_store_url(engine, tmp_path, request, "scale_reclaim")))
+    _queue_blessing_events(svc, 5)
     ids = [d.id for d in svc.pending_webhooks()]
     assert len(svc.webhooks.take(ids, LEASE_S, "cloud-a")) == 5  # then cloud-a is killed
     receiver = _CountingReceiver()

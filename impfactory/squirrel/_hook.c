@@ -84,21 +84,25 @@ static int rebuild(size_t want) {
     return 0;
 }
 
-static Slot *require(PyObject *arg, uintptr_t *out) {
+static Slot *require(PyObject *arg) {
     unsigned long long v = PyLong_AsUnsignedLongLong(arg);
     if (v == (unsigned long long)-1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (v <= GONE) {
-        PyErr_SetString(PyExc_ValueError, "not a VM address");
-        return NULL;
-    }
-    *out = (uintptr_t)v;
-    Slot *slot = find((uintptr_t)v);
+    Slot *slot = v > GONE ? find((uintptr_t)v) : NULL;
     if (slot == NULL) {
         PyErr_SetString(PyExc_KeyError, "that VM is not watched");
     }
     return slot;
+}
+
+/* The arguments (v, n): the watched VM's slot, and n. */
+static Slot *slot_and_number(PyObject *args, long *n) {
+    PyObject *vm;
+    if (!PyArg_ParseTuple(args, "Ol", &vm, n)) {
+        return NULL;
+    }
+    return require(vm);
 }
 
 static void call_slow(uintptr_t v, int kind, int line, int overflow) {
@@ -189,8 +193,7 @@ static PyObject *watch(PyObject *self, PyObject *args) {
 
 static PyObject *forget(PyObject *self, PyObject *arg) {
     (void)self;
-    uintptr_t v;
-    Slot *slot = require(arg, &v);
+    Slot *slot = require(arg);
     if (slot == NULL) {
         if (PyErr_ExceptionMatches(PyExc_KeyError)) {
             PyErr_Clear();
@@ -205,18 +208,13 @@ static PyObject *forget(PyObject *self, PyObject *arg) {
 
 static PyObject *arm(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *vm;
     long check_every;
-    if (!PyArg_ParseTuple(args, "Ol", &vm, &check_every)) {
+    Slot *slot = slot_and_number(args, &check_every);
+    if (slot == NULL) {
         return NULL;
     }
     if (check_every < 1) {
         PyErr_SetString(PyExc_ValueError, "check_every must be at least 1");
-        return NULL;
-    }
-    uintptr_t v;
-    Slot *slot = require(vm, &v);
-    if (slot == NULL) {
         return NULL;
     }
     slot->depth = 0;
@@ -227,13 +225,8 @@ static PyObject *arm(PyObject *self, PyObject *args) {
 
 static PyObject *set_depth(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *vm;
     long depth;
-    if (!PyArg_ParseTuple(args, "Ol", &vm, &depth)) {
-        return NULL;
-    }
-    uintptr_t v;
-    Slot *slot = require(vm, &v);
+    Slot *slot = slot_and_number(args, &depth);
     if (slot == NULL) {
         return NULL;
     }
@@ -243,8 +236,7 @@ static PyObject *set_depth(PyObject *self, PyObject *args) {
 
 static PyObject *state(PyObject *self, PyObject *arg) {
     (void)self;
-    uintptr_t v;
-    Slot *slot = require(arg, &v);
+    Slot *slot = require(arg);
     if (slot == NULL) {
         return NULL;
     }
