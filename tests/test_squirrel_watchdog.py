@@ -67,31 +67,6 @@ def ticking(step: float = 0.01) -> Callable[[], float]:
     return lambda: next(counter) * step
 
 
-def test_the_c_hooks_calls_refuse_what_they_cannot_use(hook: str) -> None:
-    """Typed errors, never a crash: an address no VM is watched at, a count below 1, a
-    slow path that cannot be called."""
-    if hook != "c":
-        pytest.skip("the C hook's own calls")
-    native = watchdog._native
-    with pytest.raises(KeyError):
-        native.arm(0x1000, 32)
-    with pytest.raises(KeyError):
-        native.set_depth(0x1000, 3)
-    with pytest.raises(ValueError):
-        native.watch(0, 10, 32)
-    with pytest.raises(ValueError):
-        native.watch(0x1000, 10, 0)
-    with pytest.raises(TypeError):
-        native.set_slow(5)
-    assert native.forget(0x1000) is False
-    watched = native.watched()
-    native.watch(0x1000, 10, 32)
-    with pytest.raises(ValueError):
-        native.arm(0x1000, 0)
-    assert native.state(0x1000) == (0, 10, 32, 32)
-    assert native.forget(0x1000) is True and native.watched() == watched
-
-
 RUNAWAY = {
     "one-line while": "while(true){}",
     "one-line counter": "local i=0; while(i<2000000000) i++;",
