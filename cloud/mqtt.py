@@ -3,9 +3,9 @@
 ``publish`` only queues (order kept, QoS 1 resent until acknowledged, across a
 reconnect too), so a handler answering a device can publish several messages without
 waiting for each PUBACK. That is what lets one cloud process serve thousands of
-devices. The wire work is impfactory/mqttconn.py's, as for every device: one
-``data_received`` parses every packet the kernel had and what a loop iteration
-publishes leaves in one ``send``. It was paho-mqtt driven by the loop, which read a
+devices. The wire work is impfactory/mqttconn.py's, as for every device: one read
+parses every packet the kernel had and what a loop iteration publishes leaves in one
+``send``. It was paho-mqtt driven by the loop, which read a
 packet in several ``recv`` calls and built MQTT 5 properties for every message; the
 cloud spent about 15 % of its CPU in it (``perf cloud``, docs/cloud.md).
 """

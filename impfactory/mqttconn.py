@@ -88,8 +88,13 @@ def _fit(nbytes: int) -> int:
     return size
 
 
+def _header(first: int, size: int) -> bytes:
+    """A packet's fixed header: its first byte and the length of what follows."""
+    return bytes((first,)) + _length(size)
+
+
 def _packet(first: int, body: bytes) -> bytes:
-    return bytes((first,)) + _length(len(body)) + body
+    return _header(first, len(body)) + body
 
 
 class MqttConnection(asyncio.BufferedProtocol):
@@ -224,18 +229,13 @@ class MqttConnection(asyncio.BufferedProtocol):
         """Send a PUBLISH; at QoS 1 the future its PUBACK completes (None at QoS 0)."""
         self._check_open()
         head = _str(topic)
-        if qos == 0:
-            self._write(bytes((0x30,)) + _length(len(head) + len(payload)) + head)
-            self._write(payload)
-            return None
-        mid = self._next_mid()
-        ack = self._acks[mid] = self._loop.create_future()
-        self._write(
-            bytes((0x30 | qos << 1,))
-            + _length(len(head) + 2 + len(payload))
-            + head
-            + _U16.pack(mid)
-        )
+        ack = None
+        if qos:
+            mid = self._next_mid()
+            ack = self._acks[mid] = self._loop.create_future()
+            head += _U16.pack(mid)
+        # the payload is queued as it is, joined with the rest once on the way out
+        self._write(_header(0x30 | qos << 1, len(head) + len(payload)) + head)
         self._write(payload)
         return ack
 
@@ -330,23 +330,19 @@ class MqttConnection(asyncio.BufferedProtocol):
         buf = self._buf
         if kind == PUBLISH:
             qos = (first >> 1) & 3
-            if end - start < 2:
+            if qos > 1:
+                raise MqttError("a QoS 2 message from the broker (we subscribe at most at 1)")
+            # the topic's length, the topic, and at QoS 1 the packet ID, within the packet
+            at = start + 2 + (_U16.unpack_from(buf, start)[0] if end - start >= 2 else 0)
+            if at + 2 * qos > end:
                 raise MqttError("a short PUBLISH from the broker")
-            at = start + 2 + _U16.unpack_from(buf, start)[0]
             try:
                 topic = str(self._view[start + 2 : at], "utf-8")
             except UnicodeDecodeError:
                 raise MqttError("a topic that is not UTF-8 from the broker") from None
-            if qos == 1:
-                if end - at < 2:
-                    raise MqttError("a short PUBLISH from the broker")
-                mid = _U16.unpack_from(buf, at)[0]
+            if qos:
+                self._write(_PUBACK.pack(0x40, 2, _U16.unpack_from(buf, at)[0]))
                 at += 2
-                self._write(_PUBACK.pack(0x40, 2, mid))
-            elif qos:
-                raise MqttError("a QoS 2 message from the broker (we subscribe at most at 1)")
-            if at > end:
-                raise MqttError("a short PUBLISH from the broker")
             self.on_message(topic, bytes(self._view[at:end]))  # the one copy of a payload
         elif kind in (PUBACK, SUBACK, UNSUBACK):
             if end - start < 2:
