@@ -132,10 +132,7 @@ class OutboxRepository:
 
     def release_held_by(self, holder: str) -> int:
         """End every lease ``holder`` has; how many there were."""
-        count = self.store.scalar(
-            "SELECT COUNT(*) FROM api_webhook_lease WHERE holder=?", (holder,))
-        self.store.execute("DELETE FROM api_webhook_lease WHERE holder=?", (holder,))
-        return int(count or 0)
+        return self.store.execute("DELETE FROM api_webhook_lease WHERE holder=?", (holder,))
 
     def release(self, delivery_id: int) -> None:
         self.store.execute("DELETE FROM api_webhook_lease WHERE delivery_id=?", (delivery_id,))

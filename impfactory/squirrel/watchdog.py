@@ -89,7 +89,7 @@ class Guard:
         self.stack: list[RawFrame] = []
         self.interrupt: BaseException | None = None
         self.v = 0  # the VM it watches (``watch``)
-        self.native: Any = None  # the C hook's module when it counts for this VM
+        self.native: ModuleType | None = None  # the C hook's module when it counts for this VM
 
     def arm(self, limit_s: float) -> None:
         now = self.timer()
@@ -150,12 +150,12 @@ def _cstr(ptr: int | None) -> bytes | None:
 GUARDS: dict[int, Guard] = {}
 
 
-def watch(v: int, guard: Guard, native: bool = True) -> Any:
+def watch(v: int, guard: Guard) -> Any:
     """Watch VM ``v`` with ``guard``; the hook to give it (``sq_setnativedebughook``):
-    the C hook unless ``native`` is False or it was not built, else the Python one."""
+    the C hook, or the Python one where it was not built."""
     guard.v = v
     GUARDS[v] = guard
-    if native and _native is not None:
+    if _native is not None:
         guard.native = _native
         _native.watch(v, guard.max_depth, guard.check_every)
         return NATIVE_HOOK
