@@ -733,10 +733,14 @@ class Device:
         # Run the code kept in flash unless the cloud offers other code. The cloud
         # sends assignment, configparams and any offer right after welcome, in
         # order; code must not start before its configparams are known.
+        # (asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow the life
+        # task's cancel at power-off when it races with the timeout, gh-86296.)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._greeted.wait(), GREETING_TIMEOUT)
+            async with asyncio.timeout(GREETING_TIMEOUT):
+                await self._greeted.wait()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._offered.wait(), OFFER_GRACE)
+            async with asyncio.timeout(OFFER_GRACE):
+                await self._offered.wait()
         s = self.settings
         assert self._ops is not None
         async with self._ops:
@@ -872,10 +876,10 @@ class Device:
 
     async def _apply_code(self, source: str, deployment: str) -> None:
         if not self.powered:
-            # A device whose power is off runs nothing. Its life task is cancelled at
-            # power-off, but Python 3.11's wait_for can swallow a cancel that races
-            # with its own timeout (gh-86296), so a life waiting out OFFER_GRACE
-            # may still get here, a second before it is cancelled again.
+            # A device whose power is off runs nothing, whatever path got here: its
+            # tasks are cancelled at power-off, but a wait_for inside one (an image
+            # fetch) can swallow that cancel in Python 3.11 (gh-86296) and go on a
+            # second longer, until cancelled again.
             return
         self._shutdown_handler = None
         self._agent_handlers.clear()
