@@ -206,6 +206,20 @@ class BrokerServer:
             self._thread = None
             self._broker = None
 
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the broker has used so far, when it is a process of its own that
+        this one started (Mosquitto, on Linux); None for an embedded broker (its CPU is
+        this process's) or an external one. For benchmarks that count what the
+        broker spends beside what its clients do (tools/broker_reference.py)."""
+        if self._proc is None:
+            return None
+        try:
+            with open(f"/proc/{self._proc.pid}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def __enter__(self) -> str:
         return self.start()
 

@@ -10,7 +10,11 @@ when nothing but MQTT is asked of it, and print the ratio:
      as the cloud publishes)                    its own ``down`` topic, as devices do)
 
 Every message goes to one subscriber, round robin, all queued at once (the
-connection keeps them in order); the clock runs from the first publish to the last delivery. On a
+connection keeps them in order); the clock runs from the first publish to the last
+delivery, and so does the count of CPU: this process's (publisher and subscribers) and,
+given ``broker_cpu`` (``BrokerServer.cpu_seconds``), the broker's. ``cpu_us_per_message``
+is then what one message costs the machine at the least: no message of a line or a
+download, which the same client and broker carry, can cost less. On a
 broker the project started, subscribers get device accounts through the same
 account commands the cloud uses (``BrokerAdmin``), removed afterwards; on an open
 broker they connect anonymously.
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from impfactory.cloud.brokeradmin import BrokerAdmin
@@ -34,12 +39,16 @@ DELIVERY_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class RawRate:
-    """What the broker delivered: messages and bytes per second, first publish to last delivery."""
+    """What the broker delivered: messages and bytes per second, first publish to last
+    delivery, and the CPU that took (``broker_cpu_s`` None where the broker's is not
+    known: an embedded broker's is in ``cpu_s``, an external one's is elsewhere)."""
 
     messages: int
     size: int
     subscribers: int
     seconds: float
+    cpu_s: float = 0.0
+    broker_cpu_s: float | None = None
 
     @property
     def messages_per_s(self) -> float:
@@ -49,13 +58,19 @@ class RawRate:
     def bytes_per_s(self) -> float:
         return self.messages * self.size / self.seconds
 
+    @property
+    def cpu_us_per_message(self) -> float:
+        """Microseconds of CPU per message: this process's and the broker's when known."""
+        return (self.cpu_s + (self.broker_cpu_s or 0.0)) / self.messages * 1e6
+
 
 async def raw_rate(cloud_url: str, *, messages: int, size: int, subscribers: int = 100,
-                   qos: int = cl.QOS) -> RawRate:
+                   qos: int = cl.QOS,
+                   broker_cpu: Callable[[], float | None] | None = None) -> RawRate:
     """Publish ``messages`` payloads of ``size`` bytes to ``subscribers`` device topics.
 
     ``cloud_url`` carries the cloud's credentials (``BrokerServer.cloud_url``) or none
-    for an open broker."""
+    for an open broker; ``broker_cpu`` reads the broker's CPU seconds so far."""
     if messages < 1 or size < 0 or subscribers < 1:
         raise BrokerError("raw rate: messages and subscribers must be at least 1")
     access = BrokerAccess.from_url(cloud_url)
@@ -79,7 +94,7 @@ async def raw_rate(cloud_url: str, *, messages: int, size: int, subscribers: int
         nonlocal received
         received += 1
         if received == messages and not done.done():
-            done.set_result(time.perf_counter())
+            done.set_result((time.perf_counter(), time.process_time(), _read(broker_cpu)))
 
     clients: list[AsyncMqtt] = []
     try:
@@ -95,18 +110,26 @@ async def raw_rate(cloud_url: str, *, messages: int, size: int, subscribers: int
         await asyncio.gather(*(c.connect() for c in clients))
         payload = bytes(size)
         topics = [f"{cl.PREFIX}/{name}/down/raw" for name in names]
-        started = time.perf_counter()
+        broker_before = _read(broker_cpu)
+        started, cpu_before = time.perf_counter(), time.process_time()
         for i in range(messages):
             publisher.publish(topics[i % subscribers], payload, qos)
         try:
-            ended = await asyncio.wait_for(done, DELIVERY_TIMEOUT)
+            ended, cpu_after, broker_after = await asyncio.wait_for(done, DELIVERY_TIMEOUT)
         except TimeoutError as err:
             raise BrokerError(f"raw rate: {received} of {messages} messages delivered within "
                               f"{DELIVERY_TIMEOUT:.0f} s") from err
-        return RawRate(messages, size, subscribers, max(ended - started, 1e-9))
+        broker_s = (broker_after - broker_before
+                    if broker_before is not None and broker_after is not None else None)
+        return RawRate(messages, size, subscribers, max(ended - started, 1e-9),
+                       cpu_after - cpu_before, broker_s)
     finally:
         await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
         if admin is not None:
             await asyncio.gather(*(admin.delete_device(n) for n in names),
                                  return_exceptions=True)
         await publisher.disconnect()
+
+
+def _read(broker_cpu: Callable[[], float | None] | None) -> float | None:
+    return broker_cpu() if broker_cpu is not None else None

@@ -21,6 +21,14 @@ raw reference (tools/broker_reference.py): as many blocks of the same size as th
 in all, from the cloud's account to one device account each, on the client the cloud
 and the devices use (impfactory/mqttconn.py). ``ratio`` is ``mib_per_s`` over the
 raw MiB/s. ``--json`` prints ``mib_per_s``, ``ratio`` and the rest as one object.
+
+``ratio_ceiling`` is the most ``ratio`` could be with this design, from figures of the
+same run: the cloud and the devices share one thread (one event loop), which does for
+each block at least what the raw reference's one process does for each message
+(``raw_cpu_us_per_message``: publisher and subscribers, first publish to last
+delivery) and checks the block's SHA-256 besides (``block_sha_us``: a block hashed
+here), so it delivers at most ``1 / (raw_cpu_us_per_message + block_sha_us)`` blocks a
+second, over the raw reference's blocks a second.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ import argparse
 import asyncio
 import functools
 import gc
+import hashlib
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -138,6 +148,17 @@ async def _update(duts: list[Device], size: int) -> dict[str, Any]:
             "failures": failed[:3]}
 
 
+def block_sha_us(size: int, runs: int = 201) -> float:
+    """Median microseconds to take the SHA-256 of one ``size``-byte block here."""
+    block = bytes(size)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        hashlib.sha256(block).digest()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
 async def run(cloud_url: str, devices: int, size: int, scale: float) -> dict[str, Any]:
     chunk = cl.DEFAULT_CHUNK_SIZE
     blocks = -(-size // chunk)
@@ -148,13 +169,26 @@ async def run(cloud_url: str, devices: int, size: int, scale: float) -> dict[str
     figures = await _deliver(cloud_url, devices, size, scale)
     after = await raw_rate(cloud_url, messages=devices * blocks, size=chunk, subscribers=devices)
     raw_mib = (before.bytes_per_s + after.bytes_per_s) / 2 / 2**20
+    raw_blocks_per_s = (before.messages_per_s + after.messages_per_s) / 2
+    # this process alone: the delivery's one thread is the bound, not the broker's CPU
+    raw_cpu_us = (before.cpu_s / before.messages + after.cpu_s / after.messages) / 2 * 1e6
+    sha_us = block_sha_us(chunk)
     return {"devices": devices, "image_bytes": size, "chunk_bytes": chunk, **figures,
             "raw_mib_per_s": round(raw_mib, 1),
             "raw_before_after": [round(before.bytes_per_s / 2**20, 1),
                                  round(after.bytes_per_s / 2**20, 1)],
             "raw_cpu_ms_per_mib": round(1000 * cpu / (before.messages * before.size / 2**20),
                                         2),
-            "ratio": round(figures["mib_per_s"] / raw_mib, 3)}
+            "ratio": round(figures["mib_per_s"] / raw_mib, 3),
+            "raw_cpu_us_per_message": round(raw_cpu_us, 1),
+            "block_sha_us": round(sha_us, 1),
+            "ratio_ceiling": round(firmware_ceiling(raw_blocks_per_s, raw_cpu_us, sha_us), 3)}
+
+
+def firmware_ceiling(raw_blocks_per_s: float, raw_cpu_us: float, sha_us: float) -> float:
+    """The highest ``ratio`` one thread allows when each block costs it at least a raw
+    message's ``raw_cpu_us`` and a SHA-256's ``sha_us`` (see the module's text)."""
+    return 1e6 / (raw_cpu_us + sha_us) / raw_blocks_per_s
 
 
 def main(args: argparse.Namespace) -> int:
@@ -175,6 +209,9 @@ def main(args: argparse.Namespace) -> int:
               f"installed in {figures['wall_s']} s, {figures['mib_per_s']} MiB/s")
         print(f"               raw broker, {figures['chunk_bytes']}-byte messages, same run: "
               f"{figures['raw_mib_per_s']} MiB/s (ratio {figures['ratio']})")
+        print(f"               ratio can be at most {figures['ratio_ceiling']} here: "
+              f"{figures['raw_cpu_us_per_message']} us CPU per raw message, "
+              f"{figures['block_sha_us']} us per block's SHA-256, one thread")
         for failure in figures["failures"]:
             print(f"               failed: {failure}")
     return 0 if figures["installed"] == figures["devices"] else 1

@@ -20,6 +20,17 @@ the command rather than measures) and prints ``broker_ratio``: the line's messag
 rate (every message the cloud received from or sent to a device, over the line's
 wall time) over that raw rate. ``messages_per_dut`` says how many the flow takes.
 
+``broker_ratio_ceiling`` is the most ``broker_ratio`` could be on this machine with
+this flow, from figures of the same run: every line message costs at least what a raw
+one costs (``raw_cpu_us_per_message``: the client's CPU both sides, and the broker's
+when it is a process this one started, first publish to last delivery), and every DUT
+at least the CPU of starting its two programs in fresh devices
+(``vm_start_ms_per_dut``: the factory firmware and the application, each run to its
+top level, medians in this process); at most ``cores`` CPUs work, so the line carries
+at most ``cores / (raw_cpu_per_message + vm_start_per_dut / messages_per_dut)``
+messages a second. Everything else a DUT costs (its light signal, enrolment, sealing,
+the store) only lowers the real figure under it.
+
 ``--language`` picks the example firmware's language: ``squirrel`` (what an imp
 runs, the default), ``python`` (the same firmware for the Python engine), or
 ``both``: the same line twice in one run, Python first, with both figures and
@@ -31,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import sys
 import time
@@ -43,6 +55,7 @@ from impfactory.fixture.report import prepare_report_dir, write_reports
 from impfactory.hw.optical import PRESETS
 from impfactory.tools.broker_reference import RawRate, raw_rate
 from impfactory.tools.cmd_line import config_from_args, quiet_network_logs, run_with_progress
+from impfactory.tools.perf_squirrel import DUT_PARAMS, start_cpu_ms
 
 RAW_MESSAGES = 20_000
 RAW_SIZE = 256
@@ -55,7 +68,24 @@ def _raw_reference(broker: str, messages: int) -> RawRate:
     server = BrokerServer(broker)
     with server:
         return asyncio.run(raw_rate(server.cloud_url, messages=messages, size=RAW_SIZE,
-                                    subscribers=RAW_SUBSCRIBERS))
+                                    subscribers=RAW_SUBSCRIBERS,
+                                    broker_cpu=server.cpu_seconds))
+
+
+def _cores() -> int:
+    """CPUs this process may run on (the line's workers and broker share them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def ratio_ceiling(cores: int, raw_per_s: float, raw_cpu_us: float, vm_ms_per_dut: float,
+                  messages_per_dut: float) -> float:
+    """The highest ``broker_ratio`` ``cores`` CPUs allow when each line message costs at
+    least ``raw_cpu_us`` and each DUT ``vm_ms_per_dut`` more (see the module's text)."""
+    per_message_s = raw_cpu_us / 1e6 + vm_ms_per_dut / 1000 / max(messages_per_dut, 1e-9)
+    return cores / per_message_s / raw_per_s
 
 
 def _cpu_s() -> float:
@@ -112,6 +142,7 @@ def _measure(args: argparse.Namespace, language: str) -> dict[str, Any]:
     python = language == "python"
     factory = examples.factory_source(FACTORY_SSID, FACTORY_PASSWORD, python=python)
     app = examples.application_source(python=python)
+    vm_ms = start_cpu_ms(factory, DUT_PARAMS) + start_cpu_ms(app, {})
     raw_before = _raw_reference(args.broker, args.raw_messages)
     started, cpu_before = time.perf_counter(), _cpu_s()
     result = asyncio.run(run_with_progress(config, args.broker, args.json,
@@ -121,7 +152,9 @@ def _measure(args: argparse.Namespace, language: str) -> dict[str, Any]:
     cpu = _cpu_s() - cpu_before
     raw_after = _raw_reference(args.broker, args.raw_messages)
     raw_rate_s = (raw_before.messages_per_s + raw_after.messages_per_s) / 2
+    raw_cpu_us = (raw_before.cpu_us_per_message + raw_after.cpu_us_per_message) / 2
     s = result.summary
+    messages_per_dut = result.link_messages / max(1, s.duts)
     doc: dict[str, Any] = {
         "language": language,
         "duts": s.duts,
@@ -138,11 +171,17 @@ def _measure(args: argparse.Namespace, language: str) -> dict[str, Any]:
         "cpu_s": round(cpu, 2),
         "lost_presses": result.lost_presses,
         "cpu_ms_per_dut": round(1000 * cpu / max(1, s.duts), 2),
-        "messages_per_dut": round(result.link_messages / max(1, s.duts), 1),
+        "messages_per_dut": round(messages_per_dut, 1),
         "line_messages_per_s": round(result.link_messages / max(s.wall_s, 1e-9)),
         "raw_messages_per_s": round(raw_rate_s),
         "raw_before_after": [round(raw_before.messages_per_s), round(raw_after.messages_per_s)],
         "broker_ratio": round(result.link_messages / max(s.wall_s, 1e-9) / raw_rate_s, 3),
+        "cores": _cores(),
+        "raw_cpu_us_per_message": round(raw_cpu_us, 1),
+        "raw_broker_cpu_counted": raw_before.broker_cpu_s is not None,
+        "vm_start_ms_per_dut": round(vm_ms, 2),
+        "broker_ratio_ceiling": round(ratio_ceiling(_cores(), raw_rate_s, raw_cpu_us, vm_ms,
+                                                    messages_per_dut), 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         # the largest finished child: the broker, or a line worker with --workers
         "child_peak_rss_mib": round(
@@ -163,6 +202,10 @@ def _print(doc: dict[str, Any]) -> None:
     print(f"           {doc['messages_per_dut']} broker messages per DUT: "
           f"{doc['line_messages_per_s']}/s against {doc['raw_messages_per_s']}/s raw "
           f"(broker_ratio {doc['broker_ratio']})")
+    print(f"           broker_ratio can be at most {doc['broker_ratio_ceiling']} here: "
+          f"{doc['raw_cpu_us_per_message']} us CPU per raw message, "
+          f"{doc['vm_start_ms_per_dut']} ms to start a DUT's two programs, "
+          f"{doc['cores']} CPUs")
     print(f"           peak memory {doc['peak_rss_mib']} MiB (this process), "
           f"{doc['child_peak_rss_mib']} MiB (largest child: broker or worker)")
 

@@ -37,6 +37,37 @@ from typing import Any
 from impfactory.errors import ImpFactoryError
 from impfactory.squirrel.memory import allocated
 
+DUT_PARAMS = {"factoryfirmware": True, "factory_imp": "000000000000"}
+"""A DUT's ``imp.configparams`` under factory firmware (another imp is the fixture)."""
+
+
+def bare_device() -> Any:
+    """An emulated DUT that is never powered on: its runtime alone, to start code in."""
+    from impfactory.clock import VirtualClock
+    from impfactory.firmware import examples
+    from impfactory.firmware.device import Device
+    from impfactory.firmware.identity import DeviceIdentity
+    from impfactory.firmware.wifi import WifiEnvironment
+
+    return Device(DeviceIdentity.from_serial(1), VirtualClock(), WifiEnvironment([]),
+                  "mqtt://127.0.0.1:1", hardware=examples.dut_board())
+
+
+def start_cpu_ms(source: str, configparams: dict[str, Any], runs: int = 15) -> float:
+    """Median CPU milliseconds to start ``source`` in a fresh device's runtime (VM made,
+    imp API bound, libraries resolved, compiled, run to its top level), after two
+    starts that warm the caches: the least a DUT pays for each program it runs."""
+    times = []
+    for i in range(runs + 2):
+        d = bare_device()
+        d.configparams = dict(configparams)
+        t0 = time.process_time()
+        d.runtime.start(source, d.engine_for(source))
+        if i >= 2:
+            times.append(time.process_time() - t0)
+        d.runtime.stop()
+    return statistics.median(times) * 1000
+
 
 def _best(fn: Callable[[], Any], repeat: int) -> float:
     """The fastest of ``repeat`` runs of ``fn`` in seconds (the least disturbed)."""
@@ -51,18 +82,10 @@ def _best(fn: Callable[[], Any], repeat: int) -> float:
 def measure(n: int = 20_000, repeat: int = 5) -> dict[str, Any]:
     import squirrel as plain_binding
 
-    from impfactory.clock import VirtualClock
     from impfactory.firmware import examples
-    from impfactory.firmware.device import Device
-    from impfactory.firmware.identity import DeviceIdentity
     from impfactory.firmware.runtime import PythonEngine
-    from impfactory.firmware.wifi import WifiEnvironment
     from impfactory.squirrel import Vm
     from impfactory.squirrel.binding import silence_cout
-
-    def device() -> Device:
-        return Device(DeviceIdentity.from_serial(1), VirtualClock(), WifiEnvironment([]),
-                      "mqtt://127.0.0.1:1", hardware=examples.dut_board())
 
     doc: dict[str, Any] = {"n": n}
     with Vm() as vm:
@@ -79,13 +102,13 @@ def measure(n: int = 20_000, repeat: int = 5) -> dict[str, Any]:
     doc["watchdog_loop_factor"] = round(doc["loop_ns_per_iteration"]
                                         / doc["plain_loop_ns_per_iteration"], 1)
 
-    dev = device()
+    dev = bare_device()
     source = f"for (local i = 0; i < {n}; i++) hardware.millis();"
     engine = dev.engine_for(source)
     top = engine.load(source)
     doc["native_us"] = round(_best(top, repeat) / n * 1e6, 2)
     engine.close()
-    py = device()
+    py = bare_device()
     py_engine = PythonEngine(__import__("impfactory.firmware.impapi", fromlist=["build_api"])
                              .build_api(py, py.runtime))
     py_top = py_engine.load(f"for i in range({n}): hardware.millis()")
@@ -94,8 +117,8 @@ def measure(n: int = 20_000, repeat: int = 5) -> dict[str, Any]:
     firmware = examples.factory_source("factory-wifi", "factory-password")
     starts, held = [], []
     for _ in range(max(5, repeat * 4)):
-        d = device()
-        d.configparams = {"factoryfirmware": True, "factory_imp": "000000000000"}
+        d = bare_device()
+        d.configparams = dict(DUT_PARAMS)
         with _counting() as count:
             t0 = time.perf_counter()
             d.runtime.start(firmware, d.engine_for(firmware))
@@ -105,7 +128,7 @@ def measure(n: int = 20_000, repeat: int = 5) -> dict[str, Any]:
         d.runtime.stop()  # its VM is closed (freed) here
     doc["start_ms"] = round(statistics.median(starts) * 1000, 2)
     if held:
-        doc.update(_vm_memory(device, statistics.median(held)))
+        doc.update(_vm_memory(bare_device, statistics.median(held)))
     return doc
 
 
