@@ -22,9 +22,11 @@ from typing import Any
 
 import pytest
 
+from impfactory.backoff import Backoff
 from impfactory.devicecode import mark_python
 from impfactory.firmware.examples import factory_source
 from impfactory.firmware.fleet import FACTORY_PASSWORD, FACTORY_SSID
+from impfactory.firmware.wifi import ConnectionManager, StageTimes
 from impfactory.tools import cli
 from impfactory.tools.cmd_device import BLESS_CALL, dut_code
 from impfactory.tools.plugin_asserts import assert_led_sequence
@@ -69,6 +71,25 @@ def test_blinkup_ok_but_a_network_that_does_not_fit_never_connects(capsys,
     # three seconds on a clock scaled x100: a timer the loop serves 15 ms late (a busy
     # machine) shows as 1.5 s more; never less than three
     assert 2.95 <= shown < 4.5
+
+
+def test_the_red_stages_show_even_when_the_next_attempt_comes_late(
+        capsys, broker_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loaded machine serves a DUT's timers late, so its next attempt can start well
+    after the first failure. Here on purpose: the first attempt fails at 1.25 s, inside
+    the green, and the next one starts at 2.75 s and fails at its join at 4.0 s. A life
+    that ended a fixed 2 s after the first failure was off at 3.25 s, before the
+    second attempt's join: no attempt was seen through after the green (one loaded
+    full run showed only a search after it). The life ends once an attempt has failed
+    with the green over, so its search and join are both on the timeline."""
+    def slow(clock: Any, led: Any, env: Any, mac: str, times: Any) -> ConnectionManager:
+        return ConnectionManager(clock, led, env, mac, StageTimes(join=0.5),
+                                 Backoff(first=1.5, jitter=0.0))
+
+    monkeypatch.setattr("impfactory.firmware.device._ConnectionManager", slow)
+    out = life(capsys, broker_url, "--fault", "wrong_password")
+    assert_led_sequence(leds(out), ["blinkup_ok", "searching_wifi", "joining_wifi"])
+    assert "online" not in leds(out)
 
 
 def test_an_impos_update_shows_solid_green_before_the_dut_firmware(capsys,

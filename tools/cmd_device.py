@@ -43,6 +43,7 @@ from impfactory.firmware.wifi import AccessPoint, WifiEnvironment
 from impfactory.fixture.dut import MISPLACED_OFFSET_MM
 from impfactory.hw.optical import OpticalChannel, OpticalConfig
 from impfactory.protocol.blinkup import BlinkUpConfig
+from impfactory.protocol.statusled import LedState
 from impfactory.tools.cmd_blinkup import without_passwords
 from impfactory.tools.emulated_zone import build_test_zone, start_fixture
 from impfactory.tools.firmware_input import (
@@ -183,10 +184,24 @@ class _Station:
             await dut.wait_for(want, self.timeout, since=since)
             while fault == "none" and not dut.blessed:
                 await dut.wait_for(want, self.timeout)  # the DUT firmware; then the app
+            if want is DeviceEvent.CONNECT_FAILED:
+                await self._fails_in_sight()
         except TimeoutError as err:
             raise DeviceLifeFailed(f"the DUT never reached {want.value}") from err
         if fault == "no_bless":
             await self.clock.sleep(NO_VERDICT_WATCH_S)
+
+
+    async def _fails_in_sight(self) -> None:
+        """Follow the DUT until a connection attempt fails with its LED no longer
+        holding the BlinkUp's green: the red stages that attempt showed are what the
+        operator reads (the guide's "three seconds of solid green, then red"). The
+        first attempt fails inside those three seconds, its stages held back by the
+        green; waiting for the next failure, not for a time, keeps the stages on the
+        timeline however late a loaded machine serves the device's timers."""
+        dut = self.dut
+        while dut.led.state is LedState.BLINKUP_OK:
+            await dut.wait_for(DeviceEvent.CONNECT_FAILED, self.timeout, since=len(dut.events))
 
 
 def _check_png(path: Path) -> None:
