@@ -234,8 +234,8 @@ class BrokerServer:
 
         binary = find_mosquitto()
         assert binary is not None
-        self._tmp = tempfile.TemporaryDirectory(prefix="impfactory-mosquitto-")
         realm = self.realm = self._realm("mosquitto")
+        run = self._run_dir(realm)
         passwords, acl = realm.directory / "passwords", realm.directory / "acl"
         if realm.accounts is None:
             realm.accounts = AccountFile(passwords, realm.fixed_accounts())
@@ -244,11 +244,11 @@ class BrokerServer:
         last = ""
         for attempt in range(5 if self.port is None else 1):
             port = self._port(realm) if attempt == 0 else free_port()
-            conf = Path(self._tmp.name) / "mosquitto.conf"
+            conf = run / "mosquitto.conf"
             conf.write_text(MOSQUITTO_CONF.format(
                 port=port, passwords=passwords, acl=acl, user=brokersec.mosquitto_user(),
                 max_packet=MAX_PACKET))
-            errlog = open(Path(self._tmp.name) / "mosquitto.log", "wb")  # noqa: SIM115
+            errlog = open(run / "mosquitto.log", "wb")  # noqa: SIM115
             proc = subprocess.Popen(
                 [binary, "-c", str(conf)],
                 stdin=subprocess.DEVNULL,
@@ -274,10 +274,24 @@ class BrokerServer:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-            last = (Path(self._tmp.name) / "mosquitto.log").read_text(errors="replace")[-500:]
-        self._tmp.cleanup()
-        self._tmp = None
+            last = (run / "mosquitto.log").read_text(errors="replace")[-500:]
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
         raise BrokerError(f"mosquitto did not start: {last.strip() or 'no output'}")
+
+    def _run_dir(self, realm: Realm) -> Path:
+        """Where Mosquitto's configuration and log go: beside its accounts when those
+        are kept in ``home`` (a process killed before ``stop``, as a crash drill kills a
+        cloud, leaves them there, in a directory its owner keeps, not one more in the
+        system's temporary directory; the log stays readable after a crash), else a
+        temporary directory that ``stop`` removes."""
+        if realm.home is not None:
+            run = realm.home / "mosquitto"
+            run.mkdir(mode=0o700, exist_ok=True)
+            return run
+        self._tmp = tempfile.TemporaryDirectory(prefix="impfactory-mosquitto-")
+        return Path(self._tmp.name)
 
     def _pid(self) -> int:
         """Mosquitto's process ID (the account agent signals it to reload)."""

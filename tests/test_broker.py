@@ -8,6 +8,8 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -336,3 +338,39 @@ def test_more_messages_than_mqtt_has_packet_ids_leave_in_order(broker_url: str) 
     space per message: that took 39 s here, this takes about 1.5 s)."""
     assert _queued_then_connected(broker_url, "many", 70_000) == [
         str(i).encode() for i in range(70_000)]
+
+
+def test_a_killed_owner_leaves_mosquittos_files_in_its_home_not_in_tmp(tmp_path: Path) -> None:
+    """A process killed before it stops its broker (the crash drill kills clouds with
+    SIGKILL) removes nothing: with a ``home`` (``cloud serve`` keeps one beside its
+    database), Mosquitto's configuration and log are written there, so a kill leaves
+    no directory behind in the system's temporary directory (the suite left two a run
+    there before)."""
+    if not find_mosquitto() and not IN_CI:
+        pytest.skip("mosquitto is not installed")
+    home = tmp_path / "broker"
+    tmp = Path(tempfile.gettempdir())
+    before = set(tmp.glob("impfactory-mosquitto-*"))
+    owner = ("import pathlib, sys, time\n"
+             "from impfactory.cloud.broker import BrokerServer\n"
+             "print(BrokerServer('mosquitto', home=pathlib.Path(sys.argv[1])).start(), "
+             "flush=True)\n"
+             "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", owner, str(home)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("mqtt://")
+    finally:
+        proc.kill()
+        proc.wait()
+    ours = [d for d in set(tmp.glob("impfactory-mosquitto-*")) - before
+            if str(home) in _text(d / "mosquitto.conf")]
+    assert ours == []
+    assert {"mosquitto.conf", "mosquitto.log"} <= {p.name for p in (home / "mosquitto").iterdir()}
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
