@@ -191,7 +191,6 @@ class _Station:
         if fault == "no_bless":
             await self.clock.sleep(NO_VERDICT_WATCH_S)
 
-
     async def _fails_in_sight(self) -> None:
         """Follow the DUT until a connection attempt fails with its LED no longer
         holding the BlinkUp's green: the red stages that attempt showed are what the
