@@ -41,6 +41,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from impfactory import procstat
 from impfactory.brokerurl import BrokerUrlError, parse_url
 from impfactory.cloud import brokersec
 from impfactory.cloud.brokersec import BrokerAccess, Realm
@@ -211,14 +212,7 @@ class BrokerServer:
         this one started (Mosquitto, on Linux); None for an embedded broker (its CPU is
         this process's) or an external one. For benchmarks that count what the
         broker spends beside what its clients do (tools/broker_reference.py)."""
-        if self._proc is None:
-            return None
-        try:
-            with open(f"/proc/{self._proc.pid}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return procstat.cpu_seconds(self._proc.pid) if self._proc is not None else None
 
     def __enter__(self) -> str:
         return self.start()

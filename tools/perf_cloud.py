@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import signal
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from impfactory import procstat
 from impfactory.cloud.broker import BrokerServer
 from impfactory.cloud.errors import InvalidError
 from impfactory.cloud.fakedevice import FakeDevice
@@ -73,8 +73,11 @@ def _setup(db_path: Path, fixtures: int) -> list[tuple[str, str]]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The cloud process's CPU seconds so far (the figure this benchmark is for)."""
+    cpu = procstat.cpu_seconds(pid)
+    if cpu is None:
+        raise InvalidError(f"cannot read the CPU time of process {pid} (/proc: Linux only)")
+    return cpu
 
 
 async def _run(url: str, fixture_ids: list[tuple[str, str]], indices: range,

@@ -1,0 +1,24 @@
+"""``impfactory.procstat``: another process's CPU seconds, or None when they cannot be read."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from impfactory import procstat
+
+
+def test_a_busy_process_is_counted_and_a_gone_one_is_none() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        start = procstat.cpu_seconds(proc.pid)
+        time.sleep(0.3)
+        busy = procstat.cpu_seconds(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert start is not None and busy is not None and busy - start >= 0.1
+    assert procstat.cpu_seconds(proc.pid) is None  # reaped: no /proc entry
+    assert procstat.cpu_seconds(os.getpid()) is not None
