@@ -158,6 +158,7 @@ def _measure(args: argparse.Namespace, language: str) -> dict[str, Any]:
     raw_cpu_us = (raw_before.cpu_us_per_message + raw_after.cpu_us_per_message) / 2
     s = result.summary
     messages_per_dut = result.link_messages / max(1, s.duts)
+    cores = _cores()
     doc: dict[str, Any] = {
         "language": language,
         "duts": s.duts,
@@ -179,11 +180,11 @@ def _measure(args: argparse.Namespace, language: str) -> dict[str, Any]:
         "raw_messages_per_s": round(raw_rate_s),
         "raw_before_after": [round(raw_before.messages_per_s), round(raw_after.messages_per_s)],
         "broker_ratio": round(result.link_messages / max(s.wall_s, 1e-9) / raw_rate_s, 3),
-        "cores": _cores(),
+        "cores": cores,
         "raw_cpu_us_per_message": round(raw_cpu_us, 1),
         "raw_broker_cpu_counted": broker_counted,
         "vm_start_ms_per_dut": round(vm_ms, 2),
-        "broker_ratio_ceiling": round(ratio_ceiling(_cores(), raw_rate_s, raw_cpu_us, vm_ms,
+        "broker_ratio_ceiling": round(ratio_ceiling(cores, raw_rate_s, raw_cpu_us, vm_ms,
                                                     messages_per_dut), 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         # the largest finished child: the broker, or a line worker with --workers
