@@ -105,6 +105,14 @@ static Slot *slot_and_number(PyObject *args, long *n) {
     return require(vm);
 }
 
+/* Counting starts (an entry begins, or the VM is first watched): no calls yet, and a
+   whole countdown to the next look at the clock. */
+static void restart(Slot *slot, long check_every) {
+    slot->depth = 0;
+    slot->check_every = check_every;
+    slot->countdown = check_every;
+}
+
 static void call_slow(uintptr_t v, int kind, int line, int overflow) {
     if (slow == NULL) {
         return;
@@ -184,10 +192,8 @@ static PyObject *watch(PyObject *self, PyObject *args) {
         slot = &table[i];
         slot->v = (uintptr_t)v;
     }
-    slot->depth = 0;
     slot->max_depth = max_depth;
-    slot->countdown = check_every;
-    slot->check_every = check_every;
+    restart(slot, check_every);
     Py_RETURN_NONE;
 }
 
@@ -217,9 +223,7 @@ static PyObject *arm(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "check_every must be at least 1");
         return NULL;
     }
-    slot->depth = 0;
-    slot->check_every = check_every;
-    slot->countdown = check_every;
+    restart(slot, check_every);
     Py_RETURN_NONE;
 }
 
