@@ -32,16 +32,19 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from impfactory.errors import ImpFactoryError
 from impfactory.squirrel.memory import allocated
 
-DUT_PARAMS = {"factoryfirmware": True, "factory_imp": "000000000000"}
+if TYPE_CHECKING:
+    from impfactory.firmware.device import Device
+
+DUT_PARAMS: dict[str, str | bool] = {"factoryfirmware": True, "factory_imp": "000000000000"}
 """A DUT's ``imp.configparams`` under factory firmware (another imp is the fixture)."""
 
 
-def bare_device() -> Any:
+def bare_device() -> Device:
     """An emulated DUT that is never powered on: its runtime alone, to start code in."""
     from impfactory.clock import VirtualClock
     from impfactory.firmware import examples
@@ -53,7 +56,7 @@ def bare_device() -> Any:
                   "mqtt://127.0.0.1:1", hardware=examples.dut_board())
 
 
-def start_cpu_ms(source: str, configparams: dict[str, Any], runs: int = 15) -> float:
+def start_cpu_ms(source: str, configparams: dict[str, str | bool], runs: int = 15) -> float:
     """Median CPU milliseconds to start ``source`` in a fresh device's runtime (VM made,
     imp API bound, libraries resolved, compiled, run to its top level), after two
     starts that warm the caches: the least a DUT pays for each program it runs."""
